@@ -1,0 +1,64 @@
+"""The adapter base class: what every array library gets from the standard alone."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from . import _fallback
+
+Array = Any
+Namespace = Any
+
+#: A native implementation of a whole public function.  It takes the public
+#: function's arguments and returns its result, or ``NotImplemented`` to hand
+#: the call to the written-once definition (e.g. for an argument it lacks).
+FastPath = Callable[..., Any]
+
+
+class Adapter:
+    """Primitives and fast paths for one array library.
+
+    The base class implements every primitive with the standard only
+    (``backends/_fallback.py``); a library's adapter overrides what it has
+    natively and lists its fast paths.  Adapters are created once per
+    namespace and cached, so construction may import the library.
+    """
+
+    #: Short library name, as used by the test matrix and the reports.
+    name = "generic"
+    #: Whether ``stop_gradient`` and autodiff mean anything for this library.
+    differentiable = False
+
+    def __init__(self, xp: Namespace) -> None:
+        self.xp = xp
+        self.fast_paths: dict[str, FastPath] = self._fast_paths()
+
+    def __repr__(self) -> str:
+        return f"<xpnn adapter {self.name!r} for {getattr(self.xp, '__name__', self.xp)}>"
+
+    def _fast_paths(self) -> dict[str, FastPath]:
+        return {}
+
+    def compile(self, function: Callable[..., Any], static_argnames: tuple[str, ...]) -> FastPath | None:
+        """A compiled version of a written-once public function, or None.
+
+        Called once per public function without a native fast path; a library
+        whose eager calls are slow (JAX) returns a cached compiled version.
+        """
+        return None
+
+    # -- primitives the standard lacks -------------------------------------
+    def erf(self, x: Array) -> Array:
+        """Error function, elementwise."""
+        return _fallback.erf(self.xp, x)
+
+    def erfc(self, x: Array) -> Array:
+        """Complementary error function ``1 - erf(x)``, accurate in the tail."""
+        return _fallback.erfc(self.xp, x)
+
+    def stop_gradient(self, x: Array) -> Array:
+        """``x`` as a constant for autodiff (identity where there is no autodiff)."""
+        return x
+
+    def default_float(self, device: Any = None) -> Any:
+        """The library's default real floating dtype (float32 for torch and jax, float64 for numpy)."""
+        return self.xp.__array_namespace_info__().default_dtypes(device=device)["real floating"]

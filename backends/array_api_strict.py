@@ -1,0 +1,15 @@
+"""array-api-strict adapter: the standard and nothing else.
+
+Every primitive is the standard-only fallback, so running the test suite on
+array-api-strict proves that the written-once code uses only the standard.
+"""
+from __future__ import annotations
+
+from ._base import Adapter
+
+
+class ArrayApiStrictAdapter(Adapter):
+    name = "array_api_strict"
+
+
+ADAPTER = ArrayApiStrictAdapter

@@ -1,0 +1,73 @@
+"""JAX adapter: ``jax.lax`` primitives and jitted fast paths.
+
+Eager JAX pays a dispatch per operation, so every public function runs as a
+cached ``jax.jit`` on JAX arrays: ``jax.nn``'s own definition where its
+semantics are xpnn's, otherwise the written-once definition compiled by
+:meth:`JaxAdapter.compile`.  Inside a user's ``jax.jit`` the jitted call is
+inlined, so the traced program is the same as calling ``jax.nn`` directly.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.nn as jnn
+
+from ._base import Adapter, FastPath
+
+# xpnn name -> (jax.nn function, its static (non-array) arguments).
+_JAX_NN = {
+    "relu": (jnn.relu, ()),
+    "relu6": (jnn.relu6, ()),
+    "leaky_relu": (jnn.leaky_relu, ()),
+    "elu": (jnn.elu, ()),
+    "selu": (jnn.selu, ()),
+    "celu": (jnn.celu, ()),
+    "gelu": (jnn.gelu, ("approximate",)),
+    "silu": (jnn.silu, ()),
+    "swish": (jnn.silu, ()),
+    "mish": (jnn.mish, ()),
+    "hard_silu": (jnn.hard_silu, ()),
+    "hard_swish": (jnn.hard_silu, ()),
+    "squareplus": (jnn.squareplus, ()),
+    "sigmoid": (jnn.sigmoid, ()),
+    "hard_sigmoid": (jnn.hard_sigmoid, ()),
+    "log_sigmoid": (jnn.log_sigmoid, ()),
+    "soft_sign": (jnn.soft_sign, ()),
+    "tanh": (jnn.tanh, ()),
+    "hard_tanh": (jnn.hard_tanh, ()),
+    "softplus": (jnn.softplus, ()),
+    "sparse_plus": (jnn.sparse_plus, ()),
+    "sparse_sigmoid": (jnn.sparse_sigmoid, ()),
+    "log1mexp": (jnn.log1mexp, ()),
+    "softmax": (jnn.softmax, ("axis",)),
+    "log_softmax": (jnn.log_softmax, ("axis",)),
+    "logsumexp": (jnn.logsumexp, ("axis", "keepdims", "return_sign")),
+}
+
+
+class JaxAdapter(Adapter):
+    name = "jax"
+    differentiable = True
+
+    def _fast_paths(self) -> dict[str, FastPath]:
+        return {
+            name: jax.jit(function, static_argnames=static)
+            for name, (function, static) in _JAX_NN.items()
+        }
+
+    def compile(self, function: Callable[..., Any], static_argnames: tuple[str, ...]) -> FastPath:
+        """The written-once ``function`` as a cached ``jax.jit``."""
+        return jax.jit(function, static_argnames=static_argnames)
+
+    def erf(self, x):
+        return jax.lax.erf(x)
+
+    def erfc(self, x):
+        return jax.lax.erfc(x)
+
+    def stop_gradient(self, x):
+        return jax.lax.stop_gradient(x)
+
+
+ADAPTER = JaxAdapter

@@ -1,0 +1,184 @@
+"""PyTorch adapter: ``torch.special`` primitives, autograd, and ``torch.nn.functional`` fast paths.
+
+Each fast path is the fused torch kernel of a public function.  It takes the
+call only when it gives the written-once (jax.nn) semantics; otherwise it
+returns ``NotImplemented`` and the written-once definition runs:
+
+* floating tensors only (jax.nn promotes integers, torch often refuses them);
+* scalar hyper-parameters only (a tensor ``negative_slope`` broadcasts in jax);
+* ``hard_tanh`` and ``leaky_relu`` only without autograd: torch's gradients at
+  their kinks (0 at +-1, 0.01 at 0) differ from jax's (1 and 1);
+* ``softplus`` keeps torch's linear cut-off but moves it where it is exact
+  for the dtype (20 below float64, 40 in float64), so it equals ``logaddexp(x, 0)``;
+* ``celu`` with ``alpha == 0`` (torch raises, jax returns nan/0).
+
+The known remaining differences are sign-of-zero ones (torch's ``relu(-0.0)``
+is ``-0.0``, jax's ``+0.0``) and torch keeping float32 subnormals that XLA
+flushes to zero.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ._base import Adapter, FastPath
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _floating(x: Any) -> bool:
+    return isinstance(x, torch.Tensor) and x.is_floating_point()
+
+
+def _unary(function):
+    """A fast path for a function of ``x`` alone."""
+
+    def fast(x):
+        return function(x) if _floating(x) else NotImplemented
+
+    return fast
+
+
+def _with_scalar(function, parameter: str, default: float):
+    """A fast path for ``f(x, parameter=scalar)``."""
+
+    def fast(x, *args, **kwargs):
+        value = args[0] if args else kwargs.pop(parameter, default)
+        if len(args) > 1 or kwargs or not (_floating(x) and _number(value)):
+            return NotImplemented
+        return function(x, value)
+
+    fast.__name__ = f"fast_{parameter}"
+    return fast
+
+
+def _no_grad_only(function):
+    def fast(x, *args, **kwargs):
+        if x.requires_grad and torch.is_grad_enabled():
+            return NotImplemented
+        return function(x, *args, **kwargs)
+
+    return fast
+
+
+def _celu(x, alpha=1.0):
+    if not (_floating(x) and _number(alpha)) or alpha == 0:
+        return NotImplemented
+    return F.celu(x, alpha)
+
+
+def _gelu(x, approximate=True):
+    if not _floating(x) or not isinstance(approximate, bool):
+        return NotImplemented
+    return F.gelu(x, approximate="tanh" if approximate else "none")
+
+
+def _softplus(x):
+    if not _floating(x):
+        return NotImplemented
+    return F.softplus(x, threshold=40.0 if x.dtype == torch.float64 else 20.0)
+
+
+def _axis_softmax(function):
+    def fast(x, axis=-1, where=None):
+        if not (_floating(x) and where is None and isinstance(axis, int) and x.ndim):
+            return NotImplemented
+        return function(x, axis)
+
+    return fast
+
+
+def _logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, where=None):
+    if not (_floating(a) and b is None and where is None and not return_sign and a.ndim):
+        return NotImplemented
+    dims = tuple(range(a.ndim)) if axis is None else axis
+    return torch.logsumexp(a, dim=dims, keepdim=keepdims)
+
+
+def _glu(x, axis=-1):
+    if not (_floating(x) and isinstance(axis, int) and x.ndim and -x.ndim <= axis < x.ndim):
+        return NotImplemented
+    if x.shape[axis] % 2:
+        return NotImplemented
+    return F.glu(x, axis)
+
+
+def _soft_shrink(x, lambd=0.5):
+    if not (_floating(x) and _number(lambd)) or lambd < 0:
+        return NotImplemented
+    return F.softshrink(x, lambd)
+
+
+def _threshold(x, threshold, value):
+    if not (_floating(x) and _number(threshold) and _number(value)):
+        return NotImplemented
+    return F.threshold(x, threshold, value)
+
+
+def _rrelu(x, lower=0.125, upper=1.0 / 3.0, *, key=None):
+    if key is not None or not (_floating(x) and _number(lower) and _number(upper)):
+        return NotImplemented
+    return F.rrelu(x, lower, upper, training=False)
+
+
+def _prelu(x, weight):
+    if not (_floating(x) and isinstance(weight, torch.Tensor) and weight.dtype == x.dtype):
+        return NotImplemented
+    if weight.ndim > 1 or (weight.numel() != 1 and (x.ndim < 2 or x.shape[1] != weight.numel())):
+        return NotImplemented
+    return F.prelu(x, weight.reshape(-1))
+
+
+class TorchAdapter(Adapter):
+    name = "torch"
+    differentiable = True
+
+    def _fast_paths(self) -> dict[str, FastPath]:
+        return {
+            "relu": _unary(F.relu),
+            "relu6": _unary(F.relu6),
+            "leaky_relu": _no_grad_only(_with_scalar(F.leaky_relu, "negative_slope", 0.01)),
+            "elu": _with_scalar(F.elu, "alpha", 1.0),
+            "selu": _unary(F.selu),
+            "celu": _celu,
+            "gelu": _gelu,
+            "silu": _unary(F.silu),
+            "swish": _unary(F.silu),
+            "mish": _unary(F.mish),
+            "sigmoid": _unary(torch.sigmoid),
+            "tanh": _unary(torch.tanh),
+            "hard_tanh": _no_grad_only(_unary(F.hardtanh)),
+            "hard_sigmoid": _unary(F.hardsigmoid),
+            "hard_silu": _unary(F.hardswish),
+            "hard_swish": _unary(F.hardswish),
+            "log_sigmoid": _unary(F.logsigmoid),
+            "soft_sign": _unary(F.softsign),
+            "softplus": _softplus,
+            "softmax": _axis_softmax(torch.softmax),
+            "log_softmax": _axis_softmax(torch.log_softmax),
+            "softmin": _axis_softmax(F.softmin),
+            "logsumexp": _logsumexp,
+            "glu": _glu,
+            "hard_shrink": _with_scalar(F.hardshrink, "lambd", 0.5),
+            "soft_shrink": _soft_shrink,
+            "tanh_shrink": _unary(F.tanhshrink),
+            "threshold": _threshold,
+            "rrelu": _rrelu,
+            "prelu": _prelu,
+        }
+
+    def erf(self, x):
+        return torch.special.erf(x)
+
+    def erfc(self, x):
+        return torch.special.erfc(x)
+
+    def stop_gradient(self, x):
+        return x.detach()
+
+
+ADAPTER = TorchAdapter

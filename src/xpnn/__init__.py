@@ -1,0 +1,32 @@
+"""xpnn: neural-network building blocks written once against the Python Array API standard.
+
+Every function takes arrays of any Array API library (NumPy, CuPy, JAX,
+PyTorch, Dask, array-api-strict, ...) and returns arrays of the same library
+on the same device.  Names and semantics follow ``jax.nn``; the activations
+that only ``torch.nn`` has use torch's names and defaults.
+"""
+from xpnn._dispatch import fast_paths, fast_paths_enabled, set_fast_paths
+from xpnn.activations import (
+    celu, elu, gelu, glu, hard_sigmoid, hard_silu, hard_swish, hard_tanh, leaky_relu,
+    log1mexp, log_sigmoid, mish, relu, relu6, selu, sigmoid, silu, soft_sign, softplus,
+    sparse_plus, sparse_sigmoid, squareplus, swish, tanh,
+)
+from xpnn.array_functions import identity, one_hot, scaled_matmul
+from xpnn.reductions import log_softmax, logmeanexp, logsumexp, softmax, standardize
+from xpnn.torch_activations import (
+    hard_shrink, prelu, rrelu, soft_shrink, softmin, tanh_shrink, threshold,
+)
+
+__version__ = "0.1.0"
+
+#: Every public array function, by name (the conformance suite checks each).
+FUNCTIONS = (
+    "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "swish", "mish",
+    "hard_silu", "hard_swish", "squareplus", "sigmoid", "hard_sigmoid", "log_sigmoid",
+    "soft_sign", "tanh", "hard_tanh", "softmax", "log_softmax", "softplus", "standardize",
+    "glu", "one_hot", "logsumexp", "logmeanexp", "log1mexp", "sparse_plus", "sparse_sigmoid",
+    "identity", "scaled_matmul",
+    "hard_shrink", "soft_shrink", "tanh_shrink", "threshold", "rrelu", "prelu", "softmin",
+)
+
+__all__ = [*FUNCTIONS, "set_fast_paths", "fast_paths", "fast_paths_enabled"]

@@ -1,0 +1,291 @@
+r"""Elementwise activations of ``jax.nn`` (and ``flax.linen``), written once.
+
+Each function takes an array of any Array API library and returns an array of
+the same library, device and floating dtype.  Names, signatures, defaults,
+values at edge points and gradients at kinks follow ``jax.nn`` (jax 0.10):
+integer inputs are promoted to the library's default float except where jax
+keeps them (``relu``, ``hard_tanh``) or refuses them (``sigmoid``, ``silu``).
+Branches use ``where`` with safe operands so that the unselected branch never
+puts a NaN into a gradient.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from xpnn._checks import floating, normalize_axis, numeric, require_floating
+from xpnn._dispatch import adapter_of, namespace, public
+
+Array = Any
+
+__all__ = [
+    "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "swish",
+    "mish", "hard_silu", "hard_swish", "squareplus", "sigmoid", "hard_sigmoid",
+    "log_sigmoid", "soft_sign", "tanh", "hard_tanh", "softplus", "sparse_plus",
+    "sparse_sigmoid", "log1mexp", "glu",
+]
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_SQRT_HALF = math.sqrt(0.5)
+_LOG_2 = math.log(2.0)
+
+
+@public()
+def relu(x: Array) -> Array:
+    r"""Rectified linear unit, :math:`\max(x, 0)`.
+
+    Matches ``jax.nn.relu``: integer dtypes are kept, ``relu(-0.0)`` is
+    ``+0.0``, NaN propagates, and the gradient at 0 is 0.
+    """
+    xp = namespace(x)
+    x = numeric(xp, x, "relu")
+    return xp.where(x <= 0, 0, x)
+
+
+@public()
+def relu6(x: Array) -> Array:
+    r"""ReLU capped at 6, :math:`\min(\max(x, 0), 6)`.
+
+    Matches ``jax.nn.relu6``; the gradient is 0 at both kinks (0 and 6).
+    """
+    xp = namespace(x)
+    x = floating(xp, x, "relu6")
+    return xp.where(x <= 0, 0.0, xp.where(x >= 6, 6.0, x))
+
+
+@public()
+def leaky_relu(x: Array, negative_slope: Array | float = 1e-2) -> Array:
+    r"""Leaky ReLU, :math:`x` if :math:`x \ge 0` else :math:`\alpha x`.
+
+    Matches ``jax.nn.leaky_relu``; ``negative_slope`` may be an array that
+    broadcasts against ``x``; the gradient at 0 is 1.
+    """
+    xp = namespace(x, negative_slope)
+    x = floating(xp, x, "leaky_relu")
+    return xp.where(x >= 0, x, negative_slope * x)
+
+
+@public()
+def elu(x: Array, alpha: Array | float = 1.0) -> Array:
+    r"""Exponential linear unit, :math:`x` if :math:`x > 0` else :math:`\alpha(e^x - 1)`.
+
+    Matches ``jax.nn.elu`` (uses ``expm1``; the gradient at 0 is ``alpha``).
+    """
+    xp = namespace(x, alpha)
+    x = floating(xp, x, "elu")
+    positive = x > 0
+    return xp.where(positive, x, alpha * xp.expm1(xp.where(positive, 0.0, x)))
+
+
+@public()
+def selu(x: Array) -> Array:
+    r"""Scaled ELU, :math:`\lambda\,\mathrm{elu}(x, \alpha)` with the self-normalizing constants.
+
+    Matches ``jax.nn.selu`` and ``torch.nn.SELU``
+    (:math:`\alpha \approx 1.6733`, :math:`\lambda \approx 1.0507`).
+    """
+    xp = namespace(x)
+    x = floating(xp, x, "selu")
+    return _SELU_SCALE * elu.written_once(x, _SELU_ALPHA)
+
+
+@public()
+def celu(x: Array, alpha: Array | float = 1.0) -> Array:
+    r"""Continuously differentiable ELU, :math:`\max(x,0) + \alpha\,\mathrm{expm1}(\min(x,0)/\alpha)`.
+
+    Matches ``jax.nn.celu`` (``celu(-0.0)`` is ``+0.0``; ``alpha=0`` gives NaN
+    for positive and 0 for negative inputs, as jax does).
+    """
+    xp = namespace(x, alpha)
+    x = floating(xp, x, "celu")
+    return xp.maximum(x, 0.0) + alpha * xp.expm1(xp.minimum(x, 0.0) / alpha)
+
+
+@public(static=("approximate",))
+def gelu(x: Array, approximate: bool = True) -> Array:
+    r"""Gaussian error linear unit.
+
+    ``approximate=True`` (the default, as in ``jax.nn.gelu``):
+    :math:`\frac{x}{2}\left(1 + \tanh\left(\sqrt{2/\pi}\,(x + 0.044715 x^3)\right)\right)`.
+    ``approximate=False``: :math:`\frac{x}{2}\,\mathrm{erfc}(-x/\sqrt2)`, exact and
+    accurate in the negative tail.  (``torch.nn.GELU`` defaults to the exact
+    form; see :func:`xpnn.torch_nn.gelu` for torch's default.)
+    """
+    adapter = adapter_of(x)
+    xp = adapter.xp
+    x = floating(xp, x, "gelu")
+    if approximate:
+        cdf = 0.5 * (1.0 + xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * (x * x * x))))
+        return x * cdf
+    return 0.5 * x * adapter.erfc(-x * _SQRT_HALF)
+
+
+@public()
+def sigmoid(x: Array) -> Array:
+    r"""Logistic sigmoid, :math:`1 / (1 + e^{-x})`.
+
+    Matches ``jax.nn.sigmoid``; integer input raises ``TypeError`` as in jax.
+    The form never overflows: ``exp(-x)`` may become ``inf`` and ``1/inf`` is 0.
+    """
+    xp = namespace(x)
+    x = require_floating(xp, x, "sigmoid")
+    return 1.0 / (1.0 + xp.exp(-x))
+
+
+@public()
+def silu(x: Array) -> Array:
+    r"""Sigmoid linear unit (swish), :math:`x\,\sigma(x)`. Matches ``jax.nn.silu``."""
+    xp = namespace(x)
+    x = require_floating(xp, x, "silu")
+    return x * sigmoid.written_once(x)
+
+
+swish = silu
+
+
+@public()
+def mish(x: Array) -> Array:
+    r"""Mish, :math:`x \tanh(\mathrm{softplus}(x))`. Matches ``jax.nn.mish``."""
+    xp = namespace(x)
+    x = floating(xp, x, "mish")
+    return x * xp.tanh(softplus.written_once(x))
+
+
+@public()
+def hard_sigmoid(x: Array) -> Array:
+    r"""Hard sigmoid, :math:`\mathrm{relu6}(x + 3) / 6`. Matches ``jax.nn.hard_sigmoid``."""
+    xp = namespace(x)
+    x = floating(xp, x, "hard_sigmoid")
+    return relu6.written_once(x + 3.0) / 6.0
+
+
+@public()
+def hard_silu(x: Array) -> Array:
+    r"""Hard SiLU (hard swish), :math:`x\,\mathrm{relu6}(x + 3) / 6`. Matches ``jax.nn.hard_silu``."""
+    xp = namespace(x)
+    x = floating(xp, x, "hard_silu")
+    return x * hard_sigmoid.written_once(x)
+
+
+hard_swish = hard_silu
+
+
+@public()
+def squareplus(x: Array, b: Array | float = 4) -> Array:
+    r"""Squareplus, :math:`(x + \sqrt{x^2 + b}) / 2`. Matches ``jax.nn.squareplus``."""
+    xp = namespace(x, b)
+    x = floating(xp, x, "squareplus")
+    return (x + xp.sqrt(x * x + b)) / 2
+
+
+@public()
+def log_sigmoid(x: Array) -> Array:
+    r"""Log-sigmoid, :math:`-\mathrm{softplus}(-x)`, stable for large ``|x|``. Matches ``jax.nn.log_sigmoid``."""
+    xp = namespace(x)
+    if xp.isdtype(x.dtype, "bool"):
+        raise TypeError(f"log_sigmoid: x must have a numeric dtype, got {x.dtype}")
+    x = floating(xp, x, "log_sigmoid")
+    return -softplus.written_once(-x)
+
+
+@public()
+def soft_sign(x: Array) -> Array:
+    r"""Soft-sign, :math:`x / (|x| + 1)`. Matches ``jax.nn.soft_sign``."""
+    xp = namespace(x)
+    x = floating(xp, x, "soft_sign")
+    return x / (xp.abs(x) + 1.0)
+
+
+@public()
+def tanh(x: Array, /) -> Array:
+    r"""Hyperbolic tangent. Matches ``jax.nn.tanh`` (which is ``jax.numpy.tanh``)."""
+    xp = namespace(x)
+    return xp.tanh(floating(xp, x, "tanh"))
+
+
+@public()
+def hard_tanh(x: Array) -> Array:
+    r"""Hard tanh, :math:`\mathrm{clip}(x, -1, 1)`.
+
+    Matches ``jax.nn.hard_tanh``: integer dtypes are kept and the gradient at
+    :math:`\pm1` is 1 (torch's ``Hardtanh`` gives 0 there).
+    """
+    xp = namespace(x)
+    x = numeric(xp, x, "hard_tanh")
+    return xp.where(x > 1, 1, xp.where(x < -1, -1, x))
+
+
+@public()
+def softplus(x: Array) -> Array:
+    r"""Softplus, :math:`\log(1 + e^x)`, as ``logaddexp(x, 0)``: exact, no overflow.
+
+    Matches ``jax.nn.softplus`` (no threshold: torch's ``Softplus`` turns
+    linear above 20).
+    """
+    xp = namespace(x)
+    x = floating(xp, x, "softplus")
+    return xp.logaddexp(x, 0.0)
+
+
+@public()
+def sparse_plus(x: Array) -> Array:
+    r"""Sparse plus: 0 for :math:`x \le -1`, :math:`x` for :math:`x \ge 1`, :math:`(x+1)^2/4` between.
+
+    Matches ``jax.nn.sparse_plus`` (one argument).
+    """
+    xp = namespace(x)
+    x = floating(xp, x, "sparse_plus")
+    return xp.where(x <= -1.0, 0.0, xp.where(x >= 1.0, x, (x + 1.0) * (x + 1.0) / 4))
+
+
+@public()
+def sparse_sigmoid(x: Array) -> Array:
+    r"""Sparse sigmoid, :math:`\tfrac12\,\mathrm{clip}(x + 1, 0, 2)`, the derivative of :func:`sparse_plus`.
+
+    Matches ``jax.nn.sparse_sigmoid``, including its gradient of 0.25 at
+    :math:`\pm1` (the clip's tie is split between its branches).
+    """
+    xp = namespace(x)
+    x = floating(xp, x, "sparse_sigmoid")
+    return 0.5 * xp.minimum(xp.maximum(x + 1.0, 0.0), 2.0)
+
+
+@public()
+def log1mexp(x: Array) -> Array:
+    r"""Stable :math:`\log(1 - e^{-x})` for :math:`x \ge 0`.
+
+    Matches ``jax.nn.log1mexp``: ``log(-expm1(-x))`` below :math:`\log 2`,
+    ``log1p(-exp(-x))`` above; ``log1mexp(0)`` is ``-inf`` and negative ``x``
+    gives NaN.  The gradient is :math:`1/\mathrm{expm1}(x)`.
+    """
+    xp = namespace(x)
+    if xp.isdtype(x.dtype, "bool"):
+        raise TypeError(f"log1mexp: x must have a numeric dtype, got {x.dtype}")
+    x = floating(xp, x, "log1mexp")
+    small = x < _LOG_2
+    near_zero = xp.log(-xp.expm1(-xp.where(small, x, 1.0)))
+    far = xp.log1p(-xp.exp(-xp.where(small, 1.0, x)))
+    return xp.where(small, near_zero, far)
+
+
+@public(static=("axis",))
+def glu(x: Array, axis: int = -1) -> Array:
+    r"""Gated linear unit: :math:`a\,\sigma(b)` where ``a, b`` are the halves of ``x`` along ``axis``.
+
+    Matches ``jax.nn.glu`` and ``torch.nn.GLU`` (the first half is gated by the
+    sigmoid of the second).  An odd length along ``axis`` raises ``ValueError``.
+    """
+    xp = namespace(x)
+    x = require_floating(xp, x, "glu")
+    axis = normalize_axis(axis, x.ndim, "glu")
+    size = x.shape[axis]
+    if size % 2:
+        raise ValueError(
+            f"glu: the length of axis {axis} must be even to split it in two halves, got {size}"
+        )
+    head = (slice(None),) * axis
+    first = x[head + (slice(0, size // 2),)]
+    second = x[head + (slice(size // 2, size),)]
+    return first * sigmoid.written_once(second)

@@ -1,0 +1,97 @@
+r"""Array utilities of ``jax.nn``: ``one_hot``, ``identity`` and the block-scaled ``scaled_matmul``."""
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+
+from xpnn._checks import normalize_axis
+from xpnn._dispatch import namespace, public
+
+Array = Any
+
+__all__ = ["one_hot", "identity", "scaled_matmul"]
+
+
+@public(static=("num_classes", "dtype", "axis"))
+def one_hot(x: Array, num_classes: int, *, dtype: Any = None, axis: int = -1) -> Array:
+    r"""One-hot encoding: ``out[..., c, ...] = (x == c)`` along a new ``axis`` of length ``num_classes``.
+
+    Matches ``jax.nn.one_hot``: ``dtype`` and ``axis`` are keyword-only, the
+    default dtype is the library's default float, and out-of-range or negative
+    indices give all-zero rows (no wrap-around).  ``x`` must be an integer
+    array (jax only warns on floats; xpnn refuses them: a float index that is
+    not whole would silently give a zero row).
+    """
+    xp = namespace(x)
+    if not xp.isdtype(x.dtype, "integral"):
+        raise TypeError(f"one_hot: x must be an integer array of class indices, got dtype {x.dtype}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+        raise ValueError(f"one_hot: num_classes must be a non-negative int, got {num_classes!r}")
+    out_axis = normalize_axis(axis, x.ndim + 1, "one_hot")
+    device = array_api_compat.device(x)
+    if dtype is None:
+        dtype = xp.__array_namespace_info__().default_dtypes(device=device)["real floating"]
+    classes_shape = [1] * (x.ndim + 1)
+    classes_shape[out_axis] = num_classes
+    classes = xp.reshape(xp.arange(num_classes, dtype=x.dtype, device=device), tuple(classes_shape))
+    return xp.astype(xp.expand_dims(x, axis=out_axis) == classes, dtype)
+
+
+@public()
+def identity(x: Array) -> Array:
+    r"""Identity, :math:`f(x) = x`, as a new array of the same dtype. Matches ``jax.nn.identity``."""
+    xp = namespace(x)
+    return xp.asarray(x, copy=True)
+
+
+def _block_scaled(xp, operand: Array, scales: Array, preferred_element_type: Any, name: str) -> Array:
+    """``operand * repeat(scales, block, axis=-1)`` in ``preferred_element_type``, via a reshape."""
+    batch, rows, depth = operand.shape
+    if scales.shape[:2] != (batch, rows) or scales.shape[2] == 0 or depth % scales.shape[2]:
+        raise ValueError(
+            f"scaled_matmul: {name}_scales must have shape ({batch}, {rows}, K_s) with K_s dividing "
+            f"K={depth}, got {tuple(scales.shape)}"
+        )
+    blocks = scales.shape[2]
+    operand = xp.reshape(
+        xp.astype(operand, preferred_element_type), (batch, rows, blocks, depth // blocks)
+    )
+    scales = xp.astype(scales, preferred_element_type)[..., None]
+    return xp.reshape(operand * scales, (batch, rows, depth))
+
+
+@public(static=("preferred_element_type",))
+def scaled_matmul(
+    lhs: Array,
+    rhs: Array,
+    lhs_scales: Array,
+    rhs_scales: Array,
+    preferred_element_type: Any = None,
+) -> Array:
+    r"""Block-scaled matrix multiplication, ``jax.nn.scaled_matmul``'s definition on every backend.
+
+    With ``lhs`` of shape ``(B, M, K)``, ``rhs`` ``(B, N, K)`` and scales
+    ``(B, M, K_a)`` and ``(B, N, K_b)`` (block sizes ``K // K_a`` and ``K // K_b``):
+
+    .. math:: \mathrm{out}_{bmn} = \sum_k (a_{bmk}\, s^a_{bm\lfloor k/k_a \rfloor})
+              (b_{bnk}\, s^b_{bn\lfloor k/k_b \rfloor})
+
+    computed in ``preferred_element_type`` (default float32, as in jax).  jax's
+    own version runs only on GPUs with cuDNN block-scaled kernels; this one
+    runs anywhere, for quantized (float8) or ordinary inputs.
+    """
+    xp = namespace(lhs, rhs, lhs_scales, rhs_scales)
+    for name, value in (("lhs", lhs), ("rhs", rhs), ("lhs_scales", lhs_scales), ("rhs_scales", rhs_scales)):
+        if value.ndim != 3:
+            raise ValueError(f"scaled_matmul: {name} must be 3-dimensional, got shape {tuple(value.shape)}")
+    if lhs.shape[0] != rhs.shape[0] or lhs.shape[2] != rhs.shape[2]:
+        raise ValueError(
+            "scaled_matmul: lhs (B, M, K) and rhs (B, N, K) must share B and K, "
+            f"got {tuple(lhs.shape)} and {tuple(rhs.shape)}"
+        )
+    if preferred_element_type is None:
+        preferred_element_type = xp.float32
+    a = _block_scaled(xp, lhs, lhs_scales, preferred_element_type, "lhs")
+    b = _block_scaled(xp, rhs, rhs_scales, preferred_element_type, "rhs")
+    return xp.matmul(a, xp.matrix_transpose(b))

@@ -1,0 +1,185 @@
+r"""Axis-wise functions of ``jax.nn``: softmax, log_softmax, logsumexp, logmeanexp, standardize.
+
+``axis`` is an int, a tuple of ints or ``None`` (all axes).  ``where`` is a
+boolean mask broadcasting against the input: masked elements take no part in
+the reduction.  Every function subtracts the running maximum first, so nothing
+overflows.  Semantics, including edge cases (all-masked rows, ``-inf`` rows,
+``+inf`` entries), follow jax 0.10.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import array_api_compat
+
+from xpnn._checks import floating, normalize_axes
+from xpnn._dispatch import adapter_of, as_array, public
+
+Array = Any
+Axis = int | Sequence[int] | None
+
+__all__ = ["softmax", "log_softmax", "logsumexp", "logmeanexp", "standardize"]
+
+
+def _prepare(x: Array, where: Array | None, axis: Axis, function: str, *others: Any):
+    """Namespace, adapter, floating ``x``, boolean ``where`` and the reduced axes."""
+    adapter = adapter_of(x, where, *others)
+    xp = adapter.xp
+    x = floating(xp, x, function)
+    if where is not None:
+        where = as_array(xp, where, like=x)
+        if not xp.isdtype(where.dtype, "bool"):
+            raise TypeError(f"{function}: where must be a boolean array, got dtype {where.dtype}")
+    if x.ndim == 0 and axis is not None:
+        raise ValueError(f"{function}: axis={axis!r} is out of bounds for a 0-d array")
+    return adapter, xp, x, where, normalize_axes(axis, x.ndim, function)
+
+
+def _masked_max(xp, x: Array, where: Array | None, axes: tuple[int, ...]) -> Array:
+    """``max(x, axes, keepdims=True)`` over unmasked elements; ``-inf`` where nothing is left."""
+    if where is not None:
+        x = xp.where(where, x, -math.inf)
+    if math.prod(x.shape) == 0:
+        shape = tuple(1 if i in axes else n for i, n in enumerate(x.shape))
+        return xp.full(shape, -math.inf, dtype=x.dtype, device=array_api_compat.device(x))
+    return xp.max(x, axis=axes, keepdims=True)
+
+
+def _masked_sum(xp, x: Array, where: Array | None, axes: tuple[int, ...], keepdims: bool = True) -> Array:
+    if where is not None:
+        x = xp.where(where, x, 0.0)
+    return xp.sum(x, axis=axes, keepdims=keepdims)
+
+
+@public(static=("axis",))
+def softmax(x: Array, axis: Axis = -1, where: Array | None = None) -> Array:
+    r"""Softmax, :math:`\exp(x_i - m) / \sum_j \exp(x_j - m)` with :math:`m = \max_j x_j`.
+
+    Matches ``jax.nn.softmax``: masked positions (``where`` False) are 0, a
+    row with every position masked is all 0, a row of ``-inf`` or with a
+    ``+inf`` is NaN.  Integers are promoted to the default float.
+    """
+    adapter, xp, x, where, axes = _prepare(x, where, axis, "softmax")
+    x_max = adapter.stop_gradient(_masked_max(xp, x, where, axes))
+    x_safe = x if where is None else xp.where(where, x, -math.inf)
+    unnormalized = xp.exp(x_safe - x_max)
+    result = unnormalized / _masked_sum(xp, unnormalized, where, axes)
+    if where is not None:
+        result = xp.where(where, result, 0.0)
+    return result
+
+
+@public(static=("axis",))
+def log_softmax(x: Array, axis: Axis = -1, where: Array | None = None) -> Array:
+    r"""Log-softmax, :math:`x_i - m - \log\sum_j \exp(x_j - m)`.
+
+    Matches ``jax.nn.log_softmax``: masked positions are ``-inf``.
+    """
+    adapter, xp, x, where, axes = _prepare(x, where, axis, "log_softmax")
+    x_max = _masked_max(xp, x, where, axes)
+    x_safe = x if where is None else xp.where(where, x, -math.inf)
+    shifted = x_safe - adapter.stop_gradient(x_max)
+    result = shifted - xp.log(_masked_sum(xp, xp.exp(shifted), where, axes))
+    if where is not None:
+        result = xp.where(where, result, -math.inf)
+    return result
+
+
+@public(static=("axis", "keepdims", "return_sign"))
+def logsumexp(
+    a: Array,
+    axis: Axis = None,
+    b: Array | None = None,
+    keepdims: bool = False,
+    return_sign: bool = False,
+    where: Array | None = None,
+) -> Array | tuple[Array, Array]:
+    r"""Log-sum-exp, :math:`\log \sum_i b_i \exp(a_i)`, computed as :math:`m + \log\sum_i b_i e^{a_i - m}`.
+
+    Matches ``jax.nn.logsumexp`` (``jax.scipy.special.logsumexp``): ``b``
+    scales the terms (a zero ``b`` removes a term); a negative sum gives NaN,
+    or with ``return_sign=True`` the pair ``(log|sum|, sign(sum))`` where the
+    sign is 0 for an exactly zero sum.  An all ``-inf`` (or empty, or fully
+    masked) reduction gives ``-inf``.
+    """
+    adapter, xp, a, where, axes = _prepare(a, where, axis, "logsumexp", b)
+    if where is not None:
+        a = xp.where(where, a, 0.0)
+    if b is not None:
+        b = as_array(xp, b, like=a)
+        a = xp.where(b != 0, a, -math.inf)
+    amax = _masked_max(xp, a, where, axes)
+    amax = adapter.stop_gradient(xp.where(xp.isfinite(amax), amax, 0.0))
+    exp_a = xp.exp(a - amax)
+    if b is not None:
+        exp_a = exp_a * b
+    total = _masked_sum(xp, exp_a, where, axes, keepdims=keepdims)
+    if not keepdims:
+        amax = xp.squeeze(amax, axis=axes) if axes else amax
+    sign = xp.sign(total)
+    out = xp.log(xp.abs(total)) + amax
+    if return_sign:
+        return out, sign
+    if b is not None:
+        out = xp.where(sign < 0, math.nan, out)
+    return out
+
+
+@public(static=("axis", "keepdims"))
+def logmeanexp(
+    x: Array, axis: Axis = None, where: Array | None = None, keepdims: bool = False
+) -> Array:
+    r"""Log-mean-exp, :math:`\log \frac1n \sum_i \exp(x_i)`: ``logsumexp`` minus the log of the count.
+
+    Matches ``jax.nn.logmeanexp`` (no ``b``; with ``where`` the count is the
+    number of unmasked elements, and an all-masked reduction gives NaN).
+    """
+    _, xp, x, where, axes = _prepare(x, where, axis, "logmeanexp")
+    lse = logsumexp.written_once(x, axis=axes, keepdims=keepdims, where=where)
+    if where is None:
+        count = math.prod(x.shape[i] for i in axes)
+        return lse - (math.log(count) if count else -math.inf)
+    mask = xp.broadcast_to(where, x.shape)
+    count = xp.sum(xp.astype(mask, x.dtype), axis=axes, keepdims=keepdims)
+    return lse - xp.log(count)
+
+
+@public(static=("axis", "algorithm"))
+def standardize(
+    x: Array,
+    axis: Axis = -1,
+    mean: Array | None = None,
+    variance: Array | None = None,
+    epsilon: Array | float = 1e-5,
+    where: Array | None = None,
+    *,
+    algorithm: str = "fast",
+) -> Array:
+    r"""Standardize: :math:`(x - \mu) / \sqrt{\sigma^2 + \epsilon}` along ``axis``.
+
+    Matches ``jax.nn.standardize``: the statistics come from the unmasked
+    elements and are applied to all; ``algorithm='fast'`` (default) uses
+    :math:`E[x^2] - E[x]^2` clipped at 0, ``'stable'`` uses :math:`E[(x-\mu)^2]`.
+    """
+    if algorithm not in ("fast", "stable"):
+        raise ValueError(f"standardize: unknown algorithm {algorithm!r}; expected 'fast' or 'stable'")
+    _, xp, x, where, axes = _prepare(x, where, axis, "standardize", mean, variance, epsilon)
+
+    def masked_mean(values: Array) -> Array:
+        if where is None:
+            return xp.mean(values, axis=axes, keepdims=True)
+        mask = xp.broadcast_to(where, values.shape)
+        count = xp.sum(xp.astype(mask, values.dtype), axis=axes, keepdims=True)
+        return _masked_sum(xp, values, mask, axes) / count
+
+    if mean is None:
+        mean = masked_mean(x)
+    if variance is None:
+        if algorithm == "stable":
+            centred = x - mean
+            variance = masked_mean(centred * centred)
+        else:
+            variance = xp.maximum(masked_mean(x * x) - mean * mean, 0.0)
+    return (x - mean) * (1.0 / xp.sqrt(variance + epsilon))

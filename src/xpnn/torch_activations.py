@@ -1,0 +1,126 @@
+r"""The activations of ``torch.nn`` that ``jax.nn`` lacks, with torch's names and defaults.
+
+``hard_shrink``, ``soft_shrink``, ``tanh_shrink``, ``threshold``, ``rrelu``,
+``prelu`` and ``softmin`` follow ``torch.nn.functional`` (torch 2.13): the
+same values, NaN propagation and boundary conventions, written once.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from xpnn._checks import floating, numeric, require_floating
+from xpnn._dispatch import as_array, namespace, public
+from xpnn.reductions import Axis, softmax
+
+Array = Any
+
+__all__ = ["hard_shrink", "soft_shrink", "tanh_shrink", "threshold", "rrelu", "prelu", "softmin"]
+
+
+def _check_lambd(lambd: Any, function: str) -> None:
+    if isinstance(lambd, (int, float)) and not lambd >= 0:
+        raise ValueError(f"{function}: lambd must be >= 0, got {lambd}")
+
+
+@public()
+def hard_shrink(x: Array, lambd: float = 0.5) -> Array:
+    r"""Hard shrinkage: :math:`x` if :math:`|x| > \lambda` else 0 (so :math:`\pm\lambda` give 0).
+
+    Matches ``torch.nn.functional.hardshrink``; NaN propagates.
+    """
+    xp = namespace(x)
+    x = require_floating(xp, x, "hard_shrink")
+    _check_lambd(lambd, "hard_shrink")
+    return xp.where((x >= -lambd) & (x <= lambd), 0.0, x)
+
+
+@public()
+def soft_shrink(x: Array, lambd: float = 0.5) -> Array:
+    r"""Soft shrinkage: :math:`x - \lambda` above :math:`\lambda`, :math:`x + \lambda` below :math:`-\lambda`, else 0.
+
+    Matches ``torch.nn.functional.softshrink`` (``lambd`` must be >= 0; NaN
+    propagates; zeros keep the sign of ``x``).
+    """
+    xp = namespace(x)
+    x = require_floating(xp, x, "soft_shrink")
+    _check_lambd(lambd, "soft_shrink")
+    return xp.where(x > lambd, x - lambd, xp.where(x < -lambd, x + lambd, x * 0.0))
+
+
+@public()
+def tanh_shrink(x: Array) -> Array:
+    r"""Tanh shrinkage, :math:`x - \tanh(x)`. Matches ``torch.nn.functional.tanhshrink``."""
+    xp = namespace(x)
+    x = require_floating(xp, x, "tanh_shrink")
+    return x - xp.tanh(x)
+
+
+@public()
+def threshold(x: Array, threshold: float, value: float) -> Array:
+    r"""Threshold: :math:`x` if :math:`x > \text{threshold}` else ``value``.
+
+    Matches ``torch.nn.functional.threshold`` (no defaults; NaN passes
+    through; integer dtypes are kept).
+    """
+    xp = namespace(x)
+    x = numeric(xp, x, "threshold")
+    return xp.where(x <= threshold, value, x)
+
+
+@public()
+def rrelu(
+    x: Array, lower: float = 1.0 / 8.0, upper: float = 1.0 / 3.0, *, key: Any = None
+) -> Array:
+    r"""Randomized leaky ReLU: negative inputs are scaled by a slope in ``[lower, upper]``.
+
+    Without ``key`` this is torch's evaluation formula, a leaky ReLU with slope
+    :math:`(\text{lower} + \text{upper}) / 2` (``F.rrelu(training=False)``).
+    With an ``xpnn.random`` key (training), every negative element gets its
+    own slope drawn from :math:`U(\text{lower}, \text{upper})`.
+    """
+    xp = namespace(x)
+    x = require_floating(xp, x, "rrelu")
+    if not lower <= upper:
+        raise ValueError(f"rrelu: lower must be <= upper, got lower={lower}, upper={upper}")
+    if key is None:
+        return xp.where(x >= 0, x, x * ((lower + upper) / 2.0))
+    from xpnn import random
+
+    slope = random.uniform(key, x.shape, dtype=x.dtype, minval=lower, maxval=upper)
+    return xp.where(x >= 0, x, x * slope)
+
+
+@public()
+def prelu(x: Array, weight: Array) -> Array:
+    r"""Parametric ReLU with torch's layout: :math:`x` if :math:`x > 0` else :math:`w x`.
+
+    Matches ``torch.nn.functional.prelu``: ``weight`` holds one slope, or one
+    per channel along axis 1 of ``x`` (an input of fewer than 2 dimensions has
+    one channel).  The gradient at 0 is ``w``, as in torch.
+    """
+    xp = namespace(x, weight)
+    x = require_floating(xp, x, "prelu")
+    weight = as_array(xp, weight, like=x)
+    count = math.prod(weight.shape)
+    if weight.ndim > 1:
+        raise ValueError(f"prelu: weight must be 0-d or 1-d, got shape {tuple(weight.shape)}")
+    if count != 1:
+        channels = x.shape[1] if x.ndim >= 2 else 1
+        if channels != count:
+            raise ValueError(
+                f"prelu: weight has {count} slopes but x has {channels} channels along axis 1 "
+                f"(x shape {tuple(x.shape)})"
+            )
+        weight = xp.reshape(weight, (count,) + (1,) * (x.ndim - 2))
+    else:
+        weight = xp.reshape(weight, ())
+    return xp.where(x > 0, x, weight * x)
+
+
+@public(static=("axis",))
+def softmin(x: Array, axis: Axis = -1, where: Array | None = None) -> Array:
+    r"""Softmin, :math:`\mathrm{softmax}(-x)`. Matches ``torch.nn.functional.softmin`` along ``axis``."""
+    xp = namespace(x)
+    x = floating(xp, x, "softmin")
+    return softmax.written_once(-x, axis=axis, where=where)
