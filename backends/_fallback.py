@@ -1,4 +1,4 @@
-"""Standard-only implementations of the primitives the Array API standard lacks.
+r"""Standard-only implementations of the primitives the Array API standard lacks.
 
 Every function here takes the namespace ``xp`` first and uses nothing but the
 standard, so any conforming array library (array-api-strict included) can run

@@ -1,0 +1,137 @@
+"""The backends the conformance suite and the tests run on, and conversions to and from NumPy."""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+#: Floating dtypes by name, in report order.
+DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    """An array library under test: how to make its arrays from NumPy and read them back."""
+
+    name: str
+    xp: Any
+    asarray: Callable[[np.ndarray, str], Any]
+    to_numpy: Callable[[Any], np.ndarray]
+    dtypes: tuple[str, ...]
+    differentiable: bool = False
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _numpy() -> Backend:
+    import array_api_compat.numpy as xp
+
+    return Backend("numpy", xp, lambda a, d: np.asarray(a, dtype=d), np.asarray,
+                   ("float16", "float32", "float64"))
+
+
+def _array_api_strict() -> Backend:
+    import array_api_strict as xp
+
+    return Backend(
+        "array_api_strict", xp,
+        lambda a, d: xp.asarray(np.asarray(a, dtype=d)),
+        lambda x: np.from_dlpack(x),
+        ("float32", "float64"),
+    )
+
+
+def _torch() -> Backend:
+    import array_api_compat.torch as xp
+    import torch
+
+    def asarray(a: np.ndarray, dtype: str):
+        if dtype == "bfloat16":
+            return torch.from_numpy(np.asarray(a, dtype=np.float32)).to(torch.bfloat16)
+        return torch.from_numpy(np.array(a, dtype=dtype))
+
+    def to_numpy(x):
+        x = x.detach().cpu()
+        if x.dtype == torch.bfloat16:
+            x = x.float()
+        return x.numpy()
+
+    return Backend("torch", xp, asarray, to_numpy, DTYPES, differentiable=True)
+
+
+def _jax() -> Backend:
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+
+    def asarray(a: np.ndarray, dtype: str):
+        return jnp.asarray(np.asarray(a, dtype=np.float64 if dtype == "bfloat16" else dtype), dtype=dtype)
+
+    def to_numpy(x):
+        x = np.asarray(x)
+        return x.astype(np.float32) if x.dtype.name == "bfloat16" else x
+
+    return Backend("jax", jnp, asarray, to_numpy, DTYPES, differentiable=True)
+
+
+def _dask() -> Backend:
+    import array_api_compat.dask.array as xp
+    import dask.array as da
+
+    def asarray(a: np.ndarray, dtype: str):
+        a = np.asarray(a, dtype=dtype)
+        chunks = tuple(max(1, (n + 1) // 2) for n in a.shape)  # several blocks where possible
+        return da.from_array(a, chunks=chunks)
+
+    return Backend("dask", xp, asarray, lambda x: np.asarray(x.compute()),
+                   ("float16", "float32", "float64"))
+
+
+def _cupy() -> Backend:
+    import cupy
+    import array_api_compat.cupy as xp
+
+    cupy.cuda.runtime.getDeviceCount()  # raises without a GPU
+    return Backend("cupy", xp, lambda a, d: cupy.asarray(np.asarray(a, dtype=d)),
+                   lambda x: x.get(), ("float16", "float32", "float64"))
+
+
+_FACTORIES = {
+    "numpy": (None, _numpy),
+    "array_api_strict": ("array_api_strict", _array_api_strict),
+    "torch": ("torch", _torch),
+    "jax": ("jax", _jax),
+    "dask": ("dask", _dask),
+    "cupy": ("cupy", _cupy),
+}
+
+BACKEND_NAMES = tuple(_FACTORIES)
+
+
+def installed(name: str) -> bool:
+    module = _FACTORIES[name][0]
+    return module is None or importlib.util.find_spec(module) is not None
+
+
+def load(name: str) -> Backend:
+    """The backend ``name``; ``ImportError``/``RuntimeError`` if it is not usable here."""
+    return _FACTORIES[name][1]()
+
+
+def available(names: tuple[str, ...] = BACKEND_NAMES) -> list[Backend]:
+    """The usable backends among ``names`` (CuPy only where a GPU answers)."""
+    found = []
+    for name in names:
+        if not installed(name):
+            continue
+        try:
+            found.append(load(name))
+        except Exception:  # noqa: BLE001 - e.g. CuPy without a CUDA device
+            continue
+    return found

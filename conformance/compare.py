@@ -1,0 +1,64 @@
+"""Numerical comparison against a reference: errors in absolute, relative and ulp terms, and tolerances."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+#: (rtol, atol) per dtype.  atol covers values near zero and XLA's flush of
+#: subnormals; the half-precision tolerances reflect that the references and
+#: the libraries compute half precision differently (jax rounds every
+#: intermediate, torch often computes in float32).
+TOLERANCES = {
+    "float64": (1e-12, 1e-300),
+    "float32": (4e-6, 1e-30),
+    "float16": (8e-3, 2e-3),
+    "bfloat16": (4e-2, 1.6e-2),
+}
+_EPS = {"float64": 2.0**-52, "float32": 2.0**-23, "float16": 2.0**-10, "bfloat16": 2.0**-7}
+
+
+@dataclasses.dataclass
+class Comparison:
+    """How ``actual`` differs from ``expected`` (both NumPy, in float64)."""
+
+    max_abs: float
+    max_rel: float
+    max_ulp: float
+    special_mismatch: int  # positions where nan/inf/sign of inf differ
+    passed: bool
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def compare(
+    actual: np.ndarray, expected: np.ndarray, dtype: str, magnitude: np.ndarray | None = None
+) -> Comparison:
+    """Compare elementwise with the dtype's tolerance.
+
+    ``magnitude`` (for elementwise functions: ``|x|``) adds ``2 eps |x|`` to the
+    allowed error: formulas like ``x * (1 + tanh(...))`` cancel in their tail,
+    and there the rounding of the input's scale is the honest bound.
+    """
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    if actual.shape != expected.shape:
+        return Comparison(np.inf, np.inf, np.inf, actual.size, False)
+    rtol, atol = TOLERANCES[dtype]
+    nan_a, nan_e = np.isnan(actual), np.isnan(expected)
+    inf_a, inf_e = np.isinf(actual), np.isinf(expected)
+    special = (nan_a != nan_e) | (inf_e & (actual != expected)) | (inf_a & ~inf_e)
+    finite = ~(nan_a | nan_e | inf_a | inf_e)
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(actual - expected)[finite]
+    ref = np.abs(expected)[finite]
+    max_abs = float(diff.max(initial=0.0))
+    max_rel = float((diff / np.maximum(ref, np.finfo(np.float64).tiny)).max(initial=0.0))
+    ulp = _EPS[dtype] * np.maximum(ref, np.finfo(np.float32 if dtype != "float64" else np.float64).tiny)
+    max_ulp = float((diff / ulp).max(initial=0.0))
+    allowed = atol + rtol * ref
+    if magnitude is not None:
+        allowed = allowed + 2.0 * _EPS[dtype] * np.abs(np.broadcast_to(magnitude, actual.shape))[finite]
+    within = bool(np.all(diff <= allowed))
+    return Comparison(max_abs, max_rel, max_ulp, int(special.sum()), within and not special.any())

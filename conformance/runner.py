@@ -1,0 +1,122 @@
+"""Running one case: inputs, the xpnn call on a backend, the reference call, and the comparison."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+import xpnn
+from xpnn.conformance.backends import Backend
+from xpnn.conformance.cases import EDGE_VALUES, Case
+from xpnn.conformance.compare import Comparison, compare
+
+SHAPE = (4, 16)
+
+
+def case_inputs(case: Case, rng: np.random.Generator, shape: tuple[int, ...] = SHAPE) -> np.ndarray:
+    """float64 inputs: the edge values first (where the case takes them), then random values in its domain."""
+    values = rng.uniform(*case.domain, size=shape)
+    if case.edges:
+        edges = np.asarray(EDGE_VALUES)
+        if case.domain[0] >= 0:
+            edges = np.abs(edges)
+        values.flat[: edges.size] = edges
+    return values
+
+
+def extra_inputs(case: Case, rng: np.random.Generator, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    return case.extra(rng, shape) if case.extra else {}
+
+
+def _as_backend(backend: Backend, value: np.ndarray, dtype: str) -> Any:
+    return backend.asarray(value, "bool" if value.dtype == bool else dtype)
+
+
+def call_xpnn(case: Case, backend: Backend, x: Any, extra: dict[str, np.ndarray], dtype: str) -> Any:
+    """``xpnn.<function>(x, **extra, **kwargs)`` with ``extra`` converted to ``backend``."""
+    arrays = {k: _as_backend(backend, v, dtype) for k, v in extra.items()}
+    return getattr(xpnn, case.function)(x, **arrays, **case.kwargs)
+
+
+def reference_dtype(dtype: str) -> str:
+    """Half precision is checked against the float32 reference of the same (rounded) inputs."""
+    return "float32" if dtype in ("float16", "bfloat16") else dtype
+
+
+def call_reference(case: Case, x: np.ndarray, extra: dict[str, np.ndarray], dtype: str) -> np.ndarray:
+    """The reference framework's value, as float64 NumPy."""
+    ref_dtype = reference_dtype(dtype)
+    function = case.reference_callable()
+    if case.framework == "jax":
+        import jax.numpy as jnp
+
+        from xpnn.conformance.backends import load
+
+        load("jax")  # enables float64 in jax
+        convert = lambda v: jnp.asarray(v, dtype=bool if v.dtype == bool else ref_dtype)  # noqa: E731
+        out = function(convert(x), **{k: convert(v) for k, v in extra.items()}, **case.kwargs)
+        return np.asarray(out, dtype=np.float64)
+    import torch
+
+    convert = lambda v: torch.from_numpy(np.array(v, dtype=bool if v.dtype == bool else ref_dtype))  # noqa: E731
+    out = function(convert(x), **{k: convert(v) for k, v in extra.items()}, **case.kwargs)
+    return out.detach().double().numpy()
+
+
+def _closer_of(actual: np.ndarray, expected: np.ndarray, expected_exact: np.ndarray) -> np.ndarray:
+    """Per element, whichever reference is closer to ``actual``: the same-precision one or float64's.
+
+    XLA on CPU treats float32 subnormal inputs as zero (``log1mexp(1e-40)`` is
+    ``-inf`` there, ``-92.1`` in exact arithmetic), and near a cancellation the
+    same-precision reference carries its own rounding; a result as close to
+    the float64 value as the tolerance asks is right too.
+    """
+    actual = np.asarray(actual, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        exact_better = np.abs(actual - expected_exact) < np.abs(actual - expected)
+    exact_better |= actual == expected_exact
+    return np.where(exact_better, expected_exact, expected)
+
+
+@dataclasses.dataclass
+class Outcome:
+    """The result of one (case, backend, dtype) check."""
+
+    comparison: Comparison
+    output_ok: bool
+    output_problem: str
+
+    @property
+    def passed(self) -> bool:
+        return self.comparison.passed and self.output_ok
+
+
+def check_output(backend: Backend, x: Any, out: Any, dtype_expected: Any) -> str:
+    """'' when ``out`` has ``x``'s library, device, the expected dtype and shape; else what is wrong."""
+    if array_api_compat.array_namespace(out) is not array_api_compat.array_namespace(x):
+        return f"output library {type(out).__module__} differs from the input's"
+    if array_api_compat.device(out) != array_api_compat.device(x):
+        return f"output device {array_api_compat.device(out)} differs from {array_api_compat.device(x)}"
+    if out.dtype != dtype_expected:
+        return f"output dtype {out.dtype} differs from {dtype_expected}"
+    return ""
+
+
+def run(case: Case, backend: Backend, dtype: str, rng: np.random.Generator, shape=SHAPE) -> Outcome:
+    """Run ``case`` on ``backend`` in ``dtype`` and compare with the reference."""
+    x64 = case_inputs(case, rng, shape)
+    extra = extra_inputs(case, rng, shape)
+    x = backend.asarray(x64, dtype)
+    x64 = backend.to_numpy(x).astype(np.float64)  # the values the backend really holds
+    out = call_xpnn(case, backend, x, extra, dtype)
+    problem = check_output(backend, x, out, x.dtype)
+    expected = call_reference(case, x64, extra, dtype)
+    actual = backend.to_numpy(out)
+    if dtype != "float64":
+        expected = _closer_of(actual, expected, call_reference(case, x64, extra, "float64"))
+    if actual.shape != expected.shape:
+        problem = problem or f"output shape {actual.shape} differs from the reference's {expected.shape}"
+    magnitude = np.abs(x64) if case.min_ndim == 0 else None
+    return Outcome(compare(actual, expected, dtype, magnitude), not problem, problem)

@@ -1,0 +1,30 @@
+"""Test matrix: every installed backend (CuPy where a GPU answers), by name."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xpnn.conformance import backends as conformance_backends
+
+BACKENDS = {backend.name: backend for backend in conformance_backends.available()}
+BACKEND_NAMES = [name for name in conformance_backends.BACKEND_NAMES if name != "cupy" or name in BACKENDS]
+
+
+@pytest.fixture(params=BACKEND_NAMES)
+def backend(request) -> conformance_backends.Backend:
+    """A usable backend; skipped (with the reason) where the library is not installed."""
+    if request.param not in BACKENDS:
+        pytest.skip(f"{request.param} is not installed")
+    return BACKENDS[request.param]
+
+
+@pytest.fixture(params=[name for name in BACKEND_NAMES if name in ("torch", "jax")])
+def autodiff_backend(request) -> conformance_backends.Backend:
+    if request.param not in BACKENDS:
+        pytest.skip(f"{request.param} is not installed")
+    return BACKENDS[request.param]
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)

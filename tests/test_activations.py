@@ -1,0 +1,56 @@
+"""Every public function on every backend against the reference framework (jax.nn / torch.nn.functional)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xpnn
+from xpnn.conformance import runner
+from xpnn.conformance.cases import CASES
+from xpnn.conformance.compare import compare
+
+CASE_IDS = [case.label for case in CASES]
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
+def test_matches_reference(case, backend, dtype, rng):
+    if dtype not in backend.dtypes:
+        pytest.skip(f"{backend.name} has no {dtype}")
+    outcome = runner.run(case, backend, dtype, rng)
+    assert outcome.output_ok, outcome.output_problem
+    assert outcome.comparison.passed, outcome.comparison
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_fast_path_agrees_with_written_once(case, backend, rng):
+    """Rule 3: the native fast path and the written-once definition give the same values."""
+    for dtype in ("float32", "float64"):
+        x64 = runner.case_inputs(case, rng)
+        extra = runner.extra_inputs(case, rng, x64.shape)
+        x = backend.asarray(x64, dtype)
+        fast = backend.to_numpy(runner.call_xpnn(case, backend, x, extra, dtype))
+        with xpnn.fast_paths(False):
+            written_once = backend.to_numpy(runner.call_xpnn(case, backend, x, extra, dtype))
+        magnitude = np.abs(x64) if case.min_ndim == 0 else None
+        comparison = compare(fast, written_once, dtype, magnitude)
+        assert comparison.passed, (dtype, comparison)
+
+
+def test_fast_path_switch():
+    assert xpnn.fast_paths_enabled()
+    with xpnn.fast_paths(False):
+        assert not xpnn.fast_paths_enabled()
+    assert xpnn.fast_paths_enabled()
+    xpnn.set_fast_paths(False)
+    try:
+        assert not xpnn.fast_paths_enabled()
+    finally:
+        xpnn.set_fast_paths(True)
+
+
+def test_every_function_has_a_case():
+    from xpnn.conformance.cases import SPECIAL
+
+    covered = {case.function for case in CASES} | set(SPECIAL)
+    assert set(xpnn.FUNCTIONS) <= covered, set(xpnn.FUNCTIONS) - covered
