@@ -7,7 +7,8 @@ returns ``NotImplemented`` and the written-once definition runs:
 * floating tensors only (jax.nn promotes integers, torch often refuses them);
 * scalar hyper-parameters only (a tensor ``negative_slope`` broadcasts in jax);
 * ``hard_tanh`` and ``leaky_relu`` only without autograd: torch's gradients at
-  their kinks (0 at +-1, 0.01 at 0) differ from jax's (1 and 1);
+  their kinks (0 at +-1, 0.01 at 0) differ from jax's (1 and 1); likewise
+  ``hard_sigmoid``, whose float64 backward uses a float32 ``1/6`` (3e-8 off);
 * ``softplus`` keeps torch's linear cut-off but moves it where it is exact
   for the dtype (20 below float64, 40 in float64), so it equals ``logaddexp(x, 0)``;
 * ``celu`` with ``alpha == 0`` (torch raises, jax returns nan/0).
@@ -152,7 +153,7 @@ class TorchAdapter(Adapter):
             "sigmoid": _unary(torch.sigmoid),
             "tanh": _unary(torch.tanh),
             "hard_tanh": _no_grad_only(_unary(F.hardtanh)),
-            "hard_sigmoid": _unary(F.hardsigmoid),
+            "hard_sigmoid": _no_grad_only(_unary(F.hardsigmoid)),
             "hard_silu": _unary(F.hardswish),
             "hard_swish": _unary(F.hardswish),
             "log_sigmoid": _unary(F.logsigmoid),

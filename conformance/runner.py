@@ -40,6 +40,11 @@ def call_xpnn(case: Case, backend: Backend, x: Any, extra: dict[str, np.ndarray]
     return getattr(xpnn, case.function)(x, **arrays, **case.kwargs)
 
 
+def magnitude(case: Case, x64: np.ndarray) -> np.ndarray | None:
+    """The input scale that bounds rounding in elementwise cases (see :func:`compare`)."""
+    return np.abs(x64) if case.min_ndim == 0 else None
+
+
 def reference_dtype(dtype: str) -> str:
     """Half precision is checked against the float32 reference of the same (rounded) inputs."""
     return "float32" if dtype in ("float16", "bfloat16") else dtype
@@ -118,5 +123,4 @@ def run(case: Case, backend: Backend, dtype: str, rng: np.random.Generator, shap
         expected = _closer_of(actual, expected, call_reference(case, x64, extra, "float64"))
     if actual.shape != expected.shape:
         problem = problem or f"output shape {actual.shape} differs from the reference's {expected.shape}"
-    magnitude = np.abs(x64) if case.min_ndim == 0 else None
-    return Outcome(compare(actual, expected, dtype, magnitude), not problem, problem)
+    return Outcome(compare(actual, expected, dtype, magnitude(case, x64)), not problem, problem)

@@ -1,0 +1,136 @@
+"""Dispatch, laziness, tracing and the standard-only primitives."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import xpnn
+from xpnn.backends import _fallback
+from xpnn.conformance import runner
+from xpnn.conformance.cases import CASES
+from xpnn.conformance.compare import compare
+
+CASE_IDS = [case.label for case in CASES]
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_traces_under_jax_jit(case, rng):
+    """No Python branching on array values: every function traces, with and without fast paths."""
+    jax = pytest.importorskip("jax")
+    from xpnn.conformance.backends import load
+
+    backend = load("jax")
+    x64 = runner.case_inputs(case, rng)
+    extra = runner.extra_inputs(case, rng, x64.shape)
+    x = backend.asarray(x64, "float32")
+    eager = backend.to_numpy(runner.call_xpnn(case, backend, x, extra, "float32"))
+    for fast in (True, False):
+        with xpnn.fast_paths(fast):
+            jitted = jax.jit(lambda v: runner.call_xpnn(case, backend, v, extra, "float32"))
+            traced = backend.to_numpy(jitted(x))
+        assert compare(traced, eager, "float32", runner.magnitude(case, x64)).passed
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_dask_stays_lazy(case, rng):
+    """No function computes the graph: a scheduler that refuses to run proves it."""
+    dask = pytest.importorskip("dask")
+    from xpnn.conformance.backends import load
+
+    backend = load("dask")
+    x64 = runner.case_inputs(case, rng)
+    extra = runner.extra_inputs(case, rng, x64.shape)
+    x = backend.asarray(x64, "float64")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the dask graph was computed inside an xpnn call")
+
+    with dask.config.set(scheduler=refuse):
+        out = runner.call_xpnn(case, backend, x, extra, "float64")
+    assert type(out).__module__.startswith("dask")
+    expected = runner.call_reference(case, backend.to_numpy(x), extra, "float64")
+    assert compare(backend.to_numpy(out), expected, "float64", runner.magnitude(case, x64)).passed
+
+
+def test_python_input_goes_to_numpy():
+    out = xpnn.relu([-1.0, 2.0])
+    assert isinstance(out, np.ndarray)
+    np.testing.assert_array_equal(out, [0.0, 2.0])
+    assert isinstance(xpnn.sigmoid(0.0), (np.ndarray, np.generic))
+
+
+def test_python_input_follows_the_other_arrays():
+    torch = pytest.importorskip("torch")
+    out = xpnn.softmax([1.0, 2.0, 3.0], where=torch.tensor([True, False, True]))
+    assert isinstance(out, torch.Tensor)
+
+
+def test_mixed_libraries_raise_naming_both():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match="numpy and torch|torch and numpy"):
+        xpnn.softmax(torch.ones(3), where=np.ones(3, dtype=bool))
+    with pytest.raises(TypeError, match="two libraries"):
+        xpnn.leaky_relu(np.ones(3), torch.tensor(0.1))
+
+
+def test_non_array_input_is_a_clear_type_error():
+    with pytest.raises(TypeError, match="expected an array"):
+        xpnn.relu("not an array")
+    with pytest.raises(TypeError, match="expected an array"):
+        xpnn.relu(object())
+
+
+def test_result_on_the_input_device(backend):
+    import array_api_compat
+
+    x = backend.asarray(np.linspace(-2, 2, 8), "float32")
+    for function in (xpnn.relu, xpnn.gelu, xpnn.softmax, xpnn.logsumexp):
+        out = function(x)
+        assert array_api_compat.device(out) == array_api_compat.device(x)
+
+
+def test_array_api_strict_second_device():
+    """Constants must be made on the input's device, not the default one."""
+    strict = pytest.importorskip("array_api_strict")
+    device = strict.Device("device1")
+    x = strict.asarray([[-1.0, 0.5, 2.0]], device=device)
+    for out in (xpnn.relu(x), xpnn.one_hot(strict.asarray([0, 2], device=device), 3),
+                xpnn.softmax(x, where=strict.asarray([[True, False, True]], device=device)),
+                xpnn.gelu(x, approximate=False), xpnn.logsumexp(x, axis=-1, b=x)):
+        assert out.device == device
+
+
+@pytest.mark.parametrize("function", ["erf", "erfc"])
+@pytest.mark.parametrize("dtype, max_ulp", [("float64", 10), ("float32", 1)])
+def test_fallback_erf_accuracy(function, dtype, max_ulp):
+    """The standard-only erf/erfc against scipy over [-7, 10] (beyond 10 scipy's own erfc drifts: 400 ulp at 25)."""
+    special = pytest.importorskip("scipy.special")
+    strict = pytest.importorskip("array_api_strict")
+    x = np.concatenate([np.linspace(-7, 7, 2001), np.geomspace(1e-30, 1, 100), np.linspace(1, 10, 400)])
+    x = x.astype(dtype)
+    got = np.from_dlpack(getattr(_fallback, function)(strict, strict.asarray(x)))
+    expected = getattr(special, function)(x.astype(np.float64))
+    expected_rounded = expected.astype(dtype).astype(np.float64)
+    ulp = np.spacing(np.abs(expected_rounded).astype(dtype)).astype(np.float64)
+    nonzero = expected_rounded != 0
+    errors = np.abs(got.astype(np.float64) - expected_rounded)[nonzero] / ulp[nonzero]
+    assert errors.max() <= max_ulp
+    specials = strict.asarray(np.array([np.nan, np.inf, -np.inf, 0.0, -0.0], dtype=dtype))
+    out = np.from_dlpack(getattr(_fallback, function)(strict, specials))
+    reference = getattr(special, function)(np.array([np.nan, np.inf, -np.inf, 0.0, -0.0]))
+    np.testing.assert_array_equal(out, reference.astype(dtype))
+    if function == "erf":
+        assert math.copysign(1.0, out[4]) == -1.0  # erf(-0.0) = -0.0
+
+
+def test_adapter_registry():
+    import array_api_compat.numpy as np_namespace
+
+    from xpnn.backends import adapter_for_namespace
+
+    adapter = adapter_for_namespace(np_namespace)
+    assert adapter.name == "numpy"
+    assert adapter_for_namespace(np_namespace) is adapter
+    assert "relu" in adapter.fast_paths
