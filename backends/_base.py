@@ -14,6 +14,20 @@ Namespace = Any
 FastPath = Callable[..., Any]
 
 
+def valid_axis(axis: Any, ndim: int) -> bool:
+    """Whether ``axis`` (int, tuple of ints or None) is in range for ``ndim``.
+
+    Fast paths hand anything else to the written-once definition, which
+    raises xpnn's error naming the function and the argument.
+    """
+    if axis is None:
+        return ndim > 0
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    return all(isinstance(a, int) and not isinstance(a, bool) and -ndim <= a < ndim for a in axes) and len(
+        {a % ndim for a in axes}
+    ) == len(axes)
+
+
 class Adapter:
     """Primitives and fast paths for one array library.
 

@@ -12,8 +12,9 @@ from typing import Any, Callable
 
 import jax
 import jax.nn as jnn
+import jax.numpy as jnp
 
-from ._base import Adapter, FastPath
+from ._base import Adapter, FastPath, valid_axis
 
 # xpnn name -> (jax.nn function, its static (non-array) arguments).
 _JAX_NN = {
@@ -46,15 +47,36 @@ _JAX_NN = {
 }
 
 
+_FLOATING = frozenset(jnp.dtype(d) for d in ("float16", "bfloat16", "float32", "float64"))
+
+
+def _native(function: Callable[..., Any], static: tuple[str, ...]) -> FastPath:
+    """``jax.nn``'s ``function`` jitted, for floating inputs with in-range axes.
+
+    Integer inputs and bad axes go to the written-once definition, so dtype
+    promotion (to the default float) and error messages are xpnn's.
+    """
+    jitted = jax.jit(function, static_argnames=static)
+    takes_axis = "axis" in static
+
+    def fast(x, *args, **kwargs):
+        if getattr(x, "dtype", None) not in _FLOATING:
+            return NotImplemented
+        if takes_axis:
+            axis = args[0] if args else kwargs.get("axis", -1 if function is not jnn.logsumexp else None)
+            if not valid_axis(axis if not isinstance(axis, list) else tuple(axis), x.ndim):
+                return NotImplemented
+        return jitted(x, *args, **kwargs)
+
+    return fast
+
+
 class JaxAdapter(Adapter):
     name = "jax"
     differentiable = True
 
     def _fast_paths(self) -> dict[str, FastPath]:
-        return {
-            name: jax.jit(function, static_argnames=static)
-            for name, (function, static) in _JAX_NN.items()
-        }
+        return {name: _native(function, static) for name, (function, static) in _JAX_NN.items()}
 
     def compile(self, function: Callable[..., Any], static_argnames: tuple[str, ...]) -> FastPath:
         """The written-once ``function`` as a cached ``jax.jit``."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ._base import Adapter, FastPath
+from ._base import Adapter, FastPath, valid_axis
 
 try:
     from scipy import special as _special
@@ -102,7 +102,7 @@ def _silu(x):
 
 
 def _softmax(x, axis=-1, where=None):
-    if not (_floating(x) and where is None and isinstance(axis, int) and x.ndim and x.size):
+    if not (_floating(x) and where is None and isinstance(axis, int) and valid_axis(axis, x.ndim) and x.size):
         return NotImplemented
     out = np.subtract(x, np.max(x, axis=axis, keepdims=True))
     np.exp(out, out=out)
@@ -111,7 +111,7 @@ def _softmax(x, axis=-1, where=None):
 
 
 def _log_softmax(x, axis=-1, where=None):
-    if not (_floating(x) and where is None and isinstance(axis, int) and x.ndim and x.size):
+    if not (_floating(x) and where is None and isinstance(axis, int) and valid_axis(axis, x.ndim) and x.size):
         return NotImplemented
     shifted = np.subtract(x, np.max(x, axis=axis, keepdims=True))
     total = np.exp(shifted)

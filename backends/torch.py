@@ -24,7 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ._base import Adapter, FastPath
+from ._base import Adapter, FastPath, valid_axis
 
 
 def _number(value: Any) -> bool:
@@ -86,7 +86,7 @@ def _softplus(x):
 
 def _axis_softmax(function):
     def fast(x, axis=-1, where=None):
-        if not (_floating(x) and where is None and isinstance(axis, int) and x.ndim):
+        if not (_floating(x) and where is None and isinstance(axis, int) and valid_axis(axis, x.ndim)):
             return NotImplemented
         return function(x, axis)
 
@@ -94,14 +94,14 @@ def _axis_softmax(function):
 
 
 def _logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, where=None):
-    if not (_floating(a) and b is None and where is None and not return_sign and a.ndim):
+    if not (_floating(a) and b is None and where is None and not return_sign and valid_axis(axis, a.ndim)):
         return NotImplemented
     dims = tuple(range(a.ndim)) if axis is None else axis
     return torch.logsumexp(a, dim=dims, keepdim=keepdims)
 
 
 def _glu(x, axis=-1):
-    if not (_floating(x) and isinstance(axis, int) and x.ndim and -x.ndim <= axis < x.ndim):
+    if not (_floating(x) and isinstance(axis, int) and valid_axis(axis, x.ndim)):
         return NotImplemented
     if x.shape[axis] % 2:
         return NotImplemented

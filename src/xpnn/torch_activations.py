@@ -76,8 +76,11 @@ def rrelu(
 
     Without ``key`` this is torch's evaluation formula, a leaky ReLU with slope
     :math:`(\text{lower} + \text{upper}) / 2` (``F.rrelu(training=False)``).
-    With an ``xpnn.random`` key (training), every negative element gets its
-    own slope drawn from :math:`U(\text{lower}, \text{upper})`.
+    Training mode (a ``key``: every negative element gets its own slope drawn
+    from :math:`U(\text{lower}, \text{upper})`) needs the portable generator
+    ``xpnn.random``, which is not part of xpnn yet: passing a key raises
+    ``NotImplementedError`` rather than drawing from a generator whose numbers
+    would differ between backends.
     """
     xp = namespace(x)
     x = require_floating(xp, x, "rrelu")
@@ -85,10 +88,10 @@ def rrelu(
         raise ValueError(f"rrelu: lower must be <= upper, got lower={lower}, upper={upper}")
     if key is None:
         return xp.where(x >= 0, x, x * ((lower + upper) / 2.0))
-    from xpnn import random
-
-    slope = random.uniform(key, x.shape, dtype=x.dtype, minval=lower, maxval=upper)
-    return xp.where(x >= 0, x, x * slope)
+    raise NotImplementedError(
+        "rrelu: training mode (key=...) needs xpnn.random, which xpnn does not have yet; "
+        "call rrelu(x, lower, upper) without a key for the evaluation formula"
+    )
 
 
 @public()
