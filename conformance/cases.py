@@ -43,8 +43,10 @@ class Case:
 
     @property
     def label(self) -> str:
-        arguments = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
-        return f"{self.function}({arguments})" if arguments else self.function
+        arguments = [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        if self.extra is not None:
+            arguments.append(self.extra.__doc__ or "...")
+        return f"{self.function}({', '.join(arguments)})" if arguments else self.function
 
     def reference_callable(self) -> Callable[..., Any]:
         if self.reference == "jax":
@@ -73,14 +75,17 @@ def _torch_rrelu_eval(x, lower=1.0 / 8.0, upper=1.0 / 3.0):
 
 
 def _mask(rng: np.random.Generator, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """where=mask"""
     return {"where": rng.random(shape) < 0.7}
 
 
 def _scales(rng: np.random.Generator, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """b=scales"""
     return {"b": rng.uniform(-1.0, 2.0, shape)}
 
 
 def _channel_weight(rng: np.random.Generator, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """weight=per-channel"""
     channels = shape[1] if len(shape) >= 2 else 1
     return {"weight": rng.uniform(0.05, 0.5, (channels,))}
 

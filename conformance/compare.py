@@ -63,10 +63,15 @@ def compare(
     ref = np.abs(expected)[finite]
     max_abs = float(diff.max(initial=0.0))
     max_rel = float((diff / np.maximum(ref, np.finfo(np.float64).tiny)).max(initial=0.0))
-    ulp = _EPS[dtype] * np.maximum(ref, np.finfo(np.float32 if dtype != "float64" else np.float64).tiny)
-    max_ulp = float((diff / ulp).max(initial=0.0))
     allowed = atol + rtol * ref
+    scale = ref
     if magnitude is not None:
-        allowed = allowed + 2.0 * _EPS[dtype] * np.abs(np.broadcast_to(magnitude, actual.shape))[finite]
+        input_scale = np.abs(np.broadcast_to(magnitude, actual.shape))[finite]
+        allowed = allowed + 2.0 * _EPS[dtype] * input_scale
+        scale = np.maximum(ref, input_scale)
+    # ulps of the larger of |reference| and |input|: near a zero of the function
+    # the ulp of the tiny result says nothing about the computation's accuracy.
+    ulp = _EPS[dtype] * np.maximum(scale, np.finfo(np.float32 if dtype != "float64" else np.float64).tiny)
+    max_ulp = float((diff / ulp).max(initial=0.0))
     within = bool(np.all(diff <= allowed))
     return Comparison(max_abs, max_rel, max_ulp, int(special.sum()), within and not special.any())
