@@ -119,67 +119,59 @@ def _row(library: str, name: str, shape, medians: dict[str, float], native: str)
     }
 
 
+def _library_rows(library: str, x: Any, twins: dict, native: str, copy, sync, shape, jit=None) -> list[dict]:
+    """Rows for one library: xpnn, its native twin (jitted when ``jit`` is given), a copy pass."""
+    rows = []
+    for name, twin in twins.items():
+        fn = getattr(xpnn, name)
+        compiled = jit(twin) if jit else twin
+        variants = {"xpnn": lambda: fn(x), native: lambda: compiled(x), "copy": lambda: copy(x)}
+        if jit:
+            variants["eager"] = lambda: twin(x)
+        rows.append(_row(library, name, shape, _interleaved(variants, sync=sync), native))
+    return rows
+
+
 def run(libraries: tuple[str, ...] = ("numpy", "torch", "jax")) -> list[dict]:
     rng = np.random.default_rng(0)
     rows = []
+    no_sync = lambda out: None  # noqa: E731
     for shape in SHAPES:
         data = rng.normal(scale=3.0, size=shape).astype(np.float32)
         if "numpy" in libraries:
-            for name, twin in _numpy_twins().items():
-                fn = getattr(xpnn, name)
-                medians = _interleaved(
-                    {"xpnn": lambda: fn(data), "best numpy": lambda: twin(data), "copy": lambda: data.copy()},
-                    sync=lambda out: None)
-                rows.append(_row("numpy", name, shape, medians, "best numpy"))
+            rows += _library_rows("numpy", data, _numpy_twins(), "best numpy", np.copy, no_sync, shape)
         if "torch" in libraries:
             import torch
 
-            torch.set_num_threads(max(1, torch.get_num_threads()))
-            x = torch.from_numpy(data)
-            for name, twin in _torch_twins().items():
-                fn = getattr(xpnn, name)
-                medians = _interleaved(
-                    {"xpnn": lambda: fn(x), "torch.nn.functional": lambda: twin(x), "copy": lambda: x.clone()},
-                    sync=lambda out: None)
-                rows.append(_row("torch", name, shape, medians, "torch.nn.functional"))
+            rows += _library_rows("torch", torch.from_numpy(data), _torch_twins(), "torch.nn.functional",
+                                  torch.clone, no_sync, shape)
         if "jax" in libraries:
             import jax
             import jax.numpy as jnp
 
-            x = jnp.asarray(data)
-            block = lambda out: jax.block_until_ready(out)  # noqa: E731
-            copy = jax.jit(lambda v: v + 0)
-            for name, twin in _jax_twins().items():
-                fn, jitted = getattr(xpnn, name), jax.jit(twin)
-                medians = _interleaved(
-                    {"xpnn": lambda: fn(x), "jitted jax.nn": lambda: jitted(x),
-                     "eager": lambda: twin(x), "copy": lambda: copy(x)},
-                    sync=block)
-                rows.append(_row("jax", name, shape, medians, "jitted jax.nn"))
+            rows += _library_rows("jax", jnp.asarray(data), _jax_twins(), "jitted jax.nn",
+                                  jax.jit(lambda v: v + 0), jax.block_until_ready, shape, jit=jax.jit)
     return rows
 
 
 def dispatch_overhead() -> dict[str, float]:
     """Microseconds that xpnn's routing adds to a call: xpnn.relu vs the fast path it calls, tiny arrays."""
-    out = {}
-    data = np.ones(8, np.float32)
     from xpnn._dispatch import adapter_of
 
-    fast = adapter_of(data).fast_paths["relu"]
-    medians = _interleaved({"xpnn": lambda: xpnn.relu(data), "fast": lambda: fast(data)}, sync=lambda o: None,
-                           budget=0.5)
-    out["numpy"] = (medians["xpnn"] - medians["fast"]) * 1e6
+    arrays = {"numpy": np.ones(8, np.float32)}
     try:
         import torch
 
-        t = torch.ones(8)
-        fast = adapter_of(t).fast_paths["relu"]
-        medians = _interleaved({"xpnn": lambda: xpnn.relu(t), "fast": lambda: fast(t)}, sync=lambda o: None,
-                               budget=0.5)
-        out["torch"] = (medians["xpnn"] - medians["fast"]) * 1e6
+        arrays["torch"] = torch.ones(8)
     except ImportError:
         pass
-    return out
+    overhead = {}
+    for library, data in arrays.items():
+        fast = adapter_of(data).fast_paths["relu"]
+        medians = _interleaved({"xpnn": lambda: xpnn.relu(data), "fast": lambda: fast(data)},
+                               sync=lambda out: None, budget=0.5)
+        overhead[library] = (medians["xpnn"] - medians["fast"]) * 1e6
+    return overhead
 
 
 def report(rows: list[dict], overhead: dict[str, float]) -> str:

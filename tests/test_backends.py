@@ -15,16 +15,21 @@ from xpnn.conformance.compare import compare
 CASE_IDS = [case.label for case in CASES]
 
 
+def _case_arrays(case, backend_name, dtype, rng):
+    """The backend, the case's float64 inputs, its extra arrays, and the inputs on the backend."""
+    from xpnn.conformance.backends import load
+
+    backend = load(backend_name)
+    x64 = runner.case_inputs(case, rng)
+    extra = runner.extra_inputs(case, rng, x64.shape)
+    return backend, x64, extra, backend.asarray(x64, dtype)
+
+
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_traces_under_jax_jit(case, rng):
     """No Python branching on array values: every function traces, with and without fast paths."""
     jax = pytest.importorskip("jax")
-    from xpnn.conformance.backends import load
-
-    backend = load("jax")
-    x64 = runner.case_inputs(case, rng)
-    extra = runner.extra_inputs(case, rng, x64.shape)
-    x = backend.asarray(x64, "float32")
+    backend, x64, extra, x = _case_arrays(case, "jax", "float32", rng)
     eager = backend.to_numpy(runner.call_xpnn(case, backend, x, extra, "float32"))
     for fast in (True, False):
         with xpnn.fast_paths(fast):
@@ -37,12 +42,7 @@ def test_traces_under_jax_jit(case, rng):
 def test_dask_stays_lazy(case, rng):
     """No function computes the graph: a scheduler that refuses to run proves it."""
     dask = pytest.importorskip("dask")
-    from xpnn.conformance.backends import load
-
-    backend = load("dask")
-    x64 = runner.case_inputs(case, rng)
-    extra = runner.extra_inputs(case, rng, x64.shape)
-    x = backend.asarray(x64, "float64")
+    backend, x64, extra, x = _case_arrays(case, "dask", "float64", rng)
 
     def refuse(*args, **kwargs):
         raise AssertionError("the dask graph was computed inside an xpnn call")
