@@ -18,7 +18,7 @@ import array_api_compat
 
 from ._base import Adapter, FastPath
 
-__all__ = ["Adapter", "FastPath", "adapter_for_namespace", "KNOWN_BACKENDS"]
+__all__ = ["Adapter", "FastPath", "adapter_for_namespace"]
 
 # array-api-compat's namespace test -> module defining ``ADAPTER`` for that library.
 _ADAPTER_MODULES = (
@@ -29,9 +29,6 @@ _ADAPTER_MODULES = (
     (array_api_compat.is_cupy_namespace, "cupy"),
     (array_api_compat.is_array_api_strict_namespace, "array_api_strict"),
 )
-
-#: Libraries with an adapter of their own, in test-matrix order.
-KNOWN_BACKENDS = ("numpy", "array_api_strict", "torch", "jax", "dask", "cupy")
 
 _ADAPTERS: dict[int, Adapter] = {}
 

@@ -39,8 +39,6 @@ class Adapter:
 
     #: Short library name, as used by the test matrix and the reports.
     name = "generic"
-    #: Whether ``stop_gradient`` and autodiff mean anything for this library.
-    differentiable = False
 
     def __init__(self, xp: Namespace) -> None:
         self.xp = xp

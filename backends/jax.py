@@ -73,7 +73,6 @@ def _native(function: Callable[..., Any], static: tuple[str, ...]) -> FastPath:
 
 class JaxAdapter(Adapter):
     name = "jax"
-    differentiable = True
 
     def _fast_paths(self) -> dict[str, FastPath]:
         return {name: _native(function, static) for name, (function, static) in _JAX_NN.items()}

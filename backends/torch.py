@@ -136,7 +136,6 @@ def _prelu(x, weight):
 
 class TorchAdapter(Adapter):
     name = "torch"
-    differentiable = True
 
     def _fast_paths(self) -> dict[str, FastPath]:
         return {

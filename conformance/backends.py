@@ -22,7 +22,6 @@ class Backend:
     asarray: Callable[[np.ndarray, str], Any]
     to_numpy: Callable[[Any], np.ndarray]
     dtypes: tuple[str, ...]
-    differentiable: bool = False
 
     def __str__(self) -> str:
         return self.name
@@ -61,7 +60,7 @@ def _torch() -> Backend:
             x = x.float()
         return x.numpy()
 
-    return Backend("torch", xp, asarray, to_numpy, DTYPES, differentiable=True)
+    return Backend("torch", xp, asarray, to_numpy, DTYPES)
 
 
 def _jax() -> Backend:
@@ -77,7 +76,7 @@ def _jax() -> Backend:
         x = np.asarray(x)
         return x.astype(np.float32) if x.dtype.name == "bfloat16" else x
 
-    return Backend("jax", jnp, asarray, to_numpy, DTYPES, differentiable=True)
+    return Backend("jax", jnp, asarray, to_numpy, DTYPES)
 
 
 def _dask() -> Backend:

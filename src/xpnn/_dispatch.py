@@ -51,7 +51,7 @@ def _adapter_of_type(value: Any) -> Adapter:
 
 
 def _is_array_like_python(value: Any) -> bool:
-    return isinstance(value, (list, int, float, bool)) or type(value) is type(None)
+    return isinstance(value, (list, int, float, bool))
 
 
 def adapter_of(*values: Any) -> Adapter:
