@@ -1,6 +1,7 @@
 """The adapter base class: what every array library gets from the standard alone."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Callable
 
 from . import _fallback
@@ -39,6 +40,10 @@ class Adapter:
 
     #: Short library name, as used by the test matrix and the reports.
     name = "generic"
+    #: Counters per slice when xpnn.random runs the cipher eagerly: slices that
+    #: fit in cache make the ~150 elementwise passes of Threefry several times
+    #: faster on CPU libraries.  None runs one whole-array pass per step.
+    random_chunk: int | None = None
 
     def __init__(self, xp: Namespace) -> None:
         self.xp = xp
@@ -66,6 +71,42 @@ class Adapter:
     def erfc(self, x: Array) -> Array:
         """Complementary error function ``1 - erf(x)``, accurate in the tail."""
         return _fallback.erfc(self.xp, x)
+
+    def fma(self, a: Array, b: Array, c: Array) -> Array:
+        """``a * b + c`` rounded once, as XLA computes it on CPU (it contracts multiply-adds)."""
+        return _fallback.fma(self.xp, a, b, c)
+
+    def erf_inv(self, x: Array) -> Array:
+        """Inverse error function, equal to XLA's (jax.lax.erf_inv) in float32 and below.
+
+        Narrow floats go through float32, as XLA does; float64 is polished
+        to full precision with this adapter's ``erf``/``erfc``.
+        """
+        xp = self.xp
+        if x.dtype == xp.float64:
+            return _fallback.erf_inv_float64(xp, x, self.erf, self.erfc)
+        return xp.astype(_fallback.erf_inv_float32(xp, x), x.dtype)
+
+    def map_slices(self, function: Callable[[int], Any], starts: Iterable[int]) -> list[Any]:
+        """``[function(start) for start in starts]``: the slices of an eager random draw.
+
+        The slices are independent; an adapter may run them concurrently.
+        """
+        return [function(start) for start in starts]
+
+    def dtype_named(self, name: str) -> Any:
+        """The library's dtype called ``name`` ("float32", "bfloat16"...), or None."""
+        return getattr(self.xp, name, None)
+
+    def key_data(self, key: Array) -> Array:
+        """A random key as its raw ``(2,)`` integer array (unwraps a library's typed keys)."""
+        return key
+
+    @property
+    def random_word_dtype(self) -> Any:
+        """The integer dtype that holds xpnn.random's 32-bit words: uint32 where
+        the library has unsigned 32-bit arithmetic (see ``xpnn._threefry``)."""
+        return self.xp.uint32
 
     def stop_gradient(self, x: Array) -> Array:
         """``x`` as a constant for autodiff (identity where there is no autodiff)."""

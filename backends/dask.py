@@ -12,6 +12,10 @@ _NUMPY = numpy_backend.ADAPTER(numpy_namespace)
 class DaskAdapter(Adapter):
     name = "dask"
 
+    def dtype_named(self, name):
+        """Dask arrays take NumPy's dtypes; its namespace lacks some (float16)."""
+        return getattr(self.xp, name, None) or getattr(numpy_namespace, name, None)
+
     def erf(self, x):
         return x.map_blocks(_NUMPY.erf, dtype=x.dtype)
 

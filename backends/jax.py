@@ -87,6 +87,19 @@ class JaxAdapter(Adapter):
     def erfc(self, x):
         return jax.lax.erfc(x)
 
+    def key_data(self, key):
+        """``jax.random.key(...)`` typed keys become their uint32 words."""
+        if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+            return jax.random.key_data(key)
+        return key
+
+    def fma(self, a, b, c):
+        """XLA contracts the multiply-add itself."""
+        return a * b + c
+
+    def erf_inv(self, x):
+        return jax.lax.erf_inv(x)
+
     def stop_gradient(self, x):
         return jax.lax.stop_gradient(x)
 

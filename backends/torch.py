@@ -136,6 +136,10 @@ def _prelu(x, weight):
 
 class TorchAdapter(Adapter):
     name = "torch"
+    #: torch has no uint32 add or shift: xpnn.random's 32-bit words live in
+    #: int64 and every sum and left shift is masked back to 32 bits.
+    random_word_dtype = torch.int64
+    random_chunk = 1 << 18
 
     def _fast_paths(self) -> dict[str, FastPath]:
         return {

@@ -127,6 +127,37 @@ def test_fallback_erf_accuracy(function, dtype, max_ulp):
         assert math.copysign(1.0, out[4]) == -1.0  # erf(-0.0) = -0.0
 
 
+def test_fallback_erf_inv_float32_is_xlas():
+    """The standard-only float32 erf_inv against jax.lax.erf_inv on the same inputs."""
+    jax = pytest.importorskip("jax")
+    strict = pytest.importorskip("array_api_strict")
+    x = np.concatenate([np.linspace(-1, 1, 20001), 1 - np.geomspace(1e-7, 1e-2, 200)]).astype(np.float32)
+    got = np.from_dlpack(_fallback.erf_inv_float32(strict, strict.asarray(x)))
+    expected = np.asarray(jax.lax.erf_inv(jax.numpy.asarray(x)))
+    finite = np.isfinite(expected)
+    np.testing.assert_array_equal(got[~finite], expected[~finite])
+    ulps = np.abs(got[finite].view(np.int32).astype(np.int64) - expected[finite].view(np.int32).astype(np.int64))
+    assert ulps.max() <= 3 and np.mean(ulps == 0) > 0.95
+
+
+def test_fallback_erf_inv_float64_accuracy():
+    """The standard-only float64 erf_inv (with the standard-only erf/erfc) against 40-digit mpmath."""
+    mpmath = pytest.importorskip("mpmath")
+    strict = pytest.importorskip("array_api_strict")
+    mpmath.mp.dps = 40
+    x = np.concatenate([np.linspace(-0.999, 0.999, 301), 1 - np.geomspace(1e-16, 1e-3, 60), [0.5, 1e-300]])
+    got = np.from_dlpack(_fallback.erf_inv_float64(
+        strict, strict.asarray(x), lambda v: _fallback.erf(strict, v), lambda v: _fallback.erfc(strict, v)))
+    expected = np.array([float(mpmath.erfinv(mpmath.mpf(float(v)))) for v in x])
+    nonzero = expected != 0
+    assert np.all(np.abs(got - expected)[nonzero] / np.spacing(np.abs(expected[nonzero])) <= 6)
+    specials = np.from_dlpack(_fallback.erf_inv_float64(
+        strict, strict.asarray(np.array([1.0, -1.0, 0.0, -0.0, np.nan])),
+        lambda v: _fallback.erf(strict, v), lambda v: _fallback.erfc(strict, v)))
+    np.testing.assert_array_equal(specials, [np.inf, -np.inf, 0.0, -0.0, np.nan])
+    assert math.copysign(1.0, specials[3]) == -1.0
+
+
 def test_adapter_registry():
     import array_api_compat.numpy as np_namespace
 

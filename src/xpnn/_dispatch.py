@@ -119,13 +119,12 @@ def fast_paths(enabled: bool) -> Iterator[None]:
 
 
 def _same_library(first: Array, args: tuple, kwargs: dict) -> bool:
-    """Whether the other arguments are plain values or arrays of ``first``'s type."""
+    """Whether the other arguments are plain values (numbers, shapes, dtypes) or arrays of ``first``'s type."""
     array_type = type(first)
-    for value in args:
-        if not isinstance(value, _PLAIN_TYPES) and type(value) is not array_type:
-            return False
-    for value in kwargs.values():
-        if not isinstance(value, _PLAIN_TYPES) and type(value) is not array_type:
+    for value in (*args, *kwargs.values()):
+        if type(value) is array_type or isinstance(value, _PLAIN_TYPES) or isinstance(value, type):
+            continue
+        if array_api_compat.is_array_api_obj(value):
             return False
     return True
 

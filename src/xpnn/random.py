@@ -1,0 +1,655 @@
+"""Counter-based random numbers on every array library, equal to ``jax.random``.
+
+A key is a ``(2,)`` uint32 array (the two words of jax's threefry2x32 key)
+in the library and on the device where values are wanted; every value drawn
+from it is made there by the Threefry-2x32 cipher, written once against the
+Array API standard (``xpnn._threefry``).  One seed therefore gives the same
+numbers on NumPy, PyTorch, JAX, CuPy, Dask and array-api-strict, and the
+same numbers as ``jax.random``:
+
+* ``bits``, ``split``, ``fold_in``, ``uniform``, ``randint``, ``bernoulli``,
+  ``permutation`` and ``categorical`` bit for bit;
+* ``normal`` and ``truncated_normal`` (which go through ``erf_inv``) to a
+  few float32 ulp: equal to XLA's polynomial, whose ``log1p`` differs from
+  other libraries' by an ulp now and then.
+
+Both of jax's counter layouts are implemented; :func:`set_threefry_partitionable`
+chooses (the default, True, is jax's current default).  jax keys
+(``jax.random.key(0)`` or ``jax.random.PRNGKey(0)``) are accepted wherever a
+key is; xpnn returns raw uint32 keys.
+
+On JAX every function runs as a cached ``jax.jit``, and inside a user's
+``jax.jit`` it traces (keys may be traced).  Dask results stay lazy.
+"""
+from __future__ import annotations
+
+import math
+import types
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import array_api_compat
+
+from xpnn import _threefry
+from xpnn._dispatch import adapter_of, public
+from xpnn._threefry import MASK32, set_threefry_partitionable, threefry_partitionable
+from xpnn.backends import Adapter
+
+__all__ = [
+    "key", "split", "fold_in", "bits", "uniform", "normal", "truncated_normal", "bernoulli",
+    "randint", "permutation", "categorical", "set_threefry_partitionable",
+    "threefry_partitionable",
+]
+
+Array = Any
+Namespace = Any
+Shape = Sequence[int]
+
+_UINT_BY_WIDTH = {8: "uint8", 16: "uint16", 32: "uint32", 64: "uint64"}
+_INT_WIDTH = {"int8": 8, "int16": 16, "int32": 32, "int64": 64,
+              "uint8": 8, "uint16": 16, "uint32": 32, "uint64": 64}
+
+
+# -- arguments -------------------------------------------------------------------
+
+
+def _library(like: Any) -> tuple[Adapter, Any]:
+    """The adapter and device of ``like``: an array, a namespace module, or None for NumPy."""
+    if like is None:
+        return adapter_of(), None
+    if isinstance(like, types.ModuleType):
+        if not hasattr(like, "asarray"):
+            raise TypeError(f"key: like must be an array or an array namespace, got module {like.__name__}")
+        like = like.asarray(0)
+    adapter = adapter_of(like)
+    return adapter, array_api_compat.device(like)
+
+
+def _key_words(value: Any, function: str) -> tuple[Adapter, Array]:
+    """A key (xpnn, raw jax or typed jax key) as its ``(2,)`` array of words, and its adapter."""
+    if isinstance(value, (int, list, tuple)) or value is None:
+        raise TypeError(
+            f"{function}: key must be a key array from xpnn.random.key (or jax.random.key), "
+            f"got {type(value).__name__} {value!r}"
+        )
+    adapter = adapter_of(value)
+    value = adapter.key_data(value)
+    xp = adapter.xp
+    if tuple(value.shape) != (2,) or not xp.isdtype(value.dtype, "integral"):
+        raise ValueError(
+            f"{function}: key must be a (2,) uint32 array (one key), got shape "
+            f"{tuple(value.shape)} and dtype {value.dtype}; use a loop or split for several keys"
+        )
+    return adapter, value
+
+
+def _shape(shape: Any, function: str, argument: str = "shape") -> tuple[int, ...]:
+    """``shape`` as a tuple of non-negative Python ints, or ValueError/TypeError naming it."""
+    items = (shape,) if isinstance(shape, int) else shape
+    try:
+        items = tuple(items)
+    except TypeError:
+        raise TypeError(f"{function}: {argument} must be a tuple of ints, got {shape!r}") from None
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, int):
+            raise TypeError(f"{function}: {argument} must be a tuple of ints, got {shape!r}")
+        if item < 0:
+            raise ValueError(f"{function}: {argument} must be non-negative, got {shape!r}")
+    return items
+
+
+def _dtype_name(dtype: Any) -> str:
+    """The standard name of a dtype of any library (``torch.float32``, ``np.float32``, ``jnp.bfloat16``...)."""
+    if isinstance(dtype, str):
+        return dtype
+    name = getattr(dtype, "__name__", None) if isinstance(dtype, type) else getattr(dtype, "name", None)
+    return name if isinstance(name, str) else str(dtype).rsplit(".", 1)[-1]
+
+
+def _dtype(adapter: Adapter, dtype: Any, kind: str, default: str, function: str) -> Any:
+    """``dtype`` (a dtype of any library, or its name) as a dtype of ``adapter``'s library.
+
+    ``kind`` is an Array API dtype kind the dtype must have.
+    """
+    name = default if dtype is None else _dtype_name(dtype)
+    resolved = adapter.dtype_named(name)
+    if resolved is None or not _is_dtype(adapter.xp, resolved):
+        raise ValueError(f"{function}: dtype must be a {kind} dtype of {adapter.name}, got {dtype!r}")
+    if not adapter.xp.isdtype(resolved, kind):
+        raise ValueError(f"{function}: dtype must be a {kind} dtype, got {name}")
+    return resolved
+
+
+def _is_dtype(xp: Namespace, candidate: Any) -> bool:
+    try:
+        xp.isdtype(candidate, "numeric")
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return True
+
+
+def _float_layout(xp: Namespace, dtype: Any) -> tuple[int, int]:
+    """``(random bits drawn, mantissa bits)`` of a float dtype, as jax.random.uniform uses them.
+
+    bfloat16 has 7 mantissa bits, so jax draws only 8 random bits for it.
+    """
+    info = xp.finfo(dtype)
+    mantissa = round(-math.log2(float(info.eps)))
+    return (8 if mantissa < 8 else info.bits), mantissa
+
+
+# -- bits --------------------------------------------------------------------------
+
+
+def _pair_counters(xp: Namespace, words: Any, device: Any, start: int, stop: int, layout: tuple) -> tuple[Array, Array]:
+    """The counter pairs ``start..stop-1`` of a draw.
+
+    ``layout`` is ``("partitionable",)``: pair ``i`` is ``(i >> 32, i & 0xFFFFFFFF)``;
+    or ``("legacy", half, total)``: pair ``i`` is ``(i, half + i)`` over
+    ``iota(total)`` padded with a 0 to even length.
+    """
+    first = xp.arange(start, stop, dtype=words, device=device)
+    if layout[0] == "partitionable":
+        return (xp.zeros_like(first) if stop <= MASK32 + 1 else first >> 32), first
+    _, half, total = layout
+    second = xp.arange(half + start, half + stop, dtype=words, device=device)
+    if total % 2:
+        second = xp.where(second == total, xp.zeros_like(second), second)
+    return first, second
+
+
+def _draw(adapter: Adapter, key: Array, n: int, width: int, partitionable: bool, transform: Callable[[Any], Array]) -> Array:
+    """``transform(values)`` for the ``n`` random values of ``width`` bits of a draw, flat.
+
+    Values are ``width``-bit words (``width`` 64: a ``(high, low)`` pair of
+    words).  Partitionable: value ``i`` is ``y0 ^ y1`` of the cipher of pair
+    ``i`` (64-bit: ``(y0, y1)``; 8/16-bit: its low bits).  Legacy: the words
+    of the legacy stream ``T(iota(m))`` = cipher outputs ``y0`` of all pairs,
+    then ``y1`` of all pairs; 64-bit values take their high words from the
+    first half of a ``2n``-word stream and low words from the second, and
+    8/16-bit values are the little-endian sub-words of the stream.
+
+    ``transform`` must be elementwise: where the adapter asks for it
+    (``random_chunk``), the draw runs in cache-sized slices of pairs, each
+    transformed at once, which makes eager CPU libraries several times faster.
+    """
+    xp, words = adapter.xp, adapter.random_word_dtype
+    device = _device(key)
+    if not partitionable and width < 32:
+        stream = _legacy_words(adapter, key, -(-n * width // 32))
+        shifts = xp.arange(0, 32, width, dtype=words, device=device)
+        parts = (stream[:, None] >> shifts[None, :]) & ((1 << width) - 1)
+        return transform(xp.reshape(parts, (-1,))[:n])
+    if partitionable:
+        pairs, layout = n, ("partitionable",)
+    elif width == 64:
+        pairs, layout = n, ("legacy", n, 2 * n)
+    else:
+        pairs, layout = (n + 1) // 2, ("legacy", (n + 1) // 2, n)
+    chunk = adapter.random_chunk or max(pairs, 1)
+
+    def draw_slice(start: int) -> tuple[Array, Array | None]:
+        x0, x1 = _pair_counters(xp, words, device, start, min(start + chunk, pairs), layout)
+        y0, y1 = _threefry.threefry2x32(xp, words, key, x0, x1)
+        if width == 64:
+            return transform((y0, y1)), None
+        if partitionable:
+            value = y0 ^ y1
+            return transform(value if width == 32 else value & ((1 << width) - 1)), None
+        return transform(y0), transform(y1)
+
+    slices = adapter.map_slices(draw_slice, range(0, max(pairs, 1), chunk))
+    firsts = [first for first, _ in slices]
+    seconds = [second for _, second in slices if second is not None]
+    out = firsts[0] if len(firsts) == 1 and not seconds else xp.concat(firsts + seconds)
+    return out[:n] if seconds else out
+
+
+def _legacy_words(adapter: Adapter, key: Array, m: int) -> Array:
+    """The first ``m`` words of the legacy stream."""
+    return _draw(adapter, key, m, 32, False, lambda values: values)
+
+
+@public(static=("shape", "dtype", "width", "partitionable"))
+def _bits(key: Array, shape: tuple[int, ...], dtype: Any, width: int, *, partitionable: bool) -> Array:
+    adapter = adapter_of(key)
+    xp = adapter.xp
+    if width == 64:
+        def transform(pair):
+            high, low = (xp.astype(word, xp.int64) for word in pair)
+            return xp.astype((high << 32) | low, dtype)
+    else:
+        def transform(values):
+            return xp.astype(values, dtype)
+    words = xp.astype(key, adapter.random_word_dtype)
+    return xp.reshape(_draw(adapter, words, math.prod(shape), width, partitionable, transform), shape)
+
+
+def bits(key: Array, shape: Shape = (), dtype: Any = None) -> Array:
+    """Uniform random bits, ``jax.random.bits``: an unsigned array of ``shape``.
+
+    ``dtype`` is uint8, uint16, uint32 (default) or uint64.  Bit-exact with jax
+    in both counter layouts.
+    """
+    adapter, words = _key_words(key, "bits")
+    shape = _shape(shape, "bits")
+    dtype = _dtype(adapter, dtype, "unsigned integer", "uint32", "bits")
+    return _bits(words, shape, dtype, _INT_WIDTH[_dtype_name(dtype)], partitionable=_threefry.threefry_partitionable())
+
+
+# -- keys ---------------------------------------------------------------------------
+
+
+def key(seed: int | Array, *, like: Any = None) -> Array:
+    """A key for ``seed``: ``[seed >> 32, seed & 0xFFFFFFFF]`` as uint32, like ``jax.random.key_data(jax.random.key(seed))``.
+
+    The key is made in the library and on the device of ``like`` (an array
+    or an array namespace); NumPy by default.  ``seed`` is a Python int in
+    the int64 range.
+    """
+    adapter, device = _library(like)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"key: seed must be a Python int, got {type(seed).__name__} {seed!r}")
+    if not -(2**63) <= seed < 2**64:
+        raise ValueError(f"key: seed must fit in 64 bits, got {seed}")
+    seed %= 2**64
+    return adapter.xp.asarray([seed >> 32, seed & MASK32], dtype=adapter.xp.uint32, device=device)
+
+
+@public(static=("num", "partitionable"))
+def _split(key: Array, num: int, *, partitionable: bool) -> Array:
+    adapter = adapter_of(key)
+    xp = adapter.xp
+    words = xp.astype(key, adapter.random_word_dtype)
+    if partitionable:
+        out = _draw(adapter, words, num, 64, True, lambda pair: xp.stack(pair, axis=1))
+    else:
+        out = xp.reshape(_legacy_words(adapter, words, 2 * num), (num, 2))
+    return xp.astype(out, xp.uint32)
+
+
+def split(key: Array, num: int = 2) -> Array:
+    """``num`` new keys from ``key``, as a ``(num, 2)`` uint32 array (``jax.random.split``).
+
+    Partitionable layout: key ``i`` is the cipher of counter ``i`` (so
+    ``split(key, n)[i] == fold_in(key, i)``); legacy: the legacy stream of
+    ``2 * num`` words, in pairs.
+    """
+    _, words = _key_words(key, "split")
+    if isinstance(num, bool) or not isinstance(num, int) or num < 0:
+        raise ValueError(f"split: num must be a non-negative int, got {num!r}")
+    return _split(words, num, partitionable=_threefry.threefry_partitionable())
+
+
+@public()
+def _fold_in(key: Array, data: Array) -> Array:
+    adapter = adapter_of(key)
+    xp = adapter.xp
+    words = xp.astype(key, adapter.random_word_dtype)
+    counter = xp.reshape(xp.astype(data, adapter.random_word_dtype), (1,))
+    y0, y1 = _threefry.threefry2x32(xp, adapter.random_word_dtype, words, xp.zeros_like(counter), counter)
+    return xp.astype(xp.concat([y0, y1]), xp.uint32)
+
+
+def fold_in(key: Array, data: int | Array) -> Array:
+    """A new key from ``key`` and the integer ``data`` (``jax.random.fold_in``).
+
+    It is the cipher of the counter ``(0, uint32(data))``, the same in both
+    counter layouts.  ``data`` is a Python int or an integer scalar array
+    (e.g. a traced step counter); it is taken modulo 2**32.
+    """
+    adapter, words = _key_words(key, "fold_in")
+    xp = adapter.xp
+    if isinstance(data, int) and not isinstance(data, bool):
+        data = xp.asarray(data % 2**32, dtype=adapter.random_word_dtype, device=_device(words))
+    elif isinstance(data, bool) or not hasattr(data, "dtype") or not xp.isdtype(data.dtype, "integral") or data.ndim:
+        raise TypeError(f"fold_in: data must be an int or an integer scalar array, got {data!r}")
+    else:
+        data = xp.astype(data, xp.int64) & MASK32 if data.dtype != adapter.random_word_dtype else data
+    return _fold_in(words, data)
+
+
+# -- floats -------------------------------------------------------------------------
+
+
+def _floats(
+    adapter: Adapter, key: Array, shape: tuple[int, ...], dtype: Any, partitionable: bool,
+    minval: Any, maxval: Any, then: Callable[[Array], Array] | None = None,
+) -> Array:
+    """jax.random.uniform's floats in ``[minval, maxval)``, then ``then`` elementwise.
+
+    jax sets the top random bits as the mantissa of a float in [1, 2) and
+    subtracts 1; that equals ``m * 2**-nmant`` for the ``nmant`` top bits
+    ``m``, computed here exactly without a bitcast.  The result is
+    ``max(minval, f * (maxval - minval) + minval)`` in ``dtype``.
+    """
+    xp = adapter.xp
+    device = _device(key)
+    drawn, mantissa = _float_layout(xp, dtype)
+    low, high = (xp.astype(v, dtype) if hasattr(v, "dtype") else xp.asarray(v, dtype=dtype, device=device)
+                 for v in (minval, maxval))
+    scalar_bounds = low.ndim == 0 and high.ndim == 0
+
+    span = high - low
+
+    def finish(f: Array) -> Array:
+        # XLA fuses f * span + low in float32 and float64 (not in half precision).
+        scaled = f * span + low if mantissa < 23 else adapter.fma(f, span, low)
+        out = xp.maximum(low, scaled)
+        return then(out) if then is not None else out
+
+    def transform(words: Any) -> Array:
+        if drawn == 64:
+            high_word, low_word = (xp.astype(w, xp.int64) for w in words)
+            m = (high_word << (mantissa - 32)) | (low_word >> (64 - mantissa))
+        else:
+            m = words >> (drawn - mantissa)
+        f = xp.astype(m, dtype) * (2.0 ** -mantissa)
+        return finish(f) if scalar_bounds else f
+
+    flat = _draw(adapter, xp.astype(key, adapter.random_word_dtype), math.prod(shape), drawn, partitionable, transform)
+    out = xp.reshape(flat, shape)
+    return out if scalar_bounds else finish(out)
+
+
+@public(static=("shape", "dtype", "partitionable"))
+def _uniform(key: Array, shape: tuple[int, ...], dtype: Any, minval: Any, maxval: Any, *, partitionable: bool) -> Array:
+    return _floats(adapter_of(key), key, shape, dtype, partitionable, minval, maxval)
+
+
+def _check_bounds(function: str, shape: tuple[int, ...], **bounds: Any) -> None:
+    """Array bounds must broadcast to ``shape``: jax's ``_check_shape``."""
+    for name, value in bounds.items():
+        bound_shape = tuple(getattr(value, "shape", ()))
+        if len(bound_shape) > len(shape) or any(
+            b not in (1, s) for b, s in zip(bound_shape[::-1], shape[::-1])
+        ):
+            raise ValueError(
+                f"{function}: {name} of shape {bound_shape} does not broadcast to shape {shape}"
+            )
+
+
+def _float_call(key: Array, shape: Any, dtype: Any, function: str) -> tuple[Adapter, Array, tuple[int, ...], Any]:
+    adapter, words = _key_words(key, function)
+    return adapter, words, _shape(shape, function), _dtype(adapter, dtype, "real floating", "float32", function)
+
+
+def uniform(key: Array, shape: Shape = (), dtype: Any = None, minval: Any = 0.0, maxval: Any = 1.0) -> Array:
+    """Uniform floats in ``[minval, maxval)`` (``jax.random.uniform``), bit-exact with jax.
+
+    ``f`` in [0, 1) takes the top mantissa bits of 32 random bits (float32),
+    16 (float16), 8 (bfloat16) or 64 (float64); the result is
+    ``max(minval, f * (maxval - minval) + minval)`` computed in ``dtype``
+    (default float32).
+    """
+    adapter, words, shape, dtype = _float_call(key, shape, dtype, "uniform")
+    _check_bounds("uniform", shape, minval=minval, maxval=maxval)
+    return _uniform(words, shape, dtype, minval, maxval, partitionable=_threefry.threefry_partitionable())
+
+
+@public(static=("shape", "dtype", "partitionable"))
+def _normal(key: Array, shape: tuple[int, ...], dtype: Any, *, partitionable: bool) -> Array:
+    adapter = adapter_of(key)
+    xp = adapter.xp
+    _, mantissa = _float_layout(xp, dtype)
+    sqrt2 = xp.asarray(math.sqrt(2.0), dtype=dtype, device=_device(key))
+    return _floats(adapter, key, shape, dtype, partitionable, -(1.0 - 2.0 ** -(mantissa + 1)), 1.0,
+                   then=lambda u: sqrt2 * adapter.erf_inv(u))
+
+
+def normal(key: Array, shape: Shape = (), dtype: Any = None) -> Array:
+    """Standard normal floats (``jax.random.normal``): ``sqrt(2) * erf_inv(u)``.
+
+    ``u`` is uniform in ``(-1, 1)`` (``minval = nextafter(-1, 0)``), drawn as
+    :func:`uniform`; ``erf_inv`` is XLA's float32 polynomial (see
+    ``backends/_fallback.py``), so values match jax to a few float32 ulp.
+    """
+    adapter, words, shape, dtype = _float_call(key, shape, dtype, "normal")
+    return _normal(words, shape, dtype, partitionable=_threefry.threefry_partitionable())
+
+
+@public(static=("shape", "dtype", "partitionable"))
+def _truncated_normal(key: Array, lower: Any, upper: Any, shape: tuple[int, ...], dtype: Any, *, partitionable: bool) -> Array:
+    adapter = adapter_of(key)
+    xp = adapter.xp
+    device = _device(key)
+    sqrt2 = xp.asarray(math.sqrt(2.0), dtype=dtype, device=device)
+    lower = xp.asarray(lower, dtype=dtype, device=device) if not hasattr(lower, "dtype") else xp.astype(lower, dtype)
+    upper = xp.asarray(upper, dtype=dtype, device=device) if not hasattr(upper, "dtype") else xp.astype(upper, dtype)
+    above = xp.nextafter(lower, xp.asarray(math.inf, dtype=dtype, device=device))
+    below = xp.nextafter(upper, xp.asarray(-math.inf, dtype=dtype, device=device))
+    return _floats(adapter, key, shape, dtype, partitionable, adapter.erf(lower / sqrt2), adapter.erf(upper / sqrt2),
+                   then=lambda u: xp.clip(sqrt2 * adapter.erf_inv(u), above, below))
+
+
+def truncated_normal(key: Array, lower: Any, upper: Any, shape: Shape | None = None, dtype: Any = None) -> Array:
+    """Normal floats truncated to the open interval ``(lower, upper)`` (``jax.random.truncated_normal``).
+
+    ``u`` is uniform between ``erf(lower/sqrt2)`` and ``erf(upper/sqrt2)``;
+    the result is ``sqrt(2) * erf_inv(u)``, clipped to the open interval.
+    ``shape`` defaults to the broadcast shape of ``lower`` and ``upper``.
+    """
+    if shape is None:
+        shape = _broadcast_shapes(tuple(getattr(lower, "shape", ())), tuple(getattr(upper, "shape", ())))
+    adapter, words, shape, dtype = _float_call(key, shape, dtype, "truncated_normal")
+    _check_bounds("truncated_normal", shape, lower=lower, upper=upper)
+    if _is_number(lower) and _is_number(upper) and not lower < upper:
+        raise ValueError(f"truncated_normal: lower must be < upper, got lower={lower}, upper={upper}")
+    return _truncated_normal(words, lower, upper, shape, dtype, partitionable=_threefry.threefry_partitionable())
+
+
+def bernoulli(key: Array, p: Any = 0.5, shape: Shape | None = None) -> Array:
+    """Booleans that are True with probability ``p`` (``jax.random.bernoulli``): ``uniform(key, shape) < p``.
+
+    The uniform draw has ``p``'s dtype (float32 for a Python float), as in jax.
+    ``shape`` defaults to ``p``'s shape.
+    """
+    adapter, _ = _key_words(key, "bernoulli")
+    if shape is None:
+        shape = tuple(getattr(p, "shape", ()))
+    if _is_number(p):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"bernoulli: p must be a probability in [0, 1], got {p}")
+        dtype = None
+    elif hasattr(p, "dtype") and adapter.xp.isdtype(p.dtype, "real floating"):
+        dtype = p.dtype
+    else:
+        raise TypeError(f"bernoulli: p must be a float or a floating array, got {p!r}")
+    return uniform(key, shape, dtype) < p
+
+
+# -- integers ----------------------------------------------------------------------
+
+
+@public(static=("shape", "dtype", "width", "partitionable"))
+def _randint(key: Array, shape: tuple[int, ...], minval: Any, maxval: Any, dtype: Any, width: int, *, partitionable: bool) -> Array:
+    adapter = adapter_of(key)
+    xp = adapter.xp
+    device = _device(key)
+    info = xp.iinfo(dtype)
+    wide = xp.int64
+    low = xp.asarray(minval, dtype=wide, device=device) if not hasattr(minval, "dtype") else xp.astype(minval, wide)
+    high = xp.asarray(maxval, dtype=wide, device=device) if not hasattr(maxval, "dtype") else xp.astype(maxval, wide)
+    if width < 32:
+        # jax samples narrow dtypes as int32, with the bounds clipped to the narrow range.
+        low = xp.clip(low, info.min, info.max)
+        high = xp.clip(high, info.min, info.max + 1)
+        info, width = xp.iinfo(xp.int32), 32
+    # Bounds clipped to the sampling dtype's range; maxval past the top widens the span by one.
+    beyond = high > info.max
+    low = xp.clip(low, info.min, info.max)
+    high = xp.clip(high, info.min, info.max)
+    span = xp.where(high <= low, xp.ones_like(high), high - low)
+    span = xp.where(beyond & (high > low), span + 1, span)
+    span = xp.broadcast_to(span, shape) if span.ndim else span
+    k1, k2 = (xp.astype(k, adapter.random_word_dtype) for k in xp.unstack(_split.written_once(key, 2, partitionable=partitionable)))
+    n = math.prod(shape)
+    higher = _draw(adapter, k1, n, width, partitionable, lambda values: xp.astype(values, wide))
+    lower = _draw(adapter, k2, n, width, partitionable, lambda values: xp.astype(values, wide))
+    span = xp.reshape(xp.broadcast_to(span, shape), (n,))
+    # jax: offset = ((higher % span) * (2**width % span)**2 % span + lower % span) % span,
+    # in unsigned width-bit arithmetic (the product wraps for width 32).
+    modulus = (1 << width) - 1
+    multiplier = (1 << (width // 2)) % span
+    multiplier = ((multiplier * multiplier) & modulus) % span
+    offset = ((((higher % span) * multiplier) & modulus) + (lower % span)) & modulus
+    offset = offset % span
+    low = xp.reshape(xp.broadcast_to(low, shape), (n,))
+    return xp.reshape(xp.astype(low + offset, dtype), shape)
+
+
+def randint(key: Array, shape: Shape, minval: Any, maxval: Any, dtype: Any = None) -> Array:
+    """Integers uniform in ``[minval, maxval)`` (``jax.random.randint``), bit-exact with jax.
+
+    jax's algorithm: two streams of ``width`` random bits from ``split(key)``,
+    combined modulo the span so that the bias is that of ``2 * width`` bits.
+    ``maxval <= minval`` gives ``minval``.  ``dtype`` defaults to int32; 8-,
+    16- and 32-bit integer dtypes are supported (narrow ones are sampled as
+    int32 with clipped bounds, as jax does).
+    """
+    adapter, words = _key_words(key, "randint")
+    shape = _shape(shape, "randint")
+    dtype = _dtype(adapter, dtype, "integral", "int32", "randint")
+    width = _INT_WIDTH[_dtype_name(dtype)]
+    if width == 64:
+        raise NotImplementedError(
+            "randint: 64-bit dtypes need unsigned 64-bit modular arithmetic, which xpnn does not "
+            "implement; use an int32 dtype"
+        )
+    _check_bounds("randint", shape, minval=minval, maxval=maxval)
+    for name, value in (("minval", minval), ("maxval", maxval)):
+        if not (isinstance(value, int) or (hasattr(value, "dtype") and adapter.xp.isdtype(value.dtype, "integral"))):
+            raise TypeError(f"randint: {name} must be an int or an integer array, got {value!r}")
+    return _randint(words, shape, minval, maxval, dtype, width, partitionable=_threefry.threefry_partitionable())
+
+
+def permutation(key: Array, x: int | Array, axis: int = 0, independent: bool = False) -> Array:
+    """A random permutation of ``range(x)`` or of ``x`` along ``axis`` (``jax.random.permutation``).
+
+    jax's algorithm: sort by fresh 32-bit random keys, repeated
+    ``ceil(3 ln(n) / ln(2**32 - 1))`` times with a stable sort, each round with
+    the second key of ``split(key)``.  With ``independent=True`` every slice
+    along ``axis`` is shuffled on its own; otherwise whole slices move.
+    """
+    adapter, words = _key_words(key, "permutation")
+    xp = adapter.xp
+    if isinstance(x, int) and not isinstance(x, bool):
+        if x < 0:
+            raise ValueError(f"permutation: x must be a non-negative int or an array, got {x}")
+        return _shuffle(words, xp.arange(x, device=_device(words)), 0)
+    if not hasattr(x, "shape") or x.ndim == 0:
+        raise TypeError(f"permutation: x must be an int or an array of at least 1 dimension, got {x!r}")
+    if adapter_of(x) is not adapter:
+        raise TypeError(f"permutation: key is a {adapter.name} array but x is not")
+    if not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"permutation: axis={axis} is out of bounds for an array of dimension {x.ndim}")
+    axis %= x.ndim
+    if independent or x.ndim == 1:
+        return _shuffle(words, x, axis)
+    order = _shuffle(words, xp.arange(x.shape[axis], device=_device(words)), 0)
+    return xp.take(x, order, axis=axis)
+
+
+def _shuffle(key: Array, x: Array, axis: int) -> Array:
+    n = math.prod(x.shape)
+    rounds = math.ceil(3 * math.log(max(1, n)) / math.log(MASK32))
+    return _sort_rounds(key, x, axis, rounds, partitionable=_threefry.threefry_partitionable())
+
+
+@public(static=("axis", "rounds", "partitionable"))
+def _sort_rounds(key: Array, x: Array, axis: int, rounds: int, *, partitionable: bool) -> Array:
+    adapter = adapter_of(key)
+    xp = adapter.xp
+    for _ in range(rounds):
+        pair = _split.written_once(key, 2, partitionable=partitionable)
+        key, subkey = pair[0, :], pair[1, :]
+        words = xp.astype(subkey, adapter.random_word_dtype)
+        sort_keys = xp.reshape(_draw(adapter, words, math.prod(x.shape), 32, partitionable, lambda v: v), x.shape)
+        order = xp.argsort(sort_keys, axis=axis, stable=True)
+        x = xp.take(x, order, axis=0) if x.ndim == 1 else xp.take_along_axis(x, order, axis=axis)
+    return x
+
+
+def categorical(key: Array, logits: Array, axis: int = -1, shape: Shape | None = None, replace: bool = True) -> Array:
+    """Samples from the categorical distributions ``softmax(logits, axis)`` (``jax.random.categorical``).
+
+    The Gumbel-max trick, as jax: ``argmax(logits + g, axis)`` with
+    ``g = -log(-log(uniform(key, minval=tiny, maxval=1)))`` drawn in
+    ``logits``' dtype; without replacement, the top ``prod(shape prefix)``
+    of ``logits + g``.  ``shape`` defaults to ``logits.shape`` without ``axis``.
+    """
+    adapter, words = _key_words(key, "categorical")
+    xp = adapter.xp
+    if not hasattr(logits, "dtype") or adapter_of(logits) is not adapter:
+        raise TypeError(f"categorical: logits must be an array of the key's library ({adapter.name}), got {type(logits).__name__}")
+    if not xp.isdtype(logits.dtype, "real floating"):
+        raise TypeError(f"categorical: logits must have a floating dtype, got {logits.dtype}")
+    if not -logits.ndim <= axis < logits.ndim:
+        raise ValueError(f"categorical: axis={axis} is out of bounds for logits of dimension {logits.ndim}")
+    axis %= logits.ndim
+    batch_shape = tuple(s for i, s in enumerate(logits.shape) if i != axis)
+    shape = batch_shape if shape is None else _shape(shape, "categorical")
+    if len(shape) < len(batch_shape) or any(
+        b not in (1, s) for b, s in zip(batch_shape[::-1], shape[::-1])
+    ):
+        raise ValueError(f"categorical: shape {shape} is not compatible with the batch shape {batch_shape} of logits")
+    prefix = shape[: len(shape) - len(batch_shape)]
+    if not replace and math.prod(prefix) > logits.shape[axis]:
+        raise ValueError(
+            f"categorical: number of samples without replacement ({math.prod(prefix)}) cannot exceed "
+            f"the number of categories ({logits.shape[axis]})"
+        )
+    return _categorical(words, logits, axis, shape, batch_shape, replace, partitionable=_threefry.threefry_partitionable())
+
+
+@public(static=("axis", "shape", "batch_shape", "replace", "partitionable"))
+def _categorical(
+    key: Array, logits: Array, axis: int, shape: tuple[int, ...], batch_shape: tuple[int, ...], replace: bool,
+    *, partitionable: bool,
+) -> Array:
+    adapter = adapter_of(key)
+    xp = adapter.xp
+    prefix = shape[: len(shape) - len(batch_shape)]
+    dtype = logits.dtype
+    if replace:
+        sample_shape = list(shape[len(prefix):])
+        sample_shape.insert(axis, logits.shape[axis])
+        gumbel = _gumbel(adapter, key, (*prefix, *sample_shape), dtype, partitionable)
+        expanded = xp.reshape(logits, (1,) * len(prefix) + tuple(logits.shape))
+        return xp.argmax(gumbel + expanded, axis=axis + len(prefix))
+    perturbed = logits + _gumbel(adapter, key, tuple(logits.shape), dtype, partitionable)
+    k = math.prod(prefix)
+    order = xp.argsort(xp.moveaxis(perturbed, axis, -1), axis=-1, descending=True, stable=True)[..., :k]
+    order = xp.moveaxis(order, -1, 0)
+    return xp.reshape(order, shape)
+
+
+def _gumbel(adapter: Adapter, key: Array, shape: tuple[int, ...], dtype: Any, partitionable: bool) -> Array:
+    """jax.random.gumbel's default ('low') mode: ``-log(-log(uniform(tiny, 1)))``."""
+    xp = adapter.xp
+    return _floats(adapter, key, shape, dtype, partitionable, float(xp.finfo(dtype).smallest_normal), 1.0,
+                   then=lambda u: -xp.log(-xp.log(u)))
+
+
+# -- helpers -----------------------------------------------------------------------
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+    ndim = max(len(s) for s in shapes)
+    padded = [(1,) * (ndim - len(s)) + s for s in shapes]
+    out = []
+    for sizes in zip(*padded):
+        others = {s for s in sizes if s != 1}
+        if len(others) > 1:
+            raise ValueError(f"shapes {shapes} do not broadcast")
+        out.append(others.pop() if others else 1)
+    return tuple(out)
+
+
+def _device(x: Array) -> Any:
+    return array_api_compat.device(x)
+
