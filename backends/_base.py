@@ -72,6 +72,14 @@ class Adapter:
         """Complementary error function ``1 - erf(x)``, accurate in the tail."""
         return _fallback.erfc(self.xp, x)
 
+    def qr(self, a: Array) -> tuple[Array, Array]:
+        """Reduced QR decomposition of a tall matrix: ``linalg.qr`` where the
+        library has the linalg extension, else the standard-only one."""
+        linalg = getattr(self.xp, "linalg", None)
+        if linalg is not None and hasattr(linalg, "qr"):
+            return linalg.qr(a)
+        return _fallback.qr(self.xp, a)
+
     def fma(self, a: Array, b: Array, c: Array) -> Array:
         """``a * b + c`` rounded once, as XLA computes it on CPU (it contracts multiply-adds)."""
         return _fallback.fma(self.xp, a, b, c)

@@ -1,0 +1,147 @@
+"""xpnn.initializers against jax.nn.initializers, on every backend."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import xpnn.initializers as xi
+import xpnn.random as xr
+from backends import _fallback
+
+jax.config.update("jax_enable_x64", True)
+jinit = jax.nn.initializers
+
+#: (name, builder arguments, shapes): every builder, with conv and axis variants.
+CASES = [
+    ("uniform", {}, [(3, 5)]),
+    ("uniform", {"scale": 2.5}, [(4,)]),
+    ("normal", {"stddev": 0.3}, [(3, 5)]),
+    ("truncated_normal", {}, [(3, 5)]),
+    ("truncated_normal", {"stddev": 1.0, "lower": -1.0, "upper": 3.0}, [(4,)]),
+    ("glorot_uniform", {}, [(3, 5), (3, 3, 4, 8)]),
+    ("glorot_normal", {}, [(3, 5), (5, 4, 8)]),
+    ("xavier_uniform", {}, [(2, 3)]),
+    ("lecun_uniform", {}, [(3, 5), (2, 3, 3, 4, 8)]),
+    ("lecun_normal", {}, [(3, 5), (3, 3, 4, 8)]),
+    ("he_uniform", {}, [(3, 5)]),
+    ("he_normal", {}, [(3, 5)]),
+    ("kaiming_normal", {"in_axis": 1, "out_axis": 0}, [(4, 8, 3, 3)]),
+    ("variance_scaling", {"scale": 2.0, "mode": "fan_out", "distribution": "normal"}, [(6, 4, 8)]),
+    ("variance_scaling", {"scale": 1.0, "mode": "fan_geo_avg", "distribution": "uniform", "batch_axis": 0}, [(6, 4, 8)]),
+    ("variance_scaling", {"scale": 0.5, "mode": "fan_in", "distribution": "truncated_normal", "in_axis": (0, 1)}, [(2, 3, 4)]),
+    ("variance_scaling", {"scale": 1.0, "mode": "fan_avg", "distribution": "uniform", "in_axis": 0, "out_axis": 0}, [(5,)]),
+    ("orthogonal", {}, [(2, 3), (3, 2), (3, 3), (4, 3, 5)]),
+    ("orthogonal", {"scale": 2.0, "column_axis": 0}, [(3, 4)]),
+    ("delta_orthogonal", {}, [(3, 2, 2), (3, 3, 4, 6), (2, 3, 2, 3, 3)]),
+]
+
+UNIFORM_BASED = {"uniform", "glorot_uniform", "xavier_uniform", "lecun_uniform", "he_uniform"}
+
+
+def _exact(name: str, kwargs: dict) -> bool:
+    return name in UNIFORM_BASED or kwargs.get("distribution") == "uniform"
+
+
+def _dtype_names(backend):
+    return [d for d in ("float32", "float64", "float16") if d in backend.dtypes]
+
+
+@pytest.mark.parametrize("name, kwargs, shapes", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_matches_jax(backend, name, kwargs, shapes):
+    for dtype in _dtype_names(backend):
+        if name in ("orthogonal", "delta_orthogonal") and dtype == "float16":
+            continue  # no float16 QR (jax's CPU QR refuses it too)
+        for seed in (7,):
+            key = xr.key(seed, like=backend.xp)
+            for shape in shapes:
+                actual = backend.to_numpy(getattr(xi, name)(**kwargs)(key, shape, dtype))
+                expected = np.asarray(getattr(jinit, name)(**kwargs)(jax.random.key(seed), shape, jnp.dtype(dtype)))
+                assert actual.shape == expected.shape and actual.dtype == expected.dtype
+                if _exact(name, kwargs):
+                    np.testing.assert_array_equal(actual, expected)
+                else:
+                    tolerance = {"float16": 2e-3, "float32": 2e-5, "float64": 1e-11}[dtype]
+                    np.testing.assert_allclose(actual, expected, rtol=tolerance, atol=tolerance)
+
+
+def test_reference_vectors():
+    """Values from ../shared/REFERENCE.md section C, key(0), shape (2, 3)."""
+    key = xr.key(0)
+    np.testing.assert_allclose(xi.lecun_normal()(key, (2, 3)),
+                               [[1.170405387878418, 1.3784390687942505, -0.33173829317092896],
+                                [-0.060317300260066986, 0.13505136966705322, -0.7336251735687256]], rtol=1e-6)
+    np.testing.assert_array_equal(xi.he_uniform()(key, (2, 3)),
+                                  np.array([[1.5507639646530151, 1.6578493118286133, -0.5809593200683594],
+                                            [-0.10853563249111176, 0.24210159480571747, -1.158731460571289]], np.float32))
+
+
+def test_values_in_the_keys_library(backend):
+    key = xr.key(1, like=backend.xp)
+    for init in (xi.zeros, xi.ones, xi.constant(-7.0), xi.lecun_normal(), xi.orthogonal()):
+        out = init(key, (3, 3))
+        assert type(out) is type(key) and out.dtype == backend.xp.float32
+    assert backend.to_numpy(xi.constant(3, dtype="int32")(key, (2,))).tolist() == [3, 3]
+
+
+def test_zeros_and_ones_take_no_key():
+    np.testing.assert_array_equal(xi.zeros(None, (2,)), np.zeros(2, np.float32))
+    np.testing.assert_array_equal(xi.ones_init()(None, (2, 2), "float64"), np.ones((2, 2)))
+
+
+def test_device_follows_the_key():
+    import array_api_strict as xs
+
+    device = xs.Device("device1")
+    key = xr.key(0, like=xs.asarray(0.0, device=device))
+    for init in (xi.zeros, xi.glorot_uniform(), xi.orthogonal(), xi.delta_orthogonal()):
+        assert init(key, (3, 3, 3)).device == device
+
+
+def test_aliases_and_fans():
+    assert xi.xavier_uniform is xi.glorot_uniform and xi.kaiming_normal is xi.he_normal
+    assert xi.compute_fans((3, 3, 4, 8)) == (36, 72)
+    assert xi.compute_fans((4, 8, 3, 3), in_axis=1, out_axis=0) == (72, 36)
+    assert xi.compute_fans((6, 4, 8), batch_axis=0) == (4, 8)
+    assert xi.compute_fans((2, 3, 4), in_axis=(0, 1)) == (6, 4)
+
+
+def test_variance_scaling_statistics():
+    w = np.asarray(xi.lecun_normal()(xr.key(3), (1000, 1000)), np.float64)
+    assert abs(w.std() - 1 / np.sqrt(1000)) < 5e-4
+    q = np.asarray(xi.orthogonal()(xr.key(3), (64, 32)), np.float64)
+    np.testing.assert_allclose(q.T @ q, np.eye(32), atol=1e-5)
+
+
+def test_standard_only_qr_gives_the_same_orthogonal_matrix():
+    import array_api_strict as xs
+
+    z = np.random.default_rng(0).standard_normal((9, 5))
+    q, r = (np.from_dlpack(m) for m in _fallback.qr(xs, xs.asarray(z)))
+    np.testing.assert_allclose(q @ r, z, atol=1e-12)
+    np.testing.assert_allclose(q.T @ q, np.eye(5), atol=1e-12)
+    assert np.allclose(np.tril(r, -1), 0)
+    reference_q, reference_r = np.linalg.qr(z)
+    signs = np.sign(np.diag(reference_r))
+    np.testing.assert_allclose(q * np.sign(np.diag(r)), reference_q * signs, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda k: xi.variance_scaling(1.0, "fan_sum", "normal"), "invalid mode 'fan_sum'"),
+        (lambda k: xi.variance_scaling(1.0, "fan_in", "laplace"), "invalid distribution 'laplace'"),
+        (lambda k: xi.lecun_normal()(k, (5,)), "at least 2 dimensions"),
+        (lambda k: xi.lecun_normal()(k, (0, 3)), "fan of 0"),
+        (lambda k: xi.glorot_uniform()(k, (3, -2)), "non-negative"),
+        (lambda k: xi.lecun_normal()(k, (3, 3), "int32"), "real floating dtype"),
+        (lambda k: xi.orthogonal()(k, (4,)), "at least 2 dimensions"),
+        (lambda k: xi.delta_orthogonal()(k, (3, 3)), "3-, 4- or 5-D"),
+        (lambda k: xi.delta_orthogonal()(k, (3, 3, 5, 4)), "must be <= fan_out"),
+        (lambda k: xi.lecun_normal(in_axis=4)(k, (3, 3)), "in_axis=4 is out of range"),
+    ],
+)
+def test_errors(call, message):
+    with pytest.raises(ValueError, match=message):
+        call(xr.key(0))
