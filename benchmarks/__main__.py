@@ -1,25 +1,32 @@
-"""``python -m benchmarks activations [--libraries numpy,torch,jax] [--json PATH]``."""
+"""``python -m benchmarks {activations,random} [--libraries numpy,torch,jax] [--json PATH]``."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
-from benchmarks import activations
+from benchmarks import activations, random
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    parser.add_argument("suite", choices=["activations"])
+    parser.add_argument("suite", choices=["activations", "random"])
     parser.add_argument("--libraries", default="numpy,torch,jax")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
-    rows = activations.run(tuple(args.libraries.split(",")))
-    overhead = activations.dispatch_overhead()
-    print(activations.report(rows, overhead))
+    libraries = tuple(args.libraries.split(","))
+    if args.suite == "random":
+        rows = random.run(libraries)
+        print(random.report(rows))
+        result: dict = {"rows": rows}
+    else:
+        rows = activations.run(libraries)
+        overhead = activations.dispatch_overhead()
+        print(activations.report(rows, overhead))
+        result = {"rows": rows, "dispatch_overhead_us": overhead}
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"rows": rows, "dispatch_overhead_us": overhead}, handle, indent=1, default=str)
+            json.dump(result, handle, indent=1, default=str)
     return 0
 
 

@@ -148,8 +148,9 @@ def test_bad_arguments():
         xpnn.prelu(np.ones((2, 4)), np.ones(3))
     with pytest.raises(ValueError, match="rrelu: lower must be <= upper"):
         xpnn.rrelu(np.ones(3), 0.5, 0.1)
-    with pytest.raises(NotImplementedError, match="rrelu: training mode"):
-        xpnn.rrelu(np.ones(3), key=np.zeros(2, dtype=np.uint32))
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match="two libraries"):
+        xpnn.rrelu(torch.ones(3), key=xpnn.random.key(0))
     with pytest.raises(TypeError, match="x must have a real dtype"):
         xpnn.elu(np.ones(3, dtype=complex))
 
@@ -232,3 +233,29 @@ def test_standardize_properties(shape, data):
     out = xpnn.standardize(x, axis=axis, algorithm=algorithm)
     expected = np.asarray(jax.nn.standardize(x, axis=axis, algorithm=algorithm))
     np.testing.assert_allclose(out, expected, rtol=1e-9, atol=1e-9)
+
+
+def test_rrelu_training_mode(backend):
+    """Each negative element gets its own slope, the key's uniform draw in [lower, upper)."""
+    x_np = -np.abs(np.random.default_rng(0).standard_normal((64, 32))) - 0.1
+    x_np[0] = np.abs(x_np[0])
+    x = backend.asarray(x_np, "float32")
+    key = xpnn.random.key(3, like=backend.xp)
+    out = backend.to_numpy(xpnn.rrelu(x, 0.1, 0.3, key=key))
+    slopes = backend.to_numpy(xpnn.random.uniform(key, (64, 32), minval=0.1, maxval=0.3))
+    np.testing.assert_array_equal(out[0], x_np[0].astype(np.float32))
+    np.testing.assert_allclose(out[1:], (x_np[1:] * slopes[1:]).astype(np.float32), rtol=1e-6)
+    ratio = out[1:] / x_np[1:].astype(np.float32)
+    assert ratio.min() >= 0.1 - 1e-6 and ratio.max() < 0.3 + 1e-6 and abs(ratio.mean() - 0.2) < 0.01
+    np.testing.assert_array_equal(backend.to_numpy(xpnn.rrelu(x, 0.1, 0.3, key=key)), out)
+    assert not np.array_equal(backend.to_numpy(xpnn.rrelu(x, 0.1, 0.3, key=xpnn.random.split(key)[0, :])), out)
+
+
+def test_rrelu_training_gradient_is_the_slope():
+    torch = pytest.importorskip("torch")
+    x = -torch.rand(10, dtype=torch.float64) - 0.1
+    x.requires_grad_(True)
+    key = xpnn.random.key(1, like=torch)
+    xpnn.rrelu(x, key=key).sum().backward()
+    slopes = xpnn.random.uniform(key, (10,), torch.float64, 1 / 8, 1 / 3)
+    torch.testing.assert_close(x.grad, slopes)

@@ -5,6 +5,7 @@ PyTorch, Dask, array-api-strict, ...) and returns arrays of the same library
 on the same device.  Names and semantics follow ``jax.nn``; the activations
 that only ``torch.nn`` has use torch's names and defaults.
 """
+from xpnn import initializers, random
 from xpnn._dispatch import fast_paths, fast_paths_enabled, set_fast_paths
 from xpnn.activations import (
     celu, elu, gelu, glu, hard_sigmoid, hard_silu, hard_swish, hard_tanh, leaky_relu,
@@ -29,4 +30,4 @@ FUNCTIONS = (
     "hard_shrink", "soft_shrink", "tanh_shrink", "threshold", "rrelu", "prelu", "softmin",
 )
 
-__all__ = [*FUNCTIONS, "set_fast_paths", "fast_paths", "fast_paths_enabled"]
+__all__ = [*FUNCTIONS, "random", "initializers", "set_fast_paths", "fast_paths", "fast_paths_enabled"]

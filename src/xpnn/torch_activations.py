@@ -68,7 +68,7 @@ def threshold(x: Array, threshold: float, value: float) -> Array:
     return xp.where(x <= threshold, value, x)
 
 
-@public()
+@public(static=("lower", "upper"))
 def rrelu(
     x: Array, lower: float = 1.0 / 8.0, upper: float = 1.0 / 3.0, *, key: Any = None
 ) -> Array:
@@ -76,22 +76,23 @@ def rrelu(
 
     Without ``key`` this is torch's evaluation formula, a leaky ReLU with slope
     :math:`(\text{lower} + \text{upper}) / 2` (``F.rrelu(training=False)``).
-    Training mode (a ``key``: every negative element gets its own slope drawn
-    from :math:`U(\text{lower}, \text{upper})`) needs the portable generator
-    ``xpnn.random``, which is not part of xpnn yet: passing a key raises
-    ``NotImplementedError`` rather than drawing from a generator whose numbers
-    would differ between backends.
+    Training mode (``F.rrelu(training=True)``): with a ``key`` from
+    :mod:`xpnn.random` (in ``x``'s library), every element gets its own slope
+    :math:`a \sim U(\text{lower}, \text{upper})`, drawn as
+    ``xpnn.random.uniform(key, x.shape, x.dtype, lower, upper)``, and the
+    output is :math:`x` if :math:`x \ge 0` else :math:`a x`.  The slopes are
+    the same on every backend for the same key (not torch's generator's).
     """
-    xp = namespace(x)
+    xp = namespace(x) if key is None else namespace(x, key)
     x = require_floating(xp, x, "rrelu")
     if not lower <= upper:
         raise ValueError(f"rrelu: lower must be <= upper, got lower={lower}, upper={upper}")
     if key is None:
         return xp.where(x >= 0, x, x * ((lower + upper) / 2.0))
-    raise NotImplementedError(
-        "rrelu: training mode (key=...) needs xpnn.random, which xpnn does not have yet; "
-        "call rrelu(x, lower, upper) without a key for the evaluation formula"
-    )
+    from xpnn import random
+
+    slopes = random.uniform(key, tuple(x.shape), x.dtype, lower, upper)
+    return xp.where(x >= 0, x, x * slopes)
 
 
 @public()
