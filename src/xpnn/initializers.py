@@ -49,6 +49,12 @@ def _float_dtype(adapter: Any, dtype: Any, function: str) -> Any:
     return random._dtype(adapter, dtype, "real floating", "float32", function)
 
 
+def _call(key: Any, shape: Sequence[int], dtype: Any, function: str) -> tuple[Any, Any, tuple[int, ...], Any]:
+    """An initializer call's checked arguments: ``(adapter, device, shape, float dtype)``."""
+    adapter, device = _library(key, function)
+    return adapter, device, random._shape(shape, function), _float_dtype(adapter, dtype, function)
+
+
 def _filled(value: Any, builder_dtype: Any, name: str) -> Initializer:
     def init(key: Any, shape: Sequence[int], dtype: Any = builder_dtype) -> Array:
         adapter, device = _library(key, name)
@@ -171,10 +177,8 @@ def variance_scaling(
     builder_dtype = dtype
 
     def init(key: Any, shape: Sequence[int], dtype: Any = builder_dtype) -> Array:
-        adapter, device = _library(key, "variance_scaling")
+        adapter, device, shape, dtype = _call(key, shape, dtype, "variance_scaling")
         xp = adapter.xp
-        shape = random._shape(shape, "variance_scaling")
-        dtype = _float_dtype(adapter, dtype, "variance_scaling")
         fan_in, fan_out = compute_fans(shape, in_axis, out_axis, batch_axis)
         denominator = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2,
                        "fan_geo_avg": (fan_in * fan_out) ** 0.5}[mode]
@@ -235,10 +239,8 @@ def orthogonal(scale: float = 1.0, column_axis: int = -1, dtype: Any = None) -> 
     builder_dtype = dtype
 
     def init(key: Any, shape: Sequence[int], dtype: Any = builder_dtype) -> Array:
-        adapter, device = _library(key, "orthogonal")
+        adapter, device, shape, dtype = _call(key, shape, dtype, "orthogonal")
         xp = adapter.xp
-        shape = random._shape(shape, "orthogonal")
-        dtype = _float_dtype(adapter, dtype, "orthogonal")
         if len(shape) < 2:
             raise ValueError(f"orthogonal: the shape must have at least 2 dimensions, got {shape}")
         if not -len(shape) <= column_axis < len(shape):
@@ -267,16 +269,14 @@ def delta_orthogonal(scale: float = 1.0, column_axis: int = -1, dtype: Any = Non
     builder_dtype = dtype
 
     def init(key: Any, shape: Sequence[int], dtype: Any = builder_dtype) -> Array:
-        adapter, device = _library(key, "delta_orthogonal")
+        adapter, device, shape, dtype = _call(key, shape, dtype, "delta_orthogonal")
         xp = adapter.xp
-        shape = random._shape(shape, "delta_orthogonal")
         if len(shape) not in (3, 4, 5):
             raise ValueError(f"delta_orthogonal: the shape must be 3-, 4- or 5-D, got {shape}")
         if shape[-1] < shape[-2]:
             raise ValueError(
                 f"delta_orthogonal: fan_in (shape[-2]={shape[-2]}) must be <= fan_out (shape[-1]={shape[-1]})"
             )
-        dtype = _float_dtype(adapter, dtype, "delta_orthogonal")
         centre = orthogonal(scale, column_axis, dtype)(key, shape[-2:])
         taps = shape[:-2]
         # A one-hot mask over the taps, broadcast against the centre matrix: standard-only, no item assignment.
