@@ -326,8 +326,7 @@ def _floats(
     xp = adapter.xp
     device = _device(key)
     drawn, mantissa = _float_layout(xp, dtype)
-    low, high = (xp.astype(v, dtype) if hasattr(v, "dtype") else xp.asarray(v, dtype=dtype, device=device)
-                 for v in (minval, maxval))
+    low, high = (_as_dtype(xp, v, dtype, device) for v in (minval, maxval))
     scalar_bounds = low.ndim == 0 and high.ndim == 0
 
     span = high - low
@@ -414,8 +413,7 @@ def _truncated_normal(key: Array, lower: Any, upper: Any, shape: tuple[int, ...]
     xp = adapter.xp
     device = _device(key)
     sqrt2 = xp.asarray(math.sqrt(2.0), dtype=dtype, device=device)
-    lower = xp.asarray(lower, dtype=dtype, device=device) if not hasattr(lower, "dtype") else xp.astype(lower, dtype)
-    upper = xp.asarray(upper, dtype=dtype, device=device) if not hasattr(upper, "dtype") else xp.astype(upper, dtype)
+    lower, upper = _as_dtype(xp, lower, dtype, device), _as_dtype(xp, upper, dtype, device)
     above = xp.nextafter(lower, xp.asarray(math.inf, dtype=dtype, device=device))
     below = xp.nextafter(upper, xp.asarray(-math.inf, dtype=dtype, device=device))
     return _floats(adapter, key, shape, dtype, partitionable, adapter.erf(lower / sqrt2), adapter.erf(upper / sqrt2),
@@ -468,8 +466,7 @@ def _randint(key: Array, shape: tuple[int, ...], minval: Any, maxval: Any, dtype
     device = _device(key)
     info = xp.iinfo(dtype)
     wide = xp.int64
-    low = xp.asarray(minval, dtype=wide, device=device) if not hasattr(minval, "dtype") else xp.astype(minval, wide)
-    high = xp.asarray(maxval, dtype=wide, device=device) if not hasattr(maxval, "dtype") else xp.astype(maxval, wide)
+    low, high = _as_dtype(xp, minval, wide, device), _as_dtype(xp, maxval, wide, device)
     if width < 32:
         # jax samples narrow dtypes as int32, with the bounds clipped to the narrow range.
         low = xp.clip(low, info.min, info.max)
@@ -632,6 +629,11 @@ def _gumbel(adapter: Adapter, key: Array, shape: tuple[int, ...], dtype: Any, pa
 
 
 # -- helpers -----------------------------------------------------------------------
+
+
+def _as_dtype(xp: Namespace, value: Any, dtype: Any, device: Any) -> Array:
+    """A bound (Python number or array) as an array of ``dtype``; numbers are placed on ``device``."""
+    return xp.astype(value, dtype) if hasattr(value, "dtype") else xp.asarray(value, dtype=dtype, device=device)
 
 
 def _is_number(value: Any) -> bool:
