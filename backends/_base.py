@@ -4,6 +4,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Callable
 
+import array_api_compat
+
 from . import _fallback
 
 Array = Any
@@ -94,6 +96,35 @@ class Adapter:
         if x.dtype == xp.float64:
             return _fallback.erf_inv_float64(xp, x, self.erf, self.erfc)
         return xp.astype(_fallback.erf_inv_float32(xp, x), x.dtype)
+
+    def einsum(self, subscripts: str, *operands: Array) -> Array:
+        """Einstein summation (``numpy.einsum`` semantics): the library's own
+        einsum where it has one, else the standard-only one (one or two operands)."""
+        native = getattr(self.xp, "einsum", None)
+        if native is not None:
+            return native(subscripts, *operands)
+        return _fallback.einsum(self.xp, subscripts, *operands)
+
+    def to_host(self, x: Array) -> Any:
+        """``x`` as a NumPy array in host memory (the way arrays leave this library)."""
+        import numpy
+
+        return numpy.from_dlpack(x) if hasattr(x, "__dlpack__") else numpy.asarray(x)
+
+    def from_host(self, host: Any, device: Any) -> Array:
+        """A NumPy array copied into an array of this library on ``device`` (None: the default).
+
+        It is a copy, so the source and the new array never share memory.
+        """
+        if device is None:
+            return self.xp.asarray(host, copy=True)
+        return self.xp.asarray(host, device=device, copy=True)
+
+    def to_device(self, x: Array, device: Any) -> Array:
+        """``x`` (an array of this library) on ``device``; ``x`` itself when it is there already."""
+        if device is None:
+            return x
+        return x if array_api_compat.device(x) == device else self.xp.asarray(x, device=device)
 
     def map_slices(self, function: Callable[[int], Any], starts: Iterable[int]) -> list[Any]:
         """``[function(start) for start in starts]``: the slices of an eager random draw.

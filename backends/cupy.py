@@ -7,6 +7,9 @@ from ._base import Adapter
 class CupyAdapter(Adapter):
     name = "cupy"
 
+    def to_host(self, x):
+        return x.get()
+
     def erf(self, x):
         from cupyx.scipy import special
 

@@ -103,5 +103,16 @@ class JaxAdapter(Adapter):
     def stop_gradient(self, x):
         return jax.lax.stop_gradient(x)
 
+    def to_host(self, x):
+        import numpy
+
+        return numpy.asarray(x)
+
+    def to_device(self, x, device):
+        """Traced values are placed by XLA; concrete ones move with ``device_put``."""
+        if device is None or isinstance(x, jax.core.Tracer) or x.devices() == {device}:
+            return x
+        return jax.device_put(x, device)
+
 
 ADAPTER = JaxAdapter

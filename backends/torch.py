@@ -184,5 +184,15 @@ class TorchAdapter(Adapter):
     def stop_gradient(self, x):
         return x.detach()
 
+    def to_host(self, x):
+        return x.detach().cpu().numpy()
+
+    def from_host(self, host, device):
+        tensor = torch.from_numpy(host.copy())
+        return tensor if device is None else tensor.to(device)
+
+    def to_device(self, x, device):
+        return x if device is None else x.to(device)
+
 
 ADAPTER = TorchAdapter

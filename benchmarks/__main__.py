@@ -1,23 +1,24 @@
-"""``python -m benchmarks {activations,random} [--libraries numpy,torch,jax] [--json PATH]``."""
+"""``python -m benchmarks {activations,random,layers} [--libraries numpy,torch,jax] [--json PATH]``."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
-from benchmarks import activations, random
+from benchmarks import activations, layers, random
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    parser.add_argument("suite", choices=["activations", "random"])
+    parser.add_argument("suite", choices=["activations", "random", "layers"])
     parser.add_argument("--libraries", default="numpy,torch,jax")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
     libraries = tuple(args.libraries.split(","))
-    if args.suite == "random":
-        rows = random.run(libraries)
-        print(random.report(rows))
+    if args.suite in ("random", "layers"):
+        suite = random if args.suite == "random" else layers
+        rows = suite.run(libraries)
+        print(suite.report(rows))
         result: dict = {"rows": rows}
     else:
         rows = activations.run(libraries)

@@ -167,3 +167,42 @@ def test_adapter_registry():
     assert adapter.name == "numpy"
     assert adapter_for_namespace(np_namespace) is adapter
     assert "relu" in adapter.fast_paths
+
+
+EINSUMS = [
+    ("abc,cde->abde", (2, 6, 5), (5, 3, 4)),
+    ("ab,bc->ac", (3, 5), (5, 3)),
+    ("...qhd,...khd->...hqk", (2, 5, 3, 4), (2, 7, 3, 4)),
+    ("...ij,...jk->...ik", (1, 3, 4), (5, 4, 2)),  # a size-1 batch dim broadcasts
+    ("ij,j", (3, 4), (4,)),  # implicit output
+    ("ijk,jl->il", (2, 3, 4), (3, 5)),  # k is summed out before the product
+    ("ij,kl->ijkl", (2, 3), (4, 5)),  # outer product
+    ("ab,ab->a", (3, 4), (3, 4)),
+    ("abc,ab->cb", (2, 3, 4), (2, 3)),
+    ("ij->ji", (2, 3), None),
+    ("ij->", (2, 3), None),
+]
+
+
+@pytest.mark.parametrize("subscripts, a_shape, b_shape", EINSUMS, ids=[e[0] for e in EINSUMS])
+def test_einsum_matches_numpy(backend, subscripts, a_shape, b_shape, rng):
+    """The adapter's einsum (the standard-only one on array-api-strict) against np.einsum."""
+    operands = [rng.standard_normal(a_shape)] + ([] if b_shape is None else [rng.standard_normal(b_shape)])
+    expected = np.einsum(subscripts, *operands)
+    adapter = xpnn._dispatch.adapter_of(backend.asarray(operands[0], "float64"))
+    out = backend.to_numpy(adapter.einsum(subscripts, *(backend.asarray(o, "float64") for o in operands)))
+    assert out.shape == expected.shape
+    np.testing.assert_allclose(out, expected, rtol=1e-13, atol=1e-13)
+    standard_only = _fallback.einsum(backend.xp, subscripts, *(backend.asarray(o, "float64") for o in operands))
+    np.testing.assert_allclose(backend.to_numpy(standard_only), expected, rtol=1e-13, atol=1e-13)
+
+
+def test_einsum_fallback_limits():
+    import array_api_strict as xp
+
+    with pytest.raises(NotImplementedError, match="repeated index"):
+        _fallback.einsum(xp, "ii->i", xp.ones((2, 2)))
+    with pytest.raises(NotImplementedError, match="one or two operands"):
+        _fallback.einsum(xp, "a,a,a->a", xp.ones(2), xp.ones(2), xp.ones(2))
+    with pytest.raises(ValueError, match="names 2 operands, got 1"):
+        _fallback.einsum(xp, "a,a->a", xp.ones(2))

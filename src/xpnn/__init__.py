@@ -3,7 +3,8 @@
 Every function takes arrays of any Array API library (NumPy, CuPy, JAX,
 PyTorch, Dask, array-api-strict, ...) and returns arrays of the same library
 on the same device.  Names and semantics follow ``jax.nn``; the activations
-that only ``torch.nn`` has use torch's names and defaults.
+that only ``torch.nn`` has use torch's names and defaults.  Layers follow
+``flax.linen``: ``xpnn.Module`` with ``init``/``apply``, and the layers below.
 """
 from xpnn import initializers, random
 from xpnn._dispatch import fast_paths, fast_paths_enabled, set_fast_paths
@@ -17,6 +18,12 @@ from xpnn.reductions import log_softmax, logmeanexp, logsumexp, softmax, standar
 from xpnn.torch_activations import (
     hard_shrink, prelu, rrelu, soft_shrink, softmin, tanh_shrink, threshold,
 )
+from xpnn.trees import to_backend, tree_leaves, tree_map
+from xpnn.module import DenyList, Module, ModuleError, Variable, compact, merge_param, nowrap
+from xpnn.linear import Dense, DenseGeneral, Einsum, Embed
+from xpnn.stochastic import Dropout
+from xpnn.activation_layers import PReLU
+from xpnn.combinators import BatchApply, Sequential
 
 __version__ = "0.1.0"
 
@@ -30,4 +37,11 @@ FUNCTIONS = (
     "hard_shrink", "soft_shrink", "tanh_shrink", "threshold", "rrelu", "prelu", "softmin",
 )
 
-__all__ = [*FUNCTIONS, "random", "initializers", "set_fast_paths", "fast_paths", "fast_paths_enabled"]
+#: Every layer, by name.
+LAYERS = ("Dense", "DenseGeneral", "Einsum", "Embed", "Dropout", "PReLU", "Sequential", "BatchApply")
+
+__all__ = [
+    *FUNCTIONS, *LAYERS, "random", "initializers", "set_fast_paths", "fast_paths", "fast_paths_enabled",
+    "Module", "compact", "nowrap", "Variable", "merge_param", "DenyList", "ModuleError",
+    "tree_map", "tree_leaves", "to_backend",
+]

@@ -55,6 +55,16 @@ def _call(key: Any, shape: Sequence[int], dtype: Any, function: str) -> tuple[An
     return adapter, device, random._shape(shape, function), _float_dtype(adapter, dtype, function)
 
 
+#: Significand bits (with the implicit one) of the floating dtypes.
+_SIGNIFICAND_BITS = {"float16": 11, "bfloat16": 8, "float32": 24, "float64": 53}
+
+
+def _round_significand(value: float, bits: int) -> float:
+    """``value`` rounded to ``bits`` significant bits, ties to even (normal numbers)."""
+    mantissa, exponent = math.frexp(value)
+    return math.ldexp(round(math.ldexp(mantissa, bits)), exponent - bits)
+
+
 def _filled(value: Any, builder_dtype: Any, name: str) -> Initializer:
     def init(key: Any, shape: Sequence[int], dtype: Any = builder_dtype) -> Array:
         adapter, device = _library(key, name)
@@ -182,13 +192,22 @@ def variance_scaling(
         fan_in, fan_out = compute_fans(shape, in_axis, out_axis, batch_axis)
         denominator = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2,
                        "fan_geo_avg": (fan_in * fan_out) ** 0.5}[mode]
-        variance = xp.asarray(scale / denominator, dtype=dtype, device=device)
+        bits = _SIGNIFICAND_BITS[random._dtype_name(dtype)]
+
+        def rounded(value: float) -> float:
+            return _round_significand(value, bits)
+
+        # The scale factors are jax's dtype-rounded scalar steps, done in Python (so also while
+        # tracing): a float64 sqrt or quotient rounded once to a narrower float is correctly
+        # rounded, while some libraries' own float32 sqrt is not (torch's CPU sqrt can be 1 ulp off).
+        variance = rounded(scale / denominator)
         if distribution == "truncated_normal":
-            stddev = xp.sqrt(variance) / xp.asarray(_TRUNCATED_STDDEV, dtype=dtype, device=device)
-            return random.truncated_normal(key, -2.0, 2.0, shape, dtype) * stddev
-        if distribution == "normal":
-            return random.normal(key, shape, dtype) * xp.sqrt(variance)
-        return random.uniform(key, shape, dtype, -1.0) * xp.sqrt(3 * variance)
+            factor, draw = rounded(rounded(math.sqrt(variance)) / rounded(_TRUNCATED_STDDEV)), random.truncated_normal(key, -2.0, 2.0, shape, dtype)
+        elif distribution == "normal":
+            factor, draw = rounded(math.sqrt(variance)), random.normal(key, shape, dtype)
+        else:
+            factor, draw = rounded(math.sqrt(rounded(3 * variance))), random.uniform(key, shape, dtype, -1.0)
+        return draw * xp.asarray(factor, dtype=dtype, device=device)
 
     init.__name__ = f"variance_scaling_{mode}_{distribution}"
     return init

@@ -1,0 +1,652 @@
+"""The module system: flax.linen's ``Module`` model, written once for every array library.
+
+A module is a dataclass of hyper-parameters (every subclass becomes one).  It
+holds no arrays: ``init(rngs, *args)`` runs it once and returns its variables,
+a nested plain dict ``{'params': {...}, 'batch_stats': {...}}`` with the same
+names and shapes as flax.linen; ``apply(variables, *args)`` runs it with them.
+
+Inside a method, ``self.param``, ``self.variable``, ``self.make_rng``,
+``self.sow`` reach the variables of the running ``init``/``apply``.
+Submodules are defined either inline in a ``@compact`` method, where they are
+named ``ClassName_k`` in construction order, or as attributes in ``setup()``,
+where they are named after the attribute (``attr_k`` for the k-th item of a
+list, ``attr_key`` for a dict).  Modules given as dataclass fields are adopted
+the same way.
+
+Random keys follow flax exactly: the ``j``-th ``make_rng(stream)`` of the
+module at path ``(n1, ..., nk)`` is ``fold_in(root, h)`` with ``h`` the first
+four bytes (big-endian) of ``sha1(n1 + ... + nk + j)`` (``j`` as its shortest
+big-endian bytes).  Initialisers therefore see the same keys as in flax, and
+``Dense(3).init(key(0), x)`` gives flax's numbers on every backend.  A stream
+that is not given falls back to ``'params'``, as in flax.
+
+New parameters and keys are made in the library and on the device of the
+first array argument of ``init`` (the key's library when there is none).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import functools
+import hashlib
+import threading
+import types
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import array_api_compat
+
+from xpnn import random
+from xpnn._dispatch import adapter_of
+from xpnn.trees import to_backend, tree_leaves
+
+__all__ = ["Module", "compact", "nowrap", "Variable", "merge_param", "DenyList", "ModuleError"]
+
+Array = Any
+Variables = dict[str, Any]
+Path = tuple[str, ...]
+
+
+class ModuleError(ValueError):
+    """A module was used wrongly; the message starts with the module's path (``MLP/Dense_0``)."""
+
+
+class DenyList:
+    """Every collection except ``deny`` (a name or names), for ``mutable=``: flax's ``DenyList``."""
+
+    def __init__(self, deny: str | Iterable[str]) -> None:
+        self.deny = frozenset((deny,) if isinstance(deny, str) else deny)
+
+    def __repr__(self) -> str:
+        return f"DenyList({sorted(self.deny)!r})"
+
+
+#: ``init`` makes every collection but the sown intermediates, as in flax.
+_INIT_MUTABLE = DenyList("intermediates")
+
+
+def _mutability(mutable: Any) -> Callable[[str], bool]:
+    """``mutable`` (bool, a collection name, names, or a DenyList) as a predicate on collection names."""
+    if isinstance(mutable, bool):
+        return lambda collection: mutable
+    if isinstance(mutable, DenyList):
+        return lambda collection: collection not in mutable.deny
+    if isinstance(mutable, str):
+        mutable = (mutable,)
+    try:
+        names = frozenset(mutable)
+    except TypeError:
+        raise TypeError(f"mutable must be a bool, a collection name, a list of names or a DenyList, got {mutable!r}") from None
+    return names.__contains__
+
+
+def _copy_dicts(tree: Any) -> Any:
+    """``tree`` with every mapping copied into a new dict (the arrays are shared)."""
+    if isinstance(tree, Mapping):
+        return {k: _copy_dicts(v) for k, v in tree.items()}
+    return tree
+
+
+def _rng_hash(path: Path, count: int) -> int:
+    """flax's fold-in data for the ``count``-th key of a stream at ``path`` (REFERENCE E.0)."""
+    data = b"".join(name.encode() for name in path) + count.to_bytes((count.bit_length() + 7) // 8, "big")
+    return int.from_bytes(hashlib.sha1(data).digest()[:4], "big")
+
+
+def _first_array(tree: Any) -> Array | None:
+    for leaf in tree_leaves(tree):
+        if array_api_compat.is_array_api_obj(leaf) and not isinstance(leaf, (int, float, complex)):
+            return leaf
+    return None
+
+
+class _Frame:
+    """The state one ``init``/``apply`` shares across its modules."""
+
+    def __init__(self, root_name: str, variables: Mapping, rngs: Mapping, mutable: Any, initializing: bool, like: Array | None):
+        self.root_name = root_name
+        self.is_mutable = _mutability(mutable)
+        self.variables: dict[str, Any] = {
+            collection: _copy_dicts(tree) if self.is_mutable(collection) else tree
+            for collection, tree in variables.items()
+        }
+        self.rngs = dict(rngs)
+        self.initializing = initializing
+        self.like = like
+        self.rng_counters: dict[tuple[Path, str], int] = {}
+
+    def path_text(self, path: Path) -> str:
+        return "/".join((self.root_name, *path))
+
+    def store(self, collection: str, path: Path, create: bool = False) -> Mapping | None:
+        """The dict of ``collection`` at ``path``; created (with its parents) when ``create``."""
+        node = self.variables.get(collection)
+        if node is None:
+            if not create:
+                return None
+            node = self.variables[collection] = {}
+        for name in path:
+            child = node.get(name) if isinstance(node, Mapping) else None
+            if child is None:
+                if not create:
+                    return None
+                child = node[name] = {}
+            node = child
+        return node
+
+    def in_library(self, key: Array) -> Array:
+        """``key`` in the library and on the device of the first input."""
+        return key if self.like is None else to_backend(key, self.like)
+
+    def mutated(self) -> Variables:
+        return {c: tree for c, tree in self.variables.items() if self.is_mutable(c) and tree != {}}
+
+
+@dataclasses.dataclass
+class _ModuleState:
+    """Per-instance bookkeeping of a bound module."""
+
+    setup_done: bool = False
+    in_setup: bool = False
+    in_compact: bool = False
+    autoname: dict[str, int] = dataclasses.field(default_factory=dict)
+    names_in_call: set[str] = dataclasses.field(default_factory=set)
+
+
+class _Unspecified:
+    def __repr__(self) -> str:
+        return "<parent: the module being run, or None>"
+
+
+_UNSPECIFIED_PARENT = _Unspecified()
+_context = threading.local()
+
+
+def _module_stack() -> list[Module]:
+    stack = getattr(_context, "stack", None)
+    if stack is None:
+        stack = _context.stack = []
+    return stack
+
+
+def compact(method: Callable) -> Callable:
+    """Mark a method (usually ``__call__``) as compact: submodules and params are defined inline."""
+    method._xpnn_compact = True
+    return method
+
+
+def nowrap(method: Callable) -> Callable:
+    """Leave a module method unwrapped: it runs no ``setup`` and may not define submodules (flax's ``nowrap``)."""
+    method._xpnn_nowrap = True
+    return method
+
+
+def merge_param(name: str, attribute: Any, argument: Any) -> Any:
+    """A setting given either to the constructor or at call time (flax's ``merge_param``)."""
+    if attribute is None and argument is None:
+        raise ValueError(f'Parameter "{name}" must be passed to the constructor or at call time.')
+    if attribute is not None and argument is not None:
+        raise ValueError(f'Parameter "{name}" was passed to the constructor and at call time. Should be passed just once.')
+    return attribute if argument is None else argument
+
+
+class Variable:
+    """A handle on one variable: read and write it through ``.value`` (flax's ``Variable``)."""
+
+    def __init__(self, module: Module, collection: str, name: str) -> None:
+        self._module, self.collection, self.name = module, collection, name
+
+    @property
+    def value(self) -> Any:
+        return self._module.get_variable(self.collection, self.name)
+
+    @value.setter
+    def value(self, value: Any) -> None:
+        self._module.put_variable(self.collection, self.name, value)
+
+    def __repr__(self) -> str:
+        return f"Variable({self.collection}/{self.name})"
+
+
+# Names of the Module API: not wrapped as user methods.
+_API = frozenset({
+    "init", "init_with_output", "apply", "bind", "setup", "param", "variable", "make_rng", "sow",
+    "is_initializing", "is_mutable_collection", "has_variable", "get_variable", "put_variable",
+    "has_rng", "path", "variables", "clone",
+})
+
+
+def _wrap_method(method: Callable) -> Callable:
+    """A module method that runs ``setup`` first, and during which new modules become its children."""
+    is_compact = getattr(method, "_xpnn_compact", False)
+
+    @functools.wraps(method)
+    def wrapped(self: Module, *args: Any, **kwargs: Any) -> Any:
+        if self._scope is None:
+            raise ModuleError(
+                f"{type(self).__name__}.{method.__name__}: the module is not bound to variables; run it with "
+                f"init(key, ...) or apply(variables, ...), or define it inside another module"
+            )
+        self._ensure_setup()
+        state = self._state
+        outermost = is_compact and not state.in_compact
+        if outermost:
+            state.in_compact = True
+        stack = _module_stack()
+        stack.append(self)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            stack.pop()
+            if outermost:
+                state.in_compact = False
+                state.autoname.clear()
+                state.names_in_call.clear()
+
+    wrapped._xpnn_wrapped = True
+    return wrapped
+
+
+@dataclasses.dataclass(eq=False)
+class Module:
+    """Base class of every layer and model (flax.linen's ``Module``).
+
+    Subclasses are dataclasses: annotated class attributes are the
+    hyper-parameters, and two keyword-only fields come last, ``parent`` (set
+    automatically) and ``name`` (auto-named when None).  Attributes are
+    frozen outside ``setup``.
+    """
+
+    #: The dataclass fields a subclass declares (set by ``__init_subclass__``).
+    _hyperparameters = ()
+
+    parent: Any = dataclasses.field(default=_UNSPECIFIED_PARENT, kw_only=True, repr=False)
+    name: str | None = dataclasses.field(default=None, kw_only=True)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        fields = vars(cls).get("__annotations__", {})
+        for attribute, value in list(vars(cls).items()):
+            if (
+                isinstance(value, types.FunctionType) and (attribute == "__call__" or not attribute.startswith("_"))
+                and attribute not in _API and attribute not in fields and not getattr(value, "_xpnn_nowrap", False)
+                and not getattr(value, "_xpnn_wrapped", False)
+            ):
+                setattr(cls, attribute, _wrap_method(value))
+        dataclasses.dataclass(cls, eq=False, repr="__repr__" not in vars(cls))
+        cls._hyperparameters = tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("parent", "name"))
+
+    # -- construction and binding -------------------------------------------
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_state", _ModuleState())
+        object.__setattr__(self, "_scope", None)
+        parent = self.parent
+        if parent is _UNSPECIFIED_PARENT:
+            stack = _module_stack()
+            parent = stack[-1] if stack else None
+        object.__setattr__(self, "parent", parent)
+        if parent is None:
+            return
+        if not isinstance(parent, Module):
+            raise TypeError(f"{type(self).__name__}: parent must be a Module or None, got {type(parent).__name__}")
+        if parent._scope is None:
+            return
+        if parent._state.in_setup and self.name is None:
+            return  # named after the attribute it is assigned to
+        if not (parent._state.in_setup or parent._state.in_compact):
+            raise ModuleError(
+                f"{parent.path}: submodule {type(self).__name__} must be defined in setup() or in a method "
+                f"decorated with @xpnn.compact"
+            )
+        name = self.name
+        if name is None:
+            prefix = type(self).__name__
+            count = parent._state.autoname.get(prefix, 0)
+            parent._state.autoname[prefix] = count + 1
+            name = f"{prefix}_{count}"
+        parent._claim_name(name)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "_scope", parent._scope + (name,))
+
+    def _claim_name(self, name: str) -> None:
+        if name in self._state.names_in_call:
+            raise ModuleError(f"{self.path}: two submodules are named {name!r}; names must be unique in a module")
+        self._state.names_in_call.add(name)
+
+    def _bound_copy(self, parent: Module | None, scope: tuple, name: str | None) -> Module:
+        """A copy of this (unbound) module bound at ``scope``: fresh state, same hyper-parameters."""
+        bound = copy.copy(self)
+        object.__setattr__(bound, "_state", _ModuleState())
+        object.__setattr__(bound, "_scope", scope)
+        object.__setattr__(bound, "parent", parent)
+        object.__setattr__(bound, "name", name)
+        return bound
+
+    def _adopt(self, name: str, value: Any) -> Any:
+        """Unbound modules in an attribute value, bound as children named after the attribute."""
+        def adopt(child: Any, child_name: str) -> Any:
+            if not isinstance(child, Module) or child._scope is not None:
+                return child
+            if child.parent not in (None, self):
+                return child
+            self._claim_name(child_name)
+            return child._bound_copy(self, self._scope + (child_name,), child_name)
+
+        if isinstance(value, Module):
+            return adopt(value, name)
+        if isinstance(value, (list, tuple)) and any(isinstance(v, Module) for v in value):
+            items = [adopt(v, f"{name}_{i}") for i, v in enumerate(value)]
+            return items if isinstance(value, list) else tuple(items)
+        if isinstance(value, dict) and any(isinstance(v, Module) for v in value.values()):
+            return {k: adopt(v, f"{name}_{k}") for k, v in value.items()}
+        return value
+
+    def _ensure_setup(self) -> None:
+        state = self._state
+        if state.setup_done or self._scope is None:
+            return
+        state.setup_done = state.in_setup = True
+        stack = _module_stack()
+        stack.append(self)
+        try:
+            for field in type(self)._hyperparameters:
+                value = getattr(self, field)
+                if isinstance(value, (Module, list, tuple, dict)):
+                    object.__setattr__(self, field, self._adopt(field, value))
+            if type(self).setup is not Module.setup:
+                self.setup()
+        finally:
+            stack.pop()
+            state.in_setup = False
+
+    def setup(self) -> None:
+        """Define submodules and variables as attributes (runs once, before the first method call)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        state = self.__dict__.get("_state")
+        if state is None or name.startswith("_"):
+            object.__setattr__(self, name, value)
+            return
+        if not state.in_setup:
+            raise ModuleError(
+                f"{self.path}: module attributes are frozen outside setup(); cannot set {name!r} "
+                f"(use clone({name}=...) for a changed copy)"
+            )
+        object.__setattr__(self, name, self._adopt(name, value))
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called when normal lookup fails: attributes made by setup() appear once it has run.
+        if not name.startswith("_"):
+            state = self.__dict__.get("_state")
+            if state is not None and not state.setup_done and self.__dict__.get("_scope") is not None:
+                self._ensure_setup()
+                return object.__getattribute__(self, name)
+        raise AttributeError(f"{type(self).__name__!r} module has no attribute {name!r}")
+
+    def clone(self, **updates: Any) -> Module:
+        """An unbound copy with some hyper-parameters changed."""
+        updates.setdefault("parent", None)
+        return dataclasses.replace(self, **updates)
+
+    # -- running --------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """The module's path in the running model, e.g. ``MLP/Dense_0`` (its class name when unbound)."""
+        scope = self.__dict__.get("_scope")
+        if scope is None:
+            return type(self).__name__
+        return scope[0].path_text(scope[1:])
+
+    def _run(self, variables: Mapping, rngs: Any, mutable: Any, initializing: bool, method: Any, args: tuple, kwargs: dict) -> tuple[Any, Variables]:
+        like = _first_array((args, kwargs))
+        if like is None:
+            keys = [k for k in (rngs or {}).values()]
+            like = keys[0] if keys else None
+        frame = _Frame(type(self).__name__, variables, _rng_dict(rngs), mutable, initializing, like)
+        root = self._bound_copy(None, (frame,), self.name)
+        if method is None:
+            function = root.__call__
+        elif isinstance(method, str):
+            function = getattr(root, method)
+        elif callable(method):
+            function = functools.partial(method, root)
+        else:
+            raise TypeError(f"{type(self).__name__}: method must be None, a method name or a function, got {method!r}")
+        out = function(*args, **kwargs)
+        return out, frame.mutated()
+
+    def init_with_output(self, rngs: Any, *args: Any, method: Any = None, mutable: Any = _INIT_MUTABLE, **kwargs: Any) -> tuple[Any, Variables]:
+        """``(output, variables)`` of running the module once to create its variables."""
+        if rngs is None:
+            raise TypeError(f"{type(self).__name__}.init: rngs must be a key or a dict of keys, got None")
+        return self._run({}, rngs, mutable, True, method, args, kwargs)
+
+    def init(self, rngs: Any, *args: Any, method: Any = None, mutable: Any = _INIT_MUTABLE, **kwargs: Any) -> Variables:
+        """The module's variables, ``{'params': {...}, ...}``, made by running it once.
+
+        ``rngs`` is a key (the ``'params'`` stream) or a dict of keys by stream
+        name.  ``args`` and ``kwargs`` go to ``method`` (``__call__`` by default).
+        """
+        return self.init_with_output(rngs, *args, method=method, mutable=mutable, **kwargs)[1]
+
+    def apply(self, variables: Mapping, *args: Any, rngs: Any = None, method: Any = None, mutable: Any = False, **kwargs: Any) -> Any:
+        """Run ``method`` (``__call__`` by default) with ``variables``.
+
+        Returns the output, or ``(output, mutated)`` when ``mutable`` names
+        collections that may change (``'batch_stats'``, ``'intermediates'``...,
+        or True for all); ``mutated`` holds those collections.
+        """
+        if not isinstance(variables, Mapping):
+            raise TypeError(
+                f"{type(self).__name__}.apply: variables must be a dict of collections "
+                f"(the result of init), got {type(variables).__name__}"
+            )
+        out, mutated = self._run(variables, rngs, mutable, False, method, args, kwargs)
+        return out if mutable is False else (out, mutated)
+
+    def bind(self, variables: Mapping, *, rngs: Any = None, mutable: Any = False) -> Module:
+        """A copy of the module bound to ``variables``: its methods can be called directly."""
+        frame = _Frame(type(self).__name__, variables, _rng_dict(rngs), mutable, False, _first_array(variables))
+        return self._bound_copy(None, (frame,), self.name)
+
+    @property
+    def variables(self) -> Variables:
+        """The variables of this (bound) module's scope, by collection."""
+        frame, path = self._require_scope("variables")
+        found = {c: frame.store(c, path) for c in frame.variables}
+        return {c: tree for c, tree in found.items() if tree is not None}
+
+    # -- inside a method --------------------------------------------------------
+
+    def _require_scope(self, what: str) -> tuple[_Frame, Path]:
+        scope = self.__dict__.get("_scope")
+        if scope is None:
+            raise ModuleError(
+                f"{type(self).__name__}: {what} needs a bound module; call it from a method run by init/apply"
+            )
+        return scope[0], scope[1:]
+
+    def is_initializing(self) -> bool:
+        """Whether the module runs under ``init``."""
+        return self._require_scope("is_initializing")[0].initializing
+
+    def is_mutable_collection(self, collection: str) -> bool:
+        """Whether ``collection`` may be written in this run."""
+        return self._require_scope("is_mutable_collection")[0].is_mutable(collection)
+
+    def has_rng(self, stream: str) -> bool:
+        """Whether a key for ``stream`` was given (``'params'`` serves any stream)."""
+        rngs = self._require_scope("has_rng")[0].rngs
+        return stream in rngs or "params" in rngs
+
+    def has_variable(self, collection: str, name: str) -> bool:
+        frame, path = self._require_scope("has_variable")
+        store = frame.store(collection, path)
+        return store is not None and name in store
+
+    def get_variable(self, collection: str, name: str, default: Any = None) -> Any:
+        frame, path = self._require_scope("get_variable")
+        store = frame.store(collection, path)
+        return default if store is None else store.get(name, default)
+
+    def put_variable(self, collection: str, name: str, value: Any) -> None:
+        frame, path = self._require_scope("put_variable")
+        if not frame.is_mutable(collection):
+            raise ModuleError(
+                f'{self.path}: cannot update variable "{name}" because collection "{collection}" is immutable; '
+                f"pass mutable=[{collection!r}] to apply"
+            )
+        frame.store(collection, path, create=True)[name] = value
+
+    def make_rng(self, name: str = "params") -> Array:
+        """A new key of stream ``name``, derived from the path and a per-stream counter as flax does."""
+        frame, path = self._require_scope("make_rng")
+        if name not in frame.rngs:
+            if "params" not in frame.rngs:
+                raise ModuleError(
+                    f'{self.path} needs a random key for "{name}": pass rngs={{"{name}": key}} to '
+                    f"{'init' if frame.initializing else 'apply'}"
+                )
+            name = "params"
+        count = frame.rng_counters[(path, name)] = frame.rng_counters.get((path, name), 0) + 1
+        return frame.in_library(random.fold_in(frame.rngs[name], _rng_hash(path, count)))
+
+    def param(self, name: str, init_fn: Callable[..., Any], *init_args: Any, **init_kwargs: Any) -> Any:
+        """The parameter ``name``: read from the variables, or made with
+        ``init_fn(self.make_rng('params'), *init_args)`` while initialising.
+
+        When the first init argument is a shape, an existing parameter must
+        have it: a mismatch (an input of another feature size than at init)
+        is an error naming the module.
+        """
+        frame, path = self._require_scope("param")
+        store = frame.store("params", path)
+        if store is not None and name in store:
+            value = store[name]
+            _check_param_shape(self, name, value, init_args)
+            return value
+        if not frame.is_mutable("params"):
+            raise ModuleError(_missing_message(self.path, "params", name, store, frame))
+        value = init_fn(self.make_rng("params"), *init_args, **init_kwargs)
+        frame.store("params", path, create=True)[name] = value
+        return value
+
+    def variable(self, collection: str, name: str, init_fn: Callable[..., Any] | None = None, *init_args: Any, **init_kwargs: Any) -> Variable:
+        """A handle on variable ``collection/name``, made with ``init_fn(*init_args)`` when missing."""
+        frame, path = self._require_scope("variable")
+        store = frame.store(collection, path)
+        if store is None or name not in store:
+            if not frame.is_mutable(collection):
+                raise ModuleError(_missing_message(self.path, collection, name, store, frame))
+            value = init_fn(*init_args, **init_kwargs) if init_fn is not None else None
+            frame.store(collection, path, create=True)[name] = value
+        return Variable(self, collection, name)
+
+    def sow(self, collection: str, name: str, value: Any, reduce_fn: Callable[[Any, Any], Any] = lambda xs, x: (*xs, x), init_fn: Callable[[], Any] = tuple) -> bool:
+        """Store an intermediate value: appended to a tuple by default. Returns
+        whether it was stored (False when ``collection`` is not mutable)."""
+        frame, path = self._require_scope("sow")
+        if not frame.is_mutable(collection):
+            return False
+        store = frame.store(collection, path, create=True)
+        store[name] = reduce_fn(store[name] if name in store else init_fn(), value)
+        return True
+
+    # -- helpers for layers ------------------------------------------------------
+
+    def _error(self, message: str) -> ModuleError:
+        """A ModuleError whose message starts with this module's path."""
+        return ModuleError(f"{self.path}: {message}")
+
+    def _merge(self, name: str, attribute: Any, argument: Any) -> Any:
+        """:func:`merge_param`, with the module's path in the error."""
+        try:
+            return merge_param(name, attribute, argument)
+        except ValueError as error:
+            raise self._error(str(error)) from None
+
+    def _check_rank(self, inputs: Array, minimum: int, argument: str = "inputs") -> None:
+        if inputs.ndim < minimum:
+            raise self._error(f"{argument} must have at least {minimum} dims, got shape {tuple(inputs.shape)}")
+
+    def _check_input(self, value: Any, argument: str = "inputs") -> Array:
+        """``value`` if it is an array; otherwise a TypeError naming the module and the argument."""
+        if array_api_compat.is_array_api_obj(value) and not isinstance(value, (int, float, complex, bool)):
+            return value
+        raise TypeError(
+            f"{self.path}: {argument} must be an array (numpy, torch, jax, cupy, dask or any Array API "
+            f"library), got {type(value).__module__}.{type(value).__qualname__}"
+        )
+
+    def _adapter(self, **arrays: Array | None):
+        """The adapter of the named arrays; arrays of two libraries are a TypeError naming both arguments."""
+        found = {}
+        for argument, value in arrays.items():
+            if value is not None:
+                found.setdefault(adapter_of(value), argument)
+        if len(found) > 1:
+            (first, a), (second, b) = list(found.items())[:2]
+            raise TypeError(
+                f"{self.path}: {a} is a {first.name} array but {b} is a {second.name} array; convert the "
+                f"variables with xpnn.to_backend(variables, like=inputs)"
+            )
+        return next(iter(found)) if found else adapter_of()
+
+    def _promote(self, adapter: Any, *arrays: Array | None, dtype: Any = None) -> list[Array | None]:
+        """The arrays cast to the computation dtype: ``dtype``, or flax's promotion of their dtypes.
+
+        Promotion follows jax: floats promote among themselves, integers and
+        bools give way to any float, so an int32 input with float32 params
+        computes in float32.
+        """
+        xp = adapter.xp
+        present = [a for a in arrays if a is not None]
+        if dtype is None and all(a.dtype == present[0].dtype for a in present):
+            return list(arrays)
+        if dtype is not None:
+            target = random._dtype(adapter, dtype, "numeric", "float32", self.path)
+        else:
+            floats = [a.dtype for a in present if xp.isdtype(a.dtype, "real floating")]
+            target = xp.result_type(*(floats or [a.dtype for a in present]))
+        return [None if a is None else (a if a.dtype == target else xp.astype(a, target)) for a in arrays]
+
+
+def _rng_dict(rngs: Any) -> dict[str, Any]:
+    """``rngs`` (None, a key or a dict of keys) as a dict by stream name."""
+    if rngs is None:
+        return {}
+    if isinstance(rngs, Mapping):
+        return dict(rngs)
+    return {"params": rngs}
+
+
+def _check_param_shape(module: Module, name: str, value: Any, init_args: tuple) -> None:
+    if not init_args or not isinstance(init_args[0], (tuple, list)):
+        return
+    expected = tuple(init_args[0])
+    actual = tuple(getattr(value, "shape", ()))
+    if actual != expected and all(isinstance(n, int) for n in expected):
+        raise ModuleError(
+            f'{module.path}: parameter "{name}" has shape {actual} in the variables, but this call needs '
+            f"{tuple(expected)}; does the input have the shape the model was initialised with?"
+        )
+
+
+def _missing_message(path: str, collection: str, name: str, store: Mapping | None, frame: _Frame) -> str:
+    if not frame.variables.get(collection):
+        return (
+            f'{path}: no "{collection}" collection in the variables (looking for "{name}"); '
+            f"are they uninitialised? create them with init(key, ...) first"
+        )
+    if store is None:
+        module = path.rsplit("/", 1)[-1]
+        parent = frame.store(collection, tuple(path.split("/")[1:-1])) or {}
+        close = difflib.get_close_matches(module, [str(k) for k in parent], n=1)
+        hint = f'; did you mean "{close[0]}"?' if close else ""
+        return f'{path}: the "{collection}" collection has no entry "{module}" (looking for "{name}"){hint}'
+    close = difflib.get_close_matches(name, [str(k) for k in store], n=1)
+    hint = f'; did you mean "{close[0]}"?' if close else ""
+    return f'{path}: "{collection}" has no variable "{name}" (it has {sorted(map(str, store))}){hint}'

@@ -1,0 +1,75 @@
+"""Nested containers of arrays (variables, batches), and moving them between libraries.
+
+A tree is a value made of dicts (any mapping), lists and tuples, with arrays
+or plain values as leaves; ``None`` is an empty subtree, as in JAX.  xpnn's
+variables are such trees of plain dicts, so they are JAX pytrees as they are
+and need no registration.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import array_api_compat
+
+from xpnn import random
+from xpnn._dispatch import adapter_of
+
+__all__ = ["tree_map", "tree_leaves", "to_backend"]
+
+Tree = Any
+
+
+def tree_map(function: Callable[..., Any], tree: Tree, *rest: Tree) -> Tree:
+    """``function`` applied to every leaf of ``tree`` (and the matching leaves of
+    ``rest``, which have ``tree``'s structure), in a tree of the same structure.
+
+    Mappings come back as plain dicts, lists as lists, tuples as tuples
+    (named tuples keep their type).
+    """
+    if tree is None:
+        return None
+    if isinstance(tree, Mapping):
+        return {k: tree_map(function, v, *(r[k] for r in rest)) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        items = [tree_map(function, v, *(r[i] for r in rest)) for i, v in enumerate(tree)]
+        if isinstance(tree, list):
+            return items
+        return type(tree)(*items) if hasattr(tree, "_fields") else tuple(items)
+    return function(tree, *rest)
+
+
+def tree_leaves(tree: Tree) -> list[Any]:
+    """The leaves of ``tree`` in the order :func:`tree_map` visits them (dicts in insertion order)."""
+    leaves: list[Any] = []
+    tree_map(leaves.append, tree)
+    return leaves
+
+
+def to_backend(tree: Tree, like: Any) -> Tree:
+    """Every array of ``tree`` as an array of ``like``'s library, on ``like``'s device.
+
+    ``like`` is an array or an array namespace (``torch``, ``jax.numpy``,
+    ``numpy``, ``array_api_strict``...; a namespace means its default device).
+    Arrays already in that library only move device; others go through host
+    memory (a dask graph is computed there).  bfloat16 travels as float32 and
+    is cast back where the target library has bfloat16.  Values, shapes and
+    dtypes are kept, so a flax checkpoint converted to torch applies unchanged,
+    and xpnn variables converted to ``jax.numpy`` are flax variables.
+    """
+    target, device = random._library(like)
+
+    def convert(leaf: Any) -> Any:
+        if not array_api_compat.is_array_api_obj(leaf) or isinstance(leaf, (int, float, complex)):
+            return leaf
+        source = adapter_of(leaf)
+        if source is target:
+            return target.to_device(leaf, device)
+        dtype_name = random._dtype_name(leaf.dtype)
+        if dtype_name == "bfloat16":
+            leaf = source.xp.astype(leaf, source.xp.float32)
+        out = target.from_host(source.to_host(source.key_data(leaf)), device)
+        bfloat16 = target.dtype_named("bfloat16") if dtype_name == "bfloat16" else None
+        return target.xp.astype(out, bfloat16) if bfloat16 is not None else out
+
+    return tree_map(convert, tree)

@@ -1,0 +1,283 @@
+"""The core layers against flax.linen, on every backend.
+
+Each case builds the same layer in flax.linen and in xpnn (the two share the
+API, so one factory takes either namespace), then checks that
+
+* xpnn's ``init`` with ``key(0)`` gives flax's variable tree (names, shapes,
+  dtypes) and values (bit for bit for uniform/zeros/constant inits, to a few
+  float32 ulp for normal-based ones);
+* flax's variables, converted to the backend, applied by xpnn give flax's output.
+"""
+from __future__ import annotations
+
+import functools
+
+import flax.linen as fnn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import xpnn as nn
+
+jax.config.update("jax_enable_x64", True)
+
+# (id, factory(L, param_dtype), input shape, input kind, apply kwargs, rngs seeds, method)
+CASES = [
+    ("dense", lambda L, d: L.Dense(3, param_dtype=d), (2, 4), "float", {}, None),
+    ("dense-nobias", lambda L, d: L.Dense(3, use_bias=False, param_dtype=d), (2, 4), "float", {}, None),
+    ("dense-3d", lambda L, d: L.Dense(3, param_dtype=d), (2, 5, 4), "float", {}, None),
+    ("dense-1d", lambda L, d: L.Dense(2, param_dtype=d), (4,), "float", {}, None),
+    ("dense-uniform", lambda L, d: L.Dense(3, param_dtype=d, kernel_init=L.initializers.glorot_uniform(),
+                                           bias_init=L.initializers.normal(0.5)), (2, 4), "float", {}, None),
+    ("densegeneral-features", lambda L, d: L.DenseGeneral((2, 3), param_dtype=d), (2, 4), "float", {}, None),
+    ("densegeneral-axes", lambda L, d: L.DenseGeneral(5, axis=(-2, -1), param_dtype=d), (2, 3, 4), "float", {}, None),
+    ("densegeneral-batch", lambda L, d: L.DenseGeneral(5, axis=-1, batch_dims=(0,), param_dtype=d), (2, 3, 4), "float", {}, None),
+    ("densegeneral-axis1", lambda L, d: L.DenseGeneral((2, 3), axis=1, param_dtype=d), (2, 4, 6), "float", {}, None),
+    ("einsum", lambda L, d: L.Einsum((5, 3, 4), "abc,cde->abde", param_dtype=d), (2, 6, 5), "float", {}, None),
+    ("einsum-nobias", lambda L, d: L.Einsum((5, 3), "ab,bc->ac", use_bias=False, param_dtype=d), (6, 5), "float", {}, None),
+    ("einsum-ellipsis", lambda L, d: L.Einsum((4, 2, 3), "...c,chd->...hd", param_dtype=d), (2, 5, 4), "float", {}, None),
+    ("embed", lambda L, d: L.Embed(7, 3, param_dtype=d), (2, 5), "ids", {}, None),
+    ("embed-attend", lambda L, d: L.Embed(7, 3, param_dtype=d), (2, 3), "float", {}, "attend"),
+    ("embed-single", lambda L, d: L.Embed(1, 3, param_dtype=d), (4,), "ids", {}, None),
+    ("prelu", lambda L, d: L.PReLU(param_dtype=d), (3, 4), "float", {}, None),
+    ("prelu-init", lambda L, d: L.PReLU(param_dtype=d, negative_slope_init=0.25), (3, 4), "float", {}, None),
+    ("dropout", lambda L, d: L.Dropout(0.5), (2, 8), "float", {"deterministic": False}, "dropout"),
+    ("dropout-broadcast", lambda L, d: L.Dropout(0.3, broadcast_dims=(0,)), (3, 8), "float", {"deterministic": False}, "dropout"),
+    ("dropout-deterministic", lambda L, d: L.Dropout(0.5, deterministic=True), (2, 8), "float", {}, None),
+    ("dropout-rate1", lambda L, d: L.Dropout(1.0), (2, 8), "float", {"deterministic": False}, None),
+    ("sequential", lambda L, d: L.Sequential([L.Dense(4, param_dtype=d), L.relu, L.Dense(2, param_dtype=d)]),
+     (3, 5), "float", {}, None),
+]
+
+
+CASES_BY_NAME = {case[0]: case for case in CASES}
+
+
+def _inputs(shape, kind, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    if kind == "ids":
+        return rng.integers(-8, 10, size=shape).astype("int32")  # negative and out-of-range ids too
+    return rng.standard_normal(shape).astype(dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def _flax_run(name, dtype):
+    """flax's inputs, init inputs, variables and output for case ``name`` (computed once per dtype)."""
+    case = CASES_BY_NAME[name]
+    _, factory, shape, kind, kwargs, extra = case
+    x = _inputs(shape, kind, dtype)
+    layer = factory(fnn, jnp.dtype(dtype))
+    method = extra if extra == "attend" else None
+    init_x = _inputs((2, 5), "ids", dtype) if method == "attend" else x
+    variables = layer.init(jax.random.key(0), jnp.asarray(init_x), **_init_kwargs(case))
+    if extra != "dropout":
+        return x, init_x, variables, layer.apply(variables, jnp.asarray(x), method=method, **kwargs)
+    # flax's masks in jax's default (32-bit) mode: with jax_enable_x64 on, jax.random.bernoulli
+    # draws float64 uniforms for a Python float p, while xpnn draws float32 ones, as jax does by default.
+    with jax.enable_x64(False):
+        out = np.asarray(layer.apply(variables, jnp.asarray(x, "float32"), rngs={"dropout": jax.random.key(1)}, **kwargs))
+    return x, init_x, variables, np.where(out != 0, x / (1 - layer.rate), 0).astype(dtype)
+
+
+def _init_kwargs(case):
+    return {"deterministic": True} if "deterministic" in case[4] else {}
+
+
+def _tolerance(dtype):
+    return {"float32": (2e-6, 2e-6), "float64": (1e-13, 1e-13)}[dtype]
+
+
+def _close(actual, expected, dtype, exact=False):
+    expected = np.asarray(expected)
+    actual = np.asarray(actual)
+    assert actual.shape == expected.shape
+    if exact:
+        np.testing.assert_array_equal(actual, expected)
+    else:
+        rtol, atol = _tolerance(dtype)
+        np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_apply_with_flax_variables(backend, case, dtype):
+    if dtype not in backend.dtypes:
+        pytest.skip(f"{backend.name} has no {dtype}")
+    name, factory, _, _, kwargs, extra = case
+    x, _, flax_variables, expected = _flax_run(case[0], dtype)
+    variables = nn.to_backend(flax_variables, backend.xp)
+    kind = "int32" if x.dtype.kind == "i" else dtype
+    rngs = {"dropout": nn.random.key(1, like=backend.xp)} if extra == "dropout" else None
+    method = extra if extra == "attend" else None
+    out = factory(nn, dtype).apply(variables, backend.asarray(x, kind), rngs=rngs, method=method, **kwargs)
+    out = backend.to_numpy(out)
+    assert out.dtype == expected.dtype
+    _close(out, expected, dtype)
+    np.testing.assert_array_equal(out == 0, np.asarray(expected) == 0)  # dropout masks are exact
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_init_equals_flax(backend, case, dtype):
+    if dtype not in backend.dtypes:
+        pytest.skip(f"{backend.name} has no {dtype}")
+    name, factory, *_ = case
+    _, init_x, flax_variables, _ = _flax_run(case[0], dtype)
+    kind = "int32" if init_x.dtype.kind == "i" else dtype
+    variables = factory(nn, dtype).init(nn.random.key(0), backend.asarray(init_x, kind), **_init_kwargs(case))
+    assert jax.tree_util.tree_structure(variables) == jax.tree_util.tree_structure(flax_variables)
+    flax_leaves = jax.tree_util.tree_leaves_with_path(flax_variables)
+    for ours, (path, theirs) in zip(jax.tree_util.tree_leaves(variables), flax_leaves):
+        assert nn.random._dtype_name(ours.dtype) == str(theirs.dtype)
+        assert nn.random._device(ours) == nn.random._device(backend.asarray(np.zeros(1), dtype))
+        # constant and uniform inits are bit-exact, so the keys are flax's exactly
+        exact = "prelu" in name or (name == "dense-uniform" and "kernel" in jax.tree_util.keystr(path))
+        _close(backend.to_numpy(ours), theirs, "float32", exact=exact)
+
+
+def _seed_mlp(L):
+    class MLP(L.Module):
+        @L.compact
+        def __call__(self, x, train):
+            x = L.Dense(4)(x)
+            x = L.Dropout(0.5, deterministic=not train)(x)
+            return x
+
+    return MLP()
+
+
+#: The numbers printed by the Dropout example of seed 004 (flax.linen.Dropout's docstring).
+SEED_EVAL = [[-0.88686204, -0.5928178, -0.5184689, -0.4345976]]
+SEED_TRAIN = [[0.0, -1.1856356, -1.0369378, 0.0]]
+
+
+@pytest.fixture
+def legacy_threefry():
+    nn.random.set_threefry_partitionable(False)
+    jax.config.update("jax_threefry_partitionable", False)
+    yield
+    nn.random.set_threefry_partitionable(True)
+    jax.config.update("jax_threefry_partitionable", True)
+
+
+def test_seed_dropout_example(backend, legacy_threefry):
+    x = backend.asarray(np.ones((1, 3)), "float32")
+    model = _seed_mlp(nn)
+    variables = model.init(nn.random.key(0), x, train=False)
+    evaluated = backend.to_numpy(model.apply(variables, x, train=False))
+    trained = backend.to_numpy(model.apply(variables, x, train=True, rngs={"dropout": nn.random.key(1)}))
+    np.testing.assert_allclose(evaluated, SEED_EVAL, rtol=1e-7)
+    np.testing.assert_allclose(trained, SEED_TRAIN, rtol=1e-7)
+    assert (trained == 0).tolist() == (np.asarray(SEED_TRAIN) == 0).tolist()
+    # and the same as flax run now, in the same mode (jax's default 32-bit mode, as in the seed)
+    flax_model = _seed_mlp(fnn)
+    with jax.enable_x64(False):
+        flax_variables = flax_model.init(jax.random.key(0), jnp.ones((1, 3)), train=False)
+        flax_trained = flax_model.apply(flax_variables, jnp.ones((1, 3)), train=True, rngs={"dropout": jax.random.key(1)})
+    np.testing.assert_allclose(trained, np.asarray(flax_trained), rtol=2e-7)
+
+
+def test_documented_shapes():
+    """The Dense / DenseGeneral / Einsum shapes of ../shared/REFERENCE.md E.1."""
+    table = [
+        (nn.Dense(3), (2, 4), {"kernel": (4, 3), "bias": (3,)}, (2, 3)),
+        (nn.Dense(3, use_bias=False), (2, 4), {"kernel": (4, 3)}, (2, 3)),
+        (nn.Dense(3), (2, 5, 4), {"kernel": (4, 3), "bias": (3,)}, (2, 5, 3)),
+        (nn.DenseGeneral((2, 3)), (2, 4), {"kernel": (4, 2, 3), "bias": (2, 3)}, (2, 2, 3)),
+        (nn.DenseGeneral(5, axis=(-2, -1)), (2, 3, 4), {"kernel": (3, 4, 5), "bias": (5,)}, (2, 5)),
+        (nn.DenseGeneral(5, axis=-1, batch_dims=(0,)), (2, 3, 4), {"kernel": (2, 4, 5), "bias": (2, 5)}, (2, 3, 5)),
+        (nn.DenseGeneral((2, 3), axis=1), (2, 4, 6), {"kernel": (4, 2, 3), "bias": (2, 3)}, (2, 6, 2, 3)),
+        (nn.Einsum((5, 3, 4), "abc,cde->abde"), (2, 6, 5), {"kernel": (5, 3, 4), "bias": (3, 4)}, (2, 6, 3, 4)),
+        (nn.Einsum((5, 3), "ab,bc->ac", use_bias=False), (6, 5), {"kernel": (5, 3)}, (6, 3)),
+    ]
+    for layer, shape, params, out_shape in table:
+        x = np.ones(shape, np.float32)
+        out, variables = layer.init_with_output(nn.random.key(0), x)
+        assert {k: v.shape for k, v in variables["params"].items()} == params
+        assert out.shape == out_shape
+
+
+def test_densegeneral_kernel_fans():
+    """DenseGeneral initialises the flattened matrix: an attention-style (512, 4, 64) kernel has std 1/sqrt(512)."""
+    x = np.ones((1, 512), np.float32)
+    kernel = nn.DenseGeneral((4, 64), kernel_init=nn.initializers.variance_scaling(1.0, "fan_in", "normal")).init(
+        nn.random.key(0), x)["params"]["kernel"]
+    assert abs(kernel.std() * np.sqrt(512) - 1) < 0.02
+    out_kernel = nn.DenseGeneral(512, axis=(-2, -1), kernel_init=nn.initializers.variance_scaling(1.0, "fan_in", "normal")).init(
+        nn.random.key(0), np.ones((1, 4, 64), np.float32))["params"]["kernel"]
+    assert abs(out_kernel.std() * np.sqrt(256) - 1) < 0.02
+
+
+def test_embed_lookup_rules(backend):
+    table = np.arange(12, dtype=np.float32).reshape(4, 3)
+    variables = {"params": {"embedding": backend.asarray(table, "float32")}}
+    ids = backend.asarray(np.array([[0, -1, 3], [4, -5, 2]]), "int32")
+    out = backend.to_numpy(nn.Embed(4, 3).apply(variables, ids))
+    expected = np.asarray(jnp.take(jnp.asarray(table), jnp.asarray([[0, -1, 3], [4, -5, 2]]), axis=0))
+    np.testing.assert_array_equal(out, expected)  # -1 wraps, 4 and -5 are NaN rows
+    assert np.isnan(out[1, 0]).all() and np.isnan(out[1, 1]).all()
+
+
+@pytest.mark.parametrize("dtype, param_dtype, expected", [
+    ("bfloat16", None, "float32"),  # bf16 input, float32 params: float32 out
+    ("int32", None, "float32"),
+    ("float32", "bfloat16", "float32"),
+    ("float64", None, "float64"),
+])
+def test_dtype_promotion_matches_flax(dtype, param_dtype, expected):
+    import torch
+
+    x = np.arange(8).reshape(2, 4)
+    kwargs = {"param_dtype": param_dtype} if param_dtype else {}
+    flax_out = fnn.Dense(3, **kwargs).init_with_output(jax.random.key(0), jnp.asarray(x, dtype))[0]
+    assert str(flax_out.dtype) == expected
+    for like in (torch, jnp):
+        xx = nn.to_backend(jnp.asarray(x, dtype), like)
+        out = nn.Dense(3, **kwargs).init_with_output(nn.random.key(0), xx)[0]
+        assert nn.random._dtype_name(out.dtype) == expected
+
+
+def test_computation_dtype(backend):
+    if "bfloat16" not in backend.dtypes:
+        pytest.skip(f"{backend.name} has no bfloat16")
+    x = backend.asarray(np.ones((2, 4)), "float32")
+    out, variables = nn.Dense(3, dtype="bfloat16").init_with_output(nn.random.key(0), x)
+    assert nn.random._dtype_name(out.dtype) == "bfloat16"
+    assert nn.random._dtype_name(variables["params"]["kernel"].dtype) == "float32"
+
+
+def test_dropout_statistics_and_determinism(backend):
+    x = backend.asarray(np.ones((200, 500)), "float32")
+    layer = nn.Dropout(0.3, deterministic=False)
+    first = backend.to_numpy(layer.apply({}, x, rngs={"dropout": nn.random.key(1)}))
+    again = backend.to_numpy(layer.apply({}, x, rngs={"dropout": nn.random.key(1)}))
+    other = backend.to_numpy(layer.apply({}, x, rngs={"dropout": nn.random.key(2)}))
+    kept = first != 0
+    n = kept.size
+    assert abs(kept.mean() - 0.7) < 5 * np.sqrt(0.21 / n)
+    np.testing.assert_allclose(first[kept], 1 / 0.7, rtol=1e-6)
+    assert abs(first.mean() - 1) < 5 * np.sqrt(0.21 / n) / 0.7
+    np.testing.assert_array_equal(first, again)
+    assert (first != other).mean() > 0.3
+    explicit = backend.to_numpy(nn.Dropout(0.3).apply({}, x, deterministic=False, rng=nn.random.key(9)))
+    with jax.enable_x64(False):
+        expected = np.where(np.asarray(jax.random.bernoulli(jax.random.key(9), 0.7, (200, 500))), 1 / 0.7, 0)
+    np.testing.assert_allclose(explicit, expected, rtol=1e-6)  # an explicit rng is used as it is
+
+
+def test_batch_apply_matches_flax(backend):
+    a = np.random.default_rng(0).standard_normal((2, 3, 4))
+    b = np.random.default_rng(1).standard_normal((4,))
+
+    def f(x, y, scale=None):
+        assert x.ndim == 2 and y.ndim == 1
+        return {"out": x * y * scale["s"], "same": (x,)}
+
+    expected = fnn.BatchApply(f)(jnp.asarray(a), jnp.asarray(b), scale={"s": jnp.asarray(a)})
+    out = nn.BatchApply(f)(backend.asarray(a, "float64"), backend.asarray(b, "float64"),
+                           scale={"s": backend.asarray(a, "float64")})
+    assert out["out"].shape == (2, 3, 4) and out["same"][0].shape == (2, 3, 4)
+    np.testing.assert_allclose(backend.to_numpy(out["out"]), np.asarray(expected["out"]), rtol=1e-15)
+    with pytest.raises(ValueError, match="at least one input with ndim >= 2"):
+        nn.BatchApply(f)(backend.asarray(b, "float64"))

@@ -1,0 +1,400 @@
+"""The module system against flax.linen: naming, keys, collections, jit/grad, training, errors."""
+from __future__ import annotations
+
+import flax.linen as fnn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+import xpnn as nn
+
+jax.config.update("jax_enable_x64", True)
+
+
+def _shapes(tree):
+    return jax.tree_util.tree_map(lambda a: tuple(a.shape), tree)
+
+
+def _assert_trees_close(ours, theirs, rtol=2e-6, atol=2e-6):
+    assert jax.tree_util.tree_structure(ours) == jax.tree_util.tree_structure(theirs)
+    for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(theirs)):
+        np.testing.assert_allclose(np.asarray(nn.to_backend(a, np)), np.asarray(b), rtol=rtol, atol=atol)
+
+
+def _nested_model(L):
+    """Three levels, mixing @compact, setup(), lists, dicts, explicit names and field submodules."""
+
+    class Leaf(L.Module):
+        features: int
+
+        @L.compact
+        def __call__(self, x):
+            return L.PReLU()(L.Dense(self.features)(x))
+
+    class Middle(L.Module):
+        def setup(self):
+            self.first = Leaf(5)
+            self.layers = [L.Dense(6), Leaf(4)]
+            self.branches = {"a": L.Dense(4), "b": L.Dense(4, use_bias=False)}
+            self.head = L.Dense(3, use_bias=False)
+
+        def __call__(self, x):
+            x = self.first(x)
+            for layer in self.layers:
+                x = layer(x)
+            x = self.branches["a"](x) + self.branches["b"](x)
+            return self.head(x)
+
+    class Wrapper(L.Module):
+        inner: L.Module
+
+        @L.compact
+        def __call__(self, x):
+            return self.inner(x) * 2
+
+    class Top(L.Module):
+        @L.compact
+        def __call__(self, x, train=False):
+            y = Middle()(x)
+            z = Middle(name="other")(x)
+            w = Wrapper(L.Dense(3, name="wrapped"))(x)
+            s = L.Sequential([L.Dense(4), L.relu, L.Dense(3)])(y + z + w)
+            return L.Dropout(0.3, deterministic=not train)(s)
+
+    return Top()
+
+
+X = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
+
+
+def test_nested_tree_and_init_equal_flax(backend):
+    flax_variables = _nested_model(fnn).init(jax.random.key(0), jnp.asarray(X))
+    variables = _nested_model(nn).init(nn.random.key(0), backend.asarray(X, "float32"))
+    assert _shapes(variables) == _shapes(flax_variables)
+    _assert_trees_close(variables, flax_variables)
+    assert "Middle_0" in variables["params"] and "other" in variables["params"]
+    assert set(variables["params"]["Middle_0"]) == {"first", "layers_0", "layers_1", "branches_a", "branches_b", "head"}
+
+
+def test_nested_apply_equals_flax(backend):
+    flax_variables = _nested_model(fnn).init(jax.random.key(0), jnp.asarray(X))
+    with jax.enable_x64(False):
+        expected = _nested_model(fnn).apply(
+            flax_variables, jnp.asarray(X), train=True, rngs={"dropout": jax.random.key(3)})
+    out = _nested_model(nn).apply(nn.to_backend(flax_variables, backend.xp), backend.asarray(X, "float32"),
+                                  train=True, rngs={"dropout": nn.random.key(3)})
+    np.testing.assert_allclose(backend.to_numpy(out), np.asarray(expected), rtol=1e-5, atol=1e-6)
+
+
+def test_autonames_in_construction_order():
+    def model(L):
+        class Inner(L.Module):
+            @L.compact
+            def __call__(self, x):
+                return L.Dense(2)(x)
+
+        class Outer(L.Module):
+            @L.compact
+            def __call__(self, x):
+                a = L.Dense(3)
+                b = L.PReLU()
+                c = L.Dense(3, name="head")
+                d = L.Dense(3)
+                x = d(b(a(x))) + c(x)
+                return Inner()(Inner()(x))
+
+        return Outer()
+
+    flax_variables = model(fnn).init(jax.random.key(1), jnp.ones((1, 2)))
+    variables = model(nn).init(nn.random.key(1), np.ones((1, 2), np.float32))
+    assert _shapes(variables) == _shapes(flax_variables)
+    _assert_trees_close(variables, flax_variables)
+    assert sorted(variables["params"]) == ["Dense_0", "Dense_1", "Inner_0", "Inner_1", "PReLU_0", "head"]
+
+
+def test_sequential_names_count_plain_functions():
+    layers = nn.Sequential([nn.Dense(4), nn.relu, nn.Dense(2)])
+    variables = layers.init(nn.random.key(0), np.ones((1, 3), np.float32))
+    flax_variables = fnn.Sequential([fnn.Dense(4), fnn.relu, fnn.Dense(2)]).init(jax.random.key(0), jnp.ones((1, 3)))
+    assert sorted(variables["params"]) == sorted(flax_variables["params"]) == ["layers_0", "layers_2"]
+    _assert_trees_close(variables, flax_variables)
+
+
+def test_sequential_expands_tuples_and_dicts():
+    def split(x):
+        return x[:, :2], x[:, 2:]
+
+    def as_kwargs(a, b):
+        return {"a": a, "b": b}
+
+    def combine(a, b):
+        return a * 10 + b[:, :2]
+
+    x = np.arange(8.0).reshape(2, 4)
+    expected = fnn.Sequential([split, as_kwargs, combine]).apply({}, jnp.asarray(x))
+    np.testing.assert_array_equal(nn.Sequential([split, as_kwargs, combine]).apply({}, x), np.asarray(expected))
+
+
+def _dropout_twice(L):
+    class Twice(L.Module):
+        @L.compact
+        def __call__(self, x):
+            drop = L.Dropout(0.5, deterministic=False)
+            return drop(x), drop(x), L.Dropout(0.5, deterministic=False)(x)
+
+    return Twice()
+
+
+def test_rng_counters_and_fallback_match_flax(backend):
+    x = np.ones((4, 8), np.float32)
+    with jax.enable_x64(False):
+        expected = _dropout_twice(fnn).apply({}, jnp.asarray(x), rngs={"dropout": jax.random.key(5)})
+        via_params = _dropout_twice(fnn).apply({}, jnp.asarray(x), rngs={"params": jax.random.key(5)})
+    out = _dropout_twice(nn).apply({}, backend.asarray(x, "float32"), rngs={"dropout": nn.random.key(5)})
+    out_params = _dropout_twice(nn).apply({}, backend.asarray(x, "float32"), rngs={"params": nn.random.key(5)})
+    for ours, theirs in zip((*out, *out_params), (*expected, *via_params)):
+        np.testing.assert_array_equal(backend.to_numpy(ours), np.asarray(theirs))
+    assert not np.array_equal(backend.to_numpy(out[0]), backend.to_numpy(out[1]))  # same module, next key
+
+
+def _counter_model(L):
+    class Counter(L.Module):
+        @L.compact
+        def __call__(self, x):
+            count = self.variable("counter", "count", lambda: jnp.zeros((), jnp.int32) if L is fnn else np.zeros((), np.int32))
+            if not self.is_initializing():
+                count.value = count.value + 1
+            self.sow("intermediates", "doubled", x * 2)
+            return L.Dense(2)(x)
+
+    return Counter()
+
+
+def test_collections_mutable_and_sow():
+    x = np.ones((1, 3), np.float32)
+    model = _counter_model(nn)
+    variables = model.init(nn.random.key(0), x)
+    flax_variables = _counter_model(fnn).init(jax.random.key(0), jnp.asarray(x))
+    assert _shapes(variables) == _shapes(flax_variables)
+    assert set(variables) == {"params", "counter"}  # intermediates are not kept by init
+    out, updated = model.apply(variables, x, mutable=["counter", "intermediates"])
+    assert int(updated["counter"]["count"]) == 1 and int(variables["counter"]["count"]) == 0
+    np.testing.assert_array_equal(updated["intermediates"]["doubled"][0], x * 2)
+    _, flax_updated = _counter_model(fnn).apply(flax_variables, jnp.asarray(x), mutable=["counter", "intermediates"])
+    assert set(updated) == set(flax_updated)
+    with pytest.raises(nn.ModuleError, match='Counter: cannot update variable "count" because collection "counter" is immutable'):
+        model.apply(variables, x)
+
+
+def test_init_with_output_bind_and_methods():
+    ids = np.array([[1, 2, 3]])
+    embed = nn.Embed(5, 4)
+    out, variables = embed.init_with_output(nn.random.key(0), ids)
+    assert out.shape == (1, 3, 4)
+    bound = embed.bind(variables)
+    np.testing.assert_array_equal(bound(ids), out)
+    query = np.ones((2, 4), np.float32)
+    np.testing.assert_allclose(embed.apply(variables, query, method="attend"), query @ variables["params"]["embedding"].T, rtol=1e-6)
+    np.testing.assert_allclose(embed.apply(variables, query, method=nn.Embed.attend), bound.attend(query), rtol=1e-6)
+
+
+def test_modules_are_frozen_dataclasses():
+    layer = nn.Dense(3)
+    assert layer.features == 3 and layer.use_bias and layer.name is None
+    assert "features=3" in repr(layer)
+    assert layer.clone(features=5).features == 5
+
+    class Bad(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            self.features = 3
+            return x
+
+    with pytest.raises(nn.ModuleError, match="Bad: module attributes are frozen outside setup"):
+        Bad().init(nn.random.key(0), np.ones(2))
+
+
+def _regression_data(seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((64, 3)).astype(np.float32)
+    return x, (x @ np.array([[1.0], [-2.0], [0.5]], np.float32)).astype(np.float32)
+
+
+def _mlp_class(L):
+    class MLP(L.Module):
+        hidden: int = 16
+
+        @L.compact
+        def __call__(self, x, train=False):
+            x = L.relu(L.Dense(self.hidden)(x))
+            x = L.Dropout(0.1, deterministic=not train)(x)
+            return L.Dense(1)(x)
+
+    return MLP
+
+
+_MLP, _FlaxMLP = _mlp_class(nn), _mlp_class(fnn)
+
+
+def test_jax_jit_and_grad_match_flax():
+    x, y = map(jnp.asarray, _regression_data())
+    params = _FlaxMLP().init(jax.random.key(0), x)["params"]
+
+    def loss(model):
+        return lambda p: jnp.mean((model.apply({"params": p}, x) - y) ** 2)
+
+    expected = jax.grad(loss(_FlaxMLP()))(params)
+    grads = jax.jit(jax.grad(loss(_MLP())))(params)
+    _assert_trees_close(grads, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(jax.jit(_MLP().apply)({"params": params}, x), _MLP().apply({"params": params}, x), rtol=1e-6)
+    jitted_init = jax.jit(_MLP().init)(jax.random.key(0), x)
+    _assert_trees_close(jitted_init, {"params": params})
+
+
+def test_jax_training_reduces_loss():
+    x, y = map(jnp.asarray, _regression_data())
+    model = _MLP()
+    params = model.init(nn.random.key(0), x)["params"]
+
+    @jax.jit
+    def step(params, key):
+        def loss(p):
+            return jnp.mean((model.apply({"params": p}, x, train=True, rngs={"dropout": key}) - y) ** 2)
+
+        value, grads = jax.value_and_grad(loss)(params)
+        return jax.tree_util.tree_map(lambda p, g: p - 0.05 * g, params, grads), value
+
+    losses = []
+    for i in range(30):
+        params, value = step(params, jax.random.key(i))
+        losses.append(float(value))
+    assert losses[-1] < 0.3 * losses[0]
+
+
+def test_torch_training_and_grads_match_flax():
+    x, y = _regression_data()
+    flax_params = _FlaxMLP().init(jax.random.key(0), jnp.asarray(x))["params"]
+    expected = jax.grad(lambda p: jnp.mean((_FlaxMLP().apply({"params": p}, jnp.asarray(x)) - jnp.asarray(y)) ** 2))(flax_params)
+    params = nn.tree_map(lambda p: p.requires_grad_(), nn.to_backend(flax_params, torch))
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    torch.mean((_MLP().apply({"params": params}, xt) - yt) ** 2).backward()
+    _assert_trees_close(nn.tree_map(lambda p: p.grad, params), expected, rtol=1e-5, atol=1e-6)
+
+    model = _MLP()
+    params = nn.tree_map(lambda p: p.requires_grad_(), model.init(nn.random.key(0), xt)["params"])
+    optimizer = torch.optim.SGD(nn.tree_leaves(params), lr=0.05)
+    losses = []
+    for i in range(30):
+        optimizer.zero_grad()
+        loss = torch.mean((model.apply({"params": params}, xt, train=True, rngs={"dropout": nn.random.key(i)}) - yt) ** 2)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.3 * losses[0]
+    # the trained model runs for inference on NumPy
+    out = model.apply(nn.to_backend({"params": params}, np), x)
+    assert isinstance(out, np.ndarray) and np.mean((out - y) ** 2) < 0.3 * losses[0]
+
+
+def test_to_backend_round_trip(backend):
+    flax_variables = _nested_model(fnn).init(jax.random.key(0), jnp.asarray(X))
+    moved = nn.to_backend(flax_variables, backend.xp)
+    assert all(type(leaf) is type(backend.asarray(np.zeros(1), "float32")) for leaf in nn.tree_leaves(moved))
+    back = nn.to_backend(moved, jnp)
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), back, flax_variables)
+    # and xpnn variables are flax variables once in jax
+    ours = nn.to_backend(_nested_model(nn).init(nn.random.key(0), backend.asarray(X, "float32")), jnp)
+    _nested_model(fnn).apply(ours, jnp.asarray(X))
+
+
+# -- errors ----------------------------------------------------------------------------
+
+
+class _Net(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+        x = nn.Dense(4)(x)
+        return nn.Dropout(0.5, deterministic=not train)(x)
+
+
+def _net_variables():
+    return _Net().init(nn.random.key(0), np.ones((2, 3), np.float32))
+
+
+def test_error_feature_size_mismatch():
+    with pytest.raises(nn.ModuleError, match=r"_Net/Dense_0: parameter \"kernel\" has shape \(3, 4\) in the variables, but this call needs \(5, 4\)"):
+        _Net().apply(_net_variables(), np.ones((2, 5), np.float32))
+
+
+def test_error_missing_or_misspelled_param():
+    variables = _net_variables()
+    dense = variables["params"]["Dense_0"]
+    misspelled = {"params": {"Dense_0": {"kernal": dense["kernel"], "bias": dense["bias"]}}}
+    with pytest.raises(nn.ModuleError, match=r'_Net/Dense_0: "params" has no variable "kernel" .*did you mean "kernal"'):
+        _Net().apply(misspelled, np.ones((2, 3), np.float32))
+    with pytest.raises(nn.ModuleError, match=r'_Net/Dense_0: the "params" collection has no entry "Dense_0".*did you mean "Dense_1"'):
+        _Net().apply({"params": {"Dense_1": dense}}, np.ones((2, 3), np.float32))
+
+
+def test_error_missing_dropout_rng():
+    with pytest.raises(nn.ModuleError, match=r'_Net/Dropout_0 needs a random key for "dropout"'):
+        _Net().apply(_net_variables(), np.ones((2, 3), np.float32), train=True)
+
+
+def test_error_uninitialized_variables():
+    with pytest.raises(nn.ModuleError, match=r'_Net/Dense_0: no "params" collection in the variables .*init\(key'):
+        _Net().apply({}, np.ones((2, 3), np.float32))
+    with pytest.raises(TypeError, match="variables must be a dict of collections"):
+        _Net().apply(None, np.ones((2, 3), np.float32))
+    with pytest.raises(nn.ModuleError, match="Dense.__call__: the module is not bound to variables"):
+        nn.Dense(3)(np.ones((2, 3)))
+
+
+def test_error_non_array_input():
+    with pytest.raises(TypeError, match=r"_Net/Dense_0: inputs must be an array .*got builtins.list"):
+        _Net().apply(_net_variables(), [[1.0, 2.0, 3.0]])
+
+
+def test_error_mixed_libraries():
+    with pytest.raises(TypeError, match=r"_Net/Dense_0: inputs is a torch array but kernel is a numpy array.*to_backend"):
+        _Net().apply(_net_variables(), torch.ones(2, 3))
+
+
+def test_error_deterministic_and_embed_ids():
+    with pytest.raises(nn.ModuleError, match='Dropout: Parameter "deterministic" must be passed to the constructor or at call time'):
+        nn.Dropout(0.5).apply({}, np.ones(3))
+    with pytest.raises(nn.ModuleError, match="was passed to the constructor and at call time"):
+        nn.Dropout(0.5, deterministic=True).apply({}, np.ones(3), deterministic=False)
+    variables = nn.Embed(4, 2).init(nn.random.key(0), np.arange(3))
+    with pytest.raises(nn.ModuleError, match="Embed: Input type must be an integer"):
+        nn.Embed(4, 2).apply(variables, np.ones(3))
+
+
+def test_error_einsum_and_sequential():
+    with pytest.raises(nn.ModuleError, match='must be explicit and include "->"'):
+        nn.Einsum((3, 4), "ab,bc").init(nn.random.key(0), np.ones((2, 3)))
+    with pytest.raises(nn.ModuleError, match="exactly two operands"):
+        nn.Einsum((3, 4), "ab,bc,cd->ad").init(nn.random.key(0), np.ones((2, 3)))
+    with pytest.raises(nn.ModuleError, match="Empty Sequential"):
+        nn.Sequential([]).init(nn.random.key(0), np.ones(2))
+
+
+def test_error_duplicate_names():
+    class Twice(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(2, name="a")(x) + nn.Dense(2, name="a")(x)
+
+    with pytest.raises(nn.ModuleError, match="Twice: two submodules are named 'a'"):
+        Twice().init(nn.random.key(0), np.ones((1, 2)))
+
+
+def test_error_submodule_outside_compact():
+    class Loose(nn.Module):
+        def __call__(self, x):
+            return nn.Dense(2)(x)
+
+    with pytest.raises(nn.ModuleError, match=r"Loose: submodule Dense must be defined in setup\(\) or in a method decorated with @xpnn.compact"):
+        Loose().init(nn.random.key(0), np.ones((1, 2)))

@@ -1,0 +1,27 @@
+"""The README's model example runs as printed and trains."""
+from __future__ import annotations
+
+import pathlib
+import re
+
+import numpy as np
+
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _example(section: str) -> str:
+    text = README.read_text()
+    body = text.split(f"## {section}", 1)[1]
+    return re.search(r"```python\n(.*?)```", body, re.S).group(1)
+
+
+def test_model_example_trains_on_torch_and_jax_and_serves_on_numpy():
+    namespace: dict = {}
+    exec(compile(_example("Models"), "README.md", "exec"), namespace)
+    x, y, model = namespace["x"], namespace["y"], namespace["model"]
+    untrained = model.apply(model.init(namespace["nn"].random.key(0), x), x)
+    baseline = np.mean((untrained - y) ** 2)
+    assert isinstance(namespace["prediction"], np.ndarray)
+    assert np.mean((namespace["prediction"] - y) ** 2) < 0.1 * baseline
+    jax_prediction = np.asarray(model.apply({"params": namespace["jparams"]}, namespace["xj"]))
+    assert np.mean((jax_prediction - y) ** 2) < 0.1 * baseline
