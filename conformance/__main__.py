@@ -1,4 +1,4 @@
-"""``python -m conformance``: run every public xpnn function on every installed backend against the references.
+"""``python -m conformance``: run every public xpnn function, sampler, initializer and layer on every installed backend against the references.
 
 Prints a matrix (case x backend) of the worst error in ulps, or FAIL, and exits
 non-zero when any check fails or a public function has no case.
@@ -6,74 +6,176 @@ non-zero when any check fails or a public function has no case.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fnmatch
+import functools
 import json
+import os
 import sys
 import time
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 
 import xpnn
-from xpnn.conformance import backends, runner
+from xpnn.conformance import backends, models, report, runner
 from xpnn.conformance.cases import CASES, SPECIAL
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m conformance", description=__doc__)
-    parser.add_argument("--backends", default=",".join(backends.BACKEND_NAMES),
-                        help="comma-separated backends (default: every installed one)")
+    parser.add_argument("--backends", default=None,
+                        help="comma-separated backends among " + ",".join(backends.BACKEND_NAMES)
+                        + " (default: every installed one, or none with --namespace)")
+    parser.add_argument("--namespace", action="append", default=[], metavar="MODULE",
+                        help="certify another Array API library: a module that is a namespace or makes "
+                             "arrays with __array_namespace__ (repeatable)")
     parser.add_argument("--dtypes", default="float32,float64",
                         help="comma-separated dtypes among " + ",".join(backends.DTYPES))
     parser.add_argument("--only", default="*", help="glob over case labels, e.g. 'gelu*'")
     parser.add_argument("--json", metavar="PATH", help="write every result as JSON")
+    parser.add_argument("--report", metavar="PATH", help="write a self-contained HTML report with plots")
     return parser.parse_args(argv)
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """One row of the report: ``run(backend, dtype) -> (Comparison, output problem)``."""
+
+    label: str
+    name: str  # the public name it covers
+    reference: str
+    family: str  # "functions", "random", "initializers" or "layers"
+    run: Callable[[backends.Backend, str], tuple]
+    dtypes: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
+
+
+def _function_check(case) -> Check:
+    def run(backend, dtype):
+        outcome = runner.run(case, backend, dtype, np.random.default_rng(0))
+        return outcome.comparison, outcome.output_problem
+
+    return Check(case.label, case.function, case.framework, "functions", run)
+
+
+def checks() -> list[Check]:
+    """Every check of the suite: the function cases, then random, initializers and layers."""
+    found = [_function_check(case) for case in CASES]
+    for case in models.RANDOM_CASES:
+        found.append(Check(case.label, f"random.{case.function}", "jax.random", "random",
+                           functools.partial(models.run_random, case),
+                           ("float32", "float64") if case.floating else ("float32",)))
+    for case in models.INITIALIZER_CASES:
+        found.append(Check(case.label, f"initializers.{case.builder}", "jax.nn.initializers", "initializers",
+                           functools.partial(models.run_initializer, case), ("float32", "float64")))
+    found.append(Check("BatchApply(matmul)", "BatchApply", "flax.linen", "layers", models.run_batch_apply,
+                       ("float32", "float64")))
+    for case in models.LAYER_CASES:
+        for part in ("init", "apply"):
+            found.append(Check(f"{case.label} {part}", case.layer, "flax.linen", "layers",
+                               functools.partial(_layer_part, case, part), ("float32", "float64")))
+    return found
+
+
+def _layer_part(case, part, backend, dtype):
+    return models.run_layer(case, backend, dtype)[part]
+
+
+def public_names() -> set[str]:
+    """Every public name xpnn exports that computes something: each needs a check."""
+    return (set(xpnn.FUNCTIONS) | set(xpnn.LAYERS)
+            | {f"random.{n}" for n in xpnn.random.__all__}
+            | {f"initializers.{n}" for n in xpnn.initializers.__all__ if n != "Initializer"})
+
+
+def uncovered(found: list[Check]) -> list[str]:
+    covered = {check.name for check in found} | set(SPECIAL)
+    if any("legacy" in check.label for check in found):
+        covered |= {"random.set_threefry_partitionable", "random.threefry_partitionable"}
+    return sorted(public_names() - covered)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     warnings.simplefilter("ignore", RuntimeWarning)
-    selected = backends.available(tuple(args.backends.split(",")))
+    names = args.backends.split(",") if args.backends else ([] if args.namespace else backends.BACKEND_NAMES)
+    selected = backends.available(tuple(names)) + [backends.from_namespace(m) for m in args.namespace]
     dtypes = [d for d in args.dtypes.split(",") if d]
-    cases = [case for case in CASES if fnmatch.fnmatch(case.label, args.only)]
-    print(f"xpnn {xpnn.__version__} conformance: {len(cases)} cases x "
+    every_check = checks()
+    selected_checks = [c for c in every_check if fnmatch.fnmatch(c.label, args.only)]
+    print(f"xpnn {xpnn.__version__} conformance: {len(selected_checks)} checks x "
           f"{', '.join(b.name for b in selected)} x {', '.join(dtypes)}")
     results = []
     started = time.perf_counter()
-    for case in cases:
-        for backend in selected:
-            for dtype in dtypes:
-                if dtype not in backend.dtypes:
-                    continue
-                record = {"case": case.label, "function": case.function, "backend": backend.name,
-                          "dtype": dtype, "reference": case.framework}
-                try:
-                    outcome = runner.run(case, backend, dtype, np.random.default_rng(0))
-                    record.update(outcome.comparison.as_dict(), passed=outcome.passed,
-                                  output_problem=outcome.output_problem)
-                except Exception as error:  # noqa: BLE001 - every failure is reported, none stops the run
-                    record.update(passed=False, error=f"{type(error).__name__}: {error}")
-                results.append(record)
-    uncovered = sorted(set(xpnn.FUNCTIONS) - {c.function for c in CASES} - set(SPECIAL))
-    _print_matrix(results, cases, selected)
+    runs = [(check, backend, dtype) for check in selected_checks for backend in selected for dtype in dtypes
+            if dtype in backend.dtypes and dtype in check.dtypes]
+    progress = _Progress(len(runs))
+    for check, backend, dtype in runs:
+        progress.step(f"{check.label} [{backend.name}, {dtype}]")
+        record = {"case": check.label, "function": check.name, "family": check.family,
+                  "backend": backend.name, "dtype": dtype, "reference": check.reference}
+        try:
+            comparison, problem = check.run(backend, dtype)
+            record.update(comparison.as_dict(), passed=comparison.passed and not problem,
+                          output_problem=problem)
+        except Exception as error:  # noqa: BLE001 - every failure is reported, none stops the run
+            record.update(passed=False, error=f"{type(error).__name__}: {error}")
+        results.append(record)
+    progress.close()
+    missing = uncovered(every_check)
+    _print_matrix(results, selected_checks, selected)
     failures = [r for r in results if not r["passed"]]
     print(f"\n{len(results) - len(failures)} passed, {len(failures)} failed "
           f"in {time.perf_counter() - started:.1f} s")
     for record in failures:
         print(f"  FAIL {record['case']} [{record['backend']}, {record['dtype']}]: "
               f"{record.get('error') or record.get('output_problem') or record}")
-    if uncovered:
-        print(f"uncovered public functions: {', '.join(uncovered)}")
+    if missing:
+        print(f"uncovered public names: {', '.join(missing)}")
+    if args.report:
+        header = (f"xpnn {xpnn.__version__}: {len(selected_checks)} checks on "
+                  f"{', '.join(b.name for b in selected)} in {', '.join(dtypes)}")
+        report.write_html(args.report, results, [c.label for c in selected_checks], [b.name for b in selected],
+                          report.curves(selected), missing, header)
+        summary = os.path.splitext(args.report)[0] + "-summary.svg"
+        with open(summary, "w", encoding="utf-8") as handle:
+            handle.write(report.summary_svg(results, [b.name for b in selected]))
+        print(f"report: {args.report} (summary image: {summary})")
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"results": results, "uncovered": uncovered}, handle, indent=1)
-    return 1 if failures or uncovered else 0
+            json.dump({"results": results, "uncovered": missing}, handle, indent=1)
+    return 1 if failures or missing else 0
+
+
+class _Progress:
+    """A one-line progress bar on stderr while the checks run (only on a terminal)."""
+
+    def __init__(self, total: int, width: int = 30) -> None:
+        self.total, self.width, self.done = total, width, 0
+        self.live = sys.stderr.isatty()
+        self.started = time.perf_counter()
+
+    def step(self, label: str) -> None:
+        self.done += 1
+        if not self.live:
+            return
+        filled = self.width * self.done // max(self.total, 1)
+        elapsed = time.perf_counter() - self.started
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total} "
+                         f"{elapsed:5.0f} s  {label[:60]:60}")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.live:
+            sys.stderr.write("\r" + " " * (self.width + 90) + "\r")
+            sys.stderr.flush()
 
 
 def _print_matrix(results: list[dict], cases: list, selected: list) -> None:
     """One row per case: the worst ulp error over dtypes per backend, or FAIL."""
     names = [b.name for b in selected]
-    width = max(len(c.label) for c in cases) + 2
+    width = max(len(c.label) for c in cases) + 2 if cases else 6
     print("\n" + "case".ljust(width) + "".join(n[:16].rjust(17) for n in names) + "   (max error in ulp)")
     for case in cases:
         cells = []

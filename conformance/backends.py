@@ -134,3 +134,30 @@ def available(names: tuple[str, ...] = BACKEND_NAMES) -> list[Backend]:
         except Exception:  # noqa: BLE001 - e.g. CuPy without a CUDA device
             continue
     return found
+
+
+def from_namespace(module_name: str) -> Backend:
+    """Any Array API library, by module name: the module is the namespace, or it makes
+    arrays whose ``__array_namespace__()`` is.  xpnn runs on it with the
+    standard-only adapter; its floating dtypes are those it defines."""
+    import numpy as np
+
+    module = importlib.import_module(module_name)
+    if not hasattr(module, "asarray"):
+        raise ValueError(f"--namespace {module_name}: the module has no asarray; it is not an Array API namespace")
+    probe = module.asarray(0.0)
+    xp = probe.__array_namespace__() if hasattr(probe, "__array_namespace__") else module
+    bfloat16 = getattr(xp, "bfloat16", None)
+
+    def asarray(a: np.ndarray, dtype: str):
+        if dtype == "bfloat16":
+            return xp.astype(xp.asarray(np.asarray(a, dtype=np.float32)), bfloat16)
+        return xp.asarray(np.asarray(a, dtype=dtype))
+
+    def to_numpy(x):
+        if bfloat16 is not None and x.dtype == bfloat16:
+            x = xp.astype(x, xp.float32)
+        return np.from_dlpack(x) if hasattr(x, "__dlpack__") else np.asarray(x)
+
+    dtypes = tuple(d for d in DTYPES if getattr(xp, d, None) is not None)
+    return Backend(module_name, xp, asarray, to_numpy, dtypes)

@@ -1,16 +1,11 @@
 """The core layers against flax.linen, on every backend.
 
-Each case builds the same layer in flax.linen and in xpnn (the two share the
-API, so one factory takes either namespace), then checks that
-
-* xpnn's ``init`` with ``key(0)`` gives flax's variable tree (names, shapes,
-  dtypes) and values (bit for bit for uniform/zeros/constant inits, to a few
-  float32 ulp for normal-based ones);
-* flax's variables, converted to the backend, applied by xpnn give flax's output.
+The layer table is the conformance suite's (``conformance/models.py``): each
+case builds the same layer in flax.linen and in xpnn and checks that xpnn's
+``init`` with ``key(0)`` gives flax's variables, and that flax's variables,
+converted to the backend, applied by xpnn give flax's output.
 """
 from __future__ import annotations
-
-import functools
 
 import flax.linen as fnn
 import jax
@@ -19,121 +14,20 @@ import numpy as np
 import pytest
 
 import xpnn as nn
+from xpnn.conformance import models
 
 jax.config.update("jax_enable_x64", True)
 
-# (id, factory(L, param_dtype), input shape, input kind, apply kwargs, rngs seeds, method)
-CASES = [
-    ("dense", lambda L, d: L.Dense(3, param_dtype=d), (2, 4), "float", {}, None),
-    ("dense-nobias", lambda L, d: L.Dense(3, use_bias=False, param_dtype=d), (2, 4), "float", {}, None),
-    ("dense-3d", lambda L, d: L.Dense(3, param_dtype=d), (2, 5, 4), "float", {}, None),
-    ("dense-1d", lambda L, d: L.Dense(2, param_dtype=d), (4,), "float", {}, None),
-    ("dense-uniform", lambda L, d: L.Dense(3, param_dtype=d, kernel_init=L.initializers.glorot_uniform(),
-                                           bias_init=L.initializers.normal(0.5)), (2, 4), "float", {}, None),
-    ("densegeneral-features", lambda L, d: L.DenseGeneral((2, 3), param_dtype=d), (2, 4), "float", {}, None),
-    ("densegeneral-axes", lambda L, d: L.DenseGeneral(5, axis=(-2, -1), param_dtype=d), (2, 3, 4), "float", {}, None),
-    ("densegeneral-batch", lambda L, d: L.DenseGeneral(5, axis=-1, batch_dims=(0,), param_dtype=d), (2, 3, 4), "float", {}, None),
-    ("densegeneral-axis1", lambda L, d: L.DenseGeneral((2, 3), axis=1, param_dtype=d), (2, 4, 6), "float", {}, None),
-    ("einsum", lambda L, d: L.Einsum((5, 3, 4), "abc,cde->abde", param_dtype=d), (2, 6, 5), "float", {}, None),
-    ("einsum-nobias", lambda L, d: L.Einsum((5, 3), "ab,bc->ac", use_bias=False, param_dtype=d), (6, 5), "float", {}, None),
-    ("einsum-ellipsis", lambda L, d: L.Einsum((4, 2, 3), "...c,chd->...hd", param_dtype=d), (2, 5, 4), "float", {}, None),
-    ("embed", lambda L, d: L.Embed(7, 3, param_dtype=d), (2, 5), "ids", {}, None),
-    ("embed-attend", lambda L, d: L.Embed(7, 3, param_dtype=d), (2, 3), "float", {}, "attend"),
-    ("embed-single", lambda L, d: L.Embed(1, 3, param_dtype=d), (4,), "ids", {}, None),
-    ("prelu", lambda L, d: L.PReLU(param_dtype=d), (3, 4), "float", {}, None),
-    ("prelu-init", lambda L, d: L.PReLU(param_dtype=d, negative_slope_init=0.25), (3, 4), "float", {}, None),
-    ("dropout", lambda L, d: L.Dropout(0.5), (2, 8), "float", {"deterministic": False}, "dropout"),
-    ("dropout-broadcast", lambda L, d: L.Dropout(0.3, broadcast_dims=(0,)), (3, 8), "float", {"deterministic": False}, "dropout"),
-    ("dropout-deterministic", lambda L, d: L.Dropout(0.5, deterministic=True), (2, 8), "float", {}, None),
-    ("dropout-rate1", lambda L, d: L.Dropout(1.0), (2, 8), "float", {"deterministic": False}, None),
-    ("sequential", lambda L, d: L.Sequential([L.Dense(4, param_dtype=d), L.relu, L.Dense(2, param_dtype=d)]),
-     (3, 5), "float", {}, None),
-]
-
-
-CASES_BY_NAME = {case[0]: case for case in CASES}
-
-
-def _inputs(shape, kind, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    if kind == "ids":
-        return rng.integers(-8, 10, size=shape).astype("int32")  # negative and out-of-range ids too
-    return rng.standard_normal(shape).astype(dtype)
-
-
-@functools.lru_cache(maxsize=None)
-def _flax_run(name, dtype):
-    """flax's inputs, init inputs, variables and output for case ``name`` (computed once per dtype)."""
-    case = CASES_BY_NAME[name]
-    _, factory, shape, kind, kwargs, extra = case
-    x = _inputs(shape, kind, dtype)
-    layer = factory(fnn, jnp.dtype(dtype))
-    method = extra if extra == "attend" else None
-    init_x = _inputs((2, 5), "ids", dtype) if method == "attend" else x
-    variables = layer.init(jax.random.key(0), jnp.asarray(init_x), **_init_kwargs(case))
-    if extra != "dropout":
-        return x, init_x, variables, layer.apply(variables, jnp.asarray(x), method=method, **kwargs)
-    # flax's masks in jax's default (32-bit) mode: with jax_enable_x64 on, jax.random.bernoulli
-    # draws float64 uniforms for a Python float p, while xpnn draws float32 ones, as jax does by default.
-    with jax.enable_x64(False):
-        out = np.asarray(layer.apply(variables, jnp.asarray(x, "float32"), rngs={"dropout": jax.random.key(1)}, **kwargs))
-    return x, init_x, variables, np.where(out != 0, x / (1 - layer.rate), 0).astype(dtype)
-
-
-def _init_kwargs(case):
-    return {"deterministic": True} if "deterministic" in case[4] else {}
-
-
-def _tolerance(dtype):
-    return {"float32": (2e-6, 2e-6), "float64": (1e-13, 1e-13)}[dtype]
-
-
-def _close(actual, expected, dtype, exact=False):
-    expected = np.asarray(expected)
-    actual = np.asarray(actual)
-    assert actual.shape == expected.shape
-    if exact:
-        np.testing.assert_array_equal(actual, expected)
-    else:
-        rtol, atol = _tolerance(dtype)
-        np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, equal_nan=True)
-
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_apply_with_flax_variables(backend, case, dtype):
+@pytest.mark.parametrize("case", models.LAYER_CASES, ids=[c.label for c in models.LAYER_CASES])
+def test_layer_matches_flax(backend, case, dtype):
+    """init equals flax's init; flax's variables applied by xpnn give flax's output (conformance.models)."""
     if dtype not in backend.dtypes:
         pytest.skip(f"{backend.name} has no {dtype}")
-    name, factory, _, _, kwargs, extra = case
-    x, _, flax_variables, expected = _flax_run(case[0], dtype)
-    variables = nn.to_backend(flax_variables, backend.xp)
-    kind = "int32" if x.dtype.kind == "i" else dtype
-    rngs = {"dropout": nn.random.key(1, like=backend.xp)} if extra == "dropout" else None
-    method = extra if extra == "attend" else None
-    out = factory(nn, dtype).apply(variables, backend.asarray(x, kind), rngs=rngs, method=method, **kwargs)
-    out = backend.to_numpy(out)
-    assert out.dtype == expected.dtype
-    _close(out, expected, dtype)
-    np.testing.assert_array_equal(out == 0, np.asarray(expected) == 0)  # dropout masks are exact
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_init_equals_flax(backend, case, dtype):
-    if dtype not in backend.dtypes:
-        pytest.skip(f"{backend.name} has no {dtype}")
-    name, factory, *_ = case
-    _, init_x, flax_variables, _ = _flax_run(case[0], dtype)
-    kind = "int32" if init_x.dtype.kind == "i" else dtype
-    variables = factory(nn, dtype).init(nn.random.key(0), backend.asarray(init_x, kind), **_init_kwargs(case))
-    assert jax.tree_util.tree_structure(variables) == jax.tree_util.tree_structure(flax_variables)
-    flax_leaves = jax.tree_util.tree_leaves_with_path(flax_variables)
-    for ours, (path, theirs) in zip(jax.tree_util.tree_leaves(variables), flax_leaves):
-        assert nn.random._dtype_name(ours.dtype) == str(theirs.dtype)
-        assert nn.random._device(ours) == nn.random._device(backend.asarray(np.zeros(1), dtype))
-        # constant and uniform inits are bit-exact, so the keys are flax's exactly
-        exact = "prelu" in name or (name == "dense-uniform" and "kernel" in jax.tree_util.keystr(path))
-        _close(backend.to_numpy(ours), theirs, "float32", exact=exact)
+    for part, (comparison, problem) in models.run_layer(case, backend, dtype).items():
+        assert not problem, f"{part}: {problem}"
+        assert comparison.passed, f"{part}: {comparison}"
 
 
 def _seed_mlp(L):

@@ -88,6 +88,31 @@ def test_nested_apply_equals_flax(backend):
     np.testing.assert_allclose(backend.to_numpy(out), np.asarray(expected), rtol=1e-5, atol=1e-6)
 
 
+def test_init_keys_are_flaxs_bit_for_bit(backend):
+    """Uniform inits are bit-exact, so equal kernels prove every module path and counter gives flax's key."""
+    def model(L):
+        class Block(L.Module):
+            @L.compact
+            def __call__(self, x):
+                dense = L.Dense(3, kernel_init=L.initializers.he_uniform(), bias_init=L.initializers.uniform(1.0))
+                return dense(x) + dense(x) + L.Dense(3, kernel_init=L.initializers.lecun_uniform())(x)
+
+        class Net(L.Module):
+            def setup(self):
+                self.blocks = [Block(), Block()]
+
+            def __call__(self, x):
+                return self.blocks[1](self.blocks[0](x))
+
+        return Net()
+
+    flax_variables = model(fnn).init(jax.random.key(4), jnp.ones((1, 3)))
+    variables = model(nn).init(nn.random.key(4), backend.asarray(np.ones((1, 3)), "float32"))
+    assert _shapes(variables) == _shapes(flax_variables)
+    for ours, theirs in zip(jax.tree_util.tree_leaves(variables), jax.tree_util.tree_leaves(flax_variables)):
+        np.testing.assert_array_equal(backend.to_numpy(ours), np.asarray(theirs))
+
+
 def test_autonames_in_construction_order():
     def model(L):
         class Inner(L.Module):

@@ -1,0 +1,354 @@
+"""Conformance cases for ``xpnn.random``, ``xpnn.initializers`` and the layers.
+
+The references are ``jax.random``, ``jax.nn.initializers`` and ``flax.linen``:
+
+* a random case calls the same sampler with the same key in xpnn (on the
+  backend, key made there) and in jax;
+* an initializer case builds the same initializer in both and calls it with
+  the same key, shape and dtype;
+* a layer case builds the same layer in flax.linen and in xpnn (the two share
+  the API, so one factory takes either namespace), then checks two things:
+  xpnn's ``init`` with ``key(0)`` against flax's (tree, shapes, values), and
+  xpnn's ``apply`` of *flax's* variables, converted to the backend, against
+  flax's output.
+
+jax runs with float64 enabled here, so a Python ``p`` would make
+``jax.random.bernoulli`` draw float64 uniforms; the references pass a
+float32 ``p`` and run Dropout in jax's default 32-bit mode, which is what
+xpnn reproduces.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import xpnn
+from xpnn.conformance.backends import Backend, load
+from xpnn.conformance.compare import Comparison, compare
+
+#: Exact agreement: bit for bit.
+EXACT = (0.0, 0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomCase:
+    """``xpnn.random.<function>`` against ``jax.random.<function>``; ``call(random, key, dtype)`` runs either."""
+
+    function: str
+    call: Callable[[Any, Any, str], Any]
+    exact: bool = True
+    #: Whether the sampler takes a floating dtype (else it runs once, under "float32").
+    floating: bool = True
+    #: Run in jax's legacy (non-partitionable) threefry layout.
+    legacy: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"random.{self.function}" + (" (legacy threefry)" if self.legacy else "")
+
+
+RANDOM_CASES: tuple[RandomCase, ...] = (
+    RandomCase("key", lambda r, k, d: _key_data(r, r.key(2**32 + 5)) if _is_jax(r) else r.key(2**32 + 5, like=k),
+               floating=False),
+    RandomCase("split", lambda r, k, d: _key_data(r, r.split(k, 3)), floating=False),
+    RandomCase("split", lambda r, k, d: _key_data(r, r.split(k, 3)), floating=False, legacy=True),
+    RandomCase("fold_in", lambda r, k, d: _key_data(r, r.fold_in(k, 2**31 + 7)), floating=False),
+    RandomCase("bits", lambda r, k, d: r.bits(k, (8, 16), "uint32"), floating=False),
+    RandomCase("bits", lambda r, k, d: r.bits(k, (8, 16), "uint32"), floating=False, legacy=True),
+    RandomCase("uniform", lambda r, k, d: r.uniform(k, (8, 16), d, -2.0, 3.0)),
+    RandomCase("uniform", lambda r, k, d: r.uniform(k, (8, 16), d), legacy=True),
+    RandomCase("normal", lambda r, k, d: r.normal(k, (8, 16), d), exact=False),
+    RandomCase("truncated_normal", lambda r, k, d: r.truncated_normal(k, -1.5, 2.0, (8, 16), d), exact=False),
+    RandomCase("bernoulli", lambda r, k, d: r.bernoulli(k, _p(r, 0.3), (8, 16)), floating=False),
+    RandomCase("randint", lambda r, k, d: r.randint(k, (8, 16), -5, 17, "int32"), floating=False),
+    RandomCase("permutation", lambda r, k, d: r.permutation(k, 50), floating=False),
+    RandomCase("categorical", lambda r, k, d: r.categorical(k, _logits(r, k), shape=(64, 5)), floating=False),
+)
+
+
+def _is_jax(random_module: Any) -> bool:
+    return random_module.__name__.startswith("jax")
+
+
+def _key_data(random_module: Any, keys: Any) -> Any:
+    return random_module.key_data(keys) if _is_jax(random_module) else keys
+
+
+def _p(random_module: Any, p: float) -> Any:
+    if _is_jax(random_module):
+        import jax.numpy as jnp
+
+        return jnp.asarray(p, jnp.float32)
+    return p
+
+
+def _logits(random_module: Any, key: Any) -> Any:
+    """Logits of 5 classes, in the key's library."""
+    values = np.log(np.arange(1, 6, dtype=np.float32))
+    if _is_jax(random_module):
+        import jax.numpy as jnp
+
+        return jnp.asarray(values)
+    return xpnn.to_backend(values, key)
+
+
+@dataclasses.dataclass(frozen=True)
+class InitializerCase:
+    """``xpnn.initializers.<builder>(**kwargs)(key, shape, dtype)`` against jax's."""
+
+    builder: str
+    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    shape: tuple[int, ...] = (16, 8)
+    exact: bool = False
+
+    @property
+    def label(self) -> str:
+        arguments = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
+        return f"initializers.{self.builder}({arguments})"
+
+
+INITIALIZER_CASES: tuple[InitializerCase, ...] = (
+    InitializerCase("zeros", exact=True),
+    InitializerCase("ones", exact=True),
+    InitializerCase("zeros_init", exact=True),
+    InitializerCase("ones_init", exact=True),
+    InitializerCase("constant", {"value": -0.5}, exact=True),
+    InitializerCase("uniform", {"scale": 2.0}, exact=True),
+    InitializerCase("normal", {"stddev": 0.3}),
+    InitializerCase("truncated_normal", {"stddev": 0.5}),
+    InitializerCase("variance_scaling", {"scale": 2.0, "mode": "fan_out", "distribution": "uniform"}, (3, 3, 4, 8), exact=True),
+    InitializerCase("variance_scaling", {"scale": 1.0, "mode": "fan_avg", "distribution": "normal", "batch_axis": 0}, (6, 4, 8)),
+    InitializerCase("glorot_uniform", exact=True),
+    InitializerCase("glorot_normal"),
+    InitializerCase("xavier_uniform", exact=True),
+    InitializerCase("xavier_normal"),
+    InitializerCase("lecun_uniform", exact=True),
+    InitializerCase("lecun_normal", shape=(3, 3, 4, 8)),
+    InitializerCase("he_uniform", exact=True),
+    InitializerCase("he_normal"),
+    InitializerCase("kaiming_uniform", exact=True),
+    InitializerCase("kaiming_normal"),
+    InitializerCase("orthogonal", shape=(16, 8)),
+    InitializerCase("orthogonal", {"scale": 2.0, "column_axis": 0}, (8, 16)),
+    InitializerCase("delta_orthogonal", shape=(3, 3, 4, 6)),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerCase:
+    """A layer built by ``build(namespace, param_dtype)`` in flax.linen and in xpnn."""
+
+    label: str
+    build: Callable[[Any, Any], Any]
+    shape: tuple[int, ...]
+    #: "float" inputs, or integer "ids" (some negative or out of range).
+    inputs: str = "float"
+    #: Keyword arguments of the apply call.
+    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Whether the apply call takes a 'dropout' key.
+    dropout: bool = False
+    #: A method other than ``__call__``; it is initialised through ``__call__`` on ids.
+    method: str | None = None
+
+    @property
+    def layer(self) -> str:
+        return type(self.build(xpnn, "float32")).__name__
+
+
+LAYER_CASES: tuple[LayerCase, ...] = (
+    LayerCase("Dense(3)", lambda L, d: L.Dense(3, param_dtype=d), (2, 4)),
+    LayerCase("Dense(3, use_bias=False)", lambda L, d: L.Dense(3, use_bias=False, param_dtype=d), (2, 4)),
+    LayerCase("Dense(3) on 3-D", lambda L, d: L.Dense(3, param_dtype=d), (2, 5, 4)),
+    LayerCase("Dense(2) on 1-D", lambda L, d: L.Dense(2, param_dtype=d), (4,)),
+    LayerCase("Dense(3, glorot_uniform, normal bias)",
+              lambda L, d: L.Dense(3, param_dtype=d, kernel_init=L.initializers.glorot_uniform(),
+                                   bias_init=L.initializers.normal(0.5)), (2, 4)),
+    LayerCase("DenseGeneral((2, 3))", lambda L, d: L.DenseGeneral((2, 3), param_dtype=d), (2, 4)),
+    LayerCase("DenseGeneral(5, axis=(-2, -1))", lambda L, d: L.DenseGeneral(5, axis=(-2, -1), param_dtype=d), (2, 3, 4)),
+    LayerCase("DenseGeneral(5, batch_dims=(0,))", lambda L, d: L.DenseGeneral(5, axis=-1, batch_dims=(0,), param_dtype=d), (2, 3, 4)),
+    LayerCase("DenseGeneral((2, 3), axis=1)", lambda L, d: L.DenseGeneral((2, 3), axis=1, param_dtype=d), (2, 4, 6)),
+    LayerCase("Einsum('abc,cde->abde')", lambda L, d: L.Einsum((5, 3, 4), "abc,cde->abde", param_dtype=d), (2, 6, 5)),
+    LayerCase("Einsum('ab,bc->ac', use_bias=False)", lambda L, d: L.Einsum((5, 3), "ab,bc->ac", use_bias=False, param_dtype=d), (6, 5)),
+    LayerCase("Einsum('...c,chd->...hd')", lambda L, d: L.Einsum((4, 2, 3), "...c,chd->...hd", param_dtype=d), (2, 5, 4)),
+    LayerCase("Embed(7, 3)", lambda L, d: L.Embed(7, 3, param_dtype=d), (2, 5), inputs="ids"),
+    LayerCase("Embed(7, 3).attend", lambda L, d: L.Embed(7, 3, param_dtype=d), (2, 3), method="attend"),
+    LayerCase("Embed(1, 3)", lambda L, d: L.Embed(1, 3, param_dtype=d), (4,), inputs="ids"),
+    LayerCase("PReLU()", lambda L, d: L.PReLU(param_dtype=d), (3, 4)),
+    LayerCase("PReLU(negative_slope_init=0.25)", lambda L, d: L.PReLU(param_dtype=d, negative_slope_init=0.25), (3, 4)),
+    LayerCase("Dropout(0.5)", lambda L, d: L.Dropout(0.5), (2, 8), kwargs={"deterministic": False}, dropout=True),
+    LayerCase("Dropout(0.3, broadcast_dims=(0,))", lambda L, d: L.Dropout(0.3, broadcast_dims=(0,)), (3, 8),
+              kwargs={"deterministic": False}, dropout=True),
+    LayerCase("Dropout(0.5, deterministic=True)", lambda L, d: L.Dropout(0.5, deterministic=True), (2, 8)),
+    LayerCase("Dropout(1.0)", lambda L, d: L.Dropout(1.0), (2, 8), kwargs={"deterministic": False}),
+    LayerCase("Sequential([Dense, relu, Dense])",
+              lambda L, d: L.Sequential([L.Dense(4, param_dtype=d), L.relu, L.Dense(2, param_dtype=d)]), (3, 5)),
+)
+
+#: Public names the layer cases exercise on every run (the module system they are built on).
+MODULE_SYSTEM = ("Module", "compact", "to_backend", "tree_map", "tree_leaves")
+
+
+def layer_inputs(shape: tuple[int, ...], kind: str, dtype: str, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if kind == "ids":
+        return rng.integers(-8, 10, size=shape).astype("int32")  # negative and out-of-range ids too
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def init_kwargs(case: LayerCase) -> dict[str, Any]:
+    return {"deterministic": True} if "deterministic" in case.kwargs else {}
+
+
+@functools.lru_cache(maxsize=None)
+def flax_layer(label: str, dtype: str) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray]:
+    """flax's ``(inputs, init inputs, variables, output)`` for the layer case ``label`` in ``dtype``."""
+    load("jax")
+    import flax.linen as fnn
+    import jax
+    import jax.numpy as jnp
+
+    case = next(c for c in LAYER_CASES if c.label == label)
+    x = layer_inputs(case.shape, case.inputs, dtype)
+    init_x = layer_inputs((2, 5), "ids", dtype) if case.method else x
+    layer = case.build(fnn, jnp.dtype(dtype))
+    variables = layer.init(jax.random.key(0), jnp.asarray(init_x), **init_kwargs(case))
+    if not case.dropout:
+        out = np.asarray(layer.apply(variables, jnp.asarray(x), method=case.method, **case.kwargs))
+        return x, init_x, variables, out
+    with jax.enable_x64(False):  # jax's default mode: float32 uniforms for the masks
+        out = np.asarray(layer.apply(variables, jnp.asarray(x, "float32"), rngs={"dropout": jax.random.key(1)}, **case.kwargs))
+    return x, init_x, variables, np.where(out != 0, x / (1 - layer.rate), 0).astype(dtype)
+
+
+def _leaves(tree: Any) -> list[Any]:
+    import jax
+
+    return jax.tree_util.tree_leaves(tree)
+
+
+def _scaled_tolerance(dtype: str, expected: np.ndarray) -> tuple[float, float]:
+    """A matrix product's error scales with its terms, not its result: atol grows with the output's scale."""
+    rtol = {"float64": 1e-13, "float32": 2e-6}[dtype]
+    finite = np.abs(expected[np.isfinite(expected)])
+    return rtol, rtol * float(finite.max(initial=1.0))
+
+
+def _merge(comparisons: list[Comparison]) -> Comparison:
+    return Comparison(
+        max(c.max_abs for c in comparisons), max(c.max_rel for c in comparisons),
+        max(c.max_ulp for c in comparisons), sum(c.special_mismatch for c in comparisons),
+        all(c.passed for c in comparisons),
+    )
+
+
+def run_layer(case: LayerCase, backend: Backend, dtype: str) -> dict[str, tuple[Comparison, str]]:
+    """``{'apply': ..., 'init': ...}``: each a comparison and an output problem ('' when none)."""
+    x, init_x, flax_variables, expected = flax_layer(case.label, dtype)
+    kind = "int32" if x.dtype.kind == "i" else dtype
+    rngs = {"dropout": xpnn.random.key(1, like=backend.xp)} if case.dropout else None
+    layer = case.build(xpnn, dtype)
+    xb = backend.asarray(x, kind)
+    out = layer.apply(xpnn.to_backend(flax_variables, backend.xp), xb, rngs=rngs, method=case.method, **case.kwargs)
+    actual = backend.to_numpy(out)
+    problem = _output_problem(backend, xb, out, actual, expected)
+    results = {"apply": (compare(actual, expected, dtype, tolerance=_scaled_tolerance(dtype, expected)), problem)}
+
+    init_in = backend.asarray(init_x, "int32" if init_x.dtype.kind == "i" else dtype)
+    variables = layer.init(xpnn.random.key(0), init_in, **init_kwargs(case))
+    import jax
+
+    if jax.tree_util.tree_structure(variables) != jax.tree_util.tree_structure(flax_variables):
+        return {**results, "init": (Comparison(np.inf, np.inf, np.inf, 0, False),
+                                     f"variable tree {jax.tree_util.tree_structure(variables)} differs from flax's")}
+    comparisons, problem = [], ""
+    for ours, theirs in zip(_leaves(variables), _leaves(flax_variables)):
+        theirs = np.asarray(theirs)
+        if xpnn.random._dtype_name(ours.dtype) != str(theirs.dtype):
+            problem = f"param dtype {ours.dtype} differs from flax's {theirs.dtype}"
+        if type(ours) is not type(init_in) or xpnn.random._device(ours) != xpnn.random._device(init_in):
+            problem = f"param {type(ours).__name__} on {xpnn.random._device(ours)} is not in the input's library and device"
+        tolerance = {"float32": (4e-6, 1e-7), "float64": (1e-12, 1e-14)}[dtype]
+        comparisons.append(compare(backend.to_numpy(ours), theirs, dtype, tolerance=tolerance))
+    return {**results, "init": (_merge(comparisons) if comparisons else compare(np.zeros(0), np.zeros(0), dtype), problem)}
+
+
+def run_batch_apply(backend: Backend, dtype: str) -> tuple[Comparison, str]:
+    """``BatchApply(f)`` on a (2, 3, 4, 5) input, f a matrix product that needs 2-D input, against flax's."""
+    load("jax")
+    import flax.linen as fnn
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2, 3, 4, 5)).astype(dtype), rng.standard_normal((5, 6)).astype(dtype)
+
+    def product(xp_w):
+        def f(a):
+            if a.ndim != 3:
+                raise ValueError(f"f expects the merged (6, 4, 5) input, got {a.shape}")
+            return a @ xp_w
+
+        return f
+
+    expected = np.asarray(fnn.BatchApply(product(jnp.asarray(w)))(jnp.asarray(x)))
+    xb = backend.asarray(x, dtype)
+    out = xpnn.BatchApply(product(backend.asarray(w, dtype)))(xb)
+    actual = backend.to_numpy(out)
+    return compare(actual, expected, dtype, tolerance=_scaled_tolerance(dtype, expected)), _output_problem(backend, xb, out, actual, expected)
+
+
+def _output_problem(backend: Backend, x: Any, out: Any, actual: np.ndarray, expected: np.ndarray) -> str:
+    if type(out) is not type(x):
+        return f"output library {type(out).__module__} differs from the input's"
+    if actual.dtype != expected.dtype:
+        return f"output dtype {actual.dtype} differs from flax's {expected.dtype}"
+    return ""
+
+
+def run_random(case: RandomCase, backend: Backend, dtype: str) -> tuple[Comparison, str]:
+    load("jax")
+    import jax
+
+    previous = jax.config.jax_threefry_partitionable
+    try:
+        if case.legacy:
+            xpnn.random.set_threefry_partitionable(False)
+            jax.config.update("jax_threefry_partitionable", False)
+        key = xpnn.random.key(42, like=backend.xp)
+        out = case.call(xpnn.random, key, dtype)
+        expected = np.asarray(case.call(jax.random, jax.random.key(42), dtype))
+    finally:
+        xpnn.random.set_threefry_partitionable(True)
+        jax.config.update("jax_threefry_partitionable", previous)
+    actual = backend.to_numpy(out)
+    problem = "" if type(out) is type(key) else f"output library {type(out).__module__} differs from the key's"
+    if not problem and actual.dtype != expected.dtype:
+        problem = f"output dtype {actual.dtype} differs from jax's {expected.dtype}"
+    tolerance = EXACT if case.exact else {"float64": (1e-12, 1e-300), "float32": (2e-6, 1e-7), "float16": (2e-3, 2e-3)}[dtype]
+    return compare(actual.astype(np.float64), expected.astype(np.float64), dtype if dtype in ("float32", "float64") else "float32", tolerance=tolerance), problem
+
+
+def run_initializer(case: InitializerCase, backend: Backend, dtype: str) -> tuple[Comparison, str]:
+    load("jax")
+    import jax
+    import jax.numpy as jnp
+
+    key = xpnn.random.key(7, like=backend.xp)
+    out = getattr(xpnn.initializers, case.builder)
+    out = out(**case.kwargs) if case.builder not in ("zeros", "ones") else out
+    out = out(key, case.shape, dtype)
+    import flax.linen as fnn
+
+    # jax.nn.initializers, and flax.linen.initializers for flax's own zeros_init / ones_init
+    reference = getattr(jax.nn.initializers, case.builder, None) or getattr(fnn.initializers, case.builder)
+    reference = reference(**case.kwargs) if case.builder not in ("zeros", "ones") else reference
+    expected = np.asarray(reference(jax.random.key(7), case.shape, jnp.dtype(dtype)))
+    actual = backend.to_numpy(out)
+    problem = "" if type(out) is type(key) else f"output library {type(out).__module__} differs from the key's"
+    if not problem and actual.dtype != expected.dtype:
+        problem = f"output dtype {actual.dtype} differs from jax's {expected.dtype}"
+    tolerance = EXACT if case.exact else {"float64": (1e-11, 1e-12), "float32": (2e-5, 2e-6), "float16": (2e-3, 2e-3)}[dtype]
+    return compare(actual, expected, dtype if dtype != "float16" else "float32", tolerance=tolerance), problem

@@ -1,0 +1,198 @@
+"""The HTML report of ``python -m conformance --report PATH``: one self-contained file.
+
+It holds the summary matrix (check x backend: worst error in ulps, or FAIL)
+and, for every elementwise activation, a plot of its curve on every backend
+overlaid with the reference's, and a plot of each backend's error against the
+reference in float32 ulps, in the manner of the plots of the torch.nn docs.
+The plots are inline SVG: no plotting library and no network are needed.
+"""
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from xpnn.conformance import runner
+from xpnn.conformance.backends import Backend
+from xpnn.conformance.cases import CASES, Case
+
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
+REFERENCE_COLOR = "#000000"
+_EPS32 = 2.0**-23
+
+Series = tuple[str, np.ndarray, np.ndarray, str]
+
+
+def plotted_cases() -> list[Case]:
+    """The first elementwise case of each activation (no extra arrays, any rank)."""
+    seen, found = set(), []
+    for case in CASES:
+        if case.min_ndim == 0 and case.extra is None and case.function not in seen:
+            seen.add(case.function)
+            found.append(case)
+    return found
+
+
+def curves(backends: Sequence[Backend], points: int = 201) -> list[dict[str, Any]]:
+    """For each plotted case: the inputs, the float64 reference and every backend's float32 values."""
+    found = []
+    for case in plotted_cases():
+        low, high = max(case.domain[0], -6.0), min(case.domain[1], 6.0)
+        x = np.linspace(low, high, points)
+        reference = runner.call_reference(case, x, {}, "float64")
+        values = {}
+        for backend in backends:
+            if "float32" not in backend.dtypes:
+                continue
+            try:
+                out = runner.call_xpnn(case, backend, backend.asarray(x, "float32"), {}, "float32")
+                values[backend.name] = backend.to_numpy(out).astype(np.float64)
+            except Exception:  # noqa: BLE001 - a failing backend is shown in the matrix, not plotted
+                continue
+        found.append({"label": case.label, "framework": case.framework, "x": x, "reference": reference, "values": values})
+    return found
+
+
+def _svg_plot(title: str, series: list[Series], y_label: str, width: int = 380, height: int = 230) -> str:
+    left, right, top, bottom = 48, 10, 22, 28
+    xs = np.concatenate([s[1] for s in series])
+    ys = np.concatenate([s[2][np.isfinite(s[2])] for s in series]) if series else np.zeros(1)
+    x_min, x_max = float(xs.min()), float(xs.max())
+    y_min, y_max = (float(ys.min()), float(ys.max())) if ys.size else (0.0, 1.0)
+    if y_max - y_min < 1e-12:
+        y_min, y_max = y_min - 1.0, y_max + 1.0
+    pad = 0.05 * (y_max - y_min)
+    y_min, y_max = y_min - pad, y_max + pad
+
+    def px(v: np.ndarray) -> np.ndarray:
+        return left + (v - x_min) / (x_max - x_min) * (width - left - right)
+
+    def py(v: np.ndarray) -> np.ndarray:
+        return top + (y_max - v) / (y_max - y_min) * (height - top - bottom)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" class="plot">',
+             f'<text x="{width / 2}" y="14" text-anchor="middle" class="title">{html.escape(title)}</text>',
+             f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" class="frame"/>']
+    for value in (y_min + pad, (y_min + y_max) / 2, y_max - pad):
+        y = float(py(np.asarray(value)))
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
+                     f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" class="tick">{value:.3g}</text>')
+    for value in (x_min, (x_min + x_max) / 2, x_max):
+        x = float(px(np.asarray(value)))
+        parts.append(f'<text x="{x:.1f}" y="{height - bottom + 14}" text-anchor="middle" class="tick">{value:.3g}</text>')
+    parts.append(f'<text x="12" y="{top + (height - top - bottom) / 2}" transform="rotate(-90 12 '
+                 f'{top + (height - top - bottom) / 2})" text-anchor="middle" class="tick">{html.escape(y_label)}</text>')
+    for index, (name, sx, sy, color) in enumerate(series):
+        finite = np.isfinite(sy)
+        points = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px(sx[finite]), py(np.clip(sy[finite], y_min, y_max))))
+        dash = ' stroke-dasharray="5,4"' if name == "reference" else ""
+        parts.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="1.6"{dash}>'
+                     f'<title>{html.escape(name)}</title></polyline>')
+        parts.append(f'<text x="{left + 6}" y="{top + 14 + 12 * index}" fill="{color}" class="legend">{html.escape(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _ulp_errors(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    scale = np.maximum(np.abs(reference), np.finfo(np.float32).tiny)
+    with np.errstate(invalid="ignore"):
+        return np.abs(values - reference) / (_EPS32 * scale)
+
+
+def _matrix(results: list[dict], labels: list[str], backend_names: list[str]) -> str:
+    rows = ["<table class='matrix'><tr><th>check</th>" + "".join(f"<th>{html.escape(n)}</th>" for n in backend_names) + "</tr>"]
+    for label in labels:
+        cells = []
+        for name in backend_names:
+            found = [r for r in results if r["case"] == label and r["backend"] == name]
+            if not found:
+                cells.append("<td class='none'>-</td>")
+            elif not all(r["passed"] for r in found):
+                why = "; ".join(f"{r['dtype']}: {r.get('error') or r.get('output_problem') or 'outside tolerance'}"
+                                for r in found if not r["passed"])
+                cells.append(f"<td class='fail' title='{html.escape(why, quote=True)}'>FAIL</td>")
+            else:
+                worst = max(r["max_ulp"] for r in found)
+                dtypes = ", ".join(r["dtype"] for r in found)
+                cells.append(f"<td class='pass' title='{html.escape(dtypes)}'>{worst:.3g}</td>")
+        rows.append(f"<tr><td class='label'>{html.escape(label)}</td>{''.join(cells)}</tr>")
+    rows.append("</table>")
+    return "".join(rows)
+
+
+FAMILIES = ("functions", "random", "initializers", "layers")
+
+
+def summary_svg(results: list[dict], backend_names: list[str]) -> str:
+    """The summary as an image: per family and backend, checks passed and the worst error in ulps."""
+    cell, first, row_height = 130, 110, 34
+    width, height = first + cell * len(backend_names) + 10, 60 + row_height * len(FAMILIES) + 10
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             'font-family="system-ui,sans-serif" font-size="13">',
+             f'<rect width="{width}" height="{height}" fill="white"/>',
+             '<text x="10" y="22" font-size="15" font-weight="bold">xpnn conformance: checks passed (worst ulp)</text>']
+    for j, name in enumerate(backend_names):
+        parts.append(f'<text x="{first + cell * j + cell / 2}" y="50" text-anchor="middle" font-weight="bold">'
+                     f'{html.escape(name)}</text>')
+    for i, family in enumerate(FAMILIES):
+        y = 60 + row_height * i
+        parts.append(f'<text x="10" y="{y + 21}">{family}</text>')
+        for j, name in enumerate(backend_names):
+            rows = [r for r in results if r["family"] == family and r["backend"] == name]
+            passed = sum(r["passed"] for r in rows)
+            color = "#eeeeee" if not rows else ("#d9f2d9" if passed == len(rows) else "#f9d6d5")
+            worst = max((r.get("max_ulp", float("inf")) for r in rows if r["passed"]), default=0.0)
+            text = "-" if not rows else f"{passed}/{len(rows)} ({worst:.3g})"
+            x = first + cell * j
+            parts.append(f'<rect x="{x + 2}" y="{y + 2}" width="{cell - 4}" height="{row_height - 4}" fill="{color}"/>'
+                         f'<text x="{x + cell / 2}" y="{y + 21}" text-anchor="middle">{text}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:24px;color:#222}
+h1{font-size:22px} h2{font-size:18px;margin-top:28px}
+table.matrix{border-collapse:collapse;font-size:12px}
+table.matrix th,table.matrix td{border:1px solid #ddd;padding:2px 8px;text-align:right}
+table.matrix td.label{text-align:left;font-family:monospace}
+td.pass{background:#e7f6e7} td.fail{background:#f9d6d5;font-weight:bold} td.none{color:#aaa}
+.summary{font-size:15px;margin:8px 0 16px} .ok{color:#1a7f1a} .bad{color:#b3261e}
+.plots{display:flex;flex-wrap:wrap;gap:12px}
+.activation{border:1px solid #eee;padding:6px}
+svg.plot .title{font-size:13px;font-family:monospace} svg.plot .tick{font-size:10px;fill:#555}
+svg.plot .legend{font-size:10px} svg.plot .frame{fill:none;stroke:#999} svg.plot .grid{stroke:#eee}
+"""
+
+
+def write_html(path: str, results: list[dict], labels: list[str], backend_names: list[str],
+               plotted: list[dict[str, Any]], uncovered: list[str], header: str) -> None:
+    """Write the report to ``path``."""
+    failures = [r for r in results if not r["passed"]]
+    verdict = (f"<span class='ok'>all {len(results)} checks passed</span>" if not failures and not uncovered
+               else f"<span class='bad'>{len(failures)} of {len(results)} checks failed"
+                    + (f"; uncovered: {html.escape(', '.join(uncovered))}" if uncovered else "") + "</span>")
+    sections = []
+    for curve in plotted:
+        color_of = {name: COLORS[i % len(COLORS)] for i, name in enumerate(curve["values"])}
+        series = [(name, curve["x"], y, color_of[name]) for name, y in curve["values"].items()]
+        series.append(("reference", curve["x"], curve["reference"], REFERENCE_COLOR))
+        errors = [(name, curve["x"], _ulp_errors(y, curve["reference"]), color_of[name])
+                  for name, y in curve["values"].items()]
+        reference = "torch.nn.functional" if curve["framework"] == "torch" else "jax.nn"
+        sections.append(
+            f"<div class='activation'>{_svg_plot(curve['label'], series, 'value')}"
+            f"{_svg_plot(f'float32 error vs {reference}', errors, 'ulp') if errors else ''}</div>")
+    document = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>xpnn conformance report</title>"
+        f"<style>{STYLE}</style></head><body><h1>xpnn conformance report</h1>"
+        f"<p>{html.escape(header)}</p><p class='summary'>{verdict}</p>{summary_svg(results, backend_names)}"
+        "<h2>Summary: worst error in ulps over the dtypes (hover a cell for details)</h2>"
+        f"{_matrix(results, labels, backend_names)}"
+        "<h2>Activations: the curve on every backend over the reference (dashed), and the float32 error</h2>"
+        f"<div class='plots'>{''.join(sections)}</div></body></html>"
+    )
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(document)
