@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 import xpnn
-from xpnn.conformance import backends, models, report, runner
+from xpnn.conformance import backends, gradients, models, report, runner
 from xpnn.conformance.cases import CASES, SPECIAL
 
 
@@ -31,9 +31,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--namespace", action="append", default=[], metavar="MODULE",
                         help="certify another Array API library: a module that is a namespace or makes "
                              "arrays with __array_namespace__ (repeatable)")
+    parser.add_argument("--devices", default=None,
+                        help="comma-separated devices among cpu,cuda (default: cpu, and cuda where a GPU answers)")
     parser.add_argument("--dtypes", default="float32,float64",
                         help="comma-separated dtypes among " + ",".join(backends.DTYPES))
     parser.add_argument("--only", default="*", help="glob over case labels, e.g. 'gelu*'")
+    parser.add_argument("--grad", action=argparse.BooleanOptionalAction, default=True,
+                        help="also compare gradients on torch and jax (float64) with the reference's")
     parser.add_argument("--json", metavar="PATH", help="write every result as JSON")
     parser.add_argument("--report", metavar="PATH", help="write a self-contained HTML report with plots")
     return parser.parse_args(argv)
@@ -49,6 +53,8 @@ class Check:
     family: str  # "functions", "random", "initializers" or "layers"
     run: Callable[[backends.Backend, str], tuple]
     dtypes: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
+    #: Further agreements recorded for functions: ``(backend, dtype, grad) -> {name: passed or None}``.
+    agreements: Callable[[backends.Backend, str, bool], dict] | None = None
 
 
 def _function_check(case) -> Check:
@@ -56,7 +62,17 @@ def _function_check(case) -> Check:
         outcome = runner.run(case, backend, dtype, np.random.default_rng(0))
         return outcome.comparison, outcome.output_problem
 
-    return Check(case.label, case.function, case.framework, "functions", run)
+    def agreements(backend, dtype, grad):
+        """The fast path against the written-once definition; gradients (float64, autodiff backends)."""
+        found = {"fast_path_agrees": None, "grad_agrees": None}
+        if dtype in ("float32", "float64"):
+            found["fast_path_agrees"] = runner.fast_path_check(case, backend, dtype, np.random.default_rng(1)).passed
+        if grad and case.grad and dtype == "float64" and backend.name in gradients.AUTODIFF:
+            found["grad_agrees"] = all(gradients.gradient_check(case, backend, np.random.default_rng(2), fast).passed
+                                       for fast in (True, False))
+        return found
+
+    return Check(case.label, case.function, case.framework, "functions", run, agreements=agreements)
 
 
 def checks() -> list[Check]:
@@ -101,24 +117,32 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("ignore", RuntimeWarning)
     names = args.backends.split(",") if args.backends else ([] if args.namespace else backends.BACKEND_NAMES)
     selected = backends.available(tuple(names)) + [backends.from_namespace(m) for m in args.namespace]
+    devices = tuple(args.devices.split(",")) if args.devices else (("cpu", "cuda") if backends.cuda_available() else ("cpu",))
+    unknown = set(devices) - {"cpu", "cuda"}
+    if unknown:
+        raise SystemExit(f"--devices: unknown device(s) {', '.join(sorted(unknown))}; expected cpu and/or cuda")
+    if "cuda" in devices and not backends.cuda_available():
+        raise SystemExit("--devices cuda: no CUDA device answers here (through torch, jax or CuPy)")
+    selected = backends.on_devices(selected, devices)
     dtypes = [d for d in args.dtypes.split(",") if d]
     every_check = checks()
     selected_checks = [c for c in every_check if fnmatch.fnmatch(c.label, args.only)]
     print(f"xpnn {xpnn.__version__} conformance: {len(selected_checks)} checks x "
-          f"{', '.join(b.name for b in selected)} x {', '.join(dtypes)}")
+          f"{', '.join(b.label for b in selected)} x {', '.join(dtypes)}")
     results = []
     started = time.perf_counter()
     runs = [(check, backend, dtype) for check in selected_checks for backend in selected for dtype in dtypes
             if dtype in backend.dtypes and dtype in check.dtypes]
     progress = _Progress(len(runs))
     for check, backend, dtype in runs:
-        progress.step(f"{check.label} [{backend.name}, {dtype}]")
+        progress.step(f"{check.label} [{backend.label}, {dtype}]")
         record = {"case": check.label, "function": check.name, "family": check.family,
-                  "backend": backend.name, "dtype": dtype, "reference": check.reference}
+                  "backend": backend.label, "device": backend.device, "dtype": dtype, "reference": check.reference}
         try:
             comparison, problem = check.run(backend, dtype)
-            record.update(comparison.as_dict(), passed=comparison.passed and not problem,
-                          output_problem=problem)
+            agreements = check.agreements(backend, dtype, args.grad) if check.agreements else {}
+            record.update(comparison.as_dict(), output_problem=problem, **agreements,
+                          passed=comparison.passed and not problem and False not in agreements.values())
         except Exception as error:  # noqa: BLE001 - every failure is reported, none stops the run
             record.update(passed=False, error=f"{type(error).__name__}: {error}")
         results.append(record)
@@ -135,12 +159,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"uncovered public names: {', '.join(missing)}")
     if args.report:
         header = (f"xpnn {xpnn.__version__}: {len(selected_checks)} checks on "
-                  f"{', '.join(b.name for b in selected)} in {', '.join(dtypes)}")
-        report.write_html(args.report, results, [c.label for c in selected_checks], [b.name for b in selected],
+                  f"{', '.join(b.label for b in selected)} in {', '.join(dtypes)}")
+        report.write_html(args.report, results, [c.label for c in selected_checks], [b.label for b in selected],
                           report.curves(selected), missing, header)
         summary = os.path.splitext(args.report)[0] + "-summary.svg"
         with open(summary, "w", encoding="utf-8") as handle:
-            handle.write(report.summary_svg(results, [b.name for b in selected]))
+            handle.write(report.summary_svg(results, [b.label for b in selected]))
         print(f"report: {args.report} (summary image: {summary})")
     if args.json:
         with open(args.json, "w") as handle:
@@ -174,7 +198,7 @@ class _Progress:
 
 def _print_matrix(results: list[dict], cases: list, selected: list) -> None:
     """One row per case: the worst ulp error over dtypes per backend, or FAIL."""
-    names = [b.name for b in selected]
+    names = [b.label for b in selected]
     width = max(len(c.label) for c in cases) + 2 if cases else 6
     print("\n" + "case".ljust(width) + "".join(n[:16].rjust(17) for n in names) + "   (max error in ulp)")
     for case in cases:

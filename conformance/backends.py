@@ -22,9 +22,20 @@ class Backend:
     asarray: Callable[[np.ndarray, str], Any]
     to_numpy: Callable[[Any], np.ndarray]
     dtypes: tuple[str, ...]
+    #: "cpu" or "cuda": where ``asarray`` puts arrays.
+    device: str = "cpu"
 
     def __str__(self) -> str:
-        return self.name
+        return self.label
+
+    @property
+    def label(self) -> str:
+        """The report's column name: the library, with the device when it is not the CPU."""
+        return self.name if self.device == "cpu" else f"{self.name}:{self.device}"
+
+    def like(self) -> Any:
+        """A small array on this backend's device, for ``like=`` arguments."""
+        return self.asarray(np.zeros(1), "float32")
 
 
 def _numpy() -> Backend:
@@ -98,7 +109,7 @@ def _cupy() -> Backend:
 
     cupy.cuda.runtime.getDeviceCount()  # raises without a GPU
     return Backend("cupy", xp, lambda a, d: cupy.asarray(np.asarray(a, dtype=d)),
-                   lambda x: x.get(), ("float16", "float32", "float64"))
+                   lambda x: x.get(), ("float16", "float32", "float64"), device="cuda")
 
 
 _FACTORIES = {
@@ -161,3 +172,41 @@ def from_namespace(module_name: str) -> Backend:
 
     dtypes = tuple(d for d in DTYPES if getattr(xp, d, None) is not None)
     return Backend(module_name, xp, asarray, to_numpy, dtypes)
+
+
+def cuda_available() -> bool:
+    """Whether a CUDA device answers (through torch, jax or CuPy)."""
+    for name, probe in (("torch", lambda: __import__("torch").cuda.is_available()),
+                        ("jax", lambda: bool(__import__("jax").devices("gpu"))),
+                        ("cupy", lambda: __import__("cupy").cuda.runtime.getDeviceCount() > 0)):
+        if installed(name):
+            try:
+                if probe():
+                    return True
+            except Exception:  # noqa: BLE001 - no GPU backend in this library
+                continue
+    return False
+
+
+def on_devices(found: list[Backend], devices: tuple[str, ...]) -> list[Backend]:
+    """Each backend on each of ``devices`` it can use: torch and jax on "cpu" and "cuda",
+    CuPy on "cuda" only, the others on "cpu" only."""
+    placed = []
+    for backend in found:
+        for device in devices:
+            if device == backend.device:
+                placed.append(backend)
+            elif device == "cuda" and backend.name in ("torch", "jax") and cuda_available():
+                placed.append(_on_cuda(backend))
+    return placed
+
+
+def _on_cuda(backend: Backend) -> Backend:
+    if backend.name == "torch":
+        move = lambda x: x.to("cuda")  # noqa: E731
+    else:
+        import jax
+
+        gpu = jax.devices("gpu")[0]
+        move = lambda x: jax.device_put(x, gpu)  # noqa: E731
+    return dataclasses.replace(backend, asarray=lambda a, d: move(backend.asarray(a, d)), device="cuda")

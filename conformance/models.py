@@ -249,10 +249,10 @@ def run_layer(case: LayerCase, backend: Backend, dtype: str) -> dict[str, tuple[
     """``{'apply': ..., 'init': ...}``: each a comparison and an output problem ('' when none)."""
     x, init_x, flax_variables, expected = flax_layer(case.label, dtype)
     kind = "int32" if x.dtype.kind == "i" else dtype
-    rngs = {"dropout": xpnn.random.key(1, like=backend.xp)} if case.dropout else None
+    rngs = {"dropout": xpnn.random.key(1, like=backend.like())} if case.dropout else None
     layer = case.build(xpnn, dtype)
     xb = backend.asarray(x, kind)
-    out = layer.apply(xpnn.to_backend(flax_variables, backend.xp), xb, rngs=rngs, method=case.method, **case.kwargs)
+    out = layer.apply(xpnn.to_backend(flax_variables, backend.like()), xb, rngs=rngs, method=case.method, **case.kwargs)
     actual = backend.to_numpy(out)
     problem = _output_problem(backend, xb, out, actual, expected)
     results = {"apply": (compare(actual, expected, dtype, tolerance=_scaled_tolerance(dtype, expected)), problem)}
@@ -317,7 +317,7 @@ def run_random(case: RandomCase, backend: Backend, dtype: str) -> tuple[Comparis
         if case.legacy:
             xpnn.random.set_threefry_partitionable(False)
             jax.config.update("jax_threefry_partitionable", False)
-        key = xpnn.random.key(42, like=backend.xp)
+        key = xpnn.random.key(42, like=backend.like())
         out = case.call(xpnn.random, key, dtype)
         expected = np.asarray(case.call(jax.random, jax.random.key(42), dtype))
     finally:
@@ -336,7 +336,7 @@ def run_initializer(case: InitializerCase, backend: Backend, dtype: str) -> tupl
     import jax
     import jax.numpy as jnp
 
-    key = xpnn.random.key(7, like=backend.xp)
+    key = xpnn.random.key(7, like=backend.like())
     out = getattr(xpnn.initializers, case.builder)
     out = out(**case.kwargs) if case.builder not in ("zeros", "ones") else out
     out = out(key, case.shape, dtype)

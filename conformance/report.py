@@ -35,7 +35,7 @@ def plotted_cases() -> list[Case]:
     return found
 
 
-def curves(backends: Sequence[Backend], points: int = 201) -> list[dict[str, Any]]:
+def curves(backends: Sequence[Backend], points: int = 121) -> list[dict[str, Any]]:
     """For each plotted case: the inputs, the float64 reference and every backend's float32 values."""
     found = []
     for case in plotted_cases():
@@ -48,7 +48,7 @@ def curves(backends: Sequence[Backend], points: int = 201) -> list[dict[str, Any
                 continue
             try:
                 out = runner.call_xpnn(case, backend, backend.asarray(x, "float32"), {}, "float32")
-                values[backend.name] = backend.to_numpy(out).astype(np.float64)
+                values[backend.label] = backend.to_numpy(out).astype(np.float64)
             except Exception:  # noqa: BLE001 - a failing backend is shown in the matrix, not plotted
                 continue
         found.append({"label": case.label, "framework": case.framework, "x": x, "reference": reference, "values": values})

@@ -124,3 +124,14 @@ def run(case: Case, backend: Backend, dtype: str, rng: np.random.Generator, shap
     if actual.shape != expected.shape:
         problem = problem or f"output shape {actual.shape} differs from the reference's {expected.shape}"
     return Outcome(compare(actual, expected, dtype, magnitude(case, x64)), not problem, problem)
+
+
+def fast_path_check(case: Case, backend: Backend, dtype: str, rng: np.random.Generator) -> Comparison:
+    """Rule 3: the native fast path and the written-once definition give the same values."""
+    x64 = case_inputs(case, rng)
+    extra = extra_inputs(case, rng, x64.shape)
+    x = backend.asarray(x64, dtype)
+    fast = backend.to_numpy(call_xpnn(case, backend, x, extra, dtype))
+    with xpnn.fast_paths(False):
+        written_once = backend.to_numpy(call_xpnn(case, backend, x, extra, dtype))
+    return compare(fast, written_once, dtype, magnitude(case, x64))

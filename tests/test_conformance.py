@@ -9,7 +9,7 @@ import pytest
 import xpnn
 from xpnn.conformance import __main__ as suite
 
-RECORD_KEYS = {"case", "function", "family", "backend", "dtype", "reference", "max_abs", "max_rel", "max_ulp",
+RECORD_KEYS = {"case", "function", "family", "backend", "device", "dtype", "reference", "max_abs", "max_rel", "max_ulp",
                "special_mismatch", "passed", "output_problem"}
 
 
@@ -30,7 +30,36 @@ def test_clean_run_passes_with_a_stable_json_schema(tmp_path):
     assert status == 0 and report["uncovered"] == []
     assert {r["backend"] for r in report["results"]} == {"numpy", "torch"}
     for record in report["results"]:
-        assert set(record) == RECORD_KEYS and record["passed"]
+        assert set(record) == RECORD_KEYS | {"fast_path_agrees", "grad_agrees"} and record["passed"]
+        assert record["fast_path_agrees"] is True
+        expected_grad = True if (record["backend"], record["dtype"]) == ("torch", "float64") else None
+        assert record["grad_agrees"] is expected_grad
+    status, report = _run(tmp_path, "--only", "Dense(3) apply", "--backends", "numpy")
+    assert status == 0 and all(set(r) == RECORD_KEYS for r in report["results"])
+
+
+def test_no_grad_skips_gradients(tmp_path):
+    status, report = _run(tmp_path, "--only", "gelu", "--backends", "torch", "--no-grad")
+    assert status == 0 and all(r["grad_agrees"] is None for r in report["results"])
+
+
+def test_a_wrong_gradient_is_reported(tmp_path, monkeypatch):
+    import torch
+
+    class WrongBackward(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return torch.nn.functional.silu(x)
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad * 1.01
+
+    original = xpnn.silu
+    monkeypatch.setattr(xpnn, "silu", lambda x: WrongBackward.apply(x) if isinstance(x, torch.Tensor) else original(x))
+    status, report = _run(tmp_path, "--only", "silu", "--backends", "torch", "--dtypes", "float64")
+    assert status == 1
+    assert [r["grad_agrees"] for r in report["results"]] == [False]
 
 
 @pytest.mark.parametrize("name, wrong, only", [
@@ -87,3 +116,24 @@ def test_namespace_option_certifies_a_library(tmp_path):
 def test_namespace_option_rejects_a_non_namespace():
     with pytest.raises(ValueError, match="not an Array API namespace"):
         suite.main(["--namespace", "json", "--only", "relu"])
+
+
+def test_devices_option(tmp_path):
+    status, report = _run(tmp_path, "--devices", "cpu", "--only", "relu", "--backends", "numpy,torch")
+    assert status == 0 and {r["device"] for r in report["results"]} == {"cpu"}
+    with pytest.raises(SystemExit, match="unknown device"):
+        suite.main(["--devices", "tpu7", "--only", "relu"])
+
+
+def test_html_report_has_the_matrix_and_the_plots(tmp_path):
+    import xml.dom.minidom
+
+    path = tmp_path / "report.html"
+    assert suite.main(["--only", "*elu*", "--backends", "numpy,torch", "--report", str(path)]) == 0
+    text = path.read_text()
+    assert "xpnn conformance report" in text and "all " in text and "checks passed" in text
+    assert text.count("<td class='pass'") == len([c for c in suite.checks() if "elu" in c.label]) * 2
+    plotted = {case.function for case in suite.report.plotted_cases()}
+    assert {"gelu", "relu", "hard_shrink", "softplus"} <= plotted
+    assert text.count("<svg") == 1 + 2 * len(plotted)  # the summary, then curve + error per activation
+    xml.dom.minidom.parse(str(tmp_path / "report-summary.svg"))
