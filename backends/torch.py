@@ -173,6 +173,7 @@ class TorchAdapter(Adapter):
             "threshold": _threshold,
             "rrelu": _rrelu,
             "prelu": _prelu,
+            "identity": lambda x: x.clone() if isinstance(x, torch.Tensor) else NotImplemented,
         }
 
     def erf(self, x):

@@ -21,6 +21,7 @@ import numpy as np
 import xpnn
 from xpnn.conformance import backends, gradients, models, report, runner
 from xpnn.conformance.cases import CASES, SPECIAL
+from xpnn.conformance.compare import Checked
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -45,13 +46,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 @dataclasses.dataclass(frozen=True)
 class Check:
-    """One row of the report: ``run(backend, dtype) -> (Comparison, output problem)``."""
+    """One row of the report: ``run(backend, dtype) -> Checked``."""
 
     label: str
     name: str  # the public name it covers
     reference: str
     family: str  # "functions", "random", "initializers" or "layers"
-    run: Callable[[backends.Backend, str], tuple]
+    run: Callable[[backends.Backend, str], Checked]
     dtypes: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
     #: Further agreements recorded for functions: ``(backend, dtype, grad) -> {name: passed or None}``.
     agreements: Callable[[backends.Backend, str, bool], dict] | None = None
@@ -60,7 +61,7 @@ class Check:
 def _function_check(case) -> Check:
     def run(backend, dtype):
         outcome = runner.run(case, backend, dtype, np.random.default_rng(0))
-        return outcome.comparison, outcome.output_problem
+        return Checked(outcome.comparison, outcome.output_problem, outcome.output)
 
     def agreements(backend, dtype, grad):
         """The fast path against the written-once definition; gradients (float64, autodiff backends)."""
@@ -139,10 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         record = {"case": check.label, "function": check.name, "family": check.family,
                   "backend": backend.label, "device": backend.device, "dtype": dtype, "reference": check.reference}
         try:
-            comparison, problem = check.run(backend, dtype)
+            checked = check.run(backend, dtype)
             agreements = check.agreements(backend, dtype, args.grad) if check.agreements else {}
-            record.update(comparison.as_dict(), output_problem=problem, **agreements,
-                          passed=comparison.passed and not problem and False not in agreements.values())
+            record.update(checked.comparison.as_dict(), output_problem=checked.problem, output=checked.output,
+                          **agreements, passed=checked.passed and False not in agreements.values())
         except Exception as error:  # noqa: BLE001 - every failure is reported, none stops the run
             record.update(passed=False, error=f"{type(error).__name__}: {error}")
         results.append(record)

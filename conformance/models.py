@@ -28,7 +28,7 @@ import numpy as np
 
 import xpnn
 from xpnn.conformance.backends import Backend, load
-from xpnn.conformance.compare import Comparison, compare
+from xpnn.conformance.compare import Checked, Comparison, compare, describe
 
 #: Exact agreement: bit for bit.
 EXACT = (0.0, 0.0)
@@ -245,8 +245,8 @@ def _merge(comparisons: list[Comparison]) -> Comparison:
     )
 
 
-def run_layer(case: LayerCase, backend: Backend, dtype: str) -> dict[str, tuple[Comparison, str]]:
-    """``{'apply': ..., 'init': ...}``: each a comparison and an output problem ('' when none)."""
+def run_layer(case: LayerCase, backend: Backend, dtype: str) -> dict[str, Checked]:
+    """``{'apply': ..., 'init': ...}``: the output against flax's, and the variables against flax's."""
     x, init_x, flax_variables, expected = flax_layer(case.label, dtype)
     kind = "int32" if x.dtype.kind == "i" else dtype
     rngs = {"dropout": xpnn.random.key(1, like=backend.like())} if case.dropout else None
@@ -255,15 +255,17 @@ def run_layer(case: LayerCase, backend: Backend, dtype: str) -> dict[str, tuple[
     out = layer.apply(xpnn.to_backend(flax_variables, backend.like()), xb, rngs=rngs, method=case.method, **case.kwargs)
     actual = backend.to_numpy(out)
     problem = _output_problem(backend, xb, out, actual, expected)
-    results = {"apply": (compare(actual, expected, dtype, tolerance=_scaled_tolerance(dtype, expected)), problem)}
+    results = {"apply": Checked(compare(actual, expected, dtype, tolerance=_scaled_tolerance(dtype, expected)),
+                                problem, describe(out))}
 
     init_in = backend.asarray(init_x, "int32" if init_x.dtype.kind == "i" else dtype)
     variables = layer.init(xpnn.random.key(0), init_in, **init_kwargs(case))
     import jax
 
     if jax.tree_util.tree_structure(variables) != jax.tree_util.tree_structure(flax_variables):
-        return {**results, "init": (Comparison(np.inf, np.inf, np.inf, 0, False),
-                                     f"variable tree {jax.tree_util.tree_structure(variables)} differs from flax's")}
+        return {**results, "init": Checked(Comparison(np.inf, np.inf, np.inf, 0, False),
+                                           f"variable tree {jax.tree_util.tree_structure(variables)} differs from flax's",
+                                           {})}
     comparisons, problem = [], ""
     for ours, theirs in zip(_leaves(variables), _leaves(flax_variables)):
         theirs = np.asarray(theirs)
@@ -273,10 +275,12 @@ def run_layer(case: LayerCase, backend: Backend, dtype: str) -> dict[str, tuple[
             problem = f"param {type(ours).__name__} on {xpnn.random._device(ours)} is not in the input's library and device"
         tolerance = {"float32": (4e-6, 1e-7), "float64": (1e-12, 1e-14)}[dtype]
         comparisons.append(compare(backend.to_numpy(ours), theirs, dtype, tolerance=tolerance))
-    return {**results, "init": (_merge(comparisons) if comparisons else compare(np.zeros(0), np.zeros(0), dtype), problem)}
+    leaves = _leaves(variables)
+    merged = _merge(comparisons) if comparisons else compare(np.zeros(0), np.zeros(0), dtype)
+    return {**results, "init": Checked(merged, problem, describe(leaves[0]) if leaves else {})}
 
 
-def run_batch_apply(backend: Backend, dtype: str) -> tuple[Comparison, str]:
+def run_batch_apply(backend: Backend, dtype: str) -> Checked:
     """``BatchApply(f)`` on a (2, 3, 4, 5) input, f a matrix product that needs 2-D input, against flax's."""
     load("jax")
     import flax.linen as fnn
@@ -297,7 +301,8 @@ def run_batch_apply(backend: Backend, dtype: str) -> tuple[Comparison, str]:
     xb = backend.asarray(x, dtype)
     out = xpnn.BatchApply(product(backend.asarray(w, dtype)))(xb)
     actual = backend.to_numpy(out)
-    return compare(actual, expected, dtype, tolerance=_scaled_tolerance(dtype, expected)), _output_problem(backend, xb, out, actual, expected)
+    return Checked(compare(actual, expected, dtype, tolerance=_scaled_tolerance(dtype, expected)),
+                   _output_problem(backend, xb, out, actual, expected), describe(out))
 
 
 def _output_problem(backend: Backend, x: Any, out: Any, actual: np.ndarray, expected: np.ndarray) -> str:
@@ -308,7 +313,7 @@ def _output_problem(backend: Backend, x: Any, out: Any, actual: np.ndarray, expe
     return ""
 
 
-def run_random(case: RandomCase, backend: Backend, dtype: str) -> tuple[Comparison, str]:
+def run_random(case: RandomCase, backend: Backend, dtype: str) -> Checked:
     load("jax")
     import jax
 
@@ -328,10 +333,11 @@ def run_random(case: RandomCase, backend: Backend, dtype: str) -> tuple[Comparis
     if not problem and actual.dtype != expected.dtype:
         problem = f"output dtype {actual.dtype} differs from jax's {expected.dtype}"
     tolerance = EXACT if case.exact else {"float64": (1e-12, 1e-300), "float32": (2e-6, 1e-7), "float16": (2e-3, 2e-3)}[dtype]
-    return compare(actual.astype(np.float64), expected.astype(np.float64), dtype if dtype in ("float32", "float64") else "float32", tolerance=tolerance), problem
+    comparison = compare(actual.astype(np.float64), expected.astype(np.float64), dtype, tolerance=tolerance)
+    return Checked(comparison, problem, describe(out))
 
 
-def run_initializer(case: InitializerCase, backend: Backend, dtype: str) -> tuple[Comparison, str]:
+def run_initializer(case: InitializerCase, backend: Backend, dtype: str) -> Checked:
     load("jax")
     import jax
     import jax.numpy as jnp
@@ -351,4 +357,4 @@ def run_initializer(case: InitializerCase, backend: Backend, dtype: str) -> tupl
     if not problem and actual.dtype != expected.dtype:
         problem = f"output dtype {actual.dtype} differs from jax's {expected.dtype}"
     tolerance = EXACT if case.exact else {"float64": (1e-11, 1e-12), "float32": (2e-5, 2e-6), "float16": (2e-3, 2e-3)}[dtype]
-    return compare(actual, expected, dtype if dtype != "float16" else "float32", tolerance=tolerance), problem
+    return Checked(compare(actual, expected, dtype, tolerance=tolerance), problem, describe(out))

@@ -10,7 +10,7 @@ import numpy as np
 import xpnn
 from xpnn.conformance.backends import Backend
 from xpnn.conformance.cases import EDGE_VALUES, Case
-from xpnn.conformance.compare import Comparison, compare
+from xpnn.conformance.compare import Comparison, compare, describe
 
 SHAPE = (4, 16)
 
@@ -92,6 +92,7 @@ class Outcome:
     comparison: Comparison
     output_ok: bool
     output_problem: str
+    output: dict = dataclasses.field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -123,7 +124,7 @@ def run(case: Case, backend: Backend, dtype: str, rng: np.random.Generator, shap
         expected = _closer_of(actual, expected, call_reference(case, x64, extra, "float64"))
     if actual.shape != expected.shape:
         problem = problem or f"output shape {actual.shape} differs from the reference's {expected.shape}"
-    return Outcome(compare(actual, expected, dtype, magnitude(case, x64)), not problem, problem)
+    return Outcome(compare(actual, expected, dtype, magnitude(case, x64)), not problem, problem, describe(out))
 
 
 def fast_path_check(case: Case, backend: Backend, dtype: str, rng: np.random.Generator) -> Comparison:

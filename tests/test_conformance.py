@@ -10,7 +10,7 @@ import xpnn
 from xpnn.conformance import __main__ as suite
 
 RECORD_KEYS = {"case", "function", "family", "backend", "device", "dtype", "reference", "max_abs", "max_rel", "max_ulp",
-               "special_mismatch", "passed", "output_problem"}
+               "special_mismatch", "passed", "output_problem", "output"}
 
 
 def _run(tmp_path, *argv):
@@ -34,6 +34,9 @@ def test_clean_run_passes_with_a_stable_json_schema(tmp_path):
         assert record["fast_path_agrees"] is True
         expected_grad = True if (record["backend"], record["dtype"]) == ("torch", "float64") else None
         assert record["grad_agrees"] is expected_grad
+        assert record["output"] == {"library": record["backend"], "device": "cpu", "dtype": record["output"]["dtype"],
+                                    "shape": [4, 16]}
+        assert record["output"]["dtype"].endswith(record["dtype"])
     status, report = _run(tmp_path, "--only", "Dense(3) apply", "--backends", "numpy")
     assert status == 0 and all(set(r) == RECORD_KEYS for r in report["results"])
 

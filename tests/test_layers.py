@@ -25,9 +25,9 @@ def test_layer_matches_flax(backend, case, dtype):
     """init equals flax's init; flax's variables applied by xpnn give flax's output (conformance.models)."""
     if dtype not in backend.dtypes:
         pytest.skip(f"{backend.name} has no {dtype}")
-    for part, (comparison, problem) in models.run_layer(case, backend, dtype).items():
-        assert not problem, f"{part}: {problem}"
-        assert comparison.passed, f"{part}: {comparison}"
+    for part, checked in models.run_layer(case, backend, dtype).items():
+        assert not checked.problem, f"{part}: {checked.problem}"
+        assert checked.comparison.passed, f"{part}: {checked.comparison}"
 
 
 def _seed_mlp(L):
