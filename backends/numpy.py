@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _fallback
 from ._base import Adapter, FastPath, valid_axis
 
 try:
@@ -128,6 +129,35 @@ def _slice_pool() -> concurrent.futures.ThreadPoolExecutor:
     return concurrent.futures.ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
 
 
+def _polynomial(coefficients: tuple[float, ...], w: np.ndarray) -> np.ndarray:
+    """Horner in float64 with ``_fallback.erf_inv_float32``'s roundings: to float32 before the last step."""
+    p = np.full_like(w, coefficients[0])
+    last = len(coefficients) - 2
+    for step, c in enumerate(coefficients[1:]):
+        if step == last:
+            p = p.astype(np.float32).astype(np.float64)
+        np.multiply(p, w, out=p)
+        np.add(p, c, out=p)
+    return p
+
+
+def erf_inv_float32(x: np.ndarray) -> np.ndarray:
+    """``_fallback.erf_inv_float32`` for NumPy arrays (the same operations, so the same bits)."""
+    x = x.astype(np.float32, copy=False)
+    edge = np.abs(x) == 1.0
+    safe = np.where(edge, np.float32(0), x)
+    w = np.negative(np.log1p(np.negative(safe * safe)))
+    tail = w >= 5.0
+    central_w = (w - np.float32(2.5)).astype(np.float64)
+    p = _polynomial(_fallback._ERF_INV_CENTRAL, central_w)
+    if tail.any():
+        p[tail] = _polynomial(_fallback._ERF_INV_TAIL, (np.sqrt(w[tail]) - np.float32(3.0)).astype(np.float64))
+    out = p.astype(np.float32) * x
+    if edge.any():
+        out[edge] = np.copysign(np.float32(np.inf), x[edge])
+    return out
+
+
 class NumpyAdapter(Adapter):
     name = "numpy"
     random_chunk = 1 << 16
@@ -155,6 +185,14 @@ class NumpyAdapter(Adapter):
             "softmax": _softmax,
             "log_softmax": _log_softmax,
         }
+
+    def erf_inv(self, x):
+        """XLA's float32 ``ErfInv32`` as the standard-only version computes it, bit for bit,
+        but with in-place ufuncs and the rare tail (``|x| > 0.9966``) done on its own elements
+        instead of a select per coefficient: about twice as fast."""
+        if x.dtype == np.float64:
+            return super().erf_inv(x)
+        return erf_inv_float32(x).astype(x.dtype, copy=False)
 
     def einsum(self, subscripts, *operands):
         """``np.einsum`` with contraction-order optimisation, so products go to BLAS."""

@@ -140,6 +140,25 @@ def test_fallback_erf_inv_float32_is_xlas():
     assert ulps.max() <= 3 and np.mean(ulps == 0) > 0.95
 
 
+def test_numpy_erf_inv_is_the_standard_only_one_bit_for_bit():
+    """The NumPy adapter's in-place erf_inv gives the fallback's bits, tail and edges included."""
+    import array_api_compat.numpy as xp
+
+    from xpnn.backends import numpy as numpy_backend
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([
+        rng.uniform(-1, 1, 50_000), rng.uniform(0.996, 1, 20_000) * rng.choice([-1, 1], 20_000),
+        [1.0, -1.0, 0.0, -0.0, np.nan, 2.0, -3.0, np.nextafter(np.float32(1), np.float32(0))],
+    ]).astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        for dtype in (np.float32, np.float16):
+            expected = np.asarray(_fallback.erf_inv_float32(xp, x.astype(dtype))).astype(dtype)
+            got = numpy_backend.ADAPTER(xp).erf_inv(x.astype(dtype))
+            assert got.dtype == dtype
+            np.testing.assert_array_equal(got, expected)
+
+
 def test_fallback_erf_inv_float64_accuracy():
     """The standard-only float64 erf_inv (with the standard-only erf/erfc) against 40-digit mpmath."""
     mpmath = pytest.importorskip("mpmath")
