@@ -1,7 +1,6 @@
 """Every public function on every backend against the reference framework (jax.nn / torch.nn.functional)."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import xpnn
