@@ -1,7 +1,7 @@
 """``python -m conformance``: run every public xpnn function, sampler, initializer and layer on every installed backend against the references.
 
-Prints a matrix (case x backend) of the worst error in ulps, or FAIL, and exits
-non-zero when any check fails or a public function has no case.
+Prints a matrix (check x backend) of the worst error in ulps, or FAIL, and exits
+non-zero when any check fails or a public name has no check.
 """
 from __future__ import annotations
 
