@@ -213,6 +213,23 @@ def test_collections_mutable_and_sow():
         model.apply(variables, x)
 
 
+def _table(L):
+    class Table(L.Module):
+        @L.compact
+        def __call__(self):
+            return self.param("w", L.initializers.lecun_normal(), (3, 2), jnp.float32)
+
+    return Table()
+
+
+def test_init_without_array_arguments_uses_the_keys_library(backend):
+    key = nn.random.key(0, like=backend.like())
+    w = _table(nn).init(key)["params"]["w"]
+    assert type(w) is type(key)
+    flax_w = _table(fnn).init(jax.random.key(0))["params"]["w"]
+    np.testing.assert_allclose(backend.to_numpy(w), np.asarray(flax_w), rtol=2e-6, atol=2e-6)
+
+
 def test_init_with_output_bind_and_methods():
     ids = np.array([[1, 2, 3]])
     embed = nn.Embed(5, 4)

@@ -401,11 +401,11 @@ class Module:
         return scope[0].path_text(scope[1:])
 
     def _run(self, variables: Mapping, rngs: Any, mutable: Any, initializing: bool, method: Any, args: tuple, kwargs: dict) -> tuple[Any, Variables]:
+        rngs = _rng_dict(rngs)
         like = _first_array((args, kwargs))
         if like is None:
-            keys = [k for k in (rngs or {}).values()]
-            like = keys[0] if keys else None
-        frame = _Frame(type(self).__name__, variables, _rng_dict(rngs), mutable, initializing, like)
+            like = next(iter(rngs.values()), None)
+        frame = _Frame(type(self).__name__, variables, rngs, mutable, initializing, like)
         root = self._bound_copy(None, (frame,), self.name)
         if method is None:
             function = root.__call__
