@@ -38,10 +38,6 @@ class Sequential(Module):
         return outputs
 
 
-def _is_array(value: Any) -> bool:
-    return array_api_compat.is_array_api_obj(value) and not isinstance(value, (int, float, complex))
-
-
 class BatchApply:
     """Merge the first ``num_dims`` dims of every array argument, call ``f``, split them again (``flax.linen.BatchApply``).
 
@@ -55,19 +51,23 @@ class BatchApply:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         num_dims = self.num_dims
-        mergeable = [leaf for leaf in tree_leaves((args, kwargs)) if _is_array(leaf) and leaf.ndim >= num_dims]
-        if not mergeable:
+
+        def mergeable(x: Any) -> bool:
+            return array_api_compat.is_array_api_obj(x) and x.ndim >= num_dims
+
+        example = next((leaf for leaf in tree_leaves((args, kwargs)) if mergeable(leaf)), None)
+        if example is None:
             raise ValueError(f"BatchApply requires at least one input with ndim >= {num_dims}.")
-        batch_shape = tuple(mergeable[0].shape[:num_dims])
+        batch_shape = tuple(example.shape[:num_dims])
 
         def merge(x: Any) -> Any:
-            if not (_is_array(x) and x.ndim >= num_dims):
+            if not mergeable(x):
                 return x
             xp = array_api_compat.array_namespace(x)
             return xp.reshape(x, (math.prod(x.shape[:num_dims]), *x.shape[num_dims:]))
 
         def split(x: Any) -> Any:
-            if not _is_array(x):
+            if not array_api_compat.is_array_api_obj(x):
                 return x
             xp = array_api_compat.array_namespace(x)
             return xp.reshape(x, (*batch_shape, *x.shape[1:]))

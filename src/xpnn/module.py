@@ -96,7 +96,7 @@ def _rng_hash(path: Path, count: int) -> int:
 
 def _first_array(tree: Any) -> Array | None:
     for leaf in tree_leaves(tree):
-        if array_api_compat.is_array_api_obj(leaf) and not isinstance(leaf, (int, float, complex)):
+        if array_api_compat.is_array_api_obj(leaf):
             return leaf
     return None
 
@@ -574,7 +574,7 @@ class Module:
 
     def _check_input(self, value: Any, argument: str = "inputs") -> Array:
         """``value`` if it is an array; otherwise a TypeError naming the module and the argument."""
-        if array_api_compat.is_array_api_obj(value) and not isinstance(value, (int, float, complex, bool)):
+        if array_api_compat.is_array_api_obj(value):
             return value
         raise TypeError(
             f"{self.path}: {argument} must be an array (numpy, torch, jax, cupy, dask or any Array API "

@@ -60,7 +60,7 @@ def to_backend(tree: Tree, like: Any) -> Tree:
     target, device = random._library(like)
 
     def convert(leaf: Any) -> Any:
-        if not array_api_compat.is_array_api_obj(leaf) or isinstance(leaf, (int, float, complex)):
+        if not array_api_compat.is_array_api_obj(leaf):
             return leaf
         source = adapter_of(leaf)
         if source is target:
