@@ -89,14 +89,10 @@ def checks() -> list[Check]:
     found.append(Check("BatchApply(matmul)", "BatchApply", "flax.linen", "layers", models.run_batch_apply,
                        ("float32", "float64")))
     for case in models.LAYER_CASES:
-        for part in ("init", "apply"):
+        for part, check in models.LAYER_PARTS.items():
             found.append(Check(f"{case.label} {part}", case.layer, "flax.linen", "layers",
-                               functools.partial(_layer_part, case, part), ("float32", "float64")))
+                               functools.partial(check, case), ("float32", "float64")))
     return found
-
-
-def _layer_part(case, part, backend, dtype):
-    return models.run_layer(case, backend, dtype)[part]
 
 
 def public_names() -> set[str]:

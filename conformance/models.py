@@ -245,39 +245,48 @@ def _merge(comparisons: list[Comparison]) -> Comparison:
     )
 
 
-def run_layer(case: LayerCase, backend: Backend, dtype: str) -> dict[str, Checked]:
-    """``{'apply': ..., 'init': ...}``: the output against flax's, and the variables against flax's."""
-    x, init_x, flax_variables, expected = flax_layer(case.label, dtype)
-    kind = "int32" if x.dtype.kind == "i" else dtype
-    rngs = {"dropout": xpnn.random.key(1, like=backend.like())} if case.dropout else None
-    layer = case.build(xpnn, dtype)
-    xb = backend.asarray(x, kind)
-    out = layer.apply(xpnn.to_backend(flax_variables, backend.like()), xb, rngs=rngs, method=case.method, **case.kwargs)
-    actual = backend.to_numpy(out)
-    problem = _output_problem(backend, xb, out, actual, expected)
-    results = {"apply": Checked(compare(actual, expected, dtype, tolerance=_scaled_tolerance(dtype, expected)),
-                                problem, describe(out))}
+def _as_backend_input(backend: Backend, x: np.ndarray, dtype: str) -> Any:
+    return backend.asarray(x, "int32" if x.dtype.kind == "i" else dtype)
 
-    init_in = backend.asarray(init_x, "int32" if init_x.dtype.kind == "i" else dtype)
-    variables = layer.init(xpnn.random.key(0), init_in, **init_kwargs(case))
+
+def layer_apply(case: LayerCase, backend: Backend, dtype: str) -> Checked:
+    """flax's variables, moved to ``backend``, applied by xpnn, against flax's output."""
+    x, _, flax_variables, expected = flax_layer(case.label, dtype)
+    rngs = {"dropout": xpnn.random.key(1, like=backend.like())} if case.dropout else None
+    xb = _as_backend_input(backend, x, dtype)
+    out = case.build(xpnn, dtype).apply(xpnn.to_backend(flax_variables, backend.like()), xb, rngs=rngs,
+                                        method=case.method, **case.kwargs)
+    actual = backend.to_numpy(out)
+    return Checked(compare(actual, expected, dtype, tolerance=_scaled_tolerance(dtype, expected)),
+                   _output_problem(backend, xb, out, actual, expected), describe(out))
+
+
+def layer_init(case: LayerCase, backend: Backend, dtype: str) -> Checked:
+    """xpnn's ``init`` with ``key(0)`` against flax's: tree, dtypes, library and device, values."""
     import jax
 
-    if jax.tree_util.tree_structure(variables) != jax.tree_util.tree_structure(flax_variables):
-        return {**results, "init": Checked(Comparison(np.inf, np.inf, np.inf, 0, False),
-                                           f"variable tree {jax.tree_util.tree_structure(variables)} differs from flax's",
-                                           {})}
+    _, init_x, flax_variables, _ = flax_layer(case.label, dtype)
+    init_in = _as_backend_input(backend, init_x, dtype)
+    variables = case.build(xpnn, dtype).init(xpnn.random.key(0), init_in, **init_kwargs(case))
+    structure = jax.tree_util.tree_structure(variables)
+    if structure != jax.tree_util.tree_structure(flax_variables):
+        return Checked(Comparison(np.inf, np.inf, np.inf, 0, False), f"variable tree {structure} differs from flax's", {})
+    tolerance = {"float32": (4e-6, 1e-7), "float64": (1e-12, 1e-14)}[dtype]
+    leaves = _leaves(variables)
     comparisons, problem = [], ""
-    for ours, theirs in zip(_leaves(variables), _leaves(flax_variables)):
+    for ours, theirs in zip(leaves, _leaves(flax_variables)):
         theirs = np.asarray(theirs)
         if xpnn.random._dtype_name(ours.dtype) != str(theirs.dtype):
             problem = f"param dtype {ours.dtype} differs from flax's {theirs.dtype}"
         if type(ours) is not type(init_in) or xpnn.random._device(ours) != xpnn.random._device(init_in):
             problem = f"param {type(ours).__name__} on {xpnn.random._device(ours)} is not in the input's library and device"
-        tolerance = {"float32": (4e-6, 1e-7), "float64": (1e-12, 1e-14)}[dtype]
         comparisons.append(compare(backend.to_numpy(ours), theirs, dtype, tolerance=tolerance))
-    leaves = _leaves(variables)
     merged = _merge(comparisons) if comparisons else compare(np.zeros(0), np.zeros(0), dtype)
-    return {**results, "init": Checked(merged, problem, describe(leaves[0]) if leaves else {})}
+    return Checked(merged, problem, describe(leaves[0]) if leaves else {})
+
+
+#: The two checks of every layer case, by name.
+LAYER_PARTS = {"init": layer_init, "apply": layer_apply}
 
 
 def run_batch_apply(backend: Backend, dtype: str) -> Checked:
