@@ -109,6 +109,26 @@ def _interleaved(variants: dict[str, Callable[[], Any]], sync, budget: float = 0
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+_SECONDS_PER = {"ms": 1e3, "us": 1e6}
+
+
+def ratio_fields(medians: dict[str, float], unit: str) -> dict[str, float]:
+    """``xpnn_<unit>``, ``native_<unit>`` and their ratio, from the medians of an ``xpnn``/``native`` pair."""
+    scale = _SECONDS_PER[unit]
+    return {f"xpnn_{unit}": medians["xpnn"] * scale, f"native_{unit}": medians["native"] * scale,
+            "ratio": medians["xpnn"] / medians["native"]}
+
+
+def ratio_table(rows: list[dict], columns: tuple[tuple[str, str], ...], unit: str) -> str:
+    """The rows as text: the ``(key, format spec)`` columns, then the two timings and the ratio."""
+    head = " ".join(f"{key:{spec}}" for key, spec in columns)
+    lines = [f"{head} {'xpnn ' + unit:>9} {'native ' + unit:>10} {'ratio':>7}"]
+    for row in rows:
+        lead = " ".join(f"{row[key]!s:{spec}}" for key, spec in columns)
+        lines.append(f"{lead} {row['xpnn_' + unit]:9.1f} {row['native_' + unit]:10.1f} {row['ratio']:7.2f}")
+    return "\n".join(lines)
+
+
 def _row(library: str, name: str, shape, medians: dict[str, float], native: str) -> dict:
     xp_time, native_time, copy_time = medians["xpnn"], medians[native], medians["copy"]
     return {

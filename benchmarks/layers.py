@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 import xpnn as nn
-from benchmarks.activations import _interleaved
+from benchmarks.activations import _interleaved, ratio_fields, ratio_table
 
 SIZES = (784, 512, 512, 10)
 BATCHES = (1, 256)
@@ -108,15 +108,9 @@ def run(libraries: tuple[str, ...] = ("numpy", "torch", "jax")) -> list[dict]:
             variants_by_task, sync = _LIBRARIES[library](batch)
             for task, variants in variants_by_task.items():
                 medians = _interleaved(variants, sync, budget=1.0, rounds=3)
-                rows.append({"library": library, "task": task, "batch": batch,
-                             "xpnn_us": medians["xpnn"] * 1e6, "native_us": medians["native"] * 1e6,
-                             "ratio": medians["xpnn"] / medians["native"]})
+                rows.append({"library": library, "task": task, "batch": batch, **ratio_fields(medians, "us")})
     return rows
 
 
 def report(rows: list[dict]) -> str:
-    lines = [f"{'library':8} {'task':18} {'batch':>5} {'xpnn us':>9} {'native us':>10} {'ratio':>7}"]
-    for row in rows:
-        lines.append(f"{row['library']:8} {row['task']:18} {row['batch']:5d} {row['xpnn_us']:9.1f} "
-                     f"{row['native_us']:10.1f} {row['ratio']:7.2f}")
-    return "\n".join(lines)
+    return ratio_table(rows, (("library", "8"), ("task", "18"), ("batch", ">5")), "us")

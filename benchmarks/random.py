@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 import xpnn.random as xr
-from benchmarks.activations import _interleaved
+from benchmarks.activations import _interleaved, ratio_fields, ratio_table
 
 SHAPE = (4096, 4096)  # 16M values
 
@@ -63,15 +63,9 @@ def run(libraries: tuple[str, ...] = ("numpy", "torch", "jax")) -> list[dict]:
         variants_by_draw, sync = _LIBRARIES[library]()
         for draw, variants in variants_by_draw.items():
             medians = _interleaved(variants, sync, budget=2.0, rounds=3)
-            rows.append({"library": library, "draw": draw, "shape": SHAPE,
-                         "xpnn_ms": medians["xpnn"] * 1e3, "native_ms": medians["native"] * 1e3,
-                         "ratio": medians["xpnn"] / medians["native"]})
+            rows.append({"library": library, "draw": draw, "shape": SHAPE, **ratio_fields(medians, "ms")})
     return rows
 
 
 def report(rows: list[dict]) -> str:
-    lines = [f"{'library':8} {'draw':8} {'xpnn ms':>9} {'native ms':>10} {'ratio':>7}"]
-    for row in rows:
-        lines.append(f"{row['library']:8} {row['draw']:8} {row['xpnn_ms']:9.1f} {row['native_ms']:10.1f} "
-                     f"{row['ratio']:7.2f}")
-    return "\n".join(lines)
+    return ratio_table(rows, (("library", "8"), ("draw", "8")), "ms")
