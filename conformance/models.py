@@ -341,7 +341,7 @@ def run_random(case: RandomCase, backend: Backend, dtype: str) -> Checked:
     problem = "" if type(out) is type(key) else f"output library {type(out).__module__} differs from the key's"
     if not problem and actual.dtype != expected.dtype:
         problem = f"output dtype {actual.dtype} differs from jax's {expected.dtype}"
-    tolerance = EXACT if case.exact else {"float64": (1e-12, 1e-300), "float32": (2e-6, 1e-7), "float16": (2e-3, 2e-3)}[dtype]
+    tolerance = EXACT if case.exact else {"float64": (1e-12, 1e-300), "float32": (2e-6, 1e-7)}[dtype]
     comparison = compare(actual.astype(np.float64), expected.astype(np.float64), dtype, tolerance=tolerance)
     return Checked(comparison, problem, describe(out))
 
@@ -365,5 +365,5 @@ def run_initializer(case: InitializerCase, backend: Backend, dtype: str) -> Chec
     problem = "" if type(out) is type(key) else f"output library {type(out).__module__} differs from the key's"
     if not problem and actual.dtype != expected.dtype:
         problem = f"output dtype {actual.dtype} differs from jax's {expected.dtype}"
-    tolerance = EXACT if case.exact else {"float64": (1e-11, 1e-12), "float32": (2e-5, 2e-6), "float16": (2e-3, 2e-3)}[dtype]
+    tolerance = EXACT if case.exact else {"float64": (1e-11, 1e-12), "float32": (2e-5, 2e-6)}[dtype]
     return Checked(compare(actual, expected, dtype, tolerance=tolerance), problem, describe(out))

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from xpnn.conformance import backends as conformance_backends
+from xpnn.conformance.gradients import AUTODIFF
 
 BACKENDS = {backend.name: backend for backend in conformance_backends.available()}
 BACKEND_NAMES = [name for name in conformance_backends.BACKEND_NAMES if name != "cupy" or name in BACKENDS]
@@ -18,7 +19,7 @@ def backend(request) -> conformance_backends.Backend:
     return BACKENDS[request.param]
 
 
-@pytest.fixture(params=[name for name in BACKEND_NAMES if name in ("torch", "jax")])
+@pytest.fixture(params=[name for name in BACKEND_NAMES if name in AUTODIFF])
 def autodiff_backend(request) -> conformance_backends.Backend:
     if request.param not in BACKENDS:
         pytest.skip(f"{request.param} is not installed")

@@ -213,7 +213,7 @@ class Variable:
 _API = frozenset({
     "init", "init_with_output", "apply", "bind", "setup", "param", "variable", "make_rng", "sow",
     "is_initializing", "is_mutable_collection", "has_variable", "get_variable", "put_variable",
-    "has_rng", "path", "variables", "clone",
+    "has_rng", "clone",
 })
 
 
