@@ -42,10 +42,6 @@ class Adapter:
 
     #: Short library name, as used by the test matrix and the reports.
     name = "generic"
-    #: Counters per slice when xpnn.random runs the cipher eagerly: slices that
-    #: fit in cache make the ~150 elementwise passes of Threefry several times
-    #: faster on CPU libraries.  None runs one whole-array pass per step.
-    random_chunk: int | None = None
 
     def __init__(self, xp: Namespace) -> None:
         self.xp = xp
@@ -105,6 +101,10 @@ class Adapter:
             return native(subscripts, *operands)
         return _fallback.einsum(self.xp, subscripts, *operands)
 
+    def copy(self, x: Array) -> Array:
+        """A new array equal to ``x``, differentiable where the library has autodiff."""
+        return self.xp.asarray(x, copy=True)
+
     def to_host(self, x: Array) -> Any:
         """``x`` as a NumPy array in host memory (the way arrays leave this library)."""
         import numpy
@@ -125,6 +125,12 @@ class Adapter:
         if device is None:
             return x
         return x if array_api_compat.device(x) == device else self.xp.asarray(x, device=device)
+
+    def random_chunk(self, device: Any) -> int | None:
+        """Counters per slice when xpnn.random runs the cipher eagerly on ``device``: slices
+        that fit in cache make the ~150 elementwise passes of Threefry several times faster
+        on a CPU.  None (the default, and right for GPUs) runs one whole-array pass per step."""
+        return None
 
     def map_slices(self, function: Callable[[int], Any], starts: Iterable[int]) -> list[Any]:
         """``[function(start) for start in starts]``: the slices of an eager random draw.

@@ -1,24 +1,29 @@
-"""CuPy adapter: ``cupyx.scipy.special`` for erf/erfc; arrays stay on their GPU."""
+"""CuPy adapter: ``cupyx.scipy.special`` for erf/erfc, NumPy-style ufunc fast paths
+(``backends/_ufuncs.py``); arrays stay on their GPU."""
 from __future__ import annotations
 
-from ._base import Adapter
+import cupy
+from cupyx.scipy import special
+
+from ._base import Adapter, FastPath
+from ._ufuncs import ufunc_fast_paths
 
 
 class CupyAdapter(Adapter):
     name = "cupy"
 
+    def _fast_paths(self) -> dict[str, FastPath]:
+        return ufunc_fast_paths(cupy, cupy.ndarray, special)
+
     def to_host(self, x):
         return x.get()
 
     def erf(self, x):
-        from cupyx.scipy import special
-
-        return special.erf(x)
+        """cupyx's erf, in ``x``'s dtype (its float16 loop returns float64)."""
+        return special.erf(x).astype(x.dtype, copy=False)
 
     def erfc(self, x):
-        from cupyx.scipy import special
-
-        return special.erfc(x)
+        return special.erfc(x).astype(x.dtype, copy=False)
 
 
 ADAPTER = CupyAdapter

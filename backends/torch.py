@@ -9,6 +9,8 @@ returns ``NotImplemented`` and the written-once definition runs:
 * ``hard_tanh`` and ``leaky_relu`` only without autograd: torch's gradients at
   their kinks (0 at +-1, 0.01 at 0) differ from jax's (1 and 1); likewise
   ``hard_sigmoid``, whose float64 backward uses a float32 ``1/6`` (3e-8 off);
+* ``hard_sigmoid`` and ``hard_silu`` not in float64 on CUDA, whose forward
+  kernels use the same float32 ``1/6``;
 * ``softplus`` keeps torch's linear cut-off but moves it where it is exact
   for the dtype (20 below float64, 40 in float64), so it equals ``logaddexp(x, 0)``;
 * ``celu`` with ``alpha == 0`` (torch raises, jax returns nan/0).
@@ -62,6 +64,18 @@ def _no_grad_only(function):
         if x.requires_grad and torch.is_grad_enabled():
             return NotImplemented
         return function(x, *args, **kwargs)
+
+    return fast
+
+
+def _exact_constants(function):
+    """A fast path for a function of ``x`` alone, except float64 on CUDA, where torch's
+    hardsigmoid/hardswish kernels use a float32 ``1/6`` (3e-8 off)."""
+
+    def fast(x):
+        if not _floating(x) or (x.is_cuda and x.dtype == torch.float64):
+            return NotImplemented
+        return function(x)
 
     return fast
 
@@ -139,7 +153,10 @@ class TorchAdapter(Adapter):
     #: torch has no uint32 add or shift: xpnn.random's 32-bit words live in
     #: int64 and every sum and left shift is masked back to 32 bits.
     random_word_dtype = torch.int64
-    random_chunk = 1 << 18
+
+    def random_chunk(self, device):
+        """Cache-sized slices on the CPU; one pass per step on a GPU (a slice costs ~150 launches)."""
+        return 1 << 18 if torch.device(device).type == "cpu" else None
 
     def _fast_paths(self) -> dict[str, FastPath]:
         return {
@@ -156,9 +173,9 @@ class TorchAdapter(Adapter):
             "sigmoid": _unary(torch.sigmoid),
             "tanh": _unary(torch.tanh),
             "hard_tanh": _no_grad_only(_unary(F.hardtanh)),
-            "hard_sigmoid": _no_grad_only(_unary(F.hardsigmoid)),
-            "hard_silu": _unary(F.hardswish),
-            "hard_swish": _unary(F.hardswish),
+            "hard_sigmoid": _no_grad_only(_exact_constants(F.hardsigmoid)),
+            "hard_silu": _exact_constants(F.hardswish),
+            "hard_swish": _exact_constants(F.hardswish),
             "log_sigmoid": _unary(F.logsigmoid),
             "soft_sign": _unary(F.softsign),
             "softplus": _softplus,
@@ -173,7 +190,6 @@ class TorchAdapter(Adapter):
             "threshold": _threshold,
             "rrelu": _rrelu,
             "prelu": _prelu,
-            "identity": lambda x: x.clone() if isinstance(x, torch.Tensor) else NotImplemented,
         }
 
     def erf(self, x):
@@ -181,6 +197,10 @@ class TorchAdapter(Adapter):
 
     def erfc(self, x):
         return torch.special.erfc(x)
+
+    def copy(self, x):
+        """``clone``: ``torch.asarray(x, copy=True)`` drops autograd before torch 2.13."""
+        return x.clone()
 
     def stop_gradient(self, x):
         return x.detach()

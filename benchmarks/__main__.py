@@ -1,4 +1,4 @@
-"""``python -m benchmarks {activations,random,layers} [--libraries numpy,torch,jax] [--json PATH]``."""
+"""``python -m benchmarks {activations,random,layers} [--device cpu|cuda] [--libraries ...] [--json PATH]``."""
 from __future__ import annotations
 
 import argparse
@@ -11,18 +11,26 @@ from benchmarks import activations, layers, random
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("suite", choices=["activations", "random", "layers"])
-    parser.add_argument("--libraries", default="numpy,torch,jax")
+    parser.add_argument("--device", choices=sorted(activations.LIBRARIES), default="cpu",
+                        help="where the arrays live; cuda times cupy, torch and jax on the GPU")
+    parser.add_argument("--libraries", default=None,
+                        help="comma-separated; default: " + "; ".join(
+                            f"{device}: {','.join(names)}" for device, names in activations.LIBRARIES.items()))
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
-    libraries = tuple(args.libraries.split(","))
+    libraries = tuple(args.libraries.split(",")) if args.libraries else activations.LIBRARIES[args.device]
+    for library in libraries:
+        if library not in activations.LIBRARIES[args.device]:
+            parser.error(f"--libraries: {library!r} does not run on --device {args.device}; "
+                         f"expected among {','.join(activations.LIBRARIES[args.device])}")
     if args.suite in ("random", "layers"):
         suite = random if args.suite == "random" else layers
-        rows = suite.run(libraries)
+        rows = suite.run(libraries, args.device)
         print(suite.report(rows))
         result: dict = {"rows": rows}
     else:
-        rows = activations.run(libraries)
-        overhead = activations.dispatch_overhead()
+        rows = activations.run(libraries, args.device)
+        overhead = activations.dispatch_overhead(libraries, args.device)
         print(activations.report(rows, overhead))
         result = {"rows": rows, "dispatch_overhead_us": overhead}
     if args.json:

@@ -6,7 +6,7 @@ compared as ratios:
 
 * torch: xpnn on torch tensors / ``torch.nn.functional``;
 * jax: xpnn on jax arrays / jitted ``jax.nn`` (and eager ``jax.nn`` for scale);
-* numpy: xpnn on numpy arrays / the best plain NumPy formulation;
+* numpy (cupy on a GPU): xpnn on its arrays / the best plain NumPy (CuPy) formulation;
 * every library: the function / one copy pass of the same array (the memory floor).
 """
 from __future__ import annotations
@@ -24,9 +24,8 @@ import xpnn
 SHAPES = ((1000,), (4096, 1024))
 
 
-def _numpy_twins() -> dict[str, Callable[[np.ndarray], Any]]:
-    from scipy.special import expit
-
+def _array_twins(m: Any, expit: Callable[[Any], Any]) -> dict[str, Callable[[Any], Any]]:
+    """The best plain formulations in NumPy, or CuPy (``m``: the module, ``expit``: its logistic function)."""
     c = math.sqrt(2 / math.pi)
 
     def gelu(x):
@@ -35,29 +34,29 @@ def _numpy_twins() -> dict[str, Callable[[np.ndarray], Any]]:
         inner *= 0.044715
         inner += x
         inner *= c
-        np.tanh(inner, out=inner)
+        m.tanh(inner, out=inner)
         inner += 1.0
         inner *= 0.5
         inner *= x
         return inner
 
     def softmax(x):
-        e = np.exp(x - x.max(-1, keepdims=True))
+        e = m.exp(x - x.max(-1, keepdims=True))
         e /= e.sum(-1, keepdims=True)
         return e
 
     return {
-        "relu": lambda x: np.maximum(x, 0),
-        "relu6": lambda x: np.clip(x, 0, 6),
-        "hard_tanh": lambda x: np.clip(x, -1, 1),
-        "leaky_relu": lambda x: np.where(x >= 0, x, x * 0.01),
-        "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0))),
+        "relu": lambda x: m.maximum(x, 0),
+        "relu6": lambda x: m.clip(x, 0, 6),
+        "hard_tanh": lambda x: m.clip(x, -1, 1),
+        "leaky_relu": lambda x: m.where(x >= 0, x, x * 0.01),
+        "elu": lambda x: m.where(x > 0, x, m.expm1(m.minimum(x, 0))),
         "sigmoid": expit,
         "silu": lambda x: x * expit(x),
-        "softplus": lambda x: np.logaddexp(x, 0),
-        "log_sigmoid": lambda x: -np.logaddexp(-x, 0),
-        "tanh": np.tanh,
-        "soft_sign": lambda x: x / (np.abs(x) + 1),
+        "softplus": lambda x: m.logaddexp(x, 0),
+        "log_sigmoid": lambda x: -m.logaddexp(-x, 0),
+        "tanh": m.tanh,
+        "soft_sign": lambda x: x / (m.abs(x) + 1),
         "gelu": gelu,
         "softmax": softmax,
     }
@@ -84,6 +83,56 @@ def _jax_twins() -> dict[str, Callable[[Any], Any]]:
              "mish", "softplus", "log_sigmoid", "tanh", "soft_sign", "hard_sigmoid", "hard_silu",
              "gelu", "softmax", "log_softmax"]
     return {name: getattr(jnn, name) for name in names}
+
+
+def _library(library: str) -> tuple[dict[str, Callable[[Any], Any]], str, Callable[[Any], Any], Any]:
+    """``(twins, native label, copy pass, jit)`` of a library (``jit`` None where the twins run eagerly)."""
+    if library == "numpy":
+        from scipy.special import expit
+
+        return _array_twins(np, expit), "best numpy", np.copy, None
+    if library == "cupy":
+        import cupy
+        from cupyx.scipy.special import expit
+
+        return _array_twins(cupy, expit), "best cupy", cupy.copy, None
+    if library == "torch":
+        import torch
+
+        return _torch_twins(), "torch.nn.functional", torch.clone, None
+    import jax
+
+    return _jax_twins(), "jitted jax.nn", jax.jit(lambda v: v + 0), jax.jit
+
+
+def _no_sync(out: Any) -> Any:
+    return out
+
+
+#: The libraries timed on each device by default.
+LIBRARIES = {"cpu": ("numpy", "torch", "jax"), "cuda": ("cupy", "torch", "jax")}
+
+
+def placement(library: str, device: str) -> tuple[Callable[[np.ndarray], Any], Callable[[Any], Any]]:
+    """``(put, sync)``: how a NumPy array goes into ``library`` on ``device`` ("cpu" or "cuda"),
+    and how to wait for a result computed there (GPU calls return before they finish)."""
+    if library not in LIBRARIES[device]:
+        raise ValueError(f"library {library!r} does not run on {device!r}; expected one of {LIBRARIES[device]}")
+    if library == "numpy":
+        return np.asarray, _no_sync
+    if library == "cupy":
+        import cupy
+
+        return cupy.asarray, lambda out: cupy.cuda.Device().synchronize()
+    if library == "torch":
+        import torch
+
+        sync = (lambda out: torch.cuda.synchronize()) if device == "cuda" else _no_sync
+        return (lambda a: torch.from_numpy(a).to(device)), sync
+    import jax
+
+    target = jax.devices("gpu" if device == "cuda" else "cpu")[0]
+    return (lambda a: jax.device_put(a, target)), jax.block_until_ready
 
 
 def _time(function: Callable[[], Any], sync: Callable[[Any], Any], calls: int) -> float:
@@ -152,44 +201,31 @@ def _library_rows(library: str, x: Any, twins: dict, native: str, copy, sync, sh
     return rows
 
 
-def run(libraries: tuple[str, ...] = ("numpy", "torch", "jax")) -> list[dict]:
+def run(libraries: tuple[str, ...] = LIBRARIES["cpu"], device: str = "cpu") -> list[dict]:
     rng = np.random.default_rng(0)
     rows = []
-    no_sync = lambda out: None  # noqa: E731
     for shape in SHAPES:
         data = rng.normal(scale=3.0, size=shape).astype(np.float32)
-        if "numpy" in libraries:
-            rows += _library_rows("numpy", data, _numpy_twins(), "best numpy", np.copy, no_sync, shape)
-        if "torch" in libraries:
-            import torch
-
-            rows += _library_rows("torch", torch.from_numpy(data), _torch_twins(), "torch.nn.functional",
-                                  torch.clone, no_sync, shape)
-        if "jax" in libraries:
-            import jax
-            import jax.numpy as jnp
-
-            rows += _library_rows("jax", jnp.asarray(data), _jax_twins(), "jitted jax.nn",
-                                  jax.jit(lambda v: v + 0), jax.block_until_ready, shape, jit=jax.jit)
+        for library in libraries:
+            put, sync = placement(library, device)
+            twins, native, copy, jit = _library(library)
+            rows += _library_rows(library, put(data), twins, native, copy, sync, shape, jit)
     return rows
 
 
-def dispatch_overhead() -> dict[str, float]:
-    """Microseconds that xpnn's routing adds to a call: xpnn.relu vs the fast path it calls, tiny arrays."""
+def dispatch_overhead(libraries: tuple[str, ...] = LIBRARIES["cpu"], device: str = "cpu") -> dict[str, float]:
+    """Microseconds that xpnn's routing adds to a call: xpnn.relu vs the fast path it calls, tiny arrays
+    (for the libraries with a relu fast path)."""
     from xpnn._dispatch import adapter_of
 
-    arrays = {"numpy": np.ones(8, np.float32)}
-    try:
-        import torch
-
-        arrays["torch"] = torch.ones(8)
-    except ImportError:
-        pass
     overhead = {}
-    for library, data in arrays.items():
-        fast = adapter_of(data).fast_paths["relu"]
-        medians = _interleaved({"xpnn": lambda: xpnn.relu(data), "fast": lambda: fast(data)},
-                               sync=lambda out: None, budget=0.5)
+    for library in libraries:
+        put, sync = placement(library, device)
+        data = put(np.ones(8, np.float32))
+        fast = adapter_of(data).fast_paths.get("relu")
+        if fast is None:
+            continue
+        medians = _interleaved({"xpnn": lambda: xpnn.relu(data), "fast": lambda: fast(data)}, sync=sync, budget=0.5)
         overhead[library] = (medians["xpnn"] - medians["fast"]) * 1e6
     return overhead
 

@@ -1,6 +1,6 @@
 """Layer timings: an MLP (784-512-512-10, ReLU) applied by xpnn against each framework's own model.
 
-* numpy: ``MLP.apply`` on NumPy / the same matmuls written by hand in NumPy;
+* numpy (cupy on a GPU): ``MLP.apply`` / the same matmuls written by hand in that library;
 * torch: ``MLP.apply`` on torch / ``torch.nn.Sequential`` of ``Linear`` and ``ReLU``
   holding the same weights (forward, and forward + backward);
 * jax: jitted ``MLP.apply`` / jitted ``flax.linen`` apply of the same model.
@@ -11,13 +11,15 @@ every call and jitted JAX pays only while tracing.
 """
 from __future__ import annotations
 
+import functools
+import importlib
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 import xpnn as nn
-from benchmarks.activations import _interleaved, ratio_fields, ratio_table
+from benchmarks.activations import LIBRARIES, _interleaved, placement, ratio_fields, ratio_table
 
 SIZES = (784, 512, 512, 10)
 BATCHES = (1, 256)
@@ -35,8 +37,11 @@ def _inputs(batch: int) -> np.ndarray:
     return np.random.default_rng(0).standard_normal((batch, SIZES[0])).astype(np.float32)
 
 
-def _numpy(batch: int) -> tuple[dict[str, Callable[[], Any]], Callable[[Any], Any]]:
-    x = _inputs(batch)
+def _by_hand(library: str, device: str, batch: int) -> dict[str, dict[str, Callable[[], Any]]]:
+    """NumPy or CuPy: the MLP's matmuls written by hand in the same library."""
+    put, _ = placement(library, device)
+    m = importlib.import_module(library)
+    x = put(_inputs(batch))
     variables = MLP().init(nn.random.key(0), x)
     layers = [variables["params"][f"Dense_{i}"] for i in range(len(SIZES) - 1)]
 
@@ -44,20 +49,21 @@ def _numpy(batch: int) -> tuple[dict[str, Callable[[], Any]], Callable[[Any], An
         h = x
         for i, layer in enumerate(layers):
             h = h @ layer["kernel"] + layer["bias"]
-            h = np.maximum(h, 0) if i < len(layers) - 1 else h
+            h = m.maximum(h, 0) if i < len(layers) - 1 else h
         return h
 
-    return {"forward": {"xpnn": lambda: MLP().apply(variables, x), "native": by_hand}}, lambda out: out
+    return {"forward": {"xpnn": lambda: MLP().apply(variables, x), "native": by_hand}}
 
 
-def _torch(batch: int):
+def _torch(device: str, batch: int):
     import torch
 
-    x = torch.from_numpy(_inputs(batch))
+    put, _ = placement("torch", device)
+    x = put(_inputs(batch))
     params = nn.tree_map(lambda p: p.requires_grad_(), MLP().init(nn.random.key(0), x)["params"])
     modules = []
     for i in range(len(SIZES) - 1):
-        linear = torch.nn.Linear(SIZES[i], SIZES[i + 1])
+        linear = torch.nn.Linear(SIZES[i], SIZES[i + 1], device=device)
         with torch.no_grad():
             linear.weight.copy_(params[f"Dense_{i}"]["kernel"].T)
             linear.bias.copy_(params[f"Dense_{i}"]["bias"])
@@ -75,13 +81,12 @@ def _torch(batch: int):
     return {
         "forward": {"xpnn": lambda: MLP().apply({"params": params}, x), "native": lambda: native(x)},
         "forward+backward": {"xpnn": xpnn_step, "native": native_step},
-    }, lambda out: out
+    }
 
 
-def _jax(batch: int):
+def _jax(device: str, batch: int):
     import flax.linen as fnn
     import jax
-    import jax.numpy as jnp
 
     class FlaxMLP(fnn.Module):
         @fnn.compact
@@ -90,27 +95,29 @@ def _jax(batch: int):
                 x = fnn.relu(fnn.Dense(features)(x))
             return fnn.Dense(SIZES[-1])(x)
 
-    x = jnp.asarray(_inputs(batch))
+    put, _ = placement("jax", device)
+    x = put(_inputs(batch))
     variables = MLP().init(nn.random.key(0), x)
     ours, theirs = jax.jit(MLP().apply), jax.jit(FlaxMLP().apply)
     np.testing.assert_allclose(ours(variables, x), theirs(variables, x), rtol=1e-5, atol=1e-5)
-    return {"forward (jit)": {"xpnn": lambda: ours(variables, x), "native": lambda: theirs(variables, x)}}, \
-        lambda out: out.block_until_ready()
+    return {"forward (jit)": {"xpnn": lambda: ours(variables, x), "native": lambda: theirs(variables, x)}}
 
 
-_LIBRARIES = {"numpy": _numpy, "torch": _torch, "jax": _jax}
+_LIBRARIES = {"numpy": functools.partial(_by_hand, "numpy"), "cupy": functools.partial(_by_hand, "cupy"),
+              "torch": _torch, "jax": _jax}
 
 
-def run(libraries: tuple[str, ...] = ("numpy", "torch", "jax")) -> list[dict]:
+def run(libraries: tuple[str, ...] = LIBRARIES["cpu"], device: str = "cpu") -> list[dict]:
     rows = []
     for library in libraries:
+        _, sync = placement(library, device)
         for batch in BATCHES:
-            variants_by_task, sync = _LIBRARIES[library](batch)
-            for task, variants in variants_by_task.items():
+            for task, variants in _LIBRARIES[library](device, batch).items():
                 medians = _interleaved(variants, sync, budget=1.0, rounds=3)
-                rows.append({"library": library, "task": task, "batch": batch, **ratio_fields(medians, "us")})
+                rows.append({"library": library, "device": device, "task": task, "batch": batch,
+                             **ratio_fields(medians, "us")})
     return rows
 
 
 def report(rows: list[dict]) -> str:
-    return ratio_table(rows, (("library", "8"), ("task", "18"), ("batch", ">5")), "us")
+    return ratio_table(rows, (("library", "8"), ("device", "6"), ("task", "18"), ("batch", ">5")), "us")

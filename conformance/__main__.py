@@ -136,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         record = {"case": check.label, "function": check.name, "family": check.family,
                   "backend": backend.label, "device": backend.device, "dtype": dtype, "reference": check.reference}
         try:
-            checked = check.run(backend, dtype)
-            agreements = check.agreements(backend, dtype, args.grad) if check.agreements else {}
+            with backend.scope():
+                checked = check.run(backend, dtype)
+                agreements = check.agreements(backend, dtype, args.grad) if check.agreements else {}
             record.update(checked.comparison.as_dict(), output_problem=checked.problem, output=checked.output,
                           **agreements, passed=checked.passed and False not in agreements.values())
         except Exception as error:  # noqa: BLE001 - every failure is reported, none stops the run

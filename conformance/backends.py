@@ -1,6 +1,7 @@
 """The backends the conformance suite and the tests run on, and conversions to and from NumPy."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import importlib.util
@@ -24,6 +25,9 @@ class Backend:
     dtypes: tuple[str, ...]
     #: "cpu" or "cuda": where ``asarray`` puts arrays.
     device: str = "cpu"
+    #: The context a check runs in: for JAX on a GPU, jax's default device is that
+    #: GPU, so jax's and flax's reference values are computed where xpnn's are.
+    scope: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
 
     def __str__(self) -> str:
         return self.label
@@ -203,10 +207,9 @@ def on_devices(found: list[Backend], devices: tuple[str, ...]) -> list[Backend]:
 
 def _on_cuda(backend: Backend) -> Backend:
     if backend.name == "torch":
-        move = lambda x: x.to("cuda")  # noqa: E731
-    else:
-        import jax
+        return dataclasses.replace(backend, asarray=lambda a, d: backend.asarray(a, d).to("cuda"), device="cuda")
+    import jax
 
-        gpu = jax.devices("gpu")[0]
-        move = lambda x: jax.device_put(x, gpu)  # noqa: E731
-    return dataclasses.replace(backend, asarray=lambda a, d: move(backend.asarray(a, d)), device="cuda")
+    gpu = jax.devices("gpu")[0]
+    return dataclasses.replace(backend, asarray=lambda a, d: jax.device_put(backend.asarray(a, d), gpu),
+                               device="cuda", scope=lambda: jax.default_device(gpu))

@@ -56,7 +56,9 @@ def reference_grad(case: Case, x: np.ndarray, extra: dict) -> np.ndarray:
 
 
 def xpnn_grad(case: Case, backend: Backend, x: np.ndarray, extra: dict) -> np.ndarray:
-    w = weights(runner.call_reference(case, x, extra, "float64").shape)
+    """Gradient of the same loss through xpnn, with ``x`` and ``w`` on the backend's device."""
+    w = backend.asarray(weights(runner.call_reference(case, x, extra, "float64").shape), "float64")
+    xb = backend.asarray(x, "float64")
     if backend.name == "jax":
         import jax
         import jax.numpy as jnp
@@ -65,14 +67,13 @@ def xpnn_grad(case: Case, backend: Backend, x: np.ndarray, extra: dict) -> np.nd
             y = runner.call_xpnn(case, backend, v, extra, "float64")
             return jnp.sum(jnp.where(jnp.isfinite(y), y * w, 0.0))
 
-        return np.asarray(jax.grad(loss)(jnp.asarray(x)))
+        return backend.to_numpy(jax.grad(loss)(xb))
     import torch
 
-    xt = torch.tensor(x, requires_grad=True)
-    y = runner.call_xpnn(case, backend, xt, extra, "float64")
-    torch.sum(torch.where(torch.isfinite(y), y * torch.from_numpy(w), 0.0)).backward()
-    return xt.grad.numpy()
-
+    xb.requires_grad_(True)
+    y = runner.call_xpnn(case, backend, xb, extra, "float64")
+    torch.sum(torch.where(torch.isfinite(y), y * w, 0.0)).backward()
+    return backend.to_numpy(xb.grad)
 
 
 def gradient_check(case: Case, backend: Backend, rng: np.random.Generator, fast: bool = True) -> Comparison:

@@ -203,10 +203,18 @@ def init_kwargs(case: LayerCase) -> dict[str, Any]:
     return {"deterministic": True} if "deterministic" in case.kwargs else {}
 
 
-@functools.lru_cache(maxsize=None)
 def flax_layer(label: str, dtype: str) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray]:
-    """flax's ``(inputs, init inputs, variables, output)`` for the layer case ``label`` in ``dtype``."""
+    """flax's ``(inputs, init inputs, variables, output)`` for the layer case ``label`` in ``dtype``,
+    computed on jax's default device (a backend's ``scope`` sets it)."""
     load("jax")
+    import jax
+
+    return _flax_layer(label, dtype, str(jax.config.jax_default_device))
+
+
+@functools.lru_cache(maxsize=None)
+def _flax_layer(label: str, dtype: str, device: str) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray]:
+    """:func:`flax_layer`, cached per default ``device``."""
     import flax.linen as fnn
     import jax
     import jax.numpy as jnp
@@ -346,6 +354,14 @@ def run_random(case: RandomCase, backend: Backend, dtype: str) -> Checked:
     return Checked(comparison, problem, describe(out))
 
 
+#: Backends whose reference, jax on that device, rounds a float32 square root
+#: differently from jax on the CPU: on a GPU, jax's ``sqrt(3 * variance)`` can be
+#: 1 ulp off, while xpnn's scale factors are correctly rounded on every library
+#: and device (they equal jax's on the CPU).  Uniform-based initializers there are
+#: checked to 2.5 ulp instead of bit for bit.
+_SQRT_NOT_ROUNDED = ("jax:cuda",)
+
+
 def run_initializer(case: InitializerCase, backend: Backend, dtype: str) -> Checked:
     load("jax")
     import jax
@@ -365,5 +381,10 @@ def run_initializer(case: InitializerCase, backend: Backend, dtype: str) -> Chec
     problem = "" if type(out) is type(key) else f"output library {type(out).__module__} differs from the key's"
     if not problem and actual.dtype != expected.dtype:
         problem = f"output dtype {actual.dtype} differs from jax's {expected.dtype}"
-    tolerance = EXACT if case.exact else {"float64": (1e-11, 1e-12), "float32": (2e-5, 2e-6)}[dtype]
+    if case.exact and backend.label in _SQRT_NOT_ROUNDED:
+        tolerance = {"float64": (5e-16, 0.0), "float32": (3e-7, 0.0)}[dtype]
+    elif case.exact:
+        tolerance = EXACT
+    else:
+        tolerance = {"float64": (1e-11, 1e-12), "float32": (2e-5, 2e-6)}[dtype]
     return Checked(compare(actual, expected, dtype, tolerance=tolerance), problem, describe(out))

@@ -1,6 +1,8 @@
 """one_hot, scaled_matmul, identity, dtype rules, errors and property-based checks."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -89,6 +91,20 @@ def test_identity_returns_a_new_array(backend):
     out = xpnn.identity(x)
     assert out is not x
     np.testing.assert_array_equal(backend.to_numpy(out), np.arange(3.0))
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_identity_keeps_the_autograd_graph(fast):
+    """The copy is differentiable with and without fast paths, and torch gives no warning
+    (``torch.asarray(x, copy=True)`` detaches before torch 2.13 and warns in 2.13)."""
+    torch = pytest.importorskip("torch")
+    x = torch.tensor([1.0, -2.0], requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with xpnn.fast_paths(fast):
+            out = xpnn.identity(x)
+    (out * torch.tensor([3.0, 5.0])).sum().backward()
+    assert x.grad.tolist() == [3.0, 5.0]
 
 
 @pytest.mark.parametrize("function", ["relu", "hard_tanh"])

@@ -6,7 +6,7 @@ from typing import Any
 import array_api_compat
 
 from xpnn._checks import normalize_axis
-from xpnn._dispatch import namespace, public
+from xpnn._dispatch import adapter_of, namespace, public
 
 Array = Any
 
@@ -41,8 +41,7 @@ def one_hot(x: Array, num_classes: int, *, dtype: Any = None, axis: int = -1) ->
 @public()
 def identity(x: Array) -> Array:
     r"""Identity, :math:`f(x) = x`, as a new array of the same dtype. Matches ``jax.nn.identity``."""
-    xp = namespace(x)
-    return xp.asarray(x, copy=True)
+    return adapter_of(x).copy(x)
 
 
 def _block_scaled(xp, operand: Array, scales: Array, preferred_element_type: Any, name: str) -> Array:

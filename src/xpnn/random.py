@@ -186,7 +186,7 @@ def _draw(adapter: Adapter, key: Array, n: int, width: int, partitionable: bool,
         pairs, layout = n, ("legacy", n, 2 * n)
     else:
         pairs, layout = (n + 1) // 2, ("legacy", (n + 1) // 2, n)
-    chunk = adapter.random_chunk or max(pairs, 1)
+    chunk = adapter.random_chunk(device) or max(pairs, 1)
 
     def draw_slice(start: int) -> tuple[Array, Array | None]:
         x0, x1 = _pair_counters(xp, words, device, start, min(start + chunk, pairs), layout)

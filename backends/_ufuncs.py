@@ -1,0 +1,117 @@
+"""Fast paths from NumPy-style ufuncs, shared by the NumPy and CuPy adapters.
+
+Each is the best plain formulation of a public function in a library with
+NumPy's ufuncs (``out=`` on fresh temporaries, no ``x**3``, no needless
+temporaries) and, where there is one, SciPy's special-function module
+(``scipy.special`` or ``cupyx.scipy.special``).  They only take real floating
+arrays of that library, and the SciPy-style ufuncs only float32 and float64
+(their loops); anything else goes to the written-once definition.
+"""
+from __future__ import annotations
+
+import math
+from types import ModuleType
+from typing import Any
+
+from ._base import FastPath, valid_axis
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_SQRT_HALF = math.sqrt(0.5)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def ufunc_fast_paths(m: ModuleType, array_type: type, special: ModuleType | None) -> dict[str, FastPath]:
+    """The fast paths for arrays of ``array_type``, built from module ``m``'s ufuncs and ``special``
+    (None: the ones that need it are left out)."""
+
+    def floating(x: Any) -> bool:
+        return isinstance(x, array_type) and x.dtype.kind == "f"
+
+    def special_float(x: Any) -> bool:
+        return special is not None and isinstance(x, array_type) and x.dtype in (m.float32, m.float64)
+
+    def relu(x):
+        return m.maximum(x, 0) if floating(x) else NotImplemented
+
+    def relu6(x):
+        return m.clip(x, 0, 6) if floating(x) else NotImplemented
+
+    def hard_tanh(x):
+        return m.clip(x, -1, 1) if floating(x) else NotImplemented
+
+    def leaky_relu(x, negative_slope=0.01):
+        if not (floating(x) and _number(negative_slope)):
+            return NotImplemented
+        return m.where(x >= 0, x, m.multiply(x, negative_slope))
+
+    def softplus(x):
+        return m.logaddexp(x, 0) if floating(x) else NotImplemented
+
+    def log_sigmoid(x):
+        if not floating(x):
+            return NotImplemented
+        out = m.logaddexp(m.negative(x), 0)
+        return m.negative(out, out=out)
+
+    def gelu(x, approximate=True):
+        if not floating(x):
+            return NotImplemented
+        if not approximate:
+            if not special_float(x):
+                return NotImplemented
+            out = m.multiply(x, -_SQRT_HALF)
+            out = special.erfc(out, out=out)
+            out *= x
+            out *= 0.5
+            return out
+        inner = m.multiply(x, x)
+        inner *= x
+        inner *= 0.044715
+        inner += x
+        inner *= _SQRT_2_OVER_PI
+        m.tanh(inner, out=inner)
+        inner += 1.0
+        inner *= 0.5
+        inner *= x
+        return inner
+
+    def sigmoid(x):
+        return special.expit(x) if special_float(x) else NotImplemented
+
+    def silu(x):
+        if not special_float(x):
+            return NotImplemented
+        out = special.expit(x)
+        out *= x
+        return out
+
+    def tanh(x):
+        return m.tanh(x) if floating(x) else NotImplemented
+
+    def reducible(x, axis, where) -> bool:
+        return floating(x) and where is None and isinstance(axis, int) and valid_axis(axis, x.ndim) and x.size > 0
+
+    def softmax(x, axis=-1, where=None):
+        if not reducible(x, axis, where):
+            return NotImplemented
+        out = m.subtract(x, m.max(x, axis=axis, keepdims=True))
+        m.exp(out, out=out)
+        out /= m.sum(out, axis=axis, keepdims=True)
+        return out
+
+    def log_softmax(x, axis=-1, where=None):
+        if not reducible(x, axis, where):
+            return NotImplemented
+        shifted = m.subtract(x, m.max(x, axis=axis, keepdims=True))
+        total = m.log(m.sum(m.exp(shifted), axis=axis, keepdims=True))
+        shifted -= total
+        return shifted
+
+    return {
+        "relu": relu, "relu6": relu6, "hard_tanh": hard_tanh, "leaky_relu": leaky_relu,
+        "softplus": softplus, "log_sigmoid": log_sigmoid, "gelu": gelu, "sigmoid": sigmoid,
+        "silu": silu, "swish": silu, "tanh": tanh, "softmax": softmax, "log_softmax": log_softmax,
+    }
