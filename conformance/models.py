@@ -45,10 +45,12 @@ class RandomCase:
     floating: bool = True
     #: Run in jax's legacy (non-partitionable) threefry layout.
     legacy: bool = False
+    #: Told apart in the label, e.g. " int64" (a second case of the same function).
+    variant: str = ""
 
     @property
     def label(self) -> str:
-        return f"random.{self.function}" + (" (legacy threefry)" if self.legacy else "")
+        return f"random.{self.function}{self.variant}" + (" (legacy threefry)" if self.legacy else "")
 
 
 RANDOM_CASES: tuple[RandomCase, ...] = (
@@ -65,6 +67,8 @@ RANDOM_CASES: tuple[RandomCase, ...] = (
     RandomCase("truncated_normal", lambda r, k, d: r.truncated_normal(k, -1.5, 2.0, (8, 16), d), exact=False),
     RandomCase("bernoulli", lambda r, k, d: r.bernoulli(k, _p(r, 0.3), (8, 16)), floating=False),
     RandomCase("randint", lambda r, k, d: r.randint(k, (8, 16), -5, 17, "int32"), floating=False),
+    RandomCase("randint", lambda r, k, d: r.randint(k, (8, 16), -7, 3 * 2**61, "int64"), floating=False,
+               variant=" int64"),
     RandomCase("permutation", lambda r, k, d: r.permutation(k, 50), floating=False),
     RandomCase("categorical", lambda r, k, d: r.categorical(k, _logits(r, k), shape=(64, 5)), floating=False),
 )
@@ -349,6 +353,8 @@ def run_random(case: RandomCase, backend: Backend, dtype: str) -> Checked:
     problem = "" if type(out) is type(key) else f"output library {type(out).__module__} differs from the key's"
     if not problem and actual.dtype != expected.dtype:
         problem = f"output dtype {actual.dtype} differs from jax's {expected.dtype}"
+    if not problem and actual.dtype.kind in "iu" and not np.array_equal(actual, expected):
+        problem = "integers differ from jax's"  # int64 values beyond 2**53 can tie as floats
     tolerance = EXACT if case.exact else {"float64": (1e-12, 1e-300), "float32": (2e-6, 1e-7)}[dtype]
     comparison = compare(actual.astype(np.float64), expected.astype(np.float64), dtype, tolerance=tolerance)
     return Checked(comparison, problem, describe(out))

@@ -237,6 +237,74 @@ def test_randint(backend, dtype, partitionable):
                 assert_equal_bits(actual, expected, dtype=dtype)
 
 
+#: Bounds for 64-bit randint: small, 32-bit, > 2**62 (pair long division), the full int64 range.
+RANGES_64 = [(0, 10), (-5, 5), (3, 3), (7, 2), (2**31, 2**33), (0, 2**40), (0, 2**62 + 3),
+             (-7, 3 * 2**61), (-2**63, 2**63 - 1)]
+
+
+@pytest.mark.parametrize("partitionable", LAYOUTS)
+@pytest.mark.parametrize("dtype", ("int64", "uint64"))
+def test_randint_64_bit(backend, dtype, partitionable):
+    """jax's uint64 arithmetic, on pairs of 32-bit words (torch has no uint64 add or remainder)."""
+    with layout(partitionable):
+        for seed in some(backend, SEEDS[:2], dask=1):
+            key = xr.key(seed, like=backend.xp)
+            for low, high in some(backend, RANGES_64, dask=4):
+                actual = read(backend, xr.randint(key, (4, 6), low, high, dtype_of(backend, dtype)))
+                expected = jax.random.randint(jax_key(seed), (4, 6), low, high, jnp.dtype(dtype))
+                assert_equal_bits(actual, expected, dtype=dtype)
+
+
+def test_randint_64_bit_array_bounds(backend):
+    """Bounds per element, spans up to the whole range; uint64 bounds above 2**63."""
+    low = np.array([0, -5, 3, 7, -2**63, -7, 2**31, 0], np.int64)
+    high = np.array([10, 5, 3, 2, 2**63 - 1, 3 * 2**61, 2**33, 2**62 + 3], np.int64)
+    key = xr.key(4, like=backend.xp)
+    actual = read(backend, xr.randint(key, (3, 8), backend.asarray(low, "int64"), backend.asarray(high, "int64"),
+                                      dtype_of(backend, "int64")))
+    assert_equal_bits(actual, jax.random.randint(jax_key(4), (3, 8), low, high, jnp.int64), dtype="int64")
+    ulow = np.array([2**63 + 5, 0, 2**64 - 9, 12], np.uint64)
+    uhigh = np.array([2**64 - 1, 2**63 + 2**40, 2**64 - 1, 3], np.uint64)
+    if "uint64" not in dir(backend.xp) or backend.name == "dask":
+        return
+    actual = read(backend, xr.randint(key, (2, 4), backend.asarray(ulow, "uint64"), backend.asarray(uhigh, "uint64"),
+                                      dtype_of(backend, "uint64")))
+    assert_equal_bits(actual, jax.random.randint(jax_key(4), (2, 4), ulow, uhigh, jnp.uint64), dtype="uint64")
+
+
+def test_uint64_pair_arithmetic(backend):
+    """``xpnn._uint64`` against Python's exact integers, on values spread over the 64 bits."""
+    from xpnn import _uint64
+
+    rng = np.random.default_rng(5)
+    values = [int(v) for v in rng.integers(0, 2**64, 40, dtype=np.uint64)] + [0, 1, 2**32, 2**63, 2**64 - 1]
+    others = [int(v) >> int(s) for v, s in zip(rng.integers(0, 2**64, len(values), dtype=np.uint64),
+                                               rng.integers(0, 64, len(values)))]
+    others = [v or 1 for v in others]
+    # next to multiples of the span, where a quotient estimate is off by one
+    edges = [(2**64 - 1, 2**63 + 1), (3 * (2**40 + 7) - 1, 2**40 + 7), (3 * (2**40 + 7), 2**40 + 7),
+             (2**64 - 2, 2**64 - 1), (5 * 2**32 - 1, 2**32), (2**64 - 1, 2**32 - 1), (2**63, 3)]
+    values += [x for x, _ in edges]
+    others += [span for _, span in edges]
+    xp = backend.xp
+
+    def pair(numbers):
+        return tuple(backend.asarray(np.array([_uint64.words_of(v)[i] for v in numbers], np.int64), "int64")
+                     for i in (0, 1))
+
+    def numbers(result):
+        high, low = (read(backend, word).astype(object) for word in result)
+        return [int(h) * 2**32 + int(lo) for h, lo in zip(high, low)]
+
+    a, b = pair(values), pair(others)
+    assert numbers(_uint64.add(a, b)) == [(x + y) % 2**64 for x, y in zip(values, others)]
+    assert numbers(_uint64.mul(a, b)) == [(x * y) % 2**64 for x, y in zip(values, others)]
+    assert numbers(_uint64.mod(xp, a, b)) == [x % y for x, y in zip(values, others)]
+    for span in (1, 7, 2**31 - 1, 2**40 + 3, 2**62 + 1, 2**64 - 1, 2**64):
+        assert numbers(_uint64.mod_known(xp, a, span)) == [x % span for x in values]
+    assert numbers(_uint64.from_int64(_uint64.to_int64(a))) == values
+
+
 @pytest.mark.parametrize("partitionable", LAYOUTS)
 def test_permutation(backend, partitionable):
     with layout(partitionable):
@@ -370,6 +438,7 @@ def test_statistics():
         (lambda k: xr.bits(k, (2,), np.float32), ValueError, "unsigned integer dtype"),
         (lambda k: xr.uniform(k, (2,), np.int32), ValueError, "real floating dtype"),
         (lambda k: xr.randint(k, (2,), 0, 5, np.float32), ValueError, "integral dtype"),
+        (lambda k: xr.randint(k, (2,), np.zeros(2, np.uint64), 5, np.int64), TypeError, "needs dtype uint64"),
         (lambda k: xr.truncated_normal(k, 1.0, 1.0, (2,)), ValueError, "lower must be < upper"),
         (lambda k: xr.truncated_normal(k, 2.0, -2.0, (2,)), ValueError, "lower must be < upper"),
         (lambda k: xr.bernoulli(k, 1.5), ValueError, "p must be a probability"),

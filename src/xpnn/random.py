@@ -30,7 +30,7 @@ from typing import Any
 
 import array_api_compat
 
-from xpnn import _threefry
+from xpnn import _threefry, _uint64
 from xpnn._dispatch import adapter_of, public
 from xpnn._threefry import MASK32, set_threefry_partitionable, threefry_partitionable
 from xpnn.backends import Adapter
@@ -210,14 +210,19 @@ def _legacy_words(adapter: Adapter, key: Array, m: int) -> Array:
     return _draw(adapter, key, m, 32, False, lambda values: values)
 
 
+def _int64_of_words(xp: Namespace, pair: tuple[Array, Array]) -> Array:
+    """The int64 whose high and low 32 bits are the words of ``pair`` (a 64-bit draw)."""
+    high, low = (xp.astype(word, xp.int64) for word in pair)
+    return (high << 32) | low
+
+
 @public(static=("shape", "dtype", "width", "partitionable"))
 def _bits(key: Array, shape: tuple[int, ...], dtype: Any, width: int, *, partitionable: bool) -> Array:
     adapter = adapter_of(key)
     xp = adapter.xp
     if width == 64:
         def transform(pair):
-            high, low = (xp.astype(word, xp.int64) for word in pair)
-            return xp.astype((high << 32) | low, dtype)
+            return xp.astype(_int64_of_words(xp, pair), dtype)
     else:
         def transform(values):
             return xp.astype(values, dtype)
@@ -495,29 +500,87 @@ def _randint(key: Array, shape: tuple[int, ...], minval: Any, maxval: Any, dtype
     return xp.reshape(xp.astype(low + offset, dtype), shape)
 
 
+def _randint64(key: Array, shape: tuple[int, ...], low: _uint64.Pair, modulo: Callable[[_uint64.Pair], _uint64.Pair],
+               multiplier: _uint64.Pair, dtype: Any, partitionable: bool) -> Array:
+    """jax's 64-bit randint: ``low + (higher % span * multiplier + lower % span) % span`` in uint64
+    arithmetic, ``modulo`` being ``% span`` and ``multiplier`` ``(2**32 % span)**2 % span``."""
+    adapter = adapter_of(key)
+    xp = adapter.xp
+    n = math.prod(shape)
+    k1, k2 = (xp.astype(k, adapter.random_word_dtype) for k in xp.unstack(_split.written_once(key, 2, partitionable=partitionable)))
+    higher, lower = (_uint64.from_int64(_draw(adapter, k, n, 64, partitionable, lambda pair: _int64_of_words(xp, pair)))
+                     for k in (k1, k2))
+    offset = modulo(_uint64.add(_uint64.mul(modulo(higher), multiplier), modulo(lower)))
+    return xp.reshape(xp.astype(_uint64.to_int64(_uint64.add(low, offset)), dtype), shape)
+
+
+@public(static=("shape", "minval", "maxval", "dtype", "partitionable"))
+def _randint64_int_bounds(key: Array, shape: tuple[int, ...], minval: int, maxval: int, dtype: Any, *, partitionable: bool) -> Array:
+    """64-bit randint with Python-int bounds: jax's clipping, span and multiplier in exact Python arithmetic."""
+    adapter = adapter_of(key)
+    info = adapter.xp.iinfo(dtype)
+    low, high = (min(max(value, info.min), info.max) for value in (minval, maxval))
+    span = 1 if high <= low else high - low + (maxval > info.max)
+    multiplier = ((1 << 32) % span) ** 2 % (1 << 64) % span if span < 1 << 64 else 0
+    return _randint64(key, shape, _uint64.words_of(low), lambda x: _uint64.mod_known(adapter.xp, x, span),
+                      _uint64.words_of(multiplier), dtype, partitionable)
+
+
+@public(static=("shape", "dtype", "partitionable"))
+def _randint64_array_bounds(key: Array, shape: tuple[int, ...], minval: Any, maxval: Any, dtype: Any, *, partitionable: bool) -> Array:
+    """64-bit randint with array bounds, held as int64 bit patterns (uint64 ones reinterpreted)."""
+    adapter = adapter_of(key)
+    xp = adapter.xp
+    device = _device(key)
+    unsigned = dtype == xp.uint64
+    bounds = []
+    for value in (minval, maxval):
+        if not hasattr(value, "dtype"):
+            value = xp.asarray(value, dtype=xp.int64, device=device)
+        elif unsigned and xp.isdtype(value.dtype, "signed integer"):
+            value = xp.maximum(value, xp.zeros_like(value))  # jax clips to the dtype's range
+        bounds.append(xp.reshape(xp.broadcast_to(xp.astype(value, xp.int64), shape), (-1,)))
+    low, high = bounds
+    if unsigned:  # unsigned order: compare with the sign bit flipped
+        empty = (high ^ -(1 << 63)) <= (low ^ -(1 << 63))
+    else:
+        empty = high <= low
+    span = _uint64.from_int64(xp.where(empty, xp.ones_like(high), high - low))
+    multiplier = _uint64.mod(xp, (xp.ones_like(span[0]), xp.zeros_like(span[1])), span)
+    multiplier = _uint64.mod(xp, _uint64.mul(multiplier, multiplier), span)
+    return _randint64(key, shape, _uint64.from_int64(low), lambda x: _uint64.mod(xp, x, span), multiplier,
+                      dtype, partitionable)
+
+
 def randint(key: Array, shape: Shape, minval: Any, maxval: Any, dtype: Any = None) -> Array:
     """Integers uniform in ``[minval, maxval)`` (``jax.random.randint``), bit-exact with jax.
 
     jax's algorithm: two streams of ``width`` random bits from ``split(key)``,
     combined modulo the span so that the bias is that of ``2 * width`` bits.
     ``maxval <= minval`` gives ``minval``.  ``dtype`` defaults to int32; 8-,
-    16- and 32-bit integer dtypes are supported (narrow ones are sampled as
-    int32 with clipped bounds, as jax does).
+    16-, 32- and 64-bit integer dtypes are supported (narrow ones are sampled
+    as int32 with clipped bounds, as jax does).  64-bit dtypes compute jax's
+    uint64 arithmetic on pairs of 32-bit words (``xpnn._uint64``), so they
+    work where the library lacks uint64 arithmetic (torch); Python-int bounds
+    are clipped to the dtype in Python, and a uint64 bound array needs dtype uint64.
     """
     adapter, words = _key_words(key, "randint")
     shape = _shape(shape, "randint")
     dtype = _dtype(adapter, dtype, "integral", "int32", "randint")
     width = _INT_WIDTH[_dtype_name(dtype)]
-    if width == 64:
-        raise NotImplementedError(
-            "randint: 64-bit dtypes need unsigned 64-bit modular arithmetic, which xpnn does not "
-            "implement; use an int32 dtype"
-        )
     _check_bounds("randint", shape, minval=minval, maxval=maxval)
     for name, value in (("minval", minval), ("maxval", maxval)):
         if not (isinstance(value, int) or (hasattr(value, "dtype") and adapter.xp.isdtype(value.dtype, "integral"))):
             raise TypeError(f"randint: {name} must be an int or an integer array, got {value!r}")
-    return _randint(words, shape, minval, maxval, dtype, width, partitionable=_threefry.threefry_partitionable())
+    partitionable = _threefry.threefry_partitionable()
+    if width < 64:
+        return _randint(words, shape, minval, maxval, dtype, width, partitionable=partitionable)
+    if isinstance(minval, int) and isinstance(maxval, int):
+        return _randint64_int_bounds(words, shape, minval, maxval, dtype, partitionable=partitionable)
+    for name, value in (("minval", minval), ("maxval", maxval)):
+        if hasattr(value, "dtype") and value.dtype == adapter.xp.uint64 and dtype != adapter.xp.uint64:
+            raise TypeError(f"randint: a uint64 {name} array needs dtype uint64, got dtype {_dtype_name(dtype)}")
+    return _randint64_array_bounds(words, shape, minval, maxval, dtype, partitionable=partitionable)
 
 
 def permutation(key: Array, x: int | Array, axis: int = 0, independent: bool = False) -> Array:
