@@ -23,6 +23,8 @@ def valid_axis(axis: Any, ndim: int) -> bool:
     Fast paths hand anything else to the written-once definition, which
     raises xpnn's error naming the function and the argument.
     """
+    if type(axis) is int:  # the common call, decided without building a tuple
+        return -ndim <= axis < ndim
     if axis is None:
         return ndim > 0
     axes = axis if isinstance(axis, tuple) else (axis,)

@@ -2,7 +2,7 @@
 
 Each is the best plain formulation of a public function in a library with
 NumPy's ufuncs (``out=`` on fresh temporaries, no ``x**3``, no needless
-temporaries) and, where there is one, SciPy's special-function module
+temporaries, reductions as array methods, which skip the functions' dispatch) and, where there is one, SciPy's special-function module
 (``scipy.special`` or ``cupyx.scipy.special``).  They only take real floating
 arrays of that library, and the SciPy-style ufuncs only float32 and float64
 (their loops); anything else goes to the written-once definition.
@@ -42,10 +42,39 @@ def ufunc_fast_paths(m: ModuleType, array_type: type, special: ModuleType | None
     def hard_tanh(x):
         return m.clip(x, -1, 1) if floating(x) else NotImplemented
 
+    def hard_sigmoid(x):
+        if not floating(x):
+            return NotImplemented
+        out = m.add(x, 3.0)
+        m.clip(out, 0, 6, out=out)
+        out /= 6.0
+        return out
+
+    def hard_silu(x):
+        out = hard_sigmoid(x)
+        if out is not NotImplemented:
+            out *= x
+        return out
+
     def leaky_relu(x, negative_slope=0.01):
         if not (floating(x) and _number(negative_slope)):
             return NotImplemented
         return m.where(x >= 0, x, m.multiply(x, negative_slope))
+
+    def sparse_plus(x):
+        if not floating(x):
+            return NotImplemented
+        inner = m.add(x, 1.0)
+        inner *= inner
+        inner /= 4
+        out = m.where(x >= 1.0, x, inner)
+        out[x <= -1.0] = 0.0
+        return out
+
+    def soft_shrink(x, lambd=0.5):
+        if not (floating(x) and _number(lambd)) or lambd < 0:
+            return NotImplemented
+        return m.where(x > lambd, x - lambd, m.where(x < -lambd, x + lambd, x * 0.0))
 
     def softplus(x):
         return m.logaddexp(x, 0) if floating(x) else NotImplemented
@@ -97,21 +126,23 @@ def ufunc_fast_paths(m: ModuleType, array_type: type, special: ModuleType | None
     def softmax(x, axis=-1, where=None):
         if not reducible(x, axis, where):
             return NotImplemented
-        out = m.subtract(x, m.max(x, axis=axis, keepdims=True))
+        out = m.subtract(x, x.max(axis=axis, keepdims=True))
         m.exp(out, out=out)
-        out /= m.sum(out, axis=axis, keepdims=True)
+        out /= out.sum(axis=axis, keepdims=True)
         return out
 
     def log_softmax(x, axis=-1, where=None):
         if not reducible(x, axis, where):
             return NotImplemented
-        shifted = m.subtract(x, m.max(x, axis=axis, keepdims=True))
-        total = m.log(m.sum(m.exp(shifted), axis=axis, keepdims=True))
-        shifted -= total
+        shifted = m.subtract(x, x.max(axis=axis, keepdims=True))
+        total = m.exp(shifted).sum(axis=axis, keepdims=True)
+        shifted -= m.log(total, out=total)
         return shifted
 
     return {
         "relu": relu, "relu6": relu6, "hard_tanh": hard_tanh, "leaky_relu": leaky_relu,
-        "softplus": softplus, "log_sigmoid": log_sigmoid, "gelu": gelu, "sigmoid": sigmoid,
-        "silu": silu, "swish": silu, "tanh": tanh, "softmax": softmax, "log_softmax": log_softmax,
+        "hard_sigmoid": hard_sigmoid, "hard_silu": hard_silu, "hard_swish": hard_silu,
+        "sparse_plus": sparse_plus, "soft_shrink": soft_shrink, "softplus": softplus,
+        "log_sigmoid": log_sigmoid, "gelu": gelu, "sigmoid": sigmoid, "silu": silu, "swish": silu,
+        "tanh": tanh, "softmax": softmax, "log_softmax": log_softmax,
     }

@@ -37,46 +37,34 @@ def _floating(x: Any) -> bool:
     return isinstance(x, torch.Tensor) and x.is_floating_point()
 
 
-def _unary(function):
-    """A fast path for a function of ``x`` alone."""
+def _unary(function, *, kink_grads: bool = False, float32_constants: bool = False):
+    """A fast path for a function of ``x`` alone.
+
+    ``kink_grads``: not under autograd (torch's gradients at the kinks differ
+    from jax's); ``float32_constants``: not float64 on CUDA (the kernel's
+    constants are float32 there).  One flat check, since it runs on every call.
+    """
 
     def fast(x):
-        return function(x) if _floating(x) else NotImplemented
+        if not _floating(x) or (kink_grads and x.requires_grad and torch.is_grad_enabled()) or (
+                float32_constants and x.is_cuda and x.dtype == torch.float64):
+            return NotImplemented
+        return function(x)
 
     return fast
 
 
-def _with_scalar(function, parameter: str, default: float):
-    """A fast path for ``f(x, parameter=scalar)``."""
+def _with_scalar(function, parameter: str, default: float, *, kink_grads: bool = False):
+    """A fast path for ``f(x, parameter=scalar)`` (``kink_grads`` as in :func:`_unary`)."""
 
     def fast(x, *args, **kwargs):
         value = args[0] if args else kwargs.pop(parameter, default)
-        if len(args) > 1 or kwargs or not (_floating(x) and _number(value)):
+        if len(args) > 1 or kwargs or not (_floating(x) and _number(value)) or (
+                kink_grads and x.requires_grad and torch.is_grad_enabled()):
             return NotImplemented
         return function(x, value)
 
     fast.__name__ = f"fast_{parameter}"
-    return fast
-
-
-def _no_grad_only(function):
-    def fast(x, *args, **kwargs):
-        if x.requires_grad and torch.is_grad_enabled():
-            return NotImplemented
-        return function(x, *args, **kwargs)
-
-    return fast
-
-
-def _exact_constants(function):
-    """A fast path for a function of ``x`` alone, except float64 on CUDA, where torch's
-    hardsigmoid/hardswish kernels use a float32 ``1/6`` (3e-8 off)."""
-
-    def fast(x):
-        if not _floating(x) or (x.is_cuda and x.dtype == torch.float64):
-            return NotImplemented
-        return function(x)
-
     return fast
 
 
@@ -160,11 +148,11 @@ class TorchAdapter(Adapter):
 
     def _fast_paths(self) -> dict[str, FastPath]:
         return {
-            "relu": _unary(F.relu),
+            "relu": _unary(torch.relu),
             "relu6": _unary(F.relu6),
-            "leaky_relu": _no_grad_only(_with_scalar(F.leaky_relu, "negative_slope", 0.01)),
+            "leaky_relu": _with_scalar(F.leaky_relu, "negative_slope", 0.01, kink_grads=True),
             "elu": _with_scalar(F.elu, "alpha", 1.0),
-            "selu": _unary(F.selu),
+            "selu": _unary(torch.selu),
             "celu": _celu,
             "gelu": _gelu,
             "silu": _unary(F.silu),
@@ -172,10 +160,10 @@ class TorchAdapter(Adapter):
             "mish": _unary(F.mish),
             "sigmoid": _unary(torch.sigmoid),
             "tanh": _unary(torch.tanh),
-            "hard_tanh": _no_grad_only(_unary(F.hardtanh)),
-            "hard_sigmoid": _no_grad_only(_exact_constants(F.hardsigmoid)),
-            "hard_silu": _exact_constants(F.hardswish),
-            "hard_swish": _exact_constants(F.hardswish),
+            "hard_tanh": _unary(F.hardtanh, kink_grads=True),
+            "hard_sigmoid": _unary(F.hardsigmoid, kink_grads=True, float32_constants=True),
+            "hard_silu": _unary(F.hardswish, float32_constants=True),
+            "hard_swish": _unary(F.hardswish, float32_constants=True),
             "log_sigmoid": _unary(F.logsigmoid),
             "soft_sign": _unary(F.softsign),
             "softplus": _softplus,

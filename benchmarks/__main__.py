@@ -1,16 +1,17 @@
-"""``python -m benchmarks {activations,random,layers} [--device cpu|cuda] [--libraries ...] [--json PATH]``."""
+"""``python -m benchmarks {activations,random,layers,keras} [--device cpu|cuda] [--libraries ...] [--json PATH]``."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
-from benchmarks import activations, layers, random
+from benchmarks import activations, keras_ops, layers, random
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    parser.add_argument("suite", choices=["activations", "random", "layers"])
+    parser.add_argument("suite", choices=["activations", "random", "layers", "keras"],
+                        help="keras: xpnn against Keras 3's keras.ops at (1000,), CPU only (needs keras)")
     parser.add_argument("--device", choices=sorted(activations.LIBRARIES), default="cpu",
                         help="where the arrays live; cuda times cupy, torch and jax on the GPU")
     parser.add_argument("--libraries", default=None,
@@ -18,16 +19,23 @@ def main(argv: list[str] | None = None) -> int:
                             f"{device}: {','.join(names)}" for device, names in activations.LIBRARIES.items()))
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
+    result: dict
     libraries = tuple(args.libraries.split(",")) if args.libraries else activations.LIBRARIES[args.device]
     for library in libraries:
         if library not in activations.LIBRARIES[args.device]:
             parser.error(f"--libraries: {library!r} does not run on --device {args.device}; "
                          f"expected among {','.join(activations.LIBRARIES[args.device])}")
-    if args.suite in ("random", "layers"):
+    if args.suite == "keras":
+        if args.device != "cpu":
+            parser.error("keras runs on --device cpu only")
+        rows = keras_ops.run(libraries)
+        print(keras_ops.report(rows))
+        result = {"rows": rows}
+    elif args.suite in ("random", "layers"):
         suite = random if args.suite == "random" else layers
         rows = suite.run(libraries, args.device)
         print(suite.report(rows))
-        result: dict = {"rows": rows}
+        result = {"rows": rows}
     else:
         rows = activations.run(libraries, args.device)
         overhead = activations.dispatch_overhead(libraries, args.device)

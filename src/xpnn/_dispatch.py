@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import array_api_compat
 import numpy as np
 
-from xpnn.backends import Adapter, adapter_for_namespace
+from xpnn.backends import Adapter, FastPath, adapter_for_namespace
 
 Array = Any
 Namespace = Any
@@ -142,9 +142,10 @@ def public(*, static: tuple[str, ...] = ()) -> Callable[[F], F]:
 
     def decorate(function: F) -> F:
         name = function.__name__
+        #: array type -> its adapter's fast path (None: none), filled by the first call per type.
+        fast_by_type: dict[type, FastPath | None] = {}
 
-        @functools.wraps(function)
-        def call(x, /, *args, **kwargs):
+        def route(x, args: tuple, kwargs: dict):
             adapter = _ADAPTER_BY_TYPE.get(type(x))
             if adapter is None:
                 if _is_array_like_python(x):
@@ -156,11 +157,22 @@ def public(*, static: tuple[str, ...] = ()) -> Callable[[F], F]:
                 fast = adapter.fast_paths.get(name, _MISSING)
                 if fast is _MISSING:
                     fast = adapter.fast_paths[name] = adapter.compile(function, static)
+                fast_by_type[type(x)] = fast
                 if fast is not None and (not (args or kwargs) or _same_library(x, args, kwargs)):
                     out = fast(x, *args, **kwargs)
                     if out is not NotImplemented:
                         return out
             return function(x, *args, **kwargs)
+
+        @functools.wraps(function)
+        def call(x, /, *args, **kwargs):
+            # The common call, one array and nothing else, costs two dict lookups before its fast path.
+            if not (args or kwargs) and _fast_paths_enabled:
+                fast = fast_by_type.get(type(x))
+                if fast is not None:
+                    out = fast(x)
+                    return function(x) if out is NotImplemented else out
+            return route(x, args, kwargs)
 
         call.written_once = function  # type: ignore[attr-defined]
         return call  # type: ignore[return-value]
