@@ -76,6 +76,23 @@ def ufunc_fast_paths(m: ModuleType, array_type: type, special: ModuleType | None
             return NotImplemented
         return m.where(x > lambd, x - lambd, m.where(x < -lambd, x + lambd, x * 0.0))
 
+    def elu(x, alpha=1.0):
+        if not (floating(x) and _number(alpha)):
+            return NotImplemented
+        positive = x > 0
+        out = m.where(positive, 0.0, x)
+        m.expm1(out, out=out)
+        if alpha != 1.0:  # times 1 is exact: skip the pass
+            out *= alpha
+        return m.where(positive, x, out)
+
+    def soft_sign(x):
+        if not floating(x):
+            return NotImplemented
+        out = m.abs(x)
+        out += 1.0
+        return m.divide(x, out, out=out)
+
     def softplus(x):
         return m.logaddexp(x, 0) if floating(x) else NotImplemented
 
@@ -140,8 +157,8 @@ def ufunc_fast_paths(m: ModuleType, array_type: type, special: ModuleType | None
         return shifted
 
     return {
-        "relu": relu, "relu6": relu6, "hard_tanh": hard_tanh, "leaky_relu": leaky_relu,
-        "hard_sigmoid": hard_sigmoid, "hard_silu": hard_silu, "hard_swish": hard_silu,
+        "relu": relu, "relu6": relu6, "hard_tanh": hard_tanh, "leaky_relu": leaky_relu, "elu": elu,
+        "soft_sign": soft_sign, "hard_sigmoid": hard_sigmoid, "hard_silu": hard_silu, "hard_swish": hard_silu,
         "sparse_plus": sparse_plus, "soft_shrink": soft_shrink, "softplus": softplus,
         "log_sigmoid": log_sigmoid, "gelu": gelu, "sigmoid": sigmoid, "silu": silu, "swish": silu,
         "tanh": tanh, "softmax": softmax, "log_softmax": log_softmax,
