@@ -33,6 +33,11 @@ def valid_axis(axis: Any, ndim: int) -> bool:
     ) == len(axes)
 
 
+def is_number(value: Any) -> bool:
+    """Whether ``value`` is a Python int or float (not a bool): a hyper-parameter a fast path can pass on."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 class Adapter:
     """Primitives and fast paths for one array library.
 

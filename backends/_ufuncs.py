@@ -2,7 +2,8 @@
 
 Each is the best plain formulation of a public function in a library with
 NumPy's ufuncs (``out=`` on fresh temporaries, no ``x**3``, no needless
-temporaries, reductions as array methods, which skip the functions' dispatch) and, where there is one, SciPy's special-function module
+temporaries, reductions as array methods, which skip the functions'
+dispatch) and, where there is one, SciPy's special-function module
 (``scipy.special`` or ``cupyx.scipy.special``).  They only take real floating
 arrays of that library, and the SciPy-style ufuncs only float32 and float64
 (their loops); anything else goes to the written-once definition.
@@ -13,14 +14,10 @@ import math
 from types import ModuleType
 from typing import Any
 
-from ._base import FastPath, valid_axis
+from ._base import FastPath, is_number, valid_axis
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _SQRT_HALF = math.sqrt(0.5)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def ufunc_fast_paths(m: ModuleType, array_type: type, special: ModuleType | None) -> dict[str, FastPath]:
@@ -57,7 +54,7 @@ def ufunc_fast_paths(m: ModuleType, array_type: type, special: ModuleType | None
         return out
 
     def leaky_relu(x, negative_slope=0.01):
-        if not (floating(x) and _number(negative_slope)):
+        if not (floating(x) and is_number(negative_slope)):
             return NotImplemented
         return m.where(x >= 0, x, m.multiply(x, negative_slope))
 
@@ -72,12 +69,12 @@ def ufunc_fast_paths(m: ModuleType, array_type: type, special: ModuleType | None
         return out
 
     def soft_shrink(x, lambd=0.5):
-        if not (floating(x) and _number(lambd)) or lambd < 0:
+        if not (floating(x) and is_number(lambd)) or lambd < 0:
             return NotImplemented
         return m.where(x > lambd, x - lambd, m.where(x < -lambd, x + lambd, x * 0.0))
 
     def elu(x, alpha=1.0):
-        if not (floating(x) and _number(alpha)):
+        if not (floating(x) and is_number(alpha)):
             return NotImplemented
         positive = x > 0
         out = m.where(positive, 0.0, x)

@@ -26,11 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ._base import Adapter, FastPath, valid_axis
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+from ._base import Adapter, FastPath, is_number, valid_axis
 
 
 def _floating(x: Any) -> bool:
@@ -59,7 +55,7 @@ def _with_scalar(function, parameter: str, default: float, *, kink_grads: bool =
 
     def fast(x, *args, **kwargs):
         value = args[0] if args else kwargs.pop(parameter, default)
-        if len(args) > 1 or kwargs or not (_floating(x) and _number(value)) or (
+        if len(args) > 1 or kwargs or not (_floating(x) and is_number(value)) or (
                 kink_grads and x.requires_grad and torch.is_grad_enabled()):
             return NotImplemented
         return function(x, value)
@@ -69,7 +65,7 @@ def _with_scalar(function, parameter: str, default: float, *, kink_grads: bool =
 
 
 def _celu(x, alpha=1.0):
-    if not (_floating(x) and _number(alpha)) or alpha == 0:
+    if not (_floating(x) and is_number(alpha)) or alpha == 0:
         return NotImplemented
     return F.celu(x, alpha)
 
@@ -111,19 +107,19 @@ def _glu(x, axis=-1):
 
 
 def _soft_shrink(x, lambd=0.5):
-    if not (_floating(x) and _number(lambd)) or lambd < 0:
+    if not (_floating(x) and is_number(lambd)) or lambd < 0:
         return NotImplemented
     return F.softshrink(x, lambd)
 
 
 def _threshold(x, threshold, value):
-    if not (_floating(x) and _number(threshold) and _number(value)):
+    if not (_floating(x) and is_number(threshold) and is_number(value)):
         return NotImplemented
     return F.threshold(x, threshold, value)
 
 
 def _rrelu(x, lower=0.125, upper=1.0 / 3.0, *, key=None):
-    if key is not None or not (_floating(x) and _number(lower) and _number(upper)):
+    if key is not None or not (_floating(x) and is_number(lower) and is_number(upper)):
         return NotImplemented
     return F.rrelu(x, lower, upper, training=False)
 

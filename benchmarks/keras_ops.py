@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -65,8 +66,8 @@ def report(rows: list[dict]) -> str:
 
     lines = [ratio_table(rows, (("library", "6"), ("function", "13")), "us").replace("native", "keras ")]
     for library in dict.fromkeys(r["library"] for r in rows):
-        ratios = sorted(r["ratio"] for r in rows if r["library"] == library)
-        lines.append(f"{library}: xpnn / keras.ops median {ratios[len(ratios) // 2]:.2f}, worst {ratios[-1]:.2f}, "
+        ratios = [r["ratio"] for r in rows if r["library"] == library]
+        lines.append(f"{library}: xpnn / keras.ops median {statistics.median(ratios):.2f}, worst {max(ratios):.2f}, "
                      f"xpnn faster in {sum(r < 1 for r in ratios)} of {len(ratios)}")
     return "\n".join(lines)
 

@@ -33,7 +33,7 @@ import array_api_compat
 from xpnn import _threefry, _uint64
 from xpnn._dispatch import adapter_of, public
 from xpnn._threefry import MASK32, set_threefry_partitionable, threefry_partitionable
-from xpnn.backends import Adapter
+from xpnn.backends import Adapter, is_number
 
 __all__ = [
     "key", "split", "fold_in", "bits", "uniform", "normal", "truncated_normal", "bernoulli",
@@ -436,7 +436,7 @@ def truncated_normal(key: Array, lower: Any, upper: Any, shape: Shape | None = N
         shape = _broadcast_shapes(tuple(getattr(lower, "shape", ())), tuple(getattr(upper, "shape", ())))
     adapter, words, shape, dtype = _float_call(key, shape, dtype, "truncated_normal")
     _check_bounds("truncated_normal", shape, lower=lower, upper=upper)
-    if _is_number(lower) and _is_number(upper) and not lower < upper:
+    if is_number(lower) and is_number(upper) and not lower < upper:
         raise ValueError(f"truncated_normal: lower must be < upper, got lower={lower}, upper={upper}")
     return _truncated_normal(words, lower, upper, shape, dtype, partitionable=_threefry.threefry_partitionable())
 
@@ -450,7 +450,7 @@ def bernoulli(key: Array, p: Any = 0.5, shape: Shape | None = None) -> Array:
     adapter, _ = _key_words(key, "bernoulli")
     if shape is None:
         shape = tuple(getattr(p, "shape", ()))
-    if _is_number(p):
+    if is_number(p):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"bernoulli: p must be a probability in [0, 1], got {p}")
         dtype = None
@@ -462,6 +462,15 @@ def bernoulli(key: Array, p: Any = 0.5, shape: Shape | None = None) -> Array:
 
 
 # -- integers ----------------------------------------------------------------------
+
+
+def _two_streams(adapter: Adapter, key: Array, n: int, width: int, partitionable: bool,
+                 transform: Callable[[Any], Array]) -> tuple[Array, Array]:
+    """randint's two draws of ``n`` values of ``width`` bits, from the two halves of ``split(key)``."""
+    keys = adapter.xp.unstack(_split.written_once(key, 2, partitionable=partitionable))
+    higher, lower = (_draw(adapter, adapter.xp.astype(k, adapter.random_word_dtype), n, width, partitionable, transform)
+                     for k in keys)
+    return higher, lower
 
 
 @public(static=("shape", "dtype", "width", "partitionable"))
@@ -484,10 +493,8 @@ def _randint(key: Array, shape: tuple[int, ...], minval: Any, maxval: Any, dtype
     span = xp.where(high <= low, xp.ones_like(high), high - low)
     span = xp.where(beyond & (high > low), span + 1, span)
     span = xp.broadcast_to(span, shape) if span.ndim else span
-    k1, k2 = (xp.astype(k, adapter.random_word_dtype) for k in xp.unstack(_split.written_once(key, 2, partitionable=partitionable)))
     n = math.prod(shape)
-    higher = _draw(adapter, k1, n, width, partitionable, lambda values: xp.astype(values, wide))
-    lower = _draw(adapter, k2, n, width, partitionable, lambda values: xp.astype(values, wide))
+    higher, lower = _two_streams(adapter, key, n, width, partitionable, lambda values: xp.astype(values, wide))
     span = xp.reshape(xp.broadcast_to(span, shape), (n,))
     # jax: offset = ((higher % span) * (2**width % span)**2 % span + lower % span) % span,
     # in unsigned width-bit arithmetic (the product wraps for width 32).
@@ -506,10 +513,8 @@ def _randint64(key: Array, shape: tuple[int, ...], low: _uint64.Pair, modulo: Ca
     arithmetic, ``modulo`` being ``% span`` and ``multiplier`` ``(2**32 % span)**2 % span``."""
     adapter = adapter_of(key)
     xp = adapter.xp
-    n = math.prod(shape)
-    k1, k2 = (xp.astype(k, adapter.random_word_dtype) for k in xp.unstack(_split.written_once(key, 2, partitionable=partitionable)))
-    higher, lower = (_uint64.from_int64(_draw(adapter, k, n, 64, partitionable, lambda pair: _int64_of_words(xp, pair)))
-                     for k in (k1, k2))
+    higher, lower = (_uint64.from_int64(stream) for stream in _two_streams(
+        adapter, key, math.prod(shape), 64, partitionable, lambda pair: _int64_of_words(xp, pair)))
     offset = modulo(_uint64.add(_uint64.mul(modulo(higher), multiplier), modulo(lower)))
     return xp.reshape(xp.astype(_uint64.to_int64(_uint64.add(low, offset)), dtype), shape)
 
@@ -697,10 +702,6 @@ def _gumbel(adapter: Adapter, key: Array, shape: tuple[int, ...], dtype: Any, pa
 def _as_dtype(xp: Namespace, value: Any, dtype: Any, device: Any) -> Array:
     """A bound (Python number or array) as an array of ``dtype``; numbers are placed on ``device``."""
     return xp.astype(value, dtype) if hasattr(value, "dtype") else xp.asarray(value, dtype=dtype, device=device)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
