@@ -12,8 +12,10 @@ Array = Any
 Namespace = Any
 
 #: A native implementation of a whole public function.  It takes the public
-#: function's arguments and returns its result, or ``NotImplemented`` to hand
-#: the call to the written-once definition (e.g. for an argument it lacks).
+#: function's arguments, the first always an array of the adapter's library
+#: (the dispatch routes nothing else to it), and returns its result, or
+#: ``NotImplemented`` to hand the call to the written-once definition (e.g.
+#: for a dtype or an argument it lacks).
 FastPath = Callable[..., Any]
 
 

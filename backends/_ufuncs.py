@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from types import ModuleType
-from typing import Any
 
 from ._base import FastPath, is_number, valid_axis
 
@@ -20,27 +19,25 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _SQRT_HALF = math.sqrt(0.5)
 
 
-def ufunc_fast_paths(m: ModuleType, array_type: type, special: ModuleType | None) -> dict[str, FastPath]:
-    """The fast paths for arrays of ``array_type``, built from module ``m``'s ufuncs and ``special``
+def ufunc_fast_paths(m: ModuleType, special: ModuleType | None) -> dict[str, FastPath]:
+    """The fast paths for arrays of module ``m``, built from its ufuncs and ``special``
     (None: the ones that need it are left out)."""
 
-    def floating(x: Any) -> bool:
-        return isinstance(x, array_type) and x.dtype.kind == "f"
-
-    def special_float(x: Any) -> bool:
-        return special is not None and isinstance(x, array_type) and x.dtype in (m.float32, m.float64)
+    # The checks run on every call, so they are set lookups inlined in each fast path.
+    floating = frozenset(m.dtype(name) for name in ("float16", "float32", "float64", "longdouble"))
+    special_floating = frozenset() if special is None else frozenset((m.dtype("float32"), m.dtype("float64")))
 
     def relu(x):
-        return m.maximum(x, 0) if floating(x) else NotImplemented
+        return m.maximum(x, 0) if x.dtype in floating else NotImplemented
 
     def relu6(x):
-        return m.clip(x, 0, 6) if floating(x) else NotImplemented
+        return m.clip(x, 0, 6) if x.dtype in floating else NotImplemented
 
     def hard_tanh(x):
-        return m.clip(x, -1, 1) if floating(x) else NotImplemented
+        return m.clip(x, -1, 1) if x.dtype in floating else NotImplemented
 
     def hard_sigmoid(x):
-        if not floating(x):
+        if x.dtype not in floating:
             return NotImplemented
         out = m.add(x, 3.0)
         m.clip(out, 0, 6, out=out)
@@ -54,12 +51,12 @@ def ufunc_fast_paths(m: ModuleType, array_type: type, special: ModuleType | None
         return out
 
     def leaky_relu(x, negative_slope=0.01):
-        if not (floating(x) and is_number(negative_slope)):
+        if not (x.dtype in floating and is_number(negative_slope)):
             return NotImplemented
         return m.where(x >= 0, x, m.multiply(x, negative_slope))
 
     def sparse_plus(x):
-        if not floating(x):
+        if x.dtype not in floating:
             return NotImplemented
         inner = m.add(x, 1.0)
         inner *= inner
@@ -69,12 +66,12 @@ def ufunc_fast_paths(m: ModuleType, array_type: type, special: ModuleType | None
         return out
 
     def soft_shrink(x, lambd=0.5):
-        if not (floating(x) and is_number(lambd)) or lambd < 0:
+        if not (x.dtype in floating and is_number(lambd)) or lambd < 0:
             return NotImplemented
         return m.where(x > lambd, x - lambd, m.where(x < -lambd, x + lambd, x * 0.0))
 
     def elu(x, alpha=1.0):
-        if not (floating(x) and is_number(alpha)):
+        if not (x.dtype in floating and is_number(alpha)):
             return NotImplemented
         positive = x > 0
         out = m.where(positive, 0.0, x)
@@ -84,26 +81,26 @@ def ufunc_fast_paths(m: ModuleType, array_type: type, special: ModuleType | None
         return m.where(positive, x, out)
 
     def soft_sign(x):
-        if not floating(x):
+        if x.dtype not in floating:
             return NotImplemented
         out = m.abs(x)
         out += 1.0
         return m.divide(x, out, out=out)
 
     def softplus(x):
-        return m.logaddexp(x, 0) if floating(x) else NotImplemented
+        return m.logaddexp(x, 0) if x.dtype in floating else NotImplemented
 
     def log_sigmoid(x):
-        if not floating(x):
+        if x.dtype not in floating:
             return NotImplemented
         out = m.logaddexp(m.negative(x), 0)
         return m.negative(out, out=out)
 
     def gelu(x, approximate=True):
-        if not floating(x):
+        if x.dtype not in floating:
             return NotImplemented
         if not approximate:
-            if not special_float(x):
+            if x.dtype not in special_floating:
                 return NotImplemented
             out = m.multiply(x, -_SQRT_HALF)
             out = special.erfc(out, out=out)
@@ -122,20 +119,20 @@ def ufunc_fast_paths(m: ModuleType, array_type: type, special: ModuleType | None
         return inner
 
     def sigmoid(x):
-        return special.expit(x) if special_float(x) else NotImplemented
+        return special.expit(x) if x.dtype in special_floating else NotImplemented
 
     def silu(x):
-        if not special_float(x):
+        if x.dtype not in special_floating:
             return NotImplemented
         out = special.expit(x)
         out *= x
         return out
 
     def tanh(x):
-        return m.tanh(x) if floating(x) else NotImplemented
+        return m.tanh(x) if x.dtype in floating else NotImplemented
 
     def reducible(x, axis, where) -> bool:
-        return floating(x) and where is None and isinstance(axis, int) and valid_axis(axis, x.ndim) and x.size > 0
+        return x.dtype in floating and where is None and isinstance(axis, int) and valid_axis(axis, x.ndim) and x.size > 0
 
     def softmax(x, axis=-1, where=None):
         if not reducible(x, axis, where):

@@ -8,6 +8,8 @@ inlined, so the traced program is the same as calling ``jax.nn`` directly.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any, Callable
 
 import jax
@@ -16,70 +18,75 @@ import jax.numpy as jnp
 
 from ._base import Adapter, FastPath, valid_axis
 
-# xpnn name -> (jax.nn function, its static (non-array) arguments).
+# xpnn name -> the jax.nn function with xpnn's semantics for floating inputs.
 _JAX_NN = {
-    "relu": (jnn.relu, ()),
-    "relu6": (jnn.relu6, ()),
-    "leaky_relu": (jnn.leaky_relu, ()),
-    "elu": (jnn.elu, ()),
-    "selu": (jnn.selu, ()),
-    "celu": (jnn.celu, ()),
-    "gelu": (jnn.gelu, ("approximate",)),
-    "silu": (jnn.silu, ()),
-    "swish": (jnn.silu, ()),
-    "mish": (jnn.mish, ()),
-    "hard_silu": (jnn.hard_silu, ()),
-    "hard_swish": (jnn.hard_silu, ()),
-    "squareplus": (jnn.squareplus, ()),
-    "sigmoid": (jnn.sigmoid, ()),
-    "hard_sigmoid": (jnn.hard_sigmoid, ()),
-    "log_sigmoid": (jnn.log_sigmoid, ()),
-    "soft_sign": (jnn.soft_sign, ()),
-    "tanh": (jnn.tanh, ()),
-    "hard_tanh": (jnn.hard_tanh, ()),
-    "softplus": (jnn.softplus, ()),
-    "sparse_plus": (jnn.sparse_plus, ()),
-    "sparse_sigmoid": (jnn.sparse_sigmoid, ()),
-    "log1mexp": (jnn.log1mexp, ()),
-    "softmax": (jnn.softmax, ("axis",)),
-    "log_softmax": (jnn.log_softmax, ("axis",)),
-    "logsumexp": (jnn.logsumexp, ("axis", "keepdims", "return_sign")),
+    "relu": jnn.relu,
+    "relu6": jnn.relu6,
+    "leaky_relu": jnn.leaky_relu,
+    "elu": jnn.elu,
+    "selu": jnn.selu,
+    "celu": jnn.celu,
+    "gelu": jnn.gelu,
+    "silu": jnn.silu,
+    "swish": jnn.silu,
+    "mish": jnn.mish,
+    "hard_silu": jnn.hard_silu,
+    "hard_swish": jnn.hard_silu,
+    "squareplus": jnn.squareplus,
+    "sigmoid": jnn.sigmoid,
+    "hard_sigmoid": jnn.hard_sigmoid,
+    "log_sigmoid": jnn.log_sigmoid,
+    "soft_sign": jnn.soft_sign,
+    "tanh": jnn.tanh,
+    "hard_tanh": jnn.hard_tanh,
+    "softplus": jnn.softplus,
+    "sparse_plus": jnn.sparse_plus,
+    "sparse_sigmoid": jnn.sparse_sigmoid,
+    "log1mexp": jnn.log1mexp,
+    "softmax": jnn.softmax,
+    "log_softmax": jnn.log_softmax,
+    "logsumexp": jnn.logsumexp,
 }
 
 
 _FLOATING = frozenset(jnp.dtype(d) for d in ("float16", "bfloat16", "float32", "float64"))
 
 
-def _native(function: Callable[..., Any], static: tuple[str, ...]) -> FastPath:
-    """``jax.nn``'s ``function`` jitted, for floating inputs with in-range axes.
+def _native_or_written_once(native: Callable[..., Any], written_once: Callable[..., Any]) -> Callable[..., Any]:
+    """A function with ``written_once``'s signature that calls ``jax.nn``'s ``native`` for
+    floating inputs with in-range axes and ``written_once`` otherwise.
 
-    Integer inputs and bad axes go to the written-once definition, so dtype
-    promotion (to the default float) and error messages are xpnn's.
+    It is meant to be traced: the choice reads only the input's dtype and the
+    static arguments, so a jitted call decides it once per compiled signature
+    and no Python check runs per call.  Integer inputs and bad axes take the
+    written-once definition, so dtype promotion (to the default float) and
+    error messages are xpnn's.
     """
-    jitted = jax.jit(function, static_argnames=static)
-    takes_axis = "axis" in static
+    signature = inspect.signature(written_once)
+    takes_axis = "axis" in signature.parameters
 
-    def fast(x, *args, **kwargs):
-        if getattr(x, "dtype", None) not in _FLOATING:
-            return NotImplemented
-        if takes_axis:
-            axis = args[0] if args else kwargs.get("axis", -1 if function is not jnn.logsumexp else None)
-            if not valid_axis(axis if not isinstance(axis, list) else tuple(axis), x.ndim):
-                return NotImplemented
-        return jitted(x, *args, **kwargs)
+    @functools.wraps(written_once)
+    def choose(x, *args, **kwargs):
+        if x.dtype in _FLOATING:
+            if not takes_axis:
+                return native(x, *args, **kwargs)
+            axis = signature.bind(x, *args, **kwargs).arguments.get("axis", signature.parameters["axis"].default)
+            if valid_axis(axis, x.ndim):
+                return native(x, *args, **kwargs)
+        return written_once(x, *args, **kwargs)
 
-    return fast
+    return choose
 
 
 class JaxAdapter(Adapter):
     name = "jax"
 
-    def _fast_paths(self) -> dict[str, FastPath]:
-        return {name: _native(function, static) for name, (function, static) in _JAX_NN.items()}
-
     def compile(self, function: Callable[..., Any], static_argnames: tuple[str, ...]) -> FastPath:
-        """The written-once ``function`` as a cached ``jax.jit``."""
-        return jax.jit(function, static_argnames=static_argnames)
+        """The public ``function`` as a cached ``jax.jit``: of ``jax.nn``'s twin where it has
+        one (see :func:`_native_or_written_once`), else of the written-once definition."""
+        native = _JAX_NN.get(function.__name__)
+        traced = function if native is None else _native_or_written_once(native, function)
+        return jax.jit(traced, static_argnames=static_argnames)
 
     def erf(self, x):
         return jax.lax.erf(x)

@@ -1,6 +1,8 @@
 """Every public function on every backend against the reference framework (jax.nn / torch.nn.functional)."""
 from __future__ import annotations
 
+import math
+
 import pytest
 
 import xpnn
@@ -38,6 +40,22 @@ def test_fast_path_switch():
         assert not xpnn.fast_paths_enabled()
     finally:
         xpnn.set_fast_paths(True)
+
+
+def test_fast_path_switch_reaches_cached_calls():
+    """A call type already routed to its fast path runs the written-once definition once fast
+    paths are off.  torch.relu(-0.0) is -0.0 and jax.nn.relu(-0.0) is +0.0, so the sign of
+    the zero tells which ran."""
+    torch = pytest.importorskip("torch")
+    import jax.nn
+
+    x = torch.tensor([-0.0])
+    fast_zero = xpnn.relu(x)  # fills the per-type cache
+    assert math.copysign(1.0, fast_zero.item()) == math.copysign(1.0, torch.relu(x).item()) == -1.0
+    with xpnn.fast_paths(False):
+        written_once_zero = xpnn.relu(x)
+    assert math.copysign(1.0, written_once_zero.item()) == math.copysign(1.0, float(jax.nn.relu(-0.0))) == 1.0
+    assert math.copysign(1.0, xpnn.relu(x).item()) == -1.0  # and back on
 
 
 def test_every_function_has_a_case():

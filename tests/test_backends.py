@@ -91,6 +91,21 @@ def test_result_on_the_input_device(backend):
         assert array_api_compat.device(out) == array_api_compat.device(x)
 
 
+def test_list_axes_and_shapes_as_jax_takes_them(backend):
+    """``axis=[0]`` and ``shape=[2, 3]`` work as in jax.nn.softmax and jax.random on every
+    backend: a compiled fast path must not choke on an unhashable static argument."""
+    jax = pytest.importorskip("jax")
+    data = np.linspace(-2, 2, 6).reshape(2, 3)
+    x = backend.asarray(data, "float64")
+    expected = [jax.nn.softmax(data, axis=[0]), jax.nn.log_softmax(data, (1,)), jax.nn.logsumexp(data, [0, 1])]
+    expected_normal = jax.random.normal(jax.random.key(3), [2, 3], dtype="float64")
+    outs = [xpnn.softmax(x, axis=[0]), xpnn.log_softmax(x, [1]), xpnn.logsumexp(x, [0, 1])]
+    for out, reference in zip(outs, expected):
+        np.testing.assert_allclose(backend.to_numpy(out), reference, rtol=1e-13, atol=0)
+    normal = xpnn.random.normal(xpnn.random.key(3, like=x), [2, 3], dtype=backend.xp.float64)
+    np.testing.assert_allclose(backend.to_numpy(normal), expected_normal, rtol=1e-14, atol=0)
+
+
 def test_array_api_strict_second_device():
     """Constants must be made on the input's device, not the default one."""
     strict = pytest.importorskip("array_api_strict")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -33,6 +34,8 @@ _ADAPTER_BY_TYPE: dict[type, Adapter] = {}
 _PLAIN_TYPES = (int, float, bool, complex, str, tuple, type(None), slice)
 _fast_paths_enabled = True
 _MISSING = object()
+#: Every public function's ``fast_by_type`` cache; emptied when fast paths are turned off.
+_FAST_PATH_CACHES: list[dict[type, FastPath | None]] = []
 
 
 def _adapter_of_type(value: Any) -> Adapter:
@@ -100,6 +103,9 @@ def set_fast_paths(enabled: bool) -> None:
     """
     global _fast_paths_enabled
     _fast_paths_enabled = bool(enabled)
+    if not _fast_paths_enabled:
+        for cache in _FAST_PATH_CACHES:
+            cache.clear()
 
 
 def fast_paths_enabled() -> bool:
@@ -129,6 +135,18 @@ def _same_library(first: Array, args: tuple, kwargs: dict) -> bool:
     return True
 
 
+def _static_lists_as_tuples(args: tuple, kwargs: dict, static: tuple[str, ...],
+                            positions: frozenset[int]) -> tuple[tuple, dict]:
+    """``args`` and ``kwargs`` with the static arguments given as lists (``axis=[0, 1]``) as
+    tuples, which a compiled fast path can key its cache on.  ``positions`` are the static
+    arguments' indices in ``args``."""
+    args = tuple(tuple(value) if index in positions and type(value) is list else value
+                 for index, value in enumerate(args))
+    kwargs = {key: tuple(value) if key in static and type(value) is list else value
+              for key, value in kwargs.items()}
+    return args, kwargs
+
+
 def public(*, static: tuple[str, ...] = ()) -> Callable[[F], F]:
     """Make a written-once function public: fast-path routing and input coercion.
 
@@ -142,8 +160,13 @@ def public(*, static: tuple[str, ...] = ()) -> Callable[[F], F]:
 
     def decorate(function: F) -> F:
         name = function.__name__
-        #: array type -> its adapter's fast path (None: none), filled by the first call per type.
+        #: array type -> its adapter's fast path (None: none), filled by the first call per type
+        #: while fast paths are on, emptied when they are turned off.
         fast_by_type: dict[type, FastPath | None] = {}
+        _FAST_PATH_CACHES.append(fast_by_type)
+        # Indices in ``args`` (the arguments after ``x``) of the static arguments.
+        static_positions = frozenset(index - 1 for index, parameter in enumerate(
+            inspect.signature(function).parameters) if parameter in static)
 
         def route(x, args: tuple, kwargs: dict):
             adapter = _ADAPTER_BY_TYPE.get(type(x))
@@ -159,6 +182,8 @@ def public(*, static: tuple[str, ...] = ()) -> Callable[[F], F]:
                     fast = adapter.fast_paths[name] = adapter.compile(function, static)
                 fast_by_type[type(x)] = fast
                 if fast is not None and (not (args or kwargs) or _same_library(x, args, kwargs)):
+                    if static:
+                        args, kwargs = _static_lists_as_tuples(args, kwargs, static, static_positions)
                     out = fast(x, *args, **kwargs)
                     if out is not NotImplemented:
                         return out
@@ -166,13 +191,12 @@ def public(*, static: tuple[str, ...] = ()) -> Callable[[F], F]:
 
         @functools.wraps(function)
         def call(x, /, *args, **kwargs):
-            # The common call, one array and nothing else, costs two dict lookups before its fast path.
-            if not (args or kwargs) and _fast_paths_enabled:
-                fast = fast_by_type.get(type(x))
-                if fast is not None:
-                    out = fast(x)
-                    return function(x) if out is NotImplemented else out
-            return route(x, args, kwargs)
+            # The common call, one array and nothing else, costs one dict lookup before its fast path.
+            fast = fast_by_type.get(type(x))
+            if fast is None or args or kwargs:
+                return route(x, args, kwargs)
+            out = fast(x)
+            return out if out is not NotImplemented else function(x)
 
         call.written_once = function  # type: ignore[attr-defined]
         return call  # type: ignore[return-value]
