@@ -19,9 +19,10 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _SQRT_HALF = math.sqrt(0.5)
 
 
-def ufunc_fast_paths(m: ModuleType, special: ModuleType | None) -> dict[str, FastPath]:
+def ufunc_fast_paths(m: ModuleType, special: ModuleType | None, *, masked_ufuncs: bool) -> dict[str, FastPath]:
     """The fast paths for arrays of module ``m``, built from its ufuncs and ``special``
-    (None: the ones that need it are left out)."""
+    (None: the ones that need it are left out).  ``masked_ufuncs``: the ufuncs take
+    NumPy's ``where=`` mask (CuPy's do not)."""
 
     # The checks run on every call, so they are set lookups inlined in each fast path.
     floating = frozenset(m.dtype(name) for name in ("float16", "float32", "float64", "longdouble"))
@@ -73,10 +74,16 @@ def ufunc_fast_paths(m: ModuleType, special: ModuleType | None) -> dict[str, Fas
     def elu(x, alpha=1.0):
         if not (x.dtype in floating and is_number(alpha)):
             return NotImplemented
+        if masked_ufuncs:  # expm1 only where x <= 0, into a copy of x: nan stays nan, -0.0 stays -0.0
+            negative = x <= 0
+            out = m.expm1(x, out=x.copy(), where=negative)
+            if alpha != 1.0:  # times 1 is exact: skip the pass
+                m.multiply(out, alpha, out=out, where=negative)
+            return out
         positive = x > 0
         out = m.where(positive, 0.0, x)
         m.expm1(out, out=out)
-        if alpha != 1.0:  # times 1 is exact: skip the pass
+        if alpha != 1.0:
             out *= alpha
         return m.where(positive, x, out)
 

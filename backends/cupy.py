@@ -13,7 +13,7 @@ class CupyAdapter(Adapter):
     name = "cupy"
 
     def _fast_paths(self) -> dict[str, FastPath]:
-        return ufunc_fast_paths(cupy, special)
+        return ufunc_fast_paths(cupy, special, masked_ufuncs=False)
 
     def to_host(self, x):
         return x.get()

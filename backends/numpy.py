@@ -66,7 +66,7 @@ class NumpyAdapter(Adapter):
         return list(_slice_pool().map(function, starts))
 
     def _fast_paths(self) -> dict[str, FastPath]:
-        return ufunc_fast_paths(np, _special)
+        return ufunc_fast_paths(np, _special, masked_ufuncs=True)
 
     def erf_inv(self, x):
         """XLA's float32 ``ErfInv32`` as the standard-only version computes it, bit for bit,
