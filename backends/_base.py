@@ -51,6 +51,10 @@ class Adapter:
 
     #: Short library name, as used by the test matrix and the reports.
     name = "generic"
+    #: Public functions whose fast path calls a native kernel that may return a zero of the
+    #: other sign than jax.nn (e.g. torch's ``relu(-0.0)`` is ``-0.0``, jax's ``+0.0``); equal
+    #: values otherwise.  The conformance checks compare zero signs everywhere else.
+    fast_path_zero_signs: frozenset[str] = frozenset()
 
     def __init__(self, xp: Namespace) -> None:
         self.xp = xp

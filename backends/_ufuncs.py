@@ -26,13 +26,19 @@ def ufunc_fast_paths(m: ModuleType, special: ModuleType | None, *, masked_ufuncs
 
     # The checks run on every call, so they are set lookups inlined in each fast path.
     floating = frozenset(m.dtype(name) for name in ("float16", "float32", "float64", "longdouble"))
-    special_floating = frozenset() if special is None else frozenset((m.dtype("float32"), m.dtype("float64")))
+    single_or_double = frozenset((m.dtype("float32"), m.dtype("float64")))
+    special_floating = frozenset() if special is None else single_or_double
 
+    # maximum(-0.0, 0) is +0.0 in the float32 and float64 loops but -0.0 in NumPy's float16
+    # one (the standard leaves it open); relu(-0.0) is +0.0, so float16 takes the written-once path.
     def relu(x):
-        return m.maximum(x, 0) if x.dtype in floating else NotImplemented
+        return m.maximum(x, 0) if x.dtype in single_or_double else NotImplemented
 
     def relu6(x):
-        return m.clip(x, 0, 6) if x.dtype in floating else NotImplemented
+        if x.dtype not in floating:
+            return NotImplemented
+        out = m.add(x, 0.0)  # -0.0 + 0.0 is +0.0, relu6(-0.0) in jax; clip alone keeps -0.0
+        return m.clip(out, 0, 6, out=out)
 
     def hard_tanh(x):
         return m.clip(x, -1, 1) if x.dtype in floating else NotImplemented
@@ -69,7 +75,7 @@ def ufunc_fast_paths(m: ModuleType, special: ModuleType | None, *, masked_ufuncs
     def soft_shrink(x, lambd=0.5):
         if not (x.dtype in floating and is_number(lambd)) or lambd < 0:
             return NotImplemented
-        return m.where(x > lambd, x - lambd, m.where(x < -lambd, x + lambd, x * 0.0))
+        return m.where(x > lambd, x - lambd, m.where(x < -lambd, x + lambd, m.where(m.isnan(x), x, 0.0)))
 
     def elu(x, alpha=1.0):
         if not (x.dtype in floating and is_number(alpha)):

@@ -15,9 +15,14 @@ returns ``NotImplemented`` and the written-once definition runs:
   for the dtype (20 below float64, 40 in float64), so it equals ``logaddexp(x, 0)``;
 * ``celu`` with ``alpha == 0`` (torch raises, jax returns nan/0).
 
-The known remaining differences are sign-of-zero ones (torch's ``relu(-0.0)``
-is ``-0.0``, jax's ``+0.0``) and torch keeping float32 subnormals that XLA
-flushes to zero.
+The known remaining differences are torch keeping float32 subnormals that XLA
+flushes to zero, and the signs of some zeros (:attr:`TorchAdapter.fast_path_zero_signs`):
+torch's ``relu``, ``relu6`` and ``celu`` keep ``-0.0`` (jax: ``+0.0``), its
+``log_sigmoid`` underflows to ``+0.0`` and its exact float32 ``gelu`` below
+about -10 gives ``+0.0`` (jax: ``-0.0``), and its ``softshrink`` gives ``-0.0``
+for negative inputs in the scalar loop past the last full vector.  Fixing them
+costs an extra pass (``+ 0.0`` alone is 1 to 4 us): with fast paths off, the
+written-once definitions give jax's zeros.
 """
 from __future__ import annotations
 
@@ -160,6 +165,7 @@ def _prelu(x, weight):
 
 class TorchAdapter(Adapter):
     name = "torch"
+    fast_path_zero_signs = frozenset({"relu", "relu6", "celu", "log_sigmoid", "gelu", "soft_shrink"})
     #: torch has no uint32 add or shift: xpnn.random's 32-bit words live in
     #: int64 and every sum and left shift is masked back to 32 bits.
     random_word_dtype = torch.int64

@@ -28,7 +28,7 @@ class Comparison:
     max_abs: float
     max_rel: float
     max_ulp: float
-    special_mismatch: int  # positions where nan/inf/sign of inf differ
+    special_mismatch: int  # positions where nan/inf/sign of inf/sign of an exact zero differ
     passed: bool
 
     def as_dict(self) -> dict:
@@ -41,8 +41,12 @@ def compare(
     dtype: str,
     magnitude: np.ndarray | None = None,
     tolerance: tuple[float, float] | None = None,
+    zero_signs: bool = True,
 ) -> Comparison:
     """Compare elementwise with the dtype's tolerance.
+
+    NaNs, infinities and (unless ``zero_signs`` is false) the signs of exact
+    zeros must be the reference's.
 
     ``magnitude`` (for elementwise functions: ``|x|``) adds ``2 eps |x|`` to the
     allowed error: formulas like ``x * (1 + tanh(...))`` cancel in their tail,
@@ -56,7 +60,10 @@ def compare(
     rtol, atol = tolerance or TOLERANCES[dtype]
     nan_a, nan_e = np.isnan(actual), np.isnan(expected)
     inf_a, inf_e = np.isinf(actual), np.isinf(expected)
-    special = (nan_a != nan_e) | (inf_e & (actual != expected)) | (inf_a & ~inf_e)
+    # Exact zeros of opposite sign count too: the references give relu(-0.0) = +0.0 but
+    # elu(-0.0) = -0.0 (REFERENCE.md A.2), and 1/x or copysign tell them apart.
+    zero_sign = zero_signs & (actual == 0) & (expected == 0) & (np.signbit(actual) != np.signbit(expected))
+    special = (nan_a != nan_e) | (inf_e & (actual != expected)) | (inf_a & ~inf_e) | zero_sign
     finite = ~(nan_a | nan_e | inf_a | inf_e)
     with np.errstate(invalid="ignore", over="ignore"):
         diff = np.abs(actual - expected)[finite]

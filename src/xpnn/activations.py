@@ -100,7 +100,9 @@ def celu(x: Array, alpha: Array | float = 1.0) -> Array:
     """
     xp = namespace(x, alpha)
     x = floating(xp, x, "celu")
-    return xp.maximum(x, 0.0) + alpha * xp.expm1(xp.minimum(x, 0.0) / alpha)
+    # The standard leaves the sign of maximum(-0.0, +0.0) to the library (NumPy's float16
+    # loop gives -0.0); adding +0.0 makes the positive part +0.0 there, so celu(-0.0) = +0.0.
+    return (xp.maximum(x, 0.0) + 0.0) + alpha * xp.expm1(xp.minimum(x, 0.0) / alpha)
 
 
 @public(static=("approximate",))

@@ -40,12 +40,14 @@ def soft_shrink(x: Array, lambd: float = 0.5) -> Array:
     r"""Soft shrinkage: :math:`x - \lambda` above :math:`\lambda`, :math:`x + \lambda` below :math:`-\lambda`, else 0.
 
     Matches ``torch.nn.functional.softshrink`` (``lambd`` must be >= 0; NaN
-    propagates; zeros keep the sign of ``x``).
+    propagates).  The zeros are +0.0, as torch's vectorised kernel gives them
+    (its scalar loop, which takes the few elements past the last full vector,
+    keeps the sign of ``x``).
     """
     xp = namespace(x)
     x = require_floating(xp, x, "soft_shrink")
     _check_lambd(lambd, "soft_shrink")
-    return xp.where(x > lambd, x - lambd, xp.where(x < -lambd, x + lambd, x * 0.0))
+    return xp.where(x > lambd, x - lambd, xp.where(x < -lambd, x + lambd, xp.where(x != x, x, 0.0)))
 
 
 @public()
