@@ -37,8 +37,8 @@ def ufunc_fast_paths(m: ModuleType, special: ModuleType | None, *, masked_ufuncs
     def relu6(x):
         if x.dtype not in floating:
             return NotImplemented
-        out = m.add(x, 0.0)  # -0.0 + 0.0 is +0.0, relu6(-0.0) in jax; clip alone keeps -0.0
-        return m.clip(out, 0, 6, out=out)
+        out = m.clip(x, 0, 6)  # keeps -0.0, but relu6(-0.0) is +0.0 in jax:
+        return m.add(out, 0.0, out=out)  # -0.0 + 0.0 is +0.0
 
     def hard_tanh(x):
         return m.clip(x, -1, 1) if x.dtype in floating else NotImplemented

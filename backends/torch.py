@@ -76,7 +76,9 @@ def _unary_float32_constants(function, *, kink_grads: bool = False):
 
 
 def _leaky_relu(x, negative_slope=0.01):
-    if not (x.is_floating_point() and is_number(negative_slope)) or (x.requires_grad and torch.is_grad_enabled()):
+    # ``type(...) is float`` first: the default and most calls skip is_number's frame.
+    if not (x.is_floating_point() and (type(negative_slope) is float or is_number(negative_slope))) or (
+            x.requires_grad and torch.is_grad_enabled()):
         return NotImplemented
     return _nn.leaky_relu(x, negative_slope)
 
@@ -115,9 +117,10 @@ def _softplus(x):
 
 def _axis_softmax(function):
     def fast(x, axis=-1, where=None):
-        if not (x.is_floating_point() and where is None and isinstance(axis, int) and valid_axis(axis, x.ndim)):
-            return NotImplemented
-        return function(x, axis)
+        # valid_axis(axis, x.ndim) for an int axis, inlined: this runs on every call.
+        if where is None and type(axis) is int and x.is_floating_point() and -x.ndim <= axis < x.ndim:
+            return function(x, axis)
+        return NotImplemented
 
     return fast
 

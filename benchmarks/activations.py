@@ -25,7 +25,8 @@ SHAPES = ((1000,), (4096, 1024))
 
 
 def _array_twins(m: Any, expit: Callable[[Any], Any]) -> dict[str, Callable[[Any], Any]]:
-    """The best plain formulations in NumPy, or CuPy (``m``: the module, ``expit``: its logistic function)."""
+    """The best plain formulations in NumPy, or CuPy (``m``: the module, ``expit``: its logistic
+    function), each giving jax.nn's values, the signs of zeros included."""
     c = math.sqrt(2 / math.pi)
 
     def gelu(x):
@@ -40,6 +41,11 @@ def _array_twins(m: Any, expit: Callable[[Any], Any]) -> dict[str, Callable[[Any
         inner *= x
         return inner
 
+    def relu6(x):  # clip alone gives relu6(-0.0) = -0.0; jax gives +0.0
+        out = m.clip(x, 0, 6)
+        out += 0.0
+        return out
+
     def softmax(x):
         e = m.exp(x - x.max(-1, keepdims=True))
         e /= e.sum(-1, keepdims=True)
@@ -47,10 +53,10 @@ def _array_twins(m: Any, expit: Callable[[Any], Any]) -> dict[str, Callable[[Any
 
     return {
         "relu": lambda x: m.maximum(x, 0),
-        "relu6": lambda x: m.clip(x, 0, 6),
+        "relu6": relu6,
         "hard_tanh": lambda x: m.clip(x, -1, 1),
         "leaky_relu": lambda x: m.where(x >= 0, x, x * 0.01),
-        "elu": lambda x: m.where(x > 0, x, m.expm1(m.minimum(x, 0))),
+        "elu": lambda x: m.where(x > 0, x, m.expm1(m.where(x > 0, 0.0, x))),  # minimum(x, 0) drops -0.0
         "sigmoid": expit,
         "silu": lambda x: x * expit(x),
         "softplus": lambda x: m.logaddexp(x, 0),
