@@ -150,7 +150,8 @@ def _time(function: Callable[[], Any], sync: Callable[[Any], Any], calls: int) -
 
 
 def _interleaved(variants: dict[str, Callable[[], Any]], sync, budget: float = 0.25, rounds: int = 7) -> dict[str, float]:
-    """Median seconds per call of each variant, timed round-robin."""
+    """Median seconds per call of each variant, timed round-robin (every other round in
+    reverse order, so no variant always runs right after the same one)."""
     for function in variants.values():  # warm up (and compile)
         sync(function())
     calls = {}
@@ -158,8 +159,9 @@ def _interleaved(variants: dict[str, Callable[[], Any]], sync, budget: float = 0
         single = _time(function, sync, 1)
         calls[name] = max(1, min(2000, int(budget / rounds / max(single, 1e-7))))
     samples: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(rounds):
-        for name, function in variants.items():
+    order = list(variants.items())
+    for round_index in range(rounds):
+        for name, function in (order if round_index % 2 == 0 else order[::-1]):
             samples[name].append(_time(function, sync, calls[name]))
     return {name: statistics.median(values) for name, values in samples.items()}
 
@@ -201,9 +203,11 @@ def _library_rows(library: str, x: Any, twins: dict, native: str, copy, sync, sh
         fn = getattr(xpnn, name)
         compiled = jit(twin) if jit else twin
         variants = {"xpnn": lambda: fn(x), native: lambda: compiled(x), "copy": lambda: copy(x)}
-        if jit:
-            variants["eager"] = lambda: twin(x)
-        rows.append(_row(library, name, shape, _interleaved(variants, sync=sync), native))
+        medians = _interleaved(variants, sync=sync)
+        if jit:  # eager jax.nn, for scale, timed apart: its op-by-op work (up to ~30 ms a call
+            # on many threads) slows whatever runs next
+            medians["eager"] = _interleaved({"eager": lambda: twin(x)}, sync=sync)["eager"]
+        rows.append(_row(library, name, shape, medians, native))
     return rows
 
 
