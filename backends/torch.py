@@ -50,25 +50,14 @@ def _unary(function):
     return fast
 
 
-def _unary_without_autograd(function):
-    """:func:`_unary`, but not under autograd: torch's gradients at the kinks
-    differ from jax's (or its float64 backward uses float32 constants)."""
-
-    def fast(x):
-        if not x.is_floating_point() or (x.requires_grad and torch.is_grad_enabled()):
-            return NotImplemented
-        return function(x)
-
-    return fast
-
-
-def _unary_float32_constants(function, *, kink_grads: bool = False):
-    """:func:`_unary` (or :func:`_unary_without_autograd`), but not float64 on CUDA,
-    where the kernel's constants are float32."""
+def _unary_guarded(function, *, kink_grads: bool, float32_constants: bool):
+    """:func:`_unary` with guards: ``kink_grads``, not under autograd (torch's gradients at
+    the kinks differ from jax's, or its float64 backward uses float32 constants);
+    ``float32_constants``, not float64 on CUDA, where the kernel's constants are float32."""
 
     def fast(x):
         if not x.is_floating_point() or (kink_grads and x.requires_grad and torch.is_grad_enabled()) or (
-                x.is_cuda and x.dtype == torch.float64):
+                float32_constants and x.is_cuda and x.dtype == torch.float64):
             return NotImplemented
         return function(x)
 
@@ -191,10 +180,10 @@ class TorchAdapter(Adapter):
             "mish": _unary(_nn.mish),
             "sigmoid": _unary(torch.sigmoid),
             "tanh": _unary(torch.tanh),
-            "hard_tanh": _unary_without_autograd(_nn.hardtanh),
-            "hard_sigmoid": _unary_float32_constants(_nn.hardsigmoid, kink_grads=True),
-            "hard_silu": _unary_float32_constants(_nn.hardswish),
-            "hard_swish": _unary_float32_constants(_nn.hardswish),
+            "hard_tanh": _unary_guarded(_nn.hardtanh, kink_grads=True, float32_constants=False),
+            "hard_sigmoid": _unary_guarded(_nn.hardsigmoid, kink_grads=True, float32_constants=True),
+            "hard_silu": _unary_guarded(_nn.hardswish, kink_grads=False, float32_constants=True),
+            "hard_swish": _unary_guarded(_nn.hardswish, kink_grads=False, float32_constants=True),
             "log_sigmoid": _unary(_nn.log_sigmoid),
             "soft_sign": _unary(F.softsign),
             "softplus": _softplus,
