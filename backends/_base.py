@@ -35,9 +35,13 @@ def valid_axis(axis: Any, ndim: int) -> bool:
     ) == len(axes)
 
 
+_INT_OR_FLOAT = frozenset((int, float))
+
+
 def is_number(value: Any) -> bool:
-    """Whether ``value`` is a Python int or float (not a bool): a hyper-parameter a fast path can pass on."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """Whether ``value`` is a Python int or float (not a bool): a hyper-parameter a fast path can pass on.
+    Fast paths ask on every call, so plain ints and floats are answered by one set lookup."""
+    return type(value) in _INT_OR_FLOAT or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
 class Adapter:
@@ -117,6 +121,11 @@ class Adapter:
     def copy(self, x: Array) -> Array:
         """A new array equal to ``x``, differentiable where the library has autodiff."""
         return self.xp.asarray(x, copy=True)
+
+    def array_result(self, out: Any) -> Any:
+        """A written-once function's result ``out`` (an array or a tuple of them) as arrays of the
+        library, for libraries whose functions give scalars for 0-d results."""
+        return out
 
     def to_host(self, x: Array) -> Any:
         """``x`` as a NumPy array in host memory (the way arrays leave this library)."""

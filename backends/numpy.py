@@ -1,11 +1,14 @@
 """NumPy adapter: scipy's erf when SciPy is installed, NumPy-native fast paths
-(``backends/_ufuncs.py``), a float32 ``erf_inv`` with in-place ufuncs, and
-random draws sliced over a thread pool."""
+(``backends/_ufuncs.py``, with constant operands held in cached blocks for the
+piecewise-linear ones), a float32 ``erf_inv`` with in-place ufuncs, and random
+draws sliced over a thread pool."""
 from __future__ import annotations
 
 import concurrent.futures
 import functools
 import os
+
+from typing import Any
 
 import numpy as np
 
@@ -17,6 +20,116 @@ try:
     from scipy import special as _special
 except ImportError:  # SciPy is optional: the standard-only erf takes over.
     _special = None
+
+#: Length of a cached constant operand: 256 KiB of float32, small enough to stay in cache.
+_BLOCK = 1 << 16
+#: How many shapes a constant keeps views for, per dtype, before it starts again.
+_SHAPES_KEPT = 256
+#: Above this many elements ``np.clip`` (then ``+ 0.0`` for relu6) beats maximum then minimum
+#: against constant operands; below, its Python wrapper (about 2.5 us) costs more than a pass.
+_CLIP_FROM = 1 << 14
+_SINGLE_OR_DOUBLE = (np.dtype("float32"), np.dtype("float64"))
+
+
+class _Constant:
+    """Read-only float32 and float64 arrays of one constant, to be a ufunc's second operand:
+    a block of ``_BLOCK`` elements per dtype (made on first use), and ``views`` of it shaped
+    like the arrays of up to ``_BLOCK`` elements seen so far (dtype -> shape -> view)."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+        self.blocks: dict[np.dtype, np.ndarray] = {}
+        self.views: dict[np.dtype, dict[tuple[int, ...], np.ndarray]] = {dtype: {} for dtype in _SINGLE_OR_DOUBLE}
+
+    def block(self, dtype: np.dtype) -> np.ndarray:
+        block = self.blocks.get(dtype)
+        if block is None:
+            block = self.blocks[dtype] = np.full(_BLOCK, self.value, dtype)
+            block.flags.writeable = False
+        return block
+
+    def shaped_like(self, x: np.ndarray) -> np.ndarray:
+        """The constant in ``x``'s dtype and shape (``x.size <= _BLOCK``), kept for the next call."""
+        views = self.views[x.dtype]
+        if len(views) >= _SHAPES_KEPT:
+            views.clear()
+        view = views[x.shape] = self.block(x.dtype)[:x.size].reshape(x.shape)
+        return view
+
+
+def _with_constant(ufunc: np.ufunc, x: np.ndarray, constant: _Constant, *, in_place: bool = False) -> np.ndarray:
+    """``ufunc(x, constant.value)`` for a float32 or float64 ``x``, into ``x`` itself when ``in_place``.
+
+    NumPy's SIMD loops take two contiguous operands; a scalar operand takes a strided loop
+    about twice as slow, and is converted on every call.  Measured on a 2-core AVX2 machine:
+    ``maximum(x, 0)`` costs 1.6 us at (1000,) and 2.1 ms at (4096, 1024), against 0.75 us and
+    1.05 ms with a constant operand, when one copy pass costs 0.4 us and 1.0 ms.  Arrays of up
+    to ``_BLOCK`` elements take a view shaped like them; larger C-contiguous ones go through
+    as rows of ``_BLOCK`` elements against the block (one operand the size of ``x`` would
+    double the memory traffic)."""
+    size = x.size
+    if size <= _BLOCK:
+        view = constant.views[x.dtype].get(x.shape)
+        if view is None:
+            view = constant.shaped_like(x)
+        return ufunc(x, view, out=x) if in_place else ufunc(x, view)
+    out = x if in_place else np.empty_like(x)
+    if not x.flags.c_contiguous or not out.flags.c_contiguous:
+        return ufunc(x, constant.value, out=out)
+    block = constant.block(x.dtype)
+    whole = size - size % _BLOCK
+    flat, flat_out = x.reshape(-1), out.reshape(-1)
+    ufunc(flat[:whole].reshape(-1, _BLOCK), block, out=flat_out[:whole].reshape(-1, _BLOCK))
+    ufunc(flat[whole:], block[:size - whole], out=flat_out[whole:])
+    return out
+
+
+def _constant_operand_fast_paths(ufunc_paths: dict[str, FastPath]) -> dict[str, FastPath]:
+    """relu, relu6, hard_tanh, hard_sigmoid and hard_silu for float32 and float64 arrays as
+    maximum/minimum against constant operands (``_with_constant``).  Other dtypes, 0-d arrays
+    and (but for relu) the sizes where ``np.clip`` is faster go to ``ufunc_paths``.
+    maximum(-0.0, 0) is +0.0 in these loops, as jax.nn's relu, relu6 and hard_sigmoid give."""
+    zeros, ones, minus_ones, threes, sixes = (_Constant(value) for value in (0, 1, -1, 3, 6))
+    zero_views = zeros.views
+
+    def relu(x: Any) -> Any:
+        # The common call (a shape seen before) inline: its cost is a call of maximum.
+        views = zero_views.get(x.dtype)
+        if views is None or not x.ndim:
+            return NotImplemented
+        view = views.get(x.shape)
+        return np.maximum(x, view) if view is not None else _with_constant(np.maximum, x, zeros)
+
+    def relu6(x: Any) -> Any:
+        if not x.ndim or x.dtype not in zero_views or x.size > _CLIP_FROM:
+            return ufunc_paths["relu6"](x)
+        out = _with_constant(np.maximum, x, zeros)
+        return _with_constant(np.minimum, out, sixes, in_place=True)
+
+    def hard_tanh(x: Any) -> Any:
+        if not x.ndim or x.dtype not in zero_views or x.size > _CLIP_FROM:
+            return ufunc_paths["hard_tanh"](x)
+        out = _with_constant(np.maximum, x, minus_ones)
+        return _with_constant(np.minimum, out, ones, in_place=True)
+
+    def hard_sigmoid(x: Any) -> Any:
+        """relu6(x + 3) / 6."""
+        if not x.ndim or x.dtype not in zero_views or x.size > _CLIP_FROM:
+            return ufunc_paths["hard_sigmoid"](x)
+        out = _with_constant(np.add, x, threes)
+        _with_constant(np.maximum, out, zeros, in_place=True)
+        _with_constant(np.minimum, out, sixes, in_place=True)
+        return _with_constant(np.divide, out, sixes, in_place=True)
+
+    def hard_silu(x: Any) -> Any:
+        out = hard_sigmoid(x)
+        if out is not NotImplemented:
+            out *= x
+        return out
+
+    return {"relu": relu, "relu6": relu6, "hard_tanh": hard_tanh, "hard_sigmoid": hard_sigmoid,
+            "hard_silu": hard_silu, "hard_swish": hard_silu}
+
 
 @functools.cache
 def _slice_pool() -> concurrent.futures.ThreadPoolExecutor:
@@ -66,7 +179,8 @@ class NumpyAdapter(Adapter):
         return list(_slice_pool().map(function, starts))
 
     def _fast_paths(self) -> dict[str, FastPath]:
-        return ufunc_fast_paths(np, _special, masked_ufuncs=True)
+        ufunc_paths = ufunc_fast_paths(np, _special, masked_ufuncs=True)
+        return {**ufunc_paths, **_constant_operand_fast_paths(ufunc_paths)}
 
     def erf_inv(self, x):
         """XLA's float32 ``ErfInv32`` as the standard-only version computes it, bit for bit,
@@ -82,6 +196,13 @@ class NumpyAdapter(Adapter):
 
     def to_host(self, x):
         return x
+
+    def array_result(self, out):
+        """NumPy's functions give scalars (``np.float32``) for 0-d results; xpnn gives 0-d arrays,
+        as jax.nn does."""
+        if isinstance(out, tuple):
+            return tuple(self.array_result(part) for part in out)
+        return np.asarray(out) if isinstance(out, np.generic) else out
 
     if _special is not None:
 

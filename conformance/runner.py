@@ -101,7 +101,10 @@ class Outcome:
 
 
 def check_output(backend: Backend, x: Any, out: Any, dtype_expected: Any) -> str:
-    """'' when ``out`` has ``x``'s library, device, the expected dtype and shape; else what is wrong."""
+    """'' when ``out`` is an array of ``x``'s type (not a NumPy scalar for a 0-d ``x``), library and
+    device, with the expected dtype; else what is wrong."""
+    if not isinstance(out, type(x)):
+        return f"output type {type(out).__module__}.{type(out).__qualname__} is not the input's {type(x).__qualname__}"
     if array_api_compat.array_namespace(out) is not array_api_compat.array_namespace(x):
         return f"output library {type(out).__module__} differs from the input's"
     if array_api_compat.device(out) != array_api_compat.device(x):
@@ -111,10 +114,12 @@ def check_output(backend: Backend, x: Any, out: Any, dtype_expected: Any) -> str
     return ""
 
 
-def run(case: Case, backend: Backend, dtype: str, rng: np.random.Generator, shape=SHAPE) -> Outcome:
-    """Run ``case`` on ``backend`` in ``dtype`` and compare with the reference."""
-    x64 = case_inputs(case, rng, shape)
-    extra = extra_inputs(case, rng, shape)
+def run(case: Case, backend: Backend, dtype: str, rng: np.random.Generator, shape=SHAPE,
+        values: np.ndarray | None = None) -> Outcome:
+    """Run ``case`` on ``backend`` in ``dtype`` and compare with the reference; ``values``, where
+    given, are the inputs instead of :func:`case_inputs`."""
+    x64 = case_inputs(case, rng, shape) if values is None else np.asarray(values, dtype=np.float64)
+    extra = extra_inputs(case, rng, x64.shape)
     x = backend.asarray(x64, dtype)
     x64 = backend.to_numpy(x).astype(np.float64)  # the values the backend really holds
     out = call_xpnn(case, backend, x, extra, dtype)

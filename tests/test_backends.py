@@ -174,6 +174,61 @@ def test_numpy_erf_inv_is_the_standard_only_one_bit_for_bit():
             np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.parametrize("function", ["relu", "relu6", "hard_tanh", "hard_sigmoid", "hard_silu"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_numpy_constant_operand_paths_on_every_layout(function, dtype):
+    """The NumPy fast paths with cached constant operands give the written-once bits, zero
+    signs included, for each way they take an array: a shape seen before and a new one, rows
+    of the block and a tail (more than 65536 elements), C and Fortran order, strided views."""
+    rng = np.random.default_rng(0)
+    base = (rng.standard_normal((3, 70_001)) * 5).astype(dtype)
+    base.flat[:7] = [-0.0, 0.0, np.nan, -np.inf, np.inf, -3.0, -1.0]
+    layouts = [base[0, :1000], base[:, :5], base[:, :5].T, base[0, ::3], base, base.T,
+               np.asfortranarray(base), base[:, ::2], base[:, :65_536].copy()]
+    with np.errstate(invalid="ignore"):
+        for x in layouts:
+            for _ in range(2):  # the first call of a shape and a later one
+                fast = getattr(xpnn, function)(x)
+                with xpnn.fast_paths(False):
+                    written_once = getattr(xpnn, function)(x)
+                assert type(fast) is np.ndarray and fast.dtype == x.dtype and fast.shape == x.shape
+                np.testing.assert_array_equal(fast, written_once)
+                np.testing.assert_array_equal(np.signbit(fast), np.signbit(written_once))
+
+
+@pytest.mark.parametrize("function, parameter, values", [
+    ("leaky_relu", "negative_slope", (0.0, 1e-8, 2.0**-14, 0.01, 1.0, 3.0, 65504.0, 1e30, math.inf, -0.5, math.nan)),
+    ("soft_shrink", "lambd", (0.0, 1e-8, 2.0**-14, 0.5, 65504.0, 1e30, math.inf)),
+])
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_numpy_fast_paths_across_their_parameters(function, parameter, values, dtype):
+    """leaky_relu and soft_shrink take a select-free form for some parameters only (a slope or
+    lambd nonzero and finite in every dtype): the written-once bits, zero signs included, for
+    parameters on both sides of those bounds, on the edge values."""
+    from xpnn.conformance.cases import EDGE_VALUES
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([EDGE_VALUES, rng.standard_normal(200) * 3, rng.standard_normal(50) * 1e-40]).astype(dtype)
+    with np.errstate(all="ignore"):
+        for value in values:
+            fast = getattr(xpnn, function)(x, **{parameter: value})
+            with xpnn.fast_paths(False):
+                written_once = getattr(xpnn, function)(x, **{parameter: value})
+            assert fast.dtype == x.dtype, value
+            np.testing.assert_array_equal(fast, written_once, err_msg=f"{parameter}={value}")
+            np.testing.assert_array_equal(np.signbit(fast), np.signbit(written_once), err_msg=f"{parameter}={value}")
+
+
+def test_numpy_constant_operands_keep_a_bounded_number_of_shapes():
+    from xpnn.backends import numpy as numpy_backend
+
+    constant = numpy_backend._Constant(0.0)
+    for length in range(1, 2 * numpy_backend._SHAPES_KEPT):
+        x = np.ones(length, np.float32)
+        np.testing.assert_array_equal(numpy_backend._with_constant(np.maximum, x, constant), x)
+    assert 0 < len(constant.views[np.dtype(np.float32)]) <= numpy_backend._SHAPES_KEPT
+
+
 def test_fallback_erf_inv_float64_accuracy():
     """The standard-only float64 erf_inv (with the standard-only erf/erfc) against 40-digit mpmath."""
     mpmath = pytest.importorskip("mpmath")

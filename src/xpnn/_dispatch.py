@@ -187,7 +187,7 @@ def public(*, static: tuple[str, ...] = ()) -> Callable[[F], F]:
                     out = fast(x, *args, **kwargs)
                     if out is not NotImplemented:
                         return out
-            return function(x, *args, **kwargs)
+            return adapter.array_result(function(x, *args, **kwargs))
 
         @functools.wraps(function)
         def call(x, /, *args, **kwargs):
@@ -196,7 +196,7 @@ def public(*, static: tuple[str, ...] = ()) -> Callable[[F], F]:
             if fast is None or args or kwargs:
                 return route(x, args, kwargs)
             out = fast(x)
-            return out if out is not NotImplemented else function(x)
+            return out if out is not NotImplemented else _adapter_of_type(x).array_result(function(x))
 
         call.written_once = function  # type: ignore[attr-defined]
         return call  # type: ignore[return-value]
