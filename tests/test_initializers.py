@@ -85,6 +85,21 @@ def test_values_in_the_keys_library(backend):
     assert backend.to_numpy(xi.constant(3, dtype="int32")(key, (2,))).tolist() == [3, 3]
 
 
+def test_shape_of_no_axes_gives_a_0d_array(backend):
+    """Initializers that take any shape give a 0-d array of the key's library for ``()``, with
+    jax's value (NumPy's own operations give scalars for 0-d results)."""
+    key = xr.key(1, like=backend.xp)
+    for name, kwargs in (("uniform", {}), ("normal", {"stddev": 0.3}), ("truncated_normal", {}),
+                         ("constant", {"value": -7.0})):
+        out = getattr(xi, name)(**kwargs)(key, ())
+        expected = getattr(jinit, name)(**kwargs)(jax.random.key(1), (), jnp.float32)
+        assert type(out) is type(key) and out.shape == (), (name, type(out))
+        np.testing.assert_allclose(backend.to_numpy(out), np.asarray(expected), rtol=2e-7, err_msg=name)
+    for init in (xi.zeros, xi.ones):
+        out = init(key, ())
+        assert type(out) is type(key) and out.shape == ()
+
+
 def test_zeros_and_ones_take_no_key():
     np.testing.assert_array_equal(xi.zeros(None, (2,)), np.zeros(2, np.float32))
     np.testing.assert_array_equal(xi.ones_init()(None, (2, 2), "float64"), np.ones((2, 2)))

@@ -399,6 +399,24 @@ def test_device_follows_the_key():
         assert draw.device == device
 
 
+def test_shape_of_no_axes_gives_a_0d_array(backend):
+    """``shape=()`` gives a 0-d array of the key's library with jax.random's value (NumPy's
+    own operations give scalars for 0-d results)."""
+    key = xr.key(7, like=backend.xp)
+    draws = {
+        "uniform": (xr.uniform(key, ()), jax.random.uniform(jax_key(7), (), jnp.float32)),
+        "normal": (xr.normal(key, ()), jax.random.normal(jax_key(7), (), jnp.float32)),
+        "truncated_normal": (xr.truncated_normal(key, -1.0, 1.0, ()),
+                             jax.random.truncated_normal(jax_key(7), -1.0, 1.0, (), jnp.float32)),
+        "bernoulli": (xr.bernoulli(key, 0.5, ()), jax.random.bernoulli(jax_key(7), np.float32(0.5), ())),
+        "randint": (xr.randint(key, (), 0, 10), jax.random.randint(jax_key(7), (), 0, 10, jnp.int32)),
+        "bits": (xr.bits(key, ()), jax.random.bits(jax_key(7), (), jnp.uint32)),
+    }
+    for name, (actual, expected) in draws.items():
+        assert type(actual) is type(key) and actual.shape == (), (name, type(actual))
+        np.testing.assert_array_equal(read(backend, actual), np.asarray(expected), err_msg=name)
+
+
 def test_float_results_keep_the_dtype(backend):
     key = xr.key(0, like=backend.xp)
     for name in float_dtypes(backend):

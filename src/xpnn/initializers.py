@@ -107,7 +107,7 @@ def _scaled_draw(draw: Callable[..., Array], factor: float, builder_dtype: Any, 
     def init(key: Any, shape: Sequence[int], dtype: Any = builder_dtype) -> Array:
         adapter, device = _library(key, name)
         dtype = _float_dtype(adapter, dtype, name)
-        return draw(key, shape, dtype) * adapter.xp.asarray(factor, dtype=dtype, device=device)
+        return adapter.array_result(draw(key, shape, dtype) * adapter.xp.asarray(factor, dtype=dtype, device=device))
 
     init.__name__ = name
     return init

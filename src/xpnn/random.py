@@ -458,7 +458,7 @@ def bernoulli(key: Array, p: Any = 0.5, shape: Shape | None = None) -> Array:
         dtype = p.dtype
     else:
         raise TypeError(f"bernoulli: p must be a float or a floating array, got {p!r}")
-    return uniform(key, shape, dtype) < p
+    return adapter.array_result(uniform(key, shape, dtype) < p)
 
 
 # -- integers ----------------------------------------------------------------------
