@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from types import ModuleType
 
-from ._base import FastPath, is_number, valid_axis
+from ._base import FastPath, is_number
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _SQRT_HALF = math.sqrt(0.5)
@@ -163,7 +163,8 @@ def ufunc_fast_paths(m: ModuleType, special: ModuleType | None, *, masked_ufuncs
         return m.tanh(x) if x.ndim and x.dtype in floating else NotImplemented
 
     def reducible(x, axis, where) -> bool:
-        return x.dtype in floating and where is None and isinstance(axis, int) and valid_axis(axis, x.ndim) and x.size > 0
+        # valid_axis(axis, x.ndim) for an int axis (a bool is no axis), inlined: this runs on every call.
+        return type(axis) is int and -x.ndim <= axis < x.ndim and where is None and x.dtype in floating and x.size > 0
 
     def softmax(x, axis=-1, where=None):
         if not reducible(x, axis, where):
