@@ -164,9 +164,9 @@ def public(*, static: tuple[str, ...] = ()) -> Callable[[F], F]:
         #: while fast paths are on, emptied when they are turned off.
         fast_by_type: dict[type, FastPath | None] = {}
         _FAST_PATH_CACHES.append(fast_by_type)
+        parameters = inspect.signature(function).parameters
         # Indices in ``args`` (the arguments after ``x``) of the static arguments.
-        static_positions = frozenset(index - 1 for index, parameter in enumerate(
-            inspect.signature(function).parameters) if parameter in static)
+        static_positions = frozenset(index - 1 for index, parameter in enumerate(parameters) if parameter in static)
 
         def route(x, args: tuple, kwargs: dict):
             adapter = _ADAPTER_BY_TYPE.get(type(x))
@@ -189,15 +189,25 @@ def public(*, static: tuple[str, ...] = ()) -> Callable[[F], F]:
                         return out
             return adapter.array_result(function(x, *args, **kwargs))
 
-        @functools.wraps(function)
-        def call(x, /, *args, **kwargs):
-            # The common call, one array and nothing else, costs one dict lookup before its fast path.
-            fast = fast_by_type.get(type(x))
-            if fast is None or args or kwargs:
-                return route(x, args, kwargs)
-            out = fast(x)
-            return out if out is not NotImplemented else _adapter_of_type(x).array_result(function(x))
+        # The common call, one array and nothing else, costs one dict lookup before its fast path.
+        # A function of ``x`` alone gets a ``call`` without ``*args, **kwargs``: packing them costs
+        # 0.15 us a call next to jax's dispatch (relu: 7.52 against 7.37 us).
+        if len(parameters) == 1:
+            def call(x, /):
+                fast = fast_by_type.get(type(x))
+                if fast is None:
+                    return route(x, (), {})
+                out = fast(x)
+                return out if out is not NotImplemented else _adapter_of_type(x).array_result(function(x))
+        else:
+            def call(x, /, *args, **kwargs):
+                fast = fast_by_type.get(type(x))
+                if fast is None or args or kwargs:
+                    return route(x, args, kwargs)
+                out = fast(x)
+                return out if out is not NotImplemented else _adapter_of_type(x).array_result(function(x))
 
+        call = functools.wraps(function)(call)
         call.written_once = function  # type: ignore[attr-defined]
         return call  # type: ignore[return-value]
 
