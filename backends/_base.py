@@ -122,6 +122,10 @@ class Adapter:
         """A new array equal to ``x``, differentiable where the library has autodiff."""
         return self.xp.asarray(x, copy=True)
 
+    def check_array_type(self, array_type: type) -> None:
+        """Raise ``TypeError`` for an array type of the library that xpnn cannot take (its
+        operators mean something else); every type is taken by default."""
+
     def array_result(self, out: Any) -> Any:
         """A written-once function's result ``out`` (an array or a tuple of them) as arrays of the
         library, for libraries whose functions give scalars for 0-d results."""

@@ -64,8 +64,8 @@ def _with_constant(ufunc: np.ufunc, x: np.ndarray, constant: _Constant, *, in_pl
     about twice as slow, and is converted on every call.  Measured on a 2-core AVX2 machine:
     ``maximum(x, 0)`` costs 1.6 us at (1000,) and 2.1 ms at (4096, 1024), against 0.75 us and
     1.05 ms with a constant operand, when one copy pass costs 0.4 us and 1.0 ms.  Arrays of up
-    to ``_BLOCK`` elements take a view shaped like them; larger C-contiguous ones go through
-    as rows of ``_BLOCK`` elements against the block (one operand the size of ``x`` would
+    to ``_BLOCK`` elements take a view shaped like them; larger C-contiguous ndarrays go
+    through as rows of ``_BLOCK`` elements against the block (one operand the size of ``x`` would
     double the memory traffic)."""
     size = x.size
     if size <= _BLOCK:
@@ -73,9 +73,9 @@ def _with_constant(ufunc: np.ufunc, x: np.ndarray, constant: _Constant, *, in_pl
         if view is None:
             view = constant.shaped_like(x)
         return ufunc(x, view, out=x) if in_place else ufunc(x, view)
+    if type(x) is not np.ndarray or not x.flags.c_contiguous:  # subclasses keep their own reshape
+        return ufunc(x, constant.value, out=x) if in_place else ufunc(x, constant.value)
     out = x if in_place else np.empty_like(x)
-    if not x.flags.c_contiguous or not out.flags.c_contiguous:
-        return ufunc(x, constant.value, out=out)
     block = constant.block(x.dtype)
     whole = size - size % _BLOCK
     flat, flat_out = x.reshape(-1), out.reshape(-1)
@@ -196,6 +196,13 @@ class NumpyAdapter(Adapter):
 
     def to_host(self, x):
         return x
+
+    def check_array_type(self, array_type):
+        """``np.matrix`` is refused: its ``*`` is a matrix product, so written-once code would
+        silently compute something else."""
+        if issubclass(array_type, np.matrix):
+            raise TypeError("expected a numpy.ndarray, got numpy.matrix, whose * is a matrix product; "
+                            "pass numpy.asarray(x)")
 
     def array_result(self, out):
         """NumPy's functions give scalars (``np.float32``) for 0-d results; xpnn gives 0-d arrays,

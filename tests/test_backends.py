@@ -82,6 +82,19 @@ def test_non_array_input_is_a_clear_type_error():
         xpnn.relu(object())
 
 
+def test_numpy_matrix_is_refused():
+    """np.matrix's ``*`` is a matrix product: written-once code would compute something else."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        matrix = np.asmatrix(np.ones((3, 3), np.float32))
+    for function in (xpnn.relu, xpnn.gelu, xpnn.softmax):
+        for _ in range(2):  # refused every time, not only before a cache is filled
+            with pytest.raises(TypeError, match="numpy.matrix, whose \\* is a matrix product"):
+                function(matrix)
+
+
 def test_result_on_the_input_device(backend):
     import array_api_compat
 
@@ -179,19 +192,20 @@ def test_numpy_erf_inv_is_the_standard_only_one_bit_for_bit():
 def test_numpy_constant_operand_paths_on_every_layout(function, dtype):
     """The NumPy fast paths with cached constant operands give the written-once bits, zero
     signs included, for each way they take an array: a shape seen before and a new one, rows
-    of the block and a tail (more than 65536 elements), C and Fortran order, strided views."""
+    of the block and a tail (more than 65536 elements), C and Fortran order, strided views,
+    and a large masked array (an ndarray subclass)."""
     rng = np.random.default_rng(0)
     base = (rng.standard_normal((3, 70_001)) * 5).astype(dtype)
     base.flat[:7] = [-0.0, 0.0, np.nan, -np.inf, np.inf, -3.0, -1.0]
     layouts = [base[0, :1000], base[:, :5], base[:, :5].T, base[0, ::3], base, base.T,
-               np.asfortranarray(base), base[:, ::2], base[:, :65_536].copy()]
+               np.asfortranarray(base), base[:, ::2], base[:, :65_536].copy(), np.ma.masked_array(base)]
     with np.errstate(invalid="ignore"):
         for x in layouts:
             for _ in range(2):  # the first call of a shape and a later one
                 fast = getattr(xpnn, function)(x)
                 with xpnn.fast_paths(False):
-                    written_once = getattr(xpnn, function)(x)
-                assert type(fast) is np.ndarray and fast.dtype == x.dtype and fast.shape == x.shape
+                    written_once = getattr(xpnn, function)(np.asarray(x))
+                assert type(fast) is type(x) and fast.dtype == x.dtype and fast.shape == x.shape
                 np.testing.assert_array_equal(fast, written_once)
                 np.testing.assert_array_equal(np.signbit(fast), np.signbit(written_once))
 

@@ -49,7 +49,9 @@ def _adapter_of_type(value: Any) -> Adapter:
                 f"expected an array (numpy, cupy, jax, torch, dask or any Array API "
                 f"library), got {type(value).__module__}.{type(value).__qualname__}"
             ) from None
-        adapter = _ADAPTER_BY_TYPE[type(value)] = adapter_for_namespace(xp)
+        adapter = adapter_for_namespace(xp)
+        adapter.check_array_type(type(value))
+        _ADAPTER_BY_TYPE[type(value)] = adapter
     return adapter
 
 
