@@ -7,7 +7,6 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import os
-
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,7 @@ _SHAPES_KEPT = 256
 #: Above this many elements ``np.clip`` (then ``+ 0.0`` for relu6) beats maximum then minimum
 #: against constant operands; below, its Python wrapper (about 2.5 us) costs more than a pass.
 _CLIP_FROM = 1 << 14
-_SINGLE_OR_DOUBLE = (np.dtype("float32"), np.dtype("float64"))
+_SINGLE_OR_DOUBLE = frozenset((np.dtype("float32"), np.dtype("float64")))
 
 
 class _Constant:
@@ -101,20 +100,20 @@ def _constant_operand_fast_paths(ufunc_paths: dict[str, FastPath]) -> dict[str, 
         return np.maximum(x, view) if view is not None else _with_constant(np.maximum, x, zeros)
 
     def relu6(x: Any) -> Any:
-        if not x.ndim or x.dtype not in zero_views or x.size > _CLIP_FROM:
+        if not x.ndim or x.dtype not in _SINGLE_OR_DOUBLE or x.size > _CLIP_FROM:
             return ufunc_paths["relu6"](x)
         out = _with_constant(np.maximum, x, zeros)
         return _with_constant(np.minimum, out, sixes, in_place=True)
 
     def hard_tanh(x: Any) -> Any:
-        if not x.ndim or x.dtype not in zero_views or x.size > _CLIP_FROM:
+        if not x.ndim or x.dtype not in _SINGLE_OR_DOUBLE or x.size > _CLIP_FROM:
             return ufunc_paths["hard_tanh"](x)
         out = _with_constant(np.maximum, x, minus_ones)
         return _with_constant(np.minimum, out, ones, in_place=True)
 
     def hard_sigmoid(x: Any) -> Any:
         """relu6(x + 3) / 6."""
-        if not x.ndim or x.dtype not in zero_views or x.size > _CLIP_FROM:
+        if not x.ndim or x.dtype not in _SINGLE_OR_DOUBLE or x.size > _CLIP_FROM:
             return ufunc_paths["hard_sigmoid"](x)
         out = _with_constant(np.add, x, threes)
         _with_constant(np.maximum, out, zeros, in_place=True)

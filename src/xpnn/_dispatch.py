@@ -191,6 +191,10 @@ def public(*, static: tuple[str, ...] = ()) -> Callable[[F], F]:
                         return out
             return adapter.array_result(function(x, *args, **kwargs))
 
+        def written_once_result(x):
+            """``function(x)`` for a call of ``x`` alone that its cached fast path declined."""
+            return _adapter_of_type(x).array_result(function(x))
+
         # The common call, one array and nothing else, costs one dict lookup before its fast path.
         # A function of ``x`` alone gets a ``call`` without ``*args, **kwargs``: packing them costs
         # 0.15 us a call next to jax's dispatch (relu: 7.52 against 7.37 us).
@@ -200,14 +204,14 @@ def public(*, static: tuple[str, ...] = ()) -> Callable[[F], F]:
                 if fast is None:
                     return route(x, (), {})
                 out = fast(x)
-                return out if out is not NotImplemented else _adapter_of_type(x).array_result(function(x))
+                return out if out is not NotImplemented else written_once_result(x)
         else:
             def call(x, /, *args, **kwargs):
                 fast = fast_by_type.get(type(x))
                 if fast is None or args or kwargs:
                     return route(x, args, kwargs)
                 out = fast(x)
-                return out if out is not NotImplemented else _adapter_of_type(x).array_result(function(x))
+                return out if out is not NotImplemented else written_once_result(x)
 
         call = functools.wraps(function)(call)
         call.written_once = function  # type: ignore[attr-defined]
