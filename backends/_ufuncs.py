@@ -7,6 +7,12 @@ dispatch) and, where there is one, SciPy's special-function module
 (``scipy.special`` or ``cupyx.scipy.special``).  They only take real floating
 arrays of that library, and the SciPy-style ufuncs only float32 and float64
 (their loops); anything else goes to the written-once definition.
+
+The memory-bound ones (relu, relu6, hard_tanh, hard_sigmoid, hard_silu,
+leaky_relu, soft_shrink) also take ``into``, an array of ``x``'s shape and
+dtype to write the result to (the NumPy adapter gives each thread a slice of
+one output); they return the result, which is ``into`` where they could
+write there.
 """
 from __future__ import annotations
 
@@ -34,33 +40,33 @@ def ufunc_fast_paths(m: ModuleType, special: ModuleType | None, *, masked_ufuncs
 
     # maximum(-0.0, 0) is +0.0 in the float32 and float64 loops but -0.0 in NumPy's float16
     # one (the standard leaves it open); relu(-0.0) is +0.0, so float16 takes the written-once path.
-    def relu(x):
-        return m.maximum(x, 0) if x.ndim and x.dtype in single_or_double else NotImplemented
+    def relu(x, *, into=None):
+        return m.maximum(x, 0, out=into) if x.ndim and x.dtype in single_or_double else NotImplemented
 
-    def relu6(x):
+    def relu6(x, *, into=None):
         if not x.ndim or x.dtype not in floating:
             return NotImplemented
-        out = m.clip(x, 0, 6)  # keeps -0.0, but relu6(-0.0) is +0.0 in jax:
+        out = m.clip(x, 0, 6, out=into)  # keeps -0.0, but relu6(-0.0) is +0.0 in jax:
         return m.add(out, 0.0, out=out)  # -0.0 + 0.0 is +0.0
 
-    def hard_tanh(x):
-        return m.clip(x, -1, 1) if x.ndim and x.dtype in floating else NotImplemented
+    def hard_tanh(x, *, into=None):
+        return m.clip(x, -1, 1, out=into) if x.ndim and x.dtype in floating else NotImplemented
 
-    def hard_sigmoid(x):
+    def hard_sigmoid(x, *, into=None):
         if not x.ndim or x.dtype not in floating:
             return NotImplemented
-        out = m.add(x, 3.0)
+        out = m.add(x, 3.0, out=into)
         m.clip(out, 0, 6, out=out)
         out /= 6.0
         return out
 
-    def hard_silu(x):
-        out = hard_sigmoid(x)
+    def hard_silu(x, *, into=None):
+        out = hard_sigmoid(x, into=into)
         if out is not NotImplemented:
             out *= x
         return out
 
-    def leaky_relu(x, negative_slope=0.01):
+    def leaky_relu(x, negative_slope=0.01, *, into=None):
         if not (x.ndim and x.dtype in floating and is_number(negative_slope)):
             return NotImplemented
         # Without a select per element (about ten times faster on random signs): for a slope in
@@ -68,7 +74,7 @@ def ufunc_fast_paths(m: ModuleType, special: ModuleType | None, *, masked_ufuncs
         # it so); above 1, the other way.  Ties are zeros of one sign, nan stays nan.  The
         # bounds keep the slope nonzero and finite in float16 too, so slope * inf is inf and
         # slope * 0 is 0, as where(x >= 0, x, slope * x) gives.
-        out = m.multiply(x, negative_slope)
+        out = m.multiply(x, negative_slope, out=into)
         if _FLOAT16_TINY <= negative_slope <= 1:
             return m.maximum(out, x, out=out)
         if 1 < negative_slope <= _FLOAT16_MAX:
@@ -85,13 +91,13 @@ def ufunc_fast_paths(m: ModuleType, special: ModuleType | None, *, masked_ufuncs
         out[x <= -1.0] = 0.0
         return out
 
-    def soft_shrink(x, lambd=0.5):
+    def soft_shrink(x, lambd=0.5, *, into=None):
         if not (x.ndim and x.dtype in floating and is_number(lambd)) or lambd < 0:
             return NotImplemented
         if _FLOAT16_TINY <= lambd <= _FLOAT16_MAX:
             # x - clip(x, -lambd, lambd): x - lambd above, x + lambd below, x - x = +0.0 between
             # (-0.0 too), nan stays nan; the bounds keep lambd nonzero and finite in every dtype.
-            out = m.clip(x, -lambd, lambd)
+            out = m.clip(x, -lambd, lambd, out=into)
             return m.subtract(x, out, out=out)
         return m.where(x > lambd, x - lambd, m.where(x < -lambd, x + lambd, m.where(m.isnan(x), x, 0.0)))
 

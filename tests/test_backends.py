@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+import os
+import warnings
 
 import numpy as np
 import pytest
@@ -187,7 +189,7 @@ def test_numpy_erf_inv_is_the_standard_only_one_bit_for_bit():
             np.testing.assert_array_equal(got, expected)
 
 
-@pytest.mark.parametrize("function", ["relu", "relu6", "hard_tanh", "hard_sigmoid", "hard_silu"])
+@pytest.mark.parametrize("function", ["relu", "relu6", "hard_tanh", "hard_sigmoid", "hard_silu", "leaky_relu"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_numpy_constant_operand_paths_on_every_layout(function, dtype):
     """The NumPy fast paths with cached constant operands give the written-once bits, zero
@@ -241,6 +243,144 @@ def test_numpy_constant_operands_keep_a_bounded_number_of_shapes():
         x = np.ones(length, np.float32)
         np.testing.assert_array_equal(numpy_backend._with_constant(np.maximum, x, constant), x)
     assert 0 < len(constant.views[np.dtype(np.float32)]) <= numpy_backend._SHAPES_KEPT
+
+
+def test_numpy_leaky_relu_keeps_a_bounded_number_of_slopes():
+    """Each slope in [2**-14, 1] becomes a kept constant operand; after more slopes than it
+    keeps, every slope still gives the written-once bits, and fewer blocks are held."""
+    import gc
+
+    from xpnn.backends import numpy as numpy_backend
+
+    x = np.linspace(-3, 3, 101, dtype=np.float32)
+    slopes = [0.01 * k for k in range(1, 3 * numpy_backend._SLOPES_KEPT)]
+    for _ in range(2):
+        for slope in slopes:
+            with xpnn.fast_paths(False):
+                written_once = xpnn.leaky_relu(x, slope)
+            np.testing.assert_array_equal(xpnn.leaky_relu(x, slope), written_once, err_msg=f"slope={slope}")
+    gc.collect()
+    kept = [value for value in gc.get_objects() if type(value) is numpy_backend._Constant and value.value in slopes]
+    assert 0 < len(kept) <= numpy_backend._SLOPES_KEPT
+
+
+SLICED_CALLS = [
+    ("relu", {}), ("relu6", {}), ("hard_tanh", {}), ("hard_sigmoid", {}), ("hard_silu", {}),
+    ("leaky_relu", {}), ("leaky_relu", {"negative_slope": 3.0}), ("leaky_relu", {"negative_slope": 0.0}),
+    ("soft_shrink", {}), ("soft_shrink", {"lambd": 0.0}), ("elu", {}), ("elu", {"alpha": 2.0}),
+    ("soft_sign", {}), ("sparse_plus", {}), ("softplus", {}), ("log_sigmoid", {}), ("gelu", {}),
+    ("gelu", {"approximate": False}), ("sigmoid", {}), ("silu", {}), ("tanh", {}),
+    ("softmax", {}), ("log_softmax", {"axis": 1}),
+]
+
+
+@pytest.fixture
+def small_slices(monkeypatch):
+    """The NumPy adapter's slicing from 4096 elements, in three slices and pieces of 1000
+    elements (whatever the cores), with every call of ``_in_slices`` counted."""
+    from xpnn.backends import numpy as numpy_backend
+
+    calls = []
+    in_slices = numpy_backend._in_slices
+    monkeypatch.setattr(numpy_backend, "_SLICED_FROM", 1 << 12)
+    monkeypatch.setattr(numpy_backend, "_WORKERS", 3)
+    monkeypatch.setattr(numpy_backend, "_PIECE", 1000)
+    monkeypatch.setattr(numpy_backend, "_in_slices", lambda *args, **kwargs: calls.append(args[0]) or in_slices(*args, **kwargs))
+    return numpy_backend, calls
+
+
+@pytest.mark.parametrize("function, kwargs", SLICED_CALLS, ids=[f"{f}-{k}" for f, k in SLICED_CALLS])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_numpy_large_arrays_computed_in_slices_give_the_same_bits(small_slices, function, kwargs, dtype, monkeypatch):
+    """A large C-contiguous array is computed in slices on several threads: the bits (zero signs
+    included), dtype and shape of the call without slices, edge values in every slice."""
+    numpy_backend, calls = small_slices
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((67, 1031)) * 5).astype(dtype)  # slices of 24576 elements (24 rows)
+    for start in (0, 24_572, 24_741, 49_150, x.size - 7):
+        x.flat[start:start + 7] = [-0.0, 0.0, np.nan, -np.inf, np.inf, -3.0, 1e30]
+    with np.errstate(all="ignore"):
+        sliced = getattr(xpnn, function)(x, **kwargs)
+        assert calls, "the call was not computed in slices"
+        monkeypatch.setattr(numpy_backend, "_SLICED_FROM", 1 << 60)
+        whole = getattr(xpnn, function)(x, **kwargs)
+    assert type(sliced) is np.ndarray and sliced.dtype == x.dtype and sliced.shape == x.shape
+    np.testing.assert_array_equal(sliced, whole)
+    np.testing.assert_array_equal(np.signbit(sliced), np.signbit(whole))
+
+
+def test_numpy_slices_only_what_they_can_compute_alone(small_slices):
+    """softmax over another axis than the last, with a where mask, or on a Fortran-ordered array
+    is not sliced (its reductions cross the slices); the results are the unsliced ones."""
+    _, calls = small_slices
+    x = np.random.default_rng(0).standard_normal((64, 300)).astype(np.float32)
+    mask = x > -1
+    for out, expected in [
+        (xpnn.softmax(x, axis=0), np.exp(x) / np.exp(x).sum(0)),
+        (xpnn.softmax(x, where=mask), np.where(mask, np.exp(x), 0) / np.where(mask, np.exp(x), 0).sum(-1, keepdims=True)),
+        (xpnn.softmax(np.asfortranarray(x)), np.exp(x) / np.exp(x).sum(-1, keepdims=True)),
+        (xpnn.tanh(x[:, ::2]), np.tanh(x[:, ::2])),
+    ]:
+        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-7)
+    assert not calls
+
+
+def test_numpy_slices_follow_the_callers_floating_point_error_state(small_slices):
+    """np.errstate holds on the threads that compute the slices: an overflow in the last slice
+    raises under over="raise" and warns under nothing when ignored."""
+    _, calls = small_slices
+    x = np.zeros(40_000, np.float32)
+    x[-1] = 1e30  # gelu's x * x * x overflows in float32
+    with np.errstate(over="raise"), pytest.raises(FloatingPointError):
+        xpnn.gelu(x)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert xpnn.gelu(x)[-1] == np.float32(1e30)  # tanh(inf) = 1
+    assert len(calls) == 2
+
+
+def _draw_and_slice_in_child(queue) -> None:
+    x = np.ones(1 << 13, np.float32)
+    queue.put((float(xpnn.tanh(x)[-1]), xpnn.random.normal(xpnn.random.key(0), (1 << 17,)).shape))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_numpy_threads_work_in_a_forked_child(small_slices):
+    """A child forked after the pool's threads started (slices, random draws) makes its own
+    pool instead of waiting on threads it does not have."""
+    import multiprocessing
+
+    _, calls = small_slices
+    x = np.ones(1 << 13, np.float32)
+    xpnn.tanh(x)
+    xpnn.random.normal(xpnn.random.key(0), (1 << 17,))
+    assert calls
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_draw_and_slice_in_child, args=(queue,))
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0, "the forked child hung or failed"
+    assert queue.get(timeout=5) == (float(np.tanh(np.float32(1))), (1 << 17,))
+
+
+@pytest.mark.parametrize("setting, expected", [("1", "1"), ("3", "3"), ("", None), ("two", "ValueError"), ("0", "ValueError")])
+def test_xpnn_num_threads_sets_the_numpy_threads(setting, expected):
+    """XPNN_NUM_THREADS (read when the NumPy adapter is imported) sets its threads; anything but
+    a positive integer is refused, naming the variable."""
+    import subprocess
+    import sys
+
+    code = "import os, xpnn.backends.numpy as b; print(b._WORKERS, min(8, os.cpu_count() or 1))"
+    environment = {**os.environ, "XPNN_NUM_THREADS": setting}
+    out = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True)
+    if expected == "ValueError":
+        assert "XPNN_NUM_THREADS must be a positive integer" in out.stderr and repr(setting) in out.stderr
+    else:
+        workers, cores = out.stdout.split()
+        assert workers == (cores if expected is None else expected)
 
 
 def test_fallback_erf_inv_float64_accuracy():
