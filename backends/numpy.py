@@ -9,12 +9,12 @@ import concurrent.futures
 import functools
 import inspect
 import os
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from . import _fallback
-from ._base import Adapter, FastPath
+from ._base import Adapter, FastPath, is_number
 from ._ufuncs import _FLOAT16_TINY, ufunc_fast_paths
 
 try:
@@ -215,6 +215,27 @@ def _sliced_fast_paths(ufunc_paths: dict[str, FastPath]) -> dict[str, FastPath]:
     return paths
 
 
+#: Written-once public functions that are elementwise in ``x`` when their other arguments are
+#: numbers: on large arrays the NumPy adapter runs them in slices too (``NumpyAdapter.compile``).
+_ELEMENTWISE_WRITTEN_ONCE = frozenset((
+    "selu", "celu", "mish", "squareplus", "sparse_sigmoid", "log1mexp", "hard_shrink", "tanh_shrink", "threshold",
+))
+_FLOATING = frozenset(np.dtype(name) for name in ("float16", "float32", "float64"))
+
+
+def _written_once_in_slices(function: Callable[..., Any]) -> FastPath:
+    """The written-once elementwise ``function``, run by :func:`_in_slices` on large floating
+    arrays whose other arguments are numbers (an array argument may broadcast against ``x``);
+    ``NotImplemented``, so the usual written-once call, for everything else."""
+    def sliced(x: Any, *args: Any, **kwargs: Any) -> Any:
+        if (x.size < _SLICED_FROM or x.dtype not in _FLOATING or not _sliceable(x)
+                or not all(map(is_number, (*args, *kwargs.values())))):
+            return NotImplemented
+        return _in_slices(function, x, args, kwargs, fills=False, rows=False)
+
+    return sliced
+
+
 def _constant_operand_fast_paths(paths: dict[str, FastPath]) -> dict[str, FastPath]:
     """relu, relu6, hard_tanh, hard_sigmoid, hard_silu and leaky_relu for float32 and float64
     arrays as ufuncs against constant operands (``_with_constant``).  Other dtypes, 0-d arrays
@@ -342,6 +363,11 @@ class NumpyAdapter(Adapter):
     def _fast_paths(self) -> dict[str, FastPath]:
         paths = _sliced_fast_paths(ufunc_fast_paths(np, _special, masked_ufuncs=True))
         return {**paths, **_constant_operand_fast_paths(paths)}
+
+    def compile(self, function, static_argnames):
+        """The elementwise written-once functions (``_ELEMENTWISE_WRITTEN_ONCE``), computed in
+        slices on all cores for large arrays; None for the others."""
+        return _written_once_in_slices(function) if function.__name__ in _ELEMENTWISE_WRITTEN_ONCE else None
 
     def erf_inv(self, x):
         """XLA's float32 ``ErfInv32`` as the standard-only version computes it, bit for bit,

@@ -271,6 +271,9 @@ SLICED_CALLS = [
     ("soft_sign", {}), ("sparse_plus", {}), ("softplus", {}), ("log_sigmoid", {}), ("gelu", {}),
     ("gelu", {"approximate": False}), ("sigmoid", {}), ("silu", {}), ("tanh", {}),
     ("softmax", {}), ("log_softmax", {"axis": 1}),
+    # written-once on NumPy, sliced by the adapter's compile
+    ("selu", {}), ("celu", {"alpha": 2.0}), ("mish", {}), ("squareplus", {"b": 3.0}), ("sparse_sigmoid", {}),
+    ("log1mexp", {}), ("hard_shrink", {"lambd": 1.0}), ("tanh_shrink", {}), ("threshold", {"threshold": 0.5, "value": -1.0}),
 ]
 
 
@@ -310,8 +313,9 @@ def test_numpy_large_arrays_computed_in_slices_give_the_same_bits(small_slices, 
 
 
 def test_numpy_slices_only_what_they_can_compute_alone(small_slices):
-    """softmax over another axis than the last, with a where mask, or on a Fortran-ordered array
-    is not sliced (its reductions cross the slices); the results are the unsliced ones."""
+    """softmax over another axis than the last or with a where mask (its reductions cross the
+    slices), a Fortran-ordered or strided array, an array parameter or an integer input is not
+    sliced; the results are the unsliced ones."""
     _, calls = small_slices
     x = np.random.default_rng(0).standard_normal((64, 300)).astype(np.float32)
     mask = x > -1
@@ -320,6 +324,8 @@ def test_numpy_slices_only_what_they_can_compute_alone(small_slices):
         (xpnn.softmax(x, where=mask), np.where(mask, np.exp(x), 0) / np.where(mask, np.exp(x), 0).sum(-1, keepdims=True)),
         (xpnn.softmax(np.asfortranarray(x)), np.exp(x) / np.exp(x).sum(-1, keepdims=True)),
         (xpnn.tanh(x[:, ::2]), np.tanh(x[:, ::2])),
+        (xpnn.celu(x, np.asarray(2.0)), np.where(x > 0, x, 2.0 * np.expm1(x / 2.0))),  # an array may broadcast
+        (xpnn.mish(np.round(x).astype(np.int32)), np.round(x) * np.tanh(np.logaddexp(np.round(x), 0))),  # to float64
     ]:
         np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-7)
     assert not calls
