@@ -52,8 +52,9 @@ _SLICE_ALIGN = 1 << 12
 #: A slice whose fast path cannot write into the output is computed in pieces of about this many
 #: elements, each copied into the output while it is still in cache.
 _PIECE = 1 << 17
-#: How many leaky_relu slopes are kept as constant operands (a block each) before starting again.
-_SLOPES_KEPT = 4
+#: How many leaky_relu slopes are kept as constant operands before starting again: at most
+#: 12 MiB of blocks, if every one is used in float32 and float64.
+_SLOPES_KEPT = 16
 
 
 class _Constant:
@@ -131,6 +132,8 @@ def _in_slices(function: FastPath, x: np.ndarray, args: tuple, kwargs: dict, *, 
     the slice of the output to write to (the memory-bound ones: no copy); otherwise a slice is
     computed in pieces of about ``_PIECE`` elements, each copied into the output from the cache.
     The floating-point error handling of this thread (``np.errstate``) holds on every thread.
+    The pool's own threads never get here (what they compute, random draws, is smaller than
+    ``_SLICED_FROM``): they would wait on themselves.
     """
     flat = x.reshape(-1, x.shape[-1]) if rows else x.reshape(-1)
     out = np.empty_like(flat)
