@@ -8,8 +8,8 @@ dispatch) and, where there is one, SciPy's special-function module
 arrays of that library, and the SciPy-style ufuncs only float32 and float64
 (their loops); anything else goes to the written-once definition.
 
-The memory-bound ones (relu, relu6, hard_tanh, hard_sigmoid, hard_silu,
-leaky_relu, soft_shrink) also take ``into``, an array of ``x``'s shape and
+The memory-bound ones (relu6, hard_tanh, hard_sigmoid, hard_silu, leaky_relu,
+soft_shrink) also take ``into``, an array of ``x``'s shape and
 dtype to write the result to (the NumPy adapter gives each thread a slice of
 one output); they return the result, which is ``into`` where they could
 write there.
@@ -40,8 +40,8 @@ def ufunc_fast_paths(m: ModuleType, special: ModuleType | None, *, masked_ufuncs
 
     # maximum(-0.0, 0) is +0.0 in the float32 and float64 loops but -0.0 in NumPy's float16
     # one (the standard leaves it open); relu(-0.0) is +0.0, so float16 takes the written-once path.
-    def relu(x, *, into=None):
-        return m.maximum(x, 0, out=into) if x.ndim and x.dtype in single_or_double else NotImplemented
+    def relu(x):
+        return m.maximum(x, 0) if x.ndim and x.dtype in single_or_double else NotImplemented
 
     def relu6(x, *, into=None):
         if not x.ndim or x.dtype not in floating:

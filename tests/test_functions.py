@@ -171,6 +171,15 @@ def test_bad_arguments():
         xpnn.elu(np.ones(3, dtype=complex))
 
 
+@pytest.mark.parametrize("function", ["soft_shrink", "leaky_relu", "softmax", "elu"])
+def test_unknown_keyword_refused_on_every_backend(backend, function):
+    """A keyword the public function lacks is refused everywhere, with Python's message, even
+    where a fast path has more parameters (NumPy's and CuPy's memory-bound ones take ``into``)."""
+    x = backend.asarray(np.ones((2, 3)), "float32")
+    with pytest.raises(TypeError, match=f"{function}\\(\\) got an unexpected keyword argument 'into'"):
+        getattr(xpnn, function)(x, into=backend.asarray(np.empty((2, 3)), "float32"))
+
+
 # -- edge semantics from REFERENCE.md ---------------------------------------------
 def test_softmax_edges_match_jax():
     import jax.numpy as jnp

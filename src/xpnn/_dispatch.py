@@ -167,6 +167,9 @@ def public(*, static: tuple[str, ...] = ()) -> Callable[[F], F]:
         fast_by_type: dict[type, FastPath | None] = {}
         _FAST_PATH_CACHES.append(fast_by_type)
         parameters = inspect.signature(function).parameters
+        # A keyword the public function lacks goes to the written-once definition, which refuses
+        # it, even where a fast path has more parameters (the NumPy ones take ``into``).
+        keywords = frozenset(parameters)
         # Indices in ``args`` (the arguments after ``x``) of the static arguments.
         static_positions = frozenset(index - 1 for index, parameter in enumerate(parameters) if parameter in static)
 
@@ -183,7 +186,8 @@ def public(*, static: tuple[str, ...] = ()) -> Callable[[F], F]:
                 if fast is _MISSING:
                     fast = adapter.fast_paths[name] = adapter.compile(function, static)
                 fast_by_type[type(x)] = fast
-                if fast is not None and (not (args or kwargs) or _same_library(x, args, kwargs)):
+                if fast is not None and (not (args or kwargs) or kwargs.keys() <= keywords
+                                         and _same_library(x, args, kwargs)):
                     if static:
                         args, kwargs = _static_lists_as_tuples(args, kwargs, static, static_positions)
                     out = fast(x, *args, **kwargs)
