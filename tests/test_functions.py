@@ -172,12 +172,16 @@ def test_bad_arguments():
 
 
 @pytest.mark.parametrize("function", ["soft_shrink", "leaky_relu", "softmax", "elu"])
-def test_unknown_keyword_refused_on_every_backend(backend, function):
-    """A keyword the public function lacks is refused everywhere, with Python's message, even
-    where a fast path has more parameters (NumPy's and CuPy's memory-bound ones take ``into``)."""
+def test_extra_arguments_refused_on_every_backend(backend, function):
+    """A keyword the public function lacks, or a positional argument too many, is refused
+    everywhere with Python's message naming the function, even where a fast path has more
+    parameters (NumPy's and CuPy's memory-bound ones take ``into``) or another name."""
     x = backend.asarray(np.ones((2, 3)), "float32")
     with pytest.raises(TypeError, match=f"{function}\\(\\) got an unexpected keyword argument 'into'"):
         getattr(xpnn, function)(x, into=backend.asarray(np.empty((2, 3)), "float32"))
+    too_many = (1.0, 2.0) if function != "softmax" else (-1, None, 2.0)
+    with pytest.raises(TypeError, match=f"{function}\\(\\) takes from 1 to {len(too_many)} positional arguments"):
+        getattr(xpnn, function)(x, *too_many)
 
 
 # -- edge semantics from REFERENCE.md ---------------------------------------------

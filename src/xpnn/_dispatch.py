@@ -167,9 +167,11 @@ def public(*, static: tuple[str, ...] = ()) -> Callable[[F], F]:
         fast_by_type: dict[type, FastPath | None] = {}
         _FAST_PATH_CACHES.append(fast_by_type)
         parameters = inspect.signature(function).parameters
-        # A keyword the public function lacks goes to the written-once definition, which refuses
-        # it, even where a fast path has more parameters (the NumPy ones take ``into``).
+        # A keyword the public function lacks, or one positional argument too many, goes to the
+        # written-once definition, which refuses it with its own name, even where a fast path has
+        # more parameters (the NumPy ones take ``into``) or another name.
         keywords = frozenset(parameters)
+        positional = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters.values())
         # Indices in ``args`` (the arguments after ``x``) of the static arguments.
         static_positions = frozenset(index - 1 for index, parameter in enumerate(parameters) if parameter in static)
 
@@ -186,8 +188,8 @@ def public(*, static: tuple[str, ...] = ()) -> Callable[[F], F]:
                 if fast is _MISSING:
                     fast = adapter.fast_paths[name] = adapter.compile(function, static)
                 fast_by_type[type(x)] = fast
-                if fast is not None and (not (args or kwargs) or kwargs.keys() <= keywords
-                                         and _same_library(x, args, kwargs)):
+                if fast is not None and (not (args or kwargs) or len(args) < positional
+                                         and kwargs.keys() <= keywords and _same_library(x, args, kwargs)):
                     if static:
                         args, kwargs = _static_lists_as_tuples(args, kwargs, static, static_positions)
                     out = fast(x, *args, **kwargs)
