@@ -5,16 +5,13 @@ float32 ``erf_inv`` with in-place ufuncs, and random draws sliced over a
 thread pool."""
 from __future__ import annotations
 
-import concurrent.futures
-import functools
-import inspect
-import os
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from . import _fallback
-from ._base import Adapter, FastPath, is_number
+from . import _numpy_slices as slices
+from ._base import Adapter, FastPath
 from ._ufuncs import _FLOAT16_TINY, ufunc_fast_paths
 
 try:
@@ -32,26 +29,6 @@ _CLIP_FROM = 1 << 14
 _SINGLE_OR_DOUBLE = frozenset((np.dtype("float32"), np.dtype("float64")))
 
 
-def _worker_count() -> int:
-    """``XPNN_NUM_THREADS`` when it is set (1: no threads), else the cores, at most 8."""
-    setting = os.environ.get("XPNN_NUM_THREADS", "")
-    if not setting:
-        return min(8, os.cpu_count() or 1)
-    if not setting.isdigit() or int(setting) < 1:
-        raise ValueError(f"XPNN_NUM_THREADS must be a positive integer, got {setting!r}")
-    return int(setting)
-
-
-#: Threads that compute large arrays' slices and random draws (the calling one takes a slice too).
-_WORKERS = _worker_count()
-#: Fast paths compute C-contiguous arrays of at least this many elements in ``_WORKERS`` slices.
-_SLICED_FROM = 1 << 20
-#: Slices start at multiples of this many elements, so each keeps the array's alignment (and
-#: NumPy's SIMD loops split it into the same vectors as the whole).
-_SLICE_ALIGN = 1 << 12
-#: A slice whose fast path cannot write into the output is computed in pieces of about this many
-#: elements, each copied into the output while it is still in cache.
-_PIECE = 1 << 17
 #: How many leaky_relu slopes are kept as constant operands before starting again: at most
 #: 12 MiB of blocks, if every one is used in float32 and float64.
 _SLOPES_KEPT = 16
@@ -112,133 +89,6 @@ def _with_constant(ufunc: np.ufunc, x: np.ndarray, constant: _Constant, *, out: 
     return out
 
 
-@functools.cache
-def _slice_pool() -> concurrent.futures.ThreadPoolExecutor:
-    return concurrent.futures.ThreadPoolExecutor(max_workers=_WORKERS)
-
-
-# A forked child has none of the pool's threads, but the pool would count on them and hang:
-# the child makes its own.
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_slice_pool.cache_clear)
-
-
-def _in_slices(function: FastPath, x: np.ndarray, args: tuple, kwargs: dict, *, fills: bool, rows: bool) -> Any:
-    """``function(x, *args, **kwargs)`` for a C-contiguous ndarray, computed in ``_WORKERS`` slices at
-    once: this thread takes the first, the pool the others (NumPy's ufuncs release the GIL).
-
-    Each element (each row of the last axis, when ``rows``) is computed by the same loop as
-    without slices, so the results are the same bits.  ``fills``: ``function`` takes ``into=``,
-    the slice of the output to write to (the memory-bound ones: no copy); otherwise a slice is
-    computed in pieces of about ``_PIECE`` elements, each copied into the output from the cache.
-    The floating-point error handling of this thread (``np.errstate``) holds on every thread.
-    The pool's own threads never get here (what they compute, random draws, is smaller than
-    ``_SLICED_FROM``): they would wait on themselves.
-    """
-    flat = x.reshape(-1, x.shape[-1]) if rows else x.reshape(-1)
-    out = np.empty_like(flat)
-    row_size = x.shape[-1] if rows else 1
-    step = -(-len(flat) // _WORKERS)
-    align = max(1, _SLICE_ALIGN // row_size)
-    step = -(-step // align) * align
-    piece = step if fills else max(1, _PIECE // row_size)
-    errors, error_call = np.geterr(), np.geterrcall()
-
-    def compute(start: int) -> bool:
-        """Rows ``start`` to ``start + step`` of ``out``; False where ``function`` declines them."""
-        stop = min(start + step, len(flat))
-        with np.errstate(call=error_call, **errors):
-            for begin in range(start, stop, piece):
-                target, part = out[begin:min(begin + piece, stop)], flat[begin:min(begin + piece, stop)]
-                result = function(part, *args, into=target, **kwargs) if fills else function(part, *args, **kwargs)
-                if result is NotImplemented or result.dtype != out.dtype:
-                    return False
-                if result is not target:
-                    target[...] = result
-        return True
-
-    others = [_slice_pool().submit(compute, start) for start in range(step, len(flat), step)]
-    done = compute(0)
-    done = all([other.result() for other in others]) and done
-    return out.reshape(x.shape) if done else function(x, *args, **kwargs)
-
-
-def _sliceable(x: Any) -> bool:
-    """Whether a large ``x`` is computed in slices: a C-contiguous ndarray (not a subclass, which
-    keeps its own reshape and output type), with more than one core to compute it."""
-    return _WORKERS > 1 and type(x) is np.ndarray and x.flags.c_contiguous
-
-
-def _sliced_when_large(function: FastPath, *, fills: bool = False, rows: bool = False) -> FastPath:
-    """``function``, computed by :func:`_in_slices` on C-contiguous ndarrays of ``_SLICED_FROM``
-    elements or more.  ``rows``: a softmax-like ``function(x, axis=-1, where=None)``, sliced
-    along rows only when it reduces the last axis and takes no ``where``.
-
-    Smaller arrays pay one more Python call: 0.07 us for a function of ``x`` alone, 0.17 us
-    for others (tanh costs 3.2 us at (1000,)), so each shape of call gets its own wrapper."""
-    if rows:
-        def sliced_rows(x: Any, axis: Any = -1, where: Any = None) -> Any:
-            if (x.size < _SLICED_FROM or where is not None or type(axis) is not int
-                    or axis not in (-1, x.ndim - 1) or x.ndim < 2 or not _sliceable(x)):
-                return function(x, axis, where)
-            return _in_slices(function, x, (-1,), {}, fills=False, rows=True)
-
-        return sliced_rows
-
-    if len(inspect.signature(function).parameters) - fills == 1:
-        def sliced_alone(x: Any) -> Any:
-            if x.size < _SLICED_FROM or not _sliceable(x):
-                return function(x)
-            return _in_slices(function, x, (), {}, fills=fills, rows=False)
-
-        return sliced_alone
-
-    def sliced(x: Any, *args: Any, **kwargs: Any) -> Any:
-        if x.size < _SLICED_FROM or not _sliceable(x):
-            return function(x, *args, **kwargs) if args or kwargs else function(x)
-        return _in_slices(function, x, args, kwargs, fills=fills, rows=False)
-
-    return sliced
-
-
-#: The fast paths computed in slices on large arrays, by how (see ``_sliced_when_large``).
-_FILLING = ("relu6", "hard_tanh", "hard_sigmoid", "hard_silu", "leaky_relu", "soft_shrink")
-_COPYING = ("elu", "soft_sign", "sparse_plus", "softplus", "log_sigmoid", "gelu", "sigmoid", "silu", "tanh")
-_BY_ROWS = ("softmax", "log_softmax")
-
-
-def _sliced_fast_paths(ufunc_paths: dict[str, FastPath]) -> dict[str, FastPath]:
-    """``ufunc_paths``, with those in ``_FILLING``, ``_COPYING`` and ``_BY_ROWS`` computed in slices
-    on large arrays."""
-    paths = dict(ufunc_paths)
-    for names, how in ((_FILLING, {"fills": True}), (_COPYING, {}), (_BY_ROWS, {"rows": True})):
-        for name in names:
-            paths[name] = _sliced_when_large(ufunc_paths[name], **how)
-    paths["swish"], paths["hard_swish"] = paths["silu"], paths["hard_silu"]
-    return paths
-
-
-#: Written-once public functions that are elementwise in ``x`` when their other arguments are
-#: numbers: on large arrays the NumPy adapter runs them in slices too (``NumpyAdapter.compile``).
-_ELEMENTWISE_WRITTEN_ONCE = frozenset((
-    "selu", "celu", "mish", "squareplus", "sparse_sigmoid", "log1mexp", "hard_shrink", "tanh_shrink", "threshold",
-))
-_FLOATING = frozenset(np.dtype(name) for name in ("float16", "float32", "float64"))
-
-
-def _written_once_in_slices(function: Callable[..., Any]) -> FastPath:
-    """The written-once elementwise ``function``, run by :func:`_in_slices` on large floating
-    arrays whose other arguments are numbers (an array argument may broadcast against ``x``);
-    ``NotImplemented``, so the usual written-once call, for everything else."""
-    def sliced(x: Any, *args: Any, **kwargs: Any) -> Any:
-        if (x.size < _SLICED_FROM or x.dtype not in _FLOATING or not _sliceable(x)
-                or not all(map(is_number, (*args, *kwargs.values())))):
-            return NotImplemented
-        return _in_slices(function, x, args, kwargs, fills=False, rows=False)
-
-    return sliced
-
-
 def _constant_operand_fast_paths(paths: dict[str, FastPath]) -> dict[str, FastPath]:
     """relu, relu6, hard_tanh, hard_sigmoid, hard_silu and leaky_relu for float32 and float64
     arrays as ufuncs against constant operands (``_with_constant``).  Other dtypes, 0-d arrays
@@ -251,7 +101,7 @@ def _constant_operand_fast_paths(paths: dict[str, FastPath]) -> dict[str, FastPa
     def relu_against_zeros(x: Any, *, into: Any = None) -> Any:
         return _with_constant(np.maximum, x, zeros, out=into)
 
-    large_relu = _sliced_when_large(relu_against_zeros, fills=True)
+    large_relu = slices.sliced_when_large(relu_against_zeros, fills=True)
 
     def relu(x: Any) -> Any:
         # The common call (a shape seen before) inline: its cost is a call of maximum.
@@ -361,16 +211,16 @@ class NumpyAdapter(Adapter):
         starts = list(starts)
         if len(starts) < 2:
             return [function(start) for start in starts]
-        return list(_slice_pool().map(function, starts))
+        return list(slices.pool().map(function, starts))
 
     def _fast_paths(self) -> dict[str, FastPath]:
-        paths = _sliced_fast_paths(ufunc_fast_paths(np, _special, masked_ufuncs=True))
+        paths = slices.sliced_fast_paths(ufunc_fast_paths(np, _special, masked_ufuncs=True))
         return {**paths, **_constant_operand_fast_paths(paths)}
 
     def compile(self, function, static_argnames):
-        """The elementwise written-once functions (``_ELEMENTWISE_WRITTEN_ONCE``), computed in
+        """The elementwise written-once functions (``ELEMENTWISE_WRITTEN_ONCE``), computed in
         slices on all cores for large arrays; None for the others."""
-        return _written_once_in_slices(function) if function.__name__ in _ELEMENTWISE_WRITTEN_ONCE else None
+        return slices.written_once_in_slices(function) if function.__name__ in slices.ELEMENTWISE_WRITTEN_ONCE else None
 
     def erf_inv(self, x):
         """XLA's float32 ``ErfInv32`` as the standard-only version computes it, bit for bit,

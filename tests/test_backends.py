@@ -280,16 +280,16 @@ SLICED_CALLS = [
 @pytest.fixture
 def small_slices(monkeypatch):
     """The NumPy adapter's slicing from 4096 elements, in three slices and pieces of 1000
-    elements (whatever the cores), with every call of ``_in_slices`` counted."""
-    from xpnn.backends import numpy as numpy_backend
+    elements (whatever the cores), with every call of ``in_slices`` counted."""
+    from xpnn.backends import _numpy_slices as slices
 
     calls = []
-    in_slices = numpy_backend._in_slices
-    monkeypatch.setattr(numpy_backend, "_SLICED_FROM", 1 << 12)
-    monkeypatch.setattr(numpy_backend, "_WORKERS", 3)
-    monkeypatch.setattr(numpy_backend, "_PIECE", 1000)
-    monkeypatch.setattr(numpy_backend, "_in_slices", lambda *args, **kwargs: calls.append(args[0]) or in_slices(*args, **kwargs))
-    return numpy_backend, calls
+    in_slices = slices.in_slices
+    monkeypatch.setattr(slices, "SLICED_FROM", 1 << 12)
+    monkeypatch.setattr(slices, "WORKERS", 3)
+    monkeypatch.setattr(slices, "PIECE", 1000)
+    monkeypatch.setattr(slices, "in_slices", lambda *args, **kwargs: calls.append(args[0]) or in_slices(*args, **kwargs))
+    return slices, calls
 
 
 @pytest.mark.parametrize("function, kwargs", SLICED_CALLS, ids=[f"{f}-{k}" for f, k in SLICED_CALLS])
@@ -297,7 +297,7 @@ def small_slices(monkeypatch):
 def test_numpy_large_arrays_computed_in_slices_give_the_same_bits(small_slices, function, kwargs, dtype, monkeypatch):
     """A large C-contiguous array is computed in slices on several threads: the bits (zero signs
     included), dtype and shape of the call without slices, edge values in every slice."""
-    numpy_backend, calls = small_slices
+    slices, calls = small_slices
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((67, 1031)) * 5).astype(dtype)  # slices of 24576 elements (24 rows)
     for start in (0, 24_572, 24_741, 49_150, x.size - 7):
@@ -305,7 +305,7 @@ def test_numpy_large_arrays_computed_in_slices_give_the_same_bits(small_slices, 
     with np.errstate(all="ignore"):
         sliced = getattr(xpnn, function)(x, **kwargs)
         assert calls, "the call was not computed in slices"
-        monkeypatch.setattr(numpy_backend, "_SLICED_FROM", 1 << 60)
+        monkeypatch.setattr(slices, "SLICED_FROM", 1 << 60)
         whole = getattr(xpnn, function)(x, **kwargs)
     assert type(sliced) is np.ndarray and sliced.dtype == x.dtype and sliced.shape == x.shape
     np.testing.assert_array_equal(sliced, whole)
@@ -379,7 +379,7 @@ def test_xpnn_num_threads_sets_the_numpy_threads(setting, expected):
     import subprocess
     import sys
 
-    code = "import os, xpnn.backends.numpy as b; print(b._WORKERS, min(8, os.cpu_count() or 1))"
+    code = "import os, xpnn.backends._numpy_slices as s; print(s.WORKERS, min(8, os.cpu_count() or 1))"
     environment = {**os.environ, "XPNN_NUM_THREADS": setting}
     out = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True)
     if expected == "ValueError":

@@ -86,7 +86,7 @@ class DenseGeneral(Module):
             raise self._error(f"batch_dims {self.batch_dims} must be consecutive leading dimensions starting from 0")
         if set(axis) & set(batch_dims):
             raise self._error(f"axis {self.axis} and batch_dims {self.batch_dims} overlap")
-        n_batch, n_axis, n_features = len(batch_dims), len(axis), len(features)
+        n_features = len(features)
 
         def flat_init(init: Initializer, grouped: Sequence[tuple[int, ...]]):
             def init_reshaped(key: Array, shape: tuple[int, ...], dtype: Any) -> Array:
