@@ -31,8 +31,11 @@ def worker_count() -> int:
 
 #: Threads that compute large arrays' slices and random draws (the calling one takes a slice too).
 WORKERS = worker_count()
-#: Fast paths compute C-contiguous arrays of at least this many elements in ``WORKERS`` slices.
-SLICED_FROM = 1 << 20
+#: Fast paths compute C-contiguous arrays of at least this many elements in ``WORKERS`` slices,
+#: by what bounds them: waking a thread costs about 0.1 ms on a 2-core machine, which slices of
+#: tanh or elu earn back from 2^18 elements, and of relu or relu6 only from 2^21 to 2^22 (both
+#: thresholds are one power of two above where the gain starts: the timings move a lot).
+SLICED_FROM = {"compute": 1 << 19, "memory": 1 << 22}
 #: Slices start at multiples of this many elements, so each keeps the array's alignment (and
 #: NumPy's SIMD loops split it into the same vectors as the whole).
 SLICE_ALIGN = 1 << 12
@@ -98,8 +101,9 @@ def sliceable(x: Any) -> bool:
     return WORKERS > 1 and type(x) is np.ndarray and x.flags.c_contiguous
 
 
-def sliced_when_large(function: FastPath, *, fills: bool = False, rows: bool = False) -> FastPath:
-    """``function``, computed by :func:`in_slices` on C-contiguous ndarrays of ``SLICED_FROM``
+def sliced_when_large(function: FastPath, *, fills: bool = False, rows: bool = False,
+                      bound: str = "compute") -> FastPath:
+    """``function``, computed by :func:`in_slices` on C-contiguous ndarrays of ``SLICED_FROM[bound]``
     elements or more.  ``rows``: a softmax-like ``function(x, axis=-1, where=None)``, sliced
     along rows only when it reduces the last axis and takes no ``where``.
 
@@ -107,7 +111,7 @@ def sliced_when_large(function: FastPath, *, fills: bool = False, rows: bool = F
     for others (tanh costs 3.2 us at (1000,)), so each shape of call gets its own wrapper."""
     if rows:
         def sliced_rows(x: Any, axis: Any = -1, where: Any = None) -> Any:
-            if (x.size < SLICED_FROM or where is not None or type(axis) is not int
+            if (x.size < SLICED_FROM[bound] or where is not None or type(axis) is not int
                     or axis not in (-1, x.ndim - 1) or x.ndim < 2 or not sliceable(x)):
                 return function(x, axis, where)
             return in_slices(function, x, (-1,), {}, fills=False, rows=True)
@@ -116,31 +120,33 @@ def sliced_when_large(function: FastPath, *, fills: bool = False, rows: bool = F
 
     if len(inspect.signature(function).parameters) - fills == 1:
         def sliced_alone(x: Any) -> Any:
-            if x.size < SLICED_FROM or not sliceable(x):
+            if x.size < SLICED_FROM[bound] or not sliceable(x):
                 return function(x)
             return in_slices(function, x, (), {}, fills=fills, rows=False)
 
         return sliced_alone
 
     def sliced(x: Any, *args: Any, **kwargs: Any) -> Any:
-        if x.size < SLICED_FROM or not sliceable(x):
+        if x.size < SLICED_FROM[bound] or not sliceable(x):
             return function(x, *args, **kwargs) if args or kwargs else function(x)
         return in_slices(function, x, args, kwargs, fills=fills, rows=False)
 
     return sliced
 
 
-#: The fast paths computed in slices on large arrays, by how (see ``sliced_when_large``).
-FILLING = ("relu6", "hard_tanh", "hard_sigmoid", "hard_silu", "leaky_relu", "soft_shrink")
-COPYING = ("elu", "soft_sign", "sparse_plus", "softplus", "log_sigmoid", "gelu", "sigmoid", "silu", "tanh")
-BY_ROWS = ("softmax", "log_softmax")
+#: The fast paths computed in slices on large arrays, and how (``sliced_when_large``'s options).
+SLICED = (
+    (("relu6", "hard_tanh", "hard_sigmoid", "hard_silu", "leaky_relu", "soft_shrink"), {"fills": True, "bound": "memory"}),
+    (("soft_sign",), {"bound": "memory"}),
+    (("elu", "sparse_plus", "softplus", "log_sigmoid", "gelu", "sigmoid", "silu", "tanh"), {}),
+    (("softmax", "log_softmax"), {"rows": True}),
+)
 
 
 def sliced_fast_paths(ufunc_paths: dict[str, FastPath]) -> dict[str, FastPath]:
-    """``ufunc_paths``, with those in ``FILLING``, ``COPYING`` and ``BY_ROWS`` computed in slices
-    on large arrays."""
+    """``ufunc_paths``, with those in ``SLICED`` computed in slices on large arrays."""
     paths = dict(ufunc_paths)
-    for names, how in ((FILLING, {"fills": True}), (COPYING, {}), (BY_ROWS, {"rows": True})):
+    for names, how in SLICED:
         for name in names:
             paths[name] = sliced_when_large(ufunc_paths[name], **how)
     paths["swish"], paths["hard_swish"] = paths["silu"], paths["hard_silu"]
@@ -160,7 +166,7 @@ def written_once_in_slices(function: Callable[..., Any]) -> FastPath:
     arrays whose other arguments are numbers (an array argument may broadcast against ``x``);
     ``NotImplemented``, so the usual written-once call, for everything else."""
     def sliced(x: Any, *args: Any, **kwargs: Any) -> Any:
-        if (x.size < SLICED_FROM or x.dtype not in FLOATING or not sliceable(x)
+        if (x.size < SLICED_FROM["compute"] or x.dtype not in FLOATING or not sliceable(x)
                 or not all(map(is_number, (*args, *kwargs.values())))):
             return NotImplemented
         return in_slices(function, x, args, kwargs, fills=False, rows=False)

@@ -101,7 +101,7 @@ def _constant_operand_fast_paths(paths: dict[str, FastPath]) -> dict[str, FastPa
     def relu_against_zeros(x: Any, *, into: Any = None) -> Any:
         return _with_constant(np.maximum, x, zeros, out=into)
 
-    large_relu = slices.sliced_when_large(relu_against_zeros, fills=True)
+    large_relu = slices.sliced_when_large(relu_against_zeros, fills=True, bound="memory")
 
     def relu(x: Any) -> Any:
         # The common call (a shape seen before) inline: its cost is a call of maximum.

@@ -9,8 +9,8 @@ compared as ratios:
 * numpy (cupy on a GPU): xpnn on its arrays / the best plain NumPy (CuPy) formulation;
 * every library: the function / one copy pass of the same array (the memory floor).
 
-xpnn's NumPy fast paths compute arrays of 2^20 elements or more on all cores (at
-most 8); the NumPy twins and the copy pass run on one, as NumPy does, so at
+xpnn's NumPy fast paths compute arrays of 2^19 elements or more (2^22 for the
+memory-bound ones) on all cores (at most 8); the NumPy twins and the copy pass run on one, as NumPy does, so at
 (4096, 1024) those ratios show what the slices gain.
 """
 from __future__ import annotations

@@ -285,7 +285,7 @@ def small_slices(monkeypatch):
 
     calls = []
     in_slices = slices.in_slices
-    monkeypatch.setattr(slices, "SLICED_FROM", 1 << 12)
+    monkeypatch.setattr(slices, "SLICED_FROM", {"compute": 1 << 12, "memory": 1 << 12})
     monkeypatch.setattr(slices, "WORKERS", 3)
     monkeypatch.setattr(slices, "PIECE", 1000)
     monkeypatch.setattr(slices, "in_slices", lambda *args, **kwargs: calls.append(args[0]) or in_slices(*args, **kwargs))
@@ -305,7 +305,7 @@ def test_numpy_large_arrays_computed_in_slices_give_the_same_bits(small_slices, 
     with np.errstate(all="ignore"):
         sliced = getattr(xpnn, function)(x, **kwargs)
         assert calls, "the call was not computed in slices"
-        monkeypatch.setattr(slices, "SLICED_FROM", 1 << 60)
+        monkeypatch.setattr(slices, "SLICED_FROM", {"compute": 1 << 60, "memory": 1 << 60})
         whole = getattr(xpnn, function)(x, **kwargs)
     assert type(sliced) is np.ndarray and sliced.dtype == x.dtype and sliced.shape == x.shape
     np.testing.assert_array_equal(sliced, whole)
