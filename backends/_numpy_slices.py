@@ -3,8 +3,10 @@
 NumPy's ufuncs release the GIL, so a C-contiguous array of ``SLICED_FROM``
 elements or more is cut into one slice per thread: the calling thread
 computes one, a pool the others, each into its part of one output.  Every
-element goes through the same loop as without slices, so the results are the
-same bits.  ``XPNN_NUM_THREADS`` sets the threads (1: no slices).
+element (every row, for the row-wise functions) goes through the same loops as
+without slices, so the results are the same numbers, zero signs included (a
+row computed alone may give a nan of the other sign, which means nothing).
+``XPNN_NUM_THREADS`` sets the threads (1: no slices).
 """
 from __future__ import annotations
 
@@ -60,7 +62,7 @@ def in_slices(function: FastPath, x: np.ndarray, args: tuple, kwargs: dict, *, f
     once: this thread takes the first, the pool the others (NumPy's ufuncs release the GIL).
 
     Each element (each row of the last axis, when ``rows``) is computed by the same loop as
-    without slices, so the results are the same bits.  ``fills``: ``function`` takes ``into=``,
+    without slices, so the results are the same numbers.  ``fills``: ``function`` takes ``into=``,
     the slice of the output to write to (the memory-bound ones: no copy); otherwise a slice is
     computed in pieces of about ``PIECE`` elements, each copied into the output from the cache.
     The floating-point error handling of this thread (``np.errstate``) holds on every thread.
@@ -154,7 +156,9 @@ def sliced_fast_paths(ufunc_paths: dict[str, FastPath]) -> dict[str, FastPath]:
 
 
 #: Written-once public functions that are elementwise in ``x`` when their other arguments are
-#: numbers: on large arrays the NumPy adapter runs them in slices too (``NumpyAdapter.compile``).
+#: numbers, or compute each row of the last axis alone when that is their ``axis``: on large
+#: arrays the NumPy adapter runs them in slices too (``NumpyAdapter.compile``).
+ROWWISE_WRITTEN_ONCE = frozenset(("softmin", "standardize"))
 ELEMENTWISE_WRITTEN_ONCE = frozenset((
     "selu", "celu", "mish", "squareplus", "sparse_sigmoid", "log1mexp", "hard_shrink", "tanh_shrink", "threshold",
 ))
@@ -170,5 +174,29 @@ def written_once_in_slices(function: Callable[..., Any]) -> FastPath:
                 or not all(map(is_number, (*args, *kwargs.values())))):
             return NotImplemented
         return in_slices(function, x, args, kwargs, fills=False, rows=False)
+
+    return sliced
+
+
+def written_once_by_rows(function: Callable[..., Any]) -> FastPath:
+    """The written-once row-wise ``function`` (softmin, standardize), run by :func:`in_slices` on
+    slices of rows of large floating arrays when its ``axis`` is the last one and its other
+    arguments are None, numbers or strings (a mean, variance or ``where`` array spans rows);
+    ``NotImplemented``, so the usual written-once call, for everything else."""
+    signature = inspect.signature(function)
+
+    def sliced(x: Any, *args: Any, **kwargs: Any) -> Any:
+        if x.size < SLICED_FROM["compute"] or x.ndim < 2 or x.dtype not in FLOATING or not sliceable(x):
+            return NotImplemented
+        try:
+            arguments = signature.bind(x, *args, **kwargs).arguments
+        except TypeError:  # the written-once call raises it, naming the function
+            return NotImplemented
+        del arguments[next(iter(signature.parameters))]
+        axis = arguments.pop("axis", signature.parameters["axis"].default)
+        if (type(axis) is not int or axis not in (-1, x.ndim - 1)
+                or not all(value is None or type(value) is str or is_number(value) for value in arguments.values())):
+            return NotImplemented
+        return in_slices(function, x, (), {**arguments, "axis": -1}, fills=False, rows=True)
 
     return sliced

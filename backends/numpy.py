@@ -218,9 +218,13 @@ class NumpyAdapter(Adapter):
         return {**paths, **_constant_operand_fast_paths(paths)}
 
     def compile(self, function, static_argnames):
-        """The elementwise written-once functions (``ELEMENTWISE_WRITTEN_ONCE``), computed in
-        slices on all cores for large arrays; None for the others."""
-        return slices.written_once_in_slices(function) if function.__name__ in slices.ELEMENTWISE_WRITTEN_ONCE else None
+        """The elementwise and row-wise written-once functions (``ELEMENTWISE_WRITTEN_ONCE``,
+        ``ROWWISE_WRITTEN_ONCE``), computed in slices on all cores for large arrays; None for the others."""
+        if function.__name__ in slices.ELEMENTWISE_WRITTEN_ONCE:
+            return slices.written_once_in_slices(function)
+        if function.__name__ in slices.ROWWISE_WRITTEN_ONCE:
+            return slices.written_once_by_rows(function)
+        return None
 
     def erf_inv(self, x):
         """XLA's float32 ``ErfInv32`` as the standard-only version computes it, bit for bit,
