@@ -83,7 +83,8 @@ def in_slices(function: FastPath, x: np.ndarray, args: tuple, kwargs: dict, *, f
         stop = min(start + step, len(flat))
         with np.errstate(call=error_call, **errors):
             for begin in range(start, stop, piece):
-                target, part = out[begin:min(begin + piece, stop)], flat[begin:min(begin + piece, stop)]
+                end = min(begin + piece, stop)
+                target, part = out[begin:end], flat[begin:end]
                 result = function(part, *args, into=target, **kwargs) if fills else function(part, *args, **kwargs)
                 if result is NotImplemented or result.dtype != out.dtype:
                     return False
@@ -165,13 +166,18 @@ ELEMENTWISE_WRITTEN_ONCE = frozenset((
 FLOATING = frozenset(np.dtype(name) for name in ("float16", "float32", "float64"))
 
 
+def large_floating(x: Any) -> bool:
+    """Whether a written-once ``x`` is computed in slices: a sliceable floating array of
+    ``SLICED_FROM["compute"]`` elements or more."""
+    return x.size >= SLICED_FROM["compute"] and x.dtype in FLOATING and sliceable(x)
+
+
 def written_once_in_slices(function: Callable[..., Any]) -> FastPath:
     """The written-once elementwise ``function``, run by :func:`in_slices` on large floating
     arrays whose other arguments are numbers (an array argument may broadcast against ``x``);
     ``NotImplemented``, so the usual written-once call, for everything else."""
     def sliced(x: Any, *args: Any, **kwargs: Any) -> Any:
-        if (x.size < SLICED_FROM["compute"] or x.dtype not in FLOATING or not sliceable(x)
-                or not all(map(is_number, (*args, *kwargs.values())))):
+        if not large_floating(x) or not all(map(is_number, (*args, *kwargs.values()))):
             return NotImplemented
         return in_slices(function, x, args, kwargs, fills=False, rows=False)
 
@@ -186,7 +192,7 @@ def written_once_by_rows(function: Callable[..., Any]) -> FastPath:
     signature = inspect.signature(function)
 
     def sliced(x: Any, *args: Any, **kwargs: Any) -> Any:
-        if x.size < SLICED_FROM["compute"] or x.ndim < 2 or x.dtype not in FLOATING or not sliceable(x):
+        if x.ndim < 2 or not large_floating(x):
             return NotImplemented
         try:
             arguments = signature.bind(x, *args, **kwargs).arguments

@@ -27,8 +27,6 @@ _SHAPES_KEPT = 256
 #: against constant operands; below, its Python wrapper (about 2.5 us) costs more than a pass.
 _CLIP_FROM = 1 << 14
 _SINGLE_OR_DOUBLE = frozenset((np.dtype("float32"), np.dtype("float64")))
-
-
 #: How many leaky_relu slopes are kept as constant operands before starting again: at most
 #: 12 MiB of blocks, if every one is used in float32 and float64.
 _SLOPES_KEPT = 16
