@@ -179,6 +179,8 @@ def test_extra_arguments_refused_on_every_backend(backend, function):
     x = backend.asarray(np.ones((2, 3)), "float32")
     with pytest.raises(TypeError, match=f"{function}\\(\\) got an unexpected keyword argument 'into'"):
         getattr(xpnn, function)(x, into=backend.asarray(np.empty((2, 3)), "float32"))
+    with pytest.raises(TypeError, match=f"{function}\\(\\) got multiple values for argument 'x'"):
+        getattr(xpnn, function)(x, x=x)
     too_many = (1.0, 2.0) if function != "softmax" else (-1, None, 2.0)
     with pytest.raises(TypeError, match=f"{function}\\(\\) takes from 1 to {len(too_many)} positional arguments"):
         getattr(xpnn, function)(x, *too_many)

@@ -170,7 +170,7 @@ def public(*, static: tuple[str, ...] = ()) -> Callable[[F], F]:
         # A keyword the public function lacks, or one positional argument too many, goes to the
         # written-once definition, which refuses it with its own name, even where a fast path has
         # more parameters (the NumPy ones take ``into``) or another name.
-        keywords = frozenset(parameters)
+        keywords = frozenset(list(parameters)[1:])  # x is positional-only in the public call
         positional = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters.values())
         # Indices in ``args`` (the arguments after ``x``) of the static arguments.
         static_positions = frozenset(index - 1 for index, parameter in enumerate(parameters) if parameter in static)
