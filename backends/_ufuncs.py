@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from types import ModuleType
+from typing import Any, Callable
 
 from ._base import FastPath, is_number
 
@@ -25,6 +26,19 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _SQRT_HALF = math.sqrt(0.5)
 _FLOAT16_TINY = 2.0**-14  # the smallest normal float16
 _FLOAT16_MAX = 65504.0
+
+
+def one_ufunc(ufunc: Callable[[Any], Any] | None, accepted: frozenset) -> FastPath:
+    """The fast path ``ufunc(x)`` for arrays of the ``accepted`` dtypes (none: it always declines).
+
+    Its ``ufunc`` and ``accepted`` stay readable: the NumPy adapter builds from them a path that
+    also slices large arrays in the same Python call (a wrapper costs 0.1 us a call, 3% of tanh
+    at (1000,))."""
+    def path(x):
+        return ufunc(x) if x.ndim and x.dtype in accepted else NotImplemented
+
+    path.ufunc, path.accepted = ufunc, accepted
+    return path
 
 
 def ufunc_fast_paths(m: ModuleType, special: ModuleType | None, *, masked_ufuncs: bool) -> dict[str, FastPath]:
@@ -155,8 +169,7 @@ def ufunc_fast_paths(m: ModuleType, special: ModuleType | None, *, masked_ufuncs
         inner *= x
         return inner
 
-    def sigmoid(x):
-        return special.expit(x) if x.ndim and x.dtype in special_floating else NotImplemented
+    sigmoid = one_ufunc(special.expit if special is not None else None, special_floating)
 
     def silu(x):
         if not x.ndim or x.dtype not in special_floating:
@@ -165,25 +178,29 @@ def ufunc_fast_paths(m: ModuleType, special: ModuleType | None, *, masked_ufuncs
         out *= x
         return out
 
-    def tanh(x):
-        return m.tanh(x) if x.ndim and x.dtype in floating else NotImplemented
+    tanh = one_ufunc(m.tanh, floating)
 
-    def reducible(x, axis, where) -> bool:
-        # valid_axis(axis, x.ndim) for an int axis (a bool is no axis), inlined: this runs on every call.
-        return type(axis) is int and -x.ndim <= axis < x.ndim and where is None and x.dtype in floating and x.size > 0
-
+    # Checked on every call, so inline (a NumPy scalar's ``max`` takes any axis: 0-d is checked);
+    # an axis out of range or an empty reduction makes ``x.max`` raise ValueError (AxisError is
+    # one), and the written-once definition takes over, with its own message.
     def softmax(x, axis=-1, where=None):
-        if not reducible(x, axis, where):
+        if type(axis) is not int or where is not None or not x.ndim or x.dtype not in floating:
             return NotImplemented
-        out = m.subtract(x, x.max(axis=axis, keepdims=True))
+        try:
+            out = m.subtract(x, x.max(axis=axis, keepdims=True))
+        except ValueError:
+            return NotImplemented
         m.exp(out, out=out)
         out /= out.sum(axis=axis, keepdims=True)
         return out
 
     def log_softmax(x, axis=-1, where=None):
-        if not reducible(x, axis, where):
+        if type(axis) is not int or where is not None or not x.ndim or x.dtype not in floating:
             return NotImplemented
-        shifted = m.subtract(x, x.max(axis=axis, keepdims=True))
+        try:
+            shifted = m.subtract(x, x.max(axis=axis, keepdims=True))
+        except ValueError:
+            return NotImplemented
         total = m.exp(shifted).sum(axis=axis, keepdims=True)
         shifted -= m.log(total, out=total)
         return shifted
