@@ -24,6 +24,7 @@ from ._base import FastPath, is_number
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _SQRT_HALF = math.sqrt(0.5)
+_GELU_CUBIC = 0.044715
 _FLOAT16_TINY = 2.0**-14  # the smallest normal float16
 _FLOAT16_MAX = 65504.0
 
@@ -39,6 +40,23 @@ def one_ufunc(ufunc: Callable[[Any], Any] | None, accepted: frozenset) -> FastPa
 
     path.ufunc, path.accepted = ufunc, accepted
     return path
+
+
+def tanh_gelu(m: ModuleType, x: Any, cubic: Any, scale: Any, one: Any, half: Any) -> Any:
+    """jax.nn.gelu's tanh form, ``half * x * (one + tanh(scale * (x + cubic * x**3)))``, with the
+    ufuncs of module ``m`` in place on one temporary.  The constants (``_GELU_CUBIC``,
+    sqrt(2/pi), 1 and 0.5) are numbers, or arrays of them shaped like ``x`` (NumPy's loops run
+    faster on two arrays than on an array and a number)."""
+    inner = m.multiply(x, x)
+    inner *= x
+    inner *= cubic
+    inner += x
+    inner *= scale
+    m.tanh(inner, out=inner)
+    inner += one
+    inner *= half
+    inner *= x
+    return inner
 
 
 def ufunc_fast_paths(m: ModuleType, special: ModuleType | None, *, masked_ufuncs: bool) -> dict[str, FastPath]:
@@ -158,16 +176,7 @@ def ufunc_fast_paths(m: ModuleType, special: ModuleType | None, *, masked_ufuncs
             out *= x
             out *= 0.5
             return out
-        inner = m.multiply(x, x)
-        inner *= x
-        inner *= 0.044715
-        inner += x
-        inner *= _SQRT_2_OVER_PI
-        m.tanh(inner, out=inner)
-        inner += 1.0
-        inner *= 0.5
-        inner *= x
-        return inner
+        return tanh_gelu(m, x, _GELU_CUBIC, _SQRT_2_OVER_PI, 1.0, 0.5)
 
     sigmoid = one_ufunc(special.expit if special is not None else None, special_floating)
 
