@@ -484,3 +484,34 @@ def test_einsum_fallback_limits():
         _fallback.einsum(xp, "a,a,a->a", xp.ones(2), xp.ones(2), xp.ones(2))
     with pytest.raises(ValueError, match="names 2 operands, got 1"):
         _fallback.einsum(xp, "a,a->a", xp.ones(2))
+
+
+def _cupy_configured_paths() -> dict:
+    """The fast paths CuPy's adapter builds (``masked_ufuncs=False``: no ``where=`` masks), with
+    NumPy's ufuncs and ``scipy.special`` in place of CuPy's and ``cupyx.scipy.special``."""
+    from scipy import special
+
+    from xpnn.backends._ufuncs import ufunc_fast_paths
+
+    return ufunc_fast_paths(np, special, masked_ufuncs=False)
+
+
+CUPY_CONFIGURED = [case for case in CASES if case.function in _cupy_configured_paths() and case.extra is None]
+
+
+@pytest.mark.parametrize("case", CUPY_CONFIGURED, ids=[case.label for case in CUPY_CONFIGURED])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cupy_configured_ufunc_paths_agree_with_written_once(case, dtype, rng):
+    """The formulas and branches CuPy's fast paths take, run on a machine without a GPU: the
+    written-once values, zero signs included, on the edge values.  CuPy's own kernels are
+    checked by the conformance suite where a GPU answers."""
+    x64 = runner.case_inputs(case, rng)
+    x = x64.astype(dtype)
+    with np.errstate(all="ignore"):
+        fast = _cupy_configured_paths()[case.function](x, **case.kwargs)
+        written_once = getattr(xpnn, case.function).written_once(x, **case.kwargs)
+    if fast is NotImplemented:  # only reductions over no single axis go to the written-once definition
+        assert type(case.kwargs.get("axis", -1)) is not int, f"{case.label} declined a {dtype} array"
+        return
+    assert fast.dtype == x.dtype and fast.shape == x.shape
+    assert compare(fast, written_once, dtype, runner.magnitude(case, x64), zero_signs=True).passed
