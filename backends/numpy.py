@@ -144,8 +144,8 @@ def _constant_operand_fast_paths(paths: dict[str, FastPath]) -> dict[str, FastPa
         return out
 
     def soft_sign(x: Any) -> Any:
-        """x / (1 + |x|), with 1 a constant operand (at (1000,), 1.9 us against 2.4 with a number;
-        through ``_with_constant``, 2.2).  The common call (a shape seen before) is inline."""
+        """x / (1 + |x|), with 1 a constant operand (at (1000,), 1.9 us against 2.4 with a number).
+        The common call (a shape seen before) is inline: through ``_with_constant`` it cost 0.3 us more."""
         views = one_views.get(x.dtype)
         if views is None or not x.ndim:
             return paths["soft_sign"](x)
@@ -159,8 +159,8 @@ def _constant_operand_fast_paths(paths: dict[str, FastPath]) -> dict[str, FastPa
         return np.divide(x, out, out=out)
 
     def gelu(x: Any, approximate: bool = True) -> Any:
-        """The tanh form with its four constants as constant operands (7.5 us at (1000,) against
-        9.4 with numbers); the erf form and larger arrays take ``paths``."""
+        """The tanh form with its four constants as constant operands (at (1000,), 9.0 us a call
+        against 9.5 with numbers); the erf form and larger arrays take ``paths``."""
         if approximate is not True or not x.ndim or x.dtype not in _SINGLE_OR_DOUBLE or x.size > _BLOCK:
             return paths["gelu"](x, approximate)
         return tanh_gelu(np, x, gelu_cubics.like(x), gelu_scales.like(x), ones.like(x), halves.like(x))
