@@ -34,9 +34,9 @@ def _array_twins(m: Any, expit: Callable[[Any], Any], *, masked_ufuncs: bool) ->
     the signs of zeros included.
 
     Each is a function of ``x`` alone: in-place ufuncs on its own temporaries, nothing kept
-    between calls.  xpnn's NumPy relu, relu6 and hard_tanh keep their constant operands
-    between calls (NumPy's loops run about twice as fast on two arrays as on an array and a
-    scalar), which is how they beat these twins."""
+    between calls.  xpnn's NumPy relu, relu6, hard_tanh, soft_sign and gelu keep their constant
+    operands between calls (NumPy's loops run about twice as fast on two arrays as on an array
+    and a scalar), which is how they beat these twins."""
     c = math.sqrt(2 / math.pi)
 
     def gelu(x):
