@@ -1,8 +1,9 @@
 """The adapter base class: what every array library gets from the standard alone."""
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager
 
 import array_api_compat
 
@@ -63,6 +64,9 @@ class Adapter:
     def __init__(self, xp: Namespace) -> None:
         self.xp = xp
         self.fast_paths: dict[str, FastPath] = self._fast_paths()
+        #: Public functions whose fast path :meth:`compile` made from the written-once definition
+        #: itself (the same operations): they need no kernel check.
+        self.compiled_definitions: set[str] = set()
 
     def __repr__(self) -> str:
         return f"<xpnn adapter {self.name!r} for {getattr(self.xp, '__name__', self.xp)}>"
@@ -77,6 +81,30 @@ class Adapter:
         whose eager calls are slow (JAX) returns a cached compiled version.
         """
         return None
+
+    # -- checking fast paths where they run (xpnn._kernel_check) -------------
+    def kernel_devices(self, x: Array) -> dict[str, Any]:
+        """The kinds of device whose kernels may run for arrays of ``x``'s type and dtype now,
+        each with a device to probe: the dispatch caches a checked fast path by array type and
+        dtype, so a library whose arrays of one type live on several kinds (torch's CPU and
+        CUDA tensors) names every kind in use.  By default, ``x``'s device alone."""
+        device = array_api_compat.device(x)
+        return {str(device): device}
+
+    def decline_on(self, fast: FastPath, kinds: frozenset[str]) -> FastPath | None:
+        """``fast`` declining arrays on the device ``kinds`` where it disagreed with the
+        written-once definition, or None to switch it off for the whole dtype (the default:
+        every array of a type runs on one kind)."""
+        return None
+
+    def eagerly(self) -> ContextManager[Any]:
+        """A context in which calls compute now, even inside a compiled trace (jax's
+        ``ensure_compile_time_eval``): the kernel check runs there."""
+        return contextlib.nullcontext()
+
+    def on_new_device_kind(self, callback: Callable[[], None]) -> None:
+        """Have ``callback`` called when the library starts a kind of device that was not in
+        use (torch initialising CUDA), so fast paths are checked there too.  Nothing by default."""
 
     # -- primitives the standard lacks -------------------------------------
     def erf(self, x: Array) -> Array:

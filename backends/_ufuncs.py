@@ -173,8 +173,8 @@ def ufunc_fast_paths(m: ModuleType, special: ModuleType | None, *, masked_ufuncs
                 return NotImplemented
             out = m.multiply(x, -_SQRT_HALF)
             out = special.erfc(out, out=out)
+            out *= 0.5  # before x, so that gelu(max) is max, as 0.5 * x * erfc(...) gives it
             out *= x
-            out *= 0.5
             return out
         return tanh_gelu(m, x, _GELU_CUBIC, _SQRT_2_OVER_PI, 1.0, 0.5)
 

@@ -85,8 +85,22 @@ class JaxAdapter(Adapter):
         """The public ``function`` as a cached ``jax.jit``: of ``jax.nn``'s twin where it has
         one (see :func:`_native_or_written_once`), else of the written-once definition."""
         native = _JAX_NN.get(function.__name__)
+        if native is None:
+            self.compiled_definitions.add(function.__name__)
         traced = function if native is None else _native_or_written_once(native, function)
         return jax.jit(traced, static_argnames=static_argnames)
+
+    def kernel_devices(self, x):
+        """The platforms of ``x``'s devices (a tracer: none) and of jax's default device."""
+        default = jax.devices()[0]
+        devices = {default.platform: default}
+        if not isinstance(x, jax.core.Tracer):
+            for device in x.devices():
+                devices.setdefault(device.platform, device)
+        return devices
+
+    def eagerly(self):
+        return jax.ensure_compile_time_eval()
 
     def erf(self, x):
         return jax.lax.erf(x)

@@ -248,8 +248,10 @@ class NumpyAdapter(Adapter):
         """The elementwise and row-wise written-once functions (``ELEMENTWISE_WRITTEN_ONCE``,
         ``ROWWISE_WRITTEN_ONCE``), computed in slices on all cores for large arrays; None for the others."""
         if function.__name__ in slices.ELEMENTWISE_WRITTEN_ONCE:
+            self.compiled_definitions.add(function.__name__)
             return slices.written_once_in_slices(function)
         if function.__name__ in slices.ROWWISE_WRITTEN_ONCE:
+            self.compiled_definitions.add(function.__name__)
             return slices.written_once_by_rows(function)
         return None
 

@@ -64,6 +64,16 @@ def _unary_guarded(function, *, kink_grads: bool, float32_constants: bool):
     return fast
 
 
+def _times_hard_sigmoid(x):
+    """``x * hardsigmoid(x)``, jax's hard_silu: torch's one-kernel ``hardswish`` computes
+    ``x * 6`` first and overflows above ``max / 6`` (``hardswish(3e38)`` is inf in float32)."""
+    return torch.mul(x, _nn.hardsigmoid(x))
+
+
+#: hard_silu with hard_sigmoid's guards (its float64 backward and CUDA forward use float32 1/6).
+_hard_silu = _unary_guarded(_times_hard_sigmoid, kink_grads=True, float32_constants=True)
+
+
 def _leaky_relu(x, negative_slope=0.01):
     # ``type(...) is float`` first: the default and most calls skip is_number's frame.
     if not (x.is_floating_point() and (type(negative_slope) is float or is_number(negative_slope))) or (
@@ -182,8 +192,8 @@ class TorchAdapter(Adapter):
             "tanh": _unary(torch.tanh),
             "hard_tanh": _unary_guarded(_nn.hardtanh, kink_grads=True, float32_constants=False),
             "hard_sigmoid": _unary_guarded(_nn.hardsigmoid, kink_grads=True, float32_constants=True),
-            "hard_silu": _unary_guarded(_nn.hardswish, kink_grads=False, float32_constants=True),
-            "hard_swish": _unary_guarded(_nn.hardswish, kink_grads=False, float32_constants=True),
+            "hard_silu": _hard_silu,
+            "hard_swish": _hard_silu,
             "log_sigmoid": _unary(_nn.log_sigmoid),
             "soft_sign": _unary(F.softsign),
             "softplus": _softplus,
@@ -199,6 +209,28 @@ class TorchAdapter(Adapter):
             "rrelu": _rrelu,
             "prelu": _prelu,
         }
+
+    def kernel_devices(self, x):
+        """CPU and CUDA tensors are one type: the CPU's kernels, CUDA's once it is initialised,
+        and ``x``'s own device kind (mps, xpu...)."""
+        devices = {"cpu": torch.device("cpu")}
+        if torch.cuda.is_initialized():
+            devices["cuda"] = torch.device("cuda", torch.cuda.current_device())
+        devices.setdefault(x.device.type, x.device)
+        return devices
+
+    def decline_on(self, fast, kinds):
+        def declining(x, *args, **kwargs):
+            return NotImplemented if x.device.type in kinds else fast(x, *args, **kwargs)
+
+        return declining
+
+    def on_new_device_kind(self, callback):
+        """CUDA's kernels are checked once CUDA starts (``torch.cuda._lazy_call`` runs
+        ``callback`` at its initialisation)."""
+        lazy_call = getattr(torch.cuda, "_lazy_call", None)
+        if lazy_call is not None and not torch.cuda.is_initialized():
+            lazy_call(callback)
 
     def erf(self, x):
         return torch.special.erf(x)

@@ -7,7 +7,8 @@ that only ``torch.nn`` has use torch's names and defaults.  Layers follow
 ``flax.linen``: ``xpnn.Module`` with ``init``/``apply``, and the layers below.
 """
 from xpnn import initializers, random
-from xpnn._dispatch import fast_paths, fast_paths_enabled, set_fast_paths
+from xpnn._dispatch import check_fast_paths, fast_paths, fast_paths_enabled, set_fast_paths
+from xpnn._kernel_check import SwitchedOff, fast_path_report
 from xpnn.activations import (
     celu, elu, gelu, glu, hard_sigmoid, hard_silu, hard_swish, hard_tanh, leaky_relu,
     log1mexp, log_sigmoid, mish, relu, relu6, selu, sigmoid, silu, soft_sign, softplus,
@@ -42,6 +43,7 @@ LAYERS = ("Dense", "DenseGeneral", "Einsum", "Embed", "Dropout", "PReLU", "Seque
 
 __all__ = [
     *FUNCTIONS, *LAYERS, "random", "initializers", "set_fast_paths", "fast_paths", "fast_paths_enabled",
+    "fast_path_report", "check_fast_paths", "SwitchedOff",
     "Module", "compact", "nowrap", "Variable", "merge_param", "DenyList", "ModuleError",
     "tree_map", "tree_leaves", "to_backend",
 ]

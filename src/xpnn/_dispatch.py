@@ -9,20 +9,25 @@ Rule 3: an adapter may register a native fast path for a whole public
 function.  :func:`public` routes a call to it when fast paths are on and the
 call's other arguments are plain values or arrays of the same type; the fast
 path may still return ``NotImplemented`` to hand the call to the written-once
-definition.  :func:`set_fast_paths` and :func:`fast_paths` switch them off, so
-the written-once definition can always be run and compared.
+definition.  The first call for an array type and dtype checks the fast path on
+this machine against the written-once definition (``xpnn._kernel_check``) and
+caches the outcome.  :func:`set_fast_paths` and :func:`fast_paths` switch fast
+paths off, so the written-once definition can always be run and compared.
 """
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import inspect
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import array_api_compat
 import numpy as np
 
+from xpnn import _kernel_check
 from xpnn.backends import Adapter, FastPath, adapter_for_namespace
 
 Array = Any
@@ -32,10 +37,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 _ADAPTER_BY_TYPE: dict[type, Adapter] = {}
 #: Values that are never arrays: they never decide the namespace.
 _PLAIN_TYPES = (int, float, bool, complex, str, tuple, type(None), slice)
-_fast_paths_enabled = True
 _MISSING = object()
-#: Every public function's ``fast_by_type`` cache; emptied when fast paths are turned off.
-_FAST_PATH_CACHES: list[dict[type, FastPath | None]] = []
+#: Every public function's cache of checked fast paths by (array type, dtype), emptied when a
+#: new kind of device comes into use (torch's CUDA), so the next call checks its kernels too.
+_FAST_PATH_CACHES: list[dict[tuple[type, Any], FastPath | None]] = []
+#: Every public function with fast-path routing, by name (for :func:`check_fast_paths`).
+_PUBLIC: dict[str, Callable[..., Any]] = {}
+
+# The fast-path switch: a process-wide setting (set_fast_paths) that a context
+# (``with fast_paths(...)``, per thread and per asyncio task) may override.  ``_switches`` counts
+# the overrides in force anywhere plus one while the global setting is off; while it is 0, a
+# call reads no context variable.
+_global_fast_paths = True
+_context_fast_paths: contextvars.ContextVar[bool | None] = contextvars.ContextVar("xpnn_fast_paths", default=None)
+_switches = 0
+_switch_lock = threading.Lock()
 
 
 def _adapter_of_type(value: Any) -> Adapter:
@@ -51,6 +67,7 @@ def _adapter_of_type(value: Any) -> Adapter:
             ) from None
         adapter = adapter_for_namespace(xp)
         adapter.check_array_type(type(value))
+        adapter.on_new_device_kind(_forget_checked_fast_paths)
         _ADAPTER_BY_TYPE[type(value)] = adapter
     return adapter
 
@@ -97,33 +114,82 @@ def as_array(xp: Namespace, value: Any, like: Array) -> Array:
     return value
 
 
+def _change_switches(step: int) -> None:
+    global _switches
+    with _switch_lock:
+        _switches += step
+
+
 def set_fast_paths(enabled: bool) -> None:
-    """Turn native fast paths on or off globally (on by default).
+    """Turn native fast paths on or off for the whole process (on by default).
 
     With fast paths off, every public function runs its written-once
-    definition on every backend.
+    definition on every backend.  A ``with xpnn.fast_paths(...)`` block
+    overrides this setting in its own thread.
     """
-    global _fast_paths_enabled
-    _fast_paths_enabled = bool(enabled)
-    if not _fast_paths_enabled:
-        for cache in _FAST_PATH_CACHES:
-            cache.clear()
+    global _global_fast_paths
+    if not isinstance(enabled, bool):
+        raise TypeError(f"xpnn.set_fast_paths: enabled must be True or False, got {enabled!r}")
+    with _switch_lock:
+        if enabled != _global_fast_paths:
+            global _switches
+            _switches += -1 if enabled else 1
+            _global_fast_paths = enabled
 
 
 def fast_paths_enabled() -> bool:
-    """Whether native fast paths are on."""
-    return _fast_paths_enabled
+    """Whether native fast paths are on in this thread (its ``fast_paths`` block, else the global setting)."""
+    enabled = _context_fast_paths.get()
+    return _global_fast_paths if enabled is None else enabled
 
 
 @contextlib.contextmanager
 def fast_paths(enabled: bool) -> Iterator[None]:
-    """Context manager: ``with xpnn.fast_paths(False): ...`` runs the written-once definitions."""
-    previous = _fast_paths_enabled
-    set_fast_paths(enabled)
+    """Context manager: ``with xpnn.fast_paths(False): ...`` runs the written-once definitions.
+
+    The switch is per thread (and per asyncio task): a ``contextvars.ContextVar``,
+    so blocks in two threads never undo each other, and other threads keep
+    the process-wide setting of :func:`set_fast_paths`.
+    """
+    if not isinstance(enabled, bool):
+        raise TypeError(f"xpnn.fast_paths: enabled must be True or False, got {enabled!r}")
+    token = _context_fast_paths.set(enabled)
+    _change_switches(1)
     try:
         yield
     finally:
-        set_fast_paths(previous)
+        _change_switches(-1)
+        _context_fast_paths.reset(token)
+
+
+def _forget_checked_fast_paths() -> None:
+    """Empty the dispatch caches, so each function's next call checks its fast path on every
+    kind of device in use (called when a library starts a new one, such as torch's CUDA)."""
+    for cache in _FAST_PATH_CACHES:
+        cache.clear()
+
+
+def check_fast_paths(like: Any, dtypes: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")) -> list:
+    """Check every public function's native fast path for ``like``'s library and device now.
+
+    ``like`` is an array or an array namespace (``numpy``, ``torch``...).
+    Each fast path is run on the probe of :mod:`xpnn._kernel_check` in each of
+    ``dtypes`` the library has and compared with the written-once definition,
+    as a first call would; returns :func:`fast_path_report`'s entries.
+    """
+    import types
+
+    if isinstance(like, types.ModuleType):
+        like = like.asarray(0)
+    adapter = adapter_of(like)
+    for name in dtypes:
+        dtype = adapter.dtype_named(name)
+        if dtype is None or not _kernel_check._has_dtype(adapter, dtype, array_api_compat.device(like)):
+            continue
+        x = adapter.xp.astype(adapter.xp.asarray(like), dtype)
+        for function in _PUBLIC.values():
+            function.checked_fast_path(x)
+    return _kernel_check.fast_path_report()
 
 
 def _same_library(first: Array, args: tuple, kwargs: dict) -> bool:
@@ -149,11 +215,26 @@ def _static_lists_as_tuples(args: tuple, kwargs: dict, static: tuple[str, ...],
     return args, kwargs
 
 
-def public(*, static: tuple[str, ...] = ()) -> Callable[[F], F]:
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is a plain value a probe call can repeat: a number, flag, string, None
+    or a tuple of them (an axis), never an array."""
+    if type(value) is tuple:
+        return all(map(_plain, value))
+    return isinstance(value, (int, float, bool, str, type(None)))
+
+
+def public(*, static: tuple[str, ...] = (),
+           probes: tuple[_kernel_check.ProbeCall, ...] | None = (((), {}),)) -> Callable[[F], F]:
     """Make a written-once function public: fast-path routing and input coercion.
 
     ``static`` names the arguments that are never arrays (axes, flags, sizes);
     a backend that compiles (JAX) treats them as compile-time constants.
+
+    ``probes`` are the calls (``(args, kwargs)`` after ``x``) with which a fast
+    path is checked at first use on the machine (:mod:`xpnn._kernel_check`);
+    the first call's own arguments are added when they are plain values.
+    None: the function's fast paths are compiled forms of its definition
+    (xpnn.random's jitted draws) and need no check.
 
     The first positional argument may be a Python scalar or list: it becomes
     an array of the namespace of the other array arguments, NumPy when there
@@ -162,10 +243,9 @@ def public(*, static: tuple[str, ...] = ()) -> Callable[[F], F]:
 
     def decorate(function: F) -> F:
         name = function.__name__
-        #: array type -> its adapter's fast path (None: none), filled by the first call per type
-        #: while fast paths are on, emptied when they are turned off.
-        fast_by_type: dict[type, FastPath | None] = {}
-        _FAST_PATH_CACHES.append(fast_by_type)
+        #: (array type, dtype) -> the checked fast path (None: none), filled by the first call.
+        fast_by_key: dict[tuple[type, Any], FastPath | None] = {}
+        _FAST_PATH_CACHES.append(fast_by_key)
         parameters = inspect.signature(function).parameters
         # A keyword the public function lacks, or one positional argument too many, goes to the
         # written-once definition, which refuses it with its own name, even where a fast path has
@@ -175,6 +255,23 @@ def public(*, static: tuple[str, ...] = ()) -> Callable[[F], F]:
         # Indices in ``args`` (the arguments after ``x``) of the static arguments.
         static_positions = frozenset(index - 1 for index, parameter in enumerate(parameters) if parameter in static)
 
+        def checked_fast_path(x, args: tuple = (), kwargs: dict | None = None) -> FastPath | None:
+            """The fast path for ``x``'s type and dtype, checked on this machine at its first use."""
+            key = (type(x), x.dtype)
+            fast = fast_by_key.get(key, _MISSING)
+            if fast is _MISSING:
+                adapter = _adapter_of_type(x)
+                fast = adapter.fast_paths.get(name, _MISSING)
+                if fast is _MISSING:
+                    fast = adapter.fast_paths[name] = adapter.compile(function, static)
+                if probes is not None and name not in adapter.compiled_definitions:
+                    calls = probes
+                    if (args or kwargs) and _plain(args) and all(map(_plain, kwargs.values())):
+                        calls = (*probes, (args, kwargs))
+                    fast = _kernel_check.checked(name, function, fast, adapter, x, calls)
+                fast_by_key[key] = fast
+            return fast
+
         def route(x, args: tuple, kwargs: dict):
             adapter = _ADAPTER_BY_TYPE.get(type(x))
             if adapter is None:
@@ -183,11 +280,8 @@ def public(*, static: tuple[str, ...] = ()) -> Callable[[F], F]:
                     x = adapter.xp.asarray(x)
                 else:
                     adapter = _adapter_of_type(x)
-            if _fast_paths_enabled:
-                fast = adapter.fast_paths.get(name, _MISSING)
-                if fast is _MISSING:
-                    fast = adapter.fast_paths[name] = adapter.compile(function, static)
-                fast_by_type[type(x)] = fast
+            if not _switches or fast_paths_enabled():
+                fast = checked_fast_path(x, args, kwargs)
                 if fast is not None and (not (args or kwargs) or len(args) < positional
                                          and kwargs.keys() <= keywords and _same_library(x, args, kwargs)):
                     if static:
@@ -206,21 +300,32 @@ def public(*, static: tuple[str, ...] = ()) -> Callable[[F], F]:
         # 0.15 us a call next to jax's dispatch (relu: 7.52 against 7.37 us).
         if len(parameters) == 1:
             def call(x, /):
-                fast = fast_by_type.get(type(x))
-                if fast is None:
+                try:
+                    fast = fast_by_key.get((type(x), x.dtype))
+                except AttributeError:  # a Python scalar or list
+                    fast = None
+                if fast is None or _switches:
                     return route(x, (), {})
                 out = fast(x)
                 return out if out is not NotImplemented else written_once_result(x)
         else:
             def call(x, /, *args, **kwargs):
-                fast = fast_by_type.get(type(x))
-                if fast is None or args or kwargs:
+                if args or kwargs or _switches:
+                    return route(x, args, kwargs)
+                try:
+                    fast = fast_by_key.get((type(x), x.dtype))
+                except AttributeError:  # a Python scalar or list
+                    fast = None
+                if fast is None:
                     return route(x, args, kwargs)
                 out = fast(x)
                 return out if out is not NotImplemented else written_once_result(x)
 
         call = functools.wraps(function)(call)
         call.written_once = function  # type: ignore[attr-defined]
+        call.checked_fast_path = checked_fast_path  # type: ignore[attr-defined]
+        if probes is not None:
+            _PUBLIC[name] = call
         return call  # type: ignore[return-value]
 
     return decorate

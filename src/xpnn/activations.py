@@ -105,7 +105,7 @@ def celu(x: Array, alpha: Array | float = 1.0) -> Array:
     return (xp.maximum(x, 0.0) + 0.0) + alpha * xp.expm1(xp.minimum(x, 0.0) / alpha)
 
 
-@public(static=("approximate",))
+@public(static=("approximate",), probes=(((), {}), ((), {"approximate": False})))
 def gelu(x: Array, approximate: bool = True) -> Array:
     r"""Gaussian error linear unit.
 

@@ -13,7 +13,7 @@ Array = Any
 __all__ = ["one_hot", "identity", "scaled_matmul"]
 
 
-@public(static=("num_classes", "dtype", "axis"))
+@public(static=("num_classes", "dtype", "axis"), probes=(((5,), {}),))
 def one_hot(x: Array, num_classes: int, *, dtype: Any = None, axis: int = -1) -> Array:
     r"""One-hot encoding: ``out[..., c, ...] = (x == c)`` along a new ``axis`` of length ``num_classes``.
 
@@ -60,7 +60,7 @@ def _block_scaled(xp, operand: Array, scales: Array, preferred_element_type: Any
     return xp.reshape(operand * scales, (batch, rows, depth))
 
 
-@public(static=("preferred_element_type",))
+@public(static=("preferred_element_type",), probes=None)
 def scaled_matmul(
     lhs: Array,
     rhs: Array,

@@ -216,7 +216,7 @@ def _int64_of_words(xp: Namespace, pair: tuple[Array, Array]) -> Array:
     return (high << 32) | low
 
 
-@public(static=("shape", "dtype", "width", "partitionable"))
+@public(probes=None, static=("shape", "dtype", "width", "partitionable"))
 def _bits(key: Array, shape: tuple[int, ...], dtype: Any, width: int, *, partitionable: bool) -> Array:
     adapter = adapter_of(key)
     xp = adapter.xp
@@ -261,7 +261,7 @@ def key(seed: int | Array, *, like: Any = None) -> Array:
     return adapter.xp.asarray([seed >> 32, seed & MASK32], dtype=adapter.xp.uint32, device=device)
 
 
-@public(static=("num", "partitionable"))
+@public(probes=None, static=("num", "partitionable"))
 def _split(key: Array, num: int, *, partitionable: bool) -> Array:
     adapter = adapter_of(key)
     xp = adapter.xp
@@ -286,7 +286,7 @@ def split(key: Array, num: int = 2) -> Array:
     return _split(words, num, partitionable=_threefry.threefry_partitionable())
 
 
-@public()
+@public(probes=None)
 def _fold_in(key: Array, data: Array) -> Array:
     adapter = adapter_of(key)
     xp = adapter.xp
@@ -356,7 +356,7 @@ def _floats(
     return out if scalar_bounds else finish(out)
 
 
-@public(static=("shape", "dtype", "partitionable"))
+@public(probes=None, static=("shape", "dtype", "partitionable"))
 def _uniform(key: Array, shape: tuple[int, ...], dtype: Any, minval: Any, maxval: Any, *, partitionable: bool) -> Array:
     return _floats(adapter_of(key), key, shape, dtype, partitionable, minval, maxval)
 
@@ -391,7 +391,7 @@ def uniform(key: Array, shape: Shape = (), dtype: Any = None, minval: Any = 0.0,
     return _uniform(words, shape, dtype, minval, maxval, partitionable=_threefry.threefry_partitionable())
 
 
-@public(static=("shape", "dtype", "partitionable"))
+@public(probes=None, static=("shape", "dtype", "partitionable"))
 def _normal(key: Array, shape: tuple[int, ...], dtype: Any, *, partitionable: bool) -> Array:
     adapter = adapter_of(key)
     xp = adapter.xp
@@ -412,7 +412,7 @@ def normal(key: Array, shape: Shape = (), dtype: Any = None) -> Array:
     return _normal(words, shape, dtype, partitionable=_threefry.threefry_partitionable())
 
 
-@public(static=("shape", "dtype", "partitionable"))
+@public(probes=None, static=("shape", "dtype", "partitionable"))
 def _truncated_normal(key: Array, lower: Any, upper: Any, shape: tuple[int, ...], dtype: Any, *, partitionable: bool) -> Array:
     adapter = adapter_of(key)
     xp = adapter.xp
@@ -473,7 +473,7 @@ def _two_streams(adapter: Adapter, key: Array, n: int, width: int, partitionable
     return higher, lower
 
 
-@public(static=("shape", "dtype", "width", "partitionable"))
+@public(probes=None, static=("shape", "dtype", "width", "partitionable"))
 def _randint(key: Array, shape: tuple[int, ...], minval: Any, maxval: Any, dtype: Any, width: int, *, partitionable: bool) -> Array:
     adapter = adapter_of(key)
     xp = adapter.xp
@@ -519,7 +519,7 @@ def _randint64(key: Array, shape: tuple[int, ...], low: _uint64.Pair, modulo: Ca
     return xp.reshape(xp.astype(_uint64.to_int64(_uint64.add(low, offset)), dtype), shape)
 
 
-@public(static=("shape", "minval", "maxval", "dtype", "partitionable"))
+@public(probes=None, static=("shape", "minval", "maxval", "dtype", "partitionable"))
 def _randint64_int_bounds(key: Array, shape: tuple[int, ...], minval: int, maxval: int, dtype: Any, *, partitionable: bool) -> Array:
     """64-bit randint with Python-int bounds: jax's clipping, span and multiplier in exact Python arithmetic."""
     adapter = adapter_of(key)
@@ -531,7 +531,7 @@ def _randint64_int_bounds(key: Array, shape: tuple[int, ...], minval: int, maxva
                       _uint64.words_of(multiplier), dtype, partitionable)
 
 
-@public(static=("shape", "dtype", "partitionable"))
+@public(probes=None, static=("shape", "dtype", "partitionable"))
 def _randint64_array_bounds(key: Array, shape: tuple[int, ...], minval: Any, maxval: Any, dtype: Any, *, partitionable: bool) -> Array:
     """64-bit randint with array bounds, held as int64 bit patterns (uint64 ones reinterpreted)."""
     adapter = adapter_of(key)
@@ -621,7 +621,7 @@ def _shuffle(key: Array, x: Array, axis: int) -> Array:
     return _sort_rounds(key, x, axis, rounds, partitionable=_threefry.threefry_partitionable())
 
 
-@public(static=("axis", "rounds", "partitionable"))
+@public(probes=None, static=("axis", "rounds", "partitionable"))
 def _sort_rounds(key: Array, x: Array, axis: int, rounds: int, *, partitionable: bool) -> Array:
     adapter = adapter_of(key)
     xp = adapter.xp
@@ -667,7 +667,7 @@ def categorical(key: Array, logits: Array, axis: int = -1, shape: Shape | None =
     return _categorical(words, logits, axis, shape, batch_shape, replace, partitionable=_threefry.threefry_partitionable())
 
 
-@public(static=("axis", "shape", "batch_shape", "replace", "partitionable"))
+@public(probes=None, static=("axis", "shape", "batch_shape", "replace", "partitionable"))
 def _categorical(
     key: Array, logits: Array, axis: int, shape: tuple[int, ...], batch_shape: tuple[int, ...], replace: bool,
     *, partitionable: bool,

@@ -87,7 +87,7 @@ def log_softmax(x: Array, axis: Axis = -1, where: Array | None = None) -> Array:
     return result
 
 
-@public(static=("axis", "keepdims", "return_sign"))
+@public(static=("axis", "keepdims", "return_sign"), probes=(((), {}), ((), {"axis": -1})))
 def logsumexp(
     a: Array,
     axis: Axis = None,

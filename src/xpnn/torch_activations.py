@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import array_api_compat
+
 from xpnn._checks import floating, numeric, require_floating
 from xpnn._dispatch import as_array, namespace, public
 from xpnn.reductions import Axis, softmax
@@ -58,7 +60,7 @@ def tanh_shrink(x: Array) -> Array:
     return x - xp.tanh(x)
 
 
-@public()
+@public(probes=(((0.5, -2.0), {}),))
 def threshold(x: Array, threshold: float, value: float) -> Array:
     r"""Threshold: :math:`x` if :math:`x > \text{threshold}` else ``value``.
 
@@ -97,7 +99,12 @@ def rrelu(
     return xp.where(x >= 0, x, x * slopes)
 
 
-@public()
+def _probe_slope(probe: Array) -> Array:
+    """A slope of 0.25 in the probe's library, dtype and device: prelu's probe weight."""
+    return namespace(probe).asarray(0.25, dtype=probe.dtype, device=array_api_compat.device(probe))
+
+
+@public(probes=(((), {"weight": _probe_slope}),))
 def prelu(x: Array, weight: Array) -> Array:
     r"""Parametric ReLU with torch's layout: :math:`x` if :math:`x > 0` else :math:`w x`.
 
