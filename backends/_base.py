@@ -197,6 +197,11 @@ class Adapter:
         """The library's dtype called ``name`` ("float32", "bfloat16"...), or None."""
         return getattr(self.xp, name, None)
 
+    def random_default_dtype(self, name: str) -> str:
+        """The dtype that xpnn.random and the initializers use when none is given, for the
+        32-bit default ``name`` ("float32", "int32", "uint32"): ``name`` itself by default."""
+        return name
+
     def key_data(self, key: Array) -> Array:
         """A random key as its raw ``(2,)`` integer array (unwraps a library's typed keys)."""
         return key

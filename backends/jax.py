@@ -108,6 +108,10 @@ class JaxAdapter(Adapter):
     def erfc(self, x):
         return jax.lax.erfc(x)
 
+    def random_default_dtype(self, name):
+        """jax's configured default: the 64-bit twin of ``name`` with ``jax_enable_x64`` on."""
+        return str(jax.dtypes.canonicalize_dtype(name.replace("32", "64")))
+
     def key_data(self, key):
         """``jax.random.key(...)`` typed keys become their uint32 words."""
         if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):

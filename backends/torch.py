@@ -26,6 +26,8 @@ written-once definitions give jax's zeros.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -76,8 +78,9 @@ _hard_silu = _unary_guarded(_times_hard_sigmoid, kink_grads=True, float32_consta
 
 def _leaky_relu(x, negative_slope=0.01):
     # ``type(...) is float`` first: the default and most calls skip is_number's frame.
-    if not (x.is_floating_point() and (type(negative_slope) is float or is_number(negative_slope))) or (
-            x.requires_grad and torch.is_grad_enabled()):
+    # A negative slope gives leaky_relu(0) = -0.0 in torch (jax: +0.0), a NaN or infinite one NaN at 0.
+    if not (x.is_floating_point() and (type(negative_slope) is float or is_number(negative_slope))
+            and 0 <= negative_slope < math.inf) or (x.requires_grad and torch.is_grad_enabled()):
         return NotImplemented
     return _nn.leaky_relu(x, negative_slope)
 
@@ -89,13 +92,16 @@ def _elu(x, alpha=1.0):
 
 
 def _hard_shrink(x, lambd=0.5):
-    if not (x.is_floating_point() and is_number(lambd)):
+    if not (x.is_floating_point() and is_number(lambd) and 0 <= lambd < math.inf):
         return NotImplemented
     return torch.hardshrink(x, lambd)
 
 
 def _celu(x, alpha=1.0):
-    if not (x.is_floating_point() and is_number(alpha)) or alpha == 0:
+    # alpha == 0: torch raises, jax gives nan/0; a NaN alpha: torch gives x for x > 0, jax NaN;
+    # float64 under autograd: torch's backward uses a float32 1/alpha (5.7e-7 off).
+    if not (x.is_floating_point() and is_number(alpha)) or alpha == 0 or alpha != alpha or (
+            x.dtype == torch.float64 and x.requires_grad and torch.is_grad_enabled()):
         return NotImplemented
     return F.celu(x, alpha)
 
@@ -125,7 +131,9 @@ def _axis_softmax(function):
 
 
 def _logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, where=None):
-    if not (a.is_floating_point() and b is None and where is None and not return_sign and valid_axis(axis, a.ndim)):
+    # axis=() reduces nothing in jax; torch reads dim=() as every axis.
+    if not (a.is_floating_point() and b is None and where is None and not return_sign and axis != ()
+            and valid_axis(axis, a.ndim)):
         return NotImplemented
     dims = tuple(range(a.ndim)) if axis is None else axis
     return torch.logsumexp(a, dim=dims, keepdim=keepdims)
@@ -140,19 +148,22 @@ def _glu(x, axis=-1):
 
 
 def _soft_shrink(x, lambd=0.5):
-    if not (x.is_floating_point() and is_number(lambd)) or lambd < 0:
+    # torch refuses an infinite lambd (jax-style: every element shrinks to 0).
+    if not (x.is_floating_point() and is_number(lambd) and 0 <= lambd < math.inf):
         return NotImplemented
     return F.softshrink(x, lambd)
 
 
-def _threshold(x, threshold, value):
+def _threshold(x, threshold=None, value=None):
+    # Missing arguments go to the written-once definition, whose TypeError names ``threshold``.
     if not (x.is_floating_point() and is_number(threshold) and is_number(value)):
         return NotImplemented
     return F.threshold(x, threshold, value)
 
 
 def _rrelu(x, lower=0.125, upper=1.0 / 3.0, *, key=None):
-    if key is not None or not (x.is_floating_point() and is_number(lower) and is_number(upper)):
+    if key is not None or not (x.is_floating_point() and is_number(lower) and is_number(upper)
+                               and lower <= upper):
         return NotImplemented
     return F.rrelu(x, lower, upper, training=False)
 

@@ -5,6 +5,7 @@ given.
 """
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,10 +46,23 @@ def numeric(xp: Namespace, x: Array, function: str) -> Array:
     return x
 
 
+def _as_int(value: Any) -> int | None:
+    """``value`` as a Python int when it is an integer (a NumPy or 0-d array integer too, as jax
+    takes them), else None (floats, bools, strings...)."""
+    if isinstance(value, bool) or getattr(value, "dtype", None) == bool:
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def normalize_axis(axis: int, ndim: int, function: str, argument: str = "axis") -> int:
     """``axis`` as a non-negative int; ``ValueError`` when out of range for ``ndim``."""
-    if isinstance(axis, bool) or not isinstance(axis, int):
-        raise TypeError(f"{function}: {argument} must be an int, got {axis!r}")
+    index = _as_int(axis)
+    if index is None:
+        raise TypeError(f"{function}: {argument} must be an int, got {type(axis).__name__} {axis!r}")
+    axis = index
     if not -ndim <= axis < ndim:
         raise ValueError(
             f"{function}: {argument}={axis} is out of bounds for an array of dimension {ndim}"
@@ -62,7 +76,14 @@ def normalize_axes(
     """``axis`` (int, sequence of ints or None for all) as a sorted tuple of non-negative ints."""
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    if _as_int(axis) is not None:
+        axes = (axis,)
+    else:
+        try:
+            axes = tuple(axis)
+        except TypeError:
+            raise TypeError(f"{function}: {argument} must be an int, a tuple of ints or None, got "
+                            f"{type(axis).__name__} {axis!r}") from None
     normalized = tuple(sorted(normalize_axis(a, ndim, function, argument) for a in axes))
     if len(set(normalized)) != len(normalized):
         raise ValueError(f"{function}: {argument}={axis!r} repeats an axis")

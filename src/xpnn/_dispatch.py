@@ -224,7 +224,8 @@ def _plain(value: Any) -> bool:
 
 
 def public(*, static: tuple[str, ...] = (),
-           probes: tuple[_kernel_check.ProbeCall, ...] | None = (((), {}),)) -> Callable[[F], F]:
+           probes: tuple[_kernel_check.ProbeCall, ...] | None = (((), {}),),
+           validate: Callable[[tuple, dict], None] | None = None) -> Callable[[F], F]:
     """Make a written-once function public: fast-path routing and input coercion.
 
     ``static`` names the arguments that are never arrays (axes, flags, sizes);
@@ -235,6 +236,9 @@ def public(*, static: tuple[str, ...] = (),
     the first call's own arguments are added when they are plain values.
     None: the function's fast paths are compiled forms of its definition
     (xpnn.random's jitted draws) and need no check.
+
+    ``validate(args, kwargs)`` checks the arguments after ``x`` before any fast
+    path runs (a fast path may skip a check, and jax traces the arguments).
 
     The first positional argument may be a Python scalar or list: it becomes
     an array of the namespace of the other array arguments, NumPy when there
@@ -252,6 +256,10 @@ def public(*, static: tuple[str, ...] = (),
         # more parameters (the NumPy ones take ``into``) or another name.
         keywords = frozenset(list(parameters)[1:])  # x is positional-only in the public call
         positional = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters.values())
+        # The parameters after ``x`` without a default: a call that lacks one goes to the
+        # written-once definition, whose TypeError names the public function.
+        required = tuple(p.name for p in list(parameters.values())[1:]
+                         if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
         # Indices in ``args`` (the arguments after ``x``) of the static arguments.
         static_positions = frozenset(index - 1 for index, parameter in enumerate(parameters) if parameter in static)
 
@@ -280,10 +288,13 @@ def public(*, static: tuple[str, ...] = (),
                     x = adapter.xp.asarray(x)
                 else:
                     adapter = _adapter_of_type(x)
+            if validate is not None and (args or kwargs):
+                validate(args, kwargs)
             if not _switches or fast_paths_enabled():
                 fast = checked_fast_path(x, args, kwargs)
-                if fast is not None and (not (args or kwargs) or len(args) < positional
-                                         and kwargs.keys() <= keywords and _same_library(x, args, kwargs)):
+                if fast is not None and (not (args or kwargs or required) or len(args) < positional
+                                         and kwargs.keys() <= keywords and _same_library(x, args, kwargs)
+                                         and all(name in kwargs for name in required[len(args):])):
                     if static:
                         args, kwargs = _static_lists_as_tuples(args, kwargs, static, static_positions)
                     out = fast(x, *args, **kwargs)
@@ -310,7 +321,7 @@ def public(*, static: tuple[str, ...] = (),
                 return out if out is not NotImplemented else written_once_result(x)
         else:
             def call(x, /, *args, **kwargs):
-                if args or kwargs or _switches:
+                if args or kwargs or _switches or required:
                     return route(x, args, kwargs)
                 try:
                     fast = fast_by_key.get((type(x), x.dtype))

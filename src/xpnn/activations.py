@@ -212,10 +212,13 @@ def hard_tanh(x: Array) -> Array:
     r"""Hard tanh, :math:`\mathrm{clip}(x, -1, 1)`.
 
     Matches ``jax.nn.hard_tanh``: integer dtypes are kept and the gradient at
-    :math:`\pm1` is 1 (torch's ``Hardtanh`` gives 0 there).
+    :math:`\pm1` is 1 (torch's ``Hardtanh`` gives 0 there).  Unsigned integers are
+    clipped to ``[0, 1]`` (jax.nn's ``-1`` wraps to 255 for uint8 and sends 0 there).
     """
     xp = namespace(x)
     x = numeric(xp, x, "hard_tanh")
+    if xp.isdtype(x.dtype, "unsigned integer"):  # -1 would wrap to the dtype's max (jax.nn's bug)
+        return xp.where(x > 1, 1, x)
     return xp.where(x > 1, 1, xp.where(x < -1, -1, x))
 
 
@@ -288,6 +291,6 @@ def glu(x: Array, axis: int = -1) -> Array:
             f"glu: the length of axis {axis} must be even to split it in two halves, got {size}"
         )
     head = (slice(None),) * axis
-    first = x[head + (slice(0, size // 2),)]
-    second = x[head + (slice(size // 2, size),)]
+    first = x[head + (slice(0, size // 2), ...)]
+    second = x[head + (slice(size // 2, size), ...)]
     return first * sigmoid.written_once(second)

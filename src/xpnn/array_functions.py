@@ -32,6 +32,10 @@ def one_hot(x: Array, num_classes: int, *, dtype: Any = None, axis: int = -1) ->
     device = array_api_compat.device(x)
     if dtype is None:
         dtype = xp.__array_namespace_info__().default_dtypes(device=device)["real floating"]
+    if num_classes and num_classes - 1 > xp.iinfo(x.dtype).max:
+        # arange(num_classes) in x's dtype would wrap (uint8: 256 == 0, jax.nn's bug): compare in
+        # the library's default integer dtype, which holds both.
+        x = xp.astype(x, xp.__array_namespace_info__().default_dtypes(device=device)["integral"])
     classes_shape = [1] * (x.ndim + 1)
     classes_shape[out_axis] = num_classes
     classes = xp.reshape(xp.arange(num_classes, dtype=x.dtype, device=device), tuple(classes_shape))

@@ -109,9 +109,13 @@ def _dtype_name(dtype: Any) -> str:
 def _dtype(adapter: Adapter, dtype: Any, kind: str, default: str, function: str) -> Any:
     """``dtype`` (a dtype of any library, or its name) as a dtype of ``adapter``'s library.
 
-    ``kind`` is an Array API dtype kind the dtype must have.
+    ``kind`` is an Array API dtype kind the dtype must have.  ``dtype=None`` takes ``default``
+    (a 32-bit dtype's name) as the library configures it: on jax arrays with ``jax_enable_x64``
+    on, its 64-bit twin, as jax.random and jax.nn.initializers do; float32, int32 or uint32 on
+    every other library (NumPy's own default float is float64, but one seed must give the same
+    numbers on every backend).
     """
-    name = default if dtype is None else _dtype_name(dtype)
+    name = adapter.random_default_dtype(default) if dtype is None else _dtype_name(dtype)
     resolved = adapter.dtype_named(name)
     if resolved is None or not _is_dtype(adapter.xp, resolved):
         raise ValueError(f"{function}: dtype must be a {kind} dtype of {adapter.name}, got {dtype!r}")
@@ -473,13 +477,18 @@ def _two_streams(adapter: Adapter, key: Array, n: int, width: int, partitionable
     return higher, lower
 
 
-@public(probes=None, static=("shape", "dtype", "width", "partitionable"))
-def _randint(key: Array, shape: tuple[int, ...], minval: Any, maxval: Any, dtype: Any, width: int, *, partitionable: bool) -> Array:
+@public(probes=None, static=("shape", "dtype", "width", "partitionable", "above_top"))
+def _randint(key: Array, shape: tuple[int, ...], minval: Any, maxval: Any, dtype: Any, width: int, *,
+             partitionable: bool, above_top: bool = False) -> Array:
+    """randint below 64 bits; ``above_top``: maxval was a Python int above the dtype's maximum
+    (clipped by the caller), which widens the span by one as jax does."""
     adapter = adapter_of(key)
     xp = adapter.xp
     device = _device(key)
     info = xp.iinfo(dtype)
     wide = xp.int64
+    if xp.asarray(0, dtype=wide, device=device).dtype != wide:  # jax without x64: no int64
+        return _randint_in_words(adapter, key, shape, minval, maxval, dtype, partitionable, above_top)
     low, high = _as_dtype(xp, minval, wide, device), _as_dtype(xp, maxval, wide, device)
     if width < 32:
         # jax samples narrow dtypes as int32, with the bounds clipped to the narrow range.
@@ -487,7 +496,7 @@ def _randint(key: Array, shape: tuple[int, ...], minval: Any, maxval: Any, dtype
         high = xp.clip(high, info.min, info.max + 1)
         info, width = xp.iinfo(xp.int32), 32
     # Bounds clipped to the sampling dtype's range; maxval past the top widens the span by one.
-    beyond = high > info.max
+    beyond = (high > info.max) | above_top
     low = xp.clip(low, info.min, info.max)
     high = xp.clip(high, info.min, info.max)
     span = xp.where(high <= low, xp.ones_like(high), high - low)
@@ -505,6 +514,49 @@ def _randint(key: Array, shape: tuple[int, ...], minval: Any, maxval: Any, dtype
     offset = offset % span
     low = xp.reshape(xp.broadcast_to(low, shape), (n,))
     return xp.reshape(xp.astype(low + offset, dtype), shape)
+
+
+def _randint_in_words(adapter: Adapter, key: Array, shape: tuple[int, ...], minval: Array, maxval: Array,
+                      dtype: Any, partitionable: bool, above_top: bool) -> Array:
+    """:func:`_randint` for libraries without int64 (jax in its default mode): jax's unsigned
+    32-bit arithmetic done in uint32 words, where it wraps as jax's does; bounds clipped as jax
+    clips them (Python ints in Python, arrays in their own dtype)."""
+    xp = adapter.xp
+    device = _device(key)
+    info = xp.iinfo(dtype)
+    narrow = info.bits < 32
+    sample = xp.int32 if narrow else dtype  # jax samples narrow dtypes as int32
+    top = xp.iinfo(sample).max
+
+    def bound(value: Array, upper: int) -> tuple[Array, Any]:
+        """The bound clipped to the dtype's range (``upper`` past it), as ``sample``, and whether it
+        was above the sampling dtype's maximum."""
+        limits = xp.iinfo(value.dtype)
+        if limits.min < info.min or limits.max > upper:  # bounds as arrays: 2**32 - 1 fits no int32
+            value = xp.clip(value, xp.asarray(max(info.min, limits.min), dtype=value.dtype, device=device),
+                            xp.asarray(min(upper, limits.max), dtype=value.dtype, device=device))
+        beyond = value > xp.asarray(top, dtype=value.dtype, device=device) if limits.max > top else value != value
+        return xp.astype(value, sample), beyond
+
+    low, _ = bound(minval, info.max)
+    high, beyond = bound(maxval, info.max + 1 if narrow else info.max)
+    beyond = beyond | above_top
+    words = adapter.random_word_dtype
+    span = xp.where(high <= low, xp.ones_like(high), high - low)
+    span = xp.astype(span, words)
+    span = xp.where(beyond & (high > low), span + 1, span)
+    span = xp.reshape(xp.broadcast_to(span, shape), (-1,))
+    one = xp.ones_like(span)
+
+    def modulo(value: Array) -> Array:  # XLA's unsigned remainder by 0 is the value itself
+        return xp.where(span == 0, value, value % xp.where(span == 0, one, span))
+
+    higher, lower = _two_streams(adapter, key, math.prod(shape), 32, partitionable, lambda values: values)
+    multiplier = modulo(xp.full_like(span, 1 << 16))
+    multiplier = modulo(multiplier * multiplier)
+    offset = modulo(modulo(higher) * multiplier + modulo(lower))
+    low = xp.reshape(xp.broadcast_to(low, shape), (-1,))
+    return xp.reshape(xp.astype(low + xp.astype(offset, sample), dtype), shape)
 
 
 def _randint64(key: Array, shape: tuple[int, ...], low: _uint64.Pair, modulo: Callable[[_uint64.Pair], _uint64.Pair],
@@ -579,7 +631,17 @@ def randint(key: Array, shape: Shape, minval: Any, maxval: Any, dtype: Any = Non
             raise TypeError(f"randint: {name} must be an int or an integer array, got {value!r}")
     partitionable = _threefry.threefry_partitionable()
     if width < 64:
-        return _randint(words, shape, minval, maxval, dtype, width, partitionable=partitionable)
+        above_top = False
+        if isinstance(minval, int) and isinstance(maxval, int):
+            # Python ints are clipped here, as jax clips them, and passed as arrays of the sampling
+            # dtype: a compiled call could not take 2**32 - 1 as an argument without int64.
+            info = adapter.xp.iinfo(dtype)
+            above_top = width == 32 and maxval > info.max
+            sample = dtype if width == 32 else adapter.xp.int32
+            minval = min(max(minval, info.min), info.max)
+            maxval = min(max(maxval, info.min), info.max if width == 32 else info.max + 1)
+            minval, maxval = (adapter.xp.asarray(v, dtype=sample, device=_device(words)) for v in (minval, maxval))
+        return _randint(words, shape, minval, maxval, dtype, width, partitionable=partitionable, above_top=above_top)
     if isinstance(minval, int) and isinstance(maxval, int):
         return _randint64_int_bounds(words, shape, minval, maxval, dtype, partitionable=partitionable)
     for name, value in (("minval", minval), ("maxval", maxval)):

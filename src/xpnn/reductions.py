@@ -32,7 +32,7 @@ def _prepare(x: Array, where: Array | None, axis: Axis, function: str, *others: 
         where = as_array(xp, where, like=x)
         if not xp.isdtype(where.dtype, "bool"):
             raise TypeError(f"{function}: where must be a boolean array, got dtype {where.dtype}")
-    if x.ndim == 0 and axis is not None:
+    if x.ndim == 0 and axis is not None and axis != ():
         raise ValueError(f"{function}: axis={axis!r} is out of bounds for a 0-d array")
     return adapter, xp, x, where, normalize_axes(axis, x.ndim, function)
 
@@ -139,8 +139,13 @@ def logmeanexp(
     _, xp, x, where, axes = _prepare(x, where, axis, "logmeanexp")
     lse = logsumexp.written_once(x, axis=axes, keepdims=keepdims, where=where)
     if where is None:
-        count = math.prod(x.shape[i] for i in axes)
-        return lse - (math.log(count) if count else -math.inf)
+        sizes = [x.shape[i] for i in axes]
+        if all(isinstance(size, int) for size in sizes):
+            count = math.prod(sizes)
+            return lse - (math.log(count) if count else -math.inf)
+        # Dask with unknown chunk sizes: the count is only known when the graph runs.
+        count = xp.sum(xp.ones_like(x), axis=axes, keepdims=keepdims)
+        return lse - xp.log(count)
     mask = xp.broadcast_to(where, x.shape)
     count = xp.sum(xp.astype(mask, x.dtype), axis=axes, keepdims=keepdims)
     return lse - xp.log(count)

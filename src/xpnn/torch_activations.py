@@ -22,10 +22,20 @@ __all__ = ["hard_shrink", "soft_shrink", "tanh_shrink", "threshold", "rrelu", "p
 
 def _check_lambd(lambd: Any, function: str) -> None:
     if isinstance(lambd, (int, float)) and not lambd >= 0:
-        raise ValueError(f"{function}: lambd must be >= 0, got {lambd}")
+        raise ValueError(f"xpnn.{function}: lambd must be >= 0, got {lambd}")
 
 
-@public()
+def _lambd_checked_before_dispatch(function: str):
+    """The check of a Python-number ``lambd`` made before any fast path runs (on jax the
+    compiled definition gets ``lambd`` traced, where no Python check can run)."""
+
+    def validate(args: tuple, kwargs: dict) -> None:
+        _check_lambd(args[0] if args else kwargs.get("lambd", 0.5), function)
+
+    return validate
+
+
+@public(validate=_lambd_checked_before_dispatch("hard_shrink"))
 def hard_shrink(x: Array, lambd: float = 0.5) -> Array:
     r"""Hard shrinkage: :math:`x` if :math:`|x| > \lambda` else 0 (so :math:`\pm\lambda` give 0).
 
@@ -37,7 +47,7 @@ def hard_shrink(x: Array, lambd: float = 0.5) -> Array:
     return xp.where((x >= -lambd) & (x <= lambd), 0.0, x)
 
 
-@public()
+@public(validate=_lambd_checked_before_dispatch("soft_shrink"))
 def soft_shrink(x: Array, lambd: float = 0.5) -> Array:
     r"""Soft shrinkage: :math:`x - \lambda` above :math:`\lambda`, :math:`x + \lambda` below :math:`-\lambda`, else 0.
 
@@ -84,19 +94,20 @@ def rrelu(
     :mod:`xpnn.random` (in ``x``'s library), every element gets its own slope
     :math:`a \sim U(\text{lower}, \text{upper})`, drawn as
     ``xpnn.random.uniform(key, x.shape, x.dtype, lower, upper)``, and the
-    output is :math:`x` if :math:`x \ge 0` else :math:`a x`.  The slopes are
-    the same on every backend for the same key (not torch's generator's).
+    output is :math:`x` if :math:`x > 0` else :math:`a x` (so the gradient at 0 is the
+    slope, as in torch).  The slopes are the same on every backend for the same key (not
+    torch's generator's).
     """
     xp = namespace(x) if key is None else namespace(x, key)
     x = require_floating(xp, x, "rrelu")
     if not lower <= upper:
         raise ValueError(f"rrelu: lower must be <= upper, got lower={lower}, upper={upper}")
     if key is None:
-        return xp.where(x >= 0, x, x * ((lower + upper) / 2.0))
+        return xp.where(x > 0, x, x * ((lower + upper) / 2.0))
     from xpnn import random
 
     slopes = random.uniform(key, tuple(x.shape), x.dtype, lower, upper)
-    return xp.where(x >= 0, x, x * slopes)
+    return xp.where(x > 0, x, x * slopes)
 
 
 def _probe_slope(probe: Array) -> Array:

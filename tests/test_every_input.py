@@ -1,0 +1,206 @@
+"""Inputs that broke xpnn once: each test names the defect it pins down.
+
+Silent wrong answers, crashes and unclear errors found by trying to break xpnn
+(dtypes, layouts, threads, transforms, bad inputs, mixed libraries) and by
+flax's own linen tests; every case is compared with the reference framework
+or with the exact answer.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import xpnn
+
+torch = pytest.importorskip("torch")
+jax = pytest.importorskip("jax")
+jnp = jax.numpy
+jnn = jax.nn
+
+
+# -- silent wrong answers --------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(2, 2), (0, 3), (3,)])
+@pytest.mark.parametrize("keepdims", [True, False])
+def test_logsumexp_over_no_axis_is_the_input(shape, keepdims):
+    """torch read ``axis=()`` as every axis; jax reduces nothing."""
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    want = np.asarray(jnn.logsumexp(jnp.asarray(x), axis=(), keepdims=keepdims))
+    for like in (np.asarray, torch.from_numpy, jnp.asarray):
+        got = np.asarray(xpnn.logsumexp(like(x), axis=(), keepdims=keepdims))
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "int16", "uint16"])
+def test_one_hot_never_wraps_narrow_indices(dtype):
+    """arange(257, dtype=uint8) wraps 256 to 0, which made row 0 hot at 0 and 256 (jax.nn too)."""
+    info = np.iinfo(dtype)
+    classes = int(info.max) + 2
+    indices = np.array([0, 5, info.max], dtype=dtype)
+    want = torch.nn.functional.one_hot(torch.from_numpy(indices.astype(np.int64)), classes).numpy()
+    for like in (np.asarray, jnp.asarray):
+        np.testing.assert_array_equal(np.asarray(xpnn.one_hot(like(indices), classes)), want)
+    if dtype in ("uint8", "int8", "int16"):
+        got = xpnn.one_hot(torch.from_numpy(indices), classes)
+        np.testing.assert_array_equal(got.numpy(), want)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "uint32", "uint64", "int8"])
+def test_hard_tanh_of_unsigned_integers_clips_to_0_1(dtype):
+    values = np.array([0, 1, 2, 200 if dtype != "int8" else 100], dtype=dtype)
+    want = np.clip(values.astype(np.int64), -1, 1).astype(dtype)
+    for like in (np.asarray, jnp.asarray):
+        got = np.asarray(xpnn.hard_tanh(like(values)))
+        assert got.dtype == values.dtype
+        np.testing.assert_array_equal(got, want)
+    if dtype in ("uint8", "int8"):
+        np.testing.assert_array_equal(xpnn.hard_tanh(torch.from_numpy(values)).numpy(), want)
+
+
+def test_dask_with_unknown_chunk_sizes():
+    da = pytest.importorskip("dask.array")
+    d = da.from_array(np.ones((6, 8), "f4"), chunks=2)
+    masked = d[d[:, 0] > 0]
+    assert math.isnan(masked.shape[0])
+    assert float(xpnn.logmeanexp(masked).compute()) == pytest.approx(1.0)
+    np.testing.assert_allclose(xpnn.logmeanexp(masked, axis=0).compute(), np.ones(8), rtol=1e-6)
+    np.testing.assert_allclose(xpnn.softmax(masked).compute(), np.full((6, 8), 0.125), rtol=1e-6)
+
+
+def test_torch_fast_paths_float64_backward_equals_the_definition():
+    """torch's float64 celu backward used a float32 1/alpha (1.0000000170 for 1): every torch fast
+    path's float64 gradient equals the written-once definition's (jax's conventions at kinks)."""
+    adapter = xpnn._dispatch.adapter_of(torch.zeros(1))
+    grid = np.concatenate([np.linspace(-7, 7, 57), [0.0, 1.0, -1.0, 3.0, -3.0, 6.0, 0.5, -0.5, 2.0]])
+    arguments = {"threshold": (0.5, -2.0), "prelu": (torch.tensor([0.25], dtype=torch.float64),),
+                 "celu": (0.7,), "elu": (0.7,), "leaky_relu": (0.2,), "rrelu": (0.1, 0.3),
+                 "hard_shrink": (0.3,), "soft_shrink": (0.3,)}
+    for name in sorted(name for name, fast in adapter.fast_paths.items() if fast is not None):
+        grads = []
+        for fast in (True, False):
+            x = torch.tensor(grid, dtype=torch.float64, requires_grad=True)
+            with xpnn.fast_paths(fast):
+                out = getattr(xpnn, name)(x, *arguments.get(name, ()))
+            weights = torch.linspace(0.5, 1.5, out.numel(), dtype=torch.float64).reshape(out.shape)
+            (out * weights).sum().backward()
+            grads.append(x.grad.numpy())
+        np.testing.assert_allclose(grads[0], grads[1], rtol=1e-13, atol=0, err_msg=name)
+
+
+@pytest.mark.parametrize("function", ["hard_shrink", "soft_shrink"])
+@pytest.mark.parametrize("lambd", [-1.0, -0.5, math.nan])
+@pytest.mark.parametrize("like", ["numpy", "torch", "jax"])
+def test_shrink_lambd_is_checked_before_any_fast_path(function, lambd, like):
+    x = {"numpy": np.ones(3, "f4"), "torch": torch.ones(3), "jax": jnp.ones(3)}[like]
+    with pytest.raises(ValueError, match=f"xpnn.{function}: lambd must be >= 0, got {lambd}"):
+        getattr(xpnn, function)(x, lambd)
+    with pytest.raises(ValueError, match="lambd must be >= 0"):
+        getattr(xpnn, function)(x, lambd=lambd)
+
+
+def test_torch_parameters_outside_the_kernel_conventions():
+    """torch's kernels give nan at leaky_relu(0, nan), 1 at celu(1, nan) and -0.0 at
+    leaky_relu(0, -0.5); jax gives 0, nan and +0.0."""
+    cases = [("leaky_relu", [0.0, -1.0, 2.0], math.nan), ("celu", [1.0, -1.0, 0.0], math.nan),
+             ("leaky_relu", [0.0, -1.0, 2.0], -0.5), ("leaky_relu", [0.0, -1.0, 2.0], math.inf)]
+    for name, values, parameter in cases:
+        want = np.asarray(getattr(jnn, name)(jnp.asarray(values, jnp.float32), parameter))
+        got = getattr(xpnn, name)(torch.tensor(values), parameter).numpy()
+        np.testing.assert_array_equal(got, want, err_msg=name)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want), err_msg=name)
+
+
+def test_torch_rrelu_gradient_at_zero_is_the_slope():
+    x = torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64, requires_grad=True)
+    torch.nn.functional.rrelu(x, 0.125, 1 / 3, training=False).sum().backward()
+    want = x.grad.clone()
+    for fast in (True, False):
+        x.grad = None
+        with xpnn.fast_paths(fast):
+            xpnn.rrelu(x).sum().backward()
+        np.testing.assert_allclose(x.grad.numpy(), want.numpy(), rtol=1e-15)
+
+
+def test_random_defaults_follow_jax_x64():
+    """With jax_enable_x64 on, jax.random draws float64/int64/uint64 by default (and flax's
+    Dropout masks come from float64 uniforms): so do xpnn's draws on jax arrays."""
+    key = xpnn.random.key(0, like=jnp)
+    with jax.enable_x64(True):
+        for name, args in (("uniform", ()), ("normal", ()), ("bits", ()), ("randint", (0, 7))):
+            got = getattr(xpnn.random, name)(key, (4,), *args)
+            want = getattr(jax.random, name)(jax.random.key(0), (4,), *args)
+            assert got.dtype == want.dtype, name
+            np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=4e-7, err_msg=name)
+    with jax.enable_x64(False):
+        assert xpnn.random.uniform(key, (2,)).dtype == jnp.float32
+    assert xpnn.random.uniform(xpnn.random.key(0), (2,)).dtype == np.float32
+
+
+# -- crashes ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("partitionable", [True, False])
+@pytest.mark.parametrize("bounds", [(0, 10, "int32"), (-5, 1000, "int32"), (-2**31, 2**31 - 1, "int32"),
+                                    (-3, 300, "int8"), (0, 200, "uint8"), (0, 7, "int16"), (5, 2, "int32"),
+                                    (7, 2**31 - 1, "uint32")])
+def test_randint_in_jax_default_mode(bounds, partitionable):
+    """Every randint on jax arrays failed with x64 off (``& 0xFFFFFFFF`` on int32), under jit too."""
+    low, high, dtype = bounds
+    previous = xpnn.random._threefry.threefry_partitionable()
+    xpnn.random.set_threefry_partitionable(partitionable)
+    try:
+        with jax.enable_x64(False), jax.threefry_partitionable(partitionable):
+            want = np.asarray(jax.random.randint(jax.random.key(3), (64,), low, high, dtype))
+            key = xpnn.random.key(3, like=jnp)
+            got = np.asarray(xpnn.random.randint(key, (64,), low, high, dtype))
+            jitted = np.asarray(jax.jit(lambda k: xpnn.random.randint(k, (64,), low, high, dtype))(key))
+            arrays = np.asarray(xpnn.random.randint(key, (64,), jnp.asarray(low, dtype), jnp.asarray(high, dtype)
+                                                    if high <= np.iinfo(dtype).max else high, dtype))
+    finally:
+        xpnn.random.set_threefry_partitionable(previous)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(jitted, want)
+    if high <= np.iinfo(dtype).max:
+        np.testing.assert_array_equal(arrays, want)
+
+
+def test_logmeanexp_of_a_numpy_scalar():
+    assert float(xpnn.logmeanexp(np.float32(1.0))) == float(jnn.logmeanexp(jnp.float32(1.0))) == 1.0
+    assert xpnn.logsumexp(np.float32(2.0), axis=()).shape == ()
+
+
+@pytest.mark.parametrize("axis", [0, 1, -2])
+def test_glu_on_array_api_strict_at_every_axis(axis):
+    xps = pytest.importorskip("array_api_strict")
+    x = np.random.default_rng(1).standard_normal((4, 6, 2))
+    got = np.asarray(xpnn.glu(xps.asarray(x), axis=axis))
+    np.testing.assert_allclose(got, np.asarray(jnn.glu(jnp.asarray(x), axis=axis)), rtol=1e-6)
+
+
+# -- unclear errors --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("like", ["numpy", "torch", "jax"])
+def test_numpy_integer_axes_are_taken_and_float_axes_refused(like):
+    x = {"numpy": np.ones((2, 3), "f4"), "torch": torch.ones(2, 3), "jax": jnp.ones((2, 3))}[like]
+    want = np.asarray(jnn.softmax(jnp.ones((2, 3)), axis=0))
+    np.testing.assert_allclose(np.asarray(xpnn.softmax(x, axis=np.int64(0))), want)
+    np.testing.assert_allclose(np.asarray(xpnn.logsumexp(x, axis=(np.int32(0), 1))),
+                               np.asarray(jnn.logsumexp(jnp.ones((2, 3)))), rtol=1e-6)
+    with pytest.raises(TypeError, match="softmax: axis must be an int, a tuple of ints or None, got float 1.0"):
+        xpnn.softmax(x, axis=1.0)
+    with pytest.raises(TypeError, match="glu: axis must be an int, got bool True"):
+        xpnn.glu(x, axis=True)
+
+
+def test_torch_errors_name_the_public_function():
+    t = torch.tensor([-2.0, 0.0, 2.0])
+    np.testing.assert_array_equal(xpnn.soft_shrink(t, math.inf).numpy(), [0.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="rrelu: lower must be <= upper, got lower=0.3, upper=0.1"):
+        xpnn.rrelu(t, 0.3, 0.1)
+    with pytest.raises(TypeError, match=r"^threshold\(\) missing 2 required positional arguments"):
+        xpnn.threshold(t)
+    with pytest.raises(TypeError, match=r"^prelu\(\) missing 1 required positional argument"):
+        xpnn.prelu(t)
