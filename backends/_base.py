@@ -127,6 +127,16 @@ class Adapter:
         """``a * b + c`` rounded once, as XLA computes it on CPU (it contracts multiply-adds)."""
         return _fallback.fma(self.xp, a, b, c)
 
+    def erf_as_jax(self, x: Array) -> Array:
+        """``erf`` rounded as ``jax.lax.erf`` on the CPU rounds it, for samplers that must give
+        jax.random's numbers bit for bit: XLA's float32 approximation for float32 and narrower
+        (its bits, not correct rounding: near 1 a different ulp moves a truncated normal's
+        samples by up to 0.6), the library's erf in float64."""
+        xp = self.xp
+        if x.dtype == xp.float64:
+            return self.erf(x)
+        return xp.astype(_fallback.erf_float32_as_xla(xp, x, self.fma), x.dtype)
+
     def erf_inv(self, x: Array) -> Array:
         """Inverse error function, equal to XLA's (jax.lax.erf_inv) in float32 and below.
 
@@ -153,6 +163,11 @@ class Adapter:
     def check_array_type(self, array_type: type) -> None:
         """Raise ``TypeError`` for an array type of the library that xpnn cannot take (its
         operators mean something else); every type is taken by default."""
+
+    def check_dtype(self, dtype: Any, where: str) -> None:
+        """Raise ``TypeError`` for an array dtype the library's Array API functions cannot take
+        (NumPy arrays of ml_dtypes' bfloat16); ``where`` names the public function or module.
+        Called once per array type and dtype.  Every dtype is taken by default."""
 
     def array_result(self, out: Any) -> Any:
         """A written-once function's result ``out`` (an array or a tuple of them) as arrays of the
@@ -215,6 +230,10 @@ class Adapter:
     def stop_gradient(self, x: Array) -> Array:
         """``x`` as a constant for autodiff (identity where there is no autodiff)."""
         return x
+
+    def default_int(self, device: Any = None) -> Any:
+        """The library's default integer dtype (int64; int32 for jax without x64)."""
+        return self.xp.__array_namespace_info__().default_dtypes(device=device)["integral"]
 
     def default_float(self, device: Any = None) -> Any:
         """The library's default real floating dtype (float32 for torch and jax, float64 for numpy)."""

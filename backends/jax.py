@@ -122,6 +122,9 @@ class JaxAdapter(Adapter):
         """XLA contracts the multiply-add itself."""
         return a * b + c
 
+    def erf_as_jax(self, x):
+        return jax.lax.erf(x)
+
     def erf_inv(self, x):
         return jax.lax.erf_inv(x)
 

@@ -227,6 +227,10 @@ def erf_inv_float32(x: np.ndarray) -> np.ndarray:
     return out
 
 
+#: NumPy numbers the dtypes that other packages register (ml_dtypes' bfloat16...) from here on.
+_USER_DEFINED_DTYPES = 256
+
+
 class NumpyAdapter(Adapter):
     name = "numpy"
 
@@ -268,7 +272,7 @@ class NumpyAdapter(Adapter):
         return np.einsum(subscripts, *operands, optimize=True)
 
     def to_host(self, x):
-        return x
+        return np.asarray(x)  # a NumPy scalar (np.float32) becomes a 0-d array
 
     def check_array_type(self, array_type):
         """``np.matrix`` and ``np.ma.MaskedArray`` are refused, so written-once code never silently
@@ -282,6 +286,15 @@ class NumpyAdapter(Adapter):
             raise TypeError("expected a numpy.ndarray, got numpy.ma.MaskedArray, whose arithmetic with "
                             "Python numbers promotes float32 to float64; pass x.filled(value), and the "
                             "mask as where= to the functions that take one")
+
+    def check_dtype(self, dtype, where):
+        """ml_dtypes' extension dtypes (bfloat16, float8..., what jax hands to NumPy) are no dtypes
+        of NumPy's Array API namespace, which refuses them in every function."""
+        if dtype.num < _USER_DEFINED_DTYPES:
+            return
+        raise TypeError(f"{where}: the NumPy array has dtype {dtype}, an extension dtype (ml_dtypes) that "
+                        "NumPy's Array API functions do not take; pass x.astype(numpy.float32), or a jax "
+                        "or torch array to compute in bfloat16")
 
     def array_result(self, out):
         """NumPy's functions give scalars (``np.float32``) for 0-d results; xpnn gives 0-d arrays,

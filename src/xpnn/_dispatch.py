@@ -215,6 +215,26 @@ def _static_lists_as_tuples(args: tuple, kwargs: dict, static: tuple[str, ...],
     return args, kwargs
 
 
+class Argument:
+    """One parameter of a public function, found in a call's ``(args, kwargs)`` (after ``x``):
+    what a ``validate`` hook of :func:`public` reads and replaces, without binding a signature."""
+
+    def __init__(self, position: int | None, name: str, default: Any = None) -> None:
+        self.position, self.name, self.default = position, name, default
+
+    def get(self, args: tuple, kwargs: dict) -> Any:
+        if self.position is not None and self.position < len(args):
+            return args[self.position]
+        return kwargs.get(self.name, self.default)
+
+    def replace(self, args: tuple, kwargs: dict, value: Any) -> tuple[tuple, dict]:
+        if self.position is not None and self.position < len(args):
+            return (*args[:self.position], value, *args[self.position + 1:]), kwargs
+        if self.name in kwargs:
+            return args, {**kwargs, self.name: value}
+        return args, kwargs
+
+
 def _plain(value: Any) -> bool:
     """Whether ``value`` is a plain value a probe call can repeat: a number, flag, string, None
     or a tuple of them (an axis), never an array."""
@@ -225,7 +245,7 @@ def _plain(value: Any) -> bool:
 
 def public(*, static: tuple[str, ...] = (),
            probes: tuple[_kernel_check.ProbeCall, ...] | None = (((), {}),),
-           validate: Callable[[tuple, dict], None] | None = None) -> Callable[[F], F]:
+           validate: Callable[[Array, tuple, dict], tuple[tuple, dict]] | None = None) -> Callable[[F], F]:
     """Make a written-once function public: fast-path routing and input coercion.
 
     ``static`` names the arguments that are never arrays (axes, flags, sizes);
@@ -237,8 +257,9 @@ def public(*, static: tuple[str, ...] = (),
     None: the function's fast paths are compiled forms of its definition
     (xpnn.random's jitted draws) and need no check.
 
-    ``validate(args, kwargs)`` checks the arguments after ``x`` before any fast
-    path runs (a fast path may skip a check, and jax traces the arguments).
+    ``validate(x, args, kwargs)`` checks the arguments after ``x`` before any
+    fast path runs (a fast path may skip a check, and jax traces the arguments)
+    and returns them, normalized (see :class:`Argument`).
 
     The first positional argument may be a Python scalar or list: it becomes
     an array of the namespace of the other array arguments, NumPy when there
@@ -269,6 +290,7 @@ def public(*, static: tuple[str, ...] = (),
             fast = fast_by_key.get(key, _MISSING)
             if fast is _MISSING:
                 adapter = _adapter_of_type(x)
+                adapter.check_dtype(x.dtype, f"xpnn.{name}")
                 fast = adapter.fast_paths.get(name, _MISSING)
                 if fast is _MISSING:
                     fast = adapter.fast_paths[name] = adapter.compile(function, static)
@@ -289,7 +311,7 @@ def public(*, static: tuple[str, ...] = (),
                 else:
                     adapter = _adapter_of_type(x)
             if validate is not None and (args or kwargs):
-                validate(args, kwargs)
+                args, kwargs = validate(x, args, kwargs)
             if not _switches or fast_paths_enabled():
                 fast = checked_fast_path(x, args, kwargs)
                 if fast is not None and (not (args or kwargs or required) or len(args) < positional

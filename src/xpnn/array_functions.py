@@ -6,14 +6,37 @@ from typing import Any
 import array_api_compat
 
 from xpnn._checks import normalize_axis
-from xpnn._dispatch import adapter_of, namespace, public
+from xpnn._checks import _as_int
+from xpnn._dispatch import Argument, adapter_of, namespace, public
 
 Array = Any
 
 __all__ = ["one_hot", "identity", "scaled_matmul"]
 
 
-@public(static=("num_classes", "dtype", "axis"), probes=(((5,), {}),))
+_NUM_CLASSES = Argument(0, "num_classes")
+_DTYPE = Argument(None, "dtype")
+
+
+def _one_hot_arguments(x: Array, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """``num_classes`` as a Python int (a NumPy or concrete 0-d integer too: jax would refuse
+    it as an unhashable static argument) and ``dtype`` as a dtype of ``x``'s library (a name
+    such as "int32", or another library's dtype of that name), before any fast path runs."""
+    from xpnn import random
+
+    count = _NUM_CLASSES.get(args, kwargs)
+    index = _as_int(count)
+    if index is None or index < 0:
+        raise TypeError(f"xpnn.one_hot: num_classes must be a non-negative int, got {type(count).__name__} {count!r}")
+    args, kwargs = _NUM_CLASSES.replace(args, kwargs, index)
+    dtype = _DTYPE.get(args, kwargs)
+    if dtype is not None:
+        adapter = adapter_of(x)
+        args, kwargs = _DTYPE.replace(args, kwargs, random._dtype(adapter, dtype, "numeric", "float32", "xpnn.one_hot"))
+    return args, kwargs
+
+
+@public(static=("num_classes", "dtype", "axis"), probes=(((5,), {}),), validate=_one_hot_arguments)
 def one_hot(x: Array, num_classes: int, *, dtype: Any = None, axis: int = -1) -> Array:
     r"""One-hot encoding: ``out[..., c, ...] = (x == c)`` along a new ``axis`` of length ``num_classes``.
 

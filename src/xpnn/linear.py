@@ -13,6 +13,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import array_api_compat
+
 from xpnn import initializers
 from xpnn.backends._fallback import parse_einsum
 from xpnn.module import Module, compact
@@ -200,9 +202,16 @@ class Embed(Module):
         if self.num_embeddings == 1:
             return xp.broadcast_to(embedding, out_shape)
         n = self.num_embeddings
-        ids = xp.astype(xp.reshape(inputs, (-1,)), xp.__array_namespace_info__().default_dtypes()["integral"])
-        valid = (ids >= -n) & (ids < n)
-        rows = xp.take(embedding, xp.where(valid, ids % n, 0), axis=0)
+        flat = xp.reshape(inputs, (-1,))
+        # Validity in the ids' own dtype: a cast first would wrap uint32 2**32 - 1 to -1 (row n - 1).
+        info = xp.iinfo(flat.dtype)
+        valid = xp.ones_like(flat, dtype=xp.bool)
+        if info.max >= n:
+            valid = valid & (flat < n)
+        if info.min <= -n:
+            valid = valid & (flat >= -n)
+        ids = xp.astype(xp.where(valid, flat, xp.zeros_like(flat)), adapter.default_int(array_api_compat.device(flat)))
+        rows = xp.take(embedding, ids % n, axis=0)
         if xp.isdtype(rows.dtype, "real floating"):
             rows = xp.where(valid[:, None], rows, xp.full_like(rows, math.nan))
         return xp.reshape(rows, out_shape)

@@ -575,6 +575,7 @@ class Module:
     def _check_input(self, value: Any, argument: str = "inputs") -> Array:
         """``value`` if it is an array; otherwise a TypeError naming the module and the argument."""
         if array_api_compat.is_array_api_obj(value):
+            adapter_of(value).check_dtype(value.dtype, f"{self.path}: {argument}")
             return value
         raise TypeError(
             f"{self.path}: {argument} must be an array (numpy, torch, jax, cupy, dask or any Array API "

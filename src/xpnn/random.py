@@ -53,14 +53,18 @@ _INT_WIDTH = {"int8": 8, "int16": 16, "int32": 32, "int64": 64,
 # -- arguments -------------------------------------------------------------------
 
 
-def _library(like: Any) -> tuple[Adapter, Any]:
+def _library(like: Any, function: str = "xpnn.random.key") -> tuple[Adapter, Any]:
     """The adapter and device of ``like``: an array, a namespace module, or None for NumPy."""
     if like is None:
         return adapter_of(), None
     if isinstance(like, types.ModuleType):
         if not hasattr(like, "asarray"):
-            raise TypeError(f"key: like must be an array or an array namespace, got module {like.__name__}")
+            raise TypeError(f"{function}: like must be an array or an array namespace, got module {like.__name__}")
         like = like.asarray(0)
+    elif not array_api_compat.is_array_api_obj(like):
+        hint = f"; import {like} and pass the module" if isinstance(like, str) else ""
+        raise TypeError(f"{function}: like must be an array or an array namespace module (numpy, torch, "
+                        f"jax.numpy...), got {type(like).__name__} {like!r}{hint}")
     adapter = adapter_of(like)
     return adapter, array_api_compat.device(like)
 
@@ -202,11 +206,26 @@ def _draw(adapter: Adapter, key: Array, n: int, width: int, partitionable: bool,
             return transform(value if width == 32 else value & ((1 << width) - 1)), None
         return transform(y0), transform(y1)
 
+    if chunk < pairs:
+        _fail_fast(xp, n, width, words, device)
     slices = adapter.map_slices(draw_slice, range(0, max(pairs, 1), chunk))
     firsts = [first for first, _ in slices]
     seconds = [second for _, second in slices if second is not None]
     out = firsts[0] if len(firsts) == 1 and not seconds else xp.concat(firsts + seconds)
     return out[:n] if seconds else out
+
+
+def _fail_fast(xp: Namespace, n: int, width: int, words: Any, device: Any) -> None:
+    """Raise MemoryError now when ``n`` values cannot be held: an eager draw in slices would
+    otherwise run for minutes before its final concatenation fails (or aborts the process).
+    The probe is an uninitialised array the size of the words drawn, freed at once; the
+    operating system commits no page of it."""
+    try:
+        probe = xp.empty((n * max(width, 32) // 32,), dtype=words, device=device)
+    except (MemoryError, RuntimeError):  # torch's allocator raises RuntimeError
+        raise MemoryError(f"xpnn.random: a draw of {n} values does not fit in memory "
+                          f"({n * max(width, 32) // 8 / 2**30:.1f} GiB of random words alone)") from None
+    del probe
 
 
 def _legacy_words(adapter: Adapter, key: Array, m: int) -> Array:
@@ -365,9 +384,10 @@ def _uniform(key: Array, shape: tuple[int, ...], dtype: Any, minval: Any, maxval
     return _floats(adapter_of(key), key, shape, dtype, partitionable, minval, maxval)
 
 
-def _check_bounds(function: str, shape: tuple[int, ...], **bounds: Any) -> None:
-    """Array bounds must broadcast to ``shape``: jax's ``_check_shape``."""
+def _check_bounds(function: str, adapter: Adapter, shape: tuple[int, ...], **bounds: Any) -> None:
+    """Array bounds must be of the key's library and broadcast to ``shape`` (jax's ``_check_shape``)."""
     for name, value in bounds.items():
+        _check_library(function, adapter, name, value)
         bound_shape = tuple(getattr(value, "shape", ()))
         if len(bound_shape) > len(shape) or any(
             b not in (1, s) for b, s in zip(bound_shape[::-1], shape[::-1])
@@ -375,6 +395,13 @@ def _check_bounds(function: str, shape: tuple[int, ...], **bounds: Any) -> None:
             raise ValueError(
                 f"{function}: {name} of shape {bound_shape} does not broadcast to shape {shape}"
             )
+
+
+def _check_library(function: str, adapter: Adapter, name: str, value: Any) -> None:
+    """TypeError when ``value`` is an array of another library than the key's."""
+    if array_api_compat.is_array_api_obj(value) and adapter_of(value) is not adapter:
+        raise TypeError(f"xpnn.random.{function}: key is a {adapter.name} array but {name} is a "
+                        f"{adapter_of(value).name} array; make them in one library (xpnn.to_backend)")
 
 
 def _float_call(key: Array, shape: Any, dtype: Any, function: str) -> tuple[Adapter, Array, tuple[int, ...], Any]:
@@ -391,7 +418,7 @@ def uniform(key: Array, shape: Shape = (), dtype: Any = None, minval: Any = 0.0,
     (default float32).
     """
     adapter, words, shape, dtype = _float_call(key, shape, dtype, "uniform")
-    _check_bounds("uniform", shape, minval=minval, maxval=maxval)
+    _check_bounds("uniform", adapter, shape, minval=minval, maxval=maxval)
     return _uniform(words, shape, dtype, minval, maxval, partitionable=_threefry.threefry_partitionable())
 
 
@@ -425,7 +452,8 @@ def _truncated_normal(key: Array, lower: Any, upper: Any, shape: tuple[int, ...]
     lower, upper = _as_dtype(xp, lower, dtype, device), _as_dtype(xp, upper, dtype, device)
     above = xp.nextafter(lower, xp.asarray(math.inf, dtype=dtype, device=device))
     below = xp.nextafter(upper, xp.asarray(-math.inf, dtype=dtype, device=device))
-    return _floats(adapter, key, shape, dtype, partitionable, adapter.erf(lower / sqrt2), adapter.erf(upper / sqrt2),
+    return _floats(adapter, key, shape, dtype, partitionable, adapter.erf_as_jax(lower / sqrt2),
+                   adapter.erf_as_jax(upper / sqrt2),
                    then=lambda u: xp.clip(sqrt2 * adapter.erf_inv(u), above, below))
 
 
@@ -439,7 +467,7 @@ def truncated_normal(key: Array, lower: Any, upper: Any, shape: Shape | None = N
     if shape is None:
         shape = _broadcast_shapes(tuple(getattr(lower, "shape", ())), tuple(getattr(upper, "shape", ())))
     adapter, words, shape, dtype = _float_call(key, shape, dtype, "truncated_normal")
-    _check_bounds("truncated_normal", shape, lower=lower, upper=upper)
+    _check_bounds("truncated_normal", adapter, shape, lower=lower, upper=upper)
     if is_number(lower) and is_number(upper) and not lower < upper:
         raise ValueError(f"truncated_normal: lower must be < upper, got lower={lower}, upper={upper}")
     return _truncated_normal(words, lower, upper, shape, dtype, partitionable=_threefry.threefry_partitionable())
@@ -452,6 +480,7 @@ def bernoulli(key: Array, p: Any = 0.5, shape: Shape | None = None) -> Array:
     ``shape`` defaults to ``p``'s shape.
     """
     adapter, _ = _key_words(key, "bernoulli")
+    _check_library("bernoulli", adapter, "p", p)
     if shape is None:
         shape = tuple(getattr(p, "shape", ()))
     if is_number(p):
@@ -625,7 +654,7 @@ def randint(key: Array, shape: Shape, minval: Any, maxval: Any, dtype: Any = Non
     shape = _shape(shape, "randint")
     dtype = _dtype(adapter, dtype, "integral", "int32", "randint")
     width = _INT_WIDTH[_dtype_name(dtype)]
-    _check_bounds("randint", shape, minval=minval, maxval=maxval)
+    _check_bounds("randint", adapter, shape, minval=minval, maxval=maxval)
     for name, value in (("minval", minval), ("maxval", maxval)):
         if not (isinstance(value, int) or (hasattr(value, "dtype") and adapter.xp.isdtype(value.dtype, "integral"))):
             raise TypeError(f"randint: {name} must be an int or an integer array, got {value!r}")

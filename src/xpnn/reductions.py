@@ -15,7 +15,7 @@ from typing import Any
 import array_api_compat
 
 from xpnn._checks import floating, normalize_axes
-from xpnn._dispatch import adapter_of, as_array, public
+from xpnn._dispatch import Argument, adapter_of, as_array, public
 
 Array = Any
 Axis = int | Sequence[int] | None
@@ -37,6 +37,29 @@ def _prepare(x: Array, where: Array | None, axis: Axis, function: str, *others: 
     return adapter, xp, x, where, normalize_axes(axis, x.ndim, function)
 
 
+def _where_checked_before_dispatch(position: int, function: str):
+    """A ``validate`` hook of :func:`public`: ``where`` (at ``position`` after ``x``) as an array
+    of ``x``'s library (lists are taken), refused unless boolean, before any fast path sees it
+    (jax.nn's own errors would name jnp.max)."""
+    where = Argument(position, "where")
+
+    def validate(x: Array, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        value = where.get(args, kwargs)
+        if value is None:
+            return args, kwargs
+        if isinstance(value, (list, bool)):
+            xp = adapter_of(x).xp
+            value = xp.asarray(value, device=array_api_compat.device(x))
+            args, kwargs = where.replace(args, kwargs, value)
+        if not array_api_compat.is_array_api_obj(value):
+            raise TypeError(f"xpnn.{function}: where must be a boolean array, got {type(value).__name__}")
+        if str(value.dtype).rsplit(".", 1)[-1] != "bool":
+            raise TypeError(f"xpnn.{function}: where must be a boolean array, got dtype {value.dtype}")
+        return args, kwargs
+
+    return validate
+
+
 def _masked_max(xp, x: Array, where: Array | None, axes: tuple[int, ...]) -> Array:
     """``max(x, axes, keepdims=True)`` over unmasked elements; ``-inf`` where nothing is left."""
     if where is not None:
@@ -53,7 +76,7 @@ def _masked_sum(xp, x: Array, where: Array | None, axes: tuple[int, ...], keepdi
     return xp.sum(x, axis=axes, keepdims=keepdims)
 
 
-@public(static=("axis",))
+@public(static=("axis",), validate=_where_checked_before_dispatch(1, "softmax"))
 def softmax(x: Array, axis: Axis = -1, where: Array | None = None) -> Array:
     r"""Softmax, :math:`\exp(x_i - m) / \sum_j \exp(x_j - m)` with :math:`m = \max_j x_j`.
 
@@ -71,7 +94,7 @@ def softmax(x: Array, axis: Axis = -1, where: Array | None = None) -> Array:
     return result
 
 
-@public(static=("axis",))
+@public(static=("axis",), validate=_where_checked_before_dispatch(1, "log_softmax"))
 def log_softmax(x: Array, axis: Axis = -1, where: Array | None = None) -> Array:
     r"""Log-softmax, :math:`x_i - m - \log\sum_j \exp(x_j - m)`.
 
@@ -87,7 +110,8 @@ def log_softmax(x: Array, axis: Axis = -1, where: Array | None = None) -> Array:
     return result
 
 
-@public(static=("axis", "keepdims", "return_sign"), probes=(((), {}), ((), {"axis": -1})))
+@public(static=("axis", "keepdims", "return_sign"), probes=(((), {}), ((), {"axis": -1})),
+        validate=_where_checked_before_dispatch(4, "logsumexp"))
 def logsumexp(
     a: Array,
     axis: Axis = None,
@@ -127,7 +151,7 @@ def logsumexp(
     return out
 
 
-@public(static=("axis", "keepdims"))
+@public(static=("axis", "keepdims"), validate=_where_checked_before_dispatch(1, "logmeanexp"))
 def logmeanexp(
     x: Array, axis: Axis = None, where: Array | None = None, keepdims: bool = False
 ) -> Array:
@@ -151,7 +175,7 @@ def logmeanexp(
     return lse - xp.log(count)
 
 
-@public(static=("axis", "algorithm"))
+@public(static=("axis", "algorithm"), validate=_where_checked_before_dispatch(4, "standardize"))
 def standardize(
     x: Array,
     axis: Axis = -1,

@@ -12,8 +12,8 @@ from typing import Any
 import array_api_compat
 
 from xpnn._checks import floating, numeric, require_floating
-from xpnn._dispatch import as_array, namespace, public
-from xpnn.reductions import Axis, softmax
+from xpnn._dispatch import Argument, as_array, namespace, public
+from xpnn.reductions import Axis, _where_checked_before_dispatch, softmax
 
 Array = Any
 
@@ -28,11 +28,24 @@ def _check_lambd(lambd: Any, function: str) -> None:
 def _lambd_checked_before_dispatch(function: str):
     """The check of a Python-number ``lambd`` made before any fast path runs (on jax the
     compiled definition gets ``lambd`` traced, where no Python check can run)."""
+    lambd = Argument(0, "lambd", 0.5)
 
-    def validate(args: tuple, kwargs: dict) -> None:
-        _check_lambd(args[0] if args else kwargs.get("lambd", 0.5), function)
+    def validate(x: Array, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        _check_lambd(lambd.get(args, kwargs), function)
+        return args, kwargs
 
     return validate
+
+
+_KEY = Argument(None, "key")
+
+
+def _key_checked_before_dispatch(x: Array, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    key = _KEY.get(args, kwargs)
+    if key is not None and not array_api_compat.is_array_api_obj(key):
+        raise TypeError(f"xpnn.rrelu: key must be None or a key array from xpnn.random.key, "
+                        f"got {type(key).__name__} {key!r}")
+    return args, kwargs
 
 
 @public(validate=_lambd_checked_before_dispatch("hard_shrink"))
@@ -64,9 +77,10 @@ def soft_shrink(x: Array, lambd: float = 0.5) -> Array:
 
 @public()
 def tanh_shrink(x: Array) -> Array:
-    r"""Tanh shrinkage, :math:`x - \tanh(x)`. Matches ``torch.nn.functional.tanhshrink``."""
+    r"""Tanh shrinkage, :math:`x - \tanh(x)`. Matches ``torch.nn.functional.tanhshrink``
+    (integers are promoted to the default float, as torch promotes them)."""
     xp = namespace(x)
-    x = require_floating(xp, x, "tanh_shrink")
+    x = floating(xp, x, "tanh_shrink")
     return x - xp.tanh(x)
 
 
@@ -82,7 +96,7 @@ def threshold(x: Array, threshold: float, value: float) -> Array:
     return xp.where(x <= threshold, value, x)
 
 
-@public(static=("lower", "upper"))
+@public(static=("lower", "upper"), validate=_key_checked_before_dispatch)
 def rrelu(
     x: Array, lower: float = 1.0 / 8.0, upper: float = 1.0 / 3.0, *, key: Any = None
 ) -> Array:
@@ -142,7 +156,7 @@ def prelu(x: Array, weight: Array) -> Array:
     return xp.where(x > 0, x, weight * x)
 
 
-@public(static=("axis",))
+@public(static=("axis",), validate=_where_checked_before_dispatch(1, "softmin"))
 def softmin(x: Array, axis: Axis = -1, where: Array | None = None) -> Array:
     r"""Softmin, :math:`\mathrm{softmax}(-x)`. Matches ``torch.nn.functional.softmin`` along ``axis``."""
     xp = namespace(x)

@@ -57,7 +57,7 @@ def to_backend(tree: Tree, like: Any) -> Tree:
     dtypes are kept, so a flax checkpoint converted to torch applies unchanged,
     and xpnn variables converted to ``jax.numpy`` are flax variables.
     """
-    target, device = random._library(like)
+    target, device = random._library(like, "xpnn.to_backend")
 
     def convert(leaf: Any) -> Any:
         if not array_api_compat.is_array_api_obj(leaf):
