@@ -207,18 +207,27 @@ def init_kwargs(case: LayerCase) -> dict[str, Any]:
     return {"deterministic": True} if "deterministic" in case.kwargs else {}
 
 
-def flax_layer(label: str, dtype: str) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray]:
+def jax_x64() -> bool:
+    """Whether jax runs with ``jax_enable_x64`` on now."""
+    import jax
+
+    return bool(jax.config.jax_enable_x64)
+
+
+def flax_layer(label: str, dtype: str, x64: bool = False) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray]:
     """flax's ``(inputs, init inputs, variables, output)`` for the layer case ``label`` in ``dtype``,
-    computed on jax's default device (a backend's ``scope`` sets it)."""
+    computed on jax's default device (a backend's ``scope`` sets it).  A dropout layer's masks
+    are drawn in jax's default mode (float32 uniforms, those of every library but jax), or
+    with ``x64`` in its 64-bit mode (float64 uniforms, those of xpnn on jax arrays there)."""
     load("jax")
     import jax
 
-    return _flax_layer(label, dtype, str(jax.config.jax_default_device))
+    return _flax_layer(label, dtype, str(jax.config.jax_default_device), x64)
 
 
 @functools.lru_cache(maxsize=None)
-def _flax_layer(label: str, dtype: str, device: str) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray]:
-    """:func:`flax_layer`, cached per default ``device``."""
+def _flax_layer(label: str, dtype: str, device: str, x64: bool) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray]:
+    """:func:`flax_layer`, cached per default ``device`` and mode."""
     import flax.linen as fnn
     import jax
     import jax.numpy as jnp
@@ -231,7 +240,7 @@ def _flax_layer(label: str, dtype: str, device: str) -> tuple[np.ndarray, np.nda
     if not case.dropout:
         out = np.asarray(layer.apply(variables, jnp.asarray(x), method=case.method, **case.kwargs))
         return x, init_x, variables, out
-    with jax.enable_x64(False):  # jax's default mode: float32 uniforms for the masks
+    with jax.enable_x64(x64):
         out = np.asarray(layer.apply(variables, jnp.asarray(x, "float32"), rngs={"dropout": jax.random.key(1)}, **case.kwargs))
     return x, init_x, variables, np.where(out != 0, x / (1 - layer.rate), 0).astype(dtype)
 
@@ -266,6 +275,8 @@ def layer_apply(case: LayerCase, backend: Backend, dtype: str) -> Checked:
     x, _, flax_variables, expected = flax_layer(case.label, dtype)
     rngs = {"dropout": xpnn.random.key(1, like=backend.like())} if case.dropout else None
     xb = _as_backend_input(backend, x, dtype)
+    if case.dropout and backend.name == "jax":  # the masks follow jax's mode there, as flax's do
+        expected = flax_layer(case.label, dtype, x64=jax_x64())[3]
     out = case.build(xpnn, dtype).apply(xpnn.to_backend(flax_variables, backend.like()), xb, rngs=rngs,
                                         method=case.method, **case.kwargs)
     actual = backend.to_numpy(out)

@@ -1,6 +1,8 @@
 """Test matrix: every installed backend (CuPy where a GPU answers), by name."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -24,6 +26,17 @@ def autodiff_backend(request) -> conformance_backends.Backend:
     if request.param not in BACKENDS:
         pytest.skip(f"{request.param} is not installed")
     return BACKENDS[request.param]
+
+
+def jax_default_mode(backend: conformance_backends.Backend) -> contextlib.AbstractContextManager:
+    """jax's default mode (x64 off) for a run on jax arrays, else nothing: xpnn.random's draws on
+    jax arrays follow jax's configured default dtype, so a comparison with flax's dropout masks
+    made in jax's default mode runs xpnn in that mode too."""
+    if backend.name == "jax":
+        import jax
+
+        return jax.enable_x64(False)
+    return contextlib.nullcontext()
 
 
 @pytest.fixture

@@ -204,3 +204,153 @@ def test_torch_errors_name_the_public_function():
         xpnn.threshold(t)
     with pytest.raises(TypeError, match=r"^prelu\(\) missing 1 required positional argument"):
         xpnn.prelu(t)
+
+
+@pytest.mark.parametrize("bounds", [(5.0, 6.0), (3.0, 4.0), (4.0, 5.0), (-6.0, -5.0), (-2.0, 2.0)])
+def test_truncated_normal_tails_match_jax(bounds):
+    """The bounds' erf near 1 must be XLA's float32 erf to the bit: one ulp of u there moved
+    samples in (5, 6) by up to 0.58."""
+    xps = pytest.importorskip("array_api_strict")
+    lower, upper = bounds
+    with jax.enable_x64(False):
+        want = np.asarray(jax.random.truncated_normal(jax.random.key(0), lower, upper, (2000,)))
+        for like in (np, torch, xps, jnp):
+            got = np.asarray(xpnn.random.truncated_normal(xpnn.random.key(0, like=like), lower, upper, (2000,),
+                                                          "float32"))
+            np.testing.assert_array_less(np.abs(got - want), 4 * np.spacing(np.abs(want)) + 1e-30)
+            assert got.min() > lower and got.max() < upper
+
+
+def test_embed_never_wraps_unsigned_ids():
+    model = xpnn.Embed(5, 3)
+    variables = model.init(xpnn.random.key(0), jnp.array([0]))
+    import flax.linen as fnn
+
+    ids = jnp.array([2**32 - 1, 4, 2**31], jnp.uint32)
+    want = np.asarray(fnn.Embed(5, 3).apply(variables, ids))
+    assert np.isnan(want[0]).all() and np.isnan(want[2]).all()
+    np.testing.assert_array_equal(np.asarray(model.apply(variables, ids)), want)
+    numpy_variables = xpnn.to_backend(variables, np)
+    got = model.apply(numpy_variables, np.array([2**64 - 1, 4, 255], np.uint64))
+    assert np.isnan(got[0]).all() and np.isnan(got[2]).all()
+    np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_huge_numpy_draw_fails_at_once():
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(MemoryError, match="xpnn.random: a draw of 68719476736 values does not fit in memory"):
+        xpnn.random.normal(xpnn.random.key(0), (2**36,))
+    assert time.perf_counter() - start < 30  # it ran slice by slice for over a minute
+
+
+def test_numpy_scalar_leaves_move_to_every_library():
+    tree = {"a": np.float32(1.5), "b": np.int64(3)}
+    moved = xpnn.to_backend(tree, torch)
+    assert isinstance(moved["a"], torch.Tensor) and moved["a"].shape == () and float(moved["a"]) == 1.5
+    assert moved["a"].dtype == torch.float32 and moved["b"].dtype == torch.int64
+    assert xpnn.to_backend(tree, jnp)["a"].dtype == jnp.float32
+
+
+def test_ml_dtypes_bfloat16_numpy_arrays_are_refused_clearly():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    x = np.array([1.0, -2.0], dtype=ml_dtypes.bfloat16)
+    with pytest.raises(TypeError, match=r"xpnn.relu: the NumPy array has dtype bfloat16, an extension dtype"):
+        xpnn.relu(x)
+    with pytest.raises(TypeError, match=r"Dense: inputs: the NumPy array has dtype bfloat16.*x.astype\(numpy.float32\)"):
+        xpnn.Dense(2).init(xpnn.random.key(0), x)
+
+
+@pytest.mark.parametrize("like", ["numpy", "torch", "jax"])
+def test_arguments_checked_before_any_fast_path(like):
+    """jax's fast paths raised jax's own errors (jnp.max, unhashable static arguments)."""
+    make = {"numpy": np.asarray, "torch": torch.tensor, "jax": jnp.asarray}[like]
+    x = make([1.0, 2.0, 3.0])
+    with pytest.raises(TypeError, match="xpnn.softmax: where must be a boolean array, got dtype"):
+        xpnn.softmax(x, where=make([1, 0, 1]))
+    for function in (xpnn.softmax, xpnn.log_softmax, xpnn.softmin, xpnn.logmeanexp):
+        np.testing.assert_allclose(np.asarray(function(x, where=[True, False, True])),
+                                   np.asarray(function(x, where=make([True, False, True]))))
+    ids = make([1, 0]) if like != "torch" else torch.tensor([1, 0])
+    np.testing.assert_array_equal(np.asarray(xpnn.one_hot(ids, np.int64(3))), np.eye(3)[[1, 0]])
+    if like == "jax":
+        np.testing.assert_array_equal(np.asarray(xpnn.one_hot(ids, jnp.asarray(3))), np.eye(3)[[1, 0]])
+    with pytest.raises(TypeError, match="xpnn.one_hot: num_classes must be a non-negative int, got float 3.0"):
+        xpnn.one_hot(ids, 3.0)
+    out = xpnn.one_hot(ids, 3, dtype="int32")
+    assert "int32" in str(out.dtype)
+    with pytest.raises(TypeError, match="xpnn.rrelu: key must be None or a key array from xpnn.random.key, got int 3"):
+        xpnn.rrelu(x, key=3)
+    np.testing.assert_allclose(np.asarray(xpnn.tanh_shrink(make([1, 2]))), np.asarray([1, 2]) - np.tanh([1, 2]),
+                               rtol=1e-6)
+
+
+def test_mixed_libraries_are_named_up_front():
+    key = xpnn.random.key(0)
+    with pytest.raises(TypeError, match="xpnn.random.uniform: key is a numpy array but minval is a torch array"):
+        xpnn.random.uniform(key, (3,), minval=torch.tensor(0.0))
+    with pytest.raises(TypeError, match="xpnn.random.bernoulli: key is a numpy array but p is a torch array"):
+        xpnn.random.bernoulli(key, torch.tensor(0.5))
+    with pytest.raises(TypeError, match="xpnn.random.key: like must be an array or an array namespace module.*import torch"):
+        xpnn.random.key(0, like="torch")
+    with pytest.raises(TypeError, match="xpnn.to_backend: like must be .*got str 'numpy'"):
+        xpnn.to_backend({}, "numpy")
+    np.testing.assert_array_equal(xpnn.one_hot(np.array([1]), 3, dtype=torch.int32), [[0, 1, 0]])
+
+
+def test_layer_errors_name_the_module_and_the_fix():
+    x = np.ones((2, 3), np.float32)
+    key = xpnn.random.key(0)
+    with pytest.raises(xpnn.ModuleError, match="Dense: features must be non-negative ints, got -1"):
+        xpnn.Dense(-1).init(key, x)
+    with pytest.raises(xpnn.ModuleError, match=r"DenseGeneral: features must be non-negative ints, got \(2, -1\)"):
+        xpnn.DenseGeneral((2, -1)).init(key, x)
+    with pytest.raises(TypeError, match=r"Dense.init: rngs must be a key, got int 0; make one with xpnn.random.key"):
+        xpnn.Dense(4).init(0, x)
+    with pytest.raises(xpnn.ModuleError, match=r"Dropout: broadcast_dims=\(5,\) is out of range for inputs of 2"):
+        xpnn.Dropout(0.5, broadcast_dims=(5,)).apply({}, x, deterministic=False, rngs={"dropout": key})
+    with pytest.raises(xpnn.ModuleError, match="Einsum: label 'b' of 'ab,bc->ac' has size 3 in inputs"):
+        xpnn.Einsum((5, 4), "ab,bc->ac").init(key, x)
+
+
+def test_dropout_masks_follow_jax_x64_as_flax():
+    """With x64 on, flax draws its masks from float64 uniforms; so does xpnn on jax arrays."""
+    import flax.linen as fnn
+
+    x = np.ones((4, 64), np.float32)
+    with jax.enable_x64(True):
+        want = np.asarray(fnn.Dropout(0.5, deterministic=False).apply({}, jnp.asarray(x), rngs={"dropout": jax.random.key(2)}))
+        got = np.asarray(xpnn.Dropout(0.5, deterministic=False).apply({}, jnp.asarray(x), rngs={"dropout": xpnn.random.key(2)}))
+    np.testing.assert_array_equal(got, want)
+
+
+# -- from flax's own linen tests ---------------------------------------------------------------
+
+def test_dense_general_sorts_its_axes_as_flax():
+    import flax.linen as fnn
+
+    x = np.random.default_rng(0).standard_normal((16, 8, 9, 10)).astype(np.float32)
+    flax_variables = fnn.DenseGeneral((11, 12), axis=(3, -2)).init(jax.random.key(0), jnp.asarray(x))
+    assert flax_variables["params"]["kernel"].shape == (9, 10, 11, 12)
+    variables = xpnn.DenseGeneral((11, 12), axis=(3, -2)).init(xpnn.random.key(0), x)
+    assert variables["params"]["kernel"].shape == (9, 10, 11, 12)
+    want = np.asarray(fnn.DenseGeneral((11, 12), axis=(3, -2)).apply(flax_variables, jnp.asarray(x)))
+    got = xpnn.DenseGeneral((11, 12), axis=(3, -2)).apply(xpnn.to_backend(flax_variables, np), x)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_apply_takes_a_bound_method():
+    model = xpnn.Embed(4, 3)
+    variables = model.init(xpnn.random.key(0), np.array([1]))
+    query = np.ones((1, 3), np.float32)
+    np.testing.assert_array_equal(model.apply(variables, query, method=model.attend),
+                                  model.apply(variables, query, method="attend"))
+
+
+def test_modules_hash_and_compare_by_their_fields():
+    assert xpnn.Embed(2, 3) == xpnn.Embed(2, 3) and hash(xpnn.Embed(2, 3)) == hash(xpnn.Embed(2, 3))
+    assert xpnn.Embed(2, 3) != xpnn.Embed(2, 4) and xpnn.Dense(3) != xpnn.Embed(2, 3)
+    assert len({xpnn.Dense(3), xpnn.Dense(3), xpnn.Dense(4)}) == 2
+    static = jax.jit(lambda m, x: m.apply({}, x, deterministic=True), static_argnums=0)
+    np.testing.assert_array_equal(np.asarray(static(xpnn.Dropout(0.5), jnp.ones(3))), np.ones(3))

@@ -277,7 +277,7 @@ def test_rrelu_training_mode(backend):
     x = backend.asarray(x_np, "float32")
     key = xpnn.random.key(3, like=backend.xp)
     out = backend.to_numpy(xpnn.rrelu(x, 0.1, 0.3, key=key))
-    slopes = backend.to_numpy(xpnn.random.uniform(key, (64, 32), minval=0.1, maxval=0.3))
+    slopes = backend.to_numpy(xpnn.random.uniform(key, (64, 32), x.dtype, minval=0.1, maxval=0.3))
     np.testing.assert_array_equal(out[0], x_np[0].astype(np.float32))
     np.testing.assert_allclose(out[1:], (x_np[1:] * slopes[1:]).astype(np.float32), rtol=1e-6)
     ratio = out[1:] / x_np[1:].astype(np.float32)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import xpnn as nn
+from conftest import jax_default_mode
 from xpnn.conformance import models
 
 jax.config.update("jax_enable_x64", True)
@@ -61,7 +62,8 @@ def test_seed_dropout_example(backend, legacy_threefry):
     model = _seed_mlp(nn)
     variables = model.init(nn.random.key(0), x, train=False)
     evaluated = backend.to_numpy(model.apply(variables, x, train=False))
-    trained = backend.to_numpy(model.apply(variables, x, train=True, rngs={"dropout": nn.random.key(1)}))
+    with jax_default_mode(backend):
+        trained = backend.to_numpy(model.apply(variables, x, train=True, rngs={"dropout": nn.random.key(1)}))
     np.testing.assert_allclose(evaluated, SEED_EVAL, rtol=1e-7)
     np.testing.assert_allclose(trained, SEED_TRAIN, rtol=1e-7)
     assert (trained == 0).tolist() == (np.asarray(SEED_TRAIN) == 0).tolist()
@@ -155,7 +157,8 @@ def test_dropout_statistics_and_determinism(backend):
     assert abs(first.mean() - 1) < 5 * np.sqrt(0.21 / n) / 0.7
     np.testing.assert_array_equal(first, again)
     assert (first != other).mean() > 0.3
-    explicit = backend.to_numpy(nn.Dropout(0.3).apply({}, x, deterministic=False, rng=nn.random.key(9)))
+    with jax_default_mode(backend):
+        explicit = backend.to_numpy(nn.Dropout(0.3).apply({}, x, deterministic=False, rng=nn.random.key(9)))
     with jax.enable_x64(False):
         expected = np.where(np.asarray(jax.random.bernoulli(jax.random.key(9), 0.7, (200, 500))), 1 / 0.7, 0)
     np.testing.assert_allclose(explicit, expected, rtol=1e-6)  # an explicit rng is used as it is

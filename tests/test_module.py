@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import xpnn as nn
+from conftest import jax_default_mode
 
 jax.config.update("jax_enable_x64", True)
 
@@ -83,8 +84,9 @@ def test_nested_apply_equals_flax(backend):
     with jax.enable_x64(False):
         expected = _nested_model(fnn).apply(
             flax_variables, jnp.asarray(X), train=True, rngs={"dropout": jax.random.key(3)})
-    out = _nested_model(nn).apply(nn.to_backend(flax_variables, backend.xp), backend.asarray(X, "float32"),
-                                  train=True, rngs={"dropout": nn.random.key(3)})
+    with jax_default_mode(backend):  # on jax arrays the masks follow jax's mode, as flax's do
+        out = _nested_model(nn).apply(nn.to_backend(flax_variables, backend.xp), backend.asarray(X, "float32"),
+                                      train=True, rngs={"dropout": nn.random.key(3)})
     np.testing.assert_allclose(backend.to_numpy(out), np.asarray(expected), rtol=1e-5, atol=1e-6)
 
 
@@ -177,8 +179,9 @@ def test_rng_counters_and_fallback_match_flax(backend):
     with jax.enable_x64(False):
         expected = _dropout_twice(fnn).apply({}, jnp.asarray(x), rngs={"dropout": jax.random.key(5)})
         via_params = _dropout_twice(fnn).apply({}, jnp.asarray(x), rngs={"params": jax.random.key(5)})
-    out = _dropout_twice(nn).apply({}, backend.asarray(x, "float32"), rngs={"dropout": nn.random.key(5)})
-    out_params = _dropout_twice(nn).apply({}, backend.asarray(x, "float32"), rngs={"params": nn.random.key(5)})
+    with jax_default_mode(backend):
+        out = _dropout_twice(nn).apply({}, backend.asarray(x, "float32"), rngs={"dropout": nn.random.key(5)})
+        out_params = _dropout_twice(nn).apply({}, backend.asarray(x, "float32"), rngs={"params": nn.random.key(5)})
     for ours, theirs in zip((*out, *out_params), (*expected, *via_params)):
         np.testing.assert_array_equal(backend.to_numpy(ours), np.asarray(theirs))
     assert not np.array_equal(backend.to_numpy(out[0]), backend.to_numpy(out[1]))  # same module, next key

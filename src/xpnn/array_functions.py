@@ -26,8 +26,10 @@ def _one_hot_arguments(x: Array, args: tuple, kwargs: dict) -> tuple[tuple, dict
 
     count = _NUM_CLASSES.get(args, kwargs)
     index = _as_int(count)
-    if index is None or index < 0:
+    if index is None:
         raise TypeError(f"xpnn.one_hot: num_classes must be a non-negative int, got {type(count).__name__} {count!r}")
+    if index < 0:
+        raise ValueError(f"one_hot: num_classes must be a non-negative int, got {count!r}")
     args, kwargs = _NUM_CLASSES.replace(args, kwargs, index)
     dtype = _DTYPE.get(args, kwargs)
     if dtype is not None:

@@ -31,6 +31,14 @@ def _as_tuple(value: int | Sequence[int]) -> tuple[int, ...]:
     return tuple(value) if isinstance(value, Sequence) else (value,)
 
 
+def _check_features(module: Module, features: tuple[Any, ...], argument: str = "features") -> None:
+    """Every feature size a non-negative int, or a ValueError naming the module."""
+    for size in features:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            shown = features[0] if len(features) == 1 else features
+            raise module._error(f"{argument} must be non-negative ints, got {shown!r}")
+
+
 class Dense(Module):
     """A linear map of the last axis: ``y = inputs @ kernel + bias`` (``flax.linen.Dense``).
 
@@ -49,6 +57,7 @@ class Dense(Module):
     def __call__(self, inputs: Array) -> Array:
         inputs = self._check_input(inputs)
         self._check_rank(inputs, 1)
+        _check_features(self, (self.features,))
         kernel = self.param("kernel", self.kernel_init, (inputs.shape[-1], self.features), self.param_dtype)
         bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
         adapter = self._adapter(inputs=inputs, kernel=kernel, bias=bias)
@@ -82,6 +91,7 @@ class DenseGeneral(Module):
     def __call__(self, inputs: Array) -> Array:
         inputs = self._check_input(inputs)
         features, ndim = _as_tuple(self.features), inputs.ndim
+        _check_features(self, features)
         axis = self._normalize_axes(_as_tuple(self.axis), ndim, "axis")
         batch_dims = self._normalize_axes(_as_tuple(self.batch_dims), ndim, "batch_dims")
         if batch_dims and sorted(batch_dims) != list(range(len(batch_dims))):
@@ -123,7 +133,7 @@ class DenseGeneral(Module):
         for a in axes:
             if not -ndim <= a < ndim:
                 raise self._error(f"{argument} {a} is out of range for an input of {ndim} dims")
-        return tuple(a % ndim for a in axes)
+        return tuple(sorted(a % ndim for a in axes))  # sorted, as flax lays out the kernel
 
 
 class Einsum(Module):
@@ -156,7 +166,12 @@ class Einsum(Module):
             )
         shape = tuple(self.shape)
         kernel = self.param("kernel", self.kernel_init, shape, self.param_dtype)
-        (_, kernel_term), out_term = parse_einsum(einsum_str, [inputs.ndim, len(shape)])
+        (inputs_term, kernel_term), out_term = parse_einsum(einsum_str, [inputs.ndim, len(shape)])
+        sizes = dict(zip(inputs_term, inputs.shape))
+        for label, size in zip(kernel_term, shape):
+            if sizes.setdefault(label, size) != size:
+                raise self._error(f"label {label!r} of {einsum_str!r} has size {sizes[label]} in inputs of shape "
+                                  f"{tuple(inputs.shape)} but {size} in the kernel of shape {shape}")
         bias = None
         if self.use_bias:
             bias_shape = tuple(shape[kernel_term.index(c)] for c in out_term if c in kernel_term)

@@ -29,6 +29,7 @@ import copy
 import dataclasses
 import difflib
 import functools
+import inspect
 import hashlib
 import threading
 import types
@@ -277,6 +278,20 @@ class Module:
         dataclasses.dataclass(cls, eq=False, repr="__repr__" not in vars(cls))
         cls._hyperparameters = tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("parent", "name"))
 
+    def __eq__(self, other: Any) -> bool:
+        """Modules of one class with equal hyper-parameters are equal, as flax's are (whatever their names)."""
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        """The hash of the class and hyper-parameters (jax's static arguments and caches rely
+        on it); a hyper-parameter that cannot be hashed (a list) makes it a TypeError, as in flax."""
+        return hash((type(self), self._fields()))
+
+    def _fields(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, field) for field in self._hyperparameters)
+
     # -- construction and binding -------------------------------------------
 
     def __post_init__(self) -> None:
@@ -401,7 +416,7 @@ class Module:
         return scope[0].path_text(scope[1:])
 
     def _run(self, variables: Mapping, rngs: Any, mutable: Any, initializing: bool, method: Any, args: tuple, kwargs: dict) -> tuple[Any, Variables]:
-        rngs = _rng_dict(rngs)
+        rngs = _rng_dict(rngs, f"{type(self).__name__}.{'init' if initializing else 'apply'}")
         like = _first_array((args, kwargs))
         if like is None:
             like = next(iter(rngs.values()), None)
@@ -411,6 +426,8 @@ class Module:
             function = root.__call__
         elif isinstance(method, str):
             function = getattr(root, method)
+        elif inspect.ismethod(method) and isinstance(method.__self__, Module):
+            function = functools.partial(method.__func__, root)  # m.attend, as flax takes it
         elif callable(method):
             function = functools.partial(method, root)
         else:
@@ -449,7 +466,8 @@ class Module:
 
     def bind(self, variables: Mapping, *, rngs: Any = None, mutable: Any = False) -> Module:
         """A copy of the module bound to ``variables``: its methods can be called directly."""
-        frame = _Frame(type(self).__name__, variables, _rng_dict(rngs), mutable, False, _first_array(variables))
+        frame = _Frame(type(self).__name__, variables, _rng_dict(rngs, f"{type(self).__name__}.bind"), mutable,
+                       False, _first_array(variables))
         return self._bound_copy(None, (frame,), self.name)
 
     @property
@@ -615,13 +633,18 @@ class Module:
         return [None if a is None else (a if a.dtype == target else xp.astype(a, target)) for a in arrays]
 
 
-def _rng_dict(rngs: Any) -> dict[str, Any]:
-    """``rngs`` (None, a key or a dict of keys) as a dict by stream name."""
+def _rng_dict(rngs: Any, where: str) -> dict[str, Any]:
+    """``rngs`` (None, a key or a dict of keys) as a dict by stream name; a TypeError naming
+    ``where`` (``Dense.init``...) for anything else."""
     if rngs is None:
         return {}
-    if isinstance(rngs, Mapping):
-        return dict(rngs)
-    return {"params": rngs}
+    streams = dict(rngs) if isinstance(rngs, Mapping) else {"params": rngs}
+    for name, key in streams.items():
+        if not array_api_compat.is_array_api_obj(key):
+            stream = "rngs" if not isinstance(rngs, Mapping) else f"rngs[{name!r}]"
+            raise TypeError(f"{where}: {stream} must be a key, got {type(key).__name__} {key!r}; make one with "
+                            "xpnn.random.key(seed), in the inputs' library: xpnn.random.key(0, like=inputs)")
+    return streams
 
 
 def _check_param_shape(module: Module, name: str, value: Any, init_args: tuple) -> None:

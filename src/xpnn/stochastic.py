@@ -45,6 +45,9 @@ class Dropout(Module):
         rng = self.make_rng(self.rng_collection) if rng is None else to_backend(rng, inputs)
         shape = list(inputs.shape)
         for dim in self.broadcast_dims:
+            if not -len(shape) <= dim < len(shape):
+                raise self._error(f"broadcast_dims={tuple(self.broadcast_dims)} is out of range for inputs of "
+                                  f"{len(shape)} dimensions (shape {tuple(inputs.shape)})")
             shape[dim] = 1
         keep = xp.broadcast_to(random.bernoulli(rng, keep_prob, tuple(shape)), inputs.shape)
         return xp.where(keep, inputs / keep_prob, xp.zeros_like(inputs))
