@@ -22,9 +22,10 @@ from typing import Any, Callable
 
 from ._base import FastPath, is_number
 
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _SQRT_HALF = math.sqrt(0.5)
 _GELU_CUBIC = 0.044715
+#: 2 * sqrt(2/pi): gelu's tanh form is x * sigmoid(_GELU_SCALE * (x + _GELU_CUBIC * x**3)).
+_GELU_SCALE = 2.0 * math.sqrt(2.0 / math.pi)
 _FLOAT16_TINY = 2.0**-14  # the smallest normal float16
 _FLOAT16_MAX = 65504.0
 
@@ -42,21 +43,31 @@ def one_ufunc(ufunc: Callable[[Any], Any] | None, accepted: frozenset) -> FastPa
     return path
 
 
-def tanh_gelu(m: ModuleType, x: Any, cubic: Any, scale: Any, one: Any, half: Any) -> Any:
-    """jax.nn.gelu's tanh form, ``half * x * (one + tanh(scale * (x + cubic * x**3)))``, with the
-    ufuncs of module ``m`` in place on one temporary.  The constants (``_GELU_CUBIC``,
-    sqrt(2/pi), 1 and 0.5) are numbers, or arrays of them shaped like ``x`` (NumPy's loops run
-    faster on two arrays than on an array and a number)."""
-    inner = m.multiply(x, x)
-    inner *= x
-    inner *= cubic
-    inner += x
-    inner *= scale
-    m.tanh(inner, out=inner)
-    inner += one
-    inner *= half
-    inner *= x
-    return inner
+def tanh_gelu(m: ModuleType, x: Any, cubic: Any, scale: Any, one: Any, masked: bool = True) -> Any:
+    """jax.nn.gelu's tanh form in xpnn's stable form, ``x * sigmoid(t)`` with
+    ``t = scale * (x + cubic * x**3)`` (``(1 + tanh(t/2)) / 2`` is ``sigmoid(t)``, which does not
+    cancel for negative x), ``sigmoid(t) = r`` or ``e * r`` with ``e = exp(-|t|)``,
+    ``r = 1 / (1 + e)``; computed with the ufuncs of module ``m`` in place.  The constants
+    (``_GELU_CUBIC``, ``_GELU_SCALE`` and 1) are numbers, or arrays of them shaped like ``x``
+    (NumPy's loops run faster on two arrays than on an array and a number).  ``masked``: the
+    ufuncs take ``where=`` (CuPy's do not: a select replaces it)."""
+    t = m.multiply(x, x)
+    t *= x
+    t *= cubic
+    t += x
+    t *= scale
+    negative = m.less(t, 0)
+    m.abs(t, out=t)
+    m.negative(t, out=t)
+    e = m.exp(t, out=t)
+    r = m.add(e, one)
+    m.divide(one, r, out=r)
+    if masked:
+        m.multiply(r, e, out=r, where=negative)
+    else:
+        r = m.where(negative, m.multiply(r, e, out=e), r)
+    r *= x
+    return r
 
 
 def ufunc_fast_paths(m: ModuleType, special: ModuleType | None, *, masked_ufuncs: bool) -> dict[str, FastPath]:
@@ -176,7 +187,7 @@ def ufunc_fast_paths(m: ModuleType, special: ModuleType | None, *, masked_ufuncs
             out *= 0.5  # before x, so that gelu(max) is max, as 0.5 * x * erfc(...) gives it
             out *= x
             return out
-        return tanh_gelu(m, x, _GELU_CUBIC, _SQRT_2_OVER_PI, 1.0, 0.5)
+        return tanh_gelu(m, x, _GELU_CUBIC, _GELU_SCALE, 1.0, masked_ufuncs)
 
     sigmoid = one_ufunc(special.expit if special is not None else None, special_floating)
 

@@ -18,7 +18,8 @@ import jax.numpy as jnp
 
 from ._base import Adapter, FastPath, valid_axis
 
-# xpnn name -> the jax.nn function with xpnn's semantics for floating inputs.
+# xpnn name -> the jax.nn function with xpnn's semantics for floating inputs.  gelu and
+# squareplus are not here: jax.nn's forms cancel for negative x, xpnn's stable ones do not.
 _JAX_NN = {
     "relu": jnn.relu,
     "relu6": jnn.relu6,
@@ -26,13 +27,11 @@ _JAX_NN = {
     "elu": jnn.elu,
     "selu": jnn.selu,
     "celu": jnn.celu,
-    "gelu": jnn.gelu,
     "silu": jnn.silu,
     "swish": jnn.silu,
     "mish": jnn.mish,
     "hard_silu": jnn.hard_silu,
     "hard_swish": jnn.hard_silu,
-    "squareplus": jnn.squareplus,
     "sigmoid": jnn.sigmoid,
     "hard_sigmoid": jnn.hard_sigmoid,
     "log_sigmoid": jnn.log_sigmoid,

@@ -107,9 +107,15 @@ def _celu(x, alpha=1.0):
 
 
 def _gelu(x, approximate=True):
-    if not x.is_floating_point() or not isinstance(approximate, bool):
+    # The tanh form only, below float64.  torch's exact kernel computes 1 + erf(x / sqrt 2), 0 below
+    # about -8 in float64 (9e15 ulp off at -20), and gives NaN for +inf on AVX512 CPUs (torch 2.13);
+    # its float64 tanh form cancels likewise.  xpnn's definitions (erfc, sigmoid) do not.
+    if approximate is not True or x.dtype not in _BELOW_FLOAT64:
         return NotImplemented
-    return F.gelu(x, approximate="tanh" if approximate else "none")
+    return F.gelu(x, approximate="tanh")
+
+
+_BELOW_FLOAT64 = frozenset((torch.float16, torch.bfloat16, torch.float32))
 
 
 def _softplus(x):
