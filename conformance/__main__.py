@@ -41,6 +41,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="also compare gradients on torch and jax (float64) with the reference's")
     parser.add_argument("--json", metavar="PATH", help="write every result as JSON")
     parser.add_argument("--report", metavar="PATH", help="write a self-contained HTML report with plots")
+    parser.add_argument("--kernels", action="store_true",
+                        help="only check every native fast path on this machine against the written-once "
+                             "definitions (xpnn.check_fast_paths) and print which are switched off, and why")
     return parser.parse_args(argv)
 
 
@@ -109,6 +112,20 @@ def uncovered(found: list[Check]) -> list[str]:
     return sorted(public_names() - covered)
 
 
+def kernel_report(selected: list[backends.Backend], dtypes: list[str]) -> str:
+    """The native fast paths switched off on this machine (``xpnn.check_fast_paths`` on every
+    backend in every dtype), one line each, or a line saying that every one agreed."""
+    for backend in selected:
+        with backend.scope():
+            xpnn.check_fast_paths(backend.like(), dtypes=tuple(dtypes))
+    entries = xpnn.fast_path_report()
+    lines = [f"native kernels checked on this machine ({', '.join(b.label for b in selected)}; "
+             f"{', '.join(dtypes)}): " + (f"{len(entries)} switched off" if entries else "every one agrees "
+                                          "with the written-once definitions")]
+    lines += [f"  switched off: {entry}" for entry in entries]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     warnings.simplefilter("ignore", RuntimeWarning)
@@ -122,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--devices cuda: no CUDA device answers here (through torch, jax or CuPy)")
     selected = backends.on_devices(selected, devices)
     dtypes = [d for d in args.dtypes.split(",") if d]
+    if args.kernels:
+        print(kernel_report(selected, dtypes))
+        return 0
     every_check = checks()
     selected_checks = [c for c in every_check if fnmatch.fnmatch(c.label, args.only)]
     print(f"xpnn {xpnn.__version__} conformance: {len(selected_checks)} checks x "
@@ -155,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{record.get('error') or record.get('output_problem') or record}")
     if missing:
         print(f"uncovered public names: {', '.join(missing)}")
+    print(kernel_report(selected, dtypes))
     if args.report:
         header = (f"xpnn {xpnn.__version__}: {len(selected_checks)} checks on "
                   f"{', '.join(b.label for b in selected)} in {', '.join(dtypes)}")

@@ -40,5 +40,19 @@ def jax_default_mode(backend: conformance_backends.Backend) -> contextlib.Abstra
 
 
 @pytest.fixture
+def in_jax_default_mode(request):
+    """Run a test in jax's default mode (x64 off) when it runs on jax (its ``backend`` is jax, or
+    it has no backend): for the tests of default dtypes, which follow jax's mode on jax arrays."""
+    backend = request.getfixturevalue("backend") if "backend" in request.fixturenames else None
+    if backend is not None and backend.name != "jax":
+        yield
+        return
+    import jax
+
+    with jax.enable_x64(False):
+        yield
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

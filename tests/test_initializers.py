@@ -77,6 +77,7 @@ def test_reference_vectors():
                                             [-0.10853563249111176, 0.24210159480571747, -1.158731460571289]], np.float32))
 
 
+@pytest.mark.usefixtures("in_jax_default_mode")
 def test_values_in_the_keys_library(backend):
     key = xr.key(1, like=backend.xp)
     for init in (xi.zeros, xi.ones, xi.constant(-7.0), xi.lecun_normal(), xi.orthogonal()):
@@ -85,6 +86,7 @@ def test_values_in_the_keys_library(backend):
     assert backend.to_numpy(xi.constant(3, dtype="int32")(key, (2,))).tolist() == [3, 3]
 
 
+@pytest.mark.usefixtures("in_jax_default_mode")
 def test_shape_of_no_axes_gives_a_0d_array(backend):
     """Initializers that take any shape give a 0-d array of the key's library for ``()``, with
     jax's value (NumPy's own operations give scalars for 0-d results)."""

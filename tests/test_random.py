@@ -116,6 +116,7 @@ def test_bits(backend, width, partitionable):
                 assert_equal_bits(actual, jax.random.bits(jax_key(seed), shape, jnp.dtype(width)), dtype=width)
 
 
+@pytest.mark.usefixtures("in_jax_default_mode")
 def test_bits_default_and_prefix_property(backend):
     key = xr.key(0, like=backend.xp)
     long, short = read(backend, xr.bits(key, (9,))), read(backend, xr.bits(key, (4,)))
@@ -143,6 +144,7 @@ def test_uniform_bit_exact(backend, partitionable):
                         assert_equal_bits(actual, expected)
 
 
+@pytest.mark.usefixtures("in_jax_default_mode")
 def test_uniform_array_bounds(backend):
     lows = np.array([0.0, -2.0, 5.0], dtype=np.float32)
     key = xr.key(4, like=backend.xp)
@@ -167,6 +169,7 @@ def test_normal(backend, partitionable):
                 np.testing.assert_allclose(actual, np.asarray(expected, dtype=np.float64), **normal_tolerance(name))
 
 
+@pytest.mark.usefixtures("in_jax_default_mode")
 def test_normal_float32_is_mostly_bit_exact(backend):
     """The erf_inv polynomial is XLA's: at most a few values differ, by an ulp or two."""
     key = xr.key(11, like=backend.xp)
@@ -196,6 +199,7 @@ def test_truncated_normal(backend, bounds):
         assert np.all(actual > bounds[0]) and np.all(actual < bounds[1])
 
 
+@pytest.mark.usefixtures("in_jax_default_mode")
 def test_truncated_normal_default_shape_from_bounds(backend):
     lower = backend.asarray(np.array([-1.0, 0.0, 1.0]), "float32")
     out = xr.truncated_normal(xr.key(2, like=backend.xp), lower, 2.0)
@@ -208,6 +212,7 @@ def test_truncated_normal_default_shape_from_bounds(backend):
 
 
 @pytest.mark.parametrize("partitionable", LAYOUTS)
+@pytest.mark.usefixtures("in_jax_default_mode")
 def test_bernoulli(backend, partitionable):
     with layout(partitionable):
         for seed in some(backend, SEEDS[:2], dask=1):
@@ -341,6 +346,7 @@ def test_categorical(backend):
 # -- across backends, jax keys, tracing ------------------------------------------------
 
 
+@pytest.mark.usefixtures("in_jax_default_mode")
 def test_same_seed_same_numbers_on_every_backend(backend):
     from tests.conftest import BACKENDS
 
@@ -349,6 +355,7 @@ def test_same_seed_same_numbers_on_every_backend(backend):
     assert len(BACKENDS) >= 2
 
 
+@pytest.mark.usefixtures("in_jax_default_mode")
 def test_jax_keys_are_accepted():
     typed, raw = jax.random.key(3), jax.random.PRNGKey(3)
     for key in (typed, raw):
@@ -356,6 +363,7 @@ def test_jax_keys_are_accepted():
         np.testing.assert_array_equal(np.asarray(xr.split(key)), np.asarray(jax.random.key_data(jax.random.split(typed))))
 
 
+@pytest.mark.usefixtures("in_jax_default_mode")
 def test_traces_under_jit_with_traced_keys():
     @jax.jit
     def draw(key, step):
@@ -399,6 +407,7 @@ def test_device_follows_the_key():
         assert draw.device == device
 
 
+@pytest.mark.usefixtures("in_jax_default_mode")
 def test_shape_of_no_axes_gives_a_0d_array(backend):
     """``shape=()`` gives a 0-d array of the key's library with jax.random's value (NumPy's
     own operations give scalars for 0-d results)."""
@@ -422,7 +431,8 @@ def test_float_results_keep_the_dtype(backend):
     for name in float_dtypes(backend):
         for draw in (xr.uniform(key, (3,), dtype_of(backend, name)), xr.normal(key, (3,), dtype_of(backend, name))):
             assert draw.dtype == dtype_of(backend, name)
-    assert xr.uniform(key, (2,)).dtype == backend.xp.float32
+    # The default: float32, except on jax arrays with jax_enable_x64 on (as jax.random's).
+    assert xr.uniform(key, (2,)).dtype == (backend.xp.float64 if backend.name == "jax" else backend.xp.float32)
 
 
 # -- statistics ---------------------------------------------------------------------

@@ -332,8 +332,11 @@ def fold_in(key: Array, data: int | Array) -> Array:
         data = xp.asarray(data % 2**32, dtype=adapter.random_word_dtype, device=_device(words))
     elif isinstance(data, bool) or not hasattr(data, "dtype") or not xp.isdtype(data.dtype, "integral") or data.ndim:
         raise TypeError(f"fold_in: data must be an int or an integer scalar array, got {data!r}")
-    else:
-        data = xp.astype(data, xp.int64) & MASK32 if data.dtype != adapter.random_word_dtype else data
+    elif data.dtype != adapter.random_word_dtype:
+        if xp.isdtype(adapter.random_word_dtype, "unsigned integer"):
+            data = xp.astype(data, adapter.random_word_dtype)  # wraps modulo 2**32, without int64
+        else:
+            data = xp.astype(data, xp.int64) & MASK32
     return _fold_in(words, data)
 
 
