@@ -1,6 +1,7 @@
 """Running one case: inputs, the xpnn call on a backend, the reference call, and the comparison."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any
 
@@ -61,9 +62,13 @@ def call_reference(case: Case, x: np.ndarray, extra: dict[str, np.ndarray], dtyp
         from xpnn.conformance.backends import load
 
         load("jax")  # enables float64 in jax
-        convert = lambda v: jnp.asarray(v, dtype=bool if v.dtype == bool else ref_dtype)  # noqa: E731
-        out = function(convert(x), **{k: convert(v) for k, v in extra.items()}, **case.kwargs)
-        return np.asarray(out, dtype=np.float64)
+        import jax
+
+        # float64 in jax's 64-bit mode even while a test runs jax in its default mode
+        with jax.enable_x64(True) if ref_dtype == "float64" else contextlib.nullcontext():
+            convert = lambda v: jnp.asarray(v, dtype=bool if v.dtype == bool else ref_dtype)  # noqa: E731
+            out = function(convert(x), **{k: convert(v) for k, v in extra.items()}, **case.kwargs)
+            return np.asarray(out, dtype=np.float64)
     import torch
 
     convert = lambda v: torch.from_numpy(np.array(v, dtype=bool if v.dtype == bool else ref_dtype))  # noqa: E731

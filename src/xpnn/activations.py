@@ -197,6 +197,7 @@ def squareplus(x: Array, b: Array | float = 4) -> Array:
     Stable form: :math:`\sqrt{x^2 + b}` as ``hypot(x, sqrt(b))`` (no overflow of
     :math:`x^2`), and for negative x the equal :math:`b / (2(\sqrt{x^2 + b} - x))`, which
     does not cancel (jax.nn's form is 850 ulp off at x = -55, b = 2.5 in float32).
+    ``squareplus(-inf)`` is NaN, as in jax.nn.
     """
     xp = namespace(x, b)
     x = floating(xp, x, "squareplus")
@@ -209,7 +210,7 @@ def squareplus(x: Array, b: Array | float = 4) -> Array:
     x_negative = xp.where(positive, -1.0, x)
     above = (x_positive + xp.hypot(x_positive, root_b)) / 2
     below = b / (2 * (xp.hypot(x_negative, root_b) - x_negative))
-    return xp.where(positive, above, below)
+    return xp.where(positive, above, xp.where(x == -math.inf, math.nan, below))
 
 
 @public()
