@@ -80,6 +80,13 @@ CASES = (
     AccuracyCase("soft_shrink", "soft_shrink", lambda v: v - 0.5 if v > 0.5 else (v + 0.5 if v < -0.5 else 0),
                  reference="softshrink"),
     AccuracyCase("hard_shrink", "hard_shrink", lambda v: v if abs(v) > 0.5 else 0, reference="hardshrink"),
+    AccuracyCase("swish", "swish", lambda v: v / (1 + mpmath.exp(-v)), reference="silu"),
+    AccuracyCase("hard_swish", "hard_swish", lambda v: v * _relu6(v + 3) / 6, reference="hardswish"),
+    AccuracyCase("identity", "identity", lambda v: v),
+    AccuracyCase("threshold(threshold=0.5, value=-9.0)", "threshold", lambda v: v if v > 0.5 else -9,
+                 {"threshold": 0.5, "value": -9.0}, reference="threshold"),
+    AccuracyCase("rrelu", "rrelu", lambda v: v if v > 0 else v * (mpmath.mpf(1) / 8 + mpmath.mpf(1) / 3) / 2,
+                 {"training": False}, reference="rrelu"),
 )
 
 
@@ -151,7 +158,8 @@ def call_reference(case: AccuracyCase, x: np.ndarray, dtype: str) -> np.ndarray:
 def call_xpnn(case: AccuracyCase, backend: Backend, x: np.ndarray, dtype: str) -> np.ndarray:
     import xpnn
 
-    out = getattr(xpnn, case.function)(backend.asarray(x, dtype), **case.kwargs)
+    kwargs = {k: v for k, v in case.kwargs.items() if k != "training"}  # torch's flag, xpnn's default
+    out = getattr(xpnn, case.function)(backend.asarray(x, dtype), **kwargs)
     return backend.to_numpy(out).astype(np.float64)
 
 

@@ -1,9 +1,11 @@
 """The HTML report of ``python -m conformance --report PATH``: one self-contained file.
 
-It holds the summary matrix (check x backend: worst error in ulps, or FAIL)
-and, for every elementwise activation, a plot of its curve on every backend
-overlaid with the reference's, and a plot of each backend's error against the
-reference in float32 ulps, in the manner of the plots of the torch.nn docs.
+It holds the summary matrix (check x backend: the worst difference from the
+reference framework in ulps, or FAIL) and, for every elementwise activation, a
+plot of its curve on every backend overlaid with the reference's, and a plot
+of the float32 error against the exact value (mpmath, ``conformance.accuracy``)
+of xpnn on every backend and of the reference framework itself, in the manner
+of the plots of the torch.nn docs.
 The plots are inline SVG: no plotting library and no network are needed.
 """
 from __future__ import annotations
@@ -14,13 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from xpnn.conformance import runner
+from xpnn.conformance import accuracy, runner
 from xpnn.conformance.backends import Backend
 from xpnn.conformance.cases import CASES, Case
 
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
 REFERENCE_COLOR = "#000000"
-_EPS32 = 2.0**-23
 
 Series = tuple[str, np.ndarray, np.ndarray, str]
 
@@ -51,8 +52,30 @@ def curves(backends: Sequence[Backend], points: int = 121) -> list[dict[str, Any
                 values[backend.label] = backend.to_numpy(out).astype(np.float64)
             except Exception:  # noqa: BLE001 - a failing backend is shown in the matrix, not plotted
                 continue
-        found.append({"label": case.label, "framework": case.framework, "x": x, "reference": reference, "values": values})
+        errors = _errors_vs_exact(case, backends, x)
+        found.append({"label": case.label, "framework": case.framework, "x": x, "reference": reference,
+                      "values": values, "errors": errors})
     return found
+
+
+def _errors_vs_exact(case: Case, backends: Sequence[Backend], x: np.ndarray) -> dict[str, np.ndarray]:
+    """float32 errors in ulps against mpmath at ``x`` (rounded to float32): xpnn on each backend and
+    the reference framework (its own label), for the cases ``conformance.accuracy`` defines."""
+    exact_case = next((c for c in accuracy.CASES if c.label == case.label), None)
+    if exact_case is None:
+        return {}
+    x32 = x.astype(np.float32).astype(np.float64)
+    true = accuracy.true_values(exact_case, x32)
+    with np.errstate(all="ignore"):
+        errors = {"reference": accuracy.ulp_error(accuracy.call_reference(exact_case, x32, "float32"), true, "float32")}
+        for backend in backends:
+            if "float32" in backend.dtypes:
+                try:
+                    got = accuracy.call_xpnn(exact_case, backend, x32, "float32")
+                except Exception:  # noqa: BLE001 - a failing backend is shown in the matrix, not plotted
+                    continue
+                errors[backend.label] = accuracy.ulp_error(got, true, "float32")
+    return errors
 
 
 def _svg_plot(title: str, series: list[Series], y_label: str, width: int = 380, height: int = 230) -> str:
@@ -87,18 +110,12 @@ def _svg_plot(title: str, series: list[Series], y_label: str, width: int = 380, 
     for index, (name, sx, sy, color) in enumerate(series):
         finite = np.isfinite(sy)
         points = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px(sx[finite]), py(np.clip(sy[finite], y_min, y_max))))
-        dash = ' stroke-dasharray="5,4"' if name == "reference" else ""
+        dash = ' stroke-dasharray="5,4"' if color == REFERENCE_COLOR else ""
         parts.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="1.6"{dash}>'
                      f'<title>{html.escape(name)}</title></polyline>')
         parts.append(f'<text x="{left + 6}" y="{top + 14 + 12 * index}" fill="{color}" class="legend">{html.escape(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)
-
-
-def _ulp_errors(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    scale = np.maximum(np.abs(reference), np.finfo(np.float32).tiny)
-    with np.errstate(invalid="ignore"):
-        return np.abs(values - reference) / (_EPS32 * scale)
 
 
 def _matrix(results: list[dict], labels: list[str], backend_names: list[str]) -> str:
@@ -179,19 +196,22 @@ def write_html(path: str, results: list[dict], labels: list[str], backend_names:
         color_of = {name: COLORS[i % len(COLORS)] for i, name in enumerate(curve["values"])}
         series = [(name, curve["x"], y, color_of[name]) for name, y in curve["values"].items()]
         series.append(("reference", curve["x"], curve["reference"], REFERENCE_COLOR))
-        errors = [(name, curve["x"], _ulp_errors(y, curve["reference"]), color_of[name])
-                  for name, y in curve["values"].items()]
         reference = "torch.nn.functional" if curve["framework"] == "torch" else "jax.nn"
+        errors = [(reference if name == "reference" else f"xpnn on {name}", curve["x"], np.log10(1.0 + e),
+                   REFERENCE_COLOR if name == "reference" else color_of.get(name, COLORS[0]))
+                  for name, e in curve.get("errors", {}).items()]
         sections.append(
             f"<div class='activation'>{_svg_plot(curve['label'], series, 'value')}"
-            f"{_svg_plot(f'float32 error vs {reference}', errors, 'ulp') if errors else ''}</div>")
+            f"{_svg_plot('float32 error vs exact (mpmath)', errors, 'log10(1 + ulp)') if errors else ''}</div>")
     document = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>xpnn conformance report</title>"
         f"<style>{STYLE}</style></head><body><h1>xpnn conformance report</h1>"
         f"<p>{html.escape(header)}</p><p class='summary'>{verdict}</p>{summary_svg(results, backend_names)}"
-        "<h2>Summary: worst error in ulps over the dtypes (hover a cell for details)</h2>"
+        "<h2>Summary: the worst difference from the reference framework (jax.nn, torch) in ulps over the "
+        "dtypes (hover a cell for details)</h2>"
         f"{_matrix(results, labels, backend_names)}"
-        "<h2>Activations: the curve on every backend over the reference (dashed), and the float32 error</h2>"
+        "<h2>Activations: the curve on every backend over the reference (dashed), and the float32 error "
+        "against the exact value (mpmath) of xpnn on every backend and of the reference framework (black)</h2>"
         f"<div class='plots'>{''.join(sections)}</div></body></html>"
     )
     with open(path, "w", encoding="utf-8") as handle:

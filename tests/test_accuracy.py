@@ -25,7 +25,7 @@ KNOWN = {
     ("gelu(approximate=False)", "float32", "array_api_strict"): 170,
     ("gelu(approximate=False)", "float64", "numpy"): 500, ("gelu(approximate=False)", "float64", "torch"): 500,
     ("gelu(approximate=False)", "float64", "array_api_strict"): 500,
-    ("silu", "float32", "array_api_strict"): 2.5, ("sigmoid", "float32", "array_api_strict"): 2.5,
+    ("silu", "float32", "array_api_strict"): 2.5, ("swish", "float32", "array_api_strict"): 2.5, ("sigmoid", "float32", "array_api_strict"): 2.5,
     ("mish", "float32", "numpy"): 2.5, ("mish", "float32", "array_api_strict"): 2.5,
     ("mish", "float64", "numpy"): 3, ("mish", "float64", "array_api_strict"): 3,
     ("squareplus", "float32", "jax"): 3,
