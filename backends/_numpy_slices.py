@@ -22,13 +22,17 @@ from ._base import FastPath, is_number
 
 
 def worker_count() -> int:
-    """``XPNN_NUM_THREADS`` when it is set (1: no threads), else the cores, at most 8."""
+    """``XPNN_NUM_THREADS`` when it is set (1: no threads), else the cores, at most 8.
+
+    The setting is ASCII digits ("²" or "٣" are refused), and at most the machine's cores are
+    used: a thread more than the cores only waits."""
     setting = os.environ.get("XPNN_NUM_THREADS", "")
+    cores = os.cpu_count() or 1
     if not setting:
-        return min(8, os.cpu_count() or 1)
-    if not setting.isdigit() or int(setting) < 1:
-        raise ValueError(f"XPNN_NUM_THREADS must be a positive integer, got {setting!r}")
-    return int(setting)
+        return min(8, cores)
+    if not (setting.isascii() and setting.isdigit()) or int(setting) < 1:
+        raise ValueError(f"XPNN_NUM_THREADS must be a positive integer (ASCII digits), got {setting!r}")
+    return min(int(setting), cores)
 
 
 #: Threads that compute large arrays' slices and random draws (the calling one takes a slice too).

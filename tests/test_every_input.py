@@ -354,3 +354,71 @@ def test_modules_hash_and_compare_by_their_fields():
     assert len({xpnn.Dense(3), xpnn.Dense(3), xpnn.Dense(4)}) == 2
     static = jax.jit(lambda m, x: m.apply({}, x, deterministic=True), static_argnums=0)
     np.testing.assert_array_equal(np.asarray(static(xpnn.Dropout(0.5), jnp.ones(3))), np.ones(3))
+
+
+def test_torch_vmap_of_the_reductions():
+    x = torch.randn(3, 4, dtype=torch.float64)
+    want = torch.logsumexp(x, 1) - math.log(4)
+    np.testing.assert_allclose(torch.func.vmap(xpnn.logmeanexp)(x).numpy(), want.numpy(), rtol=1e-12)
+    with xpnn.fast_paths(False):
+        np.testing.assert_allclose(torch.func.vmap(xpnn.logsumexp)(x).numpy(), torch.logsumexp(x, 1).numpy(), rtol=1e-12)
+    weighted = torch.func.vmap(lambda v: xpnn.logsumexp(v, b=torch.ones(4, dtype=torch.float64)))(x)
+    np.testing.assert_allclose(weighted.numpy(), torch.logsumexp(x, 1).numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("setting", ["\u00b2", "\u0663", "0", "-1", "abc"])
+def test_bad_thread_settings_fail_at_import(setting):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XPNN_NUM_THREADS": setting}
+    result = subprocess.run([sys.executable, "-c", "import xpnn"], env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "XPNN_NUM_THREADS must be a positive integer (ASCII digits)" in result.stderr
+
+
+def test_thread_setting_is_capped_at_the_cores():
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XPNN_NUM_THREADS": "999999"}
+    code = "import xpnn; from xpnn.backends import _numpy_slices as s; print(s.WORKERS)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert int(out.stdout) == (os.cpu_count() or 1)
+
+
+@pytest.mark.parametrize("like", ["numpy", "torch", "jax"])
+def test_complex_inputs_keep_their_imaginary_part(like):
+    import flax.linen as fnn
+
+    x = np.array([[1 + 2j, 3 - 1j]], np.complex64)
+    want = np.asarray(fnn.Dense(2, kernel_init=jax.nn.initializers.ones).init_with_output(
+        jax.random.key(0), jnp.asarray(x))[0])
+    make = {"numpy": np.asarray, "torch": torch.from_numpy, "jax": jnp.asarray}[like]
+    got, _ = xpnn.Dense(2, kernel_init=xpnn.initializers.ones).init_with_output(xpnn.random.key(0), make(x))
+    assert "complex64" in str(got.dtype)
+    np.testing.assert_allclose(np.asarray(got), want)
+
+
+def test_sequential_callables_may_create_submodules_as_in_flax():
+    import flax.linen as fnn
+
+    x = np.ones((2, 3), np.float32)
+    ours = xpnn.Sequential([lambda v: xpnn.Dense(v.shape[-1])(v), xpnn.relu, xpnn.Dense(2)]).init(xpnn.random.key(0), x)
+    theirs = fnn.Sequential([lambda v: fnn.Dense(v.shape[-1])(v), fnn.relu, fnn.Dense(2)]).init(
+        jax.random.key(0), jnp.asarray(x))
+    assert jax.tree_util.tree_structure(ours) == jax.tree_util.tree_structure(theirs)
+    np.testing.assert_allclose(ours["params"]["Dense_0"]["kernel"], np.asarray(theirs["params"]["Dense_0"]["kernel"]),
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("like", ["torch", "jax"])
+def test_an_initializer_returning_numpy_arrays_is_converted(like):
+    make = {"torch": torch.tensor, "jax": jnp.asarray}[like]
+    model = xpnn.Embed(4, 3, embedding_init=lambda *_: np.ones((4, 3), np.float32))
+    ids = make([1, 3])
+    variables = model.init(xpnn.random.key(0), ids)
+    assert type(variables["params"]["embedding"]) is type(ids)
+    np.testing.assert_array_equal(np.asarray(model.apply(variables, ids)), np.ones((2, 3)))

@@ -6,6 +6,7 @@ on the same device.  Names and semantics follow ``jax.nn``; the activations
 that only ``torch.nn`` has use torch's names and defaults.  Layers follow
 ``flax.linen``: ``xpnn.Module`` with ``init``/``apply``, and the layers below.
 """
+from xpnn.backends import _numpy_slices  # noqa: F401 - reads XPNN_NUM_THREADS now: a bad value fails at import
 from xpnn import initializers, random
 from xpnn._dispatch import check_fast_paths, fast_paths, fast_paths_enabled, set_fast_paths
 from xpnn._kernel_check import SwitchedOff, fast_path_report

@@ -7,7 +7,7 @@ from typing import Any
 
 import array_api_compat
 
-from xpnn.module import Module
+from xpnn.module import Module, compact
 from xpnn.trees import tree_leaves, tree_map
 
 __all__ = ["Sequential", "BatchApply"]
@@ -19,11 +19,14 @@ class Sequential(Module):
     A tuple output is passed on as positional arguments, a dict output as
     keyword arguments, anything else as the single argument.  Module layers
     are named ``layers_i``, with ``i`` their index in ``layers`` (plain
-    functions such as ``xpnn.relu`` count too).
+    functions such as ``xpnn.relu`` count too).  The call is compact, as
+    flax's is: a plain function among the layers may create submodules
+    (``lambda x: Dense(x.shape[-1])(x)`` makes ``Dense_0``).
     """
 
     layers: Sequence[Callable[..., Any]]
 
+    @compact
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if not self.layers:
             raise self._error(f"Empty Sequential module {self.name}.")

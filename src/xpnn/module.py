@@ -549,6 +549,9 @@ class Module:
         if not frame.is_mutable("params"):
             raise ModuleError(_missing_message(self.path, "params", name, store, frame))
         value = init_fn(self.make_rng("params"), *init_args, **init_kwargs)
+        if frame.like is not None and array_api_compat.is_array_api_obj(value) and (
+                adapter_of(value) is not adapter_of(frame.like)):
+            value = to_backend(value, frame.like)  # an initializer that returns NumPy arrays, as flax takes it
         frame.store("params", path, create=True)[name] = value
         return value
 
@@ -617,9 +620,10 @@ class Module:
     def _promote(self, adapter: Any, *arrays: Array | None, dtype: Any = None) -> list[Array | None]:
         """The arrays cast to the computation dtype: ``dtype``, or flax's promotion of their dtypes.
 
-        Promotion follows jax: floats promote among themselves, integers and
-        bools give way to any float, so an int32 input with float32 params
-        computes in float32.
+        Promotion follows jax: floats (complex ones included) promote among
+        themselves, integers and bools give way to any float, so an int32 input
+        with float32 params computes in float32, and a complex64 input with
+        float32 params in complex64 (its imaginary part is never dropped).
         """
         xp = adapter.xp
         present = [a for a in arrays if a is not None]
@@ -628,7 +632,7 @@ class Module:
         if dtype is not None:
             target = random._dtype(adapter, dtype, "numeric", "float32", self.path)
         else:
-            floats = [a.dtype for a in present if xp.isdtype(a.dtype, "real floating")]
+            floats = [a.dtype for a in present if xp.isdtype(a.dtype, ("real floating", "complex floating"))]
             target = xp.result_type(*(floats or [a.dtype for a in present]))
         return [None if a is None else (a if a.dtype == target else xp.astype(a, target)) for a in arrays]
 

@@ -142,7 +142,9 @@ def logsumexp(
     total = _masked_sum(xp, exp_a, where, axes, keepdims=keepdims)
     if not keepdims:
         amax = xp.squeeze(amax, axis=axes) if axes else amax
-    sign = xp.sign(total)
+    # sign by selects: array-api-compat's torch sign indexes with a boolean mask, which
+    # torch.func.vmap cannot batch; NaN keeps its NaN, as jnp.sign does.
+    sign = xp.where(total > 0, 1.0, xp.where(total < 0, -1.0, xp.where(total == 0, 0.0, total)))
     out = xp.log(xp.abs(total)) + amax
     if return_sign:
         return out, sign
