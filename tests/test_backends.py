@@ -221,7 +221,8 @@ def test_numpy_constant_operand_paths_on_every_layout(function, dtype):
                     written_once = getattr(xpnn, function)(x)
                 assert type(fast) is np.ndarray and fast.dtype == x.dtype and fast.shape == x.shape
                 np.testing.assert_array_equal(fast, written_once)
-                np.testing.assert_array_equal(np.signbit(fast), np.signbit(written_once))
+                numbers = ~np.isnan(written_once)  # a NaN's sign bit means nothing
+                np.testing.assert_array_equal(np.signbit(fast[numbers]), np.signbit(written_once[numbers]))
 
 
 @pytest.mark.parametrize("function, parameter, values", [

@@ -209,7 +209,10 @@ def squareplus(x: Array, b: Array | float = 4) -> Array:
     x_positive = xp.where(positive, x, 0.0)  # safe operands: neither branch divides by 0
     x_negative = xp.where(positive, -1.0, x)
     above = (x_positive + xp.hypot(x_positive, root_b)) / 2
-    below = b / (2 * (xp.hypot(x_negative, root_b) - x_negative))
+    root = xp.hypot(x_negative, root_b)
+    below = b / (2 * (root - x_negative))
+    # b = inf: inf / inf in the stable form, where jax's (x + sqrt(x^2 + b)) / 2 is inf.
+    below = xp.where(root == math.inf, (x_negative + root) / 2, below)
     return xp.where(positive, above, xp.where(x == -math.inf, math.nan, below))
 
 
