@@ -1,4 +1,4 @@
-"""``python -m benchmarks {activations,random,layers,keras} [--device cpu|cuda] [--libraries ...] [--json PATH]``."""
+"""``python -m benchmarks {activations,kernels,random,layers,keras} [--device cpu|cuda] [--libraries ...] [--json PATH]``."""
 from __future__ import annotations
 
 import argparse
@@ -10,8 +10,9 @@ from benchmarks import activations, keras_ops, layers, random
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    parser.add_argument("suite", choices=["activations", "random", "layers", "keras"],
-                        help="keras: xpnn against Keras 3's keras.ops at (1000,), CPU only (needs keras)")
+    parser.add_argument("suite", choices=["activations", "kernels", "random", "layers", "keras"],
+                        help="kernels: what the first-use kernel check costs; keras: xpnn against Keras 3's "
+                             "keras.ops at (1000,), CPU only (needs keras)")
     parser.add_argument("--device", choices=sorted(activations.LIBRARIES), default="cpu",
                         help="where the arrays live; cuda times cupy, torch and jax on the GPU")
     parser.add_argument("--libraries", default=None,
@@ -31,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
         rows = keras_ops.run(libraries)
         print(keras_ops.report(rows))
         result = {"rows": rows}
+    elif args.suite == "kernels":
+        cost = activations.kernel_check_cost(libraries, args.device)
+        print(activations.kernel_check_report(cost))
+        result = {"kernel_check": cost}
     elif args.suite in ("random", "layers"):
         suite = random if args.suite == "random" else layers
         rows = suite.run(libraries, args.device)

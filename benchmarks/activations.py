@@ -282,6 +282,44 @@ def dispatch_overhead(libraries: tuple[str, ...] = LIBRARIES["cpu"], device: str
     return overhead
 
 
+def kernel_check_cost(libraries: tuple[str, ...] = LIBRARIES["cpu"], device: str = "cpu") -> dict[str, dict[str, float]]:
+    """What the first-use kernel check costs: per library, the milliseconds that checking each
+    public function's fast path takes in float32 (the probe through the fast path and the
+    written-once definition, compared on the host; the median over the functions, and the
+    worst) and, after it, the microseconds a later call of relu at (8,) adds to its checked fast
+    path (the dispatch alone: the check adds nothing per call)."""
+    from xpnn import _dispatch, _kernel_check
+    from xpnn._dispatch import adapter_of
+
+    cost = {}
+    for library in libraries:
+        put, sync = placement(library, device)
+        data = put(np.linspace(-3, 3, 8).astype(np.float32))
+        adapter = adapter_of(data)
+        with _kernel_check._LOCK:
+            _kernel_check._OUTCOMES.clear()
+        _dispatch._forget_checked_fast_paths()
+        firsts = []
+        for name, function in _dispatch._PUBLIC.items():
+            if adapter.fast_paths.get(name) is None and name in adapter.fast_paths:
+                continue
+            start = time.perf_counter()
+            function.checked_fast_path(data)
+            firsts.append(time.perf_counter() - start)
+        xpnn.relu(data)
+        fast = _dispatch._PUBLIC["relu"].checked_fast_path(data)
+        medians = _interleaved({"xpnn": lambda: xpnn.relu(data), "fast": lambda: fast(data)}, sync=sync, budget=0.5)
+        cost[library] = {"check_ms_median": statistics.median(firsts) * 1e3, "check_ms_worst": max(firsts) * 1e3,
+                         "functions": len(firsts), "later_call_us_over_fast_path": (medians["xpnn"] - medians["fast"]) * 1e6}
+    return cost
+
+
+def kernel_check_report(cost: dict[str, dict[str, float]]) -> str:
+    return "\n".join(f"{library}: checking a fast path takes {c['check_ms_median']:.2f} ms (median over "
+                     f"{c['functions']} functions, worst {c['check_ms_worst']:.1f} ms), once; a later relu "
+                     f"call adds {c['later_call_us_over_fast_path']:.2f} us to its fast path" for library, c in cost.items())
+
+
 def report(rows: list[dict], overhead: dict[str, float]) -> str:
     lines = ["dispatch overhead per call (us; in brackets a bare forwarding function's): " + ", ".join(
         f"{k} {v['dispatch']:.2f} ({v['floor']:.2f})" for k, v in overhead.items()), ""]

@@ -28,6 +28,31 @@ def autodiff_backend(request) -> conformance_backends.Backend:
     return BACKENDS[request.param]
 
 
+def pytest_addoption(parser):
+    parser.addoption("--full", action="store_true",
+                     help="run the full matrix: the cases marked slow too")
+
+
+def _slow(item) -> bool:
+    """Marked ``slow``, or ``slow_on(*backends)`` and run on one of those backends."""
+    if item.get_closest_marker("slow") is not None:
+        return True
+    marker = item.get_closest_marker("slow_on")
+    callspec = getattr(item, "callspec", None)
+    return marker is not None and callspec is not None and callspec.params.get("backend") in marker.args
+
+
+def pytest_collection_modifyitems(config, items):
+    """Without --full, the slow cases are left out (deselected: the default run takes under 10
+    minutes on 2 cores, each family still run on every backend); --full runs everything."""
+    if config.getoption("--full"):
+        return
+    slow = [item for item in items if _slow(item)]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not _slow(item)]
+
+
 def jax_default_mode(backend: conformance_backends.Backend) -> contextlib.AbstractContextManager:
     """jax's default mode (x64 off) for a run on jax arrays, else nothing: xpnn.random's draws on
     jax arrays follow jax's configured default dtype, so a comparison with flax's dropout masks

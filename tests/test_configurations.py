@@ -30,6 +30,7 @@ def _reference(name: str):
     return getattr(jnn, name.split("(")[0])
 
 
+@pytest.mark.slow_on("dask")
 @pytest.mark.parametrize("axis", AXES, ids=str)
 @pytest.mark.parametrize("name", sorted(AXIS_FUNCTIONS))
 def test_every_axis_on_every_backend(backend, name, axis):

@@ -141,7 +141,7 @@ def test_random_defaults_follow_jax_x64():
 
 # -- crashes ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("partitionable", [True, False])
+@pytest.mark.parametrize("partitionable", [True, pytest.param(False, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("bounds", [(0, 10, "int32"), (-5, 1000, "int32"), (-2**31, 2**31 - 1, "int32"),
                                     (-3, 300, "int8"), (0, 200, "uint8"), (0, 7, "int16"), (5, 2, "int32"),
                                     (7, 2**31 - 1, "uint32")])

@@ -79,15 +79,20 @@ def test_wrong_fast_path_is_switched_off_and_reported_once(injected):
     assert entry in xpnn.fast_path_report() and "tanh on numpy float32" in str(entry)
 
 
-def test_right_fast_path_is_kept(injected):
-    numpy_adapter = _dispatch.adapter_of(np.empty(0))
+def _counted_numpy_tanh(injected) -> list:
+    """NumPy's tanh fast path replaced by a right one that counts its calls (the list returned)."""
     calls = []
 
-    def counted_tanh(x):
+    def counted(x):
         calls.append(1)
         return np.tanh(x)
 
-    injected(numpy_adapter, "tanh", counted_tanh)
+    injected(_dispatch.adapter_of(np.empty(0)), "tanh", counted)
+    return calls
+
+
+def test_right_fast_path_is_kept(injected):
+    calls = _counted_numpy_tanh(injected)
     x = np.linspace(-3, 3, 9, dtype=np.float32)
     for _ in range(3):
         np.testing.assert_array_equal(xpnn.tanh(x), np.tanh(x))
@@ -225,14 +230,7 @@ def test_fast_path_block_in_one_thread_leaves_others_on():
 def test_set_fast_paths_off_wins_over_a_first_call_in_flight(injected):
     """A first call that fills the cache while another thread turns fast paths off does not
     leave the fast path running: every call reads the switch, not the cache's emptiness."""
-    numpy_adapter = _dispatch.adapter_of(np.empty(0))
-    calls = []
-
-    def counted(x):
-        calls.append(1)
-        return np.tanh(x)
-
-    injected(numpy_adapter, "tanh", counted)
+    calls = _counted_numpy_tanh(injected)
     x = np.ones(5, np.float32)
     xpnn.tanh(x)  # the first call fills the cache
     xpnn.set_fast_paths(False)

@@ -70,6 +70,7 @@ def _nested_model(L):
 X = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
 
 
+@pytest.mark.slow_on("dask")
 def test_nested_tree_and_init_equal_flax(backend):
     flax_variables = _nested_model(fnn).init(jax.random.key(0), jnp.asarray(X))
     variables = _nested_model(nn).init(nn.random.key(0), backend.asarray(X, "float32"))
@@ -343,6 +344,7 @@ def test_torch_training_and_grads_match_flax():
     assert isinstance(out, np.ndarray) and np.mean((out - y) ** 2) < 0.3 * losses[0]
 
 
+@pytest.mark.slow_on("dask")
 def test_to_backend_round_trip(backend):
     flax_variables = _nested_model(fnn).init(jax.random.key(0), jnp.asarray(X))
     moved = nn.to_backend(flax_variables, backend.xp)

@@ -87,6 +87,7 @@ def test_key_matches_jax_key_data(backend, seed):
 
 @pytest.mark.parametrize("partitionable", LAYOUTS)
 @pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.slow_on("dask")
 def test_split_and_fold_in(backend, seed, partitionable):
     with layout(partitionable):
         key = xr.key(seed, like=backend.xp)
@@ -184,6 +185,7 @@ EPS = {"float16": 2.0**-10, "bfloat16": 2.0**-7, "float32": 2.0**-23, "float64":
 
 
 @pytest.mark.parametrize("bounds", ((-2.0, 2.0), (-1.0, 3.0), (0.5, 0.75), (-3.5, -1.0), (-10.0, -4.0)))
+@pytest.mark.slow_on("dask")
 def test_truncated_normal(backend, bounds):
     """u is uniform between erf(lower/sqrt2) and erf(upper/sqrt2), and those
     two roundings differ between libraries by an ulp.  An ulp of u moves the
@@ -228,6 +230,7 @@ def test_bernoulli(backend, partitionable):
 
 @pytest.mark.parametrize("partitionable", LAYOUTS)
 @pytest.mark.parametrize("dtype", ("int8", "uint8", "int16", "int32", "uint32"))
+@pytest.mark.slow_on("dask")
 def test_randint(backend, dtype, partitionable):
     info = np.iinfo(dtype)
     ranges = [(0, 10), (-5, 5), (3, 3), (7, 2), (int(info.min), int(info.max)), (0, int(info.max) + 1), (0, 1000)]
@@ -249,6 +252,7 @@ RANGES_64 = [(0, 10), (-5, 5), (3, 3), (7, 2), (2**31, 2**33), (0, 2**40), (0, 2
 
 @pytest.mark.parametrize("partitionable", LAYOUTS)
 @pytest.mark.parametrize("dtype", ("int64", "uint64"))
+@pytest.mark.slow_on("dask")
 def test_randint_64_bit(backend, dtype, partitionable):
     """jax's uint64 arithmetic, on pairs of 32-bit words (torch has no uint64 add or remainder)."""
     with layout(partitionable):
