@@ -37,6 +37,7 @@ def valid_axis(axis: Any, ndim: int) -> bool:
 
 
 _INT_OR_FLOAT = frozenset((int, float))
+_NO_CONTEXT = contextlib.nullcontext()
 
 
 def is_number(value: Any) -> bool:
@@ -101,6 +102,12 @@ class Adapter:
         """A context in which calls compute now, even inside a compiled trace (jax's
         ``ensure_compile_time_eval``): the kernel check runs there."""
         return contextlib.nullcontext()
+
+    def quietly(self) -> ContextManager[Any]:
+        """A context in which the library prints no floating-point warnings: the written-once
+        definitions run in it (their formulas overflow on edge values by design, where jax.nn is
+        silent).  Nothing by default."""
+        return _NO_CONTEXT
 
     def on_new_device_kind(self, callback: Callable[[], None]) -> None:
         """Have ``callback`` called when the library starts a kind of device that was not in

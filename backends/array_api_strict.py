@@ -11,5 +11,11 @@ from ._base import Adapter
 class ArrayApiStrictAdapter(Adapter):
     name = "array_api_strict"
 
+    def quietly(self):
+        """array-api-strict computes with NumPy: its floating-point warnings off, as on NumPy."""
+        from .numpy import _Silence
+
+        return _Silence()
+
 
 ADAPTER = ArrayApiStrictAdapter

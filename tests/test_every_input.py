@@ -422,3 +422,37 @@ def test_an_initializer_returning_numpy_arrays_is_converted(like):
     variables = model.init(xpnn.random.key(0), ids)
     assert type(variables["params"]["embedding"]) is type(ids)
     np.testing.assert_array_equal(np.asarray(model.apply(variables, ids)), np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "written_once"])
+@pytest.mark.parametrize("like", ["numpy", "array_api_strict"])
+def test_no_floating_point_warnings_on_edge_values(like, fast):
+    """NumPy printed RuntimeWarnings (overflow, invalid) where jax.nn is silent: every function, on
+    the edge values, small and large (sliced) arrays, every float dtype, prints nothing."""
+    import warnings
+
+    from xpnn.conformance.cases import EDGE_VALUES
+
+    xp = pytest.importorskip(like)
+    with np.errstate(over="ignore"):
+        base = np.asarray(list(EDGE_VALUES) + [3e38, -3e38, 1e30, -1e30, 88.8, -88.8, 2.0], np.float32)
+    base = base[: len(base) // 2 * 2]  # an even length, for glu
+    for dtype in ("float16", "float32", "float64"):
+        if like == "array_api_strict" and dtype == "float16":
+            continue
+        with np.errstate(over="ignore"):
+            for values in (base.astype(dtype), np.tile(base.astype(dtype), 40_000 if like == "numpy" else 1)):
+                x = xp.asarray(values)
+                arguments = {"threshold": (0.5, 1.0), "prelu": (xp.asarray(np.asarray([0.25], dtype)),)}
+                with warnings.catch_warnings(), xpnn.fast_paths(fast):
+                    warnings.simplefilter("error", RuntimeWarning)
+                    for name in xpnn.FUNCTIONS:
+                        if name in ("one_hot", "scaled_matmul"):
+                            continue
+                        getattr(xpnn, name)(x, *arguments.get(name, ()))
+
+
+def test_complex_parameters_are_refused_naming_the_module():
+    with pytest.raises(ValueError, match=r'Dense: parameter "kernel": variance_scaling: dtype must be a real floating '
+                                         r"dtype, got complex64 \(complex parameters are not made yet"):
+        xpnn.Dense(2, param_dtype="complex64").init(xpnn.random.key(0), np.ones((1, 2), np.float32))

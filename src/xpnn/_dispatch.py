@@ -322,11 +322,14 @@ def public(*, static: tuple[str, ...] = (),
                     out = fast(x, *args, **kwargs)
                     if out is not NotImplemented:
                         return out
-            return adapter.array_result(function(x, *args, **kwargs))
+            with adapter.quietly():
+                return adapter.array_result(function(x, *args, **kwargs))
 
         def written_once_result(x):
             """``function(x)`` for a call of ``x`` alone that its cached fast path declined."""
-            return _adapter_of_type(x).array_result(function(x))
+            adapter = _adapter_of_type(x)
+            with adapter.quietly():
+                return adapter.array_result(function(x))
 
         # The common call, one array and nothing else, costs one dict lookup before its fast path.
         # A function of ``x`` alone gets a ``call`` without ``*args, **kwargs``: packing them costs

@@ -548,7 +548,12 @@ class Module:
             return value
         if not frame.is_mutable("params"):
             raise ModuleError(_missing_message(self.path, "params", name, store, frame))
-        value = init_fn(self.make_rng("params"), *init_args, **init_kwargs)
+        try:
+            value = init_fn(self.make_rng("params"), *init_args, **init_kwargs)
+        except (TypeError, ValueError) as error:
+            if type(error) not in (TypeError, ValueError):  # a library's own error class: as it is
+                raise
+            raise type(error)(f'{self.path}: parameter "{name}": {error}') from error
         if frame.like is not None and array_api_compat.is_array_api_obj(value) and (
                 adapter_of(value) is not adapter_of(frame.like)):
             value = to_backend(value, frame.like)  # an initializer that returns NumPy arrays, as flax takes it

@@ -124,7 +124,9 @@ def _dtype(adapter: Adapter, dtype: Any, kind: str, default: str, function: str)
     if resolved is None or not _is_dtype(adapter.xp, resolved):
         raise ValueError(f"{function}: dtype must be a {kind} dtype of {adapter.name}, got {dtype!r}")
     if not adapter.xp.isdtype(resolved, kind):
-        raise ValueError(f"{function}: dtype must be a {kind} dtype, got {name}")
+        hint = (" (complex parameters are not made yet: complex inputs are taken, and promote against "
+                "real parameters)") if "complex" in name and kind == "real floating" else ""
+        raise ValueError(f"{function}: dtype must be a {kind} dtype, got {name}{hint}")
     return resolved
 
 
