@@ -137,3 +137,89 @@ def test_axis_functions_on_any_shape_and_axes(data, name):
     for like in (np.asarray, jnp.asarray):
         np.testing.assert_allclose(np.asarray(call(getattr(xpnn, name.split("(")[0]), like(x), axis)), want,
                                    rtol=1e-9, atol=1e-12)
+
+
+_FINITE = st.floats(-50, 50, allow_subnormal=False)
+
+
+def _array(data, min_dims: int = 0):
+    return data.draw(hnp.arrays(np.float64, hnp.array_shapes(min_dims=min_dims, max_dims=3, max_side=5), elements=_FINITE))
+
+
+@settings(max_examples=20, deadline=None)
+@given(data=st.data(), name=st.sampled_from(["leaky_relu", "elu", "celu", "squareplus"]))
+def test_parametrized_activations_on_any_shape_and_parameter(data, name):
+    x = _array(data)
+    parameter = data.draw(st.floats(0.01, 10.0) if name != "leaky_relu" else st.floats(-2.0, 2.0))
+    want = np.asarray(getattr(jnn, name)(jnp.asarray(x), parameter))
+    for like in (np.asarray, jnp.asarray):
+        np.testing.assert_allclose(np.asarray(getattr(xpnn, name)(like(x), parameter)), want, rtol=1e-9, atol=1e-300)
+
+
+@settings(max_examples=20, deadline=None)
+@given(data=st.data(), name=st.sampled_from(["hard_shrink", "soft_shrink", "tanh_shrink", "threshold", "rrelu",
+                                            "softmin", "prelu"]))
+def test_torch_functions_on_any_shape_and_parameter(data, name):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = _array(data, min_dims=1)
+    t = torch.from_numpy(x)
+    if name in ("hard_shrink", "soft_shrink"):
+        lambd = data.draw(st.floats(0.0, 5.0))
+        arguments, want = (lambd,), getattr(F, name.replace("_", ""))(t, lambd)
+    elif name == "threshold":
+        threshold, value = data.draw(_FINITE), data.draw(_FINITE)
+        arguments, want = (threshold, value), F.threshold(t, threshold, value)
+    elif name == "rrelu":
+        lower = data.draw(st.floats(0.0, 0.5))
+        arguments, want = (lower, lower + 0.25), F.rrelu(t, lower, lower + 0.25, training=False)
+    elif name == "softmin":
+        axis = data.draw(st.integers(-x.ndim, x.ndim - 1))
+        arguments, want = (axis,), F.softmin(t, dim=axis)
+    elif name == "prelu":
+        channels = x.shape[1] if x.ndim >= 2 else 1
+        weight = np.asarray(data.draw(st.lists(st.floats(-2, 2), min_size=channels, max_size=channels)))
+        arguments, want = (weight,), F.prelu(t, torch.from_numpy(weight))
+    else:
+        arguments, want = (), F.tanhshrink(t)
+    for like in (np.asarray, torch.from_numpy, jnp.asarray):
+        converted = tuple(like(a) if isinstance(a, np.ndarray) else a for a in arguments)
+        got = np.asarray(getattr(xpnn, name)(like(x), *converted))
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-9, atol=1e-12, err_msg=str(like))
+
+
+@settings(max_examples=20, deadline=None)
+@given(data=st.data())
+def test_one_hot_on_any_shape_axis_and_classes(data):
+    ids = data.draw(hnp.arrays(np.int32, hnp.array_shapes(min_dims=0, max_dims=3, max_side=4),
+                               elements=st.integers(-3, 12)))
+    classes = data.draw(st.integers(0, 10))
+    axis = data.draw(st.integers(-ids.ndim - 1, ids.ndim))
+    want = np.asarray(jnn.one_hot(jnp.asarray(ids), classes, axis=axis))
+    for like in (np.asarray, jnp.asarray):
+        np.testing.assert_array_equal(np.asarray(xpnn.one_hot(like(ids), classes, axis=axis)), want)
+
+
+@settings(max_examples=15, deadline=None)
+@given(data=st.data())
+def test_glu_and_standardize_on_any_shape_and_axis(data):
+    x = data.draw(hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=3, min_side=2, max_side=4).map(
+        lambda s: tuple(2 * (n // 2) for n in s)), elements=_FINITE))
+    axis = data.draw(st.integers(-x.ndim, x.ndim - 1))
+    for like in (np.asarray, jnp.asarray):
+        np.testing.assert_allclose(np.asarray(xpnn.glu(like(x), axis=axis)),
+                                   np.asarray(jnn.glu(jnp.asarray(x), axis=axis)), rtol=1e-9, atol=1e-300)
+        np.testing.assert_allclose(np.asarray(xpnn.standardize(like(x), axis=axis)),
+                                   np.asarray(jnn.standardize(jnp.asarray(x), axis=axis)), rtol=1e-7, atol=1e-7)
+
+
+@settings(max_examples=15, deadline=None)
+@given(shape=hnp.array_shapes(min_dims=0, max_dims=3, max_side=6), seed=st.integers(0, 2**32 - 1),
+       sampler=st.sampled_from(["uniform", "normal", "bits", "bernoulli"]))
+def test_samplers_on_any_shape_and_seed(shape, seed, sampler):
+    with jax.enable_x64(False):
+        want = np.asarray(getattr(jax.random, sampler)(jax.random.key(seed), shape=shape))
+        for like in (np, jnp):
+            got = np.asarray(getattr(xpnn.random, sampler)(xpnn.random.key(seed, like=like), shape=shape))
+            assert got.shape == want.shape and got.dtype == want.dtype
+            np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=3e-7)
