@@ -168,7 +168,7 @@ def _constant_operand_fast_paths(paths: dict[str, FastPath]) -> dict[str, FastPa
         against 9.5 with numbers); the erf form and larger arrays take ``paths``."""
         if approximate is not True or not x.ndim or x.dtype not in _SINGLE_OR_DOUBLE or x.size > _BLOCK:
             return paths["gelu"](x, approximate)
-        return tanh_gelu(np, x, gelu_cubics.like(x), gelu_scales.like(x), ones.like(x))
+        return tanh_gelu(np, x, gelu_cubics.like(x), gelu_scales.like(x), zeros.like(x))
 
     def kept_slope(value: Any) -> _Constant | None:
         """The constant operand of a leaky_relu slope, kept from now on; None for a slope outside

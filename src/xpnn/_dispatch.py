@@ -127,12 +127,11 @@ def set_fast_paths(enabled: bool) -> None:
     definition on every backend.  A ``with xpnn.fast_paths(...)`` block
     overrides this setting in its own thread.
     """
-    global _global_fast_paths
+    global _global_fast_paths, _switches
     if not isinstance(enabled, bool):
         raise TypeError(f"xpnn.set_fast_paths: enabled must be True or False, got {enabled!r}")
     with _switch_lock:
         if enabled != _global_fast_paths:
-            global _switches
             _switches += -1 if enabled else 1
             _global_fast_paths = enabled
 
@@ -169,7 +168,8 @@ def _forget_checked_fast_paths() -> None:
         cache.clear()
 
 
-def check_fast_paths(like: Any, dtypes: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")) -> list:
+def check_fast_paths(like: Any, dtypes: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64"),
+                     ) -> list[_kernel_check.SwitchedOff]:
     """Check every public function's native fast path for ``like``'s library and device now.
 
     ``like`` is an array or an array namespace (``numpy``, ``torch``...).
@@ -184,7 +184,7 @@ def check_fast_paths(like: Any, dtypes: tuple[str, ...] = ("float16", "bfloat16"
     adapter = adapter_of(like)
     for name in dtypes:
         dtype = adapter.dtype_named(name)
-        if dtype is None or not _kernel_check._has_dtype(adapter, dtype, array_api_compat.device(like)):
+        if dtype is None or not _kernel_check.library_has_dtype(adapter, dtype, array_api_compat.device(like)):
             continue
         x = adapter.xp.astype(adapter.xp.asarray(like), dtype)
         for function in _PUBLIC.values():

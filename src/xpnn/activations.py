@@ -133,11 +133,10 @@ def gelu(x: Array, approximate: bool = True) -> Array:
 
 
 def _stable_sigmoid(xp: Any, t: Array) -> Array:
-    """``sigmoid(t)`` as ``1 / (1 + e)`` or ``e / (1 + e)`` with ``e = exp(-|t|)``: no overflow,
-    so neither branch puts an inf into a gradient."""
-    e = xp.exp(-xp.abs(t))
-    r = 1.0 / (1.0 + e)
-    return xp.where(t >= 0, r, e * r)
+    """``sigmoid(t)`` as ``exp(min(t, 0)) / (exp(min(t, 0)) + exp(min(-t, 0)))``: no exponential
+    overflows (so no inf reaches a gradient), nothing cancels, and no select is needed."""
+    low = xp.exp(xp.minimum(t, 0.0))
+    return low / (low + xp.exp(xp.minimum(-t, 0.0)))
 
 
 @public()
