@@ -238,6 +238,21 @@ class Adapter:
         """``x`` as a constant for autodiff (identity where there is no autodiff)."""
         return x
 
+    def device_of(self, x: Array) -> Any:
+        """``x``'s device (array-api-compat's ``device``); None where it has none (a jax tracer)."""
+        try:
+            return array_api_compat.device(x)
+        except Exception:  # noqa: BLE001 - a traced value has no device
+            return None
+
+    def holds_dtype(self, dtype: Any, device: Any) -> bool:
+        """Whether the library can hold ``dtype`` on ``device`` (jax without x64 has no float64)."""
+        try:
+            dtypes = self.xp.__array_namespace_info__().dtypes(device=device)
+        except Exception:  # a library whose info lacks dtypes(): assume it holds every standard dtype
+            return True
+        return any(d == dtype for d in dtypes.values())
+
     def default_int(self, device: Any = None) -> Any:
         """The library's default integer dtype (int64; int32 for jax without x64)."""
         return self.xp.__array_namespace_info__().default_dtypes(device=device)["integral"]

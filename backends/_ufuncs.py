@@ -179,11 +179,12 @@ def ufunc_fast_paths(m: ModuleType, special: ModuleType | None, *, masked_ufuncs
         if not approximate:
             if x.dtype not in special_floating:
                 return NotImplemented
-            out = m.multiply(x, -_SQRT_HALF)
+            wide = x.astype(m.float64)  # as the written-once definition: erfc's tail is subnormal in float32
+            out = m.multiply(wide, -_SQRT_HALF)
             out = special.erfc(out, out=out)
             out *= 0.5  # before x, so that gelu(max) is max, as 0.5 * x * erfc(...) gives it
-            out *= x
-            return out
+            out *= wide
+            return out.astype(x.dtype, copy=False)
         return tanh_gelu(m, x, _GELU_CUBIC, _GELU_SCALE, 0.0)
 
     sigmoid = one_ufunc(special.expit if special is not None else None, special_floating)

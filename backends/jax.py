@@ -107,6 +107,10 @@ class JaxAdapter(Adapter):
     def erfc(self, x):
         return jax.lax.erfc(x)
 
+    def holds_dtype(self, dtype, device):
+        """64-bit dtypes only with ``jax_enable_x64`` on (traced values included)."""
+        return jax.dtypes.canonicalize_dtype(dtype) == jnp.dtype(dtype)
+
     def random_default_dtype(self, name):
         """jax's configured default: the 64-bit twin of ``name`` with ``jax_enable_x64`` on."""
         return str(jax.dtypes.canonicalize_dtype(name.replace("32", "64")))

@@ -30,6 +30,22 @@ def floating(xp: Namespace, x: Array, function: str) -> Array:
     raise TypeError(f"{function}: x must have a real dtype, got {x.dtype}")
 
 
+def widened(x: Array) -> Array:
+    """``x`` (floating) in float64 when it is a narrower float and its library holds float64 on
+    its device (not jax without x64): a formula that amplifies rounding is then computed wide
+    and rounded once at the end.  ``x`` itself otherwise."""
+    adapter = adapter_of(x)
+    xp = adapter.xp
+    if x.dtype == xp.float64 or not adapter.holds_dtype(xp.float64, adapter.device_of(x)):
+        return x
+    return xp.astype(x, xp.float64)
+
+
+def rounded_to(xp: Namespace, y: Array, dtype: Any) -> Array:
+    """``y`` (computed wide by :func:`widened`) rounded to ``dtype``; ``y`` when it has it."""
+    return y if y.dtype == dtype else xp.astype(y, dtype)
+
+
 def require_floating(xp: Namespace, x: Array, function: str, argument: str = "x") -> Array:
     """``x`` unchanged; ``TypeError`` unless its dtype is real floating (jax.nn's rule for sigmoid, silu, glu)."""
     if not xp.isdtype(x.dtype, "real floating"):

@@ -184,7 +184,7 @@ def check_fast_paths(like: Any, dtypes: tuple[str, ...] = ("float16", "bfloat16"
     adapter = adapter_of(like)
     for name in dtypes:
         dtype = adapter.dtype_named(name)
-        if dtype is None or not _kernel_check.library_has_dtype(adapter, dtype, array_api_compat.device(like)):
+        if dtype is None or not adapter.holds_dtype(dtype, array_api_compat.device(like)):
             continue
         x = adapter.xp.astype(adapter.xp.asarray(like), dtype)
         for function in _PUBLIC.values():

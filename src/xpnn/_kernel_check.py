@@ -133,19 +133,10 @@ def probe_array(adapter: Any, dtype: Any, device: Any, ndim: int) -> Array | Non
         return None
     host = host.reshape((1,) * max(ndim - 2, 0) + host.shape)
     wide = xp.float64 if host.dtype == np.float64 else xp.int64 if host.dtype == np.int64 else xp.bool
-    if wide is None or not library_has_dtype(adapter, wide, device):
+    if wide is None or not adapter.holds_dtype(wide, device):
         wide = xp.float32 if host.dtype == np.float64 else xp.int32
         host = host.astype(np.float32 if host.dtype == np.float64 else np.int32)
     return xp.astype(adapter.from_host(host, device), dtype)
-
-
-def library_has_dtype(adapter: Any, dtype: Any, device: Any) -> bool:
-    """Whether the library can hold ``dtype`` on ``device`` (jax without x64 has no float64)."""
-    try:
-        dtypes = adapter.xp.__array_namespace_info__().dtypes(device=device)
-    except Exception:  # a library whose info lacks dtypes(): assume it holds every standard dtype
-        return True
-    return any(d == dtype for d in dtypes.values())
 
 
 def _resolved(call: ProbeCall, probe: Array) -> tuple[tuple[Any, ...], dict[str, Any]]:

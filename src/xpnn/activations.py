@@ -15,7 +15,7 @@ from typing import Any
 
 import array_api_compat
 
-from xpnn._checks import floating, normalize_axis, numeric, require_floating
+from xpnn._checks import floating, normalize_axis, numeric, require_floating, rounded_to, widened
 from xpnn._dispatch import adapter_of, namespace, public
 
 Array = Any
@@ -129,7 +129,8 @@ def gelu(x: Array, approximate: bool = True) -> Array:
     x = floating(xp, x, "gelu")
     if approximate:
         return x * _stable_sigmoid(xp, _GELU_SCALE * (x + 0.044715 * (x * x * x)))
-    return 0.5 * x * adapter.erfc(-x * _SQRT_HALF)
+    wide = widened(x)  # erfc of the tail is subnormal in float32 near x = -13: compute wide
+    return rounded_to(xp, 0.5 * wide * adapter.erfc(-wide * _SQRT_HALF), x.dtype)
 
 
 def _stable_sigmoid(xp: Any, t: Array) -> Array:
@@ -302,10 +303,11 @@ def log1mexp(x: Array) -> Array:
     if xp.isdtype(x.dtype, "bool"):
         raise TypeError(f"log1mexp: x must have a numeric dtype, got {x.dtype}")
     x = floating(xp, x, "log1mexp")
-    small = x < _LOG_2
-    near_zero = xp.log(-xp.expm1(-xp.where(small, x, 1.0)))
-    far = xp.log1p(-xp.exp(-xp.where(small, 1.0, x)))
-    return xp.where(small, near_zero, far)
+    wide = widened(x)  # computed wide where the library can, and rounded once
+    small = wide < _LOG_2
+    near_zero = xp.log(-xp.expm1(-xp.where(small, wide, 1.0)))
+    far = xp.log1p(-xp.exp(-xp.where(small, 1.0, wide)))
+    return rounded_to(xp, xp.where(small, near_zero, far), x.dtype)
 
 
 @public(static=("axis",))
