@@ -13,9 +13,10 @@ The references are ``jax.random``, ``jax.nn.initializers`` and ``flax.linen``:
   flax's output.
 
 jax runs with float64 enabled here, so a Python ``p`` would make
-``jax.random.bernoulli`` draw float64 uniforms; the references pass a
-float32 ``p`` and run Dropout in jax's default 32-bit mode, which is what
-xpnn reproduces.
+``jax.random.bernoulli`` (and xpnn's on jax arrays) draw float64 uniforms; the
+bernoulli case passes a float32 ``p`` array to both, and Dropout's reference
+masks are drawn in jax's default 32-bit mode for the other libraries and in
+the 64-bit mode for jax arrays, as xpnn draws them.
 """
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ RANDOM_CASES: tuple[RandomCase, ...] = (
     RandomCase("uniform", lambda r, k, d: r.uniform(k, (8, 16), d), legacy=True),
     RandomCase("normal", lambda r, k, d: r.normal(k, (8, 16), d), exact=False),
     RandomCase("truncated_normal", lambda r, k, d: r.truncated_normal(k, -1.5, 2.0, (8, 16), d), exact=False),
-    RandomCase("bernoulli", lambda r, k, d: r.bernoulli(k, _p(r, 0.3), (8, 16)), floating=False),
+    RandomCase("bernoulli", lambda r, k, d: r.bernoulli(k, _p(r, k, 0.3), (8, 16)), floating=False),
     RandomCase("randint", lambda r, k, d: r.randint(k, (8, 16), -5, 17, "int32"), floating=False),
     RandomCase("randint", lambda r, k, d: r.randint(k, (8, 16), -7, 3 * 2**61, "int64"), floating=False,
                variant=" int64"),
@@ -82,12 +83,15 @@ def _key_data(random_module: Any, keys: Any) -> Any:
     return random_module.key_data(keys) if _is_jax(random_module) else keys
 
 
-def _p(random_module: Any, p: float) -> Any:
+def _p(random_module: Any, key: Any, p: float) -> Any:
+    """``p`` as a float32 array in the key's library: the uniforms are float32 on every backend
+    and in jax, whatever jax's x64 mode (a Python ``p`` follows jax's mode on jax arrays)."""
+    values = np.asarray(p, dtype=np.float32)
     if _is_jax(random_module):
         import jax.numpy as jnp
 
-        return jnp.asarray(p, jnp.float32)
-    return p
+        return jnp.asarray(values)
+    return xpnn.to_backend(values, key)
 
 
 def _logits(random_module: Any, key: Any) -> Any:

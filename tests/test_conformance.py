@@ -42,6 +42,15 @@ def test_clean_run_passes_with_a_stable_json_schema(tmp_path):
     assert status == 0 and all(set(r) == RECORD_KEYS for r in report["results"])
 
 
+def test_the_samplers_and_layers_pass_on_jax_and_numpy(tmp_path):
+    """The main job's random and layer rows on the libraries whose defaults differ (jax's follow
+    its x64 mode, which the suite turns on): a bernoulli reference once disagreed there."""
+    for pattern in ("random.*", "*Dropout*"):
+        status, report = _run(tmp_path, "--only", pattern, "--backends", "numpy,jax", "--no-grad")
+        failures = [(r["case"], r["backend"], r["dtype"]) for r in report["results"] if not r["passed"]]
+        assert status == 0 and not failures, failures
+
+
 def test_no_grad_skips_gradients(tmp_path):
     status, report = _run(tmp_path, "--only", "gelu", "--backends", "torch", "--no-grad")
     assert status == 0 and all(r["grad_agrees"] is None for r in report["results"])
