@@ -107,6 +107,12 @@ class JaxAdapter(Adapter):
     def erfc(self, x):
         return jax.lax.erfc(x)
 
+    def dtype_named(self, name):
+        """jax's dtype of that name as jax's mode has it: ``int64`` is int32 with x64 off, as
+        ``jax.random.randint(..., dtype=jnp.int64)`` draws it there."""
+        dtype = getattr(self.xp, name, None)
+        return None if dtype is None else jax.dtypes.canonicalize_dtype(dtype)
+
     def holds_dtype(self, dtype, device):
         """64-bit dtypes only with ``jax_enable_x64`` on (traced values included)."""
         return jax.dtypes.canonicalize_dtype(dtype) == jnp.dtype(dtype)

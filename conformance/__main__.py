@@ -27,7 +27,7 @@ from xpnn.conformance.compare import Checked
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m conformance", description=__doc__)
     parser.add_argument("--backends", default=None,
-                        help="comma-separated backends among " + ",".join(backends.BACKEND_NAMES)
+                        help="comma-separated backends among " + ",".join(backends.CONFORMANCE_NAMES)
                         + " (default: every installed one, or none with --namespace)")
     parser.add_argument("--namespace", action="append", default=[], metavar="MODULE",
                         help="certify another Array API library: a module that is a namespace or makes "
@@ -59,6 +59,8 @@ class Check:
     dtypes: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
     #: Further agreements recorded for functions: ``(backend, dtype, grad) -> {name: passed or None}``.
     agreements: Callable[[backends.Backend, str, bool], dict] | None = None
+    #: Whether the check applies to a backend (64-bit integer draws do not to jax with x64 off).
+    applies: Callable[[backends.Backend], bool] = lambda backend: True
 
 
 def _function_check(case) -> Check:
@@ -85,7 +87,8 @@ def checks() -> list[Check]:
     for case in models.RANDOM_CASES:
         found.append(Check(case.label, f"random.{case.function}", "jax.random", "random",
                            functools.partial(models.run_random, case),
-                           ("float32", "float64") if case.floating else ("float32",)))
+                           ("float32", "float64") if case.floating else ("float32",),
+                           applies=(lambda backend: backend.mode != "x64 off") if case.wide else (lambda backend: True)))
     for case in models.INITIALIZER_CASES:
         found.append(Check(case.label, f"initializers.{case.builder}", "jax.nn.initializers", "initializers",
                            functools.partial(models.run_initializer, case), ("float32", "float64")))
@@ -129,7 +132,7 @@ def kernel_report(selected: list[backends.Backend], dtypes: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     warnings.simplefilter("ignore", RuntimeWarning)
-    names = args.backends.split(",") if args.backends else ([] if args.namespace else backends.BACKEND_NAMES)
+    names = args.backends.split(",") if args.backends else ([] if args.namespace else backends.CONFORMANCE_NAMES)
     selected = backends.available(tuple(names)) + [backends.from_namespace(m) for m in args.namespace]
     devices = tuple(args.devices.split(",")) if args.devices else (("cpu", "cuda") if backends.cuda_available() else ("cpu",))
     unknown = set(devices) - {"cpu", "cuda"}
@@ -149,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     started = time.perf_counter()
     runs = [(check, backend, dtype) for check in selected_checks for backend in selected for dtype in dtypes
-            if dtype in backend.dtypes and dtype in check.dtypes]
+            if dtype in backend.dtypes and dtype in check.dtypes and check.applies(backend)]
     progress = _Progress(len(runs))
     for check, backend, dtype in runs:
         progress.step(f"{check.label} [{backend.label}, {dtype}]")

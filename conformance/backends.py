@@ -28,14 +28,17 @@ class Backend:
     #: The context a check runs in: for JAX on a GPU, jax's default device is that
     #: GPU, so jax's and flax's reference values are computed where xpnn's are.
     scope: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    #: A configuration of the library the column runs in ("x64 off": jax's default mode).
+    mode: str = ""
 
     def __str__(self) -> str:
         return self.label
 
     @property
     def label(self) -> str:
-        """The report's column name: the library, with the device when it is not the CPU."""
-        return self.name if self.device == "cpu" else f"{self.name}:{self.device}"
+        """The report's column name: the library, with its mode, and the device when it is not the CPU."""
+        name = f"{self.name} ({self.mode})" if self.mode else self.name
+        return name if self.device == "cpu" else f"{name}:{self.device}"
 
     def like(self) -> Any:
         """A small array on this backend's device, for ``like=`` arguments."""
@@ -94,6 +97,20 @@ def _jax() -> Backend:
     return Backend("jax", jnp, asarray, to_numpy, DTYPES)
 
 
+def _jax_default_mode() -> Backend:
+    """jax in its default mode, ``jax_enable_x64`` off (the suite turns it on for the "jax"
+    column): every check of this column runs inside ``jax.enable_x64(False)``, the
+    references included, so jax's default dtypes (float32, int32) hold on both sides."""
+    import jax
+
+    base = _jax()
+
+    def scope() -> contextlib.AbstractContextManager:
+        return jax.enable_x64(False)
+
+    return dataclasses.replace(base, dtypes=("float16", "bfloat16", "float32"), scope=scope, mode="x64 off")
+
+
 def _dask() -> Backend:
     import array_api_compat.dask.array as xp
     import dask.array as da
@@ -123,9 +140,13 @@ _FACTORIES = {
     "jax": ("jax", _jax),
     "dask": ("dask", _dask),
     "cupy": ("cupy", _cupy),
+    "jax_x64_off": ("jax", _jax_default_mode),
 }
 
-BACKEND_NAMES = tuple(_FACTORIES)
+#: The backends of the test matrix.
+BACKEND_NAMES = ("numpy", "array_api_strict", "torch", "jax", "dask", "cupy")
+#: The conformance suite's columns: the test matrix's, and jax in its default mode.
+CONFORMANCE_NAMES = (*BACKEND_NAMES, "jax_x64_off")
 
 
 def installed(name: str) -> bool:

@@ -51,6 +51,12 @@ def test_the_samplers_and_layers_pass_on_jax_and_numpy(tmp_path):
         assert status == 0 and not failures, failures
 
 
+def test_jax_default_mode_is_a_column_of_the_main_job(tmp_path):
+    status, report = _run(tmp_path, "--only", "random.key", "--backends", "jax,jax_x64_off")
+    assert status == 0
+    assert {r["backend"] for r in report["results"]} == {"jax", "jax (x64 off)"}
+
+
 def test_no_grad_skips_gradients(tmp_path):
     status, report = _run(tmp_path, "--only", "gelu", "--backends", "torch", "--no-grad")
     assert status == 0 and all(r["grad_agrees"] is None for r in report["results"])

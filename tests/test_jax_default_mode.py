@@ -45,6 +45,10 @@ def test_samplers_match_jax_random(jax_backend):
         "categorical": (xpnn.random.categorical(key, jnp.log(jnp.arange(1.0, 6.0)), shape=(16,)),
                         jax.random.categorical(reference, jnp.log(jnp.arange(1.0, 6.0)), shape=(16,))),
     }
+    for seed in (2**32 + 5, -3, 7):  # jax keeps the seed's low 32 bits in this mode
+        draws[f"key({seed})"] = (xpnn.random.key(seed, like=jnp), jax.random.key_data(jax.random.key(seed)))
+    draws["randint int64"] = (xpnn.random.randint(key, (8,), 0, 2**31 - 1, "int64"),
+                              jax.random.randint(reference, (8,), 0, 2**31 - 1, jnp.int64))
     for name, (got, want) in draws.items():
         assert got.dtype == want.dtype, name
         np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(want, np.float64), rtol=3e-7, err_msg=name)

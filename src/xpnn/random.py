@@ -275,14 +275,15 @@ def key(seed: int | Array, *, like: Any = None) -> Array:
 
     The key is made in the library and on the device of ``like`` (an array
     or an array namespace); NumPy by default.  ``seed`` is a Python int in
-    the int64 range.
+    the int64 range.  A library without 64-bit integers (jax in its default
+    mode) keeps the seed's low 32 bits, ``[0, seed & 0xFFFFFFFF]``, as jax does there.
     """
     adapter, device = _library(like)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"key: seed must be a Python int, got {type(seed).__name__} {seed!r}")
     if not -(2**63) <= seed < 2**64:
         raise ValueError(f"key: seed must fit in 64 bits, got {seed}")
-    seed %= 2**64
+    seed %= 2**64 if adapter.holds_dtype(adapter.xp.int64, device) else 2**32
     return adapter.xp.asarray([seed >> 32, seed & MASK32], dtype=adapter.xp.uint32, device=device)
 
 
