@@ -16,9 +16,9 @@ from typing import Any
 
 import array_api_compat
 
-from ._base import Adapter, FastPath, is_number
+from ._base import Adapter, FastPath, dtype_name, is_number
 
-__all__ = ["Adapter", "FastPath", "adapter_for_namespace", "is_number"]
+__all__ = ["Adapter", "FastPath", "adapter_for_namespace", "dtype_name", "is_number"]
 
 # array-api-compat's namespace test -> module defining ``ADAPTER`` for that library.
 _ADAPTER_MODULES = (

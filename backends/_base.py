@@ -36,6 +36,14 @@ def valid_axis(axis: Any, ndim: int) -> bool:
     ) == len(axes)
 
 
+def dtype_name(dtype: Any) -> str:
+    """The standard name of a dtype of any library (``torch.float32``, ``np.float32``, ``jnp.bfloat16``...)."""
+    if isinstance(dtype, str):
+        return dtype
+    name = getattr(dtype, "__name__", None) if isinstance(dtype, type) else getattr(dtype, "name", None)
+    return name if isinstance(name, str) else str(dtype).rsplit(".", 1)[-1]
+
+
 _INT_OR_FLOAT = frozenset((int, float))
 _NO_CONTEXT = contextlib.nullcontext()
 
@@ -101,7 +109,7 @@ class Adapter:
     def eagerly(self) -> ContextManager[Any]:
         """A context in which calls compute now, even inside a compiled trace (jax's
         ``ensure_compile_time_eval``): the kernel check runs there."""
-        return contextlib.nullcontext()
+        return _NO_CONTEXT
 
     def quietly(self) -> ContextManager[Any]:
         """A context in which the library prints no floating-point warnings: the written-once

@@ -25,8 +25,8 @@ end for float32 and half-precision inputs), in float32 otherwise.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import array_api_compat

@@ -99,9 +99,9 @@ def _hard_shrink(x, lambd=0.5):
 
 
 def _celu(x, alpha=1.0):
-    # alpha == 0: torch raises, jax gives nan/0; a NaN alpha: torch gives x for x > 0, jax NaN (an
-    # infinite one: torch 0 at 0, jax NaN);
-    # float64 under autograd: torch's backward uses a float32 1/alpha (5.7e-7 off).
+    # alpha == 0: torch raises, jax gives nan/0; a NaN alpha: torch gives x for x > 0, jax NaN; an
+    # infinite one: torch 0 at 0, jax NaN; float64 under autograd: torch's backward uses a float32
+    # 1/alpha (5.7e-7 off).
     if not (x.is_floating_point() and is_number(alpha)) or alpha == 0 or not abs(alpha) < math.inf or (
             x.dtype == torch.float64 and x.requires_grad and torch.is_grad_enabled()):
         return NotImplemented

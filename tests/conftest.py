@@ -68,13 +68,8 @@ def jax_default_mode(backend: conformance_backends.Backend) -> contextlib.Abstra
 def in_jax_default_mode(request):
     """Run a test in jax's default mode (x64 off) when it runs on jax (its ``backend`` is jax, or
     it has no backend): for the tests of default dtypes, which follow jax's mode on jax arrays."""
-    backend = request.getfixturevalue("backend") if "backend" in request.fixturenames else None
-    if backend is not None and backend.name != "jax":
-        yield
-        return
-    import jax
-
-    with jax.enable_x64(False):
+    backend = request.getfixturevalue("backend") if "backend" in request.fixturenames else BACKENDS.get("jax")
+    with jax_default_mode(backend) if backend is not None else contextlib.nullcontext():
         yield
 
 

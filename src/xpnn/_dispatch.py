@@ -21,7 +21,8 @@ import contextvars
 import functools
 import inspect
 import threading
-from collections.abc import Callable, Iterator
+import types
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import array_api_compat
@@ -38,6 +39,7 @@ _ADAPTER_BY_TYPE: dict[type, Adapter] = {}
 #: Values that are never arrays: they never decide the namespace.
 _PLAIN_TYPES = (int, float, bool, complex, str, tuple, type(None), slice)
 _MISSING = object()
+_NO_KEYWORDS: Mapping[str, Any] = types.MappingProxyType({})
 #: Every public function's cache of checked fast paths by (array type, dtype), emptied when a
 #: new kind of device comes into use (torch's CUDA), so the next call checks its kernels too.
 _FAST_PATH_CACHES: list[dict[tuple[type, Any], FastPath | None]] = []
@@ -177,8 +179,6 @@ def check_fast_paths(like: Any, dtypes: tuple[str, ...] = ("float16", "bfloat16"
     ``dtypes`` the library has and compared with the written-once definition,
     as a first call would; returns :func:`fast_path_report`'s entries.
     """
-    import types
-
     if isinstance(like, types.ModuleType):
         like = like.asarray(0)
     adapter = adapter_of(like)
@@ -284,7 +284,7 @@ def public(*, static: tuple[str, ...] = (),
         # Indices in ``args`` (the arguments after ``x``) of the static arguments.
         static_positions = frozenset(index - 1 for index, parameter in enumerate(parameters) if parameter in static)
 
-        def checked_fast_path(x, args: tuple = (), kwargs: dict | None = None) -> FastPath | None:
+        def checked_fast_path(x, args: tuple = (), kwargs: Mapping[str, Any] = _NO_KEYWORDS) -> FastPath | None:
             """The fast path for ``x``'s type and dtype, checked on this machine at its first use."""
             key = (type(x), x.dtype)
             fast = fast_by_key.get(key, _MISSING)

@@ -42,6 +42,8 @@ from typing import Any, NamedTuple
 import array_api_compat
 import numpy as np
 
+from xpnn.backends import dtype_name
+
 Array = Any
 
 #: One probe call: positional arguments after ``x``, and keywords.  A keyword value that is
@@ -213,11 +215,6 @@ def _outcome(adapter: Any, name: str, written_once: Callable[..., Any], fast: Ca
     return None
 
 
-def _dtype_name(dtype: Any) -> str:
-    """``float32`` for NumPy's, jax's and torch's float32 (torch's str is ``torch.float32``)."""
-    return str(dtype).rsplit(".", 1)[-1]
-
-
 def checked(name: str, written_once: Callable[..., Any], fast: Callable[..., Any] | None, adapter: Any,
             x: Array, calls: Sequence[ProbeCall]) -> Callable[..., Any] | None:
     """``fast`` when it agrees with ``written_once`` on the probe in ``x``'s dtype on every device
@@ -228,7 +225,7 @@ def checked(name: str, written_once: Callable[..., Any], fast: Callable[..., Any
     dtype = x.dtype
     failed = []
     for kind, device in adapter.kernel_devices(x).items():
-        key = (name, adapter.name, _dtype_name(dtype), kind)
+        key = (name, adapter.name, dtype_name(dtype), kind)
         with _LOCK:
             known = key in _OUTCOMES
             outcome = _OUTCOMES.get(key)
@@ -237,7 +234,7 @@ def checked(name: str, written_once: Callable[..., Any], fast: Callable[..., Any
                 warnings.simplefilter("ignore")  # edge values overflow by design: no warning is printed
                 probe = probe_array(adapter, dtype, device, x.ndim)
                 outcome = None if probe is None else _outcome(adapter, name, written_once, fast, probe, calls,
-                                                              _dtype_name(dtype), kind)
+                                                              dtype_name(dtype), kind)
             with _LOCK:
                 _OUTCOMES.setdefault(key, outcome)
         if outcome is not None:

@@ -34,6 +34,7 @@ from xpnn import _threefry, _uint64
 from xpnn._dispatch import adapter_of, public
 from xpnn._threefry import MASK32, set_threefry_partitionable, threefry_partitionable
 from xpnn.backends import Adapter, is_number
+from xpnn.backends import dtype_name as _dtype_name
 
 __all__ = [
     "key", "split", "fold_in", "bits", "uniform", "normal", "truncated_normal", "bernoulli",
@@ -100,14 +101,6 @@ def _shape(shape: Any, function: str, argument: str = "shape") -> tuple[int, ...
         if item < 0:
             raise ValueError(f"{function}: {argument} must be non-negative, got {shape!r}")
     return items
-
-
-def _dtype_name(dtype: Any) -> str:
-    """The standard name of a dtype of any library (``torch.float32``, ``np.float32``, ``jnp.bfloat16``...)."""
-    if isinstance(dtype, str):
-        return dtype
-    name = getattr(dtype, "__name__", None) if isinstance(dtype, type) else getattr(dtype, "name", None)
-    return name if isinstance(name, str) else str(dtype).rsplit(".", 1)[-1]
 
 
 def _dtype(adapter: Adapter, dtype: Any, kind: str, default: str, function: str) -> Any:
@@ -522,7 +515,7 @@ def _randint(key: Array, shape: tuple[int, ...], minval: Any, maxval: Any, dtype
     device = _device(key)
     info = xp.iinfo(dtype)
     wide = xp.int64
-    if xp.asarray(0, dtype=wide, device=device).dtype != wide:  # jax without x64: no int64
+    if not adapter.holds_dtype(wide, device):  # jax without x64: no int64
         return _randint_in_words(adapter, key, shape, minval, maxval, dtype, partitionable, above_top)
     low, high = _as_dtype(xp, minval, wide, device), _as_dtype(xp, maxval, wide, device)
     if width < 32:
@@ -570,8 +563,9 @@ def _randint_in_words(adapter: Adapter, key: Array, shape: tuple[int, ...], minv
         if limits.min < info.min or limits.max > upper:  # bounds as arrays: 2**32 - 1 fits no int32
             value = xp.clip(value, xp.asarray(max(info.min, limits.min), dtype=value.dtype, device=device),
                             xp.asarray(min(upper, limits.max), dtype=value.dtype, device=device))
-        beyond = value > xp.asarray(top, dtype=value.dtype, device=device) if limits.max > top else value != value
-        return xp.astype(value, sample), beyond
+        if limits.max <= top:
+            return xp.astype(value, sample), xp.zeros_like(value, dtype=xp.bool)
+        return xp.astype(value, sample), value > xp.asarray(top, dtype=value.dtype, device=device)
 
     low, _ = bound(minval, info.max)
     high, beyond = bound(maxval, info.max + 1 if narrow else info.max)

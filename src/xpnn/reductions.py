@@ -16,6 +16,7 @@ import array_api_compat
 
 from xpnn._checks import floating, normalize_axes
 from xpnn._dispatch import Argument, adapter_of, as_array, public
+from xpnn.backends import dtype_name
 
 Array = Any
 Axis = int | Sequence[int] | None
@@ -53,7 +54,7 @@ def _where_checked_before_dispatch(position: int, function: str):
             args, kwargs = where.replace(args, kwargs, value)
         if not array_api_compat.is_array_api_obj(value):
             raise TypeError(f"xpnn.{function}: where must be a boolean array, got {type(value).__name__}")
-        if str(value.dtype).rsplit(".", 1)[-1] != "bool":
+        if dtype_name(value.dtype) != "bool":
             raise TypeError(f"xpnn.{function}: where must be a boolean array, got dtype {value.dtype}")
         return args, kwargs
 
