@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 
 import xpnn
+from xpnn._checks import device_of
+from xpnn.backends import dtype_name
 from xpnn.conformance.backends import Backend, load
 from xpnn.conformance.compare import Checked, Comparison, compare, describe
 
@@ -306,10 +308,10 @@ def layer_init(case: LayerCase, backend: Backend, dtype: str) -> Checked:
     comparisons, problem = [], ""
     for ours, theirs in zip(leaves, _leaves(flax_variables)):
         theirs = np.asarray(theirs)
-        if xpnn.random._dtype_name(ours.dtype) != str(theirs.dtype):
+        if dtype_name(ours.dtype) != str(theirs.dtype):
             problem = f"param dtype {ours.dtype} differs from flax's {theirs.dtype}"
-        if type(ours) is not type(init_in) or xpnn.random._device(ours) != xpnn.random._device(init_in):
-            problem = f"param {type(ours).__name__} on {xpnn.random._device(ours)} is not in the input's library and device"
+        if type(ours) is not type(init_in) or device_of(ours) != device_of(init_in):
+            problem = f"param {type(ours).__name__} on {device_of(ours)} is not in the input's library and device"
         comparisons.append(compare(backend.to_numpy(ours), theirs, dtype, tolerance=tolerance))
     merged = _merge(comparisons) if comparisons else compare(np.zeros(0), np.zeros(0), dtype)
     return Checked(merged, problem, describe(leaves[0]) if leaves else {})

@@ -15,6 +15,7 @@ import pytest
 
 import xpnn as nn
 from conftest import jax_default_mode
+from xpnn.backends import dtype_name
 from xpnn.conformance import models
 
 jax.config.update("jax_enable_x64", True)
@@ -132,7 +133,7 @@ def test_dtype_promotion_matches_flax(dtype, param_dtype, expected):
     for like in (torch, jnp):
         xx = nn.to_backend(jnp.asarray(x, dtype), like)
         out = nn.Dense(3, **kwargs).init_with_output(nn.random.key(0), xx)[0]
-        assert nn.random._dtype_name(out.dtype) == expected
+        assert dtype_name(out.dtype) == expected
 
 
 def test_computation_dtype(backend):
@@ -140,8 +141,8 @@ def test_computation_dtype(backend):
         pytest.skip(f"{backend.name} has no bfloat16")
     x = backend.asarray(np.ones((2, 4)), "float32")
     out, variables = nn.Dense(3, dtype="bfloat16").init_with_output(nn.random.key(0), x)
-    assert nn.random._dtype_name(out.dtype) == "bfloat16"
-    assert nn.random._dtype_name(variables["params"]["kernel"].dtype) == "float32"
+    assert dtype_name(out.dtype) == "bfloat16"
+    assert dtype_name(variables["params"]["kernel"].dtype) == "float32"
 
 
 def test_dropout_statistics_and_determinism(backend):

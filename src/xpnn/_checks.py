@@ -1,4 +1,4 @@
-"""Input checks shared by the written-once functions: dtypes and axes.
+"""Argument checks shared by the written-once code: dtypes, shapes, axes, libraries.
 
 Every error names the function, the argument, what was expected and what was
 given.
@@ -6,15 +6,15 @@ given.
 from __future__ import annotations
 
 import operator
+import types
 from collections.abc import Sequence
 from typing import Any
 
 import array_api_compat
 
 from xpnn._dispatch import adapter_of
-
-Array = Any
-Namespace = Any
+from xpnn._types import Array, Namespace
+from xpnn.backends import Adapter, dtype_name
 
 
 def floating(xp: Namespace, x: Array, function: str) -> Array:
@@ -104,3 +104,67 @@ def normalize_axes(
     if len(set(normalized)) != len(normalized):
         raise ValueError(f"{function}: {argument}={axis!r} repeats an axis")
     return normalized
+
+
+def library_of(like: Any, function: str = "xpnn.random.key") -> tuple[Adapter, Any]:
+    """The adapter and device of ``like``: an array, a namespace module, or None for NumPy."""
+    if like is None:
+        return adapter_of(), None
+    if isinstance(like, types.ModuleType):
+        if not hasattr(like, "asarray"):
+            raise TypeError(f"{function}: like must be an array or an array namespace, got module {like.__name__}")
+        like = like.asarray(0)
+    elif not array_api_compat.is_array_api_obj(like):
+        hint = f"; import {like} and pass the module" if isinstance(like, str) else ""
+        raise TypeError(f"{function}: like must be an array or an array namespace module (numpy, torch, "
+                        f"jax.numpy...), got {type(like).__name__} {like!r}{hint}")
+    adapter = adapter_of(like)
+    return adapter, array_api_compat.device(like)
+
+
+def shape_argument(shape: Any, function: str, argument: str = "shape") -> tuple[int, ...]:
+    """``shape`` as a tuple of non-negative Python ints, or ValueError/TypeError naming it."""
+    items = (shape,) if isinstance(shape, int) else shape
+    try:
+        items = tuple(items)
+    except TypeError:
+        raise TypeError(f"{function}: {argument} must be a tuple of ints, got {shape!r}") from None
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, int):
+            raise TypeError(f"{function}: {argument} must be a tuple of ints, got {shape!r}")
+        if item < 0:
+            raise ValueError(f"{function}: {argument} must be non-negative, got {shape!r}")
+    return items
+
+
+def dtype_argument(adapter: Adapter, dtype: Any, kind: str, default: str, function: str) -> Any:
+    """``dtype`` (a dtype of any library, or its name) as a dtype of ``adapter``'s library.
+
+    ``kind`` is an Array API dtype kind the dtype must have.  ``dtype=None`` takes ``default``
+    (a 32-bit dtype's name) as the library configures it: on jax arrays with ``jax_enable_x64``
+    on, its 64-bit twin, as jax.random and jax.nn.initializers do; float32, int32 or uint32 on
+    every other library (NumPy's own default float is float64, but one seed must give the same
+    numbers on every backend).
+    """
+    name = adapter.random_default_dtype(default) if dtype is None else dtype_name(dtype)
+    resolved = adapter.dtype_named(name)
+    if resolved is None or not _is_dtype(adapter.xp, resolved):
+        raise ValueError(f"{function}: dtype must be a {kind} dtype of {adapter.name}, got {dtype!r}")
+    if not adapter.xp.isdtype(resolved, kind):
+        hint = (" (complex parameters are not made yet: complex inputs are taken, and promote against "
+                "real parameters)") if "complex" in name and kind == "real floating" else ""
+        raise ValueError(f"{function}: dtype must be a {kind} dtype, got {name}{hint}")
+    return resolved
+
+
+def _is_dtype(xp: Namespace, candidate: Any) -> bool:
+    try:
+        xp.isdtype(candidate, "numeric")
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return True
+
+
+def device_of(x: Array) -> Any:
+    """``x``'s device (array-api-compat's ``device``)."""
+    return array_api_compat.device(x)

@@ -56,7 +56,7 @@ _switches = 0
 _switch_lock = threading.Lock()
 
 
-def _adapter_of_type(value: Any) -> Adapter:
+def adapter_of_array(value: Any) -> Adapter:
     """The adapter for an array ``value``, cached by its type."""
     adapter = _ADAPTER_BY_TYPE.get(type(value))
     if adapter is None:
@@ -88,7 +88,7 @@ def adapter_of(*values: Any) -> Adapter:
     for value in values:
         if isinstance(value, _PLAIN_TYPES) or isinstance(value, list):
             continue
-        adapter = _adapter_of_type(value)
+        adapter = adapter_of_array(value)
         if found is None:
             found = adapter
         elif adapter is not found:
@@ -289,7 +289,7 @@ def public(*, static: tuple[str, ...] = (),
             key = (type(x), x.dtype)
             fast = fast_by_key.get(key, _MISSING)
             if fast is _MISSING:
-                adapter = _adapter_of_type(x)
+                adapter = adapter_of_array(x)
                 adapter.check_dtype(x.dtype, f"xpnn.{name}")
                 fast = adapter.fast_paths.get(name, _MISSING)
                 if fast is _MISSING:
@@ -309,7 +309,7 @@ def public(*, static: tuple[str, ...] = (),
                     adapter = adapter_of(*args, *kwargs.values())
                     x = adapter.xp.asarray(x)
                 else:
-                    adapter = _adapter_of_type(x)
+                    adapter = adapter_of_array(x)
             if validate is not None and (args or kwargs):
                 args, kwargs = validate(x, args, kwargs)
             if not _switches or fast_paths_enabled():
@@ -327,7 +327,7 @@ def public(*, static: tuple[str, ...] = (),
 
         def written_once_result(x):
             """``function(x)`` for a call of ``x`` alone that its cached fast path declined."""
-            adapter = _adapter_of_type(x)
+            adapter = adapter_of_array(x)
             with adapter.quietly():
                 return adapter.array_result(function(x))
 

@@ -5,8 +5,7 @@ from typing import Any
 
 import array_api_compat
 
-from xpnn._checks import normalize_axis
-from xpnn._checks import _as_int
+from xpnn._checks import _as_int, dtype_argument, normalize_axis
 from xpnn._dispatch import Argument, adapter_of, namespace, public
 
 Array = Any
@@ -34,7 +33,7 @@ def _one_hot_arguments(x: Array, args: tuple, kwargs: dict) -> tuple[tuple, dict
     dtype = _DTYPE.get(args, kwargs)
     if dtype is not None:
         adapter = adapter_of(x)
-        args, kwargs = _DTYPE.replace(args, kwargs, random._dtype(adapter, dtype, "numeric", "float32", "xpnn.one_hot"))
+        args, kwargs = _DTYPE.replace(args, kwargs, dtype_argument(adapter, dtype, "numeric", "float32", "xpnn.one_hot"))
     return args, kwargs
 
 

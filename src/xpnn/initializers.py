@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from xpnn import random
+from xpnn._checks import device_of, dtype_argument, dtype_name, shape_argument
 from xpnn._dispatch import adapter_of
 
 __all__ = [
@@ -42,17 +43,17 @@ def _library(key: Any, function: str):
     if key is None:
         return adapter_of(), None
     adapter, words = random._key_words(key, function)
-    return adapter, random._device(words)
+    return adapter, device_of(words)
 
 
 def _float_dtype(adapter: Any, dtype: Any, function: str) -> Any:
-    return random._dtype(adapter, dtype, "real floating", "float32", function)
+    return dtype_argument(adapter, dtype, "real floating", "float32", function)
 
 
 def _call(key: Any, shape: Sequence[int], dtype: Any, function: str) -> tuple[Any, Any, tuple[int, ...], Any]:
     """An initializer call's checked arguments: ``(adapter, device, shape, float dtype)``."""
     adapter, device = _library(key, function)
-    return adapter, device, random._shape(shape, function), _float_dtype(adapter, dtype, function)
+    return adapter, device, shape_argument(shape, function), _float_dtype(adapter, dtype, function)
 
 
 #: Significand bits (with the implicit one) of the floating dtypes.
@@ -68,9 +69,9 @@ def _round_significand(value: float, bits: int) -> float:
 def _filled(value: Any, builder_dtype: Any, name: str) -> Initializer:
     def init(key: Any, shape: Sequence[int], dtype: Any = builder_dtype) -> Array:
         adapter, device = _library(key, name)
-        shape = random._shape(shape, name)
+        shape = shape_argument(shape, name)
         kind = "numeric" if isinstance(value, (int, float)) and dtype is not None else "real floating"
-        resolved = random._dtype(adapter, dtype, kind, "float32", name)
+        resolved = dtype_argument(adapter, dtype, kind, "float32", name)
         return adapter.xp.full(shape, value, dtype=resolved, device=device)
 
     init.__name__ = name
@@ -192,7 +193,7 @@ def variance_scaling(
         fan_in, fan_out = compute_fans(shape, in_axis, out_axis, batch_axis)
         denominator = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2,
                        "fan_geo_avg": (fan_in * fan_out) ** 0.5}[mode]
-        bits = _SIGNIFICAND_BITS[random._dtype_name(dtype)]
+        bits = _SIGNIFICAND_BITS[dtype_name(dtype)]
 
         def rounded(value: float) -> float:
             return _round_significand(value, bits)
@@ -242,7 +243,7 @@ def _orthonormal(adapter: Any, key: Any, n: int, m: int, dtype: Any) -> Array:
     z = random.normal(key, (max(n, m), min(n, m)), dtype)
     q, r = adapter.qr(z)
     k = min(n, m)
-    diagonal = xp.sum(r * xp.eye(k, dtype=r.dtype, device=random._device(r)), axis=0)
+    diagonal = xp.sum(r * xp.eye(k, dtype=r.dtype, device=device_of(r)), axis=0)
     q = q * xp.sign(diagonal)[None, :]
     return q.T if n < m else q
 

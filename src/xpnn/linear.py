@@ -57,12 +57,13 @@ class Dense(Module):
     def __call__(self, inputs: Array) -> Array:
         inputs = self._check_input(inputs)
         self._check_rank(inputs, 1)
-        _check_features(self, (self.features,))
-        kernel = self.param("kernel", self.kernel_init, (inputs.shape[-1], self.features), self.param_dtype)
-        bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
-        adapter = self._adapter(inputs=inputs, kernel=kernel, bias=bias)
-        inputs, kernel, bias = self._promote(adapter, inputs, kernel, bias, dtype=self.dtype)
-        y = adapter.xp.matmul(inputs, kernel)
+        features = self.features
+        if type(features) is not int or features < 0:
+            _check_features(self, (features,))
+        kernel = self.param("kernel", self.kernel_init, (inputs.shape[-1], features), self.param_dtype)
+        bias = self.param("bias", self.bias_init, (features,), self.param_dtype) if self.use_bias else None
+        adapter, (inputs, kernel, bias) = self._operands(self.dtype, inputs=inputs, kernel=kernel, bias=bias)
+        y = inputs @ kernel
         return y if bias is None else y + bias
 
 
@@ -115,8 +116,7 @@ class DenseGeneral(Module):
         if self.use_bias:
             bias_init = flat_init(self.bias_init, (batch_shape + features,))
             bias = self.param("bias", bias_init, batch_shape + features, self.param_dtype)
-        adapter = self._adapter(inputs=inputs, kernel=kernel, bias=bias)
-        inputs, kernel, bias = self._promote(adapter, inputs, kernel, bias, dtype=self.dtype)
+        adapter, (inputs, kernel, bias) = self._operands(self.dtype, inputs=inputs, kernel=kernel, bias=bias)
 
         letters = _LETTERS[:ndim]
         feature_letters = _LETTERS[ndim:ndim + n_features]
@@ -176,8 +176,7 @@ class Einsum(Module):
         if self.use_bias:
             bias_shape = tuple(shape[kernel_term.index(c)] for c in out_term if c in kernel_term)
             bias = self.param("bias", self.bias_init, bias_shape, self.param_dtype)
-        adapter = self._adapter(inputs=inputs, kernel=kernel, bias=bias)
-        inputs, kernel, bias = self._promote(adapter, inputs, kernel, bias, dtype=self.dtype)
+        adapter, (inputs, kernel, bias) = self._operands(self.dtype, inputs=inputs, kernel=kernel, bias=bias)
         y = adapter.einsum(einsum_str, inputs, kernel)
         if bias is None:
             return y
@@ -212,7 +211,7 @@ class Embed(Module):
         xp = adapter.xp
         if not xp.isdtype(inputs.dtype, "integral"):
             raise self._error(f"Input type must be an integer or unsigned integer, got {inputs.dtype}")
-        (embedding,) = self._promote(adapter, self.embedding, dtype=self.dtype)
+        _, (embedding,) = self._operands(self.dtype, embedding=self.embedding)
         out_shape = tuple(inputs.shape) + (self.features,)
         if self.num_embeddings == 1:
             return xp.broadcast_to(embedding, out_shape)
@@ -234,6 +233,5 @@ class Embed(Module):
     def attend(self, query: Array) -> Array:
         """The similarity of ``query`` with every embedding: ``query @ embedding.T``, shape ``(..., num_embeddings)``."""
         query = self._check_input(query, "query")
-        adapter = self._adapter(query=query, embedding=self.embedding)
-        query, embedding = self._promote(adapter, query, self.embedding, dtype=self.dtype)
+        adapter, (query, embedding) = self._operands(self.dtype, query=query, embedding=self.embedding)
         return adapter.xp.matmul(query, adapter.xp.permute_dims(embedding, (1, 0)))

@@ -34,7 +34,7 @@ from xpnn import _threefry, _uint64
 from xpnn._dispatch import adapter_of, public
 from xpnn._threefry import MASK32, set_threefry_partitionable, threefry_partitionable
 from xpnn.backends import Adapter, is_number
-from xpnn.backends import dtype_name as _dtype_name
+from xpnn._checks import device_of, dtype_argument, dtype_name, library_of, shape_argument
 
 __all__ = [
     "key", "split", "fold_in", "bits", "uniform", "normal", "truncated_normal", "bernoulli",
@@ -54,20 +54,6 @@ _INT_WIDTH = {"int8": 8, "int16": 16, "int32": 32, "int64": 64,
 # -- arguments -------------------------------------------------------------------
 
 
-def _library(like: Any, function: str = "xpnn.random.key") -> tuple[Adapter, Any]:
-    """The adapter and device of ``like``: an array, a namespace module, or None for NumPy."""
-    if like is None:
-        return adapter_of(), None
-    if isinstance(like, types.ModuleType):
-        if not hasattr(like, "asarray"):
-            raise TypeError(f"{function}: like must be an array or an array namespace, got module {like.__name__}")
-        like = like.asarray(0)
-    elif not array_api_compat.is_array_api_obj(like):
-        hint = f"; import {like} and pass the module" if isinstance(like, str) else ""
-        raise TypeError(f"{function}: like must be an array or an array namespace module (numpy, torch, "
-                        f"jax.numpy...), got {type(like).__name__} {like!r}{hint}")
-    adapter = adapter_of(like)
-    return adapter, array_api_compat.device(like)
 
 
 def _key_words(value: Any, function: str) -> tuple[Adapter, Array]:
@@ -88,47 +74,10 @@ def _key_words(value: Any, function: str) -> tuple[Adapter, Array]:
     return adapter, value
 
 
-def _shape(shape: Any, function: str, argument: str = "shape") -> tuple[int, ...]:
-    """``shape`` as a tuple of non-negative Python ints, or ValueError/TypeError naming it."""
-    items = (shape,) if isinstance(shape, int) else shape
-    try:
-        items = tuple(items)
-    except TypeError:
-        raise TypeError(f"{function}: {argument} must be a tuple of ints, got {shape!r}") from None
-    for item in items:
-        if isinstance(item, bool) or not isinstance(item, int):
-            raise TypeError(f"{function}: {argument} must be a tuple of ints, got {shape!r}")
-        if item < 0:
-            raise ValueError(f"{function}: {argument} must be non-negative, got {shape!r}")
-    return items
 
 
-def _dtype(adapter: Adapter, dtype: Any, kind: str, default: str, function: str) -> Any:
-    """``dtype`` (a dtype of any library, or its name) as a dtype of ``adapter``'s library.
-
-    ``kind`` is an Array API dtype kind the dtype must have.  ``dtype=None`` takes ``default``
-    (a 32-bit dtype's name) as the library configures it: on jax arrays with ``jax_enable_x64``
-    on, its 64-bit twin, as jax.random and jax.nn.initializers do; float32, int32 or uint32 on
-    every other library (NumPy's own default float is float64, but one seed must give the same
-    numbers on every backend).
-    """
-    name = adapter.random_default_dtype(default) if dtype is None else _dtype_name(dtype)
-    resolved = adapter.dtype_named(name)
-    if resolved is None or not _is_dtype(adapter.xp, resolved):
-        raise ValueError(f"{function}: dtype must be a {kind} dtype of {adapter.name}, got {dtype!r}")
-    if not adapter.xp.isdtype(resolved, kind):
-        hint = (" (complex parameters are not made yet: complex inputs are taken, and promote against "
-                "real parameters)") if "complex" in name and kind == "real floating" else ""
-        raise ValueError(f"{function}: dtype must be a {kind} dtype, got {name}{hint}")
-    return resolved
 
 
-def _is_dtype(xp: Namespace, candidate: Any) -> bool:
-    try:
-        xp.isdtype(candidate, "numeric")
-    except (TypeError, ValueError, AttributeError):
-        return False
-    return True
 
 
 def _float_layout(xp: Namespace, dtype: Any) -> tuple[int, int]:
@@ -177,7 +126,7 @@ def _draw(adapter: Adapter, key: Array, n: int, width: int, partitionable: bool,
     transformed at once, which makes eager CPU libraries several times faster.
     """
     xp, words = adapter.xp, adapter.random_word_dtype
-    device = _device(key)
+    device = device_of(key)
     if not partitionable and width < 32:
         stream = _legacy_words(adapter, key, -(-n * width // 32))
         shifts = xp.arange(0, 32, width, dtype=words, device=device)
@@ -255,9 +204,9 @@ def bits(key: Array, shape: Shape = (), dtype: Any = None) -> Array:
     in both counter layouts.
     """
     adapter, words = _key_words(key, "bits")
-    shape = _shape(shape, "bits")
-    dtype = _dtype(adapter, dtype, "unsigned integer", "uint32", "bits")
-    return _bits(words, shape, dtype, _INT_WIDTH[_dtype_name(dtype)], partitionable=_threefry.threefry_partitionable())
+    shape = shape_argument(shape, "bits")
+    dtype = dtype_argument(adapter, dtype, "unsigned integer", "uint32", "bits")
+    return _bits(words, shape, dtype, _INT_WIDTH[dtype_name(dtype)], partitionable=_threefry.threefry_partitionable())
 
 
 # -- keys ---------------------------------------------------------------------------
@@ -271,7 +220,7 @@ def key(seed: int | Array, *, like: Any = None) -> Array:
     the int64 range.  A library without 64-bit integers (jax in its default
     mode) keeps the seed's low 32 bits, ``[0, seed & 0xFFFFFFFF]``, as jax does there.
     """
-    adapter, device = _library(like)
+    adapter, device = library_of(like)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"key: seed must be a Python int, got {type(seed).__name__} {seed!r}")
     if not -(2**63) <= seed < 2**64:
@@ -325,7 +274,7 @@ def fold_in(key: Array, data: int | Array) -> Array:
     adapter, words = _key_words(key, "fold_in")
     xp = adapter.xp
     if isinstance(data, int) and not isinstance(data, bool):
-        data = xp.asarray(data % 2**32, dtype=adapter.random_word_dtype, device=_device(words))
+        data = xp.asarray(data % 2**32, dtype=adapter.random_word_dtype, device=device_of(words))
     elif isinstance(data, bool) or not hasattr(data, "dtype") or not xp.isdtype(data.dtype, "integral") or data.ndim:
         raise TypeError(f"fold_in: data must be an int or an integer scalar array, got {data!r}")
     elif data.dtype != adapter.random_word_dtype:
@@ -351,7 +300,7 @@ def _floats(
     ``max(minval, f * (maxval - minval) + minval)`` in ``dtype``.
     """
     xp = adapter.xp
-    device = _device(key)
+    device = device_of(key)
     drawn, mantissa = _float_layout(xp, dtype)
     low, high = (_as_dtype(xp, v, dtype, device) for v in (minval, maxval))
     scalar_bounds = low.ndim == 0 and high.ndim == 0
@@ -405,7 +354,7 @@ def _check_library(function: str, adapter: Adapter, name: str, value: Any) -> No
 
 def _float_call(key: Array, shape: Any, dtype: Any, function: str) -> tuple[Adapter, Array, tuple[int, ...], Any]:
     adapter, words = _key_words(key, function)
-    return adapter, words, _shape(shape, function), _dtype(adapter, dtype, "real floating", "float32", function)
+    return adapter, words, shape_argument(shape, function), dtype_argument(adapter, dtype, "real floating", "float32", function)
 
 
 def uniform(key: Array, shape: Shape = (), dtype: Any = None, minval: Any = 0.0, maxval: Any = 1.0) -> Array:
@@ -426,7 +375,7 @@ def _normal(key: Array, shape: tuple[int, ...], dtype: Any, *, partitionable: bo
     adapter = adapter_of(key)
     xp = adapter.xp
     _, mantissa = _float_layout(xp, dtype)
-    sqrt2 = xp.asarray(math.sqrt(2.0), dtype=dtype, device=_device(key))
+    sqrt2 = xp.asarray(math.sqrt(2.0), dtype=dtype, device=device_of(key))
     return _floats(adapter, key, shape, dtype, partitionable, -(1.0 - 2.0 ** -(mantissa + 1)), 1.0,
                    then=lambda u: sqrt2 * adapter.erf_inv(u))
 
@@ -446,7 +395,7 @@ def normal(key: Array, shape: Shape = (), dtype: Any = None) -> Array:
 def _truncated_normal(key: Array, lower: Any, upper: Any, shape: tuple[int, ...], dtype: Any, *, partitionable: bool) -> Array:
     adapter = adapter_of(key)
     xp = adapter.xp
-    device = _device(key)
+    device = device_of(key)
     sqrt2 = xp.asarray(math.sqrt(2.0), dtype=dtype, device=device)
     lower, upper = _as_dtype(xp, lower, dtype, device), _as_dtype(xp, upper, dtype, device)
     above = xp.nextafter(lower, xp.asarray(math.inf, dtype=dtype, device=device))
@@ -512,7 +461,7 @@ def _randint(key: Array, shape: tuple[int, ...], minval: Any, maxval: Any, dtype
     (clipped by the caller), which widens the span by one as jax does."""
     adapter = adapter_of(key)
     xp = adapter.xp
-    device = _device(key)
+    device = device_of(key)
     info = xp.iinfo(dtype)
     wide = xp.int64
     if not adapter.holds_dtype(wide, device):  # jax without x64: no int64
@@ -550,7 +499,7 @@ def _randint_in_words(adapter: Adapter, key: Array, shape: tuple[int, ...], minv
     32-bit arithmetic done in uint32 words, where it wraps as jax's does; bounds clipped as jax
     clips them (Python ints in Python, arrays in their own dtype)."""
     xp = adapter.xp
-    device = _device(key)
+    device = device_of(key)
     info = xp.iinfo(dtype)
     narrow = info.bits < 32
     sample = xp.int32 if narrow else dtype  # jax samples narrow dtypes as int32
@@ -617,7 +566,7 @@ def _randint64_array_bounds(key: Array, shape: tuple[int, ...], minval: Any, max
     """64-bit randint with array bounds, held as int64 bit patterns (uint64 ones reinterpreted)."""
     adapter = adapter_of(key)
     xp = adapter.xp
-    device = _device(key)
+    device = device_of(key)
     unsigned = dtype == xp.uint64
     bounds = []
     for value in (minval, maxval):
@@ -651,9 +600,9 @@ def randint(key: Array, shape: Shape, minval: Any, maxval: Any, dtype: Any = Non
     are clipped to the dtype in Python, and a uint64 bound array needs dtype uint64.
     """
     adapter, words = _key_words(key, "randint")
-    shape = _shape(shape, "randint")
-    dtype = _dtype(adapter, dtype, "integral", "int32", "randint")
-    width = _INT_WIDTH[_dtype_name(dtype)]
+    shape = shape_argument(shape, "randint")
+    dtype = dtype_argument(adapter, dtype, "integral", "int32", "randint")
+    width = _INT_WIDTH[dtype_name(dtype)]
     _check_bounds("randint", adapter, shape, minval=minval, maxval=maxval)
     for name, value in (("minval", minval), ("maxval", maxval)):
         if not (isinstance(value, int) or (hasattr(value, "dtype") and adapter.xp.isdtype(value.dtype, "integral"))):
@@ -669,13 +618,13 @@ def randint(key: Array, shape: Shape, minval: Any, maxval: Any, dtype: Any = Non
             sample = dtype if width == 32 else adapter.xp.int32
             minval = min(max(minval, info.min), info.max)
             maxval = min(max(maxval, info.min), info.max if width == 32 else info.max + 1)
-            minval, maxval = (adapter.xp.asarray(v, dtype=sample, device=_device(words)) for v in (minval, maxval))
+            minval, maxval = (adapter.xp.asarray(v, dtype=sample, device=device_of(words)) for v in (minval, maxval))
         return _randint(words, shape, minval, maxval, dtype, width, partitionable=partitionable, above_top=above_top)
     if isinstance(minval, int) and isinstance(maxval, int):
         return _randint64_int_bounds(words, shape, minval, maxval, dtype, partitionable=partitionable)
     for name, value in (("minval", minval), ("maxval", maxval)):
         if hasattr(value, "dtype") and value.dtype == adapter.xp.uint64 and dtype != adapter.xp.uint64:
-            raise TypeError(f"randint: a uint64 {name} array needs dtype uint64, got dtype {_dtype_name(dtype)}")
+            raise TypeError(f"randint: a uint64 {name} array needs dtype uint64, got dtype {dtype_name(dtype)}")
     return _randint64_array_bounds(words, shape, minval, maxval, dtype, partitionable=partitionable)
 
 
@@ -692,7 +641,7 @@ def permutation(key: Array, x: int | Array, axis: int = 0, independent: bool = F
     if isinstance(x, int) and not isinstance(x, bool):
         if x < 0:
             raise ValueError(f"permutation: x must be a non-negative int or an array, got {x}")
-        return _shuffle(words, xp.arange(x, device=_device(words)), 0)
+        return _shuffle(words, xp.arange(x, device=device_of(words)), 0)
     if not hasattr(x, "shape") or x.ndim == 0:
         raise TypeError(f"permutation: x must be an int or an array of at least 1 dimension, got {x!r}")
     if adapter_of(x) is not adapter:
@@ -702,7 +651,7 @@ def permutation(key: Array, x: int | Array, axis: int = 0, independent: bool = F
     axis %= x.ndim
     if independent or x.ndim == 1:
         return _shuffle(words, x, axis)
-    order = _shuffle(words, xp.arange(x.shape[axis], device=_device(words)), 0)
+    order = _shuffle(words, xp.arange(x.shape[axis], device=device_of(words)), 0)
     return xp.take(x, order, axis=axis)
 
 
@@ -744,7 +693,7 @@ def categorical(key: Array, logits: Array, axis: int = -1, shape: Shape | None =
         raise ValueError(f"categorical: axis={axis} is out of bounds for logits of dimension {logits.ndim}")
     axis %= logits.ndim
     batch_shape = tuple(s for i, s in enumerate(logits.shape) if i != axis)
-    shape = batch_shape if shape is None else _shape(shape, "categorical")
+    shape = batch_shape if shape is None else shape_argument(shape, "categorical")
     if len(shape) < len(batch_shape) or any(
         b not in (1, s) for b, s in zip(batch_shape[::-1], shape[::-1])
     ):
@@ -805,8 +754,4 @@ def _broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
             raise ValueError(f"shapes {shapes} do not broadcast")
         out.append(others.pop() if others else 1)
     return tuple(out)
-
-
-def _device(x: Array) -> Any:
-    return array_api_compat.device(x)
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import array_api_compat
 
-from xpnn import random
+from xpnn._checks import library_of
+from xpnn.backends import dtype_name
 from xpnn._dispatch import adapter_of
 
 __all__ = ["tree_map", "tree_leaves", "to_backend"]
@@ -57,7 +58,7 @@ def to_backend(tree: Tree, like: Any) -> Tree:
     dtypes are kept, so a flax checkpoint converted to torch applies unchanged,
     and xpnn variables converted to ``jax.numpy`` are flax variables.
     """
-    target, device = random._library(like, "xpnn.to_backend")
+    target, device = library_of(like, "xpnn.to_backend")
 
     def convert(leaf: Any) -> Any:
         if not array_api_compat.is_array_api_obj(leaf):
@@ -65,11 +66,11 @@ def to_backend(tree: Tree, like: Any) -> Tree:
         source = adapter_of(leaf)
         if source is target:
             return target.to_device(leaf, device)
-        dtype_name = random._dtype_name(leaf.dtype)
-        if dtype_name == "bfloat16":
+        name = dtype_name(leaf.dtype)
+        if name == "bfloat16":
             leaf = source.xp.astype(leaf, source.xp.float32)
         out = target.from_host(source.to_host(source.key_data(leaf)), device)
-        bfloat16 = target.dtype_named("bfloat16") if dtype_name == "bfloat16" else None
+        bfloat16 = target.dtype_named("bfloat16") if name == "bfloat16" else None
         return target.xp.astype(out, bfloat16) if bfloat16 is not None else out
 
     return tree_map(convert, tree)
