@@ -1,4 +1,4 @@
-"""The adapter base class: what every array library gets from the standard alone."""
+"""The adapter base class: the contract between the written-once code and an array library."""
 from __future__ import annotations
 
 import contextlib
@@ -7,7 +7,7 @@ from typing import Any, Callable, ContextManager
 
 import array_api_compat
 
-from . import _fallback
+from ._primitives import Primitives
 
 Array = Any
 Namespace = Any
@@ -54,13 +54,21 @@ def is_number(value: Any) -> bool:
     return type(value) in _INT_OR_FLOAT or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
-class Adapter:
-    """Primitives and fast paths for one array library.
+class Adapter(Primitives):
+    """What one array library adds to the Array API standard, for xpnn.
 
-    The base class implements every primitive with the standard only
-    (``backends/_fallback.py``); a library's adapter overrides what it has
-    natively and lists its fast paths.  Adapters are created once per
-    namespace and cached, so construction may import the library.
+    The contract, in sections (each method documents its part):
+
+    * the primitives the written-once code may call (:class:`Primitives`,
+      ``backends/_primitives.py``), standard-only until overridden;
+    * native fast paths for whole public functions (:meth:`_fast_paths`,
+      :meth:`compile`) and the hooks that check them where they run;
+    * dtypes and array types the library takes;
+    * moving arrays between host, devices and libraries;
+    * random-number tuning for ``xpnn.random``.
+
+    A library's adapter overrides what it has natively.  Adapters are created
+    once per namespace and cached, so construction may import the library.
     """
 
     #: Short library name, as used by the test matrix and the reports.
@@ -83,11 +91,14 @@ class Adapter:
     def _fast_paths(self) -> dict[str, FastPath]:
         return {}
 
-    def compile(self, function: Callable[..., Any], static_argnames: tuple[str, ...]) -> FastPath | None:
-        """A compiled version of a written-once public function, or None.
+    def compile(self, definition: Any) -> FastPath | None:
+        """A compiled version of a written-once definition (``xpnn._dispatch.Definition``), or None.
 
-        Called once per public function without a native fast path; a library
-        whose eager calls are slow (JAX) returns a cached compiled version.
+        Called once per definition without a native fast path; a library
+        whose eager calls are slow (JAX) returns a cached compiled version of
+        ``definition.bound(self)``, static in ``definition.static``.  An
+        adapter that compiles the definition itself (the same operations)
+        adds its name to :attr:`compiled_definitions`: it needs no kernel check.
         """
         return None
 
@@ -121,60 +132,7 @@ class Adapter:
         """Have ``callback`` called when the library starts a kind of device that was not in
         use (torch initialising CUDA), so fast paths are checked there too.  Nothing by default."""
 
-    # -- primitives the standard lacks -------------------------------------
-    def erf(self, x: Array) -> Array:
-        """Error function, elementwise."""
-        return _fallback.erf(self.xp, x)
-
-    def erfc(self, x: Array) -> Array:
-        """Complementary error function ``1 - erf(x)``, accurate in the tail."""
-        return _fallback.erfc(self.xp, x)
-
-    def qr(self, a: Array) -> tuple[Array, Array]:
-        """Reduced QR decomposition of a tall matrix: ``linalg.qr`` where the
-        library has the linalg extension, else the standard-only one."""
-        linalg = getattr(self.xp, "linalg", None)
-        if linalg is not None and hasattr(linalg, "qr"):
-            return linalg.qr(a)
-        return _fallback.qr(self.xp, a)
-
-    def fma(self, a: Array, b: Array, c: Array) -> Array:
-        """``a * b + c`` rounded once, as XLA computes it on CPU (it contracts multiply-adds)."""
-        return _fallback.fma(self.xp, a, b, c)
-
-    def erf_as_jax(self, x: Array) -> Array:
-        """``erf`` rounded as ``jax.lax.erf`` on the CPU rounds it, for samplers that must give
-        jax.random's numbers bit for bit: XLA's float32 approximation for float32 and narrower
-        (its bits, not correct rounding: near 1 a different ulp moves a truncated normal's
-        samples by up to 0.6), the library's erf in float64."""
-        xp = self.xp
-        if x.dtype == xp.float64:
-            return self.erf(x)
-        return xp.astype(_fallback.erf_float32_as_xla(xp, x, self.fma), x.dtype)
-
-    def erf_inv(self, x: Array) -> Array:
-        """Inverse error function, equal to XLA's (jax.lax.erf_inv) in float32 and below.
-
-        Narrow floats go through float32, as XLA does; float64 is polished
-        to full precision with this adapter's ``erf``/``erfc``.
-        """
-        xp = self.xp
-        if x.dtype == xp.float64:
-            return _fallback.erf_inv_float64(xp, x, self.erf, self.erfc)
-        return xp.astype(_fallback.erf_inv_float32(xp, x), x.dtype)
-
-    def einsum(self, subscripts: str, *operands: Array) -> Array:
-        """Einstein summation (``numpy.einsum`` semantics): the library's own
-        einsum where it has one, else the standard-only one (one or two operands)."""
-        native = getattr(self.xp, "einsum", None)
-        if native is not None:
-            return native(subscripts, *operands)
-        return _fallback.einsum(self.xp, subscripts, *operands)
-
-    def copy(self, x: Array) -> Array:
-        """A new array equal to ``x``, differentiable where the library has autodiff."""
-        return self.xp.asarray(x, copy=True)
-
+    # -- dtypes and array types ----------------------------------------------------
     def check_array_type(self, array_type: type) -> None:
         """Raise ``TypeError`` for an array type of the library that xpnn cannot take (its
         operators mean something else); every type is taken by default."""
@@ -184,6 +142,28 @@ class Adapter:
         (NumPy arrays of ml_dtypes' bfloat16); ``where`` names the public function or module.
         Called once per array type and dtype.  Every dtype is taken by default."""
 
+    def dtype_named(self, name: str) -> Any:
+        """The library's dtype called ``name`` ("float32", "bfloat16"...), or None."""
+        return getattr(self.xp, name, None)
+
+    def holds_dtype(self, dtype: Any, device: Any) -> bool:
+        """Whether the library can hold ``dtype`` on ``device`` (jax without x64 has no float64)."""
+        try:
+            dtypes = self.xp.__array_namespace_info__().dtypes(device=device)
+        except Exception:  # a library whose info lacks dtypes(): assume it holds every standard dtype
+            return True
+        return any(d == dtype for d in dtypes.values())
+
+    def default_int(self, device: Any = None) -> Any:
+        """The library's default integer dtype (int64; int32 for jax without x64)."""
+        return self.xp.__array_namespace_info__().default_dtypes(device=device)["integral"]
+
+    def default_float(self, device: Any = None) -> Any:
+        """The library's default real floating dtype (float32 for torch and jax, float64 for numpy)."""
+        return self.xp.__array_namespace_info__().default_dtypes(device=device)["real floating"]
+
+
+    # -- moving arrays: host, device, library ---------------------------------------
     def array_result(self, out: Any) -> Any:
         """A written-once function's result ``out`` (an array or a tuple of them) as arrays of the
         library, for libraries whose functions give scalars for 0-d results."""
@@ -210,6 +190,15 @@ class Adapter:
             return x
         return x if array_api_compat.device(x) == device else self.xp.asarray(x, device=device)
 
+    def device_of(self, x: Array) -> Any:
+        """``x``'s device (array-api-compat's ``device``); None where it has none (a jax tracer)."""
+        try:
+            return array_api_compat.device(x)
+        except Exception:  # noqa: BLE001 - a traced value has no device
+            return None
+
+
+    # -- random-number tuning (xpnn.random) -------------------------------------------
     def random_chunk(self, device: Any) -> int | None:
         """Counters per slice when xpnn.random runs the cipher eagerly on ``device``: slices
         that fit in cache make the ~150 elementwise passes of Threefry several times faster
@@ -222,10 +211,6 @@ class Adapter:
         The slices are independent; an adapter may run them concurrently.
         """
         return [function(start) for start in starts]
-
-    def dtype_named(self, name: str) -> Any:
-        """The library's dtype called ``name`` ("float32", "bfloat16"...), or None."""
-        return getattr(self.xp, name, None)
 
     def random_default_dtype(self, name: str) -> str:
         """The dtype that xpnn.random and the initializers use when none is given, for the
@@ -242,29 +227,3 @@ class Adapter:
         the library has unsigned 32-bit arithmetic (see ``xpnn._threefry``)."""
         return self.xp.uint32
 
-    def stop_gradient(self, x: Array) -> Array:
-        """``x`` as a constant for autodiff (identity where there is no autodiff)."""
-        return x
-
-    def device_of(self, x: Array) -> Any:
-        """``x``'s device (array-api-compat's ``device``); None where it has none (a jax tracer)."""
-        try:
-            return array_api_compat.device(x)
-        except Exception:  # noqa: BLE001 - a traced value has no device
-            return None
-
-    def holds_dtype(self, dtype: Any, device: Any) -> bool:
-        """Whether the library can hold ``dtype`` on ``device`` (jax without x64 has no float64)."""
-        try:
-            dtypes = self.xp.__array_namespace_info__().dtypes(device=device)
-        except Exception:  # a library whose info lacks dtypes(): assume it holds every standard dtype
-            return True
-        return any(d == dtype for d in dtypes.values())
-
-    def default_int(self, device: Any = None) -> Any:
-        """The library's default integer dtype (int64; int32 for jax without x64)."""
-        return self.xp.__array_namespace_info__().default_dtypes(device=device)["integral"]
-
-    def default_float(self, device: Any = None) -> Any:
-        """The library's default real floating dtype (float32 for torch and jax, float64 for numpy)."""
-        return self.xp.__array_namespace_info__().default_dtypes(device=device)["real floating"]

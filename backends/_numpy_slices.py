@@ -170,17 +170,9 @@ def sliced_fast_paths(ufunc_paths: dict[str, FastPath]) -> dict[str, FastPath]:
     for names, how in SLICED:
         for name in names:
             paths[name] = sliced_when_large(ufunc_paths[name], **how)
-    paths["swish"], paths["hard_swish"] = paths["silu"], paths["hard_silu"]
     return paths
 
 
-#: Written-once public functions that are elementwise in ``x`` when their other arguments are
-#: numbers, or compute each row of the last axis alone when that is their ``axis``: on large
-#: arrays the NumPy adapter runs them in slices too (``NumpyAdapter.compile``).
-ROWWISE_WRITTEN_ONCE = frozenset(("softmin", "standardize"))
-ELEMENTWISE_WRITTEN_ONCE = frozenset((
-    "selu", "celu", "mish", "squareplus", "sparse_sigmoid", "log1mexp", "hard_shrink", "tanh_shrink", "threshold",
-))
 FLOATING = frozenset(np.dtype(name) for name in ("float16", "float32", "float64"))
 
 

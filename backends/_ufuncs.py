@@ -225,8 +225,8 @@ def ufunc_fast_paths(m: ModuleType, special: ModuleType | None, *, masked_ufuncs
 
     return {
         "relu": relu, "relu6": relu6, "hard_tanh": hard_tanh, "leaky_relu": leaky_relu, "elu": elu,
-        "soft_sign": soft_sign, "hard_sigmoid": hard_sigmoid, "hard_silu": hard_silu, "hard_swish": hard_silu,
+        "soft_sign": soft_sign, "hard_sigmoid": hard_sigmoid, "hard_silu": hard_silu,
         "sparse_plus": sparse_plus, "soft_shrink": soft_shrink, "softplus": softplus,
-        "log_sigmoid": log_sigmoid, "gelu": gelu, "sigmoid": sigmoid, "silu": silu, "swish": silu,
+        "log_sigmoid": log_sigmoid, "gelu": gelu, "sigmoid": sigmoid, "silu": silu,
         "tanh": tanh, "softmax": softmax, "log_softmax": log_softmax,
     }

@@ -28,10 +28,8 @@ _JAX_NN = {
     "selu": jnn.selu,
     "celu": jnn.celu,
     "silu": jnn.silu,
-    "swish": jnn.silu,
     "mish": jnn.mish,
     "hard_silu": jnn.hard_silu,
-    "hard_swish": jnn.hard_silu,
     "sigmoid": jnn.sigmoid,
     "hard_sigmoid": jnn.hard_sigmoid,
     "log_sigmoid": jnn.log_sigmoid,
@@ -80,14 +78,15 @@ def _native_or_written_once(native: Callable[..., Any], written_once: Callable[.
 class JaxAdapter(Adapter):
     name = "jax"
 
-    def compile(self, function: Callable[..., Any], static_argnames: tuple[str, ...]) -> FastPath:
-        """The public ``function`` as a cached ``jax.jit``: of ``jax.nn``'s twin where it has
-        one (see :func:`_native_or_written_once`), else of the written-once definition."""
-        native = _JAX_NN.get(function.__name__)
+    def compile(self, definition) -> FastPath:
+        """The definition as a cached ``jax.jit``: of ``jax.nn``'s twin where it has one (see
+        :func:`_native_or_written_once`), else of the written-once definition."""
+        written_once = definition.bound(self)
+        native = _JAX_NN.get(definition.name)
         if native is None:
-            self.compiled_definitions.add(function.__name__)
-        traced = function if native is None else _native_or_written_once(native, function)
-        return jax.jit(traced, static_argnames=static_argnames)
+            self.compiled_definitions.add(definition.name)
+        traced = written_once if native is None else _native_or_written_once(native, written_once)
+        return jax.jit(traced, static_argnames=definition.static)
 
     def kernel_devices(self, x):
         """The platforms of ``x``'s devices (a tracer: none) and of jax's default device."""
@@ -139,6 +138,26 @@ class JaxAdapter(Adapter):
 
     def stop_gradient(self, x):
         return jax.lax.stop_gradient(x)
+
+    def conv_general_dilated(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                             feature_group_count=1):
+        """``jax.lax.conv_general_dilated`` with flax's channels-last dimension numbers."""
+        spatial = tuple(range(1, lhs.ndim - 1))
+        numbers = jax.lax.ConvDimensionNumbers(lhs_spec=(0, lhs.ndim - 1, *spatial),
+                                               rhs_spec=(rhs.ndim - 1, rhs.ndim - 2, *range(rhs.ndim - 2)),
+                                               out_spec=(0, lhs.ndim - 1, *spatial))
+        return jax.lax.conv_general_dilated(lhs, rhs, tuple(window_strides), tuple(map(tuple, padding)),
+                                            tuple(lhs_dilation), tuple(rhs_dilation), numbers,
+                                            feature_group_count=feature_group_count)
+
+    def reduce_window(self, x, init, reduction, window_dimensions, window_strides, padding, window_dilation=None):
+        combine = {"max": jax.lax.max, "min": jax.lax.min, "sum": jax.lax.add}[reduction]
+        return jax.lax.reduce_window(x, jnp.asarray(init, dtype=x.dtype), combine, tuple(window_dimensions),
+                                     tuple(window_strides), tuple(map(tuple, padding)),
+                                     window_dilation=None if window_dilation is None else tuple(window_dilation))
+
+    def scan(self, f, init, xs, length=None, reverse=False, unroll=1):
+        return jax.lax.scan(f, init, xs, length=length, reverse=reverse, unroll=unroll)
 
     def to_host(self, x):
         import numpy

@@ -199,7 +199,7 @@ def _constant_operand_fast_paths(paths: dict[str, FastPath]) -> dict[str, FastPa
         return np.maximum(out, x, out=out)
 
     return {"relu": relu, "relu6": relu6, "hard_tanh": hard_tanh, "hard_sigmoid": hard_sigmoid,
-            "hard_silu": hard_silu, "hard_swish": hard_silu, "leaky_relu": leaky_relu, "soft_sign": soft_sign,
+            "hard_silu": hard_silu, "leaky_relu": leaky_relu, "soft_sign": soft_sign,
             "gelu": gelu}
 
 
@@ -239,7 +239,7 @@ with np.errstate(all="ignore"):
     _IGNORE_ALL = _ERRSTATE.get() if _ERRSTATE is not None else None
 #: The fast paths whose formulas overflow or divide by zero on edge values (inf, huge) by design,
 #: giving the right result; they run without NumPy's RuntimeWarnings, as jax.nn's do.
-_WARN_ON_EDGES = frozenset(("gelu", "hard_silu", "hard_swish", "log_sigmoid", "silu", "swish", "soft_sign",
+_WARN_ON_EDGES = frozenset(("gelu", "hard_silu", "log_sigmoid", "silu", "soft_sign",
                             "softplus", "sparse_plus", "softmax", "log_softmax", "elu"))
 
 
@@ -308,15 +308,15 @@ class NumpyAdapter(Adapter):
         by zero on edge values by design (``softplus(inf)``), where jax.nn is silent."""
         return _Silence()
 
-    def compile(self, function, static_argnames):
-        """The elementwise and row-wise written-once functions (``ELEMENTWISE_WRITTEN_ONCE``,
-        ``ROWWISE_WRITTEN_ONCE``), computed in slices on all cores for large arrays; None for the others."""
-        if function.__name__ in slices.ELEMENTWISE_WRITTEN_ONCE:
-            self.compiled_definitions.add(function.__name__)
-            return _silent(slices.written_once_in_slices(function))
-        if function.__name__ in slices.ROWWISE_WRITTEN_ONCE:
-            self.compiled_definitions.add(function.__name__)
-            return _silent(slices.written_once_by_rows(function))
+    def compile(self, definition):
+        """Definitions with the ``elementwise`` or ``rowwise`` trait, computed in slices on all
+        cores for large arrays; None for the others."""
+        if "elementwise" in definition.traits:
+            self.compiled_definitions.add(definition.name)
+            return _silent(slices.written_once_in_slices(definition.bound(self)))
+        if "rowwise" in definition.traits:
+            self.compiled_definitions.add(definition.name)
+            return _silent(slices.written_once_by_rows(definition.bound(self)))
         return None
 
     def erf_inv(self, x):

@@ -205,14 +205,12 @@ class TorchAdapter(Adapter):
             "celu": _celu,
             "gelu": _gelu,
             "silu": _unary(_nn.silu),
-            "swish": _unary(_nn.silu),
             "mish": _unary(_nn.mish),
             "sigmoid": _unary(torch.sigmoid),
             "tanh": _unary(torch.tanh),
             "hard_tanh": _unary_guarded(_nn.hardtanh, kink_grads=True, float32_constants=False),
             "hard_sigmoid": _unary_guarded(_nn.hardsigmoid, kink_grads=True, float32_constants=True),
             "hard_silu": _hard_silu,
-            "hard_swish": _hard_silu,
             "log_sigmoid": _unary(_nn.log_sigmoid),
             "soft_sign": _unary(F.softsign),
             "softplus": _softplus,
@@ -263,6 +261,25 @@ class TorchAdapter(Adapter):
 
     def stop_gradient(self, x):
         return x.detach()
+
+    def conv_general_dilated(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                             feature_group_count=1):
+        """``torch.nn.functional.conv1d/2d/3d`` on the channels-first views, the explicit padding
+        applied with ``F.pad`` (negative: cropped); a transposed convolution (``lhs_dilation``
+        above 1) and more than three spatial dimensions take the standard-only version."""
+        spatial = lhs.ndim - 2
+        if not 1 <= spatial <= 3 or any(d != 1 for d in lhs_dilation):
+            return super().conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                                feature_group_count)
+        x = torch.movedim(lhs, -1, 1)
+        flat_padding = [side for low_high in reversed(list(padding)) for side in low_high]
+        if any(flat_padding):
+            x = F.pad(x, flat_padding)
+        weight = torch.movedim(torch.movedim(rhs, -1, 0), -1, 1)  # (*window, I, O) -> (O, I, *window)
+        convolve = (F.conv1d, F.conv2d, F.conv3d)[spatial - 1]
+        out = convolve(x, weight, stride=tuple(window_strides), dilation=tuple(rhs_dilation),
+                       groups=feature_group_count)
+        return torch.movedim(out, 1, -1)
 
     def to_host(self, x):
         return x.detach().cpu().numpy()

@@ -300,14 +300,14 @@ def kernel_check_cost(libraries: tuple[str, ...] = LIBRARIES["cpu"], device: str
             _kernel_check._OUTCOMES.clear()
         _dispatch._forget_checked_fast_paths()
         firsts = []
-        for name, function in _dispatch._PUBLIC.items():
+        for name, entry in _dispatch.REGISTRY.items():
             if adapter.fast_paths.get(name) is None and name in adapter.fast_paths:
                 continue
             start = time.perf_counter()
-            function.checked_fast_path(data)
+            entry.public.checked_fast_path(data)
             firsts.append(time.perf_counter() - start)
         xpnn.relu(data)
-        fast = _dispatch._PUBLIC["relu"].checked_fast_path(data)
+        fast = xpnn.relu.checked_fast_path(data)
         medians = _interleaved({"xpnn": lambda: xpnn.relu(data), "fast": lambda: fast(data)}, sync=sync, budget=0.5)
         cost[library] = {"check_ms_median": statistics.median(firsts) * 1e3, "check_ms_worst": max(firsts) * 1e3,
                          "functions": len(firsts), "later_call_us_over_fast_path": (medians["xpnn"] - medians["fast"]) * 1e6}

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from xpnn.backends import adapter_for_namespace
+
 #: Floating dtypes by name, in report order.
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 
@@ -45,40 +47,42 @@ class Backend:
         return self.asarray(np.zeros(1), "float32")
 
 
+def _adapted(name: str, xp: Any, dtypes: tuple[str, ...], arrange: Callable[[Any], Any] | None = None) -> Backend:
+    """The backend of namespace ``xp``, converting with its xpnn adapter (``from_host`` and
+    ``to_host``: a new backend needs nothing here but its adapter).  bfloat16 arrays are made
+    from float32 and read back as float32; ``arrange`` lays a new array out (Dask's chunks)."""
+    adapter = adapter_for_namespace(xp)
+    bfloat16 = adapter.dtype_named("bfloat16")
+
+    def asarray(a: np.ndarray, dtype: str) -> Any:
+        x = adapter.from_host(np.asarray(a, dtype=np.float32 if dtype == "bfloat16" else dtype), None)
+        x = xp.astype(x, bfloat16) if dtype == "bfloat16" else x
+        return x if arrange is None else arrange(x)
+
+    def to_numpy(x: Any) -> np.ndarray:
+        if bfloat16 is not None and x.dtype == bfloat16:
+            x = xp.astype(x, xp.float32)
+        return np.asarray(adapter.to_host(x))
+
+    return Backend(name, xp, asarray, to_numpy, dtypes)
+
+
 def _numpy() -> Backend:
     import array_api_compat.numpy as xp
 
-    return Backend("numpy", xp, lambda a, d: np.asarray(a, dtype=d), np.asarray,
-                   ("float16", "float32", "float64"))
+    return _adapted("numpy", xp, ("float16", "float32", "float64"))
 
 
 def _array_api_strict() -> Backend:
     import array_api_strict as xp
 
-    return Backend(
-        "array_api_strict", xp,
-        lambda a, d: xp.asarray(np.asarray(a, dtype=d)),
-        lambda x: np.from_dlpack(x),
-        ("float32", "float64"),
-    )
+    return _adapted("array_api_strict", xp, ("float32", "float64"))
 
 
 def _torch() -> Backend:
     import array_api_compat.torch as xp
-    import torch
 
-    def asarray(a: np.ndarray, dtype: str):
-        if dtype == "bfloat16":
-            return torch.from_numpy(np.asarray(a, dtype=np.float32)).to(torch.bfloat16)
-        return torch.from_numpy(np.array(a, dtype=dtype))
-
-    def to_numpy(x):
-        x = x.detach().cpu()
-        if x.dtype == torch.bfloat16:
-            x = x.float()
-        return x.numpy()
-
-    return Backend("torch", xp, asarray, to_numpy, DTYPES)
+    return _adapted("torch", xp, DTYPES)
 
 
 def _jax() -> Backend:
@@ -86,15 +90,7 @@ def _jax() -> Backend:
     import jax.numpy as jnp
 
     jax.config.update("jax_enable_x64", True)
-
-    def asarray(a: np.ndarray, dtype: str):
-        return jnp.asarray(np.asarray(a, dtype=np.float64 if dtype == "bfloat16" else dtype), dtype=dtype)
-
-    def to_numpy(x):
-        x = np.asarray(x)
-        return x.astype(np.float32) if x.dtype.name == "bfloat16" else x
-
-    return Backend("jax", jnp, asarray, to_numpy, DTYPES)
+    return _adapted("jax", jnp, DTYPES)
 
 
 def _jax_default_mode() -> Backend:
@@ -113,15 +109,11 @@ def _jax_default_mode() -> Backend:
 
 def _dask() -> Backend:
     import array_api_compat.dask.array as xp
-    import dask.array as da
 
-    def asarray(a: np.ndarray, dtype: str):
-        a = np.asarray(a, dtype=dtype)
-        chunks = tuple(max(1, (n + 1) // 2) for n in a.shape)  # several blocks where possible
-        return da.from_array(a, chunks=chunks)
+    def in_blocks(x: Any) -> Any:
+        return x.rechunk(tuple(max(1, (n + 1) // 2) for n in x.shape))  # several blocks where possible
 
-    return Backend("dask", xp, asarray, lambda x: np.asarray(x.compute()),
-                   ("float16", "float32", "float64"))
+    return _adapted("dask", xp, ("float16", "float32", "float64"), arrange=in_blocks)
 
 
 def _cupy() -> Backend:
@@ -129,8 +121,7 @@ def _cupy() -> Backend:
     import array_api_compat.cupy as xp
 
     cupy.cuda.runtime.getDeviceCount()  # raises without a GPU
-    return Backend("cupy", xp, lambda a, d: cupy.asarray(np.asarray(a, dtype=d)),
-                   lambda x: x.get(), ("float16", "float32", "float64"), device="cuda")
+    return dataclasses.replace(_adapted("cupy", xp, ("float16", "float32", "float64")), device="cuda")
 
 
 _FACTORIES = {
@@ -176,27 +167,12 @@ def from_namespace(module_name: str) -> Backend:
     """Any Array API library, by module name: the module is the namespace, or it makes
     arrays whose ``__array_namespace__()`` is.  xpnn runs on it with the
     standard-only adapter; its floating dtypes are those it defines."""
-    import numpy as np
-
     module = importlib.import_module(module_name)
     if not hasattr(module, "asarray"):
         raise ValueError(f"--namespace {module_name}: the module has no asarray; it is not an Array API namespace")
     probe = module.asarray(0.0)
     xp = probe.__array_namespace__() if hasattr(probe, "__array_namespace__") else module
-    bfloat16 = getattr(xp, "bfloat16", None)
-
-    def asarray(a: np.ndarray, dtype: str):
-        if dtype == "bfloat16":
-            return xp.astype(xp.asarray(np.asarray(a, dtype=np.float32)), bfloat16)
-        return xp.asarray(np.asarray(a, dtype=dtype))
-
-    def to_numpy(x):
-        if bfloat16 is not None and x.dtype == bfloat16:
-            x = xp.astype(x, xp.float32)
-        return np.from_dlpack(x) if hasattr(x, "__dlpack__") else np.asarray(x)
-
-    dtypes = tuple(d for d in DTYPES if getattr(xp, d, None) is not None)
-    return Backend(module_name, xp, asarray, to_numpy, dtypes)
+    return _adapted(module_name, xp, tuple(d for d in DTYPES if getattr(xp, d, None) is not None))
 
 
 def cuda_available() -> bool:

@@ -1,7 +1,8 @@
 """Argument checks shared by the written-once code: dtypes, shapes, axes, libraries.
 
-Every error names the function, the argument, what was expected and what was
-given.
+Every error names the argument, what was expected and what was given; the
+function is named by the dispatch (inside a public function) or by ``where``
+/ ``function`` (layers, initializers, xpnn.random).
 """
 from __future__ import annotations
 
@@ -13,30 +14,31 @@ from typing import Any
 import array_api_compat
 
 from xpnn._dispatch import adapter_of
+from xpnn._errors import refuse
 from xpnn._types import Array, Namespace
 from xpnn.backends import Adapter, dtype_name
 
 
-def floating(xp: Namespace, x: Array, function: str) -> Array:
+def floating(ops: Adapter, x: Array, where: str | None = None) -> Array:
     """``x`` if it is real floating; integers and booleans become the library's default float.
 
     This is jax.nn's promotion (``relu6(int32) -> float32``): the default float
     is float32 on torch and jax, float64 on NumPy.
     """
+    xp = ops.xp
     if xp.isdtype(x.dtype, "real floating"):
         return x
     if xp.isdtype(x.dtype, ("integral", "bool")):
-        return xp.astype(x, adapter_of(x).default_float(array_api_compat.device(x)))
-    raise TypeError(f"{function}: x must have a real dtype, got {x.dtype}")
+        return xp.astype(x, ops.default_float(array_api_compat.device(x)))
+    raise refuse(TypeError, f"x must have a real dtype, got {x.dtype}", where)
 
 
-def widened(x: Array) -> Array:
+def widened(ops: Adapter, x: Array) -> Array:
     """``x`` (floating) in float64 when it is a narrower float and its library holds float64 on
     its device (not jax without x64): a formula that amplifies rounding is then computed wide
     and rounded once at the end.  ``x`` itself otherwise."""
-    adapter = adapter_of(x)
-    xp = adapter.xp
-    if x.dtype == xp.float64 or not adapter.holds_dtype(xp.float64, adapter.device_of(x)):
+    xp = ops.xp
+    if x.dtype == xp.float64 or not ops.holds_dtype(xp.float64, ops.device_of(x)):
         return x
     return xp.astype(x, xp.float64)
 
@@ -46,19 +48,17 @@ def rounded_to(xp: Namespace, y: Array, dtype: Any) -> Array:
     return y if y.dtype == dtype else xp.astype(y, dtype)
 
 
-def require_floating(xp: Namespace, x: Array, function: str, argument: str = "x") -> Array:
+def require_floating(xp: Namespace, x: Array, argument: str = "x", where: str | None = None) -> Array:
     """``x`` unchanged; ``TypeError`` unless its dtype is real floating (jax.nn's rule for sigmoid, silu, glu)."""
     if not xp.isdtype(x.dtype, "real floating"):
-        raise TypeError(
-            f"{function}: {argument} must have a floating-point dtype, got {x.dtype}"
-        )
+        raise refuse(TypeError, f"{argument} must have a floating-point dtype, got {x.dtype}", where)
     return x
 
 
-def numeric(xp: Namespace, x: Array, function: str) -> Array:
+def numeric(xp: Namespace, x: Array, where: str | None = None) -> Array:
     """``x`` unchanged; ``TypeError`` for booleans and complex numbers (relu, hard_tanh keep integers)."""
     if not xp.isdtype(x.dtype, ("integral", "real floating")):
-        raise TypeError(f"{function}: x must have an integer or floating dtype, got {x.dtype}")
+        raise refuse(TypeError, f"x must have an integer or floating dtype, got {x.dtype}", where)
     return x
 
 
@@ -73,21 +73,19 @@ def _as_int(value: Any) -> int | None:
         return None
 
 
-def normalize_axis(axis: int, ndim: int, function: str, argument: str = "axis") -> int:
+def normalize_axis(axis: int, ndim: int, argument: str = "axis", where: str | None = None) -> int:
     """``axis`` as a non-negative int; ``ValueError`` when out of range for ``ndim``."""
     index = _as_int(axis)
     if index is None:
-        raise TypeError(f"{function}: {argument} must be an int, got {type(axis).__name__} {axis!r}")
+        raise refuse(TypeError, f"{argument} must be an int, got {type(axis).__name__} {axis!r}", where)
     axis = index
     if not -ndim <= axis < ndim:
-        raise ValueError(
-            f"{function}: {argument}={axis} is out of bounds for an array of dimension {ndim}"
-        )
+        raise refuse(ValueError, f"{argument}={axis} is out of bounds for an array of dimension {ndim}", where)
     return axis % ndim
 
 
 def normalize_axes(
-    axis: int | Sequence[int] | None, ndim: int, function: str, argument: str = "axis"
+    axis: int | Sequence[int] | None, ndim: int, argument: str = "axis", where: str | None = None
 ) -> tuple[int, ...]:
     """``axis`` (int, sequence of ints or None for all) as a sorted tuple of non-negative ints."""
     if axis is None:
@@ -98,11 +96,11 @@ def normalize_axes(
         try:
             axes = tuple(axis)
         except TypeError:
-            raise TypeError(f"{function}: {argument} must be an int, a tuple of ints or None, got "
-                            f"{type(axis).__name__} {axis!r}") from None
-    normalized = tuple(sorted(normalize_axis(a, ndim, function, argument) for a in axes))
+            raise refuse(TypeError, f"{argument} must be an int, a tuple of ints or None, got "
+                                    f"{type(axis).__name__} {axis!r}", where) from None
+    normalized = tuple(sorted(normalize_axis(a, ndim, argument, where) for a in axes))
     if len(set(normalized)) != len(normalized):
-        raise ValueError(f"{function}: {argument}={axis!r} repeats an axis")
+        raise refuse(ValueError, f"{argument}={axis!r} repeats an axis", where)
     return normalized
 
 
@@ -137,7 +135,7 @@ def shape_argument(shape: Any, function: str, argument: str = "shape") -> tuple[
     return items
 
 
-def dtype_argument(adapter: Adapter, dtype: Any, kind: str, default: str, function: str) -> Any:
+def dtype_argument(adapter: Adapter, dtype: Any, kind: str, default: str, function: str | None = None) -> Any:
     """``dtype`` (a dtype of any library, or its name) as a dtype of ``adapter``'s library.
 
     ``kind`` is an Array API dtype kind the dtype must have.  ``dtype=None`` takes ``default``
@@ -149,11 +147,11 @@ def dtype_argument(adapter: Adapter, dtype: Any, kind: str, default: str, functi
     name = adapter.random_default_dtype(default) if dtype is None else dtype_name(dtype)
     resolved = adapter.dtype_named(name)
     if resolved is None or not _is_dtype(adapter.xp, resolved):
-        raise ValueError(f"{function}: dtype must be a {kind} dtype of {adapter.name}, got {dtype!r}")
+        raise refuse(ValueError, f"dtype must be a {kind} dtype of {adapter.name}, got {dtype!r}", function)
     if not adapter.xp.isdtype(resolved, kind):
         hint = (" (complex parameters are not made yet: complex inputs are taken, and promote against "
                 "real parameters)") if "complex" in name and kind == "real floating" else ""
-        raise ValueError(f"{function}: dtype must be a {kind} dtype, got {name}{hint}")
+        raise refuse(ValueError, f"dtype must be a {kind} dtype, got {name}{hint}", function)
     return resolved
 
 

@@ -29,10 +29,9 @@ import array_api_compat
 import numpy as np
 
 from xpnn import _kernel_check
+from xpnn._errors import _Unnamed, named
+from xpnn._types import Array, Namespace
 from xpnn.backends import Adapter, FastPath, adapter_for_namespace
-
-Array = Any
-Namespace = Any
 F = TypeVar("F", bound=Callable[..., Any])
 
 _ADAPTER_BY_TYPE: dict[type, Adapter] = {}
@@ -43,8 +42,6 @@ _NO_KEYWORDS: Mapping[str, Any] = types.MappingProxyType({})
 #: Every public function's cache of checked fast paths by (array type, dtype), emptied when a
 #: new kind of device comes into use (torch's CUDA), so the next call checks its kernels too.
 _FAST_PATH_CACHES: list[dict[tuple[type, Any], FastPath | None]] = []
-#: Every public function with fast-path routing, by name (for :func:`check_fast_paths`).
-_PUBLIC: dict[str, Callable[..., Any]] = {}
 
 # The fast-path switch: a process-wide setting (set_fast_paths) that a context
 # (``with fast_paths(...)``, per thread and per asyncio task) may override.  ``_switches`` counts
@@ -69,7 +66,8 @@ def adapter_of_array(value: Any) -> Adapter:
             ) from None
         adapter = adapter_for_namespace(xp)
         adapter.check_array_type(type(value))
-        adapter.on_new_device_kind(_forget_checked_fast_paths)
+        if adapter not in _ADAPTER_BY_TYPE.values():  # once per adapter, not per array type
+            adapter.on_new_device_kind(_forget_checked_fast_paths)
         _ADAPTER_BY_TYPE[type(value)] = adapter
     return adapter
 
@@ -102,11 +100,6 @@ def adapter_of(*values: Any) -> Adapter:
 @functools.cache
 def _numpy_adapter() -> Adapter:
     return adapter_for_namespace(array_api_compat.array_namespace(np.empty(0)))
-
-
-def namespace(*values: Any) -> Namespace:
-    """The Array API namespace of the arrays among ``values`` (see :func:`adapter_of`)."""
-    return adapter_of(*values).xp
 
 
 def as_array(xp: Namespace, value: Any, like: Array) -> Array:
@@ -187,8 +180,8 @@ def check_fast_paths(like: Any, dtypes: tuple[str, ...] = ("float16", "bfloat16"
         if dtype is None or not adapter.holds_dtype(dtype, array_api_compat.device(like)):
             continue
         x = adapter.xp.astype(adapter.xp.asarray(like), dtype)
-        for function in _PUBLIC.values():
-            function.checked_fast_path(x)
+        for entry in REGISTRY.values():
+            entry.public.checked_fast_path(x)
     return _kernel_check.fast_path_report()
 
 
@@ -243,75 +236,135 @@ def _plain(value: Any) -> bool:
     return isinstance(value, (int, float, bool, str, type(None)))
 
 
-def public(*, static: tuple[str, ...] = (),
-           probes: tuple[_kernel_check.ProbeCall, ...] | None = (((), {}),),
-           validate: Callable[[Array, tuple, dict], tuple[tuple, dict]] | None = None) -> Callable[[F], F]:
-    """Make a written-once function public: fast-path routing and input coercion.
+class Definition:
+    """A written-once definition as the dispatch and the adapters see it.
 
-    ``static`` names the arguments that are never arrays (axes, flags, sizes);
+    ``function(ops, x, *args, **kwargs)`` is the definition: ``ops`` is the
+    adapter of the call's arrays, found once by the dispatch, whose ``xp`` is
+    the Array API namespace and whose methods are the named primitives.
+    ``static`` names the arguments that are never arrays (axes, flags, sizes):
     a backend that compiles (JAX) treats them as compile-time constants.
-
-    ``probes`` are the calls (``(args, kwargs)`` after ``x``) with which a fast
-    path is checked at first use on the machine (:mod:`xpnn._kernel_check`);
-    the first call's own arguments are added when they are plain values.
-    None: the function's fast paths are compiled forms of its definition
-    (xpnn.random's jitted draws) and need no check.
-
-    ``validate(x, args, kwargs)`` checks the arguments after ``x`` before any
-    fast path runs (a fast path may skip a check, and jax traces the arguments)
-    and returns them, normalized (see :class:`Argument`).
-
-    The first positional argument may be a Python scalar or list: it becomes
-    an array of the namespace of the other array arguments, NumPy when there
-    are none.  The undecorated function stays reachable as ``.written_once``.
+    ``traits`` say what the adapters may rely on: ``"elementwise"`` (each
+    element of ``x`` alone when the other arguments are numbers),
+    ``"rowwise"`` (each row of ``axis`` alone).
     """
 
-    def decorate(function: F) -> F:
-        name = function.__name__
+    def __init__(self, function: Callable[..., Any], static: tuple[str, ...], traits: frozenset[str]) -> None:
+        self.name = function.__name__
+        self.function = function
+        self.static = static
+        self.traits = traits
         #: (array type, dtype) -> the checked fast path (None: none), filled by the first call.
-        fast_by_key: dict[tuple[type, Any], FastPath | None] = {}
-        _FAST_PATH_CACHES.append(fast_by_key)
-        parameters = inspect.signature(function).parameters
-        # A keyword the public function lacks, or one positional argument too many, goes to the
-        # written-once definition, which refuses it with its own name, even where a fast path has
-        # more parameters (the NumPy ones take ``into``) or another name.
-        keywords = frozenset(list(parameters)[1:])  # x is positional-only in the public call
-        positional = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters.values())
-        # The parameters after ``x`` without a default: a call that lacks one goes to the
-        # written-once definition, whose TypeError names the public function.
-        required = tuple(p.name for p in list(parameters.values())[1:]
-                         if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
-        # Indices in ``args`` (the arguments after ``x``) of the static arguments.
-        static_positions = frozenset(index - 1 for index, parameter in enumerate(parameters) if parameter in static)
+        self.fast_by_key: dict[tuple[type, Any], FastPath | None] = {}
+        _FAST_PATH_CACHES.append(self.fast_by_key)
 
-        def checked_fast_path(x, args: tuple = (), kwargs: Mapping[str, Any] = _NO_KEYWORDS) -> FastPath | None:
-            """The fast path for ``x``'s type and dtype, checked on this machine at its first use."""
-            key = (type(x), x.dtype)
-            fast = fast_by_key.get(key, _MISSING)
+    def bound(self, adapter: Adapter) -> Callable[..., Any]:
+        """The definition for ``adapter``'s arrays: ``function`` with ``ops`` given."""
+        bound = functools.partial(self.function, adapter)
+        functools.update_wrapper(bound, self.function)
+        del bound.__wrapped__  # its signature is the public one, without ``ops``
+        return bound
+
+
+class PublicFunction(Definition):
+    """The registry's entry of one public function (:data:`REGISTRY`).
+
+    ``probes`` are the calls (``(args, kwargs)`` after ``x``) with which a
+    native fast path is checked at first use (:mod:`xpnn._kernel_check`);
+    ``reference`` is the function of the reference framework that it matches
+    (``jax.nn.relu``, ``torch.nn.functional.hardshrink``) and that its
+    conformance cases compare with; ``public`` is the callable users call.
+    """
+
+    def __init__(self, function: Callable[..., Any], static: tuple[str, ...], traits: frozenset[str],
+                 probes: tuple[_kernel_check.ProbeCall, ...], reference: str) -> None:
+        super().__init__(function, static, traits)
+        self.probes = probes
+        self.reference = reference
+        self.public: Callable[..., Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"<xpnn public function {self.name} (matches {self.reference})>"
+
+
+#: Every public function of xpnn, by name, in the order they are defined: what the dispatch,
+#: the adapters, the kernel check and the conformance suite know about each.
+REGISTRY: dict[str, PublicFunction] = {}
+
+
+def _arguments_checker(name: str, parameters: list[inspect.Parameter]) -> Callable[..., None]:
+    """A function named ``name`` with the public parameters and an empty body: called with a
+    call's arguments, it raises Python's own TypeError for a malformed call (``relu() got an
+    unexpected keyword argument``), which the definition, taking ``ops`` first, would word
+    with one positional argument too many."""
+    namespace: dict[str, Any] = {}
+    listed = []
+    for index, parameter in enumerate(parameters):
+        plain = parameter.replace(annotation=inspect.Parameter.empty)
+        if parameter.default is not parameter.empty:
+            namespace[f"_default_{index}"] = parameter.default
+            plain = plain.replace(default=_Source(f"_default_{index}"))
+        listed.append(plain)
+    source = f"def {name}{inspect.Signature(listed)}:\n    pass\n"
+    exec(source, namespace)  # noqa: S102 - built from the definition's own parameter names
+    return namespace[name]
+
+
+class _Source(str):
+    """A default value shown as the name that holds it, in :func:`_arguments_checker`'s source."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _dispatched(entry: Definition, validate: Callable[..., tuple[tuple, dict]] | None,
+                probes: tuple[_kernel_check.ProbeCall, ...] | None) -> Callable[..., Any]:
+    """The public callable of ``entry``: fast-path routing, input coercion, errors named."""
+    name, function, static, fast_by_key = entry.name, entry.function, entry.static, entry.fast_by_key
+    parameters = list(inspect.signature(function).parameters.values())[1:]  # without ``ops``
+    # A keyword the public function lacks, or one positional argument too many, goes to the
+    # written-once definition, which refuses it with its own name, even where a fast path has
+    # more parameters (the NumPy ones take ``into``) or another name.
+    keywords = frozenset(p.name for p in parameters[1:])  # x is positional-only in the public call
+    positional = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
+    # The parameters after ``x`` without a default: a call that lacks one goes to the
+    # written-once definition, whose TypeError names the public function.
+    required = tuple(p.name for p in parameters[1:]
+                     if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+    # Indices in ``args`` (the arguments after ``x``) of the static arguments.
+    static_positions = frozenset(index - 1 for index, p in enumerate(parameters) if p.name in static)
+
+    check_arguments = _arguments_checker(name, parameters)
+
+    def checked_fast_path(x, args: tuple = (), kwargs: Mapping[str, Any] = _NO_KEYWORDS) -> FastPath | None:
+        """The fast path for ``x``'s type and dtype, checked on this machine at its first use."""
+        key = (type(x), x.dtype)
+        fast = fast_by_key.get(key, _MISSING)
+        if fast is _MISSING:
+            adapter = adapter_of_array(x)
+            adapter.check_dtype(x.dtype, f"xpnn.{name}")
+            fast = adapter.fast_paths.get(name, _MISSING)
             if fast is _MISSING:
-                adapter = adapter_of_array(x)
-                adapter.check_dtype(x.dtype, f"xpnn.{name}")
-                fast = adapter.fast_paths.get(name, _MISSING)
-                if fast is _MISSING:
-                    fast = adapter.fast_paths[name] = adapter.compile(function, static)
-                if probes is not None and name not in adapter.compiled_definitions:
-                    calls = probes
-                    if (args or kwargs) and _plain(args) and all(map(_plain, kwargs.values())):
-                        calls = (*probes, (args, kwargs))
-                    fast = _kernel_check.checked(name, function, fast, adapter, x, calls)
-                fast_by_key[key] = fast
-            return fast
+                fast = adapter.fast_paths[name] = adapter.compile(entry)
+            if probes is not None and name not in adapter.compiled_definitions:
+                calls = probes
+                if (args or kwargs) and _plain(args) and all(map(_plain, kwargs.values())):
+                    calls = (*probes, (args, kwargs))
+                fast = _kernel_check.checked(name, entry.bound(adapter), fast, adapter, x, calls)
+            fast_by_key[key] = fast
+        return fast
 
-        def route(x, args: tuple, kwargs: dict):
-            adapter = _ADAPTER_BY_TYPE.get(type(x))
-            if adapter is None:
-                if _is_array_like_python(x):
-                    adapter = adapter_of(*args, *kwargs.values())
-                    x = adapter.xp.asarray(x)
-                else:
-                    adapter = adapter_of_array(x)
+    def route(x, args: tuple, kwargs: dict):
+        adapter = _ADAPTER_BY_TYPE.get(type(x))
+        if adapter is None:
+            if _is_array_like_python(x):
+                adapter = adapter_of(*args, *kwargs.values())
+                x = adapter.xp.asarray(x)
+            else:
+                adapter = adapter_of_array(x)
+        try:
             if validate is not None and (args or kwargs):
-                args, kwargs = validate(x, args, kwargs)
+                args, kwargs = validate(adapter, x, args, kwargs)
             if not _switches or fast_paths_enabled():
                 fast = checked_fast_path(x, args, kwargs)
                 if fast is not None and (not (args or kwargs or required) or len(args) < positional
@@ -322,46 +375,108 @@ def public(*, static: tuple[str, ...] = (),
                     out = fast(x, *args, **kwargs)
                     if out is not NotImplemented:
                         return out
+            if len(args) >= positional or not kwargs.keys() <= keywords:
+                check_arguments(x, *args, **kwargs)
+            if (args or kwargs) and not _same_library(x, args, kwargs):
+                # Array arguments of another library: a TypeError (static ones, axes, are numbers).
+                adapter_of(x, *(v for i, v in enumerate(args) if i not in static_positions),
+                           *(v for k, v in kwargs.items() if k not in static))
             with adapter.quietly():
-                return adapter.array_result(function(x, *args, **kwargs))
+                return adapter.array_result(function(adapter, x, *args, **kwargs))
+        except _Unnamed as error:
+            raise named(error, name) from None
 
-        def written_once_result(x):
-            """``function(x)`` for a call of ``x`` alone that its cached fast path declined."""
-            adapter = adapter_of_array(x)
+    def written_once_result(x):
+        """``function(ops, x)`` for a call of ``x`` alone that its cached fast path declined."""
+        adapter = adapter_of_array(x)
+        try:
             with adapter.quietly():
-                return adapter.array_result(function(x))
+                return adapter.array_result(function(adapter, x))
+        except _Unnamed as error:
+            raise named(error, name) from None
 
-        # The common call, one array and nothing else, costs one dict lookup before its fast path.
-        # A function of ``x`` alone gets a ``call`` without ``*args, **kwargs``: packing them costs
-        # 0.15 us a call next to jax's dispatch (relu: 7.52 against 7.37 us).
-        if len(parameters) == 1:
-            def call(x, /):
-                try:
-                    fast = fast_by_key.get((type(x), x.dtype))
-                except AttributeError:  # a Python scalar or list
-                    fast = None
-                if fast is None or _switches:
-                    return route(x, (), {})
+    # The common call, one array and nothing else, costs one dict lookup before its fast path.
+    # A function of ``x`` alone gets a ``call`` without ``*args, **kwargs``: packing them costs
+    # 0.15 us a call next to jax's dispatch (relu: 7.52 against 7.37 us).
+    if len(parameters) == 1:
+        def call(x, /):
+            try:
+                fast = fast_by_key.get((type(x), x.dtype))
+            except AttributeError:  # a Python scalar or list
+                fast = None
+            if fast is None or _switches:
+                return route(x, (), {})
+            try:
                 out = fast(x)
-                return out if out is not NotImplemented else written_once_result(x)
-        else:
-            def call(x, /, *args, **kwargs):
-                if args or kwargs or _switches or required:
-                    return route(x, args, kwargs)
-                try:
-                    fast = fast_by_key.get((type(x), x.dtype))
-                except AttributeError:  # a Python scalar or list
-                    fast = None
-                if fast is None:
-                    return route(x, args, kwargs)
+            except _Unnamed as error:  # a compiled definition refusing x while it is traced
+                raise named(error, name) from None
+            return out if out is not NotImplemented else written_once_result(x)
+    else:
+        def call(x, /, *args, **kwargs):
+            if args or kwargs or _switches or required:
+                return route(x, args, kwargs)
+            try:
+                fast = fast_by_key.get((type(x), x.dtype))
+            except AttributeError:  # a Python scalar or list
+                fast = None
+            if fast is None:
+                return route(x, args, kwargs)
+            try:
                 out = fast(x)
-                return out if out is not NotImplemented else written_once_result(x)
+            except _Unnamed as error:  # a compiled definition refusing x while it is traced
+                raise named(error, name) from None
+            return out if out is not NotImplemented else written_once_result(x)
 
-        call = functools.wraps(function)(call)
-        call.written_once = function  # type: ignore[attr-defined]
-        call.checked_fast_path = checked_fast_path  # type: ignore[attr-defined]
-        if probes is not None:
-            _PUBLIC[name] = call
-        return call  # type: ignore[return-value]
+    call = functools.update_wrapper(call, function)
+    del call.__wrapped__
+    call.__signature__ = inspect.Signature(parameters, return_annotation=inspect.signature(function).return_annotation)
+    call.written_once = function  # type: ignore[attr-defined]  # takes ``ops`` first
+    call.checked_fast_path = checked_fast_path  # type: ignore[attr-defined]
+    call.entry = entry  # type: ignore[attr-defined]
+    return call
+
+
+def public(*, static: tuple[str, ...] = (), probes: tuple[_kernel_check.ProbeCall, ...] = (((), {}),),
+           validate: Callable[[Adapter, Array, tuple, dict], tuple[tuple, dict]] | None = None,
+           traits: frozenset[str] | tuple[str, ...] = (), reference: str | None = None) -> Callable[[F], F]:
+    """Make a written-once definition ``f(ops, x, ...)`` the public function ``f(x, ...)``,
+    entered in :data:`REGISTRY`.
+
+    The dispatch finds the adapter of the call's arrays once and hands it to
+    the definition as ``ops`` (see :class:`Definition` for ``static`` and
+    ``traits``).  A check in the definition raises its error without the
+    function's name (``xpnn._checks.refuse``); the dispatch names it:
+    ``xpnn.relu: x must ...``.
+
+    ``probes``: the calls with which a native fast path is checked at first
+    use (:mod:`xpnn._kernel_check`); the first call's own arguments are added
+    when they are plain values.  ``reference``: the reference framework's
+    function it matches (default ``jax.nn.<name>``).
+
+    ``validate(ops, x, args, kwargs)`` checks the arguments after ``x`` before
+    any fast path runs (a fast path may skip a check, and jax traces the
+    arguments) and returns them, normalized (see :class:`Argument`).
+
+    The first positional argument may be a Python scalar or list: it becomes
+    an array of the namespace of the other array arguments, NumPy when there
+    are none.
+    """
+
+    def decorate(function: F) -> F:
+        entry = PublicFunction(function, static, frozenset(traits), probes, reference or f"jax.nn.{function.__name__}")
+        entry.public = _dispatched(entry, validate, probes)
+        REGISTRY[entry.name] = entry
+        return entry.public  # type: ignore[return-value]
+
+    return decorate
+
+
+def compiled(*, static: tuple[str, ...] = ()) -> Callable[[F], F]:
+    """Make a written-once internal ``f(ops, key, ...)`` callable as ``f(key, ...)``, compiled by
+    adapters that compile (``jax.jit`` on JAX): xpnn.random's draws.  It has no native fast
+    path to check and is no public function (not in :data:`REGISTRY`)."""
+
+    def decorate(function: F) -> F:
+        return _dispatched(Definition(function, static, frozenset({"compiled"})), None, None)  # type: ignore[return-value]
 
     return decorate

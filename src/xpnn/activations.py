@@ -16,9 +16,10 @@ from typing import Any
 import array_api_compat
 
 from xpnn._checks import floating, normalize_axis, numeric, require_floating, rounded_to, widened
-from xpnn._dispatch import adapter_of, namespace, public
-
-Array = Any
+from xpnn._dispatch import public
+from xpnn._errors import refuse
+from xpnn._types import Array
+from xpnn.backends import Adapter
 
 __all__ = [
     "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "swish",
@@ -35,84 +36,84 @@ _SQRT_HALF = math.sqrt(0.5)
 _LOG_2 = math.log(2.0)
 
 
-@public()
-def relu(x: Array) -> Array:
+@public(traits=("elementwise",))
+def relu(ops: Adapter, x: Array) -> Array:
     r"""Rectified linear unit, :math:`\max(x, 0)`.
 
     Matches ``jax.nn.relu``: integer dtypes are kept, ``relu(-0.0)`` is
     ``+0.0``, NaN propagates, and the gradient at 0 is 0.
     """
-    xp = namespace(x)
-    x = numeric(xp, x, "relu")
+    xp = ops.xp
+    x = numeric(xp, x)
     return xp.where(x <= 0, 0, x)
 
 
-@public()
-def relu6(x: Array) -> Array:
+@public(traits=("elementwise",))
+def relu6(ops: Adapter, x: Array) -> Array:
     r"""ReLU capped at 6, :math:`\min(\max(x, 0), 6)`.
 
     Matches ``jax.nn.relu6``; the gradient is 0 at both kinks (0 and 6).
     """
-    xp = namespace(x)
-    x = floating(xp, x, "relu6")
+    xp = ops.xp
+    x = floating(ops, x)
     return xp.where(x <= 0, 0.0, xp.where(x >= 6, 6.0, x))
 
 
-@public()
-def leaky_relu(x: Array, negative_slope: Array | float = 1e-2) -> Array:
+@public(traits=("elementwise",))
+def leaky_relu(ops: Adapter, x: Array, negative_slope: Array | float = 1e-2) -> Array:
     r"""Leaky ReLU, :math:`x` if :math:`x \ge 0` else :math:`\alpha x`.
 
     Matches ``jax.nn.leaky_relu``; ``negative_slope`` may be an array that
     broadcasts against ``x``; the gradient at 0 is 1.
     """
-    xp = namespace(x, negative_slope)
-    x = floating(xp, x, "leaky_relu")
+    xp = ops.xp
+    x = floating(ops, x)
     return xp.where(x >= 0, x, negative_slope * x)
 
 
-@public()
-def elu(x: Array, alpha: Array | float = 1.0) -> Array:
+@public(traits=("elementwise",))
+def elu(ops: Adapter, x: Array, alpha: Array | float = 1.0) -> Array:
     r"""Exponential linear unit, :math:`x` if :math:`x > 0` else :math:`\alpha(e^x - 1)`.
 
     Matches ``jax.nn.elu`` (uses ``expm1``; the gradient at 0 is ``alpha``).
     """
-    xp = namespace(x, alpha)
-    x = floating(xp, x, "elu")
+    xp = ops.xp
+    x = floating(ops, x)
     positive = x > 0
     return xp.where(positive, x, alpha * xp.expm1(xp.where(positive, 0.0, x)))
 
 
-@public()
-def selu(x: Array) -> Array:
+@public(traits=("elementwise",))
+def selu(ops: Adapter, x: Array) -> Array:
     r"""Scaled ELU, :math:`\lambda\,\mathrm{elu}(x, \alpha)` with the self-normalizing constants.
 
     Matches ``jax.nn.selu`` and ``torch.nn.SELU``
     (:math:`\alpha \approx 1.6733`, :math:`\lambda \approx 1.0507`).
     """
-    xp = namespace(x)
-    x = floating(xp, x, "selu")
+    xp = ops.xp
+    x = floating(ops, x)
     # scale * alpha as one constant: one rounding fewer on the negative side than jax.nn's
     # scale * (alpha * expm1(x)) (2.5 ulp there in float32, against 1.5).
     positive = x > 0
     return xp.where(positive, _SELU_SCALE * x, _SELU_SCALE_ALPHA * xp.expm1(xp.where(positive, 0.0, x)))
 
 
-@public()
-def celu(x: Array, alpha: Array | float = 1.0) -> Array:
+@public(traits=("elementwise",))
+def celu(ops: Adapter, x: Array, alpha: Array | float = 1.0) -> Array:
     r"""Continuously differentiable ELU, :math:`\max(x,0) + \alpha\,\mathrm{expm1}(\min(x,0)/\alpha)`.
 
     Matches ``jax.nn.celu`` (``celu(-0.0)`` is ``+0.0``; ``alpha=0`` gives NaN
     for positive and 0 for negative inputs, as jax does).
     """
-    xp = namespace(x, alpha)
-    x = floating(xp, x, "celu")
+    xp = ops.xp
+    x = floating(ops, x)
     # The standard leaves the sign of maximum(-0.0, +0.0) to the library (NumPy's float16
     # loop gives -0.0); adding +0.0 makes the positive part +0.0 there, so celu(-0.0) = +0.0.
     return (xp.maximum(x, 0.0) + 0.0) + alpha * xp.expm1(xp.minimum(x, 0.0) / alpha)
 
 
-@public(static=("approximate",), probes=(((), {}), ((), {"approximate": False})))
-def gelu(x: Array, approximate: bool = True) -> Array:
+@public(static=("approximate",), probes=(((), {}), ((), {"approximate": False})), traits=("elementwise",))
+def gelu(ops: Adapter, x: Array, approximate: bool = True) -> Array:
     r"""Gaussian error linear unit.
 
     ``approximate=True`` (the default, as in ``jax.nn.gelu``):
@@ -124,13 +125,12 @@ def gelu(x: Array, approximate: bool = True) -> Array:
     accurate in the negative tail.  (``torch.nn.GELU`` defaults to the exact
     form; see :func:`xpnn.torch_nn.gelu` for torch's default.)
     """
-    adapter = adapter_of(x)
-    xp = adapter.xp
-    x = floating(xp, x, "gelu")
+    xp = ops.xp
+    x = floating(ops, x)
     if approximate:
         return x * _stable_sigmoid(xp, _GELU_SCALE * (x + 0.044715 * (x * x * x)))
-    wide = widened(x)  # erfc of the tail is subnormal in float32 near x = -13: compute wide
-    return rounded_to(xp, 0.5 * wide * adapter.erfc(-wide * _SQRT_HALF), x.dtype)
+    wide = widened(ops, x)  # erfc of the tail is subnormal in float32 near x = -13: compute wide
+    return rounded_to(xp, 0.5 * wide * ops.erfc(-wide * _SQRT_HALF), x.dtype)
 
 
 def _stable_sigmoid(xp: Any, t: Array) -> Array:
@@ -140,58 +140,58 @@ def _stable_sigmoid(xp: Any, t: Array) -> Array:
     return low / (low + xp.exp(xp.minimum(-t, 0.0)))
 
 
-@public()
-def sigmoid(x: Array) -> Array:
+@public(traits=("elementwise",))
+def sigmoid(ops: Adapter, x: Array) -> Array:
     r"""Logistic sigmoid, :math:`1 / (1 + e^{-x})`.
 
     Matches ``jax.nn.sigmoid``; integer input raises ``TypeError`` as in jax.
     The form never overflows: ``exp(-x)`` may become ``inf`` and ``1/inf`` is 0.
     """
-    xp = namespace(x)
-    x = require_floating(xp, x, "sigmoid")
+    xp = ops.xp
+    x = require_floating(xp, x)
     return 1.0 / (1.0 + xp.exp(-x))
 
 
-@public()
-def silu(x: Array) -> Array:
+@public(traits=("elementwise",))
+def silu(ops: Adapter, x: Array) -> Array:
     r"""Sigmoid linear unit (swish), :math:`x\,\sigma(x)`. Matches ``jax.nn.silu``."""
-    xp = namespace(x)
-    x = require_floating(xp, x, "silu")
-    return x * sigmoid.written_once(x)
+    xp = ops.xp
+    x = require_floating(xp, x)
+    return x * sigmoid.written_once(ops, x)
 
 
 swish = silu
 
 
-@public()
-def mish(x: Array) -> Array:
+@public(traits=("elementwise",))
+def mish(ops: Adapter, x: Array) -> Array:
     r"""Mish, :math:`x \tanh(\mathrm{softplus}(x))`. Matches ``jax.nn.mish``."""
-    xp = namespace(x)
-    x = floating(xp, x, "mish")
-    return x * xp.tanh(softplus.written_once(x))
+    xp = ops.xp
+    x = floating(ops, x)
+    return x * xp.tanh(softplus.written_once(ops, x))
 
 
-@public()
-def hard_sigmoid(x: Array) -> Array:
+@public(traits=("elementwise",))
+def hard_sigmoid(ops: Adapter, x: Array) -> Array:
     r"""Hard sigmoid, :math:`\mathrm{relu6}(x + 3) / 6`. Matches ``jax.nn.hard_sigmoid``."""
-    xp = namespace(x)
-    x = floating(xp, x, "hard_sigmoid")
-    return relu6.written_once(x + 3.0) / 6.0
+    xp = ops.xp
+    x = floating(ops, x)
+    return relu6.written_once(ops, x + 3.0) / 6.0
 
 
-@public()
-def hard_silu(x: Array) -> Array:
+@public(traits=("elementwise",))
+def hard_silu(ops: Adapter, x: Array) -> Array:
     r"""Hard SiLU (hard swish), :math:`x\,\mathrm{relu6}(x + 3) / 6`. Matches ``jax.nn.hard_silu``."""
-    xp = namespace(x)
-    x = floating(xp, x, "hard_silu")
-    return x * hard_sigmoid.written_once(x)
+    xp = ops.xp
+    x = floating(ops, x)
+    return x * hard_sigmoid.written_once(ops, x)
 
 
 hard_swish = hard_silu
 
 
-@public()
-def squareplus(x: Array, b: Array | float = 4) -> Array:
+@public(traits=("elementwise",))
+def squareplus(ops: Adapter, x: Array, b: Array | float = 4) -> Array:
     r"""Squareplus, :math:`(x + \sqrt{x^2 + b}) / 2`. Matches ``jax.nn.squareplus``.
 
     Stable form: :math:`\sqrt{x^2 + b}` as ``hypot(x, sqrt(b))`` (no overflow of
@@ -199,8 +199,8 @@ def squareplus(x: Array, b: Array | float = 4) -> Array:
     does not cancel (jax.nn's form is 850 ulp off at x = -55, b = 2.5 in float32).
     ``squareplus(-inf)`` is NaN, as in jax.nn.
     """
-    xp = namespace(x, b)
-    x = floating(xp, x, "squareplus")
+    xp = ops.xp
+    x = floating(ops, x)
     if isinstance(b, (int, float)):
         root_b = xp.asarray(math.sqrt(b) if b >= 0 else math.nan, dtype=x.dtype, device=array_api_compat.device(x))
     else:
@@ -216,94 +216,94 @@ def squareplus(x: Array, b: Array | float = 4) -> Array:
     return xp.where(positive, above, xp.where(x == -math.inf, math.nan, below))
 
 
-@public()
-def log_sigmoid(x: Array) -> Array:
+@public(traits=("elementwise",))
+def log_sigmoid(ops: Adapter, x: Array) -> Array:
     r"""Log-sigmoid, :math:`-\mathrm{softplus}(-x)`, stable for large ``|x|``. Matches ``jax.nn.log_sigmoid``."""
-    xp = namespace(x)
+    xp = ops.xp
     if xp.isdtype(x.dtype, "bool"):
-        raise TypeError(f"log_sigmoid: x must have a numeric dtype, got {x.dtype}")
-    x = floating(xp, x, "log_sigmoid")
-    return -softplus.written_once(-x)
+        raise refuse(TypeError, f"x must have a numeric dtype, got {x.dtype}")
+    x = floating(ops, x)
+    return -softplus.written_once(ops, -x)
 
 
-@public()
-def soft_sign(x: Array) -> Array:
+@public(traits=("elementwise",))
+def soft_sign(ops: Adapter, x: Array) -> Array:
     r"""Soft-sign, :math:`x / (|x| + 1)`. Matches ``jax.nn.soft_sign``."""
-    xp = namespace(x)
-    x = floating(xp, x, "soft_sign")
+    xp = ops.xp
+    x = floating(ops, x)
     return x / (xp.abs(x) + 1.0)
 
 
-@public()
-def tanh(x: Array, /) -> Array:
+@public(traits=("elementwise",))
+def tanh(ops: Adapter, x: Array, /) -> Array:
     r"""Hyperbolic tangent. Matches ``jax.nn.tanh`` (which is ``jax.numpy.tanh``)."""
-    xp = namespace(x)
-    return xp.tanh(floating(xp, x, "tanh"))
+    xp = ops.xp
+    return xp.tanh(floating(ops, x))
 
 
-@public()
-def hard_tanh(x: Array) -> Array:
+@public(traits=("elementwise",))
+def hard_tanh(ops: Adapter, x: Array) -> Array:
     r"""Hard tanh, :math:`\mathrm{clip}(x, -1, 1)`.
 
     Matches ``jax.nn.hard_tanh``: integer dtypes are kept and the gradient at
     :math:`\pm1` is 1 (torch's ``Hardtanh`` gives 0 there).  Unsigned integers are
     clipped to ``[0, 1]`` (jax.nn's ``-1`` wraps to 255 for uint8 and sends 0 there).
     """
-    xp = namespace(x)
-    x = numeric(xp, x, "hard_tanh")
+    xp = ops.xp
+    x = numeric(xp, x)
     if xp.isdtype(x.dtype, "unsigned integer"):  # -1 would wrap to the dtype's max (jax.nn's bug)
         return xp.where(x > 1, 1, x)
     return xp.where(x > 1, 1, xp.where(x < -1, -1, x))
 
 
-@public()
-def softplus(x: Array) -> Array:
+@public(traits=("elementwise",))
+def softplus(ops: Adapter, x: Array) -> Array:
     r"""Softplus, :math:`\log(1 + e^x)`, as ``logaddexp(x, 0)``: exact, no overflow.
 
     Matches ``jax.nn.softplus`` (no threshold: torch's ``Softplus`` turns
     linear above 20).
     """
-    xp = namespace(x)
-    x = floating(xp, x, "softplus")
+    xp = ops.xp
+    x = floating(ops, x)
     return xp.logaddexp(x, 0.0)
 
 
-@public()
-def sparse_plus(x: Array) -> Array:
+@public(traits=("elementwise",))
+def sparse_plus(ops: Adapter, x: Array) -> Array:
     r"""Sparse plus: 0 for :math:`x \le -1`, :math:`x` for :math:`x \ge 1`, :math:`(x+1)^2/4` between.
 
     Matches ``jax.nn.sparse_plus`` (one argument).
     """
-    xp = namespace(x)
-    x = floating(xp, x, "sparse_plus")
+    xp = ops.xp
+    x = floating(ops, x)
     return xp.where(x <= -1.0, 0.0, xp.where(x >= 1.0, x, (x + 1.0) * (x + 1.0) / 4))
 
 
-@public()
-def sparse_sigmoid(x: Array) -> Array:
+@public(traits=("elementwise",))
+def sparse_sigmoid(ops: Adapter, x: Array) -> Array:
     r"""Sparse sigmoid, :math:`\tfrac12\,\mathrm{clip}(x + 1, 0, 2)`, the derivative of :func:`sparse_plus`.
 
     Matches ``jax.nn.sparse_sigmoid``, including its gradient of 0.25 at
     :math:`\pm1` (the clip's tie is split between its branches).
     """
-    xp = namespace(x)
-    x = floating(xp, x, "sparse_sigmoid")
+    xp = ops.xp
+    x = floating(ops, x)
     return 0.5 * xp.minimum(xp.maximum(x + 1.0, 0.0), 2.0)
 
 
-@public()
-def log1mexp(x: Array) -> Array:
+@public(traits=("elementwise",))
+def log1mexp(ops: Adapter, x: Array) -> Array:
     r"""Stable :math:`\log(1 - e^{-x})` for :math:`x \ge 0`.
 
     Matches ``jax.nn.log1mexp``: ``log(-expm1(-x))`` below :math:`\log 2`,
     ``log1p(-exp(-x))`` above; ``log1mexp(0)`` is ``-inf`` and negative ``x``
     gives NaN.  The gradient is :math:`1/\mathrm{expm1}(x)`.
     """
-    xp = namespace(x)
+    xp = ops.xp
     if xp.isdtype(x.dtype, "bool"):
-        raise TypeError(f"log1mexp: x must have a numeric dtype, got {x.dtype}")
-    x = floating(xp, x, "log1mexp")
-    wide = widened(x)  # computed wide where the library can, and rounded once
+        raise refuse(TypeError, f"x must have a numeric dtype, got {x.dtype}")
+    x = floating(ops, x)
+    wide = widened(ops, x)  # computed wide where the library can, and rounded once
     small = wide < _LOG_2
     near_zero = xp.log(-xp.expm1(-xp.where(small, wide, 1.0)))
     far = xp.log1p(-xp.exp(-xp.where(small, 1.0, wide)))
@@ -311,21 +311,20 @@ def log1mexp(x: Array) -> Array:
 
 
 @public(static=("axis",))
-def glu(x: Array, axis: int = -1) -> Array:
+def glu(ops: Adapter, x: Array, axis: int = -1) -> Array:
     r"""Gated linear unit: :math:`a\,\sigma(b)` where ``a, b`` are the halves of ``x`` along ``axis``.
 
     Matches ``jax.nn.glu`` and ``torch.nn.GLU`` (the first half is gated by the
     sigmoid of the second).  An odd length along ``axis`` raises ``ValueError``.
     """
-    xp = namespace(x)
-    x = require_floating(xp, x, "glu")
-    axis = normalize_axis(axis, x.ndim, "glu")
+    xp = ops.xp
+    x = require_floating(xp, x)
+    axis = normalize_axis(axis, x.ndim)
     size = x.shape[axis]
     if size % 2:
-        raise ValueError(
-            f"glu: the length of axis {axis} must be even to split it in two halves, got {size}"
+        raise refuse(ValueError, f"the length of axis {axis} must be even to split it in two halves, got {size}"
         )
     head = (slice(None),) * axis
     first = x[head + (slice(0, size // 2), ...)]
     second = x[head + (slice(size // 2, size), ...)]
-    return first * sigmoid.written_once(second)
+    return first * sigmoid.written_once(ops, second)

@@ -16,7 +16,7 @@ from typing import Any
 import array_api_compat
 
 from xpnn import initializers
-from xpnn.backends._fallback import parse_einsum
+from xpnn._einsum import parse_einsum
 from xpnn.module import Module, compact
 
 __all__ = ["Dense", "DenseGeneral", "Einsum", "Embed"]

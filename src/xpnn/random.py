@@ -31,10 +31,11 @@ from typing import Any
 import array_api_compat
 
 from xpnn import _threefry, _uint64
-from xpnn._dispatch import adapter_of, public
-from xpnn._threefry import MASK32, set_threefry_partitionable, threefry_partitionable
-from xpnn.backends import Adapter, is_number
 from xpnn._checks import device_of, dtype_argument, dtype_name, library_of, shape_argument
+from xpnn._dispatch import adapter_of, compiled
+from xpnn._threefry import MASK32, set_threefry_partitionable, threefry_partitionable
+from xpnn._types import Array, Namespace, Shape
+from xpnn.backends import Adapter, is_number
 
 __all__ = [
     "key", "split", "fold_in", "bits", "uniform", "normal", "truncated_normal", "bernoulli",
@@ -42,9 +43,6 @@ __all__ = [
     "threefry_partitionable",
 ]
 
-Array = Any
-Namespace = Any
-Shape = Sequence[int]
 
 _UINT_BY_WIDTH = {8: "uint8", 16: "uint16", 32: "uint32", 64: "uint64"}
 _INT_WIDTH = {"int8": 8, "int16": 16, "int32": 32, "int64": 64,
@@ -183,18 +181,17 @@ def _int64_of_words(xp: Namespace, pair: tuple[Array, Array]) -> Array:
     return (high << 32) | low
 
 
-@public(probes=None, static=("shape", "dtype", "width", "partitionable"))
-def _bits(key: Array, shape: tuple[int, ...], dtype: Any, width: int, *, partitionable: bool) -> Array:
-    adapter = adapter_of(key)
-    xp = adapter.xp
+@compiled(static=("shape", "dtype", "width", "partitionable"))
+def _bits(ops: Adapter, key: Array, shape: tuple[int, ...], dtype: Any, width: int, *, partitionable: bool) -> Array:
+    xp = ops.xp
     if width == 64:
         def transform(pair):
             return xp.astype(_int64_of_words(xp, pair), dtype)
     else:
         def transform(values):
             return xp.astype(values, dtype)
-    words = xp.astype(key, adapter.random_word_dtype)
-    return xp.reshape(_draw(adapter, words, math.prod(shape), width, partitionable, transform), shape)
+    words = xp.astype(key, ops.random_word_dtype)
+    return xp.reshape(_draw(ops, words, math.prod(shape), width, partitionable, transform), shape)
 
 
 def bits(key: Array, shape: Shape = (), dtype: Any = None) -> Array:
@@ -229,15 +226,14 @@ def key(seed: int | Array, *, like: Any = None) -> Array:
     return adapter.xp.asarray([seed >> 32, seed & MASK32], dtype=adapter.xp.uint32, device=device)
 
 
-@public(probes=None, static=("num", "partitionable"))
-def _split(key: Array, num: int, *, partitionable: bool) -> Array:
-    adapter = adapter_of(key)
-    xp = adapter.xp
-    words = xp.astype(key, adapter.random_word_dtype)
+@compiled(static=("num", "partitionable"))
+def _split(ops: Adapter, key: Array, num: int, *, partitionable: bool) -> Array:
+    xp = ops.xp
+    words = xp.astype(key, ops.random_word_dtype)
     if partitionable:
-        out = _draw(adapter, words, num, 64, True, lambda pair: xp.stack(pair, axis=1))
+        out = _draw(ops, words, num, 64, True, lambda pair: xp.stack(pair, axis=1))
     else:
-        out = xp.reshape(_legacy_words(adapter, words, 2 * num), (num, 2))
+        out = xp.reshape(_legacy_words(ops, words, 2 * num), (num, 2))
     return xp.astype(out, xp.uint32)
 
 
@@ -254,13 +250,12 @@ def split(key: Array, num: int = 2) -> Array:
     return _split(words, num, partitionable=_threefry.threefry_partitionable())
 
 
-@public(probes=None)
-def _fold_in(key: Array, data: Array) -> Array:
-    adapter = adapter_of(key)
-    xp = adapter.xp
-    words = xp.astype(key, adapter.random_word_dtype)
-    counter = xp.reshape(xp.astype(data, adapter.random_word_dtype), (1,))
-    y0, y1 = _threefry.threefry2x32(xp, adapter.random_word_dtype, words, xp.zeros_like(counter), counter)
+@compiled()
+def _fold_in(ops: Adapter, key: Array, data: Array) -> Array:
+    xp = ops.xp
+    words = xp.astype(key, ops.random_word_dtype)
+    counter = xp.reshape(xp.astype(data, ops.random_word_dtype), (1,))
+    y0, y1 = _threefry.threefry2x32(xp, ops.random_word_dtype, words, xp.zeros_like(counter), counter)
     return xp.astype(xp.concat([y0, y1]), xp.uint32)
 
 
@@ -327,9 +322,9 @@ def _floats(
     return out if scalar_bounds else finish(out)
 
 
-@public(probes=None, static=("shape", "dtype", "partitionable"))
-def _uniform(key: Array, shape: tuple[int, ...], dtype: Any, minval: Any, maxval: Any, *, partitionable: bool) -> Array:
-    return _floats(adapter_of(key), key, shape, dtype, partitionable, minval, maxval)
+@compiled(static=("shape", "dtype", "partitionable"))
+def _uniform(ops: Adapter, key: Array, shape: tuple[int, ...], dtype: Any, minval: Any, maxval: Any, *, partitionable: bool) -> Array:
+    return _floats(ops, key, shape, dtype, partitionable, minval, maxval)
 
 
 def _check_bounds(function: str, adapter: Adapter, shape: tuple[int, ...], **bounds: Any) -> None:
@@ -370,14 +365,13 @@ def uniform(key: Array, shape: Shape = (), dtype: Any = None, minval: Any = 0.0,
     return _uniform(words, shape, dtype, minval, maxval, partitionable=_threefry.threefry_partitionable())
 
 
-@public(probes=None, static=("shape", "dtype", "partitionable"))
-def _normal(key: Array, shape: tuple[int, ...], dtype: Any, *, partitionable: bool) -> Array:
-    adapter = adapter_of(key)
-    xp = adapter.xp
+@compiled(static=("shape", "dtype", "partitionable"))
+def _normal(ops: Adapter, key: Array, shape: tuple[int, ...], dtype: Any, *, partitionable: bool) -> Array:
+    xp = ops.xp
     _, mantissa = _float_layout(xp, dtype)
     sqrt2 = xp.asarray(math.sqrt(2.0), dtype=dtype, device=device_of(key))
-    return _floats(adapter, key, shape, dtype, partitionable, -(1.0 - 2.0 ** -(mantissa + 1)), 1.0,
-                   then=lambda u: sqrt2 * adapter.erf_inv(u))
+    return _floats(ops, key, shape, dtype, partitionable, -(1.0 - 2.0 ** -(mantissa + 1)), 1.0,
+                   then=lambda u: sqrt2 * ops.erf_inv(u))
 
 
 def normal(key: Array, shape: Shape = (), dtype: Any = None) -> Array:
@@ -391,18 +385,17 @@ def normal(key: Array, shape: Shape = (), dtype: Any = None) -> Array:
     return _normal(words, shape, dtype, partitionable=_threefry.threefry_partitionable())
 
 
-@public(probes=None, static=("shape", "dtype", "partitionable"))
-def _truncated_normal(key: Array, lower: Any, upper: Any, shape: tuple[int, ...], dtype: Any, *, partitionable: bool) -> Array:
-    adapter = adapter_of(key)
-    xp = adapter.xp
+@compiled(static=("shape", "dtype", "partitionable"))
+def _truncated_normal(ops: Adapter, key: Array, lower: Any, upper: Any, shape: tuple[int, ...], dtype: Any, *, partitionable: bool) -> Array:
+    xp = ops.xp
     device = device_of(key)
     sqrt2 = xp.asarray(math.sqrt(2.0), dtype=dtype, device=device)
     lower, upper = _as_dtype(xp, lower, dtype, device), _as_dtype(xp, upper, dtype, device)
     above = xp.nextafter(lower, xp.asarray(math.inf, dtype=dtype, device=device))
     below = xp.nextafter(upper, xp.asarray(-math.inf, dtype=dtype, device=device))
-    return _floats(adapter, key, shape, dtype, partitionable, adapter.erf_as_jax(lower / sqrt2),
-                   adapter.erf_as_jax(upper / sqrt2),
-                   then=lambda u: xp.clip(sqrt2 * adapter.erf_inv(u), above, below))
+    return _floats(ops, key, shape, dtype, partitionable, ops.erf_as_jax(lower / sqrt2),
+                   ops.erf_as_jax(upper / sqrt2),
+                   then=lambda u: xp.clip(sqrt2 * ops.erf_inv(u), above, below))
 
 
 def truncated_normal(key: Array, lower: Any, upper: Any, shape: Shape | None = None, dtype: Any = None) -> Array:
@@ -448,24 +441,23 @@ def bernoulli(key: Array, p: Any = 0.5, shape: Shape | None = None) -> Array:
 def _two_streams(adapter: Adapter, key: Array, n: int, width: int, partitionable: bool,
                  transform: Callable[[Any], Array]) -> tuple[Array, Array]:
     """randint's two draws of ``n`` values of ``width`` bits, from the two halves of ``split(key)``."""
-    keys = adapter.xp.unstack(_split.written_once(key, 2, partitionable=partitionable))
+    keys = adapter.xp.unstack(_split.written_once(adapter, key, 2, partitionable=partitionable))
     higher, lower = (_draw(adapter, adapter.xp.astype(k, adapter.random_word_dtype), n, width, partitionable, transform)
                      for k in keys)
     return higher, lower
 
 
-@public(probes=None, static=("shape", "dtype", "width", "partitionable", "above_top"))
-def _randint(key: Array, shape: tuple[int, ...], minval: Any, maxval: Any, dtype: Any, width: int, *,
+@compiled(static=("shape", "dtype", "width", "partitionable", "above_top"))
+def _randint(ops: Adapter, key: Array, shape: tuple[int, ...], minval: Any, maxval: Any, dtype: Any, width: int, *,
              partitionable: bool, above_top: bool = False) -> Array:
     """randint below 64 bits; ``above_top``: maxval was a Python int above the dtype's maximum
     (clipped by the caller), which widens the span by one as jax does."""
-    adapter = adapter_of(key)
-    xp = adapter.xp
+    xp = ops.xp
     device = device_of(key)
     info = xp.iinfo(dtype)
     wide = xp.int64
-    if not adapter.holds_dtype(wide, device):  # jax without x64: no int64
-        return _randint_in_words(adapter, key, shape, minval, maxval, dtype, partitionable, above_top)
+    if not ops.holds_dtype(wide, device):  # jax without x64: no int64
+        return _randint_in_words(ops, key, shape, minval, maxval, dtype, partitionable, above_top)
     low, high = _as_dtype(xp, minval, wide, device), _as_dtype(xp, maxval, wide, device)
     if width < 32:
         # jax samples narrow dtypes as int32, with the bounds clipped to the narrow range.
@@ -480,7 +472,7 @@ def _randint(key: Array, shape: tuple[int, ...], minval: Any, maxval: Any, dtype
     span = xp.where(beyond & (high > low), span + 1, span)
     span = xp.broadcast_to(span, shape) if span.ndim else span
     n = math.prod(shape)
-    higher, lower = _two_streams(adapter, key, n, width, partitionable, lambda values: xp.astype(values, wide))
+    higher, lower = _two_streams(ops, key, n, width, partitionable, lambda values: xp.astype(values, wide))
     span = xp.reshape(xp.broadcast_to(span, shape), (n,))
     # jax: offset = ((higher % span) * (2**width % span)**2 % span + lower % span) % span,
     # in unsigned width-bit arithmetic (the product wraps for width 32).
@@ -537,35 +529,32 @@ def _randint_in_words(adapter: Adapter, key: Array, shape: tuple[int, ...], minv
     return xp.reshape(xp.astype(low + xp.astype(offset, sample), dtype), shape)
 
 
-def _randint64(key: Array, shape: tuple[int, ...], low: _uint64.Pair, modulo: Callable[[_uint64.Pair], _uint64.Pair],
+def _randint64(ops: Adapter, key: Array, shape: tuple[int, ...], low: _uint64.Pair, modulo: Callable[[_uint64.Pair], _uint64.Pair],
                multiplier: _uint64.Pair, dtype: Any, partitionable: bool) -> Array:
     """jax's 64-bit randint: ``low + (higher % span * multiplier + lower % span) % span`` in uint64
     arithmetic, ``modulo`` being ``% span`` and ``multiplier`` ``(2**32 % span)**2 % span``."""
-    adapter = adapter_of(key)
-    xp = adapter.xp
+    xp = ops.xp
     higher, lower = (_uint64.from_int64(stream) for stream in _two_streams(
-        adapter, key, math.prod(shape), 64, partitionable, lambda pair: _int64_of_words(xp, pair)))
+        ops, key, math.prod(shape), 64, partitionable, lambda pair: _int64_of_words(xp, pair)))
     offset = modulo(_uint64.add(_uint64.mul(modulo(higher), multiplier), modulo(lower)))
     return xp.reshape(xp.astype(_uint64.to_int64(_uint64.add(low, offset)), dtype), shape)
 
 
-@public(probes=None, static=("shape", "minval", "maxval", "dtype", "partitionable"))
-def _randint64_int_bounds(key: Array, shape: tuple[int, ...], minval: int, maxval: int, dtype: Any, *, partitionable: bool) -> Array:
+@compiled(static=("shape", "minval", "maxval", "dtype", "partitionable"))
+def _randint64_int_bounds(ops: Adapter, key: Array, shape: tuple[int, ...], minval: int, maxval: int, dtype: Any, *, partitionable: bool) -> Array:
     """64-bit randint with Python-int bounds: jax's clipping, span and multiplier in exact Python arithmetic."""
-    adapter = adapter_of(key)
-    info = adapter.xp.iinfo(dtype)
+    info = ops.xp.iinfo(dtype)
     low, high = (min(max(value, info.min), info.max) for value in (minval, maxval))
     span = 1 if high <= low else high - low + (maxval > info.max)
     multiplier = ((1 << 32) % span) ** 2 % (1 << 64) % span if span < 1 << 64 else 0
-    return _randint64(key, shape, _uint64.words_of(low), lambda x: _uint64.mod_known(adapter.xp, x, span),
+    return _randint64(ops, key, shape, _uint64.words_of(low), lambda x: _uint64.mod_known(ops.xp, x, span),
                       _uint64.words_of(multiplier), dtype, partitionable)
 
 
-@public(probes=None, static=("shape", "dtype", "partitionable"))
-def _randint64_array_bounds(key: Array, shape: tuple[int, ...], minval: Any, maxval: Any, dtype: Any, *, partitionable: bool) -> Array:
+@compiled(static=("shape", "dtype", "partitionable"))
+def _randint64_array_bounds(ops: Adapter, key: Array, shape: tuple[int, ...], minval: Any, maxval: Any, dtype: Any, *, partitionable: bool) -> Array:
     """64-bit randint with array bounds, held as int64 bit patterns (uint64 ones reinterpreted)."""
-    adapter = adapter_of(key)
-    xp = adapter.xp
+    xp = ops.xp
     device = device_of(key)
     unsigned = dtype == xp.uint64
     bounds = []
@@ -583,7 +572,7 @@ def _randint64_array_bounds(key: Array, shape: tuple[int, ...], minval: Any, max
     span = _uint64.from_int64(xp.where(empty, xp.ones_like(high), high - low))
     multiplier = _uint64.mod(xp, (xp.ones_like(span[0]), xp.zeros_like(span[1])), span)
     multiplier = _uint64.mod(xp, _uint64.mul(multiplier, multiplier), span)
-    return _randint64(key, shape, _uint64.from_int64(low), lambda x: _uint64.mod(xp, x, span), multiplier,
+    return _randint64(ops, key, shape, _uint64.from_int64(low), lambda x: _uint64.mod(xp, x, span), multiplier,
                       dtype, partitionable)
 
 
@@ -661,15 +650,14 @@ def _shuffle(key: Array, x: Array, axis: int) -> Array:
     return _sort_rounds(key, x, axis, rounds, partitionable=_threefry.threefry_partitionable())
 
 
-@public(probes=None, static=("axis", "rounds", "partitionable"))
-def _sort_rounds(key: Array, x: Array, axis: int, rounds: int, *, partitionable: bool) -> Array:
-    adapter = adapter_of(key)
-    xp = adapter.xp
+@compiled(static=("axis", "rounds", "partitionable"))
+def _sort_rounds(ops: Adapter, key: Array, x: Array, axis: int, rounds: int, *, partitionable: bool) -> Array:
+    xp = ops.xp
     for _ in range(rounds):
-        pair = _split.written_once(key, 2, partitionable=partitionable)
+        pair = _split.written_once(ops, key, 2, partitionable=partitionable)
         key, subkey = pair[0, :], pair[1, :]
-        words = xp.astype(subkey, adapter.random_word_dtype)
-        sort_keys = xp.reshape(_draw(adapter, words, math.prod(x.shape), 32, partitionable, lambda v: v), x.shape)
+        words = xp.astype(subkey, ops.random_word_dtype)
+        sort_keys = xp.reshape(_draw(ops, words, math.prod(x.shape), 32, partitionable, lambda v: v), x.shape)
         order = xp.argsort(sort_keys, axis=axis, stable=True)
         x = xp.take(x, order, axis=0) if x.ndim == 1 else xp.take_along_axis(x, order, axis=axis)
     return x
@@ -707,22 +695,21 @@ def categorical(key: Array, logits: Array, axis: int = -1, shape: Shape | None =
     return _categorical(words, logits, axis, shape, batch_shape, replace, partitionable=_threefry.threefry_partitionable())
 
 
-@public(probes=None, static=("axis", "shape", "batch_shape", "replace", "partitionable"))
+@compiled(static=("axis", "shape", "batch_shape", "replace", "partitionable"))
 def _categorical(
-    key: Array, logits: Array, axis: int, shape: tuple[int, ...], batch_shape: tuple[int, ...], replace: bool,
+    ops: Adapter, key: Array, logits: Array, axis: int, shape: tuple[int, ...], batch_shape: tuple[int, ...], replace: bool,
     *, partitionable: bool,
 ) -> Array:
-    adapter = adapter_of(key)
-    xp = adapter.xp
+    xp = ops.xp
     prefix = shape[: len(shape) - len(batch_shape)]
     dtype = logits.dtype
     if replace:
         sample_shape = list(shape[len(prefix):])
         sample_shape.insert(axis, logits.shape[axis])
-        gumbel = _gumbel(adapter, key, (*prefix, *sample_shape), dtype, partitionable)
+        gumbel = _gumbel(ops, key, (*prefix, *sample_shape), dtype, partitionable)
         expanded = xp.reshape(logits, (1,) * len(prefix) + tuple(logits.shape))
         return xp.argmax(gumbel + expanded, axis=axis + len(prefix))
-    perturbed = logits + _gumbel(adapter, key, tuple(logits.shape), dtype, partitionable)
+    perturbed = logits + _gumbel(ops, key, tuple(logits.shape), dtype, partitionable)
     k = math.prod(prefix)
     order = xp.argsort(xp.moveaxis(perturbed, axis, -1), axis=-1, descending=True, stable=True)[..., :k]
     order = xp.moveaxis(order, -1, 0)

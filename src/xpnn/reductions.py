@@ -15,47 +15,46 @@ from typing import Any
 import array_api_compat
 
 from xpnn._checks import floating, normalize_axes
-from xpnn._dispatch import Argument, adapter_of, as_array, public
-from xpnn.backends import dtype_name
+from xpnn._dispatch import Argument, as_array, public
+from xpnn._errors import refuse
+from xpnn._types import Array
+from xpnn.backends import Adapter, dtype_name
 
-Array = Any
 Axis = int | Sequence[int] | None
 
 __all__ = ["softmax", "log_softmax", "logsumexp", "logmeanexp", "standardize"]
 
 
-def _prepare(x: Array, where: Array | None, axis: Axis, function: str, *others: Any):
-    """Namespace, adapter, floating ``x``, boolean ``where`` and the reduced axes."""
-    adapter = adapter_of(x, where, *others)
-    xp = adapter.xp
-    x = floating(xp, x, function)
+def _prepare(ops: Adapter, x: Array, where: Array | None, axis: Axis):
+    """Namespace, floating ``x``, boolean ``where`` and the reduced axes."""
+    xp = ops.xp
+    x = floating(ops, x)
     if where is not None:
         where = as_array(xp, where, like=x)
         if not xp.isdtype(where.dtype, "bool"):
-            raise TypeError(f"{function}: where must be a boolean array, got dtype {where.dtype}")
+            raise refuse(TypeError, f"where must be a boolean array, got dtype {where.dtype}")
     if x.ndim == 0 and axis is not None and axis != ():
-        raise ValueError(f"{function}: axis={axis!r} is out of bounds for a 0-d array")
-    return adapter, xp, x, where, normalize_axes(axis, x.ndim, function)
+        raise refuse(ValueError, f"axis={axis!r} is out of bounds for a 0-d array")
+    return xp, x, where, normalize_axes(axis, x.ndim)
 
 
-def _where_checked_before_dispatch(position: int, function: str):
+def _where_checked_before_dispatch(position: int):
     """A ``validate`` hook of :func:`public`: ``where`` (at ``position`` after ``x``) as an array
     of ``x``'s library (lists are taken), refused unless boolean, before any fast path sees it
     (jax.nn's own errors would name jnp.max)."""
     where = Argument(position, "where")
 
-    def validate(x: Array, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    def validate(ops: Adapter, x: Array, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         value = where.get(args, kwargs)
         if value is None:
             return args, kwargs
         if isinstance(value, (list, bool)):
-            xp = adapter_of(x).xp
-            value = xp.asarray(value, device=array_api_compat.device(x))
+            value = ops.xp.asarray(value, device=array_api_compat.device(x))
             args, kwargs = where.replace(args, kwargs, value)
         if not array_api_compat.is_array_api_obj(value):
-            raise TypeError(f"xpnn.{function}: where must be a boolean array, got {type(value).__name__}")
+            raise refuse(TypeError, f"where must be a boolean array, got {type(value).__name__}")
         if dtype_name(value.dtype) != "bool":
-            raise TypeError(f"xpnn.{function}: where must be a boolean array, got dtype {value.dtype}")
+            raise refuse(TypeError, f"where must be a boolean array, got dtype {value.dtype}")
         return args, kwargs
 
     return validate
@@ -77,16 +76,16 @@ def _masked_sum(xp, x: Array, where: Array | None, axes: tuple[int, ...], keepdi
     return xp.sum(x, axis=axes, keepdims=keepdims)
 
 
-@public(static=("axis",), validate=_where_checked_before_dispatch(1, "softmax"))
-def softmax(x: Array, axis: Axis = -1, where: Array | None = None) -> Array:
+@public(static=("axis",), validate=_where_checked_before_dispatch(1), traits=("rowwise",))
+def softmax(ops: Adapter, x: Array, axis: Axis = -1, where: Array | None = None) -> Array:
     r"""Softmax, :math:`\exp(x_i - m) / \sum_j \exp(x_j - m)` with :math:`m = \max_j x_j`.
 
     Matches ``jax.nn.softmax``: masked positions (``where`` False) are 0, a
     row with every position masked is all 0, a row of ``-inf`` or with a
     ``+inf`` is NaN.  Integers are promoted to the default float.
     """
-    adapter, xp, x, where, axes = _prepare(x, where, axis, "softmax")
-    x_max = adapter.stop_gradient(_masked_max(xp, x, where, axes))
+    xp, x, where, axes = _prepare(ops, x, where, axis)
+    x_max = ops.stop_gradient(_masked_max(xp, x, where, axes))
     x_safe = x if where is None else xp.where(where, x, -math.inf)
     unnormalized = xp.exp(x_safe - x_max)
     result = unnormalized / _masked_sum(xp, unnormalized, where, axes)
@@ -95,16 +94,16 @@ def softmax(x: Array, axis: Axis = -1, where: Array | None = None) -> Array:
     return result
 
 
-@public(static=("axis",), validate=_where_checked_before_dispatch(1, "log_softmax"))
-def log_softmax(x: Array, axis: Axis = -1, where: Array | None = None) -> Array:
+@public(static=("axis",), validate=_where_checked_before_dispatch(1), traits=("rowwise",))
+def log_softmax(ops: Adapter, x: Array, axis: Axis = -1, where: Array | None = None) -> Array:
     r"""Log-softmax, :math:`x_i - m - \log\sum_j \exp(x_j - m)`.
 
     Matches ``jax.nn.log_softmax``: masked positions are ``-inf``.
     """
-    adapter, xp, x, where, axes = _prepare(x, where, axis, "log_softmax")
+    xp, x, where, axes = _prepare(ops, x, where, axis)
     x_max = _masked_max(xp, x, where, axes)
     x_safe = x if where is None else xp.where(where, x, -math.inf)
-    shifted = x_safe - adapter.stop_gradient(x_max)
+    shifted = x_safe - ops.stop_gradient(x_max)
     result = shifted - xp.log(_masked_sum(xp, xp.exp(shifted), where, axes))
     if where is not None:
         result = xp.where(where, result, -math.inf)
@@ -112,9 +111,9 @@ def log_softmax(x: Array, axis: Axis = -1, where: Array | None = None) -> Array:
 
 
 @public(static=("axis", "keepdims", "return_sign"), probes=(((), {}), ((), {"axis": -1})),
-        validate=_where_checked_before_dispatch(4, "logsumexp"))
+        validate=_where_checked_before_dispatch(4))
 def logsumexp(
-    a: Array,
+    ops: Adapter, a: Array,
     axis: Axis = None,
     b: Array | None = None,
     keepdims: bool = False,
@@ -129,14 +128,14 @@ def logsumexp(
     sign is 0 for an exactly zero sum.  An all ``-inf`` (or empty, or fully
     masked) reduction gives ``-inf``.
     """
-    adapter, xp, a, where, axes = _prepare(a, where, axis, "logsumexp", b)
+    xp, a, where, axes = _prepare(ops, a, where, axis)
     if where is not None:
         a = xp.where(where, a, 0.0)
     if b is not None:
         b = as_array(xp, b, like=a)
         a = xp.where(b != 0, a, -math.inf)
     amax = _masked_max(xp, a, where, axes)
-    amax = adapter.stop_gradient(xp.where(xp.isfinite(amax), amax, 0.0))
+    amax = ops.stop_gradient(xp.where(xp.isfinite(amax), amax, 0.0))
     exp_a = xp.exp(a - amax)
     if b is not None:
         exp_a = exp_a * b
@@ -154,17 +153,17 @@ def logsumexp(
     return out
 
 
-@public(static=("axis", "keepdims"), validate=_where_checked_before_dispatch(1, "logmeanexp"))
+@public(static=("axis", "keepdims"), validate=_where_checked_before_dispatch(1))
 def logmeanexp(
-    x: Array, axis: Axis = None, where: Array | None = None, keepdims: bool = False
+    ops: Adapter, x: Array, axis: Axis = None, where: Array | None = None, keepdims: bool = False
 ) -> Array:
     r"""Log-mean-exp, :math:`\log \frac1n \sum_i \exp(x_i)`: ``logsumexp`` minus the log of the count.
 
     Matches ``jax.nn.logmeanexp`` (no ``b``; with ``where`` the count is the
     number of unmasked elements, and an all-masked reduction gives NaN).
     """
-    _, xp, x, where, axes = _prepare(x, where, axis, "logmeanexp")
-    lse = logsumexp.written_once(x, axis=axes, keepdims=keepdims, where=where)
+    xp, x, where, axes = _prepare(ops, x, where, axis)
+    lse = logsumexp.written_once(ops, x, axis=axes, keepdims=keepdims, where=where)
     if where is None:
         sizes = [x.shape[i] for i in axes]
         if all(isinstance(size, int) for size in sizes):
@@ -178,9 +177,9 @@ def logmeanexp(
     return lse - xp.log(count)
 
 
-@public(static=("axis", "algorithm"), validate=_where_checked_before_dispatch(4, "standardize"))
+@public(static=("axis", "algorithm"), validate=_where_checked_before_dispatch(4), traits=("rowwise",))
 def standardize(
-    x: Array,
+    ops: Adapter, x: Array,
     axis: Axis = -1,
     mean: Array | None = None,
     variance: Array | None = None,
@@ -196,8 +195,8 @@ def standardize(
     :math:`E[x^2] - E[x]^2` clipped at 0, ``'stable'`` uses :math:`E[(x-\mu)^2]`.
     """
     if algorithm not in ("fast", "stable"):
-        raise ValueError(f"standardize: unknown algorithm {algorithm!r}; expected 'fast' or 'stable'")
-    _, xp, x, where, axes = _prepare(x, where, axis, "standardize", mean, variance, epsilon)
+        raise refuse(ValueError, f"unknown algorithm {algorithm!r}; expected 'fast' or 'stable'")
+    xp, x, where, axes = _prepare(ops, x, where, axis)
 
     def masked_mean(values: Array) -> Array:
         if where is None:

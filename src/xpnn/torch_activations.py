@@ -12,56 +12,55 @@ from typing import Any
 import array_api_compat
 
 from xpnn._checks import floating, numeric, require_floating, rounded_to, widened
-from xpnn._dispatch import Argument, as_array, namespace, public
+from xpnn._dispatch import Argument, as_array, public
+from xpnn._errors import refuse
+from xpnn._types import Array
+from xpnn.backends import Adapter
 from xpnn.reductions import Axis, _where_checked_before_dispatch, softmax
-
-Array = Any
 
 __all__ = ["hard_shrink", "soft_shrink", "tanh_shrink", "threshold", "rrelu", "prelu", "softmin"]
 
 
-def _check_lambd(lambd: Any, function: str) -> None:
+def _check_lambd(lambd: Any) -> None:
     if isinstance(lambd, (int, float)) and not lambd >= 0:
-        raise ValueError(f"xpnn.{function}: lambd must be >= 0, got {lambd}")
+        raise refuse(ValueError, f"lambd must be >= 0, got {lambd}")
 
 
-def _lambd_checked_before_dispatch(function: str):
+_LAMBD = Argument(0, "lambd", 0.5)
+
+
+def _lambd_checked_before_dispatch(ops: Adapter, x: Array, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     """The check of a Python-number ``lambd`` made before any fast path runs (on jax the
     compiled definition gets ``lambd`` traced, where no Python check can run)."""
-    lambd = Argument(0, "lambd", 0.5)
-
-    def validate(x: Array, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        _check_lambd(lambd.get(args, kwargs), function)
-        return args, kwargs
-
-    return validate
+    _check_lambd(_LAMBD.get(args, kwargs))
+    return args, kwargs
 
 
 _KEY = Argument(None, "key")
 
 
-def _key_checked_before_dispatch(x: Array, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+def _key_checked_before_dispatch(ops: Adapter, x: Array, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     key = _KEY.get(args, kwargs)
     if key is not None and not array_api_compat.is_array_api_obj(key):
-        raise TypeError(f"xpnn.rrelu: key must be None or a key array from xpnn.random.key, "
-                        f"got {type(key).__name__} {key!r}")
+        raise refuse(TypeError, f"key must be None or a key array from xpnn.random.key, "
+                                f"got {type(key).__name__} {key!r}")
     return args, kwargs
 
 
-@public(validate=_lambd_checked_before_dispatch("hard_shrink"))
-def hard_shrink(x: Array, lambd: float = 0.5) -> Array:
+@public(validate=_lambd_checked_before_dispatch, traits=("elementwise",), reference="torch.nn.functional.hardshrink")
+def hard_shrink(ops: Adapter, x: Array, lambd: float = 0.5) -> Array:
     r"""Hard shrinkage: :math:`x` if :math:`|x| > \lambda` else 0 (so :math:`\pm\lambda` give 0).
 
     Matches ``torch.nn.functional.hardshrink``; NaN propagates.
     """
-    xp = namespace(x)
-    x = require_floating(xp, x, "hard_shrink")
-    _check_lambd(lambd, "hard_shrink")
+    xp = ops.xp
+    x = require_floating(xp, x)
+    _check_lambd(lambd)
     return xp.where((x >= -lambd) & (x <= lambd), 0.0, x)
 
 
-@public(validate=_lambd_checked_before_dispatch("soft_shrink"))
-def soft_shrink(x: Array, lambd: float = 0.5) -> Array:
+@public(validate=_lambd_checked_before_dispatch, traits=("elementwise",), reference="torch.nn.functional.softshrink")
+def soft_shrink(ops: Adapter, x: Array, lambd: float = 0.5) -> Array:
     r"""Soft shrinkage: :math:`x - \lambda` above :math:`\lambda`, :math:`x + \lambda` below :math:`-\lambda`, else 0.
 
     Matches ``torch.nn.functional.softshrink`` (``lambd`` must be >= 0; NaN
@@ -69,14 +68,14 @@ def soft_shrink(x: Array, lambd: float = 0.5) -> Array:
     (its scalar loop, which takes the few elements past the last full vector,
     keeps the sign of ``x``).
     """
-    xp = namespace(x)
-    x = require_floating(xp, x, "soft_shrink")
-    _check_lambd(lambd, "soft_shrink")
+    xp = ops.xp
+    x = require_floating(xp, x)
+    _check_lambd(lambd)
     return xp.where(x > lambd, x - lambd, xp.where(x < -lambd, x + lambd, xp.where(x != x, x, 0.0)))
 
 
-@public()
-def tanh_shrink(x: Array) -> Array:
+@public(traits=("elementwise",), reference="torch.nn.functional.tanhshrink")
+def tanh_shrink(ops: Adapter, x: Array) -> Array:
     r"""Tanh shrinkage, :math:`x - \tanh(x)`. Matches ``torch.nn.functional.tanhshrink``
     (integers are promoted to the default float, as torch promotes them).
 
@@ -85,9 +84,9 @@ def tanh_shrink(x: Array) -> Array:
     :math:`x^3/3 - 2x^5/15 + 17x^7/315 - 62x^9/2835`; narrower floats are computed in
     float64 where the library has it and rounded once.  Zeros are +0.0, as torch's.
     """
-    xp = namespace(x)
-    x = floating(xp, x, "tanh_shrink")
-    wide = widened(x)
+    xp = ops.xp
+    x = floating(ops, x)
+    wide = widened(ops, x)
     small = xp.abs(wide) < 0.01
     s = xp.where(small, wide, 0.0)
     s2 = s * s
@@ -96,21 +95,21 @@ def tanh_shrink(x: Array) -> Array:
     return xp.where(out == 0, 0.0, out)  # +0.0 (XLA folds away an added +0.0)
 
 
-@public(probes=(((0.5, -2.0), {}),))
-def threshold(x: Array, threshold: float, value: float) -> Array:
+@public(probes=(((0.5, -2.0), {}),), traits=("elementwise",), reference="torch.nn.functional.threshold")
+def threshold(ops: Adapter, x: Array, threshold: float, value: float) -> Array:
     r"""Threshold: :math:`x` if :math:`x > \text{threshold}` else ``value``.
 
     Matches ``torch.nn.functional.threshold`` (no defaults; NaN passes
     through; integer dtypes are kept).
     """
-    xp = namespace(x)
-    x = numeric(xp, x, "threshold")
+    xp = ops.xp
+    x = numeric(xp, x)
     return xp.where(x <= threshold, value, x)
 
 
-@public(static=("lower", "upper"), validate=_key_checked_before_dispatch)
+@public(static=("lower", "upper"), validate=_key_checked_before_dispatch, reference="torch.nn.functional.rrelu")
 def rrelu(
-    x: Array, lower: float = 1.0 / 8.0, upper: float = 1.0 / 3.0, *, key: Any = None
+    ops: Adapter, x: Array, lower: float = 1.0 / 8.0, upper: float = 1.0 / 3.0, *, key: Any = None
 ) -> Array:
     r"""Randomized leaky ReLU: negative inputs are scaled by a slope in ``[lower, upper]``.
 
@@ -124,10 +123,10 @@ def rrelu(
     slope, as in torch).  The slopes are the same on every backend for the same key (not
     torch's generator's).
     """
-    xp = namespace(x) if key is None else namespace(x, key)
-    x = require_floating(xp, x, "rrelu")
+    xp = ops.xp
+    x = require_floating(xp, x)
     if not lower <= upper:
-        raise ValueError(f"rrelu: lower must be <= upper, got lower={lower}, upper={upper}")
+        raise refuse(ValueError, f"lower must be <= upper, got lower={lower}, upper={upper}")
     if key is None:
         return xp.where(x > 0, x, x * ((lower + upper) / 2.0))
     from xpnn import random
@@ -138,39 +137,37 @@ def rrelu(
 
 def _probe_slope(probe: Array) -> Array:
     """A slope of 0.25 in the probe's library, dtype and device: prelu's probe weight."""
-    return namespace(probe).asarray(0.25, dtype=probe.dtype, device=array_api_compat.device(probe))
+    return array_api_compat.array_namespace(probe).asarray(0.25, dtype=probe.dtype, device=array_api_compat.device(probe))
 
 
-@public(probes=(((), {"weight": _probe_slope}),))
-def prelu(x: Array, weight: Array) -> Array:
+@public(probes=(((), {"weight": _probe_slope}),), reference="torch.nn.functional.prelu")
+def prelu(ops: Adapter, x: Array, weight: Array) -> Array:
     r"""Parametric ReLU with torch's layout: :math:`x` if :math:`x > 0` else :math:`w x`.
 
     Matches ``torch.nn.functional.prelu``: ``weight`` holds one slope, or one
     per channel along axis 1 of ``x`` (an input of fewer than 2 dimensions has
     one channel).  The gradient at 0 is ``w``, as in torch.
     """
-    xp = namespace(x, weight)
-    x = require_floating(xp, x, "prelu")
+    xp = ops.xp
+    x = require_floating(xp, x)
     weight = as_array(xp, weight, like=x)
     count = math.prod(weight.shape)
     if weight.ndim > 1:
-        raise ValueError(f"prelu: weight must be 0-d or 1-d, got shape {tuple(weight.shape)}")
+        raise refuse(ValueError, f"weight must be 0-d or 1-d, got shape {tuple(weight.shape)}")
     if count != 1:
         channels = x.shape[1] if x.ndim >= 2 else 1
         if channels != count:
-            raise ValueError(
-                f"prelu: weight has {count} slopes but x has {channels} channels along axis 1 "
-                f"(x shape {tuple(x.shape)})"
-            )
+            raise refuse(ValueError, f"weight has {count} slopes but x has {channels} channels along axis 1 "
+                                     f"(x shape {tuple(x.shape)})")
         weight = xp.reshape(weight, (count,) + (1,) * (x.ndim - 2))
     else:
         weight = xp.reshape(weight, ())
     return xp.where(x > 0, x, weight * x)
 
 
-@public(static=("axis",), validate=_where_checked_before_dispatch(1, "softmin"))
-def softmin(x: Array, axis: Axis = -1, where: Array | None = None) -> Array:
+@public(static=("axis",), validate=_where_checked_before_dispatch(1), traits=("rowwise",), reference="torch.nn.functional.softmin")
+def softmin(ops: Adapter, x: Array, axis: Axis = -1, where: Array | None = None) -> Array:
     r"""Softmin, :math:`\mathrm{softmax}(-x)`. Matches ``torch.nn.functional.softmin`` along ``axis``."""
-    xp = namespace(x)
-    x = floating(xp, x, "softmin")
-    return softmax.written_once(-x, axis=axis, where=where)
+    xp = ops.xp
+    x = floating(ops, x)
+    return softmax.written_once(ops, -x, axis=axis, where=where)

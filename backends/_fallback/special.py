@@ -1,9 +1,4 @@
-r"""Standard-only implementations of the primitives the Array API standard lacks.
-
-Every function here takes the namespace ``xp`` first and uses nothing but the
-standard, so any conforming array library (array-api-strict included) can run
-them.  The backend adapters replace them with native kernels where the library
-has one.
+r"""Special functions, standard-only: ``erf``, ``erfc``, ``erf_inv`` and XLA's float32 forms, ``fma``.
 
 ``erf`` and ``erfc`` are within 10 ulp in float64 and correctly rounded in
 float32 on the test grid (checked against mpmath in ``tests/test_backends.py``):
@@ -31,8 +26,7 @@ from typing import Any
 
 import array_api_compat
 
-Array = Any
-Namespace = Any
+from xpnn._types import Array, Namespace
 
 # (series terms, continued-fraction terms, bits kept in h) per working precision.
 _TERMS = {"float32": (30, 150, 6), "float64": (50, 300, 20)}
@@ -249,117 +243,3 @@ def fma(xp: Namespace, a: Array, b: Array, c: Array) -> Array:
     v = s - p
     s_error = (p - (s - v)) + (c - v)
     return s + (s_error + e)
-
-
-def qr(xp: Namespace, a: Array) -> tuple[Array, Array]:
-    """Reduced QR of a tall ``(n, k)`` matrix, standard-only: Gram-Schmidt, each column twice.
-
-    Re-orthogonalising once more ("twice is enough", Giraud et al. 2005)
-    keeps ``Q`` orthonormal to rounding even for ill-conditioned columns.
-    ``R`` is upper triangular with ``Q @ R == a`` to rounding.
-    """
-    n, k = a.shape
-    columns: list[Array] = []
-    coefficients: list[Array] = []
-    for j in range(k):
-        v = a[:, j]
-        r_column = xp.zeros((k,), dtype=a.dtype, device=array_api_compat.device(a))
-        if columns:
-            basis = xp.stack(columns, axis=1)
-            for _ in range(2):
-                h = basis.T @ v
-                v = v - basis @ h
-                r_column = r_column + xp.concat([h, xp.zeros((k - j,), dtype=a.dtype, device=array_api_compat.device(a))])
-        norm = xp.sqrt(xp.sum(v * v))
-        columns.append(v / norm)
-        unit = xp.astype(xp.arange(k, device=array_api_compat.device(a)) == j, a.dtype)
-        coefficients.append(r_column + norm * unit)
-    return xp.stack(columns, axis=1), xp.stack(coefficients, axis=1)
-
-
-# -- einsum -----------------------------------------------------------------------
-
-
-def parse_einsum(subscripts: str, ndims: list[int]) -> tuple[list[str], str]:
-    """``subscripts`` as one index string per operand and the output's, with
-    ``...`` replaced by fresh letters (right-aligned, as NumPy broadcasts them).
-
-    Implicit mode (no ``->``) gives NumPy's output: the broadcast dims, then
-    the indices that appear once, in alphabetical order.
-    """
-    subscripts = subscripts.replace(" ", "")
-    inputs_text, arrow, output = subscripts.partition("->")
-    inputs = inputs_text.split(",")
-    if len(inputs) != len(ndims):
-        raise ValueError(f"einsum: {subscripts!r} names {len(inputs)} operands, got {len(ndims)}")
-    used = set(subscripts) - set(".,->")
-    fresh = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in used]
-    n_ellipsis = max((ndim - len(term.replace("...", "")) for term, ndim in zip(inputs, ndims) if "..." in term), default=0)
-    broadcast = "".join(fresh[:n_ellipsis])
-    expanded = []
-    for term, ndim in zip(inputs, ndims):
-        if "..." in term:
-            count = ndim - len(term.replace("...", ""))
-            term = term.replace("...", broadcast[n_ellipsis - count:] if count else "")
-        if len(term) != ndim or not all(c.isalpha() for c in term):
-            raise ValueError(f"einsum: operand subscripts {term!r} do not match an operand of {ndim} dims")
-        expanded.append(term)
-    if arrow:
-        output = output.replace("...", broadcast)
-    else:
-        letters = "".join(expanded)
-        output = broadcast + "".join(sorted(c for c in set(letters) - set(broadcast) if letters.count(c) == 1))
-    if len(set(output)) != len(output) or not set(output) <= set("".join(expanded)):
-        raise ValueError(f"einsum: bad output subscripts in {subscripts!r}")
-    return expanded, output
-
-
-def _sum_unused(xp: Namespace, x: Array, term: str, keep: set[str]) -> tuple[Array, str]:
-    """Sum over the indices of ``term`` that no other operand nor the output has."""
-    if len(set(term)) != len(term):
-        raise NotImplementedError(f"einsum: repeated index in one operand ({term!r}, a diagonal) needs a native einsum")
-    drop = tuple(i for i, c in enumerate(term) if c not in keep)
-    if drop:
-        x = xp.sum(x, axis=drop)
-        term = "".join(c for c in term if c in keep)
-    return x, term
-
-
-def einsum(xp: Namespace, subscripts: str, *operands: Array) -> Array:
-    """``einsum`` of one or two operands with the standard only.
-
-    Two operands become one batched ``matmul``: each is transposed to
-    ``(batch, free, contracted)`` and reshaped to three dims; size-1 batch dims
-    broadcast.  More operands and diagonals (a repeated index in one operand)
-    need the library's own einsum.
-    """
-    terms, output = parse_einsum(subscripts, [x.ndim for x in operands])
-    if len(operands) == 1:
-        x, term = _sum_unused(xp, operands[0], terms[0], set(output))
-        return xp.permute_dims(x, tuple(term.index(c) for c in output))
-    if len(operands) != 2:
-        raise NotImplementedError("einsum: the standard-only einsum takes one or two operands")
-    (a, b), (ta, tb) = operands, terms
-    a, ta = _sum_unused(xp, a, ta, set(tb) | set(output))
-    b, tb = _sum_unused(xp, b, tb, set(ta) | set(output))
-    batch = [c for c in output if c in ta and c in tb]
-    contracted = [c for c in ta if c in tb and c not in output]
-    left = [c for c in ta if c not in tb]
-    right = [c for c in tb if c not in ta]
-    size = {}
-    for term, x in ((ta, a), (tb, b)):
-        for c, n in zip(term, x.shape):
-            if c in contracted and size.get(c, n) != n:
-                raise ValueError(f"einsum: index {c!r} has sizes {size[c]} and {n}")
-            size[c] = n if size.get(c, 1) == 1 else size[c]
-    batch_shape = tuple(size[c] for c in batch)
-    a = xp.permute_dims(a, tuple(ta.index(c) for c in batch + left + contracted))
-    b = xp.permute_dims(b, tuple(tb.index(c) for c in batch + contracted + right))
-    a = xp.broadcast_to(a, batch_shape + tuple(a.shape[len(batch):]))
-    b = xp.broadcast_to(b, batch_shape + tuple(b.shape[len(batch):]))
-    n_left, n_contracted, n_right = (math.prod(size[c] for c in group) for group in (left, contracted, right))
-    n_batch = math.prod(batch_shape)
-    product = xp.matmul(xp.reshape(a, (n_batch, n_left, n_contracted)), xp.reshape(b, (n_batch, n_contracted, n_right)))
-    product = xp.reshape(product, batch_shape + tuple(size[c] for c in left + right))
-    order = batch + left + right
-    return xp.permute_dims(product, tuple(order.index(c) for c in output))

@@ -1,0 +1,23 @@
+"""Standard-only implementations of the primitives the Array API standard lacks, by family.
+
+Every function here takes the namespace ``xp`` first and uses nothing but the
+standard, so any conforming array library (array-api-strict included) can run
+them.  The adapters (``backends/_base.py``) call them where a library has no
+native kernel.
+
+* ``special``: ``erf``, ``erfc``, ``erf_inv``, XLA's float32 ``erf``, ``fma``;
+* ``linalg``: reduced ``qr``;
+* ``einsum``: ``einsum`` of one or two operands;
+* ``windows``: ``conv_general_dilated``, ``reduce_window``;
+* ``control``: ``scan``.
+"""
+from .control import scan
+from .einsum import einsum
+from .linalg import qr
+from .special import (
+    _ERF_INV_CENTRAL, _ERF_INV_TAIL, erf, erf_float32_as_xla, erf_inv_float32, erf_inv_float64, erfc, fma,
+)
+from .windows import conv_general_dilated, reduce_window
+
+__all__ = ["scan", "einsum", "qr", "erf", "erfc", "erf_float32_as_xla", "erf_inv_float32", "erf_inv_float64",
+           "fma", "conv_general_dilated", "reduce_window", "_ERF_INV_CENTRAL", "_ERF_INV_TAIL"]

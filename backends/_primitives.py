@@ -1,0 +1,112 @@
+"""The primitives the written-once code may call: the adapter contract's first part.
+
+The Array API standard lacks special functions, einsum, convolution,
+windowed reductions, loops and autodiff control; the written-once code asks
+the adapter (``ops``) for them by these names, and nothing else.  Each has a
+standard-only fallback (``backends/_fallback/``, by family), so any conforming
+library works; an adapter overrides a primitive where its library has a
+native kernel (``jax.lax.conv_general_dilated``, ``torch.special.erf``...).
+The tests compare every native version with the fallback.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from xpnn._types import Array, Namespace
+
+from . import _fallback
+
+Padding = Sequence[tuple[int, int]]
+
+
+class Primitives:
+    """The named primitives, standard-only; ``xp`` is the library's Array API namespace."""
+
+    xp: Namespace
+
+    # -- special functions (_fallback.special) ---------------------------------------
+    def erf(self, x: Array) -> Array:
+        """Error function, elementwise."""
+        return _fallback.erf(self.xp, x)
+
+    def erfc(self, x: Array) -> Array:
+        """Complementary error function ``1 - erf(x)``, accurate in the tail."""
+        return _fallback.erfc(self.xp, x)
+
+    def erf_inv(self, x: Array) -> Array:
+        """Inverse error function, equal to XLA's (jax.lax.erf_inv) in float32 and below.
+
+        Narrow floats go through float32, as XLA does; float64 is polished
+        to full precision with this adapter's ``erf``/``erfc``.
+        """
+        xp = self.xp
+        if x.dtype == xp.float64:
+            return _fallback.erf_inv_float64(xp, x, self.erf, self.erfc)
+        return xp.astype(_fallback.erf_inv_float32(xp, x), x.dtype)
+
+    def erf_as_jax(self, x: Array) -> Array:
+        """``erf`` rounded as ``jax.lax.erf`` on the CPU rounds it, for samplers that must give
+        jax.random's numbers bit for bit: XLA's float32 approximation for float32 and narrower
+        (its bits, not correct rounding: near 1 a different ulp moves a truncated normal's
+        samples by up to 0.6), the library's erf in float64."""
+        xp = self.xp
+        if x.dtype == xp.float64:
+            return self.erf(x)
+        return xp.astype(_fallback.erf_float32_as_xla(xp, x, self.fma), x.dtype)
+
+    def fma(self, a: Array, b: Array, c: Array) -> Array:
+        """``a * b + c`` rounded once, as XLA computes it on CPU (it contracts multiply-adds)."""
+        return _fallback.fma(self.xp, a, b, c)
+
+    # -- linear algebra (_fallback.linalg, _fallback.einsum) ---------------------------
+    def einsum(self, subscripts: str, *operands: Array) -> Array:
+        """Einstein summation (``numpy.einsum`` semantics): the library's own
+        einsum where it has one, else the standard-only one (one or two operands)."""
+        native = getattr(self.xp, "einsum", None)
+        if native is not None:
+            return native(subscripts, *operands)
+        return _fallback.einsum(self.xp, subscripts, *operands)
+
+    def qr(self, a: Array) -> tuple[Array, Array]:
+        """Reduced QR decomposition of a tall matrix: ``linalg.qr`` where the
+        library has the linalg extension, else the standard-only one."""
+        linalg = getattr(self.xp, "linalg", None)
+        if linalg is not None and hasattr(linalg, "qr"):
+            return linalg.qr(a)
+        return _fallback.qr(self.xp, a)
+
+    # -- windows (_fallback.windows) ---------------------------------------------------
+    def conv_general_dilated(self, lhs: Array, rhs: Array, window_strides: Sequence[int], padding: Padding,
+                             lhs_dilation: Sequence[int], rhs_dilation: Sequence[int],
+                             feature_group_count: int = 1) -> Array:
+        """``jax.lax.conv_general_dilated`` with flax's channels-last layouts: ``lhs``
+        ``(N, *spatial, C)``, ``rhs`` ``(*window, C // groups, O)``, out ``(N, *out_spatial, O)``;
+        ``padding`` is one explicit ``(low, high)`` pair per spatial dimension (the library
+        resolves ``"SAME"``), ``lhs_dilation`` > 1 makes a transposed convolution."""
+        return _fallback.conv_general_dilated(self.xp, self.einsum, lhs, rhs, window_strides, padding,
+                                              lhs_dilation, rhs_dilation, feature_group_count)
+
+    def reduce_window(self, x: Array, init: float, reduction: str, window_dimensions: Sequence[int],
+                      window_strides: Sequence[int], padding: Padding,
+                      window_dilation: Sequence[int] | None = None) -> Array:
+        """``jax.lax.reduce_window`` for ``reduction`` in ``"max"``, ``"min"``, ``"sum"``: one window
+        size, stride and ``(low, high)`` padding (filled with ``init``) per axis of ``x``."""
+        dilation = window_dilation if window_dilation is not None else (1,) * x.ndim
+        return _fallback.reduce_window(self.xp, x, init, reduction, window_dimensions, window_strides,
+                                       padding, dilation)
+
+    # -- control flow and autodiff (_fallback.control) ---------------------------------
+    def scan(self, f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any, length: int | None = None,
+             reverse: bool = False, unroll: int = 1) -> tuple[Any, Any]:
+        """``jax.lax.scan``: ``carry, y = f(carry, x)`` over the leading axis of the tree ``xs``;
+        returns the last carry and the stacked ``y``'s.  ``unroll`` is a hint for compilers."""
+        return _fallback.scan(self.xp, f, init, xs, length, reverse)
+
+    def stop_gradient(self, x: Array) -> Array:
+        """``x`` as a constant for autodiff (identity where there is no autodiff)."""
+        return x
+
+    def copy(self, x: Array) -> Array:
+        """A new array equal to ``x``, differentiable where the library has autodiff."""
+        return self.xp.asarray(x, copy=True)

@@ -1,0 +1,120 @@
+"""The adapter primitives the layer families build on: ``conv_general_dilated``,
+``reduce_window`` and ``scan``, native and standard-only, against ``jax.lax``.
+
+Every backend's adapter (its native version where it has one) and the
+standard-only fallback are compared with ``jax.lax`` in float64 over random
+shapes, strides, paddings (negative ones crop), dilations and groups.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from xpnn._dispatch import adapter_of
+from xpnn.backends import Adapter
+from xpnn.backends._primitives import Primitives
+
+jax.config.update("jax_enable_x64", True)
+JAX = adapter_of(jnp.zeros(1))
+
+
+def _both(backend):
+    """The backend's adapter, and one that has only the standard-only primitives."""
+    adapter = adapter_of(backend.asarray(np.zeros(1), "float64"))
+    return {"native": adapter, "standard-only": Adapter(adapter.xp)}
+
+
+@st.composite
+def convolutions(draw):
+    spatial = draw(st.integers(1, 3))
+    groups = draw(st.sampled_from((1, 2)))
+    window = tuple(draw(st.integers(1, 3)) for _ in range(spatial))
+    rhs_dilation = tuple(draw(st.integers(1, 2)) for _ in range(spatial))
+    lhs_dilation = tuple(draw(st.sampled_from((1, 1, 2))) for _ in range(spatial))
+    padding = tuple((draw(st.integers(-1, 2)), draw(st.integers(-1, 2))) for _ in range(spatial))
+    strides = tuple(draw(st.integers(1, 2)) for _ in range(spatial))
+    # big enough that every output size is at least 1 (jax refuses empty ones)
+    sizes = tuple(draw(st.integers((w - 1) * d + 3, (w - 1) * d + 5)) for w, d in zip(window, rhs_dilation))
+    channels = groups * draw(st.integers(1, 2))
+    outputs = groups * draw(st.integers(1, 2))
+    return {"lhs": (draw(st.integers(1, 2)), *sizes, channels), "rhs": (*window, channels // groups, outputs),
+            "window_strides": strides, "padding": padding, "lhs_dilation": lhs_dilation,
+            "rhs_dilation": rhs_dilation, "feature_group_count": groups}
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=convolutions(), seed=st.integers(0, 2**16))
+def test_conv_general_dilated_matches_jax_lax(backend, case, seed):
+    rng = np.random.default_rng(seed)
+    lhs, rhs = rng.standard_normal(case.pop("lhs")), rng.standard_normal(case.pop("rhs"))
+    want = np.asarray(JAX.conv_general_dilated(jnp.asarray(lhs), jnp.asarray(rhs), **case))
+    for kind, adapter in _both(backend).items():
+        got = adapter.conv_general_dilated(backend.asarray(lhs, "float64"), backend.asarray(rhs, "float64"), **case)
+        got = backend.to_numpy(got)
+        assert got.shape == want.shape, (kind, got.shape, want.shape)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=kind)
+
+
+@st.composite
+def windows(draw):
+    ndim = draw(st.integers(1, 3))
+    window = tuple(draw(st.integers(1, 3)) for _ in range(ndim))
+    dilation = tuple(draw(st.integers(1, 2)) for _ in range(ndim))
+    return {"shape": tuple(draw(st.integers((w - 1) * d + 2, (w - 1) * d + 5)) for w, d in zip(window, dilation)),
+            "window_dimensions": window, "window_strides": tuple(draw(st.integers(1, 2)) for _ in range(ndim)),
+            "padding": tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(ndim)),
+            "window_dilation": dilation, "reduction": draw(st.sampled_from(("max", "min", "sum")))}
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=windows(), seed=st.integers(0, 2**16))
+def test_reduce_window_matches_jax_lax(backend, case, seed):
+    x = np.random.default_rng(seed).standard_normal(case.pop("shape"))
+    init = {"max": -np.inf, "min": np.inf, "sum": 0.0}[case["reduction"]]
+    want = np.asarray(JAX.reduce_window(jnp.asarray(x), init, **case))
+    for kind, adapter in _both(backend).items():
+        got = backend.to_numpy(adapter.reduce_window(backend.asarray(x, "float64"), init, **case))
+        assert got.shape == want.shape, (kind, got.shape, want.shape)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=kind)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_scan_matches_jax_lax_on_trees(backend, reverse):
+    """A carry and outputs that are trees (a dict holding a tuple), forwards and backwards."""
+    xs = np.random.default_rng(1).standard_normal((5, 3))
+
+    def step(carry, x):
+        return carry * 0.5 + x["a"], {"y": carry * x["a"], "z": (x["a"] - carry,)}
+
+    want_carry, want_ys = JAX.scan(step, jnp.ones(3), {"a": jnp.asarray(xs)}, reverse=reverse)
+    for kind, adapter in _both(backend).items():
+        carry, ys = adapter.scan(step, backend.asarray(np.ones(3), "float64"), {"a": backend.asarray(xs, "float64")},
+                                 reverse=reverse)
+        np.testing.assert_allclose(backend.to_numpy(carry), np.asarray(want_carry), rtol=1e-14, err_msg=kind)
+        np.testing.assert_allclose(backend.to_numpy(ys["y"]), np.asarray(want_ys["y"]), rtol=1e-14, err_msg=kind)
+        np.testing.assert_allclose(backend.to_numpy(ys["z"][0]), np.asarray(want_ys["z"][0]), rtol=1e-14,
+                                   err_msg=kind)
+
+
+def test_scan_with_a_length_and_no_inputs_and_with_no_steps():
+    adapter = Adapter(adapter_of(np.zeros(1)).xp)
+    carry, ys = adapter.scan(lambda c, _: (c + 1, c * 2), np.zeros(2), None, length=3)
+    want_carry, want_ys = jax.lax.scan(lambda c, _: (c + 1, c * 2), jnp.zeros(2), None, length=3)
+    np.testing.assert_array_equal(carry, want_carry)
+    np.testing.assert_array_equal(ys, want_ys)
+    carry, ys = adapter.scan(lambda c, x: (c + x, x * 2), np.zeros(2), np.zeros((0, 2)))
+    assert ys.shape == (0, 2) and np.all(carry == 0)
+    with pytest.raises(ValueError, match="scan: length must be given"):
+        adapter.scan(lambda c, x: (c, x), np.zeros(2), None)
+
+
+def test_the_contract_lists_the_design_primitives():
+    """The primitives the written-once code may call (../shared/DESIGN.md rule 2) are the
+    contract's: each is a method of ``Primitives`` with a standard-only body."""
+    for name in ("erf", "erfc", "erf_inv", "einsum", "qr", "stop_gradient", "conv_general_dilated",
+                 "reduce_window", "scan"):
+        assert callable(getattr(Primitives, name, None)), name
