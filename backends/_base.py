@@ -7,10 +7,10 @@ from typing import Any, Callable, ContextManager
 
 import array_api_compat
 
+from xpnn._types import Array, Namespace
+
 from ._primitives import Primitives
 
-Array = Any
-Namespace = Any
 
 #: A native implementation of a whole public function.  It takes the public
 #: function's arguments, the first always an array of the adapter's library

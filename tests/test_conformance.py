@@ -82,7 +82,7 @@ def test_a_wrong_gradient_is_reported(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name, wrong, only", [
-    ("gelu", lambda x, approximate=True: xpnn.activations.gelu(x * (1 + 1e-5), approximate), "gelu"),
+    ("gelu", lambda x, approximate=True: xpnn.functions.activations.gelu(x * (1 + 1e-5), approximate), "gelu"),
     ("Dense", None, "Dense(3) apply"),
 ])
 def test_a_wrong_implementation_is_reported(tmp_path, monkeypatch, name, wrong, only):

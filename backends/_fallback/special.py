@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Callable
-from typing import Any
 
 import array_api_compat
 

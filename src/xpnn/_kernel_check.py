@@ -42,9 +42,9 @@ from typing import Any, NamedTuple
 import array_api_compat
 import numpy as np
 
+from xpnn._types import Array
 from xpnn.backends import dtype_name
 
-Array = Any
 
 #: One probe call: positional arguments after ``x``, and keywords.  A keyword value that is
 #: callable is called with the probe array (for array arguments, such as prelu's weight).

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
-Array = Any
-Namespace = Any
+from xpnn._types import Array, Namespace
+
 
 MASK32 = 0xFFFFFFFF
 _KEY_PARITY = 0x1BD11BDA

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 from typing import Any
 
-Array = Any
+from xpnn._types import Array
+
+
 #: A 64-bit value as ``(high word, low word)``, each an int64 array in ``[0, 2**32)``.
 Pair = tuple[Array, Array]
 

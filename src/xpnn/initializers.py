@@ -20,6 +20,7 @@ from typing import Any
 from xpnn import random
 from xpnn._checks import device_of, dtype_argument, dtype_name, shape_argument
 from xpnn._dispatch import adapter_of
+from xpnn._types import Array
 
 __all__ = [
     "Initializer", "zeros", "ones", "zeros_init", "ones_init", "constant", "uniform", "normal",
@@ -28,7 +29,6 @@ __all__ = [
     "kaiming_normal", "orthogonal", "delta_orthogonal",
 ]
 
-Array = Any
 Initializer = Callable[..., Array]
 Axes = int | Sequence[int]
 

@@ -24,8 +24,7 @@ On JAX every function runs as a cached ``jax.jit``, and inside a user's
 from __future__ import annotations
 
 import math
-import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import array_api_compat

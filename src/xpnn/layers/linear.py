@@ -17,11 +17,11 @@ import array_api_compat
 
 from xpnn import initializers
 from xpnn._einsum import parse_einsum
+from xpnn._types import Array
 from xpnn.module import Module, compact
 
 __all__ = ["Dense", "DenseGeneral", "Einsum", "Embed"]
 
-Array = Any
 Initializer = initializers.Initializer
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"

@@ -16,7 +16,7 @@ from xpnn._dispatch import Argument, as_array, public
 from xpnn._errors import refuse
 from xpnn._types import Array
 from xpnn.backends import Adapter
-from xpnn.reductions import Axis, _where_checked_before_dispatch, softmax
+from xpnn.functions.reductions import Axis, _where_checked_before_dispatch, softmax
 
 __all__ = ["hard_shrink", "soft_shrink", "tanh_shrink", "threshold", "rrelu", "prelu", "softmin"]
 
@@ -168,6 +168,5 @@ def prelu(ops: Adapter, x: Array, weight: Array) -> Array:
 @public(static=("axis",), validate=_where_checked_before_dispatch(1), traits=("rowwise",), reference="torch.nn.functional.softmin")
 def softmin(ops: Adapter, x: Array, axis: Axis = -1, where: Array | None = None) -> Array:
     r"""Softmin, :math:`\mathrm{softmax}(-x)`. Matches ``torch.nn.functional.softmin`` along ``axis``."""
-    xp = ops.xp
     x = floating(ops, x)
     return softmax.written_once(ops, -x, axis=axis, where=where)

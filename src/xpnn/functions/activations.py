@@ -174,7 +174,6 @@ def mish(ops: Adapter, x: Array) -> Array:
 @public(traits=("elementwise",))
 def hard_sigmoid(ops: Adapter, x: Array) -> Array:
     r"""Hard sigmoid, :math:`\mathrm{relu6}(x + 3) / 6`. Matches ``jax.nn.hard_sigmoid``."""
-    xp = ops.xp
     x = floating(ops, x)
     return relu6.written_once(ops, x + 3.0) / 6.0
 
@@ -182,7 +181,6 @@ def hard_sigmoid(ops: Adapter, x: Array) -> Array:
 @public(traits=("elementwise",))
 def hard_silu(ops: Adapter, x: Array) -> Array:
     r"""Hard SiLU (hard swish), :math:`x\,\mathrm{relu6}(x + 3) / 6`. Matches ``jax.nn.hard_silu``."""
-    xp = ops.xp
     x = floating(ops, x)
     return x * hard_sigmoid.written_once(ops, x)
 

@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from xpnn import random
+from xpnn._types import Array
 from xpnn.module import Module, compact
 from xpnn.trees import to_backend
 
 __all__ = ["Dropout"]
-
-Array = Any
 
 
 class Dropout(Module):

@@ -4,11 +4,10 @@ from __future__ import annotations
 from typing import Any
 
 from xpnn import initializers
+from xpnn._types import Array
 from xpnn.module import Module, compact
 
 __all__ = ["PReLU"]
-
-Array = Any
 
 
 class PReLU(Module):
