@@ -8,6 +8,11 @@
 Batch 256 shows the arithmetic; batch 1 shows the per-call cost of the module
 system (binding, naming, parameter lookup), which eager libraries pay on
 every call and jitted JAX pays only while tracing.
+
+The ``stack`` rows apply 20 ``Dense(16)`` + relu layers to a (1, 16) input, where the
+arithmetic is negligible: ``us_per_layer`` is (xpnn - native) / 20, the module system's
+cost per layer (targets: at most 5 us on numpy and torch, and the stack at most 1.5x
+``torch.nn.Sequential`` on torch).
 """
 from __future__ import annotations
 
@@ -23,6 +28,8 @@ from benchmarks.activations import LIBRARIES, _interleaved, placement, ratio_fie
 
 SIZES = (784, 512, 512, 10)
 BATCHES = (1, 256)
+#: The stack: this many Dense(STACK_WIDTH) + relu layers on a (1, STACK_WIDTH) input.
+STACK_DEPTH, STACK_WIDTH = 20, 16
 
 
 class MLP(nn.Module):
@@ -33,8 +40,62 @@ class MLP(nn.Module):
         return nn.Dense(SIZES[-1])(x)
 
 
-def _inputs(batch: int) -> np.ndarray:
-    return np.random.default_rng(0).standard_normal((batch, SIZES[0])).astype(np.float32)
+class Stack(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        for _ in range(STACK_DEPTH):
+            x = nn.relu(nn.Dense(STACK_WIDTH)(x))
+        return x
+
+
+def _inputs(batch: int, features: int = SIZES[0]) -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((batch, features)).astype(np.float32)
+
+
+def _stack(library: str, device: str) -> dict[str, Callable[[], Any]]:
+    """The stack with xpnn, and natively: torch.nn.Sequential of Linear and ReLU with the same
+    weights on torch, the same matmuls by hand on numpy and cupy, jitted flax.linen on jax."""
+    put, _ = placement(library, device)
+    x = put(_inputs(1, STACK_WIDTH))
+    variables = Stack().init(nn.random.key(0), x)
+    layers = [variables["params"][f"Dense_{i}"] for i in range(STACK_DEPTH)]
+    if library == "torch":
+        import torch
+
+        modules = []
+        for layer in layers:
+            linear = torch.nn.Linear(STACK_WIDTH, STACK_WIDTH, device=device)
+            with torch.no_grad():
+                linear.weight.copy_(layer["kernel"].T)
+                linear.bias.copy_(layer["bias"])
+            modules += [linear, torch.nn.ReLU()]
+        native = torch.nn.Sequential(*modules)
+        with torch.no_grad():
+            torch.testing.assert_close(Stack().apply(variables, x), native(x))
+        return {"xpnn": torch.no_grad()(lambda: Stack().apply(variables, x)), "native": torch.no_grad()(lambda: native(x))}
+    if library == "jax":
+        import flax.linen as fnn
+        import jax
+
+        class FlaxStack(fnn.Module):
+            @fnn.compact
+            def __call__(self, x):
+                for _ in range(STACK_DEPTH):
+                    x = fnn.relu(fnn.Dense(STACK_WIDTH)(x))
+                return x
+
+        ours, theirs = jax.jit(Stack().apply), jax.jit(FlaxStack().apply)
+        np.testing.assert_allclose(ours(variables, x), theirs(variables, x), rtol=1e-5, atol=1e-5)
+        return {"xpnn": lambda: ours(variables, x), "native": lambda: theirs(variables, x)}
+    m = importlib.import_module(library)
+
+    def by_hand():
+        h = x
+        for layer in layers:
+            h = m.maximum(h @ layer["kernel"] + layer["bias"], 0)
+        return h
+
+    return {"xpnn": lambda: Stack().apply(variables, x), "native": by_hand}
 
 
 def _by_hand(library: str, device: str, batch: int) -> dict[str, dict[str, Callable[[], Any]]]:
@@ -116,8 +177,14 @@ def run(libraries: tuple[str, ...] = LIBRARIES["cpu"], device: str = "cpu") -> l
                 medians = _interleaved(variants, sync, budget=1.0, rounds=3)
                 rows.append({"library": library, "device": device, "task": task, "batch": batch,
                              **ratio_fields(medians, "us")})
+        medians = _interleaved(_stack(library, device), sync, budget=1.0, rounds=3)
+        rows.append({"library": library, "device": device, "task": f"stack {STACK_DEPTH}x{STACK_WIDTH}",
+                     "batch": 1, **ratio_fields(medians, "us"),
+                     "us_per_layer": (medians["xpnn"] - medians["native"]) * 1e6 / STACK_DEPTH})
     return rows
 
 
 def report(rows: list[dict]) -> str:
-    return ratio_table(rows, (("library", "8"), ("device", "6"), ("task", "18"), ("batch", ">5")), "us")
+    table = ratio_table(rows, (("library", "8"), ("device", "6"), ("task", "18"), ("batch", ">5")), "us")
+    per_layer = [f"{row['library']}: {row['us_per_layer']:.2f} us" for row in rows if "us_per_layer" in row]
+    return table + f"\nmodule system per layer (stack): {', '.join(per_layer)}"

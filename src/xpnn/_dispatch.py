@@ -257,6 +257,8 @@ class Definition:
         #: (array type, dtype) -> the checked fast path (None: none), filled by the first call.
         self.fast_by_key: dict[tuple[type, Any], FastPath | None] = {}
         _FAST_PATH_CACHES.append(self.fast_by_key)
+        #: adapter -> what its :meth:`Adapter.compile` made of the definition (None: nothing).
+        self.compiled: dict[Adapter, FastPath | None] = {}
 
     def bound(self, adapter: Adapter) -> Callable[..., Any]:
         """The definition for ``adapter``'s arrays: ``function`` with ``ops`` given."""
@@ -345,7 +347,9 @@ def _dispatched(entry: Definition, validate: Callable[..., tuple[tuple, dict]] |
             adapter.check_dtype(x.dtype, f"xpnn.{name}")
             fast = adapter.fast_paths.get(name, _MISSING)
             if fast is _MISSING:
-                fast = adapter.fast_paths[name] = adapter.compile(entry)
+                fast = entry.compiled.get(adapter, _MISSING)
+                if fast is _MISSING:
+                    fast = entry.compiled[adapter] = adapter.compile(entry)
             if probes is not None and name not in adapter.compiled_definitions:
                 calls = probes
                 if (args or kwargs) and _plain(args) and all(map(_plain, kwargs.values())):
