@@ -69,7 +69,14 @@ def rng_hash(path: Path, count: int) -> int:
 
 
 def first_array(tree: Any) -> Array | None:
-    """The first array leaf of ``tree``, or None."""
+    """The first array leaf of ``tree`` (a tuple or list of arguments, a dict...), or None; the
+    common call, an array among the top-level arguments, decided without walking the tree."""
+    if type(tree) in (tuple, list):
+        for item in tree:
+            if type(item) in (tuple, list, dict):
+                break
+            if item is not None and array_api_compat.is_array_api_obj(item):
+                return item
     for leaf in tree_leaves(tree):
         if array_api_compat.is_array_api_obj(leaf):
             return leaf

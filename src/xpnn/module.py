@@ -25,7 +25,6 @@ first array argument of ``init`` (the key's library when there is none).
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 import inspect
@@ -57,8 +56,10 @@ class _ModuleState:
 
     def __init__(self) -> None:
         self.setup_done = self.in_setup = self.in_compact = False
-        self.autoname: dict[str, int] = {}
-        self.names_in_call: set[str] = set()
+        #: Submodules named in the running compact call or setup: made by the first child (most
+        #: modules, the layers, have none).
+        self.autoname: dict[str, int] | None = None
+        self.names_in_call: set[str] | None = None
         #: The module's dict in the "params" collection, once a ``param`` call found it.
         self.params: Mapping[str, Any] | None = None
 
@@ -175,9 +176,8 @@ def _wrap_method(method: Callable) -> Callable:
         finally:
             stack.pop()
             state.in_compact = False
-            if state.autoname:
-                state.autoname.clear()
-                state.names_in_call.clear()
+            if state.autoname is not None:
+                state.autoname = state.names_in_call = None
 
     wrapped._xpnn_wrapped = True
     return wrapped
@@ -255,6 +255,8 @@ class Module:
                 f"{parent.path}: submodule {type(self).__name__} must be defined in setup() or in a method "
                 f"decorated with @xpnn.compact"
             )
+        if parent_state.autoname is None:
+            parent_state.autoname, parent_state.names_in_call = {}, set()
         if name is None:
             prefix = type(self).__name__
             autoname = parent_state.autoname
@@ -268,17 +270,19 @@ class Module:
         values["_scope"] = (*parent_scope, name)
 
     def _claim_name(self, name: str) -> None:
-        if name in self._state.names_in_call:
+        state = self._state
+        if state.names_in_call is None:
+            state.autoname, state.names_in_call = {}, set()
+        if name in state.names_in_call:
             raise ModuleError(f"{self.path}: two submodules are named {name!r}; names must be unique in a module")
-        self._state.names_in_call.add(name)
+        state.names_in_call.add(name)
 
     def _bound_copy(self, parent: Module | None, scope: tuple, name: str | None) -> Module:
         """A copy of this (unbound) module bound at ``scope``: fresh state, same hyper-parameters."""
-        bound = copy.copy(self)
-        object.__setattr__(bound, "_state", _ModuleState())
-        object.__setattr__(bound, "_scope", scope)
-        object.__setattr__(bound, "parent", parent)
-        object.__setattr__(bound, "name", name)
+        bound = object.__new__(type(self))
+        values = bound.__dict__
+        values.update(self.__dict__)
+        values["_state"], values["_scope"], values["parent"], values["name"] = _ModuleState(), scope, parent, name
         return bound
 
     def _adopt(self, name: str, value: Any) -> Any:
@@ -367,7 +371,9 @@ class Module:
 
     def _run(self, variables: Mapping, rngs: Any, mutable: Any, initializing: bool, method: Any, args: tuple, kwargs: dict) -> tuple[Any, Variables]:
         rngs = rng_dict(rngs, f"{type(self).__name__}.{'init' if initializing else 'apply'}")
-        like = first_array((args, kwargs))
+        like = first_array(args) if args else None
+        if like is None and kwargs:
+            like = first_array(kwargs)
         if like is None:
             like = next(iter(rngs.values()), None)
         frame = Frame(type(self).__name__, variables, rngs, mutable, initializing, like)
@@ -490,19 +496,19 @@ class Module:
         have it: a mismatch (an input of another feature size than at init)
         is an error naming the module.
         """
-        scope = self._scope
-        if scope is None:
-            self._require_scope("param")
-        frame, path = scope[0], scope[1:]
         state = self._state
         store = state.params
         if store is None:
-            store = state.params = frame.store("params", path)
+            scope = self._scope
+            if scope is None:
+                self._require_scope("param")
+            store = state.params = scope[0].store("params", scope[1:])
         if store is not None and name in store:
             value = store[name]
             if init_args and init_args[0] != getattr(value, "shape", None):
                 check_param_shape(self.path, name, value, init_args)
             return value
+        frame, path = self._require_scope("param")
         if not frame.is_mutable("params"):
             raise ModuleError(frame.missing_message(self.path, "params", name, store))
         try:
