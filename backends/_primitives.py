@@ -87,11 +87,12 @@ class Primitives:
         return _fallback.conv_general_dilated(self.xp, self.einsum, lhs, rhs, window_strides, padding,
                                               lhs_dilation, rhs_dilation, feature_group_count)
 
-    def reduce_window(self, x: Array, init: float, reduction: str, window_dimensions: Sequence[int],
-                      window_strides: Sequence[int], padding: Padding,
+    def reduce_window(self, x: Array, init: float, reduction: str | Callable[[Array, Array], Array],
+                      window_dimensions: Sequence[int], window_strides: Sequence[int], padding: Padding,
                       window_dilation: Sequence[int] | None = None) -> Array:
-        """``jax.lax.reduce_window`` for ``reduction`` in ``"max"``, ``"min"``, ``"sum"``: one window
-        size, stride and ``(low, high)`` padding (filled with ``init``) per axis of ``x``."""
+        """``jax.lax.reduce_window`` for ``reduction`` in ``"max"``, ``"min"``, ``"sum"`` (or a binary
+        elementwise function, which native versions may leave to this one): one window size,
+        stride and ``(low, high)`` padding (filled with ``init``) per axis of ``x``."""
         dilation = window_dilation if window_dilation is not None else (1,) * x.ndim
         return _fallback.reduce_window(self.xp, x, init, reduction, window_dimensions, window_strides,
                                        padding, dilation)

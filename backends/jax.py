@@ -151,7 +151,7 @@ class JaxAdapter(Adapter):
                                             feature_group_count=feature_group_count)
 
     def reduce_window(self, x, init, reduction, window_dimensions, window_strides, padding, window_dilation=None):
-        combine = {"max": jax.lax.max, "min": jax.lax.min, "sum": jax.lax.add}[reduction]
+        combine = {"max": jax.lax.max, "min": jax.lax.min, "sum": jax.lax.add}.get(reduction, reduction)
         return jax.lax.reduce_window(x, jnp.asarray(init, dtype=x.dtype), combine, tuple(window_dimensions),
                                      tuple(window_strides), tuple(map(tuple, padding)),
                                      window_dilation=None if window_dilation is None else tuple(window_dilation))

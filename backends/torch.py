@@ -281,6 +281,46 @@ class TorchAdapter(Adapter):
                        groups=feature_group_count)
         return torch.movedim(out, 1, -1)
 
+    def reduce_window(self, x, init, reduction, window_dimensions, window_strides, padding, window_dilation=None):
+        """``F.max_pool1d/2d/3d`` (min as the max of ``-x``) and ``F.avg_pool2d/3d`` with
+        ``divisor_override=1`` (sum) on channels-first views, for floating pools of 1 to 3 spatial
+        dimensions with a window of 1 over the batch dimensions and features; the padding is
+        applied with ``F.pad`` (``init``).  Anything else takes the standard-only version."""
+        dilation = tuple(window_dilation) if window_dilation is not None else (1,) * x.ndim
+
+        def trivial(axis: int) -> bool:
+            return (window_dimensions[axis] == 1 and window_strides[axis] == 1 and tuple(padding[axis]) == (0, 0)
+                    and dilation[axis] == 1)
+
+        batch = 0  # the leading axes that are not pooled
+        while batch < x.ndim - 1 and trivial(batch):
+            batch += 1
+        spatial = x.ndim - batch - 1
+        if (reduction not in ("max", "min", "sum") or not x.is_floating_point() or not batch
+                or not 1 <= spatial <= 3 or not trivial(x.ndim - 1)
+                or (reduction == "sum" and any(d != 1 for d in dilation))):
+            return super().reduce_window(x, init, reduction, window_dimensions, window_strides, padding,
+                                         window_dilation)
+        sign = -1.0 if reduction == "min" else 1.0
+        lead = x.shape[:batch]
+        y = torch.movedim(x.reshape((-1, *x.shape[batch:])), -1, 1) * sign
+        flat_padding = [side for low_high in reversed(padding[batch:batch + spatial]) for side in low_high]
+        if any(flat_padding):
+            y = F.pad(y, flat_padding, value=sign * init)
+        window, strides = tuple(window_dimensions[batch:-1]), tuple(window_strides[batch:-1])
+        if reduction == "sum":
+            if spatial == 1:
+                y = F.avg_pool2d(y[..., None], (*window, 1), (*strides, 1), divisor_override=1)[..., 0]
+            else:
+                y = (F.avg_pool2d, F.avg_pool3d)[spatial - 2](y, window, strides, divisor_override=1)
+            y = y + init
+        else:
+            pool = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[spatial - 1]
+            y = sign * torch.maximum(pool(y, window, strides, dilation=tuple(dilation[batch:-1])),
+                                     torch.tensor(sign * init, dtype=y.dtype, device=y.device))
+        y = torch.movedim(y, 1, -1)
+        return y.reshape((*lead, *y.shape[1:]))
+
     def to_host(self, x):
         return x.detach().cpu().numpy()
 

@@ -94,6 +94,9 @@ def checks() -> list[Check]:
                            functools.partial(models.run_initializer, case), ("float32", "float64")))
     found.append(Check("BatchApply(matmul)", "BatchApply", "flax.linen", "layers", models.run_batch_apply,
                        ("float32", "float64")))
+    for case in models.POOL_CASES:
+        found.append(Check(case.label, case.function, "flax.linen", "layers", functools.partial(models.run_pool, case),
+                           ("float32", "float64")))
     for case in models.LAYER_CASES:
         for part, check in models.LAYER_PARTS.items():
             found.append(Check(f"{case.label} {part}", case.layer, "flax.linen", "layers",

@@ -199,7 +199,116 @@ LAYER_CASES: tuple[LayerCase, ...] = (
     LayerCase("Dropout(1.0)", lambda L, d: L.Dropout(1.0), (2, 8), kwargs={"deterministic": False}),
     LayerCase("Sequential([Dense, relu, Dense])",
               lambda L, d: L.Sequential([L.Dense(4, param_dtype=d), L.relu, L.Dense(2, param_dtype=d)]), (3, 5)),
+    LayerCase("Conv(4, (3, 3))", lambda L, d: L.Conv(4, (3, 3), param_dtype=d), (2, 7, 7, 3)),
+    LayerCase("Conv(4, 3) 1-D, stride 2", lambda L, d: L.Conv(4, 3, strides=2, param_dtype=d), (2, 9, 3)),
+    LayerCase("Conv(4, (3, 3, 3)) 3-D", lambda L, d: L.Conv(4, (3, 3, 3), param_dtype=d), (1, 5, 5, 5, 2)),
+    LayerCase("Conv(4, (3, 3)) unbatched", lambda L, d: L.Conv(4, (3, 3), param_dtype=d), (7, 7, 3)),
+    LayerCase("Conv(4, (3, 3)) two batch dims", lambda L, d: L.Conv(4, (3, 3), param_dtype=d), (2, 3, 6, 6, 3)),
+    LayerCase("Conv(4, (4, 3), strides 2, VALID)", lambda L, d: L.Conv(4, (4, 3), strides=2, padding="VALID",
+                                                                      param_dtype=d), (2, 9, 8, 3)),
+    LayerCase("Conv(4, (3, 3), CIRCULAR, stride 2)", lambda L, d: L.Conv(4, (3, 3), strides=(2, 1), padding="CIRCULAR",
+                                                                        param_dtype=d), (2, 7, 6, 3)),
+    LayerCase("Conv(4, (3, 2), REFLECT)", lambda L, d: L.Conv(4, (3, 2), padding="REFLECT", param_dtype=d), (2, 6, 5, 3)),
+    LayerCase("Conv(4, 3, CAUSAL, dilation 2)", lambda L, d: L.Conv(4, (3,), padding="CAUSAL", kernel_dilation=2,
+                                                                   param_dtype=d), (2, 9, 3)),
+    LayerCase("Conv(4, (3, 3), padding ((0, 1), (2, 0)))",
+              lambda L, d: L.Conv(4, (3, 3), padding=((0, 1), (2, 0)), param_dtype=d), (2, 7, 6, 3)),
+    LayerCase("Conv(4, (3, 3), padding (1, 2), dilation 2)",
+              lambda L, d: L.Conv(4, (3, 3), padding=(1, 2), kernel_dilation=2, param_dtype=d), (2, 8, 8, 3)),
+    LayerCase("Conv(4, (3, 3), input_dilation 2, padding 1)",
+              lambda L, d: L.Conv(4, (3, 3), padding=1, input_dilation=2, param_dtype=d), (2, 5, 5, 3)),
+    LayerCase("Conv(6, (3, 3), feature_group_count=3)",
+              lambda L, d: L.Conv(6, (3, 3), feature_group_count=3, param_dtype=d), (2, 6, 6, 3)),
+    LayerCase("Conv(4, (3, 3)) depthwise", lambda L, d: L.Conv(4, (3, 3), feature_group_count=4, use_bias=False,
+                                                              param_dtype=d), (2, 6, 6, 4)),
+    LayerCase("Conv(4, (2, 2), mask)", lambda L, d: L.Conv(4, (2, 2), mask=_conv_mask(L), param_dtype=d), (2, 5, 5, 3)),
+    LayerCase("ConvTranspose(4, (3, 3))", lambda L, d: L.ConvTranspose(4, (3, 3), param_dtype=d), (2, 5, 5, 3)),
+    LayerCase("ConvTranspose(4, (3, 3), strides 2)", lambda L, d: L.ConvTranspose(4, (3, 3), strides=(2, 2),
+                                                                                  param_dtype=d), (2, 5, 4, 3)),
+    LayerCase("ConvTranspose(4, 3, strides 2, VALID)", lambda L, d: L.ConvTranspose(4, (3,), strides=(2,),
+                                                                                   padding="VALID", param_dtype=d),
+              (2, 5, 3)),
+    LayerCase("ConvTranspose(4, (4, 4), strides 2, transpose_kernel)",
+              lambda L, d: L.ConvTranspose(4, (4, 4), strides=(2, 2), transpose_kernel=True, param_dtype=d),
+              (2, 4, 4, 3)),
+    LayerCase("ConvTranspose(4, (3, 3), strides 2, CIRCULAR)",
+              lambda L, d: L.ConvTranspose(4, (3, 3), strides=(2, 2), padding="CIRCULAR", param_dtype=d), (2, 4, 5, 3)),
+    LayerCase("ConvTranspose(4, (3, 3), strides 2, CIRCULAR, transpose_kernel)",
+              lambda L, d: L.ConvTranspose(4, (3, 3), strides=(2, 2), padding="CIRCULAR", transpose_kernel=True,
+                                           param_dtype=d), (2, 4, 5, 3)),
+    LayerCase("ConvTranspose(4, (3, 3), padding ((1, 2), (0, 1)), dilation 2)",
+              lambda L, d: L.ConvTranspose(4, (3, 3), padding=((1, 2), (0, 1)), kernel_dilation=(2, 2),
+                                           param_dtype=d), (2, 5, 5, 3)),
+    LayerCase("ConvLocal(4, (3, 3))", lambda L, d: L.ConvLocal(4, (3, 3), param_dtype=d), (2, 6, 6, 3)),
+    LayerCase("ConvLocal(4, (2, 3), VALID, strides 2)",
+              lambda L, d: L.ConvLocal(4, (2, 3), strides=2, padding="VALID", param_dtype=d), (2, 7, 7, 2)),
 )
+
+
+def _conv_mask(namespace: Any) -> Any:
+    """A (2, 2, 3, 4) mask of zeros and ones, in flax's library or in NumPy for xpnn's layer."""
+    mask = (np.arange(48).reshape(2, 2, 3, 4) % 3 != 0).astype(np.float32)
+    if namespace is xpnn:
+        return mask
+    import jax.numpy as jnp
+
+    return jnp.asarray(mask)
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolCase:
+    """``<function>(x, **kwargs)`` of xpnn against flax.linen's (``min_pool`` from ``flax.linen.pooling``)."""
+
+    function: str
+    kwargs: dict[str, Any]
+    shape: tuple[int, ...] = (2, 6, 7, 3)
+
+    @property
+    def label(self) -> str:
+        arguments = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
+        return f"{self.function}({arguments}) on {self.shape}"
+
+
+POOL_CASES: tuple[PoolCase, ...] = (
+    PoolCase("max_pool", {"window_shape": (2, 2)}),
+    PoolCase("max_pool", {"window_shape": (3, 3), "strides": (2, 2), "padding": "SAME"}),
+    PoolCase("max_pool", {"window_shape": (3,), "strides": (2,), "padding": ((1, 1),)}, (2, 9, 3)),
+    PoolCase("max_pool", {"window_shape": (2, 2, 2)}, (1, 4, 5, 4, 2)),
+    PoolCase("max_pool", {"window_shape": (2, 2)}, (6, 7, 3)),
+    PoolCase("min_pool", {"window_shape": (2, 3), "strides": (1, 2), "padding": "SAME"}),
+    PoolCase("avg_pool", {"window_shape": (2, 2), "strides": (2, 2), "padding": "SAME"}),
+    PoolCase("avg_pool", {"window_shape": (2, 2), "strides": (2, 2), "padding": "SAME", "count_include_pad": False}),
+    PoolCase("avg_pool", {"window_shape": (3, 3), "padding": ((1, 1), (1, 1)), "count_include_pad": False}),
+    PoolCase("avg_pool", {"window_shape": (3,)}, (2, 9, 3)),
+    PoolCase("pool", {"init": 0.0, "window_shape": (2, 2), "strides": (1, 2), "padding": "SAME"}),
+)
+
+
+def run_pool(case: PoolCase, backend: Backend, dtype: str) -> Checked:
+    """The pooling of a random input by xpnn on ``backend`` against flax.linen's."""
+    load("jax")
+    import flax.linen as fnn
+    import flax.linen.pooling as flax_pooling
+    import jax
+    import jax.numpy as jnp
+
+    x = layer_inputs(case.shape, "float", dtype)
+    kwargs = dict(case.kwargs)
+    if case.function == "pool":  # a sum pool, the reduction given as a function of each library
+        init, window = kwargs.pop("init"), kwargs.pop("window_shape")
+        expected = np.asarray(fnn.pool(jnp.asarray(x), init, jax.lax.add, window, **kwargs))
+        xb = backend.asarray(x, dtype)
+        out = xpnn.pool(xb, init, backend.xp.add, window, **kwargs)
+    else:
+        reference = getattr(fnn, case.function, None) or getattr(flax_pooling, case.function)
+        # flax's avg_pool(count_include_pad=False) divides by a pool of jnp.ones, which is float64
+        # when jax's x64 is on: xpnn keeps the input's dtype, as flax does in jax's default mode.
+        expected = np.asarray(reference(jnp.asarray(x), **kwargs)).astype(x.dtype)
+        xb = backend.asarray(x, dtype)
+        out = getattr(xpnn, case.function)(xb, **kwargs)
+    actual = backend.to_numpy(out)
+    return Checked(compare(actual, expected, dtype, tolerance=_scaled_tolerance(dtype, expected)),
+                   _output_problem(backend, xb, out, actual, expected), describe(out))
 
 #: Public names the layer cases exercise on every run (the module system they are built on).
 MODULE_SYSTEM = ("Module", "compact", "to_backend", "tree_map", "tree_leaves")

@@ -46,6 +46,7 @@ def convolutions(draw):
             "rhs_dilation": rhs_dilation, "feature_group_count": groups}
 
 
+@pytest.mark.slow_on("dask")  # graphs of many strided slices: the layer cases run Dask by default
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=convolutions(), seed=st.integers(0, 2**16))
 def test_conv_general_dilated_matches_jax_lax(backend, case, seed):

@@ -96,11 +96,13 @@ def conv_general_dilated(xp: Namespace, einsum: Callable[..., Array], lhs: Array
     return xp.reshape(out, (lhs.shape[0], *sizes, outputs))
 
 
-def reduce_window(xp: Namespace, x: Array, init: float, reduction: str, window_dimensions: Sequence[int],
-                  window_strides: Sequence[int], padding: Padding, window_dilation: Sequence[int]) -> Array:
-    """``jax.lax.reduce_window`` for ``reduction`` in ``"max"``, ``"min"``, ``"sum"``: every window
-    of ``x`` (one size per axis, ``padding`` filled with ``init``) reduced, ``init`` included."""
-    combine = getattr(xp, REDUCTIONS[reduction])
+def reduce_window(xp: Namespace, x: Array, init: float, reduction: str | Callable[[Array, Array], Array],
+                  window_dimensions: Sequence[int], window_strides: Sequence[int], padding: Padding,
+                  window_dilation: Sequence[int]) -> Array:
+    """``jax.lax.reduce_window`` for ``reduction`` in ``"max"``, ``"min"``, ``"sum"`` or a binary
+    elementwise function: every window of ``x`` (one size per axis, ``padding`` filled with
+    ``init``) reduced, ``init`` included."""
+    combine = getattr(xp, REDUCTIONS[reduction]) if isinstance(reduction, str) else reduction
     for axis, (low, high) in enumerate(padding):
         x = _padded(xp, x, axis, low, high, init)
     views, _ = _windows(x, 0, window_dimensions, window_strides, window_dilation)

@@ -1,0 +1,90 @@
+"""Windows and padding shared by convolutions and pooling: flax's padding modes resolved to
+explicit ``(low, high)`` pairs, and the non-zero padding modes written with the standard.
+
+``"SAME"`` is lax's: the output size is ``ceil(n / stride)``, the total padding
+``max((out - 1) * stride + window - n, 0)``, of which ``low = total // 2`` goes first (the
+extra element goes last).  ``"VALID"`` is no padding.  An int pads every spatial
+dimension by it on both sides, a sequence gives one int (both sides) or one
+``(low, high)`` pair per dimension.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from xpnn._errors import refuse
+from xpnn._types import Array, Namespace
+
+Pads = tuple[tuple[int, int], ...]
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def int_tuple(value: Any, rank: int, argument: str, where: str | None = None, minimum: int = 1) -> tuple[int, ...]:
+    """``value`` (an int for every dimension, or one per dimension) as ``rank`` ints >= ``minimum``."""
+    items = (value,) * rank if is_int(value) else value
+    try:
+        items = tuple(items)
+    except TypeError:
+        raise refuse(TypeError, f"{argument} must be an int or a sequence of {rank} ints, got {value!r}", where) from None
+    if len(items) != rank or not all(is_int(i) and i >= minimum for i in items):
+        raise refuse(ValueError, f"{argument} must be an int or a sequence of {rank} ints >= {minimum}, got {value!r}",
+                     where)
+    return items
+
+
+def same_pads(sizes: Sequence[int], windows: Sequence[int], strides: Sequence[int]) -> Pads:
+    """lax's ``"SAME"`` padding of each dimension (see the module docstring)."""
+    pads = []
+    for size, window, stride in zip(sizes, windows, strides):
+        out = -(-size // stride)
+        total = max((out - 1) * stride + window - size, 0)
+        pads.append((total // 2, total - total // 2))
+    return tuple(pads)
+
+
+def explicit_pads(padding: Any, rank: int, where: str | None = None) -> Pads:
+    """flax's ``canonicalize_padding`` of an int or a sequence: one ``(low, high)`` pair per dimension."""
+    if is_int(padding):
+        return ((padding, padding),) * rank
+    if isinstance(padding, Sequence) and not isinstance(padding, str) and len(padding) == rank:
+        pads = []
+        for item in padding:
+            if is_int(item):
+                pads.append((item, item))
+            elif isinstance(item, Sequence) and len(item) == 2 and all(map(is_int, item)):
+                pads.append((item[0], item[1]))
+            else:
+                break
+        if len(pads) == rank:
+            return tuple(pads)
+    raise refuse(ValueError, f"padding must be 'SAME', 'VALID', 'CIRCULAR', 'REFLECT', 'CAUSAL', an int, or a "
+                             f"sequence of {rank} ints or (low, high) pairs, got {padding!r}", where)
+
+
+def padded(xp: Namespace, x: Array, axis: int, low: int, high: int, mode: str) -> Array:
+    """``x`` padded along ``axis`` as ``numpy.pad`` does with ``mode`` ``"wrap"`` (periodic) or
+    ``"reflect"`` (mirrored, the edge element not repeated), with the standard's slices."""
+    size = x.shape[axis]
+    lead = (slice(None),) * axis
+
+    def part(start: int, stop: int) -> Array:
+        return x[lead + (slice(start, stop), ...)]
+
+    if mode == "wrap":
+        parts = []
+        for count, from_end in ((low, True), (high, False)):
+            pieces = []
+            while count > 0:  # a pad wider than the array wraps around it several times
+                take = min(count, size)
+                pieces.append(part(size - take, size) if from_end else part(0, take))
+                count -= take
+            parts.append(pieces[::-1] if from_end else pieces)
+        return xp.concat([*parts[0], x, *parts[1]], axis=axis)
+    if max(low, high) > size - 1:
+        raise refuse(ValueError, f"REFLECT padding of ({low}, {high}) needs more than {size} elements along the axis")
+    before = [xp.flip(part(1, low + 1), axis=axis)] if low else []
+    after = [xp.flip(part(size - 1 - high, size - 1), axis=axis)] if high else []
+    return xp.concat([*before, x, *after], axis=axis)
