@@ -268,9 +268,11 @@ class TorchAdapter(Adapter):
         applied with ``F.pad`` (negative: cropped); a transposed convolution (``lhs_dilation``
         above 1) and more than three spatial dimensions take the standard-only version."""
         spatial = lhs.ndim - 2
-        if not 1 <= spatial <= 3 or any(d != 1 for d in lhs_dilation):
+        if not 1 <= spatial <= 3:
             return super().conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                                 feature_group_count)
+        if any(d != 1 for d in lhs_dilation):
+            return self._transposed(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count)
         x = torch.movedim(lhs, -1, 1)
         flat_padding = [side for low_high in reversed(list(padding)) for side in low_high]
         if any(flat_padding):
@@ -279,6 +281,25 @@ class TorchAdapter(Adapter):
         convolve = (F.conv1d, F.conv2d, F.conv3d)[spatial - 1]
         out = convolve(x, weight, stride=tuple(window_strides), dilation=tuple(rhs_dilation),
                        groups=feature_group_count)
+        return torch.movedim(out, 1, -1)
+
+    def _transposed(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count):
+        """A convolution of the input dilated by ``lhs_dilation`` as ``F.conv_transpose1d/2d/3d``
+        with the kernel flipped: torch's ``padding`` ``p = k_eff - 1 - low`` on both sides and
+        ``output_padding`` ``high - low``.  Strides other than 1, groups, and paddings that torch
+        cannot say that way take the standard-only version."""
+        effective = [(k - 1) * d + 1 for k, d in zip(rhs.shape[:-2], rhs_dilation)]
+        torch_padding = [k - 1 - low for k, (low, _) in zip(effective, padding)]
+        output_padding = [high - low for low, high in padding]
+        if (feature_group_count != 1 or any(s != 1 for s in window_strides) or min(torch_padding) < 0
+                or any(not 0 <= o < max(s, d) for o, s, d in zip(output_padding, lhs_dilation, rhs_dilation))):
+            return super().conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                                feature_group_count)
+        spatial = lhs.ndim - 2
+        weight = torch.movedim(torch.flip(rhs, tuple(range(spatial))), (-2, -1), (0, 1))  # (I, O, *window)
+        transpose = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[spatial - 1]
+        out = transpose(torch.movedim(lhs, -1, 1), weight, stride=tuple(lhs_dilation), padding=tuple(torch_padding),
+                        output_padding=tuple(output_padding), dilation=tuple(rhs_dilation))
         return torch.movedim(out, 1, -1)
 
     def reduce_window(self, x, init, reduction, window_dimensions, window_strides, padding, window_dilation=None):
