@@ -15,6 +15,7 @@ from typing import Any, Callable
 import jax
 import jax.nn as jnn
 import jax.numpy as jnp
+import numpy as np
 
 from ._base import Adapter, FastPath, valid_axis
 
@@ -152,7 +153,9 @@ class JaxAdapter(Adapter):
 
     def reduce_window(self, x, init, reduction, window_dimensions, window_strides, padding, window_dilation=None):
         combine = {"max": jax.lax.max, "min": jax.lax.min, "sum": jax.lax.add}.get(reduction, reduction)
-        return jax.lax.reduce_window(x, jnp.asarray(init, dtype=x.dtype), combine, tuple(window_dimensions),
+        # init as a NumPy scalar: lax recognises max/min/add windows (and differentiates them) only
+        # with a concrete identity, which jnp.asarray inside a trace is not.
+        return jax.lax.reduce_window(x, np.asarray(init, dtype=x.dtype), combine, tuple(window_dimensions),
                                      tuple(window_strides), tuple(map(tuple, padding)),
                                      window_dilation=None if window_dilation is None else tuple(window_dilation))
 

@@ -217,3 +217,36 @@ def test_torch_native_pools_equal_the_fallback():
             want = fallback.reduce_window(torch.from_numpy(x), init, reduction, dims, strides, pads)
             got = native.reduce_window(torch.from_numpy(x), init, reduction, dims, strides, pads)
             np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("library", ["torch", "jax"])
+@pytest.mark.parametrize("case", [case for case in models.POOL_CASES if case.function != "pool"],
+                         ids=[case.label for case in models.POOL_CASES if case.function != "pool"])
+def test_pooling_gradients_equal_flax(library, case):
+    """d(sum(pool(x) ** 2)) / dx by torch autograd and jax.grad through xpnn, against jax.grad
+    through flax, in float64 (ties of max/min pools broken alike: the input has none)."""
+    import flax.linen.pooling as flax_pooling
+
+    x = np.random.default_rng(3).standard_normal(case.shape)
+    reference = getattr(fnn, case.function, None) or getattr(flax_pooling, case.function)
+    with jax.enable_x64(True):
+        want = np.asarray(jax.grad(lambda a: jnp.sum(reference(a, **case.kwargs) ** 2))(jnp.asarray(x)))
+        if library == "jax":
+            got = np.asarray(jax.grad(lambda a: jnp.sum(getattr(nn, case.function)(a, **case.kwargs) ** 2))(
+                jnp.asarray(x)))
+    if library == "torch":
+        import torch
+
+        inputs = torch.tensor(x, requires_grad=True)
+        (getattr(nn, case.function)(inputs, **case.kwargs) ** 2).sum().backward()
+        got = inputs.grad.numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_pooling_takes_lists_where_flax_takes_tuples(backend):
+    """Window, strides and padding as (nested) lists, as a user writes them: on jax they are the
+    compiled function's static arguments, which must be hashable."""
+    x = backend.asarray(np.random.default_rng(4).standard_normal((2, 5, 4, 3)), "float32")
+    want = backend.to_numpy(nn.max_pool(x, (2, 2), (1, 2), ((1, 1), (0, 1))))
+    got = backend.to_numpy(nn.max_pool(x, [2, 2], strides=[1, 2], padding=[[1, 1], [0, 1]]))
+    np.testing.assert_array_equal(got, want)

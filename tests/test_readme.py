@@ -11,7 +11,7 @@ README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 def _example(section: str) -> str:
     text = README.read_text()
-    body = text.split(f"## {section}", 1)[1]
+    body = text.split(f"# {section}", 1)[1]
     return re.search(r"```python\n(.*?)```", body, re.S).group(1)
 
 
@@ -25,3 +25,14 @@ def test_model_example_trains_on_torch_and_jax_and_serves_on_numpy():
     assert np.mean((namespace["prediction"] - y) ** 2) < 0.1 * baseline
     jax_prediction = np.asarray(model.apply({"params": namespace["jparams"]}, namespace["xj"]))
     assert np.mean((jax_prediction - y) ** 2) < 0.1 * baseline
+
+
+def test_cnn_example_trains_on_torch_and_jax_and_serves_on_numpy():
+    namespace: dict = {}
+    exec(compile(_example("A small CNN, the same way"), "README.md", "exec"), namespace)
+    labels = namespace["labels"]
+    assert isinstance(namespace["cnn_prediction"], np.ndarray)
+    assert np.mean(namespace["cnn_prediction"] == labels) >= 0.9  # trained on torch, run on NumPy
+    cnn, ij = namespace["cnn"], namespace["ij"]
+    jax_prediction = np.asarray(cnn.apply({"params": namespace["cnn_jparams"]}, ij)).argmax(axis=-1)
+    assert np.mean(jax_prediction == labels) >= 0.9

@@ -198,14 +198,19 @@ def _same_library(first: Array, args: tuple, kwargs: dict) -> bool:
 
 def _static_lists_as_tuples(args: tuple, kwargs: dict, static: tuple[str, ...],
                             positions: frozenset[int]) -> tuple[tuple, dict]:
-    """``args`` and ``kwargs`` with the static arguments given as lists (``axis=[0, 1]``) as
-    tuples, which a compiled fast path can key its cache on.  ``positions`` are the static
-    arguments' indices in ``args``."""
-    args = tuple(tuple(value) if index in positions and type(value) is list else value
-                 for index, value in enumerate(args))
-    kwargs = {key: tuple(value) if key in static and type(value) is list else value
-              for key, value in kwargs.items()}
+    """``args`` and ``kwargs`` with the static arguments given as lists (``axis=[0, 1]``,
+    ``padding=[[1, 1], [0, 1]]``) as tuples, nested ones too, which a compiled fast path can key
+    its cache on.  ``positions`` are the static arguments' indices in ``args``."""
+    args = tuple(_tuples(value) if index in positions else value for index, value in enumerate(args))
+    kwargs = {key: _tuples(value) if key in static else value for key, value in kwargs.items()}
     return args, kwargs
+
+
+def _tuples(value: Any) -> Any:
+    """``value`` with its lists, and the lists and tuples inside them, as tuples."""
+    if type(value) in (list, tuple) and any(type(item) in (list, tuple) for item in value):
+        return tuple(map(_tuples, value))
+    return tuple(value) if type(value) is list else value
 
 
 class Argument:
