@@ -155,7 +155,8 @@ class JaxAdapter(Adapter):
         combine = {"max": jax.lax.max, "min": jax.lax.min, "sum": jax.lax.add}.get(reduction, reduction)
         # init as a NumPy scalar: lax recognises max/min/add windows (and differentiates them) only
         # with a concrete identity, which jnp.asarray inside a trace is not.
-        return jax.lax.reduce_window(x, np.asarray(init, dtype=x.dtype), combine, tuple(window_dimensions),
+        init = jnp.asarray(init, dtype=x.dtype) if isinstance(init, jax.core.Tracer) else np.asarray(init, dtype=x.dtype)
+        return jax.lax.reduce_window(x, init, combine, tuple(window_dimensions),
                                      tuple(window_strides), tuple(map(tuple, padding)),
                                      window_dilation=None if window_dilation is None else tuple(window_dilation))
 

@@ -46,7 +46,9 @@ def convolutions(draw):
             "rhs_dilation": rhs_dilation, "feature_group_count": groups}
 
 
-@pytest.mark.slow_on("dask")  # graphs of many strided slices: the layer cases run Dask by default
+# Dask builds graphs of many strided slices (the layer cases run it by default); jax's native
+# version is jax.lax itself, and its standard-only one is run eagerly op by op: --full runs them.
+@pytest.mark.slow_on("dask", "jax")
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=convolutions(), seed=st.integers(0, 2**16))
 def test_conv_general_dilated_matches_jax_lax(backend, case, seed):
@@ -71,6 +73,7 @@ def windows(draw):
             "window_dilation": dilation, "reduction": draw(st.sampled_from(("max", "min", "sum")))}
 
 
+@pytest.mark.slow_on("dask", "jax")
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=windows(), seed=st.integers(0, 2**16))
 def test_reduce_window_matches_jax_lax(backend, case, seed):

@@ -70,7 +70,7 @@ def _lowest(ops: Adapter, dtype: Any, sign: float) -> float | int:
     return info.min if sign < 0 else info.max
 
 
-@public(static=("reduce_fn", *_STATIC), probes=(), reference="flax.linen.pool")
+@public(static=("init", "reduce_fn", *_STATIC), probes=(), reference="flax.linen.pool")
 def pool(ops: Adapter, inputs: Array, init: Any, reduce_fn: Callable[[Array, Array], Array], window_shape: Sequence[int],
          strides: Sequence[int] | None = None, padding: str | Sequence[tuple[int, int]] = "VALID") -> Array:
     r"""Every window of ``inputs`` reduced by ``reduce_fn`` (a binary elementwise function, such as
