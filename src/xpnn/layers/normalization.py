@@ -1,0 +1,330 @@
+r"""Normalization layers: ``BatchNorm``, ``LayerNorm``, ``RMSNorm``, ``GroupNorm``, ``InstanceNorm``
+(flax.linen's, ../shared/REFERENCE.md E.5 and E.6).
+
+Every norm is :func:`compute_stats` then :func:`normalize`, as in flax:
+
+.. math:: y = (x - \mu)\,\frac{\gamma}{\sqrt{\sigma^2 + \epsilon}} + \beta
+
+with the statistics over the reduction axes computed in at least float32
+(``force_float32_reductions``; a bfloat16 input gives float32 statistics and,
+with float32 parameters, a float32 output, as flax does), the fast variance
+:math:`\max(0, E[x^2] - E[x]^2)` by default, and ``mask`` selecting the
+elements the statistics see.  Names, fields, defaults (``epsilon`` 1e-6, 1e-5 for
+BatchNorm), parameter and ``batch_stats`` names and shapes are flax's, so flax
+checkpoints apply unchanged.  ``axis_name`` (statistics across devices) is not
+taken yet: it is an error naming the layer.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from xpnn import initializers
+from xpnn._types import Array
+from xpnn.module import Module, compact
+
+__all__ = ["BatchNorm", "LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm"]
+
+Initializer = initializers.Initializer
+Axes = int | Sequence[int]
+
+
+def _axes(axes: Axes, ndim: int, module: Module, argument: str) -> tuple[int, ...]:
+    """``axes`` (an int or ints, negative from the end) as sorted non-negative ints, or an error
+    naming the module and the argument."""
+    items = (axes,) if isinstance(axes, int) else tuple(axes)
+    if not all(isinstance(a, int) and not isinstance(a, bool) and -ndim <= a < ndim for a in items):
+        raise module._error(f"{argument} {axes!r} are not axes of an input of {ndim} dims")
+    normalized = tuple(sorted({a % ndim for a in items}))
+    if len(normalized) != len(items):
+        raise module._error(f"{argument} {axes!r} repeats an axis")
+    return normalized
+
+
+def compute_stats(ops: Any, x: Array, axes: tuple[int, ...], dtype: Any, *, use_mean: bool = True,
+                  use_fast_variance: bool = True, mask: Array | None = None,
+                  force_float32_reductions: bool = True) -> tuple[Array, Array]:
+    """flax's ``_compute_stats``: the mean and (biased) variance of ``x`` over ``axes``, in
+    ``dtype`` (None: ``x``'s) promoted to at least float32 when ``force_float32_reductions``.
+
+    The fast variance is ``max(0, E[x^2] - E[x]^2)``, the other ``E[(x - E[x])^2]``;
+    without ``use_mean`` the mean is 0 and the variance ``E[x^2]`` (RMSNorm).  ``mask``
+    (broadcasting against ``x``) selects the elements the means see."""
+    xp = ops.xp
+    target = x.dtype if dtype is None else dtype
+    if force_float32_reductions and not (xp.isdtype(target, "real floating") and xp.finfo(target).bits >= 32):
+        target = xp.float32
+    x = x if x.dtype == target else xp.astype(x, target)
+    if mask is not None:
+        mask = xp.broadcast_to(mask if mask.dtype == xp.bool else mask != 0, x.shape)
+        count = xp.sum(xp.astype(mask, target), axis=axes)
+
+    def mean(values: Array) -> Array:
+        if mask is None:
+            return xp.mean(values, axis=axes)
+        return xp.sum(xp.where(mask, values, 0.0), axis=axes) / count
+
+    if not use_mean:
+        variance = mean(x * x)
+        return xp.zeros_like(variance), variance
+    mu = mean(x)
+    if use_fast_variance:
+        return mu, xp.maximum(mean(x * x) - mu * mu, 0.0)
+    centred = x - xp.reshape(mu, tuple(1 if i in axes else n for i, n in enumerate(x.shape)))
+    return mu, mean(centred * centred)
+
+
+def normalize(module: Module, ops: Any, x: Array, mean: Array, var: Array, reduction_axes: tuple[int, ...],
+              feature_axes: tuple[int, ...], dtype: Any, param_dtype: Any, epsilon: float, use_bias: bool,
+              use_scale: bool, bias_init: Initializer, scale_init: Initializer,
+              force_float32_reductions: bool = True) -> Array:
+    """flax's ``_normalize``: ``(x - mean) * rsqrt(var + epsilon) * scale + bias`` with ``scale`` and
+    ``bias`` params of ``module`` shaped like the feature axes; the result in ``dtype``, or the
+    promotion of ``x``, ``scale`` and ``bias`` (the statistics' float32 included)."""
+    xp = ops.xp
+    feature_shape = tuple(x.shape[a] if a in feature_axes else 1 for a in range(x.ndim))
+    reduced_feature_shape = tuple(x.shape[a] for a in feature_axes)
+    stats_shape = tuple(1 if a in reduction_axes else n for a, n in enumerate(x.shape))
+    mean, var = xp.reshape(mean, stats_shape), xp.reshape(var, stats_shape)
+    y = x - mean
+    multiplier = 1.0 / xp.sqrt(var + epsilon)
+    dtypes = [x.dtype]
+    if use_scale:
+        scale = xp.reshape(module.param("scale", scale_init, reduced_feature_shape, param_dtype), feature_shape)
+        if not force_float32_reductions:
+            scale = xp.astype(scale, module._param_dtype(ops, param_dtype))
+        multiplier = multiplier * scale
+        dtypes.append(scale.dtype)
+    y = y * multiplier
+    if use_bias:
+        bias = xp.reshape(module.param("bias", bias_init, reduced_feature_shape, param_dtype), feature_shape)
+        if not force_float32_reductions:
+            bias = xp.astype(bias, module._param_dtype(ops, param_dtype))
+        y = y + bias
+        dtypes.append(bias.dtype)
+    target = xp.result_type(*dtypes) if dtype is None else module._param_dtype(ops, dtype)
+    return y if y.dtype == target else xp.astype(y, target)
+
+
+class _Norm(Module):
+    """What the norms share: the input check, the mask, the dtypes."""
+
+    def _inputs(self, x: Any, mask: Any) -> tuple[Any, Array, Array | None]:
+        x = self._check_input(x, "x")
+        if getattr(self, "axis_name", None) is not None:
+            raise self._error(f"axis_name={self.axis_name!r} (statistics across devices) is not supported yet; "
+                              "compute the statistics per device, or use flax.linen under jax.pmap")
+        if mask is not None:
+            mask = self._check_input(mask, "mask")
+        ops = self._adapter(x=x, mask=mask)
+        xp = ops.xp
+        if not xp.isdtype(x.dtype, ("real floating", "complex floating")):
+            x = xp.astype(x, ops.default_float(ops.device_of(x)))
+        return ops, x, mask
+
+    def _param_dtype(self, ops: Any, dtype: Any) -> Any:
+        from xpnn._checks import dtype_argument
+
+        return dtype_argument(ops, dtype, "real floating", "float32", self.path)
+
+    def _stats_dtype(self, ops: Any) -> Any:
+        return None if self.dtype is None else self._param_dtype(ops, self.dtype)
+
+
+class LayerNorm(_Norm):
+    r"""Layer normalization over ``reduction_axes`` (the last by default), :math:`\epsilon = 10^{-6}`
+    (``flax.linen.LayerNorm``).  Params ``scale`` and ``bias`` shaped like ``feature_axes``."""
+
+    epsilon: float = 1e-6
+    dtype: Any = None
+    param_dtype: Any = "float32"
+    use_bias: bool = True
+    use_scale: bool = True
+    bias_init: Initializer = initializers.zeros_init()
+    scale_init: Initializer = initializers.ones_init()
+    reduction_axes: Axes = -1
+    feature_axes: Axes = -1
+    axis_name: str | None = None
+    axis_index_groups: Any = None
+    use_fast_variance: bool = True
+    force_float32_reductions: bool = True
+
+    @compact
+    def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
+        ops, x, mask = self._inputs(x, mask)
+        reduction = _axes(self.reduction_axes, x.ndim, self, "reduction_axes")
+        features = _axes(self.feature_axes, x.ndim, self, "feature_axes")
+        mean, var = compute_stats(ops, x, reduction, self._stats_dtype(ops), use_fast_variance=self.use_fast_variance,
+                                  mask=mask, force_float32_reductions=self.force_float32_reductions)
+        return normalize(self, ops, x, mean, var, reduction, features, self.dtype, self.param_dtype, self.epsilon,
+                         self.use_bias, self.use_scale, self.bias_init, self.scale_init, self.force_float32_reductions)
+
+
+class RMSNorm(_Norm):
+    r"""Root-mean-square normalization, :math:`y = x\,\gamma / \sqrt{E[x^2] + \epsilon}` (no mean, no
+    bias; ``flax.linen.RMSNorm``).  Param ``scale`` shaped like ``feature_axes``."""
+
+    epsilon: float = 1e-6
+    dtype: Any = None
+    param_dtype: Any = "float32"
+    use_scale: bool = True
+    scale_init: Initializer = initializers.ones_init()
+    reduction_axes: Axes = -1
+    feature_axes: Axes = -1
+    axis_name: str | None = None
+    axis_index_groups: Any = None
+    use_fast_variance: bool = True
+    force_float32_reductions: bool = True
+
+    @compact
+    def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
+        ops, x, mask = self._inputs(x, mask)
+        reduction = _axes(self.reduction_axes, x.ndim, self, "reduction_axes")
+        features = _axes(self.feature_axes, x.ndim, self, "feature_axes")
+        mean, var = compute_stats(ops, x, reduction, self._stats_dtype(ops), use_mean=False, mask=mask,
+                                  force_float32_reductions=self.force_float32_reductions)
+        return normalize(self, ops, x, mean, var, reduction, features, self.dtype, self.param_dtype, self.epsilon,
+                         False, self.use_scale, initializers.zeros_init(), self.scale_init,
+                         self.force_float32_reductions)
+
+
+class GroupNorm(_Norm):
+    r"""Group normalization (``flax.linen.GroupNorm``): the features (last axis) split into
+    ``num_groups`` contiguous groups (or groups of ``group_size``), statistics per sample over
+    the other non-batch axes and the group.  Params ``scale`` and ``bias`` of shape ``(features,)``."""
+
+    num_groups: int | None = 32
+    group_size: int | None = None
+    epsilon: float = 1e-6
+    dtype: Any = None
+    param_dtype: Any = "float32"
+    use_bias: bool = True
+    use_scale: bool = True
+    bias_init: Initializer = initializers.zeros_init()
+    scale_init: Initializer = initializers.ones_init()
+    reduction_axes: Axes | None = None
+    axis_name: str | None = None
+    axis_index_groups: Any = None
+    use_fast_variance: bool = True
+    force_float32_reductions: bool = True
+
+    @compact
+    def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
+        ops, x, mask = self._inputs(x, mask)
+        xp = ops.xp
+        reduction = (_axes(self.reduction_axes, x.ndim, self, "reduction_axes") if self.reduction_axes is not None
+                     else tuple(range(1, x.ndim)))
+        if not reduction or reduction[-1] != x.ndim - 1:
+            raise self._error(f"reduction_axes {self.reduction_axes!r} must include the last (feature) axis")
+        if (self.num_groups is None) == (self.group_size is None):
+            raise self._error("give either num_groups or group_size, not both (to give group_size, pass "
+                              f"num_groups=None: its default is 32); got num_groups={self.num_groups!r}, "
+                              f"group_size={self.group_size!r}")
+        channels = x.shape[-1]
+        if self.group_size is not None:
+            if self.group_size < 1 or channels % self.group_size:
+                raise self._error(f"the {channels} features are not a multiple of group_size {self.group_size}")
+            groups = channels // self.group_size
+        else:
+            groups = self.num_groups
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups <= 0 or channels % groups:
+            raise self._error(f"num_groups {groups!r} does not divide the {channels} features")
+        size = channels // groups
+        grouped = xp.reshape(x, (*x.shape[:-1], groups, size))
+        if mask is not None:
+            mask = xp.reshape(xp.broadcast_to(mask, x.shape), grouped.shape)
+        mean, var = compute_stats(ops, grouped, (*reduction[:-1], x.ndim), self._stats_dtype(ops),
+                                  use_fast_variance=self.use_fast_variance, mask=mask,
+                                  force_float32_reductions=self.force_float32_reductions)
+        mean = xp.reshape(xp.broadcast_to(mean[..., None], (*mean.shape, size)), (*mean.shape[:-1], channels))
+        var = xp.reshape(xp.broadcast_to(var[..., None], (*var.shape, size)), (*var.shape[:-1], channels))
+        return normalize(self, ops, x, mean, var, reduction[:-1], (x.ndim - 1,), self.dtype, self.param_dtype,
+                         self.epsilon, self.use_bias, self.use_scale, self.bias_init, self.scale_init,
+                         self.force_float32_reductions)
+
+
+class InstanceNorm(_Norm):
+    r"""Instance normalization (``flax.linen.InstanceNorm``): statistics per sample and feature over
+    every axis but the batch (0) and ``feature_axes``.  Params ``scale`` and ``bias`` shaped like
+    the feature axes."""
+
+    epsilon: float = 1e-6
+    dtype: Any = None
+    param_dtype: Any = "float32"
+    use_bias: bool = True
+    use_scale: bool = True
+    bias_init: Initializer = initializers.zeros_init()
+    scale_init: Initializer = initializers.ones_init()
+    feature_axes: Axes = -1
+    axis_name: str | None = None
+    axis_index_groups: Any = None
+    use_fast_variance: bool = True
+    force_float32_reductions: bool = True
+
+    @compact
+    def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
+        ops, x, mask = self._inputs(x, mask)
+        features = _axes(self.feature_axes, x.ndim, self, "feature_axes")
+        if 0 in features:
+            raise self._error("feature_axes must not include axis 0, the batch axis")
+        reduction = tuple(a for a in range(1, x.ndim) if a not in features)
+        mean, var = compute_stats(ops, x, reduction, self._stats_dtype(ops), use_fast_variance=self.use_fast_variance,
+                                  mask=mask, force_float32_reductions=self.force_float32_reductions)
+        return normalize(self, ops, x, mean, var, reduction, features, self.dtype, self.param_dtype, self.epsilon,
+                         self.use_bias, self.use_scale, self.bias_init, self.scale_init, self.force_float32_reductions)
+
+
+class BatchNorm(_Norm):
+    r"""Batch normalization (``flax.linen.BatchNorm``): statistics over every axis but ``axis`` (the
+    features), and running averages in the ``batch_stats`` collection.
+
+    Training (``use_running_average=False``) normalizes with the batch's mean and biased
+    variance and, unless initialising, updates ``mean <- momentum * mean + (1 - momentum) *
+    batch_mean`` (and ``var`` alike): run it with ``mutable=['batch_stats']``.  Evaluation
+    (``use_running_average=True``) normalizes with the running averages.  Variables:
+    ``batch_stats`` ``mean`` (zeros) and ``var`` (ones), float32; ``params`` ``scale`` and ``bias``.
+    """
+
+    use_running_average: bool | None = None
+    axis: int = -1
+    momentum: float = 0.99
+    epsilon: float = 1e-5
+    dtype: Any = None
+    param_dtype: Any = "float32"
+    use_bias: bool = True
+    use_scale: bool = True
+    bias_init: Initializer = initializers.zeros_init()
+    scale_init: Initializer = initializers.ones_init()
+    axis_name: str | None = None
+    axis_index_groups: Any = None
+    use_fast_variance: bool = True
+    force_float32_reductions: bool = True
+
+    @compact
+    def __call__(self, x: Array, use_running_average: bool | None = None, *, mask: Array | None = None) -> Array:
+        running = self._merge("use_running_average", self.use_running_average, use_running_average)
+        ops, x, mask = self._inputs(x, mask)
+        xp = ops.xp
+        features = _axes(self.axis, x.ndim, self, "axis")
+        reduction = tuple(a for a in range(x.ndim) if a not in features)
+        feature_shape = tuple(x.shape[a] for a in features)
+        device = ops.device_of(x)
+        mean_variable = self.variable("batch_stats", "mean", lambda: xp.zeros(feature_shape, dtype=xp.float32,
+                                                                              device=device))
+        var_variable = self.variable("batch_stats", "var", lambda: xp.ones(feature_shape, dtype=xp.float32,
+                                                                           device=device))
+        if running:
+            mean, var = mean_variable.value, var_variable.value
+        else:
+            mean, var = compute_stats(ops, x, reduction, self._stats_dtype(ops),
+                                      use_fast_variance=self.use_fast_variance, mask=mask,
+                                      force_float32_reductions=self.force_float32_reductions)
+            if not self.is_initializing():
+                momentum = self.momentum
+                mean_variable.value = momentum * mean_variable.value + (1 - momentum) * xp.reshape(mean, feature_shape)
+                var_variable.value = momentum * var_variable.value + (1 - momentum) * xp.reshape(var, feature_shape)
+        stats_shape = tuple(1 if a in reduction else n for a, n in enumerate(x.shape))
+        return normalize(self, ops, x, xp.reshape(mean, stats_shape), xp.reshape(var, stats_shape), reduction,
+                         features, self.dtype, self.param_dtype, self.epsilon, self.use_bias, self.use_scale,
+                         self.bias_init, self.scale_init, self.force_float32_reductions)
+

@@ -1,0 +1,141 @@
+"""Normalization layers against flax.linen: BatchNorm's training step and running statistics,
+masks, low-precision inputs, gradients, and the errors flax gives (better worded).
+
+The conformance suite compares init and apply of every norm on every backend and dtype
+(``conformance/models.py``, ``LAYER_CASES``); here are what its generic check cannot say.
+"""
+from __future__ import annotations
+
+import flax.linen as fnn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import xpnn as nn
+
+jax.config.update("jax_enable_x64", True)
+
+
+def _flax_variables_on(backend, variables):
+    return nn.to_backend(nn.tree_map(np.asarray, variables), backend.like())
+
+
+@pytest.mark.parametrize(("axis", "shape", "masked"), [(-1, (4, 3, 6), False), (1, (4, 3, 6), False),
+                                                       (-1, (5, 4), True)])
+def test_batchnorm_training_step_equals_flax(backend, axis, shape, masked):
+    """Output and updated running statistics (momentum 0.9) of a training step, from flax's variables."""
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
+    mask = rng.random(shape) > 0.3 if masked else None
+    layer = dict(axis=axis, momentum=0.9, scale_init=fnn.initializers.normal(1.0), bias_init=fnn.initializers.normal(1.0))
+    flax_layer = fnn.BatchNorm(**layer)
+    variables = flax_layer.init(jax.random.key(0), jnp.asarray(x), use_running_average=False)
+    variables = {**variables, "batch_stats": jax.tree_util.tree_map(lambda a: a + 0.5, variables["batch_stats"])}
+    with jax.enable_x64(False):
+        want, want_stats = flax_layer.apply(variables, jnp.asarray(x), use_running_average=False,
+                                            mask=None if mask is None else jnp.asarray(mask), mutable=["batch_stats"])
+    ours = nn.BatchNorm(axis=axis, momentum=0.9, scale_init=nn.initializers.normal(1.0),
+                        bias_init=nn.initializers.normal(1.0))
+    xb = backend.asarray(x, "float32")
+    got, got_stats = ours.apply(_flax_variables_on(backend, variables), xb, use_running_average=False,
+                                mask=None if mask is None else backend.xp.asarray(mask), mutable=["batch_stats"])
+    np.testing.assert_allclose(backend.to_numpy(got), np.asarray(want), rtol=2e-5, atol=2e-5)
+    for name in ("mean", "var"):
+        stat = got_stats["batch_stats"][name]
+        assert nn.backends.dtype_name(stat.dtype) == "float32"
+        np.testing.assert_allclose(backend.to_numpy(stat), np.asarray(want_stats["batch_stats"][name]), rtol=2e-6)
+
+
+def test_batchnorm_init_keeps_the_running_statistics_and_needs_a_mode():
+    x = np.random.default_rng(1).standard_normal((4, 3)).astype(np.float32)
+    variables = nn.BatchNorm().init(nn.random.key(0), x, use_running_average=False)
+    np.testing.assert_array_equal(variables["batch_stats"]["mean"], np.zeros(3, np.float32))
+    np.testing.assert_array_equal(variables["batch_stats"]["var"], np.ones(3, np.float32))
+    with pytest.raises(nn.ModuleError, match='BatchNorm: Parameter "use_running_average" must be passed to the '
+                                             "constructor or at call time"):
+        nn.BatchNorm().init(nn.random.key(0), x)
+    with pytest.raises(nn.ModuleError, match='cannot update variable "mean" because collection "batch_stats" is '
+                                             "immutable; pass mutable=\\['batch_stats'\\]"):
+        nn.BatchNorm().apply(variables, x, use_running_average=False)
+
+
+def test_bfloat16_inputs_get_float32_statistics_and_outputs(backend):
+    """flax: a bfloat16 input with float32 params gives float32 (the statistics are float32)."""
+    if "bfloat16" not in backend.dtypes:
+        pytest.skip(f"{backend.name} has no bfloat16")
+    x = np.random.default_rng(2).standard_normal((4, 8)).astype(np.float32)
+    xb = backend.asarray(x, "bfloat16")
+    for layer in (nn.LayerNorm(), nn.RMSNorm(), nn.GroupNorm(num_groups=2), nn.BatchNorm(use_running_average=False)):
+        out = layer.init_with_output(nn.random.key(0), xb)[0]
+        assert nn.backends.dtype_name(out.dtype) == "float32", layer
+        flax_layer = getattr(fnn, type(layer).__name__)(**({"num_groups": 2} if isinstance(layer, nn.GroupNorm) else {}),
+                                                        **({"use_running_average": False}
+                                                           if isinstance(layer, nn.BatchNorm) else {}))
+        want = flax_layer.init_with_output(jax.random.key(0), jnp.asarray(x, jnp.bfloat16))[0]
+        np.testing.assert_allclose(backend.to_numpy(out), np.asarray(want, np.float32), rtol=1e-5, atol=1e-5)
+
+
+def test_layernorm_mask_equals_flax(backend):
+    rng = np.random.default_rng(3)
+    x, mask = rng.standard_normal((3, 7)).astype(np.float32), rng.random((3, 7)) > 0.4
+    want = fnn.LayerNorm().apply({"params": {"scale": jnp.ones(7), "bias": jnp.zeros(7)}}, jnp.asarray(x),
+                                 mask=jnp.asarray(mask))
+    variables = nn.to_backend({"params": {"scale": np.ones(7, np.float32), "bias": np.zeros(7, np.float32)}},
+                              backend.like())
+    got = nn.LayerNorm().apply(variables, backend.asarray(x, "float32"), mask=backend.xp.asarray(mask))
+    np.testing.assert_allclose(backend.to_numpy(got), np.asarray(want), rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize(("layer", "shape", "message"), [
+    (nn.GroupNorm(), (2, 8), "GroupNorm: num_groups 32 does not divide the 8 features"),
+    (nn.GroupNorm(num_groups=4, group_size=2), (2, 8), "GroupNorm: give either num_groups or group_size, not both"),
+    (nn.GroupNorm(num_groups=None, group_size=3), (2, 8), "GroupNorm: the 8 features are not a multiple of group_size 3"),
+    (nn.GroupNorm(num_groups=2, reduction_axes=(1,)), (2, 3, 8), "GroupNorm: reduction_axes \\(1,\\) must include"),
+    (nn.InstanceNorm(feature_axes=0), (2, 3), "InstanceNorm: feature_axes must not include axis 0"),
+    (nn.LayerNorm(reduction_axes=3), (2, 3), "LayerNorm: reduction_axes 3 are not axes of an input of 2 dims"),
+    (nn.LayerNorm(axis_name="batch"), (2, 3), "LayerNorm: axis_name='batch' \\(statistics across devices\\) is not"),
+])
+def test_bad_arguments_name_the_layer(layer, shape, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        layer.init(nn.random.key(0), np.ones(shape, np.float32))
+
+
+_GRADIENT_NORMS = [
+    ("LayerNorm", lambda L: L.LayerNorm(scale_init=L.initializers.normal(1.0)), {}),
+    ("GroupNorm", lambda L: L.GroupNorm(num_groups=2, bias_init=L.initializers.normal(1.0)), {}),
+    ("RMSNorm", lambda L: L.RMSNorm(), {}),
+    ("InstanceNorm", lambda L: L.InstanceNorm(use_fast_variance=False), {}),
+    ("BatchNorm eval", lambda L: L.BatchNorm(use_running_average=True), {}),
+]
+
+
+@pytest.mark.parametrize(("label", "build", "kwargs"), _GRADIENT_NORMS, ids=[case[0] for case in _GRADIENT_NORMS])
+@pytest.mark.parametrize("library", ["torch", "jax"])
+def test_gradients_equal_flax(library, label, build, kwargs):
+    x = np.random.default_rng(4).standard_normal((2, 3, 4))
+    layer = build(fnn)
+    variables = layer.init(jax.random.key(0), jnp.asarray(x))
+    params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), variables["params"])
+    rest = {k: v for k, v in variables.items() if k != "params"}
+
+    def flax_loss(p, inputs):
+        return jnp.sum(jnp.sin(layer.apply({"params": p, **rest}, inputs)))
+
+    want_params, want_x = jax.grad(flax_loss, argnums=(0, 1))(params, jnp.asarray(x))
+    ours = build(nn)
+    if library == "jax":
+        got_params, got_x = jax.grad(lambda p, i: jnp.sum(jnp.sin(ours.apply({"params": p, **rest}, i))),
+                                     argnums=(0, 1))(params, jnp.asarray(x))
+        got_params, got_x = nn.tree_map(np.asarray, got_params), np.asarray(got_x)
+    else:
+        import torch
+
+        tparams = nn.tree_map(lambda a: torch.tensor(np.asarray(a, np.float64), requires_grad=True), params)
+        trest = nn.to_backend(nn.tree_map(np.asarray, rest), torch.zeros(1))
+        inputs = torch.tensor(x, requires_grad=True)
+        torch.sin(ours.apply({"params": tparams, **trest}, inputs)).sum().backward()
+        got_params, got_x = nn.tree_map(lambda a: a.grad.numpy(), tparams), inputs.grad.numpy()
+    np.testing.assert_allclose(got_x, np.asarray(want_x), rtol=1e-9, atol=1e-9)
+    for name in want_params:
+        np.testing.assert_allclose(got_params[name], np.asarray(want_params[name]), rtol=1e-9, atol=1e-9)
