@@ -30,7 +30,12 @@ _LAYER_PARAMS = [pytest.param(case, id=case.label, marks=[pytest.mark.slow_on("d
                  for case in models.LAYER_CASES]
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+#: float64 on Dask and array-api-strict runs with --full (the standard-only paths are the same
+#: code in both dtypes; NumPy, torch and jax run both by default).
+_DTYPES = ["float32", pytest.param("float64", marks=pytest.mark.slow_on("dask", "array_api_strict"))]
+
+
+@pytest.mark.parametrize("dtype", _DTYPES)
 @pytest.mark.parametrize("case", _LAYER_PARAMS)
 def test_layer_matches_flax(backend, case, dtype):
     """init equals flax's init; flax's variables applied by xpnn give flax's output (conformance.models)."""
