@@ -139,3 +139,68 @@ def test_gradients_equal_flax(library, label, build, kwargs):
     np.testing.assert_allclose(got_x, np.asarray(want_x), rtol=1e-9, atol=1e-9)
     for name in want_params:
         np.testing.assert_allclose(got_params[name], np.asarray(want_params[name]), rtol=1e-9, atol=1e-9)
+
+
+class _BatchNormNet(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool):
+        x = nn.Dense(8)(x)
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+        return nn.Dense(1)(nn.relu(x))
+
+
+def test_batchnorm_model_trained_on_torch_and_jax_runs_on_numpy():
+    """A few training steps on torch and on jax (the loss falls, the running statistics move),
+    then evaluation on NumPy with the trained variables gives the training library's outputs."""
+    import torch
+
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((64, 4)) * 2 + 3).astype(np.float32)
+    y = (x @ np.array([[1.0], [-1.0], [0.5], [2.0]], np.float32)).astype(np.float32)
+    model = _BatchNormNet()
+
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    variables = model.init(nn.random.key(0), xt, train=False)
+    params = nn.tree_map(lambda p: p.requires_grad_(), variables["params"])
+    stats = variables["batch_stats"]
+    opt = torch.optim.Adam(nn.tree_leaves(params), lr=0.05)
+    losses = []
+    for _ in range(30):
+        opt.zero_grad()
+        out, mutated = model.apply({"params": params, "batch_stats": stats}, xt, train=True, mutable=["batch_stats"])
+        loss = torch.mean((out - yt) ** 2)
+        loss.backward()
+        opt.step()
+        stats = nn.tree_map(lambda a: a.detach(), mutated["batch_stats"])
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0]
+    assert not np.allclose(stats["BatchNorm_0"]["mean"].numpy(), 0.0)
+    trained = {"params": params, "batch_stats": stats}
+    with torch.no_grad():
+        torch_eval = model.apply(trained, xt, train=False).numpy()
+    numpy_eval = model.apply(nn.to_backend(nn.tree_map(lambda a: a.detach(), trained), np), x, train=False)
+    np.testing.assert_allclose(numpy_eval, torch_eval, rtol=1e-5, atol=1e-5)
+
+    xj, yj = jnp.asarray(x), jnp.asarray(y)
+    jvariables = model.init(nn.random.key(0), xj, train=False)
+
+    @jax.jit
+    def step(variables):
+        def loss(params):
+            out, mutated = model.apply({"params": params, "batch_stats": variables["batch_stats"]}, xj, train=True,
+                                       mutable=["batch_stats"])
+            return jnp.mean((out - yj) ** 2), mutated
+
+        (value, mutated), grads = jax.value_and_grad(loss, has_aux=True)(variables["params"])
+        params = jax.tree_util.tree_map(lambda w, g: w - 0.02 * g, variables["params"], grads)
+        return {"params": params, "batch_stats": mutated["batch_stats"]}, value
+
+    values = []
+    with jax.enable_x64(False):
+        for _ in range(30):
+            jvariables, value = step(jvariables)
+            values.append(float(value))
+        jax_eval = np.asarray(model.apply(jvariables, xj, train=False))
+    assert values[-1] < 0.5 * values[0]
+    numpy_eval = model.apply(nn.to_backend(nn.tree_map(np.asarray, jvariables), np), x, train=False)
+    np.testing.assert_allclose(numpy_eval, jax_eval, rtol=1e-4, atol=1e-4)
