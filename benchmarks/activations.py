@@ -210,6 +210,23 @@ def ratio_fields(medians: dict[str, float], unit: str) -> dict[str, float]:
             "ratio": medians["xpnn"] / medians["native"]}
 
 
+def paired_rows(libraries: tuple[str, ...], device: str, labels: Any, variants: Callable[[str, str, str], dict],
+                versus: Callable[[str], str]) -> list[dict]:
+    """One row per (library, label): the medians of ``variants(library, device, label)`` (an
+    ``xpnn``/``native`` pair, and optionally a ``copy`` pass) timed round-robin, in ms."""
+    rows = []
+    for library in libraries:
+        _, sync = placement(library, device)
+        for label in labels:
+            medians = _interleaved(variants(library, device, label), sync, budget=1.0, rounds=3)
+            row = {"library": library, "device": device, "layer": label, "versus": versus(library),
+                   **ratio_fields(medians, "ms")}
+            if "copy" in medians:
+                row["copy_passes"] = medians["xpnn"] / medians["copy"]
+            rows.append(row)
+    return rows
+
+
 def ratio_table(rows: list[dict], columns: tuple[tuple[str, str], ...], unit: str) -> str:
     """The rows as text: the ``(key, format spec)`` columns, then the two timings and the ratio."""
     head = " ".join(f"{key:{spec}}" for key, spec in columns)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 import xpnn as nn
-from benchmarks.activations import LIBRARIES, _interleaved, placement, ratio_fields, ratio_table
+from benchmarks.activations import LIBRARIES, paired_rows, placement, ratio_table
 
 #: label -> (input shape NHWC, layer builder in a namespace L (xpnn or flax.linen), torch builder)
 CASES: dict[str, tuple[tuple[int, ...], Callable[[Any], Any], Callable[[Any], Any]]] = {
@@ -94,15 +94,8 @@ def _variants(library: str, device: str, label: str) -> dict[str, Callable[[], A
 
 
 def run(libraries: tuple[str, ...] = LIBRARIES["cpu"], device: str = "cpu") -> list[dict]:
-    rows = []
-    for library in libraries:
-        _, sync = placement(library, device)
-        for label in CASES:
-            medians = _interleaved(_variants(library, device, label), sync, budget=1.0, rounds=3)
-            versus = "flax.linen (jit)" if library == "jax" else "torch"
-            rows.append({"library": library, "device": device, "layer": label, "versus": versus,
-                         **ratio_fields(medians, "ms")})
-    return rows
+    return paired_rows(libraries, device, CASES, _variants,
+                       lambda library: "flax.linen (jit)" if library == "jax" else "torch")
 
 
 def report(rows: list[dict]) -> str:

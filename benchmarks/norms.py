@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 import xpnn as nn
-from benchmarks.activations import LIBRARIES, _interleaved, placement, ratio_fields, ratio_table
+from benchmarks.activations import LIBRARIES, paired_rows, placement, ratio_table
 
 #: label -> (input shape, xpnn/flax layer builder in namespace L, keyword arguments of apply)
 CASES: dict[str, tuple[tuple[int, ...], Callable[[Any], Any], dict[str, Any]]] = {
@@ -95,17 +95,8 @@ def _variants(library: str, device: str, label: str) -> dict[str, Callable[[], A
 
 
 def run(libraries: tuple[str, ...] = LIBRARIES["cpu"], device: str = "cpu") -> list[dict]:
-    rows = []
-    for library in libraries:
-        _, sync = placement(library, device)
-        for label in CASES:
-            medians = _interleaved(_variants(library, device, label), sync, budget=1.0, rounds=3)
-            versus = {"jax": "flax.linen (jit)", "torch": "torch.nn"}.get(library, "plain numpy")
-            row = {"library": library, "device": device, "layer": label, "versus": versus, **ratio_fields(medians, "ms")}
-            if "copy" in medians:
-                row["copy_passes"] = medians["xpnn"] / medians["copy"]
-            rows.append(row)
-    return rows
+    return paired_rows(libraries, device, CASES, _variants,
+                       lambda library: {"jax": "flax.linen (jit)", "torch": "torch.nn"}.get(library, "plain numpy"))
 
 
 def report(rows: list[dict]) -> str:

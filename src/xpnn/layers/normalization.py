@@ -130,6 +130,16 @@ class _Norm(Module):
     def _stats_dtype(self, ops: Any) -> Any:
         return None if self.dtype is None else self._param_dtype(ops, self.dtype)
 
+    def _normalized(self, ops: Any, x: Array, mask: Array | None, reduction: tuple[int, ...],
+                    features: tuple[int, ...], use_mean: bool = True, use_bias: bool = True) -> Array:
+        """:func:`compute_stats` over ``reduction`` and :func:`normalize` with this layer's settings."""
+        mean, var = compute_stats(ops, x, reduction, self._stats_dtype(ops), use_mean=use_mean,
+                                  use_fast_variance=self.use_fast_variance, mask=mask,
+                                  force_float32_reductions=self.force_float32_reductions)
+        return normalize(self, ops, x, mean, var, reduction, features, self.dtype, self.param_dtype, self.epsilon,
+                         use_bias, self.use_scale, getattr(self, "bias_init", initializers.zeros_init()),
+                         self.scale_init, self.force_float32_reductions)
+
 
 class LayerNorm(_Norm):
     r"""Layer normalization over ``reduction_axes`` (the last by default), :math:`\epsilon = 10^{-6}`
@@ -154,10 +164,7 @@ class LayerNorm(_Norm):
         ops, x, mask = self._inputs(x, mask)
         reduction = _axes(self.reduction_axes, x.ndim, self, "reduction_axes")
         features = _axes(self.feature_axes, x.ndim, self, "feature_axes")
-        mean, var = compute_stats(ops, x, reduction, self._stats_dtype(ops), use_fast_variance=self.use_fast_variance,
-                                  mask=mask, force_float32_reductions=self.force_float32_reductions)
-        return normalize(self, ops, x, mean, var, reduction, features, self.dtype, self.param_dtype, self.epsilon,
-                         self.use_bias, self.use_scale, self.bias_init, self.scale_init, self.force_float32_reductions)
+        return self._normalized(ops, x, mask, reduction, features, use_bias=self.use_bias)
 
 
 class RMSNorm(_Norm):
@@ -181,11 +188,7 @@ class RMSNorm(_Norm):
         ops, x, mask = self._inputs(x, mask)
         reduction = _axes(self.reduction_axes, x.ndim, self, "reduction_axes")
         features = _axes(self.feature_axes, x.ndim, self, "feature_axes")
-        mean, var = compute_stats(ops, x, reduction, self._stats_dtype(ops), use_mean=False, mask=mask,
-                                  force_float32_reductions=self.force_float32_reductions)
-        return normalize(self, ops, x, mean, var, reduction, features, self.dtype, self.param_dtype, self.epsilon,
-                         False, self.use_scale, initializers.zeros_init(), self.scale_init,
-                         self.force_float32_reductions)
+        return self._normalized(ops, x, mask, reduction, features, use_mean=False, use_bias=False)
 
 
 class GroupNorm(_Norm):
@@ -268,10 +271,7 @@ class InstanceNorm(_Norm):
         if 0 in features:
             raise self._error("feature_axes must not include axis 0, the batch axis")
         reduction = tuple(a for a in range(1, x.ndim) if a not in features)
-        mean, var = compute_stats(ops, x, reduction, self._stats_dtype(ops), use_fast_variance=self.use_fast_variance,
-                                  mask=mask, force_float32_reductions=self.force_float32_reductions)
-        return normalize(self, ops, x, mean, var, reduction, features, self.dtype, self.param_dtype, self.epsilon,
-                         self.use_bias, self.use_scale, self.bias_init, self.scale_init, self.force_float32_reductions)
+        return self._normalized(ops, x, mask, reduction, features, use_bias=self.use_bias)
 
 
 class BatchNorm(_Norm):
