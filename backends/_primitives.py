@@ -104,6 +104,15 @@ class Primitives:
         returns the last carry and the stacked ``y``'s.  ``unroll`` is a hint for compilers."""
         return _fallback.scan(self.xp, f, init, xs, length, reverse)
 
+    # -- collectives -------------------------------------------------------------------
+    def mean_across(self, x: Array, axis_name: Any, axis_index_groups: Any = None) -> Array:
+        """``jax.lax.pmean``: the mean of ``x`` over the devices (or vmapped instances) of the named
+        axis ``axis_name``, for statistics across devices (BatchNorm's ``axis_name``).  Only jax
+        has named axes; elsewhere a ValueError that says so."""
+        raise ValueError(f"axis_name={axis_name!r}: statistics across devices need jax arrays under a named "
+                         f"axis (jax.vmap(..., axis_name=...), shard_map, pmap); {type(x).__module__} arrays have "
+                         "none: leave axis_name=None")
+
     def stop_gradient(self, x: Array) -> Array:
         """``x`` as a constant for autodiff (identity where there is no autodiff)."""
         return x

@@ -160,6 +160,9 @@ class JaxAdapter(Adapter):
                                      tuple(window_strides), tuple(map(tuple, padding)),
                                      window_dilation=None if window_dilation is None else tuple(window_dilation))
 
+    def mean_across(self, x, axis_name, axis_index_groups=None):
+        return jax.lax.pmean(x, axis_name, axis_index_groups=axis_index_groups)
+
     def scan(self, f, init, xs, length=None, reverse=False, unroll=1):
         return jax.lax.scan(f, init, xs, length=length, reverse=reverse, unroll=unroll)
 

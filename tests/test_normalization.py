@@ -94,7 +94,8 @@ def test_layernorm_mask_equals_flax(backend):
     (nn.GroupNorm(num_groups=2, reduction_axes=(1,)), (2, 3, 8), "GroupNorm: reduction_axes \\(1,\\) must include"),
     (nn.InstanceNorm(feature_axes=0), (2, 3), "InstanceNorm: feature_axes must not include axis 0"),
     (nn.LayerNorm(reduction_axes=3), (2, 3), "LayerNorm: reduction_axes 3 are not axes of an input of 2 dims"),
-    (nn.LayerNorm(axis_name="batch"), (2, 3), "LayerNorm: axis_name='batch' \\(statistics across devices\\) is not"),
+    (nn.LayerNorm(axis_name="batch"), (2, 3), "LayerNorm: axis_name='batch': statistics across devices need jax "
+                                              "arrays under a named axis.*numpy arrays have none"),
 ])
 def test_bad_arguments_name_the_layer(layer, shape, message):
     with pytest.raises((ValueError, TypeError), match=message):
@@ -204,3 +205,24 @@ def test_batchnorm_model_trained_on_torch_and_jax_runs_on_numpy():
     assert values[-1] < 0.5 * values[0]
     numpy_eval = model.apply(nn.to_backend(nn.tree_map(np.asarray, jvariables), np), x, train=False)
     np.testing.assert_allclose(numpy_eval, jax_eval, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("use_fast_variance", [True, False])
+def test_batchnorm_statistics_across_a_named_axis_equal_flax(use_fast_variance):
+    """``axis_name``: under ``jax.vmap(..., axis_name="devices")`` the batch statistics are averaged
+    across the mapped instances (``lax.pmean``), as flax's are; the running averages too."""
+    x = jnp.asarray(np.random.default_rng(6).standard_normal((3, 4, 5)), jnp.float32)  # 3 "devices"
+
+    def run(namespace):
+        layer = namespace.BatchNorm(use_running_average=False, axis_name="devices", momentum=0.8,
+                                    use_fast_variance=use_fast_variance)
+        key = jax.random.key(0) if namespace is fnn else nn.random.key(0)
+        variables = jax.vmap(lambda part: layer.init(key, part), axis_name="devices")(x)
+        return jax.vmap(lambda v, part: layer.apply(v, part, mutable=["batch_stats"]), axis_name="devices")(
+            variables, x)
+
+    (want, want_stats), (got, got_stats) = run(fnn), run(nn)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+    for name in ("mean", "var"):
+        np.testing.assert_allclose(np.asarray(got_stats["batch_stats"][name]),
+                                   np.asarray(want_stats["batch_stats"][name]), rtol=1e-6, atol=1e-7)

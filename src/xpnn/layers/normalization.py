@@ -11,8 +11,8 @@ with float32 parameters, a float32 output, as flax does), the fast variance
 :math:`\max(0, E[x^2] - E[x]^2)` by default, and ``mask`` selecting the
 elements the statistics see.  Names, fields, defaults (``epsilon`` 1e-6, 1e-5 for
 BatchNorm), parameter and ``batch_stats`` names and shapes are flax's, so flax
-checkpoints apply unchanged.  ``axis_name`` (statistics across devices) is not
-taken yet: it is an error naming the layer.
+checkpoints apply unchanged.  ``axis_name`` averages the statistics across a named jax axis
+(``jax.vmap``/``shard_map``), as flax does; on other libraries it is an error naming the layer.
 """
 from __future__ import annotations
 
@@ -42,14 +42,15 @@ def _axes(axes: Axes, ndim: int, module: Module, argument: str) -> tuple[int, ..
 
 
 def compute_stats(ops: Any, x: Array, axes: tuple[int, ...], dtype: Any, *, use_mean: bool = True,
-                  use_fast_variance: bool = True, mask: Array | None = None,
-                  force_float32_reductions: bool = True) -> tuple[Array, Array]:
+                  use_fast_variance: bool = True, mask: Array | None = None, force_float32_reductions: bool = True,
+                  axis_name: Any = None, axis_index_groups: Any = None) -> tuple[Array, Array]:
     """flax's ``_compute_stats``: the mean and (biased) variance of ``x`` over ``axes``, in
     ``dtype`` (None: ``x``'s) promoted to at least float32 when ``force_float32_reductions``.
 
     The fast variance is ``max(0, E[x^2] - E[x]^2)``, the other ``E[(x - E[x])^2]``;
     without ``use_mean`` the mean is 0 and the variance ``E[x^2]`` (RMSNorm).  ``mask``
-    (broadcasting against ``x``) selects the elements the means see."""
+    (broadcasting against ``x``) selects the elements the means see.  With ``axis_name`` the means
+    are averaged across that named axis too (``ops.mean_across``, jax's ``pmean``), as flax does."""
     xp = ops.xp
     target = x.dtype if dtype is None else dtype
     if force_float32_reductions and not (xp.isdtype(target, "real floating") and xp.finfo(target).bits >= 32):
@@ -60,9 +61,8 @@ def compute_stats(ops: Any, x: Array, axes: tuple[int, ...], dtype: Any, *, use_
         count = xp.sum(xp.astype(mask, target), axis=axes)
 
     def mean(values: Array) -> Array:
-        if mask is None:
-            return xp.mean(values, axis=axes)
-        return xp.sum(xp.where(mask, values, 0.0), axis=axes) / count
+        local = xp.mean(values, axis=axes) if mask is None else xp.sum(xp.where(mask, values, 0.0), axis=axes) / count
+        return local if axis_name is None else ops.mean_across(local, axis_name, axis_index_groups)
 
     if not use_mean:
         variance = mean(x * x)
@@ -111,9 +111,6 @@ class _Norm(Module):
 
     def _inputs(self, x: Any, mask: Any) -> tuple[Any, Array, Array | None]:
         x = self._check_input(x, "x")
-        if getattr(self, "axis_name", None) is not None:
-            raise self._error(f"axis_name={self.axis_name!r} (statistics across devices) is not supported yet; "
-                              "compute the statistics per device, or use flax.linen under jax.pmap")
         if mask is not None:
             mask = self._check_input(mask, "mask")
         ops = self._adapter(x=x, mask=mask)
@@ -130,12 +127,23 @@ class _Norm(Module):
     def _stats_dtype(self, ops: Any) -> Any:
         return None if self.dtype is None else self._param_dtype(ops, self.dtype)
 
+    def _stats(self, ops: Any, x: Array, reduction: tuple[int, ...], mask: Array | None,
+               use_mean: bool = True) -> tuple[Array, Array]:
+        """:func:`compute_stats` with this layer's settings; a bad ``axis_name`` names the layer."""
+        try:
+            return compute_stats(ops, x, reduction, self._stats_dtype(ops), use_mean=use_mean,
+                                 use_fast_variance=self.use_fast_variance, mask=mask,
+                                 force_float32_reductions=self.force_float32_reductions, axis_name=self.axis_name,
+                                 axis_index_groups=self.axis_index_groups)
+        except ValueError as error:
+            if self.axis_name is None or "axis_name" not in str(error):
+                raise
+            raise self._error(str(error)) from None
+
     def _normalized(self, ops: Any, x: Array, mask: Array | None, reduction: tuple[int, ...],
                     features: tuple[int, ...], use_mean: bool = True, use_bias: bool = True) -> Array:
         """:func:`compute_stats` over ``reduction`` and :func:`normalize` with this layer's settings."""
-        mean, var = compute_stats(ops, x, reduction, self._stats_dtype(ops), use_mean=use_mean,
-                                  use_fast_variance=self.use_fast_variance, mask=mask,
-                                  force_float32_reductions=self.force_float32_reductions)
+        mean, var = self._stats(ops, x, reduction, mask, use_mean)
         return normalize(self, ops, x, mean, var, reduction, features, self.dtype, self.param_dtype, self.epsilon,
                          use_bias, self.use_scale, getattr(self, "bias_init", initializers.zeros_init()),
                          self.scale_init, self.force_float32_reductions)
@@ -236,9 +244,7 @@ class GroupNorm(_Norm):
         grouped = xp.reshape(x, (*x.shape[:-1], groups, size))
         if mask is not None:
             mask = xp.reshape(xp.broadcast_to(mask, x.shape), grouped.shape)
-        mean, var = compute_stats(ops, grouped, (*reduction[:-1], x.ndim), self._stats_dtype(ops),
-                                  use_fast_variance=self.use_fast_variance, mask=mask,
-                                  force_float32_reductions=self.force_float32_reductions)
+        mean, var = self._stats(ops, grouped, (*reduction[:-1], x.ndim), mask)
         mean = xp.reshape(xp.broadcast_to(mean[..., None], (*mean.shape, size)), (*mean.shape[:-1], channels))
         var = xp.reshape(xp.broadcast_to(var[..., None], (*var.shape, size)), (*var.shape[:-1], channels))
         return normalize(self, ops, x, mean, var, reduction[:-1], (x.ndim - 1,), self.dtype, self.param_dtype,
@@ -316,9 +322,7 @@ class BatchNorm(_Norm):
         if running:
             mean, var = mean_variable.value, var_variable.value
         else:
-            mean, var = compute_stats(ops, x, reduction, self._stats_dtype(ops),
-                                      use_fast_variance=self.use_fast_variance, mask=mask,
-                                      force_float32_reductions=self.force_float32_reductions)
+            mean, var = self._stats(ops, x, reduction, mask)
             if not self.is_initializing():
                 momentum = self.momentum
                 mean_variable.value = momentum * mean_variable.value + (1 - momentum) * xp.reshape(mean, feature_shape)
