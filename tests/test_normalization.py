@@ -93,7 +93,7 @@ def test_layernorm_mask_equals_flax(backend):
     (nn.GroupNorm(num_groups=None, group_size=3), (2, 8), "GroupNorm: the 8 features are not a multiple of group_size 3"),
     (nn.GroupNorm(num_groups=2, reduction_axes=(1,)), (2, 3, 8), "GroupNorm: reduction_axes \\(1,\\) must include"),
     (nn.InstanceNorm(feature_axes=0), (2, 3), "InstanceNorm: feature_axes must not include axis 0"),
-    (nn.LayerNorm(reduction_axes=3), (2, 3), "LayerNorm: reduction_axes 3 are not axes of an input of 2 dims"),
+    (nn.LayerNorm(reduction_axes=3), (2, 3), "LayerNorm: reduction_axes=3 is out of bounds for an array of dimension 2"),
     (nn.LayerNorm(axis_name="batch"), (2, 3), "LayerNorm: axis_name='batch': statistics across devices need jax "
                                               "arrays under a named axis.*numpy arrays have none"),
 ])

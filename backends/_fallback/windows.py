@@ -13,6 +13,8 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 
+import array_api_compat
+
 from xpnn._types import Array, Namespace
 
 Padding = Sequence[tuple[int, int]]
@@ -31,7 +33,7 @@ def _padded(xp: Namespace, x: Array, axis: int, low: int, high: int, value: floa
     for count in (max(0, low), max(0, high)):
         shape = list(x.shape)
         shape[axis] = count
-        parts.append(xp.full(tuple(shape), value, dtype=x.dtype, device=_device(x)) if count else None)
+        parts.append(xp.full(tuple(shape), value, dtype=x.dtype, device=array_api_compat.device(x)) if count else None)
     if parts[0] is None and parts[1] is None:
         return x
     return xp.concat([p for p in (parts[0], x, parts[1]) if p is not None], axis=axis)
@@ -61,12 +63,6 @@ def _windows(x: Array, first_axis: int, window: Sequence[int], strides: Sequence
                       for o, d, s, n in zip(offset, dilation, strides, sizes))
         views.append(x[(slice(None),) * first_axis + index + (...,)])
     return views, sizes
-
-
-def _device(x: Array):
-    import array_api_compat
-
-    return array_api_compat.device(x)
 
 
 def conv_general_dilated(xp: Namespace, einsum: Callable[..., Array], lhs: Array, rhs: Array,
@@ -109,4 +105,4 @@ def reduce_window(xp: Namespace, x: Array, init: float, reduction: str | Callabl
     out = views[0]
     for view in views[1:]:
         out = combine(out, view)
-    return combine(out, xp.asarray(init, dtype=x.dtype, device=_device(x)))
+    return combine(out, xp.asarray(init, dtype=x.dtype, device=array_api_compat.device(x)))

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from xpnn import initializers
+from xpnn._checks import dtype_argument, normalize_axes
 from xpnn._types import Array
 from xpnn.module import Module, compact
 
@@ -27,18 +28,6 @@ __all__ = ["BatchNorm", "LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm"]
 
 Initializer = initializers.Initializer
 Axes = int | Sequence[int]
-
-
-def _axes(axes: Axes, ndim: int, module: Module, argument: str) -> tuple[int, ...]:
-    """``axes`` (an int or ints, negative from the end) as sorted non-negative ints, or an error
-    naming the module and the argument."""
-    items = (axes,) if isinstance(axes, int) else tuple(axes)
-    if not all(isinstance(a, int) and not isinstance(a, bool) and -ndim <= a < ndim for a in items):
-        raise module._error(f"{argument} {axes!r} are not axes of an input of {ndim} dims")
-    normalized = tuple(sorted({a % ndim for a in items}))
-    if len(normalized) != len(items):
-        raise module._error(f"{argument} {axes!r} repeats an axis")
-    return normalized
 
 
 def compute_stats(ops: Any, x: Array, axes: tuple[int, ...], dtype: Any, *, use_mean: bool = True,
@@ -119,9 +108,11 @@ class _Norm(Module):
             x = xp.astype(x, ops.default_float(ops.device_of(x)))
         return ops, x, mask
 
-    def _param_dtype(self, ops: Any, dtype: Any) -> Any:
-        from xpnn._checks import dtype_argument
+    def _axes(self, axes: Axes, ndim: int, argument: str) -> tuple[int, ...]:
+        """``axes`` as sorted non-negative ints (``xpnn._checks.normalize_axes``), errors naming the layer."""
+        return normalize_axes(axes, ndim, argument, where=self.path)
 
+    def _param_dtype(self, ops: Any, dtype: Any) -> Any:
         return dtype_argument(ops, dtype, "real floating", "float32", self.path)
 
     def _stats_dtype(self, ops: Any) -> Any:
@@ -170,8 +161,8 @@ class LayerNorm(_Norm):
     @compact
     def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
         ops, x, mask = self._inputs(x, mask)
-        reduction = _axes(self.reduction_axes, x.ndim, self, "reduction_axes")
-        features = _axes(self.feature_axes, x.ndim, self, "feature_axes")
+        reduction = self._axes(self.reduction_axes, x.ndim, "reduction_axes")
+        features = self._axes(self.feature_axes, x.ndim, "feature_axes")
         return self._normalized(ops, x, mask, reduction, features, use_bias=self.use_bias)
 
 
@@ -194,8 +185,8 @@ class RMSNorm(_Norm):
     @compact
     def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
         ops, x, mask = self._inputs(x, mask)
-        reduction = _axes(self.reduction_axes, x.ndim, self, "reduction_axes")
-        features = _axes(self.feature_axes, x.ndim, self, "feature_axes")
+        reduction = self._axes(self.reduction_axes, x.ndim, "reduction_axes")
+        features = self._axes(self.feature_axes, x.ndim, "feature_axes")
         return self._normalized(ops, x, mask, reduction, features, use_mean=False, use_bias=False)
 
 
@@ -223,7 +214,7 @@ class GroupNorm(_Norm):
     def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
         ops, x, mask = self._inputs(x, mask)
         xp = ops.xp
-        reduction = (_axes(self.reduction_axes, x.ndim, self, "reduction_axes") if self.reduction_axes is not None
+        reduction = (self._axes(self.reduction_axes, x.ndim, "reduction_axes") if self.reduction_axes is not None
                      else tuple(range(1, x.ndim)))
         if not reduction or reduction[-1] != x.ndim - 1:
             raise self._error(f"reduction_axes {self.reduction_axes!r} must include the last (feature) axis")
@@ -273,7 +264,7 @@ class InstanceNorm(_Norm):
     @compact
     def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
         ops, x, mask = self._inputs(x, mask)
-        features = _axes(self.feature_axes, x.ndim, self, "feature_axes")
+        features = self._axes(self.feature_axes, x.ndim, "feature_axes")
         if 0 in features:
             raise self._error("feature_axes must not include axis 0, the batch axis")
         reduction = tuple(a for a in range(1, x.ndim) if a not in features)
@@ -311,7 +302,7 @@ class BatchNorm(_Norm):
         running = self._merge("use_running_average", self.use_running_average, use_running_average)
         ops, x, mask = self._inputs(x, mask)
         xp = ops.xp
-        features = _axes(self.axis, x.ndim, self, "axis")
+        features = self._axes(self.axis, x.ndim, "axis")
         reduction = tuple(a for a in range(x.ndim) if a not in features)
         feature_shape = tuple(x.shape[a] for a in features)
         device = ops.device_of(x)
