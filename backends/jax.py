@@ -44,13 +44,18 @@ _JAX_NN = {
     "softmax": jnn.softmax,
     "log_softmax": jnn.log_softmax,
     "logsumexp": jnn.logsumexp,
+    "dot_product_attention": jnn.dot_product_attention,
 }
 
 
 _FLOATING = frozenset(jnp.dtype(d) for d in ("float16", "bfloat16", "float32", "float64"))
+#: Natives with xpnn's semantics in fewer dtypes: jax.nn's attention rounds a float64 softmax to
+#: float32 (xpnn keeps float64), and its float16 products do not compile on CPU.
+_NATIVE_DTYPES = {"dot_product_attention": frozenset(jnp.dtype(d) for d in ("bfloat16", "float32"))}
 
 
-def _native_or_written_once(native: Callable[..., Any], written_once: Callable[..., Any]) -> Callable[..., Any]:
+def _native_or_written_once(native: Callable[..., Any], written_once: Callable[..., Any],
+                            dtypes: frozenset = _FLOATING) -> Callable[..., Any]:
     """A function with ``written_once``'s signature that calls ``jax.nn``'s ``native`` for
     floating inputs with in-range axes and ``written_once`` otherwise.
 
@@ -65,7 +70,7 @@ def _native_or_written_once(native: Callable[..., Any], written_once: Callable[.
 
     @functools.wraps(written_once)
     def choose(x, *args, **kwargs):
-        if x.dtype in _FLOATING:
+        if x.dtype in dtypes:
             if not takes_axis:
                 return native(x, *args, **kwargs)
             axis = signature.bind(x, *args, **kwargs).arguments.get("axis", signature.parameters["axis"].default)
@@ -78,6 +83,8 @@ def _native_or_written_once(native: Callable[..., Any], written_once: Callable[.
 
 class JaxAdapter(Adapter):
     name = "jax"
+    #: An attention output's zero is a sum of products: its sign follows the summation order.
+    fast_path_zero_signs = frozenset({"dot_product_attention"})
 
     def compile(self, definition) -> FastPath:
         """The definition as a cached ``jax.jit``: of ``jax.nn``'s twin where it has one (see
@@ -86,7 +93,8 @@ class JaxAdapter(Adapter):
         native = _JAX_NN.get(definition.name)
         if native is None:
             self.compiled_definitions.add(definition.name)
-        traced = written_once if native is None else _native_or_written_once(native, written_once)
+        traced = written_once if native is None else _native_or_written_once(
+            native, written_once, _NATIVE_DTYPES.get(definition.name, _FLOATING))
         return jax.jit(traced, static_argnames=definition.static)
 
     def kernel_devices(self, x):

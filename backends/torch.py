@@ -20,7 +20,8 @@ flushes to zero, and the signs of some zeros (:attr:`TorchAdapter.fast_path_zero
 torch's ``relu``, ``relu6`` and ``celu`` keep ``-0.0`` (jax: ``+0.0``), its
 ``log_sigmoid`` underflows to ``+0.0`` and its exact float32 ``gelu`` below
 about -10 gives ``+0.0`` (jax: ``-0.0``), and its ``softshrink`` gives ``-0.0``
-for negative inputs in the scalar loop past the last full vector.  Fixing them
+for negative inputs in the scalar loop past the last full vector; an attention output's
+zero is a sum of products whose sign follows the summation order.  Fixing them
 costs an extra pass (``+ 0.0`` alone is 1 to 4 us): with fast paths off, the
 written-once definitions give jax's zeros.
 """
@@ -184,9 +185,66 @@ def _prelu(x, weight):
     return F.prelu(x, weight.reshape(-1))
 
 
+_ATTENTION_DTYPES = frozenset((torch.float32, torch.float64))
+
+
+def _dot_product_attention(query, key, value, bias=None, mask=None, *, scale=None, is_causal=False,
+                           query_seq_lengths=None, key_value_seq_lengths=None, local_window_size=None,
+                           implementation=None, return_residual=False):
+    """``F.scaled_dot_product_attention`` on the ``(B, N, T, H)`` views, float32 and float64.
+
+    jax's masks (the boolean ``mask``, the window, the key lengths, and ``is_causal`` when
+    another mask is given) become one additive mask ``where(mask, bias, -0.7 * float32_max)``,
+    so a fully masked row attends uniformly as in jax.nn (a boolean SDPA mask gives NaN or 0
+    there); a lone ``is_causal`` uses torch's causal kernel (same top-left alignment).  Rows of
+    padded queries are zeroed afterwards.  Half precision, the log-sum-exp residual and
+    ``implementation='xla'`` (jax's math) take the written-once definition.
+    """
+    if (query.dtype not in _ATTENTION_DTYPES or return_residual or implementation is not None
+            or not (isinstance(key, torch.Tensor) and isinstance(value, torch.Tensor))
+            or 0 in query.shape or 0 in key.shape):
+        return NotImplemented
+    unbatched = query.ndim == 3
+    if unbatched:
+        query, key, value = query[None], key[None], value[None]
+    rows, columns = query.shape[1], key.shape[1]
+    device = query.device
+    keep = None
+    if mask is not None:
+        keep = mask
+    if local_window_size is not None:
+        left, right = local_window_size
+        t = torch.arange(rows, device=device)[:, None]
+        s = torch.arange(columns, device=device)[None, :]
+        window = (t <= s + left) & (t >= s - right)
+        keep = window if keep is None else keep & window
+    if key_value_seq_lengths is not None:
+        padded = torch.arange(columns, device=device)[None, :] < key_value_seq_lengths[:, None]
+        padded = padded[:, None, None, :]
+        keep = padded if keep is None else keep & padded
+    causal = is_causal
+    if is_causal and (keep is not None or bias is not None):
+        lower = torch.ones((rows, columns), dtype=torch.bool, device=device).tril()
+        keep = lower if keep is None else keep & lower
+        causal = False
+    additive = bias
+    if keep is not None:
+        fill = torch.tensor(-0.7 * torch.finfo(torch.float32).max, dtype=query.dtype, device=device)
+        additive = torch.where(keep, torch.zeros((), dtype=query.dtype, device=device) if bias is None else bias,
+                               fill)
+    out = F.scaled_dot_product_attention(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2),
+                                         attn_mask=additive, is_causal=causal, scale=scale,
+                                         enable_gqa=query.shape[2] != key.shape[2]).transpose(1, 2)
+    if query_seq_lengths is not None:
+        valid = torch.arange(rows, device=device)[None, :] < query_seq_lengths[:, None]
+        out = out * valid[:, :, None, None].to(out.dtype)
+    return out[0] if unbatched else out
+
+
 class TorchAdapter(Adapter):
     name = "torch"
-    fast_path_zero_signs = frozenset({"relu", "relu6", "celu", "log_sigmoid", "gelu", "soft_shrink"})
+    fast_path_zero_signs = frozenset({"relu", "relu6", "celu", "log_sigmoid", "gelu", "soft_shrink",
+                                      "dot_product_attention"})
     #: torch has no uint32 add or shift: xpnn.random's 32-bit words live in
     #: int64 and every sum and left shift is masked back to 32 bits.
     random_word_dtype = torch.int64
@@ -225,6 +283,7 @@ class TorchAdapter(Adapter):
             "threshold": _threshold,
             "rrelu": _rrelu,
             "prelu": _prelu,
+            "dot_product_attention": _dot_product_attention,
         }
 
     def kernel_devices(self, x):

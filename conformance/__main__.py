@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 import xpnn
-from xpnn.conformance import backends, gradients, models, report, runner
+from xpnn.conformance import attention, backends, gradients, models, report, runner
 from xpnn.conformance.cases import CASES, SPECIAL
 from xpnn.conformance.compare import Checked
 
@@ -97,6 +97,17 @@ def checks() -> list[Check]:
     for case in models.POOL_CASES:
         found.append(Check(case.label, case.function, "flax.linen", "layers", functools.partial(models.run_pool, case),
                            ("float32", "float64")))
+    for case in attention.ATTENTION_CASES:
+        family = "layers" if case.function.startswith("layers.") else "functions"
+        found.append(Check(case.label, case.function, case.reference, family,
+                           functools.partial(attention.run_attention, case), case.dtypes))
+    found.append(Check("dot_product_attention blocked (flash) path", "dot_product_attention",
+                       "xpnn one-block result", "functions", attention.run_chunked, ("float32", "float64")))
+    for function in ("make_attention_mask", "make_causal_mask"):
+        found.append(Check(function, function, f"flax.linen.{function}", "functions",
+                           functools.partial(attention.run_masks, function), ("float32", "float64")))
+    found.append(Check("MultiHeadDotProductAttention decode 16 steps", "MultiHeadDotProductAttention",
+                       "flax.linen", "layers", attention.run_decode, ("float32", "float64")))
     for case in models.LAYER_CASES:
         for part, check in models.LAYER_PARTS.items():
             found.append(Check(f"{case.label} {part}", case.layer, "flax.linen", "layers",

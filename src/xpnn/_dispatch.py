@@ -277,16 +277,20 @@ class PublicFunction(Definition):
     """The registry's entry of one public function (:data:`REGISTRY`).
 
     ``probes`` are the calls (``(args, kwargs)`` after ``x``) with which a
-    native fast path is checked at first use (:mod:`xpnn._kernel_check`);
+    native fast path is checked at first use (:mod:`xpnn._kernel_check`), on
+    the kernel check's probe array or on what ``probe_input(ops, probe)`` makes
+    of it (attention takes a finite ``(B, T, N, H)`` query);
     ``reference`` is the function of the reference framework that it matches
     (``jax.nn.relu``, ``torch.nn.functional.hardshrink``) and that its
     conformance cases compare with; ``public`` is the callable users call.
     """
 
     def __init__(self, function: Callable[..., Any], static: tuple[str, ...], traits: frozenset[str],
-                 probes: tuple[_kernel_check.ProbeCall, ...], reference: str) -> None:
+                 probes: tuple[_kernel_check.ProbeCall, ...], reference: str,
+                 probe_input: Callable[[Adapter, Array], Array] | None = None) -> None:
         super().__init__(function, static, traits)
         self.probes = probes
+        self.probe_input = probe_input
         self.reference = reference
         self.public: Callable[..., Any] | None = None
 
@@ -359,7 +363,8 @@ def _dispatched(entry: Definition, validate: Callable[..., tuple[tuple, dict]] |
                 calls = probes
                 if (args or kwargs) and _plain(args) and all(map(_plain, kwargs.values())):
                     calls = (*probes, (args, kwargs))
-                fast = _kernel_check.checked(name, entry.bound(adapter), fast, adapter, x, calls)
+                fast = _kernel_check.checked(name, entry.bound(adapter), fast, adapter, x, calls,
+                                             getattr(entry, "probe_input", None))
             fast_by_key[key] = fast
         return fast
 
@@ -421,7 +426,14 @@ def _dispatched(entry: Definition, validate: Callable[..., tuple[tuple, dict]] |
                 raise named(error, name) from None
             return out if out is not NotImplemented else written_once_result(x)
     else:
-        def call(x, /, *args, **kwargs):
+        first = parameters[0]
+        first_by_keyword = first.kind is first.POSITIONAL_OR_KEYWORD
+
+        def call(x=_MISSING, /, *args, **kwargs):
+            if x is _MISSING:  # the first argument given by name (``query=q``), where it may be
+                if not first_by_keyword or first.name not in kwargs:
+                    raise TypeError(f"xpnn.{name}() missing 1 required positional argument: {first.name!r}")
+                x = kwargs.pop(first.name)
             if args or kwargs or _switches or required:
                 return route(x, args, kwargs)
             try:
@@ -447,7 +459,8 @@ def _dispatched(entry: Definition, validate: Callable[..., tuple[tuple, dict]] |
 
 def public(*, static: tuple[str, ...] = (), probes: tuple[_kernel_check.ProbeCall, ...] = (((), {}),),
            validate: Callable[[Adapter, Array, tuple, dict], tuple[tuple, dict]] | None = None,
-           traits: frozenset[str] | tuple[str, ...] = (), reference: str | None = None) -> Callable[[F], F]:
+           traits: frozenset[str] | tuple[str, ...] = (), reference: str | None = None,
+           probe_input: Callable[[Adapter, Array], Array] | None = None) -> Callable[[F], F]:
     """Make a written-once definition ``f(ops, x, ...)`` the public function ``f(x, ...)``,
     entered in :data:`REGISTRY`.
 
@@ -459,7 +472,8 @@ def public(*, static: tuple[str, ...] = (), probes: tuple[_kernel_check.ProbeCal
 
     ``probes``: the calls with which a native fast path is checked at first
     use (:mod:`xpnn._kernel_check`); the first call's own arguments are added
-    when they are plain values.  ``reference``: the reference framework's
+    when they are plain values; ``probe_input(ops, probe)``, when given, turns
+    the probe array into the ``x`` of those calls.  ``reference``: the reference framework's
     function it matches (default ``jax.nn.<name>``).
 
     ``validate(ops, x, args, kwargs)`` checks the arguments after ``x`` before
@@ -472,7 +486,8 @@ def public(*, static: tuple[str, ...] = (), probes: tuple[_kernel_check.ProbeCal
     """
 
     def decorate(function: F) -> F:
-        entry = PublicFunction(function, static, frozenset(traits), probes, reference or f"jax.nn.{function.__name__}")
+        entry = PublicFunction(function, static, frozenset(traits), probes, reference or f"jax.nn.{function.__name__}",
+                               probe_input)
         entry.public = _dispatched(entry, validate, probes)
         REGISTRY[entry.name] = entry
         return entry.public  # type: ignore[return-value]

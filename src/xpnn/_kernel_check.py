@@ -216,9 +216,10 @@ def _outcome(adapter: Any, name: str, written_once: Callable[..., Any], fast: Ca
 
 
 def checked(name: str, written_once: Callable[..., Any], fast: Callable[..., Any] | None, adapter: Any,
-            x: Array, calls: Sequence[ProbeCall]) -> Callable[..., Any] | None:
+            x: Array, calls: Sequence[ProbeCall],
+            probe_input: Callable[[Any, Array], Array] | None = None) -> Callable[..., Any] | None:
     """``fast`` when it agrees with ``written_once`` on the probe in ``x``'s dtype on every device
-    kind where arrays of ``x``'s type run now; otherwise ``fast`` declining the device kinds
+    kind where arrays of ``x``'s type run now (on the probe, or ``probe_input(adapter, probe)``); otherwise ``fast`` declining the device kinds
     where it disagrees (``Adapter.decline_on``), or None."""
     if fast is None or not calls:
         return fast
@@ -233,6 +234,8 @@ def checked(name: str, written_once: Callable[..., Any], fast: Callable[..., Any
             with adapter.eagerly(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # edge values overflow by design: no warning is printed
                 probe = probe_array(adapter, dtype, device, x.ndim)
+                if probe is not None and probe_input is not None:
+                    probe = probe_input(adapter, probe)
                 outcome = None if probe is None else _outcome(adapter, name, written_once, fast, probe, calls,
                                                               dtype_name(dtype), kind)
             with _LOCK:

@@ -2,19 +2,24 @@
 
 Families: ``linear`` (Dense, DenseGeneral, Einsum, Embed), ``conv`` (Conv, ConvTranspose,
 ConvLocal), ``normalization`` (BatchNorm, LayerNorm, RMSNorm, GroupNorm, InstanceNorm),
+``attention`` (MultiHeadDotProductAttention, MultiHeadAttention, SelfAttention, and flax.linen's
+``dot_product_attention`` and ``combine_masks`` as ``xpnn.layers.<name>``),
 ``stochastic``
 (Dropout), ``activations`` (PReLU), ``combinators`` (Sequential,
 BatchApply).  A layer's math that a function or a torch-style module also
 needs lives once in ``xpnn.functions``.  Every name in a family's ``__all__``
 is exported as ``xpnn.<name>``.
 """
-from xpnn.layers import activations, combinators, conv, linear, normalization, stochastic
+from xpnn.layers import activations, attention, combinators, conv, linear, normalization, stochastic
 from xpnn.layers.activations import *  # noqa: F403 - each family's __all__
+from xpnn.layers.attention import *  # noqa: F403
+from xpnn.layers.attention import combine_masks, dot_product_attention  # noqa: F401 - flax.linen's; xpnn.dot_product_attention is jax.nn's
 from xpnn.layers.combinators import *  # noqa: F403
 from xpnn.layers.conv import *  # noqa: F403
 from xpnn.layers.linear import *  # noqa: F403
 from xpnn.layers.normalization import *  # noqa: F403
 from xpnn.layers.stochastic import *  # noqa: F403
 
-__all__ = [*linear.__all__, *conv.__all__, *normalization.__all__, *stochastic.__all__, *activations.__all__,
+__all__ = [*linear.__all__, *conv.__all__, *normalization.__all__, *attention.__all__,
+           *stochastic.__all__, *activations.__all__,
            *combinators.__all__]
