@@ -228,13 +228,18 @@ def _dot_product_attention(query, key, value, bias=None, mask=None, *, scale=Non
         keep = lower if keep is None else keep & lower
         causal = False
     additive = bias
+    query = query.transpose(1, 2)
     if keep is not None:
         fill = torch.tensor(-0.7 * torch.finfo(torch.float32).max, dtype=query.dtype, device=device)
         additive = torch.where(keep, torch.zeros((), dtype=query.dtype, device=device) if bias is None else bias,
                                fill)
-    out = F.scaled_dot_product_attention(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2),
+        if torch.is_grad_enabled() and (query.requires_grad or key.requires_grad):
+            # jax's where() gives a fully masked row no gradient; the additive mask would pass
+            # one to its query and keys: such rows attend with a zero query instead (same output).
+            query = torch.where(keep.any(dim=-1, keepdim=True), query, torch.zeros((), dtype=query.dtype, device=device))
+    out = F.scaled_dot_product_attention(query, key.transpose(1, 2), value.transpose(1, 2),
                                          attn_mask=additive, is_causal=causal, scale=scale,
-                                         enable_gqa=query.shape[2] != key.shape[2]).transpose(1, 2)
+                                         enable_gqa=query.shape[1] != key.shape[2]).transpose(1, 2)
     if query_seq_lengths is not None:
         valid = torch.arange(rows, device=device)[None, :] < query_seq_lengths[:, None]
         out = out * valid[:, :, None, None].to(out.dtype)

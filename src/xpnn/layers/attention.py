@@ -24,7 +24,7 @@ from xpnn._types import Array
 from xpnn.functions import attention as functions
 from xpnn.layers.linear import DenseGeneral
 from xpnn.layers.normalization import LayerNorm
-from xpnn.module import Module, compact, merge_param
+from xpnn.module import Module, compact
 
 __all__ = ["MultiHeadDotProductAttention", "MultiHeadAttention", "SelfAttention"]
 
@@ -219,7 +219,7 @@ class MultiHeadDotProductAttention(Module):
         if self.decode:
             key, value, mask = self._decode_step(query, key, value, mask)
         if self.dropout_rate > 0.0:
-            deterministic = merge_param("deterministic", self.deterministic, deterministic)
+            deterministic = self._merge("deterministic", self.deterministic, deterministic)
             if not deterministic and dropout_rng is None:
                 dropout_rng = self.make_rng("dropout")
         else:
