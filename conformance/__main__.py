@@ -103,6 +103,8 @@ def checks() -> list[Check]:
                            functools.partial(attention.run_attention, case), case.dtypes))
     found.append(Check("dot_product_attention blocked (flash) path", "dot_product_attention",
                        "xpnn one-block result", "functions", attention.run_chunked, ("float32", "float64")))
+    found.append(Check("scaled_dot_general mxfp8, nvfp4", "scaled_dot_general", "jax's quantize + block-scaled product",
+                       "functions", attention.run_scaled_dot_general, ("bfloat16", "float32")))
     for function in ("make_attention_mask", "make_causal_mask"):
         found.append(Check(function, function, f"flax.linen.{function}", "functions",
                            functools.partial(attention.run_masks, function), ("float32", "float64")))

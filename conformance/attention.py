@@ -1,4 +1,5 @@
-"""Conformance cases of the attention functions against jax.nn and flax.linen.
+"""Conformance cases of the attention functions against jax.nn and flax.linen, and of the
+block-scaled ``scaled_dot_general`` against jax's quantization.
 
 Each case draws query, key, value (and its masks, biases, lengths) with NumPy,
 runs xpnn on the backend (fast paths on, then off: both must agree with the
@@ -246,3 +247,75 @@ def run_masks(function: str, backend: Backend, dtype: str) -> Checked:
         comparisons.append(compare(actual, want, dtype, tolerance=(0.0, 0.0)))
     worst = max(comparisons, key=lambda c: (not c.passed, c.max_abs))
     return Checked(worst, problem, describe(outputs[0]))
+
+
+def _quantized_reference(x: np.ndarray, mode: str, global_scale: float | None, jax_quantize: bool) -> np.ndarray:
+    """jax's ``quantize`` (``jax._src.cudnn.scaled_matmul_stablehlo``) dequantized to float64:
+    ``(B, M, K)`` values times their block scales.  With ``jax_quantize`` jax's own function
+    (XLA's arithmetic, for xpnn on jax arrays); otherwise its steps in NumPy with ml_dtypes'
+    float8/float4 casts (IEEE division, round to nearest even as the OCP formats define)."""
+    import ml_dtypes
+
+    if jax_quantize:
+        import jax
+        import jax.numpy as jnp
+        from jax._src.cudnn import scaled_matmul_stablehlo as cudnn
+
+        config = jax.nn.get_scaled_dot_general_config(
+            mode, None if global_scale is None else jnp.asarray([global_scale], jnp.float32))
+        values, scales = cudnn.quantize(jnp.asarray(x), config)
+        decoded = np.repeat(np.asarray(scales.astype(jnp.float32), np.float64), config.block_size, axis=-1)
+        return np.asarray(values.astype(jnp.float32), np.float64) * decoded
+
+    block = 32 if mode == "mxfp8" else 16
+    blocks = x.reshape(*x.shape[:-1], x.shape[-1] // block, block)
+    if mode == "mxfp8":
+        scales = np.abs(blocks).max(axis=-1, keepdims=True) / blocks.dtype.type(448.0)
+        bits = scales.astype(np.float32).view(np.uint32)
+        exponent, mantissa = bits >> 23, bits & 0x7FFFFF
+        round_up = (mantissa > 0) & (exponent != 0xFE) & ~((exponent == 0) & (mantissa <= 0x400000))
+        exponent = np.where(round_up, exponent + 1, exponent).astype(np.uint32)
+        decoded = (exponent << 23).view(np.float32)
+        decoded = np.where(decoded == 0, np.float32(2.0 ** -127), decoded).astype(blocks.dtype)
+        values = np.clip(blocks / decoded, -448, 448).astype(ml_dtypes.float8_e4m3fn)
+    else:
+        blocks = blocks.astype(np.float64 if blocks.dtype == np.float64 else np.float32) / np.float32(global_scale)
+        scales = np.clip(np.abs(blocks).max(axis=-1, keepdims=True) / np.float32(6.0), 0, 448)
+        decoded = scales.astype(ml_dtypes.float8_e4m3fn).astype(np.float32)
+        values = np.clip(blocks / decoded, -6, 6).astype(ml_dtypes.float4_e2m1fn)
+    dequantized = values.astype(np.float64) * decoded.astype(np.float64)
+    return dequantized.reshape(x.shape)
+
+
+def run_scaled_dot_general(backend: Backend, dtype: str) -> Checked:
+    """``scaled_dot_general`` in both modes (a batched and an unbatched contraction) against jax's
+    quantization (see :func:`_quantized_reference`), then the block-scaled product in float64.
+    jax's own function runs only on GPUs with cuDNN; its quantization runs on the CPU too, where
+    XLA's fused ``x / scale`` is not always the correctly rounded quotient, which moves a few
+    values that should fall on a tie of the float4 grid (5.0 between 4 and 6) to the next
+    value: xpnn on jax arrays computes with XLA too and agrees with it; elsewhere the division
+    is IEEE and the reference is NumPy's."""
+    load("jax")
+    from jax._src.cudnn import scaled_matmul_stablehlo as cudnn
+
+    rng = np.random.default_rng(6)
+    comparisons, out = [], None
+    for mode, global_scale in (("mxfp8", None), ("nvfp4", 0.5)):
+        configs = [xpnn.get_scaled_dot_general_config(mode, global_scale)] * 3
+        for numbers, lhs_shape, rhs_shape in (((((2,), (2,)), ((0,), (0,))), (3, 16, 64), (3, 8, 64)),
+                                              ((((1,), (0,)), ((), ())), (5, 64), (64, 7))):
+            lhs = (rng.standard_normal(lhs_shape) * np.exp(rng.standard_normal(lhs_shape))).astype(dtype)
+            rhs = rng.standard_normal(rhs_shape).astype(dtype)
+            (lc, rc), (lb, rb) = numbers
+            parts = [_quantized_reference(np.asarray(cudnn.shape_normalization(operand, (contract, batch))),
+                                          mode, global_scale, jax_quantize=backend.name == "jax")
+                     for operand, contract, batch in ((lhs, lc, lb), (rhs, rc, rb))]
+            expected = parts[0] @ np.swapaxes(parts[1], -1, -2) * (global_scale or 1.0) ** 2
+            expected = expected.astype(np.float32).reshape(
+                cudnn.compute_dot_output_shape(lhs.shape, rhs.shape, (lc, lb), (rc, rb)))
+            out = xpnn.scaled_dot_general(backend.asarray(lhs, dtype), backend.asarray(rhs, dtype), numbers,
+                                          configs=configs)
+            comparisons.append(compare(backend.to_numpy(out), expected, "float32",
+                                       tolerance=(1e-6, 1e-6 * float(np.abs(expected).max()))))
+    worst = max(comparisons, key=lambda c: (not c.passed, c.max_abs))
+    return Checked(worst, "", describe(out))

@@ -190,3 +190,31 @@ def test_low_precision_module_promotes_like_flax():
         got = ours.apply(nn.to_backend(variables, torch.zeros(1)), torch.from_numpy(x).to(torch.bfloat16))
         assert str(got.dtype).rsplit(".", 1)[-1] == str(want.dtype)
         np.testing.assert_allclose(got.float().numpy(), np.asarray(want, np.float32), rtol=0.05, atol=0.05)
+
+
+def test_scaled_dot_general_configs_errors_and_gradient():
+    """jax's configs are taken as xpnn's; without configs it is jax.lax.dot_general; a contracted
+    size that is no multiple of the block is refused; torch's gradient passes straight through
+    the rounding, close to the unquantized product's."""
+    rng = np.random.default_rng(8)
+    lhs, rhs = rng.standard_normal((4, 64)).astype(np.float32), rng.standard_normal((64, 3)).astype(np.float32)
+    numbers = (((1,), (0,)), ((), ()))
+    ours = nn.scaled_dot_general(lhs, rhs, numbers, configs=[nn.get_scaled_dot_general_config("mxfp8")] * 3)
+    theirs = nn.scaled_dot_general(lhs, rhs, [[[1], [0]], [[], []]],
+                                   configs=[jax.nn.get_scaled_dot_general_config("mxfp8")] * 3)
+    np.testing.assert_array_equal(ours, theirs)
+    assert 0 < np.abs(ours - lhs @ rhs).max() < 0.2 * np.abs(lhs @ rhs).max()
+    np.testing.assert_allclose(nn.scaled_dot_general(lhs, rhs, numbers),
+                               np.asarray(jax.lax.dot_general(lhs, rhs, numbers)), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="xpnn.scaled_dot_general: the contracted size 48 must be a multiple of "
+                                         "the block size 32 of mode 'mxfp8'"):
+        nn.scaled_dot_general(lhs[:, :48], rhs[:48], numbers, configs=[nn.get_scaled_dot_general_config("mxfp8")] * 3)
+    with pytest.raises(ValueError, match="Unsupported mode: 'fp8'"):
+        nn.get_scaled_dot_general_config("fp8")
+    a = torch.tensor(lhs, requires_grad=True)
+    b = torch.from_numpy(rhs)
+    configs = [nn.get_scaled_dot_general_config("nvfp4", 0.5)] * 3
+    nn.scaled_dot_general(a, b, numbers, configs=configs).sum().backward()
+    assert torch.isfinite(a.grad).all()
+    want = b.sum(dim=1)  # the gradient of the unquantized product, which the rounding passes through
+    assert float((a.grad - want).abs().mean()) < 0.25 * float(want.abs().mean())  # float4: one mantissa bit

@@ -11,6 +11,7 @@ from xpnn import initializers, random
 from xpnn._dispatch import check_fast_paths, fast_paths, fast_paths_enabled, set_fast_paths
 from xpnn._kernel_check import SwitchedOff, fast_path_report
 from xpnn.functions import *  # noqa: F403 - every family's public functions
+from xpnn.functions.arrays import BlockScaleConfig, get_scaled_dot_general_config
 from xpnn.trees import to_backend, tree_leaves, tree_map
 from xpnn.module import DenyList, Module, ModuleError, Variable, compact, merge_param, nowrap
 from xpnn.layers import *  # noqa: F403 - every family's layers
@@ -27,7 +28,7 @@ LAYERS = tuple(layers.__all__)
 
 __all__ = [
     *FUNCTIONS, *LAYERS, "random", "initializers", "set_fast_paths", "fast_paths", "fast_paths_enabled",
-    "fast_path_report", "check_fast_paths", "SwitchedOff",
+    "fast_path_report", "check_fast_paths", "SwitchedOff", "BlockScaleConfig", "get_scaled_dot_general_config",
     "Module", "compact", "nowrap", "Variable", "merge_param", "DenyList", "ModuleError",
     "tree_map", "tree_leaves", "to_backend",
 ]

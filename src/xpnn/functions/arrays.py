@@ -1,17 +1,20 @@
-r"""Array utilities of ``jax.nn``: ``one_hot``, ``identity`` and the block-scaled ``scaled_matmul``."""
+r"""Array utilities of ``jax.nn``: ``one_hot``, ``identity``, the block-scaled ``scaled_matmul`` and
+``scaled_dot_general`` (with ``get_scaled_dot_general_config``)."""
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, NamedTuple
 
 import array_api_compat
+import numpy as np
 
 from xpnn._checks import _as_int, dtype_argument, normalize_axis
 from xpnn._dispatch import Argument, public
 from xpnn._errors import refuse
 from xpnn._types import Array
-from xpnn.backends import Adapter
+from xpnn.backends import Adapter, dtype_name
 
-__all__ = ["one_hot", "identity", "scaled_matmul"]
+__all__ = ["one_hot", "identity", "scaled_matmul", "scaled_dot_general"]
 
 
 _NUM_CLASSES = Argument(0, "num_classes")
@@ -116,3 +119,201 @@ def scaled_matmul(
     a = _block_scaled(xp, lhs, lhs_scales, preferred_element_type, "lhs")
     b = _block_scaled(xp, rhs, rhs_scales, preferred_element_type, "rhs")
     return xp.matmul(a, xp.matrix_transpose(b))
+
+
+class BlockScaleConfig(NamedTuple):
+    """How ``scaled_dot_general`` quantizes one operand (``jax.nn``'s ``BlockScaleConfig``).
+
+    ``mode`` 'mxfp8' (float8_e4m3fn elements, e8m0 power-of-two scales, blocks of 32) or
+    'nvfp4' (float4_e2m1fn elements, float8_e4m3fn scales, blocks of 16, and a
+    ``global_scale``).  The element and scale types are given by name: xpnn rounds to their
+    grids in the input's dtype wherever a library lacks them.
+    """
+
+    mode: str
+    block_size: int
+    data_type: str
+    scale_type: str
+    global_scale: Any
+    infer_only: bool = False
+
+
+def get_scaled_dot_general_config(mode: str, global_scale: Any = None) -> BlockScaleConfig:
+    """The quantization config of ``mode`` ('mxfp8' or 'nvfp4'), ``jax.nn.get_scaled_dot_general_config``.
+
+    nvfp4's ``global_scale`` (a float32 array of shape (1,), or a number) defaults to 1.
+    """
+    if mode == "mxfp8":
+        return BlockScaleConfig("mxfp8", 32, "float8_e4m3fn", "float8_e8m0fnu", None)
+    if mode == "nvfp4":
+        return BlockScaleConfig("nvfp4", 16, "float4_e2m1fn", "float8_e4m3fn", _as_number(global_scale))
+    raise ValueError(f"xpnn.get_scaled_dot_general_config: Unsupported mode: {mode!r}; expected 'mxfp8' or 'nvfp4'")
+
+
+def _as_number(scale: Any) -> float:
+    """A global scale (None for 1, a number, or a one-element array of any library) as a float."""
+    return 1.0 if scale is None else float(np.asarray(scale, dtype=np.float64).reshape(-1)[0])
+
+
+def _config(config: Any) -> BlockScaleConfig:
+    """xpnn's or jax's config as xpnn's: element types by name, the global scale a number
+    (configs are static arguments: jax hashes them)."""
+    return BlockScaleConfig(config.mode, int(config.block_size), dtype_name(config.data_type),
+                            dtype_name(config.scale_type),
+                            None if config.mode == "mxfp8" else _as_number(config.global_scale),
+                            bool(config.infer_only))
+
+
+#: Element formats by name: (mantissa bits, smallest normal exponent, largest value).
+_FORMATS = {"float8_e4m3fn": (3, -6, 448.0), "float4_e2m1fn": (1, 0, 6.0)}
+
+
+def _powers_of_two(xp, exponent: Array) -> Array:
+    return xp.pow(xp.full_like(exponent, 2.0), exponent)
+
+
+def _floor_log2(xp, magnitude: Array) -> Array:
+    """``floor(log2(magnitude))`` exactly (``log2`` may round up just below a power of two); 0 for 0."""
+    exponent = xp.floor(xp.log2(xp.where(magnitude > 0, magnitude, xp.ones_like(magnitude))))
+    power = _powers_of_two(xp, exponent)
+    exponent = xp.where(power > magnitude, exponent - 1, exponent)
+    return xp.where(2 * _powers_of_two(xp, exponent) <= magnitude, exponent + 1, exponent)
+
+
+def _round_to_format(xp, x: Array, name: str) -> Array:
+    """``x`` (within the format's range) rounded to the nearest value of format ``name``, ties to
+    even, as a cast to that dtype rounds: ``round(x / q) * q`` with the quantum ``q`` of ``x``'s
+    binade (the subnormal one below the smallest normal)."""
+    mantissa, smallest_exponent, _ = _FORMATS[name]
+    exponent = xp.maximum(_floor_log2(xp, xp.abs(x)), xp.asarray(float(smallest_exponent), dtype=x.dtype))
+    quantum = _powers_of_two(xp, exponent - mantissa)
+    return xp.round(x / quantum) * quantum
+
+
+def _e8m0_scale(xp, s: Array) -> Array:
+    """The e8m0 scale of block scale ``s >= 0``: the power of two at or above ``s`` (jax's rounding up),
+    capped at 2**127 and floored at 2**-127 (the 'zero' scale, 2**-15 in float16, as jax decodes it)."""
+    exponent = _floor_log2(xp, s)
+    exponent = xp.where((_powers_of_two(xp, exponent) < s) & (exponent < 127), exponent + 1, exponent)
+    near_zero = -15.0 if dtype_name(s.dtype) == "float16" else -127.0
+    exponent = xp.where((s <= 2.0 ** -127) | (exponent <= -127), xp.full_like(exponent, near_zero), exponent)
+    return _powers_of_two(xp, exponent)
+
+
+def _quantized(ops: Adapter, x: Array, config: BlockScaleConfig, global_scale: float | None) -> tuple[Array, Array]:
+    """jax's ``quantize`` of a ``(B, M, K)`` operand: the elements on the format's grid and the
+    block scales ``(B, M, K / block)``, both as values of ``x``'s dtype.  The rounding passes no
+    gradient of its own (straight through)."""
+    xp = ops.xp
+    batch, rows, depth = x.shape
+    block = config.block_size
+    if depth < block or depth % block:
+        raise refuse(ValueError, f"the contracted size {depth} must be a multiple of the block size {block} of "
+                                 f"mode {config.mode!r}")
+    x = xp.reshape(x, (batch, rows, depth // block, block))
+    largest = _FORMATS[config.data_type][2]
+    scales = xp.max(xp.abs(x), axis=-1, keepdims=True) / largest
+    if config.mode == "mxfp8":
+        scales = _e8m0_scale(xp, scales)
+    else:
+        if x.dtype != xp.float64:  # jax divides by a float32 array: narrower inputs compute in float32
+            x = xp.astype(x, xp.float32)
+        x = x / global_scale
+        scales = xp.max(xp.abs(x), axis=-1, keepdims=True) / largest
+        scales = _round_to_format(xp, xp.clip(scales, 0.0, 448.0), "float8_e4m3fn")
+    scaled = xp.clip(x / scales, -largest, largest)
+    rounded = scaled + ops.stop_gradient(_round_to_format(xp, scaled, config.data_type) - scaled)
+    return xp.reshape(rounded, (batch, rows, depth)), scales[..., 0]
+
+
+def _as_three_d(xp, x: Array, contracting: tuple[int, ...], batch: tuple[int, ...]) -> Array:
+    """jax's shape normalization: ``(batch dims, other dims, contracting dims)`` flattened to ``(B, M, K)``."""
+    others = [d for d in range(x.ndim) if d not in contracting and d not in batch]
+    order = sorted(batch) + others + sorted(contracting)
+    sizes = [math.prod(x.shape[d] for d in group) for group in (sorted(batch), others, sorted(contracting))]
+    return xp.reshape(xp.permute_dims(x, tuple(order)), tuple(sizes))
+
+
+_DIMENSION_NUMBERS = Argument(1, "dimension_numbers")
+_CONFIGS = Argument(3, "configs")
+
+
+def _scaled_dot_general_arguments(ops: Adapter, lhs: Array, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """``dimension_numbers`` as tuples of ints, and ``configs`` as a tuple (a static argument)."""
+    numbers = _DIMENSION_NUMBERS.get(args, kwargs)
+    try:
+        args, kwargs = _DIMENSION_NUMBERS.replace(args, kwargs, _tuples(numbers))
+    except (TypeError, ValueError):
+        raise refuse(TypeError, "dimension_numbers must be ((lhs_contract, rhs_contract), (lhs_batch, rhs_batch)) "
+                                f"of ints, got {numbers!r}") from None
+    configs = _CONFIGS.get(args, kwargs)
+    if configs is not None:
+        try:
+            configs = tuple(map(_config, configs))
+        except (AttributeError, TypeError, ValueError):
+            raise refuse(TypeError, "configs must be BlockScaleConfigs (xpnn.get_scaled_dot_general_config or "
+                                    f"jax.nn.get_scaled_dot_general_config), got {configs!r}") from None
+        args, kwargs = _CONFIGS.replace(args, kwargs, configs)
+    return args, kwargs
+
+
+def _tuples(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_tuples(item) for item in value)
+    return int(value)
+
+
+@public(static=("dimension_numbers", "preferred_element_type", "configs", "implementation"), probes=(),
+        validate=_scaled_dot_general_arguments)
+def scaled_dot_general(ops: Adapter, lhs: Array, rhs: Array, dimension_numbers: Any,
+                       preferred_element_type: Any = "float32", configs: Any = None,
+                       implementation: str | None = None) -> Array:
+    r"""A dot_general of block-quantized operands, ``jax.nn.scaled_dot_general`` on every backend.
+
+    ``dimension_numbers = ((lhs_contract, rhs_contract), (lhs_batch, rhs_batch))``.  Each operand
+    is laid out as ``(batch, other dims, contracted)`` and quantized as jax does::
+
+        mxfp8: s = e8m0_round_up(max|block| / 448);        q = round_e4m3(clip(x / s, -448, 448))
+        nvfp4: s = round_e4m3(clip(max|x/g| / 6, 0, 448)); q = round_e2m1(clip(x / g / s, -6, 6))
+
+    over blocks of 32 (mxfp8) or 16 (nvfp4) contracted elements, then
+    ``out = sum_k (q_a s_a)(q_b s_b)`` in float32 (times ``g_a g_b`` for nvfp4), cast to
+    ``preferred_element_type``.  The output has the batch dims, then lhs's, then rhs's other
+    dims.  Without ``configs`` it is a plain dot_general.  The float8/float4 values are
+    rounded onto their grids in the input dtype (ties to even), so no float8 dtype is needed.
+    jax runs this only on GPUs with cuDNN; the gradient here is straight-through (the
+    rounding passes the gradient unchanged), where jax quantizes the backward products too.
+    """
+    xp = ops.xp
+    (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
+    if len(lhs_contract) != len(rhs_contract) or len(lhs_batch) != len(rhs_batch):
+        raise refuse(ValueError, f"dimension_numbers {dimension_numbers!r} must pair lhs and rhs dims")
+    for contract, batch, operand, name in ((lhs_contract, lhs_batch, lhs, "lhs"), (rhs_contract, rhs_batch, rhs, "rhs")):
+        if any(not 0 <= d < operand.ndim for d in (*contract, *batch)) or len(set(contract + batch)) != len(contract + batch):
+            raise refuse(ValueError, f"dimension_numbers {dimension_numbers!r} name dims {name} of shape "
+                                     f"{tuple(operand.shape)} does not have, or one twice")
+    if ([lhs.shape[d] for d in lhs_contract] != [rhs.shape[d] for d in rhs_contract]
+            or [lhs.shape[d] for d in lhs_batch] != [rhs.shape[d] for d in rhs_batch]):
+        raise refuse(ValueError, f"lhs {tuple(lhs.shape)} and rhs {tuple(rhs.shape)} differ in the contracted or "
+                                 f"batch dims of {dimension_numbers!r}")
+    out_dtype = dtype_argument(ops, preferred_element_type, "real floating", "float32")
+    a = _as_three_d(xp, lhs, lhs_contract, lhs_batch)
+    b = _as_three_d(xp, rhs, rhs_contract, rhs_batch)
+    out_shape = ([lhs.shape[d] for d in sorted(lhs_batch)]
+                 + [lhs.shape[d] for d in range(lhs.ndim) if d not in lhs_contract and d not in lhs_batch]
+                 + [rhs.shape[d] for d in range(rhs.ndim) if d not in rhs_contract and d not in rhs_batch])
+    if configs is None:
+        wide = xp.float64 if xp.float64 in (a.dtype, b.dtype, out_dtype) else xp.float32
+        out = xp.matmul(xp.astype(a, wide), xp.matrix_transpose(xp.astype(b, wide)))
+        return xp.reshape(xp.astype(out, out_dtype), tuple(out_shape))
+    if len(configs) < 2 or {c.mode for c in configs[:2]} - {"mxfp8", "nvfp4"} or configs[0].mode != configs[1].mode:
+        raise refuse(ValueError, f"configs must be two or three configs of one mode ('mxfp8' or 'nvfp4', from "
+                                 f"xpnn.get_scaled_dot_general_config), got {configs!r}")
+    if not xp.isdtype(lhs.dtype, "real floating") or lhs.dtype != rhs.dtype:
+        raise refuse(TypeError, f"lhs and rhs must share a floating dtype, got {lhs.dtype} and {rhs.dtype}")
+    a_q, a_s = _quantized(ops, a, configs[0], configs[0].global_scale)
+    b_q, b_s = _quantized(ops, b, configs[1], configs[1].global_scale)
+    out = scaled_matmul.written_once(ops, a_q, b_q, a_s, b_s, preferred_element_type=xp.float32)
+    if configs[0].mode == "nvfp4":
+        out = out * (configs[0].global_scale * configs[1].global_scale)
+    return xp.reshape(xp.astype(out, out_dtype), tuple(out_shape))
