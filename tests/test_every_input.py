@@ -83,11 +83,17 @@ def test_torch_fast_paths_float64_backward_equals_the_definition():
         for fast in (True, False):
             x = torch.tensor(grid, dtype=torch.float64, requires_grad=True)
             with xpnn.fast_paths(fast):
-                out = getattr(xpnn, name)(x, *arguments.get(name, ()))
+                if name == "dot_product_attention":  # the grid as (B, T, N, H) query, key and value
+                    heads = x.reshape(1, 11, 2, 3)
+                    out = xpnn.dot_product_attention(heads, heads * 0.5, heads, is_causal=True)
+                else:
+                    out = getattr(xpnn, name)(x, *arguments.get(name, ()))
             weights = torch.linspace(0.5, 1.5, out.numel(), dtype=torch.float64).reshape(out.shape)
             (out * weights).sum().backward()
             grads.append(x.grad.numpy())
-        np.testing.assert_allclose(grads[0], grads[1], rtol=1e-13, atol=0, err_msg=name)
+        # attention's gradients are sums of products, summed in another order by torch's kernel
+        rtol, atol = (1e-11, 1e-14) if name == "dot_product_attention" else (1e-13, 0)
+        np.testing.assert_allclose(grads[0], grads[1], rtol=rtol, atol=atol, err_msg=name)
 
 
 @pytest.mark.parametrize("function", ["hard_shrink", "soft_shrink"])
@@ -444,7 +450,16 @@ def test_no_floating_point_warnings_on_edge_values(like, fast):
             for values in (base.astype(dtype), np.tile(base.astype(dtype), 40_000 if like == "numpy" else 1)):
                 x = xp.asarray(values)
                 signal = xp.reshape(x, (1, -1, 1))  # (batch, length, features) for the poolings
+                wide = xp.concat([x, x, x])[:64]
+                head = xp.reshape(wide, (1, 16, 2, 2))  # (B, T, N, H) for the attention functions
                 calls = {"threshold": lambda f: f(x, 0.5, 1.0),
+                         "dot_product_attention": lambda f: f(head, head, head, is_causal=True),
+                         "dot_product_attention_weights": lambda f: f(head, head),
+                         "make_attention_mask": lambda f: f(x[:8], x[:8]),
+                         "make_causal_mask": lambda f: f(x[:8]),
+                         "scaled_dot_general": lambda f: f(xp.reshape(wide, (2, 32)), xp.reshape(wide, (32, 2)),
+                                                           (((1,), (0,)), ((), ())),
+                                                           configs=[xpnn.get_scaled_dot_general_config("mxfp8")] * 2),
                          "prelu": lambda f: f(x, xp.asarray(np.asarray([0.25], dtype))),
                          "pool": lambda f: f(signal, 0.0, xp.add, (2,), padding="SAME"),
                          "avg_pool": lambda f: f(signal, (3,), padding="SAME", count_include_pad=False),
