@@ -36,3 +36,10 @@ def test_cnn_example_trains_on_torch_and_jax_and_serves_on_numpy():
     cnn, ij = namespace["cnn"], namespace["ij"]
     jax_prediction = np.asarray(cnn.apply({"params": namespace["cnn_jparams"]}, ij)).argmax(axis=-1)
     assert np.mean(jax_prediction == labels) >= 0.9
+
+
+def test_attention_example_decodes_as_the_full_causal_pass():
+    namespace: dict = {}
+    exec(compile(_example("Attention, and decoding with a cache"), "README.md", "exec"), namespace)
+    assert tuple(namespace["out"].shape) == (2, 16, 8, 64)
+    np.testing.assert_allclose(np.concatenate(namespace["steps"], axis=1), namespace["full"], rtol=1e-5, atol=1e-6)
