@@ -4,13 +4,14 @@ Families: ``linear`` (Dense, DenseGeneral, Einsum, Embed), ``conv`` (Conv, ConvT
 ConvLocal), ``normalization`` (BatchNorm, LayerNorm, RMSNorm, GroupNorm, InstanceNorm),
 ``attention`` (MultiHeadDotProductAttention, MultiHeadAttention, SelfAttention, and flax.linen's
 ``dot_product_attention`` and ``combine_masks`` as ``xpnn.layers.<name>``),
-``stochastic``
+``recurrent`` (LSTMCell, OptimizedLSTMCell, GRUCell, MGUCell, SimpleCell, ConvLSTMCell, RNNCellBase,
+RNN, Bidirectional), ``stochastic``
 (Dropout), ``activations`` (PReLU), ``combinators`` (Sequential,
 BatchApply).  A layer's math that a function or a torch-style module also
 needs lives once in ``xpnn.functions``.  Every name in a family's ``__all__``
 is exported as ``xpnn.<name>``.
 """
-from xpnn.layers import activations, attention, combinators, conv, linear, normalization, stochastic
+from xpnn.layers import activations, attention, combinators, conv, linear, normalization, recurrent, stochastic
 from xpnn.layers.activations import *  # noqa: F403 - each family's __all__
 from xpnn.layers.attention import *  # noqa: F403
 from xpnn.layers.attention import combine_masks, dot_product_attention  # noqa: F401 - flax.linen's; xpnn.dot_product_attention is jax.nn's
@@ -18,8 +19,9 @@ from xpnn.layers.combinators import *  # noqa: F403
 from xpnn.layers.conv import *  # noqa: F403
 from xpnn.layers.linear import *  # noqa: F403
 from xpnn.layers.normalization import *  # noqa: F403
+from xpnn.layers.recurrent import *  # noqa: F403
 from xpnn.layers.stochastic import *  # noqa: F403
 
-__all__ = [*linear.__all__, *conv.__all__, *normalization.__all__, *attention.__all__,
+__all__ = [*linear.__all__, *conv.__all__, *normalization.__all__, *attention.__all__, *recurrent.__all__,
            *stochastic.__all__, *activations.__all__,
            *combinators.__all__]
