@@ -1,16 +1,16 @@
-"""``python -m benchmarks {activations,kernels,random,layers,conv,norms,attention,keras} [--device cpu|cuda] [--libraries ...] [--json PATH]``."""
+"""``python -m benchmarks {activations,kernels,random,layers,conv,norms,attention,recurrent,keras} [--device cpu|cuda] [--libraries ...] [--json PATH]``."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
-from benchmarks import activations, attention, conv, keras_ops, layers, norms, random
+from benchmarks import activations, attention, conv, keras_ops, layers, norms, random, recurrent
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    parser.add_argument("suite", choices=["activations", "kernels", "random", "layers", "conv", "norms", "attention", "keras"],
+    parser.add_argument("suite", choices=["activations", "kernels", "random", "layers", "conv", "norms", "attention", "recurrent", "keras"],
                         help="kernels: what the first-use kernel check costs; keras: xpnn against Keras 3's "
                              "keras.ops at (1000,), CPU only (needs keras)")
     parser.add_argument("--device", choices=sorted(activations.LIBRARIES), default="cpu",
@@ -36,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         cost = activations.kernel_check_cost(libraries, args.device)
         print(activations.kernel_check_report(cost))
         result = {"kernel_check": cost}
-    elif args.suite in ("random", "layers", "conv", "norms", "attention"):
-        suite = {"random": random, "layers": layers, "conv": conv, "norms": norms, "attention": attention}[args.suite]
+    elif args.suite in ("random", "layers", "conv", "norms", "attention", "recurrent"):
+        suite = {"random": random, "layers": layers, "conv": conv, "norms": norms, "attention": attention,
+                 "recurrent": recurrent}[args.suite]
         rows = suite.run(libraries, args.device)
         print(suite.report(rows))
         result = {"rows": rows}

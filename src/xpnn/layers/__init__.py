@@ -5,13 +5,14 @@ ConvLocal), ``normalization`` (BatchNorm, LayerNorm, RMSNorm, GroupNorm, Instanc
 ``attention`` (MultiHeadDotProductAttention, MultiHeadAttention, SelfAttention, and flax.linen's
 ``dot_product_attention`` and ``combine_masks`` as ``xpnn.layers.<name>``),
 ``recurrent`` (LSTMCell, OptimizedLSTMCell, GRUCell, MGUCell, SimpleCell, ConvLSTMCell, RNNCellBase,
-RNN, Bidirectional), ``stochastic``
+RNN, Bidirectional; ``torch_rnn`` converts torch.nn.LSTM/GRU/RNN state_dicts), ``stochastic``
 (Dropout), ``activations`` (PReLU), ``combinators`` (Sequential,
 BatchApply).  A layer's math that a function or a torch-style module also
 needs lives once in ``xpnn.functions``.  Every name in a family's ``__all__``
 is exported as ``xpnn.<name>``.
 """
 from xpnn.layers import activations, attention, combinators, conv, linear, normalization, recurrent, stochastic
+from xpnn.layers import torch_rnn  # noqa: F401 - xpnn.layers.torch_rnn, the state_dict converters
 from xpnn.layers.activations import *  # noqa: F403 - each family's __all__
 from xpnn.layers.attention import *  # noqa: F403
 from xpnn.layers.attention import combine_masks, dot_product_attention  # noqa: F401 - flax.linen's; xpnn.dot_product_attention is jax.nn's
