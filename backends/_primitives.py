@@ -104,6 +104,20 @@ class Primitives:
         returns the last carry and the stacked ``y``'s.  ``unroll`` is a hint for compilers."""
         return _fallback.scan(self.xp, f, init, xs, length, reverse)
 
+    #: Whether ``scan``'s loop body is compiled (jax: XLA fuses each step's products): a recurrent
+    #: layer then computes a step's input side in the step; eager libraries compute every step's
+    #: at once, before the loop.
+    compiles_loops = False
+
+    def fused_recurrence(self, kind: str, xs: Array, carry: Any, w_input: Array, b_input: Array | None,
+                         w_hidden: Array, b_hidden: Array) -> tuple[Any, Array] | None:
+        """A library's fused loop of a whole LSTM (``kind`` 'LSTM': carry ``(c, h)``, gates i, f, g,
+        o) or GRU ('GRU': carry ``h``, gates r, z, n, n's hidden bias inside the reset product)
+        over the time-major ``xs`` ``(T, B, F)``, the gates' kernels side by side, ``(F, G*H)``
+        and ``(H, G*H)``: ``(carry, ys)``, or None where the library has none (the layer then runs
+        its written-once step on ``scan``; the first use of a fused kernel is checked against it)."""
+        return None
+
     # -- collectives -------------------------------------------------------------------
     def mean_across(self, x: Array, axis_name: Any, axis_index_groups: Any = None) -> Array:
         """``jax.lax.pmean``: the mean of ``x`` over the devices (or vmapped instances) of the named

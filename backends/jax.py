@@ -85,6 +85,7 @@ class JaxAdapter(Adapter):
     name = "jax"
     #: An attention output's zero is a sum of products: its sign follows the summation order.
     fast_path_zero_signs = frozenset({"dot_product_attention"})
+    compiles_loops = True
 
     def compile(self, definition) -> FastPath:
         """The definition as a cached ``jax.jit``: of ``jax.nn``'s twin where it has one (see

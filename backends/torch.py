@@ -185,6 +185,7 @@ def _prelu(x, weight):
     return F.prelu(x, weight.reshape(-1))
 
 
+#: The dtypes of the fused attention and recurrent kernels that xpnn takes.
 _ATTENTION_DTYPES = frozenset((torch.float32, torch.float64))
 
 
@@ -405,6 +406,24 @@ class TorchAdapter(Adapter):
                                      torch.tensor(sign * init, dtype=y.dtype, device=y.device))
         y = torch.movedim(y, 1, -1)
         return y.reshape((*lead, *y.shape[1:]))
+
+    def fused_recurrence(self, kind, xs, carry, w_input, b_input, w_hidden, b_hidden):
+        """``torch._VF.lstm`` / ``gru``, the fused loop behind ``torch.nn.LSTM`` and ``GRU`` (same
+        gate orders; ``b_input`` zeros for the LSTM, whose input side has no bias), for float32
+        and float64 sequences ``(T, B, F)``."""
+        if xs.dtype not in _ATTENTION_DTYPES or xs.ndim != 3:
+            return None
+        if b_input is None:
+            b_input = torch.zeros_like(b_hidden)
+        weights = [w_input.T.contiguous(), w_hidden.T.contiguous(), b_input, b_hidden]
+        if kind == "LSTM":
+            c, h = carry
+            ys, h, c = torch._VF.lstm(xs, (h[None], c[None]), weights, True, 1, 0.0, False, False, False)
+            return (c[0], h[0]), ys
+        if kind == "GRU":
+            ys, h = torch._VF.gru(xs, carry[None], weights, True, 1, 0.0, False, False, False)
+            return h[0], ys
+        return None
 
     def to_host(self, x):
         return x.detach().cpu().numpy()

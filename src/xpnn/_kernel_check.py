@@ -245,3 +245,25 @@ def checked(name: str, written_once: Callable[..., Any], fast: Callable[..., Any
     if not failed:
         return fast
     return adapter.decline_on(fast, frozenset(failed))
+
+
+def kernel_agrees(name: str, adapter: Any, dtype: Any, device: Any, disagreement: Callable[[], str | None]) -> bool:
+    """Whether a native kernel that is no public function's fast path (a library's fused LSTM
+    loop) agrees with the written-once code on this machine: ``disagreement()`` runs both on a
+    probe of its own and says why they differ (None: they agree).  Run once per (name, library,
+    dtype, device kind); a disagreement is listed by :func:`fast_path_report`."""
+    kind = getattr(device, "type", None) or getattr(device, "platform", None) or str(device)
+    key = (name, adapter.name, dtype_name(dtype), kind)
+    with _LOCK:
+        if key in _OUTCOMES:
+            return _OUTCOMES[key] is None
+    with adapter.eagerly(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            reason = disagreement()
+        except Exception as error:  # noqa: BLE001 - a kernel that raises is switched off, with the reason
+            reason = f"the native kernel raised {type(error).__name__}: {error}"
+    outcome = None if reason is None else SwitchedOff(name, adapter.name, dtype_name(dtype), kind, reason)
+    with _LOCK:
+        _OUTCOMES.setdefault(key, outcome)
+    return outcome is None

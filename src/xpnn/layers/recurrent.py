@@ -11,19 +11,22 @@ the hidden state, so a step pays no module machinery.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import array_api_compat
+import numpy as np
 
 from xpnn import initializers, random
-from xpnn._dispatch import adapter_of
+from xpnn._dispatch import adapter_of, fast_paths_enabled
+from xpnn._kernel_check import kernel_agrees
 from xpnn._promotion import promote_dtype
 from xpnn._types import Array
 from xpnn.functions.activations import sigmoid, tanh
 from xpnn.layers.conv import Conv
 from xpnn.module import Module, compact, nowrap
-from xpnn.trees import tree_map
+from xpnn.trees import tree_leaves, tree_map
 
 __all__ = ["RNNCellBase", "LSTMCell", "OptimizedLSTMCell", "GRUCell", "MGUCell", "SimpleCell", "ConvLSTMCell",
            "RNN", "Bidirectional"]
@@ -75,16 +78,54 @@ def _zeros_like_carry(cell: Any, rng: Array, shape: tuple[int, ...], count: int)
 
 class _DenseCell(RNNCellBase):
     """A cell whose gates are Dense products of the input and of the hidden state: the
-    parameters are made by name (``_dense_params``) and applied by ``_bind``, once per call of
+    parameters are made by name (``parameters``) and applied by ``_bind``, once per call of
     the cell or once per sequence in ``RNN``."""
 
     #: The carry: 1 (h) or 2 ((c, h)).
     _carries = 1
 
+    #: The fused kernel of a library's ``fused_recurrence`` that computes this cell ('LSTM', 'GRU').
+    _fused = None
+
     def __call__(self, carry: Carry, inputs: Array) -> tuple[Carry, Array]:
         inputs = self._check_input(inputs)
         project, step = self._bind(self.parameters(inputs.shape[-1]), inputs)
         return step(carry, project(inputs))
+
+    def _bind(self, params: dict, like: Array) -> Bound:
+        """The parameters bound for a sequence of ``like``'s library and dtype: ``project(xs)``, the
+        input side of every step (``x W_input + b_input``), and ``step(carry, projected x)``.  Where
+        the library compiles ``scan``'s loop (jax), the input side stays in the step, where the
+        compiler fuses it with the hidden product; elsewhere it is one product before the loop."""
+        w_input, b_input, w_hidden, b_hidden = self._weights(params, like)
+        recur = self._recurrence(w_hidden, b_hidden)
+
+        def project(xs: Array) -> Array:
+            return xs @ w_input if b_input is None else xs @ w_input + b_input
+
+        if not adapter_of(like).compiles_loops:
+            return project, recur
+
+        def step(carry: Carry, x: Array) -> tuple[Carry, Array]:
+            return recur(carry, project(x))
+
+        return (lambda xs: xs), step
+
+    def _weights(self, params: dict, like: Array) -> tuple[Array, Array | None, Array, Array | None]:
+        """The gates' input kernels and biases side by side, then the hidden ones (None: no bias)."""
+        raise NotImplementedError
+
+    def _recurrence(self, w_hidden: Array, b_hidden: Array | None) -> Callable[[Carry, Array], tuple[Carry, Array]]:
+        """``step(carry, x W_input + b_input) -> (carry, output)``."""
+        raise NotImplementedError
+
+    def _fused_kind(self) -> str | None:
+        """The library kernel this cell equals ('LSTM', 'GRU'), with the default gate and
+        activation functions; None otherwise."""
+        if self._fused is None or getattr(self, "gate_fn", sigmoid) is not sigmoid or (
+                getattr(self, "activation_fn", tanh) is not tanh):
+            return None
+        return self._fused
 
     def parameters(self, in_features: int) -> dict[str, tuple[Array, Array | None]]:
         """The cell's ``{name: (kernel, bias)}``, made on first use as flax's Denses of those names
@@ -144,6 +185,7 @@ class LSTMCell(_DenseCell):
     carry_init: Initializer = initializers.zeros_init()
 
     _carries = 2
+    _fused = "LSTM"
     _GATES = ("i", "f", "g", "o")
 
     @compact
@@ -155,14 +197,14 @@ class LSTMCell(_DenseCell):
                                              self.bias_init)
         return params
 
-    def _bind(self, params: dict, like: Array) -> Bound:
+    def _weights(self, params: dict, like: Array) -> tuple[Array, Array | None, Array, Array | None]:
         xp = adapter_of(like).xp
         w_input, _ = self._joined(xp, params, [f"i{g}" for g in self._GATES], like, False)
         w_hidden, b_hidden = self._joined(xp, params, [f"h{g}" for g in self._GATES], like, True)
-        width, gate, activation = self.features, self.gate_fn, self.activation_fn
+        return w_input, None, w_hidden, b_hidden
 
-        def project(xs: Array) -> Array:
-            return xs @ w_input
+    def _recurrence(self, w_hidden: Array, b_hidden: Array | None) -> Callable[[Carry, Array], tuple[Carry, Array]]:
+        width, gate, activation = self.features, self.gate_fn, self.activation_fn
 
         def step(carry: Carry, x: Array) -> tuple[Carry, Array]:
             c, h = carry
@@ -173,7 +215,7 @@ class LSTMCell(_DenseCell):
             h = o * activation(c)
             return (c, h), h
 
-        return project, step
+        return step
 
 
 class OptimizedLSTMCell(LSTMCell):
@@ -191,6 +233,8 @@ class GRUCell(_DenseCell):
 
     Params ``ir, iz, in`` (kernel, bias), ``hr, hz`` (kernel), ``hn`` (kernel, bias).
     """
+
+    _fused = "GRU"
 
     features: int
     gate_fn: Callable[[Array], Array] = sigmoid
@@ -210,14 +254,13 @@ class GRUCell(_DenseCell):
             params[name] = self._dense(name, self.features, name == "hn", self.recurrent_kernel_init, self.bias_init)
         return params
 
-    def _bind(self, params: dict, like: Array) -> Bound:
+    def _weights(self, params: dict, like: Array) -> tuple[Array, Array | None, Array, Array | None]:
         xp = adapter_of(like).xp
-        w_input, b_input = self._joined(xp, params, ("ir", "iz", "in"), like, True)
-        w_hidden, b_hidden = self._joined(xp, params, ("hr", "hz", "hn"), like, True)
-        width, gate, activation = self.features, self.gate_fn, self.activation_fn
+        return (*self._joined(xp, params, ("ir", "iz", "in"), like, True),
+                *self._joined(xp, params, ("hr", "hz", "hn"), like, True))
 
-        def project(xs: Array) -> Array:
-            return xs @ w_input + b_input
+    def _recurrence(self, w_hidden: Array, b_hidden: Array | None) -> Callable[[Carry, Array], tuple[Carry, Array]]:
+        width, gate, activation = self.features, self.gate_fn, self.activation_fn
 
         def step(h: Carry, x: Array) -> tuple[Carry, Array]:
             hidden = h @ w_hidden + b_hidden  # hr and hz have no bias: their zeros here
@@ -227,7 +270,7 @@ class GRUCell(_DenseCell):
             h = (1.0 - z) * n + z * h
             return h, h
 
-        return project, step
+        return step
 
 
 class MGUCell(_DenseCell):
@@ -262,14 +305,13 @@ class MGUCell(_DenseCell):
             "in": self._dense("in", in_features, True, self.kernel_init, self.activation_bias_init),
         }
 
-    def _bind(self, params: dict, like: Array) -> Bound:
+    def _weights(self, params: dict, like: Array) -> tuple[Array, Array | None, Array, Array | None]:
         xp = adapter_of(like).xp
-        w_input, b_input = self._joined(xp, params, ("if", "in"), like, True)
-        w_hidden, b_hidden = self._joined(xp, params, ("hf", "hn"), like, True)
-        width, gate, activation, reset = self.features, self.gate_fn, self.activation_fn, self.reset_gate
+        return (*self._joined(xp, params, ("if", "in"), like, True),
+                *self._joined(xp, params, ("hf", "hn"), like, True))
 
-        def project(xs: Array) -> Array:
-            return xs @ w_input + b_input
+    def _recurrence(self, w_hidden: Array, b_hidden: Array | None) -> Callable[[Carry, Array], tuple[Carry, Array]]:
+        width, gate, activation, reset = self.features, self.gate_fn, self.activation_fn, self.reset_gate
 
         def step(h: Carry, x: Array) -> tuple[Carry, Array]:
             hidden = h @ w_hidden + b_hidden
@@ -279,7 +321,7 @@ class MGUCell(_DenseCell):
             h = (1.0 - f) * n + f * h
             return h, h
 
-        return project, step
+        return step
 
 
 class SimpleCell(_DenseCell):
@@ -301,14 +343,12 @@ class SimpleCell(_DenseCell):
         return {"i": self._dense("i", in_features, True, self.kernel_init, self.bias_init),
                 "h": self._dense("h", self.features, False, self.recurrent_kernel_init)}
 
-    def _bind(self, params: dict, like: Array) -> Bound:
+    def _weights(self, params: dict, like: Array) -> tuple[Array, Array | None, Array, Array | None]:
         xp = adapter_of(like).xp
-        w_input, b_input = self._joined(xp, params, ("i",), like, True)
-        w_hidden, _ = self._joined(xp, params, ("h",), like, False)
-        activation, residual = self.activation_fn, self.residual
+        return (*self._joined(xp, params, ("i",), like, True), self._joined(xp, params, ("h",), like, False)[0], None)
 
-        def project(xs: Array) -> Array:
-            return xs @ w_input + b_input
+    def _recurrence(self, w_hidden: Array, b_hidden: Array | None) -> Callable[[Carry, Array], tuple[Carry, Array]]:
+        activation, residual = self.activation_fn, self.residual
 
         def step(h: Carry, x: Array) -> tuple[Carry, Array]:
             new = x + h @ w_hidden
@@ -317,7 +357,7 @@ class SimpleCell(_DenseCell):
             new = activation(new)
             return new, new
 
-        return project, step
+        return step
 
 
 class ConvLSTMCell(RNNCellBase):
@@ -474,7 +514,11 @@ class RNN(Module):
         or, for any other cell, called through the module system each step (its parameters made
         by the first step before the loop, so no parameter is created inside a traced loop)."""
         if isinstance(cell, _DenseCell):
-            project, step = cell._bind(cell.parameters(xs.shape[-1]), xs)
+            params = cell.parameters(xs.shape[-1])
+            fused = None if slice_carry else _fused(ops, cell, params, carry, xs)
+            if fused is not None:
+                return fused
+            project, step = cell._bind(params, xs)
             xs = project(xs)
         else:
             if self.is_initializing() and xs.shape[0]:
@@ -490,6 +534,50 @@ class RNN(Module):
         else:
             body = step
         return ops.scan(body, carry, xs, unroll=self.unroll)
+
+
+def _fused(ops: Any, cell: _DenseCell, params: dict, carry: Carry, xs: Array) -> tuple[Carry, Array] | None:
+    """The library's fused loop for the whole sequence (``fused_recurrence``: torch's LSTM and
+    GRU kernels) where the cell is one it computes, fast paths are on, the sequence, carry and
+    weights share a dtype, and the kernel agreed with the written-once step on this machine."""
+    kind = cell._fused_kind()
+    if kind is None or xs.ndim != 3 or not fast_paths_enabled():
+        return None
+    weights = cell._weights(params, xs)
+    if any(a is not None and a.dtype != xs.dtype for a in (*weights, *tree_leaves(carry))):
+        return None
+    device = array_api_compat.device(xs)
+    if not kernel_agrees(f"RNN({type(cell).__name__}) fused loop", ops, xs.dtype, device,
+                         lambda: _fused_disagreement(ops, type(cell), kind, xs.dtype, device)):
+        return None
+    return ops.fused_recurrence(kind, xs, carry, *weights)
+
+
+def _fused_disagreement(ops: Any, cell_type: type, kind: str, dtype: Any, device: Any) -> str | None:
+    """Why the library's fused ``kind`` loop and the written-once step differ on a fixed probe
+    (6 steps, batch 3, 5 inputs, 4 units, gates driven into saturation too); None if they agree."""
+    xp = ops.xp
+    rng = np.random.default_rng(0)
+    gates = 4 if kind == "LSTM" else 3
+
+    def made(*shape: int, scale: float = 1.0) -> Array:
+        return xp.astype(ops.from_host(rng.standard_normal(shape) * scale, device), dtype)
+
+    xs, w_input, w_hidden = made(6, 3, 5, scale=3.0), made(5, 4 * gates), made(4, 4 * gates)
+    b_input, b_hidden = (None if kind == "LSTM" else made(4 * gates)), made(4 * gates)
+    carry = (made(3, 4), made(3, 4)) if kind == "LSTM" else made(3, 4)
+    fused = ops.fused_recurrence(kind, xs, carry, w_input, b_input, w_hidden, b_hidden)
+    if fused is None:
+        return None
+    projected = xs @ w_input if b_input is None else xs @ w_input + b_input
+    reference = ops.scan(cell_type(features=4)._recurrence(w_hidden, b_hidden), carry, projected)
+    tolerance = math.sqrt(float(xp.finfo(dtype).eps))
+    for got, want in zip(tree_leaves(fused), tree_leaves(reference)):
+        got, want = np.asarray(ops.to_host(got), np.float64), np.asarray(ops.to_host(want), np.float64)
+        if got.shape != want.shape or not np.allclose(got, want, rtol=tolerance, atol=tolerance):
+            return (f"the fused {kind} loop gave {got.ravel()[:3]}..., the written-once step "
+                    f"{want.ravel()[:3]}... (shapes {got.shape} and {want.shape})")
+    return None
 
 
 def _concatenate(a: Array, b: Array) -> Array:
