@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 import xpnn
-from xpnn.conformance import attention, backends, gradients, models, report, runner
+from xpnn.conformance import attention, backends, gradients, models, recurrent, report, runner
 from xpnn.conformance.cases import CASES, SPECIAL
 from xpnn.conformance.compare import Checked
 
@@ -110,6 +110,17 @@ def checks() -> list[Check]:
                            functools.partial(attention.run_masks, function), ("float32", "float64")))
     found.append(Check("MultiHeadDotProductAttention decode 16 steps", "MultiHeadDotProductAttention",
                        "flax.linen", "layers", attention.run_decode, ("float32", "float64")))
+    for name in recurrent.CELLS:
+        found.append(Check(f"{name} one step", name, "flax.linen", "layers", functools.partial(recurrent.run_cell, name),
+                           ("float32", "float64")))
+    found.append(Check("RNN seq_lengths, reverse, keep_order, return_carry, initial_carry", "RNN", "flax.linen",
+                       "layers", recurrent.run_rnn_options, ("float32", "float64")))
+    found.append(Check("RNN of a user's RNNCellBase subclass", "RNNCellBase", "flax.linen", "layers",
+                       recurrent.run_user_cell, ("float32",)))
+    for kind in ("LSTM", "GRU", "RNN"):
+        found.append(Check(f"torch.nn.{kind} 2 layers bidirectional via torch_rnn", "layers.torch_rnn",
+                           f"torch.nn.{kind}", "layers", functools.partial(recurrent.run_torch_converted, kind),
+                           ("float32", "float64")))
     for case in models.LAYER_CASES:
         for part, check in models.LAYER_PARTS.items():
             found.append(Check(f"{case.label} {part}", case.layer, "flax.linen", "layers",

@@ -33,6 +33,8 @@ __all__ = ["RNNCellBase", "LSTMCell", "OptimizedLSTMCell", "GRUCell", "MGUCell",
 
 Initializer = initializers.Initializer
 Carry = Any
+#: A dense cell's kernels and biases, the gates side by side: (w_input, b_input, w_hidden, b_hidden).
+Weights = tuple[Array, Array | None, Array, Array | None]
 #: A cell's parameters bound to a sequence: (project(xs) -> projected xs, step(carry, x_t) -> (carry, y)).
 Bound = tuple[Callable[[Array], Array], Callable[[Carry, Array], tuple[Carry, Array]]]
 
@@ -72,8 +74,8 @@ def _zeros_like_carry(cell: Any, rng: Array, shape: tuple[int, ...], count: int)
     """``count`` carries of ``shape`` made by ``cell.carry_init`` (flax splits the key for two)."""
     if count == 1:
         return cell.carry_init(rng, shape, cell.param_dtype)
-    first, second = random.split(rng)
-    return cell.carry_init(first, shape, cell.param_dtype), cell.carry_init(second, shape, cell.param_dtype)
+    keys = random.split(rng)
+    return cell.carry_init(keys[0, ...], shape, cell.param_dtype), cell.carry_init(keys[1, ...], shape, cell.param_dtype)
 
 
 class _DenseCell(RNNCellBase):
@@ -89,15 +91,15 @@ class _DenseCell(RNNCellBase):
 
     def __call__(self, carry: Carry, inputs: Array) -> tuple[Carry, Array]:
         inputs = self._check_input(inputs)
-        project, step = self._bind(self.parameters(inputs.shape[-1]), inputs)
+        project, step = self._bind(self._weights(self.parameters(inputs.shape[-1]), inputs), inputs)
         return step(carry, project(inputs))
 
-    def _bind(self, params: dict, like: Array) -> Bound:
-        """The parameters bound for a sequence of ``like``'s library and dtype: ``project(xs)``, the
+    def _bind(self, weights: Weights, like: Array) -> Bound:
+        """The weights (``_weights``) bound for a sequence of ``like``'s library: ``project(xs)``, the
         input side of every step (``x W_input + b_input``), and ``step(carry, projected x)``.  Where
         the library compiles ``scan``'s loop (jax), the input side stays in the step, where the
         compiler fuses it with the hidden product; elsewhere it is one product before the loop."""
-        w_input, b_input, w_hidden, b_hidden = self._weights(params, like)
+        w_input, b_input, w_hidden, b_hidden = weights
         recur = self._recurrence(w_hidden, b_hidden)
 
         def project(xs: Array) -> Array:
@@ -111,7 +113,7 @@ class _DenseCell(RNNCellBase):
 
         return (lambda xs: xs), step
 
-    def _weights(self, params: dict, like: Array) -> tuple[Array, Array | None, Array, Array | None]:
+    def _weights(self, params: dict, like: Array) -> Weights:
         """The gates' input kernels and biases side by side, then the hidden ones (None: no bias)."""
         raise NotImplementedError
 
@@ -155,7 +157,8 @@ class _DenseCell(RNNCellBase):
         kernel = xp.concat(kernels, axis=-1) if len(kernels) > 1 else kernels[0]
         bias = None
         if with_bias:
-            bias = xp.concat([b if b is not None else xp.zeros_like(k[0]) for b, k in zip(biases, kernels)], axis=-1)
+            bias = xp.concat([b if b is not None else xp.zeros_like(k[0, ...]) for b, k in zip(biases, kernels)],
+                             axis=-1)
         _, (kernel, bias) = self._promoted(inputs, kernel, bias)
         return kernel, bias
 
@@ -197,7 +200,7 @@ class LSTMCell(_DenseCell):
                                              self.bias_init)
         return params
 
-    def _weights(self, params: dict, like: Array) -> tuple[Array, Array | None, Array, Array | None]:
+    def _weights(self, params: dict, like: Array) -> Weights:
         xp = adapter_of(like).xp
         w_input, _ = self._joined(xp, params, [f"i{g}" for g in self._GATES], like, False)
         w_hidden, b_hidden = self._joined(xp, params, [f"h{g}" for g in self._GATES], like, True)
@@ -254,7 +257,7 @@ class GRUCell(_DenseCell):
             params[name] = self._dense(name, self.features, name == "hn", self.recurrent_kernel_init, self.bias_init)
         return params
 
-    def _weights(self, params: dict, like: Array) -> tuple[Array, Array | None, Array, Array | None]:
+    def _weights(self, params: dict, like: Array) -> Weights:
         xp = adapter_of(like).xp
         return (*self._joined(xp, params, ("ir", "iz", "in"), like, True),
                 *self._joined(xp, params, ("hr", "hz", "hn"), like, True))
@@ -305,7 +308,7 @@ class MGUCell(_DenseCell):
             "in": self._dense("in", in_features, True, self.kernel_init, self.activation_bias_init),
         }
 
-    def _weights(self, params: dict, like: Array) -> tuple[Array, Array | None, Array, Array | None]:
+    def _weights(self, params: dict, like: Array) -> Weights:
         xp = adapter_of(like).xp
         return (*self._joined(xp, params, ("if", "in"), like, True),
                 *self._joined(xp, params, ("hf", "hn"), like, True))
@@ -343,7 +346,7 @@ class SimpleCell(_DenseCell):
         return {"i": self._dense("i", in_features, True, self.kernel_init, self.bias_init),
                 "h": self._dense("h", self.features, False, self.recurrent_kernel_init)}
 
-    def _weights(self, params: dict, like: Array) -> tuple[Array, Array | None, Array, Array | None]:
+    def _weights(self, params: dict, like: Array) -> Weights:
         xp = adapter_of(like).xp
         return (*self._joined(xp, params, ("i",), like, True), self._joined(xp, params, ("h",), like, False)[0], None)
 
@@ -514,11 +517,13 @@ class RNN(Module):
         or, for any other cell, called through the module system each step (its parameters made
         by the first step before the loop, so no parameter is created inside a traced loop)."""
         if isinstance(cell, _DenseCell):
-            params = cell.parameters(xs.shape[-1])
-            fused = None if slice_carry else _fused(ops, cell, params, carry, xs)
+            weights = cell._weights(cell.parameters(xs.shape[-1]), xs)
+            dtype = weights[2].dtype  # the computation dtype: the carry takes it
+            carry = tree_map(lambda leaf: leaf if leaf.dtype == dtype else ops.xp.astype(leaf, dtype), carry)
+            fused = None if slice_carry else _fused(ops, cell, weights, carry, xs)
             if fused is not None:
                 return fused
-            project, step = cell._bind(params, xs)
+            project, step = cell._bind(weights, xs)
             xs = project(xs)
         else:
             if self.is_initializing() and xs.shape[0]:
@@ -536,14 +541,13 @@ class RNN(Module):
         return ops.scan(body, carry, xs, unroll=self.unroll)
 
 
-def _fused(ops: Any, cell: _DenseCell, params: dict, carry: Carry, xs: Array) -> tuple[Carry, Array] | None:
+def _fused(ops: Any, cell: _DenseCell, weights: Weights, carry: Carry, xs: Array) -> tuple[Carry, Array] | None:
     """The library's fused loop for the whole sequence (``fused_recurrence``: torch's LSTM and
     GRU kernels) where the cell is one it computes, fast paths are on, the sequence, carry and
     weights share a dtype, and the kernel agreed with the written-once step on this machine."""
     kind = cell._fused_kind()
     if kind is None or xs.ndim != 3 or not fast_paths_enabled():
         return None
-    weights = cell._weights(params, xs)
     if any(a is not None and a.dtype != xs.dtype for a in (*weights, *tree_leaves(carry))):
         return None
     device = array_api_compat.device(xs)
@@ -605,7 +609,8 @@ class Bidirectional(Module):
                  reverse: bool | None = None, keep_order: bool | None = None) -> Any:
         time_major = self.time_major if time_major is None else time_major
         return_carry = self.return_carry if return_carry is None else return_carry
-        keys = (None, None) if init_key is None else tuple(random.split(init_key))
+        split = None if init_key is None else random.split(init_key)
+        keys = (None, None) if split is None else (split[0, ...], split[1, ...])
         carries = (None, None) if initial_carry is None else initial_carry
         forward_carry, forward = self.forward_rnn(inputs, initial_carry=carries[0], init_key=keys[0],
                                                   seq_lengths=seq_lengths, return_carry=True,
