@@ -1,0 +1,143 @@
+"""Recurrent layers against flax.linen and torch.nn: gradients through time, training on torch
+and jax then serving on NumPy, torch's fused loop and its check, one scan under jax.jit, errors.
+
+The conformance suite compares init and apply of every cell and RNN option on every backend
+and dtype (``conformance/recurrent.py``, ``LAYER_CASES``); here are what its checks cannot say.
+"""
+from __future__ import annotations
+
+import flax.linen as fnn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+import xpnn as nn
+
+jax.config.update("jax_enable_x64", True)
+
+
+@pytest.mark.parametrize("cell", ["LSTMCell", "GRUCell", "MGUCell"])
+@pytest.mark.parametrize("fast", [True, False])
+def test_gradients_through_time_equal_flax(cell, fast):
+    """d(sum(outputs * w)) by every param, with seq_lengths and the final carry in the loss: torch
+    autograd (torch's fused loop or the written-once step) and jax.grad of xpnn's apply, against
+    jax.grad of flax's."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 7, 4))
+    weights = rng.standard_normal((3, 7, 5))
+    flax_layer = fnn.RNN(getattr(fnn, cell)(5, param_dtype=jnp.float64), return_carry=True)
+    variables = flax_layer.init(jax.random.key(0), jnp.asarray(x))
+
+    def loss(apply, params, inputs, w, xp):
+        carry, outputs = apply({"params": params}, inputs)
+        return xp.sum(outputs * w) + sum(xp.sum(leaf) for leaf in jax.tree_util.tree_leaves(carry))
+
+    want = jax.grad(lambda p: loss(flax_layer.apply, p, jnp.asarray(x), jnp.asarray(weights), jnp))(
+        variables["params"])
+    ours = nn.RNN(getattr(nn, cell)(5, param_dtype="float64"), return_carry=True)
+    with nn.fast_paths(fast):
+        got_jax = jax.grad(lambda p: loss(ours.apply, p, jnp.asarray(x), jnp.asarray(weights), jnp))(
+            variables["params"])
+        params = nn.tree_map(lambda a: torch.tensor(np.asarray(a), requires_grad=True), variables["params"])
+        loss(ours.apply, params, torch.from_numpy(x), torch.from_numpy(weights), torch).backward()
+    for w, gj, p in zip(jax.tree_util.tree_leaves(want), jax.tree_util.tree_leaves(got_jax),
+                        jax.tree_util.tree_leaves(params)):
+        np.testing.assert_allclose(np.asarray(gj), np.asarray(w), rtol=1e-9, atol=1e-11)
+        np.testing.assert_allclose(p.grad.numpy(), np.asarray(w), rtol=1e-9, atol=1e-11)
+
+
+class CharModel(nn.Module):
+    vocab: int = 12
+
+    @nn.compact
+    def __call__(self, ids):
+        x = nn.Embed(self.vocab, 16)(ids)
+        x = nn.RNN(nn.LSTMCell(32))(x)
+        return nn.Dense(self.vocab)(x)
+
+
+def _cross_entropy(logits, targets, xp):
+    return -xp.mean(xp.sum(nn.log_softmax(logits) * nn.one_hot(targets, logits.shape[-1]), axis=-1))
+
+
+def test_character_model_trains_on_torch_and_jax_and_runs_on_numpy():
+    """Next-character prediction on a repeating text: the loss falls on torch (Adam, the fused
+    LSTM loop) and on jax (SGD under jax.jit, one scan), and the torch-trained weights give
+    torch's logits on NumPy."""
+    text = "abcdefghijk " * 8
+    alphabet = sorted(set(text))
+    ids = np.asarray([alphabet.index(c) for c in text], np.int64).reshape(4, -1)
+    inputs, targets = ids[:, :-1], ids[:, 1:]
+    model = CharModel(vocab=len(alphabet))
+
+    params = nn.tree_map(lambda p: p.requires_grad_(), model.init(nn.random.key(0), torch.from_numpy(inputs))["params"])
+    optimizer = torch.optim.Adam(nn.tree_leaves(params), lr=0.02)
+    losses = []
+    for _ in range(40):
+        optimizer.zero_grad()
+        loss = _cross_entropy(model.apply({"params": params}, torch.from_numpy(inputs)), torch.from_numpy(targets), torch)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.3 * losses[0]
+
+    jparams = model.init(nn.random.key(0), jnp.asarray(inputs))["params"]
+
+    @jax.jit
+    def step(p):
+        value, grads = jax.value_and_grad(
+            lambda q: _cross_entropy(model.apply({"params": q}, jnp.asarray(inputs)), jnp.asarray(targets), jnp))(p)
+        return jax.tree_util.tree_map(lambda w, g: w - 2.0 * g, p, grads), value
+
+    jax_losses = []
+    for _ in range(40):
+        jparams, value = step(jparams)
+        jax_losses.append(float(value))
+    assert jax_losses[-1] < 0.5 * jax_losses[0]
+
+    with torch.no_grad():
+        torch_logits = model.apply({"params": params}, torch.from_numpy(inputs)).numpy()
+    numpy_logits = model.apply(nn.to_backend({"params": params}, np), inputs)
+    np.testing.assert_allclose(numpy_logits, torch_logits, rtol=1e-4, atol=1e-5)
+
+
+def test_torch_fused_loop_is_used_and_equals_the_written_once_step(monkeypatch):
+    calls = []
+    lstm = torch._VF.lstm
+    monkeypatch.setattr(torch._VF, "lstm", lambda *a: calls.append(1) or lstm(*a))
+    layer = nn.RNN(nn.LSTMCell(6), return_carry=True)
+    x = torch.randn(3, 9, 4)
+    variables = layer.init(nn.random.key(0), x)
+    fused = layer.apply(variables, x)
+    assert calls
+    with nn.fast_paths(False):
+        written_once = layer.apply(variables, x)
+    for a, b in zip(nn.tree_leaves(fused), nn.tree_leaves(written_once)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert not [r for r in nn.fast_path_report() if "fused" in r.function]
+
+
+def test_one_scan_under_jax_jit():
+    """jax.jit of a model traces one loop body, not one per step."""
+    layer = nn.Bidirectional(nn.RNN(nn.GRUCell(4)), nn.RNN(nn.GRUCell(4)))
+    x = jnp.ones((2, 50, 3))
+    variables = layer.init(nn.random.key(0), x)
+    jaxpr = str(jax.make_jaxpr(lambda v, a: layer.apply(v, a))(variables, x))
+    assert jaxpr.count("scan[") == 2  # one per direction
+    assert jaxpr.count("dot_general") < 10
+
+
+def test_errors_name_the_layer():
+    x = np.ones((2, 5, 3), np.float32)
+    layer = nn.RNN(nn.LSTMCell(4))
+    variables = layer.init(nn.random.key(0), x)
+    with pytest.raises(nn.ModuleError, match=r"RNN: seq_lengths must have the batch shape \(2,\), got \(3,\)"):
+        layer.apply(variables, x, seq_lengths=np.ones(3, np.int64))
+    with pytest.raises(nn.ModuleError, match="variable_axes, variable_carry, variable_broadcast and split_rngs"):
+        nn.RNN(nn.LSTMCell(4), variable_axes={"params": 0}).init(nn.random.key(0), x)
+    with pytest.raises(ValueError, match="kind must be 'LSTM', 'GRU' or 'RNN', got 'LSTMX'"):
+        nn.layers.torch_rnn.from_torch({}, "LSTMX")
+    with pytest.raises(ValueError, match="unexpected key 'weight'"):
+        nn.layers.torch_rnn.from_torch({"weight": np.ones(2)}, "LSTM")
