@@ -43,3 +43,12 @@ def test_attention_example_decodes_as_the_full_causal_pass():
     exec(compile(_example("Attention, and decoding with a cache"), "README.md", "exec"), namespace)
     assert tuple(namespace["out"].shape) == (2, 16, 8, 64)
     np.testing.assert_allclose(np.concatenate(namespace["steps"], axis=1), namespace["full"], rtol=1e-5, atol=1e-6)
+
+
+def test_recurrent_example_gives_torchs_lstm_on_numpy():
+    namespace: dict = {}
+    exec(compile(_example("Recurrent layers, and torch's LSTM weights"), "README.md", "exec"), namespace)
+    np.testing.assert_allclose(namespace["numpy_out"], namespace["torch_out"].numpy(), rtol=1e-5, atol=1e-6)
+    carry, outputs = namespace["carry"], namespace["outputs"]
+    assert outputs.shape == (4, 20, 32)
+    np.testing.assert_allclose(carry[2], outputs[2, 6])  # the carry after step len - 1 = 6
