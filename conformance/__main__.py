@@ -117,6 +117,8 @@ def checks() -> list[Check]:
                        "layers", recurrent.run_rnn_options, ("float32", "float64")))
     found.append(Check("RNN of a user's RNNCellBase subclass", "RNNCellBase", "flax.linen", "layers",
                        recurrent.run_user_cell, ("float32",)))
+    found.append(Check("scan(LSTMCell) lifted, params broadcast", "scan", "flax.linen.scan", "layers",
+                       recurrent.run_lifted_scan, ("float32",)))
     for kind in ("LSTM", "GRU", "RNN"):
         found.append(Check(f"torch.nn.{kind} 2 layers bidirectional via torch_rnn", "layers.torch_rnn",
                            f"torch.nn.{kind}", "layers", functools.partial(recurrent.run_torch_converted, kind),

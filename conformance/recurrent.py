@@ -1,8 +1,9 @@
 """Conformance checks of the recurrent layers beyond init and apply (``LAYER_CASES``): one step
 of every cell from flax's variables and carry, RNN's options that take arrays (``seq_lengths``
 with ``reverse`` and ``return_carry``, ``initial_carry``), a user's own cell (an
-``RNNCellBase`` subclass, run step by step through the module system), and torch.nn.LSTM/GRU
-weights converted by ``xpnn.layers.torch_rnn`` against torch's own output.
+``RNNCellBase`` subclass, run step by step through the module system), the lifted
+``xpnn.scan`` against ``flax.linen.scan``, and torch.nn.LSTM/GRU weights converted by
+``xpnn.layers.torch_rnn`` against torch's own output.
 """
 from __future__ import annotations
 
@@ -166,3 +167,39 @@ def run_torch_converted(kind: str, backend: Backend, dtype: str) -> Checked:
         again = rebuilt(torch.from_numpy(x))[0].numpy()
     back = Checked(compare(again, want, dtype, tolerance=_tolerance(dtype)), "", {})
     return max((forward, back), key=lambda c: (not c.comparison.passed, c.comparison.max_abs))
+
+
+def _scanned_model(namespace: Any) -> Any:
+    """A model that scans a cell with flax's lifted ``scan`` (``xpnn.scan`` in xpnn) over axis 1."""
+    import jax
+
+    scanned = namespace.scan(namespace.LSTMCell, variable_broadcast="params", split_rngs={"params": False},
+                             in_axes=1, out_axes=1)
+
+    class Scanned(namespace.Module):
+        @namespace.compact
+        def __call__(self, x):
+            cell = scanned(4)
+            key = namespace.random.key(0, like=x) if namespace is xpnn else jax.random.key(0)
+            return cell(cell.initialize_carry(key, x[:, 0].shape), x)
+
+    return Scanned()
+
+
+def run_lifted_scan(backend: Backend, dtype: str) -> Checked:
+    """``xpnn.scan(LSTMCell, variable_broadcast='params', ...)`` in a model: init (the params under
+    ``ScanLSTMCell_0``) and apply with flax's variables, against ``flax.linen.scan``."""
+    load("jax")
+    import flax.linen as fnn
+    import jax
+    import jax.numpy as jnp
+
+    x = np.random.default_rng(11).standard_normal((2, 6, 3)).astype("float32")
+    flax_model = _scanned_model(fnn)
+    variables = flax_model.init(jax.random.key(0), jnp.asarray(x))
+    want = flax_model.apply(variables, jnp.asarray(x))
+    ours = _scanned_model(xpnn)
+    xb = backend.asarray(x, "float32")
+    init = _compared(backend, ours.init(xpnn.random.key(0), xb), variables, "float32")
+    applied = _compared(backend, ours.apply(xpnn.to_backend(variables, backend.like()), xb), want, "float32")
+    return max((init, applied), key=lambda c: (not c.comparison.passed, c.comparison.max_abs))

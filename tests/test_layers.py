@@ -21,14 +21,15 @@ from xpnn.conformance import models
 jax.config.update("jax_enable_x64", True)
 
 
-#: The convolution and attention cases that Dask and array-api-strict run by default (the
-#: standard-only convolution builds many strided slices, slow in Dask's graphs; the attention
-#: layers share one code path); --full runs them all.
+#: The convolution, attention and recurrent cases that Dask and array-api-strict run by default
+#: (the standard-only convolution builds many strided slices, slow in Dask's graphs; the
+#: attention layers share one code path, and so do the dense cells); --full runs them all.
 _STANDARD_ONLY_CASES = ("Conv(4, (3, 3))", "ConvTranspose(4, (3, 3), strides 2)", "ConvLocal(4, (3, 3))",
                         "Conv(6, (3, 3), feature_group_count=3)", "Conv(4, 3, CAUSAL, dilation 2)",
-                        "MultiHeadDotProductAttention(num_heads=3)")
+                        "MultiHeadDotProductAttention(num_heads=3)", "RNN(LSTMCell(4))")
 _LAYER_PARAMS = [pytest.param(case, id=case.label, marks=[pytest.mark.slow_on("dask", "array_api_strict")]
-                              if (case.layer.startswith("Conv") or "Attention" in case.layer)
+                              if (case.layer.startswith("Conv") or "Attention" in case.layer
+                                  or case.layer in ("RNN", "Bidirectional"))
                               and case.label not in _STANDARD_ONLY_CASES else [])
                  for case in models.LAYER_CASES]
 

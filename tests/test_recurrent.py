@@ -141,3 +141,44 @@ def test_errors_name_the_layer():
         nn.layers.torch_rnn.from_torch({}, "LSTMX")
     with pytest.raises(ValueError, match="unexpected key 'weight'"):
         nn.layers.torch_rnn.from_torch({"weight": np.ones(2)}, "LSTM")
+
+
+def _user_step(namespace):
+    class Step(namespace.Module):
+        """h' = tanh(Dense(x) + Dense(context) + h): a context given whole to every step."""
+
+        @namespace.compact
+        def __call__(self, carry, x, context):
+            h = namespace.tanh(namespace.Dense(4)(x) + namespace.Dense(4, use_bias=False)(context) + carry)
+            return h, h * 2.0
+
+    return Step
+
+
+def test_lifted_scan_of_a_user_module_equals_flax():
+    """xpnn.scan over a user's module with two submodules and an argument given whole (in_axes
+    None, flax's nn.broadcast), reverse, on NumPy, torch and under jax.jit: flax.linen.scan's params and outputs."""
+    x = np.random.default_rng(3).standard_normal((2, 6, 3)).astype(np.float32)
+    context = np.random.default_rng(4).standard_normal((2, 5)).astype(np.float32)
+    carry = np.zeros((2, 4), np.float32)
+    settings = dict(variable_broadcast="params", split_rngs={"params": False}, in_axes=(1, None), out_axes=1,
+                    reverse=True)
+    flax_scanned = fnn.scan(_user_step(fnn), **{**settings, "in_axes": (1, fnn.broadcast)})()
+    variables = flax_scanned.init(jax.random.key(0), jnp.asarray(carry), jnp.asarray(x), jnp.asarray(context))
+    want = flax_scanned.apply(variables, jnp.asarray(carry), jnp.asarray(x), jnp.asarray(context))
+    ours = nn.scan(_user_step(nn), **settings)()
+    assert type(ours).__name__ == "ScanStep"
+    mine = ours.init(nn.random.key(0), carry, x, context)
+    for a, b in zip(jax.tree_util.tree_leaves(mine), jax.tree_util.tree_leaves(variables)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+    for convert in (np.asarray, torch.from_numpy):
+        got = ours.apply(nn.to_backend(variables, convert(x)), convert(carry), convert(x), convert(context))
+        for a, b in zip(nn.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    jitted = jax.jit(lambda v, c, a, k: ours.apply(v, c, a, k))(variables, jnp.asarray(carry), jnp.asarray(x),
+                                                              jnp.asarray(context))
+    np.testing.assert_allclose(np.asarray(jitted[1]), np.asarray(want[1]), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="variable_axes and variable_carry .* are not supported"):
+        nn.scan(nn.LSTMCell, variable_axes={"params": 0})
+    with pytest.raises(ValueError, match="variable_broadcast must be 'params'"):
+        nn.scan(nn.LSTMCell)

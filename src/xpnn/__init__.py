@@ -16,6 +16,7 @@ from xpnn.trees import to_backend, tree_leaves, tree_map
 from xpnn.module import DenyList, Module, ModuleError, Variable, compact, merge_param, nowrap
 from xpnn.layers import *  # noqa: F403 - every family's layers
 from xpnn import functions, layers
+from xpnn.transforms import scan
 
 __version__ = "0.1.0"
 
@@ -30,5 +31,5 @@ __all__ = [
     *FUNCTIONS, *LAYERS, "random", "initializers", "set_fast_paths", "fast_paths", "fast_paths_enabled",
     "fast_path_report", "check_fast_paths", "SwitchedOff", "BlockScaleConfig", "get_scaled_dot_general_config",
     "Module", "compact", "nowrap", "Variable", "merge_param", "DenyList", "ModuleError",
-    "tree_map", "tree_leaves", "to_backend",
+    "tree_map", "tree_leaves", "to_backend", "scan",
 ]

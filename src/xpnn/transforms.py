@@ -1,0 +1,91 @@
+"""Lifted transforms of modules: ``scan`` (flax.linen's ``nn.scan``, for a module with shared params).
+
+``xpnn.scan(Cell, variable_broadcast='params', split_rngs={'params': False}, in_axes=1,
+out_axes=1)`` makes a module class that runs ``Cell``'s ``__call__(carry, *xs)`` over an axis
+of ``xs`` with one set of parameters, on the adapters' ``scan`` primitive (``jax.lax.scan`` on
+jax, so ``jax.jit`` traces one step).  The parameters are the cell's, under the new module's
+own name (``ScanLSTMCell_0``), as in flax.
+
+flax's other lifting options need variables per step or collections carried across steps;
+xpnn refuses them with an error that says so: ``variable_axes`` (per-step variables stacked
+along an axis), ``variable_carry``, ``split_rngs={'params': True}`` (per-step parameter keys),
+and collections other than 'params' written inside the loop.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from xpnn._dispatch import adapter_of
+from xpnn.module import Module, ModuleError, compact
+from xpnn.trees import tree_leaves, tree_map
+
+__all__ = ["scan"]
+
+
+def _axis_list(axes: Any, count: int, argument: str) -> list[int | None]:
+    """``in_axes`` / ``out_axes`` as one entry per argument (an int for all, or a sequence)."""
+    if axes is None or isinstance(axes, int):
+        return [axes] * count
+    if isinstance(axes, Sequence) and len(axes) == count:
+        return list(axes)
+    raise ValueError(f"xpnn.scan: {argument} must be an int, None or one entry per argument ({count}), got {axes!r}")
+
+
+def _broadcasts_params(variable_broadcast: Any) -> bool:
+    if variable_broadcast in (True, "params"):
+        return True
+    return isinstance(variable_broadcast, (list, tuple, set, frozenset)) and set(variable_broadcast) == {"params"}
+
+
+def scan(target: type[Module], variable_axes: Mapping[str, int] | None = None, variable_broadcast: Any = False,
+         variable_carry: Any = False, split_rngs: Mapping[str, bool] | None = None, in_axes: Any = 0,
+         out_axes: Any = 0, length: int | None = None, reverse: bool = False, unroll: int = 1) -> type[Module]:
+    """A module class that scans ``target``'s ``__call__(carry, *xs) -> (carry, ys)`` over axis
+    ``in_axes`` of ``xs`` (None: an argument given whole to every step), stacking ``ys`` along
+    ``out_axes`` (flax.linen's ``nn.scan``).  ``variable_broadcast='params'`` shares the params
+    across steps (they are made by the first step at ``init``); ``reverse`` runs the steps
+    backwards, ``unroll`` is jax's.  Returns ``(carry, ys)``.
+    """
+    if not (isinstance(target, type) and issubclass(target, Module)):
+        raise TypeError(f"xpnn.scan: target must be an xpnn.Module subclass, got {target!r}")
+    if variable_axes or variable_carry:
+        raise ValueError("xpnn.scan: variable_axes and variable_carry (variables per step, or carried across steps) "
+                         "are not supported; share the params with variable_broadcast='params'")
+    if not _broadcasts_params(variable_broadcast):
+        raise ValueError(f"xpnn.scan: variable_broadcast must be 'params' (one set of params for every step), got "
+                         f"{variable_broadcast!r}")
+    if (split_rngs or {}).get("params", False):
+        raise ValueError("xpnn.scan: split_rngs={'params': True} (params made per step) is not supported")
+    if not isinstance(out_axes, int) or isinstance(out_axes, bool):
+        raise ValueError(f"xpnn.scan: out_axes must be an int, got {out_axes!r}")
+    step_method = getattr(target.__call__, "__wrapped__", target.__call__)
+
+    def __call__(self: Module, carry: Any, *xs: Any) -> tuple[Any, Any]:
+        arrays = tree_leaves(xs)
+        if not arrays:
+            raise ModuleError(f"{self.path}: a scanned module needs array inputs to scan over")
+        ops = adapter_of(arrays[0])
+        xp = ops.xp
+        axes = _axis_list(in_axes, len(xs), "in_axes")
+        scanned = tuple(tree_map(lambda a, axis=axis: xp.moveaxis(a, axis, 0), x)
+                        for x, axis in zip(xs, axes) if axis is not None)
+        state = self._state
+
+        def step(carry: Any, sliced: tuple) -> tuple[Any, Any]:
+            state.autoname = state.names_in_call = None  # each step names its submodules as the first did
+            pieces = iter(sliced)
+            return step_method(self, carry, *(x if axis is None else next(pieces) for x, axis in zip(xs, axes)))
+
+        steps = length if length is not None else tree_leaves(scanned)[0].shape[0]
+        if self.is_initializing() and steps:
+            step(carry, tree_map(lambda a: a[0, ...], scanned))
+        carry, ys = ops.scan(step, carry, scanned, length=length, reverse=reverse, unroll=unroll)
+        if out_axes:
+            ys = tree_map(lambda a: xp.moveaxis(a, 0, out_axes), ys)
+        return carry, ys
+
+    __call__.__doc__ = f"{target.__name__}.__call__ scanned over axis {in_axes!r} of xs (xpnn.scan)."
+    name = f"Scan{target.__name__}"
+    return type(name, (target,), {"__call__": compact(__call__), "__module__": target.__module__,
+                                  "__qualname__": name})
