@@ -102,7 +102,7 @@ def test_blocked_path_runs_in_blocks_and_equals_one_block(monkeypatch):
     np.testing.assert_allclose(blocked, whole, rtol=1e-13, atol=1e-14)
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=5, deadline=None)
 @given(batch=st.integers(1, 2), rows=st.integers(1, 6), columns=st.integers(1, 6), key_heads=st.integers(1, 2),
        groups=st.integers(1, 3), causal=st.booleans(), window=st.one_of(st.none(), st.integers(0, 3)))
 def test_any_shape_matches_jax(batch, rows, columns, key_heads, groups, causal, window):

@@ -27,20 +27,29 @@ jax.config.update("jax_enable_x64", True)
 _STANDARD_ONLY_CASES = ("Conv(4, (3, 3))", "ConvTranspose(4, (3, 3), strides 2)", "ConvLocal(4, (3, 3))",
                         "Conv(6, (3, 3), feature_group_count=3)", "Conv(4, 3, CAUSAL, dilation 2)",
                         "MultiHeadDotProductAttention(num_heads=3)", "RNN(LSTMCell(4))")
-_LAYER_PARAMS = [pytest.param(case, id=case.label, marks=[pytest.mark.slow_on("dask", "array_api_strict")]
-                              if (case.layer.startswith("Conv") or "Attention" in case.layer
-                                  or case.layer in ("RNN", "Bidirectional"))
-                              and case.label not in _STANDARD_ONLY_CASES else [])
-                 for case in models.LAYER_CASES]
+#: The cases run in float64 by default, one per family (the float64 code paths are the float32
+#: ones; the conformance report runs every case in both); --full runs every case in float64.
+_FLOAT64_CASES = ("Dense(3)", "DenseGeneral(5, axis=(-2, -1))", "Conv(4, (3, 3))", "LayerNorm()",
+                  "BatchNorm(use_running_average=True)", "MultiHeadDotProductAttention(num_heads=3)",
+                  "RNN(LSTMCell(4))", "Embed(7, 3)", "Dropout(0.5)")
 
 
-#: float64 on Dask and array-api-strict runs with --full (the standard-only paths are the same
-#: code in both dtypes; NumPy, torch and jax run both by default).
-_DTYPES = ["float32", pytest.param("float64", marks=pytest.mark.slow_on("dask", "array_api_strict"))]
+def _marks(case, dtype: str) -> list:
+    heavy = case.layer.startswith("Conv") or "Attention" in case.layer or case.layer in ("RNN", "Bidirectional")
+    if dtype == "float64" and case.label not in _FLOAT64_CASES:
+        return [pytest.mark.slow]
+    if dtype == "float64" or (heavy and case.label not in _STANDARD_ONLY_CASES):
+        return [pytest.mark.slow_on("dask", "array_api_strict")]
+    return []
 
 
-@pytest.mark.parametrize("dtype", _DTYPES)
-@pytest.mark.parametrize("case", _LAYER_PARAMS)
+#: float64 on Dask and array-api-strict runs with --full too (the standard-only paths are the
+#: same code in both dtypes).
+_LAYER_PARAMS = [pytest.param(case, dtype, id=f"{case.label}-{dtype}", marks=_marks(case, dtype))
+                 for case in models.LAYER_CASES for dtype in ("float32", "float64")]
+
+
+@pytest.mark.parametrize(("case", "dtype"), _LAYER_PARAMS)
 def test_layer_matches_flax(backend, case, dtype):
     """init equals flax's init; flax's variables applied by xpnn give flax's output (conformance.models)."""
     if dtype not in backend.dtypes:

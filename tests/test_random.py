@@ -250,7 +250,7 @@ RANGES_64 = [(0, 10), (-5, 5), (3, 3), (7, 2), (2**31, 2**33), (0, 2**40), (0, 2
              (-7, 3 * 2**61), (-2**63, 2**63 - 1)]
 
 
-@pytest.mark.parametrize("partitionable", LAYOUTS)
+@pytest.mark.parametrize("partitionable", [True, pytest.param(False, marks=pytest.mark.slow_on("jax"))])
 @pytest.mark.parametrize("dtype", ("int64", "uint64"))
 @pytest.mark.slow_on("dask")
 def test_randint_64_bit(backend, dtype, partitionable):
