@@ -21,25 +21,27 @@ from xpnn.conformance import models
 jax.config.update("jax_enable_x64", True)
 
 
-#: The convolution, attention and recurrent cases that Dask and array-api-strict run by default
-#: (the standard-only convolution builds many strided slices, slow in Dask's graphs; the
-#: attention layers share one code path, and so do the dense cells); --full runs them all.
+#: The convolution, attention and recurrent cases that Dask, array-api-strict and jax run by
+#: default (the standard-only convolution builds many strided slices, slow in Dask's graphs;
+#: eager jax compiles every new layer's ops; the attention layers share one code path, and so do
+#: the dense cells); NumPy and torch run them all, and --full runs them everywhere.
 _STANDARD_ONLY_CASES = ("Conv(4, (3, 3))", "ConvTranspose(4, (3, 3), strides 2)", "ConvLocal(4, (3, 3))",
                         "Conv(6, (3, 3), feature_group_count=3)", "Conv(4, 3, CAUSAL, dilation 2)",
                         "MultiHeadDotProductAttention(num_heads=3)", "RNN(LSTMCell(4))")
 #: The cases run in float64 by default, one per family (the float64 code paths are the float32
 #: ones; the conformance report runs every case in both); --full runs every case in float64.
 _FLOAT64_CASES = ("Dense(3)", "DenseGeneral(5, axis=(-2, -1))", "Conv(4, (3, 3))", "LayerNorm()",
-                  "BatchNorm(use_running_average=True)", "MultiHeadDotProductAttention(num_heads=3)",
-                  "RNN(LSTMCell(4))", "Embed(7, 3)", "Dropout(0.5)")
+                  "BatchNorm(use_running_average=True)", "RNN(LSTMCell(4))", "Embed(7, 3)", "Dropout(0.5)")
 
 
 def _marks(case, dtype: str) -> list:
     heavy = case.layer.startswith("Conv") or "Attention" in case.layer or case.layer in ("RNN", "Bidirectional")
     if dtype == "float64" and case.label not in _FLOAT64_CASES:
         return [pytest.mark.slow]
-    if dtype == "float64" or (heavy and case.label not in _STANDARD_ONLY_CASES):
+    if dtype == "float64":
         return [pytest.mark.slow_on("dask", "array_api_strict")]
+    if heavy and case.label not in _STANDARD_ONLY_CASES:  # eager jax compiles each new layer's ops
+        return [pytest.mark.slow_on("dask", "array_api_strict", "jax")]
     return []
 
 

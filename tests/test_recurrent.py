@@ -182,3 +182,20 @@ def test_lifted_scan_of_a_user_module_equals_flax():
         nn.scan(nn.LSTMCell, variable_axes={"params": 0})
     with pytest.raises(ValueError, match="variable_broadcast must be 'params'"):
         nn.scan(nn.LSTMCell)
+
+
+def test_low_precision_rnn_promotes_like_flax():
+    """bfloat16 inputs with float32 params compute in float32 (flax's promotion), and
+    dtype='bfloat16' computes and returns bfloat16, on torch and jax, as flax does."""
+    x = np.random.default_rng(5).standard_normal((2, 6, 3)).astype(np.float32)
+    for settings in (dict(), dict(dtype=jnp.bfloat16)):
+        flax_layer = fnn.RNN(fnn.LSTMCell(4, **settings))
+        variables = flax_layer.init(jax.random.key(0), jnp.asarray(x))
+        want = flax_layer.apply(variables, jnp.asarray(x, jnp.bfloat16))
+        ours = nn.RNN(nn.LSTMCell(4, **({"dtype": "bfloat16"} if settings else {})))
+        for like, convert in ((torch.zeros(1), lambda a: torch.from_numpy(a).to(torch.bfloat16)),
+                              (jnp.zeros(1), lambda a: jnp.asarray(a, jnp.bfloat16))):
+            got = ours.apply(nn.to_backend(variables, like), convert(x))
+            assert str(got.dtype).rsplit(".", 1)[-1] == str(want.dtype)
+            got = got.float().numpy() if isinstance(got, torch.Tensor) else np.asarray(got, np.float32)
+            np.testing.assert_allclose(got, np.asarray(want, np.float32), rtol=0.05, atol=0.05)

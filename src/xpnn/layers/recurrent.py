@@ -102,7 +102,11 @@ class _DenseCell(RNNCellBase):
         w_input, b_input, w_hidden, b_hidden = weights
         recur = self._recurrence(w_hidden, b_hidden)
 
+        xp = adapter_of(like).xp
+
         def project(xs: Array) -> Array:
+            if xs.dtype != w_input.dtype:  # flax's promotion: bfloat16 inputs, float32 params: float32
+                xs = xp.astype(xs, w_input.dtype)
             return xs @ w_input if b_input is None else xs @ w_input + b_input
 
         if not adapter_of(like).compiles_loops:
@@ -167,6 +171,14 @@ def _columns(z: Array, index: int, width: int) -> Array:
     return z[..., index * width:(index + 1) * width]
 
 
+def _times(h: Array, kernel: Array) -> Array:
+    """``h @ kernel`` in the kernel's (computation) dtype: a float32 carry with bfloat16 weights
+    (``dtype='bfloat16'``) is rounded for the product, as flax's Dense promotes its input."""
+    if h.dtype != kernel.dtype:
+        h = adapter_of(h).xp.astype(h, kernel.dtype)
+    return h @ kernel
+
+
 class LSTMCell(_DenseCell):
     """Long short-term memory (``flax.linen.LSTMCell``), carry ``(c, h)``::
 
@@ -211,7 +223,7 @@ class LSTMCell(_DenseCell):
 
         def step(carry: Carry, x: Array) -> tuple[Carry, Array]:
             c, h = carry
-            z = x + (h @ w_hidden + b_hidden)
+            z = x + (_times(h, w_hidden) + b_hidden)
             i, f = gate(_columns(z, 0, width)), gate(_columns(z, 1, width))
             g, o = activation(_columns(z, 2, width)), gate(_columns(z, 3, width))
             c = f * c + i * g
@@ -266,7 +278,7 @@ class GRUCell(_DenseCell):
         width, gate, activation = self.features, self.gate_fn, self.activation_fn
 
         def step(h: Carry, x: Array) -> tuple[Carry, Array]:
-            hidden = h @ w_hidden + b_hidden  # hr and hz have no bias: their zeros here
+            hidden = _times(h, w_hidden) + b_hidden  # hr and hz have no bias: their zeros here
             r = gate(_columns(x, 0, width) + _columns(hidden, 0, width))
             z = gate(_columns(x, 1, width) + _columns(hidden, 1, width))
             n = activation(_columns(x, 2, width) + r * _columns(hidden, 2, width))
@@ -317,7 +329,7 @@ class MGUCell(_DenseCell):
         width, gate, activation, reset = self.features, self.gate_fn, self.activation_fn, self.reset_gate
 
         def step(h: Carry, x: Array) -> tuple[Carry, Array]:
-            hidden = h @ w_hidden + b_hidden
+            hidden = _times(h, w_hidden) + b_hidden
             f = gate(_columns(x, 0, width) + _columns(hidden, 0, width))
             candidate = _columns(hidden, 1, width)
             n = activation(_columns(x, 1, width) + (f * candidate if reset else candidate))
@@ -354,7 +366,7 @@ class SimpleCell(_DenseCell):
         activation, residual = self.activation_fn, self.residual
 
         def step(h: Carry, x: Array) -> tuple[Carry, Array]:
-            new = x + h @ w_hidden
+            new = x + _times(h, w_hidden)
             if residual:
                 new = new + h
             new = activation(new)
@@ -518,8 +530,9 @@ class RNN(Module):
         by the first step before the loop, so no parameter is created inside a traced loop)."""
         if isinstance(cell, _DenseCell):
             weights = cell._weights(cell.parameters(xs.shape[-1]), xs)
-            dtype = weights[2].dtype  # the computation dtype: the carry takes it
-            carry = tree_map(lambda leaf: leaf if leaf.dtype == dtype else ops.xp.astype(leaf, dtype), carry)
+            # The carry keeps its dtype unless the computation's is wider (float64 inputs with
+            # float32 params): flax's promotion of each step's elementwise math.
+            carry = tree_map(lambda leaf: _promoted(ops.xp, leaf, weights[2].dtype), carry)
             fused = None if slice_carry else _fused(ops, cell, weights, carry, xs)
             if fused is not None:
                 return fused
@@ -582,6 +595,11 @@ def _fused_disagreement(ops: Any, cell_type: type, kind: str, dtype: Any, device
             return (f"the fused {kind} loop gave {got.ravel()[:3]}..., the written-once step "
                     f"{want.ravel()[:3]}... (shapes {got.shape} and {want.shape})")
     return None
+
+
+def _promoted(xp: Any, leaf: Array, dtype: Any) -> Array:
+    wider = xp.result_type(leaf.dtype, dtype)
+    return leaf if wider == leaf.dtype else xp.astype(leaf, wider)
 
 
 def _concatenate(a: Array, b: Array) -> Array:
