@@ -15,7 +15,8 @@ jax.config.update("jax_enable_x64", True)
 
 SEEDS = (0, 42, 123456, 2**31 - 1, 2**32 + 5)
 SHAPES = ((), (5,), (7, 5))
-LAYOUTS = (True, False)
+#: Both threefry layouts; the legacy one on jax (each draw compiled anew) runs with --full.
+LAYOUTS = (True, pytest.param(False, marks=pytest.mark.slow_on("jax")))
 
 
 @contextlib.contextmanager
