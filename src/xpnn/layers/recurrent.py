@@ -179,15 +179,8 @@ def _times(h: Array, kernel: Array) -> Array:
     return h @ kernel
 
 
-class LSTMCell(_DenseCell):
-    """Long short-term memory (``flax.linen.LSTMCell``), carry ``(c, h)``::
-
-        i = gate_fn(x W_ii + h W_hi + b_hi)    f, o likewise;  g = activation_fn(x W_ig + h W_hg + b_hg)
-        c' = f * c + i * g,   h' = o * activation_fn(c'),   output h'
-
-    Params ``ii, if, ig, io`` (kernel only) and ``hi, hf, hg, ho`` (kernel and bias);
-    ``kernel_init`` lecun_normal for the input side, ``recurrent_kernel_init`` orthogonal.
-    """
+class _GatedCell(_DenseCell):
+    """The fields of flax's LSTMCell and GRUCell, in flax's order."""
 
     features: int
     gate_fn: Callable[[Array], Array] = sigmoid
@@ -198,6 +191,17 @@ class LSTMCell(_DenseCell):
     dtype: Any = None
     param_dtype: Any = "float32"
     carry_init: Initializer = initializers.zeros_init()
+
+
+class LSTMCell(_GatedCell):
+    """Long short-term memory (``flax.linen.LSTMCell``), carry ``(c, h)``::
+
+        i = gate_fn(x W_ii + h W_hi + b_hi)    f, o likewise;  g = activation_fn(x W_ig + h W_hg + b_hg)
+        c' = f * c + i * g,   h' = o * activation_fn(c'),   output h'
+
+    Params ``ii, if, ig, io`` (kernel only) and ``hi, hf, hg, ho`` (kernel and bias);
+    ``kernel_init`` lecun_normal for the input side, ``recurrent_kernel_init`` orthogonal.
+    """
 
     _carries = 2
     _fused = "LSTM"
@@ -239,7 +243,7 @@ class OptimizedLSTMCell(LSTMCell):
     In xpnn every LSTMCell computes that way."""
 
 
-class GRUCell(_DenseCell):
+class GRUCell(_GatedCell):
     """Gated recurrent unit (``flax.linen.GRUCell``), carry ``h``::
 
         r = gate_fn(x W_ir + b_ir + h W_hr)      z likewise
@@ -250,16 +254,6 @@ class GRUCell(_DenseCell):
     """
 
     _fused = "GRU"
-
-    features: int
-    gate_fn: Callable[[Array], Array] = sigmoid
-    activation_fn: Callable[[Array], Array] = tanh
-    kernel_init: Initializer = initializers.lecun_normal()
-    recurrent_kernel_init: Initializer = initializers.orthogonal()
-    bias_init: Initializer = initializers.zeros_init()
-    dtype: Any = None
-    param_dtype: Any = "float32"
-    carry_init: Initializer = initializers.zeros_init()
 
     @compact
     def parameters(self, in_features: int) -> dict[str, tuple[Array, Array | None]]:
