@@ -181,7 +181,7 @@ def _scanned_model(namespace: Any) -> Any:
         def __call__(self, x):
             cell = scanned(4)
             key = namespace.random.key(0, like=x) if namespace is xpnn else jax.random.key(0)
-            return cell(cell.initialize_carry(key, x[:, 0].shape), x)
+            return cell(cell.initialize_carry(key, (x.shape[0], x.shape[2])), x)
 
     return Scanned()
 
