@@ -21,10 +21,10 @@ from xpnn.conformance import models
 jax.config.update("jax_enable_x64", True)
 
 
-#: The convolution, attention and recurrent cases that Dask, array-api-strict, jax and torch
-#: run by default (the standard-only convolution builds many strided slices, slow in Dask's
-#: graphs; eager jax compiles every new layer's ops; the attention layers share one code path,
-#: and so do the dense cells); NumPy runs them all, and --full runs them everywhere.
+#: The convolution, attention and recurrent cases that run by default, one or a few per family
+#: (the standard-only convolution builds many strided slices, slow in Dask's graphs; eager jax
+#: compiles every new layer's ops; the attention layers share one code path, and so do the dense
+#: cells); --full runs them all, and the conformance report runs every case.
 _STANDARD_ONLY_CASES = ("Conv(4, (3, 3))", "ConvTranspose(4, (3, 3), strides 2)", "ConvLocal(4, (3, 3))",
                         "Conv(6, (3, 3), feature_group_count=3)", "Conv(4, 3, CAUSAL, dilation 2)",
                         "MultiHeadDotProductAttention(num_heads=3)", "RNN(LSTMCell(4))")
@@ -41,7 +41,7 @@ def _marks(case, dtype: str) -> list:
     if dtype == "float64":
         return [pytest.mark.slow_on("dask", "array_api_strict")]
     if heavy and case.label not in _STANDARD_ONLY_CASES:  # eager jax compiles each new layer's ops
-        return [pytest.mark.slow_on("dask", "array_api_strict", "jax", "torch")]
+        return [pytest.mark.slow]
     return []
 
 
