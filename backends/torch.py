@@ -210,9 +210,7 @@ def _dot_product_attention(query, key, value, bias=None, mask=None, *, scale=Non
         query, key, value = query[None], key[None], value[None]
     rows, columns = query.shape[1], key.shape[1]
     device = query.device
-    keep = None
-    if mask is not None:
-        keep = mask
+    keep = mask
     if local_window_size is not None:
         left, right = local_window_size
         t = torch.arange(rows, device=device)[:, None]

@@ -242,7 +242,7 @@ def _scaled_dot_general_arguments(ops: Adapter, lhs: Array, args: tuple, kwargs:
     """``dimension_numbers`` as tuples of ints, and ``configs`` as a tuple (a static argument)."""
     numbers = _DIMENSION_NUMBERS.get(args, kwargs)
     try:
-        args, kwargs = _DIMENSION_NUMBERS.replace(args, kwargs, _tuples(numbers))
+        args, kwargs = _DIMENSION_NUMBERS.replace(args, kwargs, _int_tuples(numbers))
     except (TypeError, ValueError):
         raise refuse(TypeError, "dimension_numbers must be ((lhs_contract, rhs_contract), (lhs_batch, rhs_batch)) "
                                 f"of ints, got {numbers!r}") from None
@@ -257,9 +257,12 @@ def _scaled_dot_general_arguments(ops: Adapter, lhs: Array, args: tuple, kwargs:
     return args, kwargs
 
 
-def _tuples(value: Any) -> Any:
+def _int_tuples(value: Any) -> Any:
+    """``value`` (nested sequences of integers, NumPy's too) as nested tuples of Python ints: a
+    hashable static argument.  The dispatch's ``_tuples`` only turns lists into tuples; this
+    also refuses what is not an integer (``int`` raises)."""
     if isinstance(value, (list, tuple)):
-        return tuple(_tuples(item) for item in value)
+        return tuple(_int_tuples(item) for item in value)
     return int(value)
 
 
