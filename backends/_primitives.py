@@ -118,6 +118,24 @@ class Primitives:
         its written-once step on ``scan``; the first use of a fused kernel is checked against it)."""
         return None
 
+    def fused_norm(self, kind: str, x: Array, count: int, scale: Array | None, bias: Array | None,
+                   epsilon: float, statistics: tuple[Array, Array] | None = None) -> Any:
+        """A library's fused normalization of the channels-last ``x``, or None where it has none
+        (the layer then runs its written-once statistics; the first use of a fused kernel is
+        checked against them).  ``scale`` and ``bias`` (None: absent) are shaped like the axes
+        they scale; the variance is the biased one; ``kind`` is one of
+
+        * ``'layer'``: ``(x - mean) / sqrt(var + epsilon) * scale + bias`` with the statistics over
+          the trailing ``count`` axes (LayerNorm);
+        * ``'rms'``: ``x / sqrt(mean(x^2) + epsilon) * scale`` over the trailing ``count`` axes;
+        * ``'group'``: ``x`` is ``(N, ..., C)``, the statistics per sample and per group of the
+          ``count`` contiguous channel groups, over the other axes (GroupNorm);
+        * ``'batch'``: the statistics per channel (last axis) over every other axis; returns
+          ``(y, mean, var)``, the statistics of shape ``(C,)``;
+        * ``'running'``: as ``'batch'`` with the given ``statistics`` ``(mean, var)``, returns ``y``.
+        """
+        return None
+
     # -- collectives -------------------------------------------------------------------
     def mean_across(self, x: Array, axis_name: Any, axis_index_groups: Any = None) -> Array:
         """``jax.lax.pmean``: the mean of ``x`` over the devices (or vmapped instances) of the named

@@ -5,6 +5,7 @@ float32 ``erf_inv`` with in-place ufuncs, and random draws sliced over a
 thread pool."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -290,6 +291,13 @@ def _silent(path: FastPath) -> FastPath:
 _USER_DEFINED_DTYPES = 256
 
 
+def _row_squares(rows: np.ndarray) -> np.ndarray:
+    """The sum of squares of each row of a 2-D array, without a temporary (``vecdot``: BLAS-like
+    blocked sums, within 2 ulp; ``einsum`` on NumPy 1)."""
+    vecdot = getattr(np, "vecdot", None)
+    return vecdot(rows, rows) if vecdot is not None else np.einsum("ij,ij->i", rows, rows)
+
+
 class NumpyAdapter(Adapter):
     name = "numpy"
 
@@ -331,6 +339,54 @@ class NumpyAdapter(Adapter):
         if x.dtype == np.float64:
             return super().erf_inv(x)
         return erf_inv_float32(x).astype(x.dtype, copy=False)
+
+    def fused_norm(self, kind, x, count, scale, bias, epsilon, statistics=None):
+        """Layer, RMS, group and batch norms (training and running) of float32/float64 arrays in as few passes as NumPy
+        allows: the mean, one centred copy, its squares summed without a temporary (``vecdot``,
+        ``einsum``), then scaled and shifted in place; the variance is the two-pass one."""
+        if x.dtype not in (np.float32, np.float64) or x.size == 0:
+            return None
+        if kind == "group":
+            if x.ndim < 2:
+                return None
+            # (N, P, C): sums per sample and channel over the positions, then over each group's channels.
+            rows = x.reshape(x.shape[0], -1, x.shape[-1])
+            size = x.shape[-1] // count
+            per_group = rows.shape[1] * size
+
+            def grouped(per_channel: np.ndarray) -> np.ndarray:  # (N, C) -> (N, 1, C), each group's sum
+                sums = per_channel.reshape(x.shape[0], count, size).sum(axis=-1)
+                return np.repeat(sums, size, axis=1)[:, None, :]
+
+            y = rows - grouped(np.einsum("npc->nc", rows)) / per_group
+            multiplier = 1 / np.sqrt(grouped(np.einsum("npc,npc->nc", y, y)) / per_group + epsilon)
+            y *= multiplier if scale is None else multiplier * scale
+            if bias is not None:
+                y += bias
+            return y.reshape(x.shape)
+        if kind in ("batch", "running"):
+            rows = x.reshape(-1, x.shape[-1])
+            mean = rows.mean(axis=0) if statistics is None else statistics[0]
+            y = rows - mean
+            var = np.einsum("ij,ij->j", y, y) / rows.shape[0] if statistics is None else statistics[1]
+            multiplier = 1 / np.sqrt(var + epsilon)
+            y *= multiplier if scale is None else multiplier * scale
+            if bias is not None:
+                y += bias
+            return y.reshape(x.shape) if statistics is not None else (y.reshape(x.shape), mean, var)
+        rows = x.reshape(-1, math.prod(x.shape[x.ndim - count:]))
+        if kind == "layer":
+            y = rows - rows.mean(axis=1, keepdims=True)
+            var = _row_squares(y) / rows.shape[1]
+            y *= (1 / np.sqrt(var + epsilon))[:, None]
+        else:
+            var = _row_squares(rows) / rows.shape[1]
+            y = rows * (1 / np.sqrt(var + epsilon))[:, None]
+        if scale is not None:
+            y *= scale.reshape(-1)
+        if bias is not None:
+            y += bias.reshape(-1)
+        return y.reshape(x.shape)
 
     def conv_general_dilated(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                              feature_group_count=1):

@@ -423,6 +423,34 @@ class TorchAdapter(Adapter):
             return h[0], ys
         return None
 
+    def fused_norm(self, kind, x, count, scale, bias, epsilon, statistics=None):
+        """``F.layer_norm``, ``F.rms_norm``, ``F.group_norm`` (on the channels-last view of ``x``:
+        its channels-last kernel, no copy for 4-D input) and ``F.batch_norm`` on ``x`` seen as
+        ``(M, C)``, for float32 and float64; their variance is Welford's, as accurate as the
+        two-pass one."""
+        if x.dtype not in _ATTENTION_DTYPES or x.ndim < 1:
+            return None
+        functional = torch.nn.functional
+        if kind == "layer":
+            return functional.layer_norm(x, x.shape[x.ndim - count:], scale, bias, epsilon)
+        if kind == "rms":
+            return functional.rms_norm(x, x.shape[x.ndim - count:], scale, epsilon)
+        if kind == "group":
+            if x.ndim < 2:
+                return None
+            return functional.group_norm(torch.movedim(x, -1, 1), count, scale, bias, epsilon).movedim(1, -1)
+        rows = x.reshape(-1, x.shape[-1])
+        if kind == "running":
+            mean, var = statistics
+            return functional.batch_norm(rows, mean, var, scale, bias, False, 0.0, epsilon).reshape(x.shape)
+        if kind == "batch" and rows.shape[0] > 1:
+            # The batch's mean and unbiased variance, as running statistics updated with momentum 1.
+            mean = torch.zeros(rows.shape[1], dtype=x.dtype, device=x.device)
+            var = torch.ones_like(mean)
+            y = functional.batch_norm(rows, mean, var, scale, bias, True, 1.0, epsilon)
+            return y.reshape(x.shape), mean, var * ((rows.shape[0] - 1) / rows.shape[0])
+        return None
+
     def to_host(self, x):
         return x.detach().cpu().numpy()
 

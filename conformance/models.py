@@ -261,6 +261,17 @@ LAYER_CASES: tuple[LayerCase, ...] = (
     LayerCase("BatchNorm(use_running_average=True)",
               lambda L, d: L.BatchNorm(use_running_average=True, param_dtype=d,
                                        scale_init=L.initializers.normal(1.0)), (4, 3, 6)),
+    LayerCase("SpectralNorm(Dense(3))", lambda L, d: L.SpectralNorm(L.Dense(3, param_dtype=d)), (2, 4),
+              kwargs={"update_stats": False}),
+    LayerCase("SpectralNorm(Conv(4, (3, 3)), n_steps=3)",
+              lambda L, d: L.SpectralNorm(L.Conv(4, (3, 3), param_dtype=d), n_steps=3), (2, 6, 6, 3),
+              kwargs={"update_stats": False}),
+    LayerCase("WeightNorm(Dense(3))", lambda L, d: L.WeightNorm(L.Dense(3, param_dtype=d, bias_init=L.initializers.normal(1.0)),
+                                                               scale_init=L.initializers.normal(1.0)), (2, 4)),
+    LayerCase("WeightNorm(Conv(4, (3, 3)), variable_filter=None)",
+              lambda L, d: L.WeightNorm(L.Conv(4, (3, 3), param_dtype=d), variable_filter=None), (2, 6, 6, 3)),
+    LayerCase("WeightNorm(Dense(3), feature_axes=None)",
+              lambda L, d: L.WeightNorm(L.Dense(3, param_dtype=d), feature_axes=None), (2, 4)),
     LayerCase("MultiHeadDotProductAttention(num_heads=3)",
               lambda L, d: L.MultiHeadDotProductAttention(num_heads=3, param_dtype=d), (2, 5, 12)),
     LayerCase("MultiHeadDotProductAttention(2, qkv_features=8, out_features=6, normalize_qk)",
@@ -365,7 +376,9 @@ def layer_inputs(shape: tuple[int, ...], kind: str, dtype: str, seed: int = 0) -
 
 
 def init_kwargs(case: LayerCase) -> dict[str, Any]:
-    return {"deterministic": True} if "deterministic" in case.kwargs else {}
+    """The call-time settings the apply call takes and ``init`` needs too."""
+    return {name: case.kwargs[name] for name in ("update_stats",) if name in case.kwargs} | (
+        {"deterministic": True} if "deterministic" in case.kwargs else {})
 
 
 def jax_x64() -> bool:

@@ -35,7 +35,7 @@ _FLOAT64_CASES = ("Dense(3)", "DenseGeneral(5, axis=(-2, -1))", "Conv(4, (3, 3))
 
 
 def _marks(case, dtype: str) -> list:
-    heavy = case.layer.startswith("Conv") or "Attention" in case.layer or case.layer in ("RNN", "Bidirectional")
+    heavy = ("Conv" in case.label or "Attention" in case.layer or case.layer in ("RNN", "Bidirectional"))
     if dtype == "float64" and case.label not in _FLOAT64_CASES:
         return [pytest.mark.slow]
     if dtype == "float64":

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import xpnn as nn
+from xpnn._dispatch import adapter_of
 
 jax.config.update("jax_enable_x64", True)
 
@@ -108,7 +109,12 @@ _GRADIENT_NORMS = [
     ("RMSNorm", lambda L: L.RMSNorm(), {}),
     ("InstanceNorm", lambda L: L.InstanceNorm(use_fast_variance=False), {}),
     ("BatchNorm eval", lambda L: L.BatchNorm(use_running_average=True), {}),
+    ("BatchNorm train", lambda L: L.BatchNorm(use_running_average=False), {"mutable": ["batch_stats"]}),
 ]
+
+
+def _output(out, kwargs):
+    return out[0] if "mutable" in kwargs else out
 
 
 @pytest.mark.parametrize(("label", "build", "kwargs"), _GRADIENT_NORMS, ids=[case[0] for case in _GRADIENT_NORMS])
@@ -121,12 +127,13 @@ def test_gradients_equal_flax(library, label, build, kwargs):
     rest = {k: v for k, v in variables.items() if k != "params"}
 
     def flax_loss(p, inputs):
-        return jnp.sum(jnp.sin(layer.apply({"params": p, **rest}, inputs)))
+        return jnp.sum(jnp.sin(_output(layer.apply({"params": p, **rest}, inputs, **kwargs), kwargs)))
 
     want_params, want_x = jax.grad(flax_loss, argnums=(0, 1))(params, jnp.asarray(x))
     ours = build(nn)
     if library == "jax":
-        got_params, got_x = jax.grad(lambda p, i: jnp.sum(jnp.sin(ours.apply({"params": p, **rest}, i))),
+        got_params, got_x = jax.grad(lambda p, i: jnp.sum(jnp.sin(_output(ours.apply({"params": p, **rest}, i,
+                                                                                      **kwargs), kwargs))),
                                      argnums=(0, 1))(params, jnp.asarray(x))
         got_params, got_x = nn.tree_map(np.asarray, got_params), np.asarray(got_x)
     else:
@@ -135,7 +142,7 @@ def test_gradients_equal_flax(library, label, build, kwargs):
         tparams = nn.tree_map(lambda a: torch.tensor(np.asarray(a, np.float64), requires_grad=True), params)
         trest = nn.to_backend(nn.tree_map(np.asarray, rest), torch.zeros(1))
         inputs = torch.tensor(x, requires_grad=True)
-        torch.sin(ours.apply({"params": tparams, **trest}, inputs)).sum().backward()
+        torch.sin(_output(ours.apply({"params": tparams, **trest}, inputs, **kwargs), kwargs)).sum().backward()
         got_params, got_x = nn.tree_map(lambda a: a.grad.numpy(), tparams), inputs.grad.numpy()
     np.testing.assert_allclose(got_x, np.asarray(want_x), rtol=1e-9, atol=1e-9)
     for name in want_params:
@@ -226,3 +233,158 @@ def test_batchnorm_statistics_across_a_named_axis_equal_flax(use_fast_variance):
     for name in ("mean", "var"):
         np.testing.assert_allclose(np.asarray(got_stats["batch_stats"][name]),
                                    np.asarray(want_stats["batch_stats"][name]), rtol=1e-6, atol=1e-7)
+
+
+def _flax_tree_equal(got, want, rtol: float, atol: float = 0.0) -> None:
+    """Two variable trees with the same paths and values (flax's leaves, sorted by path)."""
+    from flax.traverse_util import flatten_dict
+
+    got, want = flatten_dict(nn.tree_map(np.asarray, got)), flatten_dict(jax.tree_util.tree_map(np.asarray, want))
+    assert sorted(got) == sorted(want)
+    for path, value in want.items():
+        np.testing.assert_allclose(got[path], value, rtol=rtol, atol=atol, err_msg=str(path))
+
+
+def _wrapped_net(L, wrapper: str, **settings):
+    """flax's or xpnn's model with the wrapped layers defined in the parent (so their params stay
+    under it): a Conv, then a Dense, both normalized by ``wrapper``."""
+    spectral = wrapper == "SpectralNorm"
+
+    class Net(L.Module):
+        @L.compact
+        def __call__(self, x, update_stats=False):
+            conv = L.Conv(3, (2, 2))
+            wrap = getattr(L, wrapper)
+            x = wrap(conv, **settings)(x, update_stats=update_stats) if spectral else wrap(conv, **settings)(x)
+            x = L.relu(x)
+            dense = L.Dense(2)
+            return wrap(dense, **settings)(x, update_stats=update_stats) if spectral else wrap(dense, **settings)(x)
+
+    return Net()
+
+
+@pytest.mark.parametrize(("wrapper", "settings"), [("SpectralNorm", {"n_steps": 2}), ("WeightNorm", {}),
+                                                   ("WeightNorm", {"variable_filter": None})])
+def test_weight_normalizations_in_a_model_equal_flax(backend, wrapper, settings):
+    """init (the wrapped layers' params under the parent, the wrappers' own variables under
+    theirs), then three training steps of SpectralNorm updating u and sigma, equal to flax."""
+    x = np.random.default_rng(6).standard_normal((2, 4, 4, 2)).astype(np.float32)
+    with jax.enable_x64(False):
+        flax_net = _wrapped_net(fnn, wrapper, **settings)
+        want_variables = flax_net.init(jax.random.key(0), jnp.asarray(x))
+    ours = _wrapped_net(nn, wrapper, **settings)
+    xb = backend.asarray(x, "float32")
+    _flax_tree_equal(ours.init(nn.random.key(0, like=xb), xb), want_variables, rtol=2e-6, atol=1e-7)
+    variables = _flax_variables_on(backend, want_variables)
+    for _ in range(3 if wrapper == "SpectralNorm" else 1):
+        with jax.enable_x64(False):
+            if wrapper == "SpectralNorm":
+                want, want_stats = flax_net.apply(want_variables, jnp.asarray(x), True, mutable=["batch_stats"])
+                want_variables = {**want_variables, **want_stats}
+            else:
+                want = flax_net.apply(want_variables, jnp.asarray(x))
+        if wrapper == "SpectralNorm":
+            got, got_stats = ours.apply(variables, xb, True, mutable=["batch_stats"])
+            variables = {**variables, **got_stats}
+        else:
+            got = ours.apply(variables, xb)
+        np.testing.assert_allclose(backend.to_numpy(got), np.asarray(want), rtol=2e-5, atol=2e-6)
+    _flax_tree_equal(variables, want_variables, rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("wrapper", ["SpectralNorm", "WeightNorm"])
+@pytest.mark.parametrize("library", ["torch", "jax"])
+def test_weight_normalization_gradients_equal_flax(library, wrapper):
+    """Gradients through the normalised weights (power iteration without gradient) equal flax's."""
+    x = np.random.default_rng(7).standard_normal((2, 4, 4, 2))
+    flax_net, ours = _wrapped_net(fnn, wrapper), _wrapped_net(nn, wrapper)
+    variables = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64),
+                                       flax_net.init(jax.random.key(0), jnp.asarray(x)))
+    rest = {k: v for k, v in variables.items() if k != "params"}
+
+    def loss(net, p, inputs):
+        return jnp.sum(jnp.sin(net.apply({"params": p, **rest}, inputs)))
+
+    want = jax.grad(lambda p, i: loss(flax_net, p, i), argnums=(0, 1))(variables["params"], jnp.asarray(x))
+    if library == "jax":
+        got = jax.grad(lambda p, i: loss(ours, p, i), argnums=(0, 1))(variables["params"], jnp.asarray(x))
+    else:
+        import torch
+
+        tparams = nn.tree_map(lambda a: torch.tensor(np.asarray(a), requires_grad=True), variables["params"])
+        trest = nn.to_backend(nn.tree_map(np.asarray, rest), torch.zeros(1))
+        inputs = torch.tensor(x, requires_grad=True)
+        torch.sin(ours.apply({"params": tparams, **trest}, inputs)).sum().backward()
+        got = (nn.tree_map(lambda a: a.grad, tparams), inputs.grad)
+    _flax_tree_equal({"params": got[0], "x": got[1]}, {"params": want[0], "x": want[1]}, rtol=1e-9, atol=1e-12)
+
+
+def test_weight_normalization_errors_name_the_layer():
+    x = np.ones((2, 4, 4, 2), np.float32)
+    variables = nn.SpectralNorm(nn.Dense(3)).init(nn.random.key(0), x[:, 0, 0], update_stats=False)
+    with pytest.raises(nn.ModuleError, match='SpectralNorm: cannot update variable "layer_instance/kernel/u" because '
+                                             "collection \"batch_stats\" is immutable; pass mutable=\\['batch_stats'\\]"):
+        nn.SpectralNorm(nn.Dense(3)).apply(variables, x[:, 0, 0], update_stats=True)
+    with pytest.raises(TypeError, match="update_stats"):
+        nn.SpectralNorm(nn.Dense(3)).apply(variables, x[:, 0, 0])
+    with pytest.raises(nn.ModuleError, match='SpectralNorm: "layer_instance/kernel" is 4-D but error_on_non_matrix '
+                                             "is True"):
+        nn.SpectralNorm(nn.Conv(3, (2, 2)), error_on_non_matrix=True).init(nn.random.key(0), x, update_stats=False)
+    with pytest.raises(TypeError, match="WeightNorm: layer_instance must be an xpnn Module, got function"):
+        nn.WeightNorm(nn.relu).init(nn.random.key(0), x)
+
+
+_FUSED_LAYERS = [
+    ("LayerNorm", lambda: nn.LayerNorm(scale_init=nn.initializers.normal(1.0), bias_init=nn.initializers.normal(1.0)),
+     {}),
+    ("LayerNorm over 2 axes", lambda: nn.LayerNorm(reduction_axes=(-2, -1), feature_axes=(-2, -1)), {}),
+    ("RMSNorm", lambda: nn.RMSNorm(scale_init=nn.initializers.normal(1.0)), {}),
+    ("GroupNorm", lambda: nn.GroupNorm(num_groups=3, bias_init=nn.initializers.normal(1.0)), {}),
+    ("BatchNorm train", lambda: nn.BatchNorm(use_running_average=False, momentum=0.9), {"mutable": ["batch_stats"]}),
+    ("BatchNorm eval", lambda: nn.BatchNorm(use_running_average=True), {}),
+]
+
+
+@pytest.mark.parametrize(("label", "build", "kwargs"), _FUSED_LAYERS, ids=[case[0] for case in _FUSED_LAYERS])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_fused_norms_equal_the_written_once_statistics(monkeypatch, library, dtype, label, build, kwargs):
+    """The libraries' fused kernels (torch's F.layer_norm/rms_norm/group_norm/batch_norm, NumPy's
+    in-place passes) are used and give the written-once result, running statistics included, on
+    rows of other means and spreads (a constant one too)."""
+    backend = {"numpy": np, "torch": pytest.importorskip("torch")}[library]
+    rng = np.random.default_rng(8)
+    host = rng.standard_normal((4, 5, 6)) * rng.uniform(0.5, 4.0, (4, 5, 1)) + rng.uniform(-3.0, 3.0, (4, 5, 1))
+    host[2, 1] = 1.5
+    x = nn.to_backend(host.astype(dtype), backend.zeros(1))
+    adapter = adapter_of(x)
+    calls = []
+    fused = adapter.fused_norm
+    monkeypatch.setattr(adapter, "fused_norm", lambda kind, *a: calls.append(kind) or fused(kind, *a))
+    layer = build()
+    variables = nn.tree_map(lambda a: nn.to_backend(np.asarray(adapter_of(a).to_host(a), dtype), x),
+                            layer.init(nn.random.key(0), x))
+    got = layer.apply(variables, x, **kwargs)
+    assert calls, "the fused kernel was not used"
+    with nn.fast_paths(False):
+        want = layer.apply(variables, x, **kwargs)
+    tolerance = 1e-5 if dtype == "float32" else 1e-12
+    for a, b in zip(nn.tree_leaves(got), nn.tree_leaves(want)):
+        np.testing.assert_allclose(adapter_of(a).to_host(a), adapter_of(b).to_host(b), rtol=tolerance, atol=tolerance)
+    assert not [entry for entry in nn.fast_path_report() if "fused_norm" in entry.function]
+
+
+def test_a_wrong_fused_norm_is_switched_off(monkeypatch):
+    """A fused kernel that disagrees with the written-once statistics on the probe is not used
+    on this machine: the layer gives the written-once result and the report says why."""
+    from xpnn import _kernel_check
+
+    adapter = adapter_of(np.zeros(1))
+    monkeypatch.setattr(adapter, "fused_norm", lambda kind, x, *a: x * 2.0 if kind == "rms" else None)
+    monkeypatch.setattr(_kernel_check, "_OUTCOMES", {})
+    x = np.random.default_rng(9).standard_normal((3, 8)).astype(np.float32)
+    variables = nn.RMSNorm().init(nn.random.key(0), x)
+    got = nn.RMSNorm().apply(variables, x)
+    np.testing.assert_allclose(got, x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + 1e-6), rtol=1e-6)
+    entries = [entry for entry in nn.fast_path_report() if entry.function == "fused_norm('rms')"]
+    assert len(entries) == 1 and entries[0].backend == "numpy" and "the fused rms norm gave" in entries[0].reason

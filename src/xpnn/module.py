@@ -285,6 +285,18 @@ class Module:
         values["_state"], values["_scope"], values["parent"], values["name"] = _ModuleState(), scope, parent, name
         return bound
 
+    def _fresh_copy(self) -> Module:
+        """A copy bound where this (bound) module is, with fresh state: ``setup`` and the adoption
+        of module fields run again, so nothing an earlier run cached (the params dict, children
+        bound by ``setup``) is reused.  For running a module on substituted variables."""
+        cls = type(self)
+        values = self.__dict__
+        fresh = object.__new__(cls)
+        fresh.__dict__.update({field: values[field] for field in cls._hyperparameters}, **values.get("_unadopted", {}))
+        fresh.__dict__.update(_state=_ModuleState(), _scope=values["_scope"], parent=values["parent"],
+                              name=values["name"])
+        return fresh
+
     def _adopt(self, name: str, value: Any) -> Any:
         """Unbound modules in an attribute value, bound as children named after the attribute."""
         def adopt(child: Any, child_name: str) -> Any:
@@ -320,6 +332,8 @@ class Module:
         state.in_setup = True
         stack = _context.stack
         stack.append(self)
+        if adopted:
+            values["_unadopted"] = {field: values[field] for field in adopted}
         try:
             for field in adopted:
                 object.__setattr__(self, field, self._adopt(field, values[field]))

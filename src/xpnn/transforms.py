@@ -1,4 +1,6 @@
-"""Lifted transforms of modules: ``scan`` (flax.linen's ``nn.scan``, for a module with shared params).
+"""Lifted transforms of modules: ``scan`` (flax.linen's ``nn.scan``, for a module with shared params),
+and :func:`run_with_mapped_variables`, the variable mapping ``SpectralNorm`` and ``WeightNorm`` wrap
+a layer with (flax.linen's ``nn.map_variables``).
 
 ``xpnn.scan(Cell, variable_broadcast='params', split_rngs={'params': False}, in_axes=1,
 out_axes=1)`` makes a module class that runs ``Cell``'s ``__call__(carry, *xs)`` over an axis
@@ -13,14 +15,69 @@ and collections other than 'params' written inside the loop.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+import array_api_compat
 
 from xpnn._dispatch import adapter_of
 from xpnn.module import Module, ModuleError, compact
 from xpnn.trees import tree_leaves, tree_map
 
 __all__ = ["scan"]
+
+#: ``leaf_fn(collection, path, value)``: a variable of a wrapped layer as the layer is to see it.
+LeafMap = Callable[[str, tuple[str, ...], Any], Any]
+
+
+def _map_leaves(leaf_fn: LeafMap, collection: str, tree: Mapping, path: tuple[str, ...] = ()) -> dict:
+    """``tree`` with ``leaf_fn`` applied to its array leaves, in sorted key order (jax's for a
+    dict, so keys drawn by ``leaf_fn`` come in flax's order)."""
+    mapped = {}
+    for name in sorted(tree):
+        value = tree[name]
+        if isinstance(value, Mapping):
+            mapped[name] = _map_leaves(leaf_fn, collection, value, (*path, name))
+        elif array_api_compat.is_array_api_obj(value):
+            mapped[name] = leaf_fn(collection, (*path, name), value)
+        else:
+            mapped[name] = value
+    return mapped
+
+
+def _with_subtree(tree: Mapping, path: tuple[str, ...], subtree: dict) -> dict:
+    """A copy of ``tree`` with the node at ``path`` replaced by ``subtree`` (only the dicts on the path copied)."""
+    copied = dict(tree)
+    copied[path[0]] = subtree if len(path) == 1 else _with_subtree(tree[path[0]], path[1:], subtree)
+    return copied
+
+
+def run_with_mapped_variables(layer: Module, leaf_fn: LeafMap, args: tuple, kwargs: Mapping, *,
+                              write_back: bool) -> Any:
+    """Run the bound module ``layer`` on its variables as ``leaf_fn`` maps them (flax.linen's
+    ``nn.map_variables`` with ``trans_in_fn``, as its ``SpectralNorm``/``WeightNorm`` use it).
+
+    While initialising, ``layer`` first runs once to make its variables, which are then mapped and
+    the layer run again on them.  The mapped values replace the stored ones in the collections
+    the run may write when ``write_back`` or while initialising (flax's quirk, kept: ``init``
+    stores a wrapped layer's normalised kernel); otherwise the stored variables are left as they were.
+    """
+    scope = layer._scope
+    frame, path = scope[0], scope[1:]
+    if frame.initializing:
+        layer._fresh_copy()(*args, **kwargs)
+    stores = {c: frame.store(c, path) for c in sorted(frame.variables)}
+    mapped = {c: _map_leaves(leaf_fn, c, store) for c, store in stores.items() if store is not None}
+    saved = {c: frame.variables[c] for c in mapped}
+    for collection, subtree in mapped.items():
+        frame.variables[collection] = _with_subtree(saved[collection], path, subtree)
+    keep = write_back or frame.initializing
+    try:
+        return layer._fresh_copy()(*args, **kwargs)
+    finally:
+        for collection, tree in saved.items():
+            if not (keep and frame.is_mutable(collection)):
+                frame.variables[collection] = tree
 
 
 def _axis_list(axes: Any, count: int, argument: str) -> list[int | None]:

@@ -1,7 +1,7 @@
 """flax.linen-style layers, one module per family: subclasses of ``xpnn.Module``.
 
 Families: ``linear`` (Dense, DenseGeneral, Einsum, Embed), ``conv`` (Conv, ConvTranspose,
-ConvLocal), ``normalization`` (BatchNorm, LayerNorm, RMSNorm, GroupNorm, InstanceNorm),
+ConvLocal), ``normalization`` (BatchNorm, LayerNorm, RMSNorm, GroupNorm, InstanceNorm, SpectralNorm, WeightNorm),
 ``attention`` (MultiHeadDotProductAttention, MultiHeadAttention, SelfAttention, and flax.linen's
 ``dot_product_attention`` and ``combine_masks`` as ``xpnn.layers.<name>``),
 ``recurrent`` (LSTMCell, OptimizedLSTMCell, GRUCell, MGUCell, SimpleCell, ConvLSTMCell, RNNCellBase,

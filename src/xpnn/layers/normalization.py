@@ -1,5 +1,6 @@
-r"""Normalization layers: ``BatchNorm``, ``LayerNorm``, ``RMSNorm``, ``GroupNorm``, ``InstanceNorm``
-(flax.linen's, ../shared/REFERENCE.md E.5 and E.6).
+r"""Normalization layers: ``BatchNorm``, ``LayerNorm``, ``RMSNorm``, ``GroupNorm``, ``InstanceNorm``,
+and the weight normalizations ``SpectralNorm`` and ``WeightNorm`` that wrap another layer
+(flax.linen's, ../shared/REFERENCE.md E.5 to E.7).
 
 Every norm is :func:`compute_stats` then :func:`normalize`, as in flax:
 
@@ -16,15 +17,20 @@ checkpoints apply unchanged.  ``axis_name`` averages the statistics across a nam
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from xpnn import initializers
+import numpy as np
+
+from xpnn import initializers, random
 from xpnn._checks import dtype_argument, normalize_axes
+from xpnn._dispatch import fast_paths_enabled
+from xpnn._kernel_check import kernel_agrees
 from xpnn._types import Array
 from xpnn.module import Module, compact
+from xpnn.transforms import run_with_mapped_variables
 
-__all__ = ["BatchNorm", "LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm"]
+__all__ = ["BatchNorm", "LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm", "SpectralNorm", "WeightNorm"]
 
 Initializer = initializers.Initializer
 Axes = int | Sequence[int]
@@ -95,6 +101,77 @@ def normalize(module: Module, ops: Any, x: Array, mean: Array, var: Array, reduc
     return y if y.dtype == target else xp.astype(y, target)
 
 
+def _statistics_axes(kind: str, x: Array, count: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """For a fused-norm ``kind`` (see ``fused_norm`` of the adapters): the shape ``x`` is seen in
+    (groups split off the channels) and the axes of that shape the statistics are over."""
+    if kind in ("layer", "rms"):
+        return tuple(x.shape), tuple(range(x.ndim - count, x.ndim))
+    if kind == "group":
+        return (*x.shape[:-1], count, x.shape[-1] // count), (*range(1, x.ndim - 1), x.ndim)
+    return tuple(x.shape), tuple(range(x.ndim - 1))
+
+
+def reference_norm(ops: Any, kind: str, x: Array, count: int, scale: Array | None, bias: Array | None,
+                   epsilon: float, statistics: tuple[Array, Array] | None = None) -> Any:
+    """What the adapters' ``fused_norm`` computes, written once (two-pass variance): the
+    definition a fused kernel is checked against."""
+    xp = ops.xp
+    shape, axes = _statistics_axes(kind, x, count)
+    seen = xp.reshape(x, shape)
+    if statistics is None:
+        mean, var = compute_stats(ops, seen, axes, None, use_mean=kind != "rms", use_fast_variance=False)
+    else:
+        mean, var = statistics
+    kept = tuple(1 if a in axes else n for a, n in enumerate(shape))
+    y = xp.reshape((seen - xp.reshape(mean, kept)) / xp.sqrt(xp.reshape(var, kept) + epsilon), x.shape)
+    if scale is not None:
+        y = y * scale
+    if bias is not None:
+        y = y + bias
+    return (y, mean, var) if kind == "batch" else y
+
+
+def _fused_norm_disagreement(ops: Any, kind: str, dtype: Any, device: Any) -> str | None:
+    """Why the library's fused ``kind`` norm and :func:`reference_norm` differ on a fixed probe
+    (rows of other means and spreads, one constant row, random scale and bias); None if they agree."""
+    xp = ops.xp
+    rng = np.random.default_rng(0)
+    host = rng.standard_normal((4, 3, 8)) * rng.uniform(0.1, 10.0, (4, 3, 1)) + rng.uniform(-5, 5, (4, 3, 1))
+    host[1, 2] = 3.0
+
+    def made(values: Any) -> Array:
+        return xp.astype(ops.from_host(np.asarray(values, np.float64), device), dtype)
+
+    x = made(host)
+    count = 2 if kind == "group" else 1
+    scale, bias = made(rng.standard_normal(8)), (None if kind == "rms" else made(rng.standard_normal(8)))
+    statistics = (made(rng.standard_normal(8)), made(rng.uniform(0.0, 3.0, 8))) if kind == "running" else None
+    fused = ops.fused_norm(kind, x, count, scale, bias, 1e-5, statistics)
+    if fused is None:
+        return None
+    reference = reference_norm(ops, kind, x, count, scale, bias, 1e-5, statistics)
+    tolerance = 64 * float(xp.finfo(dtype).eps)
+    for got, want in zip(fused if kind == "batch" else (fused,), reference if kind == "batch" else (reference,)):
+        got, want = np.asarray(ops.to_host(got), np.float64), np.asarray(ops.to_host(want), np.float64)
+        if got.shape != want.shape or not np.allclose(got, want, rtol=tolerance, atol=tolerance):
+            return (f"the fused {kind} norm gave {got.ravel()[:3]}..., the written-once statistics "
+                    f"{want.ravel()[:3]}... (shapes {got.shape} and {want.shape})")
+    return None
+
+
+def fused_norm(ops: Any, kind: str, x: Array, count: int, scale: Array | None, bias: Array | None, epsilon: float,
+               statistics: tuple[Array, Array] | None = None) -> Any:
+    """The library's fused ``kind`` norm (``ops.fused_norm``) where fast paths are on, its operands
+    share ``x``'s dtype and the kernel agreed with :func:`reference_norm` on this machine; else None."""
+    if not fast_paths_enabled() or any(a is not None and a.dtype != x.dtype for a in (scale, bias, *(statistics or ()))):
+        return None
+    device = ops.device_of(x)
+    if not kernel_agrees(f"fused_norm({kind!r})", ops, x.dtype, device,
+                         lambda: _fused_norm_disagreement(ops, kind, x.dtype, device)):
+        return None
+    return ops.fused_norm(kind, x, count, scale, bias, epsilon, statistics)
+
+
 class _Norm(Module):
     """What the norms share: the input check, the mask, the dtypes."""
 
@@ -131,9 +208,26 @@ class _Norm(Module):
                 raise
             raise self._error(str(error)) from None
 
+    def _fused(self, ops: Any, kind: str, x: Array, count: int, mask: Array | None, feature_shape: tuple[int, ...],
+               use_bias: bool, statistics: tuple[Array, Array] | None = None) -> Any:
+        """The library's fused ``kind`` norm (:func:`fused_norm`) with this layer's params, where
+        nothing the kernel lacks is asked (no mask, ``axis_name`` or ``dtype``); else None.  The
+        params are made as :func:`normalize` makes them, which then finds them."""
+        if mask is not None or self.axis_name is not None or self.dtype is not None or not fast_paths_enabled():
+            return None
+        scale = self.param("scale", self.scale_init, feature_shape, self.param_dtype) if self.use_scale else None
+        bias = self.param("bias", self.bias_init, feature_shape, self.param_dtype) if use_bias else None
+        return fused_norm(ops, kind, x, count, scale, bias, self.epsilon, statistics)
+
     def _normalized(self, ops: Any, x: Array, mask: Array | None, reduction: tuple[int, ...],
                     features: tuple[int, ...], use_mean: bool = True, use_bias: bool = True) -> Array:
-        """:func:`compute_stats` over ``reduction`` and :func:`normalize` with this layer's settings."""
+        """:func:`compute_stats` over ``reduction`` and :func:`normalize` with this layer's settings;
+        the library's fused layer or RMS norm where the axes are the trailing ones of ``x``."""
+        if reduction == features and reduction == tuple(range(x.ndim - len(reduction), x.ndim)):
+            fused = self._fused(ops, "layer" if use_mean else "rms", x, len(reduction), mask,
+                                tuple(x.shape[a] for a in features), use_bias)
+            if fused is not None:
+                return fused
         mean, var = self._stats(ops, x, reduction, mask, use_mean)
         return normalize(self, ops, x, mean, var, reduction, features, self.dtype, self.param_dtype, self.epsilon,
                          use_bias, self.use_scale, getattr(self, "bias_init", initializers.zeros_init()),
@@ -232,6 +326,10 @@ class GroupNorm(_Norm):
         if isinstance(groups, bool) or not isinstance(groups, int) or groups <= 0 or channels % groups:
             raise self._error(f"num_groups {groups!r} does not divide the {channels} features")
         size = channels // groups
+        if reduction == tuple(range(1, x.ndim)):
+            fused = self._fused(ops, "group", x, groups, mask, (channels,), self.use_bias)
+            if fused is not None:
+                return fused
         grouped = xp.reshape(x, (*x.shape[:-1], groups, size))
         if mask is not None:
             mask = xp.reshape(xp.broadcast_to(mask, x.shape), grouped.shape)
@@ -310,16 +408,160 @@ class BatchNorm(_Norm):
                                                                               device=device))
         var_variable = self.variable("batch_stats", "var", lambda: xp.ones(feature_shape, dtype=xp.float32,
                                                                            device=device))
+        if features == (x.ndim - 1,):
+            fused = self._fused(ops, "running" if running else "batch", x, 1, mask, feature_shape, self.use_bias,
+                                (mean_variable.value, var_variable.value) if running else None)
+            if fused is not None and running:
+                return fused
+        else:
+            fused = None
         if running:
             mean, var = mean_variable.value, var_variable.value
         else:
-            mean, var = self._stats(ops, x, reduction, mask)
+            y, mean, var = fused if fused is not None else (None, *self._stats(ops, x, reduction, mask))
             if not self.is_initializing():
                 momentum = self.momentum
                 mean_variable.value = momentum * mean_variable.value + (1 - momentum) * xp.reshape(mean, feature_shape)
                 var_variable.value = momentum * var_variable.value + (1 - momentum) * xp.reshape(var, feature_shape)
+            if y is not None:
+                return y
         stats_shape = tuple(1 if a in reduction else n for a, n in enumerate(x.shape))
         return normalize(self, ops, x, xp.reshape(mean, stats_shape), xp.reshape(var, stats_shape), reduction,
                          features, self.dtype, self.param_dtype, self.epsilon, self.use_bias, self.use_scale,
                          self.bias_init, self.scale_init, self.force_float32_reductions)
 
+
+
+def _l2_normalized(xp: Any, value: Array, axes: tuple[int, ...], epsilon: float) -> Array:
+    """flax's ``_l2_normalize``: ``value / sqrt(sum(value^2 over axes) + epsilon)``."""
+    return value / xp.sqrt(xp.sum(value * value, axis=axes, keepdims=True) + epsilon)
+
+
+class _WeightNormalization(Module):
+    """What SpectralNorm and WeightNorm share: the wrapped layer run on its normalised variables."""
+
+    def _run_normalized(self, args: tuple, kwargs: dict, write_back: bool, leaf_fn: Any) -> Any:
+        layer = self.layer_instance
+        if not isinstance(layer, Module):
+            raise TypeError(f"{self.path}: layer_instance must be an xpnn Module, got {type(layer).__name__}")
+
+        def normalized(collection: str, path: tuple[str, ...], value: Array) -> Array:
+            return leaf_fn("/".join((layer.name, *path)), value)
+
+        return run_with_mapped_variables(layer, normalized, args, kwargs, write_back=write_back)
+
+    def _result(self, ops: Any, value: Array, *dtypes: Any) -> Array:
+        """``value`` in ``dtype``, or the promotion of ``dtypes`` (flax's ``canonicalize_dtype``)."""
+        xp = ops.xp
+        target = xp.result_type(*dtypes) if self.dtype is None else dtype_argument(
+            ops, self.dtype, "real floating", "float32", self.path)
+        return value if value.dtype == target else xp.astype(value, target)
+
+
+class SpectralNorm(_WeightNormalization):
+    """Spectral normalization of a wrapped layer's weights (``flax.linen.SpectralNorm``).
+
+    Every weight W of ``layer_instance`` with 2 or more dims (the others, biases, as they are),
+    seen as the matrix ``W.reshape(-1, W.shape[-1])``, is divided by its largest singular value
+    sigma, estimated by ``n_steps`` of power iteration from the stored vector ``u``:
+
+        v = l2n(u @ W.T),  u = l2n(v @ W),  sigma = v @ W @ u.T,  W_used = W / sigma
+
+    with ``l2n(a) = a / sqrt(sum(a^2) + epsilon)`` and no gradient through u and v.
+    ``__call__(*args, update_stats, **kwargs)`` passes its arguments to the layer;
+    ``update_stats=True`` stores the new ``u`` and ``sigma`` (run with
+    ``mutable=['batch_stats']``).  Variables, as flax's: the layer's own params stay under the
+    layer's name in the parent, and ``collection_name`` holds ``'<layer>/<param>/u'`` (shape
+    ``(1, W.shape[-1])``, standard normal from the 'params' stream) and ``'<layer>/<param>/sigma'``
+    (1.0).  As in flax, ``init`` stores the kernel already divided by the first estimate of sigma.
+    """
+
+    layer_instance: Module
+    n_steps: int = 1
+    epsilon: float = 1e-12
+    dtype: Any = None
+    param_dtype: Any = "float32"
+    error_on_non_matrix: bool = False
+    collection_name: str = "batch_stats"
+
+    @compact
+    def __call__(self, *args: Any, update_stats: bool, **kwargs: Any) -> Any:
+        def spectral_normalized(name: str, value: Array) -> Array:
+            return self._spectral_normalize(name, value, update_stats)
+
+        return self._run_normalized(args, kwargs, True, spectral_normalized)
+
+    def _spectral_normalize(self, name: str, value: Array, update_stats: bool) -> Array:
+        if value.ndim <= 1 or self.n_steps < 1:
+            return value
+        if value.ndim > 2 and self.error_on_non_matrix:
+            raise self._error(f'"{name}" is {value.ndim}-D but error_on_non_matrix is True')
+        ops = self._adapter(value=value)
+        xp = ops.xp
+        matrix = xp.reshape(value, (-1, value.shape[-1])) if value.ndim > 2 else value
+        param_dtype = dtype_argument(ops, self.param_dtype, "real floating", "float32", self.path)
+        device = ops.device_of(value)
+        u_variable = self.variable(self.collection_name, f"{name}/u", lambda: random.normal(
+            self.make_rng("params"), (1, matrix.shape[-1]), param_dtype))
+        sigma_variable = self.variable(self.collection_name, f"{name}/sigma",
+                                       lambda: xp.ones((), dtype=param_dtype, device=device))
+        u = u_variable.value
+        work = xp.result_type(matrix.dtype, u.dtype)  # flax's promotion (torch's matmul makes none)
+        matrix, u = (a if a.dtype == work else xp.astype(a, work) for a in (matrix, u))
+        for _ in range(self.n_steps):
+            v = _l2_normalized(xp, u @ xp.matrix_transpose(matrix), (0, 1), self.epsilon)
+            u = _l2_normalized(xp, v @ matrix, (0, 1), self.epsilon)
+        u, v = ops.stop_gradient(u), ops.stop_gradient(v)
+        sigma = ((v @ matrix) @ xp.matrix_transpose(u))[0, 0]
+        normalized = xp.reshape(matrix / xp.where(sigma != 0, sigma, xp.ones_like(sigma)), value.shape)
+        if update_stats:
+            u_variable.value = u
+            sigma_variable.value = sigma
+        return self._result(ops, normalized, value.dtype, work)
+
+
+class WeightNorm(_WeightNormalization):
+    """Weight normalization of a wrapped layer's weights (``flax.linen.WeightNorm``).
+
+    Every weight W of ``layer_instance`` whose name (``'<layer>/<param>'``) contains one of
+    ``variable_filter`` (None: every weight) is used as
+
+        W_used = W / sqrt(sum(W^2 over the axes but feature_axes) + epsilon) * scale
+
+    with ``scale`` a param of this module named ``'<layer>/<param>/scale'``, shaped like W's
+    ``feature_axes`` (None: a scalar norm over all axes, no feature axes) and made by
+    ``scale_init`` (ones), when ``use_scale``.  ``__call__(*args, **kwargs)`` passes its
+    arguments to the layer, whose own params stay under its name in the parent.  As in flax,
+    ``init`` stores the normalised kernel.
+    """
+
+    layer_instance: Module
+    epsilon: float = 1e-12
+    dtype: Any = None
+    param_dtype: Any = "float32"
+    use_scale: bool = True
+    scale_init: Initializer = initializers.ones_init()
+    feature_axes: Axes | None = -1
+    variable_filter: Collection[str] | None = frozenset({"kernel"})
+
+    @compact
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._run_normalized(args, kwargs, False, self._weight_normalize)
+
+    def _weight_normalize(self, name: str, value: Array) -> Array:
+        if self.variable_filter and not any(part in name for part in self.variable_filter):
+            return value
+        ops = self._adapter(value=value)
+        xp = ops.xp
+        features = () if self.feature_axes is None else normalize_axes(
+            self.feature_axes, value.ndim, "feature_axes", where=self.path)
+        reduction = tuple(a for a in range(value.ndim) if a not in features)
+        normalized = _l2_normalized(xp, value, reduction, self.epsilon)
+        dtypes = [value.dtype]
+        if self.use_scale:
+            scale = self.param(f"{name}/scale", self.scale_init, tuple(value.shape[a] for a in features),
+                               self.param_dtype)
+            normalized = normalized * xp.reshape(scale, tuple(n if a in features else 1
+                                                              for a, n in enumerate(value.shape)))
+            dtypes.append(scale.dtype)
+        return self._result(ops, normalized, *dtypes)
