@@ -165,7 +165,8 @@ def _forget_checked_fast_paths() -> None:
 
 def check_fast_paths(like: Any, dtypes: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64"),
                      ) -> list[_kernel_check.SwitchedOff]:
-    """Check every public function's native fast path for ``like``'s library and device now.
+    """Check every public function's native fast path, and the layers' fused kernels, for
+    ``like``'s library and device now.
 
     ``like`` is an array or an array namespace (``numpy``, ``torch``...).
     Each fast path is run on the probe of :mod:`xpnn._kernel_check` in each of
@@ -182,6 +183,8 @@ def check_fast_paths(like: Any, dtypes: tuple[str, ...] = ("float16", "bfloat16"
         x = adapter.xp.astype(adapter.xp.asarray(like), dtype)
         for entry in REGISTRY.values():
             entry.public.checked_fast_path(x)
+        for kernel in _kernel_check.LAYER_KERNELS:
+            _kernel_check.layer_kernel_agrees(kernel, adapter, dtype, array_api_compat.device(x))
     return _kernel_check.fast_path_report()
 
 

@@ -247,6 +247,17 @@ def checked(name: str, written_once: Callable[..., Any], fast: Callable[..., Any
     return adapter.decline_on(fast, frozenset(failed))
 
 
+#: The checks of native kernels that are no public function's fast path (a layer's fused
+#: kernel), by name: ``disagreement(adapter, dtype, device)``, None when the kernel agrees or the
+#: library has none.  :func:`xpnn.check_fast_paths` runs them with the functions' fast paths.
+LAYER_KERNELS: dict[str, Callable[[Any, Any, Any], str | None]] = {}
+
+
+def layer_kernel_agrees(name: str, adapter: Any, dtype: Any, device: Any) -> bool:
+    """:func:`kernel_agrees` for the layer kernel ``name`` of :data:`LAYER_KERNELS`."""
+    return kernel_agrees(name, adapter, dtype, device, lambda: LAYER_KERNELS[name](adapter, dtype, device))
+
+
 def kernel_agrees(name: str, adapter: Any, dtype: Any, device: Any, disagreement: Callable[[], str | None]) -> bool:
     """Whether a native kernel that is no public function's fast path (a library's fused LSTM
     loop) agrees with the written-once code on this machine: ``disagreement()`` runs both on a

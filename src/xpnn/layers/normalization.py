@@ -17,6 +17,7 @@ checkpoints apply unchanged.  ``axis_name`` averages the statistics across a nam
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -25,7 +26,7 @@ import numpy as np
 from xpnn import initializers, random
 from xpnn._checks import dtype_argument, normalize_axes
 from xpnn._dispatch import fast_paths_enabled
-from xpnn._kernel_check import kernel_agrees
+from xpnn._kernel_check import LAYER_KERNELS, layer_kernel_agrees
 from xpnn._types import Array
 from xpnn.module import Module, compact
 from xpnn.transforms import run_with_mapped_variables
@@ -131,7 +132,7 @@ def reference_norm(ops: Any, kind: str, x: Array, count: int, scale: Array | Non
     return (y, mean, var) if kind == "batch" else y
 
 
-def _fused_norm_disagreement(ops: Any, kind: str, dtype: Any, device: Any) -> str | None:
+def _fused_norm_disagreement(ops: Any, dtype: Any, device: Any, kind: str) -> str | None:
     """Why the library's fused ``kind`` norm and :func:`reference_norm` differ on a fixed probe
     (rows of other means and spreads, one constant row, random scale and bias); None if they agree."""
     xp = ops.xp
@@ -165,11 +166,13 @@ def fused_norm(ops: Any, kind: str, x: Array, count: int, scale: Array | None, b
     share ``x``'s dtype and the kernel agreed with :func:`reference_norm` on this machine; else None."""
     if not fast_paths_enabled() or any(a is not None and a.dtype != x.dtype for a in (scale, bias, *(statistics or ()))):
         return None
-    device = ops.device_of(x)
-    if not kernel_agrees(f"fused_norm({kind!r})", ops, x.dtype, device,
-                         lambda: _fused_norm_disagreement(ops, kind, x.dtype, device)):
+    if not layer_kernel_agrees(f"fused_norm({kind!r})", ops, x.dtype, ops.device_of(x)):
         return None
     return ops.fused_norm(kind, x, count, scale, bias, epsilon, statistics)
+
+
+for _kind in ("layer", "rms", "group", "batch", "running"):
+    LAYER_KERNELS[f"fused_norm({_kind!r})"] = functools.partial(_fused_norm_disagreement, kind=_kind)
 
 
 class _Norm(Module):

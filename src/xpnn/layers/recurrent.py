@@ -11,6 +11,7 @@ the hidden state, so a step pays no module machinery.
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,7 +21,7 @@ import numpy as np
 
 from xpnn import initializers, random
 from xpnn._dispatch import adapter_of, fast_paths_enabled
-from xpnn._kernel_check import kernel_agrees
+from xpnn._kernel_check import LAYER_KERNELS, layer_kernel_agrees
 from xpnn._promotion import promote_dtype
 from xpnn._types import Array
 from xpnn.functions.activations import sigmoid, tanh
@@ -557,17 +558,20 @@ def _fused(ops: Any, cell: _DenseCell, weights: Weights, carry: Carry, xs: Array
         return None
     if any(a is not None and a.dtype != xs.dtype for a in (*weights, *tree_leaves(carry))):
         return None
-    device = array_api_compat.device(xs)
-    if not kernel_agrees(f"RNN({type(cell).__name__}) fused loop", ops, xs.dtype, device,
-                         lambda: _fused_disagreement(ops, type(cell), kind, xs.dtype, device)):
+    if not layer_kernel_agrees(_fused_loop_name(type(cell)), ops, xs.dtype, array_api_compat.device(xs)):
         return None
     return ops.fused_recurrence(kind, xs, carry, *weights)
 
 
-def _fused_disagreement(ops: Any, cell_type: type, kind: str, dtype: Any, device: Any) -> str | None:
-    """Why the library's fused ``kind`` loop and the written-once step differ on a fixed probe
-    (6 steps, batch 3, 5 inputs, 4 units, gates driven into saturation too); None if they agree."""
+def _fused_loop_name(cell_type: type) -> str:
+    return f"RNN({cell_type.__name__}) fused loop"
+
+
+def _fused_disagreement(ops: Any, dtype: Any, device: Any, cell_type: type) -> str | None:
+    """Why the library's fused loop of ``cell_type`` and the written-once step differ on a fixed
+    probe (6 steps, batch 3, 5 inputs, 4 units, gates driven into saturation too); None if they agree."""
     xp = ops.xp
+    kind = cell_type._fused
     rng = np.random.default_rng(0)
     gates = 4 if kind == "LSTM" else 3
 
@@ -589,6 +593,10 @@ def _fused_disagreement(ops: Any, cell_type: type, kind: str, dtype: Any, device
             return (f"the fused {kind} loop gave {got.ravel()[:3]}..., the written-once step "
                     f"{want.ravel()[:3]}... (shapes {got.shape} and {want.shape})")
     return None
+
+
+for _cell in (LSTMCell, OptimizedLSTMCell, GRUCell):
+    LAYER_KERNELS[_fused_loop_name(_cell)] = functools.partial(_fused_disagreement, cell_type=_cell)
 
 
 def _promoted(xp: Any, leaf: Array, dtype: Any) -> Array:
