@@ -216,3 +216,27 @@ def written_once_by_rows(function: Callable[..., Any]) -> FastPath:
         return in_slices(function, x, (), {**arguments, "axis": -1}, fills=False, rows=True)
 
     return sliced
+
+
+def in_row_blocks(compute: Callable[[int, int], Any], rows: int, block: int, elements: int) -> list[Any]:
+    """``compute(begin, end)`` for consecutive blocks of ``block`` rows (of an array of
+    ``elements`` elements in all), the results in block order.  The blocks are split among this
+    thread and the pool's, in contiguous runs, when the array is at least ``SLICED_FROM['memory']``
+    elements; every block is computed alike whatever the split, so the results are the same numbers."""
+    starts = range(0, rows, block)
+    results: list[Any] = [None] * len(starts)
+    errors, error_call = np.geterr(), np.geterrcall()
+
+    def run(first: int, last: int) -> None:
+        with np.errstate(call=error_call, **errors):
+            for index in range(first, last):
+                begin = starts[index]
+                results[index] = compute(begin, min(begin + block, rows))
+
+    threads = WORKERS if elements >= SLICED_FROM["memory"] else 1
+    step = -(-len(starts) // threads)
+    others = [pool().submit(run, first, min(first + step, len(starts))) for first in range(step, len(starts), step)]
+    run(0, min(step, len(starts)))
+    for other in others:
+        other.result()
+    return results

@@ -5,7 +5,9 @@ float32 ``erf_inv`` with in-place ufuncs, and random draws sliced over a
 thread pool."""
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -298,6 +300,25 @@ def _row_squares(rows: np.ndarray) -> np.ndarray:
     return vecdot(rows, rows) if vecdot is not None else np.einsum("ij,ij->i", rows, rows)
 
 
+def _group_norm(x: np.ndarray, groups: int, scale: Any, bias: Any, epsilon: float) -> np.ndarray:
+    """GroupNorm of the channels-last ``x`` ``(N, ..., C)``: per sample and channel, sums over the
+    positions (``einsum``), then over each group's channels; the variance the two-pass one."""
+    rows = x.reshape(x.shape[0], -1, x.shape[-1])
+    size = x.shape[-1] // groups
+    per_group = rows.shape[1] * size
+
+    def grouped(per_channel: np.ndarray) -> np.ndarray:  # (N, C) -> (N, 1, C), each group's sum
+        sums = per_channel.reshape(x.shape[0], groups, size).sum(axis=-1)
+        return np.repeat(sums, size, axis=1)[:, None, :]
+
+    y = rows - grouped(np.einsum("npc->nc", rows)) / per_group
+    multiplier = 1 / np.sqrt(grouped(np.einsum("npc,npc->nc", y, y)) / per_group + epsilon)
+    y *= multiplier if scale is None else multiplier * scale
+    if bias is not None:
+        y += bias
+    return y.reshape(x.shape)
+
+
 class NumpyAdapter(Adapter):
     name = "numpy"
 
@@ -341,52 +362,66 @@ class NumpyAdapter(Adapter):
         return erf_inv_float32(x).astype(x.dtype, copy=False)
 
     def fused_norm(self, kind, x, count, scale, bias, epsilon, statistics=None):
-        """Layer, RMS, group and batch norms (training and running) of float32/float64 arrays in as few passes as NumPy
-        allows: the mean, one centred copy, its squares summed without a temporary (``vecdot``,
-        ``einsum``), then scaled and shifted in place; the variance is the two-pass one."""
+        """Layer, RMS, group and batch norms (training and running) of float32/float64 arrays in
+        as few passes over memory as NumPy allows.  The layer and RMS norms go through blocks of
+        rows that stay in cache (the mean, the centred block, its squares summed by ``vecdot``
+        without a temporary, then scaled and shifted in place), on all cores for large arrays;
+        the batch norms read the data once for the mean, once for the (two-pass) variance, and
+        once more to write the output, in blocks too (the blocks' sums added in order); the group norm sums per channel with ``einsum``."""
         if x.dtype not in (np.float32, np.float64) or x.size == 0:
             return None
         if kind == "group":
-            if x.ndim < 2:
-                return None
-            # (N, P, C): sums per sample and channel over the positions, then over each group's channels.
-            rows = x.reshape(x.shape[0], -1, x.shape[-1])
-            size = x.shape[-1] // count
-            per_group = rows.shape[1] * size
+            return None if x.ndim < 2 else _group_norm(x, count, scale, bias, epsilon)
+        if kind in ("layer", "rms"):
+            rows = x.reshape(-1, math.prod(x.shape[x.ndim - count:]))
+            scale = None if scale is None else scale.reshape(-1)
+            bias = None if bias is None else bias.reshape(-1)
+            out = np.empty_like(rows)
 
-            def grouped(per_channel: np.ndarray) -> np.ndarray:  # (N, C) -> (N, 1, C), each group's sum
-                sums = per_channel.reshape(x.shape[0], count, size).sum(axis=-1)
-                return np.repeat(sums, size, axis=1)[:, None, :]
+            def normalize(begin: int, end: int) -> None:
+                part, into = rows[begin:end], out[begin:end]
+                if kind == "layer":
+                    np.subtract(part, part.mean(axis=1, keepdims=True), out=into)
+                    part = into
+                multiplier = 1 / np.sqrt(_row_squares(part) / rows.shape[1] + epsilon)
+                np.multiply(part, multiplier[:, None], out=into)
+                if scale is not None:
+                    into *= scale
+                if bias is not None:
+                    into += bias
 
-            y = rows - grouped(np.einsum("npc->nc", rows)) / per_group
-            multiplier = 1 / np.sqrt(grouped(np.einsum("npc,npc->nc", y, y)) / per_group + epsilon)
-            y *= multiplier if scale is None else multiplier * scale
-            if bias is not None:
-                y += bias
-            return y.reshape(x.shape)
-        if kind in ("batch", "running"):
-            rows = x.reshape(-1, x.shape[-1])
-            mean = rows.mean(axis=0) if statistics is None else statistics[0]
-            y = rows - mean
-            var = np.einsum("ij,ij->j", y, y) / rows.shape[0] if statistics is None else statistics[1]
-            multiplier = 1 / np.sqrt(var + epsilon)
-            y *= multiplier if scale is None else multiplier * scale
-            if bias is not None:
-                y += bias
-            return y.reshape(x.shape) if statistics is not None else (y.reshape(x.shape), mean, var)
-        rows = x.reshape(-1, math.prod(x.shape[x.ndim - count:]))
-        if kind == "layer":
-            y = rows - rows.mean(axis=1, keepdims=True)
-            var = _row_squares(y) / rows.shape[1]
-            y *= (1 / np.sqrt(var + epsilon))[:, None]
+            slices.in_row_blocks(normalize, rows.shape[0], max(1, slices.PIECE // rows.shape[1]), rows.size)
+            return out.reshape(x.shape)
+        rows = x.reshape(-1, x.shape[-1])
+        block = max(1, slices.PIECE // rows.shape[1])
+        if statistics is None:
+            def in_blocks(block_sum: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+                """The mean over the rows of ``block_sum`` of each block (the blocks' sums added in order)."""
+                sums = slices.in_row_blocks(lambda begin, end: block_sum(rows[begin:end]), rows.shape[0], block,
+                                            rows.size)
+                return functools.reduce(np.add, sums) / rows.shape[0]
+
+            def centred_squares(part: np.ndarray) -> np.ndarray:
+                centred = part - mean
+                return np.einsum("ij,ij->j", centred, centred)
+
+            mean = in_blocks(lambda part: part.sum(axis=0))
+            var = in_blocks(centred_squares)
         else:
-            var = _row_squares(rows) / rows.shape[1]
-            y = rows * (1 / np.sqrt(var + epsilon))[:, None]
-        if scale is not None:
-            y *= scale.reshape(-1)
-        if bias is not None:
-            y += bias.reshape(-1)
-        return y.reshape(x.shape)
+            mean, var = statistics
+        multiplier = 1 / np.sqrt(var + epsilon)
+        multiplier = multiplier if scale is None else multiplier * scale
+        out = np.empty_like(rows)
+
+        def normalize_rows(begin: int, end: int) -> None:
+            into = out[begin:end]
+            np.subtract(rows[begin:end], mean, out=into)
+            into *= multiplier
+            if bias is not None:
+                into += bias
+
+        slices.in_row_blocks(normalize_rows, rows.shape[0], block, rows.size)
+        return out.reshape(x.shape) if statistics is not None else (out.reshape(x.shape), mean, var)
 
     def conv_general_dilated(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                              feature_group_count=1):

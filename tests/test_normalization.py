@@ -388,3 +388,21 @@ def test_a_wrong_fused_norm_is_switched_off(monkeypatch):
     np.testing.assert_allclose(got, x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + 1e-6), rtol=1e-6)
     entries = [entry for entry in nn.fast_path_report() if entry.function == "fused_norm('rms')"]
     assert len(entries) == 1 and entries[0].backend == "numpy" and "the fused rms norm gave" in entries[0].reason
+
+
+@pytest.mark.parametrize("layer", [nn.LayerNorm(), nn.RMSNorm(), nn.BatchNorm(use_running_average=False)],
+                         ids=["LayerNorm", "RMSNorm", "BatchNorm"])
+def test_numpy_fused_norms_in_blocks_and_threads_equal_the_written_once(layer):
+    """NumPy's fused norms cut large arrays into blocks of rows computed on several threads: the
+    result is the written-once one (float64 statistics as reference), whatever the split."""
+    rows = 2 * nn.backends._numpy_slices.SLICED_FROM["memory"] // 1000 + 7  # several blocks on each thread
+    x = np.random.default_rng(10).standard_normal((rows, 1000)).astype(np.float32) * 2 + 1
+    variables = layer.init(nn.random.key(0), x[:2])
+    got = layer.apply(variables, x, mutable=["batch_stats"])[0] if isinstance(layer, nn.BatchNorm) else (
+        layer.apply(variables, x))
+    exact = x.astype(np.float64)
+    axis = 0 if isinstance(layer, nn.BatchNorm) else 1
+    mean = 0 if isinstance(layer, nn.RMSNorm) else exact.mean(axis=axis, keepdims=True)
+    epsilon = 1e-5 if isinstance(layer, nn.BatchNorm) else 1e-6
+    want = (exact - mean) / np.sqrt(np.mean((exact - mean) ** 2, axis=axis, keepdims=True) + epsilon)
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
