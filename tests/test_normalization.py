@@ -406,3 +406,21 @@ def test_numpy_fused_norms_in_blocks_and_threads_equal_the_written_once(layer):
     epsilon = 1e-5 if isinstance(layer, nn.BatchNorm) else 1e-6
     want = (exact - mean) / np.sqrt(np.mean((exact - mean) ** 2, axis=axis, keepdims=True) + epsilon)
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("wrapper", ["SpectralNorm", "WeightNorm"])
+def test_weight_normalizations_of_bfloat16_layers_equal_flax(backend, wrapper):
+    """A bfloat16 Dense wrapped: flax's float32 u and scale promote the normalised kernel to float32."""
+    if "bfloat16" not in backend.dtypes:
+        pytest.skip(f"{backend.name} has no bfloat16")
+    x = np.random.default_rng(11).standard_normal((2, 4)).astype(np.float32)
+    kwargs = {"update_stats": False} if wrapper == "SpectralNorm" else {}
+    want, want_variables = getattr(fnn, wrapper)(fnn.Dense(3, param_dtype=jnp.bfloat16)).init_with_output(
+        jax.random.key(0), jnp.asarray(x, jnp.bfloat16), **kwargs)
+    xb = backend.asarray(x, "bfloat16")
+    got, variables = getattr(nn, wrapper)(nn.Dense(3, param_dtype="bfloat16")).init_with_output(
+        nn.random.key(0, like=xb), xb, **kwargs)
+    assert nn.backends.dtype_name(got.dtype) == "float32"
+    np.testing.assert_allclose(backend.to_numpy(got), np.asarray(want, np.float32), rtol=1e-6, atol=1e-6)
+    _flax_tree_equal(nn.tree_map(lambda a: np.asarray(backend.to_numpy(a), np.float32), variables),
+                     jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32), want_variables), rtol=1e-6, atol=1e-7)

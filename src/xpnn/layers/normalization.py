@@ -436,8 +436,11 @@ class BatchNorm(_Norm):
 
 
 def _l2_normalized(xp: Any, value: Array, axes: tuple[int, ...], epsilon: float) -> Array:
-    """flax's ``_l2_normalize``: ``value / sqrt(sum(value^2 over axes) + epsilon)``."""
-    return value / xp.sqrt(xp.sum(value * value, axis=axes, keepdims=True) + epsilon)
+    """flax's ``_l2_normalize``: ``value * rsqrt(sum(value^2 over axes) + epsilon)``, the factor
+    computed in at least float32 and rounded once to ``value``'s dtype, as ``rsqrt`` is."""
+    squares = xp.sum(value * value, axis=axes, keepdims=True)
+    wide = xp.astype(squares, xp.result_type(squares.dtype, xp.float32))
+    return value * xp.astype(1 / xp.sqrt(wide + epsilon), value.dtype)
 
 
 class _WeightNormalization(Module):
