@@ -152,3 +152,25 @@ class Primitives:
     def copy(self, x: Array) -> Array:
         """A new array equal to ``x``, differentiable where the library has autodiff."""
         return self.xp.asarray(x, copy=True)
+
+    # -- layout over devices -----------------------------------------------------------
+    def placed_like(self, a: Array, like: Array, skip: int = 0) -> Array:
+        """``a`` laid out over devices as ``like`` is, axis by axis from the first (after
+        ``like``'s first ``skip`` axes, which ``a`` lacks): an axis of ``a`` as long as its
+        ``like`` axis split as that one, the others whole.  For libraries whose
+        arrays carry a layout that operations must agree on (jax's explicit mesh axes: a mask,
+        carry or padding made for a batch-sharded input is split the same way); ``a`` itself
+        elsewhere."""
+        return a
+
+    def dense(self, x: Array, kernel: Array) -> Array:
+        """``x @ kernel`` for a 2-D ``kernel`` (a Dense layer's product); where arrays carry a
+        layout (jax's explicit mesh axes) and the contracted features are split over devices
+        (a tensor-parallel kernel), the result is summed over them and laid out as ``x``'s
+        leading axes and ``kernel``'s features."""
+        return x @ kernel
+
+    def take_rows(self, table: Array, ids: Array) -> Array:
+        """``table[ids]`` for 1-D in-range integer ``ids``, laid out as ``ids`` (an embedding
+        lookup): ``take`` along the first axis."""
+        return self.xp.take(table, ids, axis=0)

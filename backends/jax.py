@@ -81,6 +81,34 @@ def _native_or_written_once(native: Callable[..., Any], written_once: Callable[.
     return choose
 
 
+def _explicit_spec(x) -> tuple | None:
+    """``x``'s partition spec, one entry per axis, when it is laid out over a mesh with explicit
+    axes (``jax.make_mesh``'s default); None otherwise (one device, auto axes)."""
+    try:
+        sharding = jax.typeof(x).sharding
+    except (AttributeError, TypeError):
+        return None
+    mesh = getattr(sharding, "mesh", None)
+    if mesh is None or mesh.empty or jax.sharding.AxisType.Explicit not in tuple(mesh.axis_types):
+        return None
+    spec = tuple(sharding.spec)
+    return spec + (None,) * (x.ndim - len(spec))
+
+
+def _whole_where_windowed(x, window, strides, padding, dilation=None):
+    """``x`` with the axes a window slides along gathered whole when it is split over devices
+    under explicit mesh axes (XLA splits a windowed axis only where the output divides evenly,
+    and an unbatched image's first axis is a spatial one); ``x`` itself otherwise."""
+    spec = _explicit_spec(x)
+    if spec is None:
+        return x
+    dilation = dilation or (1,) * x.ndim
+    windowed = [w != 1 or s != 1 or tuple(p) != (0, 0) or d != 1
+                for w, s, p, d in zip(window, strides, padding, dilation)]
+    wanted = tuple(None if slide else entry for entry, slide in zip(spec, windowed))
+    return x if wanted == spec else jax.sharding.reshard(x, jax.sharding.PartitionSpec(*wanted))
+
+
 class JaxAdapter(Adapter):
     name = "jax"
     #: An attention output's zero is a sum of products: its sign follows the summation order.
@@ -99,9 +127,10 @@ class JaxAdapter(Adapter):
         return jax.jit(traced, static_argnames=definition.static)
 
     def kernel_devices(self, x):
-        """The platforms of ``x``'s devices (a tracer: none) and of jax's default device."""
-        default = jax.devices()[0]
-        devices = {default.platform: default}
+        """The platforms of ``x``'s devices (a tracer: none) and of jax's default device, probed
+        with jax's default placement (None), which works inside a mesh context too (a probe
+        pinned to one device does not mix with a ``jax.set_mesh`` of several)."""
+        devices = {jax.devices()[0].platform: None}
         if not isinstance(x, jax.core.Tracer):
             for device in x.devices():
                 devices.setdefault(device.platform, device)
@@ -153,6 +182,8 @@ class JaxAdapter(Adapter):
                              feature_group_count=1):
         """``jax.lax.conv_general_dilated`` with flax's channels-last dimension numbers."""
         spatial = tuple(range(1, lhs.ndim - 1))
+        lhs = _whole_where_windowed(lhs, (1, *rhs.shape[:-2], 1), (1, *window_strides, 1),
+                                    ((0, 0), *padding, (0, 0)), (1, *lhs_dilation, 1))
         numbers = jax.lax.ConvDimensionNumbers(lhs_spec=(0, lhs.ndim - 1, *spatial),
                                                rhs_spec=(rhs.ndim - 1, rhs.ndim - 2, *range(rhs.ndim - 2)),
                                                out_spec=(0, lhs.ndim - 1, *spatial))
@@ -161,6 +192,7 @@ class JaxAdapter(Adapter):
                                             feature_group_count=feature_group_count)
 
     def reduce_window(self, x, init, reduction, window_dimensions, window_strides, padding, window_dilation=None):
+        x = _whole_where_windowed(x, window_dimensions, window_strides, padding)
         combine = {"max": jax.lax.max, "min": jax.lax.min, "sum": jax.lax.add}.get(reduction, reduction)
         # init as a NumPy scalar: lax recognises max/min/add windows (and differentiates them) only
         # with a concrete identity, which jnp.asarray inside a trace is not.
@@ -173,7 +205,46 @@ class JaxAdapter(Adapter):
         return jax.lax.pmean(x, axis_name, axis_index_groups=axis_index_groups)
 
     def scan(self, f, init, xs, length=None, reverse=False, unroll=1):
+        """``jax.lax.scan``; under explicit mesh axes, a sequence split over devices along the
+        scanned axis is gathered along it first (scan takes one whole axis per step)."""
+        def whole_steps(a):
+            spec = _explicit_spec(a)
+            if spec is None or not spec or spec[0] is None:
+                return a
+            return jax.sharding.reshard(a, jax.sharding.PartitionSpec(None, *spec[1:]))
+
+        xs = jax.tree_util.tree_map(whole_steps, xs)
         return jax.lax.scan(f, init, xs, length=length, reverse=reverse, unroll=unroll)
+
+    def placed_like(self, a, like, skip=0):
+        """Under explicit mesh axes, ``a`` resharded (``jax.sharding.reshard``) so that each axis
+        as long as its ``like`` axis is split as that one; ``a`` itself otherwise."""
+        spec = _explicit_spec(like)
+        if spec is None:
+            return a
+        wanted = tuple(spec[i + skip] if i + skip < like.ndim and a.shape[i] == like.shape[i + skip] else None
+                       for i in range(a.ndim))
+        if (_explicit_spec(a) or (None,) * a.ndim) == wanted:
+            return a
+        return jax.sharding.reshard(a, jax.sharding.PartitionSpec(*wanted))
+
+    def dense(self, x, kernel):
+        """``x @ kernel``; under explicit mesh axes with the contracted axis split, jax asks where
+        the sum goes: it is laid out as ``x``'s leading axes and ``kernel``'s features."""
+        x_spec, kernel_spec = _explicit_spec(x), _explicit_spec(kernel)
+        if x_spec is None or kernel_spec is None or (x_spec[-1] is None and kernel_spec[0] is None):
+            return x @ kernel
+        lead = tuple(entry for entry in x_spec[:-1])
+        features = kernel_spec[1] if kernel_spec[1] not in lead else None
+        return jnp.matmul(x, kernel, out_sharding=jax.sharding.PartitionSpec(*lead, features))
+
+    def take_rows(self, table, ids):
+        """``jnp.take``; under explicit mesh axes, a gather laid out as the ids (jax cannot
+        choose between the ids' layout and the table's on its own)."""
+        spec = _explicit_spec(ids)
+        if spec is None:
+            return jnp.take(table, ids, axis=0)
+        return table.at[ids].get(out_sharding=jax.sharding.PartitionSpec(spec[0], None))
 
     def to_host(self, x):
         import numpy
@@ -181,10 +252,27 @@ class JaxAdapter(Adapter):
         return numpy.asarray(x)
 
     def to_device(self, x, device):
-        """Traced values are placed by XLA; concrete ones move with ``device_put``."""
-        if device is None or isinstance(x, jax.core.Tracer) or x.devices() == {device}:
+        """Traced values are placed by XLA; concrete ones move with ``device_put`` (to a device
+        or a sharding)."""
+        if device is None or isinstance(x, jax.core.Tracer) or x.devices() == {device} or (
+                getattr(x, "sharding", None) == device):
             return x
         return jax.device_put(x, device)
+
+    def device_of(self, x):
+        """Where new arrays that meet ``x`` are made: ``x``'s device when it is committed to one;
+        for an array sharded over a mesh, that mesh replicated (``NamedSharding(mesh, P())``:
+        parameters and keys made for a sharded input are replicated, never pinned to one device
+        nor given a sharding their shape cannot take); None (jax's default placement, which
+        follows ``x``) for an uncommitted array or a traced value, which XLA places."""
+        if isinstance(x, jax.core.Tracer) or not getattr(x, "committed", True):
+            return None
+        sharding = x.sharding
+        if len(sharding.device_set) == 1:
+            return next(iter(sharding.device_set))
+        if isinstance(sharding, jax.sharding.NamedSharding):
+            return jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+        return None
 
 
 ADAPTER = JaxAdapter

@@ -88,7 +88,7 @@ def checks() -> list[Check]:
         found.append(Check(case.label, f"random.{case.function}", "jax.random", "random",
                            functools.partial(models.run_random, case),
                            ("float32", "float64") if case.floating else ("float32",),
-                           applies=(lambda backend: backend.mode != "x64 off") if case.wide else (lambda backend: True)))
+                           applies=(lambda backend: "x64 off" not in backend.mode) if case.wide else (lambda backend: True)))
     for case in models.INITIALIZER_CASES:
         found.append(Check(case.label, f"initializers.{case.builder}", "jax.nn.initializers", "initializers",
                            functools.partial(models.run_initializer, case), ("float32", "float64")))
@@ -100,7 +100,9 @@ def checks() -> list[Check]:
     for case in attention.ATTENTION_CASES:
         family = "layers" if case.function.startswith("layers.") else "functions"
         found.append(Check(case.label, case.function, case.reference, family,
-                           functools.partial(attention.run_attention, case), case.dtypes))
+                           functools.partial(attention.run_attention, case), case.dtypes,
+                           applies=(lambda backend: "explicit axes" not in backend.mode) if not case.batched
+                           else (lambda backend: True)))
     found.append(Check("dot_product_attention blocked (flash) path", "dot_product_attention",
                        "xpnn one-block result", "functions", attention.run_chunked, ("float32", "float64")))
     found.append(Check("scaled_dot_general mxfp8, nvfp4", "scaled_dot_general", "jax's quantize + block-scaled product",

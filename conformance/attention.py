@@ -34,6 +34,10 @@ class AttentionCase:
     draw: Callable[[np.random.Generator, str], Inputs]
     kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     dtypes: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
+    #: Whether the inputs' first axis is a batch axis: the sharded jax column splits it over
+    #: devices.  An unbatched (T, N, H) query split along T is sequence parallelism, which needs
+    #: collectives that jax.nn refuses to choose under explicit mesh axes, as xpnn does.
+    batched: bool = True
 
 
 def _qkv(batch: int, rows: int, columns: int, heads: int, key_heads: int, depth: int,
@@ -76,7 +80,8 @@ _BASE = _qkv(2, 5, 7, 4, 4, 8)
 _JAX = "jax.nn.dot_product_attention"
 ATTENTION_CASES: tuple[AttentionCase, ...] = (
     AttentionCase("dot_product_attention (B,T,N,H)", "dot_product_attention", _JAX, _BASE),
-    AttentionCase("dot_product_attention 3-D", "dot_product_attention", _JAX, _qkv(1, 5, 6, 2, 2, 8, ())),
+    AttentionCase("dot_product_attention 3-D", "dot_product_attention", _JAX, _qkv(1, 5, 6, 2, 2, 8, ()),
+                  batched=False),
     AttentionCase("dot_product_attention GQA 4:2", "dot_product_attention", _JAX, _qkv(2, 5, 7, 4, 2, 8)),
     AttentionCase("dot_product_attention MQA causal T<S", "dot_product_attention", _JAX, _qkv(2, 5, 7, 4, 1, 8),
                   {"is_causal": True}),

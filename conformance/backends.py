@@ -107,6 +107,38 @@ def _jax_default_mode() -> Backend:
     return dataclasses.replace(base, dtypes=("float16", "bfloat16", "float32"), scope=scope, mode="x64 off")
 
 
+def _jax_sharded(axis_type: str) -> Backend:
+    """jax (default mode, x64 off) with every array laid over a ("batch": 2, "model": n / 2) mesh
+    of all of jax's devices: an array of 2 or more dims split along its first axis over "batch"
+    where it divides evenly (data parallel), other arrays replicated, and every check run inside
+    ``jax.set_mesh`` of that mesh with ``axis_type`` axes ("explicit", jax's default for
+    ``make_mesh``, or "auto").  It needs several devices: on one machine, start Python
+    with ``XLA_FLAGS=--xla_force_host_platform_device_count=8``."""
+    import jax
+
+    devices = jax.devices()
+    if len(devices) < 2:
+        raise RuntimeError("the sharded jax column needs several jax devices: set "
+                           "XLA_FLAGS=--xla_force_host_platform_device_count=8 before jax is imported")
+    kind = {"explicit": jax.sharding.AxisType.Explicit, "auto": jax.sharding.AxisType.Auto}[axis_type]
+    mesh = jax.make_mesh((2, len(devices) // 2), ("batch", "model"), axis_types=(kind, kind))
+    base = _jax_default_mode()
+
+    def asarray(a: np.ndarray, dtype: str) -> Any:
+        with jax.enable_x64(False):
+            x = base.asarray(a, dtype)
+            split = x.ndim >= 2 and x.shape[0] % 2 == 0  # inputs batch-split; vectors (params) replicated
+            spec = jax.sharding.PartitionSpec("batch") if split else jax.sharding.PartitionSpec()
+            return jax.device_put(x, jax.sharding.NamedSharding(mesh, spec))
+
+    @contextlib.contextmanager
+    def scope() -> Any:
+        with jax.enable_x64(False), jax.set_mesh(mesh):
+            yield
+
+    return dataclasses.replace(base, asarray=asarray, scope=scope, mode=f"x64 off, sharded, {axis_type} axes")
+
+
 def _dask() -> Backend:
     import array_api_compat.dask.array as xp
 
@@ -132,6 +164,8 @@ _FACTORIES = {
     "dask": ("dask", _dask),
     "cupy": ("cupy", _cupy),
     "jax_x64_off": ("jax", _jax_default_mode),
+    "jax_sharded": ("jax", lambda: _jax_sharded("explicit")),
+    "jax_sharded_auto": ("jax", lambda: _jax_sharded("auto")),
 }
 
 #: The backends of the test matrix.

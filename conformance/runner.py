@@ -105,6 +105,15 @@ class Outcome:
         return self.comparison.passed and self.output_ok
 
 
+def same_placement(first: Any, second: Any) -> bool:
+    """Whether two devices are the same, or two jax shardings span the same devices (an output's
+    layout may differ from the input's: a reduction to a scalar is replicated)."""
+    if first == second:
+        return True
+    devices = getattr(first, "device_set", None)
+    return devices is not None and devices == getattr(second, "device_set", None)
+
+
 def check_output(backend: Backend, x: Any, out: Any, dtype_expected: Any) -> str:
     """'' when ``out`` is an array of ``x``'s type (not a NumPy scalar for a 0-d ``x``), library and
     device, with the expected dtype; else what is wrong."""
@@ -112,7 +121,7 @@ def check_output(backend: Backend, x: Any, out: Any, dtype_expected: Any) -> str
         return f"output type {type(out).__module__}.{type(out).__qualname__} is not the input's {type(x).__qualname__}"
     if array_api_compat.array_namespace(out) is not array_api_compat.array_namespace(x):
         return f"output library {type(out).__module__} differs from the input's"
-    if array_api_compat.device(out) != array_api_compat.device(x):
+    if not same_placement(array_api_compat.device(out), array_api_compat.device(x)):
         return f"output device {array_api_compat.device(out)} differs from {array_api_compat.device(x)}"
     if out.dtype != dtype_expected:
         return f"output dtype {out.dtype} differs from {dtype_expected}"

@@ -29,7 +29,7 @@ def floating(ops: Adapter, x: Array, where: str | None = None) -> Array:
     if xp.isdtype(x.dtype, "real floating"):
         return x
     if xp.isdtype(x.dtype, ("integral", "bool")):
-        return xp.astype(x, ops.default_float(array_api_compat.device(x)))
+        return xp.astype(x, ops.default_float(ops.device_of(x)))
     raise refuse(TypeError, f"x must have a real dtype, got {x.dtype}", where)
 
 
@@ -117,7 +117,7 @@ def library_of(like: Any, function: str = "xpnn.random.key") -> tuple[Adapter, A
         raise TypeError(f"{function}: like must be an array or an array namespace module (numpy, torch, "
                         f"jax.numpy...), got {type(like).__name__} {like!r}{hint}")
     adapter = adapter_of(like)
-    return adapter, array_api_compat.device(like)
+    return adapter, adapter.device_of(like)
 
 
 def shape_argument(shape: Any, function: str, argument: str = "shape") -> tuple[int, ...]:
@@ -164,5 +164,6 @@ def _is_dtype(xp: Namespace, candidate: Any) -> bool:
 
 
 def device_of(x: Array) -> Any:
-    """``x``'s device (array-api-compat's ``device``)."""
-    return array_api_compat.device(x)
+    """Where new arrays that meet ``x`` are made (its adapter's ``device_of``): ``x``'s device, or
+    for a jax array sharded over a mesh, the mesh replicated."""
+    return adapter_of(x).device_of(x)

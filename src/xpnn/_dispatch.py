@@ -105,7 +105,7 @@ def _numpy_adapter() -> Adapter:
 def as_array(xp: Namespace, value: Any, like: Array) -> Array:
     """``value`` (an array of ``xp``, a list or a scalar) as an array on ``like``'s device."""
     if isinstance(value, (list, int, float, bool)):
-        return xp.asarray(value, device=array_api_compat.device(like))
+        return xp.asarray(value, device=adapter_of(like).device_of(like))
     return value
 
 
@@ -178,13 +178,13 @@ def check_fast_paths(like: Any, dtypes: tuple[str, ...] = ("float16", "bfloat16"
     adapter = adapter_of(like)
     for name in dtypes:
         dtype = adapter.dtype_named(name)
-        if dtype is None or not adapter.holds_dtype(dtype, array_api_compat.device(like)):
+        if dtype is None or not adapter.holds_dtype(dtype, adapter.device_of(like)):
             continue
         x = adapter.xp.astype(adapter.xp.asarray(like), dtype)
         for entry in REGISTRY.values():
             entry.public.checked_fast_path(x)
         for kernel in _kernel_check.LAYER_KERNELS:
-            _kernel_check.layer_kernel_agrees(kernel, adapter, dtype, array_api_compat.device(x))
+            _kernel_check.layer_kernel_agrees(kernel, adapter, x)
     return _kernel_check.fast_path_report()
 
 

@@ -253,28 +253,27 @@ def checked(name: str, written_once: Callable[..., Any], fast: Callable[..., Any
 LAYER_KERNELS: dict[str, Callable[[Any, Any, Any], str | None]] = {}
 
 
-def layer_kernel_agrees(name: str, adapter: Any, dtype: Any, device: Any) -> bool:
-    """:func:`kernel_agrees` for the layer kernel ``name`` of :data:`LAYER_KERNELS`."""
-    return kernel_agrees(name, adapter, dtype, device, lambda: LAYER_KERNELS[name](adapter, dtype, device))
-
-
-def kernel_agrees(name: str, adapter: Any, dtype: Any, device: Any, disagreement: Callable[[], str | None]) -> bool:
-    """Whether a native kernel that is no public function's fast path (a library's fused LSTM
-    loop) agrees with the written-once code on this machine: ``disagreement()`` runs both on a
-    probe of its own and says why they differ (None: they agree).  Run once per (name, library,
-    dtype, device kind); a disagreement is listed by :func:`fast_path_report`."""
-    kind = getattr(device, "type", None) or getattr(device, "platform", None) or str(device)
-    key = (name, adapter.name, dtype_name(dtype), kind)
-    with _LOCK:
-        if key in _OUTCOMES:
-            return _OUTCOMES[key] is None
-    with adapter.eagerly(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            reason = disagreement()
-        except Exception as error:  # noqa: BLE001 - a kernel that raises is switched off, with the reason
-            reason = f"the native kernel raised {type(error).__name__}: {error}"
-    outcome = None if reason is None else SwitchedOff(name, adapter.name, dtype_name(dtype), kind, reason)
-    with _LOCK:
-        _OUTCOMES.setdefault(key, outcome)
-    return outcome is None
+def layer_kernel_agrees(name: str, adapter: Any, x: Array) -> bool:
+    """Whether the layer kernel ``name`` of :data:`LAYER_KERNELS` (a library's fused LSTM loop or
+    norm) agrees with the written-once code on this machine, for arrays like ``x``: its check
+    runs both on a probe of its own, once per (name, library, dtype, device kind) on every kind
+    of device where such arrays run now (``Adapter.kernel_devices``); a disagreement is listed
+    by :func:`fast_path_report`."""
+    agrees = True
+    for kind, device in adapter.kernel_devices(x).items():
+        key = (name, adapter.name, dtype_name(x.dtype), kind)
+        with _LOCK:
+            known = key in _OUTCOMES
+            outcome = _OUTCOMES.get(key)
+        if not known:
+            with adapter.eagerly(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    reason = LAYER_KERNELS[name](adapter, x.dtype, device)
+                except Exception as error:  # noqa: BLE001 - a kernel that raises is switched off, with the reason
+                    reason = f"the native kernel raised {type(error).__name__}: {error}"
+            outcome = None if reason is None else SwitchedOff(name, adapter.name, dtype_name(x.dtype), kind, reason)
+            with _LOCK:
+                _OUTCOMES.setdefault(key, outcome)
+        agrees = agrees and outcome is None
+    return agrees

@@ -135,6 +135,8 @@ def scan(target: type[Module], variable_axes: Mapping[str, int] | None = None, v
             return step_method(self, carry, *(x if axis is None else next(pieces) for x, axis in zip(xs, axes)))
 
         steps = length if length is not None else tree_leaves(scanned)[0].shape[0]
+        if scanned:  # the carry laid out over devices as a step's batch (jax's explicit mesh axes)
+            carry = tree_map(lambda leaf: ops.placed_like(leaf, tree_leaves(scanned)[0], skip=1), carry)
         if self.is_initializing() and steps:
             step(carry, tree_map(lambda a: a[0, ...], scanned))
         carry, ys = ops.scan(step, carry, scanned, length=length, reverse=reverse, unroll=unroll)

@@ -13,9 +13,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import array_api_compat
 
-from xpnn._checks import floating, normalize_axis, numeric, require_floating, rounded_to, widened
+from xpnn._checks import device_of, floating, normalize_axis, numeric, require_floating, rounded_to, widened
 from xpnn._dispatch import public
 from xpnn._errors import refuse
 from xpnn._types import Array
@@ -200,7 +199,7 @@ def squareplus(ops: Adapter, x: Array, b: Array | float = 4) -> Array:
     xp = ops.xp
     x = floating(ops, x)
     if isinstance(b, (int, float)):
-        root_b = xp.asarray(math.sqrt(b) if b >= 0 else math.nan, dtype=x.dtype, device=array_api_compat.device(x))
+        root_b = xp.asarray(math.sqrt(b) if b >= 0 else math.nan, dtype=x.dtype, device=device_of(x))
     else:
         root_b = xp.sqrt(b)
     positive = x >= 0

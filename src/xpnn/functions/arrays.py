@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-import array_api_compat
 import numpy as np
 
-from xpnn._checks import _as_int, dtype_argument, normalize_axis
+from xpnn._checks import _as_int, device_of, dtype_argument, normalize_axis
 from xpnn._dispatch import Argument, public
 from xpnn._errors import refuse
 from xpnn._types import Array
@@ -54,7 +53,7 @@ def one_hot(ops: Adapter, x: Array, num_classes: int, *, dtype: Any = None, axis
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
         raise refuse(ValueError, f"num_classes must be a non-negative int, got {num_classes!r}")
     out_axis = normalize_axis(axis, x.ndim + 1)
-    device = array_api_compat.device(x)
+    device = device_of(x)
     if dtype is None:
         dtype = xp.__array_namespace_info__().default_dtypes(device=device)["real floating"]
     if num_classes and num_classes - 1 > xp.iinfo(x.dtype).max:

@@ -27,7 +27,7 @@ from typing import Any
 import array_api_compat
 
 from xpnn import random
-from xpnn._checks import dtype_argument
+from xpnn._checks import device_of, dtype_argument
 from xpnn._dispatch import public
 from xpnn._errors import refuse
 from xpnn._promotion import promote_dtype
@@ -63,7 +63,7 @@ def _structural_mask(ops: Adapter, like: Array, rows: tuple[int, int], columns: 
     """The causal, window and length masks of query rows ``rows`` and key columns ``columns``
     (``(start, stop)``), as one boolean ``(B or 1, 1, 1, rows, columns)`` array; None if none applies."""
     xp = ops.xp
-    device = array_api_compat.device(like)
+    device = device_of(like)
     if not is_causal and window is None and query_lengths is None and key_lengths is None:
         return None
     t = xp.arange(rows[0], rows[1], device=device)[:, None]
@@ -96,7 +96,7 @@ def _logits(ops: Adapter, q: Array, k_t: Array, scale: float, bias: Array | None
     """``where(mask, scale * q @ k_t + bias, -0.7 * float32_max)`` in the logits dtype."""
     xp = ops.xp
     logits = xp.matmul(q, k_t)
-    logits = logits * xp.asarray(scale, dtype=logits.dtype, device=array_api_compat.device(logits))
+    logits = logits * xp.asarray(scale, dtype=logits.dtype, device=device_of(logits))
     if bias is not None:
         logits = xp.astype(logits + bias, logits.dtype)
     if mask is not None and structural is not None:
@@ -106,7 +106,7 @@ def _logits(ops: Adapter, q: Array, k_t: Array, scale: float, bias: Array | None
     if mask is not None:
         big_negative = -0.7 * float(xp.finfo(xp.float32).max)
         logits = xp.where(mask, logits, xp.asarray(big_negative, dtype=logits.dtype,
-                                                   device=array_api_compat.device(logits)))
+                                                   device=device_of(logits)))
     return logits
 
 
@@ -253,7 +253,7 @@ def _attention_validate(ops: Adapter, query: Array, args: tuple, kwargs: dict) -
             raise refuse(TypeError, f"missing required argument {name!r}")
     for name in ("key", "value", "bias", "mask", "query_seq_lengths", "key_value_seq_lengths"):
         if isinstance(given.get(name), list):
-            given[name] = ops.xp.asarray(given[name], device=array_api_compat.device(query))
+            given[name] = ops.xp.asarray(given[name], device=device_of(query))
     window = _check_attention_arguments(
         ops, query, given["key"], given["value"], given.get("bias"), given.get("mask"),
         given.get("query_seq_lengths"), given.get("key_value_seq_lengths"), given.get("local_window_size"),
@@ -274,15 +274,15 @@ def _attention_probe(ops: Adapter, probe: Array) -> Array:
 def _probe_lengths(lengths: tuple[int, int]) -> Callable[[Array], Array]:
     def make(probe: Array) -> Array:
         xp = array_api_compat.array_namespace(probe)
-        return xp.asarray(lengths, dtype=xp.int32, device=array_api_compat.device(probe))
+        return xp.asarray(lengths, dtype=xp.int32, device=device_of(probe))
     return make
 
 
 def _probe_mask(probe: Array) -> Array:
     """A ``(2, 1, 4, 3)`` mask with a fully masked row and a partly masked one."""
     xp = array_api_compat.array_namespace(probe)
-    keep = xp.reshape(xp.arange(24, device=array_api_compat.device(probe)) % 5 != 0, (2, 1, 4, 3))
-    return keep & xp.reshape(xp.arange(4, device=array_api_compat.device(probe)) != 1, (1, 1, 4, 1))
+    keep = xp.reshape(xp.arange(24, device=device_of(probe)) % 5 != 0, (2, 1, 4, 3))
+    return keep & xp.reshape(xp.arange(4, device=device_of(probe)) != 1, (1, 1, 4, 1))
 
 
 def _same(probe: Array) -> Array:
@@ -373,7 +373,7 @@ def dot_product_attention(
                                   query_seq_lengths, key_value_seq_lengths, block_rows, block_columns)
     out = xp.reshape(xp.permute_dims(out, (0, 3, 1, 2, 4)), (batch, rows, heads, depth))
     if query_seq_lengths is not None:
-        valid = xp.arange(rows, device=array_api_compat.device(out))[None, :] < query_seq_lengths[:, None]
+        valid = xp.arange(rows, device=device_of(out))[None, :] < query_seq_lengths[:, None]
         out = out * xp.astype(valid, out.dtype)[:, :, None, None]
     if unbatched:
         out = out[0, ...]
@@ -431,7 +431,7 @@ def dot_product_attention_weights(
         raise refuse(ValueError, f"query (batch..., T, N, H) and key (batch..., S, N, H) must share the batch "
                                  f"dims, the heads and the depth, got {tuple(query.shape)} and {tuple(key.shape)}")
     depth = query.shape[-1]
-    query = query / xp.asarray(math.sqrt(depth), dtype=dtype, device=array_api_compat.device(query))
+    query = query / xp.asarray(math.sqrt(depth), dtype=dtype, device=device_of(query))
     heads_first = tuple(range(query.ndim - 3)) + (query.ndim - 2, query.ndim - 3, query.ndim - 1)
     weights = xp.matmul(xp.permute_dims(query, heads_first), xp.matrix_transpose(xp.permute_dims(key, heads_first)))
     if bias is not None:
@@ -439,7 +439,7 @@ def dot_product_attention_weights(
     if mask is not None:
         keep = mask if xp.isdtype(mask.dtype, "bool") else mask != 0
         weights = xp.where(keep, weights, xp.asarray(float(xp.finfo(dtype).min), dtype=weights.dtype,
-                                                      device=array_api_compat.device(weights)))
+                                                      device=device_of(weights)))
     if force_fp32_for_softmax and dtype != xp.float32:
         weights = xp.astype(weights, xp.float32)
     maximum = ops.stop_gradient(xp.max(weights, axis=-1, keepdims=True))
@@ -456,7 +456,7 @@ def dot_product_attention_weights(
         shape = (1,) * (key.ndim - 2) + tuple(weights.shape[-2:]) if broadcast_dropout else tuple(weights.shape)
         keep = random.bernoulli(dropout_rng, keep_prob, shape)
         weights = weights * (xp.astype(keep, dtype) / xp.asarray(keep_prob, dtype=dtype,
-                                                                  device=array_api_compat.device(weights)))
+                                                                  device=device_of(weights)))
     return weights
 
 
@@ -483,7 +483,7 @@ def make_attention_mask(ops: Adapter, query_input: Array, key_input: Array,
     """
     xp = ops.xp
     if not array_api_compat.is_array_api_obj(key_input):
-        key_input = xp.asarray(key_input, device=array_api_compat.device(query_input))
+        key_input = xp.asarray(key_input, device=device_of(query_input))
     queries, keys = query_input[..., :, None], key_input[..., None, :]
     if pairwise_fn is not None:
         mask = pairwise_fn(queries, keys)
@@ -506,7 +506,7 @@ def make_causal_mask(ops: Adapter, x: Array, extra_batch_dims: int = 0, dtype: A
     embeddings.
     """
     xp = ops.xp
-    positions = xp.broadcast_to(xp.arange(x.shape[-1], dtype=xp.int32, device=array_api_compat.device(x)),
+    positions = xp.broadcast_to(xp.arange(x.shape[-1], dtype=xp.int32, device=device_of(x)),
                                 tuple(x.shape))
     return make_attention_mask.written_once(ops, positions, positions, xp.greater_equal,
                                             extra_batch_dims=extra_batch_dims, dtype=dtype)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import array_api_compat
 
-from xpnn._checks import floating, normalize_axes
+from xpnn._checks import device_of, floating, normalize_axes
 from xpnn._dispatch import Argument, as_array, public
 from xpnn._errors import refuse
 from xpnn._types import Array
@@ -48,7 +48,7 @@ def _where_checked_before_dispatch(position: int):
         if value is None:
             return args, kwargs
         if isinstance(value, (list, bool)):
-            value = ops.xp.asarray(value, device=array_api_compat.device(x))
+            value = ops.xp.asarray(value, device=device_of(x))
             args, kwargs = where.replace(args, kwargs, value)
         if not array_api_compat.is_array_api_obj(value):
             raise refuse(TypeError, f"where must be a boolean array, got {type(value).__name__}")
@@ -65,7 +65,7 @@ def _masked_max(xp, x: Array, where: Array | None, axes: tuple[int, ...]) -> Arr
         x = xp.where(where, x, -math.inf)
     if math.prod(x.shape) == 0:
         shape = tuple(1 if i in axes else n for i, n in enumerate(x.shape))
-        return xp.full(shape, -math.inf, dtype=x.dtype, device=array_api_compat.device(x))
+        return xp.full(shape, -math.inf, dtype=x.dtype, device=device_of(x))
     return xp.max(x, axis=axes, keepdims=True)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import array_api_compat
 
-from xpnn._checks import floating, numeric, require_floating, rounded_to, widened
+from xpnn._checks import device_of, floating, numeric, require_floating, rounded_to, widened
 from xpnn._dispatch import Argument, as_array, public
 from xpnn._errors import refuse
 from xpnn._types import Array
@@ -137,7 +137,7 @@ def rrelu(
 
 def _probe_slope(probe: Array) -> Array:
     """A slope of 0.25 in the probe's library, dtype and device: prelu's probe weight."""
-    return array_api_compat.array_namespace(probe).asarray(0.25, dtype=probe.dtype, device=array_api_compat.device(probe))
+    return array_api_compat.array_namespace(probe).asarray(0.25, dtype=probe.dtype, device=device_of(probe))
 
 
 @public(probes=(((), {"weight": _probe_slope}),), reference="torch.nn.functional.prelu")

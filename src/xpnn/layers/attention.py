@@ -15,9 +15,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-import array_api_compat
-
 from xpnn import initializers
+from xpnn._checks import device_of
 from xpnn._dispatch import adapter_of
 from xpnn._promotion import promote_dtype
 from xpnn._types import Array
@@ -243,7 +242,7 @@ class MultiHeadDotProductAttention(Module):
         at ``cache_index`` (a ``where`` over the positions, so the index stays an array under
         ``jax.jit``), the index advances, and the mask keeps the positions written so far."""
         xp = adapter_of(key).xp
-        device = array_api_compat.device(key)
+        device = device_of(key)
         initialized = self.has_variable("cache", "cached_key")
         cached_key = self.variable("cache", "cached_key", xp.zeros, tuple(key.shape), dtype=key.dtype, device=device)
         cached_value = self.variable("cache", "cached_value", xp.zeros, tuple(value.shape), dtype=value.dtype,

@@ -305,7 +305,7 @@ def _wrapped_periodically(ops: Any, y: Array, periods: tuple[int, ...], transpos
         for count in (low, high):
             shape = list(y.shape)
             shape[axis] = count
-            parts.append(xp.zeros(tuple(shape), dtype=y.dtype, device=ops.device_of(y)))
+            parts.append(ops.placed_like(xp.zeros(tuple(shape), dtype=y.dtype, device=ops.device_of(y)), y))
         y = xp.concat([parts[0], y, parts[1]], axis=axis)
         shape = (*y.shape[:axis], y.shape[axis] // period, period, *y.shape[axis + 1:])
         y = xp.sum(xp.reshape(y, shape), axis=axis)

@@ -13,9 +13,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import array_api_compat
-
 from xpnn import initializers
+from xpnn._checks import device_of
 from xpnn._einsum import parse_einsum
 from xpnn._types import Array
 from xpnn.module import Module, compact
@@ -63,7 +62,7 @@ class Dense(Module):
         kernel = self.param("kernel", self.kernel_init, (inputs.shape[-1], features), self.param_dtype)
         bias = self.param("bias", self.bias_init, (features,), self.param_dtype) if self.use_bias else None
         adapter, (inputs, kernel, bias) = self._operands(self.dtype, inputs=inputs, kernel=kernel, bias=bias)
-        y = inputs @ kernel
+        y = adapter.dense(inputs, kernel)
         return y if bias is None else y + bias
 
 
@@ -224,8 +223,8 @@ class Embed(Module):
             valid = valid & (flat < n)
         if info.min <= -n:
             valid = valid & (flat >= -n)
-        ids = xp.astype(xp.where(valid, flat, xp.zeros_like(flat)), adapter.default_int(array_api_compat.device(flat)))
-        rows = xp.take(embedding, ids % n, axis=0)
+        ids = xp.astype(xp.where(valid, flat, xp.zeros_like(flat)), adapter.default_int(device_of(flat)))
+        rows = adapter.take_rows(embedding, ids % n)
         if xp.isdtype(rows.dtype, "real floating"):
             rows = xp.where(valid[:, None], rows, xp.full_like(rows, math.nan))
         return xp.reshape(rows, out_shape)

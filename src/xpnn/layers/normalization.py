@@ -166,7 +166,7 @@ def fused_norm(ops: Any, kind: str, x: Array, count: int, scale: Array | None, b
     share ``x``'s dtype and the kernel agreed with :func:`reference_norm` on this machine; else None."""
     if not fast_paths_enabled() or any(a is not None and a.dtype != x.dtype for a in (scale, bias, *(statistics or ()))):
         return None
-    if not layer_kernel_agrees(f"fused_norm({kind!r})", ops, x.dtype, ops.device_of(x)):
+    if not layer_kernel_agrees(f"fused_norm({kind!r})", ops, x):
         return None
     return ops.fused_norm(kind, x, count, scale, bias, epsilon, statistics)
 

@@ -16,10 +16,10 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import array_api_compat
 import numpy as np
 
 from xpnn import initializers, random
+from xpnn._checks import device_of
 from xpnn._dispatch import adapter_of, fast_paths_enabled
 from xpnn._kernel_check import LAYER_KERNELS, layer_kernel_agrees
 from xpnn._promotion import promote_dtype
@@ -437,7 +437,7 @@ def _gather_steps(xp: Any, xs: Array, indices: Array) -> Array:
         batch *= size
     features = tuple(xs.shape[1 + len(batch_shape):])
     flat = xp.reshape(xs, (steps * batch,) + features)
-    column = xp.reshape(xp.arange(batch, device=array_api_compat.device(xs)), (1, batch))
+    column = xp.reshape(xp.arange(batch, device=device_of(xs)), (1, batch))
     rows = xp.reshape(xp.astype(indices, column.dtype), (picks, batch)) * batch + column
     return xp.reshape(xp.take(flat, xp.reshape(rows, (-1,)), axis=0), (picks,) + batch_shape + features)
 
@@ -446,7 +446,7 @@ def _flip(xp: Any, xs: Array, lengths: Array | None) -> Array:
     """A time-major sequence reversed in time: all of it, or the valid prefix of each one."""
     if lengths is None:
         return xp.flip(xs, axis=0)
-    return _gather_steps(xp, xs, _time_major_indices(xp, xs.shape[0], lengths, array_api_compat.device(xs)))
+    return _gather_steps(xp, xs, _time_major_indices(xp, xs.shape[0], lengths, device_of(xs)))
 
 
 class RNN(Module):
@@ -507,6 +507,8 @@ class RNN(Module):
         if initial_carry is None:
             key = random.key(0, like=inputs) if init_key is None else init_key
             initial_carry = cell.initialize_carry(key, tuple(xs.shape[1:]))
+        # The carry laid out over devices as a step's batch (jax's explicit mesh axes).
+        initial_carry = tree_map(lambda leaf: ops.placed_like(leaf, xs, skip=1), initial_carry)
         slice_carry = seq_lengths is not None and return_carry
         carry, outputs = self._scan(ops, cell, initial_carry, xs, slice_carry)
         if slice_carry:
@@ -558,7 +560,7 @@ def _fused(ops: Any, cell: _DenseCell, weights: Weights, carry: Carry, xs: Array
         return None
     if any(a is not None and a.dtype != xs.dtype for a in (*weights, *tree_leaves(carry))):
         return None
-    if not layer_kernel_agrees(_fused_loop_name(type(cell)), ops, xs.dtype, array_api_compat.device(xs)):
+    if not layer_kernel_agrees(_fused_loop_name(type(cell)), ops, xs):
         return None
     return ops.fused_recurrence(kind, xs, carry, *weights)
 

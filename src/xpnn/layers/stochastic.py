@@ -36,7 +36,8 @@ class Dropout(Module):
             raise self._error(f"rate must be in [0, 1], got {self.rate}")
         if self.rate == 0.0 or deterministic:
             return inputs
-        xp = self._adapter(inputs=inputs).xp
+        ops = self._adapter(inputs=inputs)
+        xp = ops.xp
         if self.rate == 1.0:
             return xp.zeros_like(inputs)
         keep_prob = 1.0 - self.rate
@@ -47,5 +48,5 @@ class Dropout(Module):
                 raise self._error(f"broadcast_dims={tuple(self.broadcast_dims)} is out of range for inputs of "
                                   f"{len(shape)} dimensions (shape {tuple(inputs.shape)})")
             shape[dim] = 1
-        keep = xp.broadcast_to(random.bernoulli(rng, keep_prob, tuple(shape)), inputs.shape)
+        keep = ops.placed_like(xp.broadcast_to(random.bernoulli(rng, keep_prob, tuple(shape)), inputs.shape), inputs)
         return xp.where(keep, inputs / keep_prob, xp.zeros_like(inputs))

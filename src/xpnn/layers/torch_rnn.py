@@ -22,8 +22,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import array_api_compat
-
+from xpnn._checks import device_of
 from xpnn._dispatch import adapter_of
 from xpnn._types import Array
 from xpnn.layers.combinators import Sequential
@@ -81,7 +80,7 @@ def _cell_from_torch(kind: str, state_dict: Mapping[str, Any], suffix: str) -> d
     xp = adapter_of(weight_ih).xp
     gates = _GATES[kind]
     hidden = weight_hh.shape[1]
-    zeros = xp.zeros((len(gates) * hidden,), dtype=weight_ih.dtype, device=array_api_compat.device(weight_ih))
+    zeros = xp.zeros((len(gates) * hidden,), dtype=weight_ih.dtype, device=device_of(weight_ih))
     bias_ih = state_dict.get(f"bias_ih{suffix}", zeros)
     bias_hh = state_dict.get(f"bias_hh{suffix}", zeros)
     w_i, w_h = _rows(weight_ih, len(gates)), _rows(weight_hh, len(gates))

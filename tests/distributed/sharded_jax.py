@@ -1,0 +1,190 @@
+"""xpnn on sharded jax arrays: run as a script in its own process (it sets
+``XLA_FLAGS=--xla_force_host_platform_device_count=8`` before jax starts), by
+``tests/test_distributed.py``.  Every result is compared with the same model run
+unsharded; an AssertionError or any exception fails the test.
+
+Covered, each with explicit mesh axes (``jax.make_mesh``'s default) and auto axes:
+data-parallel MLP (batch-sharded input, params made by ``init`` replicated over
+the mesh) eagerly and under ``jax.jit`` with input/output shardings; params made
+for an unsharded input applied to a sharded one; a tensor-parallel MLP (kernels
+split over features); a transformer block (LayerNorm, attention, MLP, dropout)
+and an LSTM over a batch-sharded sequence; a jitted data-parallel training step;
+``xpnn.random`` draws under ``out_shardings`` in both threefry modes, equal to the
+unsharded draws and to jax.random's.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from jax.sharding import AxisType, NamedSharding  # noqa: E402
+from jax.sharding import PartitionSpec as P  # noqa: E402
+
+import xpnn as nn  # noqa: E402
+
+
+class MLP(nn.Module):
+    features: tuple[int, ...] = (64, 10)
+
+    @nn.compact
+    def __call__(self, x):
+        for features in self.features[:-1]:
+            x = nn.relu(nn.Dense(features)(x))
+        return nn.Dense(self.features[-1])(x)
+
+
+class Block(nn.Module):
+    """A pre-norm transformer block."""
+
+    @nn.compact
+    def __call__(self, x, deterministic: bool = True):
+        y = nn.MultiHeadDotProductAttention(num_heads=4)(nn.LayerNorm()(x), deterministic=deterministic)
+        x = x + nn.Dropout(0.1, deterministic=deterministic)(y)
+        y = nn.Dense(x.shape[-1])(nn.gelu(nn.Dense(64)(nn.RMSNorm()(x))))
+        return x + y
+
+
+def close(got, want, tolerance=2e-5):
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=tolerance, atol=tolerance)
+
+
+def spans_mesh(tree, mesh, replicated=True):
+    """Every array of ``tree`` lies on all of the mesh's devices (replicated unless told)."""
+    for leaf in jax.tree_util.tree_leaves(tree):
+        assert leaf.sharding.device_set == set(mesh.devices.flat), leaf.sharding
+        if replicated:
+            assert all(entry is None for entry in leaf.sharding.spec), leaf.sharding
+
+
+def unsharded(tree):
+    return jax.tree_util.tree_map(np.asarray, tree)
+
+
+def data_parallel(mesh, batch):
+    rng = np.random.default_rng(0)
+    x_host = rng.standard_normal((16, 32)).astype(np.float32)
+    x = jax.device_put(x_host, batch)
+    model = MLP()
+    variables = model.init(nn.random.key(0, like=x), x)
+    spans_mesh(variables, mesh)
+    reference_variables = model.init(nn.random.key(0), jnp.asarray(x_host))  # on one device
+    for a, b in zip(jax.tree_util.tree_leaves(variables), jax.tree_util.tree_leaves(reference_variables)):
+        close(a, b, 0)  # the same keys: the same params, sharded or not
+    want = model.apply(reference_variables, jnp.asarray(x_host))
+    out = model.apply(variables, x)
+    close(out, want)
+    assert out.sharding.spec[0] == "batch", out.sharding
+    replicated = NamedSharding(mesh, P())
+    jitted = jax.jit(model.apply, in_shardings=(replicated, batch), out_shardings=batch)
+    out = jitted(variables, x)
+    close(out, want)
+    assert out.sharding == batch
+    # jitted init on a sharded input, and params of an unsharded input on a sharded one
+    jitted_variables = jax.jit(model.init)(jnp.asarray(nn.random.key(0)), x)
+    spans_mesh(jitted_variables, mesh, replicated=False)
+    close(model.apply(jitted_variables, x), want)
+    close(model.apply(reference_variables, x), want)  # params of an uncommitted input meet a sharded one
+    return variables, x_host, want
+
+
+def tensor_parallel(mesh, batch, variables, x_host, want):
+    """The hidden layer's kernel split over its output features, the next one over its inputs."""
+    split = {"Dense_0": {"kernel": P(None, "model"), "bias": P("model")}, "Dense_1": {"kernel": P("model", None),
+                                                                                  "bias": P()}}
+    params = {name: {k: jax.device_put(np.asarray(v), NamedSharding(mesh, split[name][k])) for k, v in layer.items()}
+              for name, layer in variables["params"].items()}
+    x = jax.device_put(x_host, batch)
+    close(MLP().apply({"params": params}, x), want)
+    close(jax.jit(MLP().apply)({"params": params}, x), want)
+
+
+def transformer_block(mesh, batch3):
+    rng = np.random.default_rng(1)
+    x_host = rng.standard_normal((8, 6, 32)).astype(np.float32)
+    x = jax.device_put(x_host, batch3)
+    block = Block()
+    variables = block.init(nn.random.key(0, like=x), x)
+    spans_mesh(variables, mesh)
+    reference = block.init(nn.random.key(0), x_host)
+    want = block.apply(reference, x_host)
+    close(block.apply(variables, x), want, 1e-4)
+    close(jax.jit(block.apply)(variables, x), want, 1e-4)
+    key = nn.random.key(3)
+    dropped = block.apply(reference, x_host, deterministic=False, rngs={"dropout": key})
+    close(block.apply(variables, x, deterministic=False, rngs={"dropout": nn.to_backend(key, x)}), dropped, 1e-4)
+    lstm = nn.RNN(nn.LSTMCell(16))
+    lstm_variables = lstm.init(nn.random.key(0, like=x), x)
+    close(lstm.apply(lstm_variables, x), lstm.apply(unsharded(lstm_variables), x_host), 1e-5)
+    close(jax.jit(lstm.apply)(lstm_variables, x), lstm.apply(unsharded(lstm_variables), x_host), 1e-5)
+
+
+def training_step(mesh, batch):
+    """One jitted SGD step on batch-sharded data equals the step on the whole batch on one device."""
+    rng = np.random.default_rng(2)
+    x_host = rng.standard_normal((32, 8)).astype(np.float32)
+    y_host = rng.standard_normal((32, 1)).astype(np.float32)
+    model = MLP((16, 1))
+    params = model.init(nn.random.key(0), x_host)["params"]
+
+    def step(params, x, y):
+        def loss(p):
+            return jnp.mean((model.apply({"params": p}, x) - y) ** 2)
+
+        value, grads = jax.value_and_grad(loss)(params)
+        return jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, params, grads), value
+
+    replicated = NamedSharding(mesh, P())
+    sharded_params = jax.device_put(unsharded(params), replicated)
+    new, value = jax.jit(step, in_shardings=(replicated, batch, batch), out_shardings=(replicated, replicated))(
+        sharded_params, jax.device_put(x_host, batch), jax.device_put(y_host, batch))
+    want_new, want_value = jax.jit(step)(jax.tree_util.tree_map(jnp.asarray, unsharded(params)), x_host, y_host)
+    close(value, want_value)
+    for a, b in zip(jax.tree_util.tree_leaves(new), jax.tree_util.tree_leaves(want_new)):
+        close(a, b)
+    spans_mesh(new, mesh)
+
+
+def random_draws(mesh, batch):
+    """Draws computed sharded (out_shardings) equal the unsharded ones and jax.random's, in
+    jax's partitionable threefry and in its legacy layout."""
+    for partitionable in (True, False):
+        nn.random.set_threefry_partitionable(partitionable)
+        jax.config.update("jax_threefry_partitionable", partitionable)
+        try:
+            for name, draw in (("normal", lambda r, k: r.normal(k, (16, 24))),
+                               ("uniform", lambda r, k: r.uniform(k, (16, 24))),
+                               ("bernoulli", lambda r, k: r.bernoulli(k, 0.3, (16, 24))),
+                               ("bits", lambda r, k: r.bits(k, (16, 24)))):
+                key = nn.random.key(7, like=jnp)
+                want = np.asarray(draw(jax.random, jax.random.key(7)))
+                close(draw(nn.random, key), want, 0)
+                sharded = jax.jit(lambda k: draw(nn.random, k), out_shardings=batch)(key)
+                assert sharded.sharding == batch
+                close(sharded, want, 0)
+                split_key = nn.random.fold_in(nn.random.key(7, like=jax.device_put(np.zeros((16, 1)), batch)), 1)
+                close(draw(nn.random, split_key), draw(jax.random, jax.random.fold_in(jax.random.key(7), 1)), 0)
+        finally:
+            nn.random.set_threefry_partitionable(True)
+            jax.config.update("jax_threefry_partitionable", True)
+
+
+def main() -> None:
+    assert len(jax.devices()) == 8, jax.devices()
+    for axis_type in (AxisType.Explicit, AxisType.Auto):
+        mesh = jax.make_mesh((2, 4), ("batch", "model"), axis_types=(axis_type, axis_type))
+        batch, batch3 = NamedSharding(mesh, P("batch", None)), NamedSharding(mesh, P("batch", None, None))
+        with jax.set_mesh(mesh):
+            variables, x_host, want = data_parallel(mesh, batch)
+            tensor_parallel(mesh, batch, variables, x_host, want)
+            transformer_block(mesh, batch3)
+            training_step(mesh, batch)
+            random_draws(mesh, batch)
+        print(f"{axis_type}: ok")
+
+
+if __name__ == "__main__":
+    main()
