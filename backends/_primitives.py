@@ -153,6 +153,16 @@ class Primitives:
         """A new array equal to ``x``, differentiable where the library has autodiff."""
         return self.xp.asarray(x, copy=True)
 
+    # -- arrays of other libraries ------------------------------------------------------
+    def adopts(self, other: Any) -> bool:
+        """Whether this library takes arrays of ``other``'s (an adapter) as operands of its own:
+        a layer then runs a Dask input with NumPy variables.  None by default."""
+        return False
+
+    def adopted(self, array: Array) -> Array:
+        """An array of an adopted library (see :meth:`adopts`) as one of this library's."""
+        raise TypeError(f"{self.name} arrays do not adopt {type(array).__module__} arrays")
+
     # -- layout over devices -----------------------------------------------------------
     def placed_like(self, a: Array, like: Array, skip: int = 0) -> Array:
         """``a`` laid out over devices as ``like`` is, axis by axis from the first (after

@@ -596,7 +596,9 @@ class Module:
         )
 
     def _adapter(self, **arrays: Array | None):
-        """The adapter of the named arrays; arrays of two libraries are a TypeError naming both arguments."""
+        """The adapter of the named arrays; arrays of two libraries are a TypeError naming both
+        arguments, unless one library takes the other's arrays as its own (``Adapter.adopts``: a
+        Dask input with NumPy variables)."""
         first = None
         for value in arrays.values():
             if value is not None:
@@ -612,6 +614,9 @@ class Module:
             if value is not None:
                 found.setdefault(adapter_of(value), argument)
         if len(found) > 1:
+            for adapter in found:  # a library whose chunks are the others' arrays (Dask's are NumPy's)
+                if all(other is adapter or adapter.adopts(other) for other in found):
+                    return adapter
             (first, a), (second, b) = list(found.items())[:2]
             raise TypeError(
                 f"{self.path}: {a} is a {first.name} array but {b} is a {second.name} array; convert the "
@@ -621,7 +626,8 @@ class Module:
 
     def _operands(self, dtype: Any, **arrays: Array | None) -> tuple[Any, list[Array | None]]:
         """The adapter of the named arrays (see :meth:`_adapter`) and the arrays in the computation
-        dtype (:func:`xpnn._promotion.promote_dtype`: ``dtype``, or the promotion of theirs).
+        dtype (:func:`xpnn._promotion.promote_dtype`: ``dtype``, or the promotion of theirs), the
+        arrays of an adopted library made the adapter's (``Adapter.adopted``).
 
         The common call, arrays of one type and dtype and no ``dtype``, is decided in one loop.
         """
@@ -638,7 +644,9 @@ class Module:
                 if first is not None:
                     return adapter_of_array(first), list(arrays.values())
         adapter = self._adapter(**arrays)
-        return adapter, promote_dtype(adapter, *arrays.values(), dtype=dtype, where=self.path)
+        values = [value if value is None or adapter_of(value) is adapter else adapter.adopted(value)
+                  for value in arrays.values()]
+        return adapter, promote_dtype(adapter, *values, dtype=dtype, where=self.path)
 
 
 def _as_dataclass(cls: type) -> None:

@@ -43,6 +43,14 @@ class _Windowed(Module):
         except _Unnamed as error:
             raise self._error(str(error)) from None
 
+    def _convolved(self, adapter: Any, *arguments: Any) -> Array:
+        """``adapter.conv_general_dilated(*arguments)``; an input it cannot take (a Dask array of
+        unknown chunk sizes) is an error naming the module."""
+        try:
+            return adapter.conv_general_dilated(*arguments)
+        except ValueError as error:
+            raise self._error(str(error)) from None
+
     def _kernel_size(self) -> tuple[int, ...]:
         size = self.kernel_size
         rank = 1 if isinstance(size, int) else len(size) if isinstance(size, Sequence) else 0
@@ -168,7 +176,7 @@ class Conv(_Convolution):
         kernel = self._masked(self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype))
         bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
         adapter, (x, kernel, bias) = self._operands(self.dtype, inputs=x, kernel=kernel, bias=bias)
-        y = adapter.conv_general_dilated(x, kernel, strides, pads, input_dilation, kernel_dilation, groups)
+        y = self._convolved(adapter, x, kernel, strides, pads, input_dilation, kernel_dilation, groups)
         return self._restored(y if bias is None else y + bias, batch)
 
 
@@ -275,7 +283,7 @@ class ConvTranspose(_Windowed):
                 pads = explicit_pads(padding, rank)
             except _Unnamed as error:
                 raise self._error(str(error)) from None
-        y = adapter.conv_general_dilated(x, kernel, (1,) * rank, pads, strides, kernel_dilation, 1)
+        y = self._convolved(adapter, x, kernel, (1,) * rank, pads, strides, kernel_dilation, 1)
         if padding == "CIRCULAR":
             y = _wrapped_periodically(adapter, y, tuple(n * s for n, s in zip(x.shape[1:-1], strides)),
                                       self.transpose_kernel)
