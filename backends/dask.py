@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import functools
 import math
 from typing import Any
 
@@ -27,9 +28,31 @@ def _running_client() -> Any:
     except ImportError:
         return None
     try:
-        return default_client()
+        client = default_client()
     except ValueError:
         return None
+    return client if client.status == "running" else None
+
+
+# The functions a graph's tasks run are module-level (pickled by name for dask.distributed's
+# workers, which import this module); the NumPy adapter itself does not pickle.
+def _erf_block(x: Any) -> Any:
+    return _NUMPY.erf(x)
+
+
+def _erfc_block(x: Any) -> Any:
+    return _NUMPY.erfc(x)
+
+
+def _convolve_block(block: Any, kernel: Any, *where: Any, counts: tuple[int, ...],
+                    padding: tuple[tuple[int, int], ...], dilation: tuple[int, ...], groups: int) -> Any:
+    """One block of an overlapped convolution (stride 1): VALID, with the convolution's zero
+    padding added where the block is the first (low) or last (high) along a spatial axis;
+    ``where`` holds the block's index along each spatial axis."""
+    pads = [(low if at[0] == 0 else 0, high if at[0] == count - 1 else 0)
+            for at, count, (low, high) in zip(where, counts, padding)]
+    units = (1,) * len(counts)
+    return _NUMPY.conv_general_dilated(block, kernel, units, pads, units, dilation, groups)
 
 
 def _at_least(chunks: tuple[int, ...], size: int, last: int) -> tuple[int, ...]:
@@ -123,14 +146,10 @@ class DaskAdapter(Adapter):
             return tuple(sizes)
 
         out_chunks = {a: out_sizes(a, halo, *pair) for a, halo, pair in zip(spatial, halos, padding)}
-        units = (1,) * len(halos)
 
-        def convolve(block, kernel, *where):
-            pads = [(low if at[0] == 0 else 0, high if at[0] == count[a] - 1 else 0)
-                    for a, at, (low, high) in zip(spatial, where, padding)]
-            return _NUMPY.conv_general_dilated(block, kernel, units, pads, units, tuple(rhs_dilation),
-                                               feature_group_count)
-
+        convolve = functools.partial(_convolve_block, counts=tuple(count[a] for a in spatial),
+                                     padding=tuple(map(tuple, padding)), dilation=tuple(rhs_dilation),
+                                     groups=feature_group_count)
         names = "".join(chr(ord("a") + i) for i in range(lhs.ndim))
         kernel_names = "".join(chr(ord("A") + i) for i in range(rhs.ndim))
         blocks = [item for a in spatial for item in (dask.array.arange(count[a], chunks=1), names[a])]
@@ -140,10 +159,10 @@ class DaskAdapter(Adapter):
                                     adjust_chunks={names[a]: out_chunks[a] for a in spatial} | {names[-1]: rhs.shape[-1]})
 
     def erf(self, x):
-        return x.map_blocks(_NUMPY.erf, dtype=x.dtype)
+        return x.map_blocks(_erf_block, dtype=x.dtype)
 
     def erfc(self, x):
-        return x.map_blocks(_NUMPY.erfc, dtype=x.dtype)
+        return x.map_blocks(_erfc_block, dtype=x.dtype)
 
 
 ADAPTER = DaskAdapter

@@ -15,7 +15,9 @@ from typing import Any
 
 import array_api_compat
 
+from xpnn._dispatch import adapter_of
 from xpnn._types import Array
+from xpnn.backends import Adapter
 from xpnn.trees import to_backend, tree_leaves
 
 Variables = dict[str, Any]
@@ -112,6 +114,22 @@ class Frame:
         self.initializing = initializing
         self.like = like
         self.rng_counters: dict[tuple[Path, str], int] = {}
+        #: The inputs' adapter when it takes other libraries' arrays as its own (a Dask input's
+        #: NumPy variables); None otherwise, as for most runs.
+        self.adopter: Adapter | None = None
+        if like is not None:
+            adapter = adapter_of(like)
+            if type(adapter).adopts is not Adapter.adopts:
+                self.adopter = adapter
+
+    def adopted(self, value: Any) -> Any:
+        """A variable as the inputs' library takes it (:attr:`adopter`: a NumPy variable of a
+        Dask run as a Dask array); ``value`` itself otherwise."""
+        adopter = self.adopter
+        if adopter is None or type(value) is type(self.like) or not array_api_compat.is_array_api_obj(value):
+            return value
+        other = adapter_of(value)
+        return adopter.adopted(value) if other is not adopter and adopter.adopts(other) else value
 
     def path_text(self, path: Path) -> str:
         return "/".join((self.root_name, *path))

@@ -478,7 +478,7 @@ class Module:
     def get_variable(self, collection: str, name: str, default: Any = None) -> Any:
         frame, path = self._require_scope("get_variable")
         store = frame.store(collection, path)
-        return default if store is None else store.get(name, default)
+        return default if store is None else frame.adopted(store.get(name, default))
 
     def put_variable(self, collection: str, name: str, value: Any) -> None:
         frame, path = self._require_scope("put_variable")
@@ -516,7 +516,10 @@ class Module:
             scope = self._scope
             if scope is None:
                 self._require_scope("param")
-            store = state.params = scope[0].store("params", scope[1:])
+            frame = scope[0]
+            store = state.params = frame.store("params", scope[1:])
+            if frame.adopter is not None and store is not None and not frame.is_mutable("params"):
+                store = state.params = {key: frame.adopted(value) for key, value in store.items()}
         if store is not None and name in store:
             value = store[name]
             if init_args and init_args[0] != getattr(value, "shape", None):
