@@ -1,18 +1,20 @@
-"""``python -m benchmarks {activations,kernels,random,layers,conv,norms,attention,recurrent,keras} [--device cpu|cuda] [--libraries ...] [--json PATH]``."""
+"""``python -m benchmarks {activations,kernels,random,layers,conv,norms,attention,recurrent,distributed,keras} [--device cpu|cuda] [--libraries ...] [--json PATH]``."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
-from benchmarks import activations, attention, conv, keras_ops, layers, norms, random, recurrent
+from benchmarks import activations, attention, conv, distributed, keras_ops, layers, norms, random, recurrent
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    parser.add_argument("suite", choices=["activations", "kernels", "random", "layers", "conv", "norms", "attention", "recurrent", "keras"],
-                        help="kernels: what the first-use kernel check costs; keras: xpnn against Keras 3's "
-                             "keras.ops at (1000,), CPU only (needs keras)")
+    parser.add_argument("suite", choices=["activations", "kernels", "random", "layers", "conv", "norms", "attention", "recurrent",
+                                          "distributed", "keras"],
+                        help="kernels: what the first-use kernel check costs; distributed: models on Dask arrays "
+                             "on a 2-worker dask.distributed LocalCluster against NumPy; keras: xpnn against "
+                             "Keras 3's keras.ops at (1000,), CPU only (needs keras)")
     parser.add_argument("--device", choices=sorted(activations.LIBRARIES), default="cpu",
                         help="where the arrays live; cuda times cupy, torch and jax on the GPU")
     parser.add_argument("--libraries", default=None,
@@ -26,7 +28,11 @@ def main(argv: list[str] | None = None) -> int:
         if library not in activations.LIBRARIES[args.device]:
             parser.error(f"--libraries: {library!r} does not run on --device {args.device}; "
                          f"expected among {','.join(activations.LIBRARIES[args.device])}")
-    if args.suite == "keras":
+    if args.suite == "distributed":
+        rows = distributed.run()
+        print(distributed.report(rows))
+        result = {"rows": rows}
+    elif args.suite == "keras":
         if args.device != "cpu":
             parser.error("keras runs on --device cpu only")
         rows = keras_ops.run(libraries)

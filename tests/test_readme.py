@@ -52,3 +52,35 @@ def test_recurrent_example_gives_torchs_lstm_on_numpy():
     carry, outputs = namespace["carry"], namespace["outputs"]
     assert outputs.shape == (4, 20, 32)
     np.testing.assert_allclose(carry[2], outputs[2, 6])  # the carry after step len - 1 = 6
+
+
+def _run_as_script(example: str, check: str, tmp_path: pathlib.Path) -> None:
+    """Run a README example as a script of its own (it starts processes or sets jax's devices),
+    with ``check``, Python that prints "checked" when the example did what it says, after it."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "example.py"
+    script.write_text(example + "\n" + check)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert "checked" in done.stdout
+
+
+def test_sharded_training_example_learns_on_8_devices(tmp_path):
+    _run_as_script(_example("Beyond one machine: sharded jax and Dask clusters"), """
+first = float(jnp.mean((MLP().apply(model.init(nn.random.key(0), np.asarray(x)), np.asarray(x)) - np.asarray(y)) ** 2))
+assert len(jax.devices()) == 8 and float(loss) < first, (float(loss), first)
+assert all(leaf.sharding.device_set == set(mesh.devices.flat) for leaf in jax.tree_util.tree_leaves(params))
+print("checked")
+""", tmp_path)
+
+
+def test_dask_cluster_example_gives_numpys_predictions(tmp_path):
+    text = README.read_text().split("Inference on a Dask cluster", 1)[1]
+    _run_as_script(re.search(r"```python\n(.*?)```", text, re.S).group(1), """
+        want = MLP().apply(variables, x.compute())
+        assert isinstance(lazy, da.Array)
+        np.testing.assert_allclose(predictions, want, rtol=1e-5, atol=1e-5)
+        print("checked")
+""", tmp_path)
