@@ -10,7 +10,9 @@ for an unsharded input applied to a sharded one; a tensor-parallel MLP (kernels
 split over features); a transformer block (LayerNorm, attention, MLP, dropout)
 and an LSTM over a batch-sharded sequence; a jitted data-parallel training step;
 ``xpnn.random`` draws under ``out_shardings`` in both threefry modes, equal to the
-unsharded draws and to jax.random's.
+unsharded draws and to jax.random's; every one-array function jitted with sharded input and
+output.  The conformance suite's sharded columns (``--backends jax_sharded,jax_sharded_auto``)
+check every function, sampler, initializer and layer eagerly.
 """
 from __future__ import annotations
 
@@ -172,6 +174,34 @@ def random_draws(mesh, batch):
             jax.config.update("jax_threefry_partitionable", True)
 
 
+def one_array_functions():
+    """xpnn's public functions called with one array and their defaults (the activations,
+    softmax and the other row-wise ones)."""
+    import inspect
+
+    for name in nn.FUNCTIONS:
+        parameters = list(inspect.signature(getattr(nn, name)).parameters.values())[1:]
+        if all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters):
+            yield name, getattr(nn, name)
+
+
+def functions_under_jit(batch):
+    """Each one-array function jitted with a batch-sharded input and output (replicated for a
+    reduction to a scalar) equals its unsharded value."""
+    x_host = np.random.default_rng(4).standard_normal((16, 8)).astype(np.float32) * 3
+    x = jax.device_put(x_host, batch)
+    count = 0
+    for name, function in one_array_functions():
+        want = np.asarray(function(jnp.asarray(x_host)))
+        laid_out = batch if want.shape == x_host.shape else NamedSharding(batch.mesh, P())  # reductions: replicated
+        got = jax.jit(function, in_shardings=batch, out_shardings=laid_out)(x)
+        assert got.sharding == laid_out, name
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6, atol=1e-6, err_msg=name)
+        close(function(x), want, 1e-6)
+        count += 1
+    assert count > 30, count
+
+
 def main() -> None:
     assert len(jax.devices()) == 8, jax.devices()
     for axis_type in (AxisType.Explicit, AxisType.Auto):
@@ -183,6 +213,7 @@ def main() -> None:
             transformer_block(mesh, batch3)
             training_step(mesh, batch)
             random_draws(mesh, batch)
+            functions_under_jit(batch)
         print(f"{axis_type}: ok")
 
 
