@@ -120,5 +120,22 @@ def test_the_contract_lists_the_design_primitives():
     """The primitives the written-once code may call (../shared/DESIGN.md rule 2) are the
     contract's: each is a method of ``Primitives`` with a standard-only body."""
     for name in ("erf", "erfc", "erf_inv", "einsum", "qr", "stop_gradient", "conv_general_dilated",
-                 "reduce_window", "scan"):
+                 "reduce_window", "scan", "fused_recurrence", "fused_norm", "mean_across", "dense", "take_rows",
+                 "placed_like", "adopts", "adopted"):
         assert callable(getattr(Primitives, name, None)), name
+
+
+def test_dense_take_rows_and_placed_like_on_every_backend(backend):
+    """``dense`` is ``x @ kernel``, ``take_rows`` a gather of rows, and ``placed_like`` leaves
+    arrays off a jax mesh as they are, natively and standard-only (their layouts under explicit
+    mesh axes: tests/distributed/sharded_jax.py)."""
+    rng = np.random.default_rng(3)
+    x, kernel, table = rng.standard_normal((2, 3, 4)), rng.standard_normal((4, 5)), rng.standard_normal((6, 3))
+    ids = np.array([5, 0, 2, 2])
+    for label, adapter in _both(backend).items():
+        xb, kb, tb = (backend.asarray(a, "float64") for a in (x, kernel, table))
+        np.testing.assert_allclose(backend.to_numpy(adapter.dense(xb, kb)), x @ kernel, rtol=1e-12, err_msg=label)
+        rows = adapter.take_rows(tb, adapter.xp.asarray(ids))
+        np.testing.assert_array_equal(backend.to_numpy(rows), table[ids], err_msg=label)
+        assert adapter.placed_like(tb, xb) is tb
+        assert adapter.placed_like(tb, xb, skip=1) is tb

@@ -17,6 +17,7 @@ from xpnn.module import DenyList, Module, ModuleError, Variable, compact, merge_
 from xpnn.layers import *  # noqa: F403 - every family's layers
 from xpnn import functions, layers
 from xpnn.transforms import scan
+from xpnn.checkpoints import load, save
 
 __version__ = "0.1.0"
 
@@ -31,5 +32,5 @@ __all__ = [
     *FUNCTIONS, *LAYERS, "random", "initializers", "set_fast_paths", "fast_paths", "fast_paths_enabled",
     "fast_path_report", "check_fast_paths", "SwitchedOff", "BlockScaleConfig", "get_scaled_dot_general_config",
     "Module", "compact", "nowrap", "Variable", "merge_param", "DenyList", "ModuleError",
-    "tree_map", "tree_leaves", "to_backend", "scan",
+    "tree_map", "tree_leaves", "to_backend", "scan", "save", "load",
 ]
