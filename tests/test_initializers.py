@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import xpnn as nn
 import xpnn.initializers as xi
 import xpnn.random as xr
 from backends import _fallback
@@ -171,3 +172,35 @@ def test_standard_only_qr_gives_the_same_orthogonal_matrix():
 def test_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call(xr.key(0))
+
+
+_BUILT = [("lecun_normal()", lambda I: I.lecun_normal()), ("glorot_uniform(in_axis=0)", lambda I: I.glorot_uniform(in_axis=0)),
+          ("normal(stddev=0.5)", lambda I: I.normal(0.5)), ("zeros_init()", lambda I: I.zeros_init()),
+          ("constant(value=3)", lambda I: I.constant(3)), ("orthogonal(scale=2.0)", lambda I: I.orthogonal(2.0)),
+          ("variance_scaling(scale=1.0, mode='fan_in', distribution='uniform')",
+           lambda I: I.variance_scaling(1.0, "fan_in", "uniform")),
+          ("truncated_normal(lower=-1.0)", lambda I: I.truncated_normal(lower=-1.0))]
+
+
+@pytest.mark.parametrize(("text", "build"), _BUILT, ids=[text for text, _ in _BUILT])
+def test_built_initializers_print_as_their_call_and_pickle(text, build):
+    import pickle
+
+    made = build(nn.initializers)
+    assert repr(made) == text
+    again = pickle.loads(pickle.dumps(made))
+    assert again == made and hash(again) == hash(made)
+    np.testing.assert_array_equal(again(nn.random.key(3), (4, 5)), made(nn.random.key(3), (4, 5)))
+
+
+def test_modules_pickle_and_print_their_initializers():
+    import pickle
+
+    model = nn.Sequential([nn.Dense(4, kernel_init=nn.initializers.he_normal()), nn.relu, nn.LayerNorm()])
+    again = pickle.loads(pickle.dumps(model))
+    assert again == model
+    x = np.ones((2, 3), np.float32)
+    for a, b in zip(nn.tree_leaves(again.init(nn.random.key(0), x)), nn.tree_leaves(model.init(nn.random.key(0), x))):
+        np.testing.assert_array_equal(a, b)
+    assert "kernel_init=he_normal()" in repr(nn.Dense(4, kernel_init=nn.initializers.he_normal()))
+    assert "kernel_init: 'Initializer' = lecun_normal()" in str(__import__("inspect").signature(nn.Dense))

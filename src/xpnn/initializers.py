@@ -13,6 +13,8 @@ has fans (36, 72).
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -26,7 +28,7 @@ __all__ = [
     "Initializer", "zeros", "ones", "zeros_init", "ones_init", "constant", "uniform", "normal",
     "truncated_normal", "variance_scaling", "glorot_uniform", "glorot_normal", "xavier_uniform",
     "xavier_normal", "lecun_uniform", "lecun_normal", "he_uniform", "he_normal", "kaiming_uniform",
-    "kaiming_normal", "orthogonal", "delta_orthogonal",
+    "kaiming_normal", "orthogonal", "delta_orthogonal", "BuiltInitializer",
 ]
 
 Initializer = Callable[..., Array]
@@ -36,6 +38,54 @@ _MODES = ("fan_in", "fan_out", "fan_avg", "fan_geo_avg")
 _DISTRIBUTIONS = ("truncated_normal", "normal", "uniform")
 #: Standard deviation of N(0, 1) truncated to (-2, 2).
 _TRUNCATED_STDDEV = 0.87962566103423978
+
+
+class BuiltInitializer:
+    """An initializer a builder made: called as ``init(key, shape, dtype=<builder dtype>)``,
+    printed as the builder call that made it (``lecun_normal()``, ``normal(stddev=0.5)``), equal
+    to another made by the same call, and pickled as that call (the arguments, not the code)."""
+
+    def __init__(self, function: Callable[..., Array], builder: str, arguments: dict[str, Any],
+                 defaults: dict[str, Any]) -> None:
+        self._function, self._builder, self._arguments, self._defaults = function, builder, arguments, defaults
+        self.__name__ = builder
+
+    def __call__(self, key: Any, shape: Sequence[int], *args: Any, **kwargs: Any) -> Array:
+        return self._function(key, shape, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        given = ", ".join(f"{name}={value!r}" for name, value in self._arguments.items()
+                          if name not in self._defaults or self._defaults[name] != value)
+        return f"{self._builder}({given})"
+
+    def _key(self) -> tuple:
+        return self._builder, tuple(sorted((k, repr(v)) for k, v in self._arguments.items()))
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, BuiltInitializer) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __reduce__(self) -> tuple:
+        return _rebuilt, (self._builder, self._arguments)
+
+
+def _rebuilt(builder: str, arguments: dict[str, Any]) -> BuiltInitializer:
+    return globals()[builder](**arguments)
+
+
+def _builder(function: Callable[..., Callable[..., Array]]) -> Callable[..., BuiltInitializer]:
+    """``function``, a builder, returning its initializer as a :class:`BuiltInitializer`."""
+    signature = inspect.signature(function)
+    defaults = {name: p.default for name, p in signature.parameters.items() if p.default is not p.empty}
+
+    @functools.wraps(function)
+    def build(*args: Any, **kwargs: Any) -> BuiltInitializer:
+        arguments = dict(signature.bind(*args, **kwargs).arguments)
+        return BuiltInitializer(function(*args, **kwargs), function.__name__, arguments, defaults)
+
+    return build
 
 
 def _library(key: Any, function: str):
@@ -88,16 +138,19 @@ def ones(key: Any, shape: Sequence[int], dtype: Any = None) -> Array:
     return _filled(1, None, "ones")(key, shape, dtype)
 
 
+@_builder
 def zeros_init() -> Initializer:
     """flax.linen's builder form of :func:`zeros`."""
     return zeros
 
 
+@_builder
 def ones_init() -> Initializer:
     """flax.linen's builder form of :func:`ones`."""
     return ones
 
 
+@_builder
 def constant(value: float, dtype: Any = None) -> Initializer:
     """``full(shape, value, dtype)``; an integer dtype keeps integer values (``constant(3, int32)``)."""
     return _filled(value, dtype, "constant")
@@ -114,16 +167,19 @@ def _scaled_draw(draw: Callable[..., Array], factor: float, builder_dtype: Any, 
     return init
 
 
+@_builder
 def uniform(scale: float = 1e-2, dtype: Any = None) -> Initializer:
     """``uniform(key, shape) * scale``: values in ``[0, scale)`` (not symmetric), as jax."""
     return _scaled_draw(lambda key, shape, dtype: random.uniform(key, shape, dtype), scale, dtype, "uniform")
 
 
+@_builder
 def normal(stddev: float = 1e-2, dtype: Any = None) -> Initializer:
     """``normal(key, shape) * stddev``."""
     return _scaled_draw(lambda key, shape, dtype: random.normal(key, shape, dtype), stddev, dtype, "normal")
 
 
+@_builder
 def truncated_normal(stddev: float = 1e-2, dtype: Any = None, lower: float = -2.0, upper: float = 2.0) -> Initializer:
     """``truncated_normal(key, lower, upper, shape) * stddev``; the actual std is below ``stddev``
     (0.88 * stddev for the default bounds): jax applies no correction here."""
@@ -165,6 +221,7 @@ def compute_fans(
     return in_size * receptive, out_size * receptive
 
 
+@_builder
 def variance_scaling(
     scale: float, mode: str, distribution: str, in_axis: Axes = -2, out_axis: Axes = -1,
     batch_axis: Axes = (), dtype: Any = None,
@@ -216,11 +273,11 @@ def variance_scaling(
 
 def _variance_scaling_family(scale: float, mode: str, distribution: str, name: str, reference: str):
     def builder(in_axis: Axes = -2, out_axis: Axes = -1, batch_axis: Axes = (), dtype: Any = None) -> Initializer:
-        return variance_scaling(scale, mode, distribution, in_axis, out_axis, batch_axis, dtype)
+        return variance_scaling(scale, mode, distribution, in_axis, out_axis, batch_axis, dtype)._function
 
     builder.__name__ = builder.__qualname__ = name
     builder.__doc__ = f"``variance_scaling({scale}, {mode!r}, {distribution!r})``: {reference}."
-    return builder
+    return _builder(builder)
 
 
 glorot_uniform = xavier_uniform = _variance_scaling_family(1.0, "fan_avg", "uniform", "glorot_uniform", "Glorot & Bengio (2010)")
@@ -248,6 +305,7 @@ def _orthonormal(adapter: Any, key: Any, n: int, m: int, dtype: Any) -> Array:
     return q.T if n < m else q
 
 
+@_builder
 def orthogonal(scale: float = 1.0, column_axis: int = -1, dtype: Any = None) -> Initializer:
     """A (scaled) matrix with orthonormal rows or columns (``jax.nn.initializers.orthogonal``, Saxe et al. 2014).
 
@@ -278,6 +336,7 @@ def orthogonal(scale: float = 1.0, column_axis: int = -1, dtype: Any = None) -> 
     return init
 
 
+@_builder
 def delta_orthogonal(scale: float = 1.0, column_axis: int = -1, dtype: Any = None) -> Initializer:
     """A conv kernel that is zero except its centre tap, an orthogonal matrix
     (``jax.nn.initializers.delta_orthogonal``, Xiao et al. 2018).
