@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from benchmarks import activations, attention, conv, distributed, keras_ops, layers, norms, random, recurrent
+from xpnn.benchmarks import activations, attention, conv, distributed, keras_ops, layers, norms, random, recurrent
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 import xpnn as nn
-from benchmarks.activations import LIBRARIES, paired_rows, placement, ratio_table
+from xpnn.benchmarks.activations import LIBRARIES, paired_rows, placement, ratio_table
 from xpnn.functions import attention
 
 #: label -> ((B, T, N, H), key/value heads, causal, masked)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 import xpnn as nn
-from benchmarks.activations import LIBRARIES, paired_rows, placement, ratio_table
+from xpnn.benchmarks.activations import LIBRARIES, paired_rows, placement, ratio_table
 
 #: label -> (input shape NHWC, layer builder in a namespace L (xpnn or flax.linen), torch builder)
 CASES: dict[str, tuple[tuple[int, ...], Callable[[Any], Any], Callable[[Any], Any]]] = {

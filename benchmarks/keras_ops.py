@@ -26,7 +26,7 @@ def _worker(library: str) -> list[dict]:
     import keras
 
     import xpnn
-    from benchmarks.activations import _interleaved, placement, ratio_fields
+    from xpnn.benchmarks.activations import _interleaved, placement, ratio_fields
 
     if keras.backend.backend() != library:
         raise RuntimeError(f"KERAS_BACKEND is {keras.backend.backend()!r}, expected {library!r}")
@@ -62,7 +62,7 @@ def run(libraries: tuple[str, ...] = ("numpy", "torch", "jax")) -> list[dict]:
 
 
 def report(rows: list[dict]) -> str:
-    from benchmarks.activations import ratio_table
+    from xpnn.benchmarks.activations import ratio_table
 
     lines = [ratio_table(rows, (("library", "6"), ("function", "13")), "us").replace("native", "keras ")]
     for library in dict.fromkeys(r["library"] for r in rows):

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 import xpnn as nn
-from benchmarks.activations import LIBRARIES, _interleaved, placement, ratio_fields, ratio_table
+from xpnn.benchmarks.activations import LIBRARIES, _interleaved, placement, ratio_fields, ratio_table
 
 SIZES = (784, 512, 512, 10)
 BATCHES = (1, 256)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 import xpnn as nn
-from benchmarks.activations import LIBRARIES, paired_rows, placement, ratio_table
+from xpnn.benchmarks.activations import LIBRARIES, paired_rows, placement, ratio_table
 
 #: label -> (input shape, xpnn/flax layer builder in namespace L, keyword arguments of apply)
 CASES: dict[str, tuple[tuple[int, ...], Callable[[Any], Any], dict[str, Any]]] = {

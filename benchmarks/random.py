@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 import xpnn.random as xr
-from benchmarks.activations import LIBRARIES, _interleaved, placement, ratio_fields, ratio_table
+from xpnn.benchmarks.activations import LIBRARIES, _interleaved, placement, ratio_fields, ratio_table
 
 SHAPE = (4096, 4096)  # 16M values
 

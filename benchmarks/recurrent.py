@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 import xpnn as nn
-from benchmarks.activations import LIBRARIES, paired_rows, placement, ratio_table
+from xpnn.benchmarks.activations import LIBRARIES, paired_rows, placement, ratio_table
 from xpnn.layers import torch_rnn
 
 BATCH, STEPS, FEATURES, HIDDEN = 32, 128, 128, 256

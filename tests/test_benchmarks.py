@@ -16,7 +16,7 @@ from xpnn.conformance.cases import EDGE_VALUES
 def test_numpy_twins_match_jax(dtype, masked_ufuncs):
     jax = pytest.importorskip("jax")
     expit = pytest.importorskip("scipy.special").expit
-    from benchmarks.activations import _array_twins
+    from xpnn.benchmarks.activations import _array_twins
 
     x = np.concatenate([np.asarray(EDGE_VALUES), np.linspace(-9, 9, 181)]).astype(dtype)
     for name, twin in _array_twins(np, expit, masked_ufuncs=masked_ufuncs).items():

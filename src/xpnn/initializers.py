@@ -28,7 +28,7 @@ __all__ = [
     "Initializer", "zeros", "ones", "zeros_init", "ones_init", "constant", "uniform", "normal",
     "truncated_normal", "variance_scaling", "glorot_uniform", "glorot_normal", "xavier_uniform",
     "xavier_normal", "lecun_uniform", "lecun_normal", "he_uniform", "he_normal", "kaiming_uniform",
-    "kaiming_normal", "orthogonal", "delta_orthogonal", "BuiltInitializer",
+    "kaiming_normal", "orthogonal", "delta_orthogonal",
 ]
 
 Initializer = Callable[..., Array]
