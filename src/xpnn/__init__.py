@@ -10,11 +10,25 @@ from xpnn.backends import _numpy_slices  # noqa: F401 - reads XPNN_NUM_THREADS n
 from xpnn import initializers, random
 from xpnn._dispatch import check_fast_paths, fast_paths, fast_paths_enabled, set_fast_paths
 from xpnn._kernel_check import SwitchedOff, fast_path_report
-from xpnn.functions import *  # noqa: F403 - every family's public functions
+# Every family's public functions and layers, star-imported from the family modules, whose
+# literal __all__ type checkers read (they cannot follow the packages' composed ones).
+from xpnn.functions.activations import *  # noqa: F403
+from xpnn.functions.arrays import *  # noqa: F403
+from xpnn.functions.attention import *  # noqa: F403
+from xpnn.functions.pooling import *  # noqa: F403
+from xpnn.functions.reductions import *  # noqa: F403
+from xpnn.functions.torch_activations import *  # noqa: F403
 from xpnn.functions.arrays import BlockScaleConfig, get_scaled_dot_general_config
 from xpnn.trees import to_backend, tree_leaves, tree_map
 from xpnn.module import DenyList, Module, ModuleError, Variable, compact, merge_param, nowrap
-from xpnn.layers import *  # noqa: F403 - every family's layers
+from xpnn.layers.activations import *  # noqa: F403
+from xpnn.layers.attention import *  # noqa: F403
+from xpnn.layers.combinators import *  # noqa: F403
+from xpnn.layers.conv import *  # noqa: F403
+from xpnn.layers.linear import *  # noqa: F403
+from xpnn.layers.normalization import *  # noqa: F403
+from xpnn.layers.recurrent import *  # noqa: F403
+from xpnn.layers.stochastic import *  # noqa: F403
 from xpnn import functions, layers
 from xpnn.transforms import scan
 from xpnn.checkpoints import load, save
@@ -29,8 +43,10 @@ FUNCTIONS = tuple(functions.__all__)
 LAYERS = tuple(layers.__all__)
 
 __all__ = [
-    *FUNCTIONS, *LAYERS, "random", "initializers", "set_fast_paths", "fast_paths", "fast_paths_enabled",
+    "random", "initializers", "set_fast_paths", "fast_paths", "fast_paths_enabled",
     "fast_path_report", "check_fast_paths", "SwitchedOff", "BlockScaleConfig", "get_scaled_dot_general_config",
     "Module", "compact", "nowrap", "Variable", "merge_param", "DenyList", "ModuleError",
     "tree_map", "tree_leaves", "to_backend", "scan", "save", "load",
 ]
+__all__ += functions.__all__
+__all__ += layers.__all__

@@ -23,7 +23,7 @@ import inspect
 import threading
 import types
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import array_api_compat
 import numpy as np
@@ -33,6 +33,9 @@ from xpnn._errors import _Unnamed, named
 from xpnn._types import Array, Namespace
 from xpnn.backends import Adapter, FastPath, adapter_for_namespace
 F = TypeVar("F", bound=Callable[..., Any])
+#: A public function's parameters and result: its definition's, without ``ops``.
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _ADAPTER_BY_TYPE: dict[type, Adapter] = {}
 #: Values that are never arrays: they never decide the namespace.
@@ -463,7 +466,8 @@ def _dispatched(entry: Definition, validate: Callable[..., tuple[tuple, dict]] |
 def public(*, static: tuple[str, ...] = (), probes: tuple[_kernel_check.ProbeCall, ...] = (((), {}),),
            validate: Callable[[Adapter, Array, tuple, dict], tuple[tuple, dict]] | None = None,
            traits: frozenset[str] | tuple[str, ...] = (), reference: str | None = None,
-           probe_input: Callable[[Adapter, Array], Array] | None = None) -> Callable[[F], F]:
+           probe_input: Callable[[Adapter, Array], Array] | None = None,
+           ) -> Callable[[Callable[Concatenate[Adapter, P], R]], Callable[P, R]]:
     """Make a written-once definition ``f(ops, x, ...)`` the public function ``f(x, ...)``,
     entered in :data:`REGISTRY`.
 
@@ -488,12 +492,12 @@ def public(*, static: tuple[str, ...] = (), probes: tuple[_kernel_check.ProbeCal
     are none.
     """
 
-    def decorate(function: F) -> F:
+    def decorate(function: Callable[Concatenate[Adapter, P], R]) -> Callable[P, R]:
         entry = PublicFunction(function, static, frozenset(traits), probes, reference or f"jax.nn.{function.__name__}",
                                probe_input)
         entry.public = _dispatched(entry, validate, probes)
         REGISTRY[entry.name] = entry
-        return entry.public  # type: ignore[return-value]
+        return entry.public
 
     return decorate
 

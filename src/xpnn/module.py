@@ -32,7 +32,7 @@ import operator
 import threading
 import types
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import array_api_compat
 
@@ -102,13 +102,22 @@ def _may_hold_modules(value: Any) -> bool:
 _CHECKED_INPUTS: set[tuple[type, Any]] = set()
 
 
-def compact(method: Callable) -> Callable:
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+try:
+    from typing import dataclass_transform
+except ImportError:  # Python 3.10: type checkers take typing_extensions' twin; at run time it marks nothing
+    def dataclass_transform(**_: Any) -> Callable[[type], type]:
+        return lambda cls: cls
+
+
+def compact(method: _Method) -> _Method:
     """Mark a method (usually ``__call__``) as compact: submodules and params are defined inline."""
     method._xpnn_compact = True
     return method
 
 
-def nowrap(method: Callable) -> Callable:
+def nowrap(method: _Method) -> _Method:
     """Leave a module method unwrapped: it runs no ``setup`` and may not define submodules (flax's ``nowrap``)."""
     method._xpnn_nowrap = True
     return method
@@ -183,6 +192,7 @@ def _wrap_method(method: Callable) -> Callable:
     return wrapped
 
 
+@dataclass_transform(field_specifiers=(dataclasses.field,))
 class Module:
     """Base class of every layer and model (flax.linen's ``Module``).
 

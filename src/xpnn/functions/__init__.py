@@ -17,5 +17,11 @@ from xpnn.functions.pooling import *  # noqa: F403
 from xpnn.functions.reductions import *  # noqa: F403
 from xpnn.functions.torch_activations import *  # noqa: F403
 
-__all__ = [*activations.__all__, *arrays.__all__, *reductions.__all__, *torch_activations.__all__, *pooling.__all__,
-           *attention.__all__]
+# Extended family by family (a form type checkers read, so `xpnn.relu` is known to them).
+__all__: list[str] = []
+__all__ += activations.__all__
+__all__ += arrays.__all__
+__all__ += reductions.__all__
+__all__ += torch_activations.__all__
+__all__ += pooling.__all__
+__all__ += attention.__all__

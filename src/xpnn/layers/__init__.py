@@ -23,6 +23,13 @@ from xpnn.layers.normalization import *  # noqa: F403
 from xpnn.layers.recurrent import *  # noqa: F403
 from xpnn.layers.stochastic import *  # noqa: F403
 
-__all__ = [*linear.__all__, *conv.__all__, *normalization.__all__, *attention.__all__, *recurrent.__all__,
-           *stochastic.__all__, *activations.__all__,
-           *combinators.__all__]
+# Extended family by family (a form type checkers read, so `xpnn.Dense` is known to them).
+__all__: list[str] = []
+__all__ += linear.__all__
+__all__ += conv.__all__
+__all__ += normalization.__all__
+__all__ += attention.__all__
+__all__ += recurrent.__all__
+__all__ += stochastic.__all__
+__all__ += activations.__all__
+__all__ += combinators.__all__
