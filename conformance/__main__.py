@@ -1,16 +1,22 @@
 """``python -m conformance``: run every public xpnn function, sampler, initializer and layer on every installed backend against the references.
 
-Prints a matrix (check x backend) of the worst error in ulps, or FAIL, and exits
-non-zero when any check fails or a public name has no check.
+Prints a matrix (check x backend) of the worst error in ulps, or FAIL, each failure in words,
+and exits non-zero when any check fails or a public name has no check.  Writes the HTML report
+and the JSON results to ``conformance-report/`` under the current directory (``--report``,
+``--json`` and ``--no-report`` change that), and prints where.  While it runs, a progress line:
+a live bar on a terminal, a line every few seconds (done/total, elapsed, time left) in a log.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import fnmatch
 import functools
+import importlib.metadata
 import json
 import os
+import platform
 import sys
 import time
 import warnings
@@ -22,6 +28,48 @@ import xpnn
 from xpnn.conformance import attention, backends, gradients, models, recurrent, report, runner
 from xpnn.conformance.cases import CASES, SPECIAL
 from xpnn.conformance.compare import Checked
+
+
+#: Where the report and the JSON results go by default, under the current directory.
+REPORT_DIRECTORY = "conformance-report"
+
+
+def environment(argv: list[str] | None) -> dict[str, str]:
+    """What produced a run: the date, the command, Python, the machine's CPU and GPUs, and the
+    versions of xpnn and of every library the suite uses that is installed."""
+    found = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+             "command": " ".join(["python -m conformance", *(sys.argv[1:] if argv is None else argv)]),
+             "python": f"{platform.python_version()} ({platform.system()} {platform.machine()})",
+             "cpu": _cpu_name(), "gpu": ", ".join(_gpu_names()) or "none"}
+    for name in ("xpnn", "numpy", "array_api_compat", "array_api_strict", "torch", "jax", "flax", "dask", "cupy",
+                 "mpmath"):
+        try:
+            found[name] = importlib.metadata.version(name.replace("_", "-"))
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
+        if names:
+            return f"{names[0]} ({len(names)} cores)"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _gpu_names() -> list[str]:
+    if not backends.cuda_available():
+        return []
+    try:
+        import torch
+
+        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # noqa: BLE001 - the GPU answers through jax or CuPy only
+        return ["CUDA device"]
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -39,8 +87,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", default="*", help="glob over case labels, e.g. 'gelu*'")
     parser.add_argument("--grad", action=argparse.BooleanOptionalAction, default=True,
                         help="also compare gradients on torch and jax (float64) with the reference's")
-    parser.add_argument("--json", metavar="PATH", help="write every result as JSON")
-    parser.add_argument("--report", metavar="PATH", help="write a self-contained HTML report with plots")
+    parser.add_argument("--json", metavar="PATH", default=os.path.join(REPORT_DIRECTORY, "report.json"),
+                        help="write every result, and the environment, as JSON (default: %(default)s)")
+    parser.add_argument("--report", metavar="PATH", default=os.path.join(REPORT_DIRECTORY, "report.html"),
+                        help="write a self-contained HTML report with plots (default: %(default)s)")
+    parser.add_argument("--no-report", dest="report", action="store_const", const=None,
+                        help="write no HTML report")
     parser.add_argument("--kernels", action="store_true",
                         help="only check every native fast path on this machine against the written-once "
                              "definitions (xpnn.check_fast_paths) and print which are switched off, and why")
@@ -194,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
                 checked = check.run(backend, dtype)
                 agreements = check.agreements(backend, dtype, args.grad) if check.agreements else {}
             record.update(checked.comparison.as_dict(), output_problem=checked.problem, output=checked.output,
-                          **agreements, passed=checked.passed and False not in agreements.values())
+                          **agreements, within_tolerance=checked.comparison.passed,
+                          passed=checked.passed and False not in agreements.values())
         except Exception as error:  # noqa: BLE001 - every failure is reported, none stops the run
             record.update(passed=False, error=f"{type(error).__name__}: {error}")
         results.append(record)
@@ -205,37 +258,49 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{len(results) - len(failures)} passed, {len(failures)} failed "
           f"in {time.perf_counter() - started:.1f} s")
     for record in failures:
-        print(f"  FAIL {record['case']} [{record['backend']}, {record['dtype']}]: "
-              f"{record.get('error') or record.get('output_problem') or record}")
+        print(f"  FAIL {report.describe_failure(record)}")
     if missing:
         print(f"uncovered public names: {', '.join(missing)}")
     print(kernel_report(selected, dtypes))
+    context = environment(argv)
     if args.report:
+        os.makedirs(os.path.dirname(os.path.abspath(args.report)), exist_ok=True)
         header = (f"xpnn {xpnn.__version__}: {len(selected_checks)} checks on "
                   f"{', '.join(b.label for b in selected)} in {', '.join(dtypes)}")
         report.write_html(args.report, results, [c.label for c in selected_checks], [b.label for b in selected],
-                          report.curves(selected), missing, header)
+                          report.curves(selected, only=args.only), missing, header, context)
         summary = os.path.splitext(args.report)[0] + "-summary.svg"
         with open(summary, "w", encoding="utf-8") as handle:
             handle.write(report.summary_svg(results, [b.label for b in selected]))
-        print(f"report: {args.report} (summary image: {summary})")
+        print(f"report: {os.path.abspath(args.report)} (summary image: {os.path.abspath(summary)})")
     if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as handle:
-            json.dump({"results": results, "uncovered": missing}, handle, indent=1)
+            json.dump({"environment": context, "results": results, "uncovered": missing}, handle, indent=1)
+        print(f"results: {os.path.abspath(args.json)}")
     return 1 if failures or missing else 0
 
 
 class _Progress:
-    """A one-line progress bar on stderr while the checks run (only on a terminal)."""
+    """Progress on stderr while the checks run: a one-line bar on a terminal; in a log, a line
+    every ``every`` seconds with the checks done, the time elapsed and an estimate of the rest."""
 
-    def __init__(self, total: int, width: int = 30) -> None:
-        self.total, self.width, self.done = total, width, 0
+    def __init__(self, total: int, width: int = 30, every: float = 10.0) -> None:
+        self.total, self.width, self.done, self.every = total, width, 0, every
         self.live = sys.stderr.isatty()
-        self.started = time.perf_counter()
+        self.started = self.reported = time.perf_counter()
 
     def step(self, label: str) -> None:
         self.done += 1
         if not self.live:
+            now = time.perf_counter()
+            if now - self.reported >= self.every:
+                self.reported = now
+                elapsed = now - self.started
+                left = elapsed / self.done * (self.total - self.done)
+                sys.stderr.write(f"conformance: {self.done}/{self.total} checks ({100 * self.done // self.total}%), "
+                                 f"{elapsed:.0f} s elapsed, about {left:.0f} s left\n")
+                sys.stderr.flush()
             return
         filled = self.width * self.done // max(self.total, 1)
         elapsed = time.perf_counter() - self.started

@@ -10,6 +10,7 @@ The plots are inline SVG: no plotting library and no network are needed.
 """
 from __future__ import annotations
 
+import fnmatch
 import html
 from collections.abc import Sequence
 from typing import Any
@@ -26,20 +27,21 @@ REFERENCE_COLOR = "#000000"
 Series = tuple[str, np.ndarray, np.ndarray, str]
 
 
-def plotted_cases() -> list[Case]:
-    """The first elementwise case of each activation (no extra arrays, any rank)."""
+def plotted_cases(only: str = "*") -> list[Case]:
+    """The first elementwise case of each activation (no extra arrays, any rank) whose label
+    matches ``only`` (``--only``'s glob)."""
     seen, found = set(), []
     for case in CASES:
-        if case.min_ndim == 0 and case.extra is None and case.function not in seen:
+        if case.min_ndim == 0 and case.extra is None and case.function not in seen and fnmatch.fnmatch(case.label, only):
             seen.add(case.function)
             found.append(case)
     return found
 
 
-def curves(backends: Sequence[Backend], points: int = 121) -> list[dict[str, Any]]:
+def curves(backends: Sequence[Backend], points: int = 121, only: str = "*") -> list[dict[str, Any]]:
     """For each plotted case: the inputs, the float64 reference and every backend's float32 values."""
     found = []
-    for case in plotted_cases():
+    for case in plotted_cases(only):
         low, high = max(case.domain[0], -6.0), min(case.domain[1], 6.0)
         x = np.linspace(low, high, points)
         reference = runner.call_reference(case, x, {}, "float64")
@@ -78,8 +80,13 @@ def _errors_vs_exact(case: Case, backends: Sequence[Backend], x: np.ndarray) -> 
     return errors
 
 
-def _svg_plot(title: str, series: list[Series], y_label: str, width: int = 380, height: int = 230) -> str:
-    left, right, top, bottom = 48, 10, 22, 28
+def _svg_plot(title: str, series: list[Series], y_label: str, width: int = 440, height: int = 250) -> str:
+    """A line plot as inline SVG that scales to its box: five ticks per axis, the legend in rows
+    under the x axis (never over the data)."""
+    left, right, top = 64, 12, 24
+    legend_rows = -(-len(series) // 3)
+    bottom = 34 + 14 * legend_rows
+    height += 14 * legend_rows
     xs = np.concatenate([s[1] for s in series])
     ys = np.concatenate([s[2][np.isfinite(s[2])] for s in series]) if series else np.zeros(1)
     x_min, x_max = float(xs.min()), float(xs.max())
@@ -88,32 +95,37 @@ def _svg_plot(title: str, series: list[Series], y_label: str, width: int = 380, 
         y_min, y_max = y_min - 1.0, y_max + 1.0
     pad = 0.05 * (y_max - y_min)
     y_min, y_max = y_min - pad, y_max + pad
+    plot_bottom = height - bottom
 
     def px(v: np.ndarray) -> np.ndarray:
         return left + (v - x_min) / (x_max - x_min) * (width - left - right)
 
     def py(v: np.ndarray) -> np.ndarray:
-        return top + (y_max - v) / (y_max - y_min) * (height - top - bottom)
+        return top + (y_max - v) / (y_max - y_min) * (plot_bottom - top)
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" class="plot">',
-             f'<text x="{width / 2}" y="14" text-anchor="middle" class="title">{html.escape(title)}</text>',
-             f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" class="frame"/>']
-    for value in (y_min + pad, (y_min + y_max) / 2, y_max - pad):
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" class="plot">',
+             f'<text x="{width / 2}" y="15" text-anchor="middle" class="title">{html.escape(title)}</text>',
+             f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{plot_bottom - top}" class="frame"/>']
+    for value in np.linspace(y_min + pad, y_max - pad, 5):
         y = float(py(np.asarray(value)))
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
-                     f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" class="tick">{value:.3g}</text>')
-    for value in (x_min, (x_min + x_max) / 2, x_max):
+                     f'<text x="{left - 5}" y="{y + 4:.1f}" text-anchor="end" class="tick">{value:.3g}</text>')
+    for value in np.linspace(x_min, x_max, 5):
         x = float(px(np.asarray(value)))
-        parts.append(f'<text x="{x:.1f}" y="{height - bottom + 14}" text-anchor="middle" class="tick">{value:.3g}</text>')
-    parts.append(f'<text x="12" y="{top + (height - top - bottom) / 2}" transform="rotate(-90 12 '
-                 f'{top + (height - top - bottom) / 2})" text-anchor="middle" class="tick">{html.escape(y_label)}</text>')
+        parts.append(f'<text x="{x:.1f}" y="{plot_bottom + 15}" text-anchor="middle" class="tick">{value:.3g}</text>')
+    middle = top + (plot_bottom - top) / 2
+    parts.append(f'<text x="13" y="{middle}" transform="rotate(-90 13 {middle})" text-anchor="middle" '
+                 f'class="tick">{html.escape(y_label)}</text>')
+    column = (width - left - right) / 3
     for index, (name, sx, sy, color) in enumerate(series):
         finite = np.isfinite(sy)
         points = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px(sx[finite]), py(np.clip(sy[finite], y_min, y_max))))
         dash = ' stroke-dasharray="5,4"' if color == REFERENCE_COLOR else ""
         parts.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="1.6"{dash}>'
                      f'<title>{html.escape(name)}</title></polyline>')
-        parts.append(f'<text x="{left + 6}" y="{top + 14 + 12 * index}" fill="{color}" class="legend">{html.escape(name)}</text>')
+        x, y = left + column * (index % 3), plot_bottom + 32 + 14 * (index // 3)
+        parts.append(f'<line x1="{x:.1f}" x2="{x + 14:.1f}" y1="{y - 4}" y2="{y - 4}" stroke="{color}" '
+                     f'stroke-width="2"{dash}/><text x="{x + 18:.1f}" y="{y}" class="legend">{html.escape(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -177,16 +189,45 @@ table.matrix th,table.matrix td{border:1px solid #ddd;padding:2px 8px;text-align
 table.matrix td.label{text-align:left;font-family:monospace}
 td.pass{background:#e7f6e7} td.fail{background:#f9d6d5;font-weight:bold} td.none{color:#aaa}
 .summary{font-size:15px;margin:8px 0 16px} .ok{color:#1a7f1a} .bad{color:#b3261e}
-.plots{display:flex;flex-wrap:wrap;gap:12px}
-.activation{border:1px solid #eee;padding:6px}
-svg.plot .title{font-size:13px;font-family:monospace} svg.plot .tick{font-size:10px;fill:#555}
-svg.plot .legend{font-size:10px} svg.plot .frame{fill:none;stroke:#999} svg.plot .grid{stroke:#eee}
+.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(460px,1fr));gap:14px}
+.activation{border:1px solid #eee;padding:6px;display:grid;grid-template-columns:1fr 1fr;gap:6px}
+svg.plot{width:100%;height:auto}
+svg.plot .title{font-size:13px;font-family:monospace} svg.plot .tick{font-size:11px;fill:#444}
+svg.plot .legend{font-size:11px} svg.plot .frame{fill:none;stroke:#999} svg.plot .grid{stroke:#eee}
+table.environment{border-collapse:collapse;font-size:13px} table.environment td{padding:1px 10px 1px 0}
+table.environment td:first-child{color:#555}
+ul.failures li{font-family:monospace;font-size:12px;margin:3px 0}
 """
 
 
+#: The agreements a function check records besides its comparison, in words when they fail.
+_AGREEMENTS = {"fast_path_agrees": "the native fast path disagrees with the written-once definition",
+               "grad_agrees": "the gradients differ from the reference's"}
+
+
+def describe_failure(record: dict) -> str:
+    """Why a check failed, in words."""
+    where = f"{record['case']} [{record['backend']}, {record['dtype']}]"
+    if record.get("error"):
+        return f"{where}: raised {record['error']}"
+    if record.get("output_problem"):
+        return f"{where}: {record['output_problem']}"
+    reasons = []
+    if not record.get("within_tolerance", True):
+        reasons.append(f"differs from {record['reference']} by up to {record['max_ulp']:.3g} ulp (absolute "
+                       f"{record['max_abs']:.3g}, relative {record['max_rel']:.3g}), beyond {record['dtype']}'s "
+                       "tolerance")
+    if record.get("special_mismatch"):
+        reasons.append(f"{record['special_mismatch']} values differ in nan, infinity or the sign of a zero")
+    reasons += [words for key, words in _AGREEMENTS.items() if record.get(key) is False]
+    return f"{where}: " + "; ".join(reasons or ["failed"])
+
+
 def write_html(path: str, results: list[dict], labels: list[str], backend_names: list[str],
-               plotted: list[dict[str, Any]], uncovered: list[str], header: str) -> None:
-    """Write the report to ``path``."""
+               plotted: list[dict[str, Any]], uncovered: list[str], header: str,
+               environment: dict[str, str] | None = None) -> None:
+    """Write the report to ``path``: the environment it ran in, the verdict, each failure in
+    words, the summary matrix and the activations' plots."""
     failures = [r for r in results if not r["passed"]]
     verdict = (f"<span class='ok'>all {len(results)} checks passed</span>" if not failures and not uncovered
                else f"<span class='bad'>{len(failures)} of {len(results)} checks failed"
@@ -203,12 +244,17 @@ def write_html(path: str, results: list[dict], labels: list[str], backend_names:
         sections.append(
             f"<div class='activation'>{_svg_plot(curve['label'], series, 'value')}"
             f"{_svg_plot('float32 error vs exact (mpmath)', errors, 'log10(1 + ulp)') if errors else ''}</div>")
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>"
+                   for k, v in (environment or {}).items())
+    failed = ("<h2>Failures</h2><ul class='failures'>"
+              + "".join(f"<li>{html.escape(describe_failure(r))}</li>" for r in failures) + "</ul>") if failures else ""
     document = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>xpnn conformance report</title>"
         f"<style>{STYLE}</style></head><body><h1>xpnn conformance report</h1>"
-        f"<p>{html.escape(header)}</p><p class='summary'>{verdict}</p>{summary_svg(results, backend_names)}"
+        f"<p>{html.escape(header)}</p><table class='environment'>{rows}</table>"
+        f"<p class='summary'>{verdict}</p>{failed}{summary_svg(results, backend_names)}"
         "<h2>Summary: the worst difference from the reference framework (jax.nn, torch) in ulps over the "
-        "dtypes (hover a cell for details)</h2>"
+        "dtypes (a cell's title gives the dtypes; failures are listed above)</h2>"
         f"{_matrix(results, labels, backend_names)}"
         "<h2>Activations: the curve on every backend over the reference (dashed), and the float32 error "
         "against the exact value (mpmath) of xpnn on every backend and of the reference framework (black)</h2>"

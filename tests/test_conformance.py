@@ -10,13 +10,14 @@ import xpnn
 from xpnn.conformance import __main__ as suite
 
 RECORD_KEYS = {"case", "function", "family", "backend", "device", "dtype", "reference", "max_abs", "max_rel", "max_ulp",
-               "special_mismatch", "passed", "output_problem", "output"}
+               "special_mismatch", "within_tolerance", "passed", "output_problem", "output"}
 
 
 def _run(tmp_path, *argv):
     path = tmp_path / "report.json"
     devices = () if "--devices" in argv else ("--devices", "cpu")  # the same columns with or without a GPU
-    status = suite.main([*argv, *devices, "--json", str(path)])
+    report = () if "--report" in argv else ("--no-report",)  # tests write no report into the working directory
+    status = suite.main([*argv, *devices, *report, "--json", str(path)])
     return status, json.loads(path.read_text())
 
 
@@ -148,11 +149,46 @@ def test_html_report_has_the_matrix_and_the_plots(tmp_path):
     import xml.dom.minidom
 
     path = tmp_path / "report.html"
-    assert suite.main(["--only", "*elu*", "--backends", "numpy,torch", "--devices", "cpu", "--report", str(path)]) == 0
+    assert suite.main(["--only", "*elu*", "--backends", "numpy,torch", "--devices", "cpu", "--report", str(path),
+                       "--json", str(tmp_path / "report.json")]) == 0
     text = path.read_text()
     assert "xpnn conformance report" in text and "all " in text and "checks passed" in text
     assert text.count("<td class='pass'") == len([c for c in suite.checks() if "elu" in c.label]) * 2
-    plotted = {case.function for case in suite.report.plotted_cases()}
-    assert {"gelu", "relu", "hard_shrink", "softplus"} <= plotted
+    assert {case.function for case in suite.report.plotted_cases()} >= {"gelu", "relu", "hard_shrink", "softplus"}
+    plotted = {case.function for case in suite.report.plotted_cases("*elu*")}  # --only filters the plots too
+    assert plotted and all("elu" in name for name in plotted)
     assert text.count("<svg") == 1 + 2 * len(plotted)  # the summary, then curve + error per activation
     xml.dom.minidom.parse(str(tmp_path / "report-summary.svg"))
+    # the environment that produced it, parsed as a browser would
+    from html.parser import HTMLParser
+
+    class Cells(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.cells, self.plots, self.inside = [], 0, False
+
+        def handle_starttag(self, tag, attrs):
+            self.inside = tag == "td"
+            self.plots += tag == "svg" and ("class", "plot") in attrs
+
+        def handle_data(self, data):
+            if self.inside:
+                self.cells.append(data)
+
+    parsed = Cells()
+    parsed.feed(text)
+    for field in ("date", "command", "python", "cpu", "xpnn", "numpy", "torch", "jax"):
+        assert field in parsed.cells, field
+    assert parsed.plots == 2 * len(plotted)
+    assert "grid-template-columns" in text and 'viewBox="0 0' in text
+
+
+def test_failures_are_described_in_words():
+    record = {"case": "gelu", "backend": "torch", "dtype": "float32", "reference": "jax.nn.gelu", "max_ulp": 12.0,
+              "max_abs": 3e-6, "max_rel": 2e-6, "special_mismatch": 2, "within_tolerance": False,
+              "fast_path_agrees": False, "grad_agrees": None, "passed": False}
+    assert suite.report.describe_failure(record) == (
+        "gelu [torch, float32]: differs from jax.nn.gelu by up to 12 ulp (absolute 3e-06, relative 2e-06), beyond "
+        "float32's tolerance; 2 values differ in nan, infinity or the sign of a zero; the native fast path disagrees "
+        "with the written-once definition")
+    assert suite.report.describe_failure({**record, "error": "ValueError: no"}) == "gelu [torch, float32]: raised ValueError: no"
