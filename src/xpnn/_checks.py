@@ -44,7 +44,7 @@ def widened(ops: Adapter, x: Array) -> Array:
 
 
 def rounded_to(xp: Namespace, y: Array, dtype: Any) -> Array:
-    """``y`` (computed wide by :func:`widened`) rounded to ``dtype``; ``y`` when it has it."""
+    """``y`` (computed wide by ``widened``) rounded to ``dtype``; ``y`` when it has it."""
     return y if y.dtype == dtype else xp.astype(y, dtype)
 
 

@@ -6,12 +6,12 @@ the same device.  Resolution is cached by array type, so after the first call
 with a given type it costs one dict lookup.
 
 Rule 3: an adapter may register a native fast path for a whole public
-function.  :func:`public` routes a call to it when fast paths are on and the
+function.  ``public`` routes a call to it when fast paths are on and the
 call's other arguments are plain values or arrays of the same type; the fast
 path may still return ``NotImplemented`` to hand the call to the written-once
 definition.  The first call for an array type and dtype checks the fast path on
 this machine against the written-once definition (``xpnn._kernel_check``) and
-caches the outcome.  :func:`set_fast_paths` and :func:`fast_paths` switch fast
+caches the outcome.  ``set_fast_paths`` and ``fast_paths`` switch fast
 paths off, so the written-once definition can always be run and compared.
 """
 from __future__ import annotations
@@ -146,7 +146,7 @@ def fast_paths(enabled: bool) -> Iterator[None]:
 
     The switch is per thread (and per asyncio task): a ``contextvars.ContextVar``,
     so blocks in two threads never undo each other, and other threads keep
-    the process-wide setting of :func:`set_fast_paths`.
+    the process-wide setting of ``set_fast_paths``.
     """
     if not isinstance(enabled, bool):
         raise TypeError(f"xpnn.fast_paths: enabled must be True or False, got {enabled!r}")
@@ -172,9 +172,9 @@ def check_fast_paths(like: Any, dtypes: tuple[str, ...] = ("float16", "bfloat16"
     ``like``'s library and device now.
 
     ``like`` is an array or an array namespace (``numpy``, ``torch``...).
-    Each fast path is run on the probe of :mod:`xpnn._kernel_check` in each of
+    Each fast path is run on the probe of ``xpnn._kernel_check`` in each of
     ``dtypes`` the library has and compared with the written-once definition,
-    as a first call would; returns :func:`fast_path_report`'s entries.
+    as a first call would; returns ``fast_path_report``'s entries.
     """
     if isinstance(like, types.ModuleType):
         like = like.asarray(0)
@@ -221,7 +221,7 @@ def _tuples(value: Any) -> Any:
 
 class Argument:
     """One parameter of a public function, found in a call's ``(args, kwargs)`` (after ``x``):
-    what a ``validate`` hook of :func:`public` reads and replaces, without binding a signature."""
+    what a ``validate`` hook of ``public`` reads and replaces, without binding a signature."""
 
     def __init__(self, position: int | None, name: str, default: Any = None) -> None:
         self.position, self.name, self.default = position, name, default
@@ -268,7 +268,7 @@ class Definition:
         #: (array type, dtype) -> the checked fast path (None: none), filled by the first call.
         self.fast_by_key: dict[tuple[type, Any], FastPath | None] = {}
         _FAST_PATH_CACHES.append(self.fast_by_key)
-        #: adapter -> what its :meth:`Adapter.compile` made of the definition (None: nothing).
+        #: adapter -> what its ``Adapter.compile`` made of the definition (None: nothing).
         self.compiled: dict[Adapter, FastPath | None] = {}
 
     def bound(self, adapter: Adapter) -> Callable[..., Any]:
@@ -280,10 +280,10 @@ class Definition:
 
 
 class PublicFunction(Definition):
-    """The registry's entry of one public function (:data:`REGISTRY`).
+    """The registry's entry of one public function (``REGISTRY``).
 
     ``probes`` are the calls (``(args, kwargs)`` after ``x``) with which a
-    native fast path is checked at first use (:mod:`xpnn._kernel_check`), on
+    native fast path is checked at first use (``xpnn._kernel_check``), on
     the kernel check's probe array or on what ``probe_input(ops, probe)`` makes
     of it (attention takes a finite ``(B, T, N, H)`` query);
     ``reference`` is the function of the reference framework that it matches
@@ -328,7 +328,7 @@ def _arguments_checker(name: str, parameters: list[inspect.Parameter]) -> Callab
 
 
 class _Source(str):
-    """A default value shown as the name that holds it, in :func:`_arguments_checker`'s source."""
+    """A default value shown as the name that holds it, in ``_arguments_checker``'s source."""
 
     def __repr__(self) -> str:
         return str(self)
@@ -469,23 +469,23 @@ def public(*, static: tuple[str, ...] = (), probes: tuple[_kernel_check.ProbeCal
            probe_input: Callable[[Adapter, Array], Array] | None = None,
            ) -> Callable[[Callable[Concatenate[Adapter, P], R]], Callable[P, R]]:
     """Make a written-once definition ``f(ops, x, ...)`` the public function ``f(x, ...)``,
-    entered in :data:`REGISTRY`.
+    entered in ``REGISTRY``.
 
     The dispatch finds the adapter of the call's arrays once and hands it to
-    the definition as ``ops`` (see :class:`Definition` for ``static`` and
+    the definition as ``ops`` (see ``Definition`` for ``static`` and
     ``traits``).  A check in the definition raises its error without the
     function's name (``xpnn._checks.refuse``); the dispatch names it:
     ``xpnn.relu: x must ...``.
 
     ``probes``: the calls with which a native fast path is checked at first
-    use (:mod:`xpnn._kernel_check`); the first call's own arguments are added
+    use (``xpnn._kernel_check``); the first call's own arguments are added
     when they are plain values; ``probe_input(ops, probe)``, when given, turns
     the probe array into the ``x`` of those calls.  ``reference``: the reference framework's
     function it matches (default ``jax.nn.<name>``).
 
     ``validate(ops, x, args, kwargs)`` checks the arguments after ``x`` before
     any fast path runs (a fast path may skip a check, and jax traces the
-    arguments) and returns them, normalized (see :class:`Argument`).
+    arguments) and returns them, normalized (see ``Argument``).
 
     The first positional argument may be a Python scalar or list: it becomes
     an array of the namespace of the other array arguments, NumPy when there
@@ -505,7 +505,7 @@ def public(*, static: tuple[str, ...] = (), probes: tuple[_kernel_check.ProbeCal
 def compiled(*, static: tuple[str, ...] = ()) -> Callable[[F], F]:
     """Make a written-once internal ``f(ops, key, ...)`` callable as ``f(key, ...)``, compiled by
     adapters that compile (``jax.jit`` on JAX): xpnn.random's draws.  It has no native fast
-    path to check and is no public function (not in :data:`REGISTRY`)."""
+    path to check and is no public function (not in ``REGISTRY``)."""
 
     def decorate(function: F) -> F:
         return _dispatched(Definition(function, static, frozenset({"compiled"})), None, None)  # type: ignore[return-value]

@@ -1,10 +1,10 @@
 """Errors of the written-once code that the dispatch names.
 
 A check inside a public function's definition does not know which public
-function it runs for; it raises with :func:`refuse`, and the dispatch of the
+function it runs for; it raises with ``refuse``, and the dispatch of the
 running function re-raises the error as the builtin type with the message
 ``xpnn.<function>: <message>``.  Called outside a public function (a layer,
-an initializer) with ``where``, :func:`refuse` names ``where`` itself.
+an initializer) with ``where``, ``refuse`` names ``where`` itself.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def refuse(kind: type[TypeError] | type[ValueError], message: str, where: str | 
 
 
 def named(error: Exception, function: str) -> Exception:
-    """``error`` (raised by :func:`refuse` without ``where``) as its builtin type, its message
+    """``error`` (raised by ``refuse`` without ``where``) as its builtin type, its message
     starting with ``xpnn.<function>: ``."""
     builtin = TypeError if isinstance(error, TypeError) else ValueError
     return builtin(f"xpnn.{function}: {error}")

@@ -7,7 +7,7 @@ wrong on the next: torch 2.13's vectorised exact ``gelu`` returns NaN for
 path would run for a (function, library, dtype, device kind), it is run once
 on a fixed probe and compared with the written-once definition on the same
 probe.  A fast path that disagrees is switched off for that key, the
-written-once definition answers from then on, and :func:`fast_path_report`
+written-once definition answers from then on, and ``fast_path_report``
 says what was switched off and why.  No warning is printed.
 
 The probe, in the dtype of the call and on its device, is a ``(4, 68)``
@@ -95,7 +95,7 @@ def fast_path_report() -> list[SwitchedOff]:
     Each entry names the public function, the library, the dtype, the device
     kind and the first probe value where the native kernel and the
     written-once definition disagreed.  An empty list means every fast path
-    checked so far agreed.  :func:`xpnn.check_fast_paths` checks them all now.
+    checked so far agreed.  ``xpnn.check_fast_paths`` checks them all now.
     """
     with _LOCK:
         return [outcome for outcome in _OUTCOMES.values() if outcome is not None]
@@ -249,16 +249,16 @@ def checked(name: str, written_once: Callable[..., Any], fast: Callable[..., Any
 
 #: The checks of native kernels that are no public function's fast path (a layer's fused
 #: kernel), by name: ``disagreement(adapter, dtype, device)``, None when the kernel agrees or the
-#: library has none.  :func:`xpnn.check_fast_paths` runs them with the functions' fast paths.
+#: library has none.  ``xpnn.check_fast_paths`` runs them with the functions' fast paths.
 LAYER_KERNELS: dict[str, Callable[[Any, Any, Any], str | None]] = {}
 
 
 def layer_kernel_agrees(name: str, adapter: Any, x: Array) -> bool:
-    """Whether the layer kernel ``name`` of :data:`LAYER_KERNELS` (a library's fused LSTM loop or
+    """Whether the layer kernel ``name`` of ``LAYER_KERNELS`` (a library's fused LSTM loop or
     norm) agrees with the written-once code on this machine, for arrays like ``x``: its check
     runs both on a probe of its own, once per (name, library, dtype, device kind) on every kind
     of device where such arrays run now (``Adapter.kernel_devices``); a disagreement is listed
-    by :func:`fast_path_report`."""
+    by ``fast_path_report``."""
     agrees = True
     for kind, device in adapter.kernel_devices(x).items():
         key = (name, adapter.name, dtype_name(x.dtype), kind)

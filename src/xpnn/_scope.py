@@ -1,6 +1,6 @@
 """The state one ``init``/``apply`` shares across its modules: variables, collections, keys.
 
-A :class:`Frame` holds the variables of one run by collection (copied where
+A ``Frame`` holds the variables of one run by collection (copied where
 the run may write them), the random streams and the counters from which each
 module's keys are derived as flax derives them (REFERENCE E.0), and the array
 whose library and device new parameters and keys take.  A bound module's
@@ -123,7 +123,7 @@ class Frame:
                 self.adopter = adapter
 
     def adopted(self, value: Any) -> Any:
-        """A variable as the inputs' library takes it (:attr:`adopter`: a NumPy variable of a
+        """A variable as the inputs' library takes it (``adopter``: a NumPy variable of a
         Dask run as a Dask array); ``value`` itself otherwise."""
         adopter = self.adopter
         if adopter is None or type(value) is type(self.like) or not array_api_compat.is_array_api_obj(value):

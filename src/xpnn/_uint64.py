@@ -11,7 +11,7 @@ library:
 * ``mul``: 16-bit limbs, whose products and sums of four products fit in 34 bits;
 * ``mod``: for a span known in Python and below ``2**62``, long division a
   chunk of bits at a time with int64 ``%`` (two steps for spans below
-  ``2**31``); otherwise a fixed number of steps (see :func:`mod`), so that
+  ``2**31``); otherwise a fixed number of steps (see ``mod``), so that
   compiled and lazy graphs stay shallow.
 
 A span of ``2**64`` (the whole range) is written as ``0``, as in uint64,

@@ -1,10 +1,10 @@
 """Parameter initializers, ``jax.nn.initializers`` (and ``flax.linen.initializers``) on every backend.
 
 A builder returns an initializer ``init(key, shape, dtype=<builder dtype>)``;
-the values are made by :mod:`xpnn.random` in the key's library and on its
+the values are made by ``xpnn.random`` in the key's library and on its
 device, so with the same key they equal jax's: bit for bit for the
 uniform-based initializers, to a few float32 ulp for the normal-based ones
-(see :func:`xpnn.random.normal`).  ``dtype`` None means float32.
+(see ``xpnn.random.normal``).  ``dtype`` None means float32.
 
 Fans follow jax's ``_compute_fans``: ``in_axis`` and ``out_axis`` (ints or
 sequences) pick the input and output sizes, ``batch_axis`` the batch, and
@@ -76,7 +76,7 @@ def _rebuilt(builder: str, arguments: dict[str, Any]) -> BuiltInitializer:
 
 
 def _builder(function: Callable[..., Callable[..., Array]]) -> Callable[..., BuiltInitializer]:
-    """``function``, a builder, returning its initializer as a :class:`BuiltInitializer`."""
+    """``function``, a builder, returning its initializer as a ``BuiltInitializer``."""
     signature = inspect.signature(function)
     defaults = {name: p.default for name, p in signature.parameters.items() if p.default is not p.empty}
 
@@ -140,13 +140,13 @@ def ones(key: Any, shape: Sequence[int], dtype: Any = None) -> Array:
 
 @_builder
 def zeros_init() -> Initializer:
-    """flax.linen's builder form of :func:`zeros`."""
+    """flax.linen's builder form of ``zeros``."""
     return zeros
 
 
 @_builder
 def ones_init() -> Initializer:
-    """flax.linen's builder form of :func:`ones`."""
+    """flax.linen's builder form of ``ones``."""
     return ones
 
 

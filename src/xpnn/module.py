@@ -150,6 +150,18 @@ class Variable:
         return f"Variable({self.collection}/{self.name})"
 
 
+class _Append:
+    """``sow``'s default ``reduce_fn``: the value appended to the tuple sown so far."""
+
+    def __call__(self, values: tuple, value: Any) -> tuple:
+        return (*values, value)
+
+    def __repr__(self) -> str:
+        return "append (xs, x) -> (*xs, x)"
+
+
+_append = _Append()
+
 # Names of the Module API: not wrapped as user methods.
 _API = frozenset({
     "init", "init_with_output", "apply", "bind", "setup", "param", "variable", "make_rng", "sow",
@@ -561,7 +573,8 @@ class Module:
             frame.store(collection, path, create=True)[name] = value
         return Variable(self, collection, name)
 
-    def sow(self, collection: str, name: str, value: Any, reduce_fn: Callable[[Any, Any], Any] = lambda xs, x: (*xs, x), init_fn: Callable[[], Any] = tuple) -> bool:
+    def sow(self, collection: str, name: str, value: Any, reduce_fn: Callable[[Any, Any], Any] = _append,
+            init_fn: Callable[[], Any] = tuple) -> bool:
         """Store an intermediate value: appended to a tuple by default. Returns
         whether it was stored (False when ``collection`` is not mutable)."""
         frame, path = self._require_scope("sow")
@@ -578,7 +591,7 @@ class Module:
         return ModuleError(f"{self.path}: {message}")
 
     def _merge(self, name: str, attribute: Any, argument: Any) -> Any:
-        """:func:`merge_param`, with the module's path in the error."""
+        """``merge_param``, with the module's path in the error."""
         try:
             return merge_param(name, attribute, argument)
         except ValueError as error:
@@ -638,8 +651,8 @@ class Module:
         return next(iter(found)) if found else adapter_of()
 
     def _operands(self, dtype: Any, **arrays: Array | None) -> tuple[Any, list[Array | None]]:
-        """The adapter of the named arrays (see :meth:`_adapter`) and the arrays in the computation
-        dtype (:func:`xpnn._promotion.promote_dtype`: ``dtype``, or the promotion of theirs), the
+        """The adapter of the named arrays (see ``_adapter``) and the arrays in the computation
+        dtype (``xpnn._promotion.promote_dtype``: ``dtype``, or the promotion of theirs), the
         arrays of an adopted library made the adapter's (``Adapter.adopted``).
 
         The common call, arrays of one type and dtype and no ``dtype``, is decided in one loop.
@@ -668,9 +681,9 @@ def _as_dataclass(cls: type) -> None:
     A compact method builds its submodules on every call, so their
     construction is kept cheap: the dataclass is made frozen, whose
     ``__init__`` sets fields with ``object.__setattr__`` instead of going
-    through :meth:`Module._set_attribute`, and then that ``__init__`` is
+    through ``Module._set_attribute``, and then that ``__init__`` is
     replaced by one with the same signature that writes the instance's
-    ``__dict__`` at once (see :func:`_fast_init`).  The frozen ``__setattr__``
+    ``__dict__`` at once (see ``_fast_init``).  The frozen ``__setattr__``
     and ``__delattr__`` give way to Module's.
     """
     own_init = "__init__" in vars(cls)

@@ -13,7 +13,7 @@ same numbers as ``jax.random``:
   few float32 ulp: equal to XLA's polynomial, whose ``log1p`` differs from
   other libraries' by an ulp now and then.
 
-Both of jax's counter layouts are implemented; :func:`set_threefry_partitionable`
+Both of jax's counter layouts are implemented; ``set_threefry_partitionable``
 chooses (the default, True, is jax's current default).  jax keys
 (``jax.random.key(0)`` or ``jax.random.PRNGKey(0)``) are accepted wherever a
 key is; xpnn returns raw uint32 keys.
@@ -377,7 +377,7 @@ def normal(key: Array, shape: Shape = (), dtype: Any = None) -> Array:
     """Standard normal floats (``jax.random.normal``): ``sqrt(2) * erf_inv(u)``.
 
     ``u`` is uniform in ``(-1, 1)`` (``minval = nextafter(-1, 0)``), drawn as
-    :func:`uniform`; ``erf_inv`` is XLA's float32 polynomial (see
+    ``uniform``; ``erf_inv`` is XLA's float32 polynomial (see
     ``backends/_fallback.py``), so values match jax to a few float32 ulp.
     """
     adapter, words, shape, dtype = _float_call(key, shape, dtype, "normal")
@@ -486,7 +486,7 @@ def _randint(ops: Adapter, key: Array, shape: tuple[int, ...], minval: Any, maxv
 
 def _randint_in_words(adapter: Adapter, key: Array, shape: tuple[int, ...], minval: Array, maxval: Array,
                       dtype: Any, partitionable: bool, above_top: bool) -> Array:
-    """:func:`_randint` for libraries without int64 (jax in its default mode): jax's unsigned
+    """``_randint`` for libraries without int64 (jax in its default mode): jax's unsigned
     32-bit arithmetic done in uint32 words, where it wraps as jax's does; bounds clipped as jax
     clips them (Python ints in Python, arrays in their own dtype)."""
     xp = adapter.xp

@@ -1,5 +1,5 @@
 """Lifted transforms of modules: ``scan`` (flax.linen's ``nn.scan``, for a module with shared params),
-and :func:`run_with_mapped_variables`, the variable mapping ``SpectralNorm`` and ``WeightNorm`` wrap
+and ``run_with_mapped_variables``, the variable mapping ``SpectralNorm`` and ``WeightNorm`` wrap
 a layer with (flax.linen's ``nn.map_variables``).
 
 ``xpnn.scan(Cell, variable_broadcast='params', split_rngs={'params': False}, in_axes=1,

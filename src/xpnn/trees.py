@@ -41,7 +41,7 @@ def tree_map(function: Callable[..., Any], tree: Tree, *rest: Tree) -> Tree:
 
 
 def tree_leaves(tree: Tree) -> list[Any]:
-    """The leaves of ``tree`` in the order :func:`tree_map` visits them (dicts in insertion order)."""
+    """The leaves of ``tree`` in the order ``tree_map`` visits them (dicts in insertion order)."""
     leaves: list[Any] = []
     tree_map(leaves.append, tree)
     return leaves

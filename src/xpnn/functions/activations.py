@@ -37,7 +37,7 @@ _LOG_2 = math.log(2.0)
 
 @public(traits=("elementwise",))
 def relu(ops: Adapter, x: Array) -> Array:
-    r"""Rectified linear unit, :math:`\max(x, 0)`.
+    r"""Rectified linear unit, max(x, 0).
 
     Matches ``jax.nn.relu``: integer dtypes are kept, ``relu(-0.0)`` is
     ``+0.0``, NaN propagates, and the gradient at 0 is 0.
@@ -49,7 +49,7 @@ def relu(ops: Adapter, x: Array) -> Array:
 
 @public(traits=("elementwise",))
 def relu6(ops: Adapter, x: Array) -> Array:
-    r"""ReLU capped at 6, :math:`\min(\max(x, 0), 6)`.
+    r"""ReLU capped at 6, min(max(x, 0), 6).
 
     Matches ``jax.nn.relu6``; the gradient is 0 at both kinks (0 and 6).
     """
@@ -60,7 +60,7 @@ def relu6(ops: Adapter, x: Array) -> Array:
 
 @public(traits=("elementwise",))
 def leaky_relu(ops: Adapter, x: Array, negative_slope: Array | float = 1e-2) -> Array:
-    r"""Leaky ReLU, :math:`x` if :math:`x \ge 0` else :math:`\alpha x`.
+    r"""Leaky ReLU, x if x >= 0 else alpha x.
 
     Matches ``jax.nn.leaky_relu``; ``negative_slope`` may be an array that
     broadcasts against ``x``; the gradient at 0 is 1.
@@ -72,7 +72,7 @@ def leaky_relu(ops: Adapter, x: Array, negative_slope: Array | float = 1e-2) -> 
 
 @public(traits=("elementwise",))
 def elu(ops: Adapter, x: Array, alpha: Array | float = 1.0) -> Array:
-    r"""Exponential linear unit, :math:`x` if :math:`x > 0` else :math:`\alpha(e^x - 1)`.
+    r"""Exponential linear unit, x if x > 0 else alpha(e^x - 1).
 
     Matches ``jax.nn.elu`` (uses ``expm1``; the gradient at 0 is ``alpha``).
     """
@@ -84,10 +84,10 @@ def elu(ops: Adapter, x: Array, alpha: Array | float = 1.0) -> Array:
 
 @public(traits=("elementwise",))
 def selu(ops: Adapter, x: Array) -> Array:
-    r"""Scaled ELU, :math:`\lambda\,\mathrm{elu}(x, \alpha)` with the self-normalizing constants.
+    r"""Scaled ELU, lambda elu(x, alpha) with the self-normalizing constants.
 
     Matches ``jax.nn.selu`` and ``torch.nn.SELU``
-    (:math:`\alpha \approx 1.6733`, :math:`\lambda \approx 1.0507`).
+    (alpha ~ 1.6733, lambda ~ 1.0507).
     """
     xp = ops.xp
     x = floating(ops, x)
@@ -99,7 +99,7 @@ def selu(ops: Adapter, x: Array) -> Array:
 
 @public(traits=("elementwise",))
 def celu(ops: Adapter, x: Array, alpha: Array | float = 1.0) -> Array:
-    r"""Continuously differentiable ELU, :math:`\max(x,0) + \alpha\,\mathrm{expm1}(\min(x,0)/\alpha)`.
+    r"""Continuously differentiable ELU, max(x,0) + alpha expm1(min(x,0)/alpha).
 
     Matches ``jax.nn.celu`` (``celu(-0.0)`` is ``+0.0``; ``alpha=0`` gives NaN
     for positive and 0 for negative inputs, as jax does).
@@ -116,13 +116,13 @@ def gelu(ops: Adapter, x: Array, approximate: bool = True) -> Array:
     r"""Gaussian error linear unit.
 
     ``approximate=True`` (the default, as in ``jax.nn.gelu``):
-    :math:`\frac{x}{2}\left(1 + \tanh\left(\sqrt{2/\pi}\,(x + 0.044715 x^3)\right)\right)`,
-    computed in the stable form :math:`x\,\sigma(2\sqrt{2/\pi}\,(x + 0.044715 x^3))`
+    x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))),
+    computed in the stable form x sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3))
     (``1 + tanh(u)`` is ``2 sigmoid(2u)``): jax.nn's ``1 + tanh`` cancels for negative x
     (1.7e7 ulp off in float32 below -4), this form does not.
-    ``approximate=False``: :math:`\frac{x}{2}\,\mathrm{erfc}(-x/\sqrt2)`, exact and
+    ``approximate=False``: x/2 erfc(-x/sqrt(2)), exact and
     accurate in the negative tail.  (``torch.nn.GELU`` defaults to the exact
-    form; see :func:`xpnn.torch_nn.gelu` for torch's default.)
+    form: pass ``approximate=False`` for torch's default.)
     """
     xp = ops.xp
     x = floating(ops, x)
@@ -141,7 +141,7 @@ def _stable_sigmoid(xp: Any, t: Array) -> Array:
 
 @public(traits=("elementwise",))
 def sigmoid(ops: Adapter, x: Array) -> Array:
-    r"""Logistic sigmoid, :math:`1 / (1 + e^{-x})`.
+    r"""Logistic sigmoid, 1 / (1 + exp(-x)).
 
     Matches ``jax.nn.sigmoid``; integer input raises ``TypeError`` as in jax.
     The form never overflows: ``exp(-x)`` may become ``inf`` and ``1/inf`` is 0.
@@ -153,7 +153,7 @@ def sigmoid(ops: Adapter, x: Array) -> Array:
 
 @public(traits=("elementwise",))
 def silu(ops: Adapter, x: Array) -> Array:
-    r"""Sigmoid linear unit (swish), :math:`x\,\sigma(x)`. Matches ``jax.nn.silu``."""
+    r"""Sigmoid linear unit (swish), x sigmoid(x). Matches ``jax.nn.silu``."""
     xp = ops.xp
     x = require_floating(xp, x)
     return x * sigmoid.written_once(ops, x)
@@ -164,7 +164,7 @@ swish = silu
 
 @public(traits=("elementwise",))
 def mish(ops: Adapter, x: Array) -> Array:
-    r"""Mish, :math:`x \tanh(\mathrm{softplus}(x))`. Matches ``jax.nn.mish``."""
+    r"""Mish, x tanh(softplus(x)). Matches ``jax.nn.mish``."""
     xp = ops.xp
     x = floating(ops, x)
     return x * xp.tanh(softplus.written_once(ops, x))
@@ -172,14 +172,14 @@ def mish(ops: Adapter, x: Array) -> Array:
 
 @public(traits=("elementwise",))
 def hard_sigmoid(ops: Adapter, x: Array) -> Array:
-    r"""Hard sigmoid, :math:`\mathrm{relu6}(x + 3) / 6`. Matches ``jax.nn.hard_sigmoid``."""
+    r"""Hard sigmoid, relu6(x + 3) / 6. Matches ``jax.nn.hard_sigmoid``."""
     x = floating(ops, x)
     return relu6.written_once(ops, x + 3.0) / 6.0
 
 
 @public(traits=("elementwise",))
 def hard_silu(ops: Adapter, x: Array) -> Array:
-    r"""Hard SiLU (hard swish), :math:`x\,\mathrm{relu6}(x + 3) / 6`. Matches ``jax.nn.hard_silu``."""
+    r"""Hard SiLU (hard swish), x relu6(x + 3) / 6. Matches ``jax.nn.hard_silu``."""
     x = floating(ops, x)
     return x * hard_sigmoid.written_once(ops, x)
 
@@ -189,10 +189,10 @@ hard_swish = hard_silu
 
 @public(traits=("elementwise",))
 def squareplus(ops: Adapter, x: Array, b: Array | float = 4) -> Array:
-    r"""Squareplus, :math:`(x + \sqrt{x^2 + b}) / 2`. Matches ``jax.nn.squareplus``.
+    r"""Squareplus, (x + sqrt(x^2 + b)) / 2. Matches ``jax.nn.squareplus``.
 
-    Stable form: :math:`\sqrt{x^2 + b}` as ``hypot(x, sqrt(b))`` (no overflow of
-    :math:`x^2`), and for negative x the equal :math:`b / (2(\sqrt{x^2 + b} - x))`, which
+    Stable form: sqrt(x^2 + b) as ``hypot(x, sqrt(b))`` (no overflow of
+    x^2), and for negative x the equal b / (2(sqrt(x^2 + b) - x)), which
     does not cancel (jax.nn's form is 850 ulp off at x = -55, b = 2.5 in float32).
     ``squareplus(-inf)`` is NaN, as in jax.nn.
     """
@@ -215,7 +215,7 @@ def squareplus(ops: Adapter, x: Array, b: Array | float = 4) -> Array:
 
 @public(traits=("elementwise",))
 def log_sigmoid(ops: Adapter, x: Array) -> Array:
-    r"""Log-sigmoid, :math:`-\mathrm{softplus}(-x)`, stable for large ``|x|``. Matches ``jax.nn.log_sigmoid``."""
+    r"""Log-sigmoid, -softplus(-x), stable for large ``|x|``. Matches ``jax.nn.log_sigmoid``."""
     xp = ops.xp
     if xp.isdtype(x.dtype, "bool"):
         raise refuse(TypeError, f"x must have a numeric dtype, got {x.dtype}")
@@ -225,7 +225,7 @@ def log_sigmoid(ops: Adapter, x: Array) -> Array:
 
 @public(traits=("elementwise",))
 def soft_sign(ops: Adapter, x: Array) -> Array:
-    r"""Soft-sign, :math:`x / (|x| + 1)`. Matches ``jax.nn.soft_sign``."""
+    r"""Soft-sign, x / (|x| + 1). Matches ``jax.nn.soft_sign``."""
     xp = ops.xp
     x = floating(ops, x)
     return x / (xp.abs(x) + 1.0)
@@ -240,10 +240,10 @@ def tanh(ops: Adapter, x: Array, /) -> Array:
 
 @public(traits=("elementwise",))
 def hard_tanh(ops: Adapter, x: Array) -> Array:
-    r"""Hard tanh, :math:`\mathrm{clip}(x, -1, 1)`.
+    r"""Hard tanh, clip(x, -1, 1).
 
     Matches ``jax.nn.hard_tanh``: integer dtypes are kept and the gradient at
-    :math:`\pm1` is 1 (torch's ``Hardtanh`` gives 0 there).  Unsigned integers are
+    +-1 is 1 (torch's ``Hardtanh`` gives 0 there).  Unsigned integers are
     clipped to ``[0, 1]`` (jax.nn's ``-1`` wraps to 255 for uint8 and sends 0 there).
     """
     xp = ops.xp
@@ -255,7 +255,7 @@ def hard_tanh(ops: Adapter, x: Array) -> Array:
 
 @public(traits=("elementwise",))
 def softplus(ops: Adapter, x: Array) -> Array:
-    r"""Softplus, :math:`\log(1 + e^x)`, as ``logaddexp(x, 0)``: exact, no overflow.
+    r"""Softplus, log(1 + e^x), as ``logaddexp(x, 0)``: exact, no overflow.
 
     Matches ``jax.nn.softplus`` (no threshold: torch's ``Softplus`` turns
     linear above 20).
@@ -267,7 +267,7 @@ def softplus(ops: Adapter, x: Array) -> Array:
 
 @public(traits=("elementwise",))
 def sparse_plus(ops: Adapter, x: Array) -> Array:
-    r"""Sparse plus: 0 for :math:`x \le -1`, :math:`x` for :math:`x \ge 1`, :math:`(x+1)^2/4` between.
+    r"""Sparse plus: 0 for x <= -1, x for x >= 1, (x+1)^2/4 between.
 
     Matches ``jax.nn.sparse_plus`` (one argument).
     """
@@ -278,10 +278,10 @@ def sparse_plus(ops: Adapter, x: Array) -> Array:
 
 @public(traits=("elementwise",))
 def sparse_sigmoid(ops: Adapter, x: Array) -> Array:
-    r"""Sparse sigmoid, :math:`\tfrac12\,\mathrm{clip}(x + 1, 0, 2)`, the derivative of :func:`sparse_plus`.
+    r"""Sparse sigmoid, 1/2 clip(x + 1, 0, 2), the derivative of ``sparse_plus``.
 
     Matches ``jax.nn.sparse_sigmoid``, including its gradient of 0.25 at
-    :math:`\pm1` (the clip's tie is split between its branches).
+    +-1 (the clip's tie is split between its branches).
     """
     xp = ops.xp
     x = floating(ops, x)
@@ -290,11 +290,11 @@ def sparse_sigmoid(ops: Adapter, x: Array) -> Array:
 
 @public(traits=("elementwise",))
 def log1mexp(ops: Adapter, x: Array) -> Array:
-    r"""Stable :math:`\log(1 - e^{-x})` for :math:`x \ge 0`.
+    r"""Stable log(1 - exp(-x)) for x >= 0.
 
-    Matches ``jax.nn.log1mexp``: ``log(-expm1(-x))`` below :math:`\log 2`,
+    Matches ``jax.nn.log1mexp``: ``log(-expm1(-x))`` below log 2,
     ``log1p(-exp(-x))`` above; ``log1mexp(0)`` is ``-inf`` and negative ``x``
-    gives NaN.  The gradient is :math:`1/\mathrm{expm1}(x)`.
+    gives NaN.  The gradient is 1/expm1(x).
     """
     xp = ops.xp
     if xp.isdtype(x.dtype, "bool"):
@@ -309,7 +309,7 @@ def log1mexp(ops: Adapter, x: Array) -> Array:
 
 @public(static=("axis",))
 def glu(ops: Adapter, x: Array, axis: int = -1) -> Array:
-    r"""Gated linear unit: :math:`a\,\sigma(b)` where ``a, b`` are the halves of ``x`` along ``axis``.
+    r"""Gated linear unit: a sigmoid(b) where ``a, b`` are the halves of ``x`` along ``axis``.
 
     Matches ``jax.nn.glu`` and ``torch.nn.GLU`` (the first half is gated by the
     sigmoid of the second).  An odd length along ``axis`` raises ``ValueError``.

@@ -68,7 +68,7 @@ def one_hot(ops: Adapter, x: Array, num_classes: int, *, dtype: Any = None, axis
 
 @public(traits=("elementwise",))
 def identity(ops: Adapter, x: Array) -> Array:
-    r"""Identity, :math:`f(x) = x`, as a new array of the same dtype. Matches ``jax.nn.identity``."""
+    r"""Identity, f(x) = x, as a new array of the same dtype. Matches ``jax.nn.identity``."""
     return ops.copy(x)
 
 
@@ -99,8 +99,8 @@ def scaled_matmul(
     With ``lhs`` of shape ``(B, M, K)``, ``rhs`` ``(B, N, K)`` and scales
     ``(B, M, K_a)`` and ``(B, N, K_b)`` (block sizes ``K // K_a`` and ``K // K_b``):
 
-    .. math:: \mathrm{out}_{bmn} = \sum_k (a_{bmk}\, s^a_{bm\lfloor k/k_a \rfloor})
-              (b_{bnk}\, s^b_{bn\lfloor k/k_b \rfloor})
+        out[b, m, n] = sum over k of (lhs[b, m, k] * lhs_scales[b, m, k // (K // K_a)])
+                                    * (rhs[b, n, k] * rhs_scales[b, n, k // (K // K_b)])
 
     computed in ``preferred_element_type`` (default float32, as in jax).  jax's
     own version runs only on GPUs with cuDNN block-scaled kernels; this one

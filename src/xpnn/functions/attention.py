@@ -166,8 +166,8 @@ def _attention_grouped(ops: Adapter, q: Array, k: Array, v: Array, scale: float,
 
 
 def _blocks(batch: int, heads: int, rows: int, columns: int, chunked: bool | None) -> tuple[int, int]:
-    """Block sizes (rows, columns): the whole matrix unless its scores exceed :data:`CHUNKED_ABOVE`
-    elements (or ``chunked`` is True), then blocks of at most :data:`BLOCK_ELEMENTS` scores."""
+    """Block sizes (rows, columns): the whole matrix unless its scores exceed ``CHUNKED_ABOVE``
+    elements (or ``chunked`` is True), then blocks of at most ``BLOCK_ELEMENTS`` scores."""
     scores = batch * heads * rows * columns
     if chunked is False or (chunked is None and scores <= CHUNKED_ABOVE):
         return max(rows, 1), max(columns, 1)

@@ -81,7 +81,7 @@ def pool(ops: Adapter, inputs: Array, init: Any, reduce_fn: Callable[[Array, Arr
 @public(static=_STATIC, probes=(), reference="flax.linen.max_pool")
 def max_pool(ops: Adapter, inputs: Array, window_shape: Sequence[int], strides: Sequence[int] | None = None,
              padding: str | Sequence[tuple[int, int]] = "VALID") -> Array:
-    r"""Max pooling, :math:`y = \max_{w \in \text{window}} x_w`: ``flax.linen.max_pool``.
+    r"""Max pooling, y = the max of x over each window: ``flax.linen.max_pool``.
 
     Padding is ``-inf`` (the dtype's minimum for integers, which are kept).
     """
@@ -92,7 +92,7 @@ def max_pool(ops: Adapter, inputs: Array, window_shape: Sequence[int], strides: 
 @public(static=_STATIC, probes=(), reference="flax.linen.pooling.min_pool")
 def min_pool(ops: Adapter, inputs: Array, window_shape: Sequence[int], strides: Sequence[int] | None = None,
              padding: str | Sequence[tuple[int, int]] = "VALID") -> Array:
-    r"""Min pooling, :math:`y = \min_{w \in \text{window}} x_w`: ``flax.linen.pooling.min_pool``.
+    r"""Min pooling, y = the min of x over each window: ``flax.linen.pooling.min_pool``.
 
     Padding is ``+inf`` (the dtype's maximum for integers, which are kept).
     """
@@ -103,7 +103,7 @@ def min_pool(ops: Adapter, inputs: Array, window_shape: Sequence[int], strides: 
 @public(static=(*_STATIC, "count_include_pad"), probes=(), reference="flax.linen.avg_pool")
 def avg_pool(ops: Adapter, inputs: Array, window_shape: Sequence[int], strides: Sequence[int] | None = None,
              padding: str | Sequence[tuple[int, int]] = "VALID", count_include_pad: bool = True) -> Array:
-    r"""Average pooling, :math:`y = \frac{1}{n} \sum_{w \in \text{window}} x_w`: ``flax.linen.avg_pool``.
+    r"""Average pooling, y = the sum of x over each window / n: ``flax.linen.avg_pool``.
 
     ``n`` is the window's size (``count_include_pad=True``, the default) or the
     number of its elements inside the input.  Integers are averaged in the

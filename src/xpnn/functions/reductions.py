@@ -38,7 +38,7 @@ def _prepare(ops: Adapter, x: Array, where: Array | None, axis: Axis):
 
 
 def _where_checked_before_dispatch(position: int):
-    """A ``validate`` hook of :func:`public`: ``where`` (at ``position`` after ``x``) as an array
+    """A ``validate`` hook of ``public``: ``where`` (at ``position`` after ``x``) as an array
     of ``x``'s library (lists are taken), refused unless boolean, before any fast path sees it
     (jax.nn's own errors would name jnp.max)."""
     where = Argument(position, "where")
@@ -77,7 +77,7 @@ def _masked_sum(xp, x: Array, where: Array | None, axes: tuple[int, ...], keepdi
 
 @public(static=("axis",), validate=_where_checked_before_dispatch(1), traits=("rowwise",))
 def softmax(ops: Adapter, x: Array, axis: Axis = -1, where: Array | None = None) -> Array:
-    r"""Softmax, :math:`\exp(x_i - m) / \sum_j \exp(x_j - m)` with :math:`m = \max_j x_j`.
+    r"""Softmax, exp(x_i - m) / sum over j exp(x_j - m) with m = max over j x_j.
 
     Matches ``jax.nn.softmax``: masked positions (``where`` False) are 0, a
     row with every position masked is all 0, a row of ``-inf`` or with a
@@ -95,7 +95,7 @@ def softmax(ops: Adapter, x: Array, axis: Axis = -1, where: Array | None = None)
 
 @public(static=("axis",), validate=_where_checked_before_dispatch(1), traits=("rowwise",))
 def log_softmax(ops: Adapter, x: Array, axis: Axis = -1, where: Array | None = None) -> Array:
-    r"""Log-softmax, :math:`x_i - m - \log\sum_j \exp(x_j - m)`.
+    r"""Log-softmax, x_i - m - log sum over j exp(x_j - m).
 
     Matches ``jax.nn.log_softmax``: masked positions are ``-inf``.
     """
@@ -119,7 +119,7 @@ def logsumexp(
     return_sign: bool = False,
     where: Array | None = None,
 ) -> Array | tuple[Array, Array]:
-    r"""Log-sum-exp, :math:`\log \sum_i b_i \exp(a_i)`, computed as :math:`m + \log\sum_i b_i e^{a_i - m}`.
+    r"""Log-sum-exp, log sum over i b_i exp(a_i), computed as m + log sum over i b_i exp(a_i - m).
 
     Matches ``jax.nn.logsumexp`` (``jax.scipy.special.logsumexp``): ``b``
     scales the terms (a zero ``b`` removes a term); a negative sum gives NaN,
@@ -156,7 +156,7 @@ def logsumexp(
 def logmeanexp(
     ops: Adapter, x: Array, axis: Axis = None, where: Array | None = None, keepdims: bool = False
 ) -> Array:
-    r"""Log-mean-exp, :math:`\log \frac1n \sum_i \exp(x_i)`: ``logsumexp`` minus the log of the count.
+    r"""Log-mean-exp, log 1/n sum over i exp(x_i): ``logsumexp`` minus the log of the count.
 
     Matches ``jax.nn.logmeanexp`` (no ``b``; with ``where`` the count is the
     number of unmasked elements, and an all-masked reduction gives NaN).
@@ -187,11 +187,11 @@ def standardize(
     *,
     algorithm: str = "fast",
 ) -> Array:
-    r"""Standardize: :math:`(x - \mu) / \sqrt{\sigma^2 + \epsilon}` along ``axis``.
+    r"""Standardize: (x - mu) / sqrt(sigma^2 + eps) along ``axis``.
 
     Matches ``jax.nn.standardize``: the statistics come from the unmasked
     elements and are applied to all; ``algorithm='fast'`` (default) uses
-    :math:`E[x^2] - E[x]^2` clipped at 0, ``'stable'`` uses :math:`E[(x-\mu)^2]`.
+    E[x^2] - E[x]^2 clipped at 0, ``'stable'`` uses E[(x-mu)^2].
     """
     if algorithm not in ("fast", "stable"):
         raise refuse(ValueError, f"unknown algorithm {algorithm!r}; expected 'fast' or 'stable'")

@@ -49,7 +49,7 @@ def _key_checked_before_dispatch(ops: Adapter, x: Array, args: tuple, kwargs: di
 
 @public(validate=_lambd_checked_before_dispatch, traits=("elementwise",), reference="torch.nn.functional.hardshrink")
 def hard_shrink(ops: Adapter, x: Array, lambd: float = 0.5) -> Array:
-    r"""Hard shrinkage: :math:`x` if :math:`|x| > \lambda` else 0 (so :math:`\pm\lambda` give 0).
+    r"""Hard shrinkage: x if |x| > lambda else 0 (so +-lambda give 0).
 
     Matches ``torch.nn.functional.hardshrink``; NaN propagates.
     """
@@ -61,7 +61,7 @@ def hard_shrink(ops: Adapter, x: Array, lambd: float = 0.5) -> Array:
 
 @public(validate=_lambd_checked_before_dispatch, traits=("elementwise",), reference="torch.nn.functional.softshrink")
 def soft_shrink(ops: Adapter, x: Array, lambd: float = 0.5) -> Array:
-    r"""Soft shrinkage: :math:`x - \lambda` above :math:`\lambda`, :math:`x + \lambda` below :math:`-\lambda`, else 0.
+    r"""Soft shrinkage: x - lambda above lambda, x + lambda below -lambda, else 0.
 
     Matches ``torch.nn.functional.softshrink`` (``lambd`` must be >= 0; NaN
     propagates).  The zeros are +0.0, as torch's vectorised kernel gives them
@@ -76,12 +76,12 @@ def soft_shrink(ops: Adapter, x: Array, lambd: float = 0.5) -> Array:
 
 @public(traits=("elementwise",), reference="torch.nn.functional.tanhshrink")
 def tanh_shrink(ops: Adapter, x: Array) -> Array:
-    r"""Tanh shrinkage, :math:`x - \tanh(x)`. Matches ``torch.nn.functional.tanhshrink``
+    r"""Tanh shrinkage, x - tanh(x). Matches ``torch.nn.functional.tanhshrink``
     (integers are promoted to the default float, as torch promotes them).
 
     Stable form: ``x - tanh(x)`` cancels for small ``|x|`` (torch's is 1.7e7 ulp off
     near 0 in float32), so below ``|x| = 0.01`` it is the series
-    :math:`x^3/3 - 2x^5/15 + 17x^7/315 - 62x^9/2835`; narrower floats are computed in
+    x^3/3 - 2x^5/15 + 17x^7/315 - 62x^9/2835; narrower floats are computed in
     float64 where the library has it and rounded once.  Zeros are +0.0, as torch's.
     """
     xp = ops.xp
@@ -97,7 +97,7 @@ def tanh_shrink(ops: Adapter, x: Array) -> Array:
 
 @public(probes=(((0.5, -2.0), {}),), traits=("elementwise",), reference="torch.nn.functional.threshold")
 def threshold(ops: Adapter, x: Array, threshold: float, value: float) -> Array:
-    r"""Threshold: :math:`x` if :math:`x > \text{threshold}` else ``value``.
+    r"""Threshold: x if x > threshold else ``value``.
 
     Matches ``torch.nn.functional.threshold`` (no defaults; NaN passes
     through; integer dtypes are kept).
@@ -114,12 +114,12 @@ def rrelu(
     r"""Randomized leaky ReLU: negative inputs are scaled by a slope in ``[lower, upper]``.
 
     Without ``key`` this is torch's evaluation formula, a leaky ReLU with slope
-    :math:`(\text{lower} + \text{upper}) / 2` (``F.rrelu(training=False)``).
+    (lower + upper) / 2 (``F.rrelu(training=False)``).
     Training mode (``F.rrelu(training=True)``): with a ``key`` from
-    :mod:`xpnn.random` (in ``x``'s library), every element gets its own slope
-    :math:`a \sim U(\text{lower}, \text{upper})`, drawn as
+    ``xpnn.random`` (in ``x``'s library), every element gets its own slope
+    a ~ U(lower, upper), drawn as
     ``xpnn.random.uniform(key, x.shape, x.dtype, lower, upper)``, and the
-    output is :math:`x` if :math:`x > 0` else :math:`a x` (so the gradient at 0 is the
+    output is x if x > 0 else a x (so the gradient at 0 is the
     slope, as in torch).  The slopes are the same on every backend for the same key (not
     torch's generator's).
     """
@@ -142,7 +142,7 @@ def _probe_slope(probe: Array) -> Array:
 
 @public(probes=(((), {"weight": _probe_slope}),), reference="torch.nn.functional.prelu")
 def prelu(ops: Adapter, x: Array, weight: Array) -> Array:
-    r"""Parametric ReLU with torch's layout: :math:`x` if :math:`x > 0` else :math:`w x`.
+    r"""Parametric ReLU with torch's layout: x if x > 0 else w x.
 
     Matches ``torch.nn.functional.prelu``: ``weight`` holds one slope, or one
     per channel along axis 1 of ``x`` (an input of fewer than 2 dimensions has
@@ -167,6 +167,6 @@ def prelu(ops: Adapter, x: Array, weight: Array) -> Array:
 
 @public(static=("axis",), validate=_where_checked_before_dispatch(1), traits=("rowwise",), reference="torch.nn.functional.softmin")
 def softmin(ops: Adapter, x: Array, axis: Axis = -1, where: Array | None = None) -> Array:
-    r"""Softmin, :math:`\mathrm{softmax}(-x)`. Matches ``torch.nn.functional.softmin`` along ``axis``."""
+    r"""Softmin, softmax(-x). Matches ``torch.nn.functional.softmin`` along ``axis``."""
     x = floating(ops, x)
     return softmax.written_once(ops, -x, axis=axis, where=where)

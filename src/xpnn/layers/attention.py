@@ -4,8 +4,8 @@ and flax.linen's ``dot_product_attention`` (../shared/REFERENCE.md E.9).
 Parameter trees, defaults and the autoregressive cache are flax.linen 0.12's,
 so flax checkpoints and decode caches load unchanged.  ``xpnn.dot_product_attention``
 is jax.nn's function; flax.linen's, the layers' default ``attention_fn``, is
-this module's :func:`dot_product_attention` (``xpnn.layers.dot_product_attention``), with
-:func:`combine_masks` (``xpnn.layers.combine_masks``).
+this module's ``dot_product_attention`` (``xpnn.layers.dot_product_attention``), with
+``combine_masks`` (``xpnn.layers.combine_masks``).
 """
 from __future__ import annotations
 

@@ -149,7 +149,7 @@ class _Convolution(_Windowed):
 class Conv(_Convolution):
     """N-d convolution (cross-correlation) of channels-last inputs (``flax.linen.Conv``).
 
-    .. math:: y[n, p, o] = b_o + \\sum_{k, c} x[n, p \\cdot s + k \\cdot d, g C_g + c]\\, W[k, c, o]
+        y[n, p, o] = b_o + sum over k, c of x[n, p * s + k * d, g C_g + c] W[k, c, o]
 
     Params: ``kernel`` ``(*kernel_size, in_features // feature_group_count, features)``,
     ``bias`` ``(features,)``.  ``mask`` (the kernel's shape) multiplies the kernel.

@@ -2,14 +2,14 @@ r"""Normalization layers: ``BatchNorm``, ``LayerNorm``, ``RMSNorm``, ``GroupNorm
 and the weight normalizations ``SpectralNorm`` and ``WeightNorm`` that wrap another layer
 (flax.linen's, ../shared/REFERENCE.md E.5 to E.7).
 
-Every norm is :func:`compute_stats` then :func:`normalize`, as in flax:
+Every norm is ``compute_stats`` then ``normalize``, as in flax:
 
-.. math:: y = (x - \mu)\,\frac{\gamma}{\sqrt{\sigma^2 + \epsilon}} + \beta
+    y = (x - mu) (gamma)/(sqrt(sigma^2 + eps)) + beta
 
 with the statistics over the reduction axes computed in at least float32
 (``force_float32_reductions``; a bfloat16 input gives float32 statistics and,
 with float32 parameters, a float32 output, as flax does), the fast variance
-:math:`\max(0, E[x^2] - E[x]^2)` by default, and ``mask`` selecting the
+max(0, E[x^2] - E[x]^2) by default, and ``mask`` selecting the
 elements the statistics see.  Names, fields, defaults (``epsilon`` 1e-6, 1e-5 for
 BatchNorm), parameter and ``batch_stats`` names and shapes are flax's, so flax
 checkpoints apply unchanged.  ``axis_name`` averages the statistics across a named jax axis
@@ -133,7 +133,7 @@ def reference_norm(ops: Any, kind: str, x: Array, count: int, scale: Array | Non
 
 
 def _fused_norm_disagreement(ops: Any, dtype: Any, device: Any, kind: str) -> str | None:
-    """Why the library's fused ``kind`` norm and :func:`reference_norm` differ on a fixed probe
+    """Why the library's fused ``kind`` norm and ``reference_norm`` differ on a fixed probe
     (rows of other means and spreads, one constant row, random scale and bias); None if they agree."""
     xp = ops.xp
     rng = np.random.default_rng(0)
@@ -163,7 +163,7 @@ def _fused_norm_disagreement(ops: Any, dtype: Any, device: Any, kind: str) -> st
 def fused_norm(ops: Any, kind: str, x: Array, count: int, scale: Array | None, bias: Array | None, epsilon: float,
                statistics: tuple[Array, Array] | None = None) -> Any:
     """The library's fused ``kind`` norm (``ops.fused_norm``) where fast paths are on, its operands
-    share ``x``'s dtype and the kernel agreed with :func:`reference_norm` on this machine; else None."""
+    share ``x``'s dtype and the kernel agreed with ``reference_norm`` on this machine; else None."""
     if not fast_paths_enabled() or any(a is not None and a.dtype != x.dtype for a in (scale, bias, *(statistics or ()))):
         return None
     if not layer_kernel_agrees(f"fused_norm({kind!r})", ops, x):
@@ -200,7 +200,7 @@ class _Norm(Module):
 
     def _stats(self, ops: Any, x: Array, reduction: tuple[int, ...], mask: Array | None,
                use_mean: bool = True) -> tuple[Array, Array]:
-        """:func:`compute_stats` with this layer's settings; a bad ``axis_name`` names the layer."""
+        """``compute_stats`` with this layer's settings; a bad ``axis_name`` names the layer."""
         try:
             return compute_stats(ops, x, reduction, self._stats_dtype(ops), use_mean=use_mean,
                                  use_fast_variance=self.use_fast_variance, mask=mask,
@@ -213,9 +213,9 @@ class _Norm(Module):
 
     def _fused(self, ops: Any, kind: str, x: Array, count: int, mask: Array | None, feature_shape: tuple[int, ...],
                use_bias: bool, statistics: tuple[Array, Array] | None = None) -> Any:
-        """The library's fused ``kind`` norm (:func:`fused_norm`) with this layer's params, where
+        """The library's fused ``kind`` norm (``fused_norm``) with this layer's params, where
         nothing the kernel lacks is asked (no mask, ``axis_name`` or ``dtype``); else None.  The
-        params are made as :func:`normalize` makes them, which then finds them."""
+        params are made as ``normalize`` makes them, which then finds them."""
         if mask is not None or self.axis_name is not None or self.dtype is not None or not fast_paths_enabled():
             return None
         scale = self.param("scale", self.scale_init, feature_shape, self.param_dtype) if self.use_scale else None
@@ -224,7 +224,7 @@ class _Norm(Module):
 
     def _normalized(self, ops: Any, x: Array, mask: Array | None, reduction: tuple[int, ...],
                     features: tuple[int, ...], use_mean: bool = True, use_bias: bool = True) -> Array:
-        """:func:`compute_stats` over ``reduction`` and :func:`normalize` with this layer's settings;
+        """``compute_stats`` over ``reduction`` and ``normalize`` with this layer's settings;
         the library's fused layer or RMS norm where the axes are the trailing ones of ``x``."""
         if reduction == features and reduction == tuple(range(x.ndim - len(reduction), x.ndim)):
             fused = self._fused(ops, "layer" if use_mean else "rms", x, len(reduction), mask,
@@ -238,7 +238,7 @@ class _Norm(Module):
 
 
 class LayerNorm(_Norm):
-    r"""Layer normalization over ``reduction_axes`` (the last by default), :math:`\epsilon = 10^{-6}`
+    r"""Layer normalization over ``reduction_axes`` (the last by default), eps = 1e-6
     (``flax.linen.LayerNorm``).  Params ``scale`` and ``bias`` shaped like ``feature_axes``."""
 
     epsilon: float = 1e-6
@@ -264,7 +264,7 @@ class LayerNorm(_Norm):
 
 
 class RMSNorm(_Norm):
-    r"""Root-mean-square normalization, :math:`y = x\,\gamma / \sqrt{E[x^2] + \epsilon}` (no mean, no
+    r"""Root-mean-square normalization, y = x gamma / sqrt(E[x^2] + eps) (no mean, no
     bias; ``flax.linen.RMSNorm``).  Param ``scale`` shaped like ``feature_axes``."""
 
     epsilon: float = 1e-6

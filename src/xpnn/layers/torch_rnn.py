@@ -11,8 +11,8 @@ flax has one Dense per gate, ``kernel`` ``(in, H)``, and one bias where torch ha
   ``b_in``, ``hr, hz`` kernels only, ``hn`` with ``b_hn`` (it stays inside the reset product);
 * RNN (tanh): ``SimpleCell``, ``i`` with ``b_ih + b_hh``, ``h`` kernel only.
 
-:func:`model` builds the stack as ``Sequential`` of ``RNN`` (or ``Bidirectional``) layers,
-``layers_0``, ``layers_1``..., and :func:`from_torch` / :func:`to_torch` convert its
+``model`` builds the stack as ``Sequential`` of ``RNN`` (or ``Bidirectional``) layers,
+``layers_0``, ``layers_1``..., and ``from_torch`` / ``to_torch`` convert its
 variables.  Arrays keep their library (torch tensors stay tensors: ``xpnn.to_backend`` moves
 them).  The torch-style namespace reuses these.
 """
@@ -100,7 +100,7 @@ def _cell_from_torch(kind: str, state_dict: Mapping[str, Any], suffix: str) -> d
 
 
 def from_torch(state_dict: Mapping[str, Any], kind: str) -> dict[str, Any]:
-    """The variables of :func:`model` for the state_dict of a ``torch.nn.<kind>`` (``'LSTM'``,
+    """The variables of ``model`` for the state_dict of a ``torch.nn.<kind>`` (``'LSTM'``,
     ``'GRU'`` or ``'RNN'`` with tanh): ``{'params': {'layers_0': ..., ...}}``, the layer count
     and direction read from the keys."""
     kind = _kind(kind)
@@ -140,7 +140,7 @@ def _cell_to_torch(kind: str, cell: Mapping[str, Any], suffix: str) -> dict[str,
 
 
 def to_torch(variables: Mapping[str, Any], kind: str) -> dict[str, Array]:
-    """The ``torch.nn.<kind>`` state_dict of :func:`model`'s variables (``load_state_dict`` takes
+    """The ``torch.nn.<kind>`` state_dict of ``model``'s variables (``load_state_dict`` takes
     it once the arrays are torch tensors): the summed biases go to ``bias_ih``, ``bias_hh``
     keeps what only torch's hidden side has (GRU's ``b_hn``) and zeros."""
     kind = _kind(kind)
