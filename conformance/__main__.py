@@ -26,7 +26,7 @@ import numpy as np
 
 import xpnn
 from xpnn.conformance import attention, backends, gradients, models, recurrent, report, runner
-from xpnn.conformance.cases import CASES, SPECIAL
+from xpnn.conformance.cases import CASES
 from xpnn.conformance.compare import Checked
 
 
@@ -159,6 +159,11 @@ def checks() -> list[Check]:
                        "xpnn one-block result", "functions", attention.run_chunked, ("float32", "float64")))
     found.append(Check("scaled_dot_general mxfp8, nvfp4", "scaled_dot_general", "jax's quantize + block-scaled product",
                        "functions", attention.run_scaled_dot_general, ("bfloat16", "float32")))
+    found.append(Check("one_hot of int32 and uint8 ids, out of range too", "one_hot", "jax.nn.one_hot", "functions",
+                       attention.run_one_hot))
+    found.append(Check("scaled_matmul (B, M, K) x (B, N, K), two block sizes", "scaled_matmul",
+                       "jax.nn.scaled_matmul's definition (float64)", "functions", attention.run_scaled_matmul,
+                       ("float32", "float64")))
     for function in ("make_attention_mask", "make_causal_mask"):
         found.append(Check(function, function, f"flax.linen.{function}", "functions",
                            functools.partial(attention.run_masks, function), ("float32", "float64")))
@@ -192,7 +197,7 @@ def public_names() -> set[str]:
 
 
 def uncovered(found: list[Check]) -> list[str]:
-    covered = {check.name for check in found} | set(SPECIAL)
+    covered = {check.name for check in found}
     if any("legacy" in check.label for check in found):
         covered |= {"random.set_threefry_partitionable", "random.threefry_partitionable"}
     return sorted(public_names() - covered)

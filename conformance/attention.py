@@ -331,3 +331,42 @@ def run_scaled_dot_general(backend: Backend, dtype: str) -> Checked:
                                        tolerance=(1e-6, 1e-6 * float(np.abs(expected).max()))))
     worst = max(comparisons, key=lambda c: (not c.passed, c.max_abs))
     return Checked(worst, "", describe(out))
+
+
+def run_one_hot(backend: Backend, dtype: str) -> Checked:
+    """``one_hot`` of integer ids (negative and out-of-range ones included, which give all-zero
+    rows) in the backend's int32 and uint8, along the last and the first axis, in ``dtype``,
+    against ``jax.nn.one_hot``; the output's dtype is the one asked."""
+    load("jax")
+    import jax.nn
+    import jax.numpy as jnp
+
+    ids = np.array([[0, 3, -1, 4], [2, 7, 1, -4]], np.int64)  # 4 classes: 7 and the negatives are out of range
+    comparisons, out = [], None
+    for ints, axis in (("int32", -1), ("uint8", 0)):
+        host = np.where(ids < 0, 200, ids).astype(ints) if ints == "uint8" else ids.astype(ints)
+        expected = np.asarray(jax.nn.one_hot(jnp.asarray(host), 4, axis=axis, dtype=jnp.float32))
+        out = xpnn.one_hot(backend.xp.asarray(host), 4, axis=axis, dtype=getattr(backend.xp, dtype, None) or dtype)
+        comparisons.append(compare(backend.to_numpy(out), expected, dtype))
+    worst = max(comparisons, key=lambda c: (not c.passed, c.max_abs))
+    name = xpnn.backends.dtype_name(out.dtype)
+    return Checked(worst, "" if name == dtype else f"output dtype {name} differs from {dtype}", describe(out))
+
+
+def run_scaled_matmul(backend: Backend, dtype: str) -> Checked:
+    """``scaled_matmul`` of 3-D operands ``(B, M, K)``, ``(B, N, K)`` with block scales of two
+    block sizes against ``jax.nn.scaled_matmul``'s definition evaluated in float64 (jax's kernel
+    runs only on GPUs with cuDNN): ``sum_k lhs * lhs_scales[k // block] * rhs * rhs_scales[...]``,
+    in float32 (its ``preferred_element_type``)."""
+    rng = np.random.default_rng(7)
+    a, b = rng.standard_normal((2, 3, 64)), rng.standard_normal((2, 5, 64))
+    a_scales, b_scales = rng.uniform(0.5, 2.0, (2, 3, 2)), rng.uniform(0.5, 2.0, (2, 5, 4))
+    operands = [v.astype(dtype) for v in (a, b, a_scales, b_scales)]
+    wide = [v.astype(np.float64) for v in operands]
+    expected = np.einsum("bmk,bnk->bmn", wide[0] * np.repeat(wide[2], 32, axis=-1),
+                         wide[1] * np.repeat(wide[3], 16, axis=-1)).astype(np.float32)
+    out = xpnn.scaled_matmul(*(backend.asarray(v, dtype) for v in operands))
+    comparison = compare(backend.to_numpy(out), expected, "float32",
+                         tolerance=(1e-5, 1e-5 * float(np.abs(expected).max())))
+    name = xpnn.backends.dtype_name(out.dtype)
+    return Checked(comparison, "" if name == "float32" else f"output dtype {name}, not float32", describe(out))

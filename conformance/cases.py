@@ -152,9 +152,6 @@ CASES: tuple[Case, ...] = (
     Case("softmin", _torch("softmin", axis="dim"), {"axis": -1}, framework="torch", **_AXIS),
 )
 
-#: Functions checked by dedicated tests rather than elementwise cases:
-#: one_hot (integer input), scaled_matmul (3-D operands).
-SPECIAL = ("one_hot", "scaled_matmul")
 
 #: Edge values fed to every elementwise case (cast to each dtype; out-of-range become +-inf).
 EDGE_VALUES = (
