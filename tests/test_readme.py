@@ -84,3 +84,28 @@ def test_dask_cluster_example_gives_numpys_predictions(tmp_path):
         np.testing.assert_allclose(predictions, want, rtol=1e-5, atol=1e-5)
         print("checked")
 """, tmp_path)
+
+
+#: The sections whose examples the tests above run on their own and check.
+_CHECKED_SECTIONS = ("Models", "A small CNN, the same way", "Attention, and decoding with a cache",
+                     "Recurrent layers, and torch's LSTM weights", "Beyond one machine: sharded jax and Dask clusters")
+
+
+def test_every_python_block_runs_on_its_own(tmp_path):
+    """Every other ```python block of the README, as a script of its own in an empty directory."""
+    import subprocess
+    import sys
+
+    sections = re.split(r"^#+ ", README.read_text(), flags=re.M)
+    blocks = [block for section in sections if not section.startswith(_CHECKED_SECTIONS)
+              for block in re.findall(r"```python\n(.*?)```", section, re.S)]
+    assert len(blocks) >= 5
+    failed = []
+    for index, block in enumerate(blocks):
+        script = tmp_path / f"block_{index}.py"
+        script.write_text(block)
+        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600,
+                              cwd=tmp_path)
+        if done.returncode != 0:
+            failed.append((index, block.splitlines()[0], done.stderr[-1500:]))
+    assert not failed, failed
