@@ -115,7 +115,9 @@ class InitializerCase:
 
     builder: str
     kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
-    shape: tuple[int, ...] = (16, 8)
+    #: The first layer of the README's MLP: large enough that the report's ulp column shows the
+    #: few values (about 1%) where NumPy's and torch's normal draws round otherwise than XLA's.
+    shape: tuple[int, ...] = (784, 256)
     exact: bool = False
 
     @property
@@ -578,6 +580,8 @@ def run_initializer(case: InitializerCase, backend: Backend, dtype: str) -> Chec
         tolerance = {"float64": (5e-16, 0.0), "float32": (3e-7, 0.0)}[dtype]
     elif case.exact:
         tolerance = EXACT
-    else:
+    elif case.builder in ("orthogonal", "delta_orthogonal"):  # each library's own QR: equal to rounding of the matrix
         tolerance = {"float64": (1e-11, 1e-12), "float32": (2e-5, 2e-6)}[dtype]
+    else:  # relative only, so that every ulp of difference shows in the report
+        tolerance = {"float64": (1e-11, 1e-300), "float32": (1e-6, 1e-30)}[dtype]
     return Checked(compare(actual, expected, dtype, tolerance=tolerance), problem, describe(out))
