@@ -20,12 +20,12 @@ import xpnn as nn
 _HERE = pathlib.Path(__file__).parent
 
 
-@pytest.mark.parametrize("axis_type", ["explicit", pytest.param("auto", marks=pytest.mark.slow)])
+@pytest.mark.slow  # .ci/run runs the script itself, with both axis types, outside the timed test run
+@pytest.mark.parametrize("axis_type", ["explicit", "auto"])
 def test_sharded_jax_models_equal_the_unsharded_runs(axis_type):
     """tests/distributed/sharded_jax.py: data- and tensor-parallel MLPs, a transformer block, an
     LSTM, a jitted training step, random draws and the functions under jit, with explicit mesh
-    axes (jax's default, the strict one) and, with --full, auto axes (CI's conformance run
-    covers every function and layer with both)."""
+    axes (jax's default, the strict one) and auto axes."""
     done = subprocess.run([sys.executable, str(_HERE / "distributed" / "sharded_jax.py"), axis_type],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]

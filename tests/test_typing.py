@@ -26,7 +26,9 @@ def test_mypy_strict_accepts_a_user_script(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_the_user_script_runs(tmp_path):
-    done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "v.safetensors")], capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+def test_the_user_script_runs(tmp_path, monkeypatch):
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", [str(SCRIPT), str(tmp_path / "v.safetensors")])
+    runpy.run_path(str(SCRIPT), run_name="__main__")
+    assert (tmp_path / "v.safetensors").stat().st_size > 100
