@@ -43,6 +43,7 @@ def test_clean_run_passes_with_a_stable_json_schema(tmp_path):
     assert status == 0 and all(set(r) == RECORD_KEYS for r in report["results"])
 
 
+@pytest.mark.slow  # the main job runs these rows on every backend
 def test_the_samplers_and_layers_pass_on_jax_and_numpy(tmp_path):
     """The main job's random and layer rows on the libraries whose defaults differ (jax's follow
     its x64 mode, which the suite turns on): a bernoulli reference once disagreed there."""

@@ -21,7 +21,7 @@ from xpnn.conformance import models
 jax.config.update("jax_enable_x64", True)
 
 
-#: The convolution, attention and recurrent cases that run by default, one or a few per family
+#: The convolution, attention, recurrent and weight-normalization cases that run by default, one or a few per family
 #: (the standard-only convolution builds many strided slices, slow in Dask's graphs; eager jax
 #: compiles every new layer's ops; the attention layers share one code path, and so do the dense
 #: cells); --full runs them all, and the conformance report runs every case.
@@ -35,7 +35,8 @@ _FLOAT64_CASES = ("Dense(3)", "DenseGeneral(5, axis=(-2, -1))", "Conv(4, (3, 3))
 
 
 def _marks(case, dtype: str) -> list:
-    heavy = ("Conv" in case.label or "Attention" in case.layer or case.layer in ("RNN", "Bidirectional"))
+    heavy = ("Conv" in case.label or "Attention" in case.layer or case.layer in ("RNN", "Bidirectional")
+             or (case.layer in ("SpectralNorm", "WeightNorm") and case.label != "SpectralNorm(Dense(3))"))
     if dtype == "float64" and case.label not in _FLOAT64_CASES:
         return [pytest.mark.slow]
     if dtype == "float64":
