@@ -34,13 +34,18 @@ _NAMES = {code: name for name, code in _CODES.items()}
 _PATHS = "xpnn.paths"
 
 
-def _flattened(tree: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+def _flattened(tree: Any, leaf: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    """``(path, leaf(path, value))`` for every non-dict value of the nested dicts ``tree``."""
     if isinstance(tree, dict):
-        return [item for key, value in tree.items() for item in _flattened(value, (*path, str(key)))]
-    if not array_api_compat.is_array_api_obj(tree):
+        return [item for key, value in tree.items() for item in _flattened(value, leaf, (*path, str(key)))]
+    return [(path, leaf(path, tree))]
+
+
+def _array_to_save(path: tuple[str, ...], value: Any) -> Any:
+    if not array_api_compat.is_array_api_obj(value):
         raise TypeError(f"xpnn.save: variables must be nested dicts of arrays; {'/'.join(path) or 'the tree'} is "
-                        f"a {type(tree).__name__}")
-    return [(path, tree)]
+                        f"a {type(value).__name__}")
+    return value
 
 
 def _host(leaf: Any) -> tuple[str, np.ndarray]:
@@ -60,7 +65,7 @@ def save(path: str | os.PathLike, variables: Tree, metadata: dict[str, str] | No
     """Write ``variables`` (nested dicts of arrays of any library, bfloat16 included) to ``path``
     as safetensors, each array under its path joined with ``/``; ``metadata`` (str to str)
     goes into the header."""
-    flat = _flattened(variables)
+    flat = _flattened(variables, _array_to_save)
     names = ["/".join(parts) for parts, _ in flat]
     if len(set(names)) != len(names):
         repeated = sorted({name for name in names if names.count(name) > 1})
@@ -123,16 +128,10 @@ def _read_msgpack(raw: bytes, where: str) -> dict[tuple[str, ...], tuple[str, np
         raise ValueError(f"xpnn.load: {where} is neither a safetensors file nor a flax msgpack checkpoint "
                          f"({type(error).__name__}: {error})") from None
     arrays = {}
-    for parts, leaf in _flattened_numpy(tree):
+    for parts, leaf in _flattened(tree, lambda path, value: np.asarray(value)):
         name = "bfloat16" if str(leaf.dtype) == "bfloat16" else str(leaf.dtype)
         arrays[parts] = (name, np.asarray(leaf, np.float32) if name == "bfloat16" else np.asarray(leaf))
     return arrays
-
-
-def _flattened_numpy(tree: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
-    if isinstance(tree, dict):
-        return [item for key, value in tree.items() for item in _flattened_numpy(value, (*path, str(key)))]
-    return [(path, np.asarray(tree))]
 
 
 def _numpy_bfloat16(leaf: Any, parts: tuple[str, ...], target: Any) -> Any:
