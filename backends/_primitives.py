@@ -153,6 +153,18 @@ class Primitives:
         """A new array equal to ``x``, differentiable where the library has autodiff."""
         return self.xp.asarray(x, copy=True)
 
+    # -- mutation and trainable state (the torch-style modules) -----------------------------
+    def write_into(self, target: Array, value: Array) -> Array:
+        """``value`` written into ``target`` (torch's ``inplace=True``), which is returned; a
+        library whose arrays are immutable (jax) returns ``value`` instead."""
+        target[...] = value
+        return target
+
+    def trainable(self, x: Array) -> Array:
+        """``x`` as a parameter an optimizer of the library can update (torch: a leaf tensor that
+        requires grad); ``x`` itself where gradients are taken functionally (jax) or not at all."""
+        return x
+
     # -- arrays of other libraries ------------------------------------------------------
     def adopts(self, other: Any) -> bool:
         """Whether this library takes arrays of ``other``'s (an adapter) as operands of its own:

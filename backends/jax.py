@@ -175,6 +175,10 @@ class JaxAdapter(Adapter):
     def erf_inv(self, x):
         return jax.lax.erf_inv(x)
 
+    def write_into(self, target, value):
+        """jax arrays are immutable: ``value`` is returned (``inplace=True`` cannot write)."""
+        return value
+
     def stop_gradient(self, x):
         return jax.lax.stop_gradient(x)
 

@@ -325,6 +325,15 @@ class TorchAdapter(Adapter):
     def stop_gradient(self, x):
         return x.detach()
 
+    def write_into(self, target, value):
+        """``copy_`` (autograd records it as torch's own in-place activations do)."""
+        return target.copy_(value)
+
+    def trainable(self, x):
+        """A leaf tensor that requires grad (floating only), as ``torch.nn.Parameter`` holds."""
+        leaf = x.detach()
+        return leaf.requires_grad_(True) if leaf.is_floating_point() else leaf
+
     def conv_general_dilated(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                              feature_group_count=1):
         """``torch.nn.functional.conv1d/2d/3d`` on the channels-first views, the explicit padding

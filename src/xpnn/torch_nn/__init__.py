@@ -1,0 +1,31 @@
+"""``torch.nn``'s names, defaults and ``state_dict`` layouts for the arrays of every library.
+
+``import xpnn.torch_nn as nn`` and a torch.nn model definition runs on NumPy, CuPy, JAX or
+torch arrays (``like=`` picks the library and device; NumPy by default), and loads a real
+torch ``state_dict``::
+
+    import torch, numpy as np
+    import xpnn.torch_nn as nn
+
+    twin = nn.Sequential(nn.Linear(4, 8), nn.GELU(), nn.Linear(8, 2))
+    twin.load_state_dict(torch_model.state_dict())   # torch tensors, converted to NumPy
+    y = twin(np.ones((3, 4), np.float32))
+
+Every module is a thin shell over ``xpnn.torch_nn.functional``, which reuses xpnn's
+written-once activations, attention, convolution, pooling, norms and recurrent cells.
+"""
+from xpnn.torch_nn import functional
+from xpnn.torch_nn._generator import initial_seed, manual_seed
+from xpnn.torch_nn.activation import *  # noqa: F403
+from xpnn.torch_nn.activation import __all__ as _activation_names
+from xpnn.torch_nn.layers import *  # noqa: F403
+from xpnn.torch_nn.layers import __all__ as _layer_names
+from xpnn.torch_nn.module import Module, ModuleDict, ModuleList, Parameter, Sequential, functional_call
+from xpnn.torch_nn.recurrent import GRU, LSTM
+from xpnn.torch_nn.transformer import MultiheadAttention, TransformerEncoder, TransformerEncoderLayer
+
+#: Every module class of the namespace, by name.
+MODULES = (*_activation_names, *_layer_names, "Sequential", "ModuleList", "ModuleDict", "LSTM", "GRU",
+           "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder")
+
+__all__ = ["functional", "manual_seed", "initial_seed", "Module", "Parameter", "functional_call", *MODULES]

@@ -1,0 +1,754 @@
+r"""``torch.nn.functional``'s names, keywords and defaults, on the arrays of any library.
+
+``import xpnn.torch_nn.functional as F`` and torch code runs unchanged on NumPy, CuPy, JAX
+and torch arrays.  Every function is a thin shell over xpnn's written-once definitions
+(``xpnn.gelu``, ``xpnn.dot_product_attention``, the adapters' ``conv_general_dilated``,
+``reduce_window`` and fused norms): the math lives once, and torch's defaults are kept where
+they differ from jax.nn's (``gelu`` exact, ``softplus`` with ``beta``/``threshold``,
+``hardtanh`` with bounds, ``dim`` where jax says ``axis``).  Layouts are torch's: channels
+first (``(N, C, *spatial)``), attention ``(L, N, E)`` unless ``batch_first``.
+
+``inplace=True`` writes the result into the input where the library's arrays are mutable
+(NumPy, CuPy, torch) and returns it; JAX arrays are immutable, so there it returns a new
+array.  Random functions (``dropout``, ``rrelu`` in training) draw from the generator that
+``xpnn.torch_nn.manual_seed`` seeds, or from ``key=``.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import xpnn
+from xpnn import random
+from xpnn._dispatch import adapter_of
+from xpnn._types import Array
+from xpnn.layers.normalization import fused_norm, reference_norm
+from xpnn.torch_nn._generator import next_key
+
+__all__ = [
+    "elu", "celu", "gelu", "glu", "hardshrink", "hardsigmoid", "hardswish", "hardtanh", "leaky_relu",
+    "logsigmoid", "mish", "prelu", "relu", "relu6", "rrelu", "selu", "silu", "sigmoid", "softplus",
+    "softshrink", "softsign", "tanh", "tanhshrink", "threshold", "softmax", "softmin", "log_softmax",
+    "normalize", "linear", "bilinear", "dropout", "embedding", "conv1d", "conv2d", "conv_transpose2d",
+    "max_pool2d", "avg_pool2d", "layer_norm", "group_norm", "rms_norm", "batch_norm",
+    "scaled_dot_product_attention", "multi_head_attention_forward", "one_hot",
+]
+
+
+def _error(kind: type[Exception], function: str, message: str) -> Exception:
+    return kind(f"xpnn.torch_nn.functional.{function}: {message}")
+
+
+def _inplace(result: Array, x: Array, inplace: bool) -> Array:
+    """``result`` written into ``x`` (returned) where ``inplace`` and the library's arrays are
+    mutable; ``result`` itself otherwise."""
+    if not inplace:
+        return result
+    return adapter_of(x).write_into(x, result)
+
+
+# -- activations ---------------------------------------------------------------------------
+
+def relu(input: Array, inplace: bool = False) -> Array:
+    """max(x, 0): ``torch.nn.functional.relu``."""
+    return _inplace(xpnn.relu(input), input, inplace)
+
+
+def relu6(input: Array, inplace: bool = False) -> Array:
+    """min(max(x, 0), 6): ``torch.nn.functional.relu6``."""
+    return _inplace(xpnn.relu6(input), input, inplace)
+
+
+def elu(input: Array, alpha: float = 1.0, inplace: bool = False) -> Array:
+    """x if x > 0 else alpha (e^x - 1): ``torch.nn.functional.elu``."""
+    return _inplace(xpnn.elu(input, alpha), input, inplace)
+
+
+def celu(input: Array, alpha: float = 1.0, inplace: bool = False) -> Array:
+    """max(0, x) + min(0, alpha (e^(x/alpha) - 1)): ``torch.nn.functional.celu``."""
+    if alpha == 0:
+        raise _error(ValueError, "celu", "alpha must not be 0 (as torch requires), got 0")
+    return _inplace(xpnn.celu(input, alpha), input, inplace)
+
+
+def selu(input: Array, inplace: bool = False) -> Array:
+    """scale (max(0, x) + min(0, alpha (e^x - 1))): ``torch.nn.functional.selu``."""
+    return _inplace(xpnn.selu(input), input, inplace)
+
+
+def gelu(input: Array, approximate: str = "none") -> Array:
+    """x Phi(x) (``approximate='none'``, torch's default) or its tanh approximation
+    x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (``'tanh'``): ``torch.nn.functional.gelu``."""
+    if approximate not in ("none", "tanh"):
+        raise _error(ValueError, "gelu", f"approximate must be 'none' or 'tanh', got {approximate!r}")
+    return xpnn.gelu(input, approximate=approximate == "tanh")
+
+
+def glu(input: Array, dim: int = -1) -> Array:
+    """a * sigmoid(b), ``input`` split in halves a, b along ``dim``: ``torch.nn.functional.glu``."""
+    return xpnn.glu(input, axis=dim)
+
+
+def hardshrink(input: Array, lambd: float = 0.5) -> Array:
+    """x if |x| > lambd else 0: ``torch.nn.functional.hardshrink``."""
+    return xpnn.hard_shrink(input, lambd)
+
+
+def hardsigmoid(input: Array, inplace: bool = False) -> Array:
+    """relu6(x + 3) / 6: ``torch.nn.functional.hardsigmoid``."""
+    return _inplace(xpnn.hard_sigmoid(input), input, inplace)
+
+
+def hardswish(input: Array, inplace: bool = False) -> Array:
+    """x relu6(x + 3) / 6: ``torch.nn.functional.hardswish``."""
+    return _inplace(xpnn.hard_swish(input), input, inplace)
+
+
+def hardtanh(input: Array, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Array:
+    """min(max(x, min_val), max_val), NaN kept: ``torch.nn.functional.hardtanh``."""
+    if max_val < min_val:
+        raise _error(ValueError, "hardtanh", f"max_val ({max_val}) must be >= min_val ({min_val})")
+    xp = adapter_of(input).xp
+    result = xp.where(input < min_val, min_val, xp.where(input > max_val, max_val, input))
+    result = xp.astype(result, input.dtype) if result.dtype != input.dtype else result
+    return _inplace(result, input, inplace)
+
+
+def leaky_relu(input: Array, negative_slope: float = 0.01, inplace: bool = False) -> Array:
+    """x if x >= 0 else negative_slope x: ``torch.nn.functional.leaky_relu``."""
+    return _inplace(xpnn.leaky_relu(input, negative_slope), input, inplace)
+
+
+def logsigmoid(input: Array) -> Array:
+    """log(1 / (1 + e^-x)): ``torch.nn.functional.logsigmoid``."""
+    return xpnn.log_sigmoid(input)
+
+
+def mish(input: Array, inplace: bool = False) -> Array:
+    """x tanh(softplus(x)): ``torch.nn.functional.mish``."""
+    return _inplace(xpnn.mish(input), input, inplace)
+
+
+def prelu(input: Array, weight: Array) -> Array:
+    """x if x >= 0 else weight x, ``weight`` per channel (dim 1): ``torch.nn.functional.prelu``."""
+    return xpnn.prelu(input, weight)
+
+
+def rrelu(input: Array, lower: float = 1.0 / 8, upper: float = 1.0 / 3, training: bool = False,
+          inplace: bool = False, *, key: Array | None = None) -> Array:
+    """x if x >= 0 else a x, ``a`` drawn from U(lower, upper) per element in training (from
+    ``key``, or the generator ``xpnn.torch_nn.manual_seed`` seeds), (lower + upper) / 2 in
+    eval: ``torch.nn.functional.rrelu``."""
+    if training:
+        result = xpnn.rrelu(input, lower, upper, key=key if key is not None else next_key(input))
+    else:
+        result = xpnn.leaky_relu(input, (lower + upper) / 2)
+    return _inplace(result, input, inplace)
+
+
+def silu(input: Array, inplace: bool = False) -> Array:
+    """x sigmoid(x): ``torch.nn.functional.silu``."""
+    return _inplace(xpnn.silu(input), input, inplace)
+
+
+def sigmoid(input: Array) -> Array:
+    """1 / (1 + e^-x): ``torch.nn.functional.sigmoid``."""
+    return xpnn.sigmoid(input)
+
+
+def tanh(input: Array) -> Array:
+    """tanh(x): ``torch.nn.functional.tanh``."""
+    return xpnn.tanh(input)
+
+
+def softplus(input: Array, beta: float = 1.0, threshold: float = 20.0) -> Array:
+    """log(1 + e^(beta x)) / beta, and x where beta x > threshold: ``torch.nn.functional.softplus``.
+
+    log(1 + e^t) is xpnn.softplus's stable form (no overflow, no cancellation)."""
+    if beta == 0:
+        raise _error(ValueError, "softplus", "beta must not be 0, got 0")
+    xp = adapter_of(input).xp
+    scaled = input * beta
+    return xp.where(scaled > threshold, input, xpnn.softplus(scaled) / beta)
+
+
+def softshrink(input: Array, lambd: float = 0.5) -> Array:
+    """x - lambd if x > lambd, x + lambd if x < -lambd, else 0: ``torch.nn.functional.softshrink``."""
+    return xpnn.soft_shrink(input, lambd)
+
+
+def softsign(input: Array) -> Array:
+    """x / (1 + |x|): ``torch.nn.functional.softsign``."""
+    return xpnn.soft_sign(input)
+
+
+def tanhshrink(input: Array) -> Array:
+    """x - tanh(x): ``torch.nn.functional.tanhshrink``."""
+    return xpnn.tanh_shrink(input)
+
+
+def threshold(input: Array, threshold: float, value: float, inplace: bool = False) -> Array:
+    """x if x > threshold else value: ``torch.nn.functional.threshold``."""
+    return _inplace(xpnn.threshold(input, threshold, value), input, inplace)
+
+
+def _softmax_dim(function: str, ndim: int, dim: int | None) -> int:
+    """torch's implicit dimension for ``dim=None`` (0 for 0-, 1- and 3-d input, else 1), with
+    torch's deprecation warning."""
+    if dim is not None:
+        return dim
+    warnings.warn(f"xpnn.torch_nn.functional.{function}: implicit dimension choice is deprecated (as in torch); "
+                  "pass dim", UserWarning, stacklevel=3)
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+def _cast(input: Array, dtype: Any) -> Array:
+    if dtype is None:
+        return input
+    ops = adapter_of(input)
+    return ops.xp.astype(input, ops.dtype_named(dtype) if isinstance(dtype, str) else dtype)
+
+
+def softmax(input: Array, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Array:
+    """e^x / sum(e^x) along ``dim`` (``input`` cast to ``dtype`` first): ``torch.nn.functional.softmax``."""
+    return xpnn.softmax(_cast(input, dtype), axis=_softmax_dim("softmax", input.ndim, dim))
+
+
+def softmin(input: Array, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Array:
+    """softmax(-x) along ``dim``: ``torch.nn.functional.softmin``."""
+    return xpnn.softmin(_cast(input, dtype), axis=_softmax_dim("softmin", input.ndim, dim))
+
+
+def log_softmax(input: Array, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Array:
+    """x - log(sum(e^x)) along ``dim``: ``torch.nn.functional.log_softmax``."""
+    return xpnn.log_softmax(_cast(input, dtype), axis=_softmax_dim("log_softmax", input.ndim, dim))
+
+
+# -- linear, dropout, embedding ------------------------------------------------------------
+
+def normalize(input: Array, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Array:
+    """x / max(||x||_p, eps) along ``dim``: ``torch.nn.functional.normalize``."""
+    xp = adapter_of(input).xp
+    magnitude = xp.abs(input)
+    if p == 2:
+        norm = xp.sqrt(xp.sum(magnitude * magnitude, axis=dim, keepdims=True))
+    elif p == math.inf:
+        norm = xp.max(magnitude, axis=dim, keepdims=True)
+    elif p == 1:
+        norm = xp.sum(magnitude, axis=dim, keepdims=True)
+    else:
+        norm = xp.sum(magnitude ** p, axis=dim, keepdims=True) ** (1.0 / p)
+    return input / xp.maximum(norm, eps)
+
+
+def linear(input: Array, weight: Array, bias: Array | None = None) -> Array:
+    """x W^T + b, ``weight`` ``(out_features, in_features)``: ``torch.nn.functional.linear``."""
+    ops = adapter_of(input, weight, bias)
+    if input.shape[-1:] != weight.shape[-1:]:
+        raise _error(ValueError, "linear", f"input's last dimension ({input.shape[-1] if input.ndim else None}) "
+                                           f"must equal weight's in_features, weight shape {tuple(weight.shape)}")
+    y = ops.dense(input, weight.mT if weight.ndim == 2 else weight)
+    return y if bias is None else y + bias
+
+
+def bilinear(input1: Array, input2: Array, weight: Array, bias: Array | None = None) -> Array:
+    """y_o = x1^T A_o x2 + b_o, ``weight`` ``(out, in1, in2)``: ``torch.nn.functional.bilinear``."""
+    ops = adapter_of(input1, input2, weight, bias)
+    y = ops.einsum("...i,oij,...j->...o", input1, weight, input2)
+    return y if bias is None else y + bias
+
+
+def dropout(input: Array, p: float = 0.5, training: bool = True, inplace: bool = False, *,
+            key: Array | None = None) -> Array:
+    """Each element zeroed with probability ``p`` and the rest scaled by 1 / (1 - p), in
+    training; the identity otherwise: ``torch.nn.functional.dropout``.  The mask is drawn from
+    ``key`` or the generator ``xpnn.torch_nn.manual_seed`` seeds."""
+    if not 0 <= p <= 1:
+        raise _error(ValueError, "dropout", f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0:
+        return input
+    xp = adapter_of(input).xp
+    if p == 1:
+        return _inplace(input * 0, input, inplace)
+    keep = random.bernoulli(key if key is not None else next_key(input), 1.0 - p, tuple(input.shape))
+    return _inplace(xp.where(keep, input / (1.0 - p), 0.0), input, inplace)
+
+
+def embedding(input: Array, weight: Array, padding_idx: int | None = None, max_norm: float | None = None,
+              norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False) -> Array:
+    """The rows of ``weight`` that the integer ``input`` names: ``torch.nn.functional.embedding``.
+    (``padding_idx`` only keeps that row out of gradients in torch, which xpnn's modules do by
+    initialising it to zeros; ``max_norm``, which rescales the table in place, is not supported.)"""
+    if max_norm is not None:
+        raise _error(NotImplementedError, "embedding", "max_norm (an in-place renormalization of the table) is "
+                                                       "not supported; renormalize the weight before the call")
+    ops = adapter_of(input, weight)
+    xp = ops.xp
+    if not xp.isdtype(input.dtype, "integral"):
+        raise _error(TypeError, "embedding", f"input must hold integer indices, got dtype {input.dtype}")
+    flat = xp.reshape(input, (-1,))
+    rows = ops.take_rows(weight, flat)
+    return xp.reshape(rows, (*input.shape, weight.shape[-1]))
+
+
+def one_hot(tensor: Array, num_classes: int = -1) -> Array:
+    """Integer classes as one-hot int64 (the library's default integer) rows:
+    ``torch.nn.functional.one_hot`` (``num_classes=-1``: the largest class + 1)."""
+    xp = adapter_of(tensor).xp
+    if num_classes < 0:
+        num_classes = int(xp.max(tensor)) + 1 if tensor.size else 0
+    return xpnn.one_hot(tensor, num_classes, dtype=xp.asarray(0).dtype)
+
+
+# -- convolution and pooling (channels first) --------------------------------------------------
+
+def _tuple(value: int | Sequence[int], rank: int, function: str, argument: str) -> tuple[int, ...]:
+    values = (value,) * rank if isinstance(value, int) else tuple(value)
+    if len(values) == 1 and rank > 1:
+        values = values * rank
+    if len(values) != rank or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise _error(ValueError, function, f"{argument} must be an int or {rank} ints, got {value!r}")
+    return values
+
+
+def _channels_last(x: Array, rank: int) -> Array:
+    """``(N, C, *spatial)`` seen as ``(N, *spatial, C)`` (a view where the library has views)."""
+    xp = adapter_of(x).xp
+    return xp.permute_dims(x, (0, *range(2, rank + 2), 1))
+
+
+def _channels_first(y: Array, rank: int) -> Array:
+    xp = adapter_of(y).xp
+    return xp.permute_dims(y, (0, rank + 1, *range(1, rank + 1)))
+
+
+def _batched(input: Array, rank: int, function: str) -> tuple[Array, bool]:
+    """``input`` with its batch dimension (torch takes ``(C, *spatial)`` unbatched)."""
+    if input.ndim == rank + 1:
+        return adapter_of(input).xp.expand_dims(input, axis=0), True
+    if input.ndim != rank + 2:
+        raise _error(ValueError, function, f"input must be {rank + 1}-d (unbatched) or {rank + 2}-d "
+                                           f"(N, C, *spatial), got shape {tuple(input.shape)}")
+    return input, False
+
+
+def _convolution(function: str, input: Array, weight: Array, bias: Array | None, stride: Any, padding: Any,
+                 dilation: Any, groups: int) -> Array:
+    rank = weight.ndim - 2
+    ops = adapter_of(input, weight, bias)
+    x, unbatched = _batched(input, rank, function)
+    strides = _tuple(stride, rank, function, "stride")
+    dilations = _tuple(dilation, rank, function, "dilation")
+    channels = x.shape[1]
+    if channels != weight.shape[1] * groups:
+        raise _error(ValueError, function, f"input has {channels} channels; weight {tuple(weight.shape)} with "
+                                           f"groups={groups} expects {weight.shape[1] * groups}")
+    effective = tuple((k - 1) * d + 1 for k, d in zip(weight.shape[2:], dilations))
+    if padding == "valid":
+        pads = ((0, 0),) * rank
+    elif padding == "same":
+        if any(s != 1 for s in strides):
+            raise _error(ValueError, function, "padding='same' is not supported for strided convolutions (as in torch)")
+        pads = tuple(((k - 1) // 2, k - 1 - (k - 1) // 2) for k in effective)
+    elif isinstance(padding, str):
+        raise _error(ValueError, function, f"padding must be 'valid', 'same', an int or {rank} ints, got {padding!r}")
+    else:
+        pads = tuple((p, p) for p in _tuple(padding, rank, function, "padding"))
+    kernel = ops.xp.permute_dims(weight, (*range(2, rank + 2), 1, 0))  # (O, I/g, *k) -> (*k, I/g, O)
+    y = ops.conv_general_dilated(_channels_last(x, rank), kernel, strides, pads, (1,) * rank, dilations, groups)
+    if bias is not None:
+        y = y + bias
+    y = _channels_first(y, rank)
+    return y[0, ...] if unbatched else y
+
+
+def conv1d(input: Array, weight: Array, bias: Array | None = None, stride: Any = 1, padding: Any = 0,
+           dilation: Any = 1, groups: int = 1) -> Array:
+    """1-d cross-correlation of ``(N, C, L)``, ``weight`` ``(O, C // groups, k)``:
+    y[n, o, l] = b_o + sum over c, j of x[n, g C_g + c, l s + j d - p] W[o, c, j] (``torch.nn.functional.conv1d``)."""
+    return _convolution("conv1d", input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv2d(input: Array, weight: Array, bias: Array | None = None, stride: Any = 1, padding: Any = 0,
+           dilation: Any = 1, groups: int = 1) -> Array:
+    """2-d cross-correlation of ``(N, C, H, W)``, ``weight`` ``(O, C // groups, kh, kw)``;
+    ``padding`` an int, a pair, 'valid' or 'same' (``torch.nn.functional.conv2d``)."""
+    return _convolution("conv2d", input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv_transpose2d(input: Array, weight: Array, bias: Array | None = None, stride: Any = 1, padding: Any = 0,
+                     output_padding: Any = 0, groups: int = 1, dilation: Any = 1) -> Array:
+    """The gradient of ``conv2d`` with respect to its input, ``weight`` ``(C, O // groups, kh, kw)``:
+    output size (n - 1) s - 2 p + d (k - 1) + output_padding + 1 (``torch.nn.functional.conv_transpose2d``).
+
+    Written once as a convolution of the input dilated by ``stride`` with the kernel flipped
+    and its feature axes swapped, padded by d (k - 1) - p (plus ``output_padding`` at the end)."""
+    function, rank = "conv_transpose2d", 2
+    ops = adapter_of(input, weight, bias)
+    xp = ops.xp
+    x, unbatched = _batched(input, rank, function)
+    strides = _tuple(stride, rank, function, "stride")
+    dilations = _tuple(dilation, rank, function, "dilation")
+    paddings = _tuple(padding, rank, function, "padding")
+    extra = _tuple(output_padding, rank, function, "output_padding")
+    if any(not 0 <= o < max(s, d) for o, s, d in zip(extra, strides, dilations)):
+        raise _error(ValueError, function, f"output_padding {extra} must be smaller than stride {strides} or "
+                                           f"dilation {dilations}")
+    channels = x.shape[1]
+    if channels != weight.shape[0] or channels % groups:
+        raise _error(ValueError, function, f"input has {channels} channels; weight {tuple(weight.shape)} expects "
+                                           f"{weight.shape[0]} (divisible by groups={groups})")
+    out_per_group = weight.shape[1]
+    # (C, O/g, *k) -> per group (O/g, C/g, *k) flipped -> channels-last (*k, C/g, O)
+    grouped = xp.reshape(weight, (groups, channels // groups, out_per_group, *weight.shape[2:]))
+    grouped = xp.permute_dims(grouped, (0, 2, 1, 3, 4))
+    kernel = xp.reshape(grouped, (groups * out_per_group, channels // groups, *weight.shape[2:]))
+    kernel = xp.flip(xp.permute_dims(kernel, (2, 3, 1, 0)), axis=(0, 1))
+    pads = tuple((d * (k - 1) - p, d * (k - 1) - p + o)
+                 for k, d, p, o in zip(weight.shape[2:], dilations, paddings, extra))
+    y = ops.conv_general_dilated(_channels_last(x, rank), kernel, (1,) * rank, pads, strides, dilations, groups)
+    if bias is not None:
+        y = y + bias
+    y = _channels_first(y, rank)
+    return y[0, ...] if unbatched else y
+
+
+def _pool_pads(function: str, sizes: tuple[int, ...], window: tuple[int, ...], strides: tuple[int, ...],
+               padding: tuple[int, ...], dilation: tuple[int, ...], ceil_mode: bool) -> tuple[tuple[int, int], ...]:
+    """torch's pooling pads: ``padding`` on both sides, and with ``ceil_mode`` the extra high
+    padding that makes a last window which starts inside the input (or its low padding)."""
+    pads = []
+    for n, k, s, p, d in zip(sizes, window, strides, padding, dilation):
+        span = n + 2 * p - d * (k - 1) - 1
+        count = (-(-span // s) if ceil_mode else span // s) + 1
+        if ceil_mode and (count - 1) * s >= n + p:
+            count -= 1
+        if count < 1:
+            raise _error(ValueError, function, f"output size is too small for input size {n}, kernel {k}, "
+                                               f"stride {s}, padding {p}")
+        pads.append((p, (count - 1) * s + d * (k - 1) + 1 - n - p))
+    return tuple(pads)
+
+
+def _pool_arguments(function: str, input: Array, kernel_size: Any, stride: Any, padding: Any, dilation: Any,
+                    ceil_mode: bool) -> tuple[Array, bool, tuple[int, ...], tuple[int, ...], tuple[tuple[int, int], ...]]:
+    rank = 2
+    x, unbatched = _batched(input, rank, function)
+    window = _tuple(kernel_size, rank, function, "kernel_size")
+    strides = window if stride is None or stride == () or stride == [] else _tuple(stride, rank, function, "stride")
+    paddings = _tuple(padding, rank, function, "padding")
+    if any(2 * p > k for p, k in zip(paddings, window)):
+        raise _error(ValueError, function, f"padding {paddings} should be at most half of kernel_size {window}")
+    dilations = _tuple(dilation, rank, function, "dilation")
+    pads = _pool_pads(function, tuple(x.shape[2:]), window, strides, paddings, dilations, ceil_mode)
+    return x, unbatched, window, strides, pads
+
+
+def max_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
+               ceil_mode: bool = False, return_indices: bool = False) -> Array:
+    """The max of each window of ``(N, C, H, W)``, padding -inf: ``torch.nn.functional.max_pool2d``."""
+    if return_indices:
+        raise _error(NotImplementedError, "max_pool2d", "return_indices=True is not supported")
+    x, unbatched, window, strides, pads = _pool_arguments("max_pool2d", input, kernel_size, stride, padding,
+                                                          dilation, ceil_mode)
+    ops = adapter_of(x)
+    dilations = _tuple(dilation, 2, "max_pool2d", "dilation")
+    lowest = -math.inf if ops.xp.isdtype(x.dtype, "real floating") else ops.xp.iinfo(x.dtype).min
+    y = ops.reduce_window(_channels_last(x, 2), lowest, "max", (1, *window, 1), (1, *strides, 1),
+                          ((0, 0), *pads, (0, 0)), (1, *dilations, 1))
+    y = _channels_first(y, 2)
+    return y[0, ...] if unbatched else y
+
+
+def avg_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override: int | None = None) -> Array:
+    """The mean of each window of ``(N, C, H, W)``: ``torch.nn.functional.avg_pool2d``.  The divisor
+    is ``divisor_override``, else the window's size clipped to the padded input
+    (``count_include_pad``), else the number of input elements in the window."""
+    x, unbatched, window, strides, pads = _pool_arguments("avg_pool2d", input, kernel_size, stride, padding, 1,
+                                                          ceil_mode)
+    ops = adapter_of(x)
+    xp = ops.xp
+    dims, steps = (1, *window, 1), (1, *strides, 1)
+    total = _channels_first(ops.reduce_window(_channels_last(x, 2), 0.0, "sum", dims, steps,
+                                              ((0, 0), *pads, (0, 0))), 2)
+    if divisor_override is not None:
+        y = total / divisor_override
+    else:
+        # torch divides by the window clipped to the input padded by ``padding`` (not by
+        # ceil_mode's extra), or with count_include_pad=False to the input itself.
+        paddings = _tuple(padding, 2, "avg_pool2d", "padding")
+        if count_include_pad:
+            sizes = tuple(n + 2 * p for n, p in zip(x.shape[2:], paddings))
+            count_pads = tuple((low - p, high - p) for (low, high), p in zip(pads, paddings))
+        else:
+            sizes, count_pads = tuple(x.shape[2:]), pads
+        ones = xp.ones((1, *sizes, 1), dtype=x.dtype, device=ops.device_of(x))
+        count = ops.reduce_window(ones, 0.0, "sum", dims, steps, ((0, 0), *count_pads, (0, 0)))
+        y = total / _channels_first(count, 2)
+    return y[0, ...] if unbatched else y
+
+
+# -- normalization ---------------------------------------------------------------------------
+
+def _normalized_count(function: str, input: Array, normalized_shape: Any) -> int:
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if tuple(input.shape[input.ndim - len(shape):]) != shape:
+        raise _error(ValueError, function, f"input's trailing shape must be normalized_shape {shape}, got input "
+                                           f"shape {tuple(input.shape)}")
+    return len(shape)
+
+
+def _norm(kind: str, x: Array, count: int, scale: Array | None, bias: Array | None, eps: float,
+          statistics: tuple[Array, Array] | None = None) -> Any:
+    """The library's fused norm where it has one that agrees with the written-once statistics
+    on this machine, else ``reference_norm`` (the layers' math)."""
+    ops = adapter_of(x, scale, bias)
+    fused = fused_norm(ops, kind, x, count, scale, bias, eps, statistics)
+    return fused if fused is not None else reference_norm(ops, kind, x, count, scale, bias, eps, statistics)
+
+
+def layer_norm(input: Array, normalized_shape: Any, weight: Array | None = None, bias: Array | None = None,
+               eps: float = 1e-5) -> Array:
+    """(x - E[x]) / sqrt(Var[x] + eps) * weight + bias over the trailing ``normalized_shape``
+    (biased variance): ``torch.nn.functional.layer_norm``."""
+    return _norm("layer", input, _normalized_count("layer_norm", input, normalized_shape), weight, bias, eps)
+
+
+def rms_norm(input: Array, normalized_shape: Any, weight: Array | None = None, eps: float | None = None) -> Array:
+    """x / sqrt(E[x^2] + eps) * weight over the trailing ``normalized_shape``; ``eps=None`` is the
+    dtype's machine epsilon: ``torch.nn.functional.rms_norm``."""
+    count = _normalized_count("rms_norm", input, normalized_shape)
+    if eps is None:
+        eps = float(adapter_of(input).xp.finfo(input.dtype).eps)
+    return _norm("rms", input, count, weight, None, eps)
+
+
+def group_norm(input: Array, num_groups: int, weight: Array | None = None, bias: Array | None = None,
+               eps: float = 1e-5) -> Array:
+    """(x - E[x]) / sqrt(Var[x] + eps) per sample and per group of ``C / num_groups`` channels
+    (dim 1), then weight and bias per channel: ``torch.nn.functional.group_norm``."""
+    if input.ndim < 2 or input.shape[1] % num_groups:
+        raise _error(ValueError, "group_norm", f"input must be (N, C, *) with C divisible by num_groups="
+                                               f"{num_groups}, got shape {tuple(input.shape)}")
+    rank = input.ndim - 2
+    y = _norm("group", _channels_last(input, rank), num_groups, weight, bias, eps)
+    return _channels_first(y, rank)
+
+
+def batch_norm(input: Array, running_mean: Array | None, running_var: Array | None, weight: Array | None = None,
+               bias: Array | None = None, training: bool = False, momentum: float = 0.1,
+               eps: float = 1e-5) -> Array:
+    """(x - mean) / sqrt(var + eps) * weight + bias per channel (dim 1): the batch's statistics
+    (biased variance) in training, the running ones otherwise: ``torch.nn.functional.batch_norm``.
+
+    torch updates ``running_mean``/``running_var`` in place in training; arrays of every library
+    are not mutable, so here use ``batch_norm_with_statistics``, which returns the updated ones
+    (``xpnn.torch_nn.BatchNorm2d`` keeps them)."""
+    return batch_norm_with_statistics(input, running_mean, running_var, weight, bias, training, momentum, eps)[0]
+
+
+def batch_norm_with_statistics(input: Array, running_mean: Array | None, running_var: Array | None,
+                               weight: Array | None = None, bias: Array | None = None, training: bool = False,
+                               momentum: float | None = 0.1, eps: float = 1e-5,
+                               num_batches_tracked: int = 0) -> tuple[Array, Array | None, Array | None]:
+    """``batch_norm`` and the running statistics after it: in training (1 - momentum) running +
+    momentum batch, the variance unbiased, n / (n - 1) (``momentum=None``: the cumulative
+    average over ``num_batches_tracked`` batches, as torch)."""
+    if input.ndim < 2:
+        raise _error(ValueError, "batch_norm", f"input must be (N, C, *), got shape {tuple(input.shape)}")
+    rank = input.ndim - 2
+    x = _channels_last(input, rank)
+    count = math.prod(x.shape[:-1])
+    if not training:
+        if running_mean is None or running_var is None:
+            raise _error(ValueError, "batch_norm", "running_mean and running_var are needed outside training")
+        y = _norm("running", x, 1, weight, bias, eps, (running_mean, running_var))
+        return _channels_first(y, rank), running_mean, running_var
+    if count <= 1:
+        raise _error(ValueError, "batch_norm", f"expected more than 1 value per channel when training, got input "
+                                               f"size {tuple(input.shape)}")
+    y, mean, var = _norm("batch", x, 1, weight, bias, eps)
+    if running_mean is not None and running_var is not None:
+        factor = 1.0 / (num_batches_tracked + 1) if momentum is None else momentum
+        unbiased = var * (count / (count - 1))
+        running_mean = (1 - factor) * running_mean + factor * mean
+        running_var = (1 - factor) * running_var + factor * unbiased
+    return _channels_first(y, rank), running_mean, running_var
+
+
+# -- attention -------------------------------------------------------------------------------
+
+def scaled_dot_product_attention(query: Array, key: Array, value: Array, attn_mask: Array | None = None,
+                                 dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,
+                                 enable_gqa: bool = False, *, dropout_key: Array | None = None) -> Array:
+    """softmax(q k^T scale + mask) v over ``(..., L, E)`` queries and ``(..., S, E)`` keys:
+    ``torch.nn.functional.scaled_dot_product_attention``.  A boolean ``attn_mask`` is True where
+    attention *takes part*; a float one is added to the logits.  ``scale`` defaults to 1/sqrt(E);
+    ``enable_gqa`` lets 4-d ``(N, H, L, E)`` queries have a multiple of the keys' heads."""
+    ops = adapter_of(query, key, value, attn_mask)
+    xp = ops.xp
+    if query.ndim < 2:
+        raise _error(ValueError, "scaled_dot_product_attention", f"query must be (..., L, E), got {tuple(query.shape)}")
+    if query.ndim == 4:
+        heads_q, heads_k = query.shape[1], key.shape[1]
+        if heads_q != heads_k and not enable_gqa:
+            raise _error(ValueError, "scaled_dot_product_attention", f"query has {heads_q} heads and key {heads_k}; "
+                                                                     "pass enable_gqa=True for grouped heads")
+
+    def as_bthd(t: Array) -> Array:  # (..., L, E) -> (B, L, H, E)
+        if t.ndim == 4:
+            return xp.permute_dims(t, (0, 2, 1, 3))
+        return xp.reshape(t, (-1, 1, *t.shape[-2:])) if t.ndim != 3 else xp.permute_dims(t[None], (1, 2, 0, 3))
+
+    q, k, v = as_bthd(query), as_bthd(key), as_bthd(value)
+    mask = bias = None
+    if attn_mask is not None:
+        shape = (*query.shape[:-2], query.shape[-2], key.shape[-2])
+        full = xp.broadcast_to(attn_mask, shape)
+        full = xp.reshape(full, (q.shape[0], -1, *shape[-2:]))
+        if attn_mask.dtype == xp.bool:
+            mask = full
+        else:
+            bias = xp.astype(full, query.dtype) if full.dtype != query.dtype else full
+    if dropout_p > 0:
+        weights = xpnn.dot_product_attention_weights(q * (1.0 if scale is None else scale * math.sqrt(q.shape[-1])),
+                                                     k, bias=bias, mask=_causal_and(xp, mask, is_causal, q, k))
+        weights = dropout(weights, dropout_p, True, key=dropout_key)
+        out = ops.einsum("bhqk,bkhd->bqhd", weights, _repeated_heads(xp, v, q.shape[2]))
+    else:
+        out = xpnn.dot_product_attention(q, k, v, bias=bias, mask=mask, scale=scale, is_causal=is_causal)
+    if query.ndim == 4:
+        return xp.permute_dims(out, (0, 2, 1, 3))
+    return xp.reshape(out, (*query.shape[:-1], value.shape[-1]))
+
+
+def _causal_and(xp: Any, mask: Array | None, is_causal: bool, q: Array, k: Array) -> Array | None:
+    if not is_causal:
+        return mask
+    causal = xp.tril(xp.ones((q.shape[1], k.shape[1]), dtype=xp.bool, device=adapter_of(q).device_of(q)))
+    return causal if mask is None else mask & causal
+
+
+def _repeated_heads(xp: Any, v: Array, heads: int) -> Array:
+    if v.shape[2] == heads:
+        return v
+    return xp.repeat(v, heads // v.shape[2], axis=2)
+
+
+def multi_head_attention_forward(
+        query: Array, key: Array, value: Array, embed_dim_to_check: int, num_heads: int,
+        in_proj_weight: Array | None, in_proj_bias: Array | None, bias_k: Array | None, bias_v: Array | None,
+        add_zero_attn: bool, dropout_p: float, out_proj_weight: Array, out_proj_bias: Array | None,
+        training: bool = True, key_padding_mask: Array | None = None, need_weights: bool = True,
+        attn_mask: Array | None = None, use_separate_proj_weight: bool = False, q_proj_weight: Array | None = None,
+        k_proj_weight: Array | None = None, v_proj_weight: Array | None = None, static_k: Array | None = None,
+        static_v: Array | None = None, average_attn_weights: bool = True, is_causal: bool = False,
+        *, dropout_key: Array | None = None) -> tuple[Array, Array | None]:
+    """``torch.nn.functional.multi_head_attention_forward`` on ``(L, N, E)`` (or unbatched
+    ``(L, E)``) inputs: in-projection (``in_proj_weight`` ``(3E, E)`` stacked q, k, v, or the
+    separate ``q/k/v_proj_weight``), ``bias_k``/``bias_v`` appended to the keys,
+    ``add_zero_attn``'s zero key, the masks (boolean True = *masked*, float added; a
+    ``key_padding_mask`` ``(N, S)``), softmax(q k^T / sqrt(E/H) + mask) v per head, and the
+    out-projection.  Returns ``(output, weights)``, the weights averaged over heads when
+    ``average_attn_weights`` (None unless ``need_weights``).  ``is_causal`` is a hint that
+    ``attn_mask`` is the causal mask (as in torch, the mask must be given)."""
+    name = "multi_head_attention_forward"
+    ops = adapter_of(query, key, value, in_proj_weight, out_proj_weight)
+    xp = ops.xp
+    batched = query.ndim == 3
+    if not batched:
+        query, key, value = query[:, None, :], key[:, None, :], value[:, None, :]
+        if key_padding_mask is not None:
+            key_padding_mask = key_padding_mask[None, :]
+    target, batch, embed = query.shape
+    if embed != embed_dim_to_check:
+        raise _error(ValueError, name, f"was expecting embedding dimension of {embed_dim_to_check}, but got {embed}")
+    if embed % num_heads:
+        raise _error(ValueError, name, f"embed_dim {embed} not divisible by num_heads {num_heads}")
+    head = embed // num_heads
+    if is_causal and attn_mask is None:
+        raise _error(RuntimeError, name, "need attn_mask if specifying the is_causal hint (as torch)")
+    if use_separate_proj_weight:
+        weights = (q_proj_weight, k_proj_weight, v_proj_weight)
+    else:
+        weights = tuple(in_proj_weight[i * embed:(i + 1) * embed] for i in range(3))
+    biases = (None, None, None) if in_proj_bias is None else tuple(in_proj_bias[i * embed:(i + 1) * embed]
+                                                                 for i in range(3))
+    q = linear(query, weights[0], biases[0])
+    k = linear(key, weights[1], biases[1]) if static_k is None else None
+    v = linear(value, weights[2], biases[2]) if static_v is None else None
+    float_mask = _float_mask(xp, attn_mask, query.dtype, name)
+    padding = _float_mask(xp, key_padding_mask, query.dtype, name)
+    if bias_k is not None and bias_v is not None:
+        k = xp.concat([k, xp.broadcast_to(xp.reshape(bias_k, (1, 1, embed)), (1, batch, embed))], axis=0)
+        v = xp.concat([v, xp.broadcast_to(xp.reshape(bias_v, (1, 1, embed)), (1, batch, embed))], axis=0)
+        float_mask = _padded_column(xp, float_mask)
+        padding = _padded_column(xp, padding)
+    # (S, N, E) -> (N * H, S, head)
+    q = xp.permute_dims(xp.reshape(q, (target, batch * num_heads, head)), (1, 0, 2))
+    k = xp.permute_dims(xp.reshape(k, (k.shape[0], batch * num_heads, head)), (1, 0, 2)) if static_k is None else static_k
+    v = xp.permute_dims(xp.reshape(v, (v.shape[0], batch * num_heads, head)), (1, 0, 2)) if static_v is None else static_v
+    if add_zero_attn:
+        zeros = xp.zeros((batch * num_heads, 1, head), dtype=k.dtype, device=ops.device_of(k))
+        k, v = xp.concat([k, zeros], axis=1), xp.concat([v, zeros], axis=1)
+        float_mask = _padded_column(xp, float_mask)
+        padding = _padded_column(xp, padding)
+    source = k.shape[1]
+    mask = None
+    if float_mask is not None:
+        mask = xp.reshape(float_mask, (-1, target, source)) if float_mask.ndim == 3 else float_mask[None]
+    if padding is not None:
+        pad = xp.reshape(xp.broadcast_to(xp.reshape(padding, (batch, 1, 1, source)),
+                                         (batch, num_heads, 1, source)), (batch * num_heads, 1, source))
+        mask = pad if mask is None else mask + pad
+    dropping = training and dropout_p > 0
+    if need_weights or dropping:
+        logits = ops.einsum("bqd,bkd->bqk", q / math.sqrt(head), k)
+        if mask is not None:
+            logits = logits + mask
+        weights = xpnn.softmax(logits, axis=-1)
+        used = dropout(weights, dropout_p, True, key=dropout_key) if dropping else weights
+        out = ops.einsum("bqk,bkd->bqd", used, v)
+    else:
+        weights = None
+        bhqk = None if mask is None else xp.reshape(xp.broadcast_to(mask, (batch * num_heads, target, source)),
+                                                    (batch, num_heads, target, source))
+        def as_bthd(t: Array, length: int) -> Array:  # (N * H, S, head) -> (N, S, H, head)
+            return xp.permute_dims(xp.reshape(t, (batch, num_heads, length, head)), (0, 2, 1, 3))
+
+        out = xpnn.dot_product_attention(as_bthd(q, target), as_bthd(k, source), as_bthd(v, source), bias=bhqk)
+        out = xp.reshape(xp.permute_dims(out, (0, 2, 1, 3)), (batch * num_heads, target, head))
+    out = xp.reshape(xp.permute_dims(out, (1, 0, 2)), (target, batch, embed))
+    out = linear(out, out_proj_weight, out_proj_bias)
+    if weights is not None:
+        weights = xp.reshape(weights, (batch, num_heads, target, source))
+        if average_attn_weights:
+            weights = xp.mean(weights, axis=1)
+        if not batched:
+            weights = weights[0, ...]
+    if not batched:
+        out = out[:, 0, :]
+    return out, weights
+
+
+def _float_mask(xp: Any, mask: Array | None, dtype: Any, function: str) -> Array | None:
+    """A boolean mask (True: masked) as 0 / -inf; a float mask as it is."""
+    if mask is None:
+        return None
+    if mask.dtype == xp.bool:
+        return xp.where(mask, -math.inf, xp.zeros(mask.shape, dtype=dtype, device=adapter_of(mask).device_of(mask)))
+    if not xp.isdtype(mask.dtype, "real floating"):
+        raise _error(TypeError, function, f"masks must be boolean or floating, got dtype {mask.dtype}")
+    return mask
+
+
+def _padded_column(xp: Any, mask: Array | None) -> Array | None:
+    """A mask with one more (unmasked) key column, for an appended key."""
+    if mask is None:
+        return None
+    zeros = xp.zeros((*mask.shape[:-1], 1), dtype=mask.dtype, device=adapter_of(mask).device_of(mask))
+    return xp.concat([mask, zeros], axis=-1)
+

@@ -1,0 +1,406 @@
+"""torch.nn's linear, convolution, pooling, normalization, embedding and dropout modules, thin
+shells over ``xpnn.torch_nn.functional`` (and through it the written-once math of the flax-style
+families).  Constructor arguments, defaults, parameter names, shapes and initial distributions
+are torch.nn 2.13's, with ``like=`` (library and device), ``dtype=`` and ``key=`` added.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from xpnn._dispatch import adapter_of
+from xpnn._types import Array
+from xpnn._windows import padded
+from xpnn.torch_nn import functional as F
+from xpnn.torch_nn.module import Factory, Module, Parameter
+
+__all__ = [
+    "Identity", "Linear", "Bilinear", "Embedding", "Dropout", "Flatten", "LayerNorm", "GroupNorm", "RMSNorm",
+    "BatchNorm1d", "BatchNorm2d", "Conv1d", "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d",
+]
+
+
+class Identity(Module):
+    """Returns its input (any constructor arguments are ignored, as torch's)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+
+    def forward(self, input: Any) -> Any:
+        return input
+
+
+class Linear(Module):
+    """y = x W^T + b; ``weight`` ``(out_features, in_features)`` ~ kaiming_uniform(a=sqrt(5)),
+    ``bias`` ``(out_features,)`` ~ U(-1/sqrt(in_features), 1/sqrt(in_features))."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, like: Any = None,
+                 dtype: Any = None, key: Array | None = None) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        make = Factory(like, dtype, key)
+        self.weight = Parameter(make.kaiming_uniform((out_features, in_features), in_features))
+        if bias:
+            self.bias = Parameter(make.fan_in_bias((out_features,), in_features))
+        else:
+            self.register_parameter("bias", None)
+
+    def forward(self, input: Array) -> Array:
+        return F.linear(input, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Bilinear(Module):
+    """y = x1^T A x2 + b; ``weight`` ``(out, in1, in2)`` and ``bias`` ~ U(-1/sqrt(in1), 1/sqrt(in1))."""
+
+    def __init__(self, in1_features: int, in2_features: int, out_features: int, bias: bool = True, *,
+                 like: Any = None, dtype: Any = None, key: Array | None = None) -> None:
+        super().__init__()
+        self.in1_features, self.in2_features, self.out_features = in1_features, in2_features, out_features
+        make = Factory(like, dtype, key)
+        bound = 1.0 / math.sqrt(in1_features)
+        self.weight = Parameter(make.uniform((out_features, in1_features, in2_features), bound))
+        if bias:
+            self.bias = Parameter(make.uniform((out_features,), bound))
+        else:
+            self.register_parameter("bias", None)
+
+    def forward(self, input1: Array, input2: Array) -> Array:
+        return F.bilinear(input1, input2, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return (f"in1_features={self.in1_features}, in2_features={self.in2_features}, "
+                f"out_features={self.out_features}, bias={self.bias is not None}")
+
+
+class Embedding(Module):
+    """A lookup table ``weight`` ``(num_embeddings, embedding_dim)`` ~ N(0, 1), the
+    ``padding_idx`` row zero."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
+                 max_norm: float | None = None, norm_type: float = 2.0, scale_grad_by_freq: bool = False,
+                 sparse: bool = False, _weight: Array | None = None, _freeze: bool = False, *, like: Any = None,
+                 dtype: Any = None, key: Array | None = None) -> None:
+        super().__init__()
+        if padding_idx is not None:
+            if not -num_embeddings <= padding_idx < num_embeddings:
+                raise ValueError(f"xpnn.torch_nn.Embedding: padding_idx must be within num_embeddings "
+                                 f"({num_embeddings}), got {padding_idx}")
+            padding_idx %= num_embeddings
+        self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
+        self.max_norm = max_norm
+        if _weight is None:
+            make = Factory(like, dtype, key)
+            weight = make.normal((num_embeddings, embedding_dim))
+            if padding_idx is not None:
+                xp = make.adapter.xp
+                rows = xp.arange(num_embeddings, device=make.device)[:, None]
+                weight = xp.where(rows == padding_idx, xp.zeros_like(weight), weight)
+        else:
+            weight = _weight
+        self.register_parameter("weight", weight, requires_grad=not _freeze)
+
+    def forward(self, input: Array) -> Array:
+        return F.embedding(input, self.weight, self.padding_idx, self.max_norm)
+
+    def extra_repr(self) -> str:
+        text = f"{self.num_embeddings}, {self.embedding_dim}"
+        return text + (f", padding_idx={self.padding_idx}" if self.padding_idx is not None else "")
+
+
+class Dropout(Module):
+    """Zeroes each element with probability ``p`` in training, scaling the rest by 1 / (1 - p)."""
+
+    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
+        super().__init__()
+        if not 0 <= p <= 1:
+            raise ValueError(f"xpnn.torch_nn.Dropout: dropout probability has to be between 0 and 1, but got {p}")
+        self.p, self.inplace = p, inplace
+
+    def forward(self, input: Array) -> Array:
+        return F.dropout(input, self.p, self.training, self.inplace)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, inplace={self.inplace}"
+
+
+class Flatten(Module):
+    """The dimensions ``start_dim`` to ``end_dim`` merged into one."""
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def forward(self, input: Array) -> Array:
+        xp = adapter_of(input).xp
+        start, end = self.start_dim % max(input.ndim, 1), self.end_dim % max(input.ndim, 1)
+        shape = tuple(input.shape)
+        return xp.reshape(input, (*shape[:start], math.prod(shape[start:end + 1]), *shape[end + 1:]))
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+# -- normalization ---------------------------------------------------------------------------
+
+def _shape_tuple(shape: int | Sequence[int]) -> tuple[int, ...]:
+    return (shape,) if isinstance(shape, int) else tuple(shape)
+
+
+class LayerNorm(Module):
+    """(x - E[x]) / sqrt(Var[x] + eps) * weight + bias over the trailing ``normalized_shape``;
+    ``weight`` ones, ``bias`` zeros."""
+
+    def __init__(self, normalized_shape: int | Sequence[int], eps: float = 1e-5, elementwise_affine: bool = True,
+                 bias: bool = True, *, like: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        self.normalized_shape, self.eps = _shape_tuple(normalized_shape), eps
+        self.elementwise_affine = elementwise_affine
+        make = Factory(like, dtype)
+        self.register_parameter("weight", make.full(self.normalized_shape, 1.0) if elementwise_affine else None)
+        self.register_parameter("bias", make.full(self.normalized_shape, 0.0) if elementwise_affine and bias else None)
+
+    def forward(self, input: Array) -> Array:
+        return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+
+
+class RMSNorm(Module):
+    """x / sqrt(E[x^2] + eps) * weight over the trailing ``normalized_shape`` (``eps=None``: the
+    dtype's machine epsilon); ``weight`` ones."""
+
+    def __init__(self, normalized_shape: int | Sequence[int], eps: float | None = None,
+                 elementwise_affine: bool = True, *, like: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        self.normalized_shape, self.eps = _shape_tuple(normalized_shape), eps
+        self.elementwise_affine = elementwise_affine
+        make = Factory(like, dtype)
+        self.register_parameter("weight", make.full(self.normalized_shape, 1.0) if elementwise_affine else None)
+
+    def forward(self, input: Array) -> Array:
+        return F.rms_norm(input, self.normalized_shape, self.weight, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+
+
+class GroupNorm(Module):
+    """Normalization per sample over groups of ``num_channels / num_groups`` channels (dim 1),
+    then ``weight`` (ones) and ``bias`` (zeros) per channel."""
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True, *,
+                 like: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        if num_channels % num_groups:
+            raise ValueError(f"xpnn.torch_nn.GroupNorm: num_channels ({num_channels}) must be divisible by "
+                             f"num_groups ({num_groups})")
+        self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
+        make = Factory(like, dtype)
+        self.register_parameter("weight", make.full((num_channels,), 1.0) if affine else None)
+        self.register_parameter("bias", make.full((num_channels,), 0.0) if affine else None)
+
+    def forward(self, input: Array) -> Array:
+        return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+
+
+class _BatchNorm(Module):
+    """torch's ``_BatchNorm``: batch statistics in training (and the running ones updated with
+    ``momentum``, or the cumulative average when it is None), running statistics in eval."""
+
+    _ranks: tuple[int, ...] = ()
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, *, like: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        make = Factory(like, dtype)
+        self.register_parameter("weight", make.full((num_features,), 1.0) if affine else None)
+        self.register_parameter("bias", make.full((num_features,), 0.0) if affine else None)
+        if track_running_stats:
+            self.register_buffer("running_mean", make.full((num_features,), 0.0))
+            self.register_buffer("running_var", make.full((num_features,), 1.0))
+            self.register_buffer("num_batches_tracked", make.integers(0))
+        else:
+            for name in ("running_mean", "running_var", "num_batches_tracked"):
+                self.register_buffer(name, None)
+
+    def forward(self, input: Array) -> Array:
+        if input.ndim not in self._ranks:
+            raise ValueError(f"xpnn.torch_nn.{type(self).__name__}: expected {' or '.join(map(str, self._ranks))}D "
+                             f"input (got {input.ndim}D input)")
+        tracking = self.training and self.track_running_stats
+        tracked = 0
+        if tracking:
+            tracked = int(self.num_batches_tracked) if self.momentum is None else 0
+            self.num_batches_tracked = self.num_batches_tracked + 1
+        use_batch = self.training or self.running_mean is None
+        running = (self.running_mean, self.running_var) if not self.training or self.track_running_stats else (None, None)
+        y, mean, var = F.batch_norm_with_statistics(input, *running, self.weight, self.bias, use_batch,
+                                                    self.momentum, self.eps, tracked)
+        if tracking:
+            self.running_mean, self.running_var = mean, var
+        return y
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalization of ``(N, C)`` or ``(N, C, L)`` inputs."""
+    _ranks = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalization of ``(N, C, H, W)`` inputs."""
+    _ranks = (4,)
+
+
+# -- convolution and pooling --------------------------------------------------------------------
+
+_PADDING_MODES = {"zeros": None, "reflect": "reflect", "circular": "wrap"}
+
+
+class _Conv(Module):
+    _rank = 2
+    _transposed = False
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Sequence[int],
+                 stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
+                 dilation: int | Sequence[int] = 1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
+                 *, like: Any = None, dtype: Any = None, key: Array | None = None) -> None:
+        super().__init__()
+        name = type(self).__name__
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"xpnn.torch_nn.{name}: in_channels ({in_channels}) and out_channels ({out_channels}) "
+                             f"must be divisible by groups ({groups})")
+        if padding_mode not in _PADDING_MODES:
+            raise ValueError(f"xpnn.torch_nn.{name}: padding_mode must be one of {sorted(_PADDING_MODES)}, "
+                             f"got {padding_mode!r}")
+        rank = self._rank
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = F._tuple(kernel_size, rank, name, "kernel_size")
+        self.stride = F._tuple(stride, rank, name, "stride")
+        self.padding = padding if isinstance(padding, str) else F._tuple(padding, rank, name, "padding")
+        self.dilation = F._tuple(dilation, rank, name, "dilation")
+        self.padding_mode = padding_mode
+        shape = ((in_channels, out_channels // groups) if self._transposed else
+                 (out_channels, in_channels // groups)) + self.kernel_size
+        fan_in = shape[1] * math.prod(self.kernel_size)
+        make = Factory(like, dtype, key)
+        self.weight = Parameter(make.kaiming_uniform(shape, fan_in))
+        if bias:
+            self.bias = Parameter(make.fan_in_bias((out_channels,), fan_in))
+        else:
+            self.register_parameter("bias", None)
+
+    def extra_repr(self) -> str:
+        text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}")
+        if self.padding != (0,) * self._rank:
+            text += f", padding={self.padding}"
+        if self.dilation != (1,) * self._rank:
+            text += f", dilation={self.dilation}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        if self.bias is None:
+            text += ", bias=False"
+        if self.padding_mode != "zeros":
+            text += f", padding_mode={self.padding_mode}"
+        return text
+
+    def _conv_forward(self, input: Array) -> Array:
+        mode = _PADDING_MODES[self.padding_mode]
+        if mode is None or isinstance(self.padding, str):
+            padding: Any = self.padding
+        else:
+            xp = adapter_of(input).xp
+            for axis, p in enumerate(self.padding, start=input.ndim - self._rank):
+                input = padded(xp, input, axis, p, p, mode)
+            padding = 0
+        convolve = F.conv1d if self._rank == 1 else F.conv2d
+        return convolve(input, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
+
+
+class Conv1d(_Conv):
+    """1-d convolution of ``(N, C, L)``: ``weight`` ``(out, in // groups, k)`` ~ kaiming_uniform(a=sqrt(5)),
+    ``bias`` ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    _rank = 1
+
+    def forward(self, input: Array) -> Array:
+        return self._conv_forward(input)
+
+
+class Conv2d(_Conv):
+    """2-d convolution of ``(N, C, H, W)``: ``weight`` ``(out, in // groups, kh, kw)`` ~
+    kaiming_uniform(a=sqrt(5)), ``bias`` ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+
+    def forward(self, input: Array) -> Array:
+        return self._conv_forward(input)
+
+
+class ConvTranspose2d(_Conv):
+    """2-d transposed convolution: ``weight`` ``(in, out // groups, kh, kw)``."""
+    _transposed = True
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Sequence[int],
+                 stride: int | Sequence[int] = 1, padding: int | Sequence[int] = 0,
+                 output_padding: int | Sequence[int] = 0, groups: int = 1, bias: bool = True,
+                 dilation: int | Sequence[int] = 1, padding_mode: str = "zeros", *, like: Any = None,
+                 dtype: Any = None, key: Array | None = None) -> None:
+        if padding_mode != "zeros":
+            raise ValueError(f"xpnn.torch_nn.ConvTranspose2d: only padding_mode='zeros' is supported (as torch), "
+                             f"got {padding_mode!r}")
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, like=like, dtype=dtype, key=key)
+        self.output_padding = F._tuple(output_padding, 2, "ConvTranspose2d", "output_padding")
+
+    def forward(self, input: Array) -> Array:
+        return F.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding, self.output_padding,
+                                  self.groups, self.dilation)
+
+
+class MaxPool2d(Module):
+    """The max over windows of ``(N, C, H, W)``."""
+
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
+                 return_indices: bool = False, ceil_mode: bool = False) -> None:
+        super().__init__()
+        if return_indices:
+            raise NotImplementedError("xpnn.torch_nn.MaxPool2d: return_indices=True is not supported")
+        self.kernel_size, self.stride = kernel_size, stride if stride is not None else kernel_size
+        self.padding, self.dilation, self.ceil_mode = padding, dilation, ceil_mode
+
+    def forward(self, input: Array) -> Array:
+        return F.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+
+    def extra_repr(self) -> str:
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+
+
+class AvgPool2d(Module):
+    """The mean over windows of ``(N, C, H, W)``."""
+
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
+                 count_include_pad: bool = True, divisor_override: int | None = None) -> None:
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride if stride is not None else kernel_size
+        self.padding, self.ceil_mode = padding, ceil_mode
+        self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
+
+    def forward(self, input: Array) -> Array:
+        return F.avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                            self.count_include_pad, self.divisor_override)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"

@@ -1,0 +1,485 @@
+"""``torch.nn.Module``'s model for the arrays of any library: stateful modules whose parameters,
+buffers and submodules are registered by attribute assignment, with torch's ``state_dict`` names.
+
+A module's parameters are arrays of the library (and on the device) it was built for
+(``like=``: an array or a namespace, NumPy by default; ``to(like=...)`` moves it).  On torch
+they are leaf tensors that require grad, so ``torch.optim`` trains an ``xpnn.torch_nn`` model
+and ``loss.backward()`` fills their ``.grad``.  On jax, gradients are taken functionally:
+``functional_call(module, params, args)`` runs the module with a dict of arrays in place of its
+own (as ``torch.func.functional_call``), so ``jax.grad`` differentiates with respect to that dict.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, NamedTuple
+
+from xpnn import random
+from xpnn._dispatch import adapter_of
+from xpnn._types import Array
+from xpnn.random import library_of
+from xpnn.torch_nn._generator import next_key
+from xpnn.trees import to_backend
+
+__all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "functional_call"]
+
+
+class Parameter:
+    """Marks an array as a module parameter when assigned to a module attribute
+    (``self.w = Parameter(x)``, torch's ``nn.Parameter``); the module stores the array itself."""
+
+    __slots__ = ("data", "requires_grad")
+
+    def __init__(self, data: Array, requires_grad: bool = True) -> None:
+        self.data = data
+        self.requires_grad = requires_grad
+
+
+class _IncompatibleKeys(NamedTuple):
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
+def _shape(array: Array) -> tuple[int, ...]:
+    return tuple(array.shape)
+
+
+class Module:
+    """Base class of the torch-style modules: ``forward`` holds the computation, ``__call__`` runs it.
+
+    Subclasses call ``super().__init__()`` first, then assign parameters (``Parameter``),
+    buffers (``register_buffer``) and submodules as attributes, as in torch.
+    """
+
+    training: bool
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_non_persistent", set())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # -- registration -----------------------------------------------------------------------
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, Parameter):
+            self.register_parameter(name, value.data, value.requires_grad)
+        elif isinstance(value, Module):
+            self._drop(name)
+            self._modules[name] = value
+        elif name in self._parameters:
+            self.register_parameter(name, value)
+        elif name in self._buffers:
+            self._buffers[name] = value
+        elif name in self._modules and value is None:
+            self._modules[name] = None
+        else:
+            object.__setattr__(self, name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        for store in ("_parameters", "_buffers", "_modules"):
+            values = self.__dict__.get(store)
+            if values is not None and name in values:
+                return values[name]
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    def __delattr__(self, name: str) -> None:
+        if not self._drop(name):
+            object.__delattr__(self, name)
+
+    def _drop(self, name: str) -> bool:
+        found = False
+        for store in (self._parameters, self._buffers, self._modules):
+            if name in store:
+                del store[name]
+                found = True
+        self._non_persistent.discard(name)
+        return found
+
+    def register_parameter(self, name: str, param: Array | None, requires_grad: bool = True) -> None:
+        """Add a parameter (None: declared but absent, as a Linear's bias=False)."""
+        if param is not None and not hasattr(param, "shape"):
+            raise TypeError(f"xpnn.torch_nn.{type(self).__name__}: cannot assign {type(param).__name__} as parameter "
+                            f"'{name}' (an array or None is required)")
+        self.__dict__.pop(name, None)
+        self._parameters[name] = param if param is None or not requires_grad else adapter_of(param).trainable(param)
+
+    def register_buffer(self, name: str, tensor: Array | None, persistent: bool = True) -> None:
+        """Add a buffer: state that is not a parameter (running statistics), in ``state_dict``
+        unless ``persistent=False``."""
+        self.__dict__.pop(name, None)
+        self._buffers[name] = tensor
+        if not persistent:
+            self._non_persistent.add(name)
+
+    def add_module(self, name: str, module: Module | None) -> None:
+        self._modules[name] = module
+
+    register_module = add_module
+
+    # -- running ----------------------------------------------------------------------------
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    def train(self, mode: bool = True) -> Module:
+        """Training mode (dropout active, batch statistics) for this module and its children."""
+        if not isinstance(mode, bool):
+            raise ValueError("training mode is expected to be boolean")
+        for module in self.modules():
+            object.__setattr__(module, "training", mode)
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def apply(self, fn: Callable[[Module], Any]) -> Module:
+        """``fn`` on every submodule, then on this one (torch's order); returns the module."""
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
+        return self
+
+    # -- traversal --------------------------------------------------------------------------
+    def named_modules(self, memo: set[int] | None = None, prefix: str = "",
+                      remove_duplicate: bool = True) -> Iterator[tuple[str, Module]]:
+        memo = set() if memo is None else memo
+        if remove_duplicate:
+            if id(self) in memo:
+                return
+            memo.add(id(self))
+        yield prefix, self
+        for name, child in self._modules.items():
+            if child is not None:
+                yield from child.named_modules(memo, f"{prefix}.{name}" if prefix else name, remove_duplicate)
+
+    def modules(self) -> Iterator[Module]:
+        for _, module in self.named_modules():
+            yield module
+
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        seen: set[int] = set()
+        for name, child in self._modules.items():
+            if child is not None and id(child) not in seen:
+                seen.add(id(child))
+                yield name, child
+
+    def children(self) -> Iterator[Module]:
+        for _, child in self.named_children():
+            yield child
+
+    def _named(self, store: str, prefix: str, recurse: bool) -> Iterator[tuple[str, Array]]:
+        seen: set[int] = set()
+        modules = self.named_modules(prefix=prefix) if recurse else iter([(prefix, self)])
+        for module_prefix, module in modules:
+            for name, value in getattr(module, store).items():
+                if value is None or id(value) in seen:
+                    continue
+                seen.add(id(value))
+                yield (f"{module_prefix}.{name}" if module_prefix else name), value
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Array]]:
+        return self._named("_parameters", prefix, recurse)
+
+    def parameters(self, recurse: bool = True) -> Iterator[Array]:
+        for _, value in self.named_parameters(recurse=recurse):
+            yield value
+
+    def named_buffers(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Array]]:
+        return self._named("_buffers", prefix, recurse)
+
+    def buffers(self, recurse: bool = True) -> Iterator[Array]:
+        for _, value in self.named_buffers(recurse=recurse):
+            yield value
+
+    # -- state_dict -------------------------------------------------------------------------
+    def state_dict(self, destination: dict[str, Array] | None = None, prefix: str = "",
+                   keep_vars: bool = False) -> dict[str, Array]:
+        """Parameters and persistent buffers by dotted name, in torch's order (each module's
+        parameters, its buffers, then its children's); detached unless ``keep_vars``."""
+        destination = OrderedDict() if destination is None else destination
+        for name, value in self._parameters.items():
+            if value is not None:
+                destination[prefix + name] = value if keep_vars else adapter_of(value).stop_gradient(value)
+        for name, value in self._buffers.items():
+            if value is not None and name not in self._non_persistent:
+                destination[prefix + name] = value
+        for name, child in self._modules.items():
+            if child is not None:
+                child.state_dict(destination, f"{prefix}{name}.", keep_vars)
+        return destination
+
+    def _local_state(self) -> Iterator[tuple[str, str, Array]]:
+        for name, value in self._parameters.items():
+            if value is not None:
+                yield "_parameters", name, value
+        for name, value in self._buffers.items():
+            if value is not None and name not in self._non_persistent:
+                yield "_buffers", name, value
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True,
+                        assign: bool = False) -> _IncompatibleKeys:
+        """Copy ``state_dict``'s arrays (of any library: a torch state_dict loads onto NumPy or
+        jax) into the parameters and buffers of the same names, converted to each one's library,
+        device and dtype (``assign=True`` keeps the state_dict's dtype).  With ``strict``, missing
+        and unexpected keys are torch's ``RuntimeError``; a shape mismatch always is."""
+        missing: list[str] = []
+        errors: list[str] = []
+        expected: set[str] = set()
+        updates: list[tuple[Module, str, str, Array]] = []
+        for prefix, module in self.named_modules():
+            head = f"{prefix}." if prefix else ""
+            for store, name, current in module._local_state():
+                key = head + name
+                expected.add(key)
+                if key not in state_dict:
+                    missing.append(key)
+                    continue
+                value = state_dict[key]
+                if tuple(value.shape) != _shape(current):
+                    errors.append(f"size mismatch for {key}: copying a param with shape {tuple(value.shape)} from "
+                                  f"checkpoint, the shape in current model is {_shape(current)}.")
+                    continue
+                updates.append((module, store, name, _converted(value, current, assign)))
+        unexpected = [key for key in state_dict if key not in expected]
+        if strict:
+            if unexpected:
+                errors.insert(0, "Unexpected key(s) in state_dict: " + ", ".join(f'"{k}"' for k in unexpected) + ". ")
+            if missing:
+                errors.insert(0, "Missing key(s) in state_dict: " + ", ".join(f'"{k}"' for k in missing) + ". ")
+        if errors:
+            raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t" + "\n\t".join(errors))
+        for module, store, name, value in updates:
+            if store == "_parameters":
+                module.register_parameter(name, value)
+            else:
+                module._buffers[name] = value
+        return _IncompatibleKeys(missing, unexpected)
+
+    # -- placement --------------------------------------------------------------------------
+    def to(self, like: Any = None, dtype: Any = None) -> Module:
+        """Move every parameter and buffer to ``like``'s library and device (an array or a
+        namespace: ``numpy``, ``torch``, ``jax.numpy``, ``torch.empty(0, device='cuda')``...)
+        and cast the floating ones to ``dtype`` (a name such as ``"float64"`` or a dtype)."""
+        for module in self.modules():
+            for store in (module._parameters, module._buffers):
+                for name, value in store.items():
+                    if value is None:
+                        continue
+                    moved = to_backend(value, like) if like is not None else value
+                    ops = adapter_of(moved)
+                    if dtype is not None and ops.xp.isdtype(moved.dtype, "real floating"):
+                        moved = ops.xp.astype(moved, ops.dtype_named(dtype) if isinstance(dtype, str) else dtype)
+                    store[name] = ops.trainable(moved) if store is module._parameters else moved
+        return self
+
+    def double(self) -> Module:
+        return self.to(dtype="float64")
+
+    def float(self) -> Module:
+        return self.to(dtype="float32")
+
+    # -- printing ---------------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        lines = []
+        for name, child in self._modules.items():
+            body = repr(child).replace("\n", "\n  ")
+            lines.append(f"({name}): {body}")
+        extra = self.extra_repr()
+        if not lines:
+            return f"{type(self).__name__}({extra})"
+        inner = "\n  ".join(([extra] if extra else []) + lines)
+        return f"{type(self).__name__}(\n  {inner}\n)"
+
+
+def _converted(value: Any, current: Array, assign: bool) -> Array:
+    """A state_dict value as a new array of ``current``'s library, device (and dtype, unless
+    ``assign``): never the state_dict's own array, which its model may still update in place."""
+    moved = to_backend(value, current)
+    ops = adapter_of(moved)
+    if moved is value:
+        moved = ops.copy(ops.stop_gradient(moved))
+    if not assign and moved.dtype != current.dtype:
+        moved = ops.xp.astype(moved, current.dtype)
+    return moved
+
+
+def functional_call(module: Module, parameters_and_buffers: Mapping[str, Array], args: Any = (),
+                    kwargs: Mapping[str, Any] | None = None) -> Any:
+    """``module(*args, **kwargs)`` with the named arrays in place of its parameters and buffers
+    (``torch.func.functional_call``): with jax, ``jax.grad(lambda p: loss(functional_call(m, p,
+    (x,))))(dict(m.named_parameters()))`` differentiates with respect to the dict.  The module's
+    own arrays are restored afterwards (buffer updates made during the call are dropped)."""
+    args = args if isinstance(args, tuple) else (args,)
+    saved: list[tuple[dict, str, Any]] = []
+    owners = {prefix: module for prefix, module in module.named_modules()}
+    try:
+        for key, value in parameters_and_buffers.items():
+            prefix, _, name = key.rpartition(".")
+            owner = owners.get(prefix)
+            store = None if owner is None else next((s for s in (owner._parameters, owner._buffers) if name in s), None)
+            if store is None:
+                raise KeyError(f"xpnn.torch_nn.functional_call: {type(module).__name__} has no parameter or buffer "
+                               f"'{key}'")
+            saved.append((store, name, store[name]))
+            store[name] = value
+        return module(*args, **(kwargs or {}))
+    finally:
+        for store, name, value in reversed(saved):
+            store[name] = value
+
+
+# -- parameter initialisation (torch.nn.init's distributions from xpnn.random) ----------------
+
+class Factory:
+    """Where a module's new arrays are made: ``like``'s library and device, ``dtype`` (float32
+    by default) and the keys (``key``, split per draw, or the global generator)."""
+
+    def __init__(self, like: Any = None, dtype: Any = None, key: Array | None = None) -> None:
+        self.adapter, self.device = library_of(like)
+        self.like = like
+        name = "float32" if dtype is None else dtype
+        self.dtype = self.adapter.dtype_named(name) if isinstance(name, str) else name
+        self._key = None if key is None else to_backend(key, self._namespace_like())
+
+    def _namespace_like(self) -> Any:
+        return self.like if self.like is not None else self.adapter.xp
+
+    def key(self) -> Array:
+        if self._key is None:
+            return next_key(self._namespace_like())
+        self._key, key = random.split(self._key)
+        return key
+
+    def uniform(self, shape: tuple[int, ...], bound: float) -> Array:
+        """U(-bound, bound), as ``torch.nn.init.uniform_(t, -bound, bound)``."""
+        return random.uniform(self.key(), shape, self.dtype, -bound, bound)
+
+    def kaiming_uniform(self, shape: tuple[int, ...], fan_in: int, a: float = math.sqrt(5.0)) -> Array:
+        """``torch.nn.init.kaiming_uniform_(t, a)``: U(-b, b), b = sqrt(2 / (1 + a^2)) sqrt(3 / fan_in)
+        (with torch's default a = sqrt(5): 1 / sqrt(fan_in))."""
+        gain = math.sqrt(2.0 / (1.0 + a * a))
+        return self.uniform(shape, gain * math.sqrt(3.0 / fan_in) if fan_in else 0.0)
+
+    def fan_in_bias(self, shape: tuple[int, ...], fan_in: int) -> Array:
+        """The bias of Linear and Conv layers: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+        return self.uniform(shape, 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0)
+
+    def xavier_uniform(self, shape: tuple[int, int]) -> Array:
+        """``torch.nn.init.xavier_uniform_``: U(-b, b), b = sqrt(6 / (fan_in + fan_out))."""
+        return self.uniform(shape, math.sqrt(6.0 / (shape[0] + shape[1])))
+
+    def normal(self, shape: tuple[int, ...]) -> Array:
+        """N(0, 1), as ``torch.nn.init.normal_``."""
+        return random.normal(self.key(), shape, self.dtype)
+
+    def full(self, shape: tuple[int, ...], value: float) -> Array:
+        return self.adapter.xp.full(shape, value, dtype=self.dtype, device=self.device)
+
+    def integers(self, value: int) -> Array:
+        """A 0-d int64 counter (``num_batches_tracked``); the library's default integer where it
+        has no int64 in its current mode (jax without x64)."""
+        xp = self.adapter.xp
+        return xp.asarray(value, device=self.device)
+
+
+# -- containers ---------------------------------------------------------------------------------
+
+class Sequential(Module):
+    """Modules run in order, named ``0``, ``1``, ... (or by an ``OrderedDict``'s keys): ``torch.nn.Sequential``."""
+
+    def __init__(self, *modules: Module | Mapping[str, Module]) -> None:
+        super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], Mapping):
+            for name, module in modules[0].items():
+                self.add_module(name, module)
+        else:
+            for index, module in enumerate(modules):
+                self.add_module(str(index), module)
+
+    def forward(self, input: Any) -> Any:
+        for module in self._modules.values():
+            input = module(input)
+        return input
+
+    def __getitem__(self, index: int | slice) -> Any:
+        values = list(self._modules.values())
+        if isinstance(index, slice):
+            return Sequential(OrderedDict(list(self._modules.items())[index]))
+        return values[index]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def append(self, module: Module) -> Sequential:
+        self.add_module(str(len(self)), module)
+        return self
+
+
+class ModuleList(Module):
+    """A list of modules, named ``0``, ``1``, ...: ``torch.nn.ModuleList``."""
+
+    def __init__(self, modules: Iterable[Module] | None = None) -> None:
+        super().__init__()
+        for module in modules or ():
+            self.append(module)
+
+    def append(self, module: Module) -> ModuleList:
+        self.add_module(str(len(self)), module)
+        return self
+
+    def extend(self, modules: Iterable[Module]) -> ModuleList:
+        for module in modules:
+            self.append(module)
+        return self
+
+    def __getitem__(self, index: int) -> Module:
+        return list(self._modules.values())[index]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+
+class ModuleDict(Module):
+    """A dict of modules named by their keys: ``torch.nn.ModuleDict``."""
+
+    def __init__(self, modules: Mapping[str, Module] | None = None) -> None:
+        super().__init__()
+        for name, module in (modules or {}).items():
+            self.add_module(name, module)
+
+    def __getitem__(self, key: str) -> Module:
+        return self._modules[key]
+
+    def __setitem__(self, key: str, module: Module) -> None:
+        self.add_module(key, module)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._modules)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._modules
+
+    def keys(self) -> Iterable[str]:
+        return self._modules.keys()
+
+    def values(self) -> Iterable[Module]:
+        return self._modules.values()
+
+    def items(self) -> Iterable[tuple[str, Module]]:
+        return self._modules.items()

@@ -1,0 +1,156 @@
+"""torch.nn's ``MultiheadAttention``, ``TransformerEncoderLayer`` and ``TransformerEncoder``
+(../shared/REFERENCE.md F), on ``multi_head_attention_forward`` and the linear, norm and dropout
+shells; torch.nn 2.13's arguments, defaults, parameter names and initialisation."""
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from typing import Any
+
+from xpnn._dispatch import adapter_of
+from xpnn._types import Array
+from xpnn.torch_nn import functional as F
+from xpnn.torch_nn.layers import Dropout, LayerNorm, Linear
+from xpnn.torch_nn.module import Factory, Module, ModuleList, Parameter
+
+__all__ = ["MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder"]
+
+
+def _swap_batch(xp: Any, t: Array | None) -> Array | None:
+    return None if t is None or t.ndim != 3 else xp.permute_dims(t, (1, 0, 2))
+
+
+class MultiheadAttention(Module):
+    """softmax(q k^T / sqrt(E / H) + mask) v per head, between an in-projection and
+    ``out_proj``.  Parameters: ``in_proj_weight`` ``(3E, E)`` ~ xavier_uniform (or
+    ``q/k/v_proj_weight`` when ``kdim``/``vdim`` differ from ``embed_dim``), ``in_proj_bias``
+    zeros, ``out_proj`` a Linear with zero bias, ``bias_k``/``bias_v`` ``(1, 1, E)`` ~
+    xavier_normal (``add_bias_kv``).  Inputs ``(L, N, E)``, ``(N, L, E)`` with ``batch_first``,
+    or unbatched ``(L, E)``; a boolean ``attn_mask``/``key_padding_mask`` is True where
+    attention is *not* allowed, a float one is added.  Returns ``(output, weights)``
+    (``weights`` averaged over heads unless ``average_attn_weights=False``; None unless
+    ``need_weights``)."""
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
+                 add_bias_kv: bool = False, add_zero_attn: bool = False, kdim: int | None = None,
+                 vdim: int | None = None, batch_first: bool = False, *, like: Any = None, dtype: Any = None,
+                 key: Array | None = None) -> None:
+        super().__init__()
+        if embed_dim <= 0 or num_heads <= 0 or embed_dim % num_heads:
+            raise ValueError(f"xpnn.torch_nn.MultiheadAttention: embed_dim ({embed_dim}) must be a positive multiple "
+                             f"of num_heads ({num_heads})")
+        self.embed_dim, self.num_heads, self.dropout, self.batch_first = embed_dim, num_heads, dropout, batch_first
+        self.kdim = kdim if kdim is not None else embed_dim
+        self.vdim = vdim if vdim is not None else embed_dim
+        self._qkv_same_embed_dim = self.kdim == embed_dim and self.vdim == embed_dim
+        self.head_dim = embed_dim // num_heads
+        self.add_zero_attn = add_zero_attn
+        make = Factory(like, dtype, key)
+        if self._qkv_same_embed_dim:
+            self.in_proj_weight = Parameter(make.xavier_uniform((3 * embed_dim, embed_dim)))
+            for name in ("q_proj_weight", "k_proj_weight", "v_proj_weight"):
+                self.register_parameter(name, None)
+        else:
+            self.register_parameter("in_proj_weight", None)
+            self.q_proj_weight = Parameter(make.xavier_uniform((embed_dim, embed_dim)))
+            self.k_proj_weight = Parameter(make.xavier_uniform((embed_dim, self.kdim)))
+            self.v_proj_weight = Parameter(make.xavier_uniform((embed_dim, self.vdim)))
+        if bias:
+            self.in_proj_bias = Parameter(make.full((3 * embed_dim,), 0.0))
+        else:
+            self.register_parameter("in_proj_bias", None)
+        self.out_proj = Linear(embed_dim, embed_dim, bias=bias, like=like, dtype=dtype, key=make.key())
+        if bias:
+            self.out_proj.bias = make.full((embed_dim,), 0.0)
+        if add_bias_kv:
+            std = math.sqrt(1.0 / embed_dim)  # xavier_normal_ of a (1, 1, E) tensor
+            self.bias_k = Parameter(make.normal((1, 1, embed_dim)) * std)
+            self.bias_v = Parameter(make.normal((1, 1, embed_dim)) * std)
+        else:
+            self.bias_k = self.bias_v = None
+
+    def forward(self, query: Array, key: Array, value: Array, key_padding_mask: Array | None = None,
+                need_weights: bool = True, attn_mask: Array | None = None, average_attn_weights: bool = True,
+                is_causal: bool = False) -> tuple[Array, Array | None]:
+        xp = adapter_of(query).xp
+        if self.batch_first and query.ndim == 3:
+            query, key, value = _swap_batch(xp, query), _swap_batch(xp, key), _swap_batch(xp, value)
+        out, weights = F.multi_head_attention_forward(
+            query, key, value, self.embed_dim, self.num_heads, self.in_proj_weight, self.in_proj_bias,
+            self.bias_k, self.bias_v, self.add_zero_attn, self.dropout, self.out_proj.weight, self.out_proj.bias,
+            training=self.training, key_padding_mask=key_padding_mask, need_weights=need_weights,
+            attn_mask=attn_mask, use_separate_proj_weight=not self._qkv_same_embed_dim,
+            q_proj_weight=self.q_proj_weight, k_proj_weight=self.k_proj_weight, v_proj_weight=self.v_proj_weight,
+            average_attn_weights=average_attn_weights, is_causal=is_causal)
+        if self.batch_first and out.ndim == 3:
+            out = _swap_batch(xp, out)
+        return out, weights
+
+
+_ACTIVATIONS: dict[str, Callable[[Array], Array]] = {"relu": F.relu, "gelu": F.gelu}
+
+
+class TransformerEncoderLayer(Module):
+    """Self-attention and a feed-forward block, each with a residual connection and LayerNorm
+    (after, or before with ``norm_first``): torch.nn's layer of "Attention Is All You Need".
+    Submodules ``self_attn``, ``linear1``, ``dropout``, ``linear2``, ``norm1``, ``norm2``,
+    ``dropout1``, ``dropout2``; ``activation`` 'relu', 'gelu' or a function."""
+
+    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
+                 activation: str | Callable[[Array], Array] = "relu", layer_norm_eps: float = 1e-5,
+                 batch_first: bool = False, norm_first: bool = False, bias: bool = True, *, like: Any = None,
+                 dtype: Any = None, key: Array | None = None) -> None:
+        super().__init__()
+        if isinstance(activation, str) and activation not in _ACTIVATIONS:
+            raise ValueError(f"xpnn.torch_nn.TransformerEncoderLayer: activation should be relu/gelu, not {activation}")
+        make = Factory(like, dtype, key)
+        factory = {"like": like, "dtype": dtype}
+        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first,
+                                            key=make.key(), **factory)
+        self.linear1 = Linear(d_model, dim_feedforward, bias=bias, key=make.key(), **factory)
+        self.dropout = Dropout(dropout)
+        self.linear2 = Linear(dim_feedforward, d_model, bias=bias, key=make.key(), **factory)
+        self.norm_first = norm_first
+        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **factory)
+        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **factory)
+        self.dropout1 = Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
+        self.activation = _ACTIVATIONS[activation] if isinstance(activation, str) else activation
+
+    def forward(self, src: Array, src_mask: Array | None = None, src_key_padding_mask: Array | None = None,
+                is_causal: bool = False) -> Array:
+        x = src
+        if self.norm_first:
+            x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
+            return x + self._ff_block(self.norm2(x))
+        x = self.norm1(x + self._sa_block(x, src_mask, src_key_padding_mask, is_causal))
+        return self.norm2(x + self._ff_block(x))
+
+    def _sa_block(self, x: Array, attn_mask: Array | None, key_padding_mask: Array | None, is_causal: bool) -> Array:
+        out = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False,
+                             is_causal=is_causal)[0]
+        return self.dropout1(out)
+
+    def _ff_block(self, x: Array) -> Array:
+        return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+
+
+class TransformerEncoder(Module):
+    """``num_layers`` copies of ``encoder_layer`` (``layers.0``, ``layers.1``, ...) and an
+    optional final ``norm``."""
+
+    def __init__(self, encoder_layer: TransformerEncoderLayer, num_layers: int, norm: Module | None = None,
+                 enable_nested_tensor: bool = True, mask_check: bool = True) -> None:
+        super().__init__()
+        self.layers = ModuleList([copy.deepcopy(encoder_layer) for _ in range(num_layers)])
+        self.num_layers = num_layers
+        self.norm = norm
+
+    def forward(self, src: Array, mask: Array | None = None, src_key_padding_mask: Array | None = None,
+                is_causal: bool | None = None) -> Array:
+        output = src
+        for layer in self.layers:
+            output = layer(output, src_mask=mask, src_key_padding_mask=src_key_padding_mask,
+                           is_causal=bool(is_causal))
+        return output if self.norm is None else self.norm(output)
