@@ -65,8 +65,9 @@ def explicit_pads(padding: Any, rank: int, where: str | None = None) -> Pads:
 
 
 def padded(xp: Namespace, x: Array, axis: int, low: int, high: int, mode: str) -> Array:
-    """``x`` padded along ``axis`` as ``numpy.pad`` does with ``mode`` ``"wrap"`` (periodic) or
-    ``"reflect"`` (mirrored, the edge element not repeated), with the standard's slices."""
+    """``x`` padded along ``axis`` as ``numpy.pad`` does with ``mode`` ``"wrap"`` (periodic),
+    ``"reflect"`` (mirrored, the edge element not repeated) or ``"edge"`` (the edge element
+    repeated), with the standard's slices."""
     size = x.shape[axis]
     lead = (slice(None),) * axis
 
@@ -83,6 +84,10 @@ def padded(xp: Namespace, x: Array, axis: int, low: int, high: int, mode: str) -
                 count -= take
             parts.append(pieces[::-1] if from_end else pieces)
         return xp.concat([*parts[0], x, *parts[1]], axis=axis)
+    if mode == "edge":
+        before = [part(0, 1)] * low
+        after = [part(size - 1, size)] * high
+        return xp.concat([*before, x, *after], axis=axis)
     if max(low, high) > size - 1:
         raise refuse(ValueError, f"REFLECT padding of ({low}, {high}) needs more than {size} elements along the axis")
     before = [xp.flip(part(1, low + 1), axis=axis)] if low else []

@@ -15,7 +15,7 @@ from typing import Any
 
 
 from xpnn._checks import device_of, floating, normalize_axis, numeric, require_floating, rounded_to, widened
-from xpnn._dispatch import public
+from xpnn._dispatch import Argument, public
 from xpnn._errors import refuse
 from xpnn._types import Array
 from xpnn.backends import Adapter
@@ -111,7 +111,21 @@ def celu(ops: Adapter, x: Array, alpha: Array | float = 1.0) -> Array:
     return (xp.maximum(x, 0.0) + 0.0) + alpha * xp.expm1(xp.minimum(x, 0.0) / alpha)
 
 
-@public(static=("approximate",), probes=(((), {}), ((), {"approximate": False})), traits=("elementwise",))
+_APPROXIMATE = Argument(1, "approximate", True)
+
+
+def _approximate_checked_before_dispatch(ops: Adapter, x: Array, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """``approximate`` must be a bool: a string such as torch's ``'none'`` is truthy and would
+    silently select the tanh approximation."""
+    approximate = _APPROXIMATE.get(args, kwargs)
+    if isinstance(approximate, str) or approximate is None:
+        raise refuse(ValueError, f"approximate must be True or False, got {approximate!r} (torch's 'none'/'tanh' "
+                                 "strings belong to xpnn.torch_nn.functional.gelu)")
+    return args, kwargs
+
+
+@public(static=("approximate",), probes=(((), {}), ((), {"approximate": False})), traits=("elementwise",),
+        validate=_approximate_checked_before_dispatch)
 def gelu(ops: Adapter, x: Array, approximate: bool = True) -> Array:
     r"""Gaussian error linear unit.
 

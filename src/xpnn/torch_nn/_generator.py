@@ -38,5 +38,6 @@ def initial_seed() -> int:
 def next_key(like: Any = None) -> Array:
     """A fresh key from the generator, in the library and on the device of ``like`` (an array
     or a namespace; NumPy when None)."""
-    _generator.key, key = random.split(_generator.key)
+    keys = random.split(_generator.key)
+    _generator.key, key = keys[0], keys[1]
     return key if like is None else to_backend(key, like)

@@ -228,8 +228,9 @@ def log_softmax(input: Array, dim: int | None = None, _stacklevel: int = 3, dtyp
 
 # -- linear, dropout, embedding ------------------------------------------------------------
 
-def normalize(input: Array, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Array:
-    """x / max(||x||_p, eps) along ``dim``: ``torch.nn.functional.normalize``."""
+def normalize(input: Array, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out: Array | None = None) -> Array:
+    """x / max(||x||_p, eps) along ``dim``: ``torch.nn.functional.normalize`` (written into ``out``
+    when given, where the library's arrays are mutable)."""
     xp = adapter_of(input).xp
     magnitude = xp.abs(input)
     if p == 2:
@@ -240,7 +241,8 @@ def normalize(input: Array, p: float = 2.0, dim: int = 1, eps: float = 1e-12) ->
         norm = xp.sum(magnitude, axis=dim, keepdims=True)
     else:
         norm = xp.sum(magnitude ** p, axis=dim, keepdims=True) ** (1.0 / p)
-    return input / xp.maximum(norm, eps)
+    result = input / xp.maximum(norm, eps)
+    return result if out is None else adapter_of(out).write_into(out, result)
 
 
 def linear(input: Array, weight: Array, bias: Array | None = None) -> Array:
@@ -249,14 +251,17 @@ def linear(input: Array, weight: Array, bias: Array | None = None) -> Array:
     if input.shape[-1:] != weight.shape[-1:]:
         raise _error(ValueError, "linear", f"input's last dimension ({input.shape[-1] if input.ndim else None}) "
                                            f"must equal weight's in_features, weight shape {tuple(weight.shape)}")
-    y = ops.dense(input, weight.mT if weight.ndim == 2 else weight)
+    y = ops.dense(input, ops.xp.permute_dims(weight, (1, 0)) if weight.ndim == 2 else weight)
     return y if bias is None else y + bias
 
 
 def bilinear(input1: Array, input2: Array, weight: Array, bias: Array | None = None) -> Array:
     """y_o = x1^T A_o x2 + b_o, ``weight`` ``(out, in1, in2)``: ``torch.nn.functional.bilinear``."""
-    ops = adapter_of(input1, input2, weight, bias)
-    y = ops.einsum("...i,oij,...j->...o", input1, weight, input2)
+    xp = adapter_of(input1, input2, weight, bias).xp
+    out, in1, in2 = weight.shape
+    # x2 against every (o, i) row of A, then the sum over i with x1: two standard products
+    rows = input2 @ xp.reshape(xp.permute_dims(weight, (2, 0, 1)), (in2, out * in1))
+    y = xp.sum(xp.reshape(rows, (*rows.shape[:-1], out, in1)) * xp.expand_dims(input1, axis=-2), axis=-1)
     return y if bias is None else y + bias
 
 
@@ -601,7 +606,7 @@ def scaled_dot_product_attention(query: Array, key: Array, value: Array, attn_ma
     def as_bthd(t: Array) -> Array:  # (..., L, E) -> (B, L, H, E)
         if t.ndim == 4:
             return xp.permute_dims(t, (0, 2, 1, 3))
-        return xp.reshape(t, (-1, 1, *t.shape[-2:])) if t.ndim != 3 else xp.permute_dims(t[None], (1, 2, 0, 3))
+        return xp.reshape(t, (-1, t.shape[-2], 1, t.shape[-1]))
 
     q, k, v = as_bthd(query), as_bthd(key), as_bthd(value)
     mask = bias = None
@@ -613,10 +618,11 @@ def scaled_dot_product_attention(query: Array, key: Array, value: Array, attn_ma
             mask = full
         else:
             bias = xp.astype(full, query.dtype) if full.dtype != query.dtype else full
-    if dropout_p > 0:
+    if dropout_p > 0 or value.shape[-1] != query.shape[-1]:  # jax.nn's attention needs v's width to be q's
         weights = xpnn.dot_product_attention_weights(q * (1.0 if scale is None else scale * math.sqrt(q.shape[-1])),
                                                      k, bias=bias, mask=_causal_and(xp, mask, is_causal, q, k))
-        weights = dropout(weights, dropout_p, True, key=dropout_key)
+        if dropout_p > 0:
+            weights = dropout(weights, dropout_p, True, key=dropout_key)
         out = ops.einsum("bhqk,bkhd->bqhd", weights, _repeated_heads(xp, v, q.shape[2]))
     else:
         out = xpnn.dot_product_attention(q, k, v, bias=bias, mask=mask, scale=scale, is_causal=is_causal)
@@ -660,9 +666,9 @@ def multi_head_attention_forward(
     xp = ops.xp
     batched = query.ndim == 3
     if not batched:
-        query, key, value = query[:, None, :], key[:, None, :], value[:, None, :]
+        query, key, value = (xp.expand_dims(t, axis=1) for t in (query, key, value))
         if key_padding_mask is not None:
-            key_padding_mask = key_padding_mask[None, :]
+            key_padding_mask = xp.expand_dims(key_padding_mask, axis=0)
     target, batch, embed = query.shape
     if embed != embed_dim_to_check:
         raise _error(ValueError, name, f"was expecting embedding dimension of {embed_dim_to_check}, but got {embed}")
@@ -699,7 +705,7 @@ def multi_head_attention_forward(
     source = k.shape[1]
     mask = None
     if float_mask is not None:
-        mask = xp.reshape(float_mask, (-1, target, source)) if float_mask.ndim == 3 else float_mask[None]
+        mask = xp.reshape(float_mask, (-1, target, source)) if float_mask.ndim == 3 else xp.expand_dims(float_mask, axis=0)
     if padding is not None:
         pad = xp.reshape(xp.broadcast_to(xp.reshape(padding, (batch, 1, 1, source)),
                                          (batch, num_heads, 1, source)), (batch * num_heads, 1, source))

@@ -167,7 +167,8 @@ class LayerNorm(Module):
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+        return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
+                f"bias={self.bias is not None}")
 
 
 class RMSNorm(Module):
@@ -194,7 +195,7 @@ class GroupNorm(Module):
     then ``weight`` (ones) and ``bias`` (zeros) per channel."""
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True, *,
-                 like: Any = None, dtype: Any = None) -> None:
+                 bias: bool = True, like: Any = None, dtype: Any = None) -> None:
         super().__init__()
         if num_channels % num_groups:
             raise ValueError(f"xpnn.torch_nn.GroupNorm: num_channels ({num_channels}) must be divisible by "
@@ -202,13 +203,14 @@ class GroupNorm(Module):
         self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
         make = Factory(like, dtype)
         self.register_parameter("weight", make.full((num_channels,), 1.0) if affine else None)
-        self.register_parameter("bias", make.full((num_channels,), 0.0) if affine else None)
+        self.register_parameter("bias", make.full((num_channels,), 0.0) if affine and bias else None)
 
     def forward(self, input: Array) -> Array:
         return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+        return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
+                f"bias={self.bias is not None}")
 
 
 class _BatchNorm(Module):
@@ -218,13 +220,13 @@ class _BatchNorm(Module):
     _ranks: tuple[int, ...] = ()
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
-                 track_running_stats: bool = True, *, like: Any = None, dtype: Any = None) -> None:
+                 track_running_stats: bool = True, *, bias: bool = True, like: Any = None, dtype: Any = None) -> None:
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         make = Factory(like, dtype)
         self.register_parameter("weight", make.full((num_features,), 1.0) if affine else None)
-        self.register_parameter("bias", make.full((num_features,), 0.0) if affine else None)
+        self.register_parameter("bias", make.full((num_features,), 0.0) if affine and bias else None)
         if track_running_stats:
             self.register_buffer("running_mean", make.full((num_features,), 0.0))
             self.register_buffer("running_var", make.full((num_features,), 1.0))
@@ -252,7 +254,7 @@ class _BatchNorm(Module):
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"track_running_stats={self.track_running_stats}")
+                f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
 
 
 class BatchNorm1d(_BatchNorm):
@@ -267,7 +269,7 @@ class BatchNorm2d(_BatchNorm):
 
 # -- convolution and pooling --------------------------------------------------------------------
 
-_PADDING_MODES = {"zeros": None, "reflect": "reflect", "circular": "wrap"}
+_PADDING_MODES = {"zeros": None, "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
 class _Conv(Module):
@@ -308,6 +310,8 @@ class _Conv(Module):
                 f"stride={self.stride}")
         if self.padding != (0,) * self._rank:
             text += f", padding={self.padding}"
+        if getattr(self, "output_padding", (0,) * self._rank) != (0,) * self._rank:
+            text += f", output_padding={self.output_padding}"
         if self.dilation != (1,) * self._rank:
             text += f", dilation={self.dilation}"
         if self.groups != 1:
@@ -320,15 +324,23 @@ class _Conv(Module):
 
     def _conv_forward(self, input: Array) -> Array:
         mode = _PADDING_MODES[self.padding_mode]
-        if mode is None or isinstance(self.padding, str):
-            padding: Any = self.padding
-        else:
+        padding: Any = self.padding
+        if mode is not None:  # the input padded in that mode, then convolved without padding
             xp = adapter_of(input).xp
-            for axis, p in enumerate(self.padding, start=input.ndim - self._rank):
-                input = padded(xp, input, axis, p, p, mode)
+            for axis, (low, high) in enumerate(self._pads(), start=input.ndim - self._rank):
+                input = padded(xp, input, axis, low, high, mode)
             padding = 0
         convolve = F.conv1d if self._rank == 1 else F.conv2d
         return convolve(input, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
+
+    def _pads(self) -> list[tuple[int, int]]:
+        """The (low, high) padding per spatial dimension ('same': torch's, the odd one at the end)."""
+        if self.padding == "valid":
+            return [(0, 0)] * self._rank
+        if self.padding == "same":
+            totals = [d * (k - 1) for k, d in zip(self.kernel_size, self.dilation)]
+            return [(total // 2, total - total // 2) for total in totals]
+        return [(p, p) for p in self.padding]
 
 
 class Conv1d(_Conv):

@@ -354,8 +354,9 @@ class Factory:
     def key(self) -> Array:
         if self._key is None:
             return next_key(self._namespace_like())
-        self._key, key = random.split(self._key)
-        return key
+        keys = random.split(self._key)
+        self._key = keys[0, ...]
+        return keys[1, ...]
 
     def uniform(self, shape: tuple[int, ...], bound: float) -> Array:
         """U(-bound, bound), as ``torch.nn.init.uniform_(t, -bound, bound)``."""

@@ -104,7 +104,7 @@ class _RNNBase(Module):
             carries = []
             for direction in range(directions):
                 index = layer * directions + direction
-                parts = [state[index] for state in states]
+                parts = [state[index, ...] for state in states]
                 carries.append(tuple(reversed(parts)) if len(parts) == 2 else parts[0])  # flax LSTM carry: (c, h)
             per_layer.append(tuple(carries))
         return per_layer
@@ -129,7 +129,7 @@ class LSTM(_RNNBase):
         xp = adapter_of(output).xp
         h_n = _stacked(xp, [c[1] for c in finals], unbatched)
         c_n = _stacked(xp, [c[0] for c in finals], unbatched)
-        return (output[0] if unbatched and self.batch_first else output[:, 0] if unbatched else output), (h_n, c_n)
+        return (output[0, ...] if unbatched and self.batch_first else output[:, 0, ...] if unbatched else output), (h_n, c_n)
 
 
 class GRU(_RNNBase):
@@ -143,5 +143,5 @@ class GRU(_RNNBase):
             hx = adapter_of(input).xp.expand_dims(hx, axis=1)
         output, finals = self._run(x, self._carries(None if hx is None else [hx]))
         xp = adapter_of(output).xp
-        return (output[0] if unbatched and self.batch_first else output[:, 0] if unbatched else output), \
+        return (output[0, ...] if unbatched and self.batch_first else output[:, 0, ...] if unbatched else output), \
             _stacked(xp, finals, unbatched)

@@ -17,6 +17,10 @@ from xpnn.torch_nn.module import Factory, Module, ModuleList, Parameter
 __all__ = ["MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder"]
 
 
+class NonDynamicallyQuantizableLinear(Linear):
+    """torch's name for MultiheadAttention's ``out_proj`` (a Linear), kept so reprs match."""
+
+
 def _swap_batch(xp: Any, t: Array | None) -> Array | None:
     return None if t is None or t.ndim != 3 else xp.permute_dims(t, (1, 0, 2))
 
@@ -60,7 +64,7 @@ class MultiheadAttention(Module):
             self.in_proj_bias = Parameter(make.full((3 * embed_dim,), 0.0))
         else:
             self.register_parameter("in_proj_bias", None)
-        self.out_proj = Linear(embed_dim, embed_dim, bias=bias, like=like, dtype=dtype, key=make.key())
+        self.out_proj = NonDynamicallyQuantizableLinear(embed_dim, embed_dim, bias=bias, like=like, dtype=dtype, key=make.key())
         if bias:
             self.out_proj.bias = make.full((embed_dim,), 0.0)
         if add_bias_kv:
