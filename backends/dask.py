@@ -129,6 +129,9 @@ class DaskAdapter(Adapter):
             return super().conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                                 feature_group_count)
         halos = [(k - 1) * d for k, d in zip(rhs.shape[:-2], rhs_dilation)]
+        if any(lhs.shape[a] <= halo for a, halo in zip(spatial, halos)):  # a halo beyond the array: no overlap
+            return super().conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                                feature_group_count)
         # Every block but the last at least a halo long (each takes its halo from the next one),
         # the last one long enough to have an output, the channels whole.
         chunks = {a: _at_least(lhs.chunks[a], halo + 1, halo - high + 1)

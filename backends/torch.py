@@ -346,13 +346,14 @@ class TorchAdapter(Adapter):
         if any(d != 1 for d in lhs_dilation):
             return self._transposed(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count)
         x = torch.movedim(lhs, -1, 1)
+        symmetric = all(low == high >= 0 for low, high in padding)
         flat_padding = [side for low_high in reversed(list(padding)) for side in low_high]
-        if any(flat_padding):
+        if any(flat_padding) and not symmetric:
             x = F.pad(x, flat_padding)
         weight = torch.movedim(torch.movedim(rhs, -1, 0), -1, 1)  # (*window, I, O) -> (O, I, *window)
         convolve = (F.conv1d, F.conv2d, F.conv3d)[spatial - 1]
         out = convolve(x, weight, stride=tuple(window_strides), dilation=tuple(rhs_dilation),
-                       groups=feature_group_count)
+                       groups=feature_group_count, padding=tuple(low for low, _ in padding) if symmetric else 0)
         return torch.movedim(out, 1, -1)
 
     def _transposed(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count):
@@ -448,16 +449,25 @@ class TorchAdapter(Adapter):
             if x.ndim < 2:
                 return None
             return functional.group_norm(torch.movedim(x, -1, 1), count, scale, bias, epsilon).movedim(1, -1)
-        rows = x.reshape(-1, x.shape[-1])
+        # (M, C) rows of a contiguous channels-last x; the channels-first view where that one is
+        # contiguous (a torch-layout input seen channels-last): no copy either way.
+        channels_first = torch.movedim(x, -1, 1) if x.ndim > 2 else x
+        rows = x.reshape(-1, x.shape[-1]) if x.is_contiguous() or not channels_first.is_contiguous() else None
+        operand = rows if rows is not None else channels_first
+        count = x.numel() // max(x.shape[-1], 1)
+
+        def restored(y):
+            return y.reshape(x.shape) if rows is not None else torch.movedim(y, 1, -1)
+
         if kind == "running":
             mean, var = statistics
-            return functional.batch_norm(rows, mean, var, scale, bias, False, 0.0, epsilon).reshape(x.shape)
-        if kind == "batch" and rows.shape[0] > 1:
+            return restored(functional.batch_norm(operand, mean, var, scale, bias, False, 0.0, epsilon))
+        if kind == "batch" and count > 1:
             # The batch's mean and unbiased variance, as running statistics updated with momentum 1.
-            mean = torch.zeros(rows.shape[1], dtype=x.dtype, device=x.device)
+            mean = torch.zeros(x.shape[-1], dtype=x.dtype, device=x.device)
             var = torch.ones_like(mean)
-            y = functional.batch_norm(rows, mean, var, scale, bias, True, 1.0, epsilon)
-            return y.reshape(x.shape), mean, var * ((rows.shape[0] - 1) / rows.shape[0])
+            y = functional.batch_norm(operand, mean, var, scale, bias, True, 1.0, epsilon)
+            return restored(y), mean, var * ((count - 1) / count)
         return None
 
     def to_host(self, x):

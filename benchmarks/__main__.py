@@ -1,18 +1,21 @@
-"""``python -m benchmarks {activations,kernels,random,layers,conv,norms,attention,recurrent,distributed,keras} [--device cpu|cuda] [--libraries ...] [--json PATH]``."""
+"""``python -m benchmarks {activations,kernels,random,layers,conv,norms,attention,recurrent,torch_nn,distributed,keras} [--device cpu|cuda] [--libraries ...] [--json PATH]``."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
-from xpnn.benchmarks import activations, attention, conv, distributed, keras_ops, layers, norms, random, recurrent
+from xpnn.benchmarks import (
+    activations, attention, conv, distributed, keras_ops, layers, norms, random, recurrent, torch_nn,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("suite", choices=["activations", "kernels", "random", "layers", "conv", "norms", "attention", "recurrent",
-                                          "distributed", "keras"],
-                        help="kernels: what the first-use kernel check costs; distributed: models on Dask arrays "
+                                          "torch_nn", "distributed", "keras"],
+                        help="kernels: what the first-use kernel check costs; torch_nn: xpnn.torch_nn against torch.nn "
+                             "on torch tensors; distributed: models on Dask arrays "
                              "on a 2-worker dask.distributed LocalCluster against NumPy; keras: xpnn against "
                              "Keras 3's keras.ops at (1000,), CPU only (needs keras)")
     parser.add_argument("--device", choices=sorted(activations.LIBRARIES), default="cpu",
@@ -42,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         cost = activations.kernel_check_cost(libraries, args.device)
         print(activations.kernel_check_report(cost))
         result = {"kernel_check": cost}
-    elif args.suite in ("random", "layers", "conv", "norms", "attention", "recurrent"):
+    elif args.suite in ("random", "layers", "conv", "norms", "attention", "recurrent", "torch_nn"):
         suite = {"random": random, "layers": layers, "conv": conv, "norms": norms, "attention": attention,
-                 "recurrent": recurrent}[args.suite]
+                 "recurrent": recurrent, "torch_nn": torch_nn}[args.suite]
         rows = suite.run(libraries, args.device)
         print(suite.report(rows))
         result = {"rows": rows}

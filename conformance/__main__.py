@@ -25,7 +25,7 @@ from collections.abc import Callable
 import numpy as np
 
 import xpnn
-from xpnn.conformance import attention, backends, gradients, models, recurrent, report, runner
+from xpnn.conformance import attention, backends, gradients, models, recurrent, report, runner, torch_nn
 from xpnn.conformance.cases import CASES
 from xpnn.conformance.compare import Checked
 
@@ -106,7 +106,7 @@ class Check:
     label: str
     name: str  # the public name it covers
     reference: str
-    family: str  # "functions", "random", "initializers" or "layers"
+    family: str  # "functions", "random", "initializers", "layers" or "torch_nn"
     run: Callable[[backends.Backend, str], Checked]
     dtypes: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
     #: Further agreements recorded for functions: ``(backend, dtype, grad) -> {name: passed or None}``.
@@ -182,6 +182,17 @@ def checks() -> list[Check]:
         found.append(Check(f"torch.nn.{kind} 2 layers bidirectional via torch_rnn", "layers.torch_rnn",
                            f"torch.nn.{kind}", "layers", functools.partial(recurrent.run_torch_converted, kind),
                            ("float32", "float64")))
+    for case in torch_nn.MODULE_CASES:
+        found.append(Check(torch_nn.label(case), f"torch_nn.{case[0]}", f"torch.nn.{case[0]} (its state_dict loaded)",
+                           "torch_nn", functools.partial(torch_nn.run_module, case), ("float32", "float64")))
+    for case in torch_nn.FUNCTIONAL_CASES:
+        found.append(Check(torch_nn.functional_label(case), f"torch_nn.functional.{case[0]}",
+                           f"torch.nn.functional.{case[0]}", "torch_nn", functools.partial(torch_nn.run_functional, case),
+                           ("float32", "float64")))
+    for case, (_, _, _, covered) in torch_nn.MODEL_CASES.items():
+        for name in covered:
+            found.append(Check(f"{case} ({name})", f"torch_nn.{name}", "torch.nn (a trained model's state_dict)",
+                               "torch_nn", functools.partial(torch_nn.run_model, case), ("float32", "float64")))
     for case in models.LAYER_CASES:
         for part, check in models.LAYER_PARTS.items():
             found.append(Check(f"{case.label} {part}", case.layer, "flax.linen", "layers",
@@ -191,7 +202,11 @@ def checks() -> list[Check]:
 
 def public_names() -> set[str]:
     """Every public name xpnn exports that computes something: each needs a check."""
+    import xpnn.torch_nn
+
     return (set(xpnn.FUNCTIONS) | set(xpnn.LAYERS)
+            | {f"torch_nn.{n}" for n in xpnn.torch_nn.MODULES}
+            | {f"torch_nn.functional.{n}" for n in xpnn.torch_nn.functional.__all__}
             | {f"random.{n}" for n in xpnn.random.__all__}
             | {f"initializers.{n}" for n in xpnn.initializers.__all__ if n != "Initializer"})
 

@@ -151,7 +151,7 @@ def _matrix(results: list[dict], labels: list[str], backend_names: list[str]) ->
     return "".join(rows)
 
 
-FAMILIES = ("functions", "random", "initializers", "layers")
+FAMILIES = ("functions", "random", "initializers", "layers", "torch_nn")
 
 
 def summary_svg(results: list[dict], backend_names: list[str]) -> str:

@@ -30,7 +30,8 @@ def _host(leaf, backend):
 def test_round_trip_on_every_backend(backend, tmp_path):
     x = backend.asarray(np.random.default_rng(0).standard_normal((2, 4)), "float32")
     variables = Net().init(nn.random.key(0, like=x), x)
-    variables["steps"] = {"count": backend.xp.asarray([3, 4], dtype=backend.xp.int32)}
+    variables["steps"] = {"count": backend.xp.asarray([3, 4], dtype=backend.xp.int32),
+                          "total": backend.xp.asarray(7, dtype=backend.xp.int32)}  # 0-d, a counter
     if "bfloat16" in backend.dtypes:
         variables["params"]["Dense_0"]["bias"] = backend.asarray(np.linspace(-2, 2, 6), "bfloat16")
     nn.save(tmp_path / "net.safetensors", variables)
@@ -38,6 +39,7 @@ def test_round_trip_on_every_backend(backend, tmp_path):
     assert nn.tree_map(lambda a: None, loaded) == nn.tree_map(lambda a: None, variables)  # the same tree
     for got, want in zip(nn.tree_leaves(loaded), nn.tree_leaves(variables)):
         assert type(got) is type(want) and dtype_name(got.dtype) == dtype_name(want.dtype)
+        assert tuple(got.shape) == tuple(want.shape)
         np.testing.assert_array_equal(_host(got, backend), _host(want, backend))
     out = Net().apply(loaded, x)
     np.testing.assert_array_equal(backend.to_numpy(out), backend.to_numpy(Net().apply(variables, x)))

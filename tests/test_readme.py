@@ -88,7 +88,8 @@ def test_dask_cluster_example_gives_numpys_predictions(tmp_path):
 
 #: The sections whose examples the tests above run on their own and check.
 _CHECKED_SECTIONS = ("Models", "A small CNN, the same way", "Attention, and decoding with a cache",
-                     "Recurrent layers, and torch's LSTM weights", "Beyond one machine: sharded jax and Dask clusters")
+                     "Recurrent layers, and torch's LSTM weights", "Beyond one machine: sharded jax and Dask clusters",
+                     "torch.nn models, as they are")
 
 
 def test_every_python_block_runs_on_its_own(tmp_path, monkeypatch):
@@ -107,3 +108,15 @@ def test_every_python_block_runs_on_its_own(tmp_path, monkeypatch):
     finally:
         xpnn.set_fast_paths(True)
         xpnn.random.set_threefry_partitionable(True)
+
+
+def test_torch_nn_example_gives_torchs_outputs_on_numpy_and_jax(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(_example("torch.nn models, as they are"), "README.md", "exec"), namespace)
+    want = namespace["torch_model"](torch.from_numpy(namespace["images"])).detach().numpy()
+    np.testing.assert_allclose(namespace["numpy_logits"], want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(namespace["jax_logits"]), want, rtol=1e-5, atol=1e-6)
+    assert namespace["tokens"].shape == (2, 5, 16)

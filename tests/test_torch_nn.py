@@ -15,167 +15,46 @@ import xpnn
 import xpnn.torch_nn as nn
 import xpnn.torch_nn.functional as F
 
+from xpnn.conformance.backends import available
+from xpnn.conformance.torch_nn import (
+    FUNCTIONAL_CASES, MODEL_CASES, MODULE_CASES as CASES, cnn, flat as _flat, floats, functional_label,
+    label as _label, made, torch_module as _torch_module, trained,
+)
+
 TOLERANCE = {"float32": dict(rtol=3e-5, atol=3e-6), "float64": dict(rtol=1e-11, atol=1e-12)}
-#: Backends the state_dict proof runs on (Dask and array-api-strict take the functional tests).
-MODULE_BACKENDS = ("numpy", "torch", "jax")
+BACKENDS = {backend.name: backend for backend in available()}
 
 
-def floats(*shape: int, seed: int = 0, scale: float = 2.0) -> np.ndarray:
-    values = np.random.default_rng(seed).standard_normal(shape) * scale
-    flat = values.reshape(-1)
-    flat[:4] = [0.0, -0.0, 1.0, -1.0][:flat.size]  # kinks and zeros of the activations
-    return values
+def _run(backend_name: str, dtype: str):
+    return pytest.param(backend_name, dtype, id=f"{backend_name}-{dtype}",
+                        marks=() if (backend_name, dtype) in _DEFAULT_RUNS else pytest.mark.slow)
 
 
-def indices(*shape: int, high: int = 10) -> np.ndarray:
-    return np.random.default_rng(1).integers(0, high, shape)
+#: Where the state_dict proof runs by default (every backend and dtype with --full; the main
+#: job's conformance suite runs them all).
+_DEFAULT_RUNS = {("numpy", "float32"), ("torch", "float32"), ("jax", "float32"), ("numpy", "float64"),
+                 ("torch", "float64")}
+RUNS = [_run(name, dtype) for name in ("numpy", "torch", "jax", "dask", "array_api_strict")
+        for dtype in ("float32", "float64") if name in BACKENDS]
 
 
-#: name, constructor args, kwargs, inputs (numpy; float inputs take the test's dtype), forward kwargs, train mode.
-CASES = [
-    ("ELU", (), {}, [floats(2, 3, 5)], {}, False),
-    ("ELU", (0.5,), {}, [floats(2, 3, 5)], {}, False),
-    ("CELU", (), {"alpha": 1.5}, [floats(2, 3, 5)], {}, False),
-    ("GELU", (), {}, [floats(2, 3, 5)], {}, False),
-    ("GELU", (), {"approximate": "tanh"}, [floats(2, 3, 5)], {}, False),
-    ("GLU", (), {"dim": 1}, [floats(2, 4, 5)], {}, False),
-    ("Hardshrink", (0.3,), {}, [floats(2, 3, 5)], {}, False),
-    ("Hardsigmoid", (), {}, [floats(2, 3, 5, scale=4.0)], {}, False),
-    ("Hardswish", (), {}, [floats(2, 3, 5, scale=4.0)], {}, False),
-    ("Hardtanh", (-2.0, 0.5), {}, [floats(2, 3, 5)], {}, False),
-    ("LeakyReLU", (0.2,), {}, [floats(2, 3, 5)], {}, False),
-    ("LogSigmoid", (), {}, [floats(2, 3, 5, scale=10.0)], {}, False),
-    ("Mish", (), {}, [floats(2, 3, 5)], {}, False),
-    ("PReLU", (), {}, [floats(2, 3, 5)], {}, False),
-    ("PReLU", (3,), {"init": 0.1}, [floats(2, 3, 5)], {}, False),
-    ("ReLU", (), {}, [floats(2, 3, 5)], {}, False),
-    ("ReLU6", (), {}, [floats(2, 3, 5, scale=5.0)], {}, False),
-    ("RReLU", (0.1, 0.3), {}, [floats(2, 3, 5)], {}, False),
-    ("SELU", (), {}, [floats(2, 3, 5)], {}, False),
-    ("SiLU", (), {}, [floats(2, 3, 5)], {}, False),
-    ("Sigmoid", (), {}, [floats(2, 3, 5)], {}, False),
-    ("Softplus", (), {"beta": 2.0, "threshold": 5.0}, [floats(2, 3, 5, scale=4.0)], {}, False),
-    ("Softplus", (), {}, [floats(2, 3, 5, scale=30.0)], {}, False),
-    ("Softshrink", (0.3,), {}, [floats(2, 3, 5)], {}, False),
-    ("Softsign", (), {}, [floats(2, 3, 5)], {}, False),
-    ("Tanh", (), {}, [floats(2, 3, 5)], {}, False),
-    ("Tanhshrink", (), {}, [floats(2, 3, 5)], {}, False),
-    ("Threshold", (0.1, 20.0), {}, [floats(2, 3, 5)], {}, False),
-    ("Softmax", (), {"dim": 1}, [floats(2, 3, 5)], {}, False),
-    ("Softmin", (), {"dim": 0}, [floats(2, 3, 5)], {}, False),
-    ("LogSoftmax", (), {"dim": -1}, [floats(2, 3, 5)], {}, False),
-    ("Identity", (), {}, [floats(2, 3)], {}, False),
-    ("Linear", (5, 4), {}, [floats(2, 3, 5)], {}, False),
-    ("Linear", (5, 4), {"bias": False}, [floats(5)], {}, False),
-    ("Bilinear", (5, 3, 4), {}, [floats(2, 5), floats(2, 3, seed=1)], {}, False),
-    ("Embedding", (10, 4), {"padding_idx": 2}, [indices(2, 3)], {}, False),
-    ("Dropout", (0.3,), {}, [floats(2, 3)], {}, False),
-    ("Flatten", (), {}, [floats(2, 3, 4, 5)], {}, False),
-    ("Flatten", (0, 1), {}, [floats(2, 3, 4)], {}, False),
-    ("LayerNorm", (5,), {}, [floats(2, 3, 5)], {}, False),
-    ("LayerNorm", ((3, 5),), {"eps": 1e-3, "bias": False}, [floats(2, 3, 5)], {}, False),
-    ("RMSNorm", (5,), {}, [floats(2, 3, 5)], {}, False),
-    ("RMSNorm", ((3, 5),), {"eps": 1e-3}, [floats(2, 3, 5)], {}, False),
-    ("GroupNorm", (2, 4), {}, [floats(2, 4, 3, 3)], {}, False),
-    ("GroupNorm", (4, 4), {"affine": False}, [floats(2, 4, 5)], {}, False),
-    ("BatchNorm1d", (3,), {}, [floats(4, 3)], {}, True),
-    ("BatchNorm1d", (3,), {"momentum": None}, [floats(4, 3, 5)], {}, True),
-    ("BatchNorm2d", (4,), {}, [floats(2, 4, 3, 3)], {}, True),
-    ("BatchNorm2d", (4,), {}, [floats(2, 4, 3, 3)], {}, False),
-    ("BatchNorm2d", (4,), {"affine": False, "track_running_stats": False}, [floats(2, 4, 3, 3)], {}, False),
-    ("Conv1d", (3, 4, 3), {"padding": 1}, [floats(2, 3, 7)], {}, False),
-    ("Conv1d", (4, 4, 3), {"groups": 2, "padding": "same", "dilation": 2}, [floats(2, 4, 9)], {}, False),
-    ("Conv2d", (4, 6, 3), {"stride": 2, "padding": 1}, [floats(2, 4, 7, 6)], {}, False),
-    ("Conv2d", (4, 4, (3, 2)), {"groups": 2, "dilation": (2, 1), "bias": False}, [floats(2, 4, 7, 6)], {}, False),
-    ("Conv2d", (3, 2, 3), {"padding": 1, "padding_mode": "reflect"}, [floats(3, 5, 5)], {}, False),
-    ("Conv2d", (3, 2, 3), {"padding": (1, 2), "padding_mode": "circular"}, [floats(1, 3, 5, 5)], {}, False),
-    ("Conv2d", (3, 2, 5), {"padding": "valid"}, [floats(1, 3, 6, 5)], {}, False),
-    ("Conv2d", (3, 2, (2, 3)), {"padding": "same", "padding_mode": "replicate"}, [floats(1, 3, 6, 5)], {}, False),
-    ("Conv1d", (3, 2, 4), {"padding": "same", "padding_mode": "reflect", "dilation": 2}, [floats(2, 3, 9)], {},
-     False),
-    ("ConvTranspose2d", (4, 6, 3), {"stride": 2, "padding": 1, "output_padding": 1}, [floats(2, 4, 5, 4)], {},
-     False),
-    ("ConvTranspose2d", (4, 6, (3, 2)), {"groups": 2, "dilation": 2}, [floats(2, 4, 3, 4)], {}, False),
-    ("MaxPool2d", (3, 2), {"padding": 1}, [floats(2, 3, 7, 6)], {}, False),
-    ("MaxPool2d", (2,), {"ceil_mode": True, "dilation": (1, 2)}, [floats(2, 3, 7, 9)], {}, False),
-    ("AvgPool2d", (3, 2), {"padding": 1}, [floats(2, 3, 7, 6)], {}, False),
-    ("AvgPool2d", (3, 2), {"padding": 1, "count_include_pad": False, "ceil_mode": True}, [floats(2, 3, 8, 6)], {},
-     False),
-    ("AvgPool2d", ((2, 3),), {"ceil_mode": True}, [floats(3, 7, 8)], {}, False),
-    ("AvgPool2d", (2,), {"divisor_override": 3}, [floats(2, 3, 6, 6)], {}, False),
-    ("LSTM", (5, 6), {"num_layers": 2, "bidirectional": True}, [floats(4, 2, 5)], {}, False),
-    ("LSTM", (5, 6), {"batch_first": True, "bias": False}, [floats(2, 4, 5)], {}, False),
-    ("GRU", (5, 6), {"batch_first": True, "num_layers": 2}, [floats(2, 4, 5)], {}, False),
-    ("GRU", (5, 6), {"bidirectional": True}, [floats(4, 5)], {}, False),
-    ("MultiheadAttention", (8, 2), {}, [floats(4, 2, 8), floats(5, 2, 8, seed=1), floats(5, 2, 8, seed=2)], {},
-     False),
-    ("MultiheadAttention", (8, 2), {"batch_first": True, "add_bias_kv": True, "add_zero_attn": True},
-     [floats(2, 4, 8), floats(2, 5, 8, seed=1), floats(2, 5, 8, seed=2)],
-     {"key_padding_mask": np.array([[False] * 4 + [True], [False] * 5]), "average_attn_weights": False}, False),
-    ("MultiheadAttention", (8, 4), {"kdim": 3, "vdim": 5, "bias": False},
-     [floats(4, 8), floats(6, 3, seed=1), floats(6, 5, seed=2)],
-     {"attn_mask": np.triu(np.ones((4, 6), bool), 1)}, False),
-    ("MultiheadAttention", (8, 2), {}, [floats(4, 2, 8), floats(5, 2, 8, seed=1), floats(5, 2, 8, seed=2)],
-     {"attn_mask": floats(4, 5, seed=3), "need_weights": False}, False),
-    ("TransformerEncoderLayer", (8, 2, 16), {"dropout": 0.0}, [floats(5, 2, 8)], {}, True),
-    ("TransformerEncoderLayer", (8, 2, 16), {"norm_first": True, "activation": "gelu", "batch_first": True},
-     [floats(2, 5, 8)], {"src_key_padding_mask": np.array([[False] * 4 + [True], [False] * 5])}, False),
-]
+def _passed(checked) -> str:
+    """The failure in words for an assertion message."""
+    return f"{checked.problem or ''} {checked.comparison}"
 
 
-def _label(case: tuple) -> str:
-    name, args, kwargs = case[:3]
-    shown = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
-    return f"{name}({shown}){'-train' if case[5] else ''}"
-
-
-def _torch_module(name: str, args: tuple, kwargs: dict, dtype: str, train: bool) -> torch.nn.Module:
-    torch.manual_seed(0)
-    module = getattr(torch.nn, name)(*args, **kwargs).to(getattr(torch, dtype))
-    return module.train(train)
-
-
-def _inputs(arrays: list, forward_kwargs: dict, dtype: str, convert) -> tuple[list, dict]:
-    def made(a: np.ndarray):
-        return convert(a, dtype if a.dtype.kind == "f" else a.dtype.name)
-    return [made(a) for a in arrays], {k: made(v) if isinstance(v, np.ndarray) else v
-                                       for k, v in forward_kwargs.items()}
-
-
-def _flat(tree) -> list:
-    if isinstance(tree, (tuple, list)):
-        return [leaf for item in tree for leaf in _flat(item)]
-    return [tree]
-
-
-def _torch_numpy(t) -> np.ndarray | None:
-    return None if t is None else t.detach().numpy()
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("backend_name, dtype", RUNS)
 @pytest.mark.parametrize("case", CASES, ids=_label)
-def test_state_dict_gives_torchs_outputs(backend, case, dtype):
-    if backend.name not in MODULE_BACKENDS:
-        pytest.skip("the state_dict proof runs on numpy, torch and jax (cupy on a GPU)")
-    name, args, kwargs, arrays, forward_kwargs, train = case
-    reference = _torch_module(name, args, kwargs, dtype, train)
-    twin = getattr(nn, name)(*args, **kwargs).to(like=backend.like(), dtype=dtype).train(train)
-    twin.load_state_dict(reference.state_dict())
-    t_args, t_kwargs = _inputs(arrays, forward_kwargs, dtype, lambda a, d: torch.from_numpy(np.asarray(a, d)))
-    x_args, x_kwargs = _inputs(arrays, forward_kwargs, dtype, backend.asarray)
-    want = _flat(reference(*t_args, **t_kwargs))
-    got = _flat(twin(*x_args, **x_kwargs))
-    assert len(got) == len(want)
-    for g, w in zip(got, want):
-        if w is None:
-            assert g is None
-            continue
-        assert type(g) is type(x_args[0]) or backend.name == "jax"
-        np.testing.assert_allclose(backend.to_numpy(g), _torch_numpy(w), **TOLERANCE[dtype])
-    # running statistics (BatchNorm in training) and every parameter after the call
-    for key, value in reference.state_dict().items():
-        np.testing.assert_allclose(backend.to_numpy(twin.state_dict()[key]), value.numpy(), **TOLERANCE[dtype],
-                                   err_msg=key)
+def test_state_dict_gives_torchs_outputs(case, backend_name, dtype):
+    """torch.nn's module, its state_dict loaded into the twin on the backend: torch's outputs and,
+    after the call, torch's state (BatchNorm's running statistics), in the backend's library."""
+    from xpnn.conformance.torch_nn import run_module
+
+    backend = BACKENDS[backend_name]
+    checked = run_module(case, backend, dtype)
+    assert checked.passed, _passed(checked)
+    assert checked.output.get("library", type(backend.like()).__module__.split(".")[0]) == \
+        type(backend.like()).__module__.split(".")[0]
 
 
 GRADIENT_CASES = [case for case in CASES if case[0] in {
@@ -191,9 +70,8 @@ def test_gradients_equal_torchs(case):
     twin.load_state_dict(reference.state_dict())
     grads = []
     for module in (reference, twin):
-        inputs, extra = _inputs(arrays, forward_kwargs, "float64",
-                                lambda a, d: torch.tensor(a, dtype=getattr(torch, d),
-                                                          requires_grad=d.startswith("float")))
+        inputs, extra = made(arrays, forward_kwargs, "float64",
+                             lambda a, d: torch.tensor(a, dtype=getattr(torch, d), requires_grad=d.startswith("float")))
         outputs = [o for o in _flat(module(*inputs, **extra)) if o is not None]
         loss = sum((o * torch.linspace(-1, 2, o.numel(), dtype=o.dtype).reshape(o.shape)).sum() for o in outputs)
         loss.backward()
@@ -225,71 +103,15 @@ def test_modules_print_and_name_their_state_as_torch(case):
     assert [type(m).__name__ for m in twin.modules()] == [type(m).__name__ for m in reference.modules()]
 
 
-def _weights(*shape: int, seed: int = 5) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal(shape) * 0.5
-
-
-#: name, positional arrays (numpy), other positional args, kwargs.
-FUNCTIONAL_CASES = [
-    *[(name, [floats(3, 4, 5)], (), {}) for name in (
-        "elu", "celu", "gelu", "hardshrink", "hardsigmoid", "hardswish", "hardtanh", "leaky_relu", "logsigmoid",
-        "mish", "relu", "relu6", "selu", "silu", "sigmoid", "softplus", "softshrink", "softsign", "tanh",
-        "tanhshrink", "normalize")],
-    ("gelu", [floats(3, 4, 5)], (), {"approximate": "tanh"}),
-    ("elu", [floats(3, 4, 5)], (0.3,), {}),
-    ("glu", [floats(4, 3)], (), {"dim": 0}),
-    ("hardtanh", [floats(3, 4, 5)], (-0.5, 2.0), {}),
-    ("softplus", [floats(3, 4, 5, scale=8.0)], (), {"beta": 0.5, "threshold": 3.0}),
-    ("threshold", [floats(3, 4, 5)], (0.5, -1.0), {}),
-    ("rrelu", [floats(3, 4, 5)], (0.2, 0.4), {}),
-    ("prelu", [floats(3, 4, 5), _weights(4)], (), {}),
-    ("softmax", [floats(3, 4, 5)], (), {"dim": 1}),
-    ("softmin", [floats(3, 4, 5)], (), {"dim": 0}),
-    ("log_softmax", [floats(3, 4, 5)], (), {"dim": -1}),
-    ("normalize", [floats(3, 4, 5)], (), {"p": 1.0, "dim": 0}),
-    ("normalize", [floats(3, 4, 5)], (), {"p": math.inf, "dim": -1}),
-    ("normalize", [floats(3, 4, 5)], (), {"p": 3.0}),
-    ("linear", [floats(3, 5), _weights(4, 5), _weights(4, seed=6)], (), {}),
-    ("bilinear", [floats(3, 5), floats(3, 2, seed=1), _weights(4, 5, 2), _weights(4, seed=6)], (), {}),
-    ("conv1d", [floats(2, 4, 9), _weights(6, 2, 3)], (), {"groups": 2, "stride": 2, "padding": 2}),
-    ("conv2d", [floats(2, 3, 7, 6), _weights(4, 3, 3, 3), _weights(4, seed=6)], (), {"padding": "same",
-                                                                                       "dilation": 2}),
-    ("conv_transpose2d", [floats(2, 4, 4, 5), _weights(4, 3, 3, 2)], (), {"stride": (2, 1), "groups": 2,
-                                                                          "padding": 1, "output_padding": (1, 0)}),
-    ("max_pool2d", [floats(2, 3, 7, 6)], (3,), {"stride": 2, "padding": 1, "ceil_mode": True}),
-    ("avg_pool2d", [floats(2, 3, 7, 6)], ((3, 2),), {"padding": (1, 0), "count_include_pad": False}),
-    ("layer_norm", [floats(3, 4, 5)], ((4, 5),), {"weight": _weights(4, 5), "bias": _weights(4, 5, seed=6)}),
-    ("rms_norm", [floats(3, 4, 5)], ((5,),), {"weight": _weights(5)}),
-    ("batch_norm", [floats(3, 4, 5), _weights(4), np.abs(_weights(4, seed=6))], (), {"weight": _weights(4, seed=7)}),
-    ("batch_norm", [floats(3, 4, 5, 2)], (None, None), {"training": True, "bias": _weights(4, seed=7)}),
-    ("embedding", [indices(3, 4), _weights(10, 3)], (), {}),
-    ("group_norm", [floats(3, 4, 5)], (2,), {"eps": 1e-3}),
-    ("scaled_dot_product_attention", [floats(2, 3, 4, 8), floats(2, 3, 5, 8, seed=1), floats(2, 3, 5, 8, seed=2)],
-     (), {"is_causal": True}),
-    ("scaled_dot_product_attention", [floats(2, 4, 8), floats(2, 5, 8, seed=1), floats(2, 5, 6, seed=2),
-                                      np.random.default_rng(3).random((4, 5)) > 0.3], (), {"scale": 0.2}),
-    ("scaled_dot_product_attention", [floats(2, 4, 3, 8), floats(2, 2, 5, 8, seed=1), floats(2, 2, 5, 8, seed=2),
-                                      floats(3, 5, seed=4)], (), {"enable_gqa": True}),
-]
-
-
-@pytest.mark.parametrize("case", FUNCTIONAL_CASES, ids=lambda c: f"{c[0]}{c[2]}{c[3]}")
+@pytest.mark.parametrize("case", FUNCTIONAL_CASES, ids=functional_label)
 def test_functional_equals_torchs(backend, case):
     """Every function of ``xpnn.torch_nn.functional`` against ``torch.nn.functional`` (float32,
-    torch's defaults), on every backend."""
-    name, arrays, args, kwargs = case
+    torch's defaults), on every backend, the result in the input's library."""
+    from xpnn.conformance.torch_nn import run_functional
 
-    def made(convert):
-        def one(a):
-            return convert(a, "float32" if a.dtype.kind == "f" else a.dtype.name) if isinstance(a, np.ndarray) else a
-        return [one(a) for a in arrays], {k: one(v) for k, v in kwargs.items()}
-
-    t_arrays, t_kwargs = made(lambda a, d: torch.from_numpy(np.asarray(a, d)))
-    want = getattr(torch.nn.functional, name)(*t_arrays, *args, **t_kwargs)
-    inputs, x_kwargs = made(backend.asarray)
-    got = getattr(F, name)(*inputs, *args, **x_kwargs)
-    assert type(got) is type(inputs[0])
-    np.testing.assert_allclose(backend.to_numpy(got), want.numpy(), rtol=3e-5, atol=3e-6)
+    checked = run_functional(case, backend, "float32")
+    assert checked.passed, _passed(checked)
+    assert checked.output["library"] == type(backend.like()).__module__.split(".")[0]
 
 
 def test_functional_names_and_defaults_are_torchs():
@@ -362,81 +184,33 @@ def test_errors_name_the_function_and_argument():
         nn.BatchNorm2d(3)(x[0])
 
 
-class TorchCNN(torch.nn.Module):
-    """A small torchvision-free CNN, as a torch user writes it."""
-
-    def __init__(self):
-        super().__init__()
-        self.features = torch.nn.Sequential(
-            torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
-            torch.nn.MaxPool2d(2), torch.nn.Conv2d(8, 16, 3, stride=2, padding=1, groups=2), torch.nn.GELU(),
-            torch.nn.AvgPool2d(2), torch.nn.Flatten())
-        self.head = torch.nn.Sequential(torch.nn.Dropout(0.2), torch.nn.Linear(16 * 2 * 2, 10))
-
-    def forward(self, x):
-        return self.head(self.features(x))
-
-
-def xpnn_cnn(**factory) -> nn.Module:
-    """The same model in xpnn.torch_nn: the definition with only the import changed."""
-    model = nn.Module()
-    model.features = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1, **factory), nn.BatchNorm2d(8, **factory), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, stride=2, padding=1, groups=2, **factory), nn.GELU(), nn.AvgPool2d(2), nn.Flatten())
-    model.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(16 * 2 * 2, 10, **factory))
-    model.forward = lambda x: model.head(model.features(x))
-    return model
-
-
-def _trained_torch_cnn() -> TorchCNN:
-    torch.manual_seed(0)
-    model = TorchCNN()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    images = torch.randn(8, 3, 16, 16)
-    for _ in range(2):  # the running statistics move away from their initial values
-        optimizer.zero_grad()
-        model(images).square().mean().backward()
-        optimizer.step()
-    return model.eval()
-
-
 @pytest.mark.parametrize("library", ["numpy", "jax"])
-def test_torch_cnn_checkpoint_from_disk_runs_on_numpy_and_jax(tmp_path, library):
-    reference = _trained_torch_cnn()
+@pytest.mark.parametrize("model", list(MODEL_CASES))
+def test_trained_torch_models_run_on_numpy_and_jax(model, library):
+    """A trained torch.nn model's state_dict in the same definition under xpnn.torch_nn: torch's
+    outputs, and the twin's state_dict back in torch gives them too."""
+    from xpnn.conformance.torch_nn import run_model
+
+    checked = run_model(model, BACKENDS[library], "float32")
+    assert checked.passed, _passed(checked)
+
+
+def test_checkpoint_saved_by_torch_loads_from_disk(tmp_path):
+    import torch
+
+    torch.manual_seed(0)
+    images = floats(4, 3, 16, 16).astype(np.float32)
+    reference = trained(cnn(torch.nn), [images], {})
     torch.save(reference.state_dict(), tmp_path / "cnn.pt")
-    state = torch.load(tmp_path / "cnn.pt")
-    from xpnn.conformance.backends import available
-
-    backend = {b.name: b for b in available()}[library]
-    twin = xpnn_cnn(like=backend.like()).eval()
-    twin.load_state_dict(state)
-    images = np.random.default_rng(0).standard_normal((4, 3, 16, 16)).astype(np.float32)
-    got = twin(backend.asarray(images, "float32"))
-    want = reference(torch.from_numpy(images)).detach().numpy()
-    np.testing.assert_allclose(backend.to_numpy(got), want, rtol=1e-4, atol=1e-5)
-    # and back: the twin's state_dict loads into a fresh torch model, which then answers the same
-    fresh = TorchCNN().eval()
-    fresh.load_state_dict({k: torch.from_numpy(np.array(backend.to_numpy(v))) for k, v in twin.state_dict().items()})
-    np.testing.assert_allclose(fresh(torch.from_numpy(images)).detach().numpy(), want, rtol=1e-6, atol=1e-7)
-
-
-@pytest.mark.parametrize("library", ["numpy", "jax"])
-def test_torch_transformer_encoder_runs_on_numpy_and_jax(tmp_path, library):
-    torch.manual_seed(0)
-    layer = torch.nn.TransformerEncoderLayer(16, 4, 32, dropout=0.1, batch_first=True)
-    reference = torch.nn.TransformerEncoder(layer, 2, norm=torch.nn.LayerNorm(16), enable_nested_tensor=False).eval()
-    torch.save(reference.state_dict(), tmp_path / "encoder.pt")
-    from xpnn.conformance.backends import available
-
-    backend = {b.name: b for b in available()}[library]
-    twin = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 4, 32, dropout=0.1, batch_first=True), 2,
-                                 norm=nn.LayerNorm(16)).to(like=backend.like()).eval()
-    twin.load_state_dict(torch.load(tmp_path / "encoder.pt"))
-    tokens = np.random.default_rng(0).standard_normal((3, 7, 16)).astype(np.float32)
-    causal = np.triu(np.full((7, 7), -np.inf, np.float32), 1)
-    want = reference(torch.from_numpy(tokens), mask=torch.from_numpy(causal)).detach().numpy()
-    got = twin(backend.asarray(tokens, "float32"), mask=backend.asarray(causal, "float32"))
-    np.testing.assert_allclose(backend.to_numpy(got), want, rtol=1e-4, atol=1e-5)
+    twin = cnn(nn).eval()
+    twin.load_state_dict(torch.load(tmp_path / "cnn.pt"))
+    with torch.no_grad():
+        want = reference(torch.from_numpy(images)).numpy()
+    np.testing.assert_allclose(twin(images), want, rtol=1e-5, atol=1e-6)
+    xpnn.save(tmp_path / "twin.safetensors", dict(twin.state_dict()))  # and xpnn's own checkpoint format
+    again = cnn(nn).eval()
+    again.load_state_dict(xpnn.load(tmp_path / "twin.safetensors", like=np.empty(0)))
+    np.testing.assert_array_equal(again(images), twin(images))
 
 
 def test_torch_optimizer_trains_an_xpnn_model_as_torchs():

@@ -58,7 +58,8 @@ def _host(leaf: Any) -> tuple[str, np.ndarray]:
         wide = np.asarray(adapter.to_host(adapter.xp.astype(leaf, adapter.xp.float32)), dtype="<f4")
         return "BF16", (np.ascontiguousarray(wide).view("<u4") >> 16).astype("<u2")
     host = np.asarray(adapter.to_host(adapter.key_data(leaf)))
-    return _CODES[name], np.ascontiguousarray(host.astype(host.dtype.newbyteorder("<"), copy=False))
+    # np.asarray(order="C"), not ascontiguousarray, which makes a 0-d array (a counter) 1-d
+    return _CODES[name], np.asarray(host.astype(host.dtype.newbyteorder("<"), copy=False), order="C")
 
 
 def save(path: str | os.PathLike, variables: Tree, metadata: dict[str, str] | None = None) -> None:

@@ -28,4 +28,8 @@ from xpnn.torch_nn.transformer import MultiheadAttention, TransformerEncoder, Tr
 MODULES = (*_activation_names, *_layer_names, "Sequential", "ModuleList", "ModuleDict", "LSTM", "GRU",
            "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder")
 
-__all__ = ["functional", "manual_seed", "initial_seed", "Module", "Parameter", "functional_call", *MODULES]
+__all__ = ["functional", "manual_seed", "initial_seed", "Module", "Parameter", "functional_call", "Sequential",
+           "ModuleList", "ModuleDict", "LSTM", "GRU", "MultiheadAttention", "TransformerEncoderLayer",
+           "TransformerEncoder"]
+__all__ += _activation_names
+__all__ += _layer_names

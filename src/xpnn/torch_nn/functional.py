@@ -680,7 +680,7 @@ def multi_head_attention_forward(
     if use_separate_proj_weight:
         weights = (q_proj_weight, k_proj_weight, v_proj_weight)
     else:
-        weights = tuple(in_proj_weight[i * embed:(i + 1) * embed] for i in range(3))
+        weights = tuple(in_proj_weight[i * embed:(i + 1) * embed, ...] for i in range(3))
     biases = (None, None, None) if in_proj_bias is None else tuple(in_proj_bias[i * embed:(i + 1) * embed]
                                                                  for i in range(3))
     q = linear(query, weights[0], biases[0])
@@ -693,44 +693,43 @@ def multi_head_attention_forward(
         v = xp.concat([v, xp.broadcast_to(xp.reshape(bias_v, (1, 1, embed)), (1, batch, embed))], axis=0)
         float_mask = _padded_column(xp, float_mask)
         padding = _padded_column(xp, padding)
-    # (S, N, E) -> (N * H, S, head)
-    q = xp.permute_dims(xp.reshape(q, (target, batch * num_heads, head)), (1, 0, 2))
-    k = xp.permute_dims(xp.reshape(k, (k.shape[0], batch * num_heads, head)), (1, 0, 2)) if static_k is None else static_k
-    v = xp.permute_dims(xp.reshape(v, (v.shape[0], batch * num_heads, head)), (1, 0, 2)) if static_v is None else static_v
+    def heads(t: Array) -> Array:  # (S, N, E) -> (N, H, S, head)
+        return xp.permute_dims(xp.reshape(t, (t.shape[0], batch, num_heads, head)), (1, 2, 0, 3))
+
+    def given(t: Array) -> Array:  # torch's static_k/static_v (N * H, S, head) -> (N, H, S, head)
+        return xp.reshape(t, (batch, num_heads, t.shape[1], head))
+
+    q = heads(q)
+    k = heads(k) if static_k is None else given(static_k)
+    v = heads(v) if static_v is None else given(static_v)
     if add_zero_attn:
-        zeros = xp.zeros((batch * num_heads, 1, head), dtype=k.dtype, device=ops.device_of(k))
-        k, v = xp.concat([k, zeros], axis=1), xp.concat([v, zeros], axis=1)
+        zeros = xp.zeros((batch, num_heads, 1, head), dtype=k.dtype, device=ops.device_of(k))
+        k, v = xp.concat([k, zeros], axis=2), xp.concat([v, zeros], axis=2)
         float_mask = _padded_column(xp, float_mask)
         padding = _padded_column(xp, padding)
-    source = k.shape[1]
-    mask = None
+    source = k.shape[2]
+    mask = None  # added to the (N, H, L, S) logits
     if float_mask is not None:
-        mask = xp.reshape(float_mask, (-1, target, source)) if float_mask.ndim == 3 else xp.expand_dims(float_mask, axis=0)
+        mask = (xp.reshape(float_mask, (batch, num_heads, target, source)) if float_mask.ndim == 3
+                else xp.reshape(float_mask, (1, 1, target, source)))
     if padding is not None:
-        pad = xp.reshape(xp.broadcast_to(xp.reshape(padding, (batch, 1, 1, source)),
-                                         (batch, num_heads, 1, source)), (batch * num_heads, 1, source))
+        pad = xp.reshape(padding, (batch, 1, 1, source))
         mask = pad if mask is None else mask + pad
     dropping = training and dropout_p > 0
     if need_weights or dropping:
-        logits = ops.einsum("bqd,bkd->bqk", q / math.sqrt(head), k)
+        logits = ops.einsum("nhqd,nhkd->nhqk", q / math.sqrt(head), k)
         if mask is not None:
             logits = logits + mask
         weights = xpnn.softmax(logits, axis=-1)
         used = dropout(weights, dropout_p, True, key=dropout_key) if dropping else weights
-        out = ops.einsum("bqk,bkd->bqd", used, v)
+        out = xp.permute_dims(ops.einsum("nhqk,nhkd->nhqd", used, v), (2, 0, 1, 3))  # (L, N, H, head)
     else:
         weights = None
-        bhqk = None if mask is None else xp.reshape(xp.broadcast_to(mask, (batch * num_heads, target, source)),
-                                                    (batch, num_heads, target, source))
-        def as_bthd(t: Array, length: int) -> Array:  # (N * H, S, head) -> (N, S, H, head)
-            return xp.permute_dims(xp.reshape(t, (batch, num_heads, length, head)), (0, 2, 1, 3))
-
-        out = xpnn.dot_product_attention(as_bthd(q, target), as_bthd(k, source), as_bthd(v, source), bias=bhqk)
-        out = xp.reshape(xp.permute_dims(out, (0, 2, 1, 3)), (batch * num_heads, target, head))
-    out = xp.reshape(xp.permute_dims(out, (1, 0, 2)), (target, batch, embed))
-    out = linear(out, out_proj_weight, out_proj_bias)
+        bias = None if mask is None else xp.broadcast_to(mask, (batch, num_heads, target, source))
+        out = xpnn.dot_product_attention(*(xp.permute_dims(t, (0, 2, 1, 3)) for t in (q, k, v)), bias=bias)
+        out = xp.permute_dims(out, (1, 0, 2, 3))  # (N, L, H, head) -> (L, N, H, head)
+    out = linear(xp.reshape(out, (target, batch, embed)), out_proj_weight, out_proj_bias)
     if weights is not None:
-        weights = xp.reshape(weights, (batch, num_heads, target, source))
         if average_attn_weights:
             weights = xp.mean(weights, axis=1)
         if not batched:

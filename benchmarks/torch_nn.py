@@ -1,0 +1,86 @@
+"""xpnn.torch_nn's modules against their torch.nn twins, on torch tensors, with the same weights.
+
+Each xpnn module loads its twin's ``state_dict`` and both run on the same input under
+``torch.no_grad()`` (inference; float32, eval mode unless the label says train).  The rows at
+realistic sizes measure the module's kernels and layout handling; the "batch 1" rows measure
+what a module call costs on top of torch.nn's own per-module overhead.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import xpnn.torch_nn as nn
+from xpnn.benchmarks.activations import paired_rows, placement, ratio_table
+
+#: label -> (module name, constructor args, kwargs, input shapes ("ids:" for integer inputs), forward kwargs, train)
+CASES: dict[str, tuple[str, tuple, dict, tuple, dict, bool]] = {
+    "Linear 1024->1024 (256,1024)": ("Linear", (1024, 1024), {}, ((256, 1024),), {}, False),
+    "Conv2d 64->64 3x3 (8,64,32,32)": ("Conv2d", (64, 64, 3), {"padding": 1}, ((8, 64, 32, 32),), {}, False),
+    "Conv2d 3->64 7x7/2 (8,3,64,64)": ("Conv2d", (3, 64, 7), {"stride": 2, "padding": 3}, ((8, 3, 64, 64),), {},
+                                       False),
+    "ConvTranspose2d 64->32 4x4/2 (8,64,16,16)": ("ConvTranspose2d", (64, 32, 4), {"stride": 2, "padding": 1},
+                                                  ((8, 64, 16, 16),), {}, False),
+    "MaxPool2d 3/2 (16,64,56,56)": ("MaxPool2d", (3, 2), {"padding": 1}, ((16, 64, 56, 56),), {}, False),
+    "AvgPool2d 2 (16,64,56,56)": ("AvgPool2d", (2,), {}, ((16, 64, 56, 56),), {}, False),
+    "BatchNorm2d train (16,64,32,32)": ("BatchNorm2d", (64,), {}, ((16, 64, 32, 32),), {}, True),
+    "BatchNorm2d eval (16,64,32,32)": ("BatchNorm2d", (64,), {}, ((16, 64, 32, 32),), {}, False),
+    "LayerNorm 768 (32,128,768)": ("LayerNorm", (768,), {}, ((32, 128, 768),), {}, False),
+    "GroupNorm 32 (8,128,32,32)": ("GroupNorm", (32, 128), {}, ((8, 128, 32, 32),), {}, False),
+    "RMSNorm 1024 (256,1024)": ("RMSNorm", (1024,), {}, ((256, 1024),), {}, False),
+    "GELU (256,4096)": ("GELU", (), {}, ((256, 4096),), {}, False),
+    "Softmax (16,8,128,128)": ("Softmax", (), {"dim": -1}, ((16, 8, 128, 128),), {}, False),
+    "Embedding 30000x256 (64,128)": ("Embedding", (30000, 256), {}, (("ids", 64, 128),), {}, False),
+    "MultiheadAttention 256/8 (64,16,256)": ("MultiheadAttention", (256, 8), {}, ((64, 16, 256),) * 3,
+                                             {"need_weights": False}, False),
+    "MultiheadAttention weights (64,16,256)": ("MultiheadAttention", (256, 8), {}, ((64, 16, 256),) * 3, {}, False),
+    "TransformerEncoderLayer 256/8 (16,64,256)": ("TransformerEncoderLayer", (256, 8, 1024),
+                                                  {"batch_first": True, "dropout": 0.0}, ((16, 64, 256),), {}, False),
+    "LSTM 256 (50,16,256)": ("LSTM", (256, 256), {}, ((50, 16, 256),), {}, False),
+    "GRU 256 (50,16,256)": ("GRU", (256, 256), {}, ((50, 16, 256),), {}, False),
+    "batch 1: Linear 16->16": ("Linear", (16, 16), {}, ((1, 16),), {}, False),
+    "batch 1: ReLU": ("ReLU", (), {}, ((1, 16),), {}, False),
+    "batch 1: LayerNorm 16": ("LayerNorm", (16,), {}, ((1, 16),), {}, False),
+    "batch 1: Conv2d 3->8 3x3": ("Conv2d", (3, 8, 3), {"padding": 1}, ((1, 3, 8, 8),), {}, False),
+    "batch 1: MaxPool2d 2": ("MaxPool2d", (2,), {}, ((1, 8, 8, 8),), {}, False),
+    "batch 1: MultiheadAttention 16/2": ("MultiheadAttention", (16, 2), {}, ((4, 1, 16),) * 3,
+                                         {"need_weights": False}, False),
+}
+
+
+def _inputs(shapes: tuple, put: Callable[[np.ndarray], Any]) -> list[Any]:
+    rng = np.random.default_rng(0)
+    made = []
+    for shape in shapes:
+        if shape[0] == "ids":
+            made.append(put(rng.integers(0, 1000, shape[1:])))
+        else:
+            made.append(put(rng.standard_normal(shape).astype(np.float32)))
+    return made
+
+
+def _variants(library: str, device: str, label: str) -> dict[str, Callable[[], Any]]:
+    import torch
+
+    name, args, kwargs, shapes, forward_kwargs, train = CASES[label]
+    put, _ = placement(library, device)
+    torch.manual_seed(0)
+    twin = getattr(torch.nn, name)(*args, **kwargs).to(device).train(train)
+    module = getattr(nn, name)(*args, **kwargs).to(like=torch.empty(0, device=device)).train(train)
+    module.load_state_dict(twin.state_dict())
+    inputs = _inputs(shapes, put)
+    with torch.no_grad():
+        return {"xpnn": torch.no_grad()(lambda: module(*inputs, **forward_kwargs)),
+                "native": torch.no_grad()(lambda: twin(*inputs, **forward_kwargs))}
+
+
+def run(libraries: tuple[str, ...] = ("torch",), device: str = "cpu") -> list[dict]:
+    """The rows on torch (the only library torch.nn runs on); other libraries are ignored."""
+    return paired_rows(tuple(library for library in libraries if library == "torch"), device, CASES, _variants,
+                       lambda library: "torch.nn")
+
+
+def report(rows: list[dict]) -> str:
+    return ratio_table(rows, (("device", "6"), ("layer", "44")), "ms")

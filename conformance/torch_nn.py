@@ -1,0 +1,366 @@
+"""Conformance of ``xpnn.torch_nn`` with torch.nn itself: every module built in torch, its
+``state_dict`` loaded into the xpnn twin on the backend, and torch's outputs and updated state
+(BatchNorm's running statistics) back; every ``xpnn.torch_nn.functional`` function against
+``torch.nn.functional``; a small CNN and a 2-layer TransformerEncoder from torch.nn, and a model
+of ModuleList/ModuleDict containers.  The cases are the tests' too (tests/test_torch_nn.py).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+import xpnn.torch_nn as nn
+import xpnn.torch_nn.functional as F
+from xpnn.conformance.backends import Backend, load
+from xpnn.conformance.compare import Checked, Comparison, compare, describe
+
+TOLERANCE = {"float32": (3e-5, 3e-6), "float64": (1e-11, 1e-12)}
+
+
+def floats(*shape: int, seed: int = 0, scale: float = 2.0) -> np.ndarray:
+    values = np.random.default_rng(seed).standard_normal(shape) * scale
+    flat = values.reshape(-1)
+    flat[:4] = [0.0, -0.0, 1.0, -1.0][:flat.size]  # kinks and zeros of the activations
+    return values
+
+
+def indices(*shape: int, high: int = 10) -> np.ndarray:
+    return np.random.default_rng(1).integers(0, high, shape)
+
+
+#: name, constructor args, kwargs, inputs (numpy; float inputs take the check's dtype), forward kwargs, train mode.
+MODULE_CASES = [
+    ("ELU", (), {}, [floats(2, 3, 5)], {}, False),
+    ("ELU", (0.5,), {}, [floats(2, 3, 5)], {}, False),
+    ("CELU", (), {"alpha": 1.5}, [floats(2, 3, 5)], {}, False),
+    ("GELU", (), {}, [floats(2, 3, 5)], {}, False),
+    ("GELU", (), {"approximate": "tanh"}, [floats(2, 3, 5)], {}, False),
+    ("GLU", (), {"dim": 1}, [floats(2, 4, 5)], {}, False),
+    ("Hardshrink", (0.3,), {}, [floats(2, 3, 5)], {}, False),
+    ("Hardsigmoid", (), {}, [floats(2, 3, 5, scale=4.0)], {}, False),
+    ("Hardswish", (), {}, [floats(2, 3, 5, scale=4.0)], {}, False),
+    ("Hardtanh", (-2.0, 0.5), {}, [floats(2, 3, 5)], {}, False),
+    ("LeakyReLU", (0.2,), {}, [floats(2, 3, 5)], {}, False),
+    ("LogSigmoid", (), {}, [floats(2, 3, 5, scale=10.0)], {}, False),
+    ("Mish", (), {}, [floats(2, 3, 5)], {}, False),
+    ("PReLU", (), {}, [floats(2, 3, 5)], {}, False),
+    ("PReLU", (3,), {"init": 0.1}, [floats(2, 3, 5)], {}, False),
+    ("ReLU", (), {}, [floats(2, 3, 5)], {}, False),
+    ("ReLU6", (), {}, [floats(2, 3, 5, scale=5.0)], {}, False),
+    ("RReLU", (0.1, 0.3), {}, [floats(2, 3, 5)], {}, False),
+    ("SELU", (), {}, [floats(2, 3, 5)], {}, False),
+    ("SiLU", (), {}, [floats(2, 3, 5)], {}, False),
+    ("Sigmoid", (), {}, [floats(2, 3, 5)], {}, False),
+    ("Softplus", (), {"beta": 2.0, "threshold": 5.0}, [floats(2, 3, 5, scale=4.0)], {}, False),
+    ("Softplus", (), {}, [floats(2, 3, 5, scale=30.0)], {}, False),
+    ("Softshrink", (0.3,), {}, [floats(2, 3, 5)], {}, False),
+    ("Softsign", (), {}, [floats(2, 3, 5)], {}, False),
+    ("Tanh", (), {}, [floats(2, 3, 5)], {}, False),
+    ("Tanhshrink", (), {}, [floats(2, 3, 5)], {}, False),
+    ("Threshold", (0.1, 20.0), {}, [floats(2, 3, 5)], {}, False),
+    ("Softmax", (), {"dim": 1}, [floats(2, 3, 5)], {}, False),
+    ("Softmin", (), {"dim": 0}, [floats(2, 3, 5)], {}, False),
+    ("LogSoftmax", (), {"dim": -1}, [floats(2, 3, 5)], {}, False),
+    ("Identity", (), {}, [floats(2, 3)], {}, False),
+    ("Linear", (5, 4), {}, [floats(2, 3, 5)], {}, False),
+    ("Linear", (5, 4), {"bias": False}, [floats(5)], {}, False),
+    ("Bilinear", (5, 3, 4), {}, [floats(2, 5), floats(2, 3, seed=1)], {}, False),
+    ("Embedding", (10, 4), {"padding_idx": 2}, [indices(2, 3)], {}, False),
+    ("Dropout", (0.3,), {}, [floats(2, 3)], {}, False),
+    ("Flatten", (), {}, [floats(2, 3, 4, 5)], {}, False),
+    ("Flatten", (0, 1), {}, [floats(2, 3, 4)], {}, False),
+    ("LayerNorm", (5,), {}, [floats(2, 3, 5)], {}, False),
+    ("LayerNorm", ((3, 5),), {"eps": 1e-3, "bias": False}, [floats(2, 3, 5)], {}, False),
+    ("RMSNorm", (5,), {}, [floats(2, 3, 5)], {}, False),
+    ("RMSNorm", ((3, 5),), {"eps": 1e-3}, [floats(2, 3, 5)], {}, False),
+    ("GroupNorm", (2, 4), {}, [floats(2, 4, 3, 3)], {}, False),
+    ("GroupNorm", (4, 4), {"affine": False}, [floats(2, 4, 5)], {}, False),
+    ("BatchNorm1d", (3,), {}, [floats(4, 3)], {}, True),
+    ("BatchNorm1d", (3,), {"momentum": None}, [floats(4, 3, 5)], {}, True),
+    ("BatchNorm2d", (4,), {}, [floats(2, 4, 3, 3)], {}, True),
+    ("BatchNorm2d", (4,), {}, [floats(2, 4, 3, 3)], {}, False),
+    ("BatchNorm2d", (4,), {"affine": False, "track_running_stats": False}, [floats(2, 4, 3, 3)], {}, False),
+    ("Conv1d", (3, 4, 3), {"padding": 1}, [floats(2, 3, 7)], {}, False),
+    ("Conv1d", (4, 4, 3), {"groups": 2, "padding": "same", "dilation": 2}, [floats(2, 4, 9)], {}, False),
+    ("Conv2d", (4, 6, 3), {"stride": 2, "padding": 1}, [floats(2, 4, 7, 6)], {}, False),
+    ("Conv2d", (4, 4, (3, 2)), {"groups": 2, "dilation": (2, 1), "bias": False}, [floats(2, 4, 7, 6)], {}, False),
+    ("Conv2d", (3, 2, 3), {"padding": 1, "padding_mode": "reflect"}, [floats(3, 5, 5)], {}, False),
+    ("Conv2d", (3, 2, 3), {"padding": (1, 2), "padding_mode": "circular"}, [floats(1, 3, 5, 5)], {}, False),
+    ("Conv2d", (3, 2, 5), {"padding": "valid"}, [floats(1, 3, 6, 5)], {}, False),
+    ("Conv2d", (3, 2, (2, 3)), {"padding": "same", "padding_mode": "replicate"}, [floats(1, 3, 6, 5)], {}, False),
+    ("Conv1d", (3, 2, 4), {"padding": "same", "padding_mode": "reflect", "dilation": 2}, [floats(2, 3, 9)], {},
+     False),
+    ("ConvTranspose2d", (4, 6, 3), {"stride": 2, "padding": 1, "output_padding": 1}, [floats(2, 4, 5, 4)], {},
+     False),
+    ("ConvTranspose2d", (4, 6, (3, 2)), {"groups": 2, "dilation": 2}, [floats(2, 4, 3, 4)], {}, False),
+    ("MaxPool2d", (3, 2), {"padding": 1}, [floats(2, 3, 7, 6)], {}, False),
+    ("MaxPool2d", (2,), {"ceil_mode": True, "dilation": (1, 2)}, [floats(2, 3, 7, 9)], {}, False),
+    ("AvgPool2d", (3, 2), {"padding": 1}, [floats(2, 3, 7, 6)], {}, False),
+    ("AvgPool2d", (3, 2), {"padding": 1, "count_include_pad": False, "ceil_mode": True}, [floats(2, 3, 8, 6)], {},
+     False),
+    ("AvgPool2d", ((2, 3),), {"ceil_mode": True}, [floats(3, 7, 8)], {}, False),
+    ("AvgPool2d", (2,), {"divisor_override": 3}, [floats(2, 3, 6, 6)], {}, False),
+    ("LSTM", (5, 6), {"num_layers": 2, "bidirectional": True}, [floats(4, 2, 5)], {}, False),
+    ("LSTM", (5, 6), {"batch_first": True, "bias": False}, [floats(2, 4, 5)], {}, False),
+    ("GRU", (5, 6), {"batch_first": True, "num_layers": 2}, [floats(2, 4, 5)], {}, False),
+    ("GRU", (5, 6), {"bidirectional": True}, [floats(4, 5)], {}, False),
+    ("MultiheadAttention", (8, 2), {}, [floats(4, 2, 8), floats(5, 2, 8, seed=1), floats(5, 2, 8, seed=2)], {},
+     False),
+    ("MultiheadAttention", (8, 2), {"batch_first": True, "add_bias_kv": True, "add_zero_attn": True},
+     [floats(2, 4, 8), floats(2, 5, 8, seed=1), floats(2, 5, 8, seed=2)],
+     {"key_padding_mask": np.array([[False] * 4 + [True], [False] * 5]), "average_attn_weights": False}, False),
+    ("MultiheadAttention", (8, 4), {"kdim": 3, "vdim": 5, "bias": False},
+     [floats(4, 8), floats(6, 3, seed=1), floats(6, 5, seed=2)],
+     {"attn_mask": np.triu(np.ones((4, 6), bool), 1)}, False),
+    ("MultiheadAttention", (8, 2), {}, [floats(4, 2, 8), floats(5, 2, 8, seed=1), floats(5, 2, 8, seed=2)],
+     {"attn_mask": floats(4, 5, seed=3), "need_weights": False}, False),
+    ("TransformerEncoderLayer", (8, 2, 16), {"dropout": 0.0}, [floats(5, 2, 8)], {}, True),
+    ("TransformerEncoderLayer", (8, 2, 16), {"norm_first": True, "activation": "gelu", "batch_first": True},
+     [floats(2, 5, 8)], {"src_key_padding_mask": np.array([[False] * 4 + [True], [False] * 5])}, False),
+]
+
+
+
+
+def _weights(*shape: int, seed: int = 5) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape) * 0.5
+
+
+#: name, positional arrays (numpy), other positional args, kwargs.
+FUNCTIONAL_CASES = [
+    *[(name, [floats(3, 4, 5)], (), {}) for name in (
+        "elu", "celu", "gelu", "hardshrink", "hardsigmoid", "hardswish", "hardtanh", "leaky_relu", "logsigmoid",
+        "mish", "relu", "relu6", "selu", "silu", "sigmoid", "softplus", "softshrink", "softsign", "tanh",
+        "tanhshrink", "normalize")],
+    ("gelu", [floats(3, 4, 5)], (), {"approximate": "tanh"}),
+    ("elu", [floats(3, 4, 5)], (0.3,), {}),
+    ("glu", [floats(4, 3)], (), {"dim": 0}),
+    ("hardtanh", [floats(3, 4, 5)], (-0.5, 2.0), {}),
+    ("softplus", [floats(3, 4, 5, scale=8.0)], (), {"beta": 0.5, "threshold": 3.0}),
+    ("threshold", [floats(3, 4, 5)], (0.5, -1.0), {}),
+    ("rrelu", [floats(3, 4, 5)], (0.2, 0.4), {}),
+    ("prelu", [floats(3, 4, 5), _weights(4)], (), {}),
+    ("softmax", [floats(3, 4, 5)], (), {"dim": 1}),
+    ("softmin", [floats(3, 4, 5)], (), {"dim": 0}),
+    ("log_softmax", [floats(3, 4, 5)], (), {"dim": -1}),
+    ("normalize", [floats(3, 4, 5)], (), {"p": 1.0, "dim": 0}),
+    ("normalize", [floats(3, 4, 5)], (), {"p": math.inf, "dim": -1}),
+    ("normalize", [floats(3, 4, 5)], (), {"p": 3.0}),
+    ("linear", [floats(3, 5), _weights(4, 5), _weights(4, seed=6)], (), {}),
+    ("bilinear", [floats(3, 5), floats(3, 2, seed=1), _weights(4, 5, 2), _weights(4, seed=6)], (), {}),
+    ("conv1d", [floats(2, 4, 9), _weights(6, 2, 3)], (), {"groups": 2, "stride": 2, "padding": 2}),
+    ("conv2d", [floats(2, 3, 7, 6), _weights(4, 3, 3, 3), _weights(4, seed=6)], (), {"padding": "same",
+                                                                                       "dilation": 2}),
+    ("conv_transpose2d", [floats(2, 4, 4, 5), _weights(4, 3, 3, 2)], (), {"stride": (2, 1), "groups": 2,
+                                                                          "padding": 1, "output_padding": (1, 0)}),
+    ("max_pool2d", [floats(2, 3, 7, 6)], (3,), {"stride": 2, "padding": 1, "ceil_mode": True}),
+    ("avg_pool2d", [floats(2, 3, 7, 6)], ((3, 2),), {"padding": (1, 0), "count_include_pad": False}),
+    ("layer_norm", [floats(3, 4, 5)], ((4, 5),), {"weight": _weights(4, 5), "bias": _weights(4, 5, seed=6)}),
+    ("rms_norm", [floats(3, 4, 5)], ((5,),), {"weight": _weights(5)}),
+    ("batch_norm", [floats(3, 4, 5), _weights(4), np.abs(_weights(4, seed=6))], (), {"weight": _weights(4, seed=7)}),
+    ("batch_norm", [floats(3, 4, 5, 2)], (None, None), {"training": True, "bias": _weights(4, seed=7)}),
+    ("embedding", [indices(3, 4), _weights(10, 3)], (), {}),
+    ("group_norm", [floats(3, 4, 5)], (2,), {"eps": 1e-3}),
+    ("dropout", [floats(3, 4)], (0.3,), {"training": False}),
+    ("dropout", [floats(3, 4)], (0.0,), {}),
+    ("one_hot", [indices(3, 4, high=6)], (), {}),
+    ("one_hot", [indices(5, high=3)], (), {"num_classes": 4}),
+    ("multi_head_attention_forward", [floats(4, 2, 8), floats(5, 2, 8, seed=1), floats(5, 2, 8, seed=2)],
+     (8, 2), {"in_proj_weight": _weights(24, 8), "in_proj_bias": _weights(24, seed=6), "bias_k": _weights(1, 1, 8),
+              "bias_v": _weights(1, 1, 8, seed=7), "add_zero_attn": True, "dropout_p": 0.0,
+              "out_proj_weight": _weights(8, 8, seed=8), "out_proj_bias": _weights(8, seed=9),
+              "key_padding_mask": np.array([[False, True, False, False, False], [False] * 5]),
+              "average_attn_weights": False}),
+    ("scaled_dot_product_attention", [floats(2, 3, 4, 8), floats(2, 3, 5, 8, seed=1), floats(2, 3, 5, 8, seed=2)],
+     (), {"is_causal": True}),
+    ("scaled_dot_product_attention", [floats(2, 4, 8), floats(2, 5, 8, seed=1), floats(2, 5, 6, seed=2),
+                                      np.random.default_rng(3).random((4, 5)) > 0.3], (), {"scale": 0.2}),
+    ("scaled_dot_product_attention", [floats(2, 4, 3, 8), floats(2, 2, 5, 8, seed=1), floats(2, 2, 5, 8, seed=2),
+                                      floats(3, 5, seed=4)], (), {"enable_gqa": True}),
+]
+
+
+
+
+def cnn(L: Any) -> Any:
+    """A small torchvision-free CNN in namespace ``L`` (``torch.nn`` or ``xpnn.torch_nn``)."""
+    return L.Sequential(L.Conv2d(3, 8, 3, padding=1), L.BatchNorm2d(8), L.ReLU(), L.MaxPool2d(2),
+                        L.Conv2d(8, 16, 3, stride=2, padding=1, groups=2), L.GELU(), L.AvgPool2d(2), L.Flatten(),
+                        L.Dropout(0.2), L.Linear(16 * 2 * 2, 10))
+
+
+def encoder(L: Any) -> Any:
+    """A 2-layer TransformerEncoder (batch first) with a final LayerNorm in namespace ``L``."""
+    layer = L.TransformerEncoderLayer(16, 4, 32, dropout=0.1, batch_first=True)
+    return L.TransformerEncoder(layer, 2, norm=L.LayerNorm(16), enable_nested_tensor=False)
+
+
+def containers(L: Any) -> Any:
+    """A user's module with a ModuleList of blocks and a ModuleDict of heads, in namespace ``L``."""
+
+    class Net(L.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = L.ModuleList([L.Linear(6, 6), L.Linear(6, 6)])
+            self.heads = L.ModuleDict({"a": L.Linear(6, 2), "b": L.Linear(6, 3)})
+
+        def forward(self, x: Any) -> Any:
+            for block in self.blocks:
+                x = L.functional.relu(block(x))
+            return self.heads["a"](x), self.heads["b"](x)
+
+    return Net()
+
+
+#: name -> (builder of namespace L, inputs, forward kwargs, the modules it covers)
+MODEL_CASES: dict[str, tuple[Any, list, dict, tuple[str, ...]]] = {
+    "small CNN (Conv2d, BatchNorm2d, pools, Linear)": (cnn, [floats(4, 3, 16, 16)], {}, ("Sequential",)),
+    "TransformerEncoder 2 layers, causal mask": (encoder, [floats(3, 7, 16)],
+                                                 {"mask": np.triu(np.full((7, 7), -np.inf), 1)},
+                                                 ("TransformerEncoder",)),
+    "ModuleList and ModuleDict": (containers, [floats(5, 6)], {}, ("ModuleList", "ModuleDict")),
+}
+
+
+def trained(model: Any, arrays: list, kwargs: dict) -> Any:
+    """Two SGD steps of a torch model in training mode, so that running statistics and weights
+    move away from their initial values; returned in eval mode."""
+    import torch
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    t_args, t_kwargs = made(arrays, kwargs, "float64" if next(model.parameters()).dtype == torch.float64
+                            else "float32", to_torch)
+    model.train()
+    for _ in range(2):
+        optimizer.zero_grad()
+        sum(o.square().mean() for o in flat(model(*t_args, **t_kwargs))).backward()
+        optimizer.step()
+    return model.eval()
+
+
+def run_model(case: str, backend: Backend, dtype: str) -> Checked:
+    """A torch.nn model, trained two steps, its state_dict loaded into the same definition in
+    xpnn.torch_nn on the backend: torch's outputs (eval mode); and the twin's state_dict back
+    into a fresh torch model gives them too."""
+    load("torch")
+    import torch
+
+    build, arrays, kwargs, _ = MODEL_CASES[case]
+    torch.manual_seed(0)
+    reference = trained(build(torch.nn).to(getattr(torch, dtype)), arrays, kwargs)
+    twin = build(nn).to(like=backend.like(), dtype=dtype).eval()
+    twin.load_state_dict(reference.state_dict())
+    t_args, t_kwargs = made(arrays, kwargs, dtype, to_torch)
+    x_args, x_kwargs = made(arrays, kwargs, dtype, backend.asarray)
+    with torch.no_grad():
+        want = flat(reference(*t_args, **t_kwargs))
+    forward = _compared(backend.to_numpy, flat(twin(*x_args, **x_kwargs)), want, dtype)
+    fresh = build(torch.nn).to(getattr(torch, dtype)).eval()
+    fresh.load_state_dict({k: torch.from_numpy(np.array(backend.to_numpy(v))) for k, v in twin.state_dict().items()})
+    with torch.no_grad():
+        back = _compared(lambda t: t.numpy(), flat(fresh(*t_args, **t_kwargs)), want, dtype, "round trip")
+    return Checked(_worst([forward, back]).comparison, "", forward.output)
+
+
+def label(case: tuple) -> str:
+    """A module case as text: ``Conv2d(3, 2, 3, padding=1)-train``."""
+    name, args, kwargs = case[:3]
+    shown = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
+    return f"{name}({shown}){'-train' if case[5] else ''}"
+
+
+def functional_label(case: tuple) -> str:
+    name, _, args, kwargs = case
+    shown = ", ".join([*map(repr, args), *(f"{k}={'array' if isinstance(v, np.ndarray) else repr(v)}"
+                                           for k, v in kwargs.items())])
+    return f"F.{name}({shown})"
+
+
+def torch_module(name: str, args: tuple, kwargs: dict, dtype: str, train: bool) -> Any:
+    """torch.nn's module, seeded, in ``dtype`` and mode."""
+    import torch
+
+    torch.manual_seed(0)
+    return getattr(torch.nn, name)(*args, **kwargs).to(getattr(torch, dtype)).train(train)
+
+
+def made(arrays: list, kwargs: dict, dtype: str, convert: Any) -> tuple[list, dict]:
+    """The case's numpy arrays (positional and keyword) converted, float ones to ``dtype``."""
+    def one(a: Any) -> Any:
+        if not isinstance(a, np.ndarray):
+            return a
+        return convert(a, dtype if a.dtype.kind == "f" else a.dtype.name)
+    return [one(a) for a in arrays], {k: one(v) for k, v in kwargs.items()}
+
+
+def to_torch(a: np.ndarray, dtype: str) -> Any:
+    import torch
+
+    return torch.from_numpy(np.asarray(a, dtype))
+
+
+def flat(tree: Any) -> list:
+    if isinstance(tree, (tuple, list)):
+        return [leaf for item in tree for leaf in flat(item)]
+    return [tree]
+
+
+def _worst(checks: list[Checked]) -> Checked:
+    return max(checks, key=lambda c: (not c.passed, c.comparison.max_abs))
+
+
+def _compared(to_numpy: Any, got: list, want: list, dtype: str, what: str = "output") -> Checked:
+    """The worst of the outputs ``got`` (read with ``to_numpy``) against torch's ``want``; zero
+    signs are not compared (xpnn's definitions give jax's +0.0 where torch's kernels keep -0.0,
+    as relu(-0.0))."""
+    if len(got) != len(want):
+        return Checked(compare(np.zeros(1), np.ones(1), dtype), f"{len(got)} outputs, torch gives {len(want)}", {})
+    checks = []
+    for g, w in zip(got, want):
+        if (g is None) != (w is None):
+            return Checked(compare(np.zeros(1), np.ones(1), dtype), f"{what}: None where torch gives an array", {})
+        if w is None:
+            continue
+        comparison: Comparison = compare(np.asarray(to_numpy(g), np.float64), w.detach().numpy().astype(np.float64),
+                                         dtype, tolerance=TOLERANCE[dtype], zero_signs=False)
+        checks.append(Checked(comparison, "", describe(g)))
+    return _worst(checks) if checks else Checked(compare(np.zeros(1), np.zeros(1), dtype), "", {})
+
+
+def twin_of(reference: Any, name: str, args: tuple, kwargs: dict, backend: Backend, dtype: str, train: bool) -> Any:
+    """The xpnn.torch_nn twin on ``backend`` with the reference's state_dict loaded."""
+    twin = getattr(nn, name)(*args, **kwargs).to(like=backend.like(), dtype=dtype).train(train)
+    twin.load_state_dict(reference.state_dict())
+    return twin
+
+
+def run_module(case: tuple, backend: Backend, dtype: str) -> Checked:
+    """The module's outputs, and its state_dict after the call, against torch.nn's."""
+    load("torch")
+    name, args, kwargs, arrays, forward_kwargs, train = case
+    reference = torch_module(name, args, kwargs, dtype, train)
+    twin = twin_of(reference, name, args, kwargs, backend, dtype, train)
+    t_args, t_kwargs = made(arrays, forward_kwargs, dtype, to_torch)
+    x_args, x_kwargs = made(arrays, forward_kwargs, dtype, backend.asarray)
+    outputs = _compared(backend.to_numpy, flat(twin(*x_args, **x_kwargs)), flat(reference(*t_args, **t_kwargs)), dtype)
+    state = twin.state_dict()
+    theirs = reference.state_dict()
+    if list(state) != list(theirs):
+        return Checked(outputs.comparison, f"state_dict keys {list(state)}, torch's {list(theirs)}", outputs.output)
+    after = _compared(backend.to_numpy, list(state.values()), list(theirs.values()), dtype, "state_dict")
+    return Checked(_worst([outputs, after]).comparison, "", outputs.output)
+
+
+def run_functional(case: tuple, backend: Backend, dtype: str) -> Checked:
+    """``xpnn.torch_nn.functional.<name>`` against ``torch.nn.functional.<name>``."""
+    load("torch")
+    import torch
+
+    name, arrays, args, kwargs = case
+    t_arrays, t_kwargs = made(arrays, kwargs, dtype, to_torch)
+    want = getattr(torch.nn.functional, name)(*t_arrays, *args, **t_kwargs)
+    x_arrays, x_kwargs = made(arrays, kwargs, dtype, backend.asarray)
+    got = getattr(F, name)(*x_arrays, *args, **x_kwargs)
+    return _compared(backend.to_numpy, flat(got), flat(want), dtype)
