@@ -37,9 +37,10 @@ def _slow(item) -> bool:
     """Marked ``slow``, or ``slow_on(*backends)`` and run on one of those backends."""
     if item.get_closest_marker("slow") is not None:
         return True
-    marker = item.get_closest_marker("slow_on")
     callspec = getattr(item, "callspec", None)
-    return marker is not None and callspec is not None and callspec.params.get("backend") in marker.args
+    backend = callspec.params.get("backend") if callspec is not None else None
+    # every slow_on marker (a parameter's and the function's may both be there)
+    return any(backend in marker.args for marker in item.iter_markers("slow_on"))
 
 
 def pytest_collection_modifyitems(config, items):

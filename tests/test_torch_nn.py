@@ -14,10 +14,11 @@ import torch
 import xpnn
 import xpnn.torch_nn as nn
 import xpnn.torch_nn.functional as F
+from xpnn.torch_nn import activation
 
 from xpnn.conformance.backends import available
 from xpnn.conformance.torch_nn import (
-    FUNCTIONAL_CASES, MODEL_CASES, MODULE_CASES as CASES, cnn, flat as _flat, floats, functional_label,
+    FUNCTIONAL_CASES, MODEL_CASES, MODULE_CASES as CASES, flat as _flat, floats, functional_label,
     label as _label, made, torch_module as _torch_module, trained,
 )
 
@@ -25,17 +26,31 @@ TOLERANCE = {"float32": dict(rtol=3e-5, atol=3e-6), "float64": dict(rtol=1e-11, 
 BACKENDS = {backend.name: backend for backend in available()}
 
 
-def _run(backend_name: str, dtype: str):
-    return pytest.param(backend_name, dtype, id=f"{backend_name}-{dtype}",
-                        marks=() if (backend_name, dtype) in _DEFAULT_RUNS else pytest.mark.slow)
-
-
 #: Where the state_dict proof runs by default (every backend and dtype with --full; the main
-#: job's conformance suite runs them all).
+#: job's conformance suite runs them all): jax compiles each function anew, so there only the
+#: modules that are more than one of xpnn's activations (those run on jax in test_activations).
 _DEFAULT_RUNS = {("numpy", "float32"), ("torch", "float32"), ("jax", "float32"), ("numpy", "float64"),
                  ("torch", "float64")}
-RUNS = [_run(name, dtype) for name in ("numpy", "torch", "jax", "dask", "array_api_strict")
-        for dtype in ("float32", "float64") if name in BACKENDS]
+_ACTIVATIONS = set(activation.__all__) - {"PReLU"}
+
+
+def _runs() -> list:
+    params = []
+    for case in CASES:
+        for name in ("numpy", "torch", "jax", "dask", "array_api_strict"):
+            for dtype in ("float32", "float64"):
+                if name not in BACKENDS:
+                    continue
+                default = (name, dtype) in _DEFAULT_RUNS and not (name == "jax" and case[0] in _ACTIVATIONS)
+                params.append(pytest.param(case, name, dtype, id=f"{_label(case)}-{name}-{dtype}",
+                                           marks=() if default else pytest.mark.slow))
+    return params
+
+
+#: The functions that only rename an xpnn activation's arguments (run on jax in test_activations).
+_SHELLS = {"elu", "celu", "gelu", "glu", "hardshrink", "hardsigmoid", "hardswish", "leaky_relu", "logsigmoid",
+           "mish", "relu", "relu6", "selu", "silu", "sigmoid", "softshrink", "softsign", "tanh", "tanhshrink",
+           "threshold", "rrelu", "prelu", "softmax", "softmin", "log_softmax"}
 
 
 def _passed(checked) -> str:
@@ -43,8 +58,7 @@ def _passed(checked) -> str:
     return f"{checked.problem or ''} {checked.comparison}"
 
 
-@pytest.mark.parametrize("backend_name, dtype", RUNS)
-@pytest.mark.parametrize("case", CASES, ids=_label)
+@pytest.mark.parametrize("case, backend_name, dtype", _runs())
 def test_state_dict_gives_torchs_outputs(case, backend_name, dtype):
     """torch.nn's module, its state_dict loaded into the twin on the backend: torch's outputs and,
     after the call, torch's state (BatchNorm's running statistics), in the backend's library."""
@@ -103,7 +117,9 @@ def test_modules_print_and_name_their_state_as_torch(case):
     assert [type(m).__name__ for m in twin.modules()] == [type(m).__name__ for m in reference.modules()]
 
 
-@pytest.mark.parametrize("case", FUNCTIONAL_CASES, ids=functional_label)
+@pytest.mark.slow_on("dask")
+@pytest.mark.parametrize("case", [pytest.param(case, marks=pytest.mark.slow_on("jax") if case[0] in _SHELLS else ())
+                                  for case in FUNCTIONAL_CASES], ids=functional_label)
 def test_functional_equals_torchs(backend, case):
     """Every function of ``xpnn.torch_nn.functional`` against ``torch.nn.functional`` (float32,
     torch's defaults), on every backend, the result in the input's library."""
@@ -195,22 +211,30 @@ def test_trained_torch_models_run_on_numpy_and_jax(model, library):
     assert checked.passed, _passed(checked)
 
 
-def test_checkpoint_saved_by_torch_loads_from_disk(tmp_path):
+@pytest.mark.parametrize("model", list(MODEL_CASES))
+def test_checkpoint_saved_by_torch_loads_from_disk(tmp_path, model):
+    """torch.save of a trained model's state_dict, torch.load, and the xpnn twin (NumPy) answers as
+    torch; the twin's state_dict through xpnn.save/xpnn.load (safetensors) gives it back exactly."""
     import torch
 
+    build, arrays, kwargs, _ = MODEL_CASES[model]
     torch.manual_seed(0)
-    images = floats(4, 3, 16, 16).astype(np.float32)
-    reference = trained(cnn(torch.nn), [images], {})
-    torch.save(reference.state_dict(), tmp_path / "cnn.pt")
-    twin = cnn(nn).eval()
-    twin.load_state_dict(torch.load(tmp_path / "cnn.pt"))
+    reference = trained(build(torch.nn), arrays, kwargs)
+    torch.save(reference.state_dict(), tmp_path / "model.pt")
+    twin = build(nn).eval()
+    twin.load_state_dict(torch.load(tmp_path / "model.pt"))
+    t_args, t_kwargs = made(arrays, kwargs, "float32", lambda a, d: torch.from_numpy(np.asarray(a, d)))
+    x_args, x_kwargs = made(arrays, kwargs, "float32", lambda a, d: np.asarray(a, d))
     with torch.no_grad():
-        want = reference(torch.from_numpy(images)).numpy()
-    np.testing.assert_allclose(twin(images), want, rtol=1e-5, atol=1e-6)
+        want = _flat(reference(*t_args, **t_kwargs))
+    got = _flat(twin(*x_args, **x_kwargs))
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w.numpy(), rtol=1e-5, atol=1e-6)
     xpnn.save(tmp_path / "twin.safetensors", dict(twin.state_dict()))  # and xpnn's own checkpoint format
-    again = cnn(nn).eval()
+    again = build(nn).eval()
     again.load_state_dict(xpnn.load(tmp_path / "twin.safetensors", like=np.empty(0)))
-    np.testing.assert_array_equal(again(images), twin(images))
+    for g, w in zip(_flat(again(*x_args, **x_kwargs)), got, strict=True):
+        np.testing.assert_array_equal(g, w)
 
 
 def test_torch_optimizer_trains_an_xpnn_model_as_torchs():
