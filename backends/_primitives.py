@@ -87,6 +87,19 @@ class Primitives:
         return _fallback.conv_general_dilated(self.xp, self.einsum, lhs, rhs, window_strides, padding,
                                               lhs_dilation, rhs_dilation, feature_group_count)
 
+    def conv_channels_first(self, lhs: Array, rhs: Array, window_strides: Sequence[int], padding: Padding,
+                            lhs_dilation: Sequence[int], rhs_dilation: Sequence[int],
+                            feature_group_count: int = 1) -> Array:
+        """``conv_general_dilated`` in torch's layouts: ``lhs`` ``(N, C, *spatial)``, ``rhs``
+        ``(O, C // groups, *window)``, out ``(N, O, *out_spatial)`` (the torch-style modules'
+        convolutions).  By default the channels-last primitive on permuted views; a library whose
+        kernels take this layout (torch) runs them on it directly."""
+        xp, rank = self.xp, lhs.ndim - 2
+        y = self.conv_general_dilated(xp.permute_dims(lhs, (0, *range(2, rank + 2), 1)),
+                                      xp.permute_dims(rhs, (*range(2, rank + 2), 1, 0)), window_strides, padding,
+                                      lhs_dilation, rhs_dilation, feature_group_count)
+        return xp.permute_dims(y, (0, rank + 1, *range(1, rank + 1)))
+
     def reduce_window(self, x: Array, init: float, reduction: str | Callable[[Array, Array], Array],
                       window_dimensions: Sequence[int], window_strides: Sequence[int], padding: Padding,
                       window_dilation: Sequence[int] | None = None) -> Array:
@@ -191,6 +204,13 @@ class Primitives:
         (a tensor-parallel kernel), the result is summed over them and laid out as ``x``'s
         leading axes and ``kernel``'s features."""
         return x @ kernel
+
+    def linear(self, x: Array, weight: Array, bias: Array | None = None) -> Array:
+        """``x W^T + b`` with torch's ``(out_features, in_features)`` weight (the torch-style
+        modules' product): ``dense`` of the transposed view, then the bias; a library with a
+        fused kernel for this layout (torch's ``F.linear``) uses it."""
+        y = self.dense(x, self.xp.permute_dims(weight, (1, 0)))
+        return y if bias is None else y + bias
 
     def take_rows(self, table: Array, ids: Array) -> Array:
         """``table[ids]`` for 1-D in-range integer ``ids``, laid out as ``ids`` (an embedding

@@ -325,6 +325,10 @@ class TorchAdapter(Adapter):
     def stop_gradient(self, x):
         return x.detach()
 
+    def linear(self, x, weight, bias=None):
+        """``F.linear``: the product and the bias in one GEMM (``addmm``)."""
+        return F.linear(x, weight, bias)
+
     def write_into(self, target, value):
         """``copy_`` (autograd records it as torch's own in-place activations do)."""
         return target.copy_(value)
@@ -336,25 +340,36 @@ class TorchAdapter(Adapter):
 
     def conv_general_dilated(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                              feature_group_count=1):
-        """``torch.nn.functional.conv1d/2d/3d`` on the channels-first views, the explicit padding
-        applied with ``F.pad`` (negative: cropped); a transposed convolution (``lhs_dilation``
-        above 1) and more than three spatial dimensions take the standard-only version."""
+        """``torch.nn.functional.conv1d/2d/3d`` on the channels-first views (``conv_channels_first``);
+        a transposed convolution (``lhs_dilation`` above 1) and more than three spatial
+        dimensions take the standard-only version."""
         spatial = lhs.ndim - 2
         if not 1 <= spatial <= 3:
             return super().conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                                 feature_group_count)
         if any(d != 1 for d in lhs_dilation):
             return self._transposed(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count)
-        x = torch.movedim(lhs, -1, 1)
-        symmetric = all(low == high >= 0 for low, high in padding)
-        flat_padding = [side for low_high in reversed(list(padding)) for side in low_high]
-        if any(flat_padding) and not symmetric:
-            x = F.pad(x, flat_padding)
         weight = torch.movedim(torch.movedim(rhs, -1, 0), -1, 1)  # (*window, I, O) -> (O, I, *window)
-        convolve = (F.conv1d, F.conv2d, F.conv3d)[spatial - 1]
-        out = convolve(x, weight, stride=tuple(window_strides), dilation=tuple(rhs_dilation),
-                       groups=feature_group_count, padding=tuple(low for low, _ in padding) if symmetric else 0)
+        out = self.conv_channels_first(torch.movedim(lhs, -1, 1), weight, window_strides, padding, lhs_dilation,
+                                       rhs_dilation, feature_group_count)
         return torch.movedim(out, 1, -1)
+
+    def conv_channels_first(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                            feature_group_count=1):
+        """``F.conv1d/2d/3d`` itself; symmetric padding is the convolution's own, other padding
+        applied with ``F.pad`` (negative: cropped).  Transposed convolutions and more than three
+        spatial dimensions take the channels-last route."""
+        spatial = lhs.ndim - 2
+        if not 1 <= spatial <= 3 or any(d != 1 for d in lhs_dilation):
+            return super().conv_channels_first(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                               feature_group_count)
+        symmetric = all(low == high >= 0 for low, high in padding)
+        x = lhs
+        if not symmetric:
+            x = F.pad(x, [side for low_high in reversed(list(padding)) for side in low_high])
+        convolve = (F.conv1d, F.conv2d, F.conv3d)[spatial - 1]
+        return convolve(x, rhs, stride=tuple(window_strides), dilation=tuple(rhs_dilation), groups=feature_group_count,
+                        padding=tuple(low for low, _ in padding) if symmetric else 0)
 
     def _transposed(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count):
         """A convolution of the input dilated by ``lhs_dilation`` as ``F.conv_transpose1d/2d/3d``
@@ -376,10 +391,13 @@ class TorchAdapter(Adapter):
         return torch.movedim(out, 1, -1)
 
     def reduce_window(self, x, init, reduction, window_dimensions, window_strides, padding, window_dilation=None):
-        """``F.max_pool1d/2d/3d`` (min as the max of ``-x``) and ``F.avg_pool2d/3d`` with
-        ``divisor_override=1`` (sum) on channels-first views, for floating pools of 1 to 3 spatial
-        dimensions with a window of 1 over the batch dimensions and features; the padding is
-        applied with ``F.pad`` (``init``).  Anything else takes the standard-only version."""
+        """``F.max_pool1d/2d/3d`` (min as the max of ``-x``) and ``F.avg_pool1d/2d/3d`` with
+        ``divisor_override=1`` (sum), for floating pools of 1 to 3 spatial dimensions after
+        leading axes with a window of 1 (batch, and channels-first features), with either a
+        window of 1 over a last features axis (channels-last: pooled on the channels-first
+        view) or none (channels-first: the leading axes seen as torch's channels, no copy).  The
+        padding is the pools' own where it is theirs (symmetric, -inf or 0), else applied with
+        ``F.pad`` (``init``).  Anything else takes the standard-only version."""
         dilation = tuple(window_dilation) if window_dilation is not None else (1,) * x.ndim
 
         def trivial(axis: int) -> bool:
@@ -389,30 +407,48 @@ class TorchAdapter(Adapter):
         batch = 0  # the leading axes that are not pooled
         while batch < x.ndim - 1 and trivial(batch):
             batch += 1
-        spatial = x.ndim - batch - 1
+        channels_last = trivial(x.ndim - 1)
+        spatial = x.ndim - batch - (1 if channels_last else 0)
         if (reduction not in ("max", "min", "sum") or not x.is_floating_point() or not batch
-                or not 1 <= spatial <= 3 or not trivial(x.ndim - 1)
-                or (reduction == "sum" and any(d != 1 for d in dilation))):
+                or not 1 <= spatial <= 3 or (reduction == "sum" and any(d != 1 for d in dilation))):
             return super().reduce_window(x, init, reduction, window_dimensions, window_strides, padding,
                                          window_dilation)
         sign = -1.0 if reduction == "min" else 1.0
         lead = x.shape[:batch]
-        y = torch.movedim(x.reshape((-1, *x.shape[batch:])), -1, 1) * sign
-        flat_padding = [side for low_high in reversed(padding[batch:batch + spatial]) for side in low_high]
-        if any(flat_padding):
-            y = F.pad(y, flat_padding, value=sign * init)
-        window, strides = tuple(window_dimensions[batch:-1]), tuple(window_strides[batch:-1])
+        y = x.reshape((-1, *x.shape[batch:]))  # (M, *spatial[, C]): M is torch's channels (unbatched)
+        if channels_last:
+            y = torch.movedim(y, -1, 1)
+        if sign < 0:
+            y = -y
+        window, strides = tuple(window_dimensions[batch:batch + spatial]), tuple(window_strides[batch:batch + spatial])
+        pool_dilation = tuple(dilation[batch:batch + spatial])
+        pads = [tuple(pair) for pair in padding[batch:batch + spatial]]
+        # The pools' own padding where it is what F.pad would add: symmetric, at most half the
+        # window, and -inf for max/min or 0 for sums (torch's implicit values); else F.pad with init.
+        own = reduction == "sum" and init == 0 or reduction != "sum" and sign * init == -math.inf
+        native = own and all(low == high and 2 * low <= (k - 1) * d + 1
+                             for (low, high), k, d in zip(pads, window, pool_dilation))
+        if not native and any(side for pair in pads for side in pair):
+            y = F.pad(y, [side for pair in reversed(pads) for side in pair], value=sign * init)
+        pool_padding = tuple(low for low, _ in pads) if native else (0,) * spatial
         if reduction == "sum":
             if spatial == 1:
-                y = F.avg_pool2d(y[..., None], (*window, 1), (*strides, 1), divisor_override=1)[..., 0]
+                y = F.avg_pool2d(y[..., None], (*window, 1), (*strides, 1), padding=(*pool_padding, 0),
+                                 divisor_override=1)[..., 0]
             else:
-                y = (F.avg_pool2d, F.avg_pool3d)[spatial - 2](y, window, strides, divisor_override=1)
-            y = y + init
+                y = (F.avg_pool2d, F.avg_pool3d)[spatial - 2](y, window, strides, padding=pool_padding,
+                                                              divisor_override=1)
+            if init != 0:
+                y = y + init
         else:
             pool = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[spatial - 1]
-            y = sign * torch.maximum(pool(y, window, strides, dilation=tuple(dilation[batch:-1])),
-                                     torch.tensor(sign * init, dtype=y.dtype, device=y.device))
-        y = torch.movedim(y, 1, -1)
+            y = pool(y, window, strides, padding=pool_padding, dilation=pool_dilation)
+            if sign * init != -math.inf:  # an init above -inf is a floor (lax's reduce_window semantics)
+                y = torch.clamp_min(y, sign * init)
+            if sign < 0:
+                y = -y
+        if channels_last:
+            y = torch.movedim(y, 1, -1)
         return y.reshape((*lead, *y.shape[1:]))
 
     def fused_recurrence(self, kind, xs, carry, w_input, b_input, w_hidden, b_hidden):

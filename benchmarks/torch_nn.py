@@ -83,4 +83,7 @@ def run(libraries: tuple[str, ...] = ("torch",), device: str = "cpu") -> list[di
 
 
 def report(rows: list[dict]) -> str:
-    return ratio_table(rows, (("device", "6"), ("layer", "44")), "ms")
+    batch_one = [f"{row['layer'].removeprefix('batch 1: ')} {1000 * row['xpnn_ms']:.1f} us vs "
+                 f"{1000 * row['native_ms']:.1f} us" for row in rows if row["layer"].startswith("batch 1")]
+    return (ratio_table(rows, (("device", "6"), ("layer", "44")), "ms")
+            + ("\nbatch 1, per call: " + "; ".join(batch_one) if batch_one else ""))

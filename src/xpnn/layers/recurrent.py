@@ -527,28 +527,39 @@ class RNN(Module):
         by the first step before the loop, so no parameter is created inside a traced loop)."""
         if isinstance(cell, _DenseCell):
             weights = cell._weights(cell.parameters(xs.shape[-1]), xs)
-            # The carry keeps its dtype unless the computation's is wider (float64 inputs with
-            # float32 params): flax's promotion of each step's elementwise math.
-            carry = tree_map(lambda leaf: _promoted(ops.xp, leaf, weights[2].dtype), carry)
-            fused = None if slice_carry else _fused(ops, cell, weights, carry, xs)
-            if fused is not None:
-                return fused
-            project, step = cell._bind(weights, xs)
-            xs = project(xs)
-        else:
-            if self.is_initializing() and xs.shape[0]:
-                cell(carry, xs[0, ...])
+            return scan_dense_cell(ops, cell, weights, carry, xs, slice_carry, self.unroll)
+        if self.is_initializing() and xs.shape[0]:
+            cell(carry, xs[0, ...])
 
-            def step(carry: Carry, x: Array) -> tuple[Carry, Array]:
-                return cell(carry, x)
+        def step(carry: Carry, x: Array) -> tuple[Carry, Array]:
+            return cell(carry, x)
 
-        if slice_carry:
-            def body(carry: Carry, x: Array) -> tuple[Carry, Any]:
-                carry, y = step(carry, x)
-                return carry, (carry, y)
-        else:
-            body = step
-        return ops.scan(body, carry, xs, unroll=self.unroll)
+        return ops.scan(_with_carries(step) if slice_carry else step, carry, xs, unroll=self.unroll)
+
+
+def _with_carries(step: Callable[[Carry, Array], tuple[Carry, Array]]) -> Callable[[Carry, Array], tuple[Carry, Any]]:
+    """A step that also outputs its carry (to take each sequence's carry at its length)."""
+    def body(carry: Carry, x: Array) -> tuple[Carry, Any]:
+        carry, y = step(carry, x)
+        return carry, (carry, y)
+    return body
+
+
+def scan_dense_cell(ops: Any, cell: Any, weights: Weights, carry: Carry, xs: Array, slice_carry: bool = False,
+                    unroll: int = 1) -> tuple[Carry, Any]:
+    """A dense cell (LSTM, GRU, MGU, simple) over the time-major ``xs`` with its ``weights`` (the
+    gates' kernels side by side, ``cell._weights``' layout): the library's fused loop where it
+    has one that agreed with the written-once step on this machine, else the step bound once and
+    scanned.  ``(last carry, outputs)``; with ``slice_carry`` the outputs are ``(carries, outputs)``.
+    The torch-style LSTM and GRU pass torch's stacked weights here directly."""
+    # The carry keeps its dtype unless the computation's is wider (float64 inputs with float32
+    # params): flax's promotion of each step's elementwise math.
+    carry = tree_map(lambda leaf: _promoted(ops.xp, leaf, weights[2].dtype), carry)
+    fused = None if slice_carry else _fused(ops, cell, weights, carry, xs)
+    if fused is not None:
+        return fused
+    project, step = cell._bind(weights, xs)
+    return ops.scan(_with_carries(step) if slice_carry else step, carry, project(xs), unroll=unroll)
 
 
 def _fused(ops: Any, cell: _DenseCell, weights: Weights, carry: Carry, xs: Array) -> tuple[Carry, Array] | None:

@@ -251,8 +251,7 @@ def linear(input: Array, weight: Array, bias: Array | None = None) -> Array:
     if input.shape[-1:] != weight.shape[-1:]:
         raise _error(ValueError, "linear", f"input's last dimension ({input.shape[-1] if input.ndim else None}) "
                                            f"must equal weight's in_features, weight shape {tuple(weight.shape)}")
-    y = ops.dense(input, ops.xp.permute_dims(weight, (1, 0)) if weight.ndim == 2 else weight)
-    return y if bias is None else y + bias
+    return ops.linear(input, weight, bias)
 
 
 def bilinear(input1: Array, input2: Array, weight: Array, bias: Array | None = None) -> Array:
@@ -361,11 +360,9 @@ def _convolution(function: str, input: Array, weight: Array, bias: Array | None,
         raise _error(ValueError, function, f"padding must be 'valid', 'same', an int or {rank} ints, got {padding!r}")
     else:
         pads = tuple((p, p) for p in _tuple(padding, rank, function, "padding"))
-    kernel = ops.xp.permute_dims(weight, (*range(2, rank + 2), 1, 0))  # (O, I/g, *k) -> (*k, I/g, O)
-    y = ops.conv_general_dilated(_channels_last(x, rank), kernel, strides, pads, (1,) * rank, dilations, groups)
+    y = ops.conv_channels_first(x, weight, strides, pads, (1,) * rank, dilations, groups)
     if bias is not None:
-        y = y + bias
-    y = _channels_first(y, rank)
+        y = y + ops.xp.reshape(bias, (-1, *(1,) * rank))
     return y[0, ...] if unbatched else y
 
 
@@ -409,14 +406,13 @@ def conv_transpose2d(input: Array, weight: Array, bias: Array | None = None, str
     # (C, O/g, *k) -> per group (O/g, C/g, *k) flipped -> channels-last (*k, C/g, O)
     grouped = xp.reshape(weight, (groups, channels // groups, out_per_group, *weight.shape[2:]))
     grouped = xp.permute_dims(grouped, (0, 2, 1, 3, 4))
-    kernel = xp.reshape(grouped, (groups * out_per_group, channels // groups, *weight.shape[2:]))
-    kernel = xp.flip(xp.permute_dims(kernel, (2, 3, 1, 0)), axis=(0, 1))
+    kernel = xp.flip(xp.reshape(grouped, (groups * out_per_group, channels // groups, *weight.shape[2:])),
+                     axis=(2, 3))
     pads = tuple((d * (k - 1) - p, d * (k - 1) - p + o)
                  for k, d, p, o in zip(weight.shape[2:], dilations, paddings, extra))
-    y = ops.conv_general_dilated(_channels_last(x, rank), kernel, (1,) * rank, pads, strides, dilations, groups)
+    y = ops.conv_channels_first(x, kernel, (1,) * rank, pads, strides, dilations, groups)
     if bias is not None:
-        y = y + bias
-    y = _channels_first(y, rank)
+        y = y + xp.reshape(bias, (-1, *(1,) * rank))
     return y[0, ...] if unbatched else y
 
 
@@ -461,9 +457,8 @@ def max_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any 
     ops = adapter_of(x)
     dilations = _tuple(dilation, 2, "max_pool2d", "dilation")
     lowest = -math.inf if ops.xp.isdtype(x.dtype, "real floating") else ops.xp.iinfo(x.dtype).min
-    y = ops.reduce_window(_channels_last(x, 2), lowest, "max", (1, *window, 1), (1, *strides, 1),
-                          ((0, 0), *pads, (0, 0)), (1, *dilations, 1))
-    y = _channels_first(y, 2)
+    y = ops.reduce_window(x, lowest, "max", (1, 1, *window), (1, 1, *strides), ((0, 0), (0, 0), *pads),
+                          (1, 1, *dilations))
     return y[0, ...] if unbatched else y
 
 
@@ -476,23 +471,23 @@ def avg_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any 
                                                           ceil_mode)
     ops = adapter_of(x)
     xp = ops.xp
-    dims, steps = (1, *window, 1), (1, *strides, 1)
-    total = _channels_first(ops.reduce_window(_channels_last(x, 2), 0.0, "sum", dims, steps,
-                                              ((0, 0), *pads, (0, 0))), 2)
+    dims, steps = (1, 1, *window), (1, 1, *strides)
+    total = ops.reduce_window(x, 0.0, "sum", dims, steps, ((0, 0), (0, 0), *pads))
+    paddings = _tuple(padding, 2, "avg_pool2d", "padding")
     if divisor_override is not None:
         y = total / divisor_override
+    elif all(low == high == p for (low, high), p in zip(pads, paddings)) and (count_include_pad or not any(paddings)):
+        y = total / math.prod(window)  # every window lies in the padded input: its full size
     else:
         # torch divides by the window clipped to the input padded by ``padding`` (not by
         # ceil_mode's extra), or with count_include_pad=False to the input itself.
-        paddings = _tuple(padding, 2, "avg_pool2d", "padding")
         if count_include_pad:
             sizes = tuple(n + 2 * p for n, p in zip(x.shape[2:], paddings))
             count_pads = tuple((low - p, high - p) for (low, high), p in zip(pads, paddings))
         else:
             sizes, count_pads = tuple(x.shape[2:]), pads
-        ones = xp.ones((1, *sizes, 1), dtype=x.dtype, device=ops.device_of(x))
-        count = ops.reduce_window(ones, 0.0, "sum", dims, steps, ((0, 0), *count_pads, (0, 0)))
-        y = total / _channels_first(count, 2)
+        ones = xp.ones((1, 1, *sizes), dtype=x.dtype, device=ops.device_of(x))
+        y = total / ops.reduce_window(ones, 0.0, "sum", dims, steps, ((0, 0), (0, 0), *count_pads))
     return y[0, ...] if unbatched else y
 
 

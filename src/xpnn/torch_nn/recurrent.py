@@ -1,7 +1,8 @@
 """torch.nn's ``LSTM`` and ``GRU`` with torch's parameters (``weight_ih_l{k}``, ``weight_hh_l{k}``,
 ``bias_ih_l{k}``, ``bias_hh_l{k}``, ``_reverse`` for the backward direction), run by the
-flax-style ``RNN``/``Bidirectional`` layers and cells (``xpnn.layers.torch_rnn`` maps the
-stacked gates onto the cells' variables: no second implementation of the recurrences).
+flax-style cells' written-once steps (``xpnn.layers.recurrent.scan_dense_cell``): torch's stacked
+gates (i, f, g, o and r, z, n) are the cells' side-by-side kernels already, so the weights go in
+as they are (transposed views), and on torch the fused loop behind ``torch.nn.LSTM`` runs them.
 """
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ from typing import Any
 
 from xpnn._dispatch import adapter_of
 from xpnn._types import Array
-from xpnn.layers.recurrent import RNN, Bidirectional
-from xpnn.layers.torch_rnn import _CELLS, _GATES, _cell_from_torch
+from xpnn.layers.recurrent import GRUCell, LSTMCell, scan_dense_cell
 from xpnn.torch_nn import functional as F
 from xpnn.torch_nn.module import Factory, Module, Parameter
 
@@ -32,7 +32,7 @@ class _RNNBase(Module):
             raise ValueError(f"xpnn.torch_nn.{name}: dropout should be a number in range [0, 1], got {dropout}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout, self.bidirectional = bias, batch_first, dropout, bidirectional
-        gates = len(_GATES[self._kind]) * hidden_size
+        gates = (4 if self._kind == "LSTM" else 3) * hidden_size
         make = Factory(like, dtype, key)
         bound = 1.0 / math.sqrt(hidden_size)
         directions = 2 if bidirectional else 1
@@ -59,29 +59,43 @@ class _RNNBase(Module):
             text += ", bidirectional=True"
         return text
 
-    def _run(self, input: Array, hx: Any) -> tuple[Array, list[Any]]:
-        """The stacked layers over ``input`` (time-major unless ``batch_first``), from the initial
-        carries ``hx`` (a flax carry per layer and direction, or None: zeros); the output and
-        every layer's final carries."""
-        cell = _CELLS[self._kind](self.hidden_size)
-        time_major = not self.batch_first
-        state = self._parameters
+    def _weights(self, suffix: str, like: Array) -> tuple[Array, Array | None, Array, Array]:
+        """Layer ``suffix``'s weights in the cells' layout: the kernels side by side (torch's
+        stacked matrices transposed) and the biases where the cell adds them (the LSTM's two on
+        the hidden side; the GRU's r and z hidden biases with the input's, its n hidden bias kept
+        inside the reset product)."""
+        xp = adapter_of(like).xp
+        w_input = xp.permute_dims(self._parameters[f"weight_ih{suffix}"], (1, 0))
+        w_hidden = xp.permute_dims(self._parameters[f"weight_hh{suffix}"], (1, 0))
+        b_input, b_hidden = self._parameters.get(f"bias_ih{suffix}"), self._parameters.get(f"bias_hh{suffix}")
+        if b_input is None:
+            b_input = b_hidden = xp.zeros((w_hidden.shape[1],), dtype=w_hidden.dtype, device=adapter_of(like).device_of(like))
+        if self._kind == "LSTM":
+            return w_input, None, w_hidden, b_input + b_hidden
+        width = self.hidden_size
+        moved = xp.concat([b_hidden[:2 * width], xp.zeros_like(b_hidden[2 * width:])])
+        return w_input, b_input + moved, w_hidden, b_hidden - moved
+
+    def _run(self, x: Array, starts: list[Any] | None) -> tuple[Array, list[Any]]:
+        """The stacked layers over the time-major ``x`` from the initial carries ``starts`` (a
+        cell carry per layer and direction; None: zeros): the output and the final carries."""
+        ops = adapter_of(x)
+        xp = ops.xp
+        cell = (LSTMCell if self._kind == "LSTM" else GRUCell)(self.hidden_size)
+        directions = ("", "_reverse") if self.bidirectional else ("",)
         finals: list[Any] = []
-        x = input
         for layer in range(self.num_layers):
-            rnn = RNN(cell, time_major=time_major, return_carry=True)
-            forward = {"cell": _cell_from_torch(self._kind, state, f"_l{layer}")}
-            starts = None if hx is None else hx[layer]
-            if self.bidirectional:
-                model = Bidirectional(rnn, RNN(cell, time_major=time_major, return_carry=True),
-                                      time_major=time_major, return_carry=True)
-                params = {"forward_rnn": forward,
-                          "backward_rnn": {"cell": _cell_from_torch(self._kind, state, f"_l{layer}_reverse")}}
-                carries, x = model.apply({"params": params}, x, initial_carry=starts)
-                finals.extend(carries)
-            else:
-                carry, x = rnn.apply({"params": forward}, x, initial_carry=None if starts is None else starts[0])
+            outputs = []
+            for index, suffix in enumerate(directions):
+                carry = None if starts is None else starts[layer * len(directions) + index]
+                if carry is None:
+                    zeros = xp.zeros((x.shape[1], self.hidden_size), dtype=x.dtype, device=ops.device_of(x))
+                    carry = (zeros, zeros) if self._kind == "LSTM" else zeros
+                xs = xp.flip(x, axis=0) if suffix else x
+                carry, ys = scan_dense_cell(ops, cell, self._weights(f"_l{layer}{suffix}", x), carry, xs)
                 finals.append(carry)
+                outputs.append(xp.flip(ys, axis=0) if suffix else ys)
+            x = outputs[0] if len(outputs) == 1 else xp.concat(outputs, axis=-1)
             if self.training and self.dropout and layer < self.num_layers - 1:
                 x = F.dropout(x, self.dropout, True)
         return x, finals
@@ -95,19 +109,29 @@ class _RNNBase(Module):
         return input, False
 
     def _carries(self, states: list[Array] | None) -> list[Any] | None:
-        """torch's initial states, each ``(num_layers * directions, N, H)``, as flax carries per layer."""
+        """torch's initial states, each ``(num_layers * directions, N, H)``, as cell carries per
+        layer and direction (the LSTM's ``(c, h)``)."""
         if states is None:
             return None
-        directions = 2 if self.bidirectional else 1
-        per_layer = []
-        for layer in range(self.num_layers):
-            carries = []
-            for direction in range(directions):
-                index = layer * directions + direction
-                parts = [state[index, ...] for state in states]
-                carries.append(tuple(reversed(parts)) if len(parts) == 2 else parts[0])  # flax LSTM carry: (c, h)
-            per_layer.append(tuple(carries))
-        return per_layer
+        count = self.num_layers * (2 if self.bidirectional else 1)
+        if len(states) == 2:
+            return [(states[1][index, ...], states[0][index, ...]) for index in range(count)]
+        return [states[0][index, ...] for index in range(count)]
+
+    def _forward(self, input: Array, states: list[Array] | None) -> tuple[Array, list[Any], bool]:
+        """The output (in the input's layout) and the final carries."""
+        x, unbatched = self._batched(input)
+        xp = adapter_of(x).xp
+        if states is not None and unbatched:
+            states = [xp.expand_dims(state, axis=1) for state in states]
+        if self.batch_first:
+            x = xp.permute_dims(x, (1, 0, 2))
+        output, finals = self._run(x, self._carries(states))
+        if self.batch_first:
+            output = xp.permute_dims(output, (1, 0, 2))
+        if unbatched:
+            output = output[0, ...] if self.batch_first else output[:, 0, ...]
+        return output, finals, unbatched
 
 
 def _stacked(xp: Any, finals: list[Any], unbatched: bool) -> Array:
@@ -121,15 +145,9 @@ class LSTM(_RNNBase):
     _kind = "LSTM"
 
     def forward(self, input: Array, hx: tuple[Array, Array] | None = None) -> tuple[Array, tuple[Array, Array]]:
-        x, unbatched = self._batched(input)
-        if hx is not None and unbatched:
-            xp = adapter_of(input).xp
-            hx = (xp.expand_dims(hx[0], axis=1), xp.expand_dims(hx[1], axis=1))
-        output, finals = self._run(x, self._carries(None if hx is None else list(hx)))
+        output, finals, unbatched = self._forward(input, None if hx is None else list(hx))
         xp = adapter_of(output).xp
-        h_n = _stacked(xp, [c[1] for c in finals], unbatched)
-        c_n = _stacked(xp, [c[0] for c in finals], unbatched)
-        return (output[0, ...] if unbatched and self.batch_first else output[:, 0, ...] if unbatched else output), (h_n, c_n)
+        return output, (_stacked(xp, [h for _, h in finals], unbatched), _stacked(xp, [c for c, _ in finals], unbatched))
 
 
 class GRU(_RNNBase):
@@ -138,10 +156,5 @@ class GRU(_RNNBase):
     _kind = "GRU"
 
     def forward(self, input: Array, hx: Array | None = None) -> tuple[Array, Array]:
-        x, unbatched = self._batched(input)
-        if hx is not None and unbatched:
-            hx = adapter_of(input).xp.expand_dims(hx, axis=1)
-        output, finals = self._run(x, self._carries(None if hx is None else [hx]))
-        xp = adapter_of(output).xp
-        return (output[0, ...] if unbatched and self.batch_first else output[:, 0, ...] if unbatched else output), \
-            _stacked(xp, finals, unbatched)
+        output, finals, unbatched = self._forward(input, None if hx is None else [hx])
+        return output, _stacked(adapter_of(output).xp, finals, unbatched)
