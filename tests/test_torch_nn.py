@@ -22,7 +22,6 @@ from xpnn.conformance.torch_nn import (
     label as _label, made, torch_module as _torch_module, trained,
 )
 
-TOLERANCE = {"float32": dict(rtol=3e-5, atol=3e-6), "float64": dict(rtol=1e-11, atol=1e-12)}
 BACKENDS = {backend.name: backend for backend in available()}
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from xpnn import random
 from xpnn._types import Array
@@ -40,7 +41,6 @@ class Dropout(Module):
         xp = ops.xp
         if self.rate == 1.0:
             return xp.zeros_like(inputs)
-        keep_prob = 1.0 - self.rate
         rng = self.make_rng(self.rng_collection) if rng is None else to_backend(rng, inputs)
         shape = list(inputs.shape)
         for dim in self.broadcast_dims:
@@ -48,5 +48,16 @@ class Dropout(Module):
                 raise self._error(f"broadcast_dims={tuple(self.broadcast_dims)} is out of range for inputs of "
                                   f"{len(shape)} dimensions (shape {tuple(inputs.shape)})")
             shape[dim] = 1
-        keep = ops.placed_like(xp.broadcast_to(random.bernoulli(rng, keep_prob, tuple(shape)), inputs.shape), inputs)
-        return xp.where(keep, inputs / keep_prob, xp.zeros_like(inputs))
+        return dropped(ops, inputs, rng, self.rate, tuple(shape))
+
+
+def dropped(ops: Any, inputs: Array, key: Array, rate: float, mask_shape: tuple[int, ...] | None = None) -> Array:
+    """``inputs`` with each element zeroed with probability ``rate`` (0 < rate < 1) and the rest
+    scaled by 1 / (1 - rate): ``keep = bernoulli(key, 1 - rate, mask_shape)`` broadcast over the
+    input (``mask_shape`` None: the input's shape), ``where(keep, inputs / (1 - rate), 0)``, as
+    flax does.  Dropout's math, for flax's layer and torch's ``dropout`` alike."""
+    xp = ops.xp
+    keep_prob = 1.0 - rate
+    mask = random.bernoulli(key, keep_prob, tuple(inputs.shape) if mask_shape is None else mask_shape)
+    keep = ops.placed_like(xp.broadcast_to(mask, inputs.shape), inputs)
+    return xp.where(keep, inputs / keep_prob, xp.zeros_like(inputs))

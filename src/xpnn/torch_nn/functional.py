@@ -2,8 +2,8 @@ r"""``torch.nn.functional``'s names, keywords and defaults, on the arrays of any
 
 ``import xpnn.torch_nn.functional as F`` and torch code runs unchanged on NumPy, CuPy, JAX
 and torch arrays.  Every function is a thin shell over xpnn's written-once definitions
-(``xpnn.gelu``, ``xpnn.dot_product_attention``, the adapters' ``conv_general_dilated``,
-``reduce_window`` and fused norms): the math lives once, and torch's defaults are kept where
+(``xpnn.gelu``, ``xpnn.dot_product_attention``, the adapters' ``conv_channels_first``,
+``linear``, ``reduce_window`` and fused norms): the math lives once, and torch's defaults are kept where
 they differ from jax.nn's (``gelu`` exact, ``softplus`` with ``beta``/``threshold``,
 ``hardtanh`` with bounds, ``dim`` where jax says ``axis``).  Layouts are torch's: channels
 first (``(N, C, *spatial)``), attention ``(L, N, E)`` unless ``batch_first``.
@@ -18,13 +18,14 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import xpnn
-from xpnn import random
+from xpnn._checks import dtype_argument
 from xpnn._dispatch import adapter_of
 from xpnn._types import Array
 from xpnn.layers.normalization import fused_norm, reference_norm
+from xpnn.layers.stochastic import dropped
 from xpnn.torch_nn._generator import next_key
 
 __all__ = [
@@ -204,26 +205,27 @@ def _softmax_dim(function: str, ndim: int, dim: int | None) -> int:
     return 0 if ndim in (0, 1, 3) else 1
 
 
-def _cast(input: Array, dtype: Any) -> Array:
+def _cast(input: Array, dtype: Any, function: str) -> Array:
     if dtype is None:
         return input
     ops = adapter_of(input)
-    return ops.xp.astype(input, ops.dtype_named(dtype) if isinstance(dtype, str) else dtype)
+    return ops.xp.astype(input, dtype_argument(ops, dtype, "real floating", "float32",
+                                               f"xpnn.torch_nn.functional.{function}"))
 
 
 def softmax(input: Array, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Array:
     """e^x / sum(e^x) along ``dim`` (``input`` cast to ``dtype`` first): ``torch.nn.functional.softmax``."""
-    return xpnn.softmax(_cast(input, dtype), axis=_softmax_dim("softmax", input.ndim, dim))
+    return xpnn.softmax(_cast(input, dtype, "softmax"), axis=_softmax_dim("softmax", input.ndim, dim))
 
 
 def softmin(input: Array, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Array:
     """softmax(-x) along ``dim``: ``torch.nn.functional.softmin``."""
-    return xpnn.softmin(_cast(input, dtype), axis=_softmax_dim("softmin", input.ndim, dim))
+    return xpnn.softmin(_cast(input, dtype, "softmin"), axis=_softmax_dim("softmin", input.ndim, dim))
 
 
 def log_softmax(input: Array, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Array:
     """x - log(sum(e^x)) along ``dim``: ``torch.nn.functional.log_softmax``."""
-    return xpnn.log_softmax(_cast(input, dtype), axis=_softmax_dim("log_softmax", input.ndim, dim))
+    return xpnn.log_softmax(_cast(input, dtype, "log_softmax"), axis=_softmax_dim("log_softmax", input.ndim, dim))
 
 
 # -- linear, dropout, embedding ------------------------------------------------------------
@@ -273,11 +275,10 @@ def dropout(input: Array, p: float = 0.5, training: bool = True, inplace: bool =
         raise _error(ValueError, "dropout", f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0:
         return input
-    xp = adapter_of(input).xp
     if p == 1:
         return _inplace(input * 0, input, inplace)
-    keep = random.bernoulli(key if key is not None else next_key(input), 1.0 - p, tuple(input.shape))
-    return _inplace(xp.where(keep, input / (1.0 - p), 0.0), input, inplace)
+    result = dropped(adapter_of(input), input, key if key is not None else next_key(input), p)
+    return _inplace(result, input, inplace)
 
 
 def embedding(input: Array, weight: Array, padding_idx: int | None = None, max_norm: float | None = None,
@@ -338,6 +339,12 @@ def _batched(input: Array, rank: int, function: str) -> tuple[Array, bool]:
     return input, False
 
 
+def same_padding(kernel_size: Sequence[int], dilation: Sequence[int]) -> tuple[tuple[int, int], ...]:
+    """torch's ``padding='same'``: d (k - 1) split in two, the odd element at the end."""
+    totals = [d * (k - 1) for k, d in zip(kernel_size, dilation)]
+    return tuple((total // 2, total - total // 2) for total in totals)
+
+
 def _convolution(function: str, input: Array, weight: Array, bias: Array | None, stride: Any, padding: Any,
                  dilation: Any, groups: int) -> Array:
     rank = weight.ndim - 2
@@ -349,13 +356,12 @@ def _convolution(function: str, input: Array, weight: Array, bias: Array | None,
     if channels != weight.shape[1] * groups:
         raise _error(ValueError, function, f"input has {channels} channels; weight {tuple(weight.shape)} with "
                                            f"groups={groups} expects {weight.shape[1] * groups}")
-    effective = tuple((k - 1) * d + 1 for k, d in zip(weight.shape[2:], dilations))
     if padding == "valid":
         pads = ((0, 0),) * rank
     elif padding == "same":
         if any(s != 1 for s in strides):
             raise _error(ValueError, function, "padding='same' is not supported for strided convolutions (as in torch)")
-        pads = tuple(((k - 1) // 2, k - 1 - (k - 1) // 2) for k in effective)
+        pads = same_padding(weight.shape[2:], dilations)
     elif isinstance(padding, str):
         raise _error(ValueError, function, f"padding must be 'valid', 'same', an int or {rank} ints, got {padding!r}")
     else:
@@ -433,8 +439,21 @@ def _pool_pads(function: str, sizes: tuple[int, ...], window: tuple[int, ...], s
     return tuple(pads)
 
 
+class _Pooling(NamedTuple):
+    """A pooling's arguments resolved: the batched input and the windows' sizes, strides,
+    ``padding`` (both sides), dilations and the pads of every side (ceil_mode's extra included)."""
+
+    x: Array
+    unbatched: bool
+    window: tuple[int, ...]
+    strides: tuple[int, ...]
+    paddings: tuple[int, ...]
+    dilations: tuple[int, ...]
+    pads: tuple[tuple[int, int], ...]
+
+
 def _pool_arguments(function: str, input: Array, kernel_size: Any, stride: Any, padding: Any, dilation: Any,
-                    ceil_mode: bool) -> tuple[Array, bool, tuple[int, ...], tuple[int, ...], tuple[tuple[int, int], ...]]:
+                    ceil_mode: bool) -> _Pooling:
     rank = 2
     x, unbatched = _batched(input, rank, function)
     window = _tuple(kernel_size, rank, function, "kernel_size")
@@ -444,7 +463,7 @@ def _pool_arguments(function: str, input: Array, kernel_size: Any, stride: Any, 
         raise _error(ValueError, function, f"padding {paddings} should be at most half of kernel_size {window}")
     dilations = _tuple(dilation, rank, function, "dilation")
     pads = _pool_pads(function, tuple(x.shape[2:]), window, strides, paddings, dilations, ceil_mode)
-    return x, unbatched, window, strides, pads
+    return _Pooling(x, unbatched, window, strides, paddings, dilations, pads)
 
 
 def max_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
@@ -452,14 +471,13 @@ def max_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any 
     """The max of each window of ``(N, C, H, W)``, padding -inf: ``torch.nn.functional.max_pool2d``."""
     if return_indices:
         raise _error(NotImplementedError, "max_pool2d", "return_indices=True is not supported")
-    x, unbatched, window, strides, pads = _pool_arguments("max_pool2d", input, kernel_size, stride, padding,
-                                                          dilation, ceil_mode)
+    pooling = _pool_arguments("max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
+    x = pooling.x
     ops = adapter_of(x)
-    dilations = _tuple(dilation, 2, "max_pool2d", "dilation")
     lowest = -math.inf if ops.xp.isdtype(x.dtype, "real floating") else ops.xp.iinfo(x.dtype).min
-    y = ops.reduce_window(x, lowest, "max", (1, 1, *window), (1, 1, *strides), ((0, 0), (0, 0), *pads),
-                          (1, 1, *dilations))
-    return y[0, ...] if unbatched else y
+    y = ops.reduce_window(x, lowest, "max", (1, 1, *pooling.window), (1, 1, *pooling.strides),
+                          ((0, 0), (0, 0), *pooling.pads), (1, 1, *pooling.dilations))
+    return y[0, ...] if pooling.unbatched else y
 
 
 def avg_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
@@ -467,13 +485,12 @@ def avg_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any 
     """The mean of each window of ``(N, C, H, W)``: ``torch.nn.functional.avg_pool2d``.  The divisor
     is ``divisor_override``, else the window's size clipped to the padded input
     (``count_include_pad``), else the number of input elements in the window."""
-    x, unbatched, window, strides, pads = _pool_arguments("avg_pool2d", input, kernel_size, stride, padding, 1,
-                                                          ceil_mode)
+    x, unbatched, window, strides, paddings, _, pads = _pool_arguments("avg_pool2d", input, kernel_size, stride,
+                                                                       padding, 1, ceil_mode)
     ops = adapter_of(x)
     xp = ops.xp
     dims, steps = (1, 1, *window), (1, 1, *strides)
     total = ops.reduce_window(x, 0.0, "sum", dims, steps, ((0, 0), (0, 0), *pads))
-    paddings = _tuple(padding, 2, "avg_pool2d", "padding")
     if divisor_override is not None:
         y = total / divisor_override
     elif all(low == high == p for (low, high), p in zip(pads, paddings)) and (count_include_pad or not any(paddings)):

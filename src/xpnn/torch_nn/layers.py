@@ -150,6 +150,15 @@ def _shape_tuple(shape: int | Sequence[int]) -> tuple[int, ...]:
     return (shape,) if isinstance(shape, int) else tuple(shape)
 
 
+def _affine(module: Module, shape: tuple[int, ...], affine: bool, bias: bool | None, like: Any, dtype: Any) -> None:
+    """A norm's ``weight`` (ones) and ``bias`` (zeros) of ``shape``, or None where absent
+    (``bias=None``: the norm has no bias at all, as RMSNorm)."""
+    make = Factory(like, dtype)
+    module.register_parameter("weight", make.full(shape, 1.0) if affine else None)
+    if bias is not None:
+        module.register_parameter("bias", make.full(shape, 0.0) if affine and bias else None)
+
+
 class LayerNorm(Module):
     """(x - E[x]) / sqrt(Var[x] + eps) * weight + bias over the trailing ``normalized_shape``;
     ``weight`` ones, ``bias`` zeros."""
@@ -159,9 +168,7 @@ class LayerNorm(Module):
         super().__init__()
         self.normalized_shape, self.eps = _shape_tuple(normalized_shape), eps
         self.elementwise_affine = elementwise_affine
-        make = Factory(like, dtype)
-        self.register_parameter("weight", make.full(self.normalized_shape, 1.0) if elementwise_affine else None)
-        self.register_parameter("bias", make.full(self.normalized_shape, 0.0) if elementwise_affine and bias else None)
+        _affine(self, self.normalized_shape, elementwise_affine, bias, like, dtype)
 
     def forward(self, input: Array) -> Array:
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
@@ -180,8 +187,7 @@ class RMSNorm(Module):
         super().__init__()
         self.normalized_shape, self.eps = _shape_tuple(normalized_shape), eps
         self.elementwise_affine = elementwise_affine
-        make = Factory(like, dtype)
-        self.register_parameter("weight", make.full(self.normalized_shape, 1.0) if elementwise_affine else None)
+        _affine(self, self.normalized_shape, elementwise_affine, None, like, dtype)
 
     def forward(self, input: Array) -> Array:
         return F.rms_norm(input, self.normalized_shape, self.weight, self.eps)
@@ -201,9 +207,7 @@ class GroupNorm(Module):
             raise ValueError(f"xpnn.torch_nn.GroupNorm: num_channels ({num_channels}) must be divisible by "
                              f"num_groups ({num_groups})")
         self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
-        make = Factory(like, dtype)
-        self.register_parameter("weight", make.full((num_channels,), 1.0) if affine else None)
-        self.register_parameter("bias", make.full((num_channels,), 0.0) if affine and bias else None)
+        _affine(self, (num_channels,), affine, bias, like, dtype)
 
     def forward(self, input: Array) -> Array:
         return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
@@ -224,9 +228,8 @@ class _BatchNorm(Module):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
+        _affine(self, (num_features,), affine, bias, like, dtype)
         make = Factory(like, dtype)
-        self.register_parameter("weight", make.full((num_features,), 1.0) if affine else None)
-        self.register_parameter("bias", make.full((num_features,), 0.0) if affine and bias else None)
         if track_running_stats:
             self.register_buffer("running_mean", make.full((num_features,), 0.0))
             self.register_buffer("running_var", make.full((num_features,), 1.0))
@@ -338,8 +341,7 @@ class _Conv(Module):
         if self.padding == "valid":
             return [(0, 0)] * self._rank
         if self.padding == "same":
-            totals = [d * (k - 1) for k, d in zip(self.kernel_size, self.dilation)]
-            return [(total // 2, total - total // 2) for total in totals]
+            return list(F.same_padding(self.kernel_size, self.dilation))
         return [(p, p) for p in self.padding]
 
 

@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from xpnn import random
+from xpnn._checks import dtype_argument, library_of
 from xpnn._dispatch import adapter_of
 from xpnn._types import Array
-from xpnn.random import library_of
 from xpnn.torch_nn._generator import next_key
 from xpnn.trees import to_backend
 
@@ -201,18 +201,17 @@ class Module:
         """Parameters and persistent buffers by dotted name, in torch's order (each module's
         parameters, its buffers, then its children's); detached unless ``keep_vars``."""
         destination = OrderedDict() if destination is None else destination
-        for name, value in self._parameters.items():
-            if value is not None:
-                destination[prefix + name] = value if keep_vars else adapter_of(value).stop_gradient(value)
-        for name, value in self._buffers.items():
-            if value is not None and name not in self._non_persistent:
-                destination[prefix + name] = value
+        for store, name, value in self._local_state():
+            detach = store == "_parameters" and not keep_vars
+            destination[prefix + name] = adapter_of(value).stop_gradient(value) if detach else value
         for name, child in self._modules.items():
             if child is not None:
                 child.state_dict(destination, f"{prefix}{name}.", keep_vars)
         return destination
 
     def _local_state(self) -> Iterator[tuple[str, str, Array]]:
+        """``(store, name, array)`` of this module's parameters, then its persistent buffers:
+        what its part of ``state_dict`` holds, in torch's order."""
         for name, value in self._parameters.items():
             if value is not None:
                 yield "_parameters", name, value
@@ -272,7 +271,8 @@ class Module:
                     moved = to_backend(value, like) if like is not None else value
                     ops = adapter_of(moved)
                     if dtype is not None and ops.xp.isdtype(moved.dtype, "real floating"):
-                        moved = ops.xp.astype(moved, ops.dtype_named(dtype) if isinstance(dtype, str) else dtype)
+                        moved = ops.xp.astype(moved, dtype_argument(ops, dtype, "real floating", "float32",
+                                                                    f"xpnn.torch_nn.{type(self).__name__}.to"))
                     store[name] = ops.trainable(moved) if store is module._parameters else moved
         return self
 
@@ -344,8 +344,9 @@ class Factory:
     def __init__(self, like: Any = None, dtype: Any = None, key: Array | None = None) -> None:
         self.adapter, self.device = library_of(like)
         self.like = like
-        name = "float32" if dtype is None else dtype
-        self.dtype = self.adapter.dtype_named(name) if isinstance(name, str) else name
+        # float32 unless given (torch's default), also on jax with x64 on
+        self.dtype = dtype_argument(self.adapter, "float32" if dtype is None else dtype, "real floating", "float32",
+                                    "xpnn.torch_nn")
         self._key = None if key is None else to_backend(key, self._namespace_like())
 
     def _namespace_like(self) -> Any:
