@@ -482,6 +482,16 @@ class NumpyAdapter(Adapter):
                                      tap.reshape(channels // groups, groups, features // groups), optimize=True)
         return out
 
+    def dense(self, x, kernel):
+        """``x @ kernel`` as ``np.dot`` of ``x``'s rows: NumPy's ``matmul`` costs more per call
+        (at batch 1, 1.4 against 0.6 us for a 16 x 16 kernel; 26 against 22 us for 784 x 512),
+        and with more than two axes runs one product per leading index instead of one BLAS call
+        (313 against 141 us for (8, 32, 784) rows); ``np.dot`` itself with more than two axes
+        does not call BLAS, so those rows are seen as a matrix first."""
+        if x.ndim <= 2:
+            return np.dot(x, kernel)
+        return np.dot(x.reshape(-1, x.shape[-1]), kernel).reshape(*x.shape[:-1], kernel.shape[-1])
+
     def einsum(self, subscripts, *operands):
         """``np.einsum`` with contraction-order optimisation, so products go to BLAS."""
         return np.einsum(subscripts, *operands, optimize=True)

@@ -1,6 +1,8 @@
 """The module system against flax.linen: naming, keys, collections, jit/grad, training, errors."""
 from __future__ import annotations
 
+import inspect
+
 import flax.linen as fnn
 import jax
 import jax.numpy as jnp
@@ -260,6 +262,38 @@ def test_modules_are_frozen_dataclasses():
 
     with pytest.raises(nn.ModuleError, match="Bad: module attributes are frozen outside setup"):
         Bad().init(nn.random.key(0), np.ones(2))
+
+
+def test_every_layer_is_constructed_by_the_generated_init():
+    """A compact method constructs its submodules on every call: each layer class gets the cheap
+    generated ``__init__`` (see ``xpnn.module._fast_init``), with the dataclass's signature, and a
+    module whose values are all plain is marked as set up at construction."""
+    layers = [value for value in vars(nn).values() if isinstance(value, type) and issubclass(value, nn.Module)]
+    assert len(layers) >= 30
+    for layer in layers:
+        assert getattr(layer.__init__, "_xpnn_generated", False), layer
+        assert list(inspect.signature(layer).parameters)[-2:] == ["parent", "name"], layer
+    assert nn.Dense(3)._state.setup_done
+    assert not nn.Sequential([nn.Dense(3)])._state.setup_done  # a list of modules to adopt at setup
+
+    class WithPostInit(nn.Module):
+        features: int = 2
+
+        def __post_init__(self):
+            super().__post_init__()
+            object.__setattr__(self, "doubled", 2 * self.features)
+
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(self.doubled)(x)
+
+    class Parent(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return WithPostInit(3)(x)
+
+    variables = Parent().init(nn.random.key(0), np.ones((1, 2), np.float32))
+    assert variables["params"]["WithPostInit_0"]["Dense_0"]["kernel"].shape == (2, 6)
 
 
 def _regression_data(seed=0):

@@ -75,6 +75,12 @@ def adapter_of_array(value: Any) -> Adapter:
     return adapter
 
 
+def is_array(value: Any) -> bool:
+    """Whether ``value`` is an array of an Array API library; a type seen before is known
+    without asking array-api-compat."""
+    return type(value) in _ADAPTER_BY_TYPE or array_api_compat.is_array_api_obj(value)
+
+
 def _is_array_like_python(value: Any) -> bool:
     return isinstance(value, (list, int, float, bool))
 

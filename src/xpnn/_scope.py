@@ -15,7 +15,7 @@ from typing import Any
 
 import array_api_compat
 
-from xpnn._dispatch import adapter_of
+from xpnn._dispatch import adapter_of, adapter_of_array, is_array
 from xpnn._types import Array
 from xpnn.backends import Adapter
 from xpnn.trees import to_backend, tree_leaves
@@ -42,10 +42,20 @@ class DenyList:
 INIT_MUTABLE = DenyList("intermediates")
 
 
+def _immutable(collection: str) -> bool:
+    return False
+
+
+def _all_mutable(collection: str) -> bool:
+    return True
+
+
 def mutability(mutable: Any) -> Callable[[str], bool]:
     """``mutable`` (bool, a collection name, names, or a DenyList) as a predicate on collection names."""
+    if mutable is False:  # apply's default
+        return _immutable
     if isinstance(mutable, bool):
-        return lambda collection: mutable
+        return _all_mutable if mutable else _immutable
     if isinstance(mutable, DenyList):
         return lambda collection: collection not in mutable.deny
     if isinstance(mutable, str):
@@ -77,7 +87,7 @@ def first_array(tree: Any) -> Array | None:
         for item in tree:
             if type(item) in (tuple, list, dict):
                 break
-            if item is not None and array_api_compat.is_array_api_obj(item):
+            if item is not None and is_array(item):
                 return item
     for leaf in tree_leaves(tree):
         if array_api_compat.is_array_api_obj(leaf):
@@ -105,9 +115,9 @@ class Frame:
     def __init__(self, root_name: str, variables: Mapping, rngs: Mapping, mutable: Any, initializing: bool,
                  like: Array | None):
         self.root_name = root_name
-        self.is_mutable = mutability(mutable)
-        self.variables: dict[str, Any] = {
-            collection: _copy_dicts(tree) if self.is_mutable(collection) else tree
+        self.is_mutable = is_mutable = mutability(mutable)
+        self.variables: dict[str, Any] = dict(variables) if is_mutable is _immutable else {
+            collection: _copy_dicts(tree) if is_mutable(collection) else tree
             for collection, tree in variables.items()
         }
         self.rngs = dict(rngs)
@@ -118,7 +128,7 @@ class Frame:
         #: NumPy variables); None otherwise, as for most runs.
         self.adopter: Adapter | None = None
         if like is not None:
-            adapter = adapter_of(like)
+            adapter = adapter_of_array(like)
             if type(adapter).adopts is not Adapter.adopts:
                 self.adopter = adapter
 
@@ -158,6 +168,8 @@ class Frame:
         return key if self.like is None else to_backend(key, self.like)
 
     def mutated(self) -> Variables:
+        if self.is_mutable is _immutable:
+            return {}
         return {c: tree for c, tree in self.variables.items() if self.is_mutable(c) and tree != {}}
 
     def missing_message(self, path: str, collection: str, name: str, store: Mapping | None) -> str:

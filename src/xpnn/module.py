@@ -252,44 +252,16 @@ class Module:
     _scope = None
 
     def __post_init__(self) -> None:
-        # The instance's __dict__ is written directly (as the dataclass __init__ does): a compact
-        # method constructs its submodules on every call.
+        # Called by the dataclass ``__init__`` of a class that defines its own ``__post_init__``
+        # (the generated ``__init__`` of the others does this inline, see ``_fast_init``).
         values = self.__dict__
         values["_state"] = _ModuleState()
         parent = values["parent"]
         if parent is _UNSPECIFIED_PARENT:
             stack = _context.stack
             parent = values["parent"] = stack[-1] if stack else None
-        if parent is None:
-            return
-        if not isinstance(parent, Module):
-            raise TypeError(f"{type(self).__name__}: parent must be a Module or None, got {type(parent).__name__}")
-        parent_scope = parent._scope
-        if parent_scope is None:
-            return
-        parent_state = parent._state
-        name = values["name"]
-        if parent_state.in_setup:
-            if name is None:
-                return  # named after the attribute it is assigned to
-        elif not parent_state.in_compact:
-            raise ModuleError(
-                f"{parent.path}: submodule {type(self).__name__} must be defined in setup() or in a method "
-                f"decorated with @xpnn.compact"
-            )
-        if parent_state.autoname is None:
-            parent_state.autoname, parent_state.names_in_call = {}, set()
-        if name is None:
-            prefix = type(self).__name__
-            autoname = parent_state.autoname
-            count = autoname.get(prefix, 0)
-            autoname[prefix] = count + 1
-            name = values["name"] = f"{prefix}_{count}"
-        names = parent_state.names_in_call
-        if name in names:
-            parent._claim_name(name)  # raises
-        names.add(name)
-        values["_scope"] = (*parent_scope, name)
+        if parent is not None:
+            _attach(self, values, parent)
 
     def _claim_name(self, name: str) -> None:
         state = self._state
@@ -448,7 +420,7 @@ class Module:
         collections that may change (``'batch_stats'``, ``'intermediates'``...,
         or True for all); ``mutated`` holds those collections.
         """
-        if not isinstance(variables, Mapping):
+        if type(variables) is not dict and not isinstance(variables, Mapping):
             raise TypeError(
                 f"{type(self).__name__}.apply: variables must be a dict of collections "
                 f"(the result of init), got {type(variables).__name__}"
@@ -601,11 +573,12 @@ class Module:
         if inputs.ndim < minimum:
             raise self._error(f"{argument} must have at least {minimum} dims, got shape {tuple(inputs.shape)}")
 
-    def _check_input(self, value: Any, argument: str = "inputs") -> Array:
-        """``value`` if it is an array of a dtype its library's functions take; otherwise a
-        TypeError naming the module and the argument.  Checked once per array type and dtype."""
+    def _check_input(self, value: Any, argument: str = "inputs", min_rank: int = 0) -> Array:
+        """``value`` if it is an array of a dtype its library's functions take, with at least
+        ``min_rank`` dims; otherwise a TypeError (ValueError for the rank) naming the module and
+        the argument.  The dtype is checked once per array type and dtype."""
         try:
-            if (type(value), value.dtype) in _CHECKED_INPUTS:
+            if (type(value), value.dtype) in _CHECKED_INPUTS and value.ndim >= min_rank:
                 return value
         except (AttributeError, TypeError):  # no dtype, or one that cannot be hashed
             pass
@@ -615,6 +588,7 @@ class Module:
                 _CHECKED_INPUTS.add((type(value), value.dtype))
             except TypeError:
                 pass
+            self._check_rank(value, min_rank, argument)
             return value
         raise TypeError(
             f"{self.path}: {argument} must be an array (numpy, torch, jax, cupy, dask or any Array API "
@@ -674,6 +648,51 @@ class Module:
                   for value in arrays.values()]
         return adapter, promote_dtype(adapter, *values, dtype=dtype, where=self.path)
 
+    def _weighted(self, dtype: Any, inputs: Array, kernel: Array, bias: Array | None) -> tuple[Any, Array, Array, Array | None]:
+        """``(adapter, inputs, kernel, bias)`` in the computation dtype: ``_operands(dtype,
+        inputs=, kernel=, bias=)`` for a layer's input and weights, the common case (one array type
+        and dtype, ``dtype`` None) decided without building the named arrays."""
+        if dtype is None:
+            kind, common = type(inputs), inputs.dtype
+            if type(kernel) is kind and (kernel.dtype is common or kernel.dtype == common) and (bias is None or (
+                    type(bias) is kind and (bias.dtype is common or bias.dtype == common))):
+                return adapter_of_array(inputs), inputs, kernel, bias
+        adapter, (inputs, kernel, bias) = self._operands(dtype, inputs=inputs, kernel=kernel, bias=bias)
+        return adapter, inputs, kernel, bias
+
+
+def _attach(module: Module, values: dict[str, Any], parent: Any) -> None:
+    """Bind a new module to its parent's scope: named ``ClassName_k`` in a compact method (or
+    after the attribute it is assigned to in ``setup``), at ``(*parent scope, name)``."""
+    if not isinstance(parent, Module):
+        raise TypeError(f"{type(module).__name__}: parent must be a Module or None, got {type(parent).__name__}")
+    parent_scope = parent._scope
+    if parent_scope is None:
+        return
+    parent_state = parent._state
+    name = values["name"]
+    if parent_state.in_setup:
+        if name is None:
+            return  # named after the attribute it is assigned to
+    elif not parent_state.in_compact:
+        raise ModuleError(
+            f"{parent.path}: submodule {type(module).__name__} must be defined in setup() or in a method "
+            f"decorated with @xpnn.compact"
+        )
+    if parent_state.autoname is None:
+        parent_state.autoname, parent_state.names_in_call = {}, set()
+    if name is None:
+        prefix = type(module).__name__
+        autoname = parent_state.autoname
+        count = autoname.get(prefix, 0)
+        autoname[prefix] = count + 1
+        name = values["name"] = f"{prefix}_{count}"
+    names = parent_state.names_in_call
+    if name in names:
+        parent._claim_name(name)  # raises
+    names.add(name)
+    values["_scope"] = (*parent_scope, name)
+
 
 def _as_dataclass(cls: type) -> None:
     """Make ``cls`` (Module or a subclass) a dataclass of its hyper-parameters.
@@ -700,40 +719,75 @@ def _as_dataclass(cls: type) -> None:
         lambda module: tuple(getattr(module, field) for field in cls._hyperparameters))
 
 
+def _holds_no_module(value: Any) -> bool:
+    """Whether a default value is known to hold no submodule to adopt (a module, or one in a
+    list, tuple or dict: what ``Module._adopt`` looks at)."""
+    if isinstance(value, Module):
+        return False
+    if type(value) in _CONTAINERS:
+        return not any(isinstance(item, Module) for item in (value.values() if type(value) is dict else value))
+    return True
+
+
 def _fast_init(cls: type) -> Callable[..., None]:
     """The dataclass ``__init__`` of ``cls`` (its signature, defaults and default factories),
-    setting the fields in one ``__dict__.update`` and then calling ``__post_init__``: 0.6 us
-    for Dense's nine fields instead of 1.3.  The dataclass's own ``__init__`` when a field is
-    not an init argument."""
+    generated to be cheap, since a compact method constructs its submodules on every call: the
+    fields are stored straight into the instance's ``__dict__``, the module is bound to its parent
+    (``_attach``: the ``__post_init__`` of ``Module``, inline), and when no value can hold a
+    submodule (a default, or a value of a type learnt as plain) and the class has no ``setup``,
+    the module is marked as set up, so its first call skips ``_ensure_setup``.  A class with its
+    own ``__post_init__`` gets the stores and a call to it; the dataclass's own ``__init__`` is
+    kept when a field is not an init argument."""
     fields = cls.__dataclass_fields__
     signature = inspect.signature(cls.__init__)
     parameters = list(signature.parameters.values())[1:]
-    if any(not field.init for field in fields.values()) or [p.name for p in parameters] != [
-            name for name, field in fields.items() if field._field_type is dataclasses._FIELD]:
+    if any(not field.init for field in fields.values()) or {p.name for p in parameters} != {
+            name for name, field in fields.items() if field._field_type is dataclasses._FIELD}:
         return cls.__init__
-    namespace: dict[str, Any] = {"_FACTORY": dataclasses._HAS_DEFAULT_FACTORY}
-    arguments, factories = [], []
+    namespace: dict[str, Any] = {
+        "_FACTORY": dataclasses._HAS_DEFAULT_FACTORY, "_PLAIN": _PLAIN_FIELD_TYPES, "_State": _ModuleState,
+        "_context": _context, "_UNSPECIFIED": _UNSPECIFIED_PARENT, "_attach": _attach,
+    }
+    arguments, body, plain = [], [], []
     keyword_only = False
     for parameter in parameters:
         name = parameter.name
         if parameter.kind is parameter.KEYWORD_ONLY and not keyword_only:
             arguments.append("*")
             keyword_only = True
-        if parameter.default is parameter.empty:
+        default = parameter.default
+        if default is parameter.empty:
             arguments.append(name)
+        else:
+            namespace[f"_default_{name}"] = default
+            arguments.append(f"{name}=_default_{name}")
+            if default is dataclasses._HAS_DEFAULT_FACTORY:
+                namespace[f"_factory_{name}"] = fields[name].default_factory
+                body.append(f"    if {name} is _FACTORY:\n        {name} = _factory_{name}()\n")
+        if name in ("parent", "name"):
             continue
-        namespace[f"_default_{name}"] = parameter.default
-        arguments.append(f"{name}=_default_{name}")
-        if parameter.default is dataclasses._HAS_DEFAULT_FACTORY:
-            namespace[f"_factory_{name}"] = fields[name].default_factory
-            factories.append(f"    if {name} is _FACTORY:\n        {name} = _factory_{name}()\n")
-    values = ", ".join(f"{p.name!r}: {p.name}" for p in parameters)
-    source = (f"def __init__(self, {', '.join(arguments)}):\n" + "".join(factories)
-              + f"    self.__dict__.update({{{values}}})\n    self.__post_init__()\n")
-    exec(source, namespace)  # noqa: S102 - the source is built from the dataclass's own field names
+        body.append(f"    values[{name!r}] = {name}\n")
+        if default is not parameter.empty and default is not dataclasses._HAS_DEFAULT_FACTORY and (
+                _holds_no_module(default)):
+            plain.append(f"({name} is _default_{name} or type({name}) in _PLAIN)")
+        else:
+            plain.append(f"type({name}) in _PLAIN")
+    source = [f"def __init__(self, {', '.join(arguments)}):\n    values = self.__dict__\n", *body,
+              "    values['name'] = name\n"]
+    if cls.__post_init__ is not Module.__post_init__:
+        source.append("    values['parent'] = parent\n    self.__post_init__()\n")
+    else:
+        source.append("    state = values['_state'] = _State()\n")
+        if cls.setup is Module.setup:
+            source.append(f"    if {' and '.join(plain) or 'True'}:\n        state.setup_done = True\n")
+        source.append("    if parent is _UNSPECIFIED:\n        stack = _context.stack\n"
+                      "        parent = stack[-1] if stack else None\n"
+                      "    values['parent'] = parent\n    if parent is not None:\n        _attach(self, values, parent)\n")
+    exec("".join(source), namespace)  # noqa: S102 - the source is built from the dataclass's own field names
     init = namespace["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__signature__ = signature
+    init._xpnn_generated = True
     return init
 
 

@@ -61,8 +61,7 @@ class _Windowed(Module):
     def _batched(self, inputs: Array, rank: int) -> tuple[Array, tuple[int, ...] | None]:
         """``inputs`` as ``(batch, *spatial, features)``, and the batch shape to restore (None:
         one batch dimension already)."""
-        inputs = self._check_input(inputs)
-        self._check_rank(inputs, rank + 1)
+        inputs = self._check_input(inputs, min_rank=rank + 1)
         self._check_features()
         xp = self._adapter(inputs=inputs).xp
         batch = tuple(inputs.shape[:inputs.ndim - rank - 1])
@@ -175,7 +174,7 @@ class Conv(_Convolution):
         self._checked_mask(kernel_shape)
         kernel = self._masked(self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype))
         bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
-        adapter, (x, kernel, bias) = self._operands(self.dtype, inputs=x, kernel=kernel, bias=bias)
+        adapter, x, kernel, bias = self._weighted(self.dtype, x, kernel, bias)
         y = self._convolved(adapter, x, kernel, strides, pads, input_dilation, kernel_dilation, groups)
         return self._restored(y if bias is None else y + bias, batch)
 
@@ -208,7 +207,7 @@ class ConvLocal(_Convolution):
         kernel = self._masked(self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype))
         bias = (self.param("bias", self.bias_init, (*out_spatial, self.features), self.param_dtype)
                 if self.use_bias else None)
-        adapter, (patches, kernel, bias) = self._operands(self.dtype, inputs=patches, kernel=kernel, bias=bias)
+        adapter, patches, kernel, bias = self._weighted(self.dtype, patches, kernel, bias)
         y = adapter.einsum("n...f,...fo->n...o", patches, kernel)
         return self._restored(y if bias is None else y + bias, batch)
 
@@ -265,7 +264,7 @@ class ConvTranspose(_Windowed):
         self._checked_mask(kernel_shape)
         kernel = self._masked(self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype))
         bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
-        adapter, (x, kernel, bias) = self._operands(self.dtype, inputs=x, kernel=kernel, bias=bias)
+        adapter, x, kernel, bias = self._weighted(self.dtype, x, kernel, bias)
         xp = adapter.xp
         if self.transpose_kernel:
             kernel = xp.flip(kernel, axis=tuple(range(rank)))

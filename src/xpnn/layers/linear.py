@@ -54,14 +54,13 @@ class Dense(Module):
 
     @compact
     def __call__(self, inputs: Array) -> Array:
-        inputs = self._check_input(inputs)
-        self._check_rank(inputs, 1)
+        inputs = self._check_input(inputs, min_rank=1)
         features = self.features
         if type(features) is not int or features < 0:
             _check_features(self, (features,))
         kernel = self.param("kernel", self.kernel_init, (inputs.shape[-1], features), self.param_dtype)
         bias = self.param("bias", self.bias_init, (features,), self.param_dtype) if self.use_bias else None
-        adapter, (inputs, kernel, bias) = self._operands(self.dtype, inputs=inputs, kernel=kernel, bias=bias)
+        adapter, inputs, kernel, bias = self._weighted(self.dtype, inputs, kernel, bias)
         y = adapter.dense(inputs, kernel)
         return y if bias is None else y + bias
 
@@ -115,7 +114,7 @@ class DenseGeneral(Module):
         if self.use_bias:
             bias_init = flat_init(self.bias_init, (batch_shape + features,))
             bias = self.param("bias", bias_init, batch_shape + features, self.param_dtype)
-        adapter, (inputs, kernel, bias) = self._operands(self.dtype, inputs=inputs, kernel=kernel, bias=bias)
+        adapter, inputs, kernel, bias = self._weighted(self.dtype, inputs, kernel, bias)
 
         letters = _LETTERS[:ndim]
         feature_letters = _LETTERS[ndim:ndim + n_features]
@@ -175,7 +174,7 @@ class Einsum(Module):
         if self.use_bias:
             bias_shape = tuple(shape[kernel_term.index(c)] for c in out_term if c in kernel_term)
             bias = self.param("bias", self.bias_init, bias_shape, self.param_dtype)
-        adapter, (inputs, kernel, bias) = self._operands(self.dtype, inputs=inputs, kernel=kernel, bias=bias)
+        adapter, inputs, kernel, bias = self._weighted(self.dtype, inputs, kernel, bias)
         y = adapter.einsum(einsum_str, inputs, kernel)
         if bias is None:
             return y
