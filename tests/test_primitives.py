@@ -134,7 +134,9 @@ def test_dense_take_rows_and_placed_like_on_every_backend(backend):
     ids = np.array([5, 0, 2, 2])
     for label, adapter in _both(backend).items():
         xb, kb, tb = (backend.asarray(a, "float64") for a in (x, kernel, table))
-        np.testing.assert_allclose(backend.to_numpy(adapter.dense(xb, kb)), x @ kernel, rtol=1e-12, err_msg=label)
+        for rows, expected in ((xb, x), (xb[:, ::2, ...], x[:, ::2]), (xb[0, 0, ...], x[0, 0]), (xb[0, ...], x[0])):
+            np.testing.assert_allclose(backend.to_numpy(adapter.dense(rows, kb)), expected @ kernel, rtol=1e-12,
+                                       err_msg=label)
         rows = adapter.take_rows(tb, adapter.xp.asarray(ids))
         np.testing.assert_array_equal(backend.to_numpy(rows), table[ids], err_msg=label)
         assert adapter.placed_like(tb, xb) is tb
