@@ -398,6 +398,7 @@ def test_a_wrong_fused_norm_is_switched_off(monkeypatch):
     adapter = adapter_of(np.zeros(1))
     monkeypatch.setattr(adapter, "fused_norm", lambda kind, x, *a: x * 2.0 if kind == "rms" else None)
     monkeypatch.setattr(_kernel_check, "_OUTCOMES", {})
+    monkeypatch.setattr(_kernel_check, "LAYER_KERNEL_ANSWERS", {})
     x = np.random.default_rng(9).standard_normal((3, 8)).astype(np.float32)
     variables = nn.RMSNorm().init(nn.random.key(0), x)
     got = nn.RMSNorm().apply(variables, x)

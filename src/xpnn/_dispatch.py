@@ -42,9 +42,10 @@ _ADAPTER_BY_TYPE: dict[type, Adapter] = {}
 _PLAIN_TYPES = (int, float, bool, complex, str, tuple, type(None), slice)
 _MISSING = object()
 _NO_KEYWORDS: Mapping[str, Any] = types.MappingProxyType({})
-#: Every public function's cache of checked fast paths by (array type, dtype), emptied when a
-#: new kind of device comes into use (torch's CUDA), so the next call checks its kernels too.
-_FAST_PATH_CACHES: list[dict[tuple[type, Any], FastPath | None]] = []
+#: Every public function's cache of checked fast paths by (array type, dtype), and the layer
+#: kernels' answers, emptied when a new kind of device comes into use (torch's CUDA), so the next
+#: call checks its kernels too.
+_FAST_PATH_CACHES: list[dict[Any, Any]] = [_kernel_check.LAYER_KERNEL_ANSWERS]
 
 # The fast-path switch: a process-wide setting (set_fast_paths) that a context
 # (``with fast_paths(...)``, per thread and per asyncio task) may override.  ``_switches`` counts

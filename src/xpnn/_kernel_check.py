@@ -87,6 +87,10 @@ class _Disagreement(NamedTuple):
 _LOCK = threading.Lock()
 #: (function, backend, dtype, device kind) -> None when the fast path agreed, else why not.
 _OUTCOMES: dict[tuple[str, str, str, str], SwitchedOff | None] = {}
+#: (layer kernel, array type, dtype, device) -> whether ``layer_kernel_agrees``: the answer for
+#: arrays seen before, without walking the device kinds or taking the lock.  The dispatch empties
+#: it with its own caches when a library starts a new kind of device.
+LAYER_KERNEL_ANSWERS: dict[tuple[str, type, Any, Any], bool] = {}
 
 
 def fast_path_report() -> list[SwitchedOff]:
@@ -259,6 +263,13 @@ def layer_kernel_agrees(name: str, adapter: Any, x: Array) -> bool:
     runs both on a probe of its own, once per (name, library, dtype, device kind) on every kind
     of device where such arrays run now (``Adapter.kernel_devices``); a disagreement is listed
     by ``fast_path_report``."""
+    try:
+        answer_key = (name, type(x), x.dtype, x.device)
+        answer = LAYER_KERNEL_ANSWERS.get(answer_key)
+    except (AttributeError, TypeError):  # no ``device`` attribute, or one that cannot be hashed
+        answer_key = answer = None
+    if answer is not None:
+        return answer
     agrees = True
     for kind, device in adapter.kernel_devices(x).items():
         key = (name, adapter.name, dtype_name(x.dtype), kind)
@@ -276,4 +287,6 @@ def layer_kernel_agrees(name: str, adapter: Any, x: Array) -> bool:
             with _LOCK:
                 _OUTCOMES.setdefault(key, outcome)
         agrees = agrees and outcome is None
+    if answer_key is not None:
+        LAYER_KERNEL_ANSWERS[answer_key] = agrees
     return agrees
