@@ -319,6 +319,69 @@ def _group_norm(x: np.ndarray, groups: int, scale: Any, bias: Any, epsilon: floa
     return y.reshape(x.shape)
 
 
+def _tap_product(view: np.ndarray, tap: np.ndarray, groups: int) -> np.ndarray:
+    """``view`` ``(..., channels)`` times one kernel position ``tap`` ``(channels // groups,
+    features)``, feature group by feature group: ``(..., features)``.  One BLAS product without
+    groups, a broadcast product for depthwise kernels, an einsum for other groups."""
+    channels, features = view.shape[-1], tap.shape[-1]
+    if groups == 1:
+        return np.dot(view.reshape(-1, channels), tap).reshape(*view.shape[:-1], features)
+    if channels == groups == features:  # depthwise: each feature from its channel
+        return view * tap.reshape(-1)
+    if channels == groups:  # depthwise with several features per channel
+        return (view[..., None] * tap.reshape(groups, features // groups)).reshape(*view.shape[:-1], features)
+    product = np.einsum("...gc,cgo->...go", view.reshape(*view.shape[:-1], groups, channels // groups),
+                        tap.reshape(channels // groups, groups, features // groups), optimize=True)
+    return product.reshape(*view.shape[:-1], features)
+
+
+def _in_image_blocks(compute: Callable[[int, int], None], out: np.ndarray, groups: int) -> None:
+    """``compute(begin, end)`` over blocks of images of ``out``: on every core for grouped
+    kernels of large outputs (BLAS threads the ungrouped products itself), in one call otherwise."""
+    if groups == 1 or out.size < slices.SLICED_FROM["memory"] or out.shape[0] < 2:
+        compute(0, out.shape[0])
+        return
+    slices.in_row_blocks(compute, out.shape[0], 1, out.size)
+
+
+def _input_dilated_conv(x: np.ndarray, rhs: np.ndarray, padding: Any, lhs_dilation: Any, rhs_dilation: Any,
+                        groups: int) -> np.ndarray:
+    """``conv_general_dilated`` with unit window strides of ``x`` dilated by ``lhs_dilation``
+    (a transposed convolution), without the inserted zeros.  Output ``o`` meets the dilated
+    input at ``o + t * rhs_dilation - low`` through kernel position ``t``: an input element where
+    that is a multiple ``D * i`` of the dilation.  So position ``t`` reaches the outputs
+    ``first + D * j`` (``first = (low - t * rhs_dilation) mod D``) from the plain slice of inputs
+    ``start + j``, and adds its product there: ``D`` times fewer products per position than
+    over the zero-filled input."""
+    spatial = x.ndim - 2
+    window = rhs.shape[:spatial]
+    sizes = tuple(max(0, (n - 1) * d + 1 + low + high - (w - 1) * r)
+                  for n, d, (low, high), w, r in zip(x.shape[1:-1], lhs_dilation, padding, window, rhs_dilation))
+    out = np.zeros((x.shape[0], *sizes, rhs.shape[-1]), x.dtype)
+    if out.size == 0:
+        return out
+    reaches = []  # per kernel position: (its index, the outputs it reaches, the inputs it reads)
+    for offset in np.ndindex(*window):
+        outputs, inputs = [], []
+        for t, n, d, (low, _), r, size in zip(offset, x.shape[1:-1], lhs_dilation, padding, rhs_dilation, sizes):
+            first = (low - t * r) % d
+            start = (first + t * r - low) // d
+            begin, end = max(0, -start), min(-(-(size - first) // d), n - start)
+            if end <= begin:
+                break
+            outputs.append(slice(first + d * begin, first + d * (end - 1) + 1, d))
+            inputs.append(slice(start + begin, start + end))
+        else:
+            reaches.append((offset, tuple(outputs), tuple(inputs)))
+
+    def images(begin: int, end: int) -> None:
+        for offset, outputs, inputs in reaches:
+            out[(slice(begin, end), *outputs)] += _tap_product(x[(slice(begin, end), *inputs)], rhs[offset], groups)
+
+    _in_image_blocks(images, out, groups)
+    return out
+
+
 class NumpyAdapter(Adapter):
     name = "numpy"
 
@@ -426,22 +489,26 @@ class NumpyAdapter(Adapter):
     def conv_general_dilated(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                              feature_group_count=1):
         """The tap loop: for each kernel position, the strided view of the padded input that it
-        meets, times that position's slice of the kernel, accumulated in place: one BLAS
-        product per position without groups, a broadcast multiply-add per position for
-        depthwise kernels, an einsum per position for other groups.  Other dtypes take the
-        standard-only version."""
+        meets, times that position's slice of the kernel (``_tap_product``), accumulated in
+        place; a patch-matrix product instead for few input channels.  An input dilation (a
+        transposed convolution) inserts no zeros: each position meets a plain slice of the input
+        and reaches every ``lhs_dilation``-th output (``_input_dilated_conv``).  Grouped kernels,
+        whose products BLAS does not thread, are computed in blocks of images on every core.
+        Other dtypes take the standard-only version."""
         if lhs.dtype not in _SINGLE_OR_DOUBLE or rhs.dtype != lhs.dtype or type(lhs) is not np.ndarray:
             return super().conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                                 feature_group_count)
-        spatial = lhs.ndim - 2
-        x = lhs
         if any(d != 1 for d in lhs_dilation):
-            dilated = np.zeros((x.shape[0], *((n - 1) * d + 1 for n, d in zip(x.shape[1:-1], lhs_dilation)),
-                                x.shape[-1]), x.dtype)
-            dilated[(slice(None), *(slice(None, None, d) for d in lhs_dilation))] = x
-            x = dilated
-        crop = tuple(slice(max(0, -low), n - max(0, -high)) for (low, high), n in zip(padding, x.shape[1:-1]))
-        x = np.pad(x[(slice(None), *crop)], [(0, 0), *((max(0, low), max(0, high)) for low, high in padding), (0, 0)])
+            if all(s == 1 for s in window_strides):
+                return _input_dilated_conv(lhs, rhs, padding, lhs_dilation, rhs_dilation, feature_group_count)
+            dilated = np.zeros((lhs.shape[0], *((n - 1) * d + 1 for n, d in zip(lhs.shape[1:-1], lhs_dilation)),
+                                lhs.shape[-1]), lhs.dtype)
+            dilated[(slice(None), *(slice(None, None, d) for d in lhs_dilation))] = lhs
+            lhs = dilated
+        spatial = lhs.ndim - 2
+        crop = tuple(slice(max(0, -low), n - max(0, -high)) for (low, high), n in zip(padding, lhs.shape[1:-1]))
+        x = np.pad(lhs[(slice(None), *crop)], [(0, 0), *((max(0, low), max(0, high)) for low, high in padding),
+                                               (0, 0)])
         window = rhs.shape[:spatial]
         sizes = tuple(max(0, (n - (w - 1) * d - 1) // s + 1)
                       for n, w, d, s in zip(x.shape[1:-1], window, rhs_dilation, window_strides))
@@ -449,37 +516,25 @@ class NumpyAdapter(Adapter):
         out = np.zeros((x.shape[0], *sizes, features), x.dtype)
         if out.size == 0:
             return out
-        flat_out = out.reshape(-1, features)
-        views = (x[(slice(None), *(slice(o * d, o * d + (n - 1) * s + 1, s)
-                                  for o, d, s, n in zip(offset, rhs_dilation, window_strides, sizes)))]
-                 for offset in np.ndindex(*window))
         if groups == 1 and channels < _TAPS_FROM_CHANNELS:
             # Few channels (a 7x7x3 stem, a 1-D filter bank on one channel): one product of the
             # patch matrix, (positions, channels * window), as BLAS likes it.
+            flat_out = out.reshape(-1, features)
             effective = tuple((w - 1) * d + 1 for w, d in zip(window, rhs_dilation))
             patches = sliding_window_view(x, effective, axis=tuple(range(1, spatial + 1)))
             patches = patches[(slice(None), *(slice(None, (n - 1) * s + 1, s) for n, s in zip(sizes, window_strides)),
                                slice(None), *(slice(None, None, d) for d in rhs_dilation))]
             kernel = np.moveaxis(rhs, -2, 0).reshape(-1, features)
             return np.matmul(patches.reshape(flat_out.shape[0], -1), kernel, out=flat_out).reshape(out.shape)
-        product = np.empty_like(flat_out) if groups == 1 or channels == features else None
-        for offset, view in zip(np.ndindex(*window), views):
-            view = x[(slice(None), *(slice(o * d, o * d + (n - 1) * s + 1, s)
-                                     for o, d, s, n in zip(offset, rhs_dilation, window_strides, sizes)))]
-            tap = rhs[offset]  # (channels // groups, features)
-            if groups == 1:
-                np.matmul(view.reshape(-1, channels), tap, out=product)
-                flat_out += product
-            elif channels == groups == features:  # depthwise: each feature from its channel
-                np.multiply(view, tap.reshape(-1), out=product.reshape(view.shape))
-                flat_out += product
-            elif channels == groups:  # depthwise with several features per channel
-                grouped = out.reshape(*out.shape[:-1], groups, features // groups)
-                grouped += view[..., None] * tap.reshape(groups, features // groups)
-            else:
-                grouped = out.reshape(*out.shape[:-1], groups, features // groups)
-                grouped += np.einsum("...gc,cgo->...go", view.reshape(*view.shape[:-1], groups, channels // groups),
-                                     tap.reshape(channels // groups, groups, features // groups), optimize=True)
+
+        def images(begin: int, end: int) -> None:
+            target = out[begin:end]
+            for offset in np.ndindex(*window):
+                view = x[(slice(begin, end), *(slice(o * d, o * d + (n - 1) * s + 1, s)
+                                               for o, d, s, n in zip(offset, rhs_dilation, window_strides, sizes)))]
+                target += _tap_product(view, rhs[offset], groups)
+
+        _in_image_blocks(images, out, groups)
         return out
 
     def dense(self, x, kernel):
