@@ -319,13 +319,18 @@ def _group_norm(x: np.ndarray, groups: int, scale: Any, bias: Any, epsilon: floa
     return y.reshape(x.shape)
 
 
-def _tap_product(view: np.ndarray, tap: np.ndarray, groups: int) -> np.ndarray:
+def _tap_product(view: np.ndarray, tap: np.ndarray, groups: int, buffer: np.ndarray | None = None) -> np.ndarray:
     """``view`` ``(..., channels)`` times one kernel position ``tap`` ``(channels // groups,
     features)``, feature group by feature group: ``(..., features)``.  One BLAS product without
-    groups, a broadcast product for depthwise kernels, an einsum for other groups."""
+    groups (into ``buffer``, of the product's shape, when given), a broadcast product for
+    depthwise kernels, an einsum for other groups."""
     channels, features = view.shape[-1], tap.shape[-1]
     if groups == 1:
-        return np.dot(view.reshape(-1, channels), tap).reshape(*view.shape[:-1], features)
+        rows = view.reshape(-1, channels)
+        if buffer is None:
+            return np.dot(rows, tap).reshape(*view.shape[:-1], features)
+        np.dot(rows, tap, out=buffer.reshape(-1, features))
+        return buffer
     if channels == groups == features:  # depthwise: each feature from its channel
         return view * tap.reshape(-1)
     if channels == groups:  # depthwise with several features per channel
@@ -335,13 +340,40 @@ def _tap_product(view: np.ndarray, tap: np.ndarray, groups: int) -> np.ndarray:
     return product.reshape(*view.shape[:-1], features)
 
 
-def _in_image_blocks(compute: Callable[[int, int], None], out: np.ndarray, groups: int) -> None:
+def _depthwise_in_rows(out: np.ndarray, x: np.ndarray, rhs: np.ndarray, window_strides: Any,
+                       rhs_dilation: Any) -> None:
+    """A depthwise tap loop (each feature from its channel) with a unit stride along the last
+    spatial axis, on the padded ``x``: that axis and the channels are seen as one row, so each
+    kernel position is one multiply of long contiguous rows by its weights tiled along the row
+    (a per-channel broadcast would loop over rows of ``channels`` elements), into a buffer added
+    to the output; in blocks of images on every core."""
+    spatial = x.ndim - 2
+    window, sizes, channels = rhs.shape[:spatial], out.shape[1:-1], x.shape[-1]
+    width = sizes[-1] * channels
+    rows_in = x.reshape(*x.shape[:-2], -1)
+    weights = {offset: np.tile(rhs[offset].reshape(-1), sizes[-1]) for offset in np.ndindex(*window)}
+
+    def images(begin: int, end: int) -> None:
+        target = out[begin:end].reshape(end - begin, *sizes[:-1], width)
+        buffer = np.empty_like(target)
+        for offset, row_weights in weights.items():
+            start = offset[-1] * rhs_dilation[-1] * channels
+            view = rows_in[(slice(begin, end), *(slice(o * d, o * d + (n - 1) * s + 1, s) for o, d, s, n in zip(
+                offset[:-1], rhs_dilation[:-1], window_strides[:-1], sizes[:-1])), slice(start, start + width))]
+            np.multiply(view, row_weights, out=buffer)
+            target += buffer
+
+    _in_image_blocks(images, out, channels, len(weights))
+
+
+def _in_image_blocks(compute: Callable[[int, int], None], out: np.ndarray, groups: int, taps: int) -> None:
     """``compute(begin, end)`` over blocks of images of ``out``: on every core for grouped
-    kernels of large outputs (BLAS threads the ungrouped products itself), in one call otherwise."""
-    if groups == 1 or out.size < slices.SLICED_FROM["memory"] or out.shape[0] < 2:
+    kernels where the ``taps`` products over the output are many elements (BLAS threads the
+    ungrouped products itself), in one call otherwise."""
+    if groups == 1 or out.size * taps < slices.SLICED_FROM["memory"] or out.shape[0] < 2:
         compute(0, out.shape[0])
         return
-    slices.in_row_blocks(compute, out.shape[0], 1, out.size)
+    slices.in_row_blocks(compute, out.shape[0], 1, out.size * taps)
 
 
 def _input_dilated_conv(x: np.ndarray, rhs: np.ndarray, padding: Any, lhs_dilation: Any, rhs_dilation: Any,
@@ -378,7 +410,7 @@ def _input_dilated_conv(x: np.ndarray, rhs: np.ndarray, padding: Any, lhs_dilati
         for offset, outputs, inputs in reaches:
             out[(slice(begin, end), *outputs)] += _tap_product(x[(slice(begin, end), *inputs)], rhs[offset], groups)
 
-    _in_image_blocks(images, out, groups)
+    _in_image_blocks(images, out, groups, len(reaches))
     return out
 
 
@@ -527,14 +559,19 @@ class NumpyAdapter(Adapter):
             kernel = np.moveaxis(rhs, -2, 0).reshape(-1, features)
             return np.matmul(patches.reshape(flat_out.shape[0], -1), kernel, out=flat_out).reshape(out.shape)
 
+        if channels == groups == features and window_strides[-1] == 1:
+            _depthwise_in_rows(out, x, rhs, window_strides, rhs_dilation)
+            return out
+
         def images(begin: int, end: int) -> None:
             target = out[begin:end]
+            buffer = np.empty_like(target) if groups == 1 else None
             for offset in np.ndindex(*window):
                 view = x[(slice(begin, end), *(slice(o * d, o * d + (n - 1) * s + 1, s)
                                                for o, d, s, n in zip(offset, rhs_dilation, window_strides, sizes)))]
-                target += _tap_product(view, rhs[offset], groups)
+                target += _tap_product(view, rhs[offset], groups, buffer)
 
-        _in_image_blocks(images, out, groups)
+        _in_image_blocks(images, out, groups, math.prod(window))
         return out
 
     def dense(self, x, kernel):
