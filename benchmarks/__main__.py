@@ -28,9 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     result: dict
     libraries = tuple(args.libraries.split(",")) if args.libraries else activations.LIBRARIES[args.device]
     for library in libraries:
-        if library not in activations.LIBRARIES[args.device]:
-            parser.error(f"--libraries: {library!r} does not run on --device {args.device}; "
-                         f"expected among {','.join(activations.LIBRARIES[args.device])}")
+        optional = activations.OPTIONAL_LIBRARIES[args.device] if args.suite == "conv" else ()
+        if library not in activations.LIBRARIES[args.device] + optional:
+            parser.error(f"--libraries: {library!r} does not run on --device {args.device}"
+                         f"{' in this suite' if library in activations.OPTIONAL_LIBRARIES[args.device] else ''}; "
+                         f"expected among {','.join(activations.LIBRARIES[args.device] + optional)}")
     if args.suite == "distributed":
         rows = distributed.run()
         print(distributed.report(rows))

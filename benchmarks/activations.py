@@ -151,15 +151,22 @@ def _no_sync(out: Any) -> Any:
 
 #: The libraries timed on each device by default.
 LIBRARIES = {"cpu": ("numpy", "torch", "jax"), "cuda": ("cupy", "torch", "jax")}
+#: Libraries a suite may be asked to time besides (``--libraries``): array-api-strict runs the
+#: standard-only primitives, which ``python -m benchmarks conv`` times against NumPy's.
+OPTIONAL_LIBRARIES = {"cpu": ("array_api_strict",), "cuda": ()}
 
 
 def placement(library: str, device: str) -> tuple[Callable[[np.ndarray], Any], Callable[[Any], Any]]:
     """``(put, sync)``: how a NumPy array goes into ``library`` on ``device`` ("cpu" or "cuda"),
     and how to wait for a result computed there (GPU calls return before they finish)."""
-    if library not in LIBRARIES[device]:
+    if library not in LIBRARIES[device] + OPTIONAL_LIBRARIES[device]:
         raise ValueError(f"library {library!r} does not run on {device!r}; expected one of {LIBRARIES[device]}")
     if library == "numpy":
         return np.asarray, _no_sync
+    if library == "array_api_strict":
+        import array_api_strict
+
+        return array_api_strict.asarray, _no_sync
     if library == "cupy":
         import cupy
 

@@ -5,7 +5,8 @@
   (torch's own layout: xpnn pays the layout conversion, the native call does not);
 * jax: jitted xpnn against jitted ``flax.linen``;
 * numpy: xpnn against torch's CPU convolution of the same shapes (the target is 2x);
-* array_api_strict: the standard-only primitives, timed against numpy's xpnn.
+* array_api_strict (``--libraries array_api_strict``): the standard-only primitives, timed
+  against xpnn on NumPy (its own kernels) with the same variables.
 
 Shapes are float32 and follow the layers of a ResNet, a depthwise block, a 1-D audio
 front end, a decoder's transposed convolution and the pools.
@@ -57,6 +58,15 @@ def _torch_pool(label: str, torch: Any) -> Callable[[Any], Any]:
 def _variants(library: str, device: str, label: str) -> dict[str, Callable[[], Any]]:
     shape, build, build_torch = CASES[label]
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    if library == "array_api_strict":  # the standard-only primitives against NumPy's kernels
+        strict = placement(library, device)[0](x)
+        if build is None:
+            pool = _pool(label, nn)
+            return {"xpnn": lambda: pool(strict), "native": lambda: pool(x)}
+        layer = build(nn)
+        variables = layer.init(nn.random.key(0), x)
+        strict_variables = nn.to_backend(variables, like=strict)
+        return {"xpnn": lambda: layer.apply(strict_variables, strict), "native": lambda: layer.apply(variables, x)}
     import torch
 
     channels_first = torch.movedim(torch.from_numpy(x), -1, 1).contiguous()
@@ -95,8 +105,8 @@ def _variants(library: str, device: str, label: str) -> dict[str, Callable[[], A
 
 def run(libraries: tuple[str, ...] = LIBRARIES["cpu"], device: str = "cpu") -> list[dict]:
     return paired_rows(libraries, device, CASES, _variants,
-                       lambda library: "flax.linen (jit)" if library == "jax" else "torch")
+                       lambda library: {"jax": "flax.linen (jit)", "array_api_strict": "xpnn numpy"}.get(library, "torch"))
 
 
 def report(rows: list[dict]) -> str:
-    return ratio_table(rows, (("library", "8"), ("device", "6"), ("layer", "34"), ("versus", "16")), "ms")
+    return ratio_table(rows, (("library", "16"), ("device", "6"), ("layer", "34"), ("versus", "16")), "ms")
