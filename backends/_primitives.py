@@ -89,16 +89,18 @@ class Primitives:
 
     def conv_channels_first(self, lhs: Array, rhs: Array, window_strides: Sequence[int], padding: Padding,
                             lhs_dilation: Sequence[int], rhs_dilation: Sequence[int],
-                            feature_group_count: int = 1) -> Array:
+                            feature_group_count: int = 1, bias: Array | None = None) -> Array:
         """``conv_general_dilated`` in torch's layouts: ``lhs`` ``(N, C, *spatial)``, ``rhs``
-        ``(O, C // groups, *window)``, out ``(N, O, *out_spatial)`` (the torch-style modules'
-        convolutions).  By default the channels-last primitive on permuted views; a library whose
-        kernels take this layout (torch) runs them on it directly."""
+        ``(O, C // groups, *window)``, out ``(N, O, *out_spatial)``, plus ``bias`` ``(O,)`` per
+        output channel when given (the torch-style modules' convolutions).  By default the
+        channels-last primitive on permuted views; a library whose kernels take this layout
+        (torch) runs them on it directly, the bias added by the kernel."""
         xp, rank = self.xp, lhs.ndim - 2
         y = self.conv_general_dilated(xp.permute_dims(lhs, (0, *range(2, rank + 2), 1)),
                                       xp.permute_dims(rhs, (*range(2, rank + 2), 1, 0)), window_strides, padding,
                                       lhs_dilation, rhs_dilation, feature_group_count)
-        return xp.permute_dims(y, (0, rank + 1, *range(1, rank + 1)))
+        y = xp.permute_dims(y, (0, rank + 1, *range(1, rank + 1)))
+        return y if bias is None else y + xp.reshape(bias, (-1, *(1,) * rank))
 
     def reduce_window(self, x: Array, init: float, reduction: str | Callable[[Array, Array], Array],
                       window_dimensions: Sequence[int], window_strides: Sequence[int], padding: Padding,

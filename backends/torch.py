@@ -27,7 +27,9 @@ written-once definitions give jax's zeros.
 """
 from __future__ import annotations
 
+import functools
 import math
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -245,6 +247,64 @@ def _dot_product_attention(query, key, value, bias=None, mask=None, *, scale=Non
     return out[0] if unbatched else out
 
 
+class _PoolPlan(NamedTuple):
+    """How ``TorchAdapter.reduce_window`` runs one set of window arguments on torch's pools."""
+
+    batch: int  # leading axes, not pooled: torch's channels (with the batch)
+    channels_last: bool  # a last features axis, moved to the channels
+    negated: bool  # min as the max of -x
+    pad: list[int] | None  # F.pad's sides, when the pool's own padding is not what is asked
+    pad_value: float
+    pool: Any
+    arguments: tuple  # window, strides, padding
+    keywords: dict
+    sum_in_2d: bool
+    floor: float | None  # max/min with an init above -inf (after negation)
+    offset: float | None  # sum with a nonzero init
+
+
+@functools.lru_cache(maxsize=256)
+def _pool_plan(ndim: int, init: Any, reduction: str, window_dimensions: tuple, window_strides: tuple,
+               padding: tuple, dilation: tuple) -> _PoolPlan | None:
+    """The pools ``reduce_window`` calls for these arguments, or None when torch has none (the
+    standard-only version runs)."""
+    def trivial(axis: int) -> bool:
+        return (window_dimensions[axis] == 1 and window_strides[axis] == 1 and padding[axis] == (0, 0)
+                and dilation[axis] == 1)
+
+    batch = 0
+    while batch < ndim - 1 and trivial(batch):
+        batch += 1
+    channels_last = trivial(ndim - 1)
+    spatial = ndim - batch - (1 if channels_last else 0)
+    if (reduction not in ("max", "min", "sum") or not batch or not 1 <= spatial <= 3
+            or (reduction == "sum" and any(d != 1 for d in dilation))):
+        return None
+    sign = -1.0 if reduction == "min" else 1.0
+    axes = slice(batch, batch + spatial)
+    window, strides, pool_dilation, pads = window_dimensions[axes], window_strides[axes], dilation[axes], padding[axes]
+    # The pools' own padding where it is what F.pad would add: symmetric, at most half the
+    # window, and -inf for max/min or 0 for sums (torch's implicit values); else F.pad with init.
+    own = reduction == "sum" and init == 0 or reduction != "sum" and sign * init == -math.inf
+    native = own and all(low == high and 2 * low <= (k - 1) * d + 1 for (low, high), k, d in zip(pads, window,
+                                                                                                  pool_dilation))
+    pad = None
+    if not native and any(side for pair in pads for side in pair):
+        pad = [side for pair in reversed(pads) for side in pair]
+    pool_padding = tuple(low for low, _ in pads) if native else (0,) * spatial
+    if reduction == "sum":
+        if spatial == 1:
+            arguments = ((*window, 1), (*strides, 1), (*pool_padding, 0))
+            return _PoolPlan(batch, channels_last, False, pad, sign * init, None, arguments, {}, True, None,
+                             init if init != 0 else None)
+        return _PoolPlan(batch, channels_last, False, pad, sign * init, (F.avg_pool2d, F.avg_pool3d)[spatial - 2],
+                         (window, strides, pool_padding), {"divisor_override": 1}, False, None,
+                         init if init != 0 else None)
+    return _PoolPlan(batch, channels_last, sign < 0, pad, sign * init, (F.max_pool1d, F.max_pool2d, F.max_pool3d)[spatial - 1],
+                     (window, strides, pool_padding), {"dilation": pool_dilation}, False,
+                     sign * init if sign * init != -math.inf else None, None)
+
+
 class TorchAdapter(Adapter):
     name = "torch"
     fast_path_zero_signs = frozenset({"relu", "relu6", "celu", "log_sigmoid", "gelu", "soft_shrink",
@@ -355,21 +415,21 @@ class TorchAdapter(Adapter):
         return torch.movedim(out, 1, -1)
 
     def conv_channels_first(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                            feature_group_count=1):
-        """``F.conv1d/2d/3d`` itself; symmetric padding is the convolution's own, other padding
-        applied with ``F.pad`` (negative: cropped).  Transposed convolutions and more than three
-        spatial dimensions take the channels-last route."""
+                            feature_group_count=1, bias=None):
+        """``F.conv1d/2d/3d`` itself, with the bias; symmetric padding is the convolution's own,
+        other padding applied with ``F.pad`` (negative: cropped).  Transposed convolutions and
+        more than three spatial dimensions take the channels-last route."""
         spatial = lhs.ndim - 2
         if not 1 <= spatial <= 3 or any(d != 1 for d in lhs_dilation):
             return super().conv_channels_first(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                                               feature_group_count)
+                                               feature_group_count, bias)
         symmetric = all(low == high >= 0 for low, high in padding)
         x = lhs
         if not symmetric:
             x = F.pad(x, [side for low_high in reversed(list(padding)) for side in low_high])
-        convolve = (F.conv1d, F.conv2d, F.conv3d)[spatial - 1]
-        return convolve(x, rhs, stride=tuple(window_strides), dilation=tuple(rhs_dilation), groups=feature_group_count,
-                        padding=tuple(low for low, _ in padding) if symmetric else 0)
+        convolve = (torch.conv1d, torch.conv2d, torch.conv3d)[spatial - 1]
+        return convolve(x, rhs, bias, tuple(window_strides), tuple(low for low, _ in padding) if symmetric else 0,
+                        tuple(rhs_dilation), feature_group_count)
 
     def _transposed(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count):
         """A convolution of the input dilated by ``lhs_dilation`` as ``F.conv_transpose1d/2d/3d``
@@ -397,59 +457,40 @@ class TorchAdapter(Adapter):
         window of 1 over a last features axis (channels-last: pooled on the channels-first
         view) or none (channels-first: the leading axes seen as torch's channels, no copy).  The
         padding is the pools' own where it is theirs (symmetric, -inf or 0), else applied with
-        ``F.pad`` (``init``).  Anything else takes the standard-only version."""
+        ``F.pad`` (``init``).  Anything else takes the standard-only version.  How a call maps
+        to torch's pools is worked out once per set of window arguments (``_pool_plan``)."""
         dilation = tuple(window_dilation) if window_dilation is not None else (1,) * x.ndim
-
-        def trivial(axis: int) -> bool:
-            return (window_dimensions[axis] == 1 and window_strides[axis] == 1 and tuple(padding[axis]) == (0, 0)
-                    and dilation[axis] == 1)
-
-        batch = 0  # the leading axes that are not pooled
-        while batch < x.ndim - 1 and trivial(batch):
-            batch += 1
-        channels_last = trivial(x.ndim - 1)
-        spatial = x.ndim - batch - (1 if channels_last else 0)
-        if (reduction not in ("max", "min", "sum") or not x.is_floating_point() or not batch
-                or not 1 <= spatial <= 3 or (reduction == "sum" and any(d != 1 for d in dilation))):
+        arguments = (x.ndim, init, reduction, tuple(window_dimensions), tuple(window_strides),
+                     tuple(tuple(pair) for pair in padding), dilation)
+        try:
+            plan = _pool_plan(*arguments)
+        except TypeError:  # an init that cannot be hashed (an array)
+            plan = _pool_plan.__wrapped__(*arguments)
+        if plan is None or not x.is_floating_point():
             return super().reduce_window(x, init, reduction, window_dimensions, window_strides, padding,
                                          window_dilation)
-        sign = -1.0 if reduction == "min" else 1.0
-        lead = x.shape[:batch]
-        y = x.reshape((-1, *x.shape[batch:]))  # (M, *spatial[, C]): M is torch's channels (unbatched)
-        if channels_last:
+        # torch pools (N, C, *spatial) and (C, *spatial): more leading axes become one
+        merged = plan.batch > (1 if plan.channels_last else 2)
+        y = x.reshape((-1, *x.shape[plan.batch:])) if merged else x
+        if plan.channels_last:
             y = torch.movedim(y, -1, 1)
-        if sign < 0:
+        if plan.negated:
             y = -y
-        window, strides = tuple(window_dimensions[batch:batch + spatial]), tuple(window_strides[batch:batch + spatial])
-        pool_dilation = tuple(dilation[batch:batch + spatial])
-        pads = [tuple(pair) for pair in padding[batch:batch + spatial]]
-        # The pools' own padding where it is what F.pad would add: symmetric, at most half the
-        # window, and -inf for max/min or 0 for sums (torch's implicit values); else F.pad with init.
-        own = reduction == "sum" and init == 0 or reduction != "sum" and sign * init == -math.inf
-        native = own and all(low == high and 2 * low <= (k - 1) * d + 1
-                             for (low, high), k, d in zip(pads, window, pool_dilation))
-        if not native and any(side for pair in pads for side in pair):
-            y = F.pad(y, [side for pair in reversed(pads) for side in pair], value=sign * init)
-        pool_padding = tuple(low for low, _ in pads) if native else (0,) * spatial
-        if reduction == "sum":
-            if spatial == 1:
-                y = F.avg_pool2d(y[..., None], (*window, 1), (*strides, 1), padding=(*pool_padding, 0),
-                                 divisor_override=1)[..., 0]
-            else:
-                y = (F.avg_pool2d, F.avg_pool3d)[spatial - 2](y, window, strides, padding=pool_padding,
-                                                              divisor_override=1)
-            if init != 0:
-                y = y + init
+        if plan.pad is not None:
+            y = F.pad(y, plan.pad, value=plan.pad_value)
+        if plan.sum_in_2d:  # one spatial axis: summed as a 2-D pool over (length, 1)
+            y = F.avg_pool2d(y[..., None], *plan.arguments, divisor_override=1)[..., 0]
         else:
-            pool = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[spatial - 1]
-            y = pool(y, window, strides, padding=pool_padding, dilation=pool_dilation)
-            if sign * init != -math.inf:  # an init above -inf is a floor (lax's reduce_window semantics)
-                y = torch.clamp_min(y, sign * init)
-            if sign < 0:
-                y = -y
-        if channels_last:
+            y = plan.pool(y, *plan.arguments, **plan.keywords)
+        if plan.floor is not None:  # an init above -inf is a floor (lax's reduce_window semantics)
+            y = torch.clamp_min(y, plan.floor)
+        if plan.offset is not None:
+            y = y + plan.offset
+        if plan.negated:
+            y = -y
+        if plan.channels_last:
             y = torch.movedim(y, 1, -1)
-        return y.reshape((*lead, *y.shape[1:]))
+        return y.reshape((*x.shape[:plan.batch], *y.shape[1:])) if merged else y
 
     def fused_recurrence(self, kind, xs, carry, w_input, b_input, w_hidden, b_hidden):
         """``torch._VF.lstm`` / ``gru``, the fused loop behind ``torch.nn.LSTM`` and ``GRU`` (same

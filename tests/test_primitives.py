@@ -62,6 +62,31 @@ def test_conv_general_dilated_matches_jax_lax(backend, case, seed):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=kind)
 
 
+@pytest.mark.slow_on("dask", "jax")
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=convolutions(), seed=st.integers(0, 2**16), with_bias=st.booleans())
+def test_conv_channels_first_matches_jax_lax(backend, case, seed, with_bias):
+    """The torch-layout twin: ``(N, C, *spatial)`` input, ``(O, C // groups, *window)`` kernel,
+    ``(N, O, *out)`` output and an optional bias per output channel."""
+    rng = np.random.default_rng(seed)
+    lhs, rhs = rng.standard_normal(case.pop("lhs")), rng.standard_normal(case.pop("rhs"))
+    rank = lhs.ndim - 2
+    lhs, rhs = np.moveaxis(lhs, -1, 1), np.transpose(rhs, (rank + 1, rank, *range(rank)))
+    bias = rng.standard_normal(rhs.shape[0]) if with_bias else None
+    layout = ("NC" + "DHW"[3 - rank:], "OI" + "DHW"[3 - rank:], "NC" + "DHW"[3 - rank:])
+    want = np.asarray(jax.lax.conv_general_dilated(jnp.asarray(lhs), jnp.asarray(rhs), dimension_numbers=layout, **case))
+    if bias is not None:
+        want = want + bias.reshape(-1, *(1,) * rank)
+    for kind, adapter in _both(backend).items():
+        got = adapter.conv_channels_first(backend.asarray(lhs, "float64"), backend.asarray(rhs, "float64"),
+                                          case["window_strides"], case["padding"], case["lhs_dilation"],
+                                          case["rhs_dilation"], case["feature_group_count"],
+                                          None if bias is None else backend.asarray(bias, "float64"))
+        got = backend.to_numpy(got)
+        assert got.shape == want.shape, (kind, got.shape, want.shape)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=kind)
+
+
 @st.composite
 def windows(draw):
     ndim = draw(st.integers(1, 3))

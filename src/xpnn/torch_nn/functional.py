@@ -15,6 +15,7 @@ array.  Random functions (``dropout``, ``rrelu`` in training) draw from the gene
 """
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Sequence
@@ -350,26 +351,38 @@ def _convolution(function: str, input: Array, weight: Array, bias: Array | None,
     rank = weight.ndim - 2
     ops = adapter_of(input, weight, bias)
     x, unbatched = _batched(input, rank, function)
-    strides = _tuple(stride, rank, function, "stride")
-    dilations = _tuple(dilation, rank, function, "dilation")
     channels = x.shape[1]
     if channels != weight.shape[1] * groups:
         raise _error(ValueError, function, f"input has {channels} channels; weight {tuple(weight.shape)} with "
                                            f"groups={groups} expects {weight.shape[1] * groups}")
+    arguments = (function, tuple(weight.shape[2:]), stride, padding, dilation)
+    try:
+        strides, pads, dilations = _conv_geometry(*arguments)
+    except TypeError:  # arguments that cannot be hashed (lists)
+        strides, pads, dilations = _conv_geometry.__wrapped__(*arguments)
+    y = ops.conv_channels_first(x, weight, strides, pads, (1,) * rank, dilations, groups, bias)
+    return y[0, ...] if unbatched else y
+
+
+@functools.lru_cache(maxsize=256)
+def _conv_geometry(function: str, window: tuple[int, ...], stride: Any, padding: Any,
+                   dilation: Any) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...], tuple[int, ...]]:
+    """A convolution's strides, (low, high) pads and dilations for a kernel of spatial size
+    ``window`` (worked out once per set of arguments: modules pass the same ones on every call)."""
+    rank = len(window)
+    strides = _tuple(stride, rank, function, "stride")
+    dilations = _tuple(dilation, rank, function, "dilation")
     if padding == "valid":
         pads = ((0, 0),) * rank
     elif padding == "same":
         if any(s != 1 for s in strides):
             raise _error(ValueError, function, "padding='same' is not supported for strided convolutions (as in torch)")
-        pads = same_padding(weight.shape[2:], dilations)
+        pads = same_padding(window, dilations)
     elif isinstance(padding, str):
         raise _error(ValueError, function, f"padding must be 'valid', 'same', an int or {rank} ints, got {padding!r}")
     else:
         pads = tuple((p, p) for p in _tuple(padding, rank, function, "padding"))
-    y = ops.conv_channels_first(x, weight, strides, pads, (1,) * rank, dilations, groups)
-    if bias is not None:
-        y = y + ops.xp.reshape(bias, (-1, *(1,) * rank))
-    return y[0, ...] if unbatched else y
+    return strides, pads, dilations
 
 
 def conv1d(input: Array, weight: Array, bias: Array | None = None, stride: Any = 1, padding: Any = 0,
@@ -416,9 +429,7 @@ def conv_transpose2d(input: Array, weight: Array, bias: Array | None = None, str
                      axis=(2, 3))
     pads = tuple((d * (k - 1) - p, d * (k - 1) - p + o)
                  for k, d, p, o in zip(weight.shape[2:], dilations, paddings, extra))
-    y = ops.conv_channels_first(x, kernel, (1,) * rank, pads, strides, dilations, groups)
-    if bias is not None:
-        y = y + xp.reshape(bias, (-1, *(1,) * rank))
+    y = ops.conv_channels_first(x, kernel, (1,) * rank, pads, strides, dilations, groups, bias)
     return y[0, ...] if unbatched else y
 
 
@@ -454,16 +465,29 @@ class _Pooling(NamedTuple):
 
 def _pool_arguments(function: str, input: Array, kernel_size: Any, stride: Any, padding: Any, dilation: Any,
                     ceil_mode: bool) -> _Pooling:
+    x, unbatched = _batched(input, 2, function)
+    arguments = (function, tuple(x.shape[2:]), kernel_size, stride, padding, dilation, ceil_mode)
+    try:
+        geometry = _pool_geometry(*arguments)
+    except TypeError:  # arguments that cannot be hashed (lists)
+        geometry = _pool_geometry.__wrapped__(*arguments)
+    return _Pooling(x, unbatched, *geometry)
+
+
+@functools.lru_cache(maxsize=256)
+def _pool_geometry(function: str, sizes: tuple[int, ...], kernel_size: Any, stride: Any, padding: Any, dilation: Any,
+                   ceil_mode: bool) -> tuple[tuple[int, ...], ...]:
+    """A 2-D pooling's windows, strides, paddings, dilations and pads for inputs of spatial
+    ``sizes`` (worked out once per set of arguments: modules pass the same ones on every call)."""
     rank = 2
-    x, unbatched = _batched(input, rank, function)
     window = _tuple(kernel_size, rank, function, "kernel_size")
     strides = window if stride is None or stride == () or stride == [] else _tuple(stride, rank, function, "stride")
     paddings = _tuple(padding, rank, function, "padding")
     if any(2 * p > k for p, k in zip(paddings, window)):
         raise _error(ValueError, function, f"padding {paddings} should be at most half of kernel_size {window}")
     dilations = _tuple(dilation, rank, function, "dilation")
-    pads = _pool_pads(function, tuple(x.shape[2:]), window, strides, paddings, dilations, ceil_mode)
-    return _Pooling(x, unbatched, window, strides, paddings, dilations, pads)
+    pads = _pool_pads(function, sizes, window, strides, paddings, dilations, ceil_mode)
+    return window, strides, paddings, dilations, pads
 
 
 def max_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
