@@ -292,16 +292,18 @@ def _pool_plan(ndim: int, init: Any, reduction: str, window_dimensions: tuple, w
     if not native and any(side for pair in pads for side in pair):
         pad = [side for pair in reversed(pads) for side in pair]
     pool_padding = tuple(low for low, _ in pads) if native else (0,) * spatial
+    # The kernels behind F.avg_pool2d/3d and F.max_pool1d/2d/3d, without their Python wrappers.
     if reduction == "sum":
         if spatial == 1:
             arguments = ((*window, 1), (*strides, 1), (*pool_padding, 0))
             return _PoolPlan(batch, channels_last, False, pad, sign * init, None, arguments, {}, True, None,
                              init if init != 0 else None)
-        return _PoolPlan(batch, channels_last, False, pad, sign * init, (F.avg_pool2d, F.avg_pool3d)[spatial - 2],
+        return _PoolPlan(batch, channels_last, False, pad, sign * init, (_nn.avg_pool2d, _nn.avg_pool3d)[spatial - 2],
                          (window, strides, pool_padding), {"divisor_override": 1}, False, None,
                          init if init != 0 else None)
-    return _PoolPlan(batch, channels_last, sign < 0, pad, sign * init, (F.max_pool1d, F.max_pool2d, F.max_pool3d)[spatial - 1],
-                     (window, strides, pool_padding), {"dilation": pool_dilation}, False,
+    return _PoolPlan(batch, channels_last, sign < 0, pad, sign * init,
+                     (torch.max_pool1d, torch.max_pool2d, torch.max_pool3d)[spatial - 1],
+                     (window, strides, pool_padding, pool_dilation), {}, False,
                      sign * init if sign * init != -math.inf else None, None)
 
 
@@ -479,7 +481,7 @@ class TorchAdapter(Adapter):
         if plan.pad is not None:
             y = F.pad(y, plan.pad, value=plan.pad_value)
         if plan.sum_in_2d:  # one spatial axis: summed as a 2-D pool over (length, 1)
-            y = F.avg_pool2d(y[..., None], *plan.arguments, divisor_override=1)[..., 0]
+            y = _nn.avg_pool2d(y[..., None], *plan.arguments, divisor_override=1)[..., 0]
         else:
             y = plan.pool(y, *plan.arguments, **plan.keywords)
         if plan.floor is not None:  # an init above -inf is a floor (lax's reduce_window semantics)
@@ -518,10 +520,10 @@ class TorchAdapter(Adapter):
         if x.dtype not in _ATTENTION_DTYPES or x.ndim < 1:
             return None
         functional = torch.nn.functional
-        if kind == "layer":
-            return functional.layer_norm(x, x.shape[x.ndim - count:], scale, bias, epsilon)
+        if kind == "layer":  # the kernel behind F.layer_norm, without its Python wrapper
+            return torch.layer_norm(x, x.shape[x.ndim - count:], scale, bias, epsilon, torch.backends.cudnn.enabled)
         if kind == "rms":
-            return functional.rms_norm(x, x.shape[x.ndim - count:], scale, epsilon)
+            return torch.rms_norm(x, x.shape[x.ndim - count:], scale, epsilon)
         if kind == "group":
             if x.ndim < 2:
                 return None

@@ -164,7 +164,9 @@ def fused_norm(ops: Any, kind: str, x: Array, count: int, scale: Array | None, b
                statistics: tuple[Array, Array] | None = None) -> Any:
     """The library's fused ``kind`` norm (``ops.fused_norm``) where fast paths are on, its operands
     share ``x``'s dtype and the kernel agreed with ``reference_norm`` on this machine; else None."""
-    if not fast_paths_enabled() or any(a is not None and a.dtype != x.dtype for a in (scale, bias, *(statistics or ()))):
+    dtype = x.dtype
+    if (not fast_paths_enabled() or (scale is not None and scale.dtype != dtype) or (bias is not None and bias.dtype != dtype)
+            or (statistics is not None and any(a.dtype != dtype for a in statistics))):
         return None
     if not layer_kernel_agrees(f"fused_norm({kind!r})", ops, x):
         return None
