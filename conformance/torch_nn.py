@@ -31,6 +31,9 @@ def indices(*shape: int, high: int = 10) -> np.ndarray:
 
 
 #: name, constructor args, kwargs, inputs (numpy; float inputs take the check's dtype), forward kwargs, train mode.
+#: Self-attention's one array, given as query, key and value (torch's packed in-projection).
+_SELF = floats(5, 2, 8, seed=4)
+
 MODULE_CASES = [
     ("ELU", (), {}, [floats(2, 3, 5)], {}, False),
     ("ELU", (0.5,), {}, [floats(2, 3, 5)], {}, False),
@@ -116,6 +119,8 @@ MODULE_CASES = [
      {"attn_mask": np.triu(np.ones((4, 6), bool), 1)}, False),
     ("MultiheadAttention", (8, 2), {}, [floats(4, 2, 8), floats(5, 2, 8, seed=1), floats(5, 2, 8, seed=2)],
      {"attn_mask": floats(4, 5, seed=3), "need_weights": False}, False),
+    ("MultiheadAttention", (8, 2), {"add_bias_kv": True}, [_SELF] * 3,
+     {"key_padding_mask": np.array([[False] * 4 + [True], [False] * 5])}, False),
     ("TransformerEncoderLayer", (8, 2, 16), {"dropout": 0.0}, [floats(5, 2, 8)], {}, True),
     ("TransformerEncoderLayer", (8, 2, 16), {"norm_first": True, "activation": "gelu", "batch_first": True},
      [floats(2, 5, 8)], {"src_key_padding_mask": np.array([[False] * 4 + [True], [False] * 5])}, False),
@@ -287,11 +292,16 @@ def torch_module(name: str, args: tuple, kwargs: dict, dtype: str, train: bool) 
 
 
 def made(arrays: list, kwargs: dict, dtype: str, convert: Any) -> tuple[list, dict]:
-    """The case's numpy arrays (positional and keyword) converted, float ones to ``dtype``."""
+    """The case's numpy arrays (positional and keyword) converted, float ones to ``dtype``; one
+    array given twice is one converted array (self-attention's query, key and value)."""
+    converted: dict[int, Any] = {}
+
     def one(a: Any) -> Any:
         if not isinstance(a, np.ndarray):
             return a
-        return convert(a, dtype if a.dtype.kind == "f" else a.dtype.name)
+        if id(a) not in converted:
+            converted[id(a)] = convert(a, dtype if a.dtype.kind == "f" else a.dtype.name)
+        return converted[id(a)]
     return [one(a) for a in arrays], {k: one(v) for k, v in kwargs.items()}
 
 

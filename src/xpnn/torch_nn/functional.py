@@ -700,6 +700,8 @@ def multi_head_attention_forward(
     name = "multi_head_attention_forward"
     ops = adapter_of(query, key, value, in_proj_weight, out_proj_weight)
     xp = ops.xp
+    packed = (query is key and key is value and not use_separate_proj_weight and static_k is None
+              and static_v is None)  # self-attention: one product with the stacked weights, as torch does
     batched = query.ndim == 3
     if not batched:
         query, key, value = (xp.expand_dims(t, axis=1) for t in (query, key, value))
@@ -713,15 +715,19 @@ def multi_head_attention_forward(
     head = embed // num_heads
     if is_causal and attn_mask is None:
         raise _error(RuntimeError, name, "need attn_mask if specifying the is_causal hint (as torch)")
-    if use_separate_proj_weight:
-        weights = (q_proj_weight, k_proj_weight, v_proj_weight)
+    if packed:
+        projected = linear(query, in_proj_weight, in_proj_bias)
+        q, k, v = (projected[..., i * embed:(i + 1) * embed] for i in range(3))
     else:
-        weights = tuple(in_proj_weight[i * embed:(i + 1) * embed, ...] for i in range(3))
-    biases = (None, None, None) if in_proj_bias is None else tuple(in_proj_bias[i * embed:(i + 1) * embed]
-                                                                 for i in range(3))
-    q = linear(query, weights[0], biases[0])
-    k = linear(key, weights[1], biases[1]) if static_k is None else None
-    v = linear(value, weights[2], biases[2]) if static_v is None else None
+        if use_separate_proj_weight:
+            weights = (q_proj_weight, k_proj_weight, v_proj_weight)
+        else:
+            weights = tuple(in_proj_weight[i * embed:(i + 1) * embed, ...] for i in range(3))
+        biases = (None, None, None) if in_proj_bias is None else tuple(in_proj_bias[i * embed:(i + 1) * embed]
+                                                                     for i in range(3))
+        q = linear(query, weights[0], biases[0])
+        k = linear(key, weights[1], biases[1]) if static_k is None else None
+        v = linear(value, weights[2], biases[2]) if static_v is None else None
     float_mask = _float_mask(xp, attn_mask, query.dtype, name)
     padding = _float_mask(xp, key_padding_mask, query.dtype, name)
     if bias_k is not None and bias_v is not None:
