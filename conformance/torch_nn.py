@@ -31,6 +31,10 @@ def indices(*shape: int, high: int = 10) -> np.ndarray:
 
 
 #: name, constructor args, kwargs, inputs (numpy; float inputs take the check's dtype), forward kwargs, train mode.
+#: Pooled with indices: equal maxima in a window (torch takes the first), a NaN, infinities.
+_TIES = np.round(floats(2, 3, 7, 6, seed=5))
+_TIES[0, 0, 0, :3] = [np.nan, np.inf, -np.inf]
+
 #: Self-attention's one array, given as query, key and value (torch's packed in-projection).
 _SELF = floats(5, 2, 8, seed=4)
 
@@ -100,6 +104,7 @@ MODULE_CASES = [
     ("ConvTranspose2d", (4, 6, (3, 2)), {"groups": 2, "dilation": 2}, [floats(2, 4, 3, 4)], {}, False),
     ("MaxPool2d", (3, 2), {"padding": 1}, [floats(2, 3, 7, 6)], {}, False),
     ("MaxPool2d", (2,), {"ceil_mode": True, "dilation": (1, 2)}, [floats(2, 3, 7, 9)], {}, False),
+    ("MaxPool2d", (3, 2), {"padding": 1, "return_indices": True, "ceil_mode": True}, [_TIES], {}, False),
     ("AvgPool2d", (3, 2), {"padding": 1}, [floats(2, 3, 7, 6)], {}, False),
     ("AvgPool2d", (3, 2), {"padding": 1, "count_include_pad": False, "ceil_mode": True}, [floats(2, 3, 8, 6)], {},
      False),
@@ -161,6 +166,7 @@ FUNCTIONAL_CASES = [
     ("conv_transpose2d", [floats(2, 4, 4, 5), _weights(4, 3, 3, 2)], (), {"stride": (2, 1), "groups": 2,
                                                                           "padding": 1, "output_padding": (1, 0)}),
     ("max_pool2d", [floats(2, 3, 7, 6)], (3,), {"stride": 2, "padding": 1, "ceil_mode": True}),
+    ("max_pool2d", [_TIES], ((2, 3),), {"stride": 1, "dilation": (2, 1), "return_indices": True}),
     ("avg_pool2d", [floats(2, 3, 7, 6)], ((3, 2),), {"padding": (1, 0), "count_include_pad": False}),
     ("layer_norm", [floats(3, 4, 5)], ((4, 5),), {"weight": _weights(4, 5), "bias": _weights(4, 5, seed=6)}),
     ("rms_norm", [floats(3, 4, 5)], ((5,),), {"weight": _weights(5)}),

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import array_api_compat
+
 from xpnn._errors import refuse
 from xpnn._types import Array, Namespace
 
@@ -64,16 +66,25 @@ def explicit_pads(padding: Any, rank: int, where: str | None = None) -> Pads:
                              f"sequence of {rank} ints or (low, high) pairs, got {padding!r}", where)
 
 
-def padded(xp: Namespace, x: Array, axis: int, low: int, high: int, mode: str) -> Array:
+def padded(xp: Namespace, x: Array, axis: int, low: int, high: int, mode: str, value: Any = 0) -> Array:
     """``x`` padded along ``axis`` as ``numpy.pad`` does with ``mode`` ``"wrap"`` (periodic),
-    ``"reflect"`` (mirrored, the edge element not repeated) or ``"edge"`` (the edge element
-    repeated), with the standard's slices."""
+    ``"reflect"`` (mirrored, the edge element not repeated), ``"edge"`` (the edge element
+    repeated) or ``"constant"`` (``value``), with the standard's slices."""
     size = x.shape[axis]
     lead = (slice(None),) * axis
 
     def part(start: int, stop: int) -> Array:
         return x[lead + (slice(start, stop), ...)]
 
+    if mode == "constant":  # a negative side crops
+        if low < 0 or high < 0:
+            x = part(max(0, -low), max(max(0, -low), size - max(0, -high)))
+
+        def filled(count: int) -> list[Array]:
+            shape = (*x.shape[:axis], count, *x.shape[axis + 1:])
+            return [xp.full(shape, value, dtype=x.dtype, device=array_api_compat.device(x))] if count > 0 else []
+
+        return xp.concat([*filled(low), x, *filled(high)], axis=axis) if low > 0 or high > 0 else x
     if mode == "wrap":
         parts = []
         for count, from_end in ((low, True), (high, False)):

@@ -25,6 +25,7 @@ import xpnn
 from xpnn._checks import dtype_argument
 from xpnn._dispatch import adapter_of
 from xpnn._types import Array
+from xpnn._windows import padded
 from xpnn.layers.normalization import fused_norm, reference_norm
 from xpnn.layers.stochastic import dropped
 from xpnn.torch_nn._generator import next_key
@@ -491,17 +492,51 @@ def _pool_geometry(function: str, sizes: tuple[int, ...], kernel_size: Any, stri
 
 
 def max_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
-               ceil_mode: bool = False, return_indices: bool = False) -> Array:
-    """The max of each window of ``(N, C, H, W)``, padding -inf: ``torch.nn.functional.max_pool2d``."""
-    if return_indices:
-        raise _error(NotImplementedError, "max_pool2d", "return_indices=True is not supported")
+               ceil_mode: bool = False, return_indices: bool = False) -> Array | tuple[Array, Array]:
+    """The max of each window of ``(N, C, H, W)``, padding -inf: ``torch.nn.functional.max_pool2d``.
+    With ``return_indices``, also where each max is: its flat index ``h * W + w`` in its input
+    plane (``_max_with_indices``)."""
     pooling = _pool_arguments("max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
     x = pooling.x
     ops = adapter_of(x)
     lowest = -math.inf if ops.xp.isdtype(x.dtype, "real floating") else ops.xp.iinfo(x.dtype).min
+    if return_indices:
+        y, indices = _max_with_indices(ops, pooling, lowest)
+        return (y[0, ...], indices[0, ...]) if pooling.unbatched else (y, indices)
     y = ops.reduce_window(x, lowest, "max", (1, 1, *pooling.window), (1, 1, *pooling.strides),
                           ((0, 0), (0, 0), *pooling.pads), (1, 1, *pooling.dilations))
     return y[0, ...] if pooling.unbatched else y
+
+
+def _max_with_indices(ops: Any, pooling: _Pooling, lowest: float) -> tuple[Array, Array]:
+    """Each window's max and its flat index ``h * W + w`` in the input plane, as torch's
+    ``max_pool2d_with_indices`` picks it: over the window's elements inside the input in row
+    order, an element is taken when it is greater than the max so far or NaN (so the first of
+    equal maxima, the last NaN); a window of -inf keeps its first element inside the input.
+    Indices in the library's default integer dtype (int64 but on jax without x64)."""
+    xp = ops.xp
+    x = pooling.x
+    height, width = x.shape[2:]
+    for axis, (low, high) in zip((2, 3), pooling.pads):
+        x = padded(xp, x, axis, low, high, "constant", lowest)
+    sizes = [(n - d * (k - 1) - 1) // s + 1
+             for n, k, s, d in zip(x.shape[2:], pooling.window, pooling.strides, pooling.dilations)]
+    device = ops.device_of(x)
+    starts = [xp.arange(size, dtype=xp.asarray(0).dtype, device=device) * s - low
+              for size, s, (low, _) in zip(sizes, pooling.strides, pooling.pads)]
+    # the first element inside the input of each window (windows start in the padding)
+    firsts = [xp.where(start < 0, start + ((d - 1 - start) // d) * d, start) for start, d in zip(starts, pooling.dilations)]
+    best = xp.full((*x.shape[:2], *sizes), lowest, dtype=x.dtype, device=device)
+    index = xp.broadcast_to(firsts[0][:, None] * width + firsts[1][None, :], best.shape)
+    floating = xp.isdtype(x.dtype, "real floating")
+    (kh, kw), (sh, sw), (dh, dw) = pooling.window, pooling.strides, pooling.dilations
+    for i in range(kh):
+        for j in range(kw):
+            view = x[:, :, i * dh:i * dh + (sizes[0] - 1) * sh + 1:sh, j * dw:j * dw + (sizes[1] - 1) * sw + 1:sw]
+            taken = (view > best) | xp.isnan(view) if floating else view > best
+            best = xp.where(taken, view, best)
+            index = xp.where(taken, (starts[0][:, None] + i * dh) * width + (starts[1][None, :] + j * dw), index)
+    return best, index
 
 
 def avg_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
