@@ -214,6 +214,22 @@ class Primitives:
         y = self.dense(x, self.xp.permute_dims(weight, (1, 0)))
         return y if bias is None else y + bias
 
+    def write_rows(self, table: Array, ids: Array, rows: Array) -> Array:
+        """``table[ids] = rows`` for 1-D in-range integer ``ids`` (a repeated id with equal rows):
+        written into ``table``, which is returned, where the library writes arrays by integer
+        index (NumPy, torch: not recorded by autograd, as torch's ``embedding_renorm_``);
+        otherwise a new table (jax's ``.at[].set``; by default, as the standard has no
+        scatter, each table row looked up among the sorted ``ids``)."""
+        xp = self.xp
+        if ids.shape[0] == 0:
+            return table
+        order = xp.argsort(ids)
+        ordered = xp.take(ids, order)
+        positions = xp.arange(table.shape[0], dtype=ids.dtype, device=self.device_of(ids))
+        found = xp.clip(xp.searchsorted(ordered, positions), 0, ordered.shape[0] - 1)
+        named = xp.take(ordered, found) == positions
+        return xp.where(named[:, None], xp.take(rows, xp.take(order, found), axis=0), table)
+
     def take_rows(self, table: Array, ids: Array) -> Array:
         """``table[ids]`` for 1-D in-range integer ``ids``, laid out as ``ids`` (an embedding
         lookup): ``take`` along the first axis."""

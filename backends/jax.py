@@ -179,6 +179,10 @@ class JaxAdapter(Adapter):
         """jax arrays are immutable: ``value`` is returned (``inplace=True`` cannot write)."""
         return value
 
+    def write_rows(self, table, ids, rows):
+        """A new table: ``table.at[ids].set(rows)`` (jax arrays are immutable)."""
+        return table.at[ids].set(rows)
+
     def stop_gradient(self, x):
         return jax.lax.stop_gradient(x)
 

@@ -599,6 +599,11 @@ class NumpyAdapter(Adapter):
             return np.dot(x, kernel)
         return np.dot(x.reshape(-1, x.shape[-1]), kernel).reshape(*x.shape[:-1], kernel.shape[-1])
 
+    def write_rows(self, table, ids, rows):
+        """``table[ids] = rows``, in place."""
+        table[ids] = rows
+        return table
+
     def einsum(self, subscripts, *operands):
         """``np.einsum`` with contraction-order optimisation, so products go to BLAS."""
         return np.einsum(subscripts, *operands, optimize=True)

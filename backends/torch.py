@@ -395,6 +395,13 @@ class TorchAdapter(Adapter):
         """``copy_`` (autograd records it as torch's own in-place activations do)."""
         return target.copy_(value)
 
+    def write_rows(self, table, ids, rows):
+        """``table[ids] = rows`` in place, outside autograd (a parameter's rows, as torch's
+        ``embedding_renorm_`` writes them)."""
+        with torch.no_grad():
+            table[ids] = rows
+        return table
+
     def trainable(self, x):
         """A leaf tensor that requires grad (floating only), as ``torch.nn.Parameter`` holds."""
         leaf = x.detach()

@@ -146,12 +146,14 @@ def test_the_contract_lists_the_design_primitives():
     contract's: each is a method of ``Primitives`` with a standard-only body."""
     for name in ("erf", "erfc", "erf_inv", "einsum", "qr", "stop_gradient", "conv_general_dilated",
                  "reduce_window", "scan", "fused_recurrence", "fused_norm", "mean_across", "dense", "take_rows",
-                 "placed_like", "adopts", "adopted"):
+                 "write_rows", "conv_channels_first", "linear", "write_into", "trainable", "placed_like", "adopts",
+                 "adopted"):
         assert callable(getattr(Primitives, name, None)), name
 
 
 def test_dense_take_rows_and_placed_like_on_every_backend(backend):
-    """``dense`` is ``x @ kernel``, ``take_rows`` a gather of rows, and ``placed_like`` leaves
+    """``dense`` is ``x @ kernel``, ``take_rows`` a gather of rows, ``write_rows`` their scatter,
+    and ``placed_like`` leaves
     arrays off a jax mesh as they are, natively and standard-only (their layouts under explicit
     mesh axes: tests/distributed/sharded_jax.py)."""
     rng = np.random.default_rng(3)
@@ -166,3 +168,10 @@ def test_dense_take_rows_and_placed_like_on_every_backend(backend):
         np.testing.assert_array_equal(backend.to_numpy(rows), table[ids], err_msg=label)
         assert adapter.placed_like(tb, xb) is tb
         assert adapter.placed_like(tb, xb, skip=1) is tb
+        for written in (ids, ids[:0]):  # a repeated id (with equal rows), and none
+            new_rows = table[written] * 10.0
+            want = table.copy()
+            want[written] = new_rows
+            got = adapter.write_rows(backend.asarray(table, "float64"), adapter.xp.asarray(written),
+                                     backend.asarray(new_rows, "float64"))
+            np.testing.assert_array_equal(backend.to_numpy(got), want, err_msg=label)

@@ -287,17 +287,34 @@ def embedding(input: Array, weight: Array, padding_idx: int | None = None, max_n
               norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False) -> Array:
     """The rows of ``weight`` that the integer ``input`` names: ``torch.nn.functional.embedding``.
     (``padding_idx`` only keeps that row out of gradients in torch, which xpnn's modules do by
-    initialising it to zeros; ``max_norm``, which rescales the table in place, is not supported.)"""
-    if max_norm is not None:
-        raise _error(NotImplementedError, "embedding", "max_norm (an in-place renormalization of the table) is "
-                                                       "not supported; renormalize the weight before the call")
+    initialising it to zeros.)  With ``max_norm``, each named row whose ``norm_type``-norm exceeds
+    it is first scaled by max_norm / (norm + 1e-7), outside autograd, as torch's
+    ``embedding_renorm_`` does: in place where the library writes rows by index (NumPy, torch);
+    elsewhere (jax, array-api-strict, Dask) the renormed table serves this call and ``weight`` is
+    left as it is (the ``Embedding`` module keeps the renormed table)."""
+    return _embedding_and_table(input, weight, max_norm, norm_type)[0]
+
+
+def _embedding_and_table(input: Array, weight: Array, max_norm: float | None = None,
+                        norm_type: float = 2.0) -> tuple[Array, Array]:
+    """``embedding``'s rows and the table they were read from: ``weight`` itself, renormed in
+    place where the library can, or the renormed copy."""
     ops = adapter_of(input, weight)
     xp = ops.xp
     if not xp.isdtype(input.dtype, "integral"):
         raise _error(TypeError, "embedding", f"input must hold integer indices, got dtype {input.dtype}")
     flat = xp.reshape(input, (-1,))
+    if max_norm is not None:
+        if not norm_type > 0:
+            raise _error(ValueError, "embedding", f"norm_type must be positive (or inf), got {norm_type!r}")
+        named = ops.stop_gradient(ops.take_rows(weight, flat))
+        magnitude = xp.abs(named)
+        norms = (xp.max(magnitude, axis=-1) if norm_type == math.inf
+                 else xp.sum(magnitude ** norm_type, axis=-1) ** (1 / norm_type))
+        scale = xp.where(norms > max_norm, max_norm / (norms + 1e-7), xp.ones_like(norms))
+        weight = ops.write_rows(weight, flat, named * scale[:, None])
     rows = ops.take_rows(weight, flat)
-    return xp.reshape(rows, (*input.shape, weight.shape[-1]))
+    return xp.reshape(rows, (*input.shape, weight.shape[-1])), weight
 
 
 def one_hot(tensor: Array, num_classes: int = -1) -> Array:

@@ -78,7 +78,8 @@ class Bilinear(Module):
 
 class Embedding(Module):
     """A lookup table ``weight`` ``(num_embeddings, embedding_dim)`` ~ N(0, 1), the
-    ``padding_idx`` row zero."""
+    ``padding_idx`` row zero; with ``max_norm``, the rows looked up are renormed first and
+    kept so (``functional.embedding``)."""
 
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
                  max_norm: float | None = None, norm_type: float = 2.0, scale_grad_by_freq: bool = False,
@@ -91,7 +92,7 @@ class Embedding(Module):
                                  f"({num_embeddings}), got {padding_idx}")
             padding_idx %= num_embeddings
         self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
-        self.max_norm = max_norm
+        self.max_norm, self.norm_type = max_norm, norm_type
         if _weight is None:
             make = Factory(like, dtype, key)
             weight = make.normal((num_embeddings, embedding_dim))
@@ -104,11 +105,16 @@ class Embedding(Module):
         self.register_parameter("weight", weight, requires_grad=not _freeze)
 
     def forward(self, input: Array) -> Array:
-        return F.embedding(input, self.weight, self.padding_idx, self.max_norm)
+        rows, table = F._embedding_and_table(input, self.weight, self.max_norm, self.norm_type)
+        if table is not self.weight:  # renormed rows of a library that cannot write them in place
+            self.weight = table
+        return rows
 
     def extra_repr(self) -> str:
         text = f"{self.num_embeddings}, {self.embedding_dim}"
-        return text + (f", padding_idx={self.padding_idx}" if self.padding_idx is not None else "")
+        text += f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
+        text += f", max_norm={self.max_norm}" if self.max_norm is not None else ""
+        return text + (f", norm_type={self.norm_type}" if self.norm_type != 2.0 else "")
 
 
 class Dropout(Module):
