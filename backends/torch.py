@@ -526,15 +526,15 @@ class TorchAdapter(Adapter):
         two-pass one."""
         if x.dtype not in _ATTENTION_DTYPES or x.ndim < 1:
             return None
-        functional = torch.nn.functional
-        if kind == "layer":  # the kernel behind F.layer_norm, without its Python wrapper
+        if kind == "layer":  # the kernels behind F.layer_norm... without their Python wrappers
             return torch.layer_norm(x, x.shape[x.ndim - count:], scale, bias, epsilon, torch.backends.cudnn.enabled)
         if kind == "rms":
             return torch.rms_norm(x, x.shape[x.ndim - count:], scale, epsilon)
         if kind == "group":
             if x.ndim < 2:
                 return None
-            return functional.group_norm(torch.movedim(x, -1, 1), count, scale, bias, epsilon).movedim(1, -1)
+            return torch.group_norm(torch.movedim(x, -1, 1), count, scale, bias, epsilon,
+                                    torch.backends.cudnn.enabled).movedim(1, -1)
         # (M, C) rows of a contiguous channels-last x; the channels-first view where that one is
         # contiguous (a torch-layout input seen channels-last): no copy either way.
         channels_first = torch.movedim(x, -1, 1) if x.ndim > 2 else x
@@ -545,14 +545,15 @@ class TorchAdapter(Adapter):
         def restored(y):
             return y.reshape(x.shape) if rows is not None else torch.movedim(y, 1, -1)
 
+        cudnn = torch.backends.cudnn.enabled
         if kind == "running":
             mean, var = statistics
-            return restored(functional.batch_norm(operand, mean, var, scale, bias, False, 0.0, epsilon))
+            return restored(torch.batch_norm(operand, scale, bias, mean, var, False, 0.0, epsilon, cudnn))
         if kind == "batch" and count > 1:
             # The batch's mean and unbiased variance, as running statistics updated with momentum 1.
             mean = torch.zeros(x.shape[-1], dtype=x.dtype, device=x.device)
             var = torch.ones_like(mean)
-            y = functional.batch_norm(operand, mean, var, scale, bias, True, 1.0, epsilon)
+            y = torch.batch_norm(operand, scale, bias, mean, var, True, 1.0, epsilon, cudnn)
             return restored(y), mean, var * ((count - 1) / count)
         return None
 
