@@ -113,6 +113,7 @@ MODULE_CASES = [
     ("AvgPool2d", (2,), {"divisor_override": 3}, [floats(2, 3, 6, 6)], {}, False),
     ("LSTM", (5, 6), {"num_layers": 2, "bidirectional": True}, [floats(4, 2, 5)], {}, False),
     ("LSTM", (5, 6), {"batch_first": True, "bias": False}, [floats(2, 4, 5)], {}, False),
+    ("LSTM", (5, 6), {"proj_size": 3, "num_layers": 2, "bidirectional": True}, [floats(4, 2, 5)], {}, False),
     ("GRU", (5, 6), {"batch_first": True, "num_layers": 2}, [floats(2, 4, 5)], {}, False),
     ("GRU", (5, 6), {"bidirectional": True}, [floats(4, 5)], {}, False),
     ("MultiheadAttention", (8, 2), {}, [floats(4, 2, 8), floats(5, 2, 8, seed=1), floats(5, 2, 8, seed=2)], {},

@@ -197,6 +197,14 @@ def test_errors_name_the_function_and_argument():
         nn.GroupNorm(2, 5)
     with pytest.raises(ValueError, match=r"xpnn\.torch_nn\.BatchNorm2d: expected 4D input \(got 3D input\)"):
         nn.BatchNorm2d(3)(x[0])
+    with pytest.raises(ValueError, match=r"xpnn\.torch_nn\.functional\.embedding: norm_type must be positive"):
+        F.embedding(np.array([1]), np.ones((4, 2)), max_norm=1.0, norm_type=0.0)
+    with pytest.raises(ValueError, match=r"xpnn\.torch_nn\.LSTM: proj_size has to be smaller than hidden_size"):
+        nn.LSTM(3, 5, proj_size=5)
+    with pytest.raises(ValueError, match=r"xpnn\.torch_nn\.LSTM: proj_size should be a positive integer"):
+        nn.LSTM(3, 5, proj_size=-1)
+    with pytest.raises(ValueError, match=r"xpnn\.torch_nn\.GRU: proj_size argument is only supported for LSTM"):
+        nn.GRU(3, 5, proj_size=2)
 
 
 @pytest.mark.parametrize("library", ["numpy", "jax"])

@@ -546,20 +546,35 @@ def _with_carries(step: Callable[[Carry, Array], tuple[Carry, Array]]) -> Callab
 
 
 def scan_dense_cell(ops: Any, cell: Any, weights: Weights, carry: Carry, xs: Array, slice_carry: bool = False,
-                    unroll: int = 1) -> tuple[Carry, Any]:
+                    unroll: int = 1, projection: Array | None = None) -> tuple[Carry, Any]:
     """A dense cell (LSTM, GRU, MGU, simple) over the time-major ``xs`` with its ``weights`` (the
     gates' kernels side by side, ``cell._weights``' layout): the library's fused loop where it
     has one that agreed with the written-once step on this machine, else the step bound once and
     scanned.  ``(last carry, outputs)``; with ``slice_carry`` the outputs are ``(carries, outputs)``.
-    The torch-style LSTM and GRU pass torch's stacked weights here directly."""
+    The torch-style LSTM and GRU pass torch's stacked weights here directly; ``projection``
+    ``(features, proj)`` is torch's LSTM ``proj_size``: each step's h = (o tanh c) projection,
+    fed back as the carry's h (the written-once step runs it)."""
     # The carry keeps its dtype unless the computation's is wider (float64 inputs with float32
     # params): flax's promotion of each step's elementwise math.
     carry = tree_map(lambda leaf: _promoted(ops.xp, leaf, weights[2].dtype), carry)
-    fused = None if slice_carry else _fused(ops, cell, weights, carry, xs)
+    fused = None if slice_carry or projection is not None else _fused(ops, cell, weights, carry, xs)
     if fused is not None:
         return fused
     project, step = cell._bind(weights, xs)
+    if projection is not None:
+        step = _projected(ops, step, projection)
     return ops.scan(_with_carries(step) if slice_carry else step, carry, project(xs), unroll=unroll)
+
+
+def _projected(ops: Any, step: Callable[[Carry, Array], tuple[Carry, Array]],
+               projection: Array) -> Callable[[Carry, Array], tuple[Carry, Array]]:
+    """An LSTM step whose output h is projected, ``h projection``, and fed back so."""
+    def projected(carry: Carry, x: Array) -> tuple[Carry, Array]:
+        (c, h), _ = step(carry, x)
+        h = ops.dense(h, projection)
+        return (c, h), h
+
+    return projected
 
 
 def _fused(ops: Any, cell: _DenseCell, weights: Weights, carry: Carry, xs: Array) -> tuple[Carry, Array] | None:

@@ -26,27 +26,40 @@ class _RNNBase(Module):
                  *, like: Any = None, dtype: Any = None, key: Array | None = None) -> None:
         super().__init__()
         name = type(self).__name__
-        if proj_size:
-            raise NotImplementedError(f"xpnn.torch_nn.{name}: proj_size is not supported")
         if not 0 <= dropout <= 1:
             raise ValueError(f"xpnn.torch_nn.{name}: dropout should be a number in range [0, 1], got {dropout}")
+        if proj_size < 0:
+            raise ValueError(f"xpnn.torch_nn.{name}: proj_size should be a positive integer or zero to disable "
+                             f"projections, got {proj_size}")
+        if proj_size and self._kind != "LSTM":
+            raise ValueError(f"xpnn.torch_nn.{name}: proj_size argument is only supported for LSTM, not RNN or GRU")
+        if proj_size >= hidden_size:
+            raise ValueError(f"xpnn.torch_nn.{name}: proj_size has to be smaller than hidden_size, got {proj_size} "
+                             f"and {hidden_size}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout, self.bidirectional = bias, batch_first, dropout, bidirectional
+        self.proj_size = proj_size
         gates = (4 if self._kind == "LSTM" else 3) * hidden_size
+        output = proj_size or hidden_size  # the width of h
         make = Factory(like, dtype, key)
         bound = 1.0 / math.sqrt(hidden_size)
         directions = 2 if bidirectional else 1
         for layer in range(num_layers):
-            width = input_size if layer == 0 else hidden_size * directions
+            width = input_size if layer == 0 else output * directions
             for suffix in ("", "_reverse")[:directions]:
                 setattr(self, f"weight_ih_l{layer}{suffix}", Parameter(make.uniform((gates, width), bound)))
-                setattr(self, f"weight_hh_l{layer}{suffix}", Parameter(make.uniform((gates, hidden_size), bound)))
+                setattr(self, f"weight_hh_l{layer}{suffix}", Parameter(make.uniform((gates, output), bound)))
                 if bias:
                     setattr(self, f"bias_ih_l{layer}{suffix}", Parameter(make.uniform((gates,), bound)))
                     setattr(self, f"bias_hh_l{layer}{suffix}", Parameter(make.uniform((gates,), bound)))
+                if proj_size:
+                    setattr(self, f"weight_hr_l{layer}{suffix}", Parameter(make.uniform((proj_size, hidden_size),
+                                                                                        bound)))
 
     def extra_repr(self) -> str:
         text = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size:
+            text += f", proj_size={self.proj_size}"
         if self.num_layers != 1:
             text += f", num_layers={self.num_layers}"
         if not self.bias:
@@ -90,9 +103,13 @@ class _RNNBase(Module):
                 carry = None if starts is None else starts[layer * len(directions) + index]
                 if carry is None:
                     zeros = xp.zeros((x.shape[1], self.hidden_size), dtype=x.dtype, device=ops.device_of(x))
-                    carry = (zeros, zeros) if self._kind == "LSTM" else zeros
+                    h = zeros[:, :self.proj_size] if self.proj_size else zeros
+                    carry = (zeros, h) if self._kind == "LSTM" else zeros
                 xs = xp.flip(x, axis=0) if suffix else x
-                carry, ys = scan_dense_cell(ops, cell, self._weights(f"_l{layer}{suffix}", x), carry, xs)
+                projection = self._parameters.get(f"weight_hr_l{layer}{suffix}")
+                carry, ys = scan_dense_cell(ops, cell, self._weights(f"_l{layer}{suffix}", x), carry, xs,
+                                            projection=None if projection is None else xp.permute_dims(projection,
+                                                                                                        (1, 0)))
                 finals.append(carry)
                 outputs.append(xp.flip(ys, axis=0) if suffix else ys)
             x = outputs[0] if len(outputs) == 1 else xp.concat(outputs, axis=-1)
@@ -140,8 +157,9 @@ def _stacked(xp: Any, finals: list[Any], unbatched: bool) -> Array:
 
 
 class LSTM(_RNNBase):
-    """Multi-layer LSTM, gates i, f, g, o: c' = f c + i g, h' = o tanh(c').  ``forward(input,
-    (h_0, c_0))`` returns ``output, (h_n, c_n)``; every parameter ~ U(-1/sqrt(H), 1/sqrt(H))."""
+    """Multi-layer LSTM, gates i, f, g, o: c' = f c + i g, h' = o tanh(c') (with ``proj_size``,
+    h' = (o tanh(c')) W_hr^T).  ``forward(input, (h_0, c_0))`` returns ``output, (h_n, c_n)``;
+    every parameter ~ U(-1/sqrt(H), 1/sqrt(H))."""
     _kind = "LSTM"
 
     def forward(self, input: Array, hx: tuple[Array, Array] | None = None) -> tuple[Array, tuple[Array, Array]]:
