@@ -200,19 +200,20 @@ class Primitives:
         elsewhere."""
         return a
 
-    def dense(self, x: Array, kernel: Array) -> Array:
-        """``x @ kernel`` for a 2-D ``kernel`` (a Dense layer's product); where arrays carry a
-        layout (jax's explicit mesh axes) and the contracted features are split over devices
-        (a tensor-parallel kernel), the result is summed over them and laid out as ``x``'s
-        leading axes and ``kernel``'s features."""
-        return x @ kernel
+    def dense(self, x: Array, kernel: Array, bias: Array | None = None) -> Array:
+        """``x @ kernel + bias`` for a 2-D ``kernel`` and a ``(features,)`` bias or None (a Dense
+        layer's product; a library may add the bias in the product's kernel, as torch's
+        ``addmm``); where arrays carry a layout (jax's explicit mesh axes) and the contracted
+        features are split over devices (a tensor-parallel kernel), the result is summed over
+        them and laid out as ``x``'s leading axes and ``kernel``'s features."""
+        y = x @ kernel
+        return y if bias is None else y + bias
 
     def linear(self, x: Array, weight: Array, bias: Array | None = None) -> Array:
         """``x W^T + b`` with torch's ``(out_features, in_features)`` weight (the torch-style
         modules' product): ``dense`` of the transposed view, then the bias; a library with a
         fused kernel for this layout (torch's ``F.linear``) uses it."""
-        y = self.dense(x, self.xp.permute_dims(weight, (1, 0)))
-        return y if bias is None else y + bias
+        return self.dense(x, self.xp.permute_dims(weight, (1, 0)), bias)
 
     def write_rows(self, table: Array, ids: Array, rows: Array) -> Array:
         """``table[ids] = rows`` for 1-D in-range integer ``ids`` (a repeated id with equal rows):

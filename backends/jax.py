@@ -236,15 +236,17 @@ class JaxAdapter(Adapter):
             return a
         return jax.sharding.reshard(a, jax.sharding.PartitionSpec(*wanted))
 
-    def dense(self, x, kernel):
-        """``x @ kernel``; under explicit mesh axes with the contracted axis split, jax asks where
-        the sum goes: it is laid out as ``x``'s leading axes and ``kernel``'s features."""
+    def dense(self, x, kernel, bias=None):
+        """``x @ kernel + bias``; under explicit mesh axes with the contracted axis split, jax asks
+        where the sum goes: it is laid out as ``x``'s leading axes and ``kernel``'s features."""
         x_spec, kernel_spec = _explicit_spec(x), _explicit_spec(kernel)
         if x_spec is None or kernel_spec is None or (x_spec[-1] is None and kernel_spec[0] is None):
-            return x @ kernel
-        lead = tuple(entry for entry in x_spec[:-1])
-        features = kernel_spec[1] if kernel_spec[1] not in lead else None
-        return jnp.matmul(x, kernel, out_sharding=jax.sharding.PartitionSpec(*lead, features))
+            y = x @ kernel
+        else:
+            lead = tuple(entry for entry in x_spec[:-1])
+            features = kernel_spec[1] if kernel_spec[1] not in lead else None
+            y = jnp.matmul(x, kernel, out_sharding=jax.sharding.PartitionSpec(*lead, features))
+        return y if bias is None else y + bias
 
     def take_rows(self, table, ids):
         """``jnp.take``; under explicit mesh axes, a gather laid out as the ids (jax cannot

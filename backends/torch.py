@@ -389,7 +389,14 @@ class TorchAdapter(Adapter):
 
     def linear(self, x, weight, bias=None):
         """``F.linear``: the product and the bias in one GEMM (``addmm``)."""
-        return F.linear(x, weight, bias)
+        return _nn.linear(x, weight, bias)
+
+    def dense(self, x, kernel, bias=None):
+        """``F.linear`` of the kernel's transposed view: the product and the bias in one GEMM,
+        as ``torch.nn.Linear`` computes them."""
+        if bias is None or bias.dtype != x.dtype or kernel.dtype != x.dtype or not x.is_floating_point():
+            return super().dense(x, kernel, bias)
+        return _nn.linear(x, kernel.T, bias)
 
     def write_into(self, target, value):
         """``copy_`` (autograd records it as torch's own in-place activations do)."""

@@ -161,8 +161,12 @@ def test_dense_take_rows_and_placed_like_on_every_backend(backend):
     ids = np.array([5, 0, 2, 2])
     for label, adapter in _both(backend).items():
         xb, kb, tb = (backend.asarray(a, "float64") for a in (x, kernel, table))
+        bias = rng.standard_normal(5)
         for rows, expected in ((xb, x), (xb[:, ::2, ...], x[:, ::2]), (xb[0, 0, ...], x[0, 0]), (xb[0, ...], x[0])):
             np.testing.assert_allclose(backend.to_numpy(adapter.dense(rows, kb)), expected @ kernel, rtol=1e-12,
+                                       err_msg=label)
+            with_bias = adapter.dense(rows, kb, backend.asarray(bias, "float64"))
+            np.testing.assert_allclose(backend.to_numpy(with_bias), expected @ kernel + bias, rtol=1e-12, atol=1e-12,
                                        err_msg=label)
         rows = adapter.take_rows(tb, adapter.xp.asarray(ids))
         np.testing.assert_array_equal(backend.to_numpy(rows), table[ids], err_msg=label)

@@ -61,8 +61,7 @@ class Dense(Module):
         kernel = self.param("kernel", self.kernel_init, (inputs.shape[-1], features), self.param_dtype)
         bias = self.param("bias", self.bias_init, (features,), self.param_dtype) if self.use_bias else None
         adapter, inputs, kernel, bias = self._weighted(self.dtype, inputs, kernel, bias)
-        y = adapter.dense(inputs, kernel)
-        return y if bias is None else y + bias
+        return adapter.dense(inputs, kernel, bias)
 
 
 class DenseGeneral(Module):
