@@ -210,10 +210,11 @@ class Primitives:
         return y if bias is None else y + bias
 
     def linear(self, x: Array, weight: Array, bias: Array | None = None) -> Array:
-        """``x W^T + b`` with torch's ``(out_features, in_features)`` weight (the torch-style
-        modules' product): ``dense`` of the transposed view, then the bias; a library with a
-        fused kernel for this layout (torch's ``F.linear``) uses it."""
-        return self.dense(x, self.xp.permute_dims(weight, (1, 0)), bias)
+        """``x W^T + b`` with torch's ``(out_features, in_features)`` weight, or an
+        ``(in_features,)`` one (one output, the last axis contracted) (the torch-style modules'
+        product): ``dense`` of the transposed view, then the bias; a library with a fused kernel
+        for this layout (torch's ``F.linear``) uses it."""
+        return self.dense(x, self.xp.permute_dims(weight, (1, 0)) if weight.ndim == 2 else weight, bias)
 
     def write_rows(self, table: Array, ids: Array, rows: Array) -> Array:
         """``table[ids] = rows`` for 1-D in-range integer ``ids`` (a repeated id with equal rows):

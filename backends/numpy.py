@@ -598,7 +598,8 @@ class NumpyAdapter(Adapter):
         if x.ndim <= 2:
             y = np.dot(x, kernel)
         else:
-            y = np.dot(x.reshape(-1, x.shape[-1]), kernel).reshape(*x.shape[:-1], kernel.shape[-1])
+            y = np.dot(x.reshape(-1, x.shape[-1]), kernel)
+            y = y.reshape(*x.shape[:-1], *y.shape[1:])
         if bias is None:
             return y
         if bias.dtype == y.dtype and y.ndim:

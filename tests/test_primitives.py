@@ -152,7 +152,7 @@ def test_the_contract_lists_the_design_primitives():
 
 
 def test_dense_take_rows_and_placed_like_on_every_backend(backend):
-    """``dense`` is ``x @ kernel``, ``take_rows`` a gather of rows, ``write_rows`` their scatter,
+    """``dense`` is ``x @ kernel``, ``linear`` ``x W^T + b`` with torch's weights, ``take_rows`` a gather of rows, ``write_rows`` their scatter,
     and ``placed_like`` leaves
     arrays off a jax mesh as they are, natively and standard-only (their layouts under explicit
     mesh axes: tests/distributed/sharded_jax.py)."""
@@ -168,6 +168,10 @@ def test_dense_take_rows_and_placed_like_on_every_backend(backend):
             with_bias = adapter.dense(rows, kb, backend.asarray(bias, "float64"))
             np.testing.assert_allclose(backend.to_numpy(with_bias), expected @ kernel + bias, rtol=1e-12, atol=1e-12,
                                        err_msg=label)
+        # torch's (out, in) weight with an (out,) bias, and an (in,) one with a 0-d bias
+        for weight, offset in ((rng.standard_normal((5, 4)), bias), (rng.standard_normal(4), bias[0])):
+            got = adapter.linear(xb, backend.asarray(weight, "float64"), backend.asarray(offset, "float64"))
+            np.testing.assert_allclose(backend.to_numpy(got), x @ weight.T + offset, rtol=1e-12, err_msg=label)
         rows = adapter.take_rows(tb, adapter.xp.asarray(ids))
         np.testing.assert_array_equal(backend.to_numpy(rows), table[ids], err_msg=label)
         assert adapter.placed_like(tb, xb) is tb
