@@ -322,8 +322,8 @@ def _group_norm(x: np.ndarray, groups: int, scale: Any, bias: Any, epsilon: floa
 def _tap_product(view: np.ndarray, tap: np.ndarray, groups: int, buffer: np.ndarray | None = None) -> np.ndarray:
     """``view`` ``(..., channels)`` times one kernel position ``tap`` ``(channels // groups,
     features)``, feature group by feature group: ``(..., features)``.  One BLAS product without
-    groups (into ``buffer``, of the product's shape, when given), a broadcast product for
-    depthwise kernels, an einsum for other groups."""
+    groups, a broadcast product for depthwise kernels (each into ``buffer``, of the product's
+    shape, when given), an einsum for other groups."""
     channels, features = view.shape[-1], tap.shape[-1]
     if groups == 1:
         rows = view.reshape(-1, channels)
@@ -332,7 +332,7 @@ def _tap_product(view: np.ndarray, tap: np.ndarray, groups: int, buffer: np.ndar
         np.dot(rows, tap, out=buffer.reshape(-1, features))
         return buffer
     if channels == groups == features:  # depthwise: each feature from its channel
-        return view * tap.reshape(-1)
+        return np.multiply(view, tap.reshape(-1), out=buffer)
     if channels == groups:  # depthwise with several features per channel
         return (view[..., None] * tap.reshape(groups, features // groups)).reshape(*view.shape[:-1], features)
     product = np.einsum("...gc,cgo->...go", view.reshape(*view.shape[:-1], groups, channels // groups),
@@ -580,7 +580,7 @@ class NumpyAdapter(Adapter):
 
         def images(begin: int, end: int) -> None:
             target = out[begin:end]
-            buffer = np.empty_like(target) if groups == 1 else None
+            buffer = np.empty_like(target) if groups == 1 or channels == groups == features else None
             for offset in np.ndindex(*window):
                 view = x[(slice(begin, end), *(slice(o * d, o * d + (n - 1) * s + 1, s)
                                                for o, d, s, n in zip(offset, rhs_dilation, window_strides, sizes)))]

@@ -258,9 +258,14 @@ class _PoolPlan(NamedTuple):
     pool: Any
     arguments: tuple  # window, strides, padding
     keywords: dict
-    sum_in_2d: bool
     floor: float | None  # max/min with an init above -inf (after negation)
     offset: float | None  # sum with a nonzero init
+
+
+def _sum_pool1d(y: torch.Tensor, window: tuple, strides: tuple, padding: tuple, divisor_override: int) -> torch.Tensor:
+    """A 1-d sum pool: the 2-d average pool over (length, 1), torch having no 1-d ``divisor_override``."""
+    return _nn.avg_pool2d(y[..., None], (*window, 1), (*strides, 1), (*padding, 0),
+                          divisor_override=divisor_override)[..., 0]
 
 
 @functools.lru_cache(maxsize=256)
@@ -294,16 +299,12 @@ def _pool_plan(ndim: int, init: Any, reduction: str, window_dimensions: tuple, w
     pool_padding = tuple(low for low, _ in pads) if native else (0,) * spatial
     # The kernels behind F.avg_pool2d/3d and F.max_pool1d/2d/3d, without their Python wrappers.
     if reduction == "sum":
-        if spatial == 1:
-            arguments = ((*window, 1), (*strides, 1), (*pool_padding, 0))
-            return _PoolPlan(batch, channels_last, False, pad, sign * init, None, arguments, {}, True, None,
-                             init if init != 0 else None)
-        return _PoolPlan(batch, channels_last, False, pad, sign * init, (_nn.avg_pool2d, _nn.avg_pool3d)[spatial - 2],
-                         (window, strides, pool_padding), {"divisor_override": 1}, False, None,
-                         init if init != 0 else None)
+        return _PoolPlan(batch, channels_last, False, pad, sign * init,
+                         (_sum_pool1d, _nn.avg_pool2d, _nn.avg_pool3d)[spatial - 1], (window, strides, pool_padding),
+                         {"divisor_override": 1}, None, init if init != 0 else None)
     return _PoolPlan(batch, channels_last, sign < 0, pad, sign * init,
                      (torch.max_pool1d, torch.max_pool2d, torch.max_pool3d)[spatial - 1],
-                     (window, strides, pool_padding, pool_dilation), {}, False,
+                     (window, strides, pool_padding, pool_dilation), {},
                      sign * init if sign * init != -math.inf else None, None)
 
 
@@ -494,10 +495,7 @@ class TorchAdapter(Adapter):
             y = -y
         if plan.pad is not None:
             y = F.pad(y, plan.pad, value=plan.pad_value)
-        if plan.sum_in_2d:  # one spatial axis: summed as a 2-D pool over (length, 1)
-            y = _nn.avg_pool2d(y[..., None], *plan.arguments, divisor_override=1)[..., 0]
-        else:
-            y = plan.pool(y, *plan.arguments, **plan.keywords)
+        y = plan.pool(y, *plan.arguments, **plan.keywords)
         if plan.floor is not None:  # an init above -inf is a floor (lax's reduce_window semantics)
             y = torch.clamp_min(y, plan.floor)
         if plan.offset is not None:

@@ -16,27 +16,12 @@ from collections.abc import Callable, Sequence
 import array_api_compat
 
 from xpnn._types import Array, Namespace
+from xpnn._windows import padded
 
 Padding = Sequence[tuple[int, int]]
 
 #: reduce_window's reductions, by name: the elementwise operation that combines two windows.
 REDUCTIONS = {"max": "maximum", "min": "minimum", "sum": "add"}
-
-
-def _padded(xp: Namespace, x: Array, axis: int, low: int, high: int, value: float) -> Array:
-    """``x`` with ``low`` and ``high`` elements of ``value`` added along ``axis`` (cropped when negative)."""
-    size = x.shape[axis]
-    start, stop = max(0, -low), size - max(0, -high)
-    if start or stop != size:
-        x = x[(slice(None),) * axis + (slice(start, max(start, stop)), ...)]
-    parts = []
-    for count in (max(0, low), max(0, high)):
-        shape = list(x.shape)
-        shape[axis] = count
-        parts.append(xp.full(tuple(shape), value, dtype=x.dtype, device=array_api_compat.device(x)) if count else None)
-    if parts[0] is None and parts[1] is None:
-        return x
-    return xp.concat([p for p in (parts[0], x, parts[1]) if p is not None], axis=axis)
 
 
 def _dilated(xp: Namespace, x: Array, axis: int, factor: int) -> Array:
@@ -82,7 +67,7 @@ def conv_general_dilated(xp: Namespace, einsum: Callable[..., Array], lhs: Array
     for i in range(spatial):
         x = _dilated(xp, x, 1 + i, lhs_dilation[i])
     for i, (low, high) in enumerate(padding):
-        x = _padded(xp, x, 1 + i, low, high, 0.0)
+        x = padded(xp, x, 1 + i, low, high, "constant", 0.0)
     window = tuple(rhs.shape[:spatial])
     views, sizes = _windows(x, 1, window, window_strides, rhs_dilation)
     channels, outputs, groups = lhs.shape[-1], rhs.shape[-1], feature_group_count
@@ -100,7 +85,7 @@ def reduce_window(xp: Namespace, x: Array, init: float, reduction: str | Callabl
     ``init``) reduced, ``init`` included."""
     combine = getattr(xp, REDUCTIONS[reduction]) if isinstance(reduction, str) else reduction
     for axis, (low, high) in enumerate(padding):
-        x = _padded(xp, x, axis, low, high, init)
+        x = padded(xp, x, axis, low, high, "constant", init)
     views, _ = _windows(x, 0, window_dimensions, window_strides, window_dilation)
     out = views[0]
     for view in views[1:]:

@@ -533,7 +533,7 @@ def _max_with_indices(ops: Any, pooling: _Pooling, lowest: float) -> tuple[Array
     Indices in the library's default integer dtype (int64 but on jax without x64)."""
     xp = ops.xp
     x = pooling.x
-    height, width = x.shape[2:]
+    width = x.shape[3]
     for axis, (low, high) in zip((2, 3), pooling.pads):
         x = padded(xp, x, axis, low, high, "constant", lowest)
     sizes = [(n - d * (k - 1) - 1) // s + 1
