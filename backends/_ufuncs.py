@@ -177,8 +177,8 @@ def ufunc_fast_paths(m: ModuleType, special: ModuleType | None, *, masked_ufuncs
         if not x.ndim or x.dtype not in floating:
             return NotImplemented
         if not approximate:
-            if x.dtype not in special_floating:
-                return NotImplemented
+            if x.dtype not in special_floating or x.dtype == m.float64:
+                return NotImplemented  # float64: the written-once form corrects erfc's argument
             wide = x.astype(m.float64)  # as the written-once definition: erfc's tail is subnormal in float32
             out = m.multiply(wide, -_SQRT_HALF)
             out = special.erfc(out, out=out)

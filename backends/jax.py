@@ -17,6 +17,7 @@ import jax.nn as jnn
 import jax.numpy as jnp
 import numpy as np
 
+from . import _fallback
 from ._base import Adapter, FastPath, valid_axis
 
 # xpnn name -> the jax.nn function with xpnn's semantics for floating inputs.  gelu and
@@ -143,7 +144,8 @@ class JaxAdapter(Adapter):
         return jax.lax.erf(x)
 
     def erfc(self, x):
-        return jax.lax.erfc(x)
+        """``jax.lax.erfc`` with its tail's rounded square corrected (``_fallback.erfc_square_corrected``)."""
+        return _fallback.erfc_square_corrected(jnp, x, jax.lax.erfc)
 
     def dtype_named(self, name):
         """jax's dtype of that name as jax's mode has it: ``int64`` is int32 with x64 off, as

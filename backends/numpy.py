@@ -654,7 +654,10 @@ class NumpyAdapter(Adapter):
             return _special.erf(x).astype(x.dtype, copy=False)
 
         def erfc(self, x):
-            return _special.erfc(x).astype(x.dtype, copy=False)
+            """SciPy's ``erfc``, its tail from ``erfcx`` (``_fallback.erfc_by_erfcx``), in float64
+            (SciPy's float32 loops compute in float64 too) and rounded once."""
+            wide = x.astype(np.float64, copy=False)
+            return _fallback.erfc_by_erfcx(np, wide, _special.erfc, _special.erfcx).astype(x.dtype, copy=False)
 
 
 ADAPTER = NumpyAdapter

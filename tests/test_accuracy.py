@@ -21,18 +21,13 @@ KNOWN = {
     ("gelu", "float32", "torch"): 19,
     ("gelu", "float64", "numpy"): 6.6, ("gelu", "float64", "torch"): 6.6, ("gelu", "float64", "jax"): 5.5,
     ("gelu", "float64", "array_api_strict"): 6.6,
-    # erfc of a rounded argument near -20 (jax.nn's error there is the same size).
-    ("gelu(approximate=False)", "float64", "numpy"): 490, ("gelu(approximate=False)", "float64", "torch"): 410,
-    ("gelu(approximate=False)", "float64", "array_api_strict"): 410,
-    # one or two roundings more than the reference's formula, in the input dtype
-    ("silu", "float32", "array_api_strict"): 2.6, ("swish", "float32", "array_api_strict"): 2.6,
-    ("sigmoid", "float32", "array_api_strict"): 2.5,
-    ("mish", "float32", "numpy"): 2.4, ("mish", "float32", "array_api_strict"): 2.4,
+    # erfc's own error at 1 < -x/sqrt(2) < 7 (SciPy's erfcx and XLA's rational approximations, the
+    # standard-only continued fraction: 5 to 8 ulp) where jax.nn's happens to be smaller; the
+    # argument's rounding, which cost 470 ulp near x = -20, is taken back (torch's erfc is within 1 ulp).
+    ("gelu(approximate=False)", "float64", "numpy"): 9, ("gelu(approximate=False)", "float64", "jax"): 9,
+    ("gelu(approximate=False)", "float64", "array_api_strict"): 8,
+    # one rounding more than jax.nn's formula at one point of the grid (3 ulp against its 1)
     ("mish", "float64", "numpy"): 3.3, ("mish", "float64", "array_api_strict"): 3.3,
-    ("squareplus", "float32", "jax"): 2.8,
-    # x - tanh(x) in float64 between |x| = 0.01 (the series' end) and about 1.3
-    ("tanh_shrink", "float64", "numpy"): 1.2e4, ("tanh_shrink", "float64", "jax"): 1.3e4,
-    ("tanh_shrink", "float64", "array_api_strict"): 1.2e4,
 }
 
 BACKENDS = ("numpy", "torch", "jax", "array_api_strict")
@@ -65,3 +60,23 @@ def test_the_measure_sees_cancellation():
     x = np.asarray([-55.0, -1000.0, 1.0])
     errors = accuracy.ulp_error(accuracy.call_reference(case, x, "float32"), accuracy.true_values(case, x), "float32")
     assert errors[0] > 100 and errors[1] > 1000 and errors[2] <= 1
+
+
+#: Stable forms whose worst error is bounded whatever the reference does (case, dtype) -> ulps.
+STABLE = {("tanh_shrink", "float32"): 1, ("tanh_shrink", "float64"): 2, ("squareplus", "float32"): 1,
+          ("gelu(approximate=False)", "float32"): 1, ("gelu(approximate=False)", "float64"): 9}
+
+
+@pytest.mark.parametrize("case_dtype", sorted(STABLE), ids=[f"{label}-{dtype}" for label, dtype in sorted(STABLE)])
+def test_stable_forms_stay_within_their_bound_on_every_backend(case_dtype):
+    """The forms the docstrings promise: tanh_shrink's continued fraction (torch's own kernel was
+    5 % off at x = 1e-3 in float32), gelu's exact form with erfc's argument corrected (470 ulp near
+    -20 in float64 before), squareplus computed wide for float32."""
+    from conftest import BACKENDS as INSTALLED
+
+    label, dtype = case_dtype
+    case = next(c for c in accuracy.CASES if c.label == label)
+    for name in BACKENDS:
+        measured = accuracy.measure(case, INSTALLED[name], dtype)
+        assert measured.xpnn.max() <= STABLE[case_dtype], (name, measured.xpnn.max(),
+                                                            measured.x[np.argmax(measured.xpnn)])

@@ -15,9 +15,10 @@ from .control import scan
 from .einsum import einsum
 from .linalg import qr
 from .special import (
-    _ERF_INV_CENTRAL, _ERF_INV_TAIL, erf, erf_float32_as_xla, erf_inv_float32, erf_inv_float64, erfc, fma,
+    _ERF_INV_CENTRAL, _ERF_INV_TAIL, erf, erf_float32_as_xla, erf_inv_float32, erf_inv_float64, erfc, erfc_by_erfcx,
+    erfc_square_corrected, fma,
 )
 from .windows import conv_general_dilated, reduce_window
 
-__all__ = ["scan", "einsum", "qr", "erf", "erfc", "erf_float32_as_xla", "erf_inv_float32", "erf_inv_float64",
+__all__ = ["scan", "einsum", "qr", "erf", "erfc", "erfc_by_erfcx", "erfc_square_corrected", "erf_float32_as_xla", "erf_inv_float32", "erf_inv_float64",
            "fma", "conv_general_dilated", "reduce_window", "_ERF_INV_CENTRAL", "_ERF_INV_TAIL"]

@@ -97,6 +97,33 @@ def erfc(xp: Namespace, x: Array) -> Array:
     return xp.astype(xp.where(xp.isnan(w), w, out), x.dtype)
 
 
+def _tail_bits(x: Array) -> int:
+    """Bits kept in ``h`` for ``x``'s dtype (``_exp_minus_square``)."""
+    return _TERMS["float64" if x.dtype.itemsize >= 8 else "float32"][2]
+
+
+def erfc_by_erfcx(xp: Namespace, x: Array, erfc: Callable[[Array], Array],
+                  erfcx: Callable[[Array], Array]) -> Array:
+    """``erfc(x)`` accurate in the tail from a library's ``erfc`` and scaled ``erfcx``
+    (``exp(x^2) erfc(x)``): from x = 1 on, ``erfcx(x) e^(-x^2)`` with the square carrying no
+    rounding error.  SciPy's and CuPy's ``erfc`` compute ``e^(-x*x)`` from the rounded square,
+    which is 500 ulp off near x = 25 in float64; their ``erfcx`` is not."""
+    a = xp.clip(x, 1.0, _ERFC_CF_LIMIT + 10.0)  # erfc underflows long before: no inf - inf in h
+    tail = erfcx(a) * _exp_minus_square(xp, a, _tail_bits(x))
+    return xp.where(x >= 1.0, tail, erfc(x))
+
+
+def erfc_square_corrected(xp: Namespace, x: Array, erfc: Callable[[Array], Array]) -> Array:
+    """``erfc(x)`` of a kernel that forms ``e^(-x*x)`` from the rounded square (XLA's, as Cephes
+    does, from x = 1 on: 500 ulp off near x = 25 in float64), times ``e^(-d) ~ 1 - d`` for the
+    square's rounding error ``d = x^2 - fl(x*x)``, computed exactly as in ``_exp_minus_square``."""
+    a = xp.clip(x, 1.0, _ERFC_CF_LIMIT + 10.0)
+    scale = float(2 ** _tail_bits(x))
+    h = xp.round(a * scale) / scale
+    square_error = (h * h - a * a) + (a - h) * (a + h)
+    return xp.where(x >= 1.0, erfc(x) * (1.0 - square_error), erfc(x))
+
+
 def _as_float32(value: float) -> float:
     """``value`` rounded to the nearest float32 (the constants of a float32 kernel)."""
     return struct.unpack("f", struct.pack("f", value))[0]

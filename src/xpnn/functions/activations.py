@@ -10,9 +10,10 @@ puts a NaN into a gradient.
 """
 from __future__ import annotations
 
+import functools
 import math
+from decimal import Decimal, localcontext
 from typing import Any
-
 
 from xpnn._checks import device_of, floating, normalize_axis, numeric, require_floating, rounded_to, widened
 from xpnn._dispatch import Argument, public
@@ -32,6 +33,13 @@ _SELU_SCALE = 1.0507009873554804934193349852946
 _SELU_SCALE_ALPHA = _SELU_SCALE * _SELU_ALPHA
 _GELU_SCALE = 2.0 * math.sqrt(2.0 / math.pi)
 _SQRT_HALF = math.sqrt(0.5)
+#: 1/sqrt(2) to 40 digits: gelu's exact form scales by it, and its rounding to float64 alone moves
+#: erfc by 200 ulp near x = -20.
+_SQRT_HALF_DIGITS = Decimal("0.7071067811865475244008443621048490392848")
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+#: Beyond this |x| no floating type's gelu needs a corrected erfc argument (erfc(45) underflows),
+#: and splitting x stays far from overflow.
+_SPLIT_LIMIT = 64.0
 _LOG_2 = math.log(2.0)
 
 
@@ -143,7 +151,43 @@ def gelu(ops: Adapter, x: Array, approximate: bool = True) -> Array:
     if approximate:
         return x * _stable_sigmoid(xp, _GELU_SCALE * (x + 0.044715 * (x * x * x)))
     wide = widened(ops, x)  # erfc of the tail is subnormal in float32 near x = -13: compute wide
-    return rounded_to(xp, 0.5 * wide * ops.erfc(-wide * _SQRT_HALF), x.dtype)
+    if wide.dtype != x.dtype:  # float64's rounding of -x/sqrt(2) is invisible in the result
+        return rounded_to(xp, 0.5 * wide * ops.erfc(-wide * _SQRT_HALF), x.dtype)
+    return 0.5 * x * _erfc_of_minus_x_over_sqrt2(ops, x)
+
+
+@functools.lru_cache(maxsize=None)
+def _split_sqrt_half(precision: int) -> tuple[float, float, float]:
+    """(splitter, high, low) for Dekker's exact product in a float of ``precision`` bits:
+    ``high`` is 1/sqrt(2) cut to the bits a split half can multiply exactly, ``low`` the rest
+    (to 40 digits, then rounded: its own rounding is below the result's precision)."""
+    half = precision - (precision + 1) // 2
+    high = math.floor(_SQRT_HALF * 2.0**half) / 2.0**half
+    with localcontext() as context:
+        context.prec = 40
+        low = float(_SQRT_HALF_DIGITS - Decimal(high))
+    return 2.0 ** ((precision + 1) // 2) + 1.0, high, low
+
+
+def _erfc_of_minus_x_over_sqrt2(ops: Adapter, x: Array) -> Array:
+    """erfc(-x / sqrt(2)) in ``x``'s dtype with the argument's rounding taken back.
+
+    erfc's relative slope at z is 2z e^(-z^2) / (sqrt(pi) erfc(z)), about 2z^2 in the
+    tail, so z's half-ulp rounding costs 400 ulp of erfc near x = -20 in float64.  z is
+    therefore kept as a rounded part s and its error (Dekker's exact product of x with
+    1/sqrt(2) held in two parts), and erfc(s + e) = erfc(s) - e 2/sqrt(pi) e^(-s^2).
+    """
+    xp = ops.xp
+    splitter, high, low = _split_sqrt_half(1 - round(math.log2(xp.finfo(x.dtype).eps)))
+    clipped = xp.clip(x, -_SPLIT_LIMIT, _SPLIT_LIMIT)  # erfc is 0 or 2 beyond: the same result
+    scaled = splitter * clipped
+    x_high = scaled - (scaled - clipped)
+    x_low = clipped - x_high
+    exact = x_high * high  # no rounding: both factors have half the bits
+    rest = x_high * low + x_low * high + x_low * low
+    z = -(exact + rest)
+    z_error = (rest - (-z - exact))  # -x/sqrt(2) is z - z_error (fast two-sum, |exact| >= |rest|)
+    return ops.erfc(z) + z_error * _TWO_OVER_SQRT_PI * xp.exp(-(z * z))
 
 
 def _stable_sigmoid(xp: Any, t: Array) -> Array:
@@ -159,18 +203,25 @@ def sigmoid(ops: Adapter, x: Array) -> Array:
 
     Matches ``jax.nn.sigmoid``; integer input raises ``TypeError`` as in jax.
     The form never overflows: ``exp(-x)`` may become ``inf`` and ``1/inf`` is 0.
+    Narrower floats are computed in float64 where the library has it and rounded
+    once (its three roundings come to 2.3 ulp in float32).
     """
     xp = ops.xp
     x = require_floating(xp, x)
-    return 1.0 / (1.0 + xp.exp(-x))
+    wide = widened(ops, x)
+    return rounded_to(xp, 1.0 / (1.0 + xp.exp(-wide)), x.dtype)
 
 
 @public(traits=("elementwise",))
 def silu(ops: Adapter, x: Array) -> Array:
-    r"""Sigmoid linear unit (swish), x sigmoid(x). Matches ``jax.nn.silu``."""
+    r"""Sigmoid linear unit (swish), x sigmoid(x). Matches ``jax.nn.silu``.
+
+    Computed as ``sigmoid``, in float64 for narrower floats where the library has it.
+    """
     xp = ops.xp
     x = require_floating(xp, x)
-    return x * sigmoid.written_once(ops, x)
+    wide = widened(ops, x)
+    return rounded_to(xp, wide / (1.0 + xp.exp(-wide)), x.dtype)
 
 
 swish = silu
@@ -178,10 +229,15 @@ swish = silu
 
 @public(traits=("elementwise",))
 def mish(ops: Adapter, x: Array) -> Array:
-    r"""Mish, x tanh(softplus(x)). Matches ``jax.nn.mish``."""
+    r"""Mish, x tanh(softplus(x)). Matches ``jax.nn.mish``.
+
+    Narrower floats are computed in float64 where the library has it and rounded once
+    (its four roundings come to 2.2 ulp in float32).
+    """
     xp = ops.xp
     x = floating(ops, x)
-    return x * xp.tanh(softplus.written_once(ops, x))
+    wide = widened(ops, x)
+    return rounded_to(xp, wide * xp.tanh(softplus.written_once(ops, wide)), x.dtype)
 
 
 @public(traits=("elementwise",))
@@ -208,23 +264,27 @@ def squareplus(ops: Adapter, x: Array, b: Array | float = 4) -> Array:
     Stable form: sqrt(x^2 + b) as ``hypot(x, sqrt(b))`` (no overflow of
     x^2), and for negative x the equal b / (2(sqrt(x^2 + b) - x)), which
     does not cancel (jax.nn's form is 850 ulp off at x = -55, b = 2.5 in float32).
+    With a number ``b``, narrower floats are computed in float64 where the library has
+    it and rounded once (near x = 0 the quotient's roundings come to 2.6 ulp in float32).
     ``squareplus(-inf)`` is NaN, as in jax.nn.
     """
     xp = ops.xp
     x = floating(ops, x)
     if isinstance(b, (int, float)):
-        root_b = xp.asarray(math.sqrt(b) if b >= 0 else math.nan, dtype=x.dtype, device=device_of(x))
+        wide = widened(ops, x)
+        root_b = xp.asarray(math.sqrt(b) if b >= 0 else math.nan, dtype=wide.dtype, device=device_of(x))
     else:
-        root_b = xp.sqrt(b)
-    positive = x >= 0
-    x_positive = xp.where(positive, x, 0.0)  # safe operands: neither branch divides by 0
-    x_negative = xp.where(positive, -1.0, x)
+        wide, root_b = x, xp.sqrt(b)
+    positive = wide >= 0
+    x_positive = xp.where(positive, wide, 0.0)  # safe operands: neither branch divides by 0
+    x_negative = xp.where(positive, -1.0, wide)
     above = (x_positive + xp.hypot(x_positive, root_b)) / 2
     root = xp.hypot(x_negative, root_b)
     below = b / (2 * (root - x_negative))
     # b = inf: inf / inf in the stable form, where jax's (x + sqrt(x^2 + b)) / 2 is inf.
     below = xp.where(root == math.inf, (x_negative + root) / 2, below)
-    return xp.where(positive, above, xp.where(x == -math.inf, math.nan, below))
+    out = xp.where(positive, above, xp.where(wide == -math.inf, math.nan, below))
+    return rounded_to(xp, out, x.dtype) if wide is not x else out
 
 
 @public(traits=("elementwise",))
@@ -338,4 +398,6 @@ def glu(ops: Adapter, x: Array, axis: int = -1) -> Array:
     head = (slice(None),) * axis
     first = x[head + (slice(0, size // 2), ...)]
     second = x[head + (slice(size // 2, size), ...)]
-    return first * sigmoid.written_once(ops, second)
+    # in the input's dtype, as jax.nn and torch compute it (sigmoid's float64 tail would turn
+    # their inf * 0 = nan into inf * subnormal at second < -88 in float32)
+    return first * (1.0 / (1.0 + xp.exp(-second)))
