@@ -209,6 +209,12 @@ class Primitives:
         y = x @ kernel
         return y if bias is None else y + bias
 
+    def matmul(self, a: Array, b: Array) -> Array:
+        """The standard's ``matmul`` (batched over leading axes) of operands of one dtype; a
+        library whose standard wrapper costs more than its product at small sizes (torch's,
+        which promotes dtypes first) calls its own."""
+        return self.xp.matmul(a, b)
+
     def linear(self, x: Array, weight: Array, bias: Array | None = None) -> Array:
         """``x W^T + b`` with torch's ``(out_features, in_features)`` weight, or an
         ``(in_features,)`` one (one output, the last axis contracted) (the torch-style modules'

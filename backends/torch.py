@@ -263,6 +263,7 @@ class _PoolPlan(NamedTuple):
     keywords: dict
     floor: float | None  # max/min with an init above -inf (after negation)
     offset: float | None  # sum with a nonzero init
+    direct: bool = False  # none of the above: the pool on x itself
 
 
 def _sum_pool1d(y: torch.Tensor, window: tuple, strides: tuple, padding: tuple, divisor_override: int) -> torch.Tensor:
@@ -302,13 +303,16 @@ def _pool_plan(ndim: int, init: Any, reduction: str, window_dimensions: tuple, w
     pool_padding = tuple(low for low, _ in pads) if native else (0,) * spatial
     # The kernels behind F.avg_pool2d/3d and F.max_pool1d/2d/3d, without their Python wrappers.
     if reduction == "sum":
-        return _PoolPlan(batch, channels_last, False, pad, sign * init,
+        plan = _PoolPlan(batch, channels_last, False, pad, sign * init,
                          (_sum_pool1d, _nn.avg_pool2d, _nn.avg_pool3d)[spatial - 1], (window, strides, pool_padding),
                          {"divisor_override": 1}, None, init if init != 0 else None)
-    return _PoolPlan(batch, channels_last, sign < 0, pad, sign * init,
-                     (torch.max_pool1d, torch.max_pool2d, torch.max_pool3d)[spatial - 1],
-                     (window, strides, pool_padding, pool_dilation), {},
-                     sign * init if sign * init != -math.inf else None, None)
+    else:
+        plan = _PoolPlan(batch, channels_last, sign < 0, pad, sign * init,
+                         (torch.max_pool1d, torch.max_pool2d, torch.max_pool3d)[spatial - 1],
+                         (window, strides, pool_padding, pool_dilation), {},
+                         sign * init if sign * init != -math.inf else None, None)
+    return plan._replace(direct=batch <= 2 and not (channels_last or plan.negated) and pad is None
+                         and plan.floor is None and plan.offset is None)
 
 
 class TorchAdapter(Adapter):
@@ -389,6 +393,11 @@ class TorchAdapter(Adapter):
 
     def stop_gradient(self, x):
         return x.detach()
+
+    def matmul(self, a, b):
+        """``torch.matmul``: array-api-compat's wrapper promotes dtypes first (7.9 against 3.9 us
+        for a batch-1 attention's product)."""
+        return torch.matmul(a, b) if a.dtype == b.dtype else super().matmul(a, b)
 
     def linear(self, x, weight, bias=None):
         """``F.linear``: the product and the bias in one GEMM (``addmm``)."""
@@ -478,16 +487,21 @@ class TorchAdapter(Adapter):
         padding is the pools' own where it is theirs (symmetric, -inf or 0), else applied with
         ``F.pad`` (``init``).  Anything else takes the standard-only version.  How a call maps
         to torch's pools is worked out once per set of window arguments (``_pool_plan``)."""
-        dilation = tuple(window_dilation) if window_dilation is not None else (1,) * x.ndim
-        arguments = (x.ndim, init, reduction, tuple(window_dimensions), tuple(window_strides),
-                     tuple(tuple(pair) for pair in padding), dilation)
-        try:
-            plan = _pool_plan(*arguments)
-        except TypeError:  # an init that cannot be hashed (an array)
-            plan = _pool_plan.__wrapped__(*arguments)
+        dilation = window_dilation if window_dilation is not None else (1,) * x.ndim
+        try:  # tuples, as the layers pass them: the cache's key as they are
+            plan = _pool_plan(x.ndim, init, reduction, window_dimensions, window_strides, padding, dilation)
+        except TypeError:  # lists, or an init that cannot be hashed (an array)
+            arguments = (x.ndim, init, reduction, tuple(window_dimensions), tuple(window_strides),
+                         tuple(tuple(pair) for pair in padding), tuple(dilation))
+            try:
+                plan = _pool_plan(*arguments)
+            except TypeError:
+                plan = _pool_plan.__wrapped__(*arguments)
         if plan is None or not x.is_floating_point():
             return super().reduce_window(x, init, reduction, window_dimensions, window_strides, padding,
                                          window_dilation)
+        if plan.direct:  # (N, C, *spatial) pooled as torch pools it: nothing around the kernel
+            return plan.pool(x, *plan.arguments, **plan.keywords)
         # torch pools (N, C, *spatial) and (C, *spatial): more leading axes become one
         merged = plan.batch > (1 if plan.channels_last else 2)
         y = x.reshape((-1, *x.shape[plan.batch:])) if merged else x

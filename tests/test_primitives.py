@@ -146,13 +146,14 @@ def test_the_contract_lists_the_design_primitives():
     contract's: each is a method of ``Primitives`` with a standard-only body."""
     for name in ("erf", "erfc", "erf_inv", "einsum", "qr", "stop_gradient", "conv_general_dilated",
                  "reduce_window", "scan", "fused_recurrence", "fused_norm", "mean_across", "dense", "take_rows",
-                 "write_rows", "conv_channels_first", "linear", "write_into", "trainable", "placed_like", "adopts",
+                 "write_rows", "conv_channels_first", "linear", "matmul", "write_into", "trainable", "placed_like", "adopts",
                  "adopted"):
         assert callable(getattr(Primitives, name, None)), name
 
 
 def test_dense_take_rows_and_placed_like_on_every_backend(backend):
-    """``dense`` is ``x @ kernel``, ``linear`` ``x W^T + b`` with torch's weights, ``take_rows`` a gather of rows, ``write_rows`` their scatter,
+    """``dense`` is ``x @ kernel``, ``linear`` ``x W^T + b`` with torch's weights, ``matmul`` the standard's
+    batched product, ``take_rows`` a gather of rows, ``write_rows`` their scatter,
     and ``placed_like`` leaves
     arrays off a jax mesh as they are, natively and standard-only (their layouts under explicit
     mesh axes: tests/distributed/sharded_jax.py)."""
@@ -172,6 +173,9 @@ def test_dense_take_rows_and_placed_like_on_every_backend(backend):
         for weight, offset in ((rng.standard_normal((5, 4)), bias), (rng.standard_normal(4), bias[0])):
             got = adapter.linear(xb, backend.asarray(weight, "float64"), backend.asarray(offset, "float64"))
             np.testing.assert_allclose(backend.to_numpy(got), x @ weight.T + offset, rtol=1e-12, err_msg=label)
+        batched = rng.standard_normal((2, 1, 4, 3))  # matmul broadcasts leading axes, as the standard's
+        got = adapter.matmul(xb, backend.asarray(batched, "float64"))
+        np.testing.assert_allclose(backend.to_numpy(got), x @ batched, rtol=1e-12, err_msg=label)
         rows = adapter.take_rows(tb, adapter.xp.asarray(ids))
         np.testing.assert_array_equal(backend.to_numpy(rows), table[ids], err_msg=label)
         assert adapter.placed_like(tb, xb) is tb

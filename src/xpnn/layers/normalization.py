@@ -168,13 +168,15 @@ def fused_norm(ops: Any, kind: str, x: Array, count: int, scale: Array | None, b
     if (not fast_paths_enabled() or (scale is not None and scale.dtype != dtype) or (bias is not None and bias.dtype != dtype)
             or (statistics is not None and any(a.dtype != dtype for a in statistics))):
         return None
-    if not layer_kernel_agrees(f"fused_norm({kind!r})", ops, x):
+    if not layer_kernel_agrees(_FUSED_NORM_KERNELS[kind], ops, x):
         return None
     return ops.fused_norm(kind, x, count, scale, bias, epsilon, statistics)
 
 
-for _kind in ("layer", "rms", "group", "batch", "running"):
-    LAYER_KERNELS[f"fused_norm({_kind!r})"] = functools.partial(_fused_norm_disagreement, kind=_kind)
+#: The layer kernel check's name of each fused norm.
+_FUSED_NORM_KERNELS = {kind: f"fused_norm({kind!r})" for kind in ("layer", "rms", "group", "batch", "running")}
+for _kind, _name in _FUSED_NORM_KERNELS.items():
+    LAYER_KERNELS[_name] = functools.partial(_fused_norm_disagreement, kind=_kind)
 
 
 class _Norm(Module):

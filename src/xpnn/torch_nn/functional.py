@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 import xpnn
 from xpnn._checks import dtype_argument
-from xpnn._dispatch import adapter_of
+from xpnn._dispatch import adapter_of, adapter_of_array
 from xpnn._types import Array
 from xpnn._windows import padded
 from xpnn.layers.normalization import fused_norm, reference_norm
@@ -479,17 +479,24 @@ class _Pooling(NamedTuple):
     paddings: tuple[int, ...]
     dilations: tuple[int, ...]
     pads: tuple[tuple[int, int], ...]
+    #: reduce_window's window, strides, padding and dilation over (N, C, H, W)
+    windows: tuple[tuple[int, ...], tuple[int, ...], tuple[tuple[int, int], ...], tuple[int, ...]]
 
 
 def _pool_arguments(function: str, input: Array, kernel_size: Any, stride: Any, padding: Any, dilation: Any,
                     ceil_mode: bool) -> _Pooling:
     x, unbatched = _batched(input, 2, function)
-    arguments = (function, tuple(x.shape[2:]), kernel_size, stride, padding, dilation, ceil_mode)
+    return _Pooling(x, unbatched, *_geometry_of(function, x, kernel_size, stride, padding, dilation, ceil_mode))
+
+
+def _geometry_of(function: str, x: Array, kernel_size: Any, stride: Any, padding: Any, dilation: Any,
+                 ceil_mode: bool) -> tuple[tuple[int, ...], ...]:
+    """``_pool_geometry`` for the batched ``x``, from its cache where the arguments can be hashed."""
+    arguments = (function, x.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
     try:
-        geometry = _pool_geometry(*arguments)
+        return _pool_geometry(*arguments)
     except TypeError:  # arguments that cannot be hashed (lists)
-        geometry = _pool_geometry.__wrapped__(*arguments)
-    return _Pooling(x, unbatched, *geometry)
+        return _pool_geometry.__wrapped__(*arguments)
 
 
 @functools.lru_cache(maxsize=256)
@@ -505,7 +512,8 @@ def _pool_geometry(function: str, sizes: tuple[int, ...], kernel_size: Any, stri
         raise _error(ValueError, function, f"padding {paddings} should be at most half of kernel_size {window}")
     dilations = _tuple(dilation, rank, function, "dilation")
     pads = _pool_pads(function, sizes, window, strides, paddings, dilations, ceil_mode)
-    return window, strides, paddings, dilations, pads
+    windows = ((1, 1, *window), (1, 1, *strides), ((0, 0), (0, 0), *pads), (1, 1, *dilations))
+    return window, strides, paddings, dilations, pads, windows
 
 
 def max_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
@@ -513,16 +521,21 @@ def max_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any 
     """The max of each window of ``(N, C, H, W)``, padding -inf: ``torch.nn.functional.max_pool2d``.
     With ``return_indices``, also where each max is: its flat index ``h * W + w`` in its input
     plane (``_max_with_indices``)."""
-    pooling = _pool_arguments("max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
-    x = pooling.x
-    ops = adapter_of(x)
-    lowest = -math.inf if ops.xp.isdtype(x.dtype, "real floating") else ops.xp.iinfo(x.dtype).min
+    x, unbatched = _batched(input, 2, "max_pool2d")
+    geometry = _geometry_of("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
+    ops = adapter_of_array(x)
+    lowest = _lowest(ops.xp, x.dtype)
     if return_indices:
-        y, indices = _max_with_indices(ops, pooling, lowest)
-        return (y[0, ...], indices[0, ...]) if pooling.unbatched else (y, indices)
-    y = ops.reduce_window(x, lowest, "max", (1, 1, *pooling.window), (1, 1, *pooling.strides),
-                          ((0, 0), (0, 0), *pooling.pads), (1, 1, *pooling.dilations))
-    return y[0, ...] if pooling.unbatched else y
+        y, indices = _max_with_indices(ops, _Pooling(x, unbatched, *geometry), lowest)
+        return (y[0, ...], indices[0, ...]) if unbatched else (y, indices)
+    y = ops.reduce_window(x, lowest, "max", *geometry[-1])
+    return y[0, ...] if unbatched else y
+
+
+@functools.lru_cache(maxsize=64)
+def _lowest(xp: Any, dtype: Any) -> float:
+    """max_pool's padding value: -inf, or the integer dtype's least value."""
+    return -math.inf if xp.isdtype(dtype, "real floating") else xp.iinfo(dtype).min
 
 
 def _max_with_indices(ops: Any, pooling: _Pooling, lowest: float) -> tuple[Array, Array]:
@@ -561,12 +574,11 @@ def avg_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any 
     """The mean of each window of ``(N, C, H, W)``: ``torch.nn.functional.avg_pool2d``.  The divisor
     is ``divisor_override``, else the window's size clipped to the padded input
     (``count_include_pad``), else the number of input elements in the window."""
-    x, unbatched, window, strides, paddings, _, pads = _pool_arguments("avg_pool2d", input, kernel_size, stride,
-                                                                       padding, 1, ceil_mode)
-    ops = adapter_of(x)
+    x, unbatched, window, strides, paddings, _, pads, (dims, steps, pad_pairs, _) = _pool_arguments(
+        "avg_pool2d", input, kernel_size, stride, padding, 1, ceil_mode)
+    ops = adapter_of_array(x)
     xp = ops.xp
-    dims, steps = (1, 1, *window), (1, 1, *strides)
-    total = ops.reduce_window(x, 0.0, "sum", dims, steps, ((0, 0), (0, 0), *pads))
+    total = ops.reduce_window(x, 0.0, "sum", dims, steps, pad_pairs)
     if divisor_override is not None:
         y = total / divisor_override
     elif all(low == high == p for (low, high), p in zip(pads, paddings)) and (count_include_pad or not any(paddings)):
@@ -588,7 +600,7 @@ def avg_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any 
 
 def _normalized_count(function: str, input: Array, normalized_shape: Any) -> int:
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    if tuple(input.shape[input.ndim - len(shape):]) != shape:
+    if input.shape[input.ndim - len(shape):] != shape:  # a torch.Size equals the tuple
         raise _error(ValueError, function, f"input's trailing shape must be normalized_shape {shape}, got input "
                                            f"shape {tuple(input.shape)}")
     return len(shape)
@@ -598,7 +610,9 @@ def _norm(kind: str, x: Array, count: int, scale: Array | None, bias: Array | No
           statistics: tuple[Array, Array] | None = None) -> Any:
     """The library's fused norm where it has one that agrees with the written-once statistics
     on this machine, else ``reference_norm`` (the layers' math)."""
-    ops = adapter_of(x, scale, bias)
+    ops = adapter_of_array(x)
+    if not (scale is None or type(scale) is type(x)) or not (bias is None or type(bias) is type(x)):
+        ops = adapter_of(x, scale, bias)  # one library, or its error
     fused = fused_norm(ops, kind, x, count, scale, bias, eps, statistics)
     return fused if fused is not None else reference_norm(ops, kind, x, count, scale, bias, eps, statistics)
 
@@ -711,7 +725,8 @@ def scaled_dot_product_attention(query: Array, key: Array, value: Array, attn_ma
                                                      k, bias=bias, mask=_causal_and(xp, mask, is_causal, q, k))
         if dropout_p > 0:
             weights = dropout(weights, dropout_p, True, key=dropout_key)
-        out = ops.einsum("bhqk,bkhd->bqhd", weights, _repeated_heads(xp, v, q.shape[2]))
+        heads_first = xp.permute_dims(_repeated_heads(xp, v, q.shape[2]), (0, 2, 1, 3))
+        out = xp.permute_dims(ops.matmul(weights, heads_first), (0, 2, 1, 3))  # (b, q, h, d)
     else:
         out = xpnn.dot_product_attention(q, k, v, bias=bias, mask=mask, scale=scale, is_causal=is_causal)
     if query.ndim == 4:
@@ -811,12 +826,13 @@ def multi_head_attention_forward(
         mask = pad if mask is None else mask + pad
     dropping = training and dropout_p > 0
     if need_weights or dropping:
-        logits = ops.einsum("nhqd,nhkd->nhqk", q / math.sqrt(head), k)
+        # batched matmuls (torch's bmm): einsum's planning costs 7 to 14 us at batch 1
+        logits = ops.matmul(q / math.sqrt(head), xp.matrix_transpose(k))
         if mask is not None:
             logits = logits + mask
         weights = xpnn.softmax(logits, axis=-1)
         used = dropout(weights, dropout_p, True, key=dropout_key) if dropping else weights
-        out = xp.permute_dims(ops.einsum("nhqk,nhkd->nhqd", used, v), (2, 0, 1, 3))  # (L, N, H, head)
+        out = xp.permute_dims(ops.matmul(used, v), (2, 0, 1, 3))  # (L, N, H, head)
     else:
         weights = None
         bias = None if mask is None else xp.broadcast_to(mask, (batch, num_heads, target, source))

@@ -78,9 +78,10 @@ class Module:
             object.__setattr__(self, name, value)
 
     def __getattr__(self, name: str) -> Any:
-        for store in ("_parameters", "_buffers", "_modules"):
-            values = self.__dict__.get(store)
-            if values is not None and name in values:
+        stores = self.__dict__
+        if "_modules" in stores:  # registered (the last of the three): the stores, parameters first
+            if name in (values := stores["_parameters"]) or name in (values := stores["_buffers"]) or name in (
+                    values := stores["_modules"]):
                 return values[name]
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
