@@ -266,6 +266,24 @@ class _PoolPlan(NamedTuple):
     direct: bool = False  # none of the above: the pool on x itself
 
 
+def _conv_transpose(x, weight, padding, lhs_dilation, rhs_dilation, bias):
+    """The correlation of ``x`` ``(N, I, *spatial)`` dilated by ``lhs_dilation`` with ``weight``
+    ``(O, I, *window)`` (stride 1, one group) as ``F.conv_transpose1d/2d/3d`` with the kernel
+    flipped: torch's ``padding`` ``p = k_eff - 1 - low`` on both sides and ``output_padding``
+    ``high - low``, and the bias added by the kernel; None where torch cannot say the padding so."""
+    spatial = x.ndim - 2
+    effective = [(k - 1) * d + 1 for k, d in zip(weight.shape[2:], rhs_dilation)]
+    torch_padding = [k - 1 - low for k, (low, _) in zip(effective, padding)]
+    output_padding = [high - low for low, high in padding]
+    if min(torch_padding) < 0 or any(not 0 <= o < max(s, d) for o, s, d in zip(output_padding, lhs_dilation,
+                                                                                 rhs_dilation)):
+        return None
+    flipped = torch.flip(weight, tuple(range(2, spatial + 2))).transpose(0, 1)  # (I, O, *window)
+    transpose = (torch.conv_transpose1d, torch.conv_transpose2d, torch.conv_transpose3d)[spatial - 1]
+    return transpose(x, flipped, bias, tuple(lhs_dilation), tuple(torch_padding), tuple(output_padding), 1,
+                     tuple(rhs_dilation))
+
+
 def _sum_pool1d(y: torch.Tensor, window: tuple, strides: tuple, padding: tuple, divisor_override: int) -> torch.Tensor:
     """A 1-d sum pool: the 2-d average pool over (length, 1), torch having no 1-d ``divisor_override``."""
     return _nn.avg_pool2d(y[..., None], (*window, 1), (*strides, 1), (*padding, 0),
@@ -445,9 +463,16 @@ class TorchAdapter(Adapter):
     def conv_channels_first(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                             feature_group_count=1, bias=None):
         """``F.conv1d/2d/3d`` itself, with the bias; symmetric padding is the convolution's own,
-        other padding applied with ``F.pad`` (negative: cropped).  Transposed convolutions and
-        more than three spatial dimensions take the channels-last route."""
+        other padding applied with ``F.pad`` (negative: cropped).  A transposed convolution
+        (``lhs_dilation`` above 1) is ``F.conv_transpose1d/2d/3d`` with the bias where torch can
+        say it (``_conv_transpose``); the rest, and more than three spatial dimensions, take the
+        channels-last route."""
         spatial = lhs.ndim - 2
+        if 1 <= spatial <= 3 and any(d != 1 for d in lhs_dilation) and feature_group_count == 1 and all(
+                s == 1 for s in window_strides):
+            out = _conv_transpose(lhs, rhs, padding, lhs_dilation, rhs_dilation, bias)
+            if out is not None:
+                return out
         if not 1 <= spatial <= 3 or any(d != 1 for d in lhs_dilation):
             return super().conv_channels_first(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                                feature_group_count, bias)
@@ -460,22 +485,16 @@ class TorchAdapter(Adapter):
                         tuple(rhs_dilation), feature_group_count)
 
     def _transposed(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count):
-        """A convolution of the input dilated by ``lhs_dilation`` as ``F.conv_transpose1d/2d/3d``
-        with the kernel flipped: torch's ``padding`` ``p = k_eff - 1 - low`` on both sides and
-        ``output_padding`` ``high - low``.  Strides other than 1, groups, and paddings that torch
-        cannot say that way take the standard-only version."""
-        effective = [(k - 1) * d + 1 for k, d in zip(rhs.shape[:-2], rhs_dilation)]
-        torch_padding = [k - 1 - low for k, (low, _) in zip(effective, padding)]
-        output_padding = [high - low for low, high in padding]
-        if (feature_group_count != 1 or any(s != 1 for s in window_strides) or min(torch_padding) < 0
-                or any(not 0 <= o < max(s, d) for o, s, d in zip(output_padding, lhs_dilation, rhs_dilation))):
+        """A convolution of the input dilated by ``lhs_dilation``, channels last: ``_conv_transpose``
+        on the channels-first views.  Strides other than 1, groups, and paddings that torch
+        cannot say take the standard-only version."""
+        out = None
+        if feature_group_count == 1 and all(s == 1 for s in window_strides):
+            weight = torch.movedim(torch.movedim(rhs, -1, 0), -1, 1)  # (*window, I, O) -> (O, I, *window)
+            out = _conv_transpose(torch.movedim(lhs, -1, 1), weight, padding, lhs_dilation, rhs_dilation, None)
+        if out is None:
             return super().conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                                 feature_group_count)
-        spatial = lhs.ndim - 2
-        weight = torch.movedim(torch.flip(rhs, tuple(range(spatial))), (-2, -1), (0, 1))  # (I, O, *window)
-        transpose = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[spatial - 1]
-        out = transpose(torch.movedim(lhs, -1, 1), weight, stride=tuple(lhs_dilation), padding=tuple(torch_padding),
-                        output_padding=tuple(output_padding), dilation=tuple(rhs_dilation))
         return torch.movedim(out, 1, -1)
 
     def reduce_window(self, x, init, reduction, window_dimensions, window_strides, padding, window_dilation=None):
