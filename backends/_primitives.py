@@ -79,13 +79,15 @@ class Primitives:
     # -- windows (_fallback.windows) ---------------------------------------------------
     def conv_general_dilated(self, lhs: Array, rhs: Array, window_strides: Sequence[int], padding: Padding,
                              lhs_dilation: Sequence[int], rhs_dilation: Sequence[int],
-                             feature_group_count: int = 1) -> Array:
+                             feature_group_count: int = 1, bias: Array | None = None) -> Array:
         """``jax.lax.conv_general_dilated`` with flax's channels-last layouts: ``lhs``
         ``(N, *spatial, C)``, ``rhs`` ``(*window, C // groups, O)``, out ``(N, *out_spatial, O)``;
         ``padding`` is one explicit ``(low, high)`` pair per spatial dimension (the library
-        resolves ``"SAME"``), ``lhs_dilation`` > 1 makes a transposed convolution."""
-        return _fallback.conv_general_dilated(self.xp, self.einsum, lhs, rhs, window_strides, padding,
-                                              lhs_dilation, rhs_dilation, feature_group_count)
+        resolves ``"SAME"``), ``lhs_dilation`` > 1 makes a transposed convolution; plus ``bias``
+        ``(O,)`` when given (a library may add it in the convolution's kernel, as torch's)."""
+        y = _fallback.conv_general_dilated(self.xp, self.einsum, lhs, rhs, window_strides, padding,
+                                           lhs_dilation, rhs_dilation, feature_group_count)
+        return y if bias is None else y + bias
 
     def conv_channels_first(self, lhs: Array, rhs: Array, window_strides: Sequence[int], padding: Padding,
                             lhs_dilation: Sequence[int], rhs_dilation: Sequence[int],
@@ -98,9 +100,8 @@ class Primitives:
         xp, rank = self.xp, lhs.ndim - 2
         y = self.conv_general_dilated(xp.permute_dims(lhs, (0, *range(2, rank + 2), 1)),
                                       xp.permute_dims(rhs, (*range(2, rank + 2), 1, 0)), window_strides, padding,
-                                      lhs_dilation, rhs_dilation, feature_group_count)
-        y = xp.permute_dims(y, (0, rank + 1, *range(1, rank + 1)))
-        return y if bias is None else y + xp.reshape(bias, (-1, *(1,) * rank))
+                                      lhs_dilation, rhs_dilation, feature_group_count, bias)
+        return xp.permute_dims(y, (0, rank + 1, *range(1, rank + 1)))
 
     def reduce_window(self, x: Array, init: float, reduction: str | Callable[[Array, Array], Array],
                       window_dimensions: Sequence[int], window_strides: Sequence[int], padding: Padding,

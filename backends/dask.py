@@ -110,7 +110,7 @@ class DaskAdapter(Adapter):
         return numpy.asarray(x.compute())
 
     def conv_general_dilated(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                             feature_group_count=1):
+                             feature_group_count=1, bias=None):
         """Overlapping blocks: for stride 1 without input dilation (the layers of a CNN), each
         block along a spatial axis is extended by the kernel's reach into the next block
         (``dask.array.overlap``, the halo ``(k - 1) * dilation``), the first and last blocks
@@ -127,11 +127,11 @@ class DaskAdapter(Adapter):
         if any(s != 1 for s in window_strides) or any(d != 1 for d in lhs_dilation) or any(
                 low < 0 or high < 0 for low, high in padding):
             return super().conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                                                feature_group_count)
+                                                feature_group_count, bias)
         halos = [(k - 1) * d for k, d in zip(rhs.shape[:-2], rhs_dilation)]
         if any(lhs.shape[a] <= halo for a, halo in zip(spatial, halos)):  # a halo beyond the array: no overlap
             return super().conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                                                feature_group_count)
+                                                feature_group_count, bias)
         # Every block but the last at least a halo long (each takes its halo from the next one),
         # the last one long enough to have an output, the channels whole.
         chunks = {a: _at_least(lhs.chunks[a], halo + 1, halo - high + 1)
@@ -157,9 +157,10 @@ class DaskAdapter(Adapter):
         kernel_names = "".join(chr(ord("A") + i) for i in range(rhs.ndim))
         blocks = [item for a in spatial for item in (dask.array.arange(count[a], chunks=1), names[a])]
         dtype = numpy_backend.np.result_type(lhs.dtype, rhs.dtype)
-        return dask.array.blockwise(convolve, names, overlapped, names, kernel, kernel_names, *blocks, dtype=dtype,
-                                    concatenate=True, align_arrays=False,
-                                    adjust_chunks={names[a]: out_chunks[a] for a in spatial} | {names[-1]: rhs.shape[-1]})
+        y = dask.array.blockwise(convolve, names, overlapped, names, kernel, kernel_names, *blocks, dtype=dtype,
+                                 concatenate=True, align_arrays=False,
+                                 adjust_chunks={names[a]: out_chunks[a] for a in spatial} | {names[-1]: rhs.shape[-1]})
+        return y if bias is None else y + bias
 
     def erf(self, x):
         return x.map_blocks(_erf_block, dtype=x.dtype)

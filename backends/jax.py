@@ -189,17 +189,19 @@ class JaxAdapter(Adapter):
         return jax.lax.stop_gradient(x)
 
     def conv_general_dilated(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                             feature_group_count=1):
-        """``jax.lax.conv_general_dilated`` with flax's channels-last dimension numbers."""
+                             feature_group_count=1, bias=None):
+        """``jax.lax.conv_general_dilated`` with flax's channels-last dimension numbers (the bias
+        added after it, which XLA fuses under ``jit``)."""
         spatial = tuple(range(1, lhs.ndim - 1))
         lhs = _whole_where_windowed(lhs, (1, *rhs.shape[:-2], 1), (1, *window_strides, 1),
                                     ((0, 0), *padding, (0, 0)), (1, *lhs_dilation, 1))
         numbers = jax.lax.ConvDimensionNumbers(lhs_spec=(0, lhs.ndim - 1, *spatial),
                                                rhs_spec=(rhs.ndim - 1, rhs.ndim - 2, *range(rhs.ndim - 2)),
                                                out_spec=(0, lhs.ndim - 1, *spatial))
-        return jax.lax.conv_general_dilated(lhs, rhs, tuple(window_strides), tuple(map(tuple, padding)),
-                                            tuple(lhs_dilation), tuple(rhs_dilation), numbers,
-                                            feature_group_count=feature_group_count)
+        y = jax.lax.conv_general_dilated(lhs, rhs, tuple(window_strides), tuple(map(tuple, padding)),
+                                         tuple(lhs_dilation), tuple(rhs_dilation), numbers,
+                                         feature_group_count=feature_group_count)
+        return y if bias is None else y + bias
 
     def reduce_window(self, x, init, reduction, window_dimensions, window_strides, padding, window_dilation=None):
         x = _whole_where_windowed(x, window_dimensions, window_strides, padding)

@@ -211,6 +211,16 @@ def _constant_operand_fast_paths(paths: dict[str, FastPath]) -> dict[str, FastPa
             "gelu": gelu}
 
 
+def _added(y: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """``y + bias``, in place where ``y`` (a fresh product) holds the sum's dtype."""
+    if bias is None:
+        return y
+    if bias.dtype == y.dtype and y.ndim:
+        y += bias
+        return y
+    return y + bias
+
+
 def _polynomial(coefficients: tuple[float, ...], w: np.ndarray) -> np.ndarray:
     """Horner in float64 with ``_fallback.erf_inv_float32``'s roundings: to float32 before the last step."""
     p = np.full_like(w, coefficients[0])
@@ -519,20 +529,26 @@ class NumpyAdapter(Adapter):
         return out.reshape(x.shape) if statistics is not None else (out.reshape(x.shape), mean, var)
 
     def conv_general_dilated(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                             feature_group_count=1):
+                             feature_group_count=1, bias=None):
         """The tap loop: for each kernel position, the strided view of the padded input that it
         meets, times that position's slice of the kernel (``_tap_product``), accumulated in
         place; a patch-matrix product instead for few input channels.  An input dilation (a
         transposed convolution) inserts no zeros: each position meets a plain slice of the input
         and reaches every ``lhs_dilation``-th output (``_input_dilated_conv``).  Grouped kernels,
         whose products BLAS does not thread, are computed in blocks of images on every core.
-        Other dtypes take the standard-only version."""
+        Other dtypes take the standard-only version.  The bias is added in place."""
         if lhs.dtype not in _SINGLE_OR_DOUBLE or rhs.dtype != lhs.dtype or type(lhs) is not np.ndarray:
             return super().conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                                                feature_group_count)
+                                                feature_group_count, bias)
+        if any(d != 1 for d in lhs_dilation) and all(s == 1 for s in window_strides):
+            return _added(_input_dilated_conv(lhs, rhs, padding, lhs_dilation, rhs_dilation, feature_group_count), bias)
+        return _added(self._convolved(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                      feature_group_count), bias)
+
+    @staticmethod
+    def _convolved(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count):
+        """``conv_general_dilated`` without bias, strided input dilation (zeros inserted) included."""
         if any(d != 1 for d in lhs_dilation):
-            if all(s == 1 for s in window_strides):
-                return _input_dilated_conv(lhs, rhs, padding, lhs_dilation, rhs_dilation, feature_group_count)
             dilated = np.zeros((lhs.shape[0], *((n - 1) * d + 1 for n, d in zip(lhs.shape[1:-1], lhs_dilation)),
                                 lhs.shape[-1]), lhs.dtype)
             dilated[(slice(None), *(slice(None, None, d) for d in lhs_dilation))] = lhs
@@ -600,12 +616,7 @@ class NumpyAdapter(Adapter):
         else:
             y = np.dot(x.reshape(-1, x.shape[-1]), kernel)
             y = y.reshape(*x.shape[:-1], *y.shape[1:])
-        if bias is None:
-            return y
-        if bias.dtype == y.dtype and y.ndim:
-            y += bias
-            return y
-        return y + bias
+        return _added(y, bias)
 
     def write_rows(self, table, ids, rows):
         """``table[ids] = rows``, in place."""

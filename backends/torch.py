@@ -445,19 +445,20 @@ class TorchAdapter(Adapter):
         return leaf.requires_grad_(True) if leaf.is_floating_point() else leaf
 
     def conv_general_dilated(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                             feature_group_count=1):
-        """``torch.nn.functional.conv1d/2d/3d`` on the channels-first views (``conv_channels_first``);
-        a transposed convolution (``lhs_dilation`` above 1) and more than three spatial
-        dimensions take the standard-only version."""
+                             feature_group_count=1, bias=None):
+        """``torch.nn.functional.conv1d/2d/3d`` on the channels-first views (``conv_channels_first``),
+        the bias added by the kernel; a transposed convolution (``lhs_dilation`` above 1) is
+        ``_transposed``, and more than three spatial dimensions take the standard-only version."""
         spatial = lhs.ndim - 2
         if not 1 <= spatial <= 3:
             return super().conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                                                feature_group_count)
+                                                feature_group_count, bias)
         if any(d != 1 for d in lhs_dilation):
-            return self._transposed(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count)
+            return self._transposed(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count,
+                                    bias)
         weight = torch.movedim(torch.movedim(rhs, -1, 0), -1, 1)  # (*window, I, O) -> (O, I, *window)
         out = self.conv_channels_first(torch.movedim(lhs, -1, 1), weight, window_strides, padding, lhs_dilation,
-                                       rhs_dilation, feature_group_count)
+                                       rhs_dilation, feature_group_count, bias)
         return torch.movedim(out, 1, -1)
 
     def conv_channels_first(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
@@ -484,17 +485,18 @@ class TorchAdapter(Adapter):
         return convolve(x, rhs, bias, tuple(window_strides), tuple(low for low, _ in padding) if symmetric else 0,
                         tuple(rhs_dilation), feature_group_count)
 
-    def _transposed(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count):
+    def _transposed(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count,
+                    bias=None):
         """A convolution of the input dilated by ``lhs_dilation``, channels last: ``_conv_transpose``
         on the channels-first views.  Strides other than 1, groups, and paddings that torch
         cannot say take the standard-only version."""
         out = None
         if feature_group_count == 1 and all(s == 1 for s in window_strides):
             weight = torch.movedim(torch.movedim(rhs, -1, 0), -1, 1)  # (*window, I, O) -> (O, I, *window)
-            out = _conv_transpose(torch.movedim(lhs, -1, 1), weight, padding, lhs_dilation, rhs_dilation, None)
+            out = _conv_transpose(torch.movedim(lhs, -1, 1), weight, padding, lhs_dilation, rhs_dilation, bias)
         if out is None:
             return super().conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                                                feature_group_count)
+                                                feature_group_count, bias)
         return torch.movedim(out, 1, -1)
 
     def reduce_window(self, x, init, reduction, window_dimensions, window_strides, padding, window_dilation=None):

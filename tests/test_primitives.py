@@ -50,13 +50,21 @@ def convolutions(draw):
 # version is jax.lax itself, and its standard-only one is run eagerly op by op: --full runs them.
 @pytest.mark.slow_on("dask", "jax")
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(case=convolutions(), seed=st.integers(0, 2**16))
-def test_conv_general_dilated_matches_jax_lax(backend, case, seed):
+@given(case=convolutions(), seed=st.integers(0, 2**16), with_bias=st.booleans())
+def test_conv_general_dilated_matches_jax_lax(backend, case, seed, with_bias):
+    """jax.lax's convolution, plus an optional bias per output feature (which torch adds in its kernel)."""
     rng = np.random.default_rng(seed)
     lhs, rhs = rng.standard_normal(case.pop("lhs")), rng.standard_normal(case.pop("rhs"))
-    want = np.asarray(JAX.conv_general_dilated(jnp.asarray(lhs), jnp.asarray(rhs), **case))
+    spatial = "DHW"[5 - lhs.ndim:]
+    want = np.asarray(jax.lax.conv_general_dilated(jnp.asarray(lhs), jnp.asarray(rhs),
+                                                   dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"),
+                                                   **case))
+    bias = rng.standard_normal(rhs.shape[-1]) if with_bias else None
+    if bias is not None:
+        want = want + bias
     for kind, adapter in _both(backend).items():
-        got = adapter.conv_general_dilated(backend.asarray(lhs, "float64"), backend.asarray(rhs, "float64"), **case)
+        got = adapter.conv_general_dilated(backend.asarray(lhs, "float64"), backend.asarray(rhs, "float64"), **case,
+                                           bias=None if bias is None else backend.asarray(bias, "float64"))
         got = backend.to_numpy(got)
         assert got.shape == want.shape, (kind, got.shape, want.shape)
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=kind)

@@ -44,7 +44,7 @@ class _Windowed(Module):
             raise self._error(str(error)) from None
 
     def _convolved(self, adapter: Any, *arguments: Any) -> Array:
-        """``adapter.conv_general_dilated(*arguments)``; an input it cannot take (a Dask array of
+        """``adapter.conv_general_dilated(*arguments)`` (the bias last, where given); an input it cannot take (a Dask array of
         unknown chunk sizes) is an error naming the module."""
         try:
             return adapter.conv_general_dilated(*arguments)
@@ -175,8 +175,8 @@ class Conv(_Convolution):
         kernel = self._masked(self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype))
         bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
         adapter, x, kernel, bias = self._weighted(self.dtype, x, kernel, bias)
-        y = self._convolved(adapter, x, kernel, strides, pads, input_dilation, kernel_dilation, groups)
-        return self._restored(y if bias is None else y + bias, batch)
+        y = self._convolved(adapter, x, kernel, strides, pads, input_dilation, kernel_dilation, groups, bias)
+        return self._restored(y, batch)
 
 
 class ConvLocal(_Convolution):
@@ -282,10 +282,12 @@ class ConvTranspose(_Windowed):
                 pads = explicit_pads(padding, rank)
             except _Unnamed as error:
                 raise self._error(str(error)) from None
+        if padding != "CIRCULAR":
+            return self._restored(self._convolved(adapter, x, kernel, (1,) * rank, pads, strides, kernel_dilation, 1,
+                                                  bias), batch)
         y = self._convolved(adapter, x, kernel, (1,) * rank, pads, strides, kernel_dilation, 1)
-        if padding == "CIRCULAR":
-            y = _wrapped_periodically(adapter, y, tuple(n * s for n, s in zip(x.shape[1:-1], strides)),
-                                      self.transpose_kernel)
+        y = _wrapped_periodically(adapter, y, tuple(n * s for n, s in zip(x.shape[1:-1], strides)),
+                                  self.transpose_kernel)
         return self._restored(y if bias is None else y + bias, batch)
 
 
