@@ -251,9 +251,13 @@ def normalize(input: Array, p: float = 2.0, dim: int = 1, eps: float = 1e-12, ou
 
 def linear(input: Array, weight: Array, bias: Array | None = None) -> Array:
     """x W^T + b, ``weight`` ``(out_features, in_features)``: ``torch.nn.functional.linear``."""
-    ops = adapter_of(input, weight, bias)
+    return _linear(adapter_of(input, weight, bias), input, weight, bias)
+
+
+def _linear(ops: Any, input: Array, weight: Array, bias: Array | None, function: str = "linear") -> Array:
+    """``linear`` with the library's adapter known (its operands of one library)."""
     if input.shape[-1:] != weight.shape[-1:]:
-        raise _error(ValueError, "linear", f"input's last dimension ({input.shape[-1] if input.ndim else None}) "
+        raise _error(ValueError, function, f"input's last dimension ({input.shape[-1] if input.ndim else None}) "
                                            f"must equal weight's in_features, weight shape {tuple(weight.shape)}")
     return ops.linear(input, weight, bias)
 
@@ -765,7 +769,8 @@ def multi_head_attention_forward(
     ``average_attn_weights`` (None unless ``need_weights``).  ``is_causal`` is a hint that
     ``attn_mask`` is the causal mask (as in torch, the mask must be given)."""
     name = "multi_head_attention_forward"
-    ops = adapter_of(query, key, value, in_proj_weight, out_proj_weight)
+    ops = adapter_of(query, key, value, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias, bias_k, bias_v,
+                     q_proj_weight, k_proj_weight, v_proj_weight, static_k, static_v)
     xp = ops.xp
     packed = (query is key and key is value and not use_separate_proj_weight and static_k is None
               and static_v is None)  # self-attention: one product with the stacked weights, as torch does
@@ -783,7 +788,7 @@ def multi_head_attention_forward(
     if is_causal and attn_mask is None:
         raise _error(RuntimeError, name, "need attn_mask if specifying the is_causal hint (as torch)")
     if packed:
-        projected = linear(query, in_proj_weight, in_proj_bias)
+        projected = _linear(ops, query, in_proj_weight, in_proj_bias, name)
         q, k, v = (projected[..., i * embed:(i + 1) * embed] for i in range(3))
     else:
         if use_separate_proj_weight:
@@ -792,9 +797,9 @@ def multi_head_attention_forward(
             weights = tuple(in_proj_weight[i * embed:(i + 1) * embed, ...] for i in range(3))
         biases = (None, None, None) if in_proj_bias is None else tuple(in_proj_bias[i * embed:(i + 1) * embed]
                                                                      for i in range(3))
-        q = linear(query, weights[0], biases[0])
-        k = linear(key, weights[1], biases[1]) if static_k is None else None
-        v = linear(value, weights[2], biases[2]) if static_v is None else None
+        q = _linear(ops, query, weights[0], biases[0], name)
+        k = _linear(ops, key, weights[1], biases[1], name) if static_k is None else None
+        v = _linear(ops, value, weights[2], biases[2], name) if static_v is None else None
     float_mask = _float_mask(xp, attn_mask, query.dtype, name)
     padding = _float_mask(xp, key_padding_mask, query.dtype, name)
     if bias_k is not None and bias_v is not None:
@@ -838,7 +843,7 @@ def multi_head_attention_forward(
         bias = None if mask is None else xp.broadcast_to(mask, (batch, num_heads, target, source))
         out = xpnn.dot_product_attention(*(xp.permute_dims(t, (0, 2, 1, 3)) for t in (q, k, v)), bias=bias)
         out = xp.permute_dims(out, (1, 0, 2, 3))  # (N, L, H, head) -> (L, N, H, head)
-    out = linear(xp.reshape(out, (target, batch, embed)), out_proj_weight, out_proj_bias)
+    out = _linear(ops, xp.reshape(out, (target, batch, embed)), out_proj_weight, out_proj_bias, name)
     if weights is not None:
         if average_attn_weights:
             weights = xp.mean(weights, axis=1)

@@ -77,8 +77,9 @@ class MultiheadAttention(Module):
     def forward(self, query: Array, key: Array, value: Array, key_padding_mask: Array | None = None,
                 need_weights: bool = True, attn_mask: Array | None = None, average_attn_weights: bool = True,
                 is_causal: bool = False) -> tuple[Array, Array | None]:
-        xp = adapter_of(query).xp
-        if self.batch_first and query.ndim == 3:
+        batch_first = self.batch_first and query.ndim == 3
+        if batch_first:
+            xp = adapter_of(query).xp
             query, key, value = _swap_batch(xp, query), _swap_batch(xp, key), _swap_batch(xp, value)
         out, weights = F.multi_head_attention_forward(
             query, key, value, self.embed_dim, self.num_heads, self.in_proj_weight, self.in_proj_bias,
@@ -87,7 +88,7 @@ class MultiheadAttention(Module):
             attn_mask=attn_mask, use_separate_proj_weight=not self._qkv_same_embed_dim,
             q_proj_weight=self.q_proj_weight, k_proj_weight=self.k_proj_weight, v_proj_weight=self.v_proj_weight,
             average_attn_weights=average_attn_weights, is_causal=is_causal)
-        if self.batch_first and out.ndim == 3:
+        if batch_first:
             out = _swap_batch(xp, out)
         return out, weights
 
