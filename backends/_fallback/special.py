@@ -106,8 +106,8 @@ def erfc_by_erfcx(xp: Namespace, x: Array, erfc: Callable[[Array], Array],
                   erfcx: Callable[[Array], Array]) -> Array:
     """``erfc(x)`` accurate in the tail from a library's ``erfc`` and scaled ``erfcx``
     (``exp(x^2) erfc(x)``): from x = 1 on, ``erfcx(x) e^(-x^2)`` with the square carrying no
-    rounding error.  SciPy's and CuPy's ``erfc`` compute ``e^(-x*x)`` from the rounded square,
-    which is 500 ulp off near x = 25 in float64; their ``erfcx`` is not."""
+    rounding error.  SciPy's ``erfc`` (Cephes') computes ``e^(-x*x)`` from the rounded square,
+    which is 500 ulp off near x = 25 in float64; its ``erfcx`` is not."""
     a = xp.clip(x, 1.0, _ERFC_CF_LIMIT + 10.0)  # erfc underflows long before: no inf - inf in h
     tail = erfcx(a) * _exp_minus_square(xp, a, _tail_bits(x))
     return xp.where(x >= 1.0, tail, erfc(x))
@@ -121,7 +121,8 @@ def erfc_square_corrected(xp: Namespace, x: Array, erfc: Callable[[Array], Array
     scale = float(2 ** _tail_bits(x))
     h = xp.round(a * scale) / scale
     square_error = (h * h - a * a) + (a - h) * (a + h)
-    return xp.where(x >= 1.0, erfc(x) * (1.0 - square_error), erfc(x))
+    kernel = erfc(x)
+    return xp.where(x >= 1.0, kernel * (1.0 - square_error), kernel)
 
 
 def _as_float32(value: float) -> float:

@@ -143,8 +143,10 @@ def gelu(ops: Adapter, x: Array, approximate: bool = True) -> Array:
     (``1 + tanh(u)`` is ``2 sigmoid(2u)``): jax.nn's ``1 + tanh`` cancels for negative x
     (1.7e7 ulp off in float32 below -4), this form does not.
     ``approximate=False``: x/2 erfc(-x/sqrt(2)), exact and
-    accurate in the negative tail.  (``torch.nn.GELU`` defaults to the exact
-    form: pass ``approximate=False`` for torch's default.)
+    accurate in the negative tail: narrower floats are computed in float64, and
+    float64 keeps the rounding error of -x/sqrt(2), which erfc would amplify 400
+    times near x = -20 (``_erfc_of_minus_x_over_sqrt2``).  (``torch.nn.GELU``
+    defaults to the exact form: pass ``approximate=False`` for torch's default.)
     """
     xp = ops.xp
     x = floating(ops, x)
