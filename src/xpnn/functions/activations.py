@@ -141,7 +141,10 @@ def gelu(ops: Adapter, x: Array, approximate: bool = True) -> Array:
     x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))),
     computed in the stable form x sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3))
     (``1 + tanh(u)`` is ``2 sigmoid(2u)``): jax.nn's ``1 + tanh`` cancels for negative x
-    (1.7e7 ulp off in float32 below -4), this form does not.
+    (1.7e7 ulp off in float32 below -4), this form does not.  The argument's rounding,
+    which sigmoid amplifies |2u| times, stays: 105 ulp near x = -10 in float32, 1300 near
+    -17 in float64 (carrying it exactly would cost NumPy 16x in float64, and computing
+    float32 in float64 4x).
     ``approximate=False``: x/2 erfc(-x/sqrt(2)), exact and
     accurate in the negative tail: narrower floats are computed in float64, and
     float64 keeps the rounding error of -x/sqrt(2), which erfc would amplify 400
@@ -158,17 +161,50 @@ def gelu(ops: Adapter, x: Array, approximate: bool = True) -> Array:
     return 0.5 * x * _erfc_of_minus_x_over_sqrt2(ops, x)
 
 
+# Dekker's exact products, for the exact gelu's argument: a float of p bits is split into two
+# halves of at most p - ceil(p/2) bits each (``_split``), whose products with a constant's high
+# half are exact.  Constants are held in two parts: a high half and the rest, from 40 digits.
+
+def _splitter(dtype: Any, xp: Any) -> float:
+    """Veltkamp's splitting factor 2^ceil(p/2) + 1 for ``dtype``'s p-bit significand."""
+    precision = 1 - round(math.log2(xp.finfo(dtype).eps))
+    return 2.0 ** ((precision + 1) // 2) + 1.0
+
+
 @functools.lru_cache(maxsize=None)
-def _split_sqrt_half(precision: int) -> tuple[float, float, float]:
-    """(splitter, high, low) for Dekker's exact product in a float of ``precision`` bits:
-    ``high`` is 1/sqrt(2) cut to the bits a split half can multiply exactly, ``low`` the rest
-    (to 40 digits, then rounded: its own rounding is below the result's precision)."""
-    half = precision - (precision + 1) // 2
-    high = math.floor(_SQRT_HALF * 2.0**half) / 2.0**half
+def _constant_parts(value: Decimal, splitter: float) -> tuple[float, float]:
+    """A positive ``value`` as (high, low): ``high`` cut to the splitter's ceil(p/2) significant
+    bits (its products with a split half are exact), ``low`` the rest from 40 digits, rounded (its
+    own rounding is below the result's precision)."""
+    bits = round(math.log2(splitter - 1.0))
+    mantissa, exponent = math.frexp(float(value))
+    high = math.ldexp(math.floor(math.ldexp(mantissa, bits)), exponent - bits)
     with localcontext() as context:
         context.prec = 40
-        low = float(_SQRT_HALF_DIGITS - Decimal(high))
-    return 2.0 ** ((precision + 1) // 2) + 1.0, high, low
+        return high, float(value - Decimal(high))
+
+
+def _split(a: Array, splitter: float) -> tuple[Array, Array]:
+    """``a`` as high + low halves, exactly (Veltkamp's split)."""
+    scaled = splitter * a
+    high = scaled - (scaled - a)
+    return high, a - high
+
+
+def _times_constant(a: Array, value: Decimal, splitter: float) -> tuple[Array, Array]:
+    """``a`` times the exact ``value`` as (exact, rest): the product of the high halves, which
+    has no rounding, and the other three partial products, summed (their rounding is below the
+    result's precision)."""
+    high, low = _constant_parts(value, splitter)
+    a_high, a_low = _split(a, splitter)
+    return a_high * high, a_high * low + a_low * high + a_low * low
+
+
+def _two_sum(a: Array, b: Array) -> tuple[Array, Array]:
+    """``a + b`` as (rounded, error), the error exact (Knuth's two-sum)."""
+    total = a + b
+    b_part = total - a
+    return total, (a - (total - b_part)) + (b - b_part)
 
 
 def _erfc_of_minus_x_over_sqrt2(ops: Adapter, x: Array) -> Array:
@@ -176,20 +212,14 @@ def _erfc_of_minus_x_over_sqrt2(ops: Adapter, x: Array) -> Array:
 
     erfc's relative slope at z is 2z e^(-z^2) / (sqrt(pi) erfc(z)), about 2z^2 in the
     tail, so z's half-ulp rounding costs 400 ulp of erfc near x = -20 in float64.  z is
-    therefore kept as a rounded part s and its error (Dekker's exact product of x with
-    1/sqrt(2) held in two parts), and erfc(s + e) = erfc(s) - e 2/sqrt(pi) e^(-s^2).
+    therefore kept as a rounded part and its error (Dekker's exact product of x with
+    1/sqrt(2) held in two parts), and erfc(z - e) = erfc(z) + e 2/sqrt(pi) e^(-z^2).
     """
     xp = ops.xp
-    splitter, high, low = _split_sqrt_half(1 - round(math.log2(xp.finfo(x.dtype).eps)))
-    clipped = xp.clip(x, -_SPLIT_LIMIT, _SPLIT_LIMIT)  # erfc is 0 or 2 beyond: the same result
-    scaled = splitter * clipped
-    x_high = scaled - (scaled - clipped)
-    x_low = clipped - x_high
-    exact = x_high * high  # no rounding: both factors have half the bits
-    rest = x_high * low + x_low * high + x_low * low
-    z = -(exact + rest)
-    z_error = (rest - (-z - exact))  # -x/sqrt(2) is z - z_error (fast two-sum, |exact| >= |rest|)
-    return ops.erfc(z) + z_error * _TWO_OVER_SQRT_PI * xp.exp(-(z * z))
+    clipped = xp.minimum(xp.maximum(x, -_SPLIT_LIMIT), _SPLIT_LIMIT)  # erfc is 0 or 2 beyond: the same
+    scaled, error = _two_sum(*_times_constant(clipped, _SQRT_HALF_DIGITS, _splitter(x.dtype, xp)))
+    z = -scaled  # -x/sqrt(2) is z - error
+    return ops.erfc(z) + error * _TWO_OVER_SQRT_PI * xp.exp(-(z * z))
 
 
 def _stable_sigmoid(xp: Any, t: Array) -> Array:
