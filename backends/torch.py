@@ -266,17 +266,17 @@ class _PoolPlan(NamedTuple):
     direct: bool = False  # none of the above: the pool on x itself
 
 
-def _conv_transpose(x, weight, padding, lhs_dilation, rhs_dilation, bias):
+def _conv_transpose(x, weight, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count, bias):
     """The correlation of ``x`` ``(N, I, *spatial)`` dilated by ``lhs_dilation`` with ``weight``
-    ``(O, I, *window)`` (stride 1, one group) as ``F.conv_transpose1d/2d/3d`` with the kernel
-    flipped: torch's ``padding`` ``p = k_eff - 1 - low`` on both sides and ``output_padding``
-    ``high - low``, and the bias added by the kernel; None where torch cannot say the padding so."""
+    ``(O, I, *window)`` as ``F.conv_transpose1d/2d/3d`` with the kernel flipped: torch's
+    ``padding`` ``p = k_eff - 1 - low`` on both sides and ``output_padding`` ``high - low``, and
+    the bias added by the kernel; None for strides, groups, and paddings torch cannot say so."""
     spatial = x.ndim - 2
     effective = [(k - 1) * d + 1 for k, d in zip(weight.shape[2:], rhs_dilation)]
     torch_padding = [k - 1 - low for k, (low, _) in zip(effective, padding)]
     output_padding = [high - low for low, high in padding]
-    if min(torch_padding) < 0 or any(not 0 <= o < max(s, d) for o, s, d in zip(output_padding, lhs_dilation,
-                                                                                 rhs_dilation)):
+    if (feature_group_count != 1 or any(s != 1 for s in window_strides) or min(torch_padding) < 0
+            or any(not 0 <= o < max(s, d) for o, s, d in zip(output_padding, lhs_dilation, rhs_dilation))):
         return None
     flipped = torch.flip(weight, tuple(range(2, spatial + 2))).transpose(0, 1)  # (I, O, *window)
     transpose = (torch.conv_transpose1d, torch.conv_transpose2d, torch.conv_transpose3d)[spatial - 1]
@@ -469,12 +469,13 @@ class TorchAdapter(Adapter):
         say it (``_conv_transpose``); the rest, and more than three spatial dimensions, take the
         channels-last route."""
         spatial = lhs.ndim - 2
-        if 1 <= spatial <= 3 and any(d != 1 for d in lhs_dilation) and feature_group_count == 1 and all(
-                s == 1 for s in window_strides):
-            out = _conv_transpose(lhs, rhs, padding, lhs_dilation, rhs_dilation, bias)
+        transposed = any(d != 1 for d in lhs_dilation)
+        if 1 <= spatial <= 3 and transposed:
+            out = _conv_transpose(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count,
+                                  bias)
             if out is not None:
                 return out
-        if not 1 <= spatial <= 3 or any(d != 1 for d in lhs_dilation):
+        if not 1 <= spatial <= 3 or transposed:
             return super().conv_channels_first(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                                feature_group_count, bias)
         symmetric = all(low == high >= 0 for low, high in padding)
@@ -490,10 +491,9 @@ class TorchAdapter(Adapter):
         """A convolution of the input dilated by ``lhs_dilation``, channels last: ``_conv_transpose``
         on the channels-first views.  Strides other than 1, groups, and paddings that torch
         cannot say take the standard-only version."""
-        out = None
-        if feature_group_count == 1 and all(s == 1 for s in window_strides):
-            weight = torch.movedim(torch.movedim(rhs, -1, 0), -1, 1)  # (*window, I, O) -> (O, I, *window)
-            out = _conv_transpose(torch.movedim(lhs, -1, 1), weight, padding, lhs_dilation, rhs_dilation, bias)
+        weight = torch.movedim(torch.movedim(rhs, -1, 0), -1, 1)  # (*window, I, O) -> (O, I, *window)
+        out = _conv_transpose(torch.movedim(lhs, -1, 1), weight, window_strides, padding, lhs_dilation, rhs_dilation,
+                              feature_group_count, bias)
         if out is None:
             return super().conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                                 feature_group_count, bias)

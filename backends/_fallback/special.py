@@ -42,10 +42,16 @@ def _working_dtype(xp: Namespace):
     return xp.float32, "float32"
 
 
+def _coarse(xp: Namespace, x: Array, bits: int) -> Array:
+    """``x`` rounded to ``bits`` bits after the point, so that its square is exact: x^2 is then
+    h*h + (x - h)(x + h) with the second term small."""
+    scale = float(2**bits)
+    return xp.round(x * scale) / scale
+
+
 def _exp_minus_square(xp: Namespace, x: Array, bits: int) -> Array:
     """``exp(-x*x)`` without the rounding error of ``x*x``."""
-    scale = float(2**bits)
-    h = xp.round(x * scale) / scale
+    h = _coarse(xp, x, bits)
     return xp.exp(-(h * h)) * xp.exp(-((x - h) * (x + h)))
 
 
@@ -97,9 +103,11 @@ def erfc(xp: Namespace, x: Array) -> Array:
     return xp.astype(xp.where(xp.isnan(w), w, out), x.dtype)
 
 
-def _tail_bits(x: Array) -> int:
-    """Bits kept in ``h`` for ``x``'s dtype (``_exp_minus_square``)."""
-    return _TERMS["float64" if x.dtype.itemsize >= 8 else "float32"][2]
+def _tail(xp: Namespace, x: Array) -> tuple[Array, int]:
+    """erfc's tail argument: ``x`` clipped to [1, 40] (erfc underflows long before, and no
+    inf - inf reaches ``_coarse``), and the bits ``_coarse`` keeps for ``x``'s dtype."""
+    bits = _TERMS["float64" if x.dtype.itemsize >= 8 else "float32"][2]
+    return xp.clip(x, 1.0, _ERFC_CF_LIMIT + 10.0), bits
 
 
 def erfc_by_erfcx(xp: Namespace, x: Array, erfc: Callable[[Array], Array],
@@ -108,18 +116,16 @@ def erfc_by_erfcx(xp: Namespace, x: Array, erfc: Callable[[Array], Array],
     (``exp(x^2) erfc(x)``): from x = 1 on, ``erfcx(x) e^(-x^2)`` with the square carrying no
     rounding error.  SciPy's ``erfc`` (Cephes') computes ``e^(-x*x)`` from the rounded square,
     which is 500 ulp off near x = 25 in float64; its ``erfcx`` is not."""
-    a = xp.clip(x, 1.0, _ERFC_CF_LIMIT + 10.0)  # erfc underflows long before: no inf - inf in h
-    tail = erfcx(a) * _exp_minus_square(xp, a, _tail_bits(x))
-    return xp.where(x >= 1.0, tail, erfc(x))
+    a, bits = _tail(xp, x)
+    return xp.where(x >= 1.0, erfcx(a) * _exp_minus_square(xp, a, bits), erfc(x))
 
 
 def erfc_square_corrected(xp: Namespace, x: Array, erfc: Callable[[Array], Array]) -> Array:
     """``erfc(x)`` of a kernel that forms ``e^(-x*x)`` from the rounded square (XLA's, as Cephes
     does, from x = 1 on: 500 ulp off near x = 25 in float64), times ``e^(-d) ~ 1 - d`` for the
     square's rounding error ``d = x^2 - fl(x*x)``, computed exactly as in ``_exp_minus_square``."""
-    a = xp.clip(x, 1.0, _ERFC_CF_LIMIT + 10.0)
-    scale = float(2 ** _tail_bits(x))
-    h = xp.round(a * scale) / scale
+    a, bits = _tail(xp, x)
+    h = _coarse(xp, a, bits)
     square_error = (h * h - a * a) + (a - h) * (a + h)
     kernel = erfc(x)
     return xp.where(x >= 1.0, kernel * (1.0 - square_error), kernel)

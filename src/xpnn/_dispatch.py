@@ -94,9 +94,11 @@ def adapter_of(*values: Any) -> Adapter:
     """
     found = None
     for value in values:
-        if isinstance(value, _PLAIN_TYPES) or isinstance(value, list):
-            continue
-        adapter = adapter_of_array(value)
+        adapter = _ADAPTER_BY_TYPE.get(type(value))  # an array type seen before: one lookup
+        if adapter is None:
+            if isinstance(value, _PLAIN_TYPES) or isinstance(value, list):
+                continue
+            adapter = adapter_of_array(value)
         if found is None:
             found = adapter
         elif adapter is not found:

@@ -487,12 +487,6 @@ class _Pooling(NamedTuple):
     windows: tuple[tuple[int, ...], tuple[int, ...], tuple[tuple[int, int], ...], tuple[int, ...]]
 
 
-def _pool_arguments(function: str, input: Array, kernel_size: Any, stride: Any, padding: Any, dilation: Any,
-                    ceil_mode: bool) -> _Pooling:
-    x, unbatched = _batched(input, 2, function)
-    return _Pooling(x, unbatched, *_geometry_of(function, x, kernel_size, stride, padding, dilation, ceil_mode))
-
-
 def _geometry_of(function: str, x: Array, kernel_size: Any, stride: Any, padding: Any, dilation: Any,
                  ceil_mode: bool) -> tuple[tuple[int, ...], ...]:
     """``_pool_geometry`` for the batched ``x``, from its cache where the arguments can be hashed."""
@@ -578,8 +572,9 @@ def avg_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any 
     """The mean of each window of ``(N, C, H, W)``: ``torch.nn.functional.avg_pool2d``.  The divisor
     is ``divisor_override``, else the window's size clipped to the padded input
     (``count_include_pad``), else the number of input elements in the window."""
-    x, unbatched, window, strides, paddings, _, pads, (dims, steps, pad_pairs, _) = _pool_arguments(
-        "avg_pool2d", input, kernel_size, stride, padding, 1, ceil_mode)
+    x, unbatched = _batched(input, 2, "avg_pool2d")
+    window, strides, paddings, _, pads, (dims, steps, pad_pairs, _) = _geometry_of(
+        "avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode)
     ops = adapter_of_array(x)
     xp = ops.xp
     total = ops.reduce_window(x, 0.0, "sum", dims, steps, pad_pairs)
@@ -614,9 +609,7 @@ def _norm(kind: str, x: Array, count: int, scale: Array | None, bias: Array | No
           statistics: tuple[Array, Array] | None = None) -> Any:
     """The library's fused norm where it has one that agrees with the written-once statistics
     on this machine, else ``reference_norm`` (the layers' math)."""
-    ops = adapter_of_array(x)
-    if not (scale is None or type(scale) is type(x)) or not (bias is None or type(bias) is type(x)):
-        ops = adapter_of(x, scale, bias)  # one library, or its error
+    ops = adapter_of(x, scale, bias)
     fused = fused_norm(ops, kind, x, count, scale, bias, eps, statistics)
     return fused if fused is not None else reference_norm(ops, kind, x, count, scale, bias, eps, statistics)
 
