@@ -787,7 +787,7 @@ def multi_head_attention_forward(
         if use_separate_proj_weight:
             weights = (q_proj_weight, k_proj_weight, v_proj_weight)
         else:
-            weights = tuple(in_proj_weight[i * embed:(i + 1) * embed, ...] for i in range(3))
+            weights = tuple(in_proj_weight[i * embed:(i + 1) * embed, :] for i in range(3))
         biases = (None, None, None) if in_proj_bias is None else tuple(in_proj_bias[i * embed:(i + 1) * embed]
                                                                      for i in range(3))
         q = _linear(ops, query, weights[0], biases[0], name)
@@ -800,21 +800,28 @@ def multi_head_attention_forward(
         v = xp.concat([v, xp.broadcast_to(xp.reshape(bias_v, (1, 1, embed)), (1, batch, embed))], axis=0)
         float_mask = _padded_column(xp, float_mask)
         padding = _padded_column(xp, padding)
-    def heads(t: Array) -> Array:  # (S, N, E) -> (N, H, S, head)
-        return xp.permute_dims(xp.reshape(t, (t.shape[0], batch, num_heads, head)), (1, 2, 0, 3))
+    dropping = training and dropout_p > 0
+    explicit = need_weights or dropping  # the weights computed here, heads first: (N, H, S, head)
+    positions = 2 if explicit else 1  # else jax.nn's attention, on (N, S, H, head)
 
-    def given(t: Array) -> Array:  # torch's static_k/static_v (N * H, S, head) -> (N, H, S, head)
-        return xp.reshape(t, (batch, num_heads, t.shape[1], head))
+    def heads(t: Array) -> Array:  # (S, N, E) -> (N, H, S, head) or (N, S, H, head)
+        return xp.permute_dims(xp.reshape(t, (t.shape[0], batch, num_heads, head)),
+                               (1, 2, 0, 3) if explicit else (1, 0, 2, 3))
+
+    def given(t: Array) -> Array:  # torch's static_k/static_v (N * H, S, head) -> the layout above
+        t = xp.reshape(t, (batch, num_heads, t.shape[1], head))
+        return t if explicit else xp.permute_dims(t, (0, 2, 1, 3))
 
     q = heads(q)
     k = heads(k) if static_k is None else given(static_k)
     v = heads(v) if static_v is None else given(static_v)
     if add_zero_attn:
-        zeros = xp.zeros((batch, num_heads, 1, head), dtype=k.dtype, device=ops.device_of(k))
-        k, v = xp.concat([k, zeros], axis=2), xp.concat([v, zeros], axis=2)
+        shape = (batch, num_heads, 1, head) if explicit else (batch, 1, num_heads, head)
+        zeros = xp.zeros(shape, dtype=k.dtype, device=ops.device_of(k))
+        k, v = xp.concat([k, zeros], axis=positions), xp.concat([v, zeros], axis=positions)
         float_mask = _padded_column(xp, float_mask)
         padding = _padded_column(xp, padding)
-    source = k.shape[2]
+    source = k.shape[positions]
     mask = None  # added to the (N, H, L, S) logits
     if float_mask is not None:
         mask = (xp.reshape(float_mask, (batch, num_heads, target, source)) if float_mask.ndim == 3
@@ -822,8 +829,7 @@ def multi_head_attention_forward(
     if padding is not None:
         pad = xp.reshape(padding, (batch, 1, 1, source))
         mask = pad if mask is None else mask + pad
-    dropping = training and dropout_p > 0
-    if need_weights or dropping:
+    if explicit:
         # batched matmuls (torch's bmm): einsum's planning costs 7 to 14 us at batch 1
         logits = ops.matmul(q / math.sqrt(head), xp.matrix_transpose(k))
         if mask is not None:
@@ -834,7 +840,7 @@ def multi_head_attention_forward(
     else:
         weights = None
         bias = None if mask is None else xp.broadcast_to(mask, (batch, num_heads, target, source))
-        out = xpnn.dot_product_attention(*(xp.permute_dims(t, (0, 2, 1, 3)) for t in (q, k, v)), bias=bias)
+        out = xpnn.dot_product_attention.trusted(ops, q, k, v, bias=bias)
         out = xp.permute_dims(out, (1, 0, 2, 3))  # (N, L, H, head) -> (L, N, H, head)
     out = _linear(ops, xp.reshape(out, (target, batch, embed)), out_proj_weight, out_proj_bias, name)
     if weights is not None:
