@@ -100,6 +100,28 @@ def test_right_fast_path_is_kept(injected):
     assert not _entries("tanh", "numpy")
 
 
+def test_trusted_call_takes_only_a_checked_fast_path(injected):
+    """A layer's internal ``trusted`` call skips the argument checks, not the kernel check or
+    the fast-path switch: a wrong kernel is switched off for it as for the public call."""
+    numpy_adapter = _dispatch.adapter_of(np.empty(0))
+    x = np.asarray([math.inf, 0.5, -math.inf, 2.0] * 8, dtype=np.float32)
+    calls = _counted_numpy_tanh(injected)
+    assert_equal = np.testing.assert_array_equal
+    assert_equal(xpnn.tanh.trusted(numpy_adapter, x), np.tanh(x))
+    with xpnn.fast_paths(False):
+        assert_equal(xpnn.tanh.trusted(numpy_adapter, x), np.tanh(x))
+    assert len(calls) == 2  # the probe and the first call; none with fast paths off
+
+    def wrong_tanh(x):
+        out = np.tanh(x)
+        out[np.isposinf(x)] = np.nan
+        return out
+
+    injected(numpy_adapter, "tanh", wrong_tanh)
+    assert_equal(xpnn.tanh.trusted(numpy_adapter, x), np.tanh(x))
+    assert _entries("tanh", "numpy")
+
+
 def test_check_is_per_dtype(injected):
     """A kernel wrong in float64 only keeps its float32 fast path."""
     numpy_adapter = _dispatch.adapter_of(np.empty(0))
