@@ -36,10 +36,12 @@ _SHAPES_KEPT = 256
 #: against constant operands; below, its Python wrapper (about 2.5 us) costs more than a pass.
 _CLIP_FROM = 1 << 14
 _SINGLE_OR_DOUBLE = frozenset((np.dtype("float32"), np.dtype("float64")))
-#: Convolutions of fewer input channels than this multiply one patch matrix (a copy of the
-#: input per kernel position); more channels take one BLAS product per position (measured on a
-#: 2-core machine: a 7x7 stem on 3 channels is 7x torch's as a tap loop, a 3x3 on 64 is 1.7x).
-_TAPS_FROM_CHANNELS = 32
+#: Ungrouped convolutions multiply the patch matrix (positions, window * channels) by the
+#: kernel in blocks of positions of about this many bytes of patches, each copied from a view of
+#: the input while the product reads it from cache (measured on a 2-core machine: 3x3 64->64 on
+#: (8, 56, 56) 22 ms as nine products of kernel positions, 12 ms so; a 5x5 on 32 channels 10 ms,
+#: 6.5 ms; one patch matrix of the whole input is 41 ms for the 3x3).
+_PATCH_BLOCK_BYTES = 1 << 21
 #: How many leaky_relu slopes are kept as constant operands before starting again: at most
 #: 12 MiB of blocks, if every one is used in float32 and float64.
 _SLOPES_KEPT = 16
@@ -332,15 +334,11 @@ def _group_norm(x: np.ndarray, groups: int, scale: Any, bias: Any, epsilon: floa
 def _tap_product(view: np.ndarray, tap: np.ndarray, groups: int, buffer: np.ndarray | None = None) -> np.ndarray:
     """``view`` ``(..., channels)`` times one kernel position ``tap`` ``(channels // groups,
     features)``, feature group by feature group: ``(..., features)``.  One BLAS product without
-    groups, a broadcast product for depthwise kernels (each into ``buffer``, of the product's
-    shape, when given), an einsum for other groups."""
+    groups, a broadcast product for depthwise kernels (into ``buffer``, of the product's shape,
+    when given), an einsum for other groups."""
     channels, features = view.shape[-1], tap.shape[-1]
     if groups == 1:
-        rows = view.reshape(-1, channels)
-        if buffer is None:
-            return np.dot(rows, tap).reshape(*view.shape[:-1], features)
-        np.dot(rows, tap, out=buffer.reshape(-1, features))
-        return buffer
+        return np.dot(view.reshape(-1, channels), tap).reshape(*view.shape[:-1], features)
     if channels == groups == features:  # depthwise: each feature from its channel
         return np.multiply(view, tap.reshape(-1), out=buffer)
     if channels == groups:  # depthwise with several features per channel
@@ -384,6 +382,47 @@ def _in_image_blocks(compute: Callable[[int, int], None], out: np.ndarray, group
         compute(0, out.shape[0])
         return
     slices.in_row_blocks(compute, out.shape[0], 1, out.size * taps)
+
+
+def _patches(x: np.ndarray, window: tuple[int, ...], sizes: tuple[int, ...], strides: tuple[int, ...],
+             dilation: tuple[int, ...]) -> np.ndarray:
+    """The view ``(N, *sizes, ...)`` of each output position's window of the padded channels-last
+    ``x``, in the kernel's ``(*window, channels)`` order.  Without dilation along the last spatial
+    axis, that axis and the channels are seen as one row, so a window's last axis is one
+    contiguous run of ``kw * channels`` numbers (4x faster to copy than gathering channel-major)."""
+    spatial, channels = x.ndim - 2, x.shape[-1]
+    effective = tuple((w - 1) * d + 1 for w, d in zip(window, dilation))
+    if dilation[-1] == 1:
+        step = strides[-1] * channels
+        rows = x.reshape(*x.shape[:-2], x.shape[-2] * channels)
+        view = sliding_window_view(rows, (*effective[:-1], effective[-1] * channels), axis=tuple(range(1, spatial + 1)))
+        return view[(slice(None), *(slice(None, (n - 1) * s + 1, s) for n, s in zip(sizes[:-1], strides[:-1])),
+                     slice(None, (sizes[-1] - 1) * step + 1, step), *(slice(None, None, d) for d in dilation[:-1]),
+                     slice(None))]
+    view = sliding_window_view(x, effective, axis=tuple(range(1, spatial + 1)))  # (N, *sizes, C, *window)
+    view = view[(slice(None), *(slice(None, (n - 1) * s + 1, s) for n, s in zip(sizes, strides)), slice(None),
+                 *(slice(None, None, d) for d in dilation))]
+    return np.moveaxis(view, spatial + 1, -1)
+
+
+def _patch_products(view: np.ndarray, rhs: np.ndarray, out: np.ndarray) -> None:
+    """``out`` ``(N, *sizes, features)`` = the patch matrix of ``view`` times the kernel, in
+    blocks of about ``_PATCH_BLOCK_BYTES`` of patches: several whole images, or rows (along the
+    first spatial axis) of one image; each block's patches copied once and its product written
+    in place."""
+    features = rhs.shape[-1]
+    kernel = rhs.reshape(-1, features)
+    row_bytes = math.prod(out.shape[2:-1]) * kernel.shape[0] * view.itemsize
+    image_bytes = out.shape[1] * row_bytes
+    if image_bytes <= _PATCH_BLOCK_BYTES:
+        images = max(1, _PATCH_BLOCK_BYTES // max(image_bytes, 1))
+        blocks = [(slice(n, n + images),) for n in range(0, out.shape[0], images)]
+    else:
+        rows = max(1, _PATCH_BLOCK_BYTES // row_bytes)
+        blocks = [(n, slice(r, r + rows)) for n in range(out.shape[0]) for r in range(0, out.shape[1], rows)]
+    for block in blocks:
+        target = out[block]
+        np.matmul(view[block].reshape(-1, kernel.shape[0]), kernel, out=target.reshape(-1, features))
 
 
 def _input_dilated_conv(x: np.ndarray, rhs: np.ndarray, padding: Any, lhs_dilation: Any, rhs_dilation: Any,
@@ -530,9 +569,10 @@ class NumpyAdapter(Adapter):
 
     def conv_general_dilated(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                              feature_group_count=1, bias=None):
-        """The tap loop: for each kernel position, the strided view of the padded input that it
-        meets, times that position's slice of the kernel (``_tap_product``), accumulated in
-        place; a patch-matrix product instead for few input channels.  An input dilation (a
+        """The patch matrix (each output position's window of the padded input) times the kernel,
+        in blocks that stay in cache (``_patch_products``); for grouped kernels, the tap loop: for
+        each kernel position, the strided view of the padded input that it meets, times that
+        position's slice of the kernel (``_tap_product``), accumulated in place.  An input dilation (a
         transposed convolution) inserts no zeros: each position meets a plain slice of the input
         and reaches every ``lhs_dilation``-th output (``_input_dilated_conv``).  Grouped kernels,
         whose products BLAS does not thread, are computed in blocks of images on every core.
@@ -561,42 +601,19 @@ class NumpyAdapter(Adapter):
         sizes = tuple(max(0, (n - (w - 1) * d - 1) // s + 1)
                       for n, w, d, s in zip(x.shape[1:-1], window, rhs_dilation, window_strides))
         groups, channels, features = feature_group_count, x.shape[-1], rhs.shape[-1]
-        out = np.zeros((x.shape[0], *sizes, features), x.dtype)
+        out = (np.empty if groups == 1 else np.zeros)((x.shape[0], *sizes, features), x.dtype)
         if out.size == 0:
             return out
-        if groups == 1 and channels < _TAPS_FROM_CHANNELS:
-            # Few channels (a 7x7x3 stem, a 1-D filter bank on one channel): one product of the
-            # patch matrix, (positions, channels * window), as BLAS likes it.
-            flat_out = out.reshape(-1, features)
-            effective = tuple((w - 1) * d + 1 for w, d in zip(window, rhs_dilation))
-            if rhs_dilation[-1] == 1:
-                # The last spatial axis and the channels seen as one row: a window's last axis is
-                # then one contiguous run of kw * channels numbers, copied as such, in the
-                # kernel's own (..., kw, channels) order (4x faster than gathering channel-major).
-                step = window_strides[-1] * channels
-                rows = x.reshape(*x.shape[:-2], x.shape[-2] * channels)
-                patches = sliding_window_view(rows, (*effective[:-1], effective[-1] * channels),
-                                              axis=tuple(range(1, spatial + 1)))
-                patches = patches[(slice(None), *(slice(None, (n - 1) * s + 1, s)
-                                                  for n, s in zip(sizes[:-1], window_strides[:-1])),
-                                   slice(None, (sizes[-1] - 1) * step + 1, step),
-                                   *(slice(None, None, d) for d in rhs_dilation[:-1]), slice(None))]
-                kernel = rhs.reshape(-1, features)
-            else:
-                patches = sliding_window_view(x, effective, axis=tuple(range(1, spatial + 1)))
-                patches = patches[(slice(None), *(slice(None, (n - 1) * s + 1, s)
-                                                  for n, s in zip(sizes, window_strides)),
-                                   slice(None), *(slice(None, None, d) for d in rhs_dilation))]
-                kernel = np.moveaxis(rhs, -2, 0).reshape(-1, features)
-            return np.matmul(patches.reshape(flat_out.shape[0], -1), kernel, out=flat_out).reshape(out.shape)
-
+        if groups == 1:
+            _patch_products(_patches(x, window, sizes, window_strides, rhs_dilation), rhs, out)
+            return out
         if channels == groups == features and window_strides[-1] == 1:
             _depthwise_in_rows(out, x, rhs, window_strides, rhs_dilation)
             return out
 
         def images(begin: int, end: int) -> None:
             target = out[begin:end]
-            buffer = np.empty_like(target) if groups == 1 or channels == groups == features else None
+            buffer = np.empty_like(target) if channels == groups == features else None
             for offset in np.ndindex(*window):
                 view = x[(slice(begin, end), *(slice(o * d, o * d + (n - 1) * s + 1, s)
                                                for o, d, s, n in zip(offset, rhs_dilation, window_strides, sizes)))]

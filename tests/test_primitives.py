@@ -70,6 +70,22 @@ def test_conv_general_dilated_matches_jax_lax(backend, case, seed, with_bias):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=kind)
 
 
+@pytest.mark.parametrize("block_bytes", [1, 5000, 20000], ids=["row", "rows", "images"])
+@pytest.mark.parametrize("dilation", [(1, 1), (2, 3)])
+def test_numpy_patch_blocks_match_jax_lax(monkeypatch, block_bytes, dilation):
+    """NumPy's ungrouped convolution in blocks of its patch matrix: one row, several rows of an
+    image, several images per block (a small block size makes the small case take each branch)."""
+    from xpnn.backends import numpy as numpy_backend
+    monkeypatch.setattr(numpy_backend, "_PATCH_BLOCK_BYTES", block_bytes)
+    rng = np.random.default_rng(7)
+    lhs, rhs = rng.standard_normal((5, 9, 11, 3)), rng.standard_normal((3, 2, 3, 4))
+    case = {"window_strides": (2, 1), "padding": ((1, 2), (0, 1)), "lhs_dilation": (1, 1), "rhs_dilation": dilation}
+    want = jax.lax.conv_general_dilated(jnp.asarray(lhs), jnp.asarray(rhs), dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                        **case)
+    got = adapter_of(lhs).conv_general_dilated(lhs, rhs, **case)
+    np.testing.assert_allclose(got, np.asarray(want), rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.slow_on("dask", "jax")
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=convolutions(), seed=st.integers(0, 2**16), with_bias=st.booleans())
