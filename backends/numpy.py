@@ -37,11 +37,13 @@ _SHAPES_KEPT = 256
 _CLIP_FROM = 1 << 14
 _SINGLE_OR_DOUBLE = frozenset((np.dtype("float32"), np.dtype("float64")))
 #: Ungrouped convolutions multiply the patch matrix (positions, window * channels) by the
-#: kernel in blocks of positions of about this many bytes of patches, each copied from a view of
-#: the input while the product reads it from cache (measured on a 2-core machine: 3x3 64->64 on
-#: (8, 56, 56) 22 ms as nine products of kernel positions, 12 ms so; a 5x5 on 32 channels 10 ms,
-#: 6.5 ms; one patch matrix of the whole input is 41 ms for the 3x3).
-_PATCH_BLOCK_BYTES = 1 << 21
+#: kernel in blocks of positions of at most this many bytes of patches, so the copy stays
+#: bounded (9x the input for a 3x3).  Blocks are large: small ones would fit in cache, but each
+#: product runs on BLAS's threads, which keep a core busy between products, so copies between
+#: many small products run slow.  Measured on the 2-core machine, 3x3 64->64 on (8, 56, 56):
+#: one product per kernel position (9 copies and accumulations of the output) 38 ms; the whole
+#: patch matrix 22.4 ms; 32 MiB blocks 21.3 ms; 2 MiB blocks 28.3 ms (22 ms on one BLAS thread).
+_PATCH_BLOCK_BYTES = 1 << 25
 #: How many leaky_relu slopes are kept as constant operands before starting again: at most
 #: 12 MiB of blocks, if every one is used in float32 and float64.
 _SLOPES_KEPT = 16
@@ -417,12 +419,20 @@ def _patch_products(view: np.ndarray, rhs: np.ndarray, out: np.ndarray) -> None:
     if image_bytes <= _PATCH_BLOCK_BYTES:
         images = max(1, _PATCH_BLOCK_BYTES // max(image_bytes, 1))
         blocks = [(slice(n, n + images),) for n in range(0, out.shape[0], images)]
+        buffer_shape = (min(images, out.shape[0]), *view.shape[1:])
     else:
         rows = max(1, _PATCH_BLOCK_BYTES // row_bytes)
         blocks = [(n, slice(r, r + rows)) for n in range(out.shape[0]) for r in range(0, out.shape[1], rows)]
+        buffer_shape = (min(rows, out.shape[1]), *view.shape[2:])
+    buffer = None
     for block in blocks:
-        target = out[block]
-        np.matmul(view[block].reshape(-1, kernel.shape[0]), kernel, out=target.reshape(-1, features))
+        patches, target = view[block], out[block]
+        if not patches.flags.c_contiguous:  # a 1x1 kernel's patches are the input itself
+            # one buffer for every block: a fresh array per block would fault its pages in each time
+            buffer = np.empty(buffer_shape, view.dtype) if buffer is None else buffer
+            np.copyto(buffer[:len(patches)], patches)
+            patches = buffer[:len(patches)]
+        np.matmul(patches.reshape(-1, kernel.shape[0]), kernel, out=target.reshape(-1, features))
 
 
 def _input_dilated_conv(x: np.ndarray, rhs: np.ndarray, padding: Any, lhs_dilation: Any, rhs_dilation: Any,

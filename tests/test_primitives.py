@@ -70,7 +70,7 @@ def test_conv_general_dilated_matches_jax_lax(backend, case, seed, with_bias):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=kind)
 
 
-@pytest.mark.parametrize("block_bytes", [1, 5000, 20000], ids=["row", "rows", "images"])
+@pytest.mark.parametrize("block_bytes", [1, 5000, 20000, 1 << 25], ids=["row", "rows", "images", "default"])
 @pytest.mark.parametrize("dilation", [(1, 1), (2, 3)])
 def test_numpy_patch_blocks_match_jax_lax(monkeypatch, block_bytes, dilation):
     """NumPy's ungrouped convolution in blocks of its patch matrix: one row, several rows of an
@@ -83,6 +83,26 @@ def test_numpy_patch_blocks_match_jax_lax(monkeypatch, block_bytes, dilation):
     want = jax.lax.conv_general_dilated(jnp.asarray(lhs), jnp.asarray(rhs), dimension_numbers=("NHWC", "HWIO", "NHWC"),
                                         **case)
     got = adapter_of(lhs).conv_general_dilated(lhs, rhs, **case)
+    np.testing.assert_allclose(got, np.asarray(want), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("lhs_dilation, rhs_dilation, padding, groups", [
+    ((2, 3), (1, 1), ((2, 2), (3, 1)), 1),
+    ((2, 2), (1, 2), ((3, 0), (-1, 2)), 2),
+    ((3, 1), (2, 3), ((0, 4), (1, 1)), 1),
+    ((4, 2), (1, 1), ((1, -1), (0, 0)), 1),  # a 3-position window over dilation 4: some outputs stay 0
+])
+def test_numpy_input_dilated_conv_matches_jax_lax(lhs_dilation, rhs_dilation, padding, groups):
+    """NumPy's input-dilated (transposed) convolution, which skips the inserted zeros, against
+    jax.lax: asymmetric and negative padding, kernel dilation, groups."""
+    rng = np.random.default_rng(3)
+    lhs, rhs = rng.standard_normal((2, 5, 6, 4)), rng.standard_normal((3, 4, 4 // groups, 6))
+    case = {"window_strides": (1, 1), "padding": padding, "lhs_dilation": lhs_dilation,
+            "rhs_dilation": rhs_dilation, "feature_group_count": groups}
+    want = jax.lax.conv_general_dilated(jnp.asarray(lhs), jnp.asarray(rhs), dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                        **case)
+    got = adapter_of(lhs).conv_general_dilated(lhs, rhs, **case)
+    assert got.shape == want.shape
     np.testing.assert_allclose(got, np.asarray(want), rtol=1e-12, atol=1e-12)
 
 
