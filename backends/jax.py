@@ -182,8 +182,27 @@ class JaxAdapter(Adapter):
         return value
 
     def write_rows(self, table, ids, rows):
-        """A new table: ``table.at[ids].set(rows)`` (jax arrays are immutable)."""
-        return table.at[ids].set(rows)
+        """A new table: ``table.at[ids].set(rows)`` (jax arrays are immutable), laid out as
+        ``table`` under explicit mesh axes (where jax asks where a scatter's result goes)."""
+        spec = _explicit_spec(table)
+        if spec is None:
+            return table.at[ids].set(rows)
+        return table.at[ids].set(rows, out_sharding=jax.sharding.PartitionSpec(*spec))
+
+    def matmul(self, a, b):
+        """``a @ b``; under explicit mesh axes, where jax refuses to choose a layout, the operands
+        are laid out first: a batch axis split in one operand and whole in the other is split
+        alike in both (a local slice), and ``b``'s columns are gathered where they are split
+        over the mesh axis of ``a``'s rows (the product keeps its rows split)."""
+        a_spec, b_spec = _explicit_spec(a), _explicit_spec(b)
+        if a_spec is None or b_spec is None or a.ndim != b.ndim or a.ndim < 2:
+            return a @ b
+        batch = tuple(x if y is None else y for x, y in zip(a_spec[:-2], b_spec[:-2]))
+        columns = None if b_spec[-1] is not None and b_spec[-1] == a_spec[-2] else b_spec[-1]
+        wanted = ((*batch, *a_spec[-2:]), (*batch, b_spec[-2], columns))
+        a, b = (t if spec == want else jax.sharding.reshard(t, jax.sharding.PartitionSpec(*want))
+                for t, spec, want in ((a, a_spec, wanted[0]), (b, b_spec, wanted[1])))
+        return a @ b
 
     def stop_gradient(self, x):
         return jax.lax.stop_gradient(x)

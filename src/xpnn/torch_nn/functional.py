@@ -554,8 +554,9 @@ def _max_with_indices(ops: Any, pooling: _Pooling, lowest: float) -> tuple[Array
               for size, s, (low, _) in zip(sizes, pooling.strides, pooling.pads)]
     # the first element inside the input of each window (windows start in the padding)
     firsts = [xp.where(start < 0, start + ((d - 1 - start) // d) * d, start) for start, d in zip(starts, pooling.dilations)]
-    best = xp.full((*x.shape[:2], *sizes), lowest, dtype=x.dtype, device=device)
-    index = xp.broadcast_to(firsts[0][:, None] * width + firsts[1][None, :], best.shape)
+    # laid out over devices as the input's batch and channels (jax's explicit mesh axes)
+    best = ops.placed_like(xp.full((*x.shape[:2], *sizes), lowest, dtype=x.dtype, device=device), x)
+    index = ops.placed_like(xp.broadcast_to(firsts[0][:, None] * width + firsts[1][None, :], best.shape), x)
     floating = xp.isdtype(x.dtype, "real floating")
     (kh, kw), (sh, sw), (dh, dw) = pooling.window, pooling.strides, pooling.dilations
     for i in range(kh):
@@ -796,10 +797,11 @@ def multi_head_attention_forward(
     float_mask = _float_mask(xp, attn_mask, query.dtype, name)
     padding = _float_mask(xp, key_padding_mask, query.dtype, name)
     if bias_k is not None and bias_v is not None:
-        k = xp.concat([k, xp.broadcast_to(xp.reshape(bias_k, (1, 1, embed)), (1, batch, embed))], axis=0)
-        v = xp.concat([v, xp.broadcast_to(xp.reshape(bias_v, (1, 1, embed)), (1, batch, embed))], axis=0)
-        float_mask = _padded_column(xp, float_mask)
-        padding = _padded_column(xp, padding)
+        # each appended key laid out over devices as the keys (jax's explicit mesh axes)
+        k, v = (xp.concat([t, ops.placed_like(xp.broadcast_to(xp.reshape(b, (1, 1, embed)), (1, batch, embed)), t)],
+                          axis=0) for t, b in ((k, bias_k), (v, bias_v)))
+        float_mask = _padded_column(ops, float_mask)
+        padding = _padded_column(ops, padding)
     dropping = training and dropout_p > 0
     explicit = need_weights or dropping  # the weights computed here, heads first: (N, H, S, head)
     positions = 2 if explicit else 1  # else jax.nn's attention, on (N, S, H, head)
@@ -817,10 +819,10 @@ def multi_head_attention_forward(
     v = heads(v) if static_v is None else given(static_v)
     if add_zero_attn:
         shape = (batch, num_heads, 1, head) if explicit else (batch, 1, num_heads, head)
-        zeros = xp.zeros(shape, dtype=k.dtype, device=ops.device_of(k))
+        zeros = ops.placed_like(xp.zeros(shape, dtype=k.dtype, device=ops.device_of(k)), k)
         k, v = xp.concat([k, zeros], axis=positions), xp.concat([v, zeros], axis=positions)
-        float_mask = _padded_column(xp, float_mask)
-        padding = _padded_column(xp, padding)
+        float_mask = _padded_column(ops, float_mask)
+        padding = _padded_column(ops, padding)
     source = k.shape[positions]
     mask = None  # added to the (N, H, L, S) logits
     if float_mask is not None:
@@ -858,16 +860,16 @@ def _float_mask(xp: Any, mask: Array | None, dtype: Any, function: str) -> Array
     if mask is None:
         return None
     if mask.dtype == xp.bool:
-        return xp.where(mask, -math.inf, xp.zeros(mask.shape, dtype=dtype, device=adapter_of(mask).device_of(mask)))
+        return xp.where(mask, -math.inf, xp.zeros_like(mask, dtype=dtype))
     if not xp.isdtype(mask.dtype, "real floating"):
         raise _error(TypeError, function, f"masks must be boolean or floating, got dtype {mask.dtype}")
     return mask
 
 
-def _padded_column(xp: Any, mask: Array | None) -> Array | None:
+def _padded_column(ops: Any, mask: Array | None) -> Array | None:
     """A mask with one more (unmasked) key column, for an appended key."""
     if mask is None:
         return None
-    zeros = xp.zeros((*mask.shape[:-1], 1), dtype=mask.dtype, device=adapter_of(mask).device_of(mask))
-    return xp.concat([mask, zeros], axis=-1)
+    zeros = ops.xp.zeros((*mask.shape[:-1], 1), dtype=mask.dtype, device=ops.device_of(mask))
+    return ops.xp.concat([mask, ops.placed_like(zeros, mask)], axis=-1)
 

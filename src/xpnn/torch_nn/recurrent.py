@@ -14,6 +14,7 @@ from xpnn._types import Array
 from xpnn.layers.recurrent import GRUCell, LSTMCell, scan_dense_cell
 from xpnn.torch_nn import functional as F
 from xpnn.torch_nn.module import Factory, Module, Parameter
+from xpnn.trees import tree_map
 
 __all__ = ["LSTM", "GRU"]
 
@@ -105,6 +106,8 @@ class _RNNBase(Module):
                     zeros = xp.zeros((x.shape[1], self.hidden_size), dtype=x.dtype, device=ops.device_of(x))
                     h = zeros[:, :self.proj_size] if self.proj_size else zeros
                     carry = (zeros, h) if self._kind == "LSTM" else zeros
+                # the carry laid out over devices as a step's batch (jax's explicit mesh axes)
+                carry = tree_map(lambda leaf: ops.placed_like(leaf, x, skip=1), carry)
                 xs = xp.flip(x, axis=0) if suffix else x
                 projection = self._parameters.get(f"weight_hr_l{layer}{suffix}")
                 carry, ys = scan_dense_cell(ops, cell, self._weights(f"_l{layer}{suffix}", x), carry, xs,
