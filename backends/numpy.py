@@ -315,22 +315,29 @@ def _row_squares(rows: np.ndarray) -> np.ndarray:
 
 
 def _group_norm(x: np.ndarray, groups: int, scale: Any, bias: Any, epsilon: float) -> np.ndarray:
-    """GroupNorm of the channels-last ``x`` ``(N, ..., C)``: per sample and channel, sums over the
-    positions (``einsum``), then over each group's channels; the variance the two-pass one."""
+    """GroupNorm of the channels-last ``x`` ``(N, ..., C)``, one sample at a time (on every core
+    for large arrays), so each sample's block is read from memory once: per channel, the sum
+    over the positions, then over each group's channels; the centred block, its squares summed
+    per channel (``einsum``, without a temporary), then scaled and shifted in place."""
     rows = x.reshape(x.shape[0], -1, x.shape[-1])
     size = x.shape[-1] // groups
     per_group = rows.shape[1] * size
+    out = np.empty_like(rows)
 
-    def grouped(per_channel: np.ndarray) -> np.ndarray:  # (N, C) -> (N, 1, C), each group's sum
-        sums = per_channel.reshape(x.shape[0], groups, size).sum(axis=-1)
-        return np.repeat(sums, size, axis=1)[:, None, :]
+    def grouped(per_channel: np.ndarray) -> np.ndarray:  # (C,) -> (C,), each group's sum
+        return np.repeat(per_channel.reshape(groups, size).sum(axis=-1), size)
 
-    y = rows - grouped(np.einsum("npc->nc", rows)) / per_group
-    multiplier = 1 / np.sqrt(grouped(np.einsum("npc,npc->nc", y, y)) / per_group + epsilon)
-    y *= multiplier if scale is None else multiplier * scale
-    if bias is not None:
-        y += bias
-    return y.reshape(x.shape)
+    def normalize(begin: int, end: int) -> None:
+        for sample in range(begin, end):
+            part, into = rows[sample], out[sample]
+            np.subtract(part, grouped(part.sum(axis=0)) / per_group, out=into)
+            multiplier = 1 / np.sqrt(grouped(np.einsum("pc,pc->c", into, into)) / per_group + epsilon)
+            into *= multiplier if scale is None else multiplier * scale
+            if bias is not None:
+                into += bias
+
+    slices.in_row_blocks(normalize, rows.shape[0], 1, rows.size)
+    return out.reshape(x.shape)
 
 
 def _tap_product(view: np.ndarray, tap: np.ndarray, groups: int, buffer: np.ndarray | None = None) -> np.ndarray:
@@ -520,8 +527,9 @@ class NumpyAdapter(Adapter):
         as few passes over memory as NumPy allows.  The layer and RMS norms go through blocks of
         rows that stay in cache (the mean, the centred block, its squares summed by ``vecdot``
         without a temporary, then scaled and shifted in place), on all cores for large arrays;
-        the batch norms read the data once for the mean, once for the (two-pass) variance, and
-        once more to write the output, in blocks too (the blocks' sums added in order); the group norm sums per channel with ``einsum``."""
+        the batch norms read the data once for the statistics (each block's sums and squares
+        about its own mean, joined in order) and once more to write the output, in blocks too;
+        the group norm goes sample by sample (``_group_norm``)."""
         if x.dtype not in (np.float32, np.float64) or x.size == 0:
             return None
         if kind == "group":
@@ -549,18 +557,20 @@ class NumpyAdapter(Adapter):
         rows = x.reshape(-1, x.shape[-1])
         block = max(1, slices.PIECE // rows.shape[1])
         if statistics is None:
-            def in_blocks(block_sum: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-                """The mean over the rows of ``block_sum`` of each block (the blocks' sums added in order)."""
-                sums = slices.in_row_blocks(lambda begin, end: block_sum(rows[begin:end]), rows.shape[0], block,
-                                            rows.size)
-                return functools.reduce(np.add, sums) / rows.shape[0]
+            def moments(begin: int, end: int) -> tuple[int, np.ndarray, np.ndarray]:
+                """A block's row count, sums, and sums of squares about its own mean: one read from memory."""
+                part = rows[begin:end]
+                sums = part.sum(axis=0)
+                centred = part - sums / (end - begin)
+                return end - begin, sums, np.einsum("ij,ij->j", centred, centred)
 
-            def centred_squares(part: np.ndarray) -> np.ndarray:
-                centred = part - mean
-                return np.einsum("ij,ij->j", centred, centred)
-
-            mean = in_blocks(lambda part: part.sum(axis=0))
-            var = in_blocks(centred_squares)
+            # The blocks' moments joined in order (Chan, Golub and LeVeque's pairwise update): the
+            # squares about the mean are each block's own plus its count times the square of its
+            # mean's distance to the whole's.
+            parts = slices.in_row_blocks(moments, rows.shape[0], block, rows.size)
+            mean = functools.reduce(np.add, [sums for _, sums, _ in parts]) / rows.shape[0]
+            var = functools.reduce(np.add, [squares + count * np.square(sums / count - mean)
+                                            for count, sums, squares in parts]) / rows.shape[0]
         else:
             mean, var = statistics
         multiplier = 1 / np.sqrt(var + epsilon)

@@ -182,20 +182,13 @@ def checks() -> list[Check]:
         found.append(Check(f"torch.nn.{kind} 2 layers bidirectional via torch_rnn", "layers.torch_rnn",
                            f"torch.nn.{kind}", "layers", functools.partial(recurrent.run_torch_converted, kind),
                            ("float32", "float64")))
-    # The functions take their weights as arguments, which the sharded column splits over the
-    # mesh axis of the inputs' batch: with explicit axes, jax then refuses to choose a layout (a
-    # product with its batch and its features on one mesh axis), so they are checked on jax
-    # arrays sharded with auto axes only.  The modules hold their weights whole.
-    def unsplit(backend: backends.Backend) -> bool:
-        return "explicit axes" not in backend.mode
-
     for case in torch_nn.MODULE_CASES:
         found.append(Check(torch_nn.label(case), f"torch_nn.{case[0]}", f"torch.nn.{case[0]} (its state_dict loaded)",
                            "torch_nn", functools.partial(torch_nn.run_module, case), ("float32", "float64")))
     for case in torch_nn.FUNCTIONAL_CASES:
         found.append(Check(torch_nn.functional_label(case), f"torch_nn.functional.{case[0]}",
                            f"torch.nn.functional.{case[0]}", "torch_nn", functools.partial(torch_nn.run_functional, case),
-                           ("float32", "float64"), applies=unsplit))
+                           ("float32", "float64")))
     for case, (_, _, _, covered) in torch_nn.MODEL_CASES.items():
         for name in covered:
             found.append(Check(f"{case} ({name})", f"torch_nn.{name}", "torch.nn (a trained model's state_dict)",

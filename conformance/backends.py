@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib
 import importlib.util
 from collections.abc import Callable
@@ -32,6 +33,9 @@ class Backend:
     scope: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     #: A configuration of the library the column runs in ("x64 off": jax's default mode).
     mode: str = ""
+    #: How to make an array that the column does not lay out over devices (a function's
+    #: weights); ``asarray`` when None.
+    whole: Callable[[np.ndarray, str], Any] | None = None
 
     def __str__(self) -> str:
         return self.label
@@ -45,6 +49,10 @@ class Backend:
     def like(self) -> Any:
         """A small array on this backend's device, for ``like=`` arguments."""
         return self.asarray(np.zeros(1), "float32")
+
+    def as_whole(self, a: np.ndarray, dtype: str) -> Any:
+        """``a`` as an array of this backend that is not laid out over devices."""
+        return (self.whole or self.asarray)(a, dtype)
 
 
 def _adapted(name: str, xp: Any, dtypes: tuple[str, ...], arrange: Callable[[Any], Any] | None = None) -> Backend:
@@ -124,10 +132,10 @@ def _jax_sharded(axis_type: str) -> Backend:
     mesh = jax.make_mesh((2, len(devices) // 2), ("batch", "model"), axis_types=(kind, kind))
     base = _jax_default_mode()
 
-    def asarray(a: np.ndarray, dtype: str) -> Any:
+    def asarray(a: np.ndarray, dtype: str, split: bool = True) -> Any:
         with jax.enable_x64(False):
             x = base.asarray(a, dtype)
-            split = x.ndim >= 2 and x.shape[0] % 2 == 0  # inputs batch-split; vectors (params) replicated
+            split = split and x.ndim >= 2 and x.shape[0] % 2 == 0  # inputs batch-split; vectors (params) replicated
             spec = jax.sharding.PartitionSpec("batch") if split else jax.sharding.PartitionSpec()
             return jax.device_put(x, jax.sharding.NamedSharding(mesh, spec))
 
@@ -136,7 +144,8 @@ def _jax_sharded(axis_type: str) -> Backend:
         with jax.enable_x64(False), jax.set_mesh(mesh):
             yield
 
-    return dataclasses.replace(base, asarray=asarray, scope=scope, mode=f"x64 off, sharded, {axis_type} axes")
+    return dataclasses.replace(base, asarray=asarray, scope=scope, mode=f"x64 off, sharded, {axis_type} axes",
+                               whole=functools.partial(asarray, split=False))
 
 
 def _dask() -> Backend:

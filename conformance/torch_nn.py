@@ -385,6 +385,9 @@ def run_functional(case: tuple, backend: Backend, dtype: str) -> Checked:
     name, arrays, args, kwargs = case
     t_arrays, t_kwargs = made(arrays, kwargs, dtype, to_torch)
     want = getattr(torch.nn.functional, name)(*t_arrays, *args, **t_kwargs)
-    x_arrays, x_kwargs = made(arrays, kwargs, dtype, backend.asarray)
-    got = getattr(F, name)(*x_arrays, *args, **x_kwargs)
+    # the input as the column lays inputs out (split over devices in the sharded ones), the
+    # other arrays (weights, keys, masks) whole
+    inputs, _ = made(arrays[:1], {}, dtype, backend.asarray)
+    others, x_kwargs = made(arrays[1:], kwargs, dtype, backend.as_whole)
+    got = getattr(F, name)(*inputs, *others, *args, **x_kwargs)
     return _compared(backend.to_numpy, flat(got), flat(want), dtype)

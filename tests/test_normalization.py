@@ -425,6 +425,18 @@ def test_numpy_fused_norms_in_blocks_and_threads_equal_the_written_once(layer):
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
 
 
+def test_numpy_fused_group_norm_on_threads_equals_the_written_once():
+    """NumPy's fused GroupNorm goes sample by sample, on several threads for large arrays."""
+    samples, positions = 6, 2 * nn.backends._numpy_slices.SLICED_FROM["memory"] // 6000 + 5
+    x = np.random.default_rng(12).standard_normal((samples, positions, 1000)).astype(np.float32) * 3 - 2
+    layer = nn.GroupNorm(num_groups=8)
+    got = layer.apply(layer.init(nn.random.key(0), x[:, :2]), x)
+    exact = x.astype(np.float64).reshape(samples, positions, 8, 125)
+    mean = exact.mean(axis=(1, 3), keepdims=True)
+    want = (exact - mean) / np.sqrt(np.mean((exact - mean) ** 2, axis=(1, 3), keepdims=True) + 1e-6)
+    np.testing.assert_allclose(got, want.reshape(x.shape), rtol=2e-5, atol=2e-5)
+
+
 @pytest.mark.parametrize("wrapper", ["SpectralNorm", "WeightNorm"])
 def test_weight_normalizations_of_bfloat16_layers_equal_flax(backend, wrapper):
     """A bfloat16 Dense wrapped: flax's float32 u and scale promote the normalised kernel to float32."""

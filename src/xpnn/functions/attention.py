@@ -95,7 +95,7 @@ def _logits(ops: Adapter, q: Array, k_t: Array, scale: float, bias: Array | None
             structural: Array | None) -> Array:
     """``where(mask, scale * q @ k_t + bias, -0.7 * float32_max)`` in the logits dtype."""
     xp = ops.xp
-    logits = xp.matmul(q, k_t)
+    logits = ops.matmul(q, k_t)
     logits = logits * xp.asarray(scale, dtype=logits.dtype, device=device_of(logits))
     if bias is not None:
         logits = xp.astype(logits + bias, logits.dtype)
@@ -143,13 +143,13 @@ def _attention_grouped(ops: Adapter, q: Array, k: Array, v: Array, scale: float,
                 unnormalized = xp.exp(logits - block_max)
                 total = xp.sum(unnormalized, axis=-1, keepdims=True)
                 probabilities = xp.astype(unnormalized / total, v.dtype)
-                outputs.append(xp.matmul(probabilities, v_block))
+                outputs.append(ops.matmul(probabilities, v_block))
                 sums.append(xp.log(total) + block_max)
                 break
             new_m = block_max if m is None else xp.maximum(m, block_max)
             p = xp.exp(logits - new_m)
             block_sum = xp.sum(p, axis=-1, keepdims=True)
-            block_out = xp.matmul(p, xp.astype(v_block, p.dtype))
+            block_out = ops.matmul(p, xp.astype(v_block, p.dtype))
             if m is None:
                 l, acc = block_sum, block_out
             else:
@@ -433,7 +433,7 @@ def dot_product_attention_weights(
     depth = query.shape[-1]
     query = query / xp.asarray(math.sqrt(depth), dtype=dtype, device=device_of(query))
     heads_first = tuple(range(query.ndim - 3)) + (query.ndim - 2, query.ndim - 3, query.ndim - 1)
-    weights = xp.matmul(xp.permute_dims(query, heads_first), xp.matrix_transpose(xp.permute_dims(key, heads_first)))
+    weights = ops.matmul(xp.permute_dims(query, heads_first), xp.matrix_transpose(xp.permute_dims(key, heads_first)))
     if bias is not None:
         weights = weights + bias
     if mask is not None:
