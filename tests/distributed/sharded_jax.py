@@ -8,7 +8,8 @@ data-parallel MLP (batch-sharded input, params made by ``init`` replicated over
 the mesh) eagerly and under ``jax.jit`` with input/output shardings; params made
 for an unsharded input applied to a sharded one; a tensor-parallel MLP (kernels
 split over features); a transformer block (LayerNorm, attention, MLP, dropout)
-and an LSTM over a batch-sharded sequence; a jitted data-parallel training step;
+and an LSTM over a batch-sharded sequence; xpnn.torch_nn's LSTM, GRU and MultiheadAttention
+(appended keys, padding mask) on one; a jitted data-parallel training step;
 ``xpnn.random`` draws under ``out_shardings`` in both threefry modes, equal to the
 unsharded draws and to jax.random's; every one-array function jitted with sharded input and
 output.  The conformance suite's sharded columns (``--backends jax_sharded,jax_sharded_auto``)
@@ -125,6 +126,31 @@ def transformer_block(mesh, batch3):
     close(jax.jit(lstm.apply)(lstm_variables, x), lstm.apply(unsharded(lstm_variables), x_host), 1e-5)
 
 
+def torch_style_modules(mesh, batch3):
+    """xpnn.torch_nn modules on a batch-sharded (N, L, E) input, eagerly and jitted, equal to the
+    same modules on NumPy: an LSTM's zero carry and attention's appended keys and padding-mask
+    columns are laid out as the batch."""
+    import xpnn.torch_nn as tnn
+
+    rng = np.random.default_rng(4)
+    x_host = rng.standard_normal((8, 6, 16)).astype(np.float32)
+    mask_host = rng.random((8, 6)) < 0.3
+    x = jax.device_put(x_host, batch3)
+    mask = jax.device_put(mask_host, NamedSharding(mesh, P("batch", None)))
+    tnn.manual_seed(0)
+    for build, call in (
+            (lambda: tnn.LSTM(16, 8, num_layers=2, batch_first=True), lambda m, a, k: m(a)[0]),
+            (lambda: tnn.GRU(16, 8, batch_first=True, bidirectional=True), lambda m, a, k: m(a)[0]),
+            (lambda: tnn.MultiheadAttention(16, 4, batch_first=True, add_bias_kv=True, add_zero_attn=True),
+             lambda m, a, k: m(a, a, a, key_padding_mask=k)[0])):
+        on_numpy = build()
+        on_jax = build().to(like=x)
+        on_jax.load_state_dict(on_numpy.state_dict())
+        want = call(on_numpy, x_host, mask_host)
+        close(call(on_jax, x, mask), want)
+        close(jax.jit(lambda a, k: call(on_jax, a, k))(x, mask), want)
+
+
 def training_step(mesh, batch):
     """One jitted SGD step on batch-sharded data equals the step on the whole batch on one device."""
     rng = np.random.default_rng(2)
@@ -213,6 +239,7 @@ def main(axis_types: list[str]) -> None:
             variables, x_host, want = data_parallel(mesh, batch)
             tensor_parallel(mesh, batch, variables, x_host, want)
             transformer_block(mesh, batch3)
+            torch_style_modules(mesh, batch3)
             training_step(mesh, batch)
             random_draws(mesh, batch)
             functions_under_jit(batch)
