@@ -590,7 +590,7 @@ class NumpyAdapter(Adapter):
     def conv_general_dilated(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                              feature_group_count=1, bias=None):
         """The patch matrix (each output position's window of the padded input) times the kernel,
-        in blocks that stay in cache (``_patch_products``); for grouped kernels, the tap loop: for
+        in blocks of bounded size (``_patch_products``); for grouped kernels, the tap loop: for
         each kernel position, the strided view of the padded input that it meets, times that
         position's slice of the kernel (``_tap_product``), accumulated in place.  An input dilation (a
         transposed convolution) inserts no zeros: each position meets a plain slice of the input
