@@ -600,7 +600,7 @@ class NumpyAdapter(Adapter):
         if lhs.dtype not in _SINGLE_OR_DOUBLE or rhs.dtype != lhs.dtype or type(lhs) is not np.ndarray:
             return super().conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                                 feature_group_count, bias)
-        if any(d != 1 for d in lhs_dilation) and all(s == 1 for s in window_strides):
+        if any(d != 1 for d in lhs_dilation) and all(s == 1 for s in window_strides) and lhs.shape[-1]:
             return _added(_input_dilated_conv(lhs, rhs, padding, lhs_dilation, rhs_dilation, feature_group_count), bias)
         return _added(self._convolved(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                       feature_group_count), bias)
@@ -621,8 +621,8 @@ class NumpyAdapter(Adapter):
         sizes = tuple(max(0, (n - (w - 1) * d - 1) // s + 1)
                       for n, w, d, s in zip(x.shape[1:-1], window, rhs_dilation, window_strides))
         groups, channels, features = feature_group_count, x.shape[-1], rhs.shape[-1]
-        out = (np.empty if groups == 1 else np.zeros)((x.shape[0], *sizes, features), x.dtype)
-        if out.size == 0:
+        out = (np.empty if groups == 1 and channels else np.zeros)((x.shape[0], *sizes, features), x.dtype)
+        if out.size == 0 or channels == 0:  # no channels: every sum is empty
             return out
         if groups == 1:
             _patch_products(_patches(x, window, sizes, window_strides, rhs_dilation), rhs, out)

@@ -70,6 +70,29 @@ def test_conv_general_dilated_matches_jax_lax(backend, case, seed, with_bias):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=kind)
 
 
+@pytest.mark.parametrize("lhs_dilation", [1, 2], ids=["plain", "transposed"])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_conv_of_no_channels_is_zeros_or_the_bias(backend, lhs_dilation, with_bias):
+    """An input without channels: every sum is empty, so the output has the kernel's features,
+    0 (plus the bias) everywhere, as jax.lax gives it (torch's kernels give no features)."""
+    lhs, rhs = np.ones((2, 5, 4, 0)), np.ones((3, 2, 0, 3))
+    bias = np.arange(3.0) + 1 if with_bias else None
+    case = {"window_strides": (1, 1), "padding": ((1, 1), (0, 1)), "lhs_dilation": (lhs_dilation, 1),
+            "rhs_dilation": (1, 1)}
+    want = np.asarray(jax.lax.conv_general_dilated(lhs, rhs, dimension_numbers=("NHWC", "HWIO", "NHWC"), **case))
+    want = want if bias is None else want + bias
+    for kind, adapter in _both(backend).items():
+        b = None if bias is None else backend.asarray(bias, "float64")
+        got = adapter.conv_general_dilated(backend.asarray(lhs, "float64"), backend.asarray(rhs, "float64"), **case,
+                                           bias=b)
+        np.testing.assert_array_equal(backend.to_numpy(got), want, err_msg=kind)
+        first = adapter.conv_channels_first(backend.asarray(np.moveaxis(lhs, -1, 1), "float64"),
+                                            backend.asarray(np.transpose(rhs, (3, 2, 0, 1)), "float64"),
+                                            case["window_strides"], case["padding"], case["lhs_dilation"],
+                                            case["rhs_dilation"], 1, b)
+        np.testing.assert_array_equal(backend.to_numpy(first), np.moveaxis(want, -1, 1), err_msg=kind)
+
+
 @pytest.mark.parametrize("block_bytes", [1, 5000, 20000, 1 << 25], ids=["row", "rows", "images", "default"])
 @pytest.mark.parametrize("dilation", [(1, 1), (2, 3)])
 def test_numpy_patch_blocks_match_jax_lax(monkeypatch, block_bytes, dilation):
