@@ -284,6 +284,20 @@ def test_jax_grad_through_functional_call_equals_torchs():
     assert set(grads) == {name for name, _ in reference.named_parameters()}
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_an_empty_sequence_gives_no_steps_and_the_initial_state(backend, kind):
+    """A sequence of no steps: no outputs and the initial state, on every backend alike (torch's
+    own kernels refuse it, so its fused loop is not taken then)."""
+    nn.manual_seed(0)
+    module = getattr(nn, kind)(4, 3, num_layers=2, like=backend.like())
+    states = backend.asarray(np.random.default_rng(0).standard_normal((2, 5, 3)), "float32")
+    start = (states, states) if kind == "LSTM" else states
+    out, final = module(backend.asarray(np.zeros((0, 5, 4)), "float32"), start)
+    assert tuple(out.shape) == (0, 5, 3)
+    for got in (final if kind == "LSTM" else (final,)):
+        np.testing.assert_array_equal(backend.to_numpy(got), backend.to_numpy(states))
+
+
 def test_same_seed_gives_the_same_parameters_on_every_backend(backend):
     nn.manual_seed(3)
     model = nn.Sequential(nn.Linear(5, 4), nn.Conv2d(2, 3, 3), nn.MultiheadAttention(8, 2), nn.Embedding(4, 3))

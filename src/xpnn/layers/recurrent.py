@@ -582,8 +582,8 @@ def _fused(ops: Any, cell: _DenseCell, weights: Weights, carry: Carry, xs: Array
     GRU kernels) where the cell is one it computes, fast paths are on, the sequence, carry and
     weights share a dtype, and the kernel agreed with the written-once step on this machine."""
     kind = cell._fused_kind()
-    if kind is None or xs.ndim != 3 or not fast_paths_enabled():
-        return None
+    if kind is None or xs.ndim != 3 or xs.shape[0] == 0 or not fast_paths_enabled():
+        return None  # torch's kernels refuse an empty sequence: the written-once loop makes no step
     if any(a is not None and a.dtype != xs.dtype for a in (*weights, *tree_leaves(carry))):
         return None
     if not layer_kernel_agrees(_fused_loop_name(type(cell)), ops, xs):
