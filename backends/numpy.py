@@ -600,7 +600,7 @@ class NumpyAdapter(Adapter):
         if lhs.dtype not in _SINGLE_OR_DOUBLE or rhs.dtype != lhs.dtype or type(lhs) is not np.ndarray:
             return super().conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                                 feature_group_count, bias)
-        if any(d != 1 for d in lhs_dilation) and all(s == 1 for s in window_strides) and lhs.shape[-1]:
+        if any(d != 1 for d in lhs_dilation) and all(s == 1 for s in window_strides) and 0 not in lhs.shape[1:]:
             return _added(_input_dilated_conv(lhs, rhs, padding, lhs_dilation, rhs_dilation, feature_group_count), bias)
         return _added(self._convolved(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                       feature_group_count), bias)
@@ -609,8 +609,8 @@ class NumpyAdapter(Adapter):
     def _convolved(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count):
         """``conv_general_dilated`` without bias, strided input dilation (zeros inserted) included."""
         if any(d != 1 for d in lhs_dilation):
-            dilated = np.zeros((lhs.shape[0], *((n - 1) * d + 1 for n, d in zip(lhs.shape[1:-1], lhs_dilation)),
-                                lhs.shape[-1]), lhs.dtype)
+            spaced = tuple(max(0, (n - 1) * d + 1) for n, d in zip(lhs.shape[1:-1], lhs_dilation))
+            dilated = np.zeros((lhs.shape[0], *spaced, lhs.shape[-1]), lhs.dtype)
             dilated[(slice(None), *(slice(None, None, d) for d in lhs_dilation))] = lhs
             lhs = dilated
         spatial = lhs.ndim - 2

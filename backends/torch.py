@@ -450,7 +450,7 @@ class TorchAdapter(Adapter):
         the bias added by the kernel; a transposed convolution (``lhs_dilation`` above 1) is
         ``_transposed``, and more than three spatial dimensions take the standard-only version."""
         spatial = lhs.ndim - 2
-        if not 1 <= spatial <= 3 or lhs.shape[-1] == 0:  # torch's kernels give no features for no channels
+        if not 1 <= spatial <= 3 or 0 in lhs.shape[1:]:  # torch's kernels refuse or misshape empty images
             return super().conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                                 feature_group_count, bias)
         if any(d != 1 for d in lhs_dilation):
@@ -470,7 +470,7 @@ class TorchAdapter(Adapter):
         channels-last route."""
         spatial = lhs.ndim - 2
         transposed = any(d != 1 for d in lhs_dilation)
-        if lhs.shape[1] == 0:  # torch's kernels give no features for no channels
+        if 0 in lhs.shape[1:]:  # torch's kernels give no features for no channels, refuse empty images
             return super().conv_channels_first(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                                feature_group_count, bias)
         if 1 <= spatial <= 3 and transposed:

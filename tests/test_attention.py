@@ -218,3 +218,20 @@ def test_scaled_dot_general_configs_errors_and_gradient():
     assert torch.isfinite(a.grad).all()
     want = b.sum(dim=1)  # the gradient of the unquantized product, which the rounding passes through
     assert float((a.grad - want).abs().mean()) < 0.25 * float(want.abs().mean())  # float4: one mantissa bit
+
+
+@pytest.mark.parametrize("rows, columns", [(3, 0), (0, 0), (0, 3)], ids=["no keys", "nothing", "no queries"])
+def test_attention_of_empty_sequences_equals_jax(backend, rows, columns):
+    """No keys: jax.nn's empty sums, zeros; no queries: an empty output (as the module too)."""
+    rng = np.random.default_rng(5)
+    q, k = rng.standard_normal((2, rows, 2, 4)), rng.standard_normal((2, columns, 2, 4))
+    want = np.asarray(jax.nn.dot_product_attention(jnp.asarray(q, jnp.float32), jnp.asarray(k, jnp.float32),
+                                                   jnp.asarray(k, jnp.float32)))
+    got = nn.dot_product_attention(backend.asarray(q, "float32"), backend.asarray(k, "float32"),
+                                   backend.asarray(k, "float32"))
+    np.testing.assert_array_equal(backend.to_numpy(got), want)
+    layer = nn.MultiHeadDotProductAttention(num_heads=2, qkv_features=4)
+    variables = layer.init(nn.random.key(0), np.ones((2, 1, 4), np.float32))
+    x = backend.asarray(q, "float32")[..., 0, :]  # (2, rows, 4)
+    out = layer.apply(nn.to_backend(variables, x), x)
+    assert tuple(out.shape) == (2, rows, 4)

@@ -70,14 +70,16 @@ def test_conv_general_dilated_matches_jax_lax(backend, case, seed, with_bias):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=kind)
 
 
+@pytest.mark.parametrize("image", [(5, 4, 0), (0, 4, 2)], ids=["no channels", "no rows"])
 @pytest.mark.parametrize("lhs_dilation", [1, 2], ids=["plain", "transposed"])
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_conv_of_no_channels_is_zeros_or_the_bias(backend, lhs_dilation, with_bias):
-    """An input without channels: every sum is empty, so the output has the kernel's features,
-    0 (plus the bias) everywhere, as jax.lax gives it (torch's kernels give no features)."""
-    lhs, rhs = np.ones((2, 5, 4, 0)), np.ones((3, 2, 0, 3))
+def test_conv_of_empty_images_is_zeros_or_the_bias(backend, image, lhs_dilation, with_bias):
+    """An input without channels, or without rows (padded to some): every sum is empty, so the
+    output has the kernel's features, 0 (plus the bias) everywhere, as jax.lax gives it (torch's
+    kernels give no features for no channels and refuse no rows)."""
+    lhs, rhs = np.ones((2, *image)), np.ones((3, 2, image[-1], 3))
     bias = np.arange(3.0) + 1 if with_bias else None
-    case = {"window_strides": (1, 1), "padding": ((1, 1), (0, 1)), "lhs_dilation": (lhs_dilation, 1),
+    case = {"window_strides": (1, 1), "padding": ((2, 2), (0, 1)), "lhs_dilation": (lhs_dilation, 1),
             "rhs_dilation": (1, 1)}
     want = np.asarray(jax.lax.conv_general_dilated(lhs, rhs, dimension_numbers=("NHWC", "HWIO", "NHWC"), **case))
     want = want if bias is None else want + bias

@@ -125,6 +125,9 @@ def _attention_grouped(ops: Adapter, q: Array, k: Array, v: Array, scale: float,
     """
     xp = ops.xp
     rows_total, columns_total = q.shape[-2], k.shape[-2]
+    if rows_total == 0 or columns_total == 0:  # no queries, or no keys: jax.nn's empty sums, 0
+        out = xp.zeros((*q.shape[:-1], v.shape[-1]), dtype=v.dtype, device=device_of(q))
+        return out, xp.full(q.shape[:-1], -math.inf, dtype=q.dtype, device=device_of(q))
     k_t = xp.astype(xp.matrix_transpose(k), q.dtype)
     single = block_rows >= rows_total and block_columns >= columns_total
     outputs, sums = [], []
