@@ -284,6 +284,28 @@ def test_jax_grad_through_functional_call_equals_torchs():
     assert set(grads) == {name for name, _ in reference.named_parameters()}
 
 
+def test_convolutions_refuse_an_empty_output_as_torch_does(backend):
+    """A kernel wider than the padded input, or a transposed convolution's output size below 1:
+    torch's errors (jax.lax would give an empty output), naming the function, on every backend."""
+    import torch.nn.functional as TF
+
+    def made(*shape: int):
+        return backend.asarray(np.ones(shape), "float32")
+
+    expected = r"conv2d: calculated padded input size per channel: \(3 x 9\)\. Kernel size: \(7 x 1\)"
+    with pytest.raises(RuntimeError, match="Kernel size: \\(7 x 1\\). Kernel size can't be greater"):
+        TF.conv2d(torch.ones(1, 1, 3, 9), torch.ones(1, 1, 4, 1), dilation=2)
+    with pytest.raises(RuntimeError, match="xpnn.torch_nn.functional." + expected):
+        F.conv2d(made(1, 1, 3, 9), made(1, 1, 4, 1), dilation=2)
+    with pytest.raises(RuntimeError, match=expected):
+        nn.Conv2d(1, 1, (4, 1), dilation=2, like=backend.like())(made(1, 1, 3, 9))
+    expected = r"given input size per channel: \(2 x 2\)\. Calculated output size per channel: \(-2 x -2\)"
+    with pytest.raises(RuntimeError, match="(?i)" + expected):  # torch's message starts "Given"
+        TF.conv_transpose2d(torch.ones(1, 2, 2, 2), torch.ones(2, 1, 1, 1), padding=2)
+    with pytest.raises(RuntimeError, match="xpnn.torch_nn.functional.conv_transpose2d: " + expected):
+        F.conv_transpose2d(made(1, 2, 2, 2), made(2, 1, 1, 1), padding=2)
+
+
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
 def test_an_empty_sequence_gives_no_steps_and_the_initial_state(backend, kind):
     """A sequence of no steps: no outputs and the initial state, on every backend alike (torch's

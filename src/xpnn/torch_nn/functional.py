@@ -377,7 +377,7 @@ def _convolution(function: str, input: Array, weight: Array, bias: Array | None,
     if channels != weight.shape[1] * groups:
         raise _error(ValueError, function, f"input has {channels} channels; weight {tuple(weight.shape)} with "
                                            f"groups={groups} expects {weight.shape[1] * groups}")
-    arguments = (function, tuple(weight.shape[2:]), stride, padding, dilation)
+    arguments = (function, tuple(weight.shape[2:]), stride, padding, dilation, x.shape[2:])
     try:
         strides, pads, dilations = _conv_geometry(*arguments)
     except TypeError:  # arguments that cannot be hashed (lists)
@@ -386,11 +386,18 @@ def _convolution(function: str, input: Array, weight: Array, bias: Array | None,
     return y[0, ...] if unbatched else y
 
 
+def _sizes(sizes: Sequence[int]) -> str:
+    """Spatial sizes as torch writes them: ``(3 x 9)``."""
+    return "(" + " x ".join(str(n) for n in sizes) + ")"
+
+
 @functools.lru_cache(maxsize=256)
-def _conv_geometry(function: str, window: tuple[int, ...], stride: Any, padding: Any,
-                   dilation: Any) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...], tuple[int, ...]]:
+def _conv_geometry(function: str, window: tuple[int, ...], stride: Any, padding: Any, dilation: Any,
+                   sizes: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...], tuple[int, ...]]:
     """A convolution's strides, (low, high) pads and dilations for a kernel of spatial size
-    ``window`` (worked out once per set of arguments: modules pass the same ones on every call)."""
+    ``window`` over an input of spatial ``sizes`` (worked out once per set of arguments: modules
+    pass the same ones on every call).  A kernel wider than the padded input is torch's error
+    (jax.lax would give an empty output)."""
     rank = len(window)
     strides = _tuple(stride, rank, function, "stride")
     dilations = _tuple(dilation, rank, function, "dilation")
@@ -404,6 +411,12 @@ def _conv_geometry(function: str, window: tuple[int, ...], stride: Any, padding:
         raise _error(ValueError, function, f"padding must be 'valid', 'same', an int or {rank} ints, got {padding!r}")
     else:
         pads = tuple((p, p) for p in _tuple(padding, rank, function, "padding"))
+    padded = [n + low + high for n, (low, high) in zip(sizes, pads)]
+    reach = [d * (k - 1) + 1 for k, d in zip(window, dilations)]
+    if any(p < r for p, r in zip(padded, reach)):
+        raise _error(RuntimeError, function, f"calculated padded input size per channel: {_sizes(padded)}. Kernel "
+                                             f"size: {_sizes(reach)}. Kernel size can't be greater than actual input "
+                                             "size (as in torch)")
     return strides, pads, dilations
 
 
@@ -427,7 +440,9 @@ def conv_transpose2d(input: Array, weight: Array, bias: Array | None = None, str
     output size (n - 1) s - 2 p + d (k - 1) + output_padding + 1 (``torch.nn.functional.conv_transpose2d``).
 
     Written once as a convolution of the input dilated by ``stride`` with the kernel flipped
-    and its feature axes swapped, padded by d (k - 1) - p (plus ``output_padding`` at the end)."""
+    and its feature axes swapped, padded by d (k - 1) - p (plus ``output_padding`` at the end).
+    An output size below 1 is an error, as torch's shape check has it (some of torch's kernels
+    return an empty output there instead)."""
     function, rank = "conv_transpose2d", 2
     ops = adapter_of(input, weight, bias)
     xp = ops.xp
@@ -451,6 +466,12 @@ def conv_transpose2d(input: Array, weight: Array, bias: Array | None = None, str
                      axis=(2, 3))
     pads = tuple((d * (k - 1) - p, d * (k - 1) - p + o)
                  for k, d, p, o in zip(weight.shape[2:], dilations, paddings, extra))
+    sizes = tuple((n - 1) * s - 2 * p + d * (k - 1) + o + 1
+                  for n, s, p, d, k, o in zip(x.shape[2:], strides, paddings, dilations, weight.shape[2:], extra))
+    if any(size < 1 for size in sizes):  # torch's shape check refuses an empty output (jax gives one)
+        raise _error(RuntimeError, function, f"given input size per channel: {_sizes(x.shape[2:])}. Calculated "
+                                             f"output size per channel: {_sizes(sizes)}. Output size is too small "
+                                             "(as in torch)")
     y = ops.conv_channels_first(x, kernel, (1,) * rank, pads, strides, dilations, groups, bias)
     return y[0, ...] if unbatched else y
 
