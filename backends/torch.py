@@ -333,6 +333,41 @@ def _pool_plan(ndim: int, init: Any, reduction: str, window_dimensions: tuple, w
                          and plan.floor is None and plan.offset is None)
 
 
+def _pooled(plan: _PoolPlan, x: torch.Tensor) -> torch.Tensor:
+    """``x`` pooled by torch's kernels as ``plan`` (``_pool_plan``) says: (N, C, *spatial) as it
+    is, or with more leading axes as one, channels last moved first, negated for a min, padded
+    with ``F.pad``, floored and offset by a non-default init."""
+    if plan.direct:  # (N, C, *spatial) pooled as torch pools it: nothing around the kernel
+        return plan.pool(x, *plan.arguments, **plan.keywords)
+    # torch pools (N, C, *spatial) and (C, *spatial): more leading axes become one
+    merged = plan.batch > (1 if plan.channels_last else 2)
+    y = x.reshape((-1, *x.shape[plan.batch:])) if merged else x
+    if plan.channels_last:
+        y = torch.movedim(y, -1, 1)
+    if plan.negated:
+        y = -y
+    if plan.pad is not None:
+        y = F.pad(y, plan.pad, value=plan.pad_value)
+    y = plan.pool(y, *plan.arguments, **plan.keywords)
+    if plan.floor is not None:  # an init above -inf is a floor (lax's reduce_window semantics)
+        y = torch.clamp_min(y, plan.floor)
+    if plan.offset is not None:
+        y = y + plan.offset
+    if plan.negated:
+        y = -y
+    if plan.channels_last:
+        y = torch.movedim(y, 1, -1)
+    return y.reshape((*x.shape[:plan.batch], *y.shape[1:])) if merged else y
+
+
+def _empty_output(sizes: Any, window: Any, padding: Any, lhs_dilation: Any, rhs_dilation: Any) -> bool:
+    """Whether a convolution's or pool's output is empty along some axis: its (dilated) window
+    reaches past the padded (dilated) input, which jax answers with an empty array and torch's
+    kernels refuse."""
+    return any(max(0, (n - 1) * a + 1) + low + high < (w - 1) * r + 1
+               for n, w, (low, high), a, r in zip(sizes, window, padding, lhs_dilation, rhs_dilation))
+
+
 class TorchAdapter(Adapter):
     name = "torch"
     fast_path_zero_signs = frozenset({"relu", "relu6", "celu", "log_sigmoid", "gelu", "soft_shrink",
@@ -453,12 +488,18 @@ class TorchAdapter(Adapter):
         if not 1 <= spatial <= 3 or 0 in lhs.shape[1:]:  # torch's kernels refuse or misshape empty images
             return super().conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                                 feature_group_count, bias)
-        if any(d != 1 for d in lhs_dilation):
-            return self._transposed(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count,
-                                    bias)
-        weight = torch.movedim(torch.movedim(rhs, -1, 0), -1, 1)  # (*window, I, O) -> (O, I, *window)
-        out = self.conv_channels_first(torch.movedim(lhs, -1, 1), weight, window_strides, padding, lhs_dilation,
-                                       rhs_dilation, feature_group_count, bias)
+        try:
+            if any(d != 1 for d in lhs_dilation):
+                return self._transposed(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                        feature_group_count, bias)
+            weight = torch.movedim(torch.movedim(rhs, -1, 0), -1, 1)  # (*window, I, O) -> (O, I, *window)
+            out = self.conv_channels_first(torch.movedim(lhs, -1, 1), weight, window_strides, padding, lhs_dilation,
+                                           rhs_dilation, feature_group_count, bias)
+        except RuntimeError:
+            if not _empty_output(lhs.shape[1:-1], rhs.shape[:-2], padding, lhs_dilation, rhs_dilation):
+                raise
+            return super().conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                                feature_group_count, bias)
         return torch.movedim(out, 1, -1)
 
     def conv_channels_first(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
@@ -521,30 +562,13 @@ class TorchAdapter(Adapter):
                 plan = _pool_plan(*arguments)
             except TypeError:
                 plan = _pool_plan.__wrapped__(*arguments)
-        if plan is None or not x.is_floating_point():
-            return super().reduce_window(x, init, reduction, window_dimensions, window_strides, padding,
-                                         window_dilation)
-        if plan.direct:  # (N, C, *spatial) pooled as torch pools it: nothing around the kernel
-            return plan.pool(x, *plan.arguments, **plan.keywords)
-        # torch pools (N, C, *spatial) and (C, *spatial): more leading axes become one
-        merged = plan.batch > (1 if plan.channels_last else 2)
-        y = x.reshape((-1, *x.shape[plan.batch:])) if merged else x
-        if plan.channels_last:
-            y = torch.movedim(y, -1, 1)
-        if plan.negated:
-            y = -y
-        if plan.pad is not None:
-            y = F.pad(y, plan.pad, value=plan.pad_value)
-        y = plan.pool(y, *plan.arguments, **plan.keywords)
-        if plan.floor is not None:  # an init above -inf is a floor (lax's reduce_window semantics)
-            y = torch.clamp_min(y, plan.floor)
-        if plan.offset is not None:
-            y = y + plan.offset
-        if plan.negated:
-            y = -y
-        if plan.channels_last:
-            y = torch.movedim(y, 1, -1)
-        return y.reshape((*x.shape[:plan.batch], *y.shape[1:])) if merged else y
+        if plan is not None and x.is_floating_point():
+            try:
+                return _pooled(plan, x)
+            except RuntimeError:
+                if not _empty_output(x.shape, window_dimensions, padding, (1,) * x.ndim, dilation):
+                    raise
+        return super().reduce_window(x, init, reduction, window_dimensions, window_strides, padding, window_dilation)
 
     def fused_recurrence(self, kind, xs, carry, w_input, b_input, w_hidden, b_hidden):
         """``torch._VF.lstm`` / ``gru``, the fused loop behind ``torch.nn.LSTM`` and ``GRU`` (same

@@ -250,3 +250,22 @@ def test_pooling_takes_lists_where_flax_takes_tuples(backend):
     want = backend.to_numpy(nn.max_pool(x, (2, 2), (1, 2), ((1, 1), (0, 1))))
     got = backend.to_numpy(nn.max_pool(x, [2, 2], strides=[1, 2], padding=[[1, 1], [0, 1]]))
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("function", ["Conv", "ConvTranspose", "max_pool", "avg_pool"])
+def test_windows_wider_than_the_input_give_flaxs_empty_output(backend, function):
+    """A window that reaches past the (padded) input: flax's empty output (torch's kernels refuse
+    it, so xpnn takes the standard-only version there), on every backend."""
+    x = np.random.default_rng(8).standard_normal((2, 2, 5, 3))
+    if function in ("max_pool", "avg_pool"):
+        want = getattr(fnn, function)(jnp.asarray(x, jnp.float32), (3, 2), padding="VALID")
+        got = getattr(nn, function)(backend.asarray(x, "float32"), (3, 2), padding="VALID")
+    else:
+        kwargs = {"padding": "VALID"} if function == "Conv" else {"padding": ((-1, -1), (0, 0))}
+        reference = getattr(fnn, function)(4, (3, 2), **kwargs)
+        variables = reference.init(jax.random.key(0), jnp.asarray(x, jnp.float32))
+        want = reference.apply(variables, jnp.asarray(x, jnp.float32))
+        xb = backend.asarray(x, "float32")
+        got = getattr(nn, function)(4, (3, 2), **kwargs).apply(nn.to_backend(variables, xb), xb)
+    assert 0 in want.shape
+    assert tuple(got.shape) == tuple(want.shape)

@@ -44,7 +44,7 @@ def _windows(x: Array, first_axis: int, window: Sequence[int], strides: Sequence
                   for i, (w, s, d) in enumerate(zip(window, strides, dilation)))
     views = []
     for offset in itertools.product(*(range(w) for w in window)):
-        index = tuple(slice(o * d, o * d + (n - 1) * s + 1 if n else o * d, s)
+        index = tuple(slice(o * d, o * d + (n - 1) * s + 1, s) if n else slice(0, 0)  # no windows: none
                       for o, d, s, n in zip(offset, dilation, strides, sizes))
         views.append(x[(slice(None),) * first_axis + index + (...,)])
     return views, sizes
