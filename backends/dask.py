@@ -70,6 +70,14 @@ def _at_least(chunks: tuple[int, ...], size: int, last: int) -> tuple[int, ...]:
     return tuple(merged)
 
 
+def _in_operands_type(product: Any, a: Any, b: Any) -> Any:
+    """``product`` of ``a`` and ``b`` in their promoted dtype (NumPy's for the product)."""
+    import numpy
+
+    dtype = numpy.result_type(a.dtype, b.dtype)
+    return product if product.dtype == dtype else product.astype(dtype)
+
+
 class DaskAdapter(Adapter):
     name = "dask"
 
@@ -102,6 +110,16 @@ class DaskAdapter(Adapter):
     def dtype_named(self, name):
         """Dask arrays take NumPy's dtypes; its namespace lacks some (float16)."""
         return getattr(self.xp, name, None) or getattr(numpy_namespace, name, None)
+
+    def matmul(self, a, b):
+        """Dask sums the partial products of a split contracted axis with NumPy's ``sum``, which
+        widens small integers (int8 @ int8 gives int64, where NumPy keeps int8): the product is
+        cast back to the operands' type."""
+        return _in_operands_type(a @ b, a, b)
+
+    def dense(self, x, kernel, bias=None):
+        y = _in_operands_type(x @ kernel, x, kernel)
+        return y if bias is None else y + bias
 
     def to_host(self, x):
         """Leaving dask computes the graph: the one place xpnn does."""

@@ -158,6 +158,87 @@ def test_gelu_refuses_strings_in_both_namespaces():
     np.testing.assert_allclose(F.gelu(x), torch.nn.functional.gelu(torch.ones(3)).numpy(), rtol=1e-6)
 
 
+#: (function, its arguments after the input): the activations and softmaxes, for integer inputs.
+_INTEGER_CALLS = [(name, ()) for name in (
+    "elu", "celu", "gelu", "glu", "hardshrink", "hardsigmoid", "hardswish", "hardtanh", "leaky_relu", "logsigmoid",
+    "mish", "relu", "relu6", "selu", "silu", "sigmoid", "softplus", "softshrink", "softsign", "tanh", "tanhshrink",
+    "normalize", "rrelu")] + [("softmax", (-1,)), ("softmin", (-1,)), ("log_softmax", (-1,)),
+                             ("threshold", (-1.5, 7.9)), ("threshold", (1.5, -300.0)), ("hardtanh", (-2.7, 2.7)),
+                             ("hardtanh", (0.0, 6.0))]
+
+#: (function, its arguments after the input as NumPy arrays and numbers, keywords) on an integer
+#: (N, C, H, W) input: the layers' functions.
+_INTEGER_LAYER_CALLS = [
+    ("linear", (np.ones((4, 5), int),), {}), ("conv2d", (np.ones((2, 3, 2, 2), int),), {}),
+    ("max_pool2d", (2,), {}), ("avg_pool2d", (3,), {}), ("avg_pool2d", (3,), {"padding": 1}),
+    ("avg_pool2d", (3,), {"padding": 1, "count_include_pad": False}), ("avg_pool2d", (2,), {"divisor_override": 3}),
+    ("avg_pool2d", (3,), {"stride": 2, "ceil_mode": True}), ("layer_norm", ((5,),), {}), ("rms_norm", ((5,),), {}),
+    ("group_norm", (3,), {}), ("batch_norm", (None, None), {"training": True}), ("dropout", (0.5,), {}),
+    ("dropout", (0.5,), {"training": False}), ("prelu", (np.ones(3, int),), {}),
+    ("embedding", (np.ones((40, 2), int),), {}),
+]
+
+
+def _same_outcome_as_torch(backend, label: str, theirs, mine, x, tensor) -> None:
+    """``mine()`` (xpnn on ``backend``'s ``x``) does what ``theirs()`` (torch on ``tensor``) does:
+    the same values in the input's dtype or float32 as torch's, or torch's refusal (a subclass of
+    its class, naming the function)."""
+    try:
+        want = theirs()
+    except RuntimeError as refusal:  # torch's NotImplementedError is one
+        # a bound out of the dtype's range: xpnn's ValueError (torch's RuntimeError)
+        kind = ValueError if "overflow" in str(refusal) else type(refusal)
+        with pytest.raises(kind, match=rf"xpnn\.(torch_nn\.functional\.)?{label.split('(')[0]}: "):
+            mine()
+        return
+    got = mine()
+    expected_dtype = x.dtype if want.dtype == tensor.dtype else backend.asarray(np.zeros(1), "float32").dtype
+    assert got.dtype == expected_dtype, (label, got.dtype, want.dtype)
+    np.testing.assert_allclose(backend.to_numpy(got), want.numpy(), rtol=1e-6, err_msg=label)
+
+
+def _integers(dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    values = np.random.default_rng(0).integers(-9, 10, shape)
+    return values > 1 if dtype == "bool" else values % 200 if dtype == "uint8" else values
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int32", "int64", "bool"])
+def test_integer_and_bool_inputs_as_torch_takes_them(backend, dtype):
+    """torch keeps integers in relu, relu6, hardtanh and threshold (its bounds cut toward zero),
+    computes sigmoid, tanh, softsign and tanhshrink of integers in float32, and refuses the
+    rest (and booleans mostly): the same outcome on every backend, a refusal an
+    ``UnsupportedDtypeError`` (a TypeError, and torch's NotImplementedError) naming the function."""
+    import torch.nn.functional as TF
+
+    values = _integers(dtype, (2, 4))
+    x, tensor = backend.asarray(values, dtype), torch.from_numpy(values.astype(dtype))
+    for name, arguments in _INTEGER_CALLS:
+        _same_outcome_as_torch(backend, f"{name}{arguments}", lambda: getattr(TF, name)(tensor, *arguments),
+                               lambda: getattr(F, name)(x, *arguments), x, tensor)
+    assert isinstance(F.UnsupportedDtypeError("x"), TypeError)
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int32", "int64"])
+def test_integer_inputs_of_the_layers_functions_as_torch_takes_them(backend, dtype):
+    """Linear maps, convolutions, max pools and embeddings keep integers; avg_pool2d averages
+    int64 windows cut toward zero and refuses other integers; norms, training dropout and prelu
+    refuse them; embedding takes int32 and int64 indices only: as torch, on every backend."""
+    import torch.nn.functional as TF
+
+    values = _integers(dtype, (2, 3, 7, 5))
+    x, tensor = backend.asarray(values, dtype), torch.from_numpy(values.astype(dtype))
+    for name, arguments, keywords in _INTEGER_LAYER_CALLS:
+        ours = tuple(backend.asarray(a, dtype) if isinstance(a, np.ndarray) else a for a in arguments)
+        theirs = tuple(torch.from_numpy(a.astype(dtype)) if isinstance(a, np.ndarray) else a for a in arguments)
+        indices, table = x, tensor
+        if name == "embedding":  # the integer array is the indices (in range)
+            indices, table = backend.asarray(abs(values), dtype), torch.from_numpy(abs(values).astype(dtype))
+            ours, theirs = (backend.asarray(arguments[0], "float32"),), (torch.ones(40, 2),)
+        _same_outcome_as_torch(backend, f"{name}{arguments}{keywords}",
+                               lambda: getattr(TF, name)(table, *theirs, **keywords),
+                               lambda: getattr(F, name)(indices, *ours, **keywords), indices, table)
+
+
 def test_softmax_without_dim_warns_and_takes_torchs_implicit_dim():
     x = floats(2, 3, 4)
     with pytest.warns(UserWarning, match="implicit dimension"):

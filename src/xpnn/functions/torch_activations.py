@@ -108,12 +108,36 @@ def tanh_shrink(ops: Adapter, x: Array) -> Array:
     return xp.where(out == 0, 0.0, out)  # +0.0 (XLA folds away an added +0.0)
 
 
-@public(probes=(((0.5, -2.0), {}),), traits=("elementwise",), reference="torch.nn.functional.threshold")
+_THRESHOLD, _VALUE = Argument(0, "threshold"), Argument(1, "value")
+
+
+def _bounds_cut_for_integers(ops: Adapter, x: Array, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """For an integer ``x``, Python-number ``threshold`` and ``value`` as torch converts them:
+    cut toward zero, and within the dtype's range, else a ValueError.  Done before any fast
+    path runs (jax's compiled definition gets them traced, as floats)."""
+    dtype = getattr(x, "dtype", None)
+    if dtype is None or not ops.xp.isdtype(dtype, "integral"):
+        return args, kwargs
+    limits = ops.xp.iinfo(dtype)
+    for argument in (_THRESHOLD, _VALUE):
+        bound = argument.get(args, kwargs)
+        if isinstance(bound, bool) or not isinstance(bound, (int, float)):
+            continue  # arrays are left to the library; a missing one to the definition's TypeError
+        if not (math.isfinite(bound) and limits.min <= math.trunc(bound) <= limits.max):
+            raise refuse(ValueError, f"{argument.name} {bound!r} cannot be converted to {dtype} without overflow "
+                                     f"(range {limits.min} to {limits.max}), as torch refuses it")
+        args, kwargs = argument.replace(args, kwargs, math.trunc(bound))
+    return args, kwargs
+
+
+@public(probes=(((0.5, -2.0), {}),), traits=("elementwise",), validate=_bounds_cut_for_integers,
+        reference="torch.nn.functional.threshold")
 def threshold(ops: Adapter, x: Array, threshold: float, value: float) -> Array:
     r"""Threshold: x if x > threshold else ``value``.
 
     Matches ``torch.nn.functional.threshold`` (no defaults; NaN passes
-    through; integer dtypes are kept).
+    through).  Integer dtypes are kept, as torch keeps them: a float ``threshold`` and
+    ``value`` are cut toward zero first (torch's conversion), and must then fit the dtype.
     """
     xp = ops.xp
     x = numeric(xp, x)

@@ -44,6 +44,46 @@ def _error(kind: type[Exception], function: str, message: str) -> Exception:
     return kind(f"xpnn.torch_nn.functional.{function}: {message}")
 
 
+class UnsupportedDtypeError(TypeError, NotImplementedError):
+    """An input dtype that torch's function refuses (integers or booleans where it computes
+    in floating point only): a TypeError, and the NotImplementedError (a RuntimeError) that
+    torch raises, so code written for torch catches it as before."""
+
+
+#: (array type, dtype) of inputs seen to be real floating: one set lookup per call after the
+#: first (the array type keeps libraries apart: array-api-strict's dtypes hash as NumPy's).
+_REAL_FLOATING: set[tuple[type, Any]] = set()
+
+
+def _floating_only(function: str, input: Array, refused: str | tuple[str, ...] = ("integral", "bool")) -> bool:
+    """Whether ``input`` has a real floating dtype; an ``UnsupportedDtypeError`` naming the
+    function when its dtype is of a ``refused`` kind (torch implements the function for floating
+    inputs only).  Other inputs (not arrays, complex) are left to xpnn's own checks."""
+    dtype = getattr(input, "dtype", None)
+    if dtype is None or (type(input), dtype) in _REAL_FLOATING:
+        return True
+    xp = adapter_of(input).xp
+    if xp.isdtype(dtype, "real floating"):
+        _REAL_FLOATING.add((type(input), dtype))
+        return True
+    if xp.isdtype(dtype, refused):
+        kind = "bool" if dtype == xp.bool else "integer"
+        raise UnsupportedDtypeError(f"xpnn.torch_nn.functional.{function}: input must be a floating-point array, "
+                                    f"got dtype {dtype} (torch's {function} is not implemented for {kind} inputs)")
+    return False
+
+
+def _default_float(function: str, input: Array, refused: str | tuple[str, ...] = ()) -> Array:
+    """``input`` with integers (and booleans, unless ``refused``) promoted to torch's default
+    float, float32, as torch's floating functions promote them (``sigmoid(int64) -> float32``)."""
+    if _floating_only(function, input, refused):
+        return input
+    xp = adapter_of(input).xp
+    if xp.isdtype(input.dtype, ("integral", "bool")):
+        return xp.astype(input, xp.float32)
+    return input
+
+
 def _inplace(result: Array, x: Array, inplace: bool) -> Array:
     """``result`` written into ``x`` (returned) where ``inplace`` and the library's arrays are
     mutable; ``result`` itself otherwise."""
@@ -56,16 +96,21 @@ def _inplace(result: Array, x: Array, inplace: bool) -> Array:
 
 def relu(input: Array, inplace: bool = False) -> Array:
     """max(x, 0): ``torch.nn.functional.relu``."""
+    _floating_only("relu", input, refused="bool")
     return _inplace(xpnn.relu(input), input, inplace)
 
 
 def relu6(input: Array, inplace: bool = False) -> Array:
-    """min(max(x, 0), 6): ``torch.nn.functional.relu6``."""
-    return _inplace(xpnn.relu6(input), input, inplace)
+    """min(max(x, 0), 6): ``torch.nn.functional.relu6`` (integer dtypes kept, as torch's
+    ``hardtanh(x, 0, 6)`` keeps them)."""
+    if _floating_only("relu6", input, refused="bool"):
+        return _inplace(xpnn.relu6(input), input, inplace)
+    return hardtanh(input, 0.0, 6.0, inplace)
 
 
 def elu(input: Array, alpha: float = 1.0, inplace: bool = False) -> Array:
     """x if x > 0 else alpha (e^x - 1): ``torch.nn.functional.elu``."""
+    _floating_only("elu", input)
     return _inplace(xpnn.elu(input, alpha), input, inplace)
 
 
@@ -73,11 +118,13 @@ def celu(input: Array, alpha: float = 1.0, inplace: bool = False) -> Array:
     """max(0, x) + min(0, alpha (e^(x/alpha) - 1)): ``torch.nn.functional.celu``."""
     if alpha == 0:
         raise _error(ValueError, "celu", "alpha must not be 0 (as torch requires), got 0")
+    _floating_only("celu", input)
     return _inplace(xpnn.celu(input, alpha), input, inplace)
 
 
 def selu(input: Array, inplace: bool = False) -> Array:
     """scale (max(0, x) + min(0, alpha (e^x - 1))): ``torch.nn.functional.selu``."""
+    _floating_only("selu", input)
     return _inplace(xpnn.selu(input), input, inplace)
 
 
@@ -86,26 +133,31 @@ def gelu(input: Array, approximate: str = "none") -> Array:
     x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (``'tanh'``): ``torch.nn.functional.gelu``."""
     if approximate not in ("none", "tanh"):
         raise _error(ValueError, "gelu", f"approximate must be 'none' or 'tanh', got {approximate!r}")
+    _floating_only("gelu", input)
     return xpnn.gelu(input, approximate=approximate == "tanh")
 
 
 def glu(input: Array, dim: int = -1) -> Array:
     """a * sigmoid(b), ``input`` split in halves a, b along ``dim``: ``torch.nn.functional.glu``."""
+    _floating_only("glu", input)
     return xpnn.glu(input, axis=dim)
 
 
 def hardshrink(input: Array, lambd: float = 0.5) -> Array:
     """x if |x| > lambd else 0: ``torch.nn.functional.hardshrink``."""
+    _floating_only("hardshrink", input)
     return xpnn.hard_shrink(input, lambd)
 
 
 def hardsigmoid(input: Array, inplace: bool = False) -> Array:
     """relu6(x + 3) / 6: ``torch.nn.functional.hardsigmoid``."""
+    _floating_only("hardsigmoid", input)
     return _inplace(xpnn.hard_sigmoid(input), input, inplace)
 
 
 def hardswish(input: Array, inplace: bool = False) -> Array:
     """x relu6(x + 3) / 6: ``torch.nn.functional.hardswish``."""
+    _floating_only("hardswish", input)
     return _inplace(xpnn.hard_swish(input), input, inplace)
 
 
@@ -113,6 +165,12 @@ def hardtanh(input: Array, min_val: float = -1.0, max_val: float = 1.0, inplace:
     """min(max(x, min_val), max_val), NaN kept: ``torch.nn.functional.hardtanh``."""
     if max_val < min_val:
         raise _error(ValueError, "hardtanh", f"max_val ({max_val}) must be >= min_val ({min_val})")
+    if not _floating_only("hardtanh", input, refused="bool"):
+        xp = adapter_of(input).xp
+        if xp.isdtype(input.dtype, "unsigned integer") and (min_val < 0 or max_val < 0):
+            raise _error(UnsupportedDtypeError, "hardtanh", f"cannot do hardtanh on an unsigned type ({input.dtype}) "
+                                                            f"with negative limits ({min_val}, {max_val}), as torch")
+        min_val, max_val = math.trunc(min_val), math.trunc(max_val)  # torch's conversion to the integer dtype
     xp = adapter_of(input).xp
     result = xp.where(input < min_val, min_val, xp.where(input > max_val, max_val, input))
     result = xp.astype(result, input.dtype) if result.dtype != input.dtype else result
@@ -121,21 +179,25 @@ def hardtanh(input: Array, min_val: float = -1.0, max_val: float = 1.0, inplace:
 
 def leaky_relu(input: Array, negative_slope: float = 0.01, inplace: bool = False) -> Array:
     """x if x >= 0 else negative_slope x: ``torch.nn.functional.leaky_relu``."""
+    _floating_only("leaky_relu", input)
     return _inplace(xpnn.leaky_relu(input, negative_slope), input, inplace)
 
 
 def logsigmoid(input: Array) -> Array:
     """log(1 / (1 + e^-x)): ``torch.nn.functional.logsigmoid``."""
+    _floating_only("logsigmoid", input)
     return xpnn.log_sigmoid(input)
 
 
 def mish(input: Array, inplace: bool = False) -> Array:
     """x tanh(softplus(x)): ``torch.nn.functional.mish``."""
+    _floating_only("mish", input)
     return _inplace(xpnn.mish(input), input, inplace)
 
 
 def prelu(input: Array, weight: Array) -> Array:
     """x if x >= 0 else weight x, ``weight`` per channel (dim 1): ``torch.nn.functional.prelu``."""
+    _floating_only("prelu", input)
     return xpnn.prelu(input, weight)
 
 
@@ -144,6 +206,7 @@ def rrelu(input: Array, lower: float = 1.0 / 8, upper: float = 1.0 / 3, training
     """x if x >= 0 else a x, ``a`` drawn from U(lower, upper) per element in training (from
     ``key``, or the generator ``xpnn.torch_nn.manual_seed`` seeds), (lower + upper) / 2 in
     eval: ``torch.nn.functional.rrelu``."""
+    _floating_only("rrelu", input)
     if training:
         result = xpnn.rrelu(input, lower, upper, key=key if key is not None else next_key(input))
     else:
@@ -153,17 +216,20 @@ def rrelu(input: Array, lower: float = 1.0 / 8, upper: float = 1.0 / 3, training
 
 def silu(input: Array, inplace: bool = False) -> Array:
     """x sigmoid(x): ``torch.nn.functional.silu``."""
+    _floating_only("silu", input)
     return _inplace(xpnn.silu(input), input, inplace)
 
 
 def sigmoid(input: Array) -> Array:
-    """1 / (1 + e^-x): ``torch.nn.functional.sigmoid``."""
-    return xpnn.sigmoid(input)
+    """1 / (1 + e^-x): ``torch.nn.functional.sigmoid`` (integers and booleans computed in float32,
+    torch's default float)."""
+    return xpnn.sigmoid(_default_float("sigmoid", input))
 
 
 def tanh(input: Array) -> Array:
-    """tanh(x): ``torch.nn.functional.tanh``."""
-    return xpnn.tanh(input)
+    """tanh(x): ``torch.nn.functional.tanh`` (integers and booleans computed in float32, torch's
+    default float)."""
+    return xpnn.tanh(_default_float("tanh", input))
 
 
 def softplus(input: Array, beta: float = 1.0, threshold: float = 20.0) -> Array:
@@ -172,6 +238,7 @@ def softplus(input: Array, beta: float = 1.0, threshold: float = 20.0) -> Array:
     log(1 + e^t) is xpnn.softplus's stable form (no overflow, no cancellation)."""
     if beta == 0:
         raise _error(ValueError, "softplus", "beta must not be 0, got 0")
+    _floating_only("softplus", input)
     xp = adapter_of(input).xp
     scaled = input * beta
     return xp.where(scaled > threshold, input, xpnn.softplus(scaled) / beta)
@@ -179,21 +246,25 @@ def softplus(input: Array, beta: float = 1.0, threshold: float = 20.0) -> Array:
 
 def softshrink(input: Array, lambd: float = 0.5) -> Array:
     """x - lambd if x > lambd, x + lambd if x < -lambd, else 0: ``torch.nn.functional.softshrink``."""
+    _floating_only("softshrink", input)
     return xpnn.soft_shrink(input, lambd)
 
 
 def softsign(input: Array) -> Array:
-    """x / (1 + |x|): ``torch.nn.functional.softsign``."""
-    return xpnn.soft_sign(input)
+    """x / (1 + |x|): ``torch.nn.functional.softsign`` (integers computed in float32, torch's
+    default float; booleans refused, as torch refuses them)."""
+    return xpnn.soft_sign(_default_float("softsign", input, refused="bool"))
 
 
 def tanhshrink(input: Array) -> Array:
-    """x - tanh(x): ``torch.nn.functional.tanhshrink``."""
-    return xpnn.tanh_shrink(input)
+    """x - tanh(x): ``torch.nn.functional.tanhshrink`` (integers computed in float32, torch's
+    default float; booleans refused, as torch refuses them)."""
+    return xpnn.tanh_shrink(_default_float("tanhshrink", input, refused="bool"))
 
 
 def threshold(input: Array, threshold: float, value: float, inplace: bool = False) -> Array:
     """x if x > threshold else value: ``torch.nn.functional.threshold``."""
+    _floating_only("threshold", input, refused="bool")
     return _inplace(xpnn.threshold(input, threshold, value), input, inplace)
 
 
@@ -217,17 +288,23 @@ def _cast(input: Array, dtype: Any, function: str) -> Array:
 
 def softmax(input: Array, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Array:
     """e^x / sum(e^x) along ``dim`` (``input`` cast to ``dtype`` first): ``torch.nn.functional.softmax``."""
-    return xpnn.softmax(_cast(input, dtype, "softmax"), axis=_softmax_dim("softmax", input.ndim, dim))
+    input = _cast(input, dtype, "softmax")
+    _floating_only("softmax", input)
+    return xpnn.softmax(input, axis=_softmax_dim("softmax", input.ndim, dim))
 
 
 def softmin(input: Array, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Array:
     """softmax(-x) along ``dim``: ``torch.nn.functional.softmin``."""
-    return xpnn.softmin(_cast(input, dtype, "softmin"), axis=_softmax_dim("softmin", input.ndim, dim))
+    input = _cast(input, dtype, "softmin")
+    _floating_only("softmin", input)
+    return xpnn.softmin(input, axis=_softmax_dim("softmin", input.ndim, dim))
 
 
 def log_softmax(input: Array, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Array:
     """x - log(sum(e^x)) along ``dim``: ``torch.nn.functional.log_softmax``."""
-    return xpnn.log_softmax(_cast(input, dtype, "log_softmax"), axis=_softmax_dim("log_softmax", input.ndim, dim))
+    input = _cast(input, dtype, "log_softmax")
+    _floating_only("log_softmax", input)
+    return xpnn.log_softmax(input, axis=_softmax_dim("log_softmax", input.ndim, dim))
 
 
 # -- linear, dropout, embedding ------------------------------------------------------------
@@ -235,6 +312,7 @@ def log_softmax(input: Array, dim: int | None = None, _stacklevel: int = 3, dtyp
 def normalize(input: Array, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out: Array | None = None) -> Array:
     """x / max(||x||_p, eps) along ``dim``: ``torch.nn.functional.normalize`` (written into ``out``
     when given, where the library's arrays are mutable)."""
+    _floating_only("normalize", input)
     xp = adapter_of(input).xp
     magnitude = xp.abs(input)
     if p == 2:
@@ -268,7 +346,8 @@ def bilinear(input1: Array, input2: Array, weight: Array, bias: Array | None = N
     out, in1, in2 = weight.shape
     # x2 against every (o, i) row of A, then the sum over i with x1: two standard products
     rows = input2 @ xp.reshape(xp.permute_dims(weight, (2, 0, 1)), (in2, out * in1))
-    y = xp.sum(xp.reshape(rows, (*rows.shape[:-1], out, in1)) * xp.expand_dims(input1, axis=-2), axis=-1)
+    products = xp.reshape(rows, (*rows.shape[:-1], out, in1)) * xp.expand_dims(input1, axis=-2)
+    y = xp.sum(products, axis=-1, dtype=products.dtype)  # small integers stay (the standard's sum widens them)
     return y if bias is None else y + bias
 
 
@@ -281,6 +360,7 @@ def dropout(input: Array, p: float = 0.5, training: bool = True, inplace: bool =
         raise _error(ValueError, "dropout", f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0:
         return input
+    _floating_only("dropout", input)
     if p == 1:
         return _inplace(input * 0, input, inplace)
     result = dropped(adapter_of(input), input, key if key is not None else next_key(input), p)
@@ -305,8 +385,9 @@ def _embedding_and_table(input: Array, weight: Array, max_norm: float | None = N
     place where the library can, or the renormed copy."""
     ops = adapter_of(input, weight)
     xp = ops.xp
-    if not xp.isdtype(input.dtype, "integral"):
-        raise _error(TypeError, "embedding", f"input must hold integer indices, got dtype {input.dtype}")
+    if input.dtype not in (xp.int32, xp.int64):
+        raise _error(UnsupportedDtypeError, "embedding", f"input must hold integer indices of dtype int32 or int64 "
+                                                         f"(as torch requires), got dtype {input.dtype}")
     flat = xp.reshape(input, (-1,))
     if max_norm is not None:
         if not norm_type > 0:
@@ -599,11 +680,12 @@ def avg_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any 
         "avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode)
     ops = adapter_of_array(x)
     xp = ops.xp
+    divide = _divided if _floating_only("avg_pool2d", x, refused="bool") else _integer_average_of(xp, x.dtype)
     total = ops.reduce_window(x, 0.0, "sum", dims, steps, pad_pairs)
     if divisor_override is not None:
-        y = total / divisor_override
+        y = divide(total, divisor_override)
     elif all(low == high == p for (low, high), p in zip(pads, paddings)) and (count_include_pad or not any(paddings)):
-        y = total / math.prod(window)  # every window lies in the padded input: its full size
+        y = divide(total, math.prod(window))  # every window lies in the padded input: its full size
     else:
         # torch divides by the window clipped to the input padded by ``padding`` (not by
         # ceil_mode's extra), or with count_include_pad=False to the input itself.
@@ -613,8 +695,26 @@ def avg_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any 
         else:
             sizes, count_pads = tuple(x.shape[2:]), pads
         ones = xp.ones((1, 1, *sizes), dtype=x.dtype, device=ops.device_of(x))
-        y = total / ops.reduce_window(ones, 0.0, "sum", dims, steps, ((0, 0), (0, 0), *count_pads))
+        y = divide(total, ops.reduce_window(ones, 0.0, "sum", dims, steps, ((0, 0), (0, 0), *count_pads)))
     return y[0, ...] if unbatched else y
+
+
+def _divided(total: Array, count: Array | int) -> Array:
+    return total / count
+
+
+def _integer_average_of(xp: Any, dtype: Any) -> Any:
+    """torch's average of int64 windows: the sum divided by the (positive) count, cut toward
+    zero; other integer dtypes are refused, as torch refuses them."""
+    if dtype != xp.int64:
+        raise _error(UnsupportedDtypeError, "avg_pool2d", f"input must be floating or int64 (as torch's "
+                                                          f"avg_pool2d requires), got dtype {dtype}")
+
+    def cut_toward_zero(total: Array, count: Array | int) -> Array:
+        quotient = total // count
+        return xp.where((total < 0) & (quotient * count != total), quotient + 1, quotient)
+
+    return cut_toward_zero
 
 
 # -- normalization ---------------------------------------------------------------------------
@@ -640,12 +740,14 @@ def layer_norm(input: Array, normalized_shape: Any, weight: Array | None = None,
                eps: float = 1e-5) -> Array:
     """(x - E[x]) / sqrt(Var[x] + eps) * weight + bias over the trailing ``normalized_shape``
     (biased variance): ``torch.nn.functional.layer_norm``."""
+    _floating_only("layer_norm", input)
     return _norm("layer", input, _normalized_count("layer_norm", input, normalized_shape), weight, bias, eps)
 
 
 def rms_norm(input: Array, normalized_shape: Any, weight: Array | None = None, eps: float | None = None) -> Array:
     """x / sqrt(E[x^2] + eps) * weight over the trailing ``normalized_shape``; ``eps=None`` is the
     dtype's machine epsilon: ``torch.nn.functional.rms_norm``."""
+    _floating_only("rms_norm", input)
     count = _normalized_count("rms_norm", input, normalized_shape)
     if eps is None:
         eps = float(adapter_of(input).xp.finfo(input.dtype).eps)
@@ -656,6 +758,7 @@ def group_norm(input: Array, num_groups: int, weight: Array | None = None, bias:
                eps: float = 1e-5) -> Array:
     """(x - E[x]) / sqrt(Var[x] + eps) per sample and per group of ``C / num_groups`` channels
     (dim 1), then weight and bias per channel: ``torch.nn.functional.group_norm``."""
+    _floating_only("group_norm", input)
     if input.ndim < 2 or input.shape[1] % num_groups:
         raise _error(ValueError, "group_norm", f"input must be (N, C, *) with C divisible by num_groups="
                                                f"{num_groups}, got shape {tuple(input.shape)}")
@@ -683,6 +786,7 @@ def batch_norm_with_statistics(input: Array, running_mean: Array | None, running
     """``batch_norm`` and the running statistics after it: in training (1 - momentum) running +
     momentum batch, the variance unbiased, n / (n - 1) (``momentum=None``: the cumulative
     average over ``num_batches_tracked`` batches, as torch)."""
+    _floating_only("batch_norm", input)
     if input.ndim < 2:
         raise _error(ValueError, "batch_norm", f"input must be (N, C, *), got shape {tuple(input.shape)}")
     rank = input.ndim - 2
