@@ -79,6 +79,28 @@ def test_bfloat16_inputs_get_float32_statistics_and_outputs(backend):
         np.testing.assert_allclose(backend.to_numpy(out), np.asarray(want, np.float32), rtol=1e-5, atol=1e-5)
 
 
+_INTEGER_NORMS = [("LayerNorm", {}), ("RMSNorm", {}), ("GroupNorm", {"num_groups": 3}), ("InstanceNorm", {}),
+                  ("BatchNorm", {"use_running_average": True}), ("LayerNorm", {"param_dtype": "float64"}),
+                  ("RMSNorm", {"use_scale": False})]
+
+
+@pytest.mark.parametrize("dtype", ["int32", "uint8", "bool"])
+def test_integer_inputs_are_normalized_in_flaxs_dtype(backend, dtype):
+    """Integers and booleans are normalized as flax does, in float32 (promoted with the params'
+    dtype), not in the library's default float (NumPy's float64), on every backend."""
+    values = np.arange(2 * 4 * 6).reshape(2, 4, 6) % 11 - 3
+    x = values > 2 if dtype == "bool" else values.astype(dtype)
+    for name, kwargs in _INTEGER_NORMS:
+        if "float64" in kwargs.values() and "float64" not in backend.dtypes:
+            continue
+        flax_layer = getattr(fnn, name)(**kwargs)
+        variables = flax_layer.init(jax.random.key(0), jnp.asarray(x))
+        want = flax_layer.apply(variables, jnp.asarray(x))
+        got = getattr(nn, name)(**kwargs).apply(_flax_variables_on(backend, variables), backend.asarray(x, dtype))
+        assert backend.to_numpy(got).dtype == want.dtype, (name, kwargs, got.dtype, want.dtype)
+        np.testing.assert_allclose(backend.to_numpy(got), np.asarray(want), rtol=1e-5, atol=1e-6, err_msg=name)
+
+
 def test_layernorm_mask_equals_flax(backend):
     rng = np.random.default_rng(3)
     x, mask = rng.standard_normal((3, 7)).astype(np.float32), rng.random((3, 7)) > 0.4

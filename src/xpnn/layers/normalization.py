@@ -189,7 +189,9 @@ class _Norm(Module):
         ops = self._adapter(x=x, mask=mask)
         xp = ops.xp
         if not xp.isdtype(x.dtype, ("real floating", "complex floating")):
-            x = xp.astype(x, ops.default_float(ops.device_of(x)))
+            # flax's promotion, jnp.promote_types(float32, x.dtype): float32 for every integer and
+            # bool, whatever the library's default float (NumPy's float64, jax's with x64)
+            x = xp.astype(x, xp.float32)
         return ops, x, mask
 
     def _axes(self, axes: Axes, ndim: int, argument: str) -> tuple[int, ...]:
