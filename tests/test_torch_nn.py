@@ -175,7 +175,9 @@ _INTEGER_LAYER_CALLS = [
     ("avg_pool2d", (3,), {"stride": 2, "ceil_mode": True}), ("layer_norm", ((5,),), {}), ("rms_norm", ((5,),), {}),
     ("group_norm", (3,), {}), ("batch_norm", (None, None), {"training": True}), ("dropout", (0.5,), {}),
     ("dropout", (0.5,), {"training": False}), ("prelu", (np.ones(3, int),), {}),
-    ("embedding", (np.ones((40, 2), int),), {}),
+    ("embedding", (np.ones((40, 2), int),), {}), ("max_pool2d", (2,), {"return_indices": True}),
+    ("conv1d", (np.ones((2, 3, 2), int),), {}), ("bilinear", (np.ones((2, 5), int), np.ones((2, 5, 5), int)), {}),
+    ("conv_transpose2d", (np.ones((3, 2, 2, 2), int),), {}),  # torch: int64 only (xpnn: every integer)
 ]
 
 
@@ -192,6 +194,9 @@ def _same_outcome_as_torch(backend, label: str, theirs, mine, x, tensor) -> None
             mine()
         return
     got = mine()
+    if isinstance(want, tuple):  # max_pool2d's values and indices
+        np.testing.assert_array_equal(backend.to_numpy(got[1]), want[1].numpy(), err_msg=label)
+        got, want = got[0], want[0]
     expected_dtype = x.dtype if want.dtype == tensor.dtype else backend.asarray(np.zeros(1), "float32").dtype
     assert got.dtype == expected_dtype, (label, got.dtype, want.dtype)
     np.testing.assert_allclose(backend.to_numpy(got), want.numpy(), rtol=1e-6, err_msg=label)
@@ -218,7 +223,7 @@ def test_integer_and_bool_inputs_as_torch_takes_them(backend, dtype):
     assert isinstance(F.UnsupportedDtypeError("x"), TypeError)
 
 
-@pytest.mark.parametrize("dtype", ["int8", "uint8", "int32", "int64"])
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int32", "int64", "bool"])
 def test_integer_inputs_of_the_layers_functions_as_torch_takes_them(backend, dtype):
     """Linear maps, convolutions, max pools and embeddings keep integers; avg_pool2d averages
     int64 windows cut toward zero and refuses other integers; norms, training dropout and prelu
@@ -230,7 +235,11 @@ def test_integer_inputs_of_the_layers_functions_as_torch_takes_them(backend, dty
     for name, arguments, keywords in _INTEGER_LAYER_CALLS:
         ours = tuple(backend.asarray(a, dtype) if isinstance(a, np.ndarray) else a for a in arguments)
         theirs = tuple(torch.from_numpy(a.astype(dtype)) if isinstance(a, np.ndarray) else a for a in arguments)
+        if name == "conv_transpose2d" and dtype not in ("int64", "bool"):
+            continue
         indices, table = x, tensor
+        if name in ("conv1d", "bilinear"):  # (N, C, L) and (N, in1) inputs: the first of each row
+            indices, table = (a[:, :, 0, ...] if name == "conv1d" else a[:, 0, 0, ...] for a in (x, tensor))
         if name == "embedding":  # the integer array is the indices (in range)
             indices, table = backend.asarray(abs(values), dtype), torch.from_numpy(abs(values).astype(dtype))
             ours, theirs = (backend.asarray(arguments[0], "float32"),), (torch.ones(40, 2),)

@@ -329,6 +329,7 @@ def normalize(input: Array, p: float = 2.0, dim: int = 1, eps: float = 1e-12, ou
 
 def linear(input: Array, weight: Array, bias: Array | None = None) -> Array:
     """x W^T + b, ``weight`` ``(out_features, in_features)``: ``torch.nn.functional.linear``."""
+    _floating_only("linear", input, refused="bool")
     return _linear(adapter_of(input, weight, bias), input, weight, bias)
 
 
@@ -342,12 +343,16 @@ def _linear(ops: Any, input: Array, weight: Array, bias: Array | None, function:
 
 def bilinear(input1: Array, input2: Array, weight: Array, bias: Array | None = None) -> Array:
     """y_o = x1^T A_o x2 + b_o, ``weight`` ``(out, in1, in2)``: ``torch.nn.functional.bilinear``."""
-    xp = adapter_of(input1, input2, weight, bias).xp
+    _floating_only("bilinear", input1, refused="bool")
+    ops = adapter_of(input1, input2, weight, bias)
+    xp = ops.xp
     out, in1, in2 = weight.shape
     # x2 against every (o, i) row of A, then the sum over i with x1: two standard products
-    rows = input2 @ xp.reshape(xp.permute_dims(weight, (2, 0, 1)), (in2, out * in1))
+    rows = ops.matmul(input2, xp.reshape(xp.permute_dims(weight, (2, 0, 1)), (in2, out * in1)))
     products = xp.reshape(rows, (*rows.shape[:-1], out, in1)) * xp.expand_dims(input1, axis=-2)
-    y = xp.sum(products, axis=-1, dtype=products.dtype)  # small integers stay (the standard's sum widens them)
+    y = xp.sum(products, axis=-1)
+    if y.dtype != products.dtype:  # small integers stay, as torch's (the standard's sum widens them)
+        y = xp.astype(y, products.dtype)
     return y if bias is None else y + bias
 
 
@@ -453,6 +458,7 @@ def _convolution(function: str, input: Array, weight: Array, bias: Array | None,
                  dilation: Any, groups: int) -> Array:
     rank = weight.ndim - 2
     ops = adapter_of(input, weight, bias)
+    _floating_only(function, input, refused="bool")
     x, unbatched = _batched(input, rank, function)
     channels = x.shape[1]
     if channels != weight.shape[1] * groups:
@@ -526,6 +532,7 @@ def conv_transpose2d(input: Array, weight: Array, bias: Array | None = None, str
     return an empty output there instead)."""
     function, rank = "conv_transpose2d", 2
     ops = adapter_of(input, weight, bias)
+    _floating_only(function, input, refused="bool")
     xp = ops.xp
     x, unbatched = _batched(input, rank, function)
     strides = _tuple(stride, rank, function, "stride")
@@ -621,6 +628,7 @@ def max_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any 
     """The max of each window of ``(N, C, H, W)``, padding -inf: ``torch.nn.functional.max_pool2d``.
     With ``return_indices``, also where each max is: its flat index ``h * W + w`` in its input
     plane (``_max_with_indices``)."""
+    _floating_only("max_pool2d", input, refused="bool")
     x, unbatched = _batched(input, 2, "max_pool2d")
     geometry = _geometry_of("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
     ops = adapter_of_array(x)
