@@ -101,6 +101,21 @@ def test_pooling_dtypes_follow_flax(backend):
     assert backend.xp.isdtype(average.dtype, "real floating")
 
 
+def test_max_pool_of_booleans_equals_flaxs(backend):
+    """flax's max_pool takes booleans (a window's max: any of it True), padded with False; min_pool
+    (not in flax) is all of it True, padded with True."""
+    values = np.random.default_rng(0).random((2, 5, 6, 3)) > 0.7
+    x = backend.asarray(values, "bool")
+    for padding in ("VALID", "SAME", ((1, 2), (0, 1))):
+        want = fnn.max_pool(jnp.asarray(values), (2, 3), strides=(2, 1), padding=padding)
+        got = nn.max_pool(x, (2, 3), strides=(2, 1), padding=padding)
+        assert got.dtype == x.dtype
+        np.testing.assert_array_equal(backend.to_numpy(got), np.asarray(want))
+        inverted = fnn.max_pool(jnp.asarray(~values), (2, 3), strides=(2, 1), padding=padding)
+        np.testing.assert_array_equal(backend.to_numpy(nn.min_pool(x, (2, 3), strides=(2, 1), padding=padding)),
+                                      ~np.asarray(inverted))
+
+
 def test_conv_shapes_and_variables_follow_flax():
     cases = [(nn.Conv(6, (3, 3), feature_group_count=3), (1, 5, 5, 3), {"kernel": (3, 3, 1, 6), "bias": (6,)}),
              (nn.ConvLocal(4, (3, 3)), (1, 7, 7, 3), {"kernel": (7, 7, 27, 4), "bias": (7, 7, 4)}),

@@ -83,10 +83,10 @@ def max_pool(ops: Adapter, inputs: Array, window_shape: Sequence[int], strides: 
              padding: str | Sequence[tuple[int, int]] = "VALID") -> Array:
     r"""Max pooling, y = the max of x over each window: ``flax.linen.max_pool``.
 
-    Padding is ``-inf`` (the dtype's minimum for integers, which are kept).
+    Padding is ``-inf`` (the dtype's minimum for integers, which are kept).  Booleans are
+    kept too, as flax keeps them: a window's max is whether any of it is True.
     """
-    inputs = numeric(ops.xp, inputs)
-    return _pooled(ops, inputs, _lowest(ops, inputs.dtype, -1.0), "max", window_shape, strides, padding)
+    return _extreme_pool(ops, inputs, -1.0, "max", window_shape, strides, padding)
 
 
 @public(static=_STATIC, probes=(), reference="flax.linen.pooling.min_pool")
@@ -94,10 +94,21 @@ def min_pool(ops: Adapter, inputs: Array, window_shape: Sequence[int], strides: 
              padding: str | Sequence[tuple[int, int]] = "VALID") -> Array:
     r"""Min pooling, y = the min of x over each window: ``flax.linen.pooling.min_pool``.
 
-    Padding is ``+inf`` (the dtype's maximum for integers, which are kept).
+    Padding is ``+inf`` (the dtype's maximum for integers, which are kept).  Booleans are
+    kept: a window's min is whether all of it is True.
     """
-    inputs = numeric(ops.xp, inputs)
-    return _pooled(ops, inputs, _lowest(ops, inputs.dtype, 1.0), "min", window_shape, strides, padding)
+    return _extreme_pool(ops, inputs, 1.0, "min", window_shape, strides, padding)
+
+
+def _extreme_pool(ops: Adapter, inputs: Array, sign: float, reduction: str, window_shape: Any, strides: Any,
+                  padding: Any) -> Array:
+    """max_pool (``sign`` -1, padding the lowest value) or min_pool (+1, the highest); booleans
+    pooled as 0/1 bytes (reduce_window's kernels take numbers)."""
+    xp = ops.xp
+    boolean = getattr(inputs, "dtype", None) == xp.bool
+    inputs = numeric(xp, xp.astype(inputs, xp.uint8) if boolean else inputs)
+    y = _pooled(ops, inputs, _lowest(ops, inputs.dtype, sign), reduction, window_shape, strides, padding)
+    return xp.astype(y, xp.bool) if boolean else y
 
 
 @public(static=(*_STATIC, "count_include_pad"), probes=(), reference="flax.linen.avg_pool")
