@@ -118,6 +118,7 @@ class DaskAdapter(Adapter):
         return _in_operands_type(a @ b, a, b)
 
     def dense(self, x, kernel, bias=None):
+        """``x @ kernel + bias``, the product in the operands' type (see ``matmul``)."""
         y = _in_operands_type(x @ kernel, x, kernel)
         return y if bias is None else y + bias
 

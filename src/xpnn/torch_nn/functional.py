@@ -8,6 +8,12 @@ they differ from jax.nn's (``gelu`` exact, ``softplus`` with ``beta``/``threshol
 ``hardtanh`` with bounds, ``dim`` where jax says ``axis``).  Layouts are torch's: channels
 first (``(N, C, *spatial)``), attention ``(L, N, E)`` unless ``batch_first``.
 
+Integer and boolean inputs are taken as torch takes them: ``relu``, ``relu6``, ``hardtanh``,
+``threshold``, ``linear``, the convolutions and ``max_pool2d`` keep integers; ``sigmoid``,
+``tanh``, ``softsign`` and ``tanhshrink`` compute them in float32; ``avg_pool2d`` averages
+int64 cut toward zero; the rest refuse them with an ``UnsupportedDtypeError`` (a TypeError,
+and the NotImplementedError torch raises) naming the function.
+
 ``inplace=True`` writes the result into the input where the library's arrays are mutable
 (NumPy, CuPy, torch) and returns it; JAX arrays are immutable, so there it returns a new
 array.  Random functions (``dropout``, ``rrelu`` in training) draw from the generator that
@@ -165,13 +171,12 @@ def hardtanh(input: Array, min_val: float = -1.0, max_val: float = 1.0, inplace:
     """min(max(x, min_val), max_val), NaN kept: ``torch.nn.functional.hardtanh``."""
     if max_val < min_val:
         raise _error(ValueError, "hardtanh", f"max_val ({max_val}) must be >= min_val ({min_val})")
+    xp = adapter_of(input).xp
     if not _floating_only("hardtanh", input, refused="bool"):
-        xp = adapter_of(input).xp
         if xp.isdtype(input.dtype, "unsigned integer") and (min_val < 0 or max_val < 0):
             raise _error(UnsupportedDtypeError, "hardtanh", f"cannot do hardtanh on an unsigned type ({input.dtype}) "
                                                             f"with negative limits ({min_val}, {max_val}), as torch")
         min_val, max_val = math.trunc(min_val), math.trunc(max_val)  # torch's conversion to the integer dtype
-    xp = adapter_of(input).xp
     result = xp.where(input < min_val, min_val, xp.where(input > max_val, max_val, input))
     result = xp.astype(result, input.dtype) if result.dtype != input.dtype else result
     return _inplace(result, input, inplace)
