@@ -135,7 +135,8 @@ class Primitives:
         return None
 
     def fused_norm(self, kind: str, x: Array, count: int, scale: Array | None, bias: Array | None,
-                   epsilon: float, statistics: tuple[Array, Array] | None = None) -> Any:
+                   epsilon: float, statistics: tuple[Array, Array] | None = None,
+                   channels_first: bool = False) -> Any:
         """A library's fused normalization of the channels-last ``x``, or None where it has none
         (the layer then runs its written-once statistics; the first use of a fused kernel is
         checked against them).  ``scale`` and ``bias`` (None: absent) are shaped like the axes
@@ -149,6 +150,9 @@ class Primitives:
         * ``'batch'``: the statistics per channel (last axis) over every other axis; returns
           ``(y, mean, var)``, the statistics of shape ``(C,)``;
         * ``'running'``: as ``'batch'`` with the given ``statistics`` ``(mean, var)``, returns ``y``.
+
+        ``channels_first`` (group, batch and running kinds): ``x`` and ``y`` are ``(N, C, ...)``,
+        torch's layout, instead (the torch-style functions' input, taken without moving axes).
         """
         return None
 

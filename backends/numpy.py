@@ -522,7 +522,7 @@ class NumpyAdapter(Adapter):
             return super().erf_inv(x)
         return erf_inv_float32(x).astype(x.dtype, copy=False)
 
-    def fused_norm(self, kind, x, count, scale, bias, epsilon, statistics=None):
+    def fused_norm(self, kind, x, count, scale, bias, epsilon, statistics=None, channels_first=False):
         """Layer, RMS, group and batch norms (training and running) of float32/float64 arrays in
         as few passes over memory as NumPy allows.  The layer and RMS norms go through blocks of
         rows that stay in cache (the mean, the centred block, its squares summed by ``vecdot``
@@ -532,6 +532,11 @@ class NumpyAdapter(Adapter):
         the group norm goes sample by sample (``_group_norm``)."""
         if x.dtype not in (np.float32, np.float64) or x.size == 0:
             return None
+        if channels_first:  # computed channels-last (the rows of each channel's values are copied)
+            fused = self.fused_norm(kind, np.moveaxis(x, 1, -1), count, scale, bias, epsilon, statistics)
+            if fused is None or kind != "batch":
+                return None if fused is None else np.moveaxis(fused, -1, 1)
+            return (np.moveaxis(fused[0], -1, 1), *fused[1:])
         if kind == "group":
             return None if x.ndim < 2 else _group_norm(x, count, scale, bias, epsilon)
         if kind in ("layer", "rms"):

@@ -588,7 +588,7 @@ class TorchAdapter(Adapter):
             return h[0], ys
         return None
 
-    def fused_norm(self, kind, x, count, scale, bias, epsilon, statistics=None):
+    def fused_norm(self, kind, x, count, scale, bias, epsilon, statistics=None, channels_first=False):
         """``F.layer_norm``, ``F.rms_norm``, ``F.group_norm`` (on the channels-last view of ``x``:
         its channels-last kernel, no copy for 4-D input) and ``F.batch_norm`` on ``x`` seen as
         ``(M, C)``, for float32 and float64; their variance is Welford's, as accurate as the
@@ -602,17 +602,25 @@ class TorchAdapter(Adapter):
         if kind == "group":
             if x.ndim < 2:
                 return None
+            if channels_first:
+                return torch.group_norm(x, count, scale, bias, epsilon, torch.backends.cudnn.enabled)
             return torch.group_norm(torch.movedim(x, -1, 1), count, scale, bias, epsilon,
                                     torch.backends.cudnn.enabled).movedim(1, -1)
-        # (M, C) rows of a contiguous channels-last x; the channels-first view where that one is
-        # contiguous (a torch-layout input seen channels-last): no copy either way.
-        channels_first = torch.movedim(x, -1, 1) if x.ndim > 2 else x
-        rows = x.reshape(-1, x.shape[-1]) if x.is_contiguous() or not channels_first.is_contiguous() else None
-        operand = rows if rows is not None else channels_first
-        count = x.numel() // max(x.shape[-1], 1)
+        if channels_first:  # torch's own layout: its kernel as it is
+            operand, count = x, x.numel() // max(x.shape[1], 1)
 
-        def restored(y):
-            return y.reshape(x.shape) if rows is not None else torch.movedim(y, 1, -1)
+            def restored(y):
+                return y
+        else:
+            # (M, C) rows of a contiguous channels-last x; the channels-first view where that one
+            # is contiguous (a torch-layout input seen channels-last): no copy either way.
+            first = torch.movedim(x, -1, 1) if x.ndim > 2 else x
+            rows = x.reshape(-1, x.shape[-1]) if x.is_contiguous() or not first.is_contiguous() else None
+            operand = rows if rows is not None else first
+            count = x.numel() // max(x.shape[-1], 1)
+
+            def restored(y):
+                return y.reshape(x.shape) if rows is not None else torch.movedim(y, 1, -1)
 
         cudnn = torch.backends.cudnn.enabled
         if kind == "running":
@@ -620,7 +628,7 @@ class TorchAdapter(Adapter):
             return restored(torch.batch_norm(operand, scale, bias, mean, var, False, 0.0, epsilon, cudnn))
         if kind == "batch" and count > 1:
             # The batch's mean and unbiased variance, as running statistics updated with momentum 1.
-            mean = torch.zeros(x.shape[-1], dtype=x.dtype, device=x.device)
+            mean = torch.zeros(operand.shape[1], dtype=x.dtype, device=x.device)
             var = torch.ones_like(mean)
             y = torch.batch_norm(operand, scale, bias, mean, var, True, 1.0, epsilon, cudnn)
             return restored(y), mean, var * ((count - 1) / count)

@@ -412,6 +412,29 @@ def test_fused_norms_equal_the_written_once_statistics(monkeypatch, library, dty
     assert not [entry for entry in nn.fast_path_report() if "fused_norm" in entry.function]
 
 
+@pytest.mark.parametrize("kind", ["group", "batch", "running"])
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_fused_norms_take_torchs_layout_as_the_channels_last_one(library, kind):
+    """``fused_norm(..., channels_first=True)`` (the torch-style functions' call, on ``(N, C, *)``)
+    gives the channels-last result with the channels moved back, and the same statistics."""
+    backend = {"numpy": np, "torch": pytest.importorskip("torch")}[library]
+    rng = np.random.default_rng(4)
+    host = rng.standard_normal((3, 4, 5, 6)) * 2.0 + 1.0
+    first = nn.to_backend(host, backend.zeros(1))
+    last = nn.to_backend(np.ascontiguousarray(np.moveaxis(host, 1, -1)), backend.zeros(1))
+    ops = adapter_of(first)
+    count = 2 if kind == "group" else 1
+    scale, bias = (nn.to_backend(rng.standard_normal(4), backend.zeros(1)) for _ in range(2))
+    statistics = tuple(nn.to_backend(v, backend.zeros(1)) for v in (rng.standard_normal(4), rng.uniform(0.5, 2, 4)))
+    statistics = statistics if kind == "running" else None
+    got = ops.fused_norm(kind, first, count, scale, bias, 1e-5, statistics, channels_first=True)
+    want = ops.fused_norm(kind, last, count, scale, bias, 1e-5, statistics)
+    got, want = (got, want) if kind == "batch" else ((got,), (want,))
+    np.testing.assert_allclose(np.moveaxis(ops.to_host(got[0]), 1, -1), ops.to_host(want[0]), rtol=1e-12, atol=1e-12)
+    for a, b in zip(got[1:], want[1:]):
+        np.testing.assert_allclose(ops.to_host(a), ops.to_host(b), rtol=1e-12, atol=1e-12)
+
+
 def test_a_wrong_fused_norm_is_switched_off(monkeypatch):
     """A fused kernel that disagrees with the written-once statistics on the probe is not used
     on this machine: the layer gives the written-once result and the report says why."""

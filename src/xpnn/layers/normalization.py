@@ -161,7 +161,7 @@ def _fused_norm_disagreement(ops: Any, dtype: Any, device: Any, kind: str) -> st
 
 
 def fused_norm(ops: Any, kind: str, x: Array, count: int, scale: Array | None, bias: Array | None, epsilon: float,
-               statistics: tuple[Array, Array] | None = None) -> Any:
+               statistics: tuple[Array, Array] | None = None, channels_first: bool = False) -> Any:
     """The library's fused ``kind`` norm (``ops.fused_norm``) where fast paths are on, its operands
     share ``x``'s dtype and the kernel agreed with ``reference_norm`` on this machine; else None."""
     dtype = x.dtype
@@ -170,7 +170,7 @@ def fused_norm(ops: Any, kind: str, x: Array, count: int, scale: Array | None, b
         return None
     if not layer_kernel_agrees(_FUSED_NORM_KERNELS[kind], ops, x):
         return None
-    return ops.fused_norm(kind, x, count, scale, bias, epsilon, statistics)
+    return ops.fused_norm(kind, x, count, scale, bias, epsilon, statistics, channels_first)
 
 
 #: The layer kernel check's name of each fused norm.

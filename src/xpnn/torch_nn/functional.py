@@ -749,6 +749,20 @@ def _norm(kind: str, x: Array, count: int, scale: Array | None, bias: Array | No
     return fused if fused is not None else reference_norm(ops, kind, x, count, scale, bias, eps, statistics)
 
 
+def _channel_norm(kind: str, input: Array, count: int, scale: Array | None, bias: Array | None, eps: float,
+                  statistics: tuple[Array, Array] | None = None) -> Any:
+    """``_norm`` of a group or batch ``kind`` on the channels-first ``(N, C, *)`` input, its
+    output channels-first: the library's fused norm takes torch's layout as it is; the
+    written-once statistics run on the channels-last view."""
+    ops = adapter_of(input, scale, bias)
+    fused = fused_norm(ops, kind, input, count, scale, bias, eps, statistics, channels_first=True)
+    if fused is not None:
+        return fused
+    rank = input.ndim - 2
+    y = reference_norm(ops, kind, _channels_last(input, rank), count, scale, bias, eps, statistics)
+    return (_channels_first(y[0], rank), *y[1:]) if kind == "batch" else _channels_first(y, rank)
+
+
 def layer_norm(input: Array, normalized_shape: Any, weight: Array | None = None, bias: Array | None = None,
                eps: float = 1e-5) -> Array:
     """(x - E[x]) / sqrt(Var[x] + eps) * weight + bias over the trailing ``normalized_shape``
@@ -775,9 +789,7 @@ def group_norm(input: Array, num_groups: int, weight: Array | None = None, bias:
     if input.ndim < 2 or input.shape[1] % num_groups:
         raise _error(ValueError, "group_norm", f"input must be (N, C, *) with C divisible by num_groups="
                                                f"{num_groups}, got shape {tuple(input.shape)}")
-    rank = input.ndim - 2
-    y = _norm("group", _channels_last(input, rank), num_groups, weight, bias, eps)
-    return _channels_first(y, rank)
+    return _channel_norm("group", input, num_groups, weight, bias, eps)
 
 
 def batch_norm(input: Array, running_mean: Array | None, running_var: Array | None, weight: Array | None = None,
@@ -802,24 +814,22 @@ def batch_norm_with_statistics(input: Array, running_mean: Array | None, running
     _floating_only("batch_norm", input)
     if input.ndim < 2:
         raise _error(ValueError, "batch_norm", f"input must be (N, C, *), got shape {tuple(input.shape)}")
-    rank = input.ndim - 2
-    x = _channels_last(input, rank)
-    count = math.prod(x.shape[:-1])
     if not training:
         if running_mean is None or running_var is None:
             raise _error(ValueError, "batch_norm", "running_mean and running_var are needed outside training")
-        y = _norm("running", x, 1, weight, bias, eps, (running_mean, running_var))
-        return _channels_first(y, rank), running_mean, running_var
+        y = _channel_norm("running", input, 1, weight, bias, eps, (running_mean, running_var))
+        return y, running_mean, running_var
+    count = input.shape[0] * math.prod(input.shape[2:])  # values per channel
     if count <= 1:
         raise _error(ValueError, "batch_norm", f"expected more than 1 value per channel when training, got input "
                                                f"size {tuple(input.shape)}")
-    y, mean, var = _norm("batch", x, 1, weight, bias, eps)
+    y, mean, var = _channel_norm("batch", input, 1, weight, bias, eps)
     if running_mean is not None and running_var is not None:
         factor = 1.0 / (num_batches_tracked + 1) if momentum is None else momentum
         unbiased = var * (count / (count - 1))
         running_mean = (1 - factor) * running_mean + factor * mean
         running_var = (1 - factor) * running_var + factor * unbiased
-    return _channels_first(y, rank), running_mean, running_var
+    return y, running_mean, running_var
 
 
 # -- attention -------------------------------------------------------------------------------
