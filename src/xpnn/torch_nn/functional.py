@@ -901,9 +901,10 @@ def multi_head_attention_forward(
         attn_mask: Array | None = None, use_separate_proj_weight: bool = False, q_proj_weight: Array | None = None,
         k_proj_weight: Array | None = None, v_proj_weight: Array | None = None, static_k: Array | None = None,
         static_v: Array | None = None, average_attn_weights: bool = True, is_causal: bool = False,
-        *, dropout_key: Array | None = None) -> tuple[Array, Array | None]:
+        *, dropout_key: Array | None = None, batch_first: bool = False) -> tuple[Array, Array | None]:
     """``torch.nn.functional.multi_head_attention_forward`` on ``(L, N, E)`` (or unbatched
-    ``(L, E)``) inputs: in-projection (``in_proj_weight`` ``(3E, E)`` stacked q, k, v, or the
+    ``(L, E)``) inputs, or ``(N, L, E)`` ones and output with ``batch_first`` (an xpnn keyword:
+    ``MultiheadAttention(batch_first=True)``'s layout, taken without moving axes): in-projection (``in_proj_weight`` ``(3E, E)`` stacked q, k, v, or the
     separate ``q/k/v_proj_weight``), ``bias_k``/``bias_v`` appended to the keys,
     ``add_zero_attn``'s zero key, the masks (boolean True = *masked*, float added; a
     ``key_padding_mask`` ``(N, S)``), softmax(q k^T / sqrt(E/H) + mask) v per head, and the
@@ -917,11 +918,13 @@ def multi_head_attention_forward(
     packed = (query is key and key is value and not use_separate_proj_weight and static_k is None
               and static_v is None)  # self-attention: one product with the stacked weights, as torch does
     batched = query.ndim == 3
+    batch_first = batch_first and batched
     if not batched:
         query, key, value = (xp.expand_dims(t, axis=1) for t in (query, key, value))
         if key_padding_mask is not None:
             key_padding_mask = xp.expand_dims(key_padding_mask, axis=0)
-    target, batch, embed = query.shape
+    sequence_axis = 1 if batch_first else 0
+    target, batch, embed = (query.shape[1], query.shape[0], query.shape[2]) if batch_first else query.shape
     if embed != embed_dim_to_check:
         raise _error(ValueError, name, f"was expecting embedding dimension of {embed_dim_to_check}, but got {embed}")
     if embed % num_heads:
@@ -946,15 +949,19 @@ def multi_head_attention_forward(
     padding = _float_mask(xp, key_padding_mask, query.dtype, name)
     if bias_k is not None and bias_v is not None:
         # each appended key laid out over devices as the keys (jax's explicit mesh axes)
-        k, v = (xp.concat([t, ops.placed_like(xp.broadcast_to(xp.reshape(b, (1, 1, embed)), (1, batch, embed)), t)],
-                          axis=0) for t, b in ((k, bias_k), (v, bias_v)))
+        appended = (batch, 1, embed) if batch_first else (1, batch, embed)
+        k, v = (xp.concat([t, ops.placed_like(xp.broadcast_to(xp.reshape(b, (1, 1, embed)), appended), t)],
+                          axis=sequence_axis) for t, b in ((k, bias_k), (v, bias_v)))
         float_mask = _padded_column(ops, float_mask)
         padding = _padded_column(ops, padding)
     dropping = training and dropout_p > 0
     explicit = need_weights or dropping  # the weights computed here, heads first: (N, H, S, head)
     positions = 2 if explicit else 1  # else jax.nn's attention, on (N, S, H, head)
 
-    def heads(t: Array) -> Array:  # (S, N, E) -> (N, H, S, head) or (N, S, H, head)
+    def heads(t: Array) -> Array:  # (S, N, E) or (N, S, E) -> (N, H, S, head) or (N, S, H, head)
+        if batch_first:
+            t = xp.reshape(t, (batch, t.shape[1], num_heads, head))
+            return xp.permute_dims(t, (0, 2, 1, 3)) if explicit else t
         return xp.permute_dims(xp.reshape(t, (t.shape[0], batch, num_heads, head)),
                                (1, 2, 0, 3) if explicit else (1, 0, 2, 3))
 
@@ -986,13 +993,14 @@ def multi_head_attention_forward(
             logits = logits + mask
         weights = xpnn.softmax(logits, axis=-1)
         used = dropout(weights, dropout_p, True, key=dropout_key) if dropping else weights
-        out = xp.permute_dims(ops.matmul(used, v), (2, 0, 1, 3))  # (L, N, H, head)
+        out = xp.permute_dims(ops.matmul(used, v), (0, 2, 1, 3) if batch_first else (2, 0, 1, 3))
     else:
         weights = None
         bias = None if mask is None else xp.broadcast_to(mask, (batch, num_heads, target, source))
-        out = xpnn.dot_product_attention.trusted(ops, q, k, v, bias=bias)
-        out = xp.permute_dims(out, (1, 0, 2, 3))  # (N, L, H, head) -> (L, N, H, head)
-    out = _linear(ops, xp.reshape(out, (target, batch, embed)), out_proj_weight, out_proj_bias, name)
+        out = xpnn.dot_product_attention.trusted(ops, q, k, v, bias=bias)  # (N, L, H, head)
+        out = out if batch_first else xp.permute_dims(out, (1, 0, 2, 3))
+    out = xp.reshape(out, (batch, target, embed) if batch_first else (target, batch, embed))
+    out = _linear(ops, out, out_proj_weight, out_proj_bias, name)
     if weights is not None:
         if average_attn_weights:
             weights = xp.mean(weights, axis=1)

@@ -8,7 +8,6 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from xpnn._dispatch import adapter_of
 from xpnn._types import Array
 from xpnn.torch_nn import functional as F
 from xpnn.torch_nn.layers import Dropout, LayerNorm, Linear
@@ -19,10 +18,6 @@ __all__ = ["MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder"
 
 class NonDynamicallyQuantizableLinear(Linear):
     """torch's name for MultiheadAttention's ``out_proj`` (a Linear), kept so reprs match."""
-
-
-def _swap_batch(xp: Any, t: Array | None) -> Array | None:
-    return None if t is None or t.ndim != 3 else xp.permute_dims(t, (1, 0, 2))
 
 
 class MultiheadAttention(Module):
@@ -77,20 +72,13 @@ class MultiheadAttention(Module):
     def forward(self, query: Array, key: Array, value: Array, key_padding_mask: Array | None = None,
                 need_weights: bool = True, attn_mask: Array | None = None, average_attn_weights: bool = True,
                 is_causal: bool = False) -> tuple[Array, Array | None]:
-        batch_first = self.batch_first and query.ndim == 3
-        if batch_first:
-            xp = adapter_of(query).xp
-            query, key, value = _swap_batch(xp, query), _swap_batch(xp, key), _swap_batch(xp, value)
-        out, weights = F.multi_head_attention_forward(
+        return F.multi_head_attention_forward(
             query, key, value, self.embed_dim, self.num_heads, self.in_proj_weight, self.in_proj_bias,
             self.bias_k, self.bias_v, self.add_zero_attn, self.dropout, self.out_proj.weight, self.out_proj.bias,
             training=self.training, key_padding_mask=key_padding_mask, need_weights=need_weights,
             attn_mask=attn_mask, use_separate_proj_weight=not self._qkv_same_embed_dim,
             q_proj_weight=self.q_proj_weight, k_proj_weight=self.k_proj_weight, v_proj_weight=self.v_proj_weight,
-            average_attn_weights=average_attn_weights, is_causal=is_causal)
-        if batch_first:
-            out = _swap_batch(xp, out)
-        return out, weights
+            average_attn_weights=average_attn_weights, is_causal=is_causal, batch_first=self.batch_first)
 
 
 _ACTIVATIONS: dict[str, Callable[[Array], Array]] = {"relu": F.relu, "gelu": F.gelu}
