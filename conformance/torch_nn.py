@@ -121,9 +121,9 @@ MODULE_CASES = [
     ("MultiheadAttention", (8, 2), {"batch_first": True, "add_bias_kv": True, "add_zero_attn": True},
      [floats(2, 4, 8), floats(2, 5, 8, seed=1), floats(2, 5, 8, seed=2)],
      {"key_padding_mask": np.array([[False] * 4 + [True], [False] * 5]), "average_attn_weights": False}, False),
-    ("MultiheadAttention", (8, 2), {"batch_first": True, "add_bias_kv": True},
-     [floats(2, 4, 8), floats(2, 5, 8, seed=1), floats(2, 5, 8, seed=2)],
-     {"attn_mask": floats(4, 5, seed=3), "need_weights": False}, False),
+    ("MultiheadAttention", (8, 2), {"batch_first": True, "add_bias_kv": True},  # 3 queries: the mask is not batch-split
+     [floats(2, 3, 8), floats(2, 5, 8, seed=1), floats(2, 5, 8, seed=2)],
+     {"attn_mask": floats(3, 5, seed=3), "need_weights": False}, False),
     ("MultiheadAttention", (8, 2), {"batch_first": True}, [floats(4, 8), floats(5, 8, seed=1), floats(5, 8, seed=2)],
      {}, False),
     ("MultiheadAttention", (8, 4), {"kdim": 3, "vdim": 5, "bias": False},
