@@ -115,12 +115,40 @@ def _celu(x, alpha=1.0):
 
 
 def _gelu(x, approximate=True):
-    # The tanh form only, below float64.  torch's exact kernel computes 1 + erf(x / sqrt 2), 0 below
-    # about -8 in float64 (9e15 ulp off at -20), and gives NaN for +inf on AVX512 CPUs (torch 2.13);
-    # its float64 tanh form cancels likewise.  xpnn's definitions (erfc, sigmoid) do not.
-    if approximate is not True or x.dtype not in _BELOW_FLOAT64:
+    # Below float64 only.  torch's exact kernel computes 1 + erf(x / sqrt 2), 0 below about -8 in
+    # float64 (9e15 ulp off at -20), and gives NaN for +inf on AVX512 CPUs (torch 2.13); its float64
+    # tanh form cancels likewise.  xpnn's definitions (erfc, sigmoid) do not.
+    if x.dtype not in _BELOW_FLOAT64:
         return NotImplemented
-    return F.gelu(x, approximate="tanh")
+    if approximate is True:
+        return F.gelu(x, approximate="tanh")
+    if approximate is not False:
+        return NotImplemented
+    return _exact_gelu_in_float64(x)
+
+
+#: Above this x, 1 + erf(x / sqrt 2) is at least 5.7e-7, so its float64 value (erf's error about
+#: 1e-16) is within 2e-10 of it relatively, far below the narrow float's precision.
+_ERF_FROM = -5.0
+_SQRT_HALF = math.sqrt(0.5)
+
+
+def _exact_gelu_in_float64(x):
+    """The written-once exact gelu of a narrow float, x/2 erfc(-x/sqrt 2) computed in float64 and
+    rounded once, with float64's ``erf`` (3x faster than its ``erfc`` on CPU) where 1 + erf does
+    not cancel below the narrow float's precision, x >= -5: 2.7 against 6 ms at 1M float32."""
+    wide = x.double()
+    if x.requires_grad and torch.is_grad_enabled():
+        y = 0.5 * wide * (1.0 + torch.erf(wide * _SQRT_HALF))
+    else:  # in place: each float64 temporary costs a fresh allocation's page faults
+        y = torch.erf(wide * _SQRT_HALF).add_(1.0).mul_(wide).mul_(0.5)
+    if x.device.type != "cpu" or not x.ndim:  # no host sync for a test (or a scalar): both forms
+        y = torch.where(x < _ERF_FROM, 0.5 * wide * torch.special.erfc(-wide * _SQRT_HALF), y)
+    elif x.numel() and bool(x.amin() < _ERF_FROM):
+        tail = x < _ERF_FROM
+        low = wide[tail]
+        y = y.index_put((tail,), 0.5 * low * torch.special.erfc(-low * _SQRT_HALF))
+    return y.to(x.dtype)
 
 
 _BELOW_FLOAT64 = frozenset((torch.float16, torch.bfloat16, torch.float32))

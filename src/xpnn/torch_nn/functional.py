@@ -939,7 +939,7 @@ def multi_head_attention_forward(
         if use_separate_proj_weight:
             weights = (q_proj_weight, k_proj_weight, v_proj_weight)
         else:
-            weights = tuple(in_proj_weight[i * embed:(i + 1) * embed] for i in range(3))  # rows: one slice each
+            weights = tuple(in_proj_weight[i * embed:(i + 1) * embed, :] for i in range(3))
         biases = (None, None, None) if in_proj_bias is None else tuple(in_proj_bias[i * embed:(i + 1) * embed]
                                                                      for i in range(3))
         q = _linear(ops, query, weights[0], biases[0], name)
