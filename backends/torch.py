@@ -621,8 +621,8 @@ class TorchAdapter(Adapter):
     def fused_norm(self, kind, x, count, scale, bias, epsilon, statistics=None, channels_first=False):
         """``F.layer_norm``, ``F.rms_norm``, ``F.group_norm`` (on the channels-last view of ``x``:
         its channels-last kernel, no copy for 4-D input) and ``F.batch_norm`` on ``x`` seen as
-        ``(M, C)`` (on ``x`` as it is, with ``channels_first``), for float32 and float64; their variance is Welford's, as accurate as the
-        two-pass one."""
+        ``(M, C)`` (on ``x`` as it is, with ``channels_first``), for float32 and float64; their
+        variance is Welford's, as accurate as the two-pass one."""
         if x.dtype not in _ATTENTION_DTYPES or x.ndim < 1:
             return None
         if kind == "layer":  # the kernels behind F.layer_norm... without their Python wrappers

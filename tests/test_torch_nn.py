@@ -233,10 +233,10 @@ def test_integer_inputs_of_the_layers_functions_as_torch_takes_them(backend, dty
     values = _integers(dtype, (2, 3, 7, 5))
     x, tensor = backend.asarray(values, dtype), torch.from_numpy(values.astype(dtype))
     for name, arguments, keywords in _INTEGER_LAYER_CALLS:
-        ours = tuple(backend.asarray(a, dtype) if isinstance(a, np.ndarray) else a for a in arguments)
-        theirs = tuple(torch.from_numpy(a.astype(dtype)) if isinstance(a, np.ndarray) else a for a in arguments)
         if name == "conv_transpose2d" and dtype not in ("int64", "bool"):
             continue
+        ours = tuple(backend.asarray(a, dtype) if isinstance(a, np.ndarray) else a for a in arguments)
+        theirs = tuple(torch.from_numpy(a.astype(dtype)) if isinstance(a, np.ndarray) else a for a in arguments)
         indices, table = x, tensor
         if name in ("conv1d", "bilinear"):  # (N, C, L) and (N, in1) inputs: the first of each row
             indices, table = (a[:, :, 0, ...] if name == "conv1d" else a[:, 0, 0, ...] for a in (x, tensor))

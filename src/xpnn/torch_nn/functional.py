@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -693,7 +694,7 @@ def avg_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any 
         "avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode)
     ops = adapter_of_array(x)
     xp = ops.xp
-    divide = _divided if _floating_only("avg_pool2d", x, refused="bool") else _integer_average_of(xp, x.dtype)
+    divide = operator.truediv if _floating_only("avg_pool2d", x, refused="bool") else _integer_average_of(xp, x.dtype)
     total = ops.reduce_window(x, 0.0, "sum", dims, steps, pad_pairs)
     if divisor_override is not None:
         y = divide(total, divisor_override)
@@ -710,10 +711,6 @@ def avg_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any 
         ones = xp.ones((1, 1, *sizes), dtype=x.dtype, device=ops.device_of(x))
         y = divide(total, ops.reduce_window(ones, 0.0, "sum", dims, steps, ((0, 0), (0, 0), *count_pads)))
     return y[0, ...] if unbatched else y
-
-
-def _divided(total: Array, count: Array | int) -> Array:
-    return total / count
 
 
 def _integer_average_of(xp: Any, dtype: Any) -> Any:
@@ -904,7 +901,8 @@ def multi_head_attention_forward(
         *, dropout_key: Array | None = None, batch_first: bool = False) -> tuple[Array, Array | None]:
     """``torch.nn.functional.multi_head_attention_forward`` on ``(L, N, E)`` (or unbatched
     ``(L, E)``) inputs, or ``(N, L, E)`` ones and output with ``batch_first`` (an xpnn keyword:
-    ``MultiheadAttention(batch_first=True)``'s layout, taken without moving axes): in-projection (``in_proj_weight`` ``(3E, E)`` stacked q, k, v, or the
+    ``MultiheadAttention(batch_first=True)``'s layout, taken without moving axes):
+    in-projection (``in_proj_weight`` ``(3E, E)`` stacked q, k, v, or the
     separate ``q/k/v_proj_weight``), ``bias_k``/``bias_v`` appended to the keys,
     ``add_zero_attn``'s zero key, the masks (boolean True = *masked*, float added; a
     ``key_padding_mask`` ``(N, S)``), softmax(q k^T / sqrt(E/H) + mask) v per head, and the
