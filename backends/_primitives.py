@@ -136,7 +136,7 @@ class Primitives:
 
     def fused_norm(self, kind: str, x: Array, count: int, scale: Array | None, bias: Array | None,
                    epsilon: float, statistics: tuple[Array, Array] | None = None,
-                   channels_first: bool = False) -> Any:
+                   channels_first: bool = False, fast_variance: bool = False) -> Any:
         """A library's fused normalization of the channels-last ``x``, or None where it has none
         (the layer then runs its written-once statistics; the first use of a fused kernel is
         checked against them).  ``scale`` and ``bias`` (None: absent) are shaped like the axes
@@ -153,6 +153,9 @@ class Primitives:
 
         ``channels_first`` (group, batch and running kinds): ``x`` and ``y`` are ``(N, C, ...)``,
         torch's layout, instead (the torch-style functions' input, taken without moving axes).
+
+        The variance must be as accurate as the two-pass ``E[(x - E[x])^2]``, unless
+        ``fast_variance`` (the layer's ``use_fast_variance``) allows ``E[x^2] - E[x]^2``.
         """
         return None
 

@@ -522,14 +522,16 @@ class NumpyAdapter(Adapter):
             return super().erf_inv(x)
         return erf_inv_float32(x).astype(x.dtype, copy=False)
 
-    def fused_norm(self, kind, x, count, scale, bias, epsilon, statistics=None, channels_first=False):
+    def fused_norm(self, kind, x, count, scale, bias, epsilon, statistics=None, channels_first=False,
+                   fast_variance=False):
         """Layer, RMS, group and batch norms (training and running) of float32/float64 arrays in
         as few passes over memory as NumPy allows.  The layer and RMS norms go through blocks of
         rows that stay in cache (the mean, the centred block, its squares summed by ``vecdot``
         without a temporary, then scaled and shifted in place), on all cores for large arrays;
         the batch norms read the data once for the statistics (each block's sums and squares
         about its own mean, joined in order) and once more to write the output, in blocks too;
-        the group norm goes sample by sample (``_group_norm``)."""
+        the group norm goes sample by sample (``_group_norm``).  Every variance is the accurate
+        one (``fast_variance`` asks nothing more)."""
         if x.dtype not in (np.float32, np.float64) or x.size == 0:
             return None
         if channels_first:  # computed channels-last (the rows of each channel's values are copied)

@@ -113,14 +113,14 @@ def _statistics_axes(kind: str, x: Array, count: int) -> tuple[tuple[int, ...], 
 
 
 def reference_norm(ops: Any, kind: str, x: Array, count: int, scale: Array | None, bias: Array | None,
-                   epsilon: float, statistics: tuple[Array, Array] | None = None) -> Any:
-    """What the adapters' ``fused_norm`` computes, written once (two-pass variance): the
-    definition a fused kernel is checked against."""
+                   epsilon: float, statistics: tuple[Array, Array] | None = None, fast_variance: bool = False) -> Any:
+    """What the adapters' ``fused_norm`` computes, written once (two-pass variance, or
+    ``E[x^2] - E[x]^2`` with ``fast_variance``): the definition a fused kernel is checked against."""
     xp = ops.xp
     shape, axes = _statistics_axes(kind, x, count)
     seen = xp.reshape(x, shape)
     if statistics is None:
-        mean, var = compute_stats(ops, seen, axes, None, use_mean=kind != "rms", use_fast_variance=False)
+        mean, var = compute_stats(ops, seen, axes, None, use_mean=kind != "rms", use_fast_variance=fast_variance)
     else:
         mean, var = statistics
     kept = tuple(1 if a in axes else n for a, n in enumerate(shape))
@@ -132,9 +132,13 @@ def reference_norm(ops: Any, kind: str, x: Array, count: int, scale: Array | Non
     return (y, mean, var) if kind == "batch" else y
 
 
-def _fused_norm_disagreement(ops: Any, dtype: Any, device: Any, kind: str) -> str | None:
+def _fused_norm_disagreement(ops: Any, dtype: Any, device: Any, kind: str, fast_variance: bool = False) -> str | None:
     """Why the library's fused ``kind`` norm and ``reference_norm`` differ on a fixed probe
-    (rows of other means and spreads, one constant row, random scale and bias); None if they agree."""
+    (rows of other means and spreads, one constant row, random scale and bias; for the group
+    norm, channels-last 3-D and 4-D inputs and groups of one element); None if they agree.
+
+    With ``fast_variance`` the kernel may be off by as much as twice the written-once fast
+    variance's own distance from the two-pass result (both lose digits to ``E[x^2] - E[x]^2``)."""
     xp = ops.xp
     rng = np.random.default_rng(0)
     host = rng.standard_normal((4, 3, 8)) * rng.uniform(0.1, 10.0, (4, 3, 1)) + rng.uniform(-5, 5, (4, 3, 1))
@@ -143,40 +147,52 @@ def _fused_norm_disagreement(ops: Any, dtype: Any, device: Any, kind: str) -> st
     def made(values: Any) -> Array:
         return xp.astype(ops.from_host(np.asarray(values, np.float64), device), dtype)
 
-    x = made(host)
-    count = 2 if kind == "group" else 1
     scale, bias = made(rng.standard_normal(8)), (None if kind == "rms" else made(rng.standard_normal(8)))
     statistics = (made(rng.standard_normal(8)), made(rng.uniform(0.0, 3.0, 8))) if kind == "running" else None
-    fused = ops.fused_norm(kind, x, count, scale, bias, 1e-5, statistics)
-    if fused is None:
-        return None
-    reference = reference_norm(ops, kind, x, count, scale, bias, 1e-5, statistics)
-    tolerance = 64 * float(xp.finfo(dtype).eps)
-    for got, want in zip(fused if kind == "batch" else (fused,), reference if kind == "batch" else (reference,)):
-        got, want = np.asarray(ops.to_host(got), np.float64), np.asarray(ops.to_host(want), np.float64)
-        if got.shape != want.shape or not np.allclose(got, want, rtol=tolerance, atol=tolerance):
-            return (f"the fused {kind} norm gave {got.ravel()[:3]}..., the written-once statistics "
-                    f"{want.ravel()[:3]}... (shapes {got.shape} and {want.shape})")
+    probes = [(host, 1)] if kind != "group" else [(host, 2), (host.reshape(4, 3, 1, 8), 2), (host[0], 8)]
+    def outputs(result: Any) -> list[np.ndarray]:  # the output (and a batch norm's statistics) on the host
+        return [np.asarray(ops.to_host(a), np.float64) for a in (result if kind == "batch" else (result,))]
+
+    for values, count in probes:
+        x = made(values)
+        fused = ops.fused_norm(kind, x, count, scale, bias, 1e-5, statistics, False, fast_variance)
+        if fused is None:
+            continue
+        reference = outputs(reference_norm(ops, kind, x, count, scale, bias, 1e-5, statistics))
+        tolerance = 64 * float(xp.finfo(dtype).eps)
+        if fast_variance:
+            fast = outputs(reference_norm(ops, kind, x, count, scale, bias, 1e-5, statistics, fast_variance=True))
+            tolerance += 2 * max(float(np.max(np.abs(a - b), initial=0.0)) for a, b in zip(fast, reference))
+        for got, want in zip(outputs(fused), reference):
+            if got.shape != want.shape or not np.allclose(got, want, rtol=tolerance, atol=tolerance):
+                return (f"the fused {kind} norm gave {got.ravel()[:3]}..., the written-once statistics "
+                        f"{want.ravel()[:3]}... (shapes {got.shape} and {want.shape})")
     return None
 
 
 def fused_norm(ops: Any, kind: str, x: Array, count: int, scale: Array | None, bias: Array | None, epsilon: float,
-               statistics: tuple[Array, Array] | None = None, channels_first: bool = False) -> Any:
+               statistics: tuple[Array, Array] | None = None, channels_first: bool = False,
+               fast_variance: bool = False) -> Any:
     """The library's fused ``kind`` norm (``ops.fused_norm``) where fast paths are on, its operands
-    share ``x``'s dtype and the kernel agreed with ``reference_norm`` on this machine; else None."""
+    share ``x``'s dtype and the kernel agreed with ``reference_norm`` on this machine; else None.
+    ``fast_variance``: the caller takes ``E[x^2] - E[x]^2``'s variance (a layer's ``use_fast_variance``)."""
     dtype = x.dtype
     if (not fast_paths_enabled() or (scale is not None and scale.dtype != dtype) or (bias is not None and bias.dtype != dtype)
             or (statistics is not None and any(a.dtype != dtype for a in statistics))):
         return None
-    if not layer_kernel_agrees(_FUSED_NORM_KERNELS[kind], ops, x):
+    fast_variance = fast_variance and (kind, True) in _FUSED_NORM_KERNELS  # the kinds that compute a variance
+    if not layer_kernel_agrees(_FUSED_NORM_KERNELS[kind, fast_variance], ops, x):
         return None
-    return ops.fused_norm(kind, x, count, scale, bias, epsilon, statistics, channels_first)
+    return ops.fused_norm(kind, x, count, scale, bias, epsilon, statistics, channels_first, fast_variance)
 
 
 #: The layer kernel check's name of each fused norm.
-_FUSED_NORM_KERNELS = {kind: f"fused_norm({kind!r})" for kind in ("layer", "rms", "group", "batch", "running")}
-for _kind, _name in _FUSED_NORM_KERNELS.items():
-    LAYER_KERNELS[_name] = functools.partial(_fused_norm_disagreement, kind=_kind)
+_FUSED_NORM_KERNELS = {
+    **{(kind, False): f"fused_norm({kind!r})" for kind in ("layer", "rms", "group", "batch", "running")},
+    **{(kind, True): f"fused_norm({kind!r}, fast variance)" for kind in ("layer", "group", "batch")},
+}
+for (_kind, _fast), _name in _FUSED_NORM_KERNELS.items():
+    LAYER_KERNELS[_name] = functools.partial(_fused_norm_disagreement, kind=_kind, fast_variance=_fast)
 
 
 class _Norm(Module):
@@ -226,7 +242,8 @@ class _Norm(Module):
             return None
         scale = self.param("scale", self.scale_init, feature_shape, self.param_dtype) if self.use_scale else None
         bias = self.param("bias", self.bias_init, feature_shape, self.param_dtype) if use_bias else None
-        return fused_norm(ops, kind, x, count, scale, bias, self.epsilon, statistics)
+        return fused_norm(ops, kind, x, count, scale, bias, self.epsilon, statistics,
+                          fast_variance=self.use_fast_variance)
 
     def _normalized(self, ops: Any, x: Array, mask: Array | None, reduction: tuple[int, ...],
                     features: tuple[int, ...], use_mean: bool = True, use_bias: bool = True) -> Array:
