@@ -146,6 +146,20 @@ def test_uniform_bit_exact(backend, partitionable):
                         assert_equal_bits(actual, expected)
 
 
+def test_float16_multiply_add_is_fused_where_this_machines_xla_fuses_it(monkeypatch):
+    """jax's float16 uniforms round ``f * span + low`` once on CPUs with float16 arithmetic
+    (AVX512-FP16) and twice elsewhere: xpnn's detection of this machine gives jax's draws, the
+    other choice does not."""
+    expected = np.asarray(jax.random.uniform(jax_key(3), (2000,), jnp.float16, -3.7, 11.25))
+    draws = {}
+    for fused in (True, False):
+        monkeypatch.setattr(xr, "_XLA_FUSES_FLOAT16", fused)
+        draws[fused] = np.asarray(xr.uniform(xr.key(3, like=np), (2000,), np.float16, -3.7, 11.25))
+    monkeypatch.undo()
+    assert_equal_bits(draws[xr._XLA_FUSES_FLOAT16], expected)
+    assert not np.array_equal(draws[not xr._XLA_FUSES_FLOAT16], expected)
+
+
 @pytest.mark.usefixtures("in_jax_default_mode")
 def test_uniform_array_bounds(backend):
     lows = np.array([0.0, -2.0, 5.0], dtype=np.float32)

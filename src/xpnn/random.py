@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 import array_api_compat
+import numpy as np
 
 from xpnn import _threefry, _uint64
 from xpnn._checks import device_of, dtype_argument, dtype_name, library_of, shape_argument
@@ -44,6 +45,21 @@ __all__ = [
 
 
 _UINT_BY_WIDTH = {8: "uint8", 16: "uint16", 32: "uint32", 64: "uint64"}
+
+
+def _cpu_has_float16_arithmetic() -> bool:
+    """Whether this machine's CPU computes float16 natively (x86's AVX512-FP16, Intel's Sapphire
+    Rapids on), as NumPy's CPU dispatch reports it; False where NumPy cannot tell."""
+    core = getattr(np, "_core", None) or getattr(np, "core", None)
+    features = getattr(getattr(core, "_multiarray_umath", None), "__cpu_features__", {})
+    return bool(features.get("AVX512FP16", False))
+
+
+#: Whether XLA's CPU code contracts float16 multiply-adds here: it fuses ``a * b + c`` into one
+#: rounding in float32 and float64 everywhere, and in float16 where the CPU has float16
+#: arithmetic (elsewhere each float16 operation is computed in float32 and rounded, so nothing
+#: is fused); bfloat16 is never fused.  jax.random's float16 draws differ between such machines.
+_XLA_FUSES_FLOAT16 = _cpu_has_float16_arithmetic()
 _INT_WIDTH = {"int8": 8, "int16": 16, "int32": 32, "int64": 64,
               "uint8": 8, "uint16": 16, "uint32": 32, "uint64": 64}
 
@@ -291,7 +307,8 @@ def _floats(
     jax sets the top random bits as the mantissa of a float in [1, 2) and
     subtracts 1; that equals ``m * 2**-nmant`` for the ``nmant`` top bits
     ``m``, computed here exactly without a bitcast.  The result is
-    ``max(minval, f * (maxval - minval) + minval)`` in ``dtype``.
+    ``max(minval, f * (maxval - minval) + minval)`` in ``dtype``, the multiply-add rounded once
+    where XLA's CPU code fuses it (``_XLA_FUSES_FLOAT16``).
     """
     xp = adapter.xp
     device = device_of(key)
@@ -302,8 +319,9 @@ def _floats(
     span = high - low
 
     def finish(f: Array) -> Array:
-        # XLA fuses f * span + low in float32 and float64 (not in half precision).
-        scaled = f * span + low if mantissa < 23 else adapter.fma(f, span, low)
+        # XLA fuses f * span + low in float32 and float64, and in float16 on some CPUs
+        fused = mantissa >= 23 or (mantissa == 10 and _XLA_FUSES_FLOAT16)
+        scaled = adapter.fma(f, span, low) if fused else f * span + low
         out = xp.maximum(low, scaled)
         return then(out) if then is not None else out
 
@@ -357,7 +375,8 @@ def uniform(key: Array, shape: Shape = (), dtype: Any = None, minval: Any = 0.0,
     ``f`` in [0, 1) takes the top mantissa bits of 32 random bits (float32),
     16 (float16), 8 (bfloat16) or 64 (float64); the result is
     ``max(minval, f * (maxval - minval) + minval)`` computed in ``dtype``
-    (default float32).
+    (default float32) as jax computes it on this machine's CPU (float16's multiply-add is
+    rounded once where the CPU has float16 arithmetic, as XLA fuses it there).
     """
     adapter, words, shape, dtype = _float_call(key, shape, dtype, "uniform")
     _check_bounds("uniform", adapter, shape, minval=minval, maxval=maxval)
