@@ -367,8 +367,7 @@ def run_pool(case: PoolCase, backend: Backend, dtype: str) -> Checked:
         xb = backend.asarray(x, dtype)
         out = getattr(xpnn, case.function)(xb, **kwargs)
     actual = backend.to_numpy(out)
-    tolerance = _scaled_tolerance("float32" if case.float32_statistics else dtype, expected)
-    return Checked(compare(actual, expected, dtype, tolerance=tolerance),
+    return Checked(compare(actual, expected, dtype, tolerance=_scaled_tolerance(dtype, expected)),
                    _output_problem(backend, xb, out, actual, expected), describe(out))
 
 #: Public names the layer cases exercise on every run (the module system they are built on).
