@@ -150,6 +150,7 @@ def _fused_norm_disagreement(ops: Any, dtype: Any, device: Any, kind: str, fast_
     scale, bias = made(rng.standard_normal(8)), (None if kind == "rms" else made(rng.standard_normal(8)))
     statistics = (made(rng.standard_normal(8)), made(rng.uniform(0.0, 3.0, 8))) if kind == "running" else None
     probes = [(host, 1)] if kind != "group" else [(host, 2), (host.reshape(4, 3, 1, 8), 2), (host[0], 8)]
+
     def outputs(result: Any) -> list[np.ndarray]:  # the output (and a batch norm's statistics) on the host
         return [np.asarray(ops.to_host(a), np.float64) for a in (result if kind == "batch" else (result,))]
 
