@@ -89,11 +89,14 @@ _PLAIN_FIELD_TYPES: set[type] = {int, float, bool, str, type(None), types.Functi
 
 
 def _may_hold_modules(value: Any) -> bool:
-    """Whether a hyper-parameter value may hold submodules (a module, or a list, tuple or dict);
-    the type of any other value is learnt as plain."""
+    """Whether a hyper-parameter value holds submodules as ``Module._adopt`` adopts them: a
+    module, or a list, tuple or dict with a module among its items (a tuple of ints, such as a
+    kernel size, holds none); the type of any other value is learnt as plain."""
     kind = type(value)
-    if kind in _CONTAINERS or issubclass(kind, Module):
+    if issubclass(kind, Module):
         return True
+    if kind in _CONTAINERS:
+        return any(isinstance(item, Module) for item in (value.values() if isinstance(value, dict) else value))
     _PLAIN_FIELD_TYPES.add(kind)
     return False
 
