@@ -155,7 +155,8 @@ class Primitives:
         torch's layout, instead (the torch-style functions' input, taken without moving axes).
 
         The variance must be as accurate as the two-pass ``E[(x - E[x])^2]``, unless
-        ``fast_variance`` (the layer's ``use_fast_variance``) allows ``E[x^2] - E[x]^2``.
+        ``fast_variance`` (GroupNorm's ``use_fast_variance``, given with the group kind only)
+        allows ``E[x^2] - E[x]^2``.
         """
         return None
 

@@ -645,7 +645,7 @@ class TorchAdapter(Adapter):
             operand = first
             if not fast_variance and first.ndim in _CHANNELS_LAST and first.is_contiguous(
                     memory_format=_CHANNELS_LAST[first.ndim]):
-                operand = first.reshape(*first.shape[:2], -1)  # 3-D: the channels-first kernel, on a copy
+                operand = first.reshape(*first.shape[:2], -1)  # 3-D: the channels-first kernel (torch copies it)
             y = torch.group_norm(operand, count, scale, bias, epsilon, torch.backends.cudnn.enabled)
             y = y.reshape(first.shape)
             return y if channels_first else y.movedim(1, -1)

@@ -89,15 +89,13 @@ _PLAIN_FIELD_TYPES: set[type] = {int, float, bool, str, type(None), types.Functi
 
 
 def _may_hold_modules(value: Any) -> bool:
-    """Whether a hyper-parameter value holds submodules as ``Module._adopt`` adopts them: a
-    module, or a list, tuple or dict with a module among its items (a tuple of ints, such as a
-    kernel size, holds none); the type of any other value is learnt as plain."""
-    kind = type(value)
-    if issubclass(kind, Module):
+    """Whether a hyper-parameter value holds submodules to adopt (not ``_holds_no_module``: a
+    tuple of ints, such as a kernel size, holds none); the type of a value that is neither a
+    module nor a container is learnt as plain."""
+    if not _holds_no_module(value):
         return True
-    if kind in _CONTAINERS:
-        return any(isinstance(item, Module) for item in (value.values() if isinstance(value, dict) else value))
-    _PLAIN_FIELD_TYPES.add(kind)
+    if type(value) not in _CONTAINERS:
+        _PLAIN_FIELD_TYPES.add(type(value))
     return False
 
 

@@ -181,16 +181,17 @@ def fused_norm(ops: Any, kind: str, x: Array, count: int, scale: Array | None, b
     if (not fast_paths_enabled() or (scale is not None and scale.dtype != dtype) or (bias is not None and bias.dtype != dtype)
             or (statistics is not None and any(a.dtype != dtype for a in statistics))):
         return None
-    fast_variance = fast_variance and (kind, True) in _FUSED_NORM_KERNELS  # the kinds that compute a variance
+    fast_variance = fast_variance and (kind, True) in _FUSED_NORM_KERNELS  # asked of the group norm only
     if not layer_kernel_agrees(_FUSED_NORM_KERNELS[kind, fast_variance], ops, x):
         return None
     return ops.fused_norm(kind, x, count, scale, bias, epsilon, statistics, channels_first, fast_variance)
 
 
-#: The layer kernel check's name of each fused norm.
+#: The layer kernel check's name of each fused norm, and of the group norm that may sum squares
+#: (the only kind a library has such a kernel of: torch's channels-last one).
 _FUSED_NORM_KERNELS = {
     **{(kind, False): f"fused_norm({kind!r})" for kind in ("layer", "rms", "group", "batch", "running")},
-    **{(kind, True): f"fused_norm({kind!r}, fast variance)" for kind in ("layer", "group", "batch")},
+    ("group", True): "fused_norm('group', fast variance)",
 }
 for (_kind, _fast), _name in _FUSED_NORM_KERNELS.items():
     LAYER_KERNELS[_name] = functools.partial(_fused_norm_disagreement, kind=_kind, fast_variance=_fast)
