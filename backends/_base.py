@@ -122,6 +122,15 @@ class Adapter(Primitives):
         ``ensure_compile_time_eval``): the kernel check runs there."""
         return _NO_CONTEXT
 
+    def full_precision(self) -> ContextManager[Any]:
+        """A context in which a float32 product is computed in float32, where the library's default
+        on GPUs is TF32 (10-bit mantissas: torch's cuDNN convolutions and fused LSTM/GRU loops,
+        jax's default matmul precision).  Outside it xpnn follows the library's settings, as
+        its own layers do; the kernel check runs in it (it checks a kernel's arithmetic, not the
+        precision the user chose), and so do the conformance suite's GPU columns.  Nothing by
+        default."""
+        return _NO_CONTEXT
+
     def quietly(self) -> ContextManager[Any]:
         """A context in which the library prints no floating-point warnings: the written-once
         definitions run in it (their formulas overflow on edge values by design, where jax.nn is

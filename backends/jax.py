@@ -140,6 +140,10 @@ class JaxAdapter(Adapter):
     def eagerly(self):
         return jax.ensure_compile_time_eval()
 
+    def full_precision(self):
+        """``jax.default_matmul_precision('highest')``: float32 products in float32 on GPUs and TPUs."""
+        return jax.default_matmul_precision("highest")
+
     def erf(self, x):
         return jax.lax.erf(x)
 

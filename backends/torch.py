@@ -31,6 +31,7 @@ written-once definitions give jax's zeros.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from typing import Any, NamedTuple
@@ -266,13 +267,15 @@ def _dot_product_attention(query, key, value, bias=None, mask=None, *, scale=Non
     additive = bias
     query = query.transpose(1, 2)
     if keep is not None:
+        zero = torch.zeros((), dtype=query.dtype, device=device)
         fill = torch.tensor(-0.7 * torch.finfo(torch.float32).max, dtype=query.dtype, device=device)
-        additive = torch.where(keep, torch.zeros((), dtype=query.dtype, device=device) if bias is None else bias,
-                               fill)
-        if torch.is_grad_enabled() and (query.requires_grad or key.requires_grad):
-            # jax's where() gives a fully masked row no gradient; the additive mask would pass
-            # one to its query and keys: such rows attend with a zero query instead (same output).
-            query = torch.where(keep.any(dim=-1, keepdim=True), query, torch.zeros((), dtype=query.dtype, device=device))
+        # A fully masked row attends with a zero query and a zero mask: equal logits, so equal
+        # weights, as jax.nn gives it.  (Its -0.7 * max fill in every column gives 0 rows
+        # from CUDA's fused kernels, and jax's where() gives such a row no gradient, which the
+        # additive mask would pass to its query and keys.)
+        attends = keep.any(dim=-1, keepdim=True)
+        additive = torch.where(keep, zero if bias is None else bias, torch.where(attends, fill, zero))
+        query = torch.where(attends, query, zero)
     out = F.scaled_dot_product_attention(query, key.transpose(1, 2), value.transpose(1, 2),
                                          attn_mask=additive, is_causal=causal, scale=scale,
                                          enable_gqa=query.shape[1] != key.shape[2]).transpose(1, 2)
@@ -400,6 +403,17 @@ def _empty_output(sizes: Any, window: Any, padding: Any, lhs_dilation: Any, rhs_
                for n, w, (low, high), a, r in zip(sizes, window, padding, lhs_dilation, rhs_dilation))
 
 
+@contextlib.contextmanager
+def _float32_products() -> Any:
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = cudnn.allow_tf32, matmul.allow_tf32
+    cudnn.allow_tf32 = matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = saved
+
+
 class TorchAdapter(Adapter):
     name = "torch"
     fast_path_zero_signs = frozenset({"relu", "relu6", "celu", "log_sigmoid", "soft_shrink",
@@ -458,6 +472,11 @@ class TorchAdapter(Adapter):
             return NotImplemented if x.device.type in kinds else fast(x, *args, **kwargs)
 
         return declining
+
+    def full_precision(self):
+        """TF32 off, for cuDNN (convolutions, fused LSTM/GRU loops: on by default in torch) and
+        for CUDA matmuls, and back as it was after."""
+        return _float32_products()
 
     def on_new_device_kind(self, callback):
         """CUDA's kernels are checked once CUDA starts (``torch.cuda._lazy_call`` runs

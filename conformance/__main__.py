@@ -4,7 +4,8 @@ Prints a matrix (check x backend) of the worst error in ulps, or FAIL, each fail
 and exits non-zero when any check fails or a public name has no check.  Writes the HTML report
 and the JSON results to ``conformance-report/`` under the current directory (``--report``,
 ``--json`` and ``--no-report`` change that), and prints where.  While it runs, a progress line:
-a live bar on a terminal, a line every few seconds (done/total, elapsed, time left) in a log.
+a live bar on a terminal, a line every few seconds (done/total, elapsed, time left) in a log,
+and each failure as it happens.
 """
 from __future__ import annotations
 
@@ -85,6 +86,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dtypes", default="float32,float64",
                         help="comma-separated dtypes among " + ",".join(backends.DTYPES))
     parser.add_argument("--only", default="*", help="glob over case labels, e.g. 'gelu*'")
+    parser.add_argument("--part", default="1/1", type=_part, metavar="K/N",
+                        help="run every N-th check from the K-th (1 <= K <= N), to spread a run over processes "
+                             "or machines (default: %(default)s, every check)")
     parser.add_argument("--grad", action=argparse.BooleanOptionalAction, default=True,
                         help="also compare gradients on torch and jax (float64) with the reference's")
     parser.add_argument("--json", metavar="PATH", default=os.path.join(REPORT_DIRECTORY, "report.json"),
@@ -97,6 +101,17 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="only check every native fast path on this machine against the written-once "
                              "definitions (xpnn.check_fast_paths) and print which are switched off, and why")
     return parser.parse_args(argv)
+
+
+def _part(text: str) -> tuple[int, int]:
+    """``"K/N"`` as ``(K, N)``, with ``1 <= K <= N``."""
+    try:
+        part, parts = (int(n) for n in text.split("/"))
+    except ValueError:
+        part = parts = 0
+    if not 1 <= part <= parts:
+        raise argparse.ArgumentTypeError(f"expected K/N with 1 <= K <= N, e.g. 2/3; got {text!r}")
+    return part, parts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,8 +264,10 @@ def main(argv: list[str] | None = None) -> int:
         print(kernel_report(selected, dtypes))
         return 0
     every_check = checks()
-    selected_checks = [c for c in every_check if fnmatch.fnmatch(c.label, args.only)]
-    print(f"xpnn {xpnn.__version__} conformance: {len(selected_checks)} checks x "
+    part, parts = args.part
+    selected_checks = [c for c in every_check if fnmatch.fnmatch(c.label, args.only)][part - 1::parts]
+    share = f" (part {part}/{parts})" if parts > 1 else ""
+    print(f"xpnn {xpnn.__version__} conformance: {len(selected_checks)} checks{share} x "
           f"{', '.join(b.label for b in selected)} x {', '.join(dtypes)}")
     results = []
     started = time.perf_counter()
@@ -271,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as error:  # noqa: BLE001 - every failure is reported, none stops the run
             record.update(passed=False, error=f"{type(error).__name__}: {error}")
         results.append(record)
+        if not record["passed"]:
+            progress.failed(report.describe_failure(record))
     progress.close()
     missing = uncovered(every_check)
     _print_matrix(results, selected_checks, selected)
@@ -326,6 +345,12 @@ class _Progress:
         elapsed = time.perf_counter() - self.started
         sys.stderr.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total} "
                          f"{elapsed:5.0f} s  {label[:60]:60}")
+        sys.stderr.flush()
+
+    def failed(self, description: str) -> None:
+        """A failure in words as soon as it happens (on its own line), so that a long run that is
+        stopped early still tells what failed."""
+        sys.stderr.write(("\r" + " " * (self.width + 90) + "\r" if self.live else "") + f"FAIL {description}\n")
         sys.stderr.flush()
 
     def close(self) -> None:

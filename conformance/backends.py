@@ -162,7 +162,8 @@ def _cupy() -> Backend:
     import array_api_compat.cupy as xp
 
     cupy.cuda.runtime.getDeviceCount()  # raises without a GPU
-    return dataclasses.replace(_adapted("cupy", xp, ("float16", "float32", "float64")), device="cuda")
+    return dataclasses.replace(_adapted("cupy", xp, ("float16", "float32", "float64")), device="cuda",
+                               scope=references_on_the_cpu)
 
 
 _FACTORIES = {
@@ -245,11 +246,41 @@ def on_devices(found: list[Backend], devices: tuple[str, ...]) -> list[Backend]:
     return placed
 
 
-def _on_cuda(backend: Backend) -> Backend:
-    if backend.name == "torch":
-        return dataclasses.replace(backend, asarray=lambda a, d: backend.asarray(a, d).to("cuda"), device="cuda")
+def references_on_the_cpu() -> contextlib.AbstractContextManager:
+    """The references (jax.nn, jax.random, flax) computed by jax on the CPU, where a GPU would
+    be jax's default device: the columns of other libraries on a GPU are checked against jax's
+    CPU results (XLA's GPU code rounds otherwise, and computes float32 products in TF32)."""
+    if not installed("jax"):
+        return contextlib.nullcontext()
     import jax
 
-    gpu = jax.devices("gpu")[0]
-    return dataclasses.replace(backend, asarray=lambda a, d: jax.device_put(backend.asarray(a, d), gpu),
-                               device="cuda", scope=lambda: jax.default_device(gpu))
+    return jax.default_device(jax.devices("cpu")[0])
+
+
+def _on_cuda(backend: Backend) -> Backend:
+    """``backend`` on the GPU, its checks in the library's full float32 precision (TF32 off:
+    ``Adapter.full_precision``): torch's references on the CPU, jax's (and flax's) on the
+    same GPU, in the column's own jax mode."""
+    full_precision = adapter_for_namespace(backend.xp).full_precision
+    if backend.name == "torch":
+        def place(a: np.ndarray, dtype: str) -> Any:
+            return backend.asarray(a, dtype).to("cuda")
+
+        device_scope = references_on_the_cpu
+    else:
+        import jax
+
+        gpu = jax.devices("gpu")[0]
+
+        def place(a: np.ndarray, dtype: str) -> Any:
+            return jax.device_put(backend.asarray(a, dtype), gpu)
+
+        def device_scope() -> contextlib.AbstractContextManager:
+            return jax.default_device(gpu)
+
+    @contextlib.contextmanager
+    def scope() -> Any:
+        with backend.scope(), device_scope(), full_precision():
+            yield
+
+    return dataclasses.replace(backend, asarray=place, device="cuda", scope=scope)

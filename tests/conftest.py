@@ -10,6 +10,19 @@ from xpnn.conformance import backends as conformance_backends
 from xpnn.conformance.gradients import AUTODIFF
 
 BACKENDS = {backend.name: backend for backend in conformance_backends.available()}
+
+
+def _jax_on_the_cpu() -> None:
+    """The test matrix runs jax on the CPU, its references (jax.nn, jax.random, flax) too, also
+    where a GPU would be jax's default device: CuPy's tests compare with jax's CPU results
+    (``python -m conformance --devices cuda`` checks jax on the GPU)."""
+    if conformance_backends.installed("jax"):
+        import jax
+
+        jax.config.update("jax_default_device", jax.devices("cpu")[0])
+
+
+_jax_on_the_cpu()
 BACKEND_NAMES = [name for name in conformance_backends.BACKEND_NAMES if name != "cupy" or name in BACKENDS]
 
 

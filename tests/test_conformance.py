@@ -116,7 +116,7 @@ def test_an_uncovered_public_name_fails_the_run(tmp_path, monkeypatch):
     assert all(r["passed"] for r in report["results"])
 
 
-def test_errors_are_recorded_not_raised(tmp_path, monkeypatch):
+def test_errors_are_recorded_not_raised(tmp_path, monkeypatch, capsys):
     def broken(x):
         raise RuntimeError("boom")
 
@@ -125,6 +125,9 @@ def test_errors_are_recorded_not_raised(tmp_path, monkeypatch):
     assert status == 1
     assert all(r["error"] == "RuntimeError: boom" for r in report["results"])
     np.testing.assert_equal(len(report["results"]), 2)  # float32 and float64
+    # each failure is also printed as it happens, before the matrix, for a run stopped early
+    early = [line for line in capsys.readouterr().err.splitlines() if line.startswith("FAIL ")]
+    assert early == [f"FAIL relu [numpy, {dtype}]: raised RuntimeError: boom" for dtype in ("float32", "float64")]
 
 
 def test_namespace_option_certifies_a_library(tmp_path):
@@ -137,6 +140,18 @@ def test_namespace_option_certifies_a_library(tmp_path):
 def test_namespace_option_rejects_a_non_namespace():
     with pytest.raises(ValueError, match="not an Array API namespace"):
         suite.main(["--namespace", "json", "--only", "relu"])
+
+
+def test_part_option_splits_the_checks_between_runs(tmp_path):
+    parts = [_run(tmp_path, "--only", "*elu*", "--backends", "numpy", "--no-grad", "--part", f"{k}/3")[1]
+             for k in (1, 2, 3)]
+    cases = [[r["case"] for r in report["results"]] for report in parts]
+    every = [c.label for c in suite.checks() if "elu" in c.label]
+    assert all(cases) and sorted(set().union(*cases)) == sorted(every)
+    assert sum(len(set(c)) for c in cases) == len(every)  # each check in one part only
+    for wrong in ("0/3", "4/3", "3", "a/b"):
+        with pytest.raises(SystemExit):
+            suite.main(["--part", wrong, "--only", "relu"])
 
 
 def test_devices_option(tmp_path):

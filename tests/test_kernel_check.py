@@ -160,6 +160,39 @@ def test_check_runs_eagerly_inside_jax_jit(injected):
     assert entry.dtype == "float32"
 
 
+def test_check_runs_in_full_float32_precision(injected):
+    """The check compares a kernel's arithmetic, not the precision the user chose: it runs with
+    torch's TF32 switches off (cuDNN's is on by default; its convolutions and fused LSTM loops
+    on a GPU differ from float32 by TF32's rounding), and they are as the user left them after."""
+    torch = pytest.importorskip("torch")
+    adapter = _dispatch.adapter_of(torch.zeros(1))
+    switches = (torch.backends.cudnn, torch.backends.cuda.matmul)
+    before = [switch.allow_tf32 for switch in switches]
+    seen = []
+
+    def recording(x):
+        seen.append([switch.allow_tf32 for switch in switches])
+        return torch.tanh(x)
+
+    injected(adapter, "tanh", recording)
+    try:
+        for switch in switches:
+            switch.allow_tf32 = True
+        xpnn.tanh(torch.ones(3))
+        checked, called = seen[:-1], seen[-1]  # the check's probes, then the user's call
+        assert checked and all(flags == [False, False] for flags in checked)
+        assert called == [True, True] and [switch.allow_tf32 for switch in switches] == [True, True]
+    finally:
+        for switch, flag in zip(switches, before):
+            switch.allow_tf32 = flag
+
+
+def test_jax_full_precision_is_highest_matmul_precision():
+    jax = pytest.importorskip("jax")
+    with _dispatch.adapter_of(jax.numpy.zeros(1)).full_precision():
+        assert jax.config.jax_default_matmul_precision == "highest"
+
+
 def test_torch_declines_only_the_failing_device_kind():
     torch = pytest.importorskip("torch")
     adapter = _dispatch.adapter_of(torch.zeros(1))

@@ -267,7 +267,8 @@ def _flax_tree_equal(got, want, rtol: float, atol: float = 0.0) -> None:
     """Two variable trees with the same paths and values (flax's leaves, sorted by path)."""
     from flax.traverse_util import flatten_dict
 
-    got, want = flatten_dict(nn.tree_map(np.asarray, got)), flatten_dict(jax.tree_util.tree_map(np.asarray, want))
+    got = flatten_dict(nn.to_backend(got, np.zeros(0)))  # from any library and device (CuPy's too)
+    want = flatten_dict(jax.tree_util.tree_map(np.asarray, want))
     assert sorted(got) == sorted(want)
     for path, value in want.items():
         np.testing.assert_allclose(got[path], value, rtol=rtol, atol=atol, err_msg=str(path))

@@ -235,7 +235,7 @@ def checked(name: str, written_once: Callable[..., Any], fast: Callable[..., Any
             known = key in _OUTCOMES
             outcome = _OUTCOMES.get(key)
         if not known:
-            with adapter.eagerly(), warnings.catch_warnings():
+            with adapter.eagerly(), adapter.full_precision(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # edge values overflow by design: no warning is printed
                 probe = probe_array(adapter, dtype, device, x.ndim)
                 if probe is not None and probe_input is not None:
@@ -277,7 +277,7 @@ def layer_kernel_agrees(name: str, adapter: Any, x: Array) -> bool:
             known = key in _OUTCOMES
             outcome = _OUTCOMES.get(key)
         if not known:
-            with adapter.eagerly(), warnings.catch_warnings():
+            with adapter.eagerly(), adapter.full_precision(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 try:
                     reason = LAYER_KERNELS[name](adapter, x.dtype, device)
