@@ -69,7 +69,7 @@ def _variants(library: str, device: str, label: str) -> dict[str, Callable[[], A
         return {"xpnn": lambda: layer.apply(strict_variables, strict), "native": lambda: layer.apply(variables, x)}
     import torch
 
-    channels_first = torch.movedim(torch.from_numpy(x), -1, 1).contiguous()
+    channels_first = torch.movedim(torch.from_numpy(x), -1, 1).contiguous().to(device)  # torch where xpnn runs
     if build is None:
         native = _torch_pool(label, torch)
         ours = _pool(label, nn)
@@ -97,7 +97,7 @@ def _variants(library: str, device: str, label: str) -> dict[str, Callable[[], A
     put, _ = placement(library, device)
     xb = put(x)
     variables = layer.init(nn.random.key(0), xb)
-    native = build_torch(torch)
+    native = build_torch(torch).to(device)
     with torch.no_grad():
         return {"xpnn": torch.no_grad()(lambda: layer.apply(variables, xb)),
                 "native": torch.no_grad()(lambda: native(channels_first))}

@@ -4,13 +4,14 @@
   ``GroupNorm``, ``RMSNorm``, ``BatchNorm2d`` (on NCHW: xpnn's channels-last input pays no
   conversion, torch's twin takes its own layout);
 * jax: jitted xpnn against jitted ``flax.linen``;
-* numpy: xpnn against the best plain NumPy formulation, and against one copy pass (the
-  memory-bound norms should take at most 3).
+* numpy (and CuPy on a GPU): xpnn against the best plain NumPy (CuPy) formulation, and against
+  one copy pass (the memory-bound norms should take at most 3).
 
 float32 throughout; BatchNorm in training mode (``mutable=['batch_stats']``) and in evaluation.
 """
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -44,23 +45,24 @@ def _torch_twin(label: str, shape: tuple[int, ...], torch: Any) -> tuple[Callabl
     return module, True
 
 
-def _numpy_twin(label: str) -> Callable[[np.ndarray], np.ndarray]:
-    """The plain NumPy formulation: two reductions (mean, mean of squares) and one fused pass."""
+def _plain_twin(label: str, xp: Any) -> Callable[[Any], Any]:
+    """The plain formulation in NumPy or CuPy (``xp``): two reductions (mean, mean of squares)
+    and one fused pass."""
     if label.startswith("RMSNorm"):
-        return lambda x: x / np.sqrt(np.mean(np.square(x), axis=-1, keepdims=True) + 1e-6)
+        return lambda x: x / xp.sqrt(xp.mean(xp.square(x), axis=-1, keepdims=True) + 1e-6)
     if label.startswith("GroupNorm"):
         def group_norm(x):
             g = x.reshape(*x.shape[:-1], 32, -1)
             mean = g.mean(axis=(1, 2, 4), keepdims=True)
-            var = np.maximum(np.square(g).mean(axis=(1, 2, 4), keepdims=True) - mean * mean, 0)
-            return ((g - mean) / np.sqrt(var + 1e-6)).reshape(x.shape)
+            var = xp.maximum(xp.square(g).mean(axis=(1, 2, 4), keepdims=True) - mean * mean, 0)
+            return ((g - mean) / xp.sqrt(var + 1e-6)).reshape(x.shape)
         return group_norm
     axes = (0, 1, 2) if label.startswith("BatchNorm") else -1
 
     def standardize(x):
         mean = x.mean(axis=axes, keepdims=True)
-        var = np.maximum(np.square(x).mean(axis=axes, keepdims=True) - mean * mean, 0)
-        return (x - mean) / np.sqrt(var + (1e-5 if label.startswith("BatchNorm") else 1e-6))
+        var = xp.maximum(xp.square(x).mean(axis=axes, keepdims=True) - mean * mean, 0)
+        return (x - mean) / xp.sqrt(var + (1e-5 if label.startswith("BatchNorm") else 1e-6))
 
     return standardize
 
@@ -86,20 +88,21 @@ def _variants(library: str, device: str, label: str) -> dict[str, Callable[[], A
         import torch
 
         twin, channels_first = _torch_twin(label, shape, torch)
-        native_input = torch.movedim(torch.from_numpy(x), -1, 1).contiguous() if channels_first else torch.from_numpy(x)
+        twin = twin.to(device)
+        native_input = torch.movedim(xb, -1, 1).contiguous() if channels_first else xb.clone()
         with torch.no_grad():
             return {"xpnn": torch.no_grad()(lambda: layer.apply(variables, xb, **kwargs)),
                     "native": torch.no_grad()(lambda: twin(native_input))}
-    twin = _numpy_twin(label)
-    return {"xpnn": lambda: layer.apply(variables, xb, **kwargs), "native": lambda: twin(x), "copy": x.copy}
+    twin = _plain_twin(label, importlib.import_module(library))  # numpy, or cupy on the GPU
+    return {"xpnn": lambda: layer.apply(variables, xb, **kwargs), "native": lambda: twin(xb), "copy": xb.copy}
 
 
 def run(libraries: tuple[str, ...] = LIBRARIES["cpu"], device: str = "cpu") -> list[dict]:
     return paired_rows(libraries, device, CASES, _variants,
-                       lambda library: {"jax": "flax.linen (jit)", "torch": "torch.nn"}.get(library, "plain numpy"))
+                       lambda library: {"jax": "flax.linen (jit)", "torch": "torch.nn"}.get(library, f"plain {library}"))
 
 
 def report(rows: list[dict]) -> str:
     table = ratio_table(rows, (("library", "8"), ("device", "6"), ("layer", "30"), ("versus", "16")), "ms")
-    passes = [f"{row['layer']}: {row['copy_passes']:.1f}" for row in rows if "copy_passes" in row]
-    return table + ("\nnumpy, xpnn in copy passes: " + "; ".join(passes) if passes else "")
+    passes = [f"{row['library']} {row['layer']}: {row['copy_passes']:.1f}" for row in rows if "copy_passes" in row]
+    return table + ("\nxpnn in copy passes: " + "; ".join(passes) if passes else "")

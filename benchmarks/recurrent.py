@@ -35,11 +35,11 @@ def _variants(library: str, device: str, label: str) -> dict[str, Callable[[], A
 
     kind = CASES[label]
     x = np.random.default_rng(0).standard_normal((BATCH, STEPS, FEATURES)).astype(np.float32)
-    module = _torch_module(kind, "cpu" if library != "torch" else device)
+    module = _torch_module(kind, device)  # torch on the device xpnn runs on
     state = {name: value.detach().cpu().numpy() for name, value in module.state_dict().items()}
     params = torch_rnn.from_torch(state, kind)["params"]["layers_0"]
     layer = nn.RNN(nn.LSTMCell(HIDDEN) if kind == "LSTM" else nn.GRUCell(HIDDEN))
-    xt = torch.from_numpy(x).to(device if library == "torch" else "cpu")
+    xt = torch.from_numpy(x).to(device)
     native = torch.no_grad()(lambda: module(xt))
     if library == "jax":
         import flax.linen as fnn

@@ -97,6 +97,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="write a self-contained HTML report with plots (default: %(default)s)")
     parser.add_argument("--no-report", dest="report", action="store_const", const=None,
                         help="write no HTML report")
+    parser.add_argument("--merge", action="append", default=[], metavar="JSON",
+                        help="report the results of earlier runs' --json files (the parts of a run) as one "
+                             "run, instead of running checks; plots for the columns that run here (repeatable)")
     parser.add_argument("--kernels", action="store_true",
                         help="only check every native fast path on this machine against the written-once "
                              "definitions (xpnn.check_fast_paths) and print which are switched off, and why")
@@ -264,13 +267,57 @@ def main(argv: list[str] | None = None) -> int:
         print(kernel_report(selected, dtypes))
         return 0
     every_check = checks()
-    part, parts = args.part
-    selected_checks = [c for c in every_check if fnmatch.fnmatch(c.label, args.only)][part - 1::parts]
-    share = f" (part {part}/{parts})" if parts > 1 else ""
-    print(f"xpnn {xpnn.__version__} conformance: {len(selected_checks)} checks{share} x "
-          f"{', '.join(b.label for b in selected)} x {', '.join(dtypes)}")
+    if args.merge:
+        results, context = _merged(args.merge)
+        present = {record["case"] for record in results}
+        selected_checks = [check for check in every_check if check.label in present]
+        columns = list(dict.fromkeys(record["backend"] for record in results))
+        selected = [backend for backend in selected if backend.label in columns]  # plotted where they run here
+        timing = f"merged from {len(args.merge)} runs"
+    else:
+        part, parts = args.part
+        selected_checks = [c for c in every_check if fnmatch.fnmatch(c.label, args.only)][part - 1::parts]
+        columns = [backend.label for backend in selected]
+        share = f" (part {part}/{parts})" if parts > 1 else ""
+        print(f"xpnn {xpnn.__version__} conformance: {len(selected_checks)} checks{share} x "
+              f"{', '.join(columns)} x {', '.join(dtypes)}")
+        started = time.perf_counter()
+        results = _run_checks(selected_checks, selected, dtypes, args.grad)
+        timing = f"in {time.perf_counter() - started:.1f} s"
+        context = environment(argv)
+    missing = uncovered(every_check)
+    _print_matrix(results, selected_checks, columns)
+    failures = [r for r in results if not r["passed"]]
+    print(f"\n{len(results) - len(failures)} passed, {len(failures)} failed {timing}")
+    for record in failures:
+        print(f"  FAIL {report.describe_failure(record)}")
+    if missing:
+        print(f"uncovered public names: {', '.join(missing)}")
+    if not args.merge:  # the kernels of this machine, which merged results may not come from
+        print(kernel_report(selected, dtypes))
+    if args.report:
+        os.makedirs(os.path.dirname(os.path.abspath(args.report)), exist_ok=True)
+        run_dtypes = sorted({record["dtype"] for record in results}, key=backends.DTYPES.index)
+        header = (f"xpnn {xpnn.__version__}: {len(selected_checks)} checks on "
+                  f"{', '.join(columns)} in {', '.join(run_dtypes)}")
+        report.write_html(args.report, results, [c.label for c in selected_checks], columns,
+                          report.curves(selected, only=args.only), missing, header, context)
+        summary = os.path.splitext(args.report)[0] + "-summary.svg"
+        with open(summary, "w", encoding="utf-8") as handle:
+            handle.write(report.summary_svg(results, columns))
+        print(f"report: {os.path.abspath(args.report)} (summary image: {os.path.abspath(summary)})")
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as handle:
+            json.dump({"environment": context, "results": results, "uncovered": missing}, handle, indent=1)
+        print(f"results: {os.path.abspath(args.json)}")
+    return 1 if failures or missing else 0
+
+
+def _run_checks(selected_checks: list[Check], selected: list[backends.Backend], dtypes: list[str],
+                grad: bool) -> list[dict]:
+    """Every check on every backend in every dtype it applies to: one record each."""
     results = []
-    started = time.perf_counter()
     runs = [(check, backend, dtype) for check in selected_checks for backend in selected for dtype in dtypes
             if dtype in backend.dtypes and dtype in check.dtypes and check.applies(backend)]
     progress = _Progress(len(runs))
@@ -281,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with backend.scope():
                 checked = check.run(backend, dtype)
-                agreements = check.agreements(backend, dtype, args.grad) if check.agreements else {}
+                agreements = check.agreements(backend, dtype, grad) if check.agreements else {}
             record.update(checked.comparison.as_dict(), output_problem=checked.problem, output=checked.output,
                           **agreements, within_tolerance=checked.comparison.passed,
                           passed=checked.passed and False not in agreements.values())
@@ -291,33 +338,23 @@ def main(argv: list[str] | None = None) -> int:
         if not record["passed"]:
             progress.failed(report.describe_failure(record))
     progress.close()
-    missing = uncovered(every_check)
-    _print_matrix(results, selected_checks, selected)
-    failures = [r for r in results if not r["passed"]]
-    print(f"\n{len(results) - len(failures)} passed, {len(failures)} failed "
-          f"in {time.perf_counter() - started:.1f} s")
-    for record in failures:
-        print(f"  FAIL {report.describe_failure(record)}")
-    if missing:
-        print(f"uncovered public names: {', '.join(missing)}")
-    print(kernel_report(selected, dtypes))
-    context = environment(argv)
-    if args.report:
-        os.makedirs(os.path.dirname(os.path.abspath(args.report)), exist_ok=True)
-        header = (f"xpnn {xpnn.__version__}: {len(selected_checks)} checks on "
-                  f"{', '.join(b.label for b in selected)} in {', '.join(dtypes)}")
-        report.write_html(args.report, results, [c.label for c in selected_checks], [b.label for b in selected],
-                          report.curves(selected, only=args.only), missing, header, context)
-        summary = os.path.splitext(args.report)[0] + "-summary.svg"
-        with open(summary, "w", encoding="utf-8") as handle:
-            handle.write(report.summary_svg(results, [b.label for b in selected]))
-        print(f"report: {os.path.abspath(args.report)} (summary image: {os.path.abspath(summary)})")
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as handle:
-            json.dump({"environment": context, "results": results, "uncovered": missing}, handle, indent=1)
-        print(f"results: {os.path.abspath(args.json)}")
-    return 1 if failures or missing else 0
+    return results
+
+
+def _merged(paths: list[str]) -> tuple[list[dict], dict]:
+    """The results of several ``--json`` files (the parts of a run), and the first one's
+    environment with every part's command."""
+    results, commands, context = [], [], None
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+        results += data["results"]
+        commands.append(data["environment"]["command"])
+        context = context or dict(data["environment"])
+    if context is None:
+        raise SystemExit("--merge: no results given")
+    context["command"] = "; ".join(dict.fromkeys(commands)) + f" (merged from {len(paths)} runs)"
+    return results, context
 
 
 class _Progress:
@@ -359,9 +396,8 @@ class _Progress:
             sys.stderr.flush()
 
 
-def _print_matrix(results: list[dict], cases: list, selected: list) -> None:
-    """One row per case: the worst ulp error over dtypes per backend, or FAIL."""
-    names = [b.label for b in selected]
+def _print_matrix(results: list[dict], cases: list, names: list[str]) -> None:
+    """One row per case: the worst ulp error over dtypes per backend (column), or FAIL."""
     width = max(len(c.label) for c in cases) + 2 if cases else 6
     print("\n" + "case".ljust(width) + "".join(n[:16].rjust(17) for n in names) + "   (max error in ulp)")
     for case in cases:

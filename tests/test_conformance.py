@@ -154,6 +154,28 @@ def test_part_option_splits_the_checks_between_runs(tmp_path):
             suite.main(["--part", wrong, "--only", "relu"])
 
 
+def test_merge_reports_the_parts_as_one_run(tmp_path, monkeypatch):
+    paths = []
+    for k in (1, 2):
+        path = tmp_path / f"part{k}.json"
+        suite.main(["--only", "*elu*", "--backends", "numpy", "--devices", "cpu", "--no-grad", "--part", f"{k}/2",
+                    "--no-report", "--json", str(path)])
+        paths.append(path)
+    whole = tmp_path / "whole.json"
+    status = suite.main(["--merge", str(paths[0]), "--merge", str(paths[1]), "--backends", "numpy", "--devices",
+                         "cpu", "--report", str(tmp_path / "whole.html"), "--json", str(whole)])
+    merged = json.loads(whole.read_text())
+    parts = [json.loads(p.read_text())["results"] for p in paths]
+    assert status == 0 and merged["results"] == parts[0] + parts[1]
+    assert merged["environment"]["command"].endswith("(merged from 2 runs)")
+    assert (tmp_path / "whole.html").read_text().count("<td class='pass'") == len(
+        [c for c in suite.checks() if "elu" in c.label])
+    # a failure in a part fails the merged run
+    parts[1][0]["passed"] = False
+    paths[1].write_text(json.dumps({"environment": {"command": "x"}, "results": parts[1], "uncovered": []}))
+    assert suite.main(["--merge", str(paths[0]), "--merge", str(paths[1]), "--no-report", "--json", str(whole)]) == 1
+
+
 def test_devices_option(tmp_path):
     status, report = _run(tmp_path, "--devices", "cpu", "--only", "relu", "--backends", "numpy,torch")
     assert status == 0 and {r["device"] for r in report["results"]} == {"cpu"}

@@ -6,6 +6,8 @@ and dtype (``conformance/recurrent.py``, ``LAYER_CASES``); here are what its che
 """
 from __future__ import annotations
 
+import copy
+
 import flax.linen as fnn
 import jax
 import jax.numpy as jnp
@@ -117,6 +119,27 @@ def test_torch_fused_loop_is_used_and_equals_the_written_once_step(monkeypatch):
     for a, b in zip(nn.tree_leaves(fused), nn.tree_leaves(written_once)):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     assert not [r for r in nn.fast_path_report() if "fused" in r.function]
+
+
+@pytest.mark.parametrize("off_by_eps", [0, 30])
+def test_fused_loop_check_rejects_a_loop_as_far_off_as_cudnns(off_by_eps):
+    """The check of a fused loop holds it to 16 eps of the written-once step: torch's CPU loop
+    passes, one 30 eps off (cuDNN's float32 loop was 25 to 45 eps off) is switched off."""
+    from xpnn._dispatch import adapter_of
+    from xpnn.layers import recurrent
+
+    ops = adapter_of(torch.zeros(1))
+    wrong = copy.copy(ops)
+    fused = ops.fused_recurrence
+
+    def perturbed(*args):
+        carry, ys = fused(*args)
+        return carry, ys + off_by_eps * torch.finfo(ys.dtype).eps  # cuDNN's were 3e-6 on outputs of 0.02 to 1
+
+    wrong.fused_recurrence = perturbed
+    for cell in (nn.LSTMCell, nn.GRUCell):
+        reason = recurrent._fused_disagreement(wrong, torch.float32, torch.device("cpu"), cell)
+        assert (reason is None) == (off_by_eps == 0), reason
 
 
 def test_one_scan_under_jax_jit():

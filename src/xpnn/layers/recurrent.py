@@ -12,7 +12,6 @@ the hidden state, so a step pays no module machinery.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -614,7 +613,9 @@ def _fused_disagreement(ops: Any, dtype: Any, device: Any, cell_type: type) -> s
         return None
     projected = xs @ w_input if b_input is None else xs @ w_input + b_input
     reference = ops.scan(cell_type(features=4)._recurrence(w_hidden, b_hidden), carry, projected)
-    tolerance = math.sqrt(float(xp.finfo(dtype).eps))
+    # 16 eps, as close as the layers' conformance checks (float32: 4e-6 relative, 34 eps): torch's
+    # CPU loop is within 2.5 eps in float32 and float64; cuDNN's float32 one was 25 to 45 off.
+    tolerance = 16 * float(xp.finfo(dtype).eps)
     for got, want in zip(tree_leaves(fused), tree_leaves(reference)):
         got, want = np.asarray(ops.to_host(got), np.float64), np.asarray(ops.to_host(want), np.float64)
         if got.shape != want.shape or not np.allclose(got, want, rtol=tolerance, atol=tolerance):
