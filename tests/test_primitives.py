@@ -131,6 +131,32 @@ def test_numpy_input_dilated_conv_matches_jax_lax(lhs_dilation, rhs_dilation, pa
     np.testing.assert_allclose(got, np.asarray(want), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("lhs_shape, window, strides, rhs_dilation, padding", [
+    ((2, 9, 5), (3,), (1,), (1,), ((1, 1),)),
+    ((3, 7, 6, 8), (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1))),
+    ((2, 9, 8, 5), (2, 3), (2, 1), (2, 2), ((0, 1), (2, -1))),  # strides and dilation on the leading axis
+    ((2, 6, 7, 5, 3), (2, 3, 2), (1, 2, 1), (1, 1, 2), ((1, 0), (0, 1), (1, 1))),
+])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_numpy_depthwise_conv_matches_jax_lax(lhs_shape, window, strides, rhs_dilation, padding, dtype):
+    """NumPy's depthwise convolution (one einsum over each row's windows, the weights tiled along
+    the row) against jax.lax, in 1 to 3 dimensions."""
+    rng = np.random.default_rng(5)
+    channels = lhs_shape[-1]
+    lhs = rng.standard_normal(lhs_shape).astype(dtype)
+    rhs = rng.standard_normal((*window, 1, channels)).astype(dtype)
+    spatial = "DHW"[3 - len(window):]
+    case = {"window_strides": strides, "padding": padding, "lhs_dilation": (1,) * len(window),
+            "rhs_dilation": rhs_dilation, "feature_group_count": channels}
+    want = jax.lax.conv_general_dilated(jnp.asarray(lhs), jnp.asarray(rhs),
+                                        dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"),
+                                        precision="highest", **case)
+    got = adapter_of(lhs).conv_general_dilated(lhs, rhs, **case)
+    assert got.shape == want.shape and got.dtype == lhs.dtype
+    tolerance = 1e-12 if dtype == "float64" else 2e-6
+    np.testing.assert_allclose(got, np.asarray(want), rtol=tolerance, atol=tolerance)
+
+
 @pytest.mark.slow_on("dask", "jax")
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=convolutions(), seed=st.integers(0, 2**16), with_bias=st.booleans())
