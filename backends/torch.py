@@ -269,13 +269,16 @@ def _dot_product_attention(query, key, value, bias=None, mask=None, *, scale=Non
     if keep is not None:
         zero = torch.zeros((), dtype=query.dtype, device=device)
         fill = torch.tensor(-0.7 * torch.finfo(torch.float32).max, dtype=query.dtype, device=device)
-        # A fully masked row attends with a zero query and a zero mask: equal logits, so equal
-        # weights, as jax.nn gives it.  (Its -0.7 * max fill in every column gives 0 rows
-        # from CUDA's fused kernels, and jax's where() gives such a row no gradient, which the
-        # additive mask would pass to its query and keys.)
-        attends = keep.any(dim=-1, keepdim=True)
-        additive = torch.where(keep, zero if bias is None else bias, torch.where(attends, fill, zero))
-        query = torch.where(attends, query, zero)
+        additive = torch.where(keep, zero if bias is None else bias, fill)
+        if query.is_cuda or (torch.is_grad_enabled() and (query.requires_grad or key.requires_grad)):
+            # A fully masked row attends with a zero query and a zero mask: equal logits, so
+            # equal weights, as jax.nn gives it.  The -0.7 * max fill in every column gives 0
+            # rows from CUDA's fused kernels (the CPU's attend uniformly: there this costs a
+            # sixth of a (16, 64, 8, 32) call for nothing), and jax's where() gives such a row
+            # no gradient, which the additive mask would pass to its query and keys.
+            attends = keep.any(dim=-1, keepdim=True)
+            additive = torch.where(attends, additive, zero)
+            query = torch.where(attends, query, zero)
     out = F.scaled_dot_product_attention(query, key.transpose(1, 2), value.transpose(1, 2),
                                          attn_mask=additive, is_causal=causal, scale=scale,
                                          enable_gqa=query.shape[1] != key.shape[2]).transpose(1, 2)
