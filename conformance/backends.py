@@ -259,8 +259,8 @@ def references_on_the_cpu() -> contextlib.AbstractContextManager:
 
 def _on_cuda(backend: Backend) -> Backend:
     """``backend`` on the GPU, its checks in the library's full float32 precision (TF32 off:
-    ``Adapter.full_precision``): torch's references on the CPU, jax's (and flax's) on the
-    same GPU, in the column's own jax mode."""
+    ``Adapter.full_precision``): for torch, the references (jax's, flax's, torch.nn's) on the
+    CPU; for jax, jax's and flax's on the same GPU, in the column's own x64 mode."""
     full_precision = adapter_for_namespace(backend.xp).full_precision
     if backend.name == "torch":
         def place(a: np.ndarray, dtype: str) -> Any:
