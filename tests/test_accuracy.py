@@ -1,8 +1,9 @@
 """The accuracy rule: per element, never less accurate than the reference framework (or 2 ulp).
 
 Errors are measured in ulps against mpmath at 50 digits (``conformance.accuracy``) on a dense
-grid over each function's range, for xpnn as a user calls it (fast paths on) on every backend,
-and for the reference framework (jax.nn, or torch for its own functions) on the same inputs.
+grid over each function's range, for xpnn as a user calls it (fast paths on) on every backend
+(CuPy and torch's CUDA kernels too, on a machine with a GPU), and for the reference framework
+(jax.nn, or torch for its own functions) on the same inputs.
 """
 from __future__ import annotations
 
@@ -31,16 +32,23 @@ KNOWN = {
     ("mish", "float64", "numpy"): 3.3, ("mish", "float64", "array_api_strict"): 3.3,
 }
 
-BACKENDS = ("numpy", "torch", "jax", "array_api_strict")
+
+def _measured_backends() -> list:
+    """NumPy, torch, jax and array-api-strict on the CPU; on a machine with a GPU, CuPy and
+    torch on CUDA too (their kernels are others: the rule is checked on them where they run)."""
+    from conftest import BACKENDS as INSTALLED
+
+    from xpnn.conformance import backends
+
+    found = [INSTALLED[name] for name in ("numpy", "torch", "jax", "array_api_strict", "cupy") if name in INSTALLED]
+    return found + backends.on_devices([INSTALLED["torch"]], ("cuda",)) if backends.cuda_available() else found
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("case", accuracy.CASES, ids=[case.label for case in accuracy.CASES])
 def test_never_less_accurate_than_the_reference(case, dtype):
-    from conftest import BACKENDS as INSTALLED
-
-    for name in BACKENDS:
-        backend = INSTALLED[name]
+    for backend in _measured_backends():
+        name = backend.label
         measured = accuracy.measure(case, backend, dtype)
         bound = KNOWN.get((case.label, dtype, name))
         worst = measured.xpnn[measured.violations]
@@ -73,11 +81,9 @@ def test_stable_forms_stay_within_their_bound_on_every_backend(case_dtype):
     """The forms the docstrings promise: tanh_shrink's continued fraction (torch's own kernel was
     5 % off at x = 1e-3 in float32), gelu's exact form with erfc's argument corrected (470 ulp near
     -20 in float64 before), squareplus computed wide for float32."""
-    from conftest import BACKENDS as INSTALLED
-
     label, dtype = case_dtype
     case = next(c for c in accuracy.CASES if c.label == label)
-    for name in BACKENDS:
-        measured = accuracy.measure(case, INSTALLED[name], dtype)
-        assert measured.xpnn.max() <= STABLE[case_dtype], (name, measured.xpnn.max(),
+    for backend in _measured_backends():
+        measured = accuracy.measure(case, backend, dtype)
+        assert measured.xpnn.max() <= STABLE[case_dtype], (backend.label, measured.xpnn.max(),
                                                             measured.x[np.argmax(measured.xpnn)])
