@@ -98,8 +98,8 @@ def _variants(library: str, device: str, label: str) -> dict[str, Callable[[], A
 
 
 def run(libraries: tuple[str, ...] = LIBRARIES["cpu"], device: str = "cpu") -> list[dict]:
-    return paired_rows(libraries, device, CASES, _variants,
-                       lambda library: {"jax": "flax.linen (jit)", "torch": "torch.nn"}.get(library, f"plain {library}"))
+    versus = {"jax": "flax.linen (jit)", "torch": "torch.nn"}
+    return paired_rows(libraries, device, CASES, _variants, lambda library: versus.get(library, f"plain {library}"))
 
 
 def report(rows: list[dict]) -> str:

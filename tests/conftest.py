@@ -23,6 +23,7 @@ def _jax_on_the_cpu() -> None:
 
 
 _jax_on_the_cpu()
+
 BACKEND_NAMES = [name for name in conformance_backends.BACKEND_NAMES if name != "cupy" or name in BACKENDS]
 
 
