@@ -661,6 +661,9 @@ class NumpyAdapter(Adapter):
         with more than two axes does not call BLAS, so those rows are seen as a matrix first."""
         if x.ndim <= 2:
             y = np.dot(x, kernel)
+            if bias is not None and bias.dtype == y.dtype and y.ndim:  # the common call: _added, inline
+                y += bias
+                return y
         else:
             y = np.dot(x.reshape(-1, x.shape[-1]), kernel)
             y = y.reshape(*x.shape[:-1], *y.shape[1:])

@@ -49,19 +49,17 @@ __all__ = ["Module", "compact", "nowrap", "Variable", "merge_param", "DenyList",
 
 
 class _ModuleState:
-    """Per-instance bookkeeping of a bound module (a plain class with slots: one is made for
-    every module a compact method defines, on every call)."""
+    """Per-instance bookkeeping of a bound module.  One is made for every module a compact
+    method defines, on every call, so it has no ``__init__``: the class attributes are the
+    initial values, and an instance holds only what changed (0.05 against 0.3 us to make)."""
 
-    __slots__ = ("setup_done", "in_setup", "in_compact", "autoname", "names_in_call", "params")
-
-    def __init__(self) -> None:
-        self.setup_done = self.in_setup = self.in_compact = False
-        #: Submodules named in the running compact call or setup: made by the first child (most
-        #: modules, the layers, have none).
-        self.autoname: dict[str, int] | None = None
-        self.names_in_call: set[str] | None = None
-        #: The module's dict in the "params" collection, once a ``param`` call found it.
-        self.params: Mapping[str, Any] | None = None
+    setup_done = in_setup = in_compact = False
+    #: Submodules named in the running compact call or setup: made by the first child (most
+    #: modules, the layers, have none).
+    autoname: dict[str, int] | None = None
+    names_in_call: set[str] | None = None
+    #: The module's dict in the "params" collection, once a ``param`` call found it.
+    params: Mapping[str, Any] | None = None
 
 
 class _Unspecified:
