@@ -296,6 +296,39 @@ def test_every_layer_is_constructed_by_the_generated_init():
     assert variables["params"]["WithPostInit_0"]["Dense_0"]["kernel"].shape == (2, 6)
 
 
+def test_wrapped_methods_take_their_arguments_as_the_methods_do():
+    """Module methods are wrapped by a wrapper generated with the method's own parameters
+    (``xpnn.module._forwarding``): every kind of parameter, its defaults (the same objects), the
+    signature and the errors for bad calls are the method's own."""
+    shared_default = []
+
+    class Kinds(nn.Module):
+        @nn.compact
+        def __call__(self, x, /, y=2, *rest, z, w=shared_default, **options):
+            return x, y, rest, z, w, options
+
+        def plain(module, q, r=None):  # noqa: N805 - a first parameter not named self
+            return q, r
+
+        def clashing(self, _xpnn_method):  # a name the wrapper uses: the generic wrapper
+            return _xpnn_method
+
+    variables = Kinds().init(nn.random.key(0), 1, z=5)
+    assert Kinds().apply(variables, 1, z=5) == (1, 2, (), 5, shared_default, {})
+    assert Kinds().apply(variables, 1, z=5)[4] is shared_default
+    assert Kinds().apply(variables, 1, 7, 8, 9, z=5, w=6, extra=1) == (1, 7, (8, 9), 5, 6, {"extra": 1})
+    assert Kinds().apply(variables, 1, method="plain") == (1, None)
+    assert Kinds().apply(variables, q=1, r=2, method="plain") == (1, 2)
+    assert Kinds().apply(variables, 3, method="clashing") == 3
+    assert str(inspect.signature(Kinds.__call__)) == "(self, x, /, y=2, *rest, z, w=[], **options)"
+    bound = Kinds().bind(variables)
+    with pytest.raises(TypeError, match="z"):
+        bound(1)
+    with pytest.raises(TypeError, match="x"):
+        bound(x=1, z=5)
+    with pytest.raises(nn.ModuleError, match="Kinds.__call__: the module is not bound to variables"):
+        Kinds()(1, z=5)
+
 def _regression_data(seed=0):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((64, 3)).astype(np.float32)
