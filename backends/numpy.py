@@ -357,34 +357,45 @@ def _tap_product(view: np.ndarray, tap: np.ndarray, groups: int, buffer: np.ndar
     return product.reshape(*view.shape[:-1], features)
 
 
-def _depthwise_in_rows(out: np.ndarray, x: np.ndarray, rhs: np.ndarray, window_strides: Any,
-                       rhs_dilation: Any) -> None:
+def _depthwise_in_rows(out: np.ndarray, x: np.ndarray, pads: tuple[tuple[int, int], ...], rhs: np.ndarray,
+                       window_strides: Any, rhs_dilation: Any, bias: np.ndarray | None) -> None:
     """A depthwise convolution (each feature from its channel) with a unit stride along the last
-    spatial axis, on the padded ``x``, as one ``einsum`` over windows: that axis and the channels
-    are seen as one row, so each output element of a row sums its window's products in one
-    pass, the inner loop running along the whole row with the weights tiled along it (a tap
-    loop makes two passes over the output per kernel position, 2 to 3 times slower; windows
-    with a channels axis of their own give the einsum short inner loops); in blocks of images
-    on every core.  The products are summed in the tap loop's order."""
+    spatial axis, of ``x`` padded by ``pads`` (zeros), plus ``bias``, as one ``einsum`` over
+    windows per image: that axis and the channels are seen as one row, so each output element
+    of a row sums its window's products in one pass, the inner loop running along the whole row
+    with the weights tiled along it (a tap loop makes two passes over the output per kernel
+    position, 2 to 3 times slower; windows with a channels axis of their own give the einsum
+    short inner loops).  Each core takes a run of images, padding each into a buffer of its own
+    that stays in cache and adding the bias to its output while that is in cache too (a padded
+    copy of the whole input and a pass for the bias cost 1.1 of 3.2 ms for 3x3 on (8, 56, 56,
+    64)).  The products are summed in the tap loop's order."""
     spatial = x.ndim - 2
     window, sizes, channels = rhs.shape[:spatial], out.shape[1:-1], x.shape[-1]
+    padded = tuple(n + low + high for n, (low, high) in zip(x.shape[1:-1], pads))
+    interior = tuple(slice(low, low + n) for n, (low, _) in zip(x.shape[1:-1], pads))
     width = sizes[-1] * channels
-    rows_in = x.reshape(*x.shape[:-2], -1)
     spans = (*((w - 1) * d + 1 for w, d in zip(window[:-1], rhs_dilation[:-1])),
              (window[-1] - 1) * rhs_dilation[-1] * channels + 1)
-    windows = sliding_window_view(rows_in, spans, axis=tuple(range(1, spatial + 1)))
-    windows = windows[(slice(None), *(slice(None, (n - 1) * s + 1, s) for n, s in zip(sizes[:-1], window_strides)),
-                       slice(None, width), *(slice(None, None, d) for d in rhs_dilation[:-1]),
-                       slice(None, None, rhs_dilation[-1] * channels))]
     weights = np.tile(rhs.reshape(*window, channels), sizes[-1])
+    row_bias = None if bias is None else np.tile(bias, sizes[-1])
     leading, taps = "abc"[:spatial - 1], "ijkl"[:spatial]
-    subscripts = f"n{leading}m{taps},{taps}m->n{leading}m"
+    subscripts = f"{leading}m{taps},{taps}m->{leading}m"
     target = out.reshape(*out.shape[:-2], width)
 
     def images(begin: int, end: int) -> None:
-        np.einsum(subscripts, windows[begin:end], weights, out=target[begin:end])
+        image = np.zeros((*padded, channels), x.dtype)  # its border stays zero: only the interior is written
+        windows = sliding_window_view(image.reshape(*padded[:-1], -1), spans, axis=tuple(range(spatial)))
+        windows = windows[(*(slice(None, (n - 1) * s + 1, s) for n, s in zip(sizes[:-1], window_strides)),
+                           slice(None, width), *(slice(None, None, d) for d in rhs_dilation[:-1]),
+                           slice(None, None, rhs_dilation[-1] * channels))]
+        for n in range(begin, end):
+            image[interior] = x[n]
+            np.einsum(subscripts, windows, weights, out=target[n])
+            if row_bias is not None:
+                target[n] += row_bias
 
-    _in_image_blocks(images, out, channels, math.prod(window))
+    threads = slices.WORKERS if out.size * math.prod(window) >= slices.SLICED_FROM["memory"] else 1
+    slices.in_row_blocks(images, out.shape[0], -(-out.shape[0] // threads), out.size * math.prod(window))
 
 
 def _in_image_blocks(compute: Callable[[int, int], None], out: np.ndarray, groups: int, taps: int) -> None:
@@ -671,12 +682,11 @@ class NumpyAdapter(Adapter):
                                                 feature_group_count, bias)
         if any(d != 1 for d in lhs_dilation) and all(s == 1 for s in window_strides) and 0 not in lhs.shape[1:]:
             return _added(_input_dilated_conv(lhs, rhs, padding, lhs_dilation, rhs_dilation, feature_group_count), bias)
-        return _added(self._convolved(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                                      feature_group_count), bias)
+        return self._convolved(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count, bias)
 
     @staticmethod
-    def _convolved(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count):
-        """``conv_general_dilated`` without bias, strided input dilation (zeros inserted) included."""
+    def _convolved(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count, bias):
+        """``conv_general_dilated``, strided input dilation (zeros inserted) included."""
         if any(d != 1 for d in lhs_dilation):
             spaced = tuple(max(0, (n - 1) * d + 1) for n, d in zip(lhs.shape[1:-1], lhs_dilation))
             dilated = np.zeros((lhs.shape[0], *spaced, lhs.shape[-1]), lhs.dtype)
@@ -684,24 +694,25 @@ class NumpyAdapter(Adapter):
             lhs = dilated
         spatial = lhs.ndim - 2
         crop = tuple(slice(max(0, -low), n - max(0, -high)) for (low, high), n in zip(padding, lhs.shape[1:-1]))
-        x = np.pad(lhs[(slice(None), *crop)], [(0, 0), *((max(0, low), max(0, high)) for low, high in padding),
-                                               (0, 0)])
+        cropped = lhs[(slice(None), *crop)]
+        pads = tuple((max(0, low), max(0, high)) for low, high in padding)
         window = rhs.shape[:spatial]
-        sizes = tuple(max(0, (n - (w - 1) * d - 1) // s + 1)
-                      for n, w, d, s in zip(x.shape[1:-1], window, rhs_dilation, window_strides))
-        groups, channels, features = feature_group_count, x.shape[-1], rhs.shape[-1]
-        out = (np.empty if groups == 1 and channels else np.zeros)((x.shape[0], *sizes, features), x.dtype)
+        sizes = tuple(max(0, (n + low + high - (w - 1) * d - 1) // s + 1)
+                      for n, (low, high), w, d, s in zip(cropped.shape[1:-1], pads, window, rhs_dilation, window_strides))
+        groups, channels, features = feature_group_count, lhs.shape[-1], rhs.shape[-1]
+        out = (np.empty if groups == 1 and channels else np.zeros)((lhs.shape[0], *sizes, features), lhs.dtype)
         if out.size == 0 or channels == 0:  # no channels: every sum is empty
+            return _added(out, bias)
+        if channels == groups == features and window_strides[-1] == 1:
+            _depthwise_in_rows(out, cropped, pads, rhs, window_strides, rhs_dilation, bias)
             return out
+        x = np.pad(cropped, [(0, 0), *pads, (0, 0)])
         if groups == 1 and spatial == 2 and window[0] > 1 and window_strides[0] == 1:
             _row_window_products(x, rhs, out, window_strides, rhs_dilation)
-            return out
+            return _added(out, bias)
         if groups == 1:
             _patch_products(_patches(x, window, sizes, window_strides, rhs_dilation), rhs, out)
-            return out
-        if channels == groups == features and window_strides[-1] == 1:
-            _depthwise_in_rows(out, x, rhs, window_strides, rhs_dilation)
-            return out
+            return _added(out, bias)
 
         def images(begin: int, end: int) -> None:
             target = out[begin:end]
@@ -712,7 +723,7 @@ class NumpyAdapter(Adapter):
                 target += _tap_product(view, rhs[offset], groups, buffer)
 
         _in_image_blocks(images, out, groups, math.prod(window))
-        return out
+        return _added(out, bias)
 
     def dense(self, x, kernel, bias=None):
         """``x @ kernel`` as ``np.dot`` of ``x``'s rows, the bias added in place: NumPy's ``matmul``
