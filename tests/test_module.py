@@ -1,6 +1,7 @@
 """The module system against flax.linen: naming, keys, collections, jit/grad, training, errors."""
 from __future__ import annotations
 
+import functools
 import inspect
 
 import flax.linen as fnn
@@ -302,6 +303,13 @@ def test_wrapped_methods_take_their_arguments_as_the_methods_do():
     signature and the errors for bad calls are the method's own."""
     shared_default = []
 
+    def with_flag(method):  # a decorator that adds a keyword, its wrapper reporting the method's signature
+        @functools.wraps(method)
+        def flagged(self, *args, flag=False, **kwargs):
+            return method(self, *args, **kwargs), flag
+
+        return flagged
+
     class Kinds(nn.Module):
         @nn.compact
         def __call__(self, x, /, y=2, *rest, z, w=shared_default, **options):
@@ -313,6 +321,10 @@ def test_wrapped_methods_take_their_arguments_as_the_methods_do():
         def clashing(self, _xpnn_method):  # a name the wrapper uses: the generic wrapper
             return _xpnn_method
 
+        @with_flag
+        def decorated(self, q):
+            return q
+
     variables = Kinds().init(nn.random.key(0), 1, z=5)
     assert Kinds().apply(variables, 1, z=5) == (1, 2, (), 5, shared_default, {})
     assert Kinds().apply(variables, 1, z=5)[4] is shared_default
@@ -320,6 +332,7 @@ def test_wrapped_methods_take_their_arguments_as_the_methods_do():
     assert Kinds().apply(variables, 1, method="plain") == (1, None)
     assert Kinds().apply(variables, q=1, r=2, method="plain") == (1, 2)
     assert Kinds().apply(variables, 3, method="clashing") == 3
+    assert Kinds().apply(variables, 3, flag=True, method="decorated") == (3, True)
     assert str(inspect.signature(Kinds.__call__)) == "(self, x, /, y=2, *rest, z, w=[], **options)"
     bound = Kinds().bind(variables)
     with pytest.raises(TypeError, match="z"):

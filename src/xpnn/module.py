@@ -221,9 +221,10 @@ def _wrap_method(method: Callable) -> Callable:
 def _forwarding(method: Callable) -> tuple[str, str] | None:
     """``(parameters, arguments)``: the source of ``method``'s parameters after ``self``, and of
     a call passing each on as it came (positional as positional, keyword-only by name); None
-    when a name could clash with the wrapper's own (``_xpnn_...``) or there is no ``self``."""
+    when a name could clash with the wrapper's own (``_xpnn_...``) or there is no ``self``.  A
+    decorated method's own parameters are read, not those its ``__wrapped__`` reports."""
     try:
-        signature = inspect.signature(method)
+        signature = inspect.signature(method, follow_wrapped=False)
     except (TypeError, ValueError):
         return None
     listed = list(signature.parameters.values())
