@@ -656,13 +656,23 @@ class NumpyAdapter(Adapter):
             mean, var = statistics
         multiplier = 1 / np.sqrt(var + epsilon)
         multiplier = multiplier if scale is None else multiplier * scale
+        if statistics is None:
+            # The output's rows hold each block centred about its own mean m_b: (x - m) a + b is
+            # (x - m_b) a + ((m_b - m) a + b), a multiply and an add over the output alone, without
+            # reading x again (the shift is small beside the spread, so nothing cancels).
+            shifts = [(sums / count - mean) * multiplier + (0 if bias is None else bias) for count, sums, _ in parts]
 
-        def normalize_rows(begin: int, end: int) -> None:
-            into = out[begin:end]
-            np.subtract(rows[begin:end], mean, out=into)
-            into *= multiplier
-            if bias is not None:
-                into += bias
+            def normalize_rows(begin: int, end: int) -> None:
+                into = out[begin:end]
+                into *= multiplier
+                into += shifts[begin // block]
+        else:
+            def normalize_rows(begin: int, end: int) -> None:
+                into = out[begin:end]
+                np.subtract(rows[begin:end], mean, out=into)
+                into *= multiplier
+                if bias is not None:
+                    into += bias
 
         slices.in_row_blocks(normalize_rows, rows.shape[0], block, rows.size)
         return out.reshape(x.shape) if statistics is not None else (out.reshape(x.shape), mean, var)
