@@ -429,31 +429,42 @@ def _patches(x: np.ndarray, window: tuple[int, ...], sizes: tuple[int, ...], str
     return np.moveaxis(view, spatial + 1, -1)
 
 
+def _blocks(images: int, height: int, row_bytes: int, reach: int = 0) -> list[tuple[slice, int, int]]:
+    """``(images, first, last)``: blocks of about ``_PATCH_BLOCK_BYTES`` of a convolution's
+    copied operand, ``row_bytes`` per output row along the first spatial axis, each block
+    reading ``reach`` input rows more than it has output rows: several whole images, or output
+    rows ``first:last`` of one image."""
+    image_bytes = (height + reach) * row_bytes
+    if image_bytes <= _PATCH_BLOCK_BYTES:
+        count = max(1, _PATCH_BLOCK_BYTES // max(image_bytes, 1))
+        return [(slice(n, n + count), 0, height) for n in range(0, images, count)]
+    rows = max(1, _PATCH_BLOCK_BYTES // row_bytes - reach)
+    return [(slice(n, n + 1), y, min(height, y + rows)) for n in range(images) for y in range(0, height, rows)]
+
+
+def _copied_into(buffer: np.ndarray | None, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(buffer, copy)``: ``patches`` copied into the start of the flat ``buffer``, made for the
+    first (largest) block and kept for the others (a fresh array per block would fault its
+    pages in each time)."""
+    if buffer is None:
+        buffer = np.empty(patches.size, patches.dtype)
+    copy = buffer[:patches.size].reshape(patches.shape)
+    np.copyto(copy, patches)
+    return buffer, copy
+
+
 def _patch_products(view: np.ndarray, rhs: np.ndarray, out: np.ndarray) -> None:
     """``out`` ``(N, *sizes, features)`` = the patch matrix of ``view`` times the kernel, in
-    blocks of about ``_PATCH_BLOCK_BYTES`` of patches: several whole images, or rows (along the
-    first spatial axis) of one image; each block's patches copied once and its product written
+    blocks (``_blocks``) of patches; each block's patches copied once and its product written
     in place."""
     features = rhs.shape[-1]
     kernel = rhs.reshape(-1, features)
-    row_bytes = math.prod(out.shape[2:-1]) * kernel.shape[0] * view.itemsize
-    image_bytes = out.shape[1] * row_bytes
-    if image_bytes <= _PATCH_BLOCK_BYTES:
-        images = max(1, _PATCH_BLOCK_BYTES // max(image_bytes, 1))
-        blocks = [(slice(n, n + images),) for n in range(0, out.shape[0], images)]
-        buffer_shape = (min(images, out.shape[0]), *view.shape[1:])
-    else:
-        rows = max(1, _PATCH_BLOCK_BYTES // row_bytes)
-        blocks = [(n, slice(r, r + rows)) for n in range(out.shape[0]) for r in range(0, out.shape[1], rows)]
-        buffer_shape = (min(rows, out.shape[1]), *view.shape[2:])
     buffer = None
-    for block in blocks:
-        patches, target = view[block], out[block]
+    for images, first, last in _blocks(out.shape[0], out.shape[1],
+                                       math.prod(out.shape[2:-1]) * kernel.shape[0] * view.itemsize):
+        patches, target = view[images, first:last], out[images, first:last]
         if not patches.flags.c_contiguous:  # a 1x1 kernel's patches are the input itself
-            # one buffer for every block: a fresh array per block would fault its pages in each time
-            buffer = np.empty(buffer_shape, view.dtype) if buffer is None else buffer
-            np.copyto(buffer[:len(patches)], patches)
-            patches = buffer[:len(patches)]
+            buffer, patches = _copied_into(buffer, patches)
         np.matmul(patches.reshape(-1, kernel.shape[0]), kernel, out=target.reshape(-1, features))
 
 
@@ -464,37 +475,26 @@ def _row_window_products(x: np.ndarray, rhs: np.ndarray, out: np.ndarray, stride
     by rows of windows: the windows along the second axis only (``kw * C`` numbers per position,
     copied once: the patch matrix copies ``kh`` times more), then, image by image, one product
     per kernel row ``dy``, whose operand is a contiguous run of those rows (positions ``(y + dy,
-    x)`` for every ``y``), summed into ``out``.  The windows in blocks of images or output rows
-    of about ``_PATCH_BLOCK_BYTES``.  Measured on the 2-core machine: 5x5 32->32 on (4, 64, 64)
-    6.1 against 7.5 ms for the patch matrix, 3x3 64->64 on (8, 56, 56) 10.2 against 12.1 (a
-    product over several images at once ran 1.5x slower in some processes)."""
-    images, _, _, channels = x.shape
-    kh, kw, _, features = rhs.shape
+    x)`` for every ``y``), summed into ``out``; in blocks (``_blocks``) of windows.  Measured on
+    the 2-core machine: 5x5 32->32 on (4, 64, 64) 6.1 against 7.5 ms for the patch matrix, 3x3
+    64->64 on (8, 56, 56) 10.2 against 12.1 (a product over several images at once ran 1.5x
+    slower in some processes)."""
+    kh, kw, channels, features = rhs.shape
     height, width = out.shape[1:3]
     view = _patches(x, (1, kw), (x.shape[1], width), (1, strides[1]), (1, dilation[1]))
     kernel = rhs.reshape(kh, kw * channels, features)
     reach = (kh - 1) * dilation[0]
-    row_bytes = width * kw * channels * x.itemsize
-    if (height + reach) * row_bytes <= _PATCH_BLOCK_BYTES:
-        count = max(1, _PATCH_BLOCK_BYTES // ((height + reach) * row_bytes))
-        blocks = [(slice(n, n + count), 0, height) for n in range(0, images, count)]
-    else:
-        rows = max(1, _PATCH_BLOCK_BYTES // row_bytes - reach)
-        blocks = [(slice(n, n + 1), y, min(height, y + rows)) for n in range(images) for y in range(0, height, rows)]
-    windows = products = None
-    for block, first, last in blocks:
-        patches = view[block, first:last + reach]
-        shape = (*patches.shape[:3], kw * channels)
-        if windows is None:  # one buffer each for every block: fresh arrays would fault their pages in each time
-            windows = np.empty(math.prod(shape), x.dtype)
+    buffer = products = None
+    for images, first, last in _blocks(x.shape[0], height, width * kw * channels * x.itemsize, reach):
+        buffer, copy = _copied_into(buffer, view[images, first:last + reach])
+        rows_of_windows = copy.reshape(*copy.shape[:3], kw * channels)
+        if products is None:
             products = np.empty(((last - first) * width, features), x.dtype)
-        rows_of_windows = windows[:math.prod(shape)].reshape(shape)
-        np.copyto(rows_of_windows.reshape(patches.shape), patches)
-        for image, target in zip(rows_of_windows, out[block, first:last]):
+        for image, target in zip(rows_of_windows, out[images, first:last]):
             target = target.reshape(-1, features)
             product = products[:len(target)]
             for dy in range(kh):
-                operand = image[dy * dilation[0]:dy * dilation[0] + last - first].reshape(-1, shape[-1])
+                operand = image[dy * dilation[0]:dy * dilation[0] + last - first].reshape(-1, kw * channels)
                 if dy == 0:
                     np.matmul(operand, kernel[0], out=target)
                 else:
