@@ -140,23 +140,27 @@ def test_numpy_input_dilated_conv_matches_jax_lax(lhs_dilation, rhs_dilation, pa
     ((2, 6, 7, 5, 3), (2, 3, 2), (1, 2, 1), (1, 1, 2), ((1, 0), (0, 1), (1, 1))),
 ])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_numpy_depthwise_conv_matches_jax_lax(lhs_shape, window, strides, rhs_dilation, padding, dtype):
-    """NumPy's depthwise convolution (one einsum over each row's windows, the weights tiled along
-    the row) against jax.lax, in 1 to 3 dimensions."""
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_numpy_depthwise_conv_matches_jax_lax(lhs_shape, window, strides, rhs_dilation, padding, dtype, with_bias):
+    """NumPy's depthwise convolution (one einsum over each row's windows of each image padded in
+    a buffer of its own, the weights tiled along the row, the bias added per image) against
+    jax.lax, in 1 to 3 dimensions."""
     rng = np.random.default_rng(5)
     channels = lhs_shape[-1]
     lhs = rng.standard_normal(lhs_shape).astype(dtype)
     rhs = rng.standard_normal((*window, 1, channels)).astype(dtype)
+    bias = rng.standard_normal(channels).astype(dtype) if with_bias else None
     spatial = "DHW"[3 - len(window):]
     case = {"window_strides": strides, "padding": padding, "lhs_dilation": (1,) * len(window),
             "rhs_dilation": rhs_dilation, "feature_group_count": channels}
     want = jax.lax.conv_general_dilated(jnp.asarray(lhs), jnp.asarray(rhs),
                                         dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"),
                                         precision="highest", **case)
-    got = adapter_of(lhs).conv_general_dilated(lhs, rhs, **case)
+    want = np.asarray(want) if bias is None else np.asarray(want) + bias
+    got = adapter_of(lhs).conv_general_dilated(lhs, rhs, **case, bias=bias)
     assert got.shape == want.shape and got.dtype == lhs.dtype
     tolerance = 1e-12 if dtype == "float64" else 2e-6
-    np.testing.assert_allclose(got, np.asarray(want), rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance)
 
 
 @pytest.mark.slow_on("dask", "jax")
