@@ -396,6 +396,33 @@ def test_convolutions_refuse_an_empty_output_as_torch_does(backend):
         F.conv_transpose2d(made(1, 2, 2, 2), made(2, 1, 1, 1), padding=2)
 
 
+@pytest.mark.parametrize("keywords", [
+    {"stride": 2}, {"stride": 2, "padding": 1}, {"stride": 3, "padding": 1}, {"stride": 2, "dilation": 2},
+    {"stride": 2, "ceil_mode": True}, {"stride": 3, "padding": 1, "ceil_mode": True},
+], ids=str)
+def test_pools_whose_windows_leave_the_input_unread_at_the_end(backend, keywords):
+    """Windows of 3 at a stride of 2 or 3 over 9 and 10 positions: floor mode leaves the last
+    position or two unread (xpnn pads them with the symmetric padding, which torch's kernels take
+    as their own) and ceil mode adds a window; max pools with indices and the averages (with
+    and without the padding counted) equal torch's on every backend."""
+    import torch.nn.functional as TF
+
+    values = np.random.default_rng(4).standard_normal((2, 3, 9, 10)).astype(np.float32)
+    x, tensor = backend.asarray(values, "float32"), torch.from_numpy(values)
+    dilation = keywords.get("dilation", 1)
+    got = F.max_pool2d(x, 3, return_indices=True, **keywords)
+    want = TF.max_pool2d(tensor, 3, return_indices=True, **keywords)
+    np.testing.assert_array_equal(backend.to_numpy(got[0]), want[0].numpy())
+    np.testing.assert_array_equal(backend.to_numpy(got[1]), want[1].numpy())
+    if dilation == 1:
+        average = {key: value for key, value in keywords.items() if key != "dilation"}
+        for count_include_pad in (True, False):
+            np.testing.assert_allclose(
+                backend.to_numpy(F.avg_pool2d(x, 3, count_include_pad=count_include_pad, **average)),
+                TF.avg_pool2d(tensor, 3, count_include_pad=count_include_pad, **average).numpy(), rtol=1e-6,
+                atol=1e-6, err_msg=str(count_include_pad))  # sums of 9 in another order (jax's)
+
+
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
 def test_an_empty_sequence_gives_no_steps_and_the_initial_state(backend, kind):
     """A sequence of no steps: no outputs and the initial state, on every backend alike (torch's
