@@ -77,6 +77,9 @@ class Adapter(Primitives):
     #: other sign than jax.nn (e.g. torch's ``relu(-0.0)`` is ``-0.0``, jax's ``+0.0``); equal
     #: values otherwise.  The conformance checks compare zero signs everywhere else.
     fast_path_zero_signs: frozenset[str] = frozenset()
+    #: Whether ``take_rows`` raises IndexError for an id outside ``[0, rows)`` itself (torch's
+    #: ``index_select``); elsewhere a caller that must refuse them checks the ids first.
+    take_rows_refuses_out_of_range = False
 
     def __init__(self, xp: Namespace) -> None:
         self.xp = xp
@@ -198,6 +201,12 @@ class Adapter(Primitives):
         if device is None:
             return x
         return x if array_api_compat.device(x) == device else self.xp.asarray(x, device=device)
+
+    def values_at_hand(self, x: Array) -> bool:
+        """Whether ``x``'s values can be read now for a check of the input, at no more cost than
+        a pass over them: not while tracing, not from a lazy graph, not across a device
+        synchronisation (a data-dependent check runs only then; the default: yes)."""
+        return True
 
     def device_of(self, x: Array) -> Any:
         """``x``'s device (array-api-compat's ``device``); None where it has none (a jax tracer)."""

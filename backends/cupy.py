@@ -18,6 +18,10 @@ class CupyAdapter(Adapter):
     def to_host(self, x):
         return x.get()
 
+    def values_at_hand(self, x):
+        """No: reading a CuPy array synchronises with the device."""
+        return False
+
     def erf(self, x):
         """cupyx's erf, in ``x``'s dtype (its float16 loop returns float64)."""
         return special.erf(x).astype(x.dtype, copy=False)

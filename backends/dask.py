@@ -85,6 +85,10 @@ class DaskAdapter(Adapter):
         """NumPy arrays are Dask's chunks: a Dask input runs with NumPy variables."""
         return other.name == "numpy"
 
+    def values_at_hand(self, x):
+        """No: reading a Dask array computes its graph."""
+        return False
+
     def adopted(self, array):
         """A NumPy array as a one-chunk Dask array.  With a dask.distributed client running, the
         array is scattered to every worker once (``broadcast=True``) and the graph holds a

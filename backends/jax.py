@@ -296,6 +296,10 @@ class JaxAdapter(Adapter):
             return x
         return jax.device_put(x, device)
 
+    def values_at_hand(self, x):
+        """A concrete array on the CPU (not a tracer, nor on an accelerator: reading waits for it)."""
+        return not isinstance(x, jax.core.Tracer) and all(device.platform == "cpu" for device in x.devices())
+
     def device_of(self, x):
         """Where new arrays that meet ``x`` are made: ``x``'s device when it is committed to one;
         for an array sharded over a mesh, that mesh replicated (``NamedSharding(mesh, P())``:

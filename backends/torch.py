@@ -431,6 +431,7 @@ def _float32_products() -> Any:
 
 class TorchAdapter(Adapter):
     name = "torch"
+    take_rows_refuses_out_of_range = True
     fast_path_zero_signs = frozenset({"relu", "relu6", "celu", "log_sigmoid", "soft_shrink",
                                       "dot_product_attention"})
     #: torch has no uint32 add or shift: xpnn.random's 32-bit words live in
@@ -512,6 +513,16 @@ class TorchAdapter(Adapter):
 
     def stop_gradient(self, x):
         return x.detach()
+
+    def values_at_hand(self, x):
+        """On the CPU (reading a CUDA tensor synchronises with the device)."""
+        return x.device.type == "cpu"
+
+    def take_rows(self, table, ids):
+        """``torch.index_select``, which refuses ids out of range (IndexError) as
+        ``torch.nn.Embedding`` does: array-api-compat's ``take`` first maps negative ids, two
+        kernels more than an embedding lookup needs (0.36 against 0.31 ms for 8192 rows of 256)."""
+        return torch.index_select(table, 0, ids)
 
     def matmul(self, a, b):
         """``torch.matmul``: array-api-compat's wrapper promotes dtypes first (7.9 against 3.9 us

@@ -14,6 +14,7 @@ import torch
 import xpnn
 import xpnn.torch_nn as nn
 import xpnn.torch_nn.functional as F
+from xpnn._dispatch import adapter_of
 from xpnn.torch_nn import activation
 
 from xpnn.conformance.backends import available
@@ -394,6 +395,26 @@ def test_convolutions_refuse_an_empty_output_as_torch_does(backend):
         TF.conv_transpose2d(torch.ones(1, 2, 2, 2), torch.ones(2, 1, 1, 1), padding=2)
     with pytest.raises(RuntimeError, match="xpnn.torch_nn.functional.conv_transpose2d: " + expected):
         F.conv_transpose2d(made(1, 2, 2, 2), made(2, 1, 1, 1), padding=2)
+
+
+@pytest.mark.parametrize("ids", [[1, -1], [0, 5], [[7, 2]]], ids=["negative", "one past", "above"])
+def test_embedding_refuses_ids_out_of_range_as_torch(backend, ids):
+    """An id outside [0, num_embeddings) is torch's IndexError naming the function, where the ids
+    can be read (NumPy's take would wrap a negative id, jax's clamp it); on Dask, whose ids are a
+    lazy graph, the lookup runs as the library's take has it."""
+    import torch.nn.functional as TF
+
+    table = np.arange(15.0).reshape(5, 3)
+    with pytest.raises(IndexError, match="index out of range in self"):
+        TF.embedding(torch.tensor(ids), torch.from_numpy(table))
+    given = backend.asarray(np.asarray(ids), "int64")
+    if not adapter_of(given).values_at_hand(given):
+        F.embedding(given, backend.asarray(table, "float32"))  # a graph, computed later
+        return
+    with pytest.raises(IndexError, match=r"xpnn\.torch_nn\.functional\.embedding: index out of range in self"):
+        F.embedding(given, backend.asarray(table, "float32"))
+    with pytest.raises(IndexError, match="index out of range in self"):
+        nn.Embedding(5, 3, like=backend.like())(backend.asarray(np.asarray(ids), "int64"))
 
 
 @pytest.mark.parametrize("keywords", [

@@ -381,8 +381,10 @@ def dropout(input: Array, p: float = 0.5, training: bool = True, inplace: bool =
 def embedding(input: Array, weight: Array, padding_idx: int | None = None, max_norm: float | None = None,
               norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False) -> Array:
     """The rows of ``weight`` that the integer ``input`` names: ``torch.nn.functional.embedding``.
-    (``padding_idx`` only keeps that row out of gradients in torch, which xpnn's modules do by
-    initialising it to zeros.)  With ``max_norm``, each named row whose ``norm_type``-norm exceeds
+    An id outside ``[0, num_embeddings)`` is torch's IndexError where the ids can be read
+    (``Adapter.values_at_hand``: not under ``jax.jit``, on Dask or on a GPU, where torch's CUDA
+    kernel asserts itself).  (``padding_idx`` only keeps that row out of gradients in torch,
+    which xpnn's modules do by initialising it to zeros.)  With ``max_norm``, each named row whose ``norm_type``-norm exceeds
     it is first scaled by max_norm / (norm + 1e-7), outside autograd, as torch's
     ``embedding_renorm_`` does: in place where the library writes rows by index (NumPy, torch);
     elsewhere (jax, array-api-strict, Dask) the renormed table serves this call and ``weight`` is
@@ -400,17 +402,27 @@ def _embedding_and_table(input: Array, weight: Array, max_norm: float | None = N
         raise _error(UnsupportedDtypeError, "embedding", f"input must hold integer indices of dtype int32 or int64 "
                                                          f"(as torch requires), got dtype {input.dtype}")
     flat = xp.reshape(input, (-1,))
+    out_of_range = f"index out of range in self (as torch): ids must lie in [0, {weight.shape[0]})"
+    if not ops.take_rows_refuses_out_of_range and flat.shape[0] and ops.values_at_hand(flat):
+        lowest, highest = int(xp.min(flat)), int(xp.max(flat))  # NumPy's take wraps negative ids, jax's clamps
+        if lowest < 0 or highest >= weight.shape[0]:
+            raise _error(IndexError, "embedding", f"{out_of_range}, got {lowest} to {highest}")
+    def rows_of(table: Array) -> Array:
+        try:
+            return ops.take_rows(table, flat)
+        except IndexError:  # the library's own refusal (torch's index_select)
+            raise _error(IndexError, "embedding", out_of_range) from None
+
     if max_norm is not None:
         if not norm_type > 0:
             raise _error(ValueError, "embedding", f"norm_type must be positive (or inf), got {norm_type!r}")
-        named = ops.stop_gradient(ops.take_rows(weight, flat))
+        named = ops.stop_gradient(rows_of(weight))
         magnitude = xp.abs(named)
         norms = (xp.max(magnitude, axis=-1) if norm_type == math.inf
                  else xp.sum(magnitude ** norm_type, axis=-1) ** (1 / norm_type))
         scale = xp.where(norms > max_norm, max_norm / (norms + 1e-7), xp.ones_like(norms))
         weight = ops.write_rows(weight, flat, named * scale[:, None])
-    rows = ops.take_rows(weight, flat)
-    return xp.reshape(rows, (*input.shape, weight.shape[-1])), weight
+    return xp.reshape(rows_of(weight), (*input.shape, weight.shape[-1])), weight
 
 
 def one_hot(tensor: Array, num_classes: int = -1) -> Array:
