@@ -417,6 +417,25 @@ def test_embedding_refuses_ids_out_of_range_as_torch(backend, ids):
         nn.Embedding(5, 3, like=backend.like())(backend.asarray(np.asarray(ids), "int64"))
 
 
+@pytest.mark.parametrize("classes, num_classes, message", [
+    ([0, 3], 3, "Class values must be smaller than num_classes"), ([0, -1], 3, "Class values must be non-negative"),
+    ([0, -1], -1, "Class values must be non-negative"), ([], -1, "Can not infer total number of classes"),
+])
+def test_one_hot_refuses_classes_out_of_range_as_torch(backend, classes, num_classes, message):
+    """A class below 0 or from num_classes on, and classes to count from an empty tensor: torch's
+    RuntimeError naming the function, where the classes can be read (xpnn.one_hot, as jax.nn's,
+    gives such a class a row of zeros); in range, torch's rows."""
+    with pytest.raises(RuntimeError, match=message):
+        torch.nn.functional.one_hot(torch.tensor(classes, dtype=torch.int64), num_classes)
+    given = backend.asarray(np.asarray(classes, dtype=np.int64), "int64")
+    if num_classes >= 0 and not adapter_of(given).values_at_hand(given):
+        return  # a graph: the classes are not read
+    with pytest.raises(RuntimeError, match=rf"xpnn\.torch_nn\.functional\.one_hot: {message}"):
+        F.one_hot(given, num_classes)
+    np.testing.assert_array_equal(backend.to_numpy(F.one_hot(backend.asarray(np.array([[2, 0]]), "int64"), -1)),
+                                  torch.nn.functional.one_hot(torch.tensor([[2, 0]]), -1).numpy())
+
+
 @pytest.mark.parametrize("keywords", [
     {"stride": 2}, {"stride": 2, "padding": 1}, {"stride": 3, "padding": 1}, {"stride": 2, "dilation": 2},
     {"stride": 2, "ceil_mode": True}, {"stride": 3, "padding": 1, "ceil_mode": True},

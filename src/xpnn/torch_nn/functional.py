@@ -427,10 +427,23 @@ def _embedding_and_table(input: Array, weight: Array, max_norm: float | None = N
 
 def one_hot(tensor: Array, num_classes: int = -1) -> Array:
     """Integer classes as one-hot int64 (the library's default integer) rows:
-    ``torch.nn.functional.one_hot`` (``num_classes=-1``: the largest class + 1)."""
-    xp = adapter_of(tensor).xp
-    if num_classes < 0:
-        num_classes = int(xp.max(tensor)) + 1 if tensor.size else 0
+    ``torch.nn.functional.one_hot`` (``num_classes=-1``: the largest class + 1).  A class below 0
+    or from ``num_classes`` on is torch's RuntimeError where the classes can be read
+    (``Adapter.values_at_hand``; xpnn.one_hot, as jax.nn's, gives it a row of zeros)."""
+    ops = adapter_of(tensor)
+    xp = ops.xp
+    count = math.prod(tensor.shape)
+    if num_classes < 0 and not count:
+        raise _error(RuntimeError, "one_hot", "Can not infer total number of classes from empty tensor (as torch)")
+    if count and (num_classes < 0 or ops.values_at_hand(tensor)):  # -1: the classes are read anyway
+        if int(xp.min(tensor)) < 0:
+            raise _error(RuntimeError, "one_hot", "Class values must be non-negative (as torch)")
+        largest = int(xp.max(tensor))
+        if num_classes < 0:
+            num_classes = largest + 1
+        elif largest >= num_classes:
+            raise _error(RuntimeError, "one_hot", f"Class values must be smaller than num_classes ({num_classes}) "
+                                                  "(as torch)")
     return xpnn.one_hot(tensor, num_classes, dtype=xp.asarray(0).dtype)
 
 
