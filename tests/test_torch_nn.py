@@ -298,6 +298,36 @@ def test_errors_name_the_function_and_argument():
         nn.GRU(3, 5, proj_size=2)
 
 
+@pytest.mark.parametrize("call", [
+    lambda F, x, w: F.max_pool2d(x, 0), lambda F, x, w: F.max_pool2d(x, 2, stride=0),
+    lambda F, x, w: F.avg_pool2d(x, -1), lambda F, x, w: F.max_pool2d(x, 2, dilation=0),
+    lambda F, x, w: F.conv2d(x, w, stride=0), lambda F, x, w: F.conv2d(x, w, padding=-1),
+    lambda F, x, w: F.conv2d(x, w, dilation=0), lambda F, x, w: F.conv_transpose2d(x, w, stride=0),
+    lambda F, x, w: F.rrelu(x, 0.5, 0.1), lambda F, x, w: F.normalize(x, dim=4),
+], ids=["kernel 0", "stride 0", "kernel -1", "pool dilation 0", "conv stride 0", "conv padding -1",
+        "conv dilation 0", "transposed stride 0", "rrelu bounds", "normalize dim"])
+def test_bad_window_and_bound_arguments_are_errors_as_in_torch(call):
+    """Kernel sizes, strides and dilations below 1, paddings below 0, rrelu's lower bound above
+    its upper one, a dim out of range: torch refuses each, and so does xpnn, naming the function
+    and the argument (a 0 stride divided by zero, a negative padding cropped, the bounds were
+    taken as they came)."""
+    import torch.nn.functional as TF
+
+    x, w = floats(1, 2, 6, 6).astype(np.float32), floats(2, 2, 2, 2).astype(np.float32)
+    with pytest.raises((RuntimeError, IndexError)):
+        call(TF, torch.from_numpy(x), torch.from_numpy(w))
+    with pytest.raises((RuntimeError, ValueError), match=r"xpnn\.torch_nn\.functional\.[a-z_0-9]+: "
+                                                         r"(kernel_size|stride|padding|dilation|lower|dim)"):
+        call(F, x, w)
+    with pytest.raises(RuntimeError, match=r"xpnn\.torch_nn\.Conv2d: stride must be at least 1"):
+        nn.Conv2d(2, 2, 2, stride=0)
+
+
+def test_normalize_with_p_0_counts_the_nonzero_elements_as_torch():
+    x = np.array([[0.0, 2.0, 3.0], [1.0, 0.0, 0.0]], np.float32)
+    np.testing.assert_array_equal(F.normalize(x, p=0.0), torch.nn.functional.normalize(torch.from_numpy(x), p=0.0))
+
+
 @pytest.mark.parametrize("library", ["numpy", "jax"])
 @pytest.mark.parametrize("model", list(MODEL_CASES))
 def test_trained_torch_models_run_on_numpy_and_jax(model, library):

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import xpnn
-from xpnn._checks import dtype_argument
+from xpnn._checks import dtype_argument, normalize_axis
 from xpnn._dispatch import adapter_of, adapter_of_array
 from xpnn._types import Array
 from xpnn._windows import padded
@@ -48,7 +48,11 @@ __all__ = [
 
 
 def _error(kind: type[Exception], function: str, message: str) -> Exception:
-    return kind(f"xpnn.torch_nn.functional.{function}: {message}")
+    """``kind`` naming ``function`` by its public path: a function (lower case) in this module,
+    a module class (CapWords: ``Conv2d``, whose constructor shares the argument checks) in
+    ``xpnn.torch_nn``."""
+    namespace = "xpnn.torch_nn." if function[:1].isupper() else "xpnn.torch_nn.functional."
+    return kind(f"{namespace}{function}: {message}")
 
 
 class UnsupportedDtypeError(TypeError, NotImplementedError):
@@ -213,6 +217,9 @@ def rrelu(input: Array, lower: float = 1.0 / 8, upper: float = 1.0 / 3, training
     ``key``, or the generator ``xpnn.torch_nn.manual_seed`` seeds), (lower + upper) / 2 in
     eval: ``torch.nn.functional.rrelu``."""
     _floating_only("rrelu", input)
+    if lower > upper:
+        raise _error(ValueError, "rrelu", f"lower ({lower}) must be at most upper ({upper}) (torch: Lower bound "
+                                          "should be less than or equal to the upper bound)")
     if training:
         result = xpnn.rrelu(input, lower, upper, key=key if key is not None else next_key(input))
     else:
@@ -317,11 +324,15 @@ def log_softmax(input: Array, dim: int | None = None, _stacklevel: int = 3, dtyp
 
 def normalize(input: Array, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out: Array | None = None) -> Array:
     """x / max(||x||_p, eps) along ``dim``: ``torch.nn.functional.normalize`` (written into ``out``
-    when given, where the library's arrays are mutable)."""
+    when given, where the library's arrays are mutable); ``p=0`` counts the nonzero elements,
+    as torch's norm does."""
     _floating_only("normalize", input)
     xp = adapter_of(input).xp
+    dim = normalize_axis(dim, input.ndim, "dim", "xpnn.torch_nn.functional.normalize")
     magnitude = xp.abs(input)
-    if p == 2:
+    if p == 0:
+        norm = xp.sum(xp.astype(magnitude != 0, input.dtype), axis=dim, keepdims=True)
+    elif p == 2:
         norm = xp.sqrt(xp.sum(magnitude * magnitude, axis=dim, keepdims=True))
     elif p == math.inf:
         norm = xp.max(magnitude, axis=dim, keepdims=True)
@@ -450,11 +461,17 @@ def one_hot(tensor: Array, num_classes: int = -1) -> Array:
 # -- convolution and pooling (channels first) --------------------------------------------------
 
 def _tuple(value: int | Sequence[int], rank: int, function: str, argument: str) -> tuple[int, ...]:
+    """A window argument as ``rank`` ints: at least 0 for the paddings, at least 1 for the rest
+    (kernel sizes, strides, dilations; torch's RuntimeError below, where a 0 stride would
+    divide by zero)."""
     values = (value,) * rank if isinstance(value, int) else tuple(value)
     if len(values) == 1 and rank > 1:
         values = values * rank
     if len(values) != rank or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         raise _error(ValueError, function, f"{argument} must be an int or {rank} ints, got {value!r}")
+    least = 0 if argument in ("padding", "output_padding") else 1
+    if min(values) < least:
+        raise _error(RuntimeError, function, f"{argument} must be at least {least} (as torch), got {value!r}")
     return values
 
 
