@@ -707,8 +707,8 @@ class NumpyAdapter(Adapter):
         cropped = lhs[(slice(None), *crop)]
         pads = tuple((max(0, low), max(0, high)) for low, high in padding)
         window = rhs.shape[:spatial]
-        sizes = tuple(max(0, (n + low + high - (w - 1) * d - 1) // s + 1)
-                      for n, (low, high), w, d, s in zip(cropped.shape[1:-1], pads, window, rhs_dilation, window_strides))
+        sizes = tuple(max(0, (n + low + high - (w - 1) * d - 1) // s + 1) for n, (low, high), w, d, s
+                      in zip(cropped.shape[1:-1], pads, window, rhs_dilation, window_strides))
         groups, channels, features = feature_group_count, lhs.shape[-1], rhs.shape[-1]
         out = (np.empty if groups == 1 and channels else np.zeros)((lhs.shape[0], *sizes, features), lhs.dtype)
         if out.size == 0 or channels == 0:  # no channels: every sum is empty

@@ -181,39 +181,36 @@ def _wrap_method(method: Callable) -> Callable:
         parameters, arguments = "*_xpnn_args, **_xpnn_kwargs", "*_xpnn_args, **_xpnn_kwargs"
     else:
         parameters, arguments = forwarding
+    call = f"return _xpnn_method(self, {arguments})"
+    if is_compact:  # the outermost call of a compact method names the submodules it defines
+        body = ("    if _xpnn_state.in_compact:\n"
+                "        try:\n"
+                f"            {call}\n"
+                "        finally:\n"
+                "            _xpnn_stack.pop()\n"
+                "    _xpnn_state.in_compact = True\n"
+                "    try:\n"
+                f"        {call}\n"
+                "    finally:\n"
+                "        _xpnn_stack.pop()\n"
+                "        _xpnn_state.in_compact = False\n"
+                "        if _xpnn_state.autoname is not None:\n"
+                "            _xpnn_state.autoname = _xpnn_state.names_in_call = None\n")
+    else:
+        body = f"    try:\n        {call}\n    finally:\n        _xpnn_stack.pop()\n"
     namespace = {"_xpnn_method": method, "_xpnn_context": _context, "_xpnn_unbound": _unbound_call}
-    exec(  # noqa: S102 - the source is built from the method's own parameter names
-        f"def wrapped(self, {parameters}):\n"
-        "    if self._scope is None:\n"
-        "        raise _xpnn_unbound(self, _xpnn_method)\n"
-        "    _xpnn_state = self._state\n"
-        "    if not _xpnn_state.setup_done:\n"
-        "        self._ensure_setup()\n"
-        "    _xpnn_stack = _xpnn_context.stack\n"
-        "    _xpnn_stack.append(self)\n"
-        + (f"    if _xpnn_state.in_compact:\n"
-           f"        try:\n"
-           f"            return _xpnn_method(self, {arguments})\n"
-           f"        finally:\n"
-           f"            _xpnn_stack.pop()\n"
-           f"    _xpnn_state.in_compact = True\n"
-           f"    try:\n"
-           f"        return _xpnn_method(self, {arguments})\n"
-           f"    finally:\n"
-           f"        _xpnn_stack.pop()\n"
-           f"        _xpnn_state.in_compact = False\n"
-           f"        if _xpnn_state.autoname is not None:\n"
-           f"            _xpnn_state.autoname = _xpnn_state.names_in_call = None\n"
-           if is_compact else
-           f"    try:\n"
-           f"        return _xpnn_method(self, {arguments})\n"
-           f"    finally:\n"
-           f"        _xpnn_stack.pop()\n"),
-        namespace,
-    )
+    source = (f"def wrapped(self, {parameters}):\n"
+              "    if self._scope is None:\n"
+              "        raise _xpnn_unbound(self, _xpnn_method)\n"
+              "    _xpnn_state = self._state\n"
+              "    if not _xpnn_state.setup_done:\n"
+              "        self._ensure_setup()\n"
+              "    _xpnn_stack = _xpnn_context.stack\n"
+              "    _xpnn_stack.append(self)\n" + body)
+    exec(source, namespace)  # noqa: S102 - the source is built from the method's own parameter names
     wrapped = functools.wraps(method)(namespace["wrapped"])
-    wrapped.__kwdefaults__ = method.__kwdefaults__
-    wrapped.__defaults__ = method.__defaults__
+    if forwarding is not None:  # the method's defaults, the same objects
+        wrapped.__defaults__, wrapped.__kwdefaults__ = method.__defaults__, method.__kwdefaults__
     wrapped._xpnn_wrapped = True
     return wrapped
 
@@ -228,7 +225,8 @@ def _forwarding(method: Callable) -> tuple[str, str] | None:
     except (TypeError, ValueError):
         return None
     listed = list(signature.parameters.values())
-    if not listed or listed[0].kind not in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) or any(
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if not listed or listed[0].kind not in positional or any(
             p.name.startswith("_xpnn_") or p.name == "self" for p in listed[1:]):
         return None
     parameters, arguments = [], []
