@@ -522,7 +522,7 @@ def _input_dilated_conv(x: np.ndarray, rhs: np.ndarray, padding: Any, lhs_dilati
     if out.size == 0:
         return out
     classes: dict[tuple[int, ...], list] = {first: [] for first in np.ndindex(*lhs_dilation)}
-    for offset in np.ndindex(*window):  # each position's class, the outputs of it it reaches, the inputs it reads
+    for offset in np.ndindex(*window):  # each position's class, the outputs of that class it reaches, its inputs
         firsts, outputs, inputs = [], [], []
         for t, n, d, (low, _), r, size in zip(offset, x.shape[1:-1], lhs_dilation, padding, rhs_dilation, sizes):
             first = (low - t * r) % d
@@ -638,8 +638,8 @@ class NumpyAdapter(Adapter):
                 """A block's row count, sums, and sums of squares about its own mean: one read from
                 memory.  The sums are BLAS's ``ones @ part`` (5x faster than ``part.sum(axis=0)``, which
                 adds the rows one after another, and no less accurate); the centred block is held in
-                the output's rows, which the normalization overwrites (a fresh temporary per block
-                costs its pages' faults: 2 of the 4 ms for (32, 56, 56, 64))."""
+                the output's rows, which the normalization then scales and shifts in place (a fresh
+                temporary per block costs its pages' faults: 2 of the 4 ms for (32, 56, 56, 64))."""
                 part, centred = rows[begin:end], out[begin:end]
                 sums = np.dot(ones[:end - begin], part)
                 np.subtract(part, sums / (end - begin), out=centred)
