@@ -466,6 +466,7 @@ def test_one_hot_refuses_classes_out_of_range_as_torch(backend, classes, num_cla
                                   torch.nn.functional.one_hot(torch.tensor([[2, 0]]), -1).numpy())
 
 
+@pytest.mark.slow_on("dask", "jax")
 @pytest.mark.parametrize("keywords", [
     {"stride": 2}, {"stride": 2, "padding": 1}, {"stride": 3, "padding": 1}, {"stride": 2, "dilation": 2},
     {"stride": 2, "ceil_mode": True}, {"stride": 3, "padding": 1, "ceil_mode": True},
