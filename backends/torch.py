@@ -32,12 +32,13 @@ written-once definitions give jax's zeros.
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
+
+from xpnn._cache import per_arguments
 
 from ._base import Adapter, FastPath, is_number, valid_axis
 
@@ -329,11 +330,14 @@ def _sum_pool1d(y: torch.Tensor, window: tuple, strides: tuple, padding: tuple, 
                           divisor_override=divisor_override)[..., 0]
 
 
-@functools.lru_cache(maxsize=256)
+@per_arguments
 def _pool_plan(ndim: int, init: Any, reduction: str, window_dimensions: tuple, window_strides: tuple,
                padding: tuple, dilation: tuple) -> _PoolPlan | None:
     """The pools ``reduce_window`` calls for these arguments, or None when torch has none (the
-    standard-only version runs)."""
+    standard-only version runs).  Sequences may be lists (worked out on every call, then)."""
+    window_dimensions, window_strides, dilation = tuple(window_dimensions), tuple(window_strides), tuple(dilation)
+    padding = tuple(tuple(pair) for pair in padding)
+
     def trivial(axis: int) -> bool:
         return (window_dimensions[axis] == 1 and window_strides[axis] == 1 and padding[axis] == (0, 0)
                 and dilation[axis] == 1)
@@ -399,7 +403,7 @@ def _pooled(plan: _PoolPlan, x: torch.Tensor) -> torch.Tensor:
     return y.reshape((*x.shape[:plan.batch], *y.shape[1:])) if merged else y
 
 
-@functools.lru_cache(maxsize=256)
+@per_arguments
 def _conv_padding(padding: Any, lhs_dilation: Any) -> tuple[bool, Any, list[int] | None]:
     """``(transposed, padding, pad_sides)`` for torch's convolutions, worked out once per set of
     arguments (modules pass the same ones on every call; 1.5 us of a small convolution): whether
@@ -589,10 +593,7 @@ class TorchAdapter(Adapter):
         say it (``_conv_transpose``); the rest, and more than three spatial dimensions, take the
         channels-last route."""
         spatial = lhs.ndim - 2
-        try:
-            transposed, own_padding, pad_sides = _conv_padding(padding, lhs_dilation)
-        except TypeError:  # arguments that cannot be hashed (lists)
-            transposed, own_padding, pad_sides = _conv_padding.__wrapped__(padding, lhs_dilation)
+        transposed, own_padding, pad_sides = _conv_padding(padding, lhs_dilation)
         if 0 in lhs.shape[1:]:  # torch's kernels give no features for no channels, refuse empty images
             return super().conv_channels_first(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                                feature_group_count, bias)
@@ -631,15 +632,7 @@ class TorchAdapter(Adapter):
         ``F.pad`` (``init``).  Anything else takes the standard-only version.  How a call maps
         to torch's pools is worked out once per set of window arguments (``_pool_plan``)."""
         dilation = window_dilation if window_dilation is not None else (1,) * x.ndim
-        try:  # tuples, as the layers pass them: the cache's key as they are
-            plan = _pool_plan(x.ndim, init, reduction, window_dimensions, window_strides, padding, dilation)
-        except TypeError:  # lists, or an init that cannot be hashed (an array)
-            arguments = (x.ndim, init, reduction, tuple(window_dimensions), tuple(window_strides),
-                         tuple(tuple(pair) for pair in padding), tuple(dilation))
-            try:
-                plan = _pool_plan(*arguments)
-            except TypeError:
-                plan = _pool_plan.__wrapped__(*arguments)
+        plan = _pool_plan(x.ndim, init, reduction, window_dimensions, window_strides, padding, dilation)
         if plan is not None and x.is_floating_point():
             try:
                 return _pooled(plan, x)

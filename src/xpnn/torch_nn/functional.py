@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import xpnn
+from xpnn._cache import per_arguments
 from xpnn._checks import dtype_argument, normalize_axis
 from xpnn._dispatch import adapter_of, adapter_of_array
 from xpnn._types import Array
@@ -512,11 +513,8 @@ def _convolution(function: str, input: Array, weight: Array, bias: Array | None,
     if channels != weight.shape[1] * groups:
         raise _error(ValueError, function, f"input has {channels} channels; weight {tuple(weight.shape)} with "
                                            f"groups={groups} expects {weight.shape[1] * groups}")
-    arguments = (function, tuple(weight.shape[2:]), stride, padding, dilation, x.shape[2:])
-    try:
-        strides, pads, dilations = _conv_geometry(*arguments)
-    except TypeError:  # arguments that cannot be hashed (lists)
-        strides, pads, dilations = _conv_geometry.__wrapped__(*arguments)
+    strides, pads, dilations = _conv_geometry(function, tuple(weight.shape[2:]), stride, padding, dilation,
+                                              x.shape[2:])
     y = ops.conv_channels_first(x, weight, strides, pads, (1,) * rank, dilations, groups, bias)
     return y[0, ...] if unbatched else y
 
@@ -526,7 +524,7 @@ def _sizes(sizes: Sequence[int]) -> str:
     return "(" + " x ".join(str(n) for n in sizes) + ")"
 
 
-@functools.lru_cache(maxsize=256)
+@per_arguments
 def _conv_geometry(function: str, window: tuple[int, ...], stride: Any, padding: Any, dilation: Any,
                    sizes: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...], tuple[int, ...]]:
     """A convolution's strides, (low, high) pads and dilations for a kernel of spatial size
@@ -651,15 +649,11 @@ class _Pooling(NamedTuple):
 
 def _geometry_of(function: str, x: Array, kernel_size: Any, stride: Any, padding: Any, dilation: Any,
                  ceil_mode: bool) -> tuple[tuple[int, ...], ...]:
-    """``_pool_geometry`` for the batched ``x``, from its cache where the arguments can be hashed."""
-    arguments = (function, x.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
-    try:
-        return _pool_geometry(*arguments)
-    except TypeError:  # arguments that cannot be hashed (lists)
-        return _pool_geometry.__wrapped__(*arguments)
+    """``_pool_geometry`` for the batched ``x``."""
+    return _pool_geometry(function, x.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
 
 
-@functools.lru_cache(maxsize=256)
+@per_arguments
 def _pool_geometry(function: str, sizes: tuple[int, ...], kernel_size: Any, stride: Any, padding: Any, dilation: Any,
                    ceil_mode: bool) -> tuple[tuple[int, ...], ...]:
     """A 2-D pooling's windows, strides, paddings, dilations and pads for inputs of spatial
