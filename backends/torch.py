@@ -309,19 +309,25 @@ def _conv_transpose(x, weight, window_strides, padding, lhs_dilation, rhs_dilati
     """The correlation of ``x`` ``(N, I, *spatial)`` dilated by ``lhs_dilation`` with ``weight``
     ``(O, I, *window)`` as ``F.conv_transpose1d/2d/3d`` with the kernel flipped: torch's
     ``padding`` ``p = k_eff - 1 - low`` on both sides and ``output_padding`` ``high - low``, and
-    the bias added by the kernel; None for strides, groups, and paddings torch cannot say so."""
+    the bias added by the kernel.  A high side narrower than the low one (lax's ``"SAME"`` of an
+    odd kernel and an even stride, flax ``ConvTranspose``'s default: (2, 1) for 3 and 2) is
+    computed as wide and cropped.  None for strides, groups, and paddings torch cannot say so."""
     spatial = x.ndim - 2
     effective = [(k - 1) * d + 1 for k, d in zip(weight.shape[2:], rhs_dilation)]
     torch_padding = [k - 1 - low for k, (low, _) in zip(effective, padding)]
-    output_padding = [high - low for low, high in padding]
+    output_padding = [max(0, high - low) for low, high in padding]
     if (feature_group_count != 1 or any(s != 1 for s in window_strides) or min(torch_padding) < 0
-            or any(not 0 <= o < max(s, d) for o, s, d in zip(output_padding, lhs_dilation, rhs_dilation))):
+            or any(o >= max(s, d) for o, s, d in zip(output_padding, lhs_dilation, rhs_dilation))):
         return None
     # (I, O, *window), contiguous: torch's transposed kernels run 10% slower on a transposed view
     flipped = torch.flip(weight, tuple(range(2, spatial + 2))).transpose(0, 1).contiguous()
     transpose = (torch.conv_transpose1d, torch.conv_transpose2d, torch.conv_transpose3d)[spatial - 1]
-    return transpose(x, flipped, bias, tuple(lhs_dilation), tuple(torch_padding), tuple(output_padding), 1,
-                     tuple(rhs_dilation))
+    out = transpose(x, flipped, bias, tuple(lhs_dilation), tuple(torch_padding), tuple(output_padding), 1,
+                    tuple(rhs_dilation))
+    if all(high >= low for low, high in padding):
+        return out
+    return out[(slice(None), slice(None), *(slice(0, n - max(0, low - high)) for n, (low, high)
+                                              in zip(out.shape[2:], padding)))]
 
 
 def _sum_pool1d(y: torch.Tensor, window: tuple, strides: tuple, padding: tuple, divisor_override: int) -> torch.Tensor:

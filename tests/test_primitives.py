@@ -133,6 +133,38 @@ def test_numpy_input_dilated_conv_matches_jax_lax(lhs_dilation, rhs_dilation, pa
     np.testing.assert_allclose(got, np.asarray(want), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("window, rhs_dilation, lhs_dilation", [(3, 1, 2), (4, 1, 2), (3, 2, 2), (2, 1, 3)])
+def test_torch_transposed_conv_takes_every_pad_pair(window, rhs_dilation, lhs_dilation):
+    """torch's transposed-convolution kernel takes each (low, high) padding of an input-dilated
+    correlation whose low side the kernel reaches, the high side narrower than the low one
+    included (lax's "SAME" for a 3-wide kernel and stride 2, flax ConvTranspose's default, is
+    (2, 1): it went to the standard-only tap loop, 20x slower), and gives jax.lax's result."""
+    import torch
+
+    from backends.torch import _conv_transpose
+
+    rng = np.random.default_rng(4)
+    lhs, rhs, bias = rng.standard_normal((2, 5, 6, 3)), rng.standard_normal((window, 2, 3, 4)), rng.standard_normal(4)
+    reach = (window - 1) * rhs_dilation
+    for low in range(reach + 1):
+        for high in range(-1, low + lhs_dilation + 1):
+            padding = ((low, high), (1, 1))
+            case = {"window_strides": (1, 1), "padding": padding, "lhs_dilation": (lhs_dilation, 1),
+                    "rhs_dilation": (rhs_dilation, 1)}
+            want = np.asarray(jax.lax.conv_general_dilated(jnp.asarray(lhs), jnp.asarray(rhs),
+                                                           dimension_numbers=("NHWC", "HWIO", "NHWC"), **case)) + bias
+            weight = torch.movedim(torch.movedim(torch.from_numpy(rhs), -1, 0), -1, 1)
+            got = _conv_transpose(torch.movedim(torch.from_numpy(lhs), -1, 1), weight, (1, 1), padding,
+                                  (lhs_dilation, 1), (rhs_dilation, 1), 1, torch.from_numpy(bias))
+            if high - low >= lhs_dilation:  # torch's output_padding must be below the stride
+                assert got is None
+                continue
+            assert got is not None, padding
+            got = torch.movedim(got, 1, -1).numpy()
+            assert got.shape == want.shape, (padding, got.shape, want.shape)
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=str(padding))
+
+
 @pytest.mark.parametrize("lhs_shape, window, strides, rhs_dilation, padding", [
     ((2, 9, 5), (3,), (1,), (1,), ((1, 1),)),
     ((3, 7, 6, 8), (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1))),
