@@ -224,6 +224,8 @@ def in_row_blocks(compute: Callable[[int, int], Any], rows: int, block: int, ele
     thread and the pool's, in contiguous runs, when the array is at least ``SLICED_FROM['memory']``
     elements; every block is computed alike whatever the split, so the results are the same numbers."""
     starts = range(0, rows, block)
+    if elements < SLICED_FROM["memory"] or WORKERS == 1 or len(starts) == 1:  # this thread alone, in its own error state
+        return [compute(begin, min(begin + block, rows)) for begin in starts]
     results: list[Any] = [None] * len(starts)
     errors, error_call = np.geterr(), np.geterrcall()
 
@@ -233,8 +235,7 @@ def in_row_blocks(compute: Callable[[int, int], Any], rows: int, block: int, ele
                 begin = starts[index]
                 results[index] = compute(begin, min(begin + block, rows))
 
-    threads = WORKERS if elements >= SLICED_FROM["memory"] else 1
-    step = -(-len(starts) // threads)
+    step = -(-len(starts) // WORKERS)
     others = [pool().submit(run, first, min(first + step, len(starts))) for first in range(step, len(starts), step)]
     run(0, min(step, len(starts)))
     for other in others:

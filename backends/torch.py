@@ -420,6 +420,12 @@ def _conv_padding(padding: Any, lhs_dilation: Any) -> tuple[bool, Any, list[int]
     return any(d != 1 for d in lhs_dilation), 0, [side for low_high in reversed(list(padding)) for side in low_high]
 
 
+def _channels_first_kernel(rhs: torch.Tensor) -> torch.Tensor:
+    """A channels-last kernel ``(*window, I, O)`` seen as torch's ``(O, I, *window)``: one permuted view."""
+    spatial = rhs.ndim - 2
+    return rhs.permute(spatial + 1, spatial, *range(spatial))
+
+
 def _empty_output(sizes: Any, window: Any, padding: Any, lhs_dilation: Any, rhs_dilation: Any) -> bool:
     """Whether a convolution's or pool's output is empty along some axis: its (dilated) window
     reaches past the padded (dilated) input, which jax answers with an empty array and torch's
@@ -581,7 +587,7 @@ class TorchAdapter(Adapter):
             if any(d != 1 for d in lhs_dilation):
                 return self._transposed(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                         feature_group_count, bias)
-            weight = torch.movedim(torch.movedim(rhs, -1, 0), -1, 1)  # (*window, I, O) -> (O, I, *window)
+            weight = _channels_first_kernel(rhs)
             out = self.conv_channels_first(torch.movedim(lhs, -1, 1), weight, window_strides, padding, lhs_dilation,
                                            rhs_dilation, feature_group_count, bias)
         except RuntimeError:
@@ -620,7 +626,7 @@ class TorchAdapter(Adapter):
         """A convolution of the input dilated by ``lhs_dilation``, channels last: ``_conv_transpose``
         on the channels-first views.  Strides other than 1, groups, and paddings that torch
         cannot say take the standard-only version."""
-        weight = torch.movedim(torch.movedim(rhs, -1, 0), -1, 1)  # (*window, I, O) -> (O, I, *window)
+        weight = _channels_first_kernel(rhs)
         out = _conv_transpose(torch.movedim(lhs, -1, 1), weight, window_strides, padding, lhs_dilation, rhs_dilation,
                               feature_group_count, bias)
         if out is None:

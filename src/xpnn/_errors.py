@@ -33,5 +33,11 @@ def refuse(kind: type[TypeError] | type[ValueError], message: str, where: str | 
 def named(error: Exception, function: str) -> Exception:
     """``error`` (raised by ``refuse`` without ``where``) as its builtin type, its message
     starting with ``xpnn.<function>: ``."""
+    return located(error, f"xpnn.{function}")
+
+
+def located(error: Exception, where: str) -> Exception:
+    """``error`` (raised by ``refuse`` without ``where``) as ``refuse`` with ``where`` would have
+    raised it: for checks worked out once and named by each caller (a layer's path)."""
     builtin = TypeError if isinstance(error, TypeError) else ValueError
-    return builtin(f"xpnn.{function}: {error}")
+    return builtin(f"{where}: {error}")

@@ -373,10 +373,12 @@ class Module:
         state.setup_done = True
         cls = type(self)
         values = self.__dict__
-        if _PLAIN_FIELD_TYPES.issuperset(map(type, cls._field_values(self))):
+        field_values = cls._field_values(self)
+        if _PLAIN_FIELD_TYPES.issuperset(map(type, field_values)):
             adopted = []
-        else:
-            adopted = [field for field in cls._hyperparameters if _may_hold_modules(values[field])]
+        else:  # the values of other types looked into (a tuple of ints holds no module)
+            adopted = [field for field, value in zip(cls._hyperparameters, field_values)
+                       if type(value) not in _PLAIN_FIELD_TYPES and _may_hold_modules(value)]
         if not adopted and cls.setup is Module.setup:
             return
         state.in_setup = True

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from xpnn import initializers
-from xpnn._errors import _Unnamed
+from xpnn._cache import per_arguments
+from xpnn._errors import _Unnamed, refuse
 from xpnn._types import Array
 from xpnn._windows import Pads, explicit_pads, int_tuple, padded, same_pads
 from xpnn.module import Module, compact
@@ -36,10 +37,8 @@ class _Windowed(Module):
 
     def _checked(self, value: Any, rank: int, argument: str, minimum: int = 1) -> tuple[int, ...]:
         """An int-or-sequence field as ``rank`` ints (None: all 1), or an error naming the module."""
-        if value is None:
-            return (1,) * rank
         try:
-            return int_tuple(value, rank, argument, minimum=minimum)
+            return _int_tuple(value, rank, argument, minimum)
         except _Unnamed as error:
             raise self._error(str(error)) from None
 
@@ -52,21 +51,20 @@ class _Windowed(Module):
             raise self._error(str(error)) from None
 
     def _kernel_size(self) -> tuple[int, ...]:
-        size = self.kernel_size
-        rank = 1 if isinstance(size, int) else len(size) if isinstance(size, Sequence) else 0
-        if not rank:
-            raise self._error(f"kernel_size must be an int or a sequence of ints, got {size!r}")
-        return self._checked(size, rank, "kernel_size")
+        try:
+            return _kernel_size(self.kernel_size)
+        except _Unnamed as error:
+            raise self._error(str(error)) from None
 
     def _batched(self, inputs: Array, rank: int) -> tuple[Array, tuple[int, ...] | None]:
         """``inputs`` as ``(batch, *spatial, features)``, and the batch shape to restore (None:
         one batch dimension already)."""
         inputs = self._check_input(inputs, min_rank=rank + 1)
         self._check_features()
-        xp = self._adapter(inputs=inputs).xp
-        batch = tuple(inputs.shape[:inputs.ndim - rank - 1])
-        if len(batch) == 1:
+        if inputs.ndim == rank + 2:
             return inputs, None
+        batch = tuple(inputs.shape[:inputs.ndim - rank - 1])
+        xp = self._adapter(inputs=inputs).xp
         return xp.reshape(inputs, (math.prod(batch), *inputs.shape[len(batch):])), batch
 
     def _check_features(self) -> None:
@@ -91,39 +89,66 @@ class _Windowed(Module):
 
     def _padded_input(self, inputs: Array, kernel_size: tuple[int, ...], kernel_dilation: tuple[int, ...],
                       strides: tuple[int, ...], input_dilation: tuple[int, ...]) -> tuple[Array, Pads]:
-        """The input padded for the CIRCULAR, REFLECT and CAUSAL modes, and the explicit pads left
-        for the convolution (SAME resolved as lax resolves it)."""
-        rank = len(kernel_size)
-        xp = self._adapter(inputs=inputs).xp
-        effective = tuple((k - 1) * d + 1 for k, d in zip(kernel_size, kernel_dilation))
-        padding = self.padding
-        if isinstance(padding, str):
-            if padding not in ("SAME", "VALID", "CIRCULAR", "REFLECT", "CAUSAL"):
-                raise self._error(f"padding must be 'SAME', 'VALID', 'CIRCULAR', 'REFLECT', 'CAUSAL', an int or "
-                                  f"a sequence of ints or (low, high) pairs, got {padding!r}")
-            if any(d != 1 for d in input_dilation):
-                raise self._error(f"padding {padding!r} is not defined with input_dilation {self.input_dilation}; "
-                                  "give explicit (low, high) pairs (as flax requires)")
-        if padding in _MODES:
-            for axis, k in enumerate(effective, start=1):
-                try:
-                    inputs = padded(xp, inputs, axis, (k - 1) // 2, k // 2, _MODES[padding])
-                except _Unnamed as error:
-                    raise self._error(str(error)) from None
-            return inputs, ((0, 0),) * rank
-        if padding == "CAUSAL":
-            if rank != 1:
-                raise self._error(f"padding 'CAUSAL' is only defined for 1-D convolutions, got kernel_size "
-                                  f"{self.kernel_size!r}")
-            return inputs, ((effective[0] - 1, 0),)
-        if padding == "SAME":
-            return inputs, same_pads(inputs.shape[1:-1], effective, strides)
-        if padding == "VALID":
-            return inputs, ((0, 0),) * rank
+        """The input padded for the CIRCULAR and REFLECT modes, and the explicit pads left for the
+        convolution (``_resolved_padding``)."""
         try:
-            return inputs, explicit_pads(padding, rank)
+            pads, mode_pads = _resolved_padding(self.padding, kernel_size, kernel_dilation, strides, input_dilation,
+                                                tuple(inputs.shape[1:-1]), self.input_dilation)
+            if mode_pads:
+                xp = self._adapter(inputs=inputs).xp
+                for axis, (low, high) in enumerate(mode_pads, start=1):
+                    inputs = padded(xp, inputs, axis, low, high, _MODES[self.padding])
         except _Unnamed as error:
             raise self._error(str(error)) from None
+        return inputs, pads
+
+
+def _int_tuple(value: Any, rank: int, argument: str, minimum: int = 1) -> tuple[int, ...]:
+    """``int_tuple`` of a field, all 1 for None (worked out once per set of arguments)."""
+    return (1,) * rank if value is None else int_tuple(value, rank, argument, minimum=minimum)
+
+
+_int_tuple = per_arguments(_int_tuple)
+
+
+@per_arguments
+def _kernel_size(size: Any) -> tuple[int, ...]:
+    """``kernel_size`` as a tuple of ints, its length the number of spatial dimensions."""
+    rank = 1 if isinstance(size, int) else len(size) if isinstance(size, Sequence) else 0
+    if not rank:
+        raise refuse(TypeError, f"kernel_size must be an int or a sequence of ints, got {size!r}")
+    return int_tuple(size, rank, "kernel_size")
+
+
+@per_arguments
+def _resolved_padding(padding: PaddingLike, kernel_size: tuple[int, ...], kernel_dilation: tuple[int, ...],
+                      strides: tuple[int, ...], input_dilation: tuple[int, ...], sizes: tuple[int, ...],
+                      dilation_field: Any) -> tuple[Pads, Pads | None]:
+    """A convolution's ``padding`` for inputs of spatial ``sizes``: the explicit ``(low, high)``
+    pads of the convolution (SAME resolved as lax resolves it), and those to pad the input with
+    in the CIRCULAR or REFLECT mode first (None for the other modes).  ``dilation_field``: the
+    ``input_dilation`` as the layer was given it, for the error."""
+    rank = len(kernel_size)
+    effective = tuple((k - 1) * d + 1 for k, d in zip(kernel_size, kernel_dilation))
+    if isinstance(padding, str):
+        if padding not in ("SAME", "VALID", "CIRCULAR", "REFLECT", "CAUSAL"):
+            raise refuse(ValueError, f"padding must be 'SAME', 'VALID', 'CIRCULAR', 'REFLECT', 'CAUSAL', an int or "
+                                     f"a sequence of ints or (low, high) pairs, got {padding!r}")
+        if any(d != 1 for d in input_dilation):
+            raise refuse(ValueError, f"padding {padding!r} is not defined with input_dilation {dilation_field}; "
+                                     "give explicit (low, high) pairs (as flax requires)")
+    if padding in _MODES:
+        return ((0, 0),) * rank, tuple(((k - 1) // 2, k // 2) for k in effective)
+    if padding == "CAUSAL":
+        if rank != 1:
+            raise refuse(ValueError, f"padding 'CAUSAL' is only defined for 1-D convolutions, got kernel_size "
+                                     f"{kernel_size!r}")
+        return ((effective[0] - 1, 0),), None
+    if padding == "SAME":
+        return same_pads(sizes, effective, strides), None
+    if padding == "VALID":
+        return ((0, 0),) * rank, None
+    return explicit_pads(padding, rank), None
 
 
 class _Convolution(_Windowed):

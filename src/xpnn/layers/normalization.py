@@ -24,8 +24,10 @@ from typing import Any
 import numpy as np
 
 from xpnn import initializers, random
+from xpnn._cache import per_arguments
 from xpnn._checks import dtype_argument, normalize_axes
 from xpnn._dispatch import fast_paths_enabled
+from xpnn._errors import _Unnamed, located
 from xpnn._kernel_check import LAYER_KERNELS, layer_kernel_agrees
 from xpnn._types import Array
 from xpnn.module import Module, compact
@@ -197,6 +199,11 @@ for (_kind, _fast), _name in _FUSED_NORM_KERNELS.items():
     LAYER_KERNELS[_name] = functools.partial(_fused_norm_disagreement, kind=_kind, fast_variance=_fast)
 
 
+#: (array type, dtype) pairs of floating inputs, which the norms take as they are.
+_FLOATING_INPUTS: set[tuple[type, Any]] = set()
+_normalized_axes = per_arguments(normalize_axes)
+
+
 class _Norm(Module):
     """What the norms share: the input check, the mask, the dtypes."""
 
@@ -205,16 +212,24 @@ class _Norm(Module):
         if mask is not None:
             mask = self._check_input(mask, "mask")
         ops = self._adapter(x=x, mask=mask)
-        xp = ops.xp
-        if not xp.isdtype(x.dtype, ("real floating", "complex floating")):
-            # flax's promotion, jnp.promote_types(float32, x.dtype): float32 for every integer and
-            # bool, whatever the library's default float (NumPy's float64, jax's with x64)
-            x = xp.astype(x, xp.float32)
+        kind = (type(x), x.dtype)
+        if kind not in _FLOATING_INPUTS:
+            xp = ops.xp
+            if xp.isdtype(x.dtype, ("real floating", "complex floating")):
+                _FLOATING_INPUTS.add(kind)
+            else:
+                # flax's promotion, jnp.promote_types(float32, x.dtype): float32 for every integer and
+                # bool, whatever the library's default float (NumPy's float64, jax's with x64)
+                x = xp.astype(x, xp.float32)
         return ops, x, mask
 
     def _axes(self, axes: Axes, ndim: int, argument: str) -> tuple[int, ...]:
-        """``axes`` as sorted non-negative ints (``xpnn._checks.normalize_axes``), errors naming the layer."""
-        return normalize_axes(axes, ndim, argument, where=self.path)
+        """``axes`` as sorted non-negative ints (``xpnn._checks.normalize_axes``, worked out once
+        per set of arguments), errors naming the layer."""
+        try:
+            return _normalized_axes(axes, ndim, argument)
+        except _Unnamed as error:
+            raise located(error, self.path) from None
 
     def _param_dtype(self, ops: Any, dtype: Any) -> Any:
         return dtype_argument(ops, dtype, "real floating", "float32", self.path)
