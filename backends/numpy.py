@@ -44,6 +44,9 @@ _SINGLE_OR_DOUBLE = frozenset((np.dtype("float32"), np.dtype("float64")))
 #: one product per kernel position (9 copies and accumulations of the output) 38 ms; the whole
 #: patch matrix 22.4 ms; 32 MiB blocks 21.3 ms; 2 MiB blocks 28.3 ms (22 ms on one BLAS thread).
 _PATCH_BLOCK_BYTES = 1 << 25
+#: Grouped convolutions with at least this many channels per group run group by group as dense
+#: ones (BLAS products); smaller groups (ResNeXt's 4) take the tap loop's batched einsum, as fast.
+_DENSE_GROUPS_FROM = 8
 #: How many leaky_relu slopes are kept as constant operands before starting again: at most
 #: 12 MiB of blocks, if every one is used in float32 and float64.
 _SLOPES_KEPT = 16
@@ -712,7 +715,16 @@ class NumpyAdapter(Adapter):
             spaced = tuple(max(0, (n - 1) * d + 1) for n, d in zip(lhs.shape[1:-1], lhs_dilation))
             dilated = np.zeros((lhs.shape[0], *spaced, lhs.shape[-1]), lhs.dtype)
             dilated[(slice(None), *(slice(None, None, d) for d in lhs_dilation))] = lhs
-            lhs = dilated
+            lhs, lhs_dilation = dilated, (1,) * len(lhs_dilation)
+        per_group = lhs.shape[-1] // feature_group_count
+        if feature_group_count > 1 and per_group >= _DENSE_GROUPS_FROM:
+            # each group's own dense convolution (BLAS products): 1.4x torch where the tap loop's
+            # batched einsum was 5x, for 2 groups of 32 channels on (8, 56, 56, 64)
+            features = rhs.shape[-1] // feature_group_count
+            return _added(np.concatenate([NumpyAdapter._convolved(
+                lhs[..., g * per_group:(g + 1) * per_group], rhs[..., g * features:(g + 1) * features],
+                window_strides, padding, lhs_dilation, rhs_dilation, 1, None) for g in range(feature_group_count)],
+                axis=-1), bias)
         spatial = lhs.ndim - 2
         crop = tuple(slice(max(0, -low), n - max(0, -high)) for (low, high), n in zip(padding, lhs.shape[1:-1]))
         cropped = lhs[(slice(None), *crop)]

@@ -133,6 +133,28 @@ def test_numpy_input_dilated_conv_matches_jax_lax(lhs_dilation, rhs_dilation, pa
     np.testing.assert_allclose(got, np.asarray(want), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("strides, lhs_dilation, rhs_dilation, padding", [
+    ((1, 1), (1, 1), (1, 1), ((1, 1), (1, 1))),
+    ((2, 1), (1, 1), (2, 1), ((0, 2), (-1, 1))),
+    ((2, 2), (2, 1), (1, 1), ((1, 0), (2, 2))),  # a strided input dilation: zeros inserted first
+])
+@pytest.mark.parametrize("groups, channels, features", [(2, 16, 12), (3, 24, 6)])
+def test_numpy_grouped_conv_by_group_matches_jax_lax(strides, lhs_dilation, rhs_dilation, padding, groups, channels,
+                                                      features):
+    """NumPy's grouped convolution with 8 or more channels per group, computed group by group as
+    dense ones, against jax.lax, with a bias."""
+    rng = np.random.default_rng(6)
+    lhs, rhs = rng.standard_normal((2, 9, 8, channels)), rng.standard_normal((3, 2, channels // groups, features))
+    bias = rng.standard_normal(features)
+    case = {"window_strides": strides, "padding": padding, "lhs_dilation": lhs_dilation,
+            "rhs_dilation": rhs_dilation, "feature_group_count": groups}
+    want = jax.lax.conv_general_dilated(jnp.asarray(lhs), jnp.asarray(rhs), dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                        **case)
+    got = adapter_of(lhs).conv_general_dilated(lhs, rhs, **case, bias=bias)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, np.asarray(want) + bias, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("window, rhs_dilation, lhs_dilation", [(3, 1, 2), (4, 1, 2), (3, 2, 2), (2, 1, 3)])
 def test_torch_transposed_conv_takes_every_pad_pair(window, rhs_dilation, lhs_dilation):
     """torch's transposed-convolution kernel takes each (low, high) padding of an input-dilated
