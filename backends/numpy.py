@@ -44,9 +44,6 @@ _SINGLE_OR_DOUBLE = frozenset((np.dtype("float32"), np.dtype("float64")))
 #: one product per kernel position (9 copies and accumulations of the output) 38 ms; the whole
 #: patch matrix 22.4 ms; 32 MiB blocks 21.3 ms; 2 MiB blocks 28.3 ms (22 ms on one BLAS thread).
 _PATCH_BLOCK_BYTES = 1 << 25
-#: Grouped convolutions with at least this many channels per group run group by group as dense
-#: ones (BLAS products); smaller groups (ResNeXt's 4) take the tap loop's batched einsum, as fast.
-_DENSE_GROUPS_FROM = 8
 #: How many leaky_relu slopes are kept as constant operands before starting again: at most
 #: 12 MiB of blocks, if every one is used in float32 and float64.
 _SLOPES_KEPT = 16
@@ -694,12 +691,13 @@ class NumpyAdapter(Adapter):
     def conv_general_dilated(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                              feature_group_count=1, bias=None):
         """The patch matrix (each output position's window of the padded input) times the kernel,
-        in blocks of bounded size (``_patch_products``); for grouped kernels, the tap loop: for
-        each kernel position, the strided view of the padded input that it meets, times that
-        position's slice of the kernel (``_tap_product``), accumulated in place.  An input dilation (a
-        transposed convolution) inserts no zeros: each position meets a plain slice of the input
-        and reaches every ``lhs_dilation``-th output (``_input_dilated_conv``).  Grouped kernels,
-        whose products BLAS does not thread, are computed in blocks of images on every core.
+        in blocks of bounded size (``_patch_products``); grouped kernels group by group, as dense
+        ones; depthwise kernels by the tap loop: for each kernel position, the strided view of the
+        padded input that it meets, times that position's slice of the kernel (``_tap_product``),
+        accumulated in place.  An input dilation (a transposed convolution) inserts no zeros: each
+        position meets a plain slice of the input and reaches every ``lhs_dilation``-th output
+        (``_input_dilated_conv``).  Depthwise kernels, whose products BLAS does not thread, are
+        computed in blocks of images on every core.
         Other dtypes take the standard-only version.  The bias is added in place."""
         if lhs.dtype not in _SINGLE_OR_DOUBLE or rhs.dtype != lhs.dtype or type(lhs) is not np.ndarray:
             return super().conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
@@ -717,9 +715,10 @@ class NumpyAdapter(Adapter):
             dilated[(slice(None), *(slice(None, None, d) for d in lhs_dilation))] = lhs
             lhs, lhs_dilation = dilated, (1,) * len(lhs_dilation)
         per_group = lhs.shape[-1] // feature_group_count
-        if feature_group_count > 1 and per_group >= _DENSE_GROUPS_FROM:
+        if feature_group_count > 1 and per_group > 1:
             # each group's own dense convolution (BLAS products): 1.4x torch where the tap loop's
-            # batched einsum was 5x, for 2 groups of 32 channels on (8, 56, 56, 64)
+            # batched einsum was 5x, for 2 groups of 32 channels on (8, 56, 56, 64); as fast as
+            # the einsum for small groups (32 of 4 channels on (8, 56, 56, 128): 49 ms both)
             features = rhs.shape[-1] // feature_group_count
             return _added(np.concatenate([NumpyAdapter._convolved(
                 lhs[..., g * per_group:(g + 1) * per_group], rhs[..., g * features:(g + 1) * features],

@@ -138,10 +138,10 @@ def test_numpy_input_dilated_conv_matches_jax_lax(lhs_dilation, rhs_dilation, pa
     ((2, 1), (1, 1), (2, 1), ((0, 2), (-1, 1))),
     ((2, 2), (2, 1), (1, 1), ((1, 0), (2, 2))),  # a strided input dilation: zeros inserted first
 ])
-@pytest.mark.parametrize("groups, channels, features", [(2, 16, 12), (3, 24, 6)])
+@pytest.mark.parametrize("groups, channels, features", [(2, 16, 12), (3, 24, 6), (4, 8, 4)])
 def test_numpy_grouped_conv_by_group_matches_jax_lax(strides, lhs_dilation, rhs_dilation, padding, groups, channels,
                                                       features):
-    """NumPy's grouped convolution with 8 or more channels per group, computed group by group as
+    """NumPy's grouped convolution with several channels per group, computed group by group as
     dense ones, against jax.lax, with a bias."""
     rng = np.random.default_rng(6)
     lhs, rhs = rng.standard_normal((2, 9, 8, channels)), rng.standard_normal((3, 2, channels // groups, features))
