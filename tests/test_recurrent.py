@@ -149,7 +149,7 @@ def test_one_scan_under_jax_jit():
     variables = layer.init(nn.random.key(0), x)
     jaxpr = str(jax.make_jaxpr(lambda v, a: layer.apply(v, a))(variables, x))
     assert jaxpr.count("scan[") == 2  # one per direction
-    assert jaxpr.count("dot_general") < 10
+    assert jaxpr.count("dot_general") <= 12  # one step per direction: a GRU cell's 6 gate products (50 steps: 600)
 
 
 def test_errors_name_the_layer():

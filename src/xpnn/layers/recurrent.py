@@ -12,6 +12,7 @@ the hidden state, so a step pays no module machinery.
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -97,23 +98,20 @@ class _DenseCell(RNNCellBase):
     def _bind(self, weights: Weights, like: Array) -> Bound:
         """The weights (``_weights``) bound for a sequence of ``like``'s library: ``project(xs)``, the
         input side of every step (``x W_input + b_input``), and ``step(carry, projected x)``.  Where
-        the library compiles ``scan``'s loop (jax), the input side stays in the step, where the
-        compiler fuses it with the hidden product; elsewhere it is one product before the loop."""
+        the library compiles ``scan``'s loop (jax), the input side stays in the step and each
+        gate has products of its own, as flax computes them: XLA's CPU runs an LSTM's eight gate
+        products 1.2x faster than two of the joined kernels (34 against 42 ms for the benchmark's
+        LSTM), and fuses the input side with the hidden one.  Elsewhere the input side is one
+        product before the loop, and each step one product of the joined hidden kernels."""
         w_input, b_input, w_hidden, b_hidden = weights
-        recur = self._recurrence(w_hidden, b_hidden)
-
-        xp = adapter_of(like).xp
-
-        def project(xs: Array) -> Array:
-            if xs.dtype != w_input.dtype:  # flax's promotion: bfloat16 inputs, float32 params: float32
-                xs = xp.astype(xs, w_input.dtype)
-            return xs @ w_input if b_input is None else xs @ w_input + b_input
-
         if not adapter_of(like).compiles_loops:
-            return project, recur
+            return (lambda xs: _affine(xs, w_input, b_input)), self._recurrence(w_hidden, b_hidden)
+        width = self.features
+        w_input, b_input = _per_gate(w_input, width), _per_gate(b_input, width)
+        recur = self._recurrence(_per_gate(w_hidden, width), _per_gate(b_hidden, width))
 
         def step(carry: Carry, x: Array) -> tuple[Carry, Array]:
-            return recur(carry, project(x))
+            return recur(carry, _affine(x, w_input, b_input))
 
         return (lambda xs: xs), step
 
@@ -121,7 +119,7 @@ class _DenseCell(RNNCellBase):
         """The gates' input kernels and biases side by side, then the hidden ones (None: no bias)."""
         raise NotImplementedError
 
-    def _recurrence(self, w_hidden: Array, b_hidden: Array | None) -> Callable[[Carry, Array], tuple[Carry, Array]]:
+    def _recurrence(self, w_hidden: Gated, b_hidden: Gated | None) -> Callable[[Carry, Array], tuple[Carry, Array]]:
         """``step(carry, x W_input + b_input) -> (carry, output)``."""
         raise NotImplementedError
 
@@ -167,16 +165,41 @@ class _DenseCell(RNNCellBase):
         return kernel, bias
 
 
-def _columns(z: Array, index: int, width: int) -> Array:
-    return z[..., index * width:(index + 1) * width]
+#: A gates' product or parameter: the gates' columns side by side (``width`` each), or a tuple
+#: of each gate's own (``_bind``'s per-gate products).
+Gated = Any
+
+
+def _columns(z: Gated, index: int, width: int) -> Array:
+    """Gate ``index``'s columns of ``z``."""
+    return z[index] if type(z) is tuple else z[..., index * width:(index + 1) * width]
+
+
+def _per_gate(a: Array | None, width: int) -> tuple[Array, ...] | None:
+    """The joined kernel or bias ``a`` as a tuple of each gate's columns."""
+    return None if a is None else tuple(_columns(a, index, width) for index in range(a.shape[-1] // width))
 
 
 def _times(h: Array, kernel: Array) -> Array:
     """``h @ kernel`` in the kernel's (computation) dtype: a float32 carry with bfloat16 weights
-    (``dtype='bfloat16'``) is rounded for the product, as flax's Dense promotes its input."""
+    (``dtype='bfloat16'``), or bfloat16 inputs with float32 params, are rounded for the product,
+    as flax's Dense promotes its input."""
     if h.dtype != kernel.dtype:
         h = adapter_of(h).xp.astype(h, kernel.dtype)
     return h @ kernel
+
+
+def _affine(h: Array, kernel: Gated, bias: Gated | None) -> Gated:
+    """``h kernel + bias`` (no bias: None), one product of joined gates or one per gate."""
+    if type(kernel) is tuple:
+        return tuple(_affine(h, part, None if bias is None else bias[index]) for index, part in enumerate(kernel))
+    y = _times(h, kernel)
+    return y if bias is None else y + bias
+
+
+def _added(a: Gated, b: Gated) -> Gated:
+    """``a + b``, gate by gate."""
+    return tuple(map(operator.add, a, b)) if type(a) is tuple else a + b
 
 
 class _GatedCell(_DenseCell):
@@ -222,12 +245,12 @@ class LSTMCell(_GatedCell):
         w_hidden, b_hidden = self._joined(xp, params, [f"h{g}" for g in self._GATES], like, True)
         return w_input, None, w_hidden, b_hidden
 
-    def _recurrence(self, w_hidden: Array, b_hidden: Array | None) -> Callable[[Carry, Array], tuple[Carry, Array]]:
+    def _recurrence(self, w_hidden: Gated, b_hidden: Gated | None) -> Callable[[Carry, Array], tuple[Carry, Array]]:
         width, gate, activation = self.features, self.gate_fn, self.activation_fn
 
         def step(carry: Carry, x: Array) -> tuple[Carry, Array]:
             c, h = carry
-            z = x + (_times(h, w_hidden) + b_hidden)
+            z = _added(x, _affine(h, w_hidden, b_hidden))
             i, f = gate(_columns(z, 0, width)), gate(_columns(z, 1, width))
             g, o = activation(_columns(z, 2, width)), gate(_columns(z, 3, width))
             c = f * c + i * g
@@ -268,11 +291,11 @@ class GRUCell(_GatedCell):
         return (*self._joined(xp, params, ("ir", "iz", "in"), like, True),
                 *self._joined(xp, params, ("hr", "hz", "hn"), like, True))
 
-    def _recurrence(self, w_hidden: Array, b_hidden: Array | None) -> Callable[[Carry, Array], tuple[Carry, Array]]:
+    def _recurrence(self, w_hidden: Gated, b_hidden: Gated | None) -> Callable[[Carry, Array], tuple[Carry, Array]]:
         width, gate, activation = self.features, self.gate_fn, self.activation_fn
 
         def step(h: Carry, x: Array) -> tuple[Carry, Array]:
-            hidden = _times(h, w_hidden) + b_hidden  # hr and hz have no bias: their zeros here
+            hidden = _affine(h, w_hidden, b_hidden)  # hr and hz have no bias: their zeros here
             r = gate(_columns(x, 0, width) + _columns(hidden, 0, width))
             z = gate(_columns(x, 1, width) + _columns(hidden, 1, width))
             n = activation(_columns(x, 2, width) + r * _columns(hidden, 2, width))
@@ -319,11 +342,11 @@ class MGUCell(_DenseCell):
         return (*self._joined(xp, params, ("if", "in"), like, True),
                 *self._joined(xp, params, ("hf", "hn"), like, True))
 
-    def _recurrence(self, w_hidden: Array, b_hidden: Array | None) -> Callable[[Carry, Array], tuple[Carry, Array]]:
+    def _recurrence(self, w_hidden: Gated, b_hidden: Gated | None) -> Callable[[Carry, Array], tuple[Carry, Array]]:
         width, gate, activation, reset = self.features, self.gate_fn, self.activation_fn, self.reset_gate
 
         def step(h: Carry, x: Array) -> tuple[Carry, Array]:
-            hidden = _times(h, w_hidden) + b_hidden
+            hidden = _affine(h, w_hidden, b_hidden)
             f = gate(_columns(x, 0, width) + _columns(hidden, 0, width))
             candidate = _columns(hidden, 1, width)
             n = activation(_columns(x, 1, width) + (f * candidate if reset else candidate))
@@ -356,11 +379,11 @@ class SimpleCell(_DenseCell):
         xp = adapter_of(like).xp
         return (*self._joined(xp, params, ("i",), like, True), self._joined(xp, params, ("h",), like, False)[0], None)
 
-    def _recurrence(self, w_hidden: Array, b_hidden: Array | None) -> Callable[[Carry, Array], tuple[Carry, Array]]:
-        activation, residual = self.activation_fn, self.residual
+    def _recurrence(self, w_hidden: Gated, b_hidden: Gated | None) -> Callable[[Carry, Array], tuple[Carry, Array]]:
+        activation, residual, width = self.activation_fn, self.residual, self.features
 
         def step(h: Carry, x: Array) -> tuple[Carry, Array]:
-            new = x + _times(h, w_hidden)
+            new = _columns(_added(x, _affine(h, w_hidden, None)), 0, width)
             if residual:
                 new = new + h
             new = activation(new)
