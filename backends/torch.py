@@ -428,6 +428,16 @@ def _conv_padding(padding: Any, lhs_dilation: Any) -> tuple[bool, Any, list[int]
     return any(d != 1 for d in lhs_dilation), 0, [side for low_high in reversed(list(padding)) for side in low_high]
 
 
+_CONVOLUTIONS = (torch.conv1d, torch.conv2d, torch.conv3d)
+#: ``torch.backends.cudnn.enabled``, which the norms' kernels take, read without the module
+#: property (0.26 against 0.02 us: a tenth of a small layer norm's time).
+_cudnn_enabled = torch._C._get_cudnn_enabled
+
+
+def _as_tuple(values: Any) -> tuple:
+    return values if type(values) is tuple else tuple(values)
+
+
 def _channels_first_kernel(rhs: torch.Tensor) -> torch.Tensor:
     """A channels-last kernel ``(*window, I, O)`` seen as torch's ``(O, I, *window)``: one permuted view."""
     spatial = rhs.ndim - 2
@@ -626,8 +636,8 @@ class TorchAdapter(Adapter):
             return super().conv_channels_first(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                                feature_group_count, bias)
         x = lhs if pad_sides is None else F.pad(lhs, pad_sides)
-        convolve = (torch.conv1d, torch.conv2d, torch.conv3d)[spatial - 1]
-        return convolve(x, rhs, bias, tuple(window_strides), own_padding, tuple(rhs_dilation), feature_group_count)
+        return _CONVOLUTIONS[spatial - 1](x, rhs, bias, _as_tuple(window_strides), own_padding, _as_tuple(rhs_dilation),
+                                          feature_group_count)
 
     def _transposed(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count,
                     bias=None):
@@ -696,7 +706,7 @@ class TorchAdapter(Adapter):
         if x.dtype not in _ATTENTION_DTYPES or x.ndim < 1:
             return None
         if kind == "layer":  # the kernels behind F.layer_norm... without their Python wrappers
-            return torch.layer_norm(x, x.shape[x.ndim - count:], scale, bias, epsilon, torch.backends.cudnn.enabled)
+            return torch.layer_norm(x, x.shape[x.ndim - count:], scale, bias, epsilon, _cudnn_enabled())
         if kind == "rms":
             return torch.rms_norm(x, x.shape[x.ndim - count:], scale, epsilon)
         if kind == "group":
@@ -707,7 +717,7 @@ class TorchAdapter(Adapter):
             if not fast_variance and first.ndim in _CHANNELS_LAST and first.is_contiguous(
                     memory_format=_CHANNELS_LAST[first.ndim]):
                 operand = first.reshape(*first.shape[:2], -1)  # 3-D: the channels-first kernel (torch copies it)
-            y = torch.group_norm(operand, count, scale, bias, epsilon, torch.backends.cudnn.enabled)
+            y = torch.group_norm(operand, count, scale, bias, epsilon, _cudnn_enabled())
             y = y.reshape(first.shape)
             return y if channels_first else y.movedim(1, -1)
         if channels_first:  # torch's own layout: its kernel as it is
@@ -726,7 +736,7 @@ class TorchAdapter(Adapter):
             def restored(y):
                 return y.reshape(x.shape) if rows is not None else torch.movedim(y, 1, -1)
 
-        cudnn = torch.backends.cudnn.enabled
+        cudnn = _cudnn_enabled()
         if kind == "running":
             mean, var = statistics
             return restored(torch.batch_norm(operand, scale, bias, mean, var, False, 0.0, epsilon, cudnn))

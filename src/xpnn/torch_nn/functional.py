@@ -513,8 +513,7 @@ def _convolution(function: str, input: Array, weight: Array, bias: Array | None,
     if channels != weight.shape[1] * groups:
         raise _error(ValueError, function, f"input has {channels} channels; weight {tuple(weight.shape)} with "
                                            f"groups={groups} expects {weight.shape[1] * groups}")
-    strides, pads, dilations = _conv_geometry(function, tuple(weight.shape[2:]), stride, padding, dilation,
-                                              x.shape[2:])
+    strides, pads, dilations = _conv_geometry(function, weight.shape, stride, padding, dilation, x.shape)
     y = ops.conv_channels_first(x, weight, strides, pads, (1,) * rank, dilations, groups, bias)
     return y[0, ...] if unbatched else y
 
@@ -525,12 +524,13 @@ def _sizes(sizes: Sequence[int]) -> str:
 
 
 @per_arguments
-def _conv_geometry(function: str, window: tuple[int, ...], stride: Any, padding: Any, dilation: Any,
-                   sizes: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...], tuple[int, ...]]:
-    """A convolution's strides, (low, high) pads and dilations for a kernel of spatial size
-    ``window`` over an input of spatial ``sizes`` (worked out once per set of arguments: modules
-    pass the same ones on every call).  A kernel wider than the padded input is torch's error
-    (jax.lax would give an empty output)."""
+def _conv_geometry(function: str, weight_shape: Sequence[int], stride: Any, padding: Any, dilation: Any,
+                   shape: Sequence[int]) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...], tuple[int, ...]]:
+    """A convolution's strides, (low, high) pads and dilations for a kernel of shape
+    ``weight_shape`` ``(O, I, *window)`` over a batched input of ``shape`` ``(N, C, *sizes)``
+    (worked out once per set of arguments: modules pass the same ones on every call).  A kernel
+    wider than the padded input is torch's error (jax.lax would give an empty output)."""
+    window, sizes = tuple(weight_shape[2:]), tuple(shape[2:])
     rank = len(window)
     strides = _tuple(stride, rank, function, "stride")
     dilations = _tuple(dilation, rank, function, "dilation")
@@ -647,17 +647,13 @@ class _Pooling(NamedTuple):
     windows: tuple[tuple[int, ...], tuple[int, ...], tuple[tuple[int, int], ...], tuple[int, ...]]
 
 
-def _geometry_of(function: str, x: Array, kernel_size: Any, stride: Any, padding: Any, dilation: Any,
-                 ceil_mode: bool) -> tuple[tuple[int, ...], ...]:
-    """``_pool_geometry`` for the batched ``x``."""
-    return _pool_geometry(function, x.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
-
-
 @per_arguments
-def _pool_geometry(function: str, sizes: tuple[int, ...], kernel_size: Any, stride: Any, padding: Any, dilation: Any,
+def _pool_geometry(function: str, shape: Sequence[int], kernel_size: Any, stride: Any, padding: Any, dilation: Any,
                    ceil_mode: bool) -> tuple[tuple[int, ...], ...]:
-    """A 2-D pooling's windows, strides, paddings, dilations and pads for inputs of spatial
-    ``sizes`` (worked out once per set of arguments: modules pass the same ones on every call)."""
+    """A 2-D pooling's windows, strides, paddings, dilations and pads for batched inputs of
+    ``shape`` ``(N, C, H, W)`` (worked out once per set of arguments: modules pass the same ones
+    on every call)."""
+    sizes = tuple(shape[2:])
     rank = 2
     window = _tuple(kernel_size, rank, function, "kernel_size")
     strides = window if stride is None or stride == () or stride == [] else _tuple(stride, rank, function, "stride")
@@ -675,11 +671,11 @@ def max_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any 
     """The max of each window of ``(N, C, H, W)``, padding -inf: ``torch.nn.functional.max_pool2d``.
     With ``return_indices``, also where each max is: its flat index ``h * W + w`` in its input
     plane (``_max_with_indices``)."""
-    _floating_only("max_pool2d", input, refused="bool")
+    floating = _floating_only("max_pool2d", input, refused="bool")
     x, unbatched = _batched(input, 2, "max_pool2d")
-    geometry = _geometry_of("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
+    geometry = _pool_geometry("max_pool2d", x.shape, kernel_size, stride, padding, dilation, ceil_mode)
     ops = adapter_of_array(x)
-    lowest = _lowest(ops.xp, x.dtype)
+    lowest = -math.inf if floating else _lowest(ops.xp, x.dtype)
     if return_indices:
         y, indices = _max_with_indices(ops, _Pooling(x, unbatched, *geometry), lowest)
         return (y[0, ...], indices[0, ...]) if unbatched else (y, indices)
@@ -731,8 +727,8 @@ def avg_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any 
     is ``divisor_override``, else the window's size clipped to the padded input
     (``count_include_pad``), else the number of input elements in the window."""
     x, unbatched = _batched(input, 2, "avg_pool2d")
-    window, strides, paddings, _, pads, (dims, steps, pad_pairs, _) = _geometry_of(
-        "avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode)
+    window, strides, paddings, _, pads, (dims, steps, pad_pairs, _) = _pool_geometry(
+        "avg_pool2d", x.shape, kernel_size, stride, padding, 1, ceil_mode)
     ops = adapter_of_array(x)
     xp = ops.xp
     divide = operator.truediv if _floating_only("avg_pool2d", x, refused="bool") else _integer_average_of(xp, x.dtype)
