@@ -103,6 +103,27 @@ class Primitives:
                                       lhs_dilation, rhs_dilation, feature_group_count, bias)
         return xp.permute_dims(y, (0, rank + 1, *range(1, rank + 1)))
 
+    def conv_transpose_channels_first(self, lhs: Array, rhs: Array, strides: Sequence[int], padding: Sequence[int],
+                                      output_padding: Sequence[int], feature_group_count: int,
+                                      rhs_dilation: Sequence[int], bias: Array | None = None) -> Array:
+        """torch's transposed convolution (``F.conv_transpose1d/2d/3d``, the gradient of
+        ``conv_channels_first`` with respect to its input): ``lhs`` ``(N, C, *spatial)``, ``rhs``
+        ``(C, O // groups, *window)``, ``padding`` p and ``output_padding`` o per spatial axis,
+        out ``(N, O, *out)`` of sizes (n - 1) s - 2 p + d (k - 1) + o + 1, plus ``bias``.  By
+        default ``conv_channels_first`` of the input dilated by ``strides`` with each group's
+        kernel flipped and its feature axes swapped, padded by d (k - 1) - p (plus o at the end);
+        a library whose kernels take this form (torch) runs them on it directly."""
+        xp, rank, groups = self.xp, lhs.ndim - 2, feature_group_count
+        channels, per_group, window = rhs.shape[0], rhs.shape[1], tuple(rhs.shape[2:])
+        # (C, O/g, *k) -> per group (O/g, C/g, *k) flipped
+        grouped = xp.permute_dims(xp.reshape(rhs, (groups, channels // groups, per_group, *window)),
+                                  (0, 2, 1, *range(3, rank + 3)))
+        kernel = xp.flip(xp.reshape(grouped, (groups * per_group, channels // groups, *window)),
+                         axis=tuple(range(2, rank + 2)))
+        pads = tuple((d * (k - 1) - p, d * (k - 1) - p + o)
+                     for k, d, p, o in zip(window, rhs_dilation, padding, output_padding))
+        return self.conv_channels_first(lhs, kernel, (1,) * rank, pads, strides, rhs_dilation, groups, bias)
+
     def reduce_window(self, x: Array, init: float, reduction: str | Callable[[Array, Array], Array],
                       window_dimensions: Sequence[int], window_strides: Sequence[int], padding: Padding,
                       window_dilation: Sequence[int] | None = None) -> Array:

@@ -643,6 +643,17 @@ class TorchAdapter(Adapter):
         return _CONVOLUTIONS[spatial - 1](x, rhs, bias, _as_tuple(window_strides), own_padding, _as_tuple(rhs_dilation),
                                           feature_group_count)
 
+    def conv_transpose_channels_first(self, lhs, rhs, strides, padding, output_padding, feature_group_count,
+                                      rhs_dilation, bias=None):
+        """``F.conv_transpose1d/2d/3d`` itself, with the bias; more than three spatial dimensions
+        and empty images take the standard-only version."""
+        if not 1 <= lhs.ndim - 2 <= 3 or 0 in lhs.shape[1:]:
+            return super().conv_transpose_channels_first(lhs, rhs, strides, padding, output_padding,
+                                                         feature_group_count, rhs_dilation, bias)
+        transpose = (torch.conv_transpose1d, torch.conv_transpose2d, torch.conv_transpose3d)[lhs.ndim - 3]
+        return transpose(lhs, rhs, bias, _as_tuple(strides), _as_tuple(padding), _as_tuple(output_padding),
+                         feature_group_count, _as_tuple(rhs_dilation))
+
     def _transposed(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count,
                     bias=None):
         """A convolution of the input dilated by ``lhs_dilation``, channels last: ``_conv_transpose``

@@ -246,6 +246,35 @@ def test_conv_channels_first_matches_jax_lax(backend, case, seed, with_bias):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=kind)
 
 
+@pytest.mark.parametrize("rank, strides, padding, output_padding, groups, dilation", [
+    (2, (2, 2), (1, 1), (0, 0), 1, (1, 1)),
+    (2, (2, 3), (0, 2), (1, 2), 2, (1, 2)),
+    (1, (3,), (1,), (2,), 4, (2,)),
+    (3, (1, 2, 2), (0, 1, 0), (0, 1, 0), 1, (1, 1, 1)),
+])
+@pytest.mark.slow_on("dask", "jax")
+def test_conv_transpose_channels_first_matches_torch(backend, rank, strides, padding, output_padding, groups, dilation):
+    """torch's transposed convolution in its layouts (``(C, O // groups, *window)`` kernel, torch's
+    ``padding`` and ``output_padding``), natively and standard-only, against torch's own
+    ``F.conv_transpose1d/2d/3d`` with a bias."""
+    import torch
+
+    rng = np.random.default_rng(7)
+    lhs, rhs = rng.standard_normal((2, 4, *(5, 4, 3)[:rank])), rng.standard_normal((4, 2, *(3, 2, 2)[:rank]))
+    bias = rng.standard_normal(2 * groups)
+    transpose = (torch.nn.functional.conv_transpose1d, torch.nn.functional.conv_transpose2d,
+                 torch.nn.functional.conv_transpose3d)[rank - 1]
+    want = transpose(*(torch.from_numpy(a) for a in (lhs, rhs, bias)), strides, padding, output_padding, groups,
+                     dilation).numpy()
+    for kind, adapter in _both(backend).items():
+        got = adapter.conv_transpose_channels_first(*(backend.asarray(a, "float64") for a in (lhs, rhs)), strides,
+                                                    padding, output_padding, groups, dilation,
+                                                    backend.asarray(bias, "float64"))
+        got = backend.to_numpy(got)
+        assert got.shape == want.shape, (kind, got.shape, want.shape)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=kind)
+
+
 @st.composite
 def windows(draw):
     ndim = draw(st.integers(1, 3))
@@ -305,7 +334,7 @@ def test_the_contract_lists_the_design_primitives():
     contract's: each is a method of ``Primitives`` with a standard-only body."""
     for name in ("erf", "erfc", "erf_inv", "einsum", "qr", "stop_gradient", "conv_general_dilated",
                  "reduce_window", "scan", "fused_recurrence", "fused_norm", "mean_across", "dense", "take_rows",
-                 "write_rows", "conv_channels_first", "linear", "matmul", "write_into", "trainable", "placed_like", "adopts",
+                 "write_rows", "conv_channels_first", "conv_transpose_channels_first", "linear", "matmul", "write_into", "trainable", "placed_like", "adopts",
                  "adopted"):
         assert callable(getattr(Primitives, name, None)), name
 

@@ -572,14 +572,13 @@ def conv_transpose2d(input: Array, weight: Array, bias: Array | None = None, str
     """The gradient of ``conv2d`` with respect to its input, ``weight`` ``(C, O // groups, kh, kw)``:
     output size (n - 1) s - 2 p + d (k - 1) + output_padding + 1 (``torch.nn.functional.conv_transpose2d``).
 
-    Written once as a convolution of the input dilated by ``stride`` with the kernel flipped
-    and its feature axes swapped, padded by d (k - 1) - p (plus ``output_padding`` at the end).
-    An output size below 1 is an error, as torch's shape check has it (some of torch's kernels
+    The adapter's ``conv_transpose_channels_first``: written once as a convolution of the input
+    dilated by ``stride`` with the kernel flipped and its feature axes swapped, padded by
+    d (k - 1) - p (plus ``output_padding`` at the end).  An output size below 1 is an error, as torch's shape check has it (some of torch's kernels
     return an empty output there instead)."""
     function, rank = "conv_transpose2d", 2
     ops = adapter_of(input, weight, bias)
     _floating_only(function, input, refused="bool")
-    xp = ops.xp
     x, unbatched = _batched(input, rank, function)
     strides = _tuple(stride, rank, function, "stride")
     dilations = _tuple(dilation, rank, function, "dilation")
@@ -592,21 +591,13 @@ def conv_transpose2d(input: Array, weight: Array, bias: Array | None = None, str
     if channels != weight.shape[0] or channels % groups:
         raise _error(ValueError, function, f"input has {channels} channels; weight {tuple(weight.shape)} expects "
                                            f"{weight.shape[0]} (divisible by groups={groups})")
-    out_per_group = weight.shape[1]
-    # (C, O/g, *k) -> per group (O/g, C/g, *k) flipped -> channels-last (*k, C/g, O)
-    grouped = xp.reshape(weight, (groups, channels // groups, out_per_group, *weight.shape[2:]))
-    grouped = xp.permute_dims(grouped, (0, 2, 1, 3, 4))
-    kernel = xp.flip(xp.reshape(grouped, (groups * out_per_group, channels // groups, *weight.shape[2:])),
-                     axis=(2, 3))
-    pads = tuple((d * (k - 1) - p, d * (k - 1) - p + o)
-                 for k, d, p, o in zip(weight.shape[2:], dilations, paddings, extra))
     sizes = tuple((n - 1) * s - 2 * p + d * (k - 1) + o + 1
                   for n, s, p, d, k, o in zip(x.shape[2:], strides, paddings, dilations, weight.shape[2:], extra))
     if any(size < 1 for size in sizes):  # torch's shape check refuses an empty output (jax gives one)
         raise _error(RuntimeError, function, f"given input size per channel: {_sizes(x.shape[2:])}. Calculated "
                                              f"output size per channel: {_sizes(sizes)}. Output size is too small "
                                              "(as in torch)")
-    y = ops.conv_channels_first(x, kernel, (1,) * rank, pads, strides, dilations, groups, bias)
+    y = ops.conv_transpose_channels_first(x, weight, strides, paddings, extra, groups, dilations, bias)
     return y[0, ...] if unbatched else y
 
 
