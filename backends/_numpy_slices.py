@@ -224,7 +224,7 @@ def in_row_blocks(compute: Callable[[int, int], Any], rows: int, block: int, ele
     thread and the pool's, in contiguous runs, when the array is at least ``SLICED_FROM['memory']``
     elements; every block is computed alike whatever the split, so the results are the same numbers."""
     starts = range(0, rows, block)
-    if elements < SLICED_FROM["memory"] or WORKERS == 1 or len(starts) == 1:  # this thread alone, in its own error state
+    if elements < SLICED_FROM["memory"] or WORKERS == 1 or len(starts) == 1:  # this thread alone: its own errstate
         return [compute(begin, min(begin + block, rows)) for begin in starts]
     results: list[Any] = [None] * len(starts)
     errors, error_call = np.geterr(), np.geterrcall()

@@ -103,12 +103,10 @@ class _Windowed(Module):
         return inputs, pads
 
 
+@per_arguments
 def _int_tuple(value: Any, rank: int, argument: str, minimum: int = 1) -> tuple[int, ...]:
     """``int_tuple`` of a field, all 1 for None (worked out once per set of arguments)."""
     return (1,) * rank if value is None else int_tuple(value, rank, argument, minimum=minimum)
-
-
-_int_tuple = per_arguments(_int_tuple)
 
 
 @per_arguments

@@ -215,12 +215,11 @@ class _Norm(Module):
         kind = (type(x), x.dtype)
         if kind not in _FLOATING_INPUTS:
             xp = ops.xp
-            if xp.isdtype(x.dtype, ("real floating", "complex floating")):
-                _FLOATING_INPUTS.add(kind)
-            else:
+            if not xp.isdtype(x.dtype, ("real floating", "complex floating")):
                 # flax's promotion, jnp.promote_types(float32, x.dtype): float32 for every integer and
                 # bool, whatever the library's default float (NumPy's float64, jax's with x64)
-                x = xp.astype(x, xp.float32)
+                return ops, xp.astype(x, xp.float32), mask
+            _FLOATING_INPUTS.add(kind)
         return ops, x, mask
 
     def _axes(self, axes: Axes, ndim: int, argument: str) -> tuple[int, ...]:

@@ -574,8 +574,8 @@ def conv_transpose2d(input: Array, weight: Array, bias: Array | None = None, str
 
     The adapter's ``conv_transpose_channels_first``: written once as a convolution of the input
     dilated by ``stride`` with the kernel flipped and its feature axes swapped, padded by
-    d (k - 1) - p (plus ``output_padding`` at the end).  An output size below 1 is an error, as torch's shape check has it (some of torch's kernels
-    return an empty output there instead)."""
+    d (k - 1) - p (plus ``output_padding`` at the end).  An output size below 1 is an error, as
+    torch's shape check has it (some of torch's kernels return an empty output there instead)."""
     function, rank = "conv_transpose2d", 2
     ops = adapter_of(input, weight, bias)
     _floating_only(function, input, refused="bool")
