@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from xpnn._types import Array, Namespace
+from xpnn._windows import padded
 
 from . import _fallback
 
@@ -123,6 +124,16 @@ class Primitives:
         pads = tuple((d * (k - 1) - p, d * (k - 1) - p + o)
                      for k, d, p, o in zip(window, rhs_dilation, padding, output_padding))
         return self.conv_channels_first(lhs, kernel, (1,) * rank, pads, strides, rhs_dilation, groups, bias)
+
+    def pad(self, x: Array, pads: Sequence[tuple[int, int]], mode: str = "constant", value: float = 0) -> Array:
+        """``x`` padded by ``pads`` (one ``(low, high)`` per axis) as ``numpy.pad`` pads it with
+        ``mode`` ``"constant"`` (``value``; a negative side crops), ``"reflect"`` (the edge element
+        not repeated; a side wider than the axis less one is an error), ``"edge"`` or ``"wrap"``:
+        by default axis by axis with the standard's slices (``xpnn._windows.padded``)."""
+        for axis, (low, high) in enumerate(pads):
+            if low or high:
+                x = padded(self.xp, x, axis, low, high, mode, value)
+        return x
 
     def reduce_window(self, x: Array, init: float, reduction: str | Callable[[Array, Array], Array],
                       window_dimensions: Sequence[int], window_strides: Sequence[int], padding: Padding,

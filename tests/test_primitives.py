@@ -275,6 +275,41 @@ def test_conv_transpose_channels_first_matches_torch(backend, rank, strides, pad
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=kind)
 
 
+@pytest.mark.parametrize("mode, pads", [
+    ("constant", ((0, 0), (0, 0), (2, 1), (0, 3))),
+    ("constant", ((0, 0), (1, 0), (-1, 2), (2, -2))),  # negative sides crop
+    ("reflect", ((0, 0), (0, 0), (2, 1), (3, 0))),
+    ("reflect", ((0, 0), (0, 0), (0, 0), (1, 2))),
+    ("reflect", ((1, 0), (0, 2), (2, 1), (1, 1))),  # more axes than torch's kernels pad
+    ("edge", ((0, 0), (0, 0), (3, 1), (0, 2))),
+    ("wrap", ((0, 0), (0, 0), (2, 2), (1, 3))),
+    ("wrap", ((0, 0), (0, 0), (7, 0), (0, 9))),  # wider than the axes: wrapped around several times
+])
+def test_pad_matches_numpy_pad(backend, mode, pads):
+    """The ``pad`` primitive, natively (torch's ``F.pad``) and standard-only, against
+    ``numpy.pad`` (negative constant sides crop), in float64 and int32 with a fill value."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 3, 4, 5))
+    cropped = x[tuple(slice(max(0, -low), n - max(0, -high)) for (low, high), n in zip(pads, x.shape))]
+    positive = [(max(0, low), max(0, high)) for low, high in pads]
+    for dtype, value in (("float64", -np.inf), ("int32", -7)):
+        values = cropped.astype(dtype)
+        want = (np.pad(values, positive, mode="constant", constant_values=value) if mode == "constant"
+                else np.pad(values, positive, mode=mode))
+        for kind, adapter in _both(backend).items():
+            got = backend.to_numpy(adapter.pad(backend.asarray(x.astype(dtype), dtype), pads, mode, value))
+            np.testing.assert_array_equal(got, want, err_msg=f"{kind} {dtype}")
+
+
+def test_a_reflection_wider_than_its_axis_is_an_error(backend):
+    """torch's kernel refuses it (the standard-only version then names the problem, as on every
+    backend), where numpy.pad would reflect again."""
+    for kind, adapter in _both(backend).items():
+        with pytest.raises(ValueError, match="REFLECT padding of \\(3, 0\\) needs more than 3 elements"):
+            backend.to_numpy(adapter.pad(backend.asarray(np.zeros((1, 1, 2, 3)), "float64"),
+                                         ((0, 0), (0, 0), (0, 0), (3, 0)), "reflect"))
+
+
 @st.composite
 def windows(draw):
     ndim = draw(st.integers(1, 3))
@@ -334,7 +369,7 @@ def test_the_contract_lists_the_design_primitives():
     contract's: each is a method of ``Primitives`` with a standard-only body."""
     for name in ("erf", "erfc", "erf_inv", "einsum", "qr", "stop_gradient", "conv_general_dilated",
                  "reduce_window", "scan", "fused_recurrence", "fused_norm", "mean_across", "dense", "take_rows",
-                 "write_rows", "conv_channels_first", "conv_transpose_channels_first", "linear", "matmul",
+                 "write_rows", "conv_channels_first", "conv_transpose_channels_first", "pad", "linear", "matmul",
                  "write_into", "trainable", "placed_like", "adopts", "adopted"):
         assert callable(getattr(Primitives, name, None)), name
 

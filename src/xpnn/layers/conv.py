@@ -21,7 +21,7 @@ from xpnn import initializers
 from xpnn._cache import per_arguments
 from xpnn._errors import _Unnamed, refuse
 from xpnn._types import Array
-from xpnn._windows import Pads, explicit_pads, int_tuple, padded, same_pads
+from xpnn._windows import Pads, explicit_pads, int_tuple, same_pads
 from xpnn.module import Module, compact
 from xpnn.trees import to_backend
 
@@ -95,9 +95,7 @@ class _Windowed(Module):
             pads, mode_pads = _resolved_padding(self.padding, kernel_size, kernel_dilation, strides, input_dilation,
                                                 tuple(inputs.shape[1:-1]), self.input_dilation)
             if mode_pads:
-                xp = self._adapter(inputs=inputs).xp
-                for axis, (low, high) in enumerate(mode_pads, start=1):
-                    inputs = padded(xp, inputs, axis, low, high, _MODES[self.padding])
+                inputs = self._adapter(inputs=inputs).pad(inputs, ((0, 0), *mode_pads, (0, 0)), _MODES[self.padding])
         except _Unnamed as error:
             raise self._error(str(error)) from None
         return inputs, pads

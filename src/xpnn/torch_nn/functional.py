@@ -33,7 +33,6 @@ from xpnn._cache import per_arguments
 from xpnn._checks import dtype_argument, normalize_axis
 from xpnn._dispatch import adapter_of, adapter_of_array
 from xpnn._types import Array
-from xpnn._windows import padded
 from xpnn.layers.normalization import fused_norm, reference_norm
 from xpnn.layers.stochastic import dropped
 from xpnn.torch_nn._generator import next_key
@@ -689,8 +688,7 @@ def _max_with_indices(ops: Any, pooling: _Pooling, lowest: float) -> tuple[Array
     xp = ops.xp
     x = pooling.x
     width = x.shape[3]
-    for axis, (low, high) in zip((2, 3), pooling.pads):
-        x = padded(xp, x, axis, low, high, "constant", lowest)
+    x = ops.pad(x, ((0, 0), (0, 0), *pooling.pads), "constant", lowest)
     sizes = [(n - d * (k - 1) - 1) // s + 1
              for n, k, s, d in zip(x.shape[2:], pooling.window, pooling.strides, pooling.dilations)]
     device = ops.device_of(x)

@@ -11,7 +11,6 @@ from typing import Any
 
 from xpnn._dispatch import adapter_of
 from xpnn._types import Array
-from xpnn._windows import padded
 from xpnn.torch_nn import functional as F
 from xpnn.torch_nn.module import Factory, Module, Parameter
 
@@ -335,9 +334,8 @@ class _Conv(Module):
         mode = _PADDING_MODES[self.padding_mode]
         padding: Any = self.padding
         if mode is not None:  # the input padded in that mode, then convolved without padding
-            xp = adapter_of(input).xp
-            for axis, (low, high) in enumerate(self._pads(), start=input.ndim - self._rank):
-                input = padded(xp, input, axis, low, high, mode)
+            leading = ((0, 0),) * (input.ndim - self._rank)
+            input = adapter_of(input).pad(input, (*leading, *self._pads()), mode)
             padding = 0
         convolve = F.conv1d if self._rank == 1 else F.conv2d
         return convolve(input, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
