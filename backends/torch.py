@@ -333,9 +333,8 @@ def _conv_transpose(x, weight, window_strides, padding, lhs_dilation, rhs_dilati
     grouped = weight.reshape(groups, weight.shape[0] // groups, weight.shape[1], *window)
     flipped = torch.flip(grouped, tuple(range(3, spatial + 3))).transpose(1, 2).reshape(
         groups * weight.shape[1], weight.shape[0] // groups, *window)
-    transpose = (torch.conv_transpose1d, torch.conv_transpose2d, torch.conv_transpose3d)[spatial - 1]
-    out = transpose(x, flipped, bias, tuple(lhs_dilation), tuple(torch_padding), tuple(output_padding), groups,
-                    tuple(rhs_dilation))
+    out = _TRANSPOSED_CONVOLUTIONS[spatial - 1](x, flipped, bias, tuple(lhs_dilation), tuple(torch_padding),
+                                                tuple(output_padding), groups, tuple(rhs_dilation))
     if all(high >= low for low, high in padding):
         return out
     return out[(slice(None), slice(None), *(slice(0, n - max(0, low - high)) for n, (low, high)
@@ -433,6 +432,7 @@ def _conv_padding(padding: Any, lhs_dilation: Any) -> tuple[bool, Any, list[int]
 
 
 _CONVOLUTIONS = (torch.conv1d, torch.conv2d, torch.conv3d)
+_TRANSPOSED_CONVOLUTIONS = (torch.conv_transpose1d, torch.conv_transpose2d, torch.conv_transpose3d)
 #: numpy.pad's modes (the ``pad`` primitive's) by torch's names.
 _TORCH_PAD_MODES = {"reflect": "reflect", "edge": "replicate", "wrap": "circular"}
 #: ``torch.backends.cudnn.enabled``, which the norms' kernels take, read without the module
@@ -668,9 +668,9 @@ class TorchAdapter(Adapter):
         if not 1 <= lhs.ndim - 2 <= 3 or 0 in lhs.shape[1:]:
             return super().conv_transpose_channels_first(lhs, rhs, strides, padding, output_padding,
                                                          feature_group_count, rhs_dilation, bias)
-        transpose = (torch.conv_transpose1d, torch.conv_transpose2d, torch.conv_transpose3d)[lhs.ndim - 3]
-        return transpose(lhs, rhs, bias, _as_tuple(strides), _as_tuple(padding), _as_tuple(output_padding),
-                         feature_group_count, _as_tuple(rhs_dilation))
+        return _TRANSPOSED_CONVOLUTIONS[lhs.ndim - 3](lhs, rhs, bias, _as_tuple(strides), _as_tuple(padding),
+                                                     _as_tuple(output_padding), feature_group_count,
+                                                     _as_tuple(rhs_dilation))
 
     def _transposed(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count,
                     bias=None):
