@@ -494,6 +494,73 @@ def test_pools_whose_windows_leave_the_input_unread_at_the_end(backend, keywords
                 atol=1e-6, err_msg=str(count_include_pad))  # sums of 9 in another order (jax's)
 
 
+@pytest.mark.parametrize("threshold", [20.0, 10.0, 16.0, 40.0, 4.0])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_softplus_of_beta_one_cuts_off_at_any_threshold_as_torch(backend, dtype, threshold):
+    """``softplus(x, 1, threshold)`` is x above the threshold and log(1 + e^x) below it, as torch's:
+    where the threshold is above -log(eps) (15.9 in float32, 36 in float64) the cut-off changes
+    nothing and xpnn takes log(1 + e^x) alone, which then equals x itself above it."""
+    values = np.concatenate([np.linspace(-50.0, 50.0, 4001), threshold + np.linspace(-1e-3, 1e-3, 21),
+                             [-math.inf, math.inf, math.nan]])
+    got = backend.to_numpy(F.softplus(backend.asarray(values, dtype), 1, threshold))
+    want = torch.nn.functional.softplus(torch.from_numpy(values.astype(dtype)), 1, threshold).numpy()
+    np.testing.assert_allclose(got, want, rtol=2 * np.finfo(dtype).eps, atol=0)
+    above = values.astype(dtype) > threshold
+    np.testing.assert_array_equal(got[above], values.astype(dtype)[above])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("call", [
+    lambda F, x: F.max_pool2d(x, 3, 2, 1, ceil_mode=True, return_indices=True),
+    lambda F, x: F.max_pool2d(x, (2, 3), (1, 2), (1, 1), (2, 1), return_indices=True),
+    lambda F, x: F.max_pool2d(x, 3, 2, ceil_mode=True),
+    lambda F, x: F.avg_pool2d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False),
+    lambda F, x: F.avg_pool2d(x, (3, 2), 2, (1, 0), ceil_mode=True),
+    lambda F, x: F.avg_pool2d(x, 2, divisor_override=3),
+], ids=["max-indices-ceil", "max-indices-dilated", "max-ceil", "avg-ceil-no-pad", "avg-ceil", "avg-divisor"])
+def test_torch_fused_pools_equal_the_written_once_windows(monkeypatch, call, dtype):
+    """On torch the pools run torch's own kernels (``fused_pool``), which give the written-once
+    windows' maxima, indices (ties, NaN, infinities) and means: the same call with fast paths
+    off, on (2, 3, 9, 10) and unbatched images."""
+    values = np.round(np.random.default_rng(5).standard_normal((2, 3, 9, 10)) * 2) / 2
+    values[0, 0, 2, 2], values[1, 1, 0, :3], values[1, 2, 4, 4] = np.nan, np.inf, -np.inf
+    adapter = adapter_of(torch.zeros(1))
+    kinds = []
+    fused = adapter.fused_pool
+    monkeypatch.setattr(adapter, "fused_pool", lambda kind, *a: kinds.append(kind) or fused(kind, *a))
+    for x in (torch.from_numpy(values).to(dtype), torch.from_numpy(values[0]).to(dtype)):
+        got = call(F, x)
+        with xpnn.fast_paths(False):
+            want = call(F, x)
+        for a, b in zip(*((got, want) if isinstance(got, tuple) else ((got,), (want,)))):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            torch.testing.assert_close(a, b, rtol=4 * torch.finfo(dtype).eps, atol=0, equal_nan=True)
+    assert kinds and not [entry for entry in xpnn.fast_path_report() if "fused_pool" in entry.function]
+
+
+def test_a_wrong_fused_pool_is_switched_off(monkeypatch):
+    """A fused pool that disagrees with the written-once windows on the kernel check's probe is
+    not used on this machine: the pool gives torch's result and the report says why."""
+    from xpnn import _kernel_check
+
+    adapter = adapter_of(torch.zeros(1))
+    fused = adapter.fused_pool
+
+    def shifted(kind, *arguments):
+        out = fused(kind, *arguments)
+        return (out[0], out[1] + 1) if kind == "max_indices" else out
+
+    monkeypatch.setattr(adapter, "fused_pool", shifted)
+    monkeypatch.setattr(_kernel_check, "_OUTCOMES", {})
+    monkeypatch.setattr(_kernel_check, "LAYER_KERNEL_ANSWERS", {})
+    x = torch.randn(2, 3, 8, 8)
+    got = F.max_pool2d(x, 2, return_indices=True)
+    want = torch.nn.functional.max_pool2d(x, 2, return_indices=True)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    entries = [entry for entry in xpnn.fast_path_report() if entry.function == "fused_pool('max_indices')"]
+    assert len(entries) == 1 and entries[0].backend == "torch" and "the fused max_indices pool" in entries[0].reason
+
+
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
 def test_an_empty_sequence_gives_no_steps_and_the_initial_state(backend, kind):
     """A sequence of no steps: no outputs and the initial state, on every backend alike (torch's

@@ -28,10 +28,13 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
+
 import xpnn
 from xpnn._cache import per_arguments
 from xpnn._checks import dtype_argument, normalize_axis
-from xpnn._dispatch import adapter_of, adapter_of_array
+from xpnn._dispatch import adapter_of, adapter_of_array, fast_paths_enabled
+from xpnn._kernel_check import LAYER_KERNELS, layer_kernel_agrees
 from xpnn._types import Array
 from xpnn.layers.normalization import fused_norm, reference_norm
 from xpnn.layers.stochastic import dropped
@@ -253,8 +256,19 @@ def softplus(input: Array, beta: float = 1.0, threshold: float = 20.0) -> Array:
         raise _error(ValueError, "softplus", "beta must not be 0, got 0")
     _floating_only("softplus", input)
     xp = adapter_of(input).xp
+    if beta == 1:  # x itself at and above the threshold, which the cut-off then does not change
+        if threshold >= _softplus_rounds_to_x_from(xp, input.dtype):
+            return xpnn.softplus(input)
+        return xp.where(input > threshold, input, xpnn.softplus(input))
     scaled = input * beta
     return xp.where(scaled > threshold, input, xpnn.softplus(scaled) / beta)
+
+
+@functools.lru_cache(maxsize=64)
+def _softplus_rounds_to_x_from(xp: Any, dtype: Any) -> float:
+    """-log(eps): above it log(1 + e^x) = x + log1p(e^-x) rounds to x in ``dtype`` (e^-x < eps is
+    below half an ulp of x > 4), so torch's linear cut-off there changes nothing (15.9 in float32)."""
+    return -math.log(float(xp.finfo(dtype).eps))
 
 
 def softshrink(input: Array, lambd: float = 0.5) -> Array:
@@ -623,11 +637,12 @@ def _pool_pads(function: str, sizes: tuple[int, ...], window: tuple[int, ...], s
 
 
 class _Pooling(NamedTuple):
-    """A pooling's arguments resolved: the batched input and the windows' sizes, strides,
+    """A pooling's arguments resolved: the batched input, ``ceil_mode`` and the windows' sizes, strides,
     ``padding`` (both sides), dilations and the pads of every side (ceil_mode's extra included)."""
 
     x: Array
     unbatched: bool
+    ceil_mode: bool
     window: tuple[int, ...]
     strides: tuple[int, ...]
     paddings: tuple[int, ...]
@@ -661,16 +676,27 @@ def max_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any 
     """The max of each window of ``(N, C, H, W)``, padding -inf: ``torch.nn.functional.max_pool2d``.
     With ``return_indices``, also where each max is: its flat index ``h * W + w`` in its input
     plane (``_max_with_indices``)."""
-    floating = _floating_only("max_pool2d", input, refused="bool")
+    _floating_only("max_pool2d", input, refused="bool")
     x, unbatched = _batched(input, 2, "max_pool2d")
-    geometry = _pool_geometry("max_pool2d", x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    pooling = _Pooling(x, unbatched, ceil_mode,
+                       *_pool_geometry("max_pool2d", x.shape, kernel_size, stride, padding, dilation, ceil_mode))
     ops = adapter_of_array(x)
-    lowest = -math.inf if floating else _lowest(ops.xp, x.dtype)
-    if return_indices:
-        y, indices = _max_with_indices(ops, _Pooling(x, unbatched, *geometry), lowest)
-        return (y[0, ...], indices[0, ...]) if unbatched else (y, indices)
-    y = ops.reduce_window(x, lowest, "max", *geometry[-1])
-    return y[0, ...] if unbatched else y
+    kind = "max_indices" if return_indices else "max"
+    pooled = _fused_pool(ops, kind, pooling)
+    if pooled is None:
+        pooled = _max_pooled(ops, kind, pooling)
+    if not unbatched:
+        return pooled
+    return (pooled[0][0, ...], pooled[1][0, ...]) if return_indices else pooled[0, ...]
+
+
+def _max_pooled(ops: Any, kind: str, pooling: _Pooling) -> Array | tuple[Array, Array]:
+    """``max_pool2d`` of the batched input, written once: the windows' maxima, padded with
+    -inf (the integer dtype's least value), and for ``kind`` 'max_indices' their indices."""
+    lowest = _lowest(ops.xp, pooling.x.dtype)
+    if kind == "max_indices":
+        return _max_with_indices(ops, pooling, lowest)
+    return ops.reduce_window(pooling.x, lowest, "max", *pooling.windows)
 
 
 @functools.lru_cache(maxsize=64)
@@ -716,27 +742,90 @@ def avg_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any 
     is ``divisor_override``, else the window's size clipped to the padded input
     (``count_include_pad``), else the number of input elements in the window."""
     x, unbatched = _batched(input, 2, "avg_pool2d")
-    window, strides, paddings, _, pads, (dims, steps, pad_pairs, _) = _pool_geometry(
-        "avg_pool2d", x.shape, kernel_size, stride, padding, 1, ceil_mode)
+    pooling = _Pooling(x, unbatched, ceil_mode,
+                       *_pool_geometry("avg_pool2d", x.shape, kernel_size, stride, padding, 1, ceil_mode))
+    floating = _floating_only("avg_pool2d", x, refused="bool")
     ops = adapter_of_array(x)
-    xp = ops.xp
-    divide = operator.truediv if _floating_only("avg_pool2d", x, refused="bool") else _integer_average_of(xp, x.dtype)
+    y = _fused_pool(ops, "avg", pooling, count_include_pad, divisor_override) if floating else None
+    if y is None:
+        y = _averaged(ops, pooling, count_include_pad, divisor_override)
+    return y[0, ...] if unbatched else y
+
+
+def _averaged(ops: Any, pooling: _Pooling, count_include_pad: bool, divisor_override: int | None) -> Array:
+    """``avg_pool2d`` of the batched input, written once: the windows' sums over their divisors."""
+    xp, x = ops.xp, pooling.x
+    dims, steps, pad_pairs, _ = pooling.windows
+    divide = operator.truediv if xp.isdtype(x.dtype, "real floating") else _integer_average_of(xp, x.dtype)
     total = ops.reduce_window(x, 0.0, "sum", dims, steps, pad_pairs)
     if divisor_override is not None:
-        y = divide(total, divisor_override)
-    elif all(low == high == p for (low, high), p in zip(pads, paddings)) and (count_include_pad or not any(paddings)):
-        y = divide(total, math.prod(window))  # every window lies in the padded input: its full size
+        return divide(total, divisor_override)
+    if all(low == high == p for (low, high), p in zip(pooling.pads, pooling.paddings)) and (
+            count_include_pad or not any(pooling.paddings)):
+        return divide(total, math.prod(pooling.window))  # every window lies in the padded input: its full size
+    # torch divides by the window clipped to the input padded by ``padding`` (not by
+    # ceil_mode's extra), or with count_include_pad=False to the input itself.
+    if count_include_pad:
+        sizes = tuple(n + 2 * p for n, p in zip(x.shape[2:], pooling.paddings))
+        count_pads = tuple((low - p, high - p) for (low, high), p in zip(pooling.pads, pooling.paddings))
     else:
-        # torch divides by the window clipped to the input padded by ``padding`` (not by
-        # ceil_mode's extra), or with count_include_pad=False to the input itself.
-        if count_include_pad:
-            sizes = tuple(n + 2 * p for n, p in zip(x.shape[2:], paddings))
-            count_pads = tuple((low - p, high - p) for (low, high), p in zip(pads, paddings))
-        else:
-            sizes, count_pads = tuple(x.shape[2:]), pads
-        ones = xp.ones((1, 1, *sizes), dtype=x.dtype, device=ops.device_of(x))
-        y = divide(total, ops.reduce_window(ones, 0.0, "sum", dims, steps, ((0, 0), (0, 0), *count_pads)))
-    return y[0, ...] if unbatched else y
+        sizes, count_pads = tuple(x.shape[2:]), pooling.pads
+    ones = xp.ones((1, 1, *sizes), dtype=x.dtype, device=ops.device_of(x))
+    return divide(total, ops.reduce_window(ones, 0.0, "sum", dims, steps, ((0, 0), (0, 0), *count_pads)))
+
+
+#: The kernel check's names of the fused pools (``_fused_pool_disagreement``).
+_FUSED_POOL_KERNELS = {kind: f"fused_pool({kind!r})" for kind in ("max", "max_indices", "avg")}
+
+
+def _fused_pool(ops: Any, kind: str, pooling: _Pooling, count_include_pad: bool = True,
+                divisor_override: int | None = None) -> Any:
+    """The library's fused ``kind`` pool (``ops.fused_pool``) of the batched input where fast
+    paths are on and the kernel agreed with the written-once windows on this machine; else None."""
+    if not fast_paths_enabled() or not layer_kernel_agrees(_FUSED_POOL_KERNELS[kind], ops, pooling.x):
+        return None
+    return ops.fused_pool(kind, pooling.x, pooling.window, pooling.strides, pooling.paddings, pooling.dilations,
+                          pooling.ceil_mode, count_include_pad, divisor_override)
+
+
+#: The probe's pools: (kernel_size, stride, padding, dilation, ceil_mode, count_include_pad,
+#: divisor_override); ceil mode's extra window, symmetric and asymmetric windows, dilation.
+_POOL_PROBES = ((3, 2, 1, 1, True, False, None), ((2, 3), (1, 2), (0, 1), (2, 1), False, True, None),
+                (2, 2, 0, 1, True, True, 3))
+
+
+def _fused_pool_disagreement(ops: Any, dtype: Any, device: Any, kind: str) -> str | None:
+    """Why the library's fused ``kind`` pool and the written-once windows differ on a fixed probe
+    ((2, 3, 7, 9) with ties, and for the max pools NaN and infinities); None if they agree.  Maxima
+    and indices must be equal; means within 16 eps (sums in another order)."""
+    xp = ops.xp
+    host = np.round(np.random.default_rng(0).standard_normal((2, 3, 7, 9)) * 2) / 2
+    if kind != "avg":
+        host[0, 0, 1, 1], host[0, 1, 0, 4], host[1, 2, 3, 3:5], host[1, 0, :3, :4] = np.nan, np.inf, np.nan, -np.inf
+    x = xp.astype(ops.from_host(host, device), dtype)
+    tolerance = 16 * float(xp.finfo(dtype).eps)
+    for kernel_size, stride, padding, dilation, ceil_mode, count_include_pad, divisor in _POOL_PROBES:
+        if kind == "avg" and dilation != 1:
+            continue
+        pooling = _Pooling(x, False, ceil_mode,
+                           *_pool_geometry("pool", x.shape, kernel_size, stride, padding, dilation, ceil_mode))
+        fused = ops.fused_pool(kind, x, pooling.window, pooling.strides, pooling.paddings, pooling.dilations,
+                               ceil_mode, count_include_pad, divisor)
+        if fused is None:
+            continue
+        written = (_averaged(ops, pooling, count_include_pad, divisor) if kind == "avg"
+                   else _max_pooled(ops, kind, pooling))
+        for got, want in zip(*((a,) if kind != "max_indices" else a for a in (fused, written))):
+            got, want = (np.asarray(ops.to_host(xp.astype(a, xp.float64))) for a in (got, want))
+            if got.shape != want.shape or not np.allclose(got, want, rtol=tolerance, atol=tolerance, equal_nan=True):
+                return (f"the fused {kind} pool {kernel_size, stride, padding, dilation, ceil_mode} gave "
+                        f"{got.ravel()[:4]}..., the written-once windows {want.ravel()[:4]}... "
+                        f"(shapes {got.shape} and {want.shape})")
+    return None
+
+
+for _kind, _name in _FUSED_POOL_KERNELS.items():
+    LAYER_KERNELS[_name] = functools.partial(_fused_pool_disagreement, kind=_kind)
 
 
 def _integer_average_of(xp: Any, dtype: Any) -> Any:
