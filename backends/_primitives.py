@@ -169,12 +169,14 @@ class Primitives:
     compiles_loops = False
 
     def fused_recurrence(self, kind: str, xs: Array, carry: Any, w_input: Array, b_input: Array | None,
-                         w_hidden: Array, b_hidden: Array) -> tuple[Any, Array] | None:
+                         w_hidden: Array, b_hidden: Array, projection: Array | None = None) -> tuple[Any, Array] | None:
         """A library's fused loop of a whole LSTM (``kind`` 'LSTM': carry ``(c, h)``, gates i, f, g,
         o) or GRU ('GRU': carry ``h``, gates r, z, n, n's hidden bias inside the reset product)
         over the time-major ``xs`` ``(T, B, F)``, the gates' kernels side by side, ``(F, G*H)``
         and ``(H, G*H)``: ``(carry, ys)``, or None where the library has none (the layer then runs
-        its written-once step on ``scan``; the first use of a fused kernel is checked against it)."""
+        its written-once step on ``scan``; the first use of a fused kernel is checked against it).
+        ``projection`` ``(H, P)`` (LSTM only, torch's ``proj_size``): each step's h is
+        ``(o tanh c) projection``, fed back so (``w_hidden`` is then ``(P, G*H)``)."""
         return None
 
     def fused_norm(self, kind: str, x: Array, count: int, scale: Array | None, bias: Array | None,

@@ -750,17 +750,21 @@ class TorchAdapter(Adapter):
             return _nn.max_pool2d_with_indices(x, window, strides, padding, dilation, ceil_mode)
         return torch.max_pool2d(x, window, strides, padding, dilation, ceil_mode)
 
-    def fused_recurrence(self, kind, xs, carry, w_input, b_input, w_hidden, b_hidden):
+    def fused_recurrence(self, kind, xs, carry, w_input, b_input, w_hidden, b_hidden, projection=None):
         """``torch._VF.lstm`` / ``gru``, the fused loop behind ``torch.nn.LSTM`` and ``GRU`` (same
         gate orders; ``b_input`` zeros for the LSTM, whose input side has no bias), for float32
         and float64 sequences ``(T, B, F)``; not float32 on CUDA, where cuDNN's loop is 25 to 45
         float32 eps off the written-once step and flax even with TF32 off (measured on an H200
-        with torch 2.11: 3e-6 to 5e-6 on outputs of 0.02 to 1, where the CPU's loop is within 2.5 eps)."""
-        if xs.dtype not in _ATTENTION_DTYPES or xs.ndim != 3 or (xs.is_cuda and xs.dtype == torch.float32):
+        with torch 2.11: 3e-6 to 5e-6 on outputs of 0.02 to 1, where the CPU's loop is within 2.5 eps).
+        A projection is the LSTM's ``weight_hr``, as torch.nn.LSTM's ``proj_size`` passes it."""
+        if xs.dtype not in _ATTENTION_DTYPES or xs.ndim != 3 or (xs.is_cuda and xs.dtype == torch.float32) or (
+                projection is not None and kind != "LSTM"):
             return None
         if b_input is None:
             b_input = torch.zeros_like(b_hidden)
         weights = [w_input.T.contiguous(), w_hidden.T.contiguous(), b_input, b_hidden]
+        if projection is not None:  # torch's order: weight_hr after the biases
+            weights.append(projection.T.contiguous())
         if kind == "LSTM":
             c, h = carry
             ys, h, c = torch._VF.lstm(xs, (h[None], c[None]), weights, True, 1, 0.0, False, False, False)

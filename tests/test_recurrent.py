@@ -123,8 +123,9 @@ def test_torch_fused_loop_is_used_and_equals_the_written_once_step(monkeypatch):
 
 @pytest.mark.parametrize("off_by_eps", [0, 30])
 def test_fused_loop_check_rejects_a_loop_as_far_off_as_cudnns(off_by_eps):
-    """The check of a fused loop holds it to 16 eps of the written-once step: torch's CPU loop
-    passes, one 30 eps off (cuDNN's float32 loop was 25 to 45 eps off) is switched off."""
+    """The check of a fused loop (and of the LSTM's projected one, torch's ``proj_size``) holds it
+    to 16 eps of the written-once step: torch's CPU loop passes, one 30 eps off (cuDNN's float32
+    loop was 25 to 45 eps off) is switched off."""
     from xpnn._dispatch import adapter_of
     from xpnn.layers import recurrent
 
@@ -137,9 +138,9 @@ def test_fused_loop_check_rejects_a_loop_as_far_off_as_cudnns(off_by_eps):
         return carry, ys + off_by_eps * torch.finfo(ys.dtype).eps  # cuDNN's were 3e-6 on outputs of 0.02 to 1
 
     wrong.fused_recurrence = perturbed
-    for cell in (nn.LSTMCell, nn.GRUCell):
-        reason = recurrent._fused_disagreement(wrong, torch.float32, torch.device("cpu"), cell)
-        assert (reason is None) == (off_by_eps == 0), reason
+    for cell, projected in ((nn.LSTMCell, False), (nn.GRUCell, False), (nn.LSTMCell, True)):
+        reason = recurrent._fused_disagreement(wrong, torch.float32, torch.device("cpu"), cell, projected)
+        assert (reason is None) == (off_by_eps == 0), (reason, projected)
 
 
 def test_one_scan_under_jax_jit():

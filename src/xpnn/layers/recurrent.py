@@ -575,11 +575,11 @@ def scan_dense_cell(ops: Any, cell: Any, weights: Weights, carry: Carry, xs: Arr
     scanned.  ``(last carry, outputs)``; with ``slice_carry`` the outputs are ``(carries, outputs)``.
     The torch-style LSTM and GRU pass torch's stacked weights here directly; ``projection``
     ``(features, proj)`` is torch's LSTM ``proj_size``: each step's h = (o tanh c) projection,
-    fed back as the carry's h (the written-once step runs it)."""
+    fed back as the carry's h."""
     # The carry keeps its dtype unless the computation's is wider (float64 inputs with float32
     # params): flax's promotion of each step's elementwise math.
     carry = tree_map(lambda leaf: _promoted(ops.xp, leaf, weights[2].dtype), carry)
-    fused = None if slice_carry or projection is not None else _fused(ops, cell, weights, carry, xs)
+    fused = None if slice_carry else _fused(ops, cell, weights, carry, xs, projection)
     if fused is not None:
         return fused
     project, step = cell._bind(weights, xs)
@@ -599,43 +599,49 @@ def _projected(ops: Any, step: Callable[[Carry, Array], tuple[Carry, Array]],
     return projected
 
 
-def _fused(ops: Any, cell: _DenseCell, weights: Weights, carry: Carry, xs: Array) -> tuple[Carry, Array] | None:
+def _fused(ops: Any, cell: _DenseCell, weights: Weights, carry: Carry, xs: Array,
+           projection: Array | None = None) -> tuple[Carry, Array] | None:
     """The library's fused loop for the whole sequence (``fused_recurrence``: torch's LSTM and
-    GRU kernels) where the cell is one it computes, fast paths are on, the sequence, carry and
-    weights share a dtype, and the kernel agreed with the written-once step on this machine."""
+    GRU kernels) where the cell is one it computes, fast paths are on, the sequence, carry,
+    weights (and ``projection``) share a dtype, and the kernel agreed with the written-once step
+    on this machine."""
     kind = cell._fused_kind()
     if kind is None or xs.ndim != 3 or xs.shape[0] == 0 or not fast_paths_enabled():
         return None  # torch's kernels refuse an empty sequence: the written-once loop makes no step
-    if any(a is not None and a.dtype != xs.dtype for a in (*weights, *tree_leaves(carry))):
+    if any(a is not None and a.dtype != xs.dtype for a in (*weights, projection, *tree_leaves(carry))):
         return None
-    if not layer_kernel_agrees(_fused_loop_name(type(cell)), ops, xs):
+    if not layer_kernel_agrees(_fused_loop_name(type(cell), projection is not None), ops, xs):
         return None
-    return ops.fused_recurrence(kind, xs, carry, *weights)
+    return ops.fused_recurrence(kind, xs, carry, *weights, projection)
 
 
-def _fused_loop_name(cell_type: type) -> str:
-    return f"RNN({cell_type.__name__}) fused loop"
+def _fused_loop_name(cell_type: type, projected: bool = False) -> str:
+    return f"RNN({cell_type.__name__}) fused loop{', projected' if projected else ''}"
 
 
-def _fused_disagreement(ops: Any, dtype: Any, device: Any, cell_type: type) -> str | None:
-    """Why the library's fused loop of ``cell_type`` and the written-once step differ on a fixed
-    probe (6 steps, batch 3, 5 inputs, 4 units, gates driven into saturation too); None if they agree."""
+def _fused_disagreement(ops: Any, dtype: Any, device: Any, cell_type: type, projected: bool = False) -> str | None:
+    """Why the library's fused loop of ``cell_type`` (``projected``: an LSTM's h projected to 2
+    units) and the written-once step differ on a fixed probe (6 steps, batch 3, 5 inputs, 4 units,
+    gates driven into saturation too); None if they agree."""
     xp = ops.xp
     kind = cell_type._fused
     rng = np.random.default_rng(0)
     gates = 4 if kind == "LSTM" else 3
+    width = 2 if projected else 4  # of h
 
     def made(*shape: int, scale: float = 1.0) -> Array:
         return xp.astype(ops.from_host(rng.standard_normal(shape) * scale, device), dtype)
 
-    xs, w_input, w_hidden = made(6, 3, 5, scale=3.0), made(5, 4 * gates), made(4, 4 * gates)
+    xs, w_input, w_hidden = made(6, 3, 5, scale=3.0), made(5, 4 * gates), made(width, 4 * gates)
     b_input, b_hidden = (None if kind == "LSTM" else made(4 * gates)), made(4 * gates)
-    carry = (made(3, 4), made(3, 4)) if kind == "LSTM" else made(3, 4)
-    fused = ops.fused_recurrence(kind, xs, carry, w_input, b_input, w_hidden, b_hidden)
+    carry = (made(3, 4), made(3, width)) if kind == "LSTM" else made(3, 4)
+    projection = made(4, width) if projected else None
+    fused = ops.fused_recurrence(kind, xs, carry, w_input, b_input, w_hidden, b_hidden, projection)
     if fused is None:
         return None
-    projected = xs @ w_input if b_input is None else xs @ w_input + b_input
-    reference = ops.scan(cell_type(features=4)._recurrence(w_hidden, b_hidden), carry, projected)
+    projected_xs = xs @ w_input if b_input is None else xs @ w_input + b_input
+    step = cell_type(features=4)._recurrence(w_hidden, b_hidden)
+    reference = ops.scan(step if projection is None else _projected(ops, step, projection), carry, projected_xs)
     # 16 eps, as close as the layers' conformance checks (float32: 4e-6 relative, 34 eps): torch's
     # CPU loop is within 2.5 eps in float32 and float64; cuDNN's float32 one was 25 to 45 off.
     tolerance = 16 * float(xp.finfo(dtype).eps)
@@ -649,6 +655,8 @@ def _fused_disagreement(ops: Any, dtype: Any, device: Any, cell_type: type) -> s
 
 for _cell in (LSTMCell, OptimizedLSTMCell, GRUCell):
     LAYER_KERNELS[_fused_loop_name(_cell)] = functools.partial(_fused_disagreement, cell_type=_cell)
+LAYER_KERNELS[_fused_loop_name(LSTMCell, True)] = functools.partial(_fused_disagreement, cell_type=LSTMCell,
+                                                                    projected=True)
 
 
 def _promoted(xp: Any, leaf: Array, dtype: Any) -> Array:
