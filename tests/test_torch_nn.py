@@ -10,6 +10,8 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import xpnn
 import xpnn.torch_nn as nn
@@ -536,6 +538,37 @@ def test_torch_fused_pools_equal_the_written_once_windows(monkeypatch, call, dty
             assert a.dtype == b.dtype and a.shape == b.shape
             torch.testing.assert_close(a, b, rtol=4 * torch.finfo(dtype).eps, atol=0, equal_nan=True)
     assert kinds and not [entry for entry in xpnn.fast_path_report() if "fused_pool" in entry.function]
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_pools_of_any_geometry_equal_torchs_kernels_written_once(data):
+    """Any window, stride, padding (at most half the window), dilation and ceil_mode over small
+    images: the written-once windows (fast paths off) give torch's own kernels' maxima, indices
+    and means, count_include_pad either way."""
+    height, width = data.draw(st.integers(1, 9)), data.draw(st.integers(1, 9))
+    window = (data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4)))
+    stride = (data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4)))
+    padding = (data.draw(st.integers(0, window[0] // 2)), data.draw(st.integers(0, window[1] // 2)))
+    dilation = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)))
+    ceil_mode, count_include_pad = data.draw(st.booleans()), data.draw(st.booleans())
+    values = np.round(np.random.default_rng(data.draw(st.integers(0, 9))).standard_normal((2, 2, height, width)) * 2)
+    x = torch.from_numpy(values / 2)
+    try:
+        want = torch.nn.functional.max_pool2d(x, window, stride, padding, dilation, ceil_mode, return_indices=True)
+    except RuntimeError:  # an empty output, which xpnn refuses too
+        with pytest.raises((ValueError, RuntimeError)), xpnn.fast_paths(False):
+            F.max_pool2d(x, window, stride, padding, dilation, ceil_mode, return_indices=True)
+        return
+    with xpnn.fast_paths(False):
+        got = F.max_pool2d(x, window, stride, padding, dilation, ceil_mode, return_indices=True)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        try:
+            mean = torch.nn.functional.avg_pool2d(x, window, stride, padding, ceil_mode, count_include_pad)
+        except RuntimeError:
+            return
+        torch.testing.assert_close(F.avg_pool2d(x, window, stride, padding, ceil_mode, count_include_pad), mean,
+                                   rtol=1e-12, atol=1e-12)
 
 
 def test_a_wrong_fused_pool_is_switched_off(monkeypatch):
