@@ -540,6 +540,18 @@ def test_torch_fused_pools_equal_the_written_once_windows(monkeypatch, call, dty
     assert kinds and not [entry for entry in xpnn.fast_path_report() if "fused_pool" in entry.function]
 
 
+def test_integer_pools_take_the_written_once_windows_and_report_nothing(backend):
+    """Integer images (torch's integer pools are partly unimplemented) are pooled written once, on
+    every backend, and no fused pool is checked or reported for them."""
+    values = np.arange(2 * 3 * 8 * 9).reshape(2, 3, 8, 9) % 17 - 8
+    x, tensor = backend.asarray(values, "int64"), torch.from_numpy(values)
+    np.testing.assert_array_equal(backend.to_numpy(F.max_pool2d(x, 3, 2, 1, ceil_mode=True)),
+                                  torch.nn.functional.max_pool2d(tensor.double(), 3, 2, 1, ceil_mode=True).numpy())
+    np.testing.assert_array_equal(backend.to_numpy(F.avg_pool2d(x, 2)),
+                                  torch.nn.functional.avg_pool2d(tensor, 2).numpy())
+    assert not [entry for entry in xpnn.fast_path_report() if "fused_pool" in entry.function]
+
+
 @settings(max_examples=40, deadline=None)
 @given(data=st.data())
 def test_pools_of_any_geometry_equal_torchs_kernels_written_once(data):

@@ -637,8 +637,9 @@ def _pool_pads(function: str, sizes: tuple[int, ...], window: tuple[int, ...], s
 
 
 class _Pooling(NamedTuple):
-    """A pooling's arguments resolved: the batched input, ``ceil_mode`` and the windows' sizes, strides,
-    ``padding`` (both sides), dilations and the pads of every side (ceil_mode's extra included)."""
+    """A pooling's arguments resolved: the batched input, ``ceil_mode`` and the windows' sizes,
+    strides, ``padding`` (both sides), dilations and the pads of every side (ceil_mode's extra
+    included)."""
 
     x: Array
     unbatched: bool
@@ -676,13 +677,13 @@ def max_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any 
     """The max of each window of ``(N, C, H, W)``, padding -inf: ``torch.nn.functional.max_pool2d``.
     With ``return_indices``, also where each max is: its flat index ``h * W + w`` in its input
     plane (``_max_with_indices``)."""
-    _floating_only("max_pool2d", input, refused="bool")
+    floating = _floating_only("max_pool2d", input, refused="bool")
     x, unbatched = _batched(input, 2, "max_pool2d")
     pooling = _Pooling(x, unbatched, ceil_mode,
                        *_pool_geometry("max_pool2d", x.shape, kernel_size, stride, padding, dilation, ceil_mode))
     ops = adapter_of_array(x)
     kind = "max_indices" if return_indices else "max"
-    pooled = _fused_pool(ops, kind, pooling)
+    pooled = _fused_pool(ops, kind, pooling) if floating else None
     if pooled is None:
         pooled = _max_pooled(ops, kind, pooling)
     if not unbatched:
@@ -780,8 +781,8 @@ _FUSED_POOL_KERNELS = {kind: f"fused_pool({kind!r})" for kind in ("max", "max_in
 
 def _fused_pool(ops: Any, kind: str, pooling: _Pooling, count_include_pad: bool = True,
                 divisor_override: int | None = None) -> Any:
-    """The library's fused ``kind`` pool (``ops.fused_pool``) of the batched input where fast
-    paths are on and the kernel agreed with the written-once windows on this machine; else None."""
+    """The library's fused ``kind`` pool (``ops.fused_pool``) of the batched floating input where
+    fast paths are on and the kernel agreed with the written-once windows on this machine; else None."""
     if not fast_paths_enabled() or not layer_kernel_agrees(_FUSED_POOL_KERNELS[kind], ops, pooling.x):
         return None
     return ops.fused_pool(kind, pooling.x, pooling.window, pooling.strides, pooling.paddings, pooling.dilations,
@@ -796,8 +797,9 @@ _POOL_PROBES = ((3, 2, 1, 1, True, False, None), ((2, 3), (1, 2), (0, 1), (2, 1)
 
 def _fused_pool_disagreement(ops: Any, dtype: Any, device: Any, kind: str) -> str | None:
     """Why the library's fused ``kind`` pool and the written-once windows differ on a fixed probe
-    ((2, 3, 7, 9) with ties, and for the max pools NaN and infinities); None if they agree.  Maxima
-    and indices must be equal; means within 16 eps (sums in another order)."""
+    ((2, 3, 7, 9) of the floating ``dtype`` with ties, and for the max pools NaN and infinities);
+    None if they agree.  Maxima and indices must be equal; means within 16 eps (sums in another
+    order)."""
     xp = ops.xp
     host = np.round(np.random.default_rng(0).standard_normal((2, 3, 7, 9)) * 2) / 2
     if kind != "avg":
@@ -807,8 +809,9 @@ def _fused_pool_disagreement(ops: Any, dtype: Any, device: Any, kind: str) -> st
     for kernel_size, stride, padding, dilation, ceil_mode, count_include_pad, divisor in _POOL_PROBES:
         if kind == "avg" and dilation != 1:
             continue
-        pooling = _Pooling(x, False, ceil_mode,
-                           *_pool_geometry("pool", x.shape, kernel_size, stride, padding, dilation, ceil_mode))
+        pooling = _Pooling(x, False, ceil_mode, *_pool_geometry(
+            "avg_pool2d" if kind == "avg" else "max_pool2d", x.shape, kernel_size, stride, padding, dilation,
+            ceil_mode))
         fused = ops.fused_pool(kind, x, pooling.window, pooling.strides, pooling.paddings, pooling.dilations,
                                ceil_mode, count_include_pad, divisor)
         if fused is None:
