@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import pickle
+import subprocess
+import sys
 from collections import OrderedDict
 
 import numpy as np
@@ -581,6 +583,20 @@ def test_pools_of_any_geometry_equal_torchs_kernels_written_once(data):
             return
         torch.testing.assert_close(F.avg_pool2d(x, window, stride, padding, ceil_mode, count_include_pad), mean,
                                    rtol=1e-12, atol=1e-12)
+
+
+def test_check_fast_paths_checks_the_fused_pools():
+    """``xpnn.check_fast_paths(torch)`` in a fresh interpreter, before anything imports the
+    torch-style functions (where the fused pools' checks are entered), runs those checks too, and
+    torch's pools pass them."""
+    script = ("import torch, xpnn\n"
+              "from xpnn import _kernel_check\n"
+              "xpnn.check_fast_paths(torch, dtypes=('float32',))\n"
+              "for kind in ('max', 'max_indices', 'avg'):\n"
+              "    key = (f'fused_pool({kind!r})', 'torch', 'float32', 'cpu')\n"
+              "    assert key in _kernel_check._OUTCOMES and _kernel_check._OUTCOMES[key] is None, key\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
 
 
 def test_a_wrong_fused_pool_is_switched_off(monkeypatch):

@@ -177,14 +177,16 @@ def _forget_checked_fast_paths() -> None:
 
 def check_fast_paths(like: Any, dtypes: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64"),
                      ) -> list[_kernel_check.SwitchedOff]:
-    """Check every public function's native fast path, and the layers' fused kernels, for
-    ``like``'s library and device now.
+    """Check every public function's native fast path, and the layers' fused kernels (the
+    torch-style functions' pools included), for ``like``'s library and device now.
 
     ``like`` is an array or an array namespace (``numpy``, ``torch``...).
     Each fast path is run on the probe of ``xpnn._kernel_check`` in each of
     ``dtypes`` the library has and compared with the written-once definition,
     as a first call would; returns ``fast_path_report``'s entries.
     """
+    import xpnn.torch_nn.functional  # noqa: F401 - enters the torch-style pools' fused kernels in LAYER_KERNELS
+
     if isinstance(like, types.ModuleType):
         like = like.asarray(0)
     adapter = adapter_of(like)
