@@ -152,7 +152,7 @@ def _exact_gelu_in_float64(x):
         y = torch.erf(wide * _SQRT_HALF).add_(1.0).mul_(wide).mul_(0.5)
     if x.device.type != "cpu" or not x.ndim:  # no host sync for a test (or a scalar): both forms
         y = torch.where(x < _ERF_FROM, 0.5 * wide * torch.special.erfc(-wide * _SQRT_HALF), y)
-    elif x.numel() and bool(x.amin() < _ERF_FROM):
+    elif x.numel() and not bool(x.amin() >= _ERF_FROM):  # a NaN's min is NaN: then look element by element
         tail = x < _ERF_FROM
         low = wide[tail]
         y = y.index_put((tail,), 0.5 * low * torch.special.erfc(-low * _SQRT_HALF))

@@ -79,3 +79,27 @@ def test_fast_path_switch_reaches_cached_calls():
         written_once_zero = xpnn.relu(x)
     assert math.copysign(1.0, written_once_zero.item()) == math.copysign(1.0, float(jax.nn.relu(-0.0))) == 1.0
     assert math.copysign(1.0, xpnn.relu(x).item()) == -1.0  # and back on
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_exact_gelu_tail_is_accurate_beside_a_nan(backend, dtype):
+    """A NaN elsewhere in the array changes nothing: exact gelu's far tail (x below -5, where
+    torch's float64 fast path takes erfc instead of the cancelling 1 + erf) is within 1 ulp of
+    the exact value, as without the NaN (torch's fast path looked for the tail with the array's
+    min, which a NaN makes NaN: gelu(-9) was -0.0 instead of -1.0e-18)."""
+    import mpmath
+
+    if dtype not in backend.dtypes:
+        pytest.skip(f"{backend.name} has no {dtype}")
+    values = np.array([np.nan, -6.0, -7.0, -8.0, -9.0, -10.0, -20.0, 0.5, -0.0])
+    got = backend.to_numpy(xpnn.gelu(backend.asarray(values, dtype), approximate=False))[1:]
+    alone = backend.to_numpy(xpnn.gelu(backend.asarray(values[1:], dtype), approximate=False))
+    np.testing.assert_array_equal(got, alone)
+    with mpmath.workdps(50):
+        exact = np.array([float(mpmath.mpf(v) / 2 * mpmath.erfc(-mpmath.mpf(v) / mpmath.sqrt(2)))
+                          for v in backend.to_numpy(backend.asarray(values[1:], dtype)).astype(np.float64)])
+    spacing = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+    if dtype == "bfloat16":
+        spacing = spacing * 2.0 ** 16  # bfloat16 keeps 8 of float32's 24 bits
+    assert np.all(np.abs(got.astype(np.float64) - exact) <= spacing), (got, exact)
+    assert np.signbit(got[-1])
