@@ -150,13 +150,26 @@ def _resolved(call: ProbeCall, probe: Array) -> tuple[tuple[Any, ...], dict[str,
     return args, {name: value(probe) if callable(value) else value for name, value in kwargs.items()}
 
 
-def _as_host(adapter: Any, out: Array) -> np.ndarray:
+def as_host(adapter: Any, out: Array) -> np.ndarray:
     """``out`` on the host as float64 (floating), int64 (integers) or bool, for comparison."""
     xp = adapter.xp
     if xp.isdtype(out.dtype, "real floating"):
         wide = xp.float64 if out.dtype == xp.float64 else xp.float32
         return np.asarray(adapter.to_host(xp.astype(out, wide)), dtype=np.float64)
     return np.asarray(adapter.to_host(out))
+
+
+def outputs_disagreement(adapter: Any, fused: Sequence[Array], written_once: Sequence[Array], tolerance: float,
+                         fused_name: str, written_name: str, equal_nan: bool = False) -> str | None:
+    """Why a layer kernel's outputs ``fused`` and the written-once code's, pair by pair, differ: a
+    shape, or values beyond ``tolerance`` (relative and absolute, ``numpy.allclose``; NaN equal to
+    NaN with ``equal_nan``), said as ``fused_name`` gave ..., ``written_name`` ...; None if they agree."""
+    for got, want in zip(fused, written_once):
+        got, want = as_host(adapter, got), as_host(adapter, want)
+        if got.shape != want.shape or not np.allclose(got, want, rtol=tolerance, atol=tolerance, equal_nan=equal_nan):
+            return (f"{fused_name} gave {got.ravel()[:3]}..., {written_name} {want.ravel()[:3]}... "
+                    f"(shapes {got.shape} and {want.shape})")
+    return None
 
 
 def _disagreement(adapter: Any, name: str, probe: Array, fast: Array, reference: Array) -> _Disagreement | None:
@@ -169,8 +182,8 @@ def _disagreement(adapter: Any, name: str, probe: Array, fast: Array, reference:
     if fast.dtype != reference.dtype or tuple(fast.shape) != tuple(reference.shape):
         return _Disagreement(f"the native kernel gave dtype {fast.dtype} and shape {tuple(fast.shape)}, the "
                              f"written-once definition {reference.dtype} and {tuple(reference.shape)}")
-    got, want = _as_host(adapter, fast), _as_host(adapter, reference)
-    inputs = _as_host(adapter, probe) if tuple(probe.shape) == tuple(reference.shape) else None
+    got, want = as_host(adapter, fast), as_host(adapter, reference)
+    inputs = as_host(adapter, probe) if tuple(probe.shape) == tuple(reference.shape) else None
     if got.dtype.kind != "f":
         bad = got != want
     else:

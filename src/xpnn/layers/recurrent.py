@@ -21,7 +21,7 @@ import numpy as np
 from xpnn import initializers, random
 from xpnn._checks import device_of
 from xpnn._dispatch import adapter_of, fast_paths_enabled
-from xpnn._kernel_check import LAYER_KERNELS, layer_kernel_agrees
+from xpnn._kernel_check import LAYER_KERNELS, layer_kernel_agrees, outputs_disagreement
 from xpnn._promotion import promote_dtype
 from xpnn._types import Array
 from xpnn.functions.activations import sigmoid, tanh
@@ -645,12 +645,8 @@ def _fused_disagreement(ops: Any, dtype: Any, device: Any, cell_type: type, proj
     # 16 eps, as close as the layers' conformance checks (float32: 4e-6 relative, 34 eps): torch's
     # CPU loop is within 2.5 eps in float32 and float64; cuDNN's float32 one was 25 to 45 off.
     tolerance = 16 * float(xp.finfo(dtype).eps)
-    for got, want in zip(tree_leaves(fused), tree_leaves(reference)):
-        got, want = np.asarray(ops.to_host(got), np.float64), np.asarray(ops.to_host(want), np.float64)
-        if got.shape != want.shape or not np.allclose(got, want, rtol=tolerance, atol=tolerance):
-            return (f"the fused {kind} loop gave {got.ravel()[:3]}..., the written-once step "
-                    f"{want.ravel()[:3]}... (shapes {got.shape} and {want.shape})")
-    return None
+    return outputs_disagreement(ops, tree_leaves(fused), tree_leaves(reference), tolerance, f"the fused {kind} loop",
+                                "the written-once step")
 
 
 for _cell in (LSTMCell, OptimizedLSTMCell, GRUCell):

@@ -34,7 +34,7 @@ import xpnn
 from xpnn._cache import per_arguments
 from xpnn._checks import dtype_argument, normalize_axis
 from xpnn._dispatch import adapter_of, adapter_of_array, fast_paths_enabled
-from xpnn._kernel_check import LAYER_KERNELS, layer_kernel_agrees
+from xpnn._kernel_check import LAYER_KERNELS, layer_kernel_agrees, outputs_disagreement
 from xpnn._types import Array
 from xpnn.layers.normalization import fused_norm, reference_norm
 from xpnn.layers.stochastic import dropped
@@ -818,12 +818,12 @@ def _fused_pool_disagreement(ops: Any, dtype: Any, device: Any, kind: str) -> st
             continue
         written = (_averaged(ops, pooling, count_include_pad, divisor) if kind == "avg"
                    else _max_pooled(ops, kind, pooling))
-        for got, want in zip(*((a,) if kind != "max_indices" else a for a in (fused, written))):
-            got, want = (np.asarray(ops.to_host(xp.astype(a, xp.float64))) for a in (got, want))
-            if got.shape != want.shape or not np.allclose(got, want, rtol=tolerance, atol=tolerance, equal_nan=True):
-                return (f"the fused {kind} pool {kernel_size, stride, padding, dilation, ceil_mode} gave "
-                        f"{got.ravel()[:4]}..., the written-once windows {want.ravel()[:4]}... "
-                        f"(shapes {got.shape} and {want.shape})")
+        geometry = (kernel_size, stride, padding, dilation, ceil_mode)
+        reason = outputs_disagreement(ops, *((a,) if kind != "max_indices" else a for a in (fused, written)),
+                                      tolerance, f"the fused {kind} pool {geometry}", "the written-once windows",
+                                      equal_nan=True)
+        if reason is not None:
+            return reason
     return None
 
 
