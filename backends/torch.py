@@ -150,13 +150,28 @@ def _exact_gelu_in_float64(x):
         y = 0.5 * wide * (1.0 + torch.erf(wide * _SQRT_HALF))
     else:  # in place: each float64 temporary costs a fresh allocation's page faults
         y = torch.erf(wide * _SQRT_HALF).add_(1.0).mul_(wide).mul_(0.5)
-    if x.device.type != "cpu" or not x.ndim:  # no host sync for a test (or a scalar): both forms
-        y = torch.where(x < _ERF_FROM, 0.5 * wide * torch.special.erfc(-wide * _SQRT_HALF), y)
-    elif x.numel() and not bool(x.amin() >= _ERF_FROM):  # a NaN's min is NaN: then look element by element
-        tail = x < _ERF_FROM
-        low = wide[tail]
-        y = y.index_put((tail,), 0.5 * low * torch.special.erfc(-low * _SQRT_HALF))
+    # on the CPU only where the tail holds an element (a NaN's min is NaN: then it is looked for)
+    if _everywhere(x) or (x.numel() and not bool(x.amin() >= _ERF_FROM)):
+        y = _replaced(y, x < _ERF_FROM, wide, _erfc_form_of_gelu)
     return y.to(x.dtype)
+
+
+def _erfc_form_of_gelu(wide):
+    return 0.5 * wide * torch.special.erfc(-wide * _SQRT_HALF)
+
+
+def _everywhere(x):
+    """Whether ``_replaced`` computes its values everywhere for ``x``: on a GPU (a boolean index
+    waits for the device) and for a scalar, so that a test costs no host sync."""
+    return x.device.type != "cpu" or not x.ndim
+
+
+def _replaced(y, where, wide, value):
+    """``y`` with ``value(wide)`` at ``where``: where ``_everywhere``, ``torch.where`` of ``value``
+    computed on all of ``wide``; else ``value`` of the selected elements alone, written in place."""
+    if _everywhere(wide):
+        return torch.where(where, value(wide), y)
+    return y.index_put_((where,), value(wide[where]))
 
 
 _BELOW_FLOAT64 = frozenset((torch.float16, torch.bfloat16, torch.float32))
@@ -178,11 +193,7 @@ def _tanh_shrink(x):
     wide = x.double()
     y = torch.tanh(wide)
     y = torch.sub(wide, y, out=y)
-    small = torch.abs(x) < _TANH_SHRINK_SERIES_BELOW
-    if x.device.type != "cpu" or not x.ndim:  # no host sync for a scalar (or a GPU's tensor)
-        y = torch.where(small, _tanh_shrink_series(wide), y)
-    else:  # the few small elements alone (1% of a standard normal's)
-        y.index_put_((small,), _tanh_shrink_series(wide[small]))
+    y = _replaced(y, torch.abs(x) < _TANH_SHRINK_SERIES_BELOW, wide, _tanh_shrink_series)  # 1% of a normal's
     return y.to(x.dtype).add_(0.0)  # +0.0 for what rounds to -0.0
 
 
