@@ -475,6 +475,28 @@ def test_numpy_fused_norms_in_blocks_and_threads_equal_the_written_once(layer):
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
 
 
+@pytest.mark.parametrize("contiguous", [True, False], ids=["contiguous", "strided"])
+@pytest.mark.parametrize("width", [6, 1000])
+@pytest.mark.parametrize("kind", ["layer", "rms", "batch", "running"])
+def test_numpy_fused_norms_apply_row_vectors_in_tiles(kind, width, contiguous):
+    """NumPy's fused norms apply scale, bias and the batch statistics to rows of whole tiles of
+    the vector repeated (and the rows left over to the vector alone): the written-once result,
+    for contiguous and strided inputs."""
+    ops = adapter_of(np.zeros(1))
+    rng = np.random.default_rng(13)
+    rows = 3 * max(1, (1 << 14) // width) + 5  # three whole tiles and five rows more
+    host = rng.standard_normal((rows, 2 * width)) * 3.0 + 1.0
+    x = host[:, ::2] if not contiguous else np.ascontiguousarray(host[:, :width])
+    scale, bias = rng.standard_normal(width), rng.standard_normal(width)
+    bias = None if kind == "rms" else bias
+    statistics = (rng.standard_normal(width), rng.uniform(0.5, 2.0, width)) if kind == "running" else None
+    got = ops.fused_norm(kind, x, 1, scale, bias, 1e-5, statistics)
+    want = reference_norm(ops, kind, x, 1, scale, bias, 1e-5, statistics)
+    got, want = (got, want) if kind == "batch" else ((got,), (want,))
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
 def test_numpy_fused_group_norm_on_threads_equals_the_written_once():
     """NumPy's fused GroupNorm goes sample by sample, on several threads for large arrays."""
     samples, positions = 6, 2 * nn.backends._numpy_slices.SLICED_FROM["memory"] // 6000 + 5
