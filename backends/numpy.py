@@ -777,10 +777,12 @@ class NumpyAdapter(Adapter):
         sizes = tuple(max(0, (n + low + high - (w - 1) * d - 1) // s + 1) for n, (low, high), w, d, s
                       in zip(cropped.shape[1:-1], pads, window, rhs_dilation, window_strides))
         groups, channels, features = feature_group_count, lhs.shape[-1], rhs.shape[-1]
-        out = (np.empty if groups == 1 and channels else np.zeros)((lhs.shape[0], *sizes, features), lhs.dtype)
+        in_rows = channels == groups == features and window_strides[-1] == 1  # every output written once
+        out = (np.empty if (groups == 1 or in_rows) and channels else np.zeros)((lhs.shape[0], *sizes, features),
+                                                                               lhs.dtype)
         if out.size == 0 or channels == 0:  # no channels: every sum is empty
             return _added(out, bias)
-        if channels == groups == features and window_strides[-1] == 1:
+        if in_rows:
             _depthwise_in_rows(out, cropped, pads, rhs, window_strides, rhs_dilation, bias)
             return out
         x = _zero_padded(cropped, pads)
