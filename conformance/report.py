@@ -80,11 +80,32 @@ def _errors_vs_exact(case: Case, backends: Sequence[Backend], x: np.ndarray) -> 
     return errors
 
 
+#: Width of a legend character, in the plots' units: the legend's columns are sized by its longest
+#: name, so no name runs into the next or off the plot (in Chromium, 11 px sans-serif: 5.5 per
+#: character for "xpnn on array_api_strict", 7.6 for the wide letters of "numpy").
+_LEGEND_CHARACTER = 6.2
+
+
+def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """Ticks in ``[low, high]`` at multiples of a round step (1, 2, 2.5 or 5 times a power of ten):
+    the largest step that still gives ``count - 1`` ticks or more, rounded so that they print short."""
+    magnitude = 10.0 ** np.floor(np.log10((high - low) / max(count - 1, 1)))
+    steps = [m * magnitude * scale for scale in (0.1, 1.0) for m in (1.0, 2.0, 2.5, 5.0)] + [10 * magnitude]
+
+    def ticks(step: float) -> list[float]:
+        first, last = int(np.ceil(low / step - 1e-9)), int(np.floor(high / step + 1e-9))
+        return [float(f"{k * step:.12g}") for k in range(first, last + 1)]
+
+    return next(ticks(step) for step in reversed(steps) if len(ticks(step)) >= count - 1 or step == steps[0])
+
+
 def _svg_plot(title: str, series: list[Series], y_label: str, width: int = 440, height: int = 250) -> str:
-    """A line plot as inline SVG that scales to its box: five ticks per axis, the legend in rows
-    under the x axis (never over the data)."""
+    """A line plot as inline SVG that scales to its box: round ticks on each axis, the legend in
+    rows under the x axis (never over the data), in as many columns as its longest name allows."""
     left, right, top = 64, 12, 24
-    legend_rows = -(-len(series) // 3)
+    longest = max((len(name) for name, *_ in series), default=1)
+    columns = max(1, int((width - left - right) // (18 + _LEGEND_CHARACTER * longest + 8)))
+    legend_rows = -(-len(series) // columns)
     bottom = 34 + 14 * legend_rows
     height += 14 * legend_rows
     xs = np.concatenate([s[1] for s in series])
@@ -93,6 +114,7 @@ def _svg_plot(title: str, series: list[Series], y_label: str, width: int = 440, 
     y_min, y_max = (float(ys.min()), float(ys.max())) if ys.size else (0.0, 1.0)
     if y_max - y_min < 1e-12:
         y_min, y_max = y_min - 1.0, y_max + 1.0
+    y_ticks = nice_ticks(y_min, y_max)
     pad = 0.05 * (y_max - y_min)
     y_min, y_max = y_min - pad, y_max + pad
     plot_bottom = height - bottom
@@ -106,24 +128,24 @@ def _svg_plot(title: str, series: list[Series], y_label: str, width: int = 440, 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" class="plot">',
              f'<text x="{width / 2}" y="15" text-anchor="middle" class="title">{html.escape(title)}</text>',
              f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{plot_bottom - top}" class="frame"/>']
-    for value in np.linspace(y_min + pad, y_max - pad, 5):
+    for value in y_ticks:
         y = float(py(np.asarray(value)))
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
-                     f'<text x="{left - 5}" y="{y + 4:.1f}" text-anchor="end" class="tick">{value:.3g}</text>')
-    for value in np.linspace(x_min, x_max, 5):
+                     f'<text x="{left - 5}" y="{y + 4:.1f}" text-anchor="end" class="tick">{value:.4g}</text>')
+    for value in nice_ticks(x_min, x_max):
         x = float(px(np.asarray(value)))
-        parts.append(f'<text x="{x:.1f}" y="{plot_bottom + 15}" text-anchor="middle" class="tick">{value:.3g}</text>')
+        parts.append(f'<text x="{x:.1f}" y="{plot_bottom + 15}" text-anchor="middle" class="tick">{value:.4g}</text>')
     middle = top + (plot_bottom - top) / 2
     parts.append(f'<text x="13" y="{middle}" transform="rotate(-90 13 {middle})" text-anchor="middle" '
                  f'class="tick">{html.escape(y_label)}</text>')
-    column = (width - left - right) / 3
+    column = (width - left - right) / columns
     for index, (name, sx, sy, color) in enumerate(series):
         finite = np.isfinite(sy)
         points = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px(sx[finite]), py(np.clip(sy[finite], y_min, y_max))))
         dash = ' stroke-dasharray="5,4"' if color == REFERENCE_COLOR else ""
         parts.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="1.6"{dash}>'
                      f'<title>{html.escape(name)}</title></polyline>')
-        x, y = left + column * (index % 3), plot_bottom + 32 + 14 * (index // 3)
+        x, y = left + column * (index % columns), plot_bottom + 32 + 14 * (index // columns)
         parts.append(f'<line x1="{x:.1f}" x2="{x + 14:.1f}" y1="{y - 4}" y2="{y - 4}" stroke="{color}" '
                      f'stroke-width="2"{dash}/><text x="{x + 18:.1f}" y="{y}" class="legend">{html.escape(name)}</text>')
     parts.append("</svg>")
@@ -186,7 +208,8 @@ body{font-family:system-ui,sans-serif;margin:24px;color:#222}
 h1{font-size:22px} h2{font-size:18px;margin-top:28px}
 table.matrix{border-collapse:collapse;font-size:12px}
 table.matrix th,table.matrix td{border:1px solid #ddd;padding:2px 8px;text-align:right}
-table.matrix td.label{text-align:left;font-family:monospace}
+table.matrix td.label,table.matrix th:first-child{text-align:left}
+table.matrix td.label{font-family:monospace}
 td.pass{background:#e7f6e7} td.fail{background:#f9d6d5;font-weight:bold} td.none{color:#aaa}
 .summary{font-size:15px;margin:8px 0 16px} .ok{color:#1a7f1a} .bad{color:#b3261e}
 .plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(460px,1fr));gap:14px}

@@ -221,6 +221,72 @@ def test_html_report_has_the_matrix_and_the_plots(tmp_path):
     assert "grid-template-columns" in text and 'viewBox="0 0' in text
 
 
+#: Measures the rendered report in the browser and writes what it saw into the page, as JSON:
+#: the boxes of the activations' panels, and per plot the overflows of its texts past the plot,
+#: the legend entries that run into each other, and those over the data's frame.
+_LAYOUT_PROBE = """<script>
+addEventListener('load', () => {
+  const box = e => e.getBBox();
+  const overlap = (a, b) => a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height;
+  const plots = [...document.querySelectorAll('svg.plot')].map(svg => {
+    const [, , width, height] = svg.getAttribute('viewBox').split(' ').map(Number);
+    const frame = box(svg.querySelector('rect.frame'));
+    const texts = [...svg.querySelectorAll('text')].filter(t => !t.getAttribute('transform'));
+    const legends = [...svg.querySelectorAll('text.legend')].map(box);
+    return {
+      outside: texts.map(box).filter(b => b.x < 0 || b.y < 0 || b.x + b.width > width || b.y + b.height > height).length,
+      crossing: legends.filter((a, i) => legends.some((b, j) => j > i && overlap(a, b))).length,
+      over_data: legends.filter(b => overlap(b, frame)).length,
+      legend_entries: legends.length,
+      rendered_width: svg.getBoundingClientRect().width,
+    };
+  });
+  const panels = [...document.querySelectorAll('.activation')].map(e => e.getBoundingClientRect().left);
+  const out = document.createElement('pre');
+  out.id = 'layout';
+  out.textContent = JSON.stringify({plots, panel_columns: new Set(panels.map(Math.round)).size,
+                                    title: document.querySelector('h1').textContent,
+                                    passed_cells: document.querySelectorAll('td.pass').length});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def test_html_report_renders_in_a_browser(tmp_path):
+    """The report as headless Chromium lays it out at 1400 px: the activations' panels side by
+    side in a grid, and in every plot each tick label and legend name inside the plot, no legend
+    name running into another, none over the data."""
+    import html
+    import re
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no Chromium on this machine (.ci/run installs Debian's chromium)")
+    path = tmp_path / "report.html"
+    assert suite.main(["--only", "relu*", "--backends", "numpy,array_api_strict,torch,jax", "--devices", "cpu",
+                       "--dtypes", "float32", "--no-grad", "--report", str(path),
+                       "--json", str(tmp_path / "report.json")]) == 0
+    page = tmp_path / "measured.html"
+    page.write_text(path.read_text().replace("</body>", _LAYOUT_PROBE + "</body>"))
+    rendered = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         "--window-size=1400,1000", "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=True).stdout
+    found = re.search(r'<pre id="layout">(.*?)</pre>', rendered, re.S)
+    assert found, rendered[-2000:]
+    layout = json.loads(html.unescape(found.group(1)))
+    plotted = {case.function for case in suite.report.plotted_cases("relu*")}
+    assert layout["title"] == "xpnn conformance report"
+    assert layout["passed_cells"] == len([c for c in suite.checks() if c.label.startswith("relu")]) * 4
+    assert len(layout["plots"]) == 2 * len(plotted) and layout["panel_columns"] >= 2
+    for plot in layout["plots"]:
+        assert plot["legend_entries"] >= 5 and plot["rendered_width"] > 250, plot
+        assert plot["outside"] == plot["crossing"] == plot["over_data"] == 0, plot
+
+
 def test_failures_are_described_in_words():
     record = {"case": "gelu", "backend": "torch", "dtype": "float32", "reference": "jax.nn.gelu", "max_ulp": 12.0,
               "max_abs": 3e-6, "max_rel": 2e-6, "special_mismatch": 2, "within_tolerance": False,
