@@ -233,8 +233,9 @@ addEventListener('load', () => {
     const frame = box(svg.querySelector('rect.frame'));
     const texts = [...svg.querySelectorAll('text')].filter(t => !t.getAttribute('transform'));
     const legends = [...svg.querySelectorAll('text.legend')].map(box);
+    const outside = b => b.x < 0 || b.y < 0 || b.x + b.width > width || b.y + b.height > height;
     return {
-      outside: texts.map(box).filter(b => b.x < 0 || b.y < 0 || b.x + b.width > width || b.y + b.height > height).length,
+      outside: texts.map(box).filter(outside).length,
       crossing: legends.filter((a, i) => legends.some((b, j) => j > i && overlap(a, b))).length,
       over_data: legends.filter(b => overlap(b, frame)).length,
       legend_entries: legends.length,
