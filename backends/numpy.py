@@ -527,31 +527,50 @@ def _row_window_products(x: np.ndarray, rhs: np.ndarray, out: np.ndarray, stride
     """A 2-D convolution with a unit stride along its first spatial axis, ``out`` ``(N, H, W,
     features)`` = the padded channels-last ``x`` convolved with ``rhs`` ``(kh, kw, C, features)``,
     by rows of windows: the windows along the second axis only (``kw * C`` numbers per position,
-    copied once: the patch matrix copies ``kh`` times more), then, image by image, one product
-    of all its rows of windows with every kernel row at once (``(kw * C, kh * features)``: one
-    wide BLAS product instead of ``kh`` narrow ones), whose ``dy``-th column block, shifted by
-    ``dy`` rows, is summed into ``out`` in the order of ``dy``; in blocks (``_blocks``) of windows.
-    Measured on the 2-core machine, float32: 5x5 32->32 on (4, 64, 64) 5.2 ms against 5.8 for
-    ``kh`` products and 7.5 for the patch matrix; 5x5 32->8 2.1 against 3.2; 3x3 64->64 on
-    (8, 56, 56) 10 ms either way (a product over several images at once ran 1.5x slower in some
-    processes)."""
+    copied once: the patch matrix copies ``kh`` times more), then, image by image, products with
+    the kernel rows ``dy`` whose results, shifted by ``dy * dilation`` rows, are summed into
+    ``out`` in the order of ``dy``; in blocks (``_blocks``) of windows.  For tall kernels of few
+    features (``kh >= 4``, ``features <= 32``) whose rows together are not much wider than a
+    window (``kh * features <= 2 * kw * C``), one wide BLAS product of the image's rows of windows
+    with all the kernel rows, ``(kw * C, kh * features)``, serves every ``dy``: BLAS runs narrow
+    products (few features) slowly.  Otherwise one product per ``dy``, whose operand is a
+    contiguous run of the rows: the wide product's strided sums cost more than they save, and its
+    result would be many times the input for few channels.  Measured on the 2-core machine,
+    float32, wide against per row: 5x5 32->32 on (4, 64, 64) 4.9-5.1 against 5.4-5.6 ms (the
+    patch matrix: 7.5), 5x5 32->8 2.1 against 3.2; but 3x3 64->64 on (8, 56, 56) 10.0-10.3
+    against 9.7, 3x3 32->32 3.8 against 3.5, 7x7 64->64 7.7 against 7.4, 7x7 3->64 on (1, 224,
+    224) 26 against 11 (a product over several images at once ran 1.5x slower in some processes)."""
     kh, kw, channels, features = rhs.shape
     height, width = out.shape[1:3]
     view = _patches(x, (1, kw), (x.shape[1], width), (1, strides[1]), (1, dilation[1]))
-    kernel = np.ascontiguousarray(np.moveaxis(rhs.reshape(kh, kw * channels, features), 0, 1)).reshape(
-        kw * channels, kh * features)
+    wide = kh >= 4 and features <= 32 and kh * features <= 2 * kw * channels
+    kernel = rhs.reshape(kh, kw * channels, features)
+    if wide:
+        kernel = np.ascontiguousarray(np.moveaxis(kernel, 0, 1)).reshape(kw * channels, kh * features)
     reach = (kh - 1) * dilation[0]
     buffer = products = None
     for images, first, last in _blocks(x.shape[0], height, width * kw * channels * x.itemsize, reach):
         buffer, copy = _copied_into(buffer, view[images, first:last + reach])
         rows_of_windows = copy.reshape(copy.shape[0], -1, kw * channels)
         if products is None:
-            products = np.empty((rows_of_windows.shape[1], kh * features), x.dtype)
+            products = np.empty(((rows_of_windows.shape[1], kh * features) if wide else
+                                 ((last - first) * width, features)), x.dtype)
         for image, target in zip(rows_of_windows, out[images, first:last]):
-            product = np.matmul(image, kernel, out=products[:len(image)]).reshape(-1, width, kh, features)
-            np.copyto(target, product[:last - first, :, 0])
-            for dy in range(1, kh):
-                target += product[dy * dilation[0]:dy * dilation[0] + last - first, :, dy]
+            if wide:
+                product = np.matmul(image, kernel, out=products[:len(image)]).reshape(-1, width, kh, features)
+                np.copyto(target, product[:last - first, :, 0])
+                for dy in range(1, kh):
+                    target += product[dy * dilation[0]:dy * dilation[0] + last - first, :, dy]
+                continue
+            target = target.reshape(-1, features)
+            product = products[:len(target)]
+            for dy in range(kh):
+                operand = image[dy * dilation[0] * width:(dy * dilation[0] + last - first) * width]
+                if dy == 0:
+                    np.matmul(operand, kernel[0], out=target)
+                else:
+                    np.matmul(operand, kernel[dy], out=product)
+                    target += product
 
 
 def _input_dilated_conv(x: np.ndarray, rhs: np.ndarray, padding: Any, lhs_dilation: Any, rhs_dilation: Any,

@@ -95,17 +95,19 @@ def test_conv_of_empty_images_is_zeros_or_the_bias(backend, image, lhs_dilation,
         np.testing.assert_array_equal(backend.to_numpy(first), np.moveaxis(want, -1, 1), err_msg=kind)
 
 
+@pytest.mark.parametrize("kernel", [(3, 2, 3, 4), (4, 2, 8, 4)], ids=["kernel rows", "kernel rows at once"])
 @pytest.mark.parametrize("block_bytes", [1, 5000, 20000, 1 << 25], ids=["row", "rows", "images", "default"])
 @pytest.mark.parametrize("dilation", [(1, 1), (2, 3)])
 @pytest.mark.parametrize("strides", [(2, 1), (1, 1), (1, 2)], ids=["patch matrix", "rows of windows", "rows, strided"])
-def test_numpy_patch_blocks_match_jax_lax(monkeypatch, block_bytes, dilation, strides):
+def test_numpy_patch_blocks_match_jax_lax(monkeypatch, block_bytes, dilation, strides, kernel):
     """NumPy's ungrouped 2-D convolution in blocks: of its patch matrix (a stride along the first
-    axis), or of its rows of windows (a unit stride there): one row, several rows of an image,
-    several images per block (a small block size makes the small case take each branch)."""
+    axis), or of its rows of windows (a unit stride there), by kernel row or with all kernel rows
+    in one product (a tall kernel of few features): one row, several rows of an image, several
+    images per block (a small block size makes the small case take each branch)."""
     from xpnn.backends import numpy as numpy_backend
     monkeypatch.setattr(numpy_backend, "_PATCH_BLOCK_BYTES", block_bytes)
     rng = np.random.default_rng(7)
-    lhs, rhs = rng.standard_normal((5, 9, 11, 3)), rng.standard_normal((3, 2, 3, 4))
+    lhs, rhs = rng.standard_normal((5, 9, 11, kernel[2])), rng.standard_normal(kernel)
     case = {"window_strides": strides, "padding": ((1, 2), (0, 1)), "lhs_dilation": (1, 1), "rhs_dilation": dilation}
     want = jax.lax.conv_general_dilated(jnp.asarray(lhs), jnp.asarray(rhs), dimension_numbers=("NHWC", "HWIO", "NHWC"),
                                         **case)
