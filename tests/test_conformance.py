@@ -221,6 +221,21 @@ def test_html_report_has_the_matrix_and_the_plots(tmp_path):
     assert "grid-template-columns" in text and 'viewBox="0 0' in text
 
 
+@pytest.mark.parametrize(("low", "high"), [(-6.0, 6.0), (0.0, 7.21), (-0.998, 6.0), (0.0, 0.263), (-3.02, -0.00248),
+                                           (1e-9, 3e-9), (5.0, 5.0001), (-1.0, 1.0), (0.0, 1e-30), (-9.0, 6.0)])
+def test_plot_ticks_are_round_and_inside_the_range(low, high):
+    """The plots' ticks: at least four, evenly spaced inside the range, at multiples of 1, 2, 2.5
+    or 5 times a power of ten, printed short."""
+    ticks = suite.report.nice_ticks(low, high)
+    steps = np.diff(ticks)
+    assert len(ticks) >= 4 and low - 1e-12 * abs(low) <= ticks[0] and ticks[-1] <= high + 1e-12 * abs(high)
+    np.testing.assert_allclose(steps, steps[0], rtol=1e-9)
+    mantissa = steps[0] / 10.0 ** np.floor(np.log10(steps[0]))
+    assert any(np.isclose(mantissa, m) for m in (1.0, 2.0, 2.5, 5.0)), steps[0]
+    assert all(np.isclose(t / steps[0], round(t / steps[0])) for t in ticks)
+    assert all(len(f"{t:.4g}") <= 8 for t in ticks), ticks
+
+
 #: Measures the rendered report in the browser and writes what it saw into the page, as JSON:
 #: the boxes of the activations' panels, and per plot the overflows of its texts past the plot,
 #: the legend entries that run into each other, and those over the data's frame.
