@@ -365,7 +365,8 @@ def _group_norm(x: np.ndarray, groups: int, scale: Any, bias: Any, epsilon: floa
     rows = x.reshape(x.shape[0], -1, x.shape[-1])
     size = x.shape[-1] // groups
     per_group = rows.shape[1] * size
-    out = np.empty_like(rows)
+    out = np.empty(rows.shape, rows.dtype)
+    shift = None if bias is None else _RowOperand(bias)
 
     def grouped(per_channel: np.ndarray) -> np.ndarray:  # (C,) -> (C,), each group's sum
         return np.repeat(per_channel.reshape(groups, size).sum(axis=-1), size)
@@ -373,11 +374,11 @@ def _group_norm(x: np.ndarray, groups: int, scale: Any, bias: Any, epsilon: floa
     def normalize(begin: int, end: int) -> None:
         for sample in range(begin, end):
             part, into = rows[sample], out[sample]
-            np.subtract(part, grouped(part.sum(axis=0)) / per_group, out=into)
+            _RowOperand(grouped(part.sum(axis=0)) / per_group).apply(np.subtract, into, part)
             multiplier = 1 / np.sqrt(grouped(np.einsum("pc,pc->c", into, into)) / per_group + epsilon)
-            into *= multiplier if scale is None else multiplier * scale
-            if bias is not None:
-                into += bias
+            _RowOperand(multiplier if scale is None else multiplier * scale).apply(np.multiply, into)
+            if shift is not None:
+                shift.apply(np.add, into)
 
     slices.in_row_blocks(normalize, rows.shape[0], 1, rows.size)
     return out.reshape(x.shape)

@@ -477,11 +477,11 @@ def test_numpy_fused_norms_in_blocks_and_threads_equal_the_written_once(layer):
 
 @pytest.mark.parametrize("contiguous", [True, False], ids=["contiguous", "strided"])
 @pytest.mark.parametrize("width", [6, 1000])
-@pytest.mark.parametrize("kind", ["layer", "rms", "batch", "running"])
+@pytest.mark.parametrize("kind", ["layer", "rms", "batch", "running", "group"])
 def test_numpy_fused_norms_apply_row_vectors_in_tiles(kind, width, contiguous):
-    """NumPy's fused norms apply scale, bias and the batch statistics to rows of whole tiles of
-    the vector repeated (and the rows left over to the vector alone): the written-once result,
-    for contiguous and strided inputs."""
+    """NumPy's fused norms apply scale, bias and the batch and group statistics to rows of whole
+    tiles of the vector repeated (and the rows left over to the vector alone): the written-once
+    result, for contiguous and strided inputs (a group norm's: one sample of them all)."""
     from xpnn.backends import numpy as numpy_backend
 
     ops = adapter_of(np.zeros(1))
@@ -492,8 +492,9 @@ def test_numpy_fused_norms_apply_row_vectors_in_tiles(kind, width, contiguous):
     scale, bias = rng.standard_normal(width), rng.standard_normal(width)
     bias = None if kind == "rms" else bias
     statistics = (rng.standard_normal(width), rng.uniform(0.5, 2.0, width)) if kind == "running" else None
-    got = ops.fused_norm(kind, x, 1, scale, bias, 1e-5, statistics)
-    want = reference_norm(ops, kind, x, 1, scale, bias, 1e-5, statistics)
+    x, count = (x[None], 2) if kind == "group" else (x, 1)
+    got = ops.fused_norm(kind, x, count, scale, bias, 1e-5, statistics)
+    want = reference_norm(ops, kind, x, count, scale, bias, 1e-5, statistics)
     got, want = (got, want) if kind == "batch" else ((got,), (want,))
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
