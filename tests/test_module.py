@@ -485,8 +485,13 @@ def test_error_non_array_input():
 
 
 def test_error_mixed_libraries():
-    with pytest.raises(TypeError, match=r"_Net/Dense_0: inputs is a torch array but kernel is a numpy array.*to_backend"):
+    message = (r"_Net/Dense_0: inputs and kernel are arrays of two libraries \(torch and numpy\); "
+               r"convert kernel with xpnn.to_backend\(kernel, like=inputs\)")
+    with pytest.raises(TypeError, match=message):
         _Net().apply(_net_variables(), torch.ones(2, 3))
+    norm, x = nn.LayerNorm(), torch.ones(2, 3)  # an input of another library is named as it is, not as a variable
+    with pytest.raises(TypeError, match=r"LayerNorm: x and mask .*convert mask with xpnn.to_backend\(mask, like=x\)"):
+        norm.apply(norm.init(nn.random.key(0), x), x, mask=np.ones((2, 3), bool))
 
 
 def test_error_deterministic_and_embed_ids():

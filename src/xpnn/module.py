@@ -677,8 +677,8 @@ class Module:
                     return adapter
             (first, a), (second, b) = list(found.items())[:2]
             raise TypeError(
-                f"{self.path}: {a} is a {first.name} array but {b} is a {second.name} array; convert the "
-                f"variables with xpnn.to_backend(variables, like=inputs)"
+                f"{self.path}: {a} and {b} are arrays of two libraries ({first.name} and {second.name}); convert "
+                f"{b} with xpnn.to_backend({b}, like={a}) (a variable tree: xpnn.to_backend(variables, like=inputs))"
             )
         return next(iter(found)) if found else adapter_of()
 
