@@ -44,6 +44,10 @@ _SINGLE_OR_DOUBLE = frozenset((np.dtype("float32"), np.dtype("float64")))
 #: one product per kernel position (9 copies and accumulations of the output) 38 ms; the whole
 #: patch matrix 22.4 ms; 32 MiB blocks 21.3 ms; 2 MiB blocks 28.3 ms (22 ms on one BLAS thread).
 _PATCH_BLOCK_BYTES = 1 << 25
+#: A 1-D convolution takes its phases' products (``_phase_products``) where each phase has at
+#: least this many outputs per image: BLAS runs shorter products slowly (k400/160 on (8, 4000,
+#: 32), 8 outputs per phase: 3.9 ms against the patch matrix's one product over every image, 1.7).
+_PHASE_ROWS = 16
 #: How many leaky_relu slopes are kept as constant operands before starting again: at most
 #: 12 MiB of blocks, if every one is used in float32 and float64.
 _SLOPES_KEPT = 16
@@ -216,11 +220,18 @@ def _constant_operand_fast_paths(paths: dict[str, FastPath]) -> dict[str, FastPa
 
 
 def _added(y: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-    """``y + bias``, in place where ``y`` (a fresh product) holds the sum's dtype."""
+    """``y + bias``, in place where ``y`` (a fresh product) holds the sum's dtype; a bias along
+    the last axis of a C-contiguous ``y`` of a tile or more, over tiles of it (``_RowOperand``):
+    a broadcast ``+=`` runs its inner loop over one row of ``bias.size`` elements, 2.2 to 3.6
+    times slower (32 features on (8, 3981): 460 against 185 us; 64 on (8, 56, 56): 600 against
+    275; 512 on 256 rows: 79 against 25)."""
     if bias is None:
         return y
     if bias.dtype == y.dtype and y.ndim:
-        y += bias
+        if y.size >= _TILE and bias.shape == y.shape[-1:] and y.flags.c_contiguous:
+            _RowOperand(bias).apply(np.add, y.reshape(-1, bias.shape[0]))
+        else:
+            y += bias
         return y
     return y + bias
 
@@ -523,6 +534,32 @@ def _patch_products(view: np.ndarray, rhs: np.ndarray, out: np.ndarray) -> None:
         np.matmul(patches.reshape(-1, kernel.shape[0]), kernel, out=target.reshape(-1, features))
 
 
+def _phase_products(x: np.ndarray, rhs: np.ndarray, out: np.ndarray, stride: int) -> None:
+    """A 1-D convolution without kernel dilation, ``out`` ``(N, T, features)`` = the padded
+    channels-last ``x`` ``(N, L, C)`` convolved with ``rhs`` ``(k, C, features)`` at ``stride``,
+    with no copy of the input.  Each image is one row of ``L * C`` numbers, in which output ``t``'s
+    window is the contiguous run of ``k * C`` numbers from ``t * stride * C``.  The outputs of one
+    phase, ``t = q, q + P, q + 2P...`` for ``P = ceil(k / stride)``, have windows that do not
+    overlap, so the phase's patch matrix is a view of ``x`` that BLAS reads as it is: one product
+    per phase, written into ``out[:, q::P]``.  The phases are split among the cores (BLAS runs
+    products this small on one).  Measured on the 2-core machine, float32: k80/4 1->32 on (8,
+    16000) 1.0 against the patch matrix's 1.7-1.9 ms; k3 64->64 on (8, 1000) 1.1 against 1.3;
+    k5 16->16 on (1, 100000) 2.8 against 4.9."""
+    window, channels, features = rhs.shape
+    size = out.shape[1]
+    period, step = -(-window // stride), stride * channels
+    runs = sliding_window_view(x.reshape(x.shape[0], -1), window * channels, axis=-1)
+    kernel = rhs.reshape(window * channels, features)
+
+    def phases(begin: int, end: int) -> None:
+        for phase in range(begin, end):
+            outputs = len(range(phase, size, period))
+            np.matmul(runs[:, phase * step::period * step][:, :outputs], kernel, out=out[:, phase::period])
+
+    # the products' multiply-adds, about four to an element of a memory-bound pass
+    slices.in_row_blocks(phases, period, 1, out.size * window * channels // 4)
+
+
 def _row_window_products(x: np.ndarray, rhs: np.ndarray, out: np.ndarray, strides: tuple[int, ...],
                          dilation: tuple[int, ...]) -> None:
     """A 2-D convolution with a unit stride along its first spatial axis, ``out`` ``(N, H, W,
@@ -756,10 +793,13 @@ class NumpyAdapter(Adapter):
     def conv_general_dilated(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                              feature_group_count=1, bias=None):
         """The patch matrix (each output position's window of the padded input) times the kernel,
-        in blocks of bounded size (``_patch_products``); grouped kernels group by group, as dense
-        ones; depthwise kernels by the tap loop: for each kernel position, the strided view of the
-        padded input that it meets, times that position's slice of the kernel (``_tap_product``),
-        accumulated in place.  An input dilation (a transposed convolution) inserts no zeros: each
+        in blocks of bounded size (``_patch_products``), or without copying the windows: 1-D ones by
+        phases (``_phase_products``), 2-D ones of a unit stride along the first axis by rows of
+        windows (``_row_window_products``); grouped kernels group by group, as dense
+        ones; depthwise kernels of a unit stride along the last axis by one einsum over each
+        image's rows of windows (``_depthwise_in_rows``), other depthwise ones by the tap loop: for
+        each kernel position, the strided view of the padded input that it meets, times that
+        position's slice of the kernel (``_tap_product``), accumulated in place.  An input dilation (a transposed convolution) inserts no zeros: each
         position meets a plain slice of the input and reaches every ``lhs_dilation``-th output
         (``_input_dilated_conv``).  Depthwise kernels, whose products BLAS does not thread, are
         computed in blocks of images on every core.
@@ -806,6 +846,10 @@ class NumpyAdapter(Adapter):
             _depthwise_in_rows(out, cropped, pads, rhs, window_strides, rhs_dilation, bias)
             return out
         x = _zero_padded(cropped, pads)
+        if groups == 1 and spatial == 1 and rhs_dilation[0] == 1 and sizes[0] >= _PHASE_ROWS * -(-window[0] //
+                                                                                                 window_strides[0]):
+            _phase_products(x, rhs, out, window_strides[0])
+            return _added(out, bias)
         if groups == 1 and spatial == 2 and window[0] > 1 and window_strides[0] == 1:
             _row_window_products(x, rhs, out, window_strides, rhs_dilation)
             return _added(out, bias)
@@ -832,7 +876,7 @@ class NumpyAdapter(Adapter):
         with more than two axes does not call BLAS, so those rows are seen as a matrix first."""
         if x.ndim <= 2:
             y = np.dot(x, kernel)
-            if bias is not None and bias.dtype == y.dtype and y.ndim:  # the common call: _added, inline
+            if bias is not None and bias.dtype == y.dtype and y.ndim and y.size < _TILE:  # a small call: _added, inline
                 y += bias
                 return y
         else:

@@ -115,6 +115,46 @@ def test_numpy_patch_blocks_match_jax_lax(monkeypatch, block_bytes, dilation, st
     np.testing.assert_allclose(got, np.asarray(want), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("length, window, stride, channels", [
+    (64, 3, 1, 2),  # 3 phases of 22 and 21 outputs
+    (303, 16, 4, 3),  # 4 phases: 19 outputs, then 18
+    (300, 7, 9, 1),  # a stride past the window: one phase, gaps between windows
+    (1500, 80, 4, 1),  # 20 phases
+    (45, 5, 1, 2),  # 41 outputs, 8 per phase: the patch matrix instead
+])
+@pytest.mark.parametrize("split", [False, True], ids=["one thread", "phases split among threads"])
+def test_numpy_1d_phase_products_match_jax_lax(monkeypatch, length, window, stride, channels, split):
+    """NumPy's 1-D convolution by phases (each phase's windows a view of the input, ``_phase_products``),
+    padded asymmetrically, with a bias, against jax.lax; one case too short for phases."""
+    from xpnn.backends import _numpy_slices
+    if split:
+        monkeypatch.setitem(_numpy_slices.SLICED_FROM, "memory", 0)
+    rng = np.random.default_rng(11)
+    lhs, rhs = rng.standard_normal((3, length, channels)), rng.standard_normal((window, channels, 5))
+    bias = rng.standard_normal(5)
+    case = {"window_strides": (stride,), "padding": ((2, 1),), "lhs_dilation": (1,), "rhs_dilation": (1,)}
+    want = jax.lax.conv_general_dilated(jnp.asarray(lhs), jnp.asarray(rhs), dimension_numbers=("NWC", "WIO", "NWC"),
+                                        **case)
+    got = adapter_of(lhs).conv_general_dilated(lhs, rhs, **case, bias=bias)
+    np.testing.assert_allclose(got, np.asarray(want) + bias, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("features", [70, 4096, 20000])
+def test_numpy_bias_is_added_over_tiles(features):
+    """NumPy adds a bias to large products over tiles of it (whole tiles of rows, then the rows
+    left over; a row wider than a tile is one): the same numbers as ``x @ kernel + bias``, in the
+    dense and convolution primitives."""
+    from xpnn.backends import numpy as numpy_backend
+    rng = np.random.default_rng(5)
+    rows = 3 * max(1, numpy_backend._TILE // features) + 5
+    x, kernel, bias = rng.standard_normal((rows, 6)), rng.standard_normal((6, features)), rng.standard_normal(features)
+    ops = adapter_of(x)
+    np.testing.assert_array_equal(ops.dense(x, kernel, bias), np.dot(x, kernel) + bias)
+    one = (1,)
+    got = ops.conv_general_dilated(x[None], kernel[None], one, ((0, 0),), one, one, 1, bias)
+    np.testing.assert_array_equal(got[0], np.dot(x, kernel) + bias)
+
+
 @pytest.mark.parametrize("lhs_dilation, rhs_dilation, padding, groups", [
     ((2, 3), (1, 1), ((2, 2), (3, 1)), 1),
     ((2, 2), (1, 2), ((3, 0), (-1, 2)), 2),
