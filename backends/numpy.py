@@ -799,8 +799,8 @@ class NumpyAdapter(Adapter):
         ones; depthwise kernels of a unit stride along the last axis by one einsum over each
         image's rows of windows (``_depthwise_in_rows``), other depthwise ones by the tap loop: for
         each kernel position, the strided view of the padded input that it meets, times that
-        position's slice of the kernel (``_tap_product``), accumulated in place.  An input dilation (a transposed convolution) inserts no zeros: each
-        position meets a plain slice of the input and reaches every ``lhs_dilation``-th output
+        position's slice of the kernel (``_tap_product``), accumulated in place.  An input dilation
+        (a transposed convolution) inserts no zeros: each position meets a plain slice of the input and reaches every ``lhs_dilation``-th output
         (``_input_dilated_conv``).  Depthwise kernels, whose products BLAS does not thread, are
         computed in blocks of images on every core.
         Other dtypes take the standard-only version.  The bias is added in place."""
