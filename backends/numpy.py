@@ -793,17 +793,17 @@ class NumpyAdapter(Adapter):
     def conv_general_dilated(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                              feature_group_count=1, bias=None):
         """The patch matrix (each output position's window of the padded input) times the kernel,
-        in blocks of bounded size (``_patch_products``), or without copying the windows: 1-D ones by
-        phases (``_phase_products``), 2-D ones of a unit stride along the first axis by rows of
-        windows (``_row_window_products``); grouped kernels group by group, as dense
-        ones; depthwise kernels of a unit stride along the last axis by one einsum over each
-        image's rows of windows (``_depthwise_in_rows``), other depthwise ones by the tap loop: for
-        each kernel position, the strided view of the padded input that it meets, times that
-        position's slice of the kernel (``_tap_product``), accumulated in place.  An input dilation
-        (a transposed convolution) inserts no zeros: each position meets a plain slice of the input and reaches every ``lhs_dilation``-th output
-        (``_input_dilated_conv``).  Depthwise kernels, whose products BLAS does not thread, are
-        computed in blocks of images on every core.
-        Other dtypes take the standard-only version.  The bias is added in place."""
+        in blocks of bounded size (``_patch_products``), or without copying the windows: 1-D ones
+        by phases (``_phase_products``), 2-D ones of a unit stride along the first axis by rows of
+        windows (``_row_window_products``).  Grouped kernels group by group, as dense ones;
+        depthwise kernels of a unit stride along the last axis by one einsum over each image's rows
+        of windows (``_depthwise_in_rows``), other depthwise ones by the tap loop: for each kernel
+        position, the strided view of the padded input that it meets, times that position's slice
+        of the kernel (``_tap_product``), accumulated in place; both in blocks of images on every
+        core (BLAS does not thread their products).  An input dilation (a transposed convolution)
+        inserts no zeros: each position meets a plain slice of the input and reaches every
+        ``lhs_dilation``-th output (``_input_dilated_conv``).  Other dtypes take the
+        standard-only version.  The bias is added in place."""
         if lhs.dtype not in _SINGLE_OR_DOUBLE or rhs.dtype != lhs.dtype or type(lhs) is not np.ndarray:
             return super().conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                                 feature_group_count, bias)
