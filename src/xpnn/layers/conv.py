@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from xpnn import initializers
 from xpnn._cache import per_arguments
@@ -94,11 +94,18 @@ class _Windowed(Module):
         try:
             pads, mode_pads = _resolved_padding(self.padding, kernel_size, kernel_dilation, strides, input_dilation,
                                                 tuple(inputs.shape[1:-1]), self.input_dilation)
-            if mode_pads:
-                inputs = self._adapter(inputs=inputs).pad(inputs, ((0, 0), *mode_pads, (0, 0)), _MODES[self.padding])
         except _Unnamed as error:
             raise self._error(str(error)) from None
-        return inputs, pads
+        return self._mode_padded(inputs, mode_pads), pads
+
+    def _mode_padded(self, inputs: Array, mode_pads: Pads | None) -> Array:
+        """``inputs`` padded by ``mode_pads`` in the CIRCULAR or REFLECT mode (None: as it is)."""
+        if not mode_pads:
+            return inputs
+        try:
+            return self._adapter(inputs=inputs).pad(inputs, ((0, 0), *mode_pads, (0, 0)), _MODES[self.padding])
+        except _Unnamed as error:
+            raise self._error(str(error)) from None
 
 
 @per_arguments
@@ -177,27 +184,66 @@ class Conv(_Convolution):
 
     @compact
     def __call__(self, inputs: Array) -> Array:
-        kernel_size = self._kernel_size()
-        rank = len(kernel_size)
-        x, batch = self._batched(inputs, rank)
-        strides = self._checked(self.strides, rank, "strides")
-        input_dilation = self._checked(self.input_dilation, rank, "input_dilation")
-        kernel_dilation = self._checked(self.kernel_dilation, rank, "kernel_dilation")
+        inputs = self._check_input(inputs)
         groups = self.feature_group_count
-        channels = x.shape[-1]
-        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or channels % groups:
-            raise self._error(f"feature_group_count must be a positive int dividing the {channels} input features, "
-                              f"got {groups!r}")
-        if self.features % groups:
-            raise self._error(f"features ({self.features}) must be divisible by feature_group_count ({groups})")
-        x, pads = self._padded_input(x, kernel_size, kernel_dilation, strides, input_dilation)
-        kernel_shape = (*kernel_size, channels // groups, self.features)
-        self._checked_mask(kernel_shape)
-        kernel = self._masked(self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype))
+        try:
+            geometry = _conv_geometry(self.kernel_size, self.strides, self.input_dilation, self.kernel_dilation,
+                                      self.padding, groups, self.features, inputs.shape)
+        except _Unnamed as error:
+            raise self._error(str(error)) from None
+        x = inputs
+        if geometry.batch is not None:
+            x = self._adapter(inputs=inputs).xp.reshape(inputs, geometry.flat)
+        x = self._mode_padded(x, geometry.mode_pads)
+        self._checked_mask(geometry.kernel_shape)
+        kernel = self._masked(self.param("kernel", self.kernel_init, geometry.kernel_shape, self.param_dtype))
         bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
         adapter, x, kernel, bias = self._weighted(self.dtype, x, kernel, bias)
-        y = self._convolved(adapter, x, kernel, strides, pads, input_dilation, kernel_dilation, groups, bias)
-        return self._restored(y, batch)
+        y = self._convolved(adapter, x, kernel, geometry.strides, geometry.pads, geometry.input_dilation,
+                            geometry.kernel_dilation, groups, bias)
+        return self._restored(y, geometry.batch)
+
+
+class _Geometry(NamedTuple):
+    """What a ``Conv`` works out from its fields and its input's shape (``_conv_geometry``)."""
+
+    flat: tuple[int, ...]  # the input's shape with one batch dimension
+    batch: tuple[int, ...] | None  # the batch shape to restore (None: the input has one batch dimension)
+    strides: tuple[int, ...]
+    input_dilation: tuple[int, ...]
+    kernel_dilation: tuple[int, ...]
+    pads: Pads  # the convolution's explicit (low, high) pads
+    mode_pads: Pads | None  # the input's own CIRCULAR or REFLECT padding
+    kernel_shape: tuple[int, ...]
+
+
+@per_arguments
+def _conv_geometry(kernel_size: Any, strides: Any, input_dilation: Any, kernel_dilation: Any, padding: PaddingLike,
+                   groups: Any, features: Any, shape: tuple[int, ...]) -> _Geometry:
+    """A ``Conv``'s checked fields and window geometry for an input of ``shape``, worked out once
+    per set of them (a layer's fields and an input shape repeat from call to call): the errors
+    are the checks of ``_Windowed`` in their order."""
+    size = _kernel_size(kernel_size)
+    rank = len(size)
+    if len(shape) < rank + 1:
+        raise refuse(ValueError, f"inputs must have at least {rank + 1} dims, got shape {tuple(shape)}")
+    if isinstance(features, bool) or not isinstance(features, int) or features < 1:
+        raise refuse(ValueError, f"features must be a positive int, got {features!r}")
+    batch = None if len(shape) == rank + 2 else tuple(shape[:len(shape) - rank - 1])
+    flat = tuple(shape) if batch is None else (math.prod(batch), *shape[len(batch):])
+    strides = _int_tuple(strides, rank, "strides")
+    dilation_field, input_dilation = input_dilation, _int_tuple(input_dilation, rank, "input_dilation")
+    kernel_dilation = _int_tuple(kernel_dilation, rank, "kernel_dilation")
+    channels = flat[-1]
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or channels % groups:
+        raise refuse(ValueError, f"feature_group_count must be a positive int dividing the {channels} input "
+                                 f"features, got {groups!r}")
+    if features % groups:
+        raise refuse(ValueError, f"features ({features}) must be divisible by feature_group_count ({groups})")
+    pads, mode_pads = _resolved_padding(padding, size, kernel_dilation, strides, input_dilation, tuple(flat[1:-1]),
+                                        dilation_field)
+    return _Geometry(flat, batch, strides, input_dilation, kernel_dilation, pads, mode_pads,
+                     (*size, channels // groups, features))
 
 
 class ConvLocal(_Convolution):
