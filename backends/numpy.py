@@ -548,30 +548,43 @@ def _patch_products(view: np.ndarray, rhs: np.ndarray, out: np.ndarray) -> None:
         np.matmul(patches.reshape(-1, kernel.shape[0]), kernel, out=target.reshape(-1, features))
 
 
-def _phase_products(x: np.ndarray, rhs: np.ndarray, out: np.ndarray, stride: int) -> None:
+def _phase_products(x: np.ndarray, rhs: np.ndarray, out: np.ndarray, stride: int,
+                    bias: np.ndarray | None) -> np.ndarray:
     """A 1-D convolution without kernel dilation, ``out`` ``(N, T, features)`` = the padded
     channels-last ``x`` ``(N, L, C)`` convolved with ``rhs`` ``(k, C, features)`` at ``stride``,
-    with no copy of the input.  Each image is one row of ``L * C`` numbers, in which output ``t``'s
-    window is the contiguous run of ``k * C`` numbers from ``t * stride * C``.  The outputs of one
-    phase, ``t = q, q + P, q + 2P...`` for ``P = ceil(k / stride)``, have windows that do not
-    overlap, so the phase's patch matrix is a view of ``x`` that BLAS reads as it is: one product
-    per phase, written into ``out[:, q::P]``.  The phases are split among the cores (BLAS runs
-    products this small on one).  Measured on the 2-core machine, float32: k80/4 1->32 on (8,
-    16000) 1.0 against the patch matrix's 1.7-1.9 ms; k3 64->64 on (8, 1000) 1.1 against 1.3;
-    k5 16->16 on (1, 100000) 2.8 against 4.9."""
+    plus ``bias``, with no copy of the input.  Each image is one row of ``L * C`` numbers, in
+    which output ``t``'s window is the contiguous run of ``k * C`` numbers from ``t * stride * C``.
+    The outputs of one phase, ``t = q, q + P, q + 2P...`` for ``P = ceil(k / stride)``, have
+    windows that do not overlap, so the phase's patch matrix is a view of ``x`` that BLAS reads
+    as it is: one product per phase, written into ``out[:, q::P]``.  On every core (BLAS runs
+    products this small on one): a block of images each, whose outputs take the bias while they
+    are in cache, or, for fewer images than cores, the phases split among them.  Measured on the
+    2-core machine, float32: k80/4 1->32 on (8, 16000) 0.9-1.0 against the patch matrix's 1.7-1.9
+    ms (the phases split, then the bias: 1.1); k3 64->64 on (8, 1000) 1.1 against 1.3; k5 16->16
+    on (1, 100000) 2.8 against 4.9."""
     window, channels, features = rhs.shape
-    size = out.shape[1]
+    images, size = out.shape[:2]
     period, step = -(-window // stride), stride * channels
-    runs = _window_view(x.reshape(x.shape[0], -1), window * channels, axis=-1)
+    runs = _window_view(x.reshape(images, -1), window * channels, axis=-1)
     kernel = rhs.reshape(window * channels, features)
 
-    def phases(begin: int, end: int) -> None:
+    def phases(first: int, last: int, begin: int, end: int) -> None:  # images first:last, phases begin:end
         for phase in range(begin, end):
             outputs = len(range(phase, size, period))
-            np.matmul(runs[:, phase * step::period * step][:, :outputs], kernel, out=out[:, phase::period])
+            np.matmul(runs[first:last, phase * step::period * step][:, :outputs], kernel,
+                      out=out[first:last, phase::period])
 
-    # the products' multiply-adds, about four to an element of a memory-bound pass
-    slices.in_row_blocks(phases, period, 1, out.size * window * channels // 4)
+    work = out.size * window * channels // 4  # the multiply-adds, about four to an element of a memory pass
+    if images < slices.WORKERS or (bias is not None and bias.dtype != out.dtype):
+        slices.in_row_blocks(lambda begin, end: phases(0, images, begin, end), period, 1, work)
+        return _added(out, bias)
+
+    def image_block(first: int, last: int) -> None:
+        phases(first, last, 0, period)
+        _added(out[first:last], bias)
+
+    slices.in_row_blocks(image_block, images, -(-images // slices.WORKERS), work)
+    return out
 
 
 def _row_window_products(x: np.ndarray, rhs: np.ndarray, out: np.ndarray, strides: tuple[int, ...],
@@ -862,8 +875,7 @@ class NumpyAdapter(Adapter):
         x = _zero_padded(cropped, pads)
         if groups == 1 and spatial == 1 and rhs_dilation[0] == 1 and sizes[0] >= _PHASE_ROWS * -(-window[0] //
                                                                                                  window_strides[0]):
-            _phase_products(x, rhs, out, window_strides[0])
-            return _added(out, bias)
+            return _phase_products(x, rhs, out, window_strides[0], bias)
         if groups == 1 and spatial == 2 and window[0] > 1 and window_strides[0] == 1:
             _row_window_products(x, rhs, out, window_strides, rhs_dilation)
             return _added(out, bias)
