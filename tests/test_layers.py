@@ -7,6 +7,9 @@ converted to the backend, applied by xpnn give flax's output.
 """
 from __future__ import annotations
 
+import dataclasses
+import inspect
+
 import flax.linen as fnn
 import jax
 import jax.numpy as jnp
@@ -104,6 +107,24 @@ def test_seed_dropout_example(backend, legacy_threefry):
         flax_variables = flax_model.init(jax.random.key(0), jnp.ones((1, 3)), train=False)
         flax_trained = flax_model.apply(flax_variables, jnp.ones((1, 3)), train=True, rngs={"dropout": jax.random.key(1)})
     np.testing.assert_allclose(trained, np.asarray(flax_trained), rtol=2e-7)
+
+
+#: flax's hooks for jax's own functions, which xpnn's adapters and dtype promotion replace (README).
+_JAX_HOOKS = {"dot_general", "dot_general_cls", "conv_general_dilated", "conv_general_dilated_cls", "promote_dtype",
+              "preferred_element_type"}
+
+
+def test_layers_have_every_flax_field_but_jax_hooks():
+    """Each layer that flax.linen has too takes every field of flax's, in flax's order, but
+    flax's hooks for jax's functions; a field flax adds (a new release) fails this test."""
+    layers = [name for name in sorted(set(dir(nn)) & set(dir(fnn)))
+              if isinstance(getattr(fnn, name), type) and dataclasses.is_dataclass(getattr(fnn, name))
+              and isinstance(getattr(nn, name), type) and issubclass(getattr(nn, name), nn.Module)]
+    assert {"Dense", "Conv", "LayerNorm", "MultiHeadDotProductAttention", "LSTMCell", "RNN"} <= set(layers)
+    for name in layers:  # the constructors' parameters, positional ones in flax's order, then parent and name
+        theirs = [p for p in inspect.signature(getattr(fnn, name)).parameters if p not in _JAX_HOOKS]
+        ours = list(inspect.signature(getattr(nn, name)).parameters)
+        assert [p for p in ours if p in theirs] == theirs, (name, sorted(set(theirs) - set(ours)), ours)
 
 
 def test_documented_shapes():
