@@ -184,16 +184,14 @@ class Conv(_Convolution):
 
     @compact
     def __call__(self, inputs: Array) -> Array:
-        inputs = self._check_input(inputs)
+        kernel_size = self._kernel_size()
+        x, batch = self._batched(inputs, len(kernel_size))
         groups = self.feature_group_count
         try:
-            geometry = _conv_geometry(self.kernel_size, self.strides, self.input_dilation, self.kernel_dilation,
-                                      self.padding, groups, self.features, inputs.shape)
+            geometry = _conv_geometry(kernel_size, self.strides, self.input_dilation, self.kernel_dilation,
+                                      self.padding, groups, self.features, tuple(x.shape[1:]))
         except _Unnamed as error:
             raise self._error(str(error)) from None
-        x = inputs
-        if geometry.batch is not None:
-            x = self._adapter(inputs=inputs).xp.reshape(inputs, geometry.flat)
         x = self._mode_padded(x, geometry.mode_pads)
         self._checked_mask(geometry.kernel_shape)
         kernel = self._masked(self.param("kernel", self.kernel_init, geometry.kernel_shape, self.param_dtype))
@@ -201,14 +199,12 @@ class Conv(_Convolution):
         adapter, x, kernel, bias = self._weighted(self.dtype, x, kernel, bias)
         y = self._convolved(adapter, x, kernel, geometry.strides, geometry.pads, geometry.input_dilation,
                             geometry.kernel_dilation, groups, bias)
-        return self._restored(y, geometry.batch)
+        return self._restored(y, batch)
 
 
 class _Geometry(NamedTuple):
     """What a ``Conv`` works out from its fields and its input's shape (``_conv_geometry``)."""
 
-    flat: tuple[int, ...]  # the input's shape with one batch dimension
-    batch: tuple[int, ...] | None  # the batch shape to restore (None: the input has one batch dimension)
     strides: tuple[int, ...]
     input_dilation: tuple[int, ...]
     kernel_dilation: tuple[int, ...]
@@ -218,32 +214,25 @@ class _Geometry(NamedTuple):
 
 
 @per_arguments
-def _conv_geometry(kernel_size: Any, strides: Any, input_dilation: Any, kernel_dilation: Any, padding: PaddingLike,
-                   groups: Any, features: Any, shape: tuple[int, ...]) -> _Geometry:
-    """A ``Conv``'s checked fields and window geometry for an input of ``shape``, worked out once
-    per set of them (a layer's fields and an input shape repeat from call to call): the errors
-    are the checks of ``_Windowed`` in their order."""
-    size = _kernel_size(kernel_size)
-    rank = len(size)
-    if len(shape) < rank + 1:
-        raise refuse(ValueError, f"inputs must have at least {rank + 1} dims, got shape {tuple(shape)}")
-    if isinstance(features, bool) or not isinstance(features, int) or features < 1:
-        raise refuse(ValueError, f"features must be a positive int, got {features!r}")
-    batch = None if len(shape) == rank + 2 else tuple(shape[:len(shape) - rank - 1])
-    flat = tuple(shape) if batch is None else (math.prod(batch), *shape[len(batch):])
+def _conv_geometry(kernel_size: tuple[int, ...], strides: Any, input_dilation: Any, kernel_dilation: Any,
+                   padding: PaddingLike, groups: Any, features: int, image: tuple[int, ...]) -> _Geometry:
+    """A ``Conv``'s checked fields and window geometry for images of shape ``image`` (spatial
+    dimensions, then channels), worked out once per set of them: a layer's fields and input
+    shape repeat from call to call."""
+    rank = len(kernel_size)
     strides = _int_tuple(strides, rank, "strides")
     dilation_field, input_dilation = input_dilation, _int_tuple(input_dilation, rank, "input_dilation")
     kernel_dilation = _int_tuple(kernel_dilation, rank, "kernel_dilation")
-    channels = flat[-1]
+    channels = image[-1]
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or channels % groups:
         raise refuse(ValueError, f"feature_group_count must be a positive int dividing the {channels} input "
                                  f"features, got {groups!r}")
     if features % groups:
         raise refuse(ValueError, f"features ({features}) must be divisible by feature_group_count ({groups})")
-    pads, mode_pads = _resolved_padding(padding, size, kernel_dilation, strides, input_dilation, tuple(flat[1:-1]),
+    pads, mode_pads = _resolved_padding(padding, kernel_size, kernel_dilation, strides, input_dilation, image[:-1],
                                         dilation_field)
-    return _Geometry(flat, batch, strides, input_dilation, kernel_dilation, pads, mode_pads,
-                     (*size, channels // groups, features))
+    return _Geometry(strides, input_dilation, kernel_dilation, pads, mode_pads,
+                     (*kernel_size, channels // groups, features))
 
 
 class ConvLocal(_Convolution):
