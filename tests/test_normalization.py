@@ -553,6 +553,30 @@ def test_group_norm_of_data_far_from_zero_is_as_accurate_as_flaxs(library, shape
         assert error <= 4 * flax_error, (fast, error, flax_error)
 
 
+@pytest.mark.parametrize("library", ["numpy", "torch", "jax", "array_api_strict"])
+def test_layer_norm_with_flaxs_fast_variance_of_data_far_from_zero(library):
+    """LayerNorm with flax's default ``use_fast_variance=True`` on float32 data of mean 1e4 and
+    spread 3 (README): NumPy's and torch's fused kernels take the two-pass variance, within 0.01
+    of the float64 result; jax and array-api-strict run the written-once ``E[x^2] - E[x]^2``,
+    which cancels, and give flax's numbers."""
+    import importlib
+    backend = importlib.import_module({"jax": "jax.numpy"}.get(library, library))
+    host = (1e4 + 3 * np.random.default_rng(9).standard_normal((3, 5, 6, 4))).astype(np.float32)
+    exact = host.astype(np.float64)
+    exact = (exact - exact.mean(-1, keepdims=True)) / np.sqrt(exact.var(-1, keepdims=True) + 1e-6)
+    theirs = fnn.LayerNorm()
+    variables = theirs.init(jax.random.key(0), jnp.asarray(host))
+    flax_result = np.asarray(theirs.apply(variables, jnp.asarray(host)), np.float64)
+    assert np.abs(flax_result - exact).max() > 100  # what the fast variance costs here
+    x = nn.to_backend(host, backend.zeros(1))
+    ours = nn.LayerNorm().apply(nn.to_backend(variables, x), x)
+    got = np.asarray(adapter_of(ours).to_host(ours), np.float64)
+    if library in ("numpy", "torch"):
+        np.testing.assert_allclose(got, exact, atol=0.01)
+    else:
+        np.testing.assert_allclose(got, flax_result, rtol=1e-5, atol=1e-3)
+
+
 @pytest.mark.parametrize("library", ["numpy", "torch"])
 def test_group_norm_of_one_element_groups_gives_the_bias_as_flax(library):
     """Groups of one element have no spread: the output is the bias exactly, as flax's
