@@ -45,9 +45,15 @@ _SINGLE_OR_DOUBLE = frozenset((np.dtype("float32"), np.dtype("float64")))
 #: patch matrix 22.4 ms; 32 MiB blocks 21.3 ms; 2 MiB blocks 28.3 ms (22 ms on one BLAS thread).
 _PATCH_BLOCK_BYTES = 1 << 25
 #: A 1-D convolution takes its phases' products (``_phase_products``) where each phase has at
-#: least this many outputs per image: BLAS runs shorter products slowly (k400/160 on (8, 4000,
-#: 32), 8 outputs per phase: 3.9 ms against the patch matrix's one product over every image, 1.7).
-_PHASE_ROWS = 16
+#: least ``_PHASE_ROWS`` outputs per image and there are at most ``_PHASE_FEATURES`` features, or
+#: at least ``_PHASE_ROWS_MANY_FEATURES`` outputs per phase: its products are one per image and
+#: phase, where the patch matrix's copy feeds one product over every image, which wins where the
+#: products cost far more than the copy (many features) and the phases' are short.  Measured on
+#: the 2-core machine, float32, phases against the patch matrix: 16 features or 32, 12 to 1024
+#: outputs per phase, 0.56 to 0.95 (k400/160 on (8, 4000, 32), 8 per phase: 2.3); 64 features
+#: 1.10 to 1.23 up to 170 per phase, 0.83 at 682; 128 features 1.17 to 1.9 up to 85, 0.79 to 0.94
+#: from 170.
+_PHASE_ROWS, _PHASE_FEATURES, _PHASE_ROWS_MANY_FEATURES = 16, 32, 512
 #: How many leaky_relu slopes are kept as constant operands before starting again: at most
 #: 12 MiB of blocks, if every one is used in float32 and float64.
 _SLOPES_KEPT = 16
@@ -559,9 +565,9 @@ def _phase_products(x: np.ndarray, rhs: np.ndarray, out: np.ndarray, stride: int
     as it is: one product per phase, written into ``out[:, q::P]``.  On every core (BLAS runs
     products this small on one): a block of images each, whose outputs take the bias while they
     are in cache, or, for fewer images than cores, the phases split among them.  Measured on the
-    2-core machine, float32: k80/4 1->32 on (8, 16000) 0.9-1.0 against the patch matrix's 1.7-1.9
-    ms (the phases split, then the bias: 1.1); k3 64->64 on (8, 1000) 1.1 against 1.3; k5 16->16
-    on (1, 100000) 2.8 against 4.9."""
+    2-core machine, float32, against the patch matrix: k80/4 1->32 on (8, 16000) 0.9-1.0 against
+    1.7-1.9 ms (the phases split, then the bias: 1.1); k5 16->16 on (1, 100000) 3.5 against 6.8;
+    k3 256->32 on (8, 1000) 2.7 against 4.4 (where it runs: ``_PHASE_ROWS``)."""
     window, channels, features = rhs.shape
     images, size = out.shape[:2]
     period, step = -(-window // stride), stride * channels
@@ -873,9 +879,10 @@ class NumpyAdapter(Adapter):
             _depthwise_in_rows(out, cropped, pads, rhs, window_strides, rhs_dilation, bias)
             return out
         x = _zero_padded(cropped, pads)
-        if groups == 1 and spatial == 1 and rhs_dilation[0] == 1 and sizes[0] >= _PHASE_ROWS * -(-window[0] //
-                                                                                                 window_strides[0]):
-            return _phase_products(x, rhs, out, window_strides[0], bias)
+        if groups == 1 and spatial == 1 and rhs_dilation[0] == 1:
+            rows_per_phase = sizes[0] // -(-window[0] // window_strides[0])
+            if rows_per_phase >= (_PHASE_ROWS if features <= _PHASE_FEATURES else _PHASE_ROWS_MANY_FEATURES):
+                return _phase_products(x, rhs, out, window_strides[0], bias)
         if groups == 1 and spatial == 2 and window[0] > 1 and window_strides[0] == 1:
             _row_window_products(x, rhs, out, window_strides, rhs_dilation)
             return _added(out, bias)

@@ -115,25 +115,28 @@ def test_numpy_patch_blocks_match_jax_lax(monkeypatch, block_bytes, dilation, st
     np.testing.assert_allclose(got, np.asarray(want), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("images, length, window, stride, channels", [
-    (3, 64, 3, 1, 2),  # 3 phases of 22 and 21 outputs
-    (3, 303, 16, 4, 3),  # 4 phases: 19 outputs, then 18
-    (3, 300, 7, 9, 1),  # a stride past the window: one phase, gaps between windows
-    (3, 1500, 80, 4, 1),  # 20 phases
-    (1, 1500, 80, 4, 1),  # one image: the phases split among the threads, then the bias
-    (3, 45, 5, 1, 2),  # 41 outputs, 8 per phase: the patch matrix instead
+@pytest.mark.parametrize("images, length, window, stride, channels, features", [
+    (3, 64, 3, 1, 2, 5),  # 3 phases of 22 and 21 outputs
+    (3, 303, 16, 4, 3, 5),  # 4 phases: 19 outputs, then 18
+    (3, 300, 7, 9, 1, 5),  # a stride past the window: one phase, gaps between windows
+    (3, 1500, 80, 4, 1, 5),  # 20 phases
+    (1, 1500, 80, 4, 1, 5),  # one image: the phases split among the threads, then the bias
+    (2, 1600, 3, 1, 2, 40),  # many features, 533 outputs per phase
+    (3, 45, 5, 1, 2, 5),  # 41 outputs, 8 per phase: the patch matrix instead
+    (2, 300, 3, 1, 2, 40),  # many features, 100 outputs per phase: the patch matrix instead
 ])
 @pytest.mark.parametrize("split", [False, True], ids=["one thread", "phases split among threads"])
-def test_numpy_1d_phase_products_match_jax_lax(monkeypatch, images, length, window, stride, channels, split):
+def test_numpy_1d_phase_products_match_jax_lax(monkeypatch, images, length, window, stride, channels, features,
+                                               split):
     """NumPy's 1-D convolution by phases (each phase's windows a view of the input, ``_phase_products``),
     padded asymmetrically, with a bias, against jax.lax: in blocks of images that take the bias
-    each, or for one image the phases split among the threads; one case too short for phases."""
+    each, or for one image the phases split among the threads; two cases whose phases are too short."""
     from xpnn.backends import _numpy_slices
     if split:
         monkeypatch.setitem(_numpy_slices.SLICED_FROM, "memory", 0)
     rng = np.random.default_rng(11)
-    lhs, rhs = rng.standard_normal((images, length, channels)), rng.standard_normal((window, channels, 5))
-    bias = rng.standard_normal(5)
+    lhs, rhs = rng.standard_normal((images, length, channels)), rng.standard_normal((window, channels, features))
+    bias = rng.standard_normal(features)
     case = {"window_strides": (stride,), "padding": ((2, 1),), "lhs_dilation": (1,), "rhs_dilation": (1,)}
     want = jax.lax.conv_general_dilated(jnp.asarray(lhs), jnp.asarray(rhs), dimension_numbers=("NWC", "WIO", "NWC"),
                                         **case)
