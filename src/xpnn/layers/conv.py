@@ -87,25 +87,6 @@ class _Windowed(Module):
         mask = self.mask if type(self.mask) is type(kernel) else to_backend(self.mask, kernel)
         return kernel * mask
 
-    def _padded_input(self, inputs: Array, kernel_size: tuple[int, ...], kernel_dilation: tuple[int, ...],
-                      strides: tuple[int, ...], input_dilation: tuple[int, ...]) -> tuple[Array, Pads]:
-        """The input padded for the CIRCULAR and REFLECT modes, and the explicit pads left for the
-        convolution (``_resolved_padding``)."""
-        try:
-            pads, mode_pads = _resolved_padding(self.padding, kernel_size, kernel_dilation, strides, input_dilation,
-                                                tuple(inputs.shape[1:-1]), self.input_dilation)
-        except _Unnamed as error:
-            raise self._error(str(error)) from None
-        return self._mode_padded(inputs, mode_pads), pads
-
-    def _mode_padded(self, inputs: Array, mode_pads: Pads | None) -> Array:
-        """``inputs`` padded by ``mode_pads`` in the CIRCULAR or REFLECT mode (None: as it is)."""
-        if not mode_pads:
-            return inputs
-        try:
-            return self._adapter(inputs=inputs).pad(inputs, ((0, 0), *mode_pads, (0, 0)), _MODES[self.padding])
-        except _Unnamed as error:
-            raise self._error(str(error)) from None
 
 
 @per_arguments
@@ -172,6 +153,18 @@ class _Convolution(_Windowed):
     kernel_init: Initializer = initializers.lecun_normal()
     bias_init: Initializer = initializers.zeros_init()
 
+    def _geometry(self, x: Array, kernel_size: tuple[int, ...], groups: int) -> tuple[Array, _Geometry]:
+        """``_conv_geometry`` of this layer's fields for ``x`` (one batch dimension), and ``x``
+        padded for the CIRCULAR and REFLECT modes; errors name the layer."""
+        try:
+            geometry = _conv_geometry(kernel_size, self.strides, self.input_dilation, self.kernel_dilation,
+                                      self.padding, groups, self.features, tuple(x.shape[1:]))
+            if geometry.mode_pads:
+                x = self._adapter(inputs=x).pad(x, ((0, 0), *geometry.mode_pads, (0, 0)), _MODES[self.padding])
+        except _Unnamed as error:
+            raise self._error(str(error)) from None
+        return x, geometry
+
 
 class Conv(_Convolution):
     """N-d convolution (cross-correlation) of channels-last inputs (``flax.linen.Conv``).
@@ -187,12 +180,7 @@ class Conv(_Convolution):
         kernel_size = self._kernel_size()
         x, batch = self._batched(inputs, len(kernel_size))
         groups = self.feature_group_count
-        try:
-            geometry = _conv_geometry(kernel_size, self.strides, self.input_dilation, self.kernel_dilation,
-                                      self.padding, groups, self.features, tuple(x.shape[1:]))
-        except _Unnamed as error:
-            raise self._error(str(error)) from None
-        x = self._mode_padded(x, geometry.mode_pads)
+        x, geometry = self._geometry(x, kernel_size, groups)
         self._checked_mask(geometry.kernel_shape)
         kernel = self._masked(self.param("kernel", self.kernel_init, geometry.kernel_shape, self.param_dtype))
         bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
@@ -203,7 +191,7 @@ class Conv(_Convolution):
 
 
 class _Geometry(NamedTuple):
-    """What a ``Conv`` works out from its fields and its input's shape (``_conv_geometry``)."""
+    """What a ``Conv`` or ``ConvLocal`` works out from its fields and its input's shape (``_conv_geometry``)."""
 
     strides: tuple[int, ...]
     input_dilation: tuple[int, ...]
@@ -216,7 +204,7 @@ class _Geometry(NamedTuple):
 @per_arguments
 def _conv_geometry(kernel_size: tuple[int, ...], strides: Any, input_dilation: Any, kernel_dilation: Any,
                    padding: PaddingLike, groups: Any, features: int, image: tuple[int, ...]) -> _Geometry:
-    """A ``Conv``'s checked fields and window geometry for images of shape ``image`` (spatial
+    """A convolution's checked fields and window geometry for images of shape ``image`` (spatial
     dimensions, then channels), worked out once per set of them: a layer's fields and input
     shape repeat from call to call."""
     rank = len(kernel_size)
@@ -247,16 +235,13 @@ class ConvLocal(_Convolution):
     @compact
     def __call__(self, inputs: Array) -> Array:
         kernel_size = self._kernel_size()
-        rank = len(kernel_size)
-        x, batch = self._batched(inputs, rank)
+        x, batch = self._batched(inputs, len(kernel_size))
         if self.feature_group_count != 1:
             raise self._error(f"feature_group_count must be 1 for unshared weights, got {self.feature_group_count!r}")
-        strides = self._checked(self.strides, rank, "strides")
-        input_dilation = self._checked(self.input_dilation, rank, "input_dilation")
-        kernel_dilation = self._checked(self.kernel_dilation, rank, "kernel_dilation")
-        x, pads = self._padded_input(x, kernel_size, kernel_dilation, strides, input_dilation)
+        x, geometry = self._geometry(x, kernel_size, 1)
         adapter = self._adapter(inputs=x)
-        patches = _patches(adapter, x, kernel_size, strides, pads, input_dilation, kernel_dilation)
+        patches = _patches(adapter, x, kernel_size, geometry.strides, geometry.pads, geometry.input_dilation,
+                           geometry.kernel_dilation)
         out_spatial = tuple(patches.shape[1:-1])
         kernel_shape = (*out_spatial, patches.shape[-1], self.features)
         self._checked_mask(kernel_shape)
