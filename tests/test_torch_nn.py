@@ -302,6 +302,61 @@ def test_errors_name_the_function_and_argument():
         nn.GRU(3, 5, proj_size=2)
 
 
+@pytest.mark.parametrize("call, function, first, second", [
+    (lambda x, w: F.linear(x, w[0, 0]), "linear", "input", "weight"),
+    (lambda x, w: F.conv2d(x, w), "conv2d", "input", "weight"),
+    (lambda x, w: F.conv_transpose2d(x, w), "conv_transpose2d", "input", "weight"),
+    (lambda x, w: F.layer_norm(x, (5,), w[0, 0, 0]), "layer_norm", "input", "weight"),
+    (lambda x, w: F.group_norm(x, 1, None, w[:, 0, 0, 0]), "group_norm", "input", "bias"),
+    (lambda x, w: F.batch_norm(x, w[:, 0, 0, 0], w[:, 0, 0, 0]), "batch_norm", "input", "running_mean"),
+    (lambda x, w: F.scaled_dot_product_attention(x, x, x, w[0, 0] > 0), "scaled_dot_product_attention",
+     "query", "attn_mask"),
+], ids=["linear", "conv2d", "conv_transpose2d", "layer_norm", "group_norm", "batch_norm", "attention"])
+def test_functions_name_the_arguments_of_two_libraries(call, function, first, second):
+    x, w = torch.ones(2, 3, 5, 5), np.ones((3, 3, 5, 5), np.float32)
+    with pytest.raises(TypeError, match=rf"^xpnn\.torch_nn\.functional\.{function}: {first} and {second} are arrays of "
+                                        rf"two libraries \(torch and numpy\); convert {second} with "
+                                        rf"xpnn\.to_backend\({second}, like={first}\)$"):
+        call(x, w)
+
+
+@pytest.mark.parametrize("library", ["torch", "jax"])
+def test_a_model_called_with_another_librarys_input_says_to_move_it(library):
+    """The innermost module holding arrays names itself and the two libraries, whatever the
+    library's own error was (a buffer-only BatchNorm2d included); after ``to(like=input)`` the
+    call runs."""
+    x = BACKENDS[library].asarray(np.ones((2, 3, 6, 6)), "float32")
+    for model, culprit in [(nn.Sequential(nn.ReLU(), nn.Conv2d(3, 4, 3)), "Conv2d"),
+                           (nn.Sequential(nn.BatchNorm2d(3, affine=False).eval()), "BatchNorm2d"),
+                           (nn.LSTM(6, 2), "LSTM")]:
+        inputs = x[0, 0] if culprit == "LSTM" else x
+        with pytest.raises(TypeError, match=rf"^xpnn\.torch_nn\.{culprit}: the input is a {library} array but the "
+                                            r"module's parameters and buffers are numpy arrays; move the model to "
+                                            r"the input's library with model\.to\(like=input\)$"):
+            model(inputs)
+        output = model.to(like=inputs)(inputs)
+        assert type(output[0] if culprit == "LSTM" else output) is type(inputs)
+
+
+def test_conv_transpose_output_size_picks_the_output_padding_as_torch():
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 9, 11)
+    for stride, padding, dilation, output_size in [(2, 1, 1, (18, 22)), (2, 1, 1, (17, 21)), (3, 0, 2, (2, 4, 31, 37)),
+                                                    (3, 0, 2, [4, 30, 35])]:
+        twin = torch.nn.ConvTranspose2d(4, 4, 3, stride, padding, dilation=dilation)
+        model = nn.ConvTranspose2d(4, 4, 3, stride, padding, dilation=dilation)
+        model.load_state_dict(twin.state_dict())
+        expected = twin(x if len(output_size) != 3 else x[0], output_size=output_size).detach().numpy()
+        got = model(x.numpy() if len(output_size) != 3 else x[0].numpy(), output_size=output_size)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"^xpnn\.torch_nn\.ConvTranspose2d: requested an output size of \[19, 22\], "
+                                         r"but valid sizes range from \[17, 21\] to \[18, 22\] \(for an input of "
+                                         r"\[9, 11\]\)$"):
+        nn.ConvTranspose2d(4, 4, 3, 2, 1)(x.numpy(), output_size=(19, 22))
+    with pytest.raises(ValueError, match=r"output_size must have 2 or 4 elements, got \(1, 2, 3\)"):
+        nn.ConvTranspose2d(4, 4, 3, 2, 1)(x.numpy(), output_size=(1, 2, 3))
+
+
 @pytest.mark.parametrize("call", [
     lambda F, x, w: F.max_pool2d(x, 0), lambda F, x, w: F.max_pool2d(x, 2, stride=0),
     lambda F, x, w: F.avg_pool2d(x, -1), lambda F, x, w: F.max_pool2d(x, 2, dilation=0),

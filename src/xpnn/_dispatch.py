@@ -109,6 +109,22 @@ def adapter_of(*values: Any) -> Adapter:
     return found if found is not None else _numpy_adapter()
 
 
+def two_libraries(arrays: Mapping[str, Any]) -> str | None:
+    """What is wrong when the named arrays (None, Python scalars and lists skipped) belong to two
+    libraries: the first two arguments of different libraries and how to convert the second, e.g.
+    ``input and weight are arrays of two libraries (torch and numpy); convert weight with
+    xpnn.to_backend(weight, like=input)``; None when they are of one library."""
+    found: dict[Adapter, str] = {}
+    for argument, value in arrays.items():
+        if value is not None and not isinstance(value, _PLAIN_TYPES) and not isinstance(value, list):
+            found.setdefault(adapter_of_array(value), argument)
+    if len(found) < 2:
+        return None
+    (first, a), (second, b) = list(found.items())[:2]
+    return (f"{a} and {b} are arrays of two libraries ({first.name} and {second.name}); convert "
+            f"{b} with xpnn.to_backend({b}, like={a})")
+
+
 @functools.cache
 def _numpy_adapter() -> Adapter:
     return adapter_for_namespace(array_api_compat.array_namespace(np.empty(0)))

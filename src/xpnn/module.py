@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 import array_api_compat
 
 from xpnn import random
-from xpnn._dispatch import adapter_of, adapter_of_array
+from xpnn._dispatch import adapter_of, adapter_of_array, two_libraries
 from xpnn._promotion import promote_dtype
 from xpnn._scope import (
     INIT_MUTABLE, DenyList, Frame, ModuleError, Path, Variables, check_param_shape, first_array, rng_dict, rng_hash,
@@ -675,11 +675,8 @@ class Module:
             for adapter in found:  # a library whose chunks are the others' arrays (Dask's are NumPy's)
                 if all(other is adapter or adapter.adopts(other) for other in found):
                     return adapter
-            (first, a), (second, b) = list(found.items())[:2]
-            raise TypeError(
-                f"{self.path}: {a} and {b} are arrays of two libraries ({first.name} and {second.name}); convert "
-                f"{b} with xpnn.to_backend({b}, like={a}) (a variable tree: xpnn.to_backend(variables, like=inputs))"
-            )
+            raise TypeError(f"{self.path}: {two_libraries(arrays)} (a variable tree: "
+                            "xpnn.to_backend(variables, like=inputs))")
         return next(iter(found)) if found else adapter_of()
 
     def _operands(self, dtype: Any, **arrays: Array | None) -> tuple[Any, list[Array | None]]:

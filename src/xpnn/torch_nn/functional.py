@@ -33,7 +33,7 @@ import numpy as np
 import xpnn
 from xpnn._cache import per_arguments
 from xpnn._checks import dtype_argument, normalize_axis
-from xpnn._dispatch import adapter_of, adapter_of_array, fast_paths_enabled
+from xpnn._dispatch import adapter_of, adapter_of_array, fast_paths_enabled, is_array, two_libraries
 from xpnn._kernel_check import LAYER_KERNELS, layer_kernel_agrees, outputs_disagreement
 from xpnn._types import Array
 from xpnn.layers.normalization import fused_norm, reference_norm
@@ -56,6 +56,20 @@ def _error(kind: type[Exception], function: str, message: str) -> Exception:
     ``xpnn.torch_nn``."""
     namespace = "xpnn.torch_nn." if function[:1].isupper() else "xpnn.torch_nn.functional."
     return kind(f"{namespace}{function}: {message}")
+
+
+def _adapter(function: str, names: tuple[str, ...], *arrays: Array | None) -> Any:
+    """The adapter of ``arrays``, the arguments ``names`` of ``function`` (None, Python scalars and
+    lists skipped); an argument that is no array, or arrays of two libraries, are a TypeError
+    naming ``function`` and the arguments."""
+    try:
+        return adapter_of(*arrays)
+    except TypeError as error:
+        arrays = dict(zip(names, arrays))
+        for argument, value in arrays.items():
+            if value is not None and not isinstance(value, (int, float, bool, list)) and not is_array(value):
+                raise _error(TypeError, function, f"{argument}: {error}") from None
+        raise _error(TypeError, function, two_libraries(arrays) or str(error)) from None
 
 
 class UnsupportedDtypeError(TypeError, NotImplementedError):
@@ -361,7 +375,7 @@ def normalize(input: Array, p: float = 2.0, dim: int = 1, eps: float = 1e-12, ou
 def linear(input: Array, weight: Array, bias: Array | None = None) -> Array:
     """x W^T + b, ``weight`` ``(out_features, in_features)``: ``torch.nn.functional.linear``."""
     _floating_only("linear", input, refused="bool")
-    return _linear(adapter_of(input, weight, bias), input, weight, bias)
+    return _linear(_adapter("linear", ("input", "weight", "bias"), input, weight, bias), input, weight, bias)
 
 
 def _linear(ops: Any, input: Array, weight: Array, bias: Array | None, function: str = "linear") -> Array:
@@ -375,7 +389,7 @@ def _linear(ops: Any, input: Array, weight: Array, bias: Array | None, function:
 def bilinear(input1: Array, input2: Array, weight: Array, bias: Array | None = None) -> Array:
     """y_o = x1^T A_o x2 + b_o, ``weight`` ``(out, in1, in2)``: ``torch.nn.functional.bilinear``."""
     _floating_only("bilinear", input1, refused="bool")
-    ops = adapter_of(input1, input2, weight, bias)
+    ops = _adapter("bilinear", ("input1", "input2", "weight", "bias"), input1, input2, weight, bias)
     xp = ops.xp
     out, in1, in2 = weight.shape
     # x2 against every (o, i) row of A, then the sum over i with x1: two standard products
@@ -421,7 +435,7 @@ def _embedding_and_table(input: Array, weight: Array, max_norm: float | None = N
                         norm_type: float = 2.0) -> tuple[Array, Array]:
     """``embedding``'s rows and the table they were read from: ``weight`` itself, renormed in
     place where the library can, or the renormed copy."""
-    ops = adapter_of(input, weight)
+    ops = _adapter("embedding", ("input", "weight"), input, weight)
     xp = ops.xp
     if input.dtype not in (xp.int32, xp.int64):
         raise _error(UnsupportedDtypeError, "embedding", f"input must hold integer indices of dtype int32 or int64 "
@@ -519,7 +533,7 @@ def same_padding(kernel_size: Sequence[int], dilation: Sequence[int]) -> tuple[t
 def _convolution(function: str, input: Array, weight: Array, bias: Array | None, stride: Any, padding: Any,
                  dilation: Any, groups: int) -> Array:
     rank = weight.ndim - 2
-    ops = adapter_of(input, weight, bias)
+    ops = _adapter(function, ("input", "weight", "bias"), input, weight, bias)
     _floating_only(function, input, refused="bool")
     x, unbatched = _batched(input, rank, function)
     channels = x.shape[1]
@@ -590,7 +604,7 @@ def conv_transpose2d(input: Array, weight: Array, bias: Array | None = None, str
     d (k - 1) - p (plus ``output_padding`` at the end).  An output size below 1 is an error, as
     torch's shape check has it (some of torch's kernels return an empty output there instead)."""
     function, rank = "conv_transpose2d", 2
-    ops = adapter_of(input, weight, bias)
+    ops = _adapter(function, ("input", "weight", "bias"), input, weight, bias)
     _floating_only(function, input, refused="bool")
     x, unbatched = _batched(input, rank, function)
     strides = _tuple(stride, rank, function, "stride")
@@ -855,21 +869,23 @@ def _normalized_count(function: str, input: Array, normalized_shape: Any) -> int
     return len(shape)
 
 
-def _norm(kind: str, x: Array, count: int, scale: Array | None, bias: Array | None, eps: float,
-          statistics: tuple[Array, Array] | None = None) -> Any:
+def _norm(function: str, kind: str, x: Array, count: int, scale: Array | None, bias: Array | None,
+          eps: float) -> Any:
     """The library's fused norm where it has one that agrees with the written-once statistics
     on this machine, else ``reference_norm`` (the layers' math)."""
-    ops = adapter_of(x, scale, bias)
-    fused = fused_norm(ops, kind, x, count, scale, bias, eps, statistics)
-    return fused if fused is not None else reference_norm(ops, kind, x, count, scale, bias, eps, statistics)
+    ops = _adapter(function, ("input", "weight", "bias"), x, scale, bias)
+    fused = fused_norm(ops, kind, x, count, scale, bias, eps)
+    return fused if fused is not None else reference_norm(ops, kind, x, count, scale, bias, eps)
 
 
-def _channel_norm(kind: str, input: Array, count: int, scale: Array | None, bias: Array | None, eps: float,
-                  statistics: tuple[Array, Array] | None = None) -> Any:
+def _channel_norm(function: str, kind: str, input: Array, count: int, scale: Array | None, bias: Array | None,
+                  eps: float, statistics: tuple[Array, Array] | None = None) -> Any:
     """``_norm`` of a group or batch ``kind`` on the channels-first ``(N, C, *)`` input, its
     output channels-first: the library's fused norm takes torch's layout as it is; the
     written-once statistics run on the channels-last view."""
-    ops = adapter_of(input, scale, bias)
+    running_mean, running_var = statistics if statistics is not None else (None, None)
+    ops = _adapter(function, ("input", "running_mean", "running_var", "weight", "bias"), input, running_mean,
+                   running_var, scale, bias)
     fused = fused_norm(ops, kind, input, count, scale, bias, eps, statistics, channels_first=True)
     if fused is not None:
         return fused
@@ -883,7 +899,8 @@ def layer_norm(input: Array, normalized_shape: Any, weight: Array | None = None,
     """(x - E[x]) / sqrt(Var[x] + eps) * weight + bias over the trailing ``normalized_shape``
     (biased variance): ``torch.nn.functional.layer_norm``."""
     _floating_only("layer_norm", input)
-    return _norm("layer", input, _normalized_count("layer_norm", input, normalized_shape), weight, bias, eps)
+    count = _normalized_count("layer_norm", input, normalized_shape)
+    return _norm("layer_norm", "layer", input, count, weight, bias, eps)
 
 
 def rms_norm(input: Array, normalized_shape: Any, weight: Array | None = None, eps: float | None = None) -> Array:
@@ -893,7 +910,7 @@ def rms_norm(input: Array, normalized_shape: Any, weight: Array | None = None, e
     count = _normalized_count("rms_norm", input, normalized_shape)
     if eps is None:
         eps = float(adapter_of(input).xp.finfo(input.dtype).eps)
-    return _norm("rms", input, count, weight, None, eps)
+    return _norm("rms_norm", "rms", input, count, weight, None, eps)
 
 
 def group_norm(input: Array, num_groups: int, weight: Array | None = None, bias: Array | None = None,
@@ -904,7 +921,7 @@ def group_norm(input: Array, num_groups: int, weight: Array | None = None, bias:
     if input.ndim < 2 or input.shape[1] % num_groups:
         raise _error(ValueError, "group_norm", f"input must be (N, C, *) with C divisible by num_groups="
                                                f"{num_groups}, got shape {tuple(input.shape)}")
-    return _channel_norm("group", input, num_groups, weight, bias, eps)
+    return _channel_norm("group_norm", "group", input, num_groups, weight, bias, eps)
 
 
 def batch_norm(input: Array, running_mean: Array | None, running_var: Array | None, weight: Array | None = None,
@@ -932,13 +949,13 @@ def batch_norm_with_statistics(input: Array, running_mean: Array | None, running
     if not training:
         if running_mean is None or running_var is None:
             raise _error(ValueError, "batch_norm", "running_mean and running_var are needed outside training")
-        y = _channel_norm("running", input, 1, weight, bias, eps, (running_mean, running_var))
+        y = _channel_norm("batch_norm", "running", input, 1, weight, bias, eps, (running_mean, running_var))
         return y, running_mean, running_var
     count = input.shape[0] * math.prod(input.shape[2:])  # values per channel
     if count <= 1:
         raise _error(ValueError, "batch_norm", f"expected more than 1 value per channel when training, got input "
                                                f"size {tuple(input.shape)}")
-    y, mean, var = _channel_norm("batch", input, 1, weight, bias, eps)
+    y, mean, var = _channel_norm("batch_norm", "batch", input, 1, weight, bias, eps)
     if running_mean is not None and running_var is not None:
         factor = 1.0 / (num_batches_tracked + 1) if momentum is None else momentum
         unbiased = var * (count / (count - 1))
@@ -956,7 +973,8 @@ def scaled_dot_product_attention(query: Array, key: Array, value: Array, attn_ma
     ``torch.nn.functional.scaled_dot_product_attention``.  A boolean ``attn_mask`` is True where
     attention *takes part*; a float one is added to the logits.  ``scale`` defaults to 1/sqrt(E);
     ``enable_gqa`` lets 4-d ``(N, H, L, E)`` queries have a multiple of the keys' heads."""
-    ops = adapter_of(query, key, value, attn_mask)
+    ops = _adapter("scaled_dot_product_attention", ("query", "key", "value", "attn_mask"), query, key, value,
+                   attn_mask)
     xp = ops.xp
     if query.ndim < 2:
         raise _error(ValueError, "scaled_dot_product_attention", f"query must be (..., L, E), got {tuple(query.shape)}")
@@ -1008,6 +1026,12 @@ def _repeated_heads(xp: Any, v: Array, heads: int) -> Array:
     return xp.repeat(v, heads // v.shape[2], axis=2)
 
 
+#: The array arguments of ``multi_head_attention_forward``, in the order its library is found.
+_ATTENTION_ARRAYS = ("query", "key", "value", "in_proj_weight", "in_proj_bias", "out_proj_weight", "out_proj_bias",
+                     "bias_k", "bias_v", "q_proj_weight", "k_proj_weight", "v_proj_weight", "static_k", "static_v",
+                     "key_padding_mask", "attn_mask")
+
+
 def multi_head_attention_forward(
         query: Array, key: Array, value: Array, embed_dim_to_check: int, num_heads: int,
         in_proj_weight: Array | None, in_proj_bias: Array | None, bias_k: Array | None, bias_v: Array | None,
@@ -1028,8 +1052,9 @@ def multi_head_attention_forward(
     ``average_attn_weights`` (None unless ``need_weights``).  ``is_causal`` is a hint that
     ``attn_mask`` is the causal mask (as in torch, the mask must be given)."""
     name = "multi_head_attention_forward"
-    ops = adapter_of(query, key, value, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias, bias_k, bias_v,
-                     q_proj_weight, k_proj_weight, v_proj_weight, static_k, static_v)
+    ops = _adapter(name, _ATTENTION_ARRAYS, query, key, value, in_proj_weight, in_proj_bias, out_proj_weight,
+                   out_proj_bias, bias_k, bias_v, q_proj_weight, k_proj_weight, v_proj_weight, static_k, static_v,
+                   key_padding_mask, attn_mask)
     xp = ops.xp
     packed = (query is key and key is value and not use_separate_proj_weight and static_k is None
               and static_v is None)  # self-attention: one product with the stacked weights, as torch does

@@ -382,9 +382,29 @@ class ConvTranspose2d(_Conv):
                          padding_mode, like=like, dtype=dtype, key=key)
         self.output_padding = F._tuple(output_padding, 2, "ConvTranspose2d", "output_padding")
 
-    def forward(self, input: Array) -> Array:
-        return F.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding, self.output_padding,
+    def forward(self, input: Array, output_size: Sequence[int] | None = None) -> Array:
+        """The transposed convolution; ``output_size`` (the spatial sizes, or with the batch and
+        channel sizes in front) picks the ``output_padding`` that gives it, as torch's does."""
+        output_padding = self.output_padding if output_size is None else self._output_padding(input, output_size)
+        return F.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding, output_padding,
                                   self.groups, self.dilation)
+
+    def _output_padding(self, input: Array, output_size: Sequence[int]) -> tuple[int, ...]:
+        """The output padding that makes the output's spatial sizes ``output_size``: each between
+        the size without padding, (n - 1) s - 2 p + d (k - 1) + 1, and that plus s - 1."""
+        sizes, spatial = tuple(output_size), tuple(input.shape[-2:])
+        if len(sizes) == input.ndim:  # (N, C, H, W) or (C, H, W): the spatial sizes at the end
+            sizes = sizes[-2:]
+        if len(sizes) != 2:
+            raise ValueError(f"xpnn.torch_nn.ConvTranspose2d: for a {input.ndim}-d input, output_size must have 2 "
+                             f"or {input.ndim} elements, got {output_size!r}")
+        smallest = [(n - 1) * s - 2 * p + d * (k - 1) + 1 for n, s, p, d, k in
+                    zip(spatial, self.stride, self.padding, self.dilation, self.kernel_size)]
+        largest = [size + s - 1 for size, s in zip(smallest, self.stride)]
+        if any(not low <= size <= high for size, low, high in zip(sizes, smallest, largest)):
+            raise ValueError(f"xpnn.torch_nn.ConvTranspose2d: requested an output size of {list(sizes)}, but valid "
+                             f"sizes range from {smallest} to {largest} (for an input of {list(spatial)})")
+        return tuple(size - low for size, low in zip(sizes, smallest))
 
 
 class MaxPool2d(Module):

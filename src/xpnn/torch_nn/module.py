@@ -17,7 +17,8 @@ from typing import Any, NamedTuple
 
 from xpnn import random
 from xpnn._checks import dtype_argument, library_of
-from xpnn._dispatch import adapter_of
+from xpnn._dispatch import adapter_of, adapter_of_array, is_array
+from xpnn._scope import first_array
 from xpnn._types import Array
 from xpnn.torch_nn._generator import next_key
 from xpnn.trees import to_backend
@@ -34,6 +35,11 @@ class Parameter:
     def __init__(self, data: Array, requires_grad: bool = True) -> None:
         self.data = data
         self.requires_grad = requires_grad
+
+
+class LibraryMismatchError(TypeError):
+    """A module called with arrays of another library than its own (raised once, by the
+    innermost module that holds arrays, and passed on unchanged by the modules around it)."""
 
 
 class _IncompatibleKeys(NamedTuple):
@@ -124,7 +130,28 @@ class Module:
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        try:
+            return self.forward(*args, **kwargs)
+        except TypeError as error:  # the inputs of another library than the module's arrays: say so
+            message = None if isinstance(error, LibraryMismatchError) else self._library_mismatch((args, kwargs))
+            if message is None:
+                raise
+            raise LibraryMismatchError(message) from error
+
+    def _library_mismatch(self, inputs: Any) -> str | None:
+        """What is wrong when ``inputs`` hold arrays of another library than this module's own
+        parameters and buffers (which that library does not take as its own); None otherwise."""
+        own = next((value for value in (*self._parameters.values(), *self._buffers.values())
+                    if value is not None and is_array(value)), None)
+        given = first_array(inputs) if own is not None else None
+        if given is None:
+            return None
+        mine, theirs = adapter_of_array(own), adapter_of_array(given)
+        if mine is theirs or theirs.adopts(mine):
+            return None
+        return (f"xpnn.torch_nn.{type(self).__name__}: the input is a {theirs.name} array but the module's "
+                f"parameters and buffers are {mine.name} arrays; move the model to the input's library with "
+                f"model.to(like=input)")
 
     def train(self, mode: bool = True) -> Module:
         """Training mode (dropout active, batch statistics) for this module and its children."""

@@ -78,12 +78,13 @@ class _RNNBase(Module):
         stacked matrices transposed) and the biases where the cell adds them (the LSTM's two on
         the hidden side; the GRU's r and z hidden biases with the input's, its n hidden bias kept
         inside the reset product)."""
-        xp = adapter_of(like).xp
-        w_input = xp.permute_dims(self._parameters[f"weight_ih{suffix}"], (1, 0))
-        w_hidden = xp.permute_dims(self._parameters[f"weight_hh{suffix}"], (1, 0))
+        w_input, w_hidden = self._parameters[f"weight_ih{suffix}"], self._parameters[f"weight_hh{suffix}"]
+        ops = adapter_of(like, w_input, w_hidden)  # the weights of another library: a TypeError, as torch's
+        xp = ops.xp
+        w_input, w_hidden = xp.permute_dims(w_input, (1, 0)), xp.permute_dims(w_hidden, (1, 0))
         b_input, b_hidden = self._parameters.get(f"bias_ih{suffix}"), self._parameters.get(f"bias_hh{suffix}")
         if b_input is None:
-            b_input = b_hidden = xp.zeros((w_hidden.shape[1],), dtype=w_hidden.dtype, device=adapter_of(like).device_of(like))
+            b_input = b_hidden = xp.zeros((w_hidden.shape[1],), dtype=w_hidden.dtype, device=ops.device_of(like))
         if self._kind == "LSTM":
             return w_input, None, w_hidden, b_input + b_hidden
         width = self.hidden_size
