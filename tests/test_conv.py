@@ -156,6 +156,9 @@ def test_pooling_bad_arguments_name_the_function():
         nn.avg_pool(x, (2, 2), padding=1)
     with pytest.raises(ValueError, match=r"xpnn.max_pool: inputs must have at least 4 dims.*got shape \(4, 4\)"):
         nn.max_pool(np.ones((4, 4)), (2, 2, 2))
+    with pytest.raises(ValueError, match=r"xpnn.max_pool: padding must be 'SAME', 'VALID' or 2 \(low, high\) pairs, "
+                                         r"got array"):
+        nn.max_pool(x, (2, 2), padding=np.array([[1, 1], [0, 1]]))  # an array of pairs has no truth value
     with pytest.raises(ValueError, match="xpnn.min_pool: strides must be an int or a sequence of 2 ints >= 1"):
         nn.min_pool(x, (2, 2), strides=(1,))
 
@@ -265,6 +268,19 @@ def test_pooling_takes_lists_where_flax_takes_tuples(backend):
     want = backend.to_numpy(nn.max_pool(x, (2, 2), (1, 2), ((1, 1), (0, 1))))
     got = backend.to_numpy(nn.max_pool(x, [2, 2], strides=[1, 2], padding=[[1, 1], [0, 1]]))
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("layer", ["Conv", "ConvTranspose", "ConvLocal"])
+@pytest.mark.parametrize("padding", [[(2, 2), (1, 1)], [[2, 1], [0, 3]], [1, 2]], ids=["pairs", "lists", "ints"])
+def test_convolutions_take_paddings_as_lists_as_flax(backend, layer, padding):
+    """Explicit paddings written as lists (of pairs, lists or ints), as flax takes them: flax's
+    outputs with flax's variables."""
+    x = np.random.default_rng(5).standard_normal((2, 7, 6, 3)).astype(np.float32)
+    theirs = getattr(fnn, layer)(4, (3, 2), padding=padding)
+    variables = theirs.init(jax.random.key(0), jnp.asarray(x))
+    inputs = backend.asarray(x, "float32")
+    got = getattr(nn, layer)(4, (3, 2), padding=padding).apply(nn.to_backend(variables, inputs), inputs)
+    np.testing.assert_allclose(backend.to_numpy(got), theirs.apply(variables, jnp.asarray(x)), rtol=2e-5, atol=2e-5)
 
 
 @pytest.mark.parametrize("function", ["Conv", "ConvTranspose", "max_pool", "avg_pool"])

@@ -41,9 +41,10 @@ def _window(ops: Adapter, inputs: Array, window_shape: Any, strides: Any, paddin
     unbatched = inputs.ndim == rank + 1
     x = ops.xp.expand_dims(inputs, axis=0) if unbatched else inputs
     batch = x.ndim - rank - 1
-    if padding == "SAME":
+    named = padding if isinstance(padding, str) else None  # (an array of pairs has no truth value)
+    if named == "SAME":
         pads = same_pads(x.shape[batch:batch + rank], window, steps)
-    elif padding == "VALID":
+    elif named == "VALID":
         pads = ((0, 0),) * rank
     elif (isinstance(padding, Sequence) and not isinstance(padding, str) and len(padding) == rank
           and all(isinstance(p, Sequence) and len(p) == 2 and all(map(is_int, p)) for p in padding)):

@@ -121,7 +121,7 @@ def _resolved_padding(padding: PaddingLike, kernel_size: tuple[int, ...], kernel
         if any(d != 1 for d in input_dilation):
             raise refuse(ValueError, f"padding {padding!r} is not defined with input_dilation {dilation_field}; "
                                      "give explicit (low, high) pairs (as flax requires)")
-    if padding in _MODES:
+    if isinstance(padding, str) and padding in _MODES:  # (a list of pairs cannot be looked up)
         return ((0, 0),) * rank, tuple(((k - 1) // 2, k // 2) for k in effective)
     if padding == "CAUSAL":
         if rank != 1:
