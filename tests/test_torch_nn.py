@@ -338,6 +338,33 @@ def test_a_model_called_with_another_librarys_input_says_to_move_it(library):
         assert type(output[0] if culprit == "LSTM" else output) is type(inputs)
 
 
+def test_transformer_encoder_computes_padded_positions_as_torchs_layer_by_layer_path():
+    """torch's eval-mode fast paths change what padded positions hold (zeros through nested
+    tensors; NaN everywhere in the fused layer for a float src_mask with a boolean padding
+    mask): xpnn equals torch's layer-by-layer path (taken in training mode, dropout 0) at every
+    position, and torch's eval output at the positions that are not padding."""
+    torch.manual_seed(0)
+    src = torch.randn(2, 5, 8)
+    padding = torch.tensor([[False] * 5, [False] * 3 + [True] * 2])
+    layer = torch.nn.TransformerEncoderLayer(8, 2, 16, 0.0, batch_first=True)
+    for twin, kwargs in [(torch.nn.TransformerEncoder(layer, 2, norm=torch.nn.LayerNorm(8)),
+                          {"src_key_padding_mask": padding}),
+                         (layer, {"src_mask": torch.randn(5, 5), "src_key_padding_mask": padding})]:
+        model = (nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, 0.0, batch_first=True), 2,
+                                       norm=nn.LayerNorm(8)) if twin is not layer else
+                 nn.TransformerEncoderLayer(8, 2, 16, 0.0, batch_first=True))
+        model.load_state_dict(twin.state_dict())
+        got = model.eval()(src.numpy(), **{k: v.numpy() for k, v in kwargs.items()})
+        with torch.no_grad():
+            layer_by_layer = twin.train()(src, **kwargs).numpy()
+            fast = twin.eval()(src, **kwargs).numpy()
+        np.testing.assert_allclose(got, layer_by_layer, rtol=1e-5, atol=1e-5)
+        if twin is not layer:
+            kept = ~padding.numpy()
+            np.testing.assert_allclose(got[kept], fast[kept], rtol=1e-5, atol=1e-5)
+            assert not np.allclose(got[~kept], fast[~kept], atol=1e-3)  # torch's path differs there
+
+
 def test_conv_transpose_output_size_picks_the_output_padding_as_torch():
     torch.manual_seed(0)
     x = torch.randn(2, 4, 9, 11)

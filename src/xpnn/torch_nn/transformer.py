@@ -131,7 +131,13 @@ class TransformerEncoderLayer(Module):
 
 class TransformerEncoder(Module):
     """``num_layers`` copies of ``encoder_layer`` (``layers.0``, ``layers.1``, ...) and an
-    optional final ``norm``."""
+    optional final ``norm``.
+
+    Every position is computed, padded ones included: torch's nested-tensor path
+    (``enable_nested_tensor``, taken in eval mode without autograd when a left-aligned
+    ``src_key_padding_mask`` comes alone) returns zeros there instead (the final norm of zeros
+    with ``norm``); the positions that are not padding agree.  ``enable_nested_tensor`` and
+    ``mask_check`` are taken for torch's signature and change nothing."""
 
     def __init__(self, encoder_layer: TransformerEncoderLayer, num_layers: int, norm: Module | None = None,
                  enable_nested_tensor: bool = True, mask_check: bool = True) -> None:
