@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -62,7 +63,7 @@ def test_matches_jax(backend, name, kwargs, shapes, dtype):
     float16, whose reference draws jax compiles anew, with --full)."""
     if dtype not in backend.dtypes or (name in ("orthogonal", "delta_orthogonal") and dtype == "float16"):
         pytest.skip(f"{backend.name} has no {dtype}" if dtype not in backend.dtypes
-                    else "no float16 QR (jax's CPU QR refuses it too)")
+                    else "jax's CPU QR refuses float16: test_orthogonal_of_16_bit_floats_decomposes_in_float32")
     key = xr.key(7, like=backend.xp)
     for shape in shapes:
         actual = backend.to_numpy(getattr(xi, name)(**kwargs)(key, shape, dtype))
@@ -73,6 +74,28 @@ def test_matches_jax(backend, name, kwargs, shapes, dtype):
         else:
             tolerance = {"float16": 2e-3, "float32": 2e-5, "float64": 1e-11}[dtype]
             np.testing.assert_allclose(actual, expected, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_orthogonal_of_16_bit_floats_decomposes_in_float32(backend, dtype):
+    """No library's QR takes 16-bit floats (jax's initializer raises): xpnn draws jax's normals in
+    that dtype, decomposes them in float32 and rounds the result, equal to jax's algorithm run
+    that way; delta_orthogonal's centre is that matrix too."""
+    if dtype not in backend.dtypes:
+        pytest.skip(f"{backend.name} has no {dtype}")
+    key = xr.key(7, like=backend.xp)
+    for shape in [(4, 6), (6, 4), (3, 2, 5)]:
+        rows, columns = math.prod(shape) // shape[-1], shape[-1]
+        z = jax.random.normal(jax.random.key(7), (max(rows, columns), min(rows, columns)), jnp.dtype(dtype))
+        q, r = jnp.linalg.qr(z.astype(jnp.float32))
+        q = q * jnp.sign(jnp.diag(r))[None, :]
+        expected = np.asarray((q.T if rows < columns else q).reshape(shape).astype(jnp.dtype(dtype)), np.float32)
+        actual = xi.orthogonal()(key, shape, dtype)
+        assert str(actual.dtype).endswith(dtype)
+        np.testing.assert_array_equal(np.asarray(backend.to_numpy(actual), np.float32), expected)
+    centre = backend.to_numpy(xi.delta_orthogonal()(key, (3, 3, 4, 6), dtype))[1, 1]
+    np.testing.assert_array_equal(np.asarray(centre, np.float32),
+                                  np.asarray(backend.to_numpy(xi.orthogonal()(key, (4, 6), dtype)), np.float32))
 
 
 def test_reference_vectors():

@@ -294,14 +294,18 @@ def _orthonormal(adapter: Any, key: Any, n: int, m: int, dtype: Any) -> Array:
 
     ``z = normal(key, (max(n, m), min(n, m)))``, ``q, r = qr(z)`` (reduced),
     ``q * sign(diag(r))`` per column (which makes the result unique), and the
-    transpose when ``n < m``.
+    transpose when ``n < m``.  No library's QR takes 16-bit floats (jax's raises): for them
+    ``z`` is drawn in that dtype, as jax would draw it, and decomposed in float32, the result
+    rounded to the dtype.
     """
     xp = adapter.xp
     z = random.normal(key, (max(n, m), min(n, m)), dtype)
-    q, r = adapter.qr(z)
+    half = xp.finfo(z.dtype).bits < 32
+    q, r = adapter.qr(xp.astype(z, xp.float32) if half else z)
     k = min(n, m)
     diagonal = xp.sum(r * xp.eye(k, dtype=r.dtype, device=device_of(r)), axis=0)
     q = q * xp.sign(diagonal)[None, :]
+    q = xp.astype(q, z.dtype) if half else q
     return q.T if n < m else q
 
 
