@@ -365,6 +365,51 @@ def test_transformer_encoder_computes_padded_positions_as_torchs_layer_by_layer_
             assert not np.allclose(got[~kept], fast[~kept], atol=1e-3)  # torch's path differs there
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("library", ["torch", "numpy"])
+def test_norms_of_16_bit_inputs_keep_their_dtype_as_torch(library, dtype):
+    """LayerNorm, RMSNorm, GroupNorm and BatchNorm2d of 16-bit inputs, parameters and buffers: the
+    output and the running statistics in that dtype, as torch's; the values computed in float32
+    and rounded once, within half an ulp of a float64 evaluation (torch's bfloat16 RMSNorm is 6
+    ulp off there)."""
+    if library == "numpy" and dtype == "bfloat16":
+        pytest.skip("NumPy has no bfloat16")
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 6, 6).to(getattr(torch, dtype))
+    wide = x.double()
+    for name, twin in [("LayerNorm", torch.nn.LayerNorm(6)), ("RMSNorm", torch.nn.RMSNorm(6, eps=1e-5)),
+                       ("GroupNorm", torch.nn.GroupNorm(2, 4)), ("BatchNorm2d", torch.nn.BatchNorm2d(4))]:
+        with torch.no_grad():
+            for parameter in twin.parameters():
+                parameter.normal_()
+        twin = twin.to(getattr(torch, dtype))
+        model = getattr(nn, name)(*{"LayerNorm": (6,), "RMSNorm": (6,), "GroupNorm": (2, 4),
+                                    "BatchNorm2d": (4,)}[name], eps=1e-5)
+        model.load_state_dict(twin.state_dict())
+        model = model.to(like=torch.zeros(1) if library == "torch" else np.zeros(1), dtype=dtype)
+        raw = model(x if library == "torch" else x.numpy())
+        assert str(raw.dtype).endswith(dtype), name
+        state = {k: v.double() for k, v in twin.state_dict().items()}
+        axes = {"LayerNorm": (-1,), "RMSNorm": (-1,), "GroupNorm": None, "BatchNorm2d": (0, 2, 3)}[name]
+        if name == "GroupNorm":
+            grouped = wide.reshape(2, 2, -1)
+            expected = ((grouped - grouped.mean(-1, keepdim=True))
+                        / torch.sqrt(grouped.var(-1, unbiased=False, keepdim=True) + 1e-5)).reshape(wide.shape)
+            expected = expected * state["weight"][:, None, None] + state["bias"][:, None, None]
+        elif name == "RMSNorm":
+            expected = wide / torch.sqrt((wide ** 2).mean(axes, keepdim=True) + 1e-5) * state["weight"]
+        else:
+            expected = ((wide - wide.mean(axes, keepdim=True))
+                        / torch.sqrt(wide.var(axes, unbiased=False, keepdim=True) + 1e-5))
+            shape = (-1, 1, 1) if name == "BatchNorm2d" else (-1,)
+            expected = expected * state["weight"].reshape(shape) + state["bias"].reshape(shape)
+        got = torch.as_tensor(np.asarray(raw, np.float32)) if library == "numpy" else raw
+        ulp = 2.0 ** (torch.floor(torch.log2(expected.abs().clamp_min(1e-3))) - (10 if dtype == "float16" else 7))
+        assert ((got.double() - expected).abs() / ulp).max() <= 0.5 + 1e-6, name
+        if name == "BatchNorm2d":
+            assert all(str(getattr(model, buffer).dtype).endswith(dtype) for buffer in ("running_mean", "running_var"))
+
+
 def test_conv_transpose_output_size_picks_the_output_padding_as_torch():
     torch.manual_seed(0)
     x = torch.randn(2, 4, 9, 11)

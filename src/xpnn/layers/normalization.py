@@ -117,8 +117,12 @@ def _statistics_axes(kind: str, x: Array, count: int) -> tuple[tuple[int, ...], 
 def reference_norm(ops: Any, kind: str, x: Array, count: int, scale: Array | None, bias: Array | None,
                    epsilon: float, statistics: tuple[Array, Array] | None = None, fast_variance: bool = False) -> Any:
     """What the adapters' ``fused_norm`` computes, written once (two-pass variance, or
-    ``E[x^2] - E[x]^2`` with ``fast_variance``): the definition a fused kernel is checked against."""
+    ``E[x^2] - E[x]^2`` with ``fast_variance``): the definition a fused kernel is checked against.
+    16-bit inputs are normalized in float32 (as torch's kernels compute them); the output is in
+    the promotion of the dtypes of ``x``, ``scale`` and ``bias``, a batch's statistics in float32."""
     xp = ops.xp
+    target = xp.result_type(*(a.dtype for a in (x, scale, bias) if a is not None))
+    wide = xp.result_type(target, xp.float32)
     shape, axes = _statistics_axes(kind, x, count)
     seen = xp.reshape(x, shape)
     if statistics is None:
@@ -126,11 +130,13 @@ def reference_norm(ops: Any, kind: str, x: Array, count: int, scale: Array | Non
     else:
         mean, var = statistics
     kept = tuple(1 if a in axes else n for a, n in enumerate(shape))
-    y = xp.reshape((seen - xp.reshape(mean, kept)) / xp.sqrt(xp.reshape(var, kept) + epsilon), x.shape)
+    centred = xp.astype(seen, wide) - xp.astype(xp.reshape(mean, kept), wide)
+    y = xp.reshape(centred / xp.sqrt(xp.astype(xp.reshape(var, kept), wide) + epsilon), x.shape)
     if scale is not None:
-        y = y * scale
+        y = y * xp.astype(scale, wide)
     if bias is not None:
-        y = y + bias
+        y = y + xp.astype(bias, wide)
+    y = y if y.dtype == target else xp.astype(y, target)
     return (y, mean, var) if kind == "batch" else y
 
 

@@ -959,8 +959,9 @@ def batch_norm_with_statistics(input: Array, running_mean: Array | None, running
     if running_mean is not None and running_var is not None:
         factor = 1.0 / (num_batches_tracked + 1) if momentum is None else momentum
         unbiased = var * (count / (count - 1))
-        running_mean = (1 - factor) * running_mean + factor * mean
-        running_var = (1 - factor) * running_var + factor * unbiased
+        xp = adapter_of(running_mean).xp  # the running statistics keep their dtype (16-bit ones too), as torch's
+        running_mean = xp.astype((1 - factor) * running_mean + factor * mean, running_mean.dtype)
+        running_var = xp.astype((1 - factor) * running_var + factor * unbiased, running_var.dtype)
     return y, running_mean, running_var
 
 
