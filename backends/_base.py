@@ -154,6 +154,10 @@ class Adapter(Primitives):
         (NumPy arrays of ml_dtypes' bfloat16); ``where`` names the public function or module.
         Called once per array type and dtype.  Every dtype is taken by default."""
 
+    #: What to do with an array ``{argument}`` whose shape holds unknown sizes (None, or Dask's
+    #: nan), which reshapes and pads cannot take: the end of the error a layer or function gives.
+    unknown_sizes_hint = "give {argument} known sizes first"
+
     def dtype_named(self, name: str) -> Any:
         """The library's dtype called ``name`` ("float32", "bfloat16"...), or None."""
         return getattr(self.xp, name, None)

@@ -80,6 +80,8 @@ def _in_operands_type(product: Any, a: Any, b: Any) -> Any:
 
 class DaskAdapter(Adapter):
     name = "dask"
+    unknown_sizes_hint = ("call {argument}.compute_chunk_sizes() first (Dask cannot reshape or pad blocks of "
+                          "unknown sizes)")
 
     def adopts(self, other):
         """NumPy arrays are Dask's chunks: a Dask input runs with NumPy variables."""

@@ -70,6 +70,35 @@ def test_dask_with_unknown_chunk_sizes():
     np.testing.assert_allclose(xpnn.softmax(masked).compute(), np.full((6, 8), 0.125), rtol=1e-6)
 
 
+@pytest.mark.parametrize("call, where, argument", [
+    (lambda x, v: xpnn.LayerNorm().apply(v["norm"], x), "LayerNorm.apply", "x"),
+    (lambda x, v: xpnn.RNN(xpnn.LSTMCell(3)).apply(v["rnn"], x[:, 0]), "RNN.apply", "inputs"),
+    (lambda x, v: xpnn.Sequential([xpnn.Dense(3), xpnn.GroupNorm(1)]).apply(v["sequential"], x), "Sequential.apply",
+     r"args\[0\]"),
+    (lambda x, v: xpnn.max_pool(x, (2, 2), padding="SAME"), "xpnn.max_pool", "inputs"),
+], ids=["LayerNorm", "RNN", "Sequential", "max_pool"])
+def test_layers_of_dask_arrays_of_unknown_chunk_sizes_say_how_to_learn_them(call, where, argument):
+    """Layers reshape and pad, which Dask cannot do to blocks of unknown sizes (a bare 'cannot
+    convert float NaN to integer' ValueError, or a shape TypeError, deep inside): the error names
+    the layer or function and the argument, and says to call compute_chunk_sizes(); after it, the
+    call gives the NumPy result."""
+    da = pytest.importorskip("dask.array")
+    host = np.random.default_rng(1).standard_normal((6, 4, 4, 8)).astype("f4")
+    variables = {"norm": xpnn.LayerNorm().init(xpnn.random.key(0), host),
+                 "rnn": xpnn.RNN(xpnn.LSTMCell(3)).init(xpnn.random.key(0), host[:, 0]),
+                 "sequential": xpnn.Sequential([xpnn.Dense(3), xpnn.GroupNorm(1)]).init(xpnn.random.key(0), host)}
+    d = da.from_array(host, chunks=(2, 4, 4, 8))
+    masked = d[d[:, 0, 0, 0] > -100]
+    assert math.isnan(masked.shape[0])
+    with pytest.raises(ValueError, match=rf"^{where}: {argument} has unknown sizes, shape \(nan, .*\), which "
+                                         rf"this computation cannot reshape or pad; call "
+                                         rf"{argument}\.compute_chunk_sizes\(\) first \(Dask cannot reshape or pad "
+                                         r"blocks of unknown sizes\)$"):
+        call(masked, variables)
+    np.testing.assert_allclose(call(masked.compute_chunk_sizes(), variables).compute(), call(host, variables),
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_torch_fast_paths_float64_backward_equals_the_definition():
     """torch's float64 celu backward used a float32 1/alpha (1.0000000170 for 1): every torch fast
     path's float64 gradient equals the written-once definition's (jax's conventions at kinks)."""

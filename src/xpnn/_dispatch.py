@@ -125,6 +125,18 @@ def two_libraries(arrays: Mapping[str, Any]) -> str | None:
             f"{b} with xpnn.to_backend({b}, like={a})")
 
 
+def unknown_sizes(arrays: Mapping[str, Any]) -> str | None:
+    """What is wrong when one of the named arrays has unknown sizes in its shape (None, or
+    Dask's nan after a boolean selection): its name, shape and what to do
+    (``Adapter.unknown_sizes_hint``); None when every size is known."""
+    for argument, value in arrays.items():
+        shape = getattr(value, "shape", ()) if is_array(value) else ()
+        if any(size is None or size != size for size in shape):
+            return (f"{argument} has unknown sizes, shape {tuple(shape)}, which this computation cannot "
+                    f"reshape or pad; {adapter_of_array(value).unknown_sizes_hint.format(argument=argument)}")
+    return None
+
+
 @functools.cache
 def _numpy_adapter() -> Adapter:
     return adapter_for_namespace(array_api_compat.array_namespace(np.empty(0)))
@@ -432,6 +444,11 @@ def _dispatched(entry: Definition, validate: Callable[..., tuple[tuple, dict]] |
                 return adapter.array_result(function(adapter, x, *args, **kwargs))
         except _Unnamed as error:
             raise named(error, name) from None
+        except (TypeError, ValueError) as error:  # deep inside: is it an input of unknown sizes?
+            message = unknown_sizes({parameters[0].name: x})
+            if message is None:
+                raise
+            raise ValueError(f"xpnn.{name}: {message}") from error
 
     def written_once_result(x):
         """``function(ops, x)`` for a call of ``x`` alone that its cached fast path declined."""

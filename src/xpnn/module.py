@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 import array_api_compat
 
 from xpnn import random
-from xpnn._dispatch import adapter_of, adapter_of_array, two_libraries
+from xpnn._dispatch import adapter_of, adapter_of_array, two_libraries, unknown_sizes
 from xpnn._promotion import promote_dtype
 from xpnn._scope import (
     INIT_MUTABLE, DenyList, Frame, ModuleError, Path, Variables, check_param_shape, first_array, rng_dict, rng_hash,
@@ -253,6 +253,22 @@ def _forwarding(method: Callable) -> tuple[str, str] | None:
     return ", ".join(parameters), ", ".join(arguments)
 
 
+def _named_arguments(function: Callable, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """The arguments of a call of ``function`` by parameter name, the items of a ``*args`` (or
+    of a tuple or list argument) as ``name[i]``: for an error that names the argument."""
+    try:
+        bound = inspect.signature(function).bind_partial(*args, **kwargs).arguments
+    except (TypeError, ValueError):
+        bound = {**{f"argument {i}": value for i, value in enumerate(args)}, **kwargs}
+    named = {}
+    for name, value in bound.items():
+        if isinstance(value, (tuple, list)):
+            named.update({f"{name}[{i}]": item for i, item in enumerate(value)})
+        else:
+            named[name] = value
+    return named
+
+
 def _unbound_call(module: Module, method: Callable) -> ModuleError:
     return ModuleError(
         f"{type(module).__name__}.{method.__name__}: the module is not bound to variables; run it with "
@@ -454,7 +470,14 @@ class Module:
             function = functools.partial(method, root)
         else:
             raise TypeError(f"{type(self).__name__}: method must be None, a method name or a function, got {method!r}")
-        out = function(*args, **kwargs)
+        try:
+            out = function(*args, **kwargs)
+        except (TypeError, ValueError) as error:  # deep inside: is it an input of unknown sizes?
+            message = None if isinstance(error, ModuleError) else unknown_sizes(
+                _named_arguments(function, args, kwargs))
+            if message is None:
+                raise
+            raise ModuleError(f"{type(self).__name__}.{'init' if initializing else 'apply'}: {message}") from error
         return out, frame.mutated()
 
     def init_with_output(self, rngs: Any, *args: Any, method: Any = None, mutable: Any = INIT_MUTABLE, **kwargs: Any) -> tuple[Any, Variables]:
