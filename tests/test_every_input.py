@@ -97,6 +97,8 @@ def test_layers_of_dask_arrays_of_unknown_chunk_sizes_say_how_to_learn_them(call
         call(masked, variables)
     np.testing.assert_allclose(call(masked.compute_chunk_sizes(), variables).compute(), call(host, variables),
                                rtol=1e-5, atol=1e-5)
+    with pytest.raises(TypeError, match=r"threshold\(\) missing 2 required positional arguments"):
+        xpnn.threshold(masked)  # a call that does not fit the signature says that, not the unknown sizes
 
 
 def test_torch_fast_paths_float64_backward_equals_the_definition():

@@ -441,14 +441,17 @@ def _dispatched(entry: Definition, validate: Callable[..., tuple[tuple, dict]] |
                 adapter_of(x, *(v for i, v in enumerate(args) if i not in static_positions),
                            *(v for k, v in kwargs.items() if k not in static))
             with adapter.quietly():
-                return adapter.array_result(function(adapter, x, *args, **kwargs))
-        except _Unnamed as error:
-            raise named(error, name) from None
-        except (TypeError, ValueError) as error:  # deep inside: is it an input of unknown sizes?
-            message = unknown_sizes({parameters[0].name: x})
-            if message is None:
-                raise
-            raise ValueError(f"xpnn.{name}: {message}") from error
+                try:
+                    return adapter.array_result(function(adapter, x, *args, **kwargs))
+                except (TypeError, ValueError) as error:  # from deep inside: an input of unknown sizes?
+                    message = None if isinstance(error, _Unnamed) else unknown_sizes({parameters[0].name: x})
+                    if message is None:
+                        raise
+                    check_arguments(x, *args, **kwargs)  # a call that does not fit: Python's own TypeError
+                    raise ValueError(f"xpnn.{name}: {message}") from error
+        except _Unnamed as error:  # a refused argument; a shape check may have failed on unknown sizes
+            unknown = unknown_sizes({parameters[0].name: x}) if isinstance(error, ValueError) else None
+            raise named(error if unknown is None else type(error)(f"{error} ({unknown})"), name) from None
 
     def written_once_result(x):
         """``function(ops, x)`` for a call of ``x`` alone that its cached fast path declined."""

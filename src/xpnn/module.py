@@ -255,11 +255,12 @@ def _forwarding(method: Callable) -> tuple[str, str] | None:
 
 def _named_arguments(function: Callable, args: tuple, kwargs: dict) -> dict[str, Any]:
     """The arguments of a call of ``function`` by parameter name, the items of a ``*args`` (or
-    of a tuple or list argument) as ``name[i]``: for an error that names the argument."""
+    of a tuple or list argument) as ``name[i]``: for an error that names the argument; none
+    when the call does not fit the signature (its own TypeError says what is wrong)."""
     try:
-        bound = inspect.signature(function).bind_partial(*args, **kwargs).arguments
-    except (TypeError, ValueError):
-        bound = {**{f"argument {i}": value for i, value in enumerate(args)}, **kwargs}
+        bound = inspect.signature(function).bind(*args, **kwargs).arguments
+    except (TypeError, ValueError):  # a call that does not fit the signature: that is its error
+        return {}
     named = {}
     for name, value in bound.items():
         if isinstance(value, (tuple, list)):
