@@ -345,6 +345,15 @@ def test_layer_errors_name_the_module_and_the_fix():
         xpnn.DenseGeneral((2, -1)).init(key, x)
     with pytest.raises(TypeError, match=r"Dense.init: rngs must be a key, got int 0; make one with xpnn.random.key"):
         xpnn.Dense(4).init(0, x)
+    with pytest.raises(TypeError, match=r"^Dense.init: rngs must be a key, a \(2,\) uint32 array from "
+                                        r"xpnn.random.key\(seed\), got an array of shape \(2, 3\) and dtype float32; "
+                                        r"the key comes first: init\(key, \*inputs\)"):
+        xpnn.Dense(4).init(x)  # the input taken for the key
+    with pytest.raises(TypeError, match=r"^LSTMCell.init: missing a required argument: 'inputs' for "
+                                        r"LSTMCell.__call__\(carry, inputs\)$"):
+        xpnn.LSTMCell(4).init(key, x)  # Python's own words named _DenseCell, where the method is defined
+    with pytest.raises(TypeError, match=r"^Dense.apply: too many positional arguments for Dense.__call__\(inputs\)$"):
+        xpnn.Dense(4).apply(xpnn.Dense(4).init(key, x), x, x)
     with pytest.raises(xpnn.ModuleError, match=r"Dropout: broadcast_dims=\(5,\) is out of range for inputs of 2"):
         xpnn.Dropout(0.5, broadcast_dims=(5,)).apply({}, x, deterministic=False, rngs={"dropout": key})
     with pytest.raises(xpnn.ModuleError, match="Einsum: label 'b' of 'ab,bc->ac' has size 3 in inputs"):

@@ -102,10 +102,16 @@ def rng_dict(rngs: Any, where: str) -> dict[str, Any]:
         return {}
     streams = dict(rngs) if isinstance(rngs, Mapping) else {"params": rngs}
     for name, key in streams.items():
+        stream = "rngs" if not isinstance(rngs, Mapping) else f"rngs[{name!r}]"
         if not array_api_compat.is_array_api_obj(key):
-            stream = "rngs" if not isinstance(rngs, Mapping) else f"rngs[{name!r}]"
             raise TypeError(f"{where}: {stream} must be a key, got {type(key).__name__} {key!r}; make one with "
                             "xpnn.random.key(seed), in the inputs' library: xpnn.random.key(0, like=inputs)")
+        adapter = adapter_of_array(key)
+        words = adapter.key_data(key)
+        if tuple(words.shape) != (2,) or not adapter.xp.isdtype(words.dtype, "integral"):
+            raise TypeError(f"{where}: {stream} must be a key, a (2,) uint32 array from xpnn.random.key(seed), got "
+                            f"an array of shape {tuple(key.shape)} and dtype {key.dtype}; the key comes first: "
+                            "init(key, *inputs), apply(variables, *inputs, rngs={'dropout': key})")
     return streams
 
 

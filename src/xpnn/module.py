@@ -255,19 +255,24 @@ def _forwarding(method: Callable) -> tuple[str, str] | None:
 
 def _named_arguments(function: Callable, args: tuple, kwargs: dict) -> dict[str, Any]:
     """The arguments of a call of ``function`` by parameter name, the items of a ``*args`` (or
-    of a tuple or list argument) as ``name[i]``: for an error that names the argument; none
-    when the call does not fit the signature (its own TypeError says what is wrong)."""
-    try:
-        bound = inspect.signature(function).bind(*args, **kwargs).arguments
-    except (TypeError, ValueError):  # a call that does not fit the signature: that is its error
-        return {}
+    of a tuple or list argument) as ``name[i]``: for an error that names the argument.  A call
+    that does not fit the signature is a TypeError saying what is wrong with it."""
     named = {}
-    for name, value in bound.items():
+    for name, value in inspect.signature(function).bind(*args, **kwargs).arguments.items():
         if isinstance(value, (tuple, list)):
             named.update({f"{name}[{i}]": item for i, item in enumerate(value)})
         else:
             named[name] = value
     return named
+
+
+def _signature_text(owner: str, function: Callable) -> str:
+    """``Owner.method(a, b=1)``: how a module method is called, without annotations."""
+    signature = inspect.signature(function)
+    plain = signature.replace(parameters=[p.replace(annotation=p.empty) for p in signature.parameters.values()],
+                              return_annotation=signature.empty)
+    name = getattr(function, "__name__", None) or getattr(getattr(function, "func", None), "__name__", "method")
+    return f"{owner}.{name}{plain}"
 
 
 def _unbound_call(module: Module, method: Callable) -> ModuleError:
@@ -473,12 +478,18 @@ class Module:
             raise TypeError(f"{type(self).__name__}: method must be None, a method name or a function, got {method!r}")
         try:
             out = function(*args, **kwargs)
-        except (TypeError, ValueError) as error:  # deep inside: is it an input of unknown sizes?
-            message = None if isinstance(error, ModuleError) else unknown_sizes(
-                _named_arguments(function, args, kwargs))
+        except (TypeError, ValueError) as error:  # arguments that do not fit, or inputs of unknown sizes?
+            if isinstance(error, ModuleError):
+                raise
+            where = f"{type(self).__name__}.{'init' if initializing else 'apply'}"
+            try:
+                arguments = _named_arguments(function, args, kwargs)
+            except TypeError as misfit:  # Python's own words would name the class defining the method
+                raise TypeError(f"{where}: {misfit} for {_signature_text(type(self).__name__, function)}") from None
+            message = unknown_sizes(arguments)
             if message is None:
                 raise
-            raise ModuleError(f"{type(self).__name__}.{'init' if initializing else 'apply'}: {message}") from error
+            raise ModuleError(f"{where}: {message}") from error
         return out, frame.mutated()
 
     def init_with_output(self, rngs: Any, *args: Any, method: Any = None, mutable: Any = INIT_MUTABLE, **kwargs: Any) -> tuple[Any, Variables]:
