@@ -178,7 +178,6 @@ class Adapter(Primitives):
         """The library's default real floating dtype (float32 for torch and jax, float64 for numpy)."""
         return self.xp.__array_namespace_info__().default_dtypes(device=device)["real floating"]
 
-
     # -- moving arrays: host, device, library ---------------------------------------
     def array_result(self, out: Any) -> Any:
         """A written-once function's result ``out`` (an array or a tuple of them) as arrays of the
@@ -218,7 +217,6 @@ class Adapter(Primitives):
             return array_api_compat.device(x)
         except Exception:  # noqa: BLE001 - a traced value has no device
             return None
-
 
     # -- random-number tuning (xpnn.random) -------------------------------------------
     def random_chunk(self, device: Any) -> int | None:

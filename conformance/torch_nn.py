@@ -139,8 +139,6 @@ MODULE_CASES = [
 ]
 
 
-
-
 def _weights(*shape: int, seed: int = 5) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape) * 0.5
 
@@ -204,8 +202,6 @@ FUNCTIONAL_CASES = [
     ("scaled_dot_product_attention", [floats(2, 4, 3, 8), floats(2, 2, 5, 8, seed=1), floats(2, 2, 5, 8, seed=2),
                                       floats(3, 5, seed=4)], (), {"enable_gqa": True}),
 ]
-
-
 
 
 def cnn(L: Any) -> Any:

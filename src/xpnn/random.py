@@ -67,8 +67,6 @@ _INT_WIDTH = {"int8": 8, "int16": 16, "int32": 32, "int64": 64,
 # -- arguments -------------------------------------------------------------------
 
 
-
-
 def _key_words(value: Any, function: str) -> tuple[Adapter, Array]:
     """A key (xpnn, raw jax or typed jax key) as its ``(2,)`` array of words, and its adapter."""
     if isinstance(value, (int, list, tuple)) or value is None:
@@ -85,12 +83,6 @@ def _key_words(value: Any, function: str) -> tuple[Adapter, Array]:
             f"{tuple(value.shape)} and dtype {value.dtype}; use a loop or split for several keys"
         )
     return adapter, value
-
-
-
-
-
-
 
 
 def _float_layout(xp: Namespace, dtype: Any) -> tuple[int, int]:

@@ -88,7 +88,6 @@ class _Windowed(Module):
         return kernel * mask
 
 
-
 @per_arguments
 def _int_tuple(value: Any, rank: int, argument: str, minimum: int = 1) -> tuple[int, ...]:
     """``int_tuple`` of a field, all 1 for None (worked out once per set of arguments)."""

@@ -480,7 +480,6 @@ class BatchNorm(_Norm):
                          self.bias_init, self.scale_init, self.force_float32_reductions)
 
 
-
 def _l2_normalized(xp: Any, value: Array, axes: tuple[int, ...], epsilon: float) -> Array:
     """flax's ``_l2_normalize``: ``value * rsqrt(sum(value^2 over axes) + epsilon)``, the factor
     computed in at least float32 and rounded once to ``value``'s dtype, as ``rsqrt`` is."""
