@@ -410,6 +410,56 @@ def test_norms_of_16_bit_inputs_keep_their_dtype_as_torch(library, dtype):
             assert all(str(getattr(model, buffer).dtype).endswith(dtype) for buffer in ("running_mean", "running_var"))
 
 
+_MISFITS = [
+    ("LSTM input size", lambda nn, a: nn.LSTM(4, 3)(a((5, 2, 6))),
+     ValueError, r"LSTM: input.size\(-1\) must be equal to input_size. Expected 4, got 6"),
+    ("LSTM h_0", lambda nn, a: nn.LSTM(4, 3)(a((5, 2, 4)), (a((1, 2, 5)), a((1, 2, 3)))),
+     ValueError, r"LSTM: expected hidden\[0\] size \(1, 2, 3\), got \(1, 2, 5\)"),
+    ("LSTM c_0", lambda nn, a: nn.LSTM(4, 3)(a((5, 2, 4)), (a((1, 2, 3)), a((1, 2, 5)))),
+     ValueError, r"LSTM: expected hidden\[1\] size \(1, 2, 3\), got \(1, 2, 5\)"),
+    ("GRU h_0 layers", lambda nn, a: nn.GRU(4, 3)(a((5, 2, 4)), a((2, 2, 3))),
+     ValueError, r"GRU: expected hidden size \(1, 2, 3\), got \(2, 2, 3\)"),
+    ("GRU unbatched 3-D h_0", lambda nn, a: nn.GRU(4, 3)(a((5, 4)), a((1, 1, 3))),
+     ValueError, r"GRU: for an unbatched 2-D input, the initial states must be 2-D too"),
+    ("GRU integer input", lambda nn, a: nn.GRU(4, 3)(a((5, 4), "int64")),
+     TypeError, r"GRU: input dtype \(int64\) does not match weight dtype \(float32\)"),
+    ("BatchNorm2d channels", lambda nn, a: nn.BatchNorm2d(3).eval()(a((2, 4, 5, 5))),
+     ValueError, r"functional.batch_norm: running_mean must have shape \(4,\) to match input \(2, 4, 5, 5\), "
+                 r"got \(3,\)"),
+    ("layer_norm weight", lambda nn, a: nn.functional.layer_norm(a((2, 4, 5)), (5,), a((4,))),
+     ValueError, r"functional.layer_norm: weight must have shape \(5,\) to match input \(2, 4, 5\), got \(4,\)"),
+    ("rms_norm weight", lambda nn, a: nn.functional.rms_norm(a((2, 4, 5)), (5,), a((4,))),
+     ValueError, r"functional.rms_norm: weight must have shape \(5,\)"),
+    ("group_norm weight", lambda nn, a: nn.functional.group_norm(a((2, 4, 5)), 2, a((3,))),
+     ValueError, r"functional.group_norm: weight must have shape \(4,\)"),
+    ("conv1d bias", lambda nn, a: nn.functional.conv1d(a((2, 4, 5)), a((3, 4, 2)), a((2,))),
+     ValueError, r"functional.conv1d: bias must have shape \(3,\) to match weight \(3, 4, 2\), got \(2,\)"),
+    ("conv_transpose2d bias", lambda nn, a: nn.functional.conv_transpose2d(a((1, 4, 3, 3)), a((4, 2, 2, 2)), a((3,)),
+                                                                           groups=2),
+     ValueError, r"functional.conv_transpose2d: bias must have shape \(4,\)"),
+    ("linear bias", lambda nn, a: nn.functional.linear(a((2, 5)), a((3, 5)), a((2,))),
+     ValueError, r"functional.linear: bias must have shape \(3,\) to match weight \(3, 5\), got \(2,\)"),
+]
+
+
+@pytest.mark.parametrize("call, kind, message", [case[1:] for case in _MISFITS], ids=[case[0] for case in _MISFITS])
+def test_misfitting_shapes_and_dtypes_are_errors_as_in_torch(call, kind, message):
+    """Inputs, states and parameters that do not fit: torch refuses each; xpnn names the module or
+    function and what was expected, where it gave NumPy's broadcast or matmul errors, or an
+    output (a GRU of integers)."""
+    with pytest.raises((RuntimeError, ValueError, IndexError)):
+        call(torch.nn, lambda shape, dtype="float32": torch.ones(shape, dtype=getattr(torch, dtype)))
+    with pytest.raises(kind, match=rf"^xpnn\.torch_nn\.{message}"):
+        call(nn, lambda shape, dtype="float32": np.ones(shape, dtype))
+
+
+def test_linear_takes_a_bias_that_broadcasts_as_torch():
+    x, weight = floats(2, 5).astype(np.float32), floats(3, 5).astype(np.float32)
+    for bias in (np.full((), 0.5, np.float32), np.full((1,), 0.5, np.float32)):
+        expected = torch.nn.functional.linear(torch.from_numpy(x), torch.from_numpy(weight), torch.from_numpy(bias))
+        np.testing.assert_allclose(F.linear(x, weight, bias), expected.numpy(), rtol=1e-6)
+
+
 def test_conv_transpose_output_size_picks_the_output_padding_as_torch():
     torch.manual_seed(0)
     x = torch.randn(2, 4, 9, 11)

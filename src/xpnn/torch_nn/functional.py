@@ -383,7 +383,20 @@ def _linear(ops: Any, input: Array, weight: Array, bias: Array | None, function:
     if input.shape[-1:] != weight.shape[-1:]:
         raise _error(ValueError, function, f"input's last dimension ({input.shape[-1] if input.ndim else None}) "
                                            f"must equal weight's in_features, weight shape {tuple(weight.shape)}")
+    _check_shapes(function, "weight", weight, (weight.shape[0],), broadcast=True, bias=bias)
     return ops.linear(input, weight, bias)
+
+
+def _check_shapes(function: str, source: str, of: Array, expected: tuple[int, ...],
+                  broadcast: bool = False, **arrays: Array | None) -> None:
+    """A ValueError naming ``function`` unless each of the named ``arrays`` (None: absent) has
+    the ``expected`` shape, which the argument ``source``, ``of``, gives them (with
+    ``broadcast``, also ``()`` and ``(1,)``, as torch's ``linear`` takes its bias)."""
+    accepted = {expected, (), (1,)} if broadcast else {expected}
+    for name, array in arrays.items():
+        if array is not None and tuple(array.shape) not in accepted:
+            raise _error(ValueError, function, f"{name} must have shape {expected} to match {source} "
+                                               f"{tuple(of.shape)}, got {tuple(array.shape)} (as torch)")
 
 
 def bilinear(input1: Array, input2: Array, weight: Array, bias: Array | None = None) -> Array:
@@ -540,6 +553,7 @@ def _convolution(function: str, input: Array, weight: Array, bias: Array | None,
     if channels != weight.shape[1] * groups:
         raise _error(ValueError, function, f"input has {channels} channels; weight {tuple(weight.shape)} with "
                                            f"groups={groups} expects {weight.shape[1] * groups}")
+    _check_shapes(function, "weight", weight, (weight.shape[0],), bias=bias)
     strides, pads, dilations = _conv_geometry(function, weight.shape, stride, padding, dilation, x.shape)
     y = ops.conv_channels_first(x, weight, strides, pads, (1,) * rank, dilations, groups, bias)
     return y[0, ...] if unbatched else y
@@ -624,6 +638,7 @@ def conv_transpose2d(input: Array, weight: Array, bias: Array | None = None, str
         raise _error(RuntimeError, function, f"given input size per channel: {_sizes(x.shape[2:])}. Calculated "
                                              f"output size per channel: {_sizes(sizes)}. Output size is too small "
                                              "(as in torch)")
+    _check_shapes(function, "weight", weight, (weight.shape[1] * groups,), bias=bias)
     y = ops.conv_transpose_channels_first(x, weight, strides, paddings, extra, groups, dilations, bias)
     return y[0, ...] if unbatched else y
 
@@ -874,6 +889,7 @@ def _norm(function: str, kind: str, x: Array, count: int, scale: Array | None, b
     """The library's fused norm where it has one that agrees with the written-once statistics
     on this machine, else ``reference_norm`` (the layers' math)."""
     ops = _adapter(function, ("input", "weight", "bias"), x, scale, bias)
+    _check_shapes(function, "input", x, tuple(x.shape[x.ndim - count:]), weight=scale, bias=bias)
     fused = fused_norm(ops, kind, x, count, scale, bias, eps)
     return fused if fused is not None else reference_norm(ops, kind, x, count, scale, bias, eps)
 
@@ -886,6 +902,8 @@ def _channel_norm(function: str, kind: str, input: Array, count: int, scale: Arr
     running_mean, running_var = statistics if statistics is not None else (None, None)
     ops = _adapter(function, ("input", "running_mean", "running_var", "weight", "bias"), input, running_mean,
                    running_var, scale, bias)
+    _check_shapes(function, "input", input, (input.shape[1],), running_mean=running_mean, running_var=running_var,
+                  weight=scale, bias=bias)
     fused = fused_norm(ops, kind, input, count, scale, bias, eps, statistics, channels_first=True)
     if fused is not None:
         return fused

@@ -139,12 +139,37 @@ class _RNNBase(Module):
             return [(states[1][index, ...], states[0][index, ...]) for index in range(count)]
         return [states[0][index, ...] for index in range(count)]
 
+    def _checked(self, x: Array, states: list[Array] | None) -> None:
+        """torch's checks of a batched, time-major or batch-first ``x`` and the initial states:
+        a floating input of ``input_size`` features, each state ``(layers * directions, N, H)``
+        (the LSTM's ``h_0`` of ``proj_size`` features when it has one)."""
+        where = f"xpnn.torch_nn.{type(self).__name__}"
+        weight = self._parameters["weight_ih_l0"]
+        if not adapter_of(x).xp.isdtype(x.dtype, "real floating"):
+            raise F.UnsupportedDtypeError(f"{where}: input dtype ({x.dtype}) does not match weight dtype "
+                                          f"({weight.dtype}); convert the input to a floating dtype (as torch)")
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"{where}: input.size(-1) must be equal to input_size. Expected {self.input_size}, got "
+                             f"{x.shape[-1]}")
+        batch = x.shape[0] if self.batch_first else x.shape[1]
+        layers = self.num_layers * (2 if self.bidirectional else 1)
+        sizes = [self.proj_size or self.hidden_size, self.hidden_size][:len(states or ())]
+        for index, (state, size) in enumerate(zip(states or (), sizes)):
+            expected = (layers, batch, size)
+            if tuple(state.shape) != expected:
+                name = f"hidden[{index}]" if self._kind == "LSTM" else "hidden"
+                raise ValueError(f"{where}: expected {name} size {expected}, got {tuple(state.shape)}")
+
     def _forward(self, input: Array, states: list[Array] | None) -> tuple[Array, list[Any], bool]:
         """The output (in the input's layout) and the final carries."""
         x, unbatched = self._batched(input)
         xp = adapter_of(x).xp
         if states is not None and unbatched:
+            if any(state.ndim != 2 for state in states):
+                raise ValueError(f"xpnn.torch_nn.{type(self).__name__}: for an unbatched 2-D input, the initial "
+                                 f"states must be 2-D too, got shapes {[tuple(state.shape) for state in states]}")
             states = [xp.expand_dims(state, axis=1) for state in states]
+        self._checked(x, states)
         if self.batch_first:
             x = xp.permute_dims(x, (1, 0, 2))
         output, finals = self._run(x, self._carries(states))
