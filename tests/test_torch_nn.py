@@ -509,6 +509,15 @@ def test_normalize_with_p_0_counts_the_nonzero_elements_as_torch():
     np.testing.assert_array_equal(F.normalize(x, p=0.0), torch.nn.functional.normalize(torch.from_numpy(x), p=0.0))
 
 
+@pytest.mark.parametrize("p", [-math.inf, -2.0, -0.5, 0.5, 3.0, math.inf])
+def test_normalize_with_any_p_as_torch(p):
+    """p = -inf is the smallest magnitude (the power formula gave 1 there: inf ** -0); negative
+    and fractional p by the power formula, a zero making the norm 0 for p < 0, as torch."""
+    for x in (np.array([[-3.0, -1.0, -0.0, 0.0, 0.5, 1.0, 3.0]], np.float32), floats(3, 6).astype(np.float32)):
+        expected = torch.nn.functional.normalize(torch.from_numpy(x), p=p, dim=1).numpy()
+        np.testing.assert_allclose(F.normalize(x, p=p, dim=1), expected, rtol=1e-5)
+
+
 @pytest.mark.parametrize("library", ["numpy", "jax"])
 @pytest.mark.parametrize("model", list(MODEL_CASES))
 def test_trained_torch_models_run_on_numpy_and_jax(model, library):

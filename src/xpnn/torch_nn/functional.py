@@ -352,23 +352,27 @@ def log_softmax(input: Array, dim: int | None = None, _stacklevel: int = 3, dtyp
 
 def normalize(input: Array, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out: Array | None = None) -> Array:
     """x / max(||x||_p, eps) along ``dim``: ``torch.nn.functional.normalize`` (written into ``out``
-    when given, where the library's arrays are mutable); ``p=0`` counts the nonzero elements,
-    as torch's norm does."""
+    when given, where the library's arrays are mutable); ``p=0`` counts the nonzero elements and
+    ``p=-inf`` takes the smallest magnitude, as torch's norm does."""
     _floating_only("normalize", input)
-    xp = adapter_of(input).xp
+    ops = adapter_of(input)
+    xp = ops.xp
     dim = normalize_axis(dim, input.ndim, "dim", "xpnn.torch_nn.functional.normalize")
     magnitude = xp.abs(input)
-    if p == 0:
-        norm = xp.sum(xp.astype(magnitude != 0, input.dtype), axis=dim, keepdims=True)
-    elif p == 2:
-        norm = xp.sqrt(xp.sum(magnitude * magnitude, axis=dim, keepdims=True))
-    elif p == math.inf:
-        norm = xp.max(magnitude, axis=dim, keepdims=True)
-    elif p == 1:
-        norm = xp.sum(magnitude, axis=dim, keepdims=True)
-    else:
-        norm = xp.sum(magnitude ** p, axis=dim, keepdims=True) ** (1.0 / p)
-    result = input / xp.maximum(norm, eps)
+    with ops.quietly():  # a zero to a negative p, a square past the largest float: torch's inf, no warning
+        if p == 0:
+            norm = xp.sum(xp.astype(magnitude != 0, input.dtype), axis=dim, keepdims=True)
+        elif p == 2:
+            norm = xp.sqrt(xp.sum(magnitude * magnitude, axis=dim, keepdims=True))
+        elif p == math.inf:
+            norm = xp.max(magnitude, axis=dim, keepdims=True)
+        elif p == -math.inf:
+            norm = xp.min(magnitude, axis=dim, keepdims=True)
+        elif p == 1:
+            norm = xp.sum(magnitude, axis=dim, keepdims=True)
+        else:
+            norm = xp.sum(magnitude ** p, axis=dim, keepdims=True) ** (1.0 / p)
+        result = input / xp.maximum(norm, eps)
     return result if out is None else adapter_of(out).write_into(out, result)
 
 
