@@ -893,3 +893,38 @@ def test_module_api_as_torchs():
                                          "layers.1.bias", "heads.a.weight", "heads.a.bias"]
     assert [name for name, _ in holder.named_buffers()] == ["steps"]
     assert pickle.loads(pickle.dumps(model)).state_dict().keys() == model.state_dict().keys()
+
+
+def test_lookup_by_path_and_list_editing_as_torchs():
+    """get_submodule / get_parameter / get_buffer with torch's answers and errors; Sequential
+    and ModuleList insert, extend and slices renumbered (or not) as torch's; half() casts."""
+    def build(m):
+        return m.Sequential(m.Conv2d(3, 4, 3), m.BatchNorm2d(4), m.Sequential(m.Flatten(), m.Linear(4, 5)))
+
+    theirs, ours = build(torch.nn), build(nn)
+
+    def answer(call, model):
+        try:
+            found = call(model)
+        except (AttributeError, IndexError) as error:
+            return type(error).__name__, str(error)
+        return type(found).__name__ if isinstance(found, (torch.nn.Module, nn.Module)) else tuple(found.shape)
+
+    for call in [lambda m: m.get_submodule(""), lambda m: m.get_submodule("2.1"), lambda m: m.get_submodule("5"),
+                 lambda m: m.get_submodule("0.weight"), lambda m: m.get_parameter("2.1.weight"),
+                 lambda m: m.get_parameter("1.running_mean"), lambda m: m.get_parameter("2.1.nope"),
+                 lambda m: m.get_buffer("1.running_var"), lambda m: m.get_buffer("0.weight")]:
+        assert answer(call, ours) == answer(call, theirs)
+    for m in (torch.nn, nn):
+        sequence = m.Sequential(m.ReLU(), m.Tanh())
+        sequence.insert(1, m.Sigmoid())
+        sequence.insert(-1, m.ELU())
+        sequence.extend([m.GELU()])
+        listed = m.ModuleList([m.ReLU(), m.Tanh(), m.ELU()])
+        listed.insert(0, m.GELU())
+        edited = ([type(c).__name__ for c in sequence], list(sequence[1:3]._modules),
+                  [type(c).__name__ for c in listed], type(listed[1:]).__name__, list(listed[1:]._modules))
+        if m is torch.nn:
+            expected = edited
+    assert edited == expected
+    assert ours.half().get_parameter("0.weight").dtype == np.float16

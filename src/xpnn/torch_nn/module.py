@@ -310,6 +310,42 @@ class Module:
     def float(self) -> Module:
         return self.to(dtype="float32")
 
+    def half(self) -> Module:
+        return self.to(dtype="float16")
+
+    def bfloat16(self) -> Module:
+        return self.to(dtype="bfloat16")
+
+    # -- lookup by dotted path ----------------------------------------------------------------
+    def get_submodule(self, target: str) -> Module:
+        """The submodule at the dotted path ``target`` (``""``: this module), as torch's; an
+        AttributeError naming the missing step."""
+        module = self
+        for item in target.split(".") if target else ():
+            if not hasattr(module, item):
+                raise AttributeError(f"{type(module).__name__} has no attribute `{item}`")
+            module = getattr(module, item)
+            if not isinstance(module, Module):
+                raise AttributeError(f"`{item}` is not an nn.Module")
+        return module
+
+    def _registered(self, target: str, store: str, kind: str) -> Array:
+        path, _, name = target.rpartition(".")
+        module = self.get_submodule(path)
+        if not hasattr(module, name):
+            raise AttributeError(f"{type(module).__name__} has no attribute `{name}`")
+        if name not in getattr(module, store):
+            raise AttributeError(f"`{name}` is not {kind}")
+        return getattr(module, store)[name]
+
+    def get_parameter(self, target: str) -> Array:
+        """The parameter at the dotted path ``target`` (``"0.weight"``), as torch's."""
+        return self._registered(target, "_parameters", "an nn.Parameter")
+
+    def get_buffer(self, target: str) -> Array:
+        """The buffer at the dotted path ``target`` (``"1.running_mean"``), as torch's."""
+        return self._registered(target, "_buffers", "a buffer")
+
     # -- printing ---------------------------------------------------------------------------
     def extra_repr(self) -> str:
         return ""
@@ -421,7 +457,39 @@ class Factory:
 
 # -- containers ---------------------------------------------------------------------------------
 
-class Sequential(Module):
+class _Numbered(Module):
+    """Modules named ``0``, ``1``, ... in order: what ``Sequential`` and ``ModuleList`` share."""
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def append(self, module: Module) -> Any:
+        self.add_module(str(len(self)), module)
+        return self
+
+    def extend(self, modules: Iterable[Module]) -> Any:
+        for module in modules:
+            self.append(module)
+        return self
+
+    def insert(self, index: int, module: Module) -> Any:
+        """``module`` placed before position ``index`` (negative: from the end), the modules
+        from there renumbered one up, as torch's."""
+        count = len(self)
+        if not -count <= index <= count:
+            raise IndexError(f"xpnn.torch_nn.{type(self).__name__}.insert: index {index} is out of range for "
+                             f"{count} modules")
+        index = index + count if index < 0 else index
+        for position in range(count, index, -1):
+            self._modules[str(position)] = self._modules[str(position - 1)]
+        self._modules[str(index)] = module
+        return self
+
+
+class Sequential(_Numbered):
     """Modules run in order, named ``0``, ``1``, ... (or by an ``OrderedDict``'s keys): ``torch.nn.Sequential``."""
 
     def __init__(self, *modules: Module | Mapping[str, Module]) -> None:
@@ -439,47 +507,22 @@ class Sequential(Module):
         return input
 
     def __getitem__(self, index: int | slice) -> Any:
-        values = list(self._modules.values())
-        if isinstance(index, slice):
+        if isinstance(index, slice):  # the modules keep their names, as torch's
             return Sequential(OrderedDict(list(self._modules.items())[index]))
-        return values[index]
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self) -> Iterator[Module]:
-        return iter(self._modules.values())
-
-    def append(self, module: Module) -> Sequential:
-        self.add_module(str(len(self)), module)
-        return self
+        return list(self._modules.values())[index]
 
 
-class ModuleList(Module):
+class ModuleList(_Numbered):
     """A list of modules, named ``0``, ``1``, ...: ``torch.nn.ModuleList``."""
 
     def __init__(self, modules: Iterable[Module] | None = None) -> None:
         super().__init__()
-        for module in modules or ():
-            self.append(module)
+        self.extend(modules or ())
 
-    def append(self, module: Module) -> ModuleList:
-        self.add_module(str(len(self)), module)
-        return self
-
-    def extend(self, modules: Iterable[Module]) -> ModuleList:
-        for module in modules:
-            self.append(module)
-        return self
-
-    def __getitem__(self, index: int) -> Module:
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):  # renumbered from 0, as torch's
+            return ModuleList(list(self._modules.values())[index])
         return list(self._modules.values())[index]
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self) -> Iterator[Module]:
-        return iter(self._modules.values())
 
 
 class ModuleDict(Module):
