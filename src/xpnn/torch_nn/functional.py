@@ -387,20 +387,26 @@ def _linear(ops: Any, input: Array, weight: Array, bias: Array | None, function:
     if input.shape[-1:] != weight.shape[-1:]:
         raise _error(ValueError, function, f"input's last dimension ({input.shape[-1] if input.ndim else None}) "
                                            f"must equal weight's in_features, weight shape {tuple(weight.shape)}")
-    _check_shapes(function, "weight", weight, (weight.shape[0],), broadcast=True, bias=bias)
+    if bias is not None and bias.shape != (weight.shape[0],) and bias.ndim and bias.shape != (1,):
+        raise _misfit(function, "weight", weight, (weight.shape[0],), bias=bias)
     return ops.linear(input, weight, bias)
 
 
-def _check_shapes(function: str, source: str, of: Array, expected: tuple[int, ...],
-                  broadcast: bool = False, **arrays: Array | None) -> None:
-    """A ValueError naming ``function`` unless each of the named ``arrays`` (None: absent) has
-    the ``expected`` shape, which the argument ``source``, ``of``, gives them (with
-    ``broadcast``, also ``()`` and ``(1,)``, as torch's ``linear`` takes its bias)."""
-    accepted = {expected, (), (1,)} if broadcast else {expected}
-    for name, array in arrays.items():
-        if array is not None and tuple(array.shape) not in accepted:
-            raise _error(ValueError, function, f"{name} must have shape {expected} to match {source} "
-                                               f"{tuple(of.shape)}, got {tuple(array.shape)} (as torch)")
+def _fit(expected: Any, *arrays: Array | None) -> bool:
+    """Whether each of ``arrays`` (None: absent) has the shape ``expected`` (a tuple, or a
+    ``torch.Size``, which equals its tuple): the per-call check, without building anything."""
+    for array in arrays:
+        if array is not None and array.shape != expected:
+            return False
+    return True
+
+
+def _misfit(function: str, source: str, of: Array, expected: Any, **arrays: Array | None) -> ValueError:
+    """The ValueError naming ``function`` for the first of the named ``arrays`` that lacks the
+    ``expected`` shape, which the argument ``source``, ``of``, gives them."""
+    name, array = next((name, array) for name, array in arrays.items() if not _fit(expected, array))
+    return _error(ValueError, function, f"{name} must have shape {tuple(expected)} to match {source} "
+                                        f"{tuple(of.shape)}, got {tuple(array.shape)} (as torch)")
 
 
 def bilinear(input1: Array, input2: Array, weight: Array, bias: Array | None = None) -> Array:
@@ -557,7 +563,9 @@ def _convolution(function: str, input: Array, weight: Array, bias: Array | None,
     if channels != weight.shape[1] * groups:
         raise _error(ValueError, function, f"input has {channels} channels; weight {tuple(weight.shape)} with "
                                            f"groups={groups} expects {weight.shape[1] * groups}")
-    _check_shapes(function, "weight", weight, (weight.shape[0],), bias=bias)
+    features = (weight.shape[0],)
+    if not _fit(features, bias):
+        raise _misfit(function, "weight", weight, features, bias=bias)
     strides, pads, dilations = _conv_geometry(function, weight.shape, stride, padding, dilation, x.shape)
     y = ops.conv_channels_first(x, weight, strides, pads, (1,) * rank, dilations, groups, bias)
     return y[0, ...] if unbatched else y
@@ -642,7 +650,8 @@ def conv_transpose2d(input: Array, weight: Array, bias: Array | None = None, str
         raise _error(RuntimeError, function, f"given input size per channel: {_sizes(x.shape[2:])}. Calculated "
                                              f"output size per channel: {_sizes(sizes)}. Output size is too small "
                                              "(as in torch)")
-    _check_shapes(function, "weight", weight, (weight.shape[1] * groups,), bias=bias)
+    if not _fit((weight.shape[1] * groups,), bias):
+        raise _misfit(function, "weight", weight, (weight.shape[1] * groups,), bias=bias)
     y = ops.conv_transpose_channels_first(x, weight, strides, paddings, extra, groups, dilations, bias)
     return y[0, ...] if unbatched else y
 
@@ -880,20 +889,23 @@ def _integer_average_of(xp: Any, dtype: Any) -> Any:
 
 # -- normalization ---------------------------------------------------------------------------
 
-def _normalized_count(function: str, input: Array, normalized_shape: Any) -> int:
+def _normalized_shape(function: str, input: Array, normalized_shape: Any) -> tuple[int, ...]:
+    """``normalized_shape`` as a tuple, which must end ``input``'s shape."""
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     if input.shape[input.ndim - len(shape):] != shape:  # a torch.Size equals the tuple
         raise _error(ValueError, function, f"input's trailing shape must be normalized_shape {shape}, got input "
                                            f"shape {tuple(input.shape)}")
-    return len(shape)
+    return shape
 
 
-def _norm(function: str, kind: str, x: Array, count: int, scale: Array | None, bias: Array | None,
+def _norm(function: str, kind: str, x: Array, shape: tuple[int, ...], scale: Array | None, bias: Array | None,
           eps: float) -> Any:
-    """The library's fused norm where it has one that agrees with the written-once statistics
-    on this machine, else ``reference_norm`` (the layers' math)."""
+    """The library's fused norm over the trailing ``shape`` where it has one that agrees with the
+    written-once statistics on this machine, else ``reference_norm`` (the layers' math)."""
     ops = _adapter(function, ("input", "weight", "bias"), x, scale, bias)
-    _check_shapes(function, "input", x, tuple(x.shape[x.ndim - count:]), weight=scale, bias=bias)
+    if not _fit(shape, scale, bias):
+        raise _misfit(function, "input", x, shape, weight=scale, bias=bias)
+    count = len(shape)
     fused = fused_norm(ops, kind, x, count, scale, bias, eps)
     return fused if fused is not None else reference_norm(ops, kind, x, count, scale, bias, eps)
 
@@ -906,8 +918,10 @@ def _channel_norm(function: str, kind: str, input: Array, count: int, scale: Arr
     running_mean, running_var = statistics if statistics is not None else (None, None)
     ops = _adapter(function, ("input", "running_mean", "running_var", "weight", "bias"), input, running_mean,
                    running_var, scale, bias)
-    _check_shapes(function, "input", input, (input.shape[1],), running_mean=running_mean, running_var=running_var,
-                  weight=scale, bias=bias)
+    channels = (input.shape[1],)
+    if not _fit(channels, running_mean, running_var, scale, bias):
+        raise _misfit(function, "input", input, channels, running_mean=running_mean, running_var=running_var,
+                      weight=scale, bias=bias)
     fused = fused_norm(ops, kind, input, count, scale, bias, eps, statistics, channels_first=True)
     if fused is not None:
         return fused
@@ -921,18 +935,18 @@ def layer_norm(input: Array, normalized_shape: Any, weight: Array | None = None,
     """(x - E[x]) / sqrt(Var[x] + eps) * weight + bias over the trailing ``normalized_shape``
     (biased variance): ``torch.nn.functional.layer_norm``."""
     _floating_only("layer_norm", input)
-    count = _normalized_count("layer_norm", input, normalized_shape)
-    return _norm("layer_norm", "layer", input, count, weight, bias, eps)
+    shape = _normalized_shape("layer_norm", input, normalized_shape)
+    return _norm("layer_norm", "layer", input, shape, weight, bias, eps)
 
 
 def rms_norm(input: Array, normalized_shape: Any, weight: Array | None = None, eps: float | None = None) -> Array:
     """x / sqrt(E[x^2] + eps) * weight over the trailing ``normalized_shape``; ``eps=None`` is the
     dtype's machine epsilon: ``torch.nn.functional.rms_norm``."""
     _floating_only("rms_norm", input)
-    count = _normalized_count("rms_norm", input, normalized_shape)
+    shape = _normalized_shape("rms_norm", input, normalized_shape)
     if eps is None:
         eps = float(adapter_of(input).xp.finfo(input.dtype).eps)
-    return _norm("rms_norm", "rms", input, count, weight, None, eps)
+    return _norm("rms_norm", "rms", input, shape, weight, None, eps)
 
 
 def group_norm(input: Array, num_groups: int, weight: Array | None = None, bias: Array | None = None,
