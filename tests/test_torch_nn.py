@@ -509,6 +509,17 @@ def test_normalize_with_p_0_counts_the_nonzero_elements_as_torch():
     np.testing.assert_array_equal(F.normalize(x, p=0.0), torch.nn.functional.normalize(torch.from_numpy(x), p=0.0))
 
 
+@pytest.mark.parametrize("lambd", [-1.0, -0.5, math.nan])
+@pytest.mark.parametrize("library", ["numpy", "torch", "jax"])
+def test_hardshrink_of_a_negative_or_nan_lambd_shrinks_nothing_as_torch(library, lambd):
+    """torch takes them (only softshrink refuses); xpnn.hard_shrink refuses them (jax-style API)."""
+    x = np.array([-2.0, -0.5, -0.0, 0.0, 0.3, 2.0, np.inf, np.nan], np.float32)
+    expected = torch.nn.functional.hardshrink(torch.from_numpy(x), lambd).numpy()
+    got = np.asarray(F.hardshrink(BACKENDS[library].asarray(x, "float32"), lambd))
+    np.testing.assert_array_equal(got, expected)
+    assert np.array_equal(np.signbit(got), np.signbit(expected))
+
+
 @pytest.mark.parametrize("p", [-math.inf, -2.0, -0.5, 0.5, 3.0, math.inf])
 def test_normalize_with_any_p_as_torch(p):
     """p = -inf is the smallest magnitude (the power formula gave 1 there: inf ** -0); negative

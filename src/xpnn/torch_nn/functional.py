@@ -172,8 +172,11 @@ def glu(input: Array, dim: int = -1) -> Array:
 
 
 def hardshrink(input: Array, lambd: float = 0.5) -> Array:
-    """x if |x| > lambd else 0: ``torch.nn.functional.hardshrink``."""
+    """x if |x| > lambd else 0: ``torch.nn.functional.hardshrink``.  A negative or NaN ``lambd``
+    shrinks nothing, as torch's (``xpnn.hard_shrink`` refuses it)."""
     _floating_only("hardshrink", input)
+    if isinstance(lambd, (int, float)) and not lambd >= 0:
+        return adapter_of(input).xp.asarray(input, copy=True)
     return xpnn.hard_shrink(input, lambd)
 
 
