@@ -88,3 +88,56 @@ def test_errors_name_the_function(tmp_path):
         import array_api_strict
 
         nn.load(tmp_path / "b.safetensors", like=array_api_strict)
+
+
+def _file_with_header(path, header: bytes, data: bytes = b"\0" * 8):
+    path.write_bytes(len(header).to_bytes(8, "little") + header + data)
+    return path
+
+
+@pytest.mark.parametrize("header, message", [
+    (b'{"a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,8]}}', r"tensor 'a' \(F32, shape \(2, 3\)\) needs 24 bytes"),
+    (b'{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}', r"tensor 'a' \(F32, shape \(-2,\)\)"),
+    (b'{"a":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}', r"tensor .a. .* data_offsets are \[4, 12\] in 8 bytes of data"),
+    (b'{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":7}', "the header entry of tensor 'b' is not"),
+    (b'{"a":{"dtype":["F32"],"shape":[2],"data_offsets":[0,8]}}', r"tensor 'a' has dtype \['F32'\]"),
+    (b'{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]', "the safetensors header is not a JSON object"),
+    (b'{"__metadata__":{"xpnn.paths":3}}', "the safetensors header is not a JSON object"),
+])
+def test_damaged_files_are_errors_naming_the_tensor(tmp_path, header, message):
+    """A header that does not describe its data is an error naming the file and the tensor, as the
+    safetensors package refuses such files too (it was NumPy's reshape or buffer error here)."""
+    path = _file_with_header(tmp_path / "damaged.safetensors", header)
+    with pytest.raises(Exception):  # noqa: B017 - the reference refuses it, whatever its error class
+        safetensors.numpy.load_file(path)
+    with pytest.raises(ValueError, match=f"xpnn.load: .*damaged.safetensors: {message}"):
+        nn.load(path)
+
+
+def test_truncated_file_is_an_error(tmp_path):
+    nn.save(tmp_path / "whole.safetensors", {"w": np.arange(6, dtype=np.float32), "b": np.ones(4, np.float32)})
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes((tmp_path / "whole.safetensors").read_bytes()[:-3])
+    with pytest.raises(Exception):  # noqa: B017 - the reference refuses it, whatever its error class
+        safetensors.numpy.load_file(truncated)
+    with pytest.raises(ValueError, match="tensor '.' .* the file is damaged or truncated"):
+        nn.load(truncated)
+
+
+def test_saved_trees_of_any_mapping_and_typed_keys(tmp_path):
+    """A flax FrozenDict saves as the dict it maps; a jax typed key as its raw words (jax.random.key_data),
+    which xpnn.random takes as a key; anything but a mapping at the top, or a dtype safetensors cannot
+    store, is an error naming the variable."""
+    from flax.core import FrozenDict
+
+    kernel = np.arange(6, dtype=np.float32).reshape(2, 3)
+    nn.save(tmp_path / "frozen.safetensors", FrozenDict({"params": {"kernel": kernel}}))
+    np.testing.assert_array_equal(nn.load(tmp_path / "frozen.safetensors")["params"]["kernel"], kernel)
+    nn.save(tmp_path / "key.safetensors", {"rng": jax.random.key(7)})
+    loaded = nn.load(tmp_path / "key.safetensors", like=jnp)["rng"]
+    np.testing.assert_array_equal(loaded, jax.random.key_data(jax.random.key(7)))
+    np.testing.assert_array_equal(nn.random.normal(loaded, (3,)), jax.random.normal(jax.random.key(7), (3,)))
+    with pytest.raises(TypeError, match="xpnn.save: variables must be nested dicts of arrays, got ndarray"):
+        nn.save(tmp_path / "a.safetensors", kernel)
+    with pytest.raises(TypeError, match="xpnn.save: params/z has dtype complex64, which safetensors does not store"):
+        nn.save(tmp_path / "a.safetensors", {"params": {"z": np.ones(2, np.complex64)}})

@@ -11,8 +11,10 @@ read xpnn's files, and xpnn reads theirs.  A name part that itself holds ``/`` (
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
+from collections.abc import Mapping
 from typing import Any
 
 import array_api_compat
@@ -35,8 +37,8 @@ _PATHS = "xpnn.paths"
 
 
 def _flattened(tree: Any, leaf: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
-    """``(path, leaf(path, value))`` for every non-dict value of the nested dicts ``tree``."""
-    if isinstance(tree, dict):
+    """``(path, leaf(path, value))`` for every value of the nested mappings ``tree`` that is not a mapping."""
+    if isinstance(tree, Mapping):
         return [item for key, value in tree.items() for item in _flattened(value, leaf, (*path, str(key)))]
     return [(path, leaf(path, tree))]
 
@@ -48,24 +50,29 @@ def _array_to_save(path: tuple[str, ...], value: Any) -> Any:
     return value
 
 
-def _host(leaf: Any) -> tuple[str, np.ndarray]:
-    """``leaf``'s safetensors dtype code and its bytes as a C-ordered little-endian NumPy array."""
+def _host(name: str, leaf: Any) -> tuple[str, np.ndarray]:
+    """The safetensors dtype code and bytes of ``leaf``, the variable ``name``, as a C-ordered
+    little-endian NumPy array (a library's typed random key as its raw integer words)."""
     adapter = adapter_of(leaf)
-    name = dtype_name(leaf.dtype)
-    if name not in _CODES:
-        raise TypeError(f"xpnn.save: dtype {name} has no safetensors code (expected one of {', '.join(_CODES)})")
-    if name == "bfloat16":  # exact in float32; its bits are float32's upper half
+    leaf = adapter.key_data(leaf)
+    dtype = dtype_name(leaf.dtype)
+    if dtype not in _CODES:
+        raise TypeError(f"xpnn.save: {name} has dtype {dtype}, which safetensors does not store "
+                        f"(expected one of {', '.join(_CODES)})")
+    if dtype == "bfloat16":  # exact in float32; its bits are float32's upper half
         wide = np.asarray(adapter.to_host(adapter.xp.astype(leaf, adapter.xp.float32)), dtype="<f4")
         return "BF16", (np.ascontiguousarray(wide).view("<u4") >> 16).astype("<u2")
     host = np.asarray(adapter.to_host(adapter.key_data(leaf)))
     # np.asarray(order="C"), not ascontiguousarray, which makes a 0-d array (a counter) 1-d
-    return _CODES[name], np.asarray(host.astype(host.dtype.newbyteorder("<"), copy=False), order="C")
+    return _CODES[dtype], np.asarray(host.astype(host.dtype.newbyteorder("<"), copy=False), order="C")
 
 
 def save(path: str | os.PathLike, variables: Tree, metadata: dict[str, str] | None = None) -> None:
     """Write ``variables`` (nested dicts of arrays of any library, bfloat16 included) to ``path``
     as safetensors, each array under its path joined with ``/``; ``metadata`` (str to str)
     goes into the header."""
+    if not isinstance(variables, Mapping):
+        raise TypeError(f"xpnn.save: variables must be nested dicts of arrays, got {type(variables).__name__}")
     flat = _flattened(variables, _array_to_save)
     names = ["/".join(parts) for parts, _ in flat]
     if len(set(names)) != len(names):
@@ -74,7 +81,7 @@ def save(path: str | os.PathLike, variables: Tree, metadata: dict[str, str] | No
     header: dict[str, Any] = {}
     blobs, offset = [], 0
     for name, (parts, leaf) in zip(names, flat):
-        code, host = _host(leaf)
+        code, host = _host(name, leaf)
         data = host.tobytes()
         header[name] = {"dtype": code, "shape": list(host.shape), "data_offsets": [offset, offset + len(data)]}
         blobs.append(data)
@@ -94,22 +101,46 @@ def save(path: str | os.PathLike, variables: Tree, metadata: dict[str, str] | No
             handle.write(data)
 
 
+def _tensor_bytes(entry: Any, name: str, body_size: int, where: str) -> tuple[str, list[int], int, int]:
+    """``(dtype code, shape, start, stop)`` of the header entry of tensor ``name``; a ValueError
+    naming the file and the tensor when the entry is malformed or its bytes are not in the file's
+    ``body_size`` bytes of data (a damaged or truncated file)."""
+    try:
+        code, shape, (start, stop) = entry["dtype"], entry["shape"], entry["data_offsets"]
+        shape = [int(size) for size in shape]
+        start, stop = int(start), int(stop)
+    except (TypeError, ValueError, KeyError):
+        raise ValueError(f"xpnn.load: {where}: the header entry of tensor {name!r} is not "
+                         f"{{dtype, shape, data_offsets}}: {entry!r}") from None
+    if not isinstance(code, str) or code not in _NAMES:
+        raise ValueError(f"xpnn.load: {where}: tensor {name!r} has dtype {code}, which xpnn does not read")
+    size = math.prod(shape) * (1 if code == "BOOL" else int(code.lstrip("BFIU")) // 8)  # BF16: 2 bytes
+    if min(shape, default=0) < 0 or not 0 <= start <= stop <= body_size or stop - start != size:
+        raise ValueError(f"xpnn.load: {where}: tensor {name!r} ({code}, shape {tuple(shape)}) needs {size} bytes "
+                         f"and its data_offsets are [{start}, {stop}] in {body_size} bytes of data; the file is "
+                         "damaged or truncated")
+    return code, shape, start, stop
+
+
 def _read_safetensors(raw: bytes, where: str) -> dict[tuple[str, ...], tuple[str, np.ndarray]]:
     """The arrays of a safetensors file by tree path: ``(dtype name, NumPy array)``, bfloat16 as float32."""
     (size,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + size])
-    metadata = header.pop("__metadata__", None) or {}
-    paths = json.loads(metadata.get(_PATHS, "{}"))
+    try:
+        header = json.loads(raw[8:8 + size])
+        metadata = header.pop("__metadata__", None) or {}
+        paths = json.loads(metadata.get(_PATHS, "{}"))
+        if not isinstance(paths, dict):
+            raise TypeError(paths)
+    except (ValueError, TypeError, AttributeError):  # not JSON, or not the objects safetensors writes
+        raise ValueError(f"xpnn.load: {where}: the safetensors header is not a JSON object of tensors (with an "
+                         "object of strings as __metadata__); the file is damaged") from None
     body = memoryview(raw)[8 + size:]
     arrays = {}
     for name, entry in header.items():
-        code = entry["dtype"]
-        if code not in _NAMES:
-            raise ValueError(f"xpnn.load: {where}: tensor {name!r} has dtype {code}, which xpnn does not read")
-        start, stop = entry["data_offsets"]
+        code, shape, start, stop = _tensor_bytes(entry, name, len(body), where)
         dtype_name_ = _NAMES[code]
         stored = "<u2" if code == "BF16" else ("bool" if code == "BOOL" else np.dtype(dtype_name_).newbyteorder("<"))
-        array = np.frombuffer(body[start:stop], dtype=stored).reshape(entry["shape"])
+        array = np.frombuffer(body[start:stop], dtype=stored).reshape(shape)
         if code == "BF16":
             array = (array.astype("<u4") << 16).view("<f4")
         arrays[tuple(paths.get(name, name.split("/")))] = (dtype_name_, array.astype(array.dtype.newbyteorder("=")))
