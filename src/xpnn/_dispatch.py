@@ -86,6 +86,12 @@ def _is_array_like_python(value: Any) -> bool:
     return isinstance(value, (list, int, float, bool))
 
 
+def is_plain(value: Any) -> bool:
+    """Whether ``value`` is an argument that names no library: None, a Python scalar, string,
+    tuple, slice or list (the arguments ``adapter_of`` and ``two_libraries`` skip)."""
+    return isinstance(value, _PLAIN_TYPES) or isinstance(value, list)
+
+
 def adapter_of(*values: Any) -> Adapter:
     """The adapter of the arrays among ``values``; NumPy's when there are none.
 
@@ -96,7 +102,7 @@ def adapter_of(*values: Any) -> Adapter:
     for value in values:
         adapter = _ADAPTER_BY_TYPE.get(type(value))  # an array type seen before: one lookup
         if adapter is None:
-            if isinstance(value, _PLAIN_TYPES) or isinstance(value, list):
+            if is_plain(value):
                 continue
             adapter = adapter_of_array(value)
         if found is None:
@@ -116,7 +122,7 @@ def two_libraries(arrays: Mapping[str, Any]) -> str | None:
     xpnn.to_backend(weight, like=input)``; None when they are of one library."""
     found: dict[Adapter, str] = {}
     for argument, value in arrays.items():
-        if value is not None and not isinstance(value, _PLAIN_TYPES) and not isinstance(value, list):
+        if not is_plain(value):
             found.setdefault(adapter_of_array(value), argument)
     if len(found) < 2:
         return None

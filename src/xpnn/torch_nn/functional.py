@@ -33,7 +33,7 @@ import numpy as np
 import xpnn
 from xpnn._cache import per_arguments
 from xpnn._checks import dtype_argument, normalize_axis
-from xpnn._dispatch import adapter_of, adapter_of_array, fast_paths_enabled, is_array, two_libraries
+from xpnn._dispatch import adapter_of, adapter_of_array, fast_paths_enabled, is_array, is_plain, two_libraries
 from xpnn._kernel_check import LAYER_KERNELS, layer_kernel_agrees, outputs_disagreement
 from xpnn._types import Array
 from xpnn.layers.normalization import fused_norm, reference_norm
@@ -59,15 +59,15 @@ def _error(kind: type[Exception], function: str, message: str) -> Exception:
 
 
 def _adapter(function: str, names: tuple[str, ...], *arrays: Array | None) -> Any:
-    """The adapter of ``arrays``, the arguments ``names`` of ``function`` (None, Python scalars and
-    lists skipped); an argument that is no array, or arrays of two libraries, are a TypeError
-    naming ``function`` and the arguments."""
+    """The adapter of ``arrays``, the arguments ``names`` of ``function`` (plain values skipped:
+    ``_dispatch.is_plain``); an argument that is no array, or arrays of two libraries, are a
+    TypeError naming ``function`` and the arguments."""
     try:
         return adapter_of(*arrays)
     except TypeError as error:
         arrays = dict(zip(names, arrays))
         for argument, value in arrays.items():
-            if value is not None and not isinstance(value, (int, float, bool, list)) and not is_array(value):
+            if not is_plain(value) and not is_array(value):
                 raise _error(TypeError, function, f"{argument}: {error}") from None
         raise _error(TypeError, function, two_libraries(arrays) or str(error)) from None
 
