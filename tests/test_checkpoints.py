@@ -98,7 +98,8 @@ def _file_with_header(path, header: bytes, data: bytes = b"\0" * 8):
 @pytest.mark.parametrize("header, message", [
     (b'{"a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,8]}}', r"tensor 'a' \(F32, shape \(2, 3\)\) needs 24 bytes"),
     (b'{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}', r"tensor 'a' \(F32, shape \(-2,\)\)"),
-    (b'{"a":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}', r"tensor .a. .* data_offsets are \[4, 12\] in 8 bytes of data"),
+    (b'{"a":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}',
+     r"tensor .a. .* data_offsets are \[4, 12\] in 8 bytes of data"),
     (b'{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":7}', "the header entry of tensor 'b' is not"),
     (b'{"a":{"dtype":["F32"],"shape":[2],"data_offsets":[0,8]}}', r"tensor 'a' has dtype \['F32'\]"),
     (b'{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]', "the safetensors header is not a JSON object"),
