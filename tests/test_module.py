@@ -436,6 +436,21 @@ def test_to_backend_round_trip(backend):
     _nested_model(fnn).apply(ours, jnp.asarray(X))
 
 
+def test_to_backend_moves_typed_keys_and_refuses_dtypes_the_target_lacks():
+    """A jax typed key moves as its raw words (jax.random.key_data), which xpnn.random takes as a key
+    (it was 'torch has no key<fry>'); float16 into array_api_strict, which has none, is an error
+    naming xpnn.to_backend (it was array_api_strict's own error)."""
+    import array_api_strict
+
+    moved = nn.to_backend({"rng": jax.random.key(3)}, torch)["rng"]
+    np.testing.assert_array_equal(moved.numpy(), np.asarray(jax.random.key_data(jax.random.key(3))))
+    np.testing.assert_array_equal(nn.random.uniform(moved, (4,), "float32").numpy(),
+                                  jax.random.uniform(jax.random.key(3), (4,), "float32"))
+    with pytest.raises(TypeError, match=r"xpnn.to_backend: array_api_strict has no float16, the dtype of an array of "
+                                        r"shape \(2,\)"):
+        nn.to_backend({"w": np.ones(2, np.float16)}, array_api_strict)
+
+
 # -- errors ----------------------------------------------------------------------------
 
 

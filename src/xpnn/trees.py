@@ -66,10 +66,14 @@ def to_backend(tree: Tree, like: Any) -> Tree:
         source = adapter_of(leaf)
         if source is target:
             return target.to_device(leaf, device)
+        leaf = source.key_data(leaf)
         name = dtype_name(leaf.dtype)
         if name == "bfloat16":
             leaf = source.xp.astype(leaf, source.xp.float32)
-        out = target.from_host(source.to_host(source.key_data(leaf)), device)
+        elif target.dtype_named(name) is None:
+            raise TypeError(f"xpnn.to_backend: {target.name} has no {name}, the dtype of an array of shape "
+                            f"{tuple(leaf.shape)} in the tree; cast it first")
+        out = target.from_host(source.to_host(leaf), device)
         bfloat16 = target.dtype_named("bfloat16") if name == "bfloat16" else None
         return target.xp.astype(out, bfloat16) if bfloat16 is not None else out
 
