@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import re
 import subprocess
 import sys
 from collections import OrderedDict
@@ -894,6 +895,15 @@ def test_module_api_as_torchs():
     result = model.load_state_dict({"fc.weight": np.ones((4, 3))}, strict=False)
     assert "fc.bias" in result.missing_keys and result.unexpected_keys == []
     np.testing.assert_array_equal(model.fc.weight, 1)
+    reference = torch.nn.Linear(3, 4)
+    assert repr(model.fc.load_state_dict(reference.state_dict())) == repr(reference.load_state_dict(
+        reference.state_dict())) == "<All keys matched successfully>"
+    for value in ([[1.0] * 3] * 4, None):  # torch's error, not an AttributeError on .shape
+        with pytest.raises(RuntimeError, match=r'While copying the parameter named "weight", expected') as raised:
+            reference.load_state_dict({"weight": value, "bias": reference.bias})
+        message = str(raised.value).replace("torch.Tensor or Tensor-like object", "an array (of any library)")
+        with pytest.raises(RuntimeError, match=re.escape(message)):
+            model.fc.load_state_dict({"weight": value, "bias": model.fc.bias})
     layers = nn.ModuleList([nn.Linear(2, 2), nn.Linear(2, 2)])
     heads = nn.ModuleDict({"a": nn.Linear(2, 1)})
     holder = nn.Module()

@@ -46,6 +46,12 @@ class _IncompatibleKeys(NamedTuple):
     missing_keys: list[str]
     unexpected_keys: list[str]
 
+    def __repr__(self) -> str:
+        """torch's: ``<All keys matched successfully>`` when nothing is missing or unexpected."""
+        if not self.missing_keys and not self.unexpected_keys:
+            return "<All keys matched successfully>"
+        return f"_IncompatibleKeys(missing_keys={self.missing_keys}, unexpected_keys={self.unexpected_keys})"
+
 
 def _shape(array: Array) -> tuple[int, ...]:
     return tuple(array.shape)
@@ -266,6 +272,10 @@ class Module:
                     missing.append(key)
                     continue
                 value = state_dict[key]
+                if not is_array(value):
+                    errors.append(f'While copying the parameter named "{key}", expected an array (of any library) '
+                                  f"from checkpoint but received {type(value)}")
+                    continue
                 if tuple(value.shape) != _shape(current):
                     errors.append(f"size mismatch for {key}: copying a param with shape {tuple(value.shape)} from "
                                   f"checkpoint, the shape in current model is {_shape(current)}.")
