@@ -52,7 +52,8 @@ def _slow(item) -> bool:
     if item.get_closest_marker("slow") is not None:
         return True
     callspec = getattr(item, "callspec", None)
-    backend = callspec.params.get("backend") if callspec is not None else None
+    backend = (callspec.params.get("backend", callspec.params.get("autodiff_backend"))
+               if callspec is not None else None)
     # every slow_on marker (a parameter's and the function's may both be there)
     return any(backend in marker.args for marker in item.iter_markers("slow_on"))
 

@@ -127,7 +127,7 @@ def _gelu_tanh_exact(x: float) -> float:
 _CANCELLING_IN_JAX = {"gelu": _gelu_tanh_exact}
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(x=hnp.arrays(np.float64, hnp.array_shapes(min_dims=0, max_dims=3, max_side=5),
                     elements=st.floats(-60, 60, allow_subnormal=False)),
        name=st.sampled_from(_ELEMENTWISE))
@@ -141,7 +141,7 @@ def test_elementwise_functions_on_any_shape(x, name):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-300)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(data=st.data(), name=st.sampled_from(sorted(AXIS_FUNCTIONS)))
 def test_axis_functions_on_any_shape_and_axes(data, name):
     x = data.draw(hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4),
@@ -167,7 +167,7 @@ def _array(data, min_dims: int = 0):
     return data.draw(hnp.arrays(np.float64, hnp.array_shapes(min_dims=min_dims, max_dims=3, max_side=5), elements=_FINITE))
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(data=st.data(), name=st.sampled_from(["leaky_relu", "elu", "celu", "squareplus"]))
 def test_parametrized_activations_on_any_shape_and_parameter(data, name):
     x = _array(data)
@@ -177,7 +177,7 @@ def test_parametrized_activations_on_any_shape_and_parameter(data, name):
         np.testing.assert_allclose(np.asarray(getattr(xpnn, name)(like(x), parameter)), want, rtol=1e-9, atol=1e-300)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(data=st.data(), name=st.sampled_from(["hard_shrink", "soft_shrink", "tanh_shrink", "threshold", "rrelu",
                                             "softmin", "prelu"]))
 def test_torch_functions_on_any_shape_and_parameter(data, name):
@@ -209,7 +209,7 @@ def test_torch_functions_on_any_shape_and_parameter(data, name):
         np.testing.assert_allclose(got, want.numpy(), rtol=1e-9, atol=1e-12, err_msg=str(like))
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(data=st.data())
 def test_one_hot_on_any_shape_axis_and_classes(data):
     ids = data.draw(hnp.arrays(np.int32, hnp.array_shapes(min_dims=0, max_dims=3, max_side=4),
@@ -221,7 +221,7 @@ def test_one_hot_on_any_shape_axis_and_classes(data):
         np.testing.assert_array_equal(np.asarray(xpnn.one_hot(like(ids), classes, axis=axis)), want)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(data=st.data())
 def test_glu_and_standardize_on_any_shape_and_axis(data):
     x = data.draw(hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=3, min_side=2, max_side=4).map(
@@ -234,7 +234,7 @@ def test_glu_and_standardize_on_any_shape_and_axis(data):
                                    np.asarray(jnn.standardize(jnp.asarray(x), axis=axis)), rtol=1e-7, atol=1e-7)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(shape=hnp.array_shapes(min_dims=0, max_dims=3, max_side=6), seed=st.integers(0, 2**32 - 1),
        sampler=st.sampled_from(["uniform", "normal", "bits", "bernoulli"]))
 def test_samplers_on_any_shape_and_seed(shape, seed, sampler):

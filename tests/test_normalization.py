@@ -315,7 +315,8 @@ def _flax_wrapped_run(index: int) -> tuple[np.ndarray, dict, list[tuple[np.ndarr
     return x, initial, steps
 
 
-@pytest.mark.parametrize("index", range(len(_WRAPPED)), ids=[f"{w}-{s}" for w, s in _WRAPPED])
+@pytest.mark.parametrize("index", [pytest.param(i, id=f"{w}-{s}", marks=[pytest.mark.slow_on("dask")] if i == 0 else [])
+                                   for i, (w, s) in enumerate(_WRAPPED)])  # SpectralNorm's 3 steps on dask: --full
 def test_weight_normalizations_in_a_model_equal_flax(backend, index):
     """init (the wrapped layers' params under the parent, the wrappers' own variables under
     theirs), then three training steps of SpectralNorm updating u and sigma, equal to flax."""
@@ -335,8 +336,9 @@ def test_weight_normalizations_in_a_model_equal_flax(backend, index):
     _flax_tree_equal(variables, want_variables, rtol=2e-5, atol=2e-6)
 
 
-@pytest.mark.parametrize("wrapper", ["SpectralNorm", "WeightNorm"])
-@pytest.mark.parametrize("library", ["torch", "jax"])
+@pytest.mark.parametrize(("library", "wrapper"), [  # SpectralNorm on torch with --full (jax's runs by default)
+    pytest.param("torch", "SpectralNorm", marks=pytest.mark.slow), ("torch", "WeightNorm"),
+    ("jax", "SpectralNorm"), ("jax", "WeightNorm")])
 def test_weight_normalization_gradients_equal_flax(library, wrapper):
     """Gradients through the normalised weights (power iteration without gradient) equal flax's."""
     x = np.random.default_rng(7).standard_normal((2, 4, 4, 2))

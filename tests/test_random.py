@@ -16,7 +16,7 @@ jax.config.update("jax_enable_x64", True)
 SEEDS = (0, 42, 123456, 2**31 - 1, 2**32 + 5)
 SHAPES = ((), (5,), (7, 5))
 #: Both threefry layouts; the legacy one on jax (each draw compiled anew) runs with --full.
-LAYOUTS = (True, pytest.param(False, marks=pytest.mark.slow_on("jax")))
+LAYOUTS = (True, pytest.param(False, marks=pytest.mark.slow_on("jax", "dask")))
 
 
 @contextlib.contextmanager
@@ -266,7 +266,7 @@ RANGES_64 = [(0, 10), (-5, 5), (3, 3), (7, 2), (2**31, 2**33), (0, 2**40), (0, 2
 
 
 @pytest.mark.parametrize("partitionable", [True, pytest.param(False, marks=pytest.mark.slow_on("jax"))])
-@pytest.mark.parametrize("dtype", ("int64", "uint64"))
+@pytest.mark.parametrize("dtype", ("int64", pytest.param("uint64", marks=pytest.mark.slow_on("jax"))))
 @pytest.mark.slow_on("dask")
 def test_randint_64_bit(backend, dtype, partitionable):
     """jax's uint64 arithmetic, on pairs of 32-bit words (torch has no uint64 add or remainder)."""
