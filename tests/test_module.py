@@ -364,6 +364,54 @@ def _mlp_class(L):
 _MLP, _FlaxMLP = _mlp_class(nn), _mlp_class(fnn)
 
 
+def _perturbed_class(L):
+    class Perturbed(L.Module):
+        @L.compact
+        def __call__(self, x):
+            hidden = self.perturb("hidden", L.Dense(3)(x))
+            return L.Dense(2)(L.tanh(hidden))
+
+    return Perturbed
+
+
+def test_perturb_gives_flaxs_gradients_of_intermediates():
+    """``perturb`` makes zeros at init; the gradient with respect to them is the gradient with
+    respect to the intermediate, flax's on jax (jax.grad) and on torch (autograd); applied
+    without the collection it changes nothing, and a collection without the name is an error."""
+    x = np.random.default_rng(3).standard_normal((4, 5)).astype(np.float32)
+    theirs = _perturbed_class(fnn)().init(jax.random.key(0), jnp.asarray(x))
+    ours = _perturbed_class(nn)().init(nn.random.key(0, like=jnp), jnp.asarray(x))
+    assert jax.tree_util.tree_structure(ours) == jax.tree_util.tree_structure(theirs)
+    np.testing.assert_array_equal(ours["perturbations"]["hidden"], np.zeros((4, 3), np.float32))
+
+    def loss(model, perturbations, inputs):
+        return jnp.sum(model.apply({"params": theirs["params"], "perturbations": perturbations}, inputs) ** 2)
+
+    want = jax.grad(functools.partial(loss, _perturbed_class(fnn)()))(theirs["perturbations"], jnp.asarray(x))
+    got = jax.grad(functools.partial(loss, _perturbed_class(nn)()))(ours["perturbations"], jnp.asarray(x))
+    np.testing.assert_allclose(got["hidden"], want["hidden"], rtol=1e-5, atol=1e-6)
+    on_torch = nn.to_backend({"params": theirs["params"], "perturbations": theirs["perturbations"]}, torch)
+    on_torch["perturbations"]["hidden"].requires_grad_(True)
+    torch.sum(_perturbed_class(nn)().apply(on_torch, torch.from_numpy(x)) ** 2).backward()
+    np.testing.assert_allclose(on_torch["perturbations"]["hidden"].grad.numpy(), want["hidden"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_perturbed_class(nn)().apply({"params": nn.to_backend(theirs["params"], np)}, x),
+                               _perturbed_class(fnn)().apply({"params": theirs["params"]}, x), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match='Perturbed: the "perturbations" collection is given, but has no perturbation '
+                                         '"hidden"'):
+        _perturbed_class(nn)().apply({"params": theirs["params"], "perturbations": {}}, jnp.asarray(x))
+
+
+def test_unbind_gives_the_module_and_its_variables_as_flaxs():
+    x = np.ones((2, 3), np.float32)
+    variables = nn.Dense(4).init(nn.random.key(0), x)
+    module, unbound_variables = nn.Dense(4).bind(variables).unbind()
+    flax_module, _ = fnn.Dense(4).bind(fnn.Dense(4).init(jax.random.key(0), jnp.asarray(x))).unbind()
+    assert module == nn.Dense(4) and flax_module == fnn.Dense(4) and unbound_variables == variables
+    np.testing.assert_array_equal(module.apply(unbound_variables, x), nn.Dense(4).apply(variables, x))
+    with pytest.raises(nn.ModuleError, match="Dense.unbind: the module is not bound"):
+        nn.Dense(4).unbind()
+
+
 def test_jax_jit_and_grad_match_flax():
     x, y = map(jnp.asarray, _regression_data())
     params = _FlaxMLP().init(jax.random.key(0), x)["params"]

@@ -43,7 +43,7 @@ from xpnn._scope import (
     INIT_MUTABLE, DenyList, Frame, ModuleError, Path, Variables, check_param_shape, first_array, rng_dict, rng_hash,
 )
 from xpnn._types import Array
-from xpnn.trees import to_backend
+from xpnn.trees import to_backend, tree_map
 
 __all__ = ["Module", "compact", "nowrap", "Variable", "merge_param", "DenyList", "ModuleError"]
 
@@ -165,7 +165,7 @@ _append = _Append()
 _API = frozenset({
     "init", "init_with_output", "apply", "bind", "setup", "param", "variable", "make_rng", "sow",
     "is_initializing", "is_mutable_collection", "has_variable", "get_variable", "put_variable",
-    "has_rng", "clone",
+    "has_rng", "clone", "perturb", "unbind",
 })
 
 
@@ -527,6 +527,13 @@ class Module:
                       False, first_array(variables))
         return self._bound_copy(None, (frame,), self.name)
 
+    def unbind(self) -> tuple[Module, Variables]:
+        """``(module, variables)``: an unbound copy of this bound module and its variables, which
+        ``bind`` or ``apply`` take again (``flax.linen.Module.unbind``)."""
+        if self.__dict__.get("_scope") is None:
+            raise ModuleError(f"{type(self).__name__}.unbind: the module is not bound (bind it with module.bind(variables))")
+        return self.clone(), self.variables
+
     @property
     def variables(self) -> Variables:
         """The variables of this (bound) module's scope, by collection."""
@@ -637,6 +644,22 @@ class Module:
             value = init_fn(*init_args, **init_kwargs) if init_fn is not None else None
             frame.store(collection, path, create=True)[name] = value
         return Variable(self, collection, name)
+
+    def perturb(self, name: str, value: Any, collection: str = "perturbations") -> Any:
+        """``value`` plus the variable ``collection/name`` (``flax.linen.Module.perturb``).
+
+        While ``collection`` is mutable (``init``) the variable is made as zeros of ``value``'s
+        shapes and dtypes; applied with it, the gradient with respect to it is the gradient with
+        respect to the intermediate ``value``.  Applied without the collection, ``value`` as it is.
+        """
+        frame, path = self._require_scope("perturb")
+        if frame.is_mutable(collection) and not self.has_variable(collection, name):
+            self.put_variable(collection, name, tree_map(lambda leaf: adapter_of(leaf).xp.zeros_like(leaf), value))
+        if collection not in frame.variables:
+            return value
+        if not self.has_variable(collection, name):
+            raise self._error(f'the "{collection}" collection is given, but has no perturbation "{name}"')
+        return tree_map(operator.add, value, self.get_variable(collection, name))
 
     def sow(self, collection: str, name: str, value: Any, reduce_fn: Callable[[Any, Any], Any] = _append,
             init_fn: Callable[[], Any] = tuple) -> bool:
