@@ -531,7 +531,8 @@ class Module:
         """``(module, variables)``: an unbound copy of this bound module and its variables, which
         ``bind`` or ``apply`` take again (``flax.linen.Module.unbind``)."""
         if self.__dict__.get("_scope") is None:
-            raise ModuleError(f"{type(self).__name__}.unbind: the module is not bound (bind it with module.bind(variables))")
+            raise ModuleError(f"{type(self).__name__}.unbind: the module is not bound "
+                              "(bind it with module.bind(variables))")
         return self.clone(), self.variables
 
     @property
