@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
 
 import xpnn as nn
 from conftest import BACKENDS
@@ -152,12 +153,13 @@ def test_pooling_bad_arguments_name_the_function():
     x = np.ones((1, 4, 4, 1), np.float32)
     with pytest.raises(TypeError, match=r"xpnn.max_pool: window_shape must be a tuple of ints.*got 2 \(for one "):
         nn.max_pool(x, 2)
-    with pytest.raises(ValueError, match="xpnn.avg_pool: padding must be 'SAME', 'VALID' or 2 \\(low, high\\) pairs, got 1"):
+    with pytest.raises(ValueError, match=r"xpnn.avg_pool: padding must be 'SAME', 'VALID', 'SAME_LOWER' \(in any "
+                                         r"case\) or 2 \(low, high\) pairs, got 1"):
         nn.avg_pool(x, (2, 2), padding=1)
     with pytest.raises(ValueError, match=r"xpnn.max_pool: inputs must have at least 4 dims.*got shape \(4, 4\)"):
         nn.max_pool(np.ones((4, 4)), (2, 2, 2))
-    with pytest.raises(ValueError, match=r"xpnn.max_pool: padding must be 'SAME', 'VALID' or 2 \(low, high\) pairs, "
-                                         r"got array"):
+    with pytest.raises(ValueError, match=r"xpnn.max_pool: padding must be 'SAME', 'VALID', 'SAME_LOWER' \(in any "
+                                         r"case\) or 2 \(low, high\) pairs, got array"):
         nn.max_pool(x, (2, 2), padding=np.array([[1, 1], [0, 1]]))  # an array of pairs has no truth value
     with pytest.raises(ValueError, match="xpnn.min_pool: strides must be an int or a sequence of 2 ints >= 1"):
         nn.min_pool(x, (2, 2), strides=(1,))
@@ -281,6 +283,31 @@ def test_convolutions_take_paddings_as_lists_as_flax(backend, layer, padding):
     inputs = backend.asarray(x, "float32")
     got = getattr(nn, layer)(4, (3, 2), padding=padding).apply(nn.to_backend(variables, inputs), inputs)
     np.testing.assert_allclose(backend.to_numpy(got), theirs.apply(variables, jnp.asarray(x)), rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("padding", ["same", "Valid", "SAME_LOWER", "same_lower"])
+def test_lax_padding_names_in_any_case_as_flax(padding):
+    """flax hands Conv's, ConvLocal's and the pools' string paddings to lax, which reads 'SAME',
+    'VALID' and 'SAME_LOWER' (the extra element first) in any case: flax's outputs, at strides 1
+    and 2 on an even kernel where SAME and SAME_LOWER differ (xpnn refused all but 'SAME' and
+    'VALID').  The modes flax reads itself stay upper case in both ('circular' is an error)."""
+    x = np.random.default_rng(9).standard_normal((2, 7, 6, 3)).astype(np.float32)
+    for strides in (1, 2):
+        for layer in ("Conv", "ConvLocal"):
+            theirs = getattr(fnn, layer)(4, (4, 3), strides=strides, padding=padding)
+            variables = theirs.init(jax.random.key(0), jnp.asarray(x))
+            got = getattr(nn, layer)(4, (4, 3), strides=strides, padding=padding).apply(
+                nn.to_backend(variables, torch), torch.from_numpy(x))
+            np.testing.assert_allclose(got.numpy(), theirs.apply(variables, jnp.asarray(x)), rtol=2e-5, atol=2e-5)
+        for function in ("max_pool", "avg_pool"):
+            want = getattr(fnn, function)(jnp.asarray(x), (2, 3), strides=(strides, strides), padding=padding)
+            got = getattr(nn, function)(x, (2, 3), strides=(strides, strides), padding=padding)
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    with pytest.raises(Exception):  # noqa: B017 - flax's own error
+        fnn.max_pool(jnp.asarray(x), (2, 2), padding="circular")
+    with pytest.raises(ValueError, match=r"xpnn.max_pool: padding must be 'SAME', 'VALID', 'SAME_LOWER' \(in any "
+                                         r"case\) or 2 \(low, high\) pairs, got 'circular'"):
+        nn.max_pool(x, (2, 2), padding="circular")
 
 
 @pytest.mark.parametrize("function", ["Conv", "ConvTranspose", "max_pool", "avg_pool"])

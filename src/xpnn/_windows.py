@@ -3,9 +3,10 @@ explicit ``(low, high)`` pairs, and the non-zero padding modes written with the 
 
 ``"SAME"`` is lax's: the output size is ``ceil(n / stride)``, the total padding
 ``max((out - 1) * stride + window - n, 0)``, of which ``low = total // 2`` goes first (the
-extra element goes last).  ``"VALID"`` is no padding.  An int pads every spatial
-dimension by it on both sides, a sequence gives one int (both sides) or one
-``(low, high)`` pair per dimension.
+extra element goes last; ``"SAME_LOWER"`` puts it first).  ``"VALID"`` is no padding.  lax
+reads these three names in any case (``"same"``), and so does xpnn where flax hands them to lax.
+An int pads every spatial dimension by it on both sides, a sequence gives one int (both sides)
+or one ``(low, high)`` pair per dimension.
 """
 from __future__ import annotations
 
@@ -37,13 +38,25 @@ def int_tuple(value: Any, rank: int, argument: str, where: str | None = None, mi
     return items
 
 
-def same_pads(sizes: Sequence[int], windows: Sequence[int], strides: Sequence[int]) -> Pads:
-    """lax's ``"SAME"`` padding of each dimension (see the module docstring)."""
+_LAX_PADDINGS = ("SAME", "SAME_LOWER", "VALID")
+
+
+def lax_padding(padding: Any) -> Any:
+    """``padding`` with lax's names in upper case (``"same"`` is ``"SAME"``, as
+    ``lax.padtype_to_pads`` reads it); any other value as it is."""
+    if isinstance(padding, str) and padding.upper() in _LAX_PADDINGS:
+        return padding.upper()
+    return padding
+
+
+def same_pads(sizes: Sequence[int], windows: Sequence[int], strides: Sequence[int], lower: bool = False) -> Pads:
+    """lax's ``"SAME"`` padding of each dimension, ``"SAME_LOWER"``'s with ``lower`` (see the
+    module docstring)."""
     pads = []
     for size, window, stride in zip(sizes, windows, strides):
         out = -(-size // stride)
         total = max((out - 1) * stride + window - size, 0)
-        pads.append((total // 2, total - total // 2))
+        pads.append((total - total // 2, total // 2) if lower else (total // 2, total - total // 2))
     return tuple(pads)
 
 
@@ -62,8 +75,8 @@ def explicit_pads(padding: Any, rank: int, where: str | None = None) -> Pads:
                 break
         if len(pads) == rank:
             return tuple(pads)
-    raise refuse(ValueError, f"padding must be 'SAME', 'VALID', 'CIRCULAR', 'REFLECT', 'CAUSAL', an int, or a "
-                             f"sequence of {rank} ints or (low, high) pairs, got {padding!r}", where)
+    raise refuse(ValueError, f"padding must be 'SAME', 'VALID', 'SAME_LOWER', 'CIRCULAR', 'REFLECT', 'CAUSAL', an "
+                             f"int, or a sequence of {rank} ints or (low, high) pairs, got {padding!r}", where)
 
 
 def padded(xp: Namespace, x: Array, axis: int, low: int, high: int, mode: str, value: Any = 0) -> Array:

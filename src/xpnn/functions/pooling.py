@@ -18,7 +18,7 @@ from xpnn._checks import floating, numeric
 from xpnn._dispatch import public
 from xpnn._errors import refuse
 from xpnn._types import Array
-from xpnn._windows import int_tuple, is_int, same_pads
+from xpnn._windows import int_tuple, is_int, lax_padding, same_pads
 from xpnn.backends import Adapter
 
 __all__ = ["pool", "max_pool", "avg_pool", "min_pool"]
@@ -41,16 +41,17 @@ def _window(ops: Adapter, inputs: Array, window_shape: Any, strides: Any, paddin
     unbatched = inputs.ndim == rank + 1
     x = ops.xp.expand_dims(inputs, axis=0) if unbatched else inputs
     batch = x.ndim - rank - 1
-    named = padding if isinstance(padding, str) else None  # (an array of pairs has no truth value)
-    if named == "SAME":
-        pads = same_pads(x.shape[batch:batch + rank], window, steps)
+    named = lax_padding(padding) if isinstance(padding, str) else None  # (an array of pairs has no truth value)
+    if named in ("SAME", "SAME_LOWER"):
+        pads = same_pads(x.shape[batch:batch + rank], window, steps, lower=named == "SAME_LOWER")
     elif named == "VALID":
         pads = ((0, 0),) * rank
     elif (isinstance(padding, Sequence) and not isinstance(padding, str) and len(padding) == rank
           and all(isinstance(p, Sequence) and len(p) == 2 and all(map(is_int, p)) for p in padding)):
         pads = tuple((low, high) for low, high in padding)
     else:
-        raise refuse(ValueError, f"padding must be 'SAME', 'VALID' or {rank} (low, high) pairs, got {padding!r}")
+        raise refuse(ValueError, f"padding must be 'SAME', 'VALID', 'SAME_LOWER' (in any case) or {rank} (low, high) "
+                                 f"pairs, got {padding!r}")
     return (x, (1,) * batch + window + (1,), (1,) * batch + steps + (1,),
             ((0, 0),) * batch + pads + ((0, 0),), unbatched)
 

@@ -21,7 +21,7 @@ from xpnn import initializers
 from xpnn._cache import per_arguments
 from xpnn._errors import _Unnamed, refuse
 from xpnn._types import Array
-from xpnn._windows import Pads, explicit_pads, int_tuple, same_pads
+from xpnn._windows import Pads, explicit_pads, int_tuple, lax_padding, same_pads
 from xpnn.module import Module, compact
 from xpnn.trees import to_backend
 
@@ -113,10 +113,12 @@ def _resolved_padding(padding: PaddingLike, kernel_size: tuple[int, ...], kernel
     ``input_dilation`` as the layer was given it, for the error."""
     rank = len(kernel_size)
     effective = tuple((k - 1) * d + 1 for k, d in zip(kernel_size, kernel_dilation))
+    padding = lax_padding(padding)
     if isinstance(padding, str):
-        if padding not in ("SAME", "VALID", "CIRCULAR", "REFLECT", "CAUSAL"):
-            raise refuse(ValueError, f"padding must be 'SAME', 'VALID', 'CIRCULAR', 'REFLECT', 'CAUSAL', an int or "
-                                     f"a sequence of ints or (low, high) pairs, got {padding!r}")
+        if padding not in ("SAME", "SAME_LOWER", "VALID", "CIRCULAR", "REFLECT", "CAUSAL"):
+            raise refuse(ValueError, f"padding must be 'SAME', 'VALID', 'SAME_LOWER' (in any case), 'CIRCULAR', "
+                                     f"'REFLECT', 'CAUSAL', an int or a sequence of ints or (low, high) pairs, got "
+                                     f"{padding!r}")
         if any(d != 1 for d in input_dilation):
             raise refuse(ValueError, f"padding {padding!r} is not defined with input_dilation {dilation_field}; "
                                      "give explicit (low, high) pairs (as flax requires)")
@@ -127,8 +129,8 @@ def _resolved_padding(padding: PaddingLike, kernel_size: tuple[int, ...], kernel
             raise refuse(ValueError, f"padding 'CAUSAL' is only defined for 1-D convolutions, got kernel_size "
                                      f"{kernel_size!r}")
         return ((effective[0] - 1, 0),), None
-    if padding == "SAME":
-        return same_pads(sizes, effective, strides), None
+    if padding in ("SAME", "SAME_LOWER"):
+        return same_pads(sizes, effective, strides, lower=padding == "SAME_LOWER"), None
     if padding == "VALID":
         return ((0, 0),) * rank, None
     return explicit_pads(padding, rank), None
