@@ -696,6 +696,21 @@ def test_pools_whose_windows_leave_the_input_unread_at_the_end(backend, keywords
                 atol=1e-6, err_msg=str(count_include_pad))  # sums of 9 in another order (jax's)
 
 
+@pytest.mark.parametrize("divisor", [0, 2.5, True, -2])
+def test_avg_pool_divisor_override_as_torch_takes_it(divisor):
+    """torch refuses a zero divisor (RuntimeError) and one that is no int (TypeError), and divides
+    by a negative one; xpnn returned inf for 0 with NumPy's warning."""
+    x = np.random.default_rng(5).standard_normal((1, 2, 4, 4)).astype(np.float32)
+    try:
+        want = torch.nn.functional.avg_pool2d(torch.from_numpy(x), 2, divisor_override=divisor)
+    except (RuntimeError, TypeError) as error:
+        with pytest.raises(type(error), match=r"xpnn\.torch_nn\.functional\.avg_pool2d: divisor_override must be a "
+                                              r"non-zero int \(as torch\)"):
+            F.avg_pool2d(x, 2, divisor_override=divisor)
+    else:
+        np.testing.assert_allclose(F.avg_pool2d(x, 2, divisor_override=divisor), want.numpy(), rtol=1e-6)
+
+
 @pytest.mark.parametrize("threshold", [20.0, 10.0, 16.0, 40.0, 4.0])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_softplus_of_beta_one_cuts_off_at_any_threshold_as_torch(backend, dtype, threshold):

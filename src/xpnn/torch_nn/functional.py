@@ -788,6 +788,9 @@ def avg_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any 
     is ``divisor_override``, else the window's size clipped to the padded input
     (``count_include_pad``), else the number of input elements in the window."""
     x, unbatched = _batched(input, 2, "avg_pool2d")
+    if divisor_override is not None and (type(divisor_override) is not int or not divisor_override):
+        raise _error(TypeError if type(divisor_override) is not int else RuntimeError, "avg_pool2d",
+                     f"divisor_override must be a non-zero int (as torch), got {divisor_override!r}")
     pooling = _Pooling(x, unbatched, ceil_mode,
                        *_pool_geometry("avg_pool2d", x.shape, kernel_size, stride, padding, 1, ceil_mode))
     floating = _floating_only("avg_pool2d", x, refused="bool")
