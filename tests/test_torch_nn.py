@@ -696,6 +696,55 @@ def test_pools_whose_windows_leave_the_input_unread_at_the_end(backend, keywords
                 atol=1e-6, err_msg=str(count_include_pad))  # sums of 9 in another order (jax's)
 
 
+def _same_outcome(theirs, ours):
+    """``ours()`` gives ``theirs()``'s values, or raises its error class with torch's message
+    (after xpnn's ``xpnn.torch_nn...: `` prefix)."""
+    try:
+        want = theirs()
+    except (RuntimeError, IndexError) as error:
+        with pytest.raises(type(error)) as raised:
+            ours()
+        assert str(raised.value).startswith("xpnn.torch_nn.") and str(raised.value).endswith(str(error)), raised.value
+    else:
+        np.testing.assert_allclose(np.asarray(ours()), want.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shapes", [((2, 3), (2, 4), None), ((3,), (4,), (5,)), ((2, 4), (2, 4), None),
+                                    ((2, 3), (2, 5), None), ((2, 3), (3, 4), None), ((2, 1, 3), (2, 4), None),
+                                    ((3,), (2, 4), None), ((2, 3), (4,), None), ((2, 3), (2, 4), (4,))], ids=str)
+def test_bilinear_shapes_as_torch_checks_them(shapes):
+    """torch's shape errors (xpnn broadcast (2, 1, 3) against (2, 4) into a (2, 2, 5) answer)."""
+    first, second, bias_shape = shapes
+    rng = np.random.default_rng(6)
+    x1, x2, weight = (rng.standard_normal(shape).astype(np.float32) for shape in (first, second, (5, 3, 4)))
+    bias = None if bias_shape is None else rng.standard_normal(bias_shape).astype(np.float32)
+    tensors = [None if a is None else torch.from_numpy(a) for a in (x1, x2, weight, bias)]
+    _same_outcome(lambda: torch.nn.functional.bilinear(*tensors), lambda: F.bilinear(x1, x2, weight, bias))
+
+
+@pytest.mark.parametrize("dims", [(3, 1), (0, -2), (-5, 1), (1, 1), (1, -1), (0, -1)], ids=str)
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), ()], ids=str)
+def test_flatten_dims_as_torch_takes_them(shape, dims):
+    """torch's errors for dims out of range or in the wrong order (a NumPy reshape error, or an
+    answer for a 0-d input, here before); a 0-d input flattens to one element."""
+    x = np.asarray(np.random.default_rng(7).standard_normal(shape), np.float32)
+    _same_outcome(lambda: torch.nn.Flatten(*dims)(torch.from_numpy(x)), lambda: nn.Flatten(*dims)(x))
+
+
+@pytest.mark.parametrize("dim", [0, -1, 1])
+@pytest.mark.parametrize("function", ["softmax", "log_softmax", "softmin"])
+def test_softmax_of_a_0d_input_as_torchs(function, dim):
+    """torch takes dims 0 and -1 of a 0-d input as its one element (xpnn refused them)."""
+    x = np.asarray(1.5, np.float32)
+    try:
+        want = getattr(torch.nn.functional, function)(torch.from_numpy(x), dim=dim)
+    except IndexError:
+        with pytest.raises(ValueError, match=rf"xpnn.{function}: axis={dim} is out of bounds for a 0-d array"):
+            getattr(F, function)(x, dim=dim)
+    else:
+        np.testing.assert_allclose(getattr(F, function)(x, dim=dim), want.numpy())
+
+
 @pytest.mark.parametrize("divisor", [0, 2.5, True, -2])
 def test_avg_pool_divisor_override_as_torch_takes_it(divisor):
     """torch refuses a zero divisor (RuntimeError) and one that is no int (TypeError), and divides

@@ -312,14 +312,15 @@ def threshold(input: Array, threshold: float, value: float, inplace: bool = Fals
     return _inplace(xpnn.threshold(input, threshold, value), input, inplace)
 
 
-def _softmax_dim(function: str, ndim: int, dim: int | None) -> int:
+def _softmax_dim(function: str, ndim: int, dim: int | None) -> int | None:
     """torch's implicit dimension for ``dim=None`` (0 for 0-, 1- and 3-d input, else 1), with
-    torch's deprecation warning."""
-    if dim is not None:
-        return dim
-    warnings.warn(f"xpnn.torch_nn.functional.{function}: implicit dimension choice is deprecated (as in torch); "
-                  "pass dim", UserWarning, stacklevel=3)
-    return 0 if ndim in (0, 1, 3) else 1
+    torch's deprecation warning; None (every axis) for a 0-d input, whose dims 0 and -1 torch
+    takes as its one element."""
+    if dim is None:
+        warnings.warn(f"xpnn.torch_nn.functional.{function}: implicit dimension choice is deprecated (as in "
+                      "torch); pass dim", UserWarning, stacklevel=3)
+        dim = 0 if ndim in (0, 1, 3) else 1
+    return None if ndim == 0 and dim in (0, -1) else dim
 
 
 def _cast(input: Array, dtype: Any, function: str) -> Array:
@@ -412,11 +413,38 @@ def _misfit(function: str, source: str, of: Array, expected: Any, **arrays: Arra
                                         f"{tuple(of.shape)}, got {tuple(array.shape)} (as torch)")
 
 
+def _check_bilinear(shape1: tuple[int, ...], shape2: tuple[int, ...], weight: tuple[int, ...],
+                    bias: tuple[int, ...] | None) -> None:
+    """torch's checks of ``bilinear``'s shapes, as its RuntimeErrors (broadcasting would give an
+    answer where torch refuses)."""
+    problem = None
+    if not shape1 or not shape2:
+        problem = f"inputs must have at least one dimension, got shapes {shape1} and {shape2}"
+    elif len(weight) != 3:
+        problem = f"weight must be three-dimensional (out, in1, in2), got shape {weight}"
+    elif len(shape1) != len(shape2):
+        problem = f"input dimensions do not match: got {len(shape1)} and {len(shape2)}"
+    elif shape1[:-1] != shape2[:-1]:
+        dim = next(i for i, (a, b) in enumerate(zip(shape1, shape2)) if a != b)
+        problem = f"input batch dimensions do not match at dim {dim}: got {shape1[dim]} and {shape2[dim]}"
+    elif shape1[-1:] != weight[1:2]:
+        problem = f"input1 size does not match weight size: got {shape1[-1]} but expected {weight[1]}"
+    elif shape2[-1:] != weight[2:]:
+        problem = f"input2 size does not match weight size: got {shape2[-1]} but expected {weight[2]}"
+    elif bias is not None and bias != weight[:1]:
+        got = bias[0] if len(bias) == 1 else bias
+        problem = f"bias size does not match weight size: got {got} but expected {weight[0]}"
+    if problem is not None:
+        raise _error(RuntimeError, "bilinear", f"bilinear(): {problem}")
+
+
 def bilinear(input1: Array, input2: Array, weight: Array, bias: Array | None = None) -> Array:
     """y_o = x1^T A_o x2 + b_o, ``weight`` ``(out, in1, in2)``: ``torch.nn.functional.bilinear``."""
     _floating_only("bilinear", input1, refused="bool")
     ops = _adapter("bilinear", ("input1", "input2", "weight", "bias"), input1, input2, weight, bias)
     xp = ops.xp
+    _check_bilinear(tuple(input1.shape), tuple(input2.shape), tuple(weight.shape),
+                    None if bias is None else tuple(bias.shape))
     out, in1, in2 = weight.shape
     # x2 against every (o, i) row of A, then the sum over i with x1: two standard products
     rows = ops.matmul(input2, xp.reshape(xp.permute_dims(weight, (2, 0, 1)), (in2, out * in1)))

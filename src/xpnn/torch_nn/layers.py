@@ -141,7 +141,14 @@ class Flatten(Module):
 
     def forward(self, input: Array) -> Array:
         xp = adapter_of(input).xp
-        start, end = self.start_dim % max(input.ndim, 1), self.end_dim % max(input.ndim, 1)
+        rank = max(input.ndim, 1)  # a 0-d input flattens as one element, as torch's
+        for dim in (self.start_dim, self.end_dim):
+            if not -rank <= dim < rank:
+                raise IndexError(f"xpnn.torch_nn.Flatten: Dimension out of range (expected to be in range of "
+                                 f"[{-rank}, {rank - 1}], but got {dim})")
+        start, end = self.start_dim % rank, self.end_dim % rank
+        if start > end:
+            raise RuntimeError("xpnn.torch_nn.Flatten: flatten() has invalid args: start_dim cannot come after end_dim")
         shape = tuple(input.shape)
         return xp.reshape(input, (*shape[:start], math.prod(shape[start:end + 1]), *shape[end + 1:]))
 
