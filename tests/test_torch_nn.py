@@ -745,6 +745,31 @@ def test_softmax_of_a_0d_input_as_torchs(function, dim):
         np.testing.assert_allclose(getattr(F, function)(x, dim=dim), want.numpy())
 
 
+@pytest.mark.parametrize(("masks", "value_length", "message"), [
+    ({"attn_mask": (5, 6)}, 7, r"The shape of the 2D attn_mask is \(5, 6\), but should be \(5, 7\)\."),
+    ({"attn_mask": (2, 5, 7)}, 7, r"The shape of the 3D attn_mask is \(2, 5, 7\), but should be \(4, 5, 7\)\."),
+    ({"attn_mask": (1, 1, 5, 7)}, 7, r"attn_mask's dimension 4 is not supported"),
+    ({"key_padding_mask": (2, 6)}, 7, r"expecting key_padding_mask shape of \(2, 7\), but got \(2, 6\)"),
+    ({"key_padding_mask": (7, 2)}, 7, r"expecting key_padding_mask shape of \(2, 7\), but got \(7, 2\)"),
+    ({}, 6, r"key shape \(7, 2, 8\) does not match value shape \(6, 2, 8\)"),
+], ids=["2d mask", "3d mask", "4d mask", "padding length", "padding transposed", "key and value"])
+def test_attention_masks_and_values_of_other_shapes_are_torchs_errors(masks, value_length, message):
+    """torch refuses these; xpnn reshaped the masks into a NumPy error, or multiplied by a value
+    of another length into one."""
+    rng = np.random.default_rng(8)
+    query, key = rng.standard_normal((5, 2, 8)).astype(np.float32), rng.standard_normal((7, 2, 8)).astype(np.float32)
+    value = key[:value_length]
+    masks = {name: rng.random(shape) > 0.5 for name, shape in masks.items()}
+    reference = torch.nn.MultiheadAttention(8, 2).eval()
+    with pytest.raises((AssertionError, RuntimeError)):
+        reference(*map(torch.from_numpy, (query, key, value)), **{k: torch.from_numpy(v) for k, v in masks.items()})
+    model = nn.MultiheadAttention(8, 2)
+    model.load_state_dict(reference.state_dict())
+    with pytest.raises((ValueError, RuntimeError), match=r"xpnn\.torch_nn\.functional\.multi_head_attention_forward: "
+                                                         + message):
+        model(query, key, value, **masks)
+
+
 @pytest.mark.parametrize("divisor", [0, 2.5, True, -2])
 def test_avg_pool_divisor_override_as_torch_takes_it(divisor):
     """torch refuses a zero divisor (RuntimeError) and one that is no int (TypeError), and divides

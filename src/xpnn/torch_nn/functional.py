@@ -1103,6 +1103,33 @@ _ATTENTION_ARRAYS = ("query", "key", "value", "in_proj_weight", "in_proj_bias", 
                      "key_padding_mask", "attn_mask")
 
 
+def _check_attention_shapes(name: str, key: Array, value: Array, static_k: Array | None,
+                            key_padding_mask: Array | None, attn_mask: Array | None, separate: bool,
+                            sizes: tuple[int, int, int], sequence_axis: int) -> None:
+    """torch's checks of ``multi_head_attention_forward``'s key, value and mask shapes (batched
+    inputs; ``sizes`` are the batch, heads and target length), as its errors: a mask of another
+    shape was reshaped or broadcast into a NumPy error, or into a wrong answer."""
+    batch, num_heads, target = sizes
+    key_shape, value_shape = tuple(key.shape), tuple(value.shape)
+    if separate and (key_shape[:2] != value_shape[:2]):
+        raise _error(ValueError, name, f"key's sequence and batch dims {key_shape[:2]} do not match value's "
+                                       f"{value_shape[:2]}")
+    if not separate and key_shape != value_shape:
+        raise _error(ValueError, name, f"key shape {key_shape} does not match value shape {value_shape}")
+    source = static_k.shape[1] if static_k is not None else key_shape[sequence_axis]
+    if key_padding_mask is not None and tuple(key_padding_mask.shape) != (batch, source):
+        raise _error(ValueError, name, f"expecting key_padding_mask shape of {(batch, source)}, but got "
+                                       f"{tuple(key_padding_mask.shape)}")
+    if attn_mask is None:
+        return
+    expected = {2: (target, source), 3: (batch * num_heads, target, source)}.get(attn_mask.ndim)
+    if expected is None:
+        raise _error(RuntimeError, name, f"attn_mask's dimension {attn_mask.ndim} is not supported")
+    if tuple(attn_mask.shape) != expected:
+        raise _error(RuntimeError, name, f"The shape of the {attn_mask.ndim}D attn_mask is {tuple(attn_mask.shape)}, "
+                                         f"but should be {expected}.")
+
+
 def multi_head_attention_forward(
         query: Array, key: Array, value: Array, embed_dim_to_check: int, num_heads: int,
         in_proj_weight: Array | None, in_proj_bias: Array | None, bias_k: Array | None, bias_v: Array | None,
@@ -1144,6 +1171,8 @@ def multi_head_attention_forward(
     head = embed // num_heads
     if is_causal and attn_mask is None:
         raise _error(RuntimeError, name, "need attn_mask if specifying the is_causal hint (as torch)")
+    _check_attention_shapes(name, key, value, static_k, key_padding_mask, attn_mask, use_separate_proj_weight,
+                            (batch, num_heads, target), sequence_axis)
     if packed:
         projected = _linear(ops, query, in_proj_weight, in_proj_bias, name)
         q, k, v = (projected[..., i * embed:(i + 1) * embed] for i in range(3))
