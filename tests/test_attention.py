@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import xpnn as nn
+from xpnn.backends import dtype_name
 from xpnn.functions import attention
 
 jax.config.update("jax_enable_x64", True)
@@ -235,3 +236,18 @@ def test_attention_of_empty_sequences_equals_jax(backend, rows, columns):
     x = backend.asarray(q, "float32")[..., 0, :]  # (2, rows, 4)
     out = layer.apply(nn.to_backend(variables, x), x)
     assert tuple(out.shape) == (2, rows, 4)
+
+
+def test_combine_masks_equals_flaxs(backend):
+    """xpnn.layers.combine_masks: the AND of the masks given (None skipped), in ``dtype``; None
+    when all are None; masks of two ranks are an error naming the function."""
+    rng = np.random.default_rng(11)
+    first, second = rng.random((2, 1, 3, 4)) > 0.3, rng.random((2, 1, 3, 4)) > 0.6
+    for masks, dtype in (((first, None, second), "float32"), ((None, first), "bool"), ((first, second), "int32")):
+        want = fnn.combine_masks(*(None if m is None else jnp.asarray(m) for m in masks), dtype=jnp.dtype(dtype))
+        got = nn.layers.combine_masks(*(None if m is None else backend.asarray(m, "bool") for m in masks), dtype=dtype)
+        assert dtype_name(got.dtype) == dtype
+        np.testing.assert_array_equal(backend.to_numpy(got), np.asarray(want))
+    assert nn.layers.combine_masks(None, None) is None and fnn.combine_masks(None, None) is None
+    with pytest.raises(ValueError, match=r"xpnn.layers.combine_masks: masks must have same rank: \(4, 3\)"):
+        nn.layers.combine_masks(backend.asarray(first, "bool"), backend.asarray(first[0], "bool"))

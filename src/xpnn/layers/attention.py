@@ -110,7 +110,7 @@ def combine_masks(*masks: Array | None, dtype: Any = "float32") -> Array | None:
     ops = adapter_of(*present)
     xp = ops.xp
     if any(m.ndim != present[0].ndim for m in present):
-        raise ValueError(f"xpnn.combine_masks: masks must have same rank: {tuple(m.ndim for m in present)}")
+        raise ValueError(f"xpnn.layers.combine_masks: masks must have same rank: {tuple(m.ndim for m in present)}")
     combined = None
     for mask in present:
         keep = mask if xp.isdtype(mask.dtype, "bool") else mask != 0
