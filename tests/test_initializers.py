@@ -183,6 +183,9 @@ def test_standard_only_qr_gives_the_same_orthogonal_matrix():
     [
         (lambda k: xi.variance_scaling(1.0, "fan_sum", "normal"), "invalid mode 'fan_sum'"),
         (lambda k: xi.variance_scaling(1.0, "fan_in", "laplace"), "invalid distribution 'laplace'"),
+        # jax's returns NaN everywhere for these; xpnn's raised 'math domain error' for -1
+        (lambda k: xi.variance_scaling(-1.0, "fan_in", "normal"), r"variance_scaling: scale must be >= 0 .*got -1.0"),
+        (lambda k: xi.variance_scaling(float("nan"), "fan_in", "normal"), r"scale must be >= 0 .*got nan"),
         (lambda k: xi.lecun_normal()(k, (5,)), "at least 2 dimensions"),
         (lambda k: xi.lecun_normal()(k, (0, 3)), "fan of 0"),
         (lambda k: xi.glorot_uniform()(k, (3, -2)), "non-negative"),

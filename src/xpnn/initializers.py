@@ -238,6 +238,8 @@ def variance_scaling(
     """
     if mode not in _MODES:
         raise ValueError(f"variance_scaling: invalid mode {mode!r}; expected one of {', '.join(_MODES)}")
+    if not scale >= 0:  # NaN too: jax's initializer returns NaN everywhere
+        raise ValueError(f"variance_scaling: scale must be >= 0 (a variance), got {scale!r}")
     if distribution not in _DISTRIBUTIONS:
         raise ValueError(
             f"variance_scaling: invalid distribution {distribution!r}; expected one of {', '.join(_DISTRIBUTIONS)}"
