@@ -770,10 +770,10 @@ def test_attention_masks_and_values_of_other_shapes_are_torchs_errors(masks, val
         model(query, key, value, **masks)
 
 
-@pytest.mark.parametrize("divisor", [0, 2.5, True, -2])
+@pytest.mark.parametrize("divisor", [0, 2.5, True, -2, np.int64(3), np.int64(0)], ids=repr)
 def test_avg_pool_divisor_override_as_torch_takes_it(divisor):
     """torch refuses a zero divisor (RuntimeError) and one that is no int (TypeError), and divides
-    by a negative one; xpnn returned inf for 0 with NumPy's warning."""
+    by a negative one or a NumPy integer; xpnn returned inf for 0 with NumPy's warning."""
     x = np.random.default_rng(5).standard_normal((1, 2, 4, 4)).astype(np.float32)
     try:
         want = torch.nn.functional.avg_pool2d(torch.from_numpy(x), 2, divisor_override=divisor)

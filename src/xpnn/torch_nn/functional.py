@@ -810,15 +810,29 @@ def _max_with_indices(ops: Any, pooling: _Pooling, lowest: float) -> tuple[Array
     return best, index
 
 
+def _divisor(divisor: Any) -> int:
+    """``avg_pool2d``'s ``divisor_override`` as a Python int: any integer torch takes (a NumPy or
+    0-d array integer too), not a bool or a float (torch's TypeError), and not 0 (its RuntimeError)."""
+    value = None
+    if not isinstance(divisor, bool):
+        try:
+            value = operator.index(divisor)
+        except TypeError:
+            pass
+    if value is None or not value:
+        raise _error(TypeError if value is None else RuntimeError, "avg_pool2d",
+                     f"divisor_override must be a non-zero int (as torch), got {divisor!r}")
+    return value
+
+
 def avg_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
                count_include_pad: bool = True, divisor_override: int | None = None) -> Array:
     """The mean of each window of ``(N, C, H, W)``: ``torch.nn.functional.avg_pool2d``.  The divisor
     is ``divisor_override``, else the window's size clipped to the padded input
     (``count_include_pad``), else the number of input elements in the window."""
     x, unbatched = _batched(input, 2, "avg_pool2d")
-    if divisor_override is not None and (type(divisor_override) is not int or not divisor_override):
-        raise _error(TypeError if type(divisor_override) is not int else RuntimeError, "avg_pool2d",
-                     f"divisor_override must be a non-zero int (as torch), got {divisor_override!r}")
+    if divisor_override is not None:
+        divisor_override = _divisor(divisor_override)
     pooling = _Pooling(x, unbatched, ceil_mode,
                        *_pool_geometry("avg_pool2d", x.shape, kernel_size, stride, padding, 1, ceil_mode))
     floating = _floating_only("avg_pool2d", x, refused="bool")
