@@ -62,7 +62,7 @@ def _host(name: str, leaf: Any) -> tuple[str, np.ndarray]:
     if dtype == "bfloat16":  # exact in float32; its bits are float32's upper half
         wide = np.asarray(adapter.to_host(adapter.xp.astype(leaf, adapter.xp.float32)), dtype="<f4")
         return "BF16", (np.ascontiguousarray(wide).view("<u4") >> 16).astype("<u2")
-    host = np.asarray(adapter.to_host(adapter.key_data(leaf)))
+    host = np.asarray(adapter.to_host(leaf))
     # np.asarray(order="C"), not ascontiguousarray, which makes a 0-d array (a counter) 1-d
     return _CODES[dtype], np.asarray(host.astype(host.dtype.newbyteorder("<"), copy=False), order="C")
 
