@@ -78,7 +78,8 @@ def test_state_dict_gives_torchs_outputs(case, backend_name, dtype):
 
 GRADIENT_CASES = [case for case in CASES if case[0] in {
     "PReLU", "Linear", "Bilinear", "LayerNorm", "RMSNorm", "GroupNorm", "BatchNorm2d", "Conv1d", "Conv2d",
-    "ConvTranspose2d", "LSTM", "GRU", "MultiheadAttention", "TransformerEncoderLayer", "Softplus", "GELU"}]
+    "ConvTranspose2d", "BatchNorm3d", "InstanceNorm2d", "Conv3d", "ConvTranspose1d", "ConvTranspose3d", "MaxPool1d",
+    "AvgPool3d", "LSTM", "GRU", "MultiheadAttention", "TransformerEncoderLayer", "Softplus", "GELU"}]
 
 
 @pytest.mark.parametrize("case", GRADIENT_CASES, ids=_label)
@@ -184,6 +185,7 @@ _INTEGER_LAYER_CALLS = [
     ("embedding", (np.ones((40, 2), int),), {}), ("max_pool2d", (2,), {"return_indices": True}),
     ("conv1d", (np.ones((2, 3, 2), int),), {}), ("bilinear", (np.ones((2, 5), int), np.ones((2, 5, 5), int)), {}),
     ("conv_transpose2d", (np.ones((3, 2, 2, 2), int),), {}),  # torch: int64 only (xpnn: every integer)
+    ("instance_norm", (), {}), ("max_pool3d", (2,), {"return_indices": True}), ("avg_pool3d", (2,), {}),
 ]
 
 
@@ -480,14 +482,81 @@ def test_conv_transpose_output_size_picks_the_output_padding_as_torch():
         nn.ConvTranspose2d(4, 4, 3, 2, 1)(x.numpy(), output_size=(1, 2, 3))
 
 
+@pytest.mark.parametrize("name, shape, output_size", [("ConvTranspose1d", (2, 4, 9), (18,)),
+                                                      ("ConvTranspose1d", (4, 9), [4, 17]),
+                                                      ("ConvTranspose3d", (1, 4, 3, 4, 2), (1, 4, 6, 8, 4))])
+def test_conv_transpose_output_size_of_every_rank_as_torch(name, shape, output_size):
+    torch.manual_seed(0)
+    x = torch.randn(shape)
+    twin = getattr(torch.nn, name)(4, 2, 3, 2, 1)
+    model = getattr(nn, name)(4, 2, 3, 2, 1)
+    model.load_state_dict(twin.state_dict())
+    expected = twin(x, output_size=output_size).detach().numpy()
+    np.testing.assert_allclose(model(x.numpy(), output_size=output_size), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=rf"^xpnn\.torch_nn\.{name}: for a {len(shape)}-d input, output_size "
+                                         "must have"):
+        model(x.numpy(), output_size=(1,) * (len(shape) + 1))
+
+
+def test_instance_norm_checks_its_input_as_torch():
+    """InstanceNorm's rank check, num_features checked only with affine (torch warns without),
+    and F.instance_norm's refusals: one spatial element in training, no running statistics
+    outside it, statistics of the wrong length: each raised by torch too."""
+    import torch.nn.functional as TF
+
+    x = floats(2, 3, 5).astype(np.float32)
+    tensor = torch.from_numpy(x)
+    with pytest.raises(ValueError, match=r"xpnn\.torch_nn\.InstanceNorm1d: expected 2D or 3D input \(got 4D input\)"):
+        nn.InstanceNorm1d(3)(x[..., None])
+    with pytest.raises(ValueError, match=r"xpnn\.torch_nn\.InstanceNorm1d: expected input's size at dim=1 to match "
+                                         r"num_features \(4\), but got: 3\."):
+        nn.InstanceNorm1d(4, affine=True)(x)
+    with pytest.raises(ValueError, match=r"xpnn\.torch_nn\.InstanceNorm2d: expected input's size at dim=0"):
+        nn.InstanceNorm2d(4, affine=True)(x)  # unbatched (C, H, W): the channels come first
+    with pytest.warns(UserWarning, match="num_features is not used because affine=False"):
+        got = nn.InstanceNorm1d(4)(x)
+    np.testing.assert_allclose(got, TF.instance_norm(tensor).numpy(), rtol=1e-5, atol=1e-6)
+    calls = [
+        (ValueError, r"expected more than 1 spatial element", lambda F, a: F.instance_norm(a[:, :, :1])),
+        (RuntimeError, r"expected running_mean and running_var",
+         lambda F, a: F.instance_norm(a, use_input_stats=False)),
+        (ValueError, r"running_mean must have shape \(3,\)",
+         lambda F, a: F.instance_norm(a, a[0, 0, :4] * 0, a[0, 0, :4] * 0 + 1)),
+    ]
+    for kind, message, call in calls:
+        with pytest.raises((ValueError, RuntimeError)):
+            call(TF, tensor)
+        with pytest.raises(kind, match=r"xpnn\.torch_nn\.functional\.instance_norm: " + message):
+            call(F, x)
+
+
+def test_pools_and_convolutions_of_every_rank_check_the_input_and_weight_ranks():
+    """A function of one rank refuses inputs and kernels of another (which its written-once
+    body would take as their own rank), as torch's do."""
+    x = floats(2, 3, 6, 6).astype(np.float32)
+    for call, message in [(lambda: F.max_pool1d(x, 2), r"max_pool1d: input must be 2-d \(unbatched\) or 3-d"),
+                          (lambda: F.avg_pool3d(x[0, 0], 2), r"avg_pool3d: input must be 4-d \(unbatched\) or 5-d"),
+                          (lambda: F.conv3d(x, np.ones((2, 3, 1, 1), np.float32)), r"conv3d: weight must be 5-d"),
+                          (lambda: F.conv1d(x[0], np.ones((2, 3, 1, 1), np.float32)), r"conv1d: weight must be 3-d"),
+                          (lambda: F.conv_transpose2d(x, np.ones((3, 2, 1), np.float32)), r"conv_transpose2d: weight "
+                                                                                          r"must be 4-d"),
+                          (lambda: F.conv_transpose1d(x, np.ones((3, 2, 1), np.float32)), r"conv_transpose1d: input "
+                                                                                          r"must be 2-d")]:
+        with pytest.raises(ValueError, match=r"xpnn\.torch_nn\.functional\." + message):
+            call()
+
+
 @pytest.mark.parametrize("call", [
     lambda F, x, w: F.max_pool2d(x, 0), lambda F, x, w: F.max_pool2d(x, 2, stride=0),
     lambda F, x, w: F.avg_pool2d(x, -1), lambda F, x, w: F.max_pool2d(x, 2, dilation=0),
     lambda F, x, w: F.conv2d(x, w, stride=0), lambda F, x, w: F.conv2d(x, w, padding=-1),
     lambda F, x, w: F.conv2d(x, w, dilation=0), lambda F, x, w: F.conv_transpose2d(x, w, stride=0),
     lambda F, x, w: F.rrelu(x, 0.5, 0.1), lambda F, x, w: F.normalize(x, dim=4),
+    lambda F, x, w: F.max_pool1d(x[0], 2, stride=0), lambda F, x, w: F.avg_pool3d(x[None], (2, 2, 0)),
+    lambda F, x, w: F.conv_transpose1d(x[0], w[0], dilation=0),
 ], ids=["kernel 0", "stride 0", "kernel -1", "pool dilation 0", "conv stride 0", "conv padding -1",
-        "conv dilation 0", "transposed stride 0", "rrelu bounds", "normalize dim"])
+        "conv dilation 0", "transposed stride 0", "rrelu bounds", "normalize dim", "1-d pool stride 0",
+        "3-d pool kernel 0", "1-d transposed dilation 0"])
 def test_bad_window_and_bound_arguments_are_errors_as_in_torch(call):
     """Kernel sizes, strides and dilations below 1, paddings below 0, rrelu's lower bound above
     its upper one, a dim out of range: torch refuses each, and so does xpnn, naming the function

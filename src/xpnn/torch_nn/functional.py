@@ -3,14 +3,14 @@ r"""``torch.nn.functional``'s names, keywords and defaults, on the arrays of any
 ``import xpnn.torch_nn.functional as F`` and torch code runs unchanged on NumPy, CuPy, JAX
 and torch arrays.  Every function is a thin shell over xpnn's written-once definitions
 (``xpnn.gelu``, ``xpnn.dot_product_attention``, the adapters' ``conv_channels_first``,
-``linear``, ``reduce_window`` and fused norms): the math lives once, and torch's defaults are kept where
+``conv_transpose_channels_first``, ``linear``, ``reduce_window`` and fused norms): the math lives once, and torch's defaults are kept where
 they differ from jax.nn's (``gelu`` exact, ``softplus`` with ``beta``/``threshold``,
 ``hardtanh`` with bounds, ``dim`` where jax says ``axis``).  Layouts are torch's: channels
 first (``(N, C, *spatial)``), attention ``(L, N, E)`` unless ``batch_first``.
 
 Integer and boolean inputs are taken as torch takes them: ``relu``, ``relu6``, ``hardtanh``,
-``threshold``, ``linear``, the convolutions and ``max_pool2d`` keep integers; ``sigmoid``,
-``tanh``, ``softsign`` and ``tanhshrink`` compute them in float32; ``avg_pool2d`` averages
+``threshold``, ``linear``, the convolutions and the max pools keep integers; ``sigmoid``,
+``tanh``, ``softsign`` and ``tanhshrink`` compute them in float32; the average pools average
 int64 cut toward zero; the rest refuse them with an ``UnsupportedDtypeError`` (a TypeError,
 and the NotImplementedError torch raises) naming the function.
 
@@ -22,6 +22,7 @@ array.  Random functions (``dropout``, ``rrelu`` in training) draw from the gene
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import operator
 import warnings
@@ -44,8 +45,9 @@ __all__ = [
     "elu", "celu", "gelu", "glu", "hardshrink", "hardsigmoid", "hardswish", "hardtanh", "leaky_relu",
     "logsigmoid", "mish", "prelu", "relu", "relu6", "rrelu", "selu", "silu", "sigmoid", "softplus",
     "softshrink", "softsign", "tanh", "tanhshrink", "threshold", "softmax", "softmin", "log_softmax",
-    "normalize", "linear", "bilinear", "dropout", "embedding", "conv1d", "conv2d", "conv_transpose2d",
-    "max_pool2d", "avg_pool2d", "layer_norm", "group_norm", "rms_norm", "batch_norm",
+    "normalize", "linear", "bilinear", "dropout", "embedding", "conv1d", "conv2d", "conv3d",
+    "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "max_pool1d", "max_pool2d", "max_pool3d",
+    "avg_pool1d", "avg_pool2d", "avg_pool3d", "layer_norm", "group_norm", "rms_norm", "batch_norm", "instance_norm",
     "scaled_dot_product_attention", "multi_head_attention_forward", "one_hot",
 ]
 
@@ -584,12 +586,12 @@ def same_padding(kernel_size: Sequence[int], dilation: Sequence[int]) -> tuple[t
     return tuple((total // 2, total - total // 2) for total in totals)
 
 
-def _convolution(function: str, input: Array, weight: Array, bias: Array | None, stride: Any, padding: Any,
-                 dilation: Any, groups: int) -> Array:
-    rank = weight.ndim - 2
+def _convolution(function: str, rank: int, input: Array, weight: Array, bias: Array | None, stride: Any,
+                 padding: Any, dilation: Any, groups: int) -> Array:
     ops = _adapter(function, ("input", "weight", "bias"), input, weight, bias)
     _floating_only(function, input, refused="bool")
     x, unbatched = _batched(input, rank, function)
+    _check_weight_rank(function, rank, weight)
     channels = x.shape[1]
     if channels != weight.shape[1] * groups:
         raise _error(ValueError, function, f"input has {channels} channels; weight {tuple(weight.shape)} with "
@@ -600,6 +602,13 @@ def _convolution(function: str, input: Array, weight: Array, bias: Array | None,
     strides, pads, dilations = _conv_geometry(function, weight.shape, stride, padding, dilation, x.shape)
     y = ops.conv_channels_first(x, weight, strides, pads, (1,) * rank, dilations, groups, bias)
     return y[0, ...] if unbatched else y
+
+
+def _check_weight_rank(function: str, rank: int, weight: Array) -> None:
+    """A ValueError unless ``weight`` is ``(O, I, *window)`` with ``rank`` window sizes."""
+    if weight.ndim != rank + 2:
+        raise _error(ValueError, function, f"weight must be {rank + 2}-d (out, in, *kernel_size), got shape "
+                                           f"{tuple(weight.shape)}")
 
 
 def _sizes(sizes: Sequence[int]) -> str:
@@ -641,29 +650,35 @@ def conv1d(input: Array, weight: Array, bias: Array | None = None, stride: Any =
            dilation: Any = 1, groups: int = 1) -> Array:
     """1-d cross-correlation of ``(N, C, L)``, ``weight`` ``(O, C // groups, k)``:
     y[n, o, l] = b_o + sum over c, j of x[n, g C_g + c, l s + j d - p] W[o, c, j] (``torch.nn.functional.conv1d``)."""
-    return _convolution("conv1d", input, weight, bias, stride, padding, dilation, groups)
+    return _convolution("conv1d", 1, input, weight, bias, stride, padding, dilation, groups)
 
 
 def conv2d(input: Array, weight: Array, bias: Array | None = None, stride: Any = 1, padding: Any = 0,
            dilation: Any = 1, groups: int = 1) -> Array:
     """2-d cross-correlation of ``(N, C, H, W)``, ``weight`` ``(O, C // groups, kh, kw)``;
     ``padding`` an int, a pair, 'valid' or 'same' (``torch.nn.functional.conv2d``)."""
-    return _convolution("conv2d", input, weight, bias, stride, padding, dilation, groups)
+    return _convolution("conv2d", 2, input, weight, bias, stride, padding, dilation, groups)
 
 
-def conv_transpose2d(input: Array, weight: Array, bias: Array | None = None, stride: Any = 1, padding: Any = 0,
-                     output_padding: Any = 0, groups: int = 1, dilation: Any = 1) -> Array:
-    """The gradient of ``conv2d`` with respect to its input, ``weight`` ``(C, O // groups, kh, kw)``:
-    output size (n - 1) s - 2 p + d (k - 1) + output_padding + 1 (``torch.nn.functional.conv_transpose2d``).
+def conv3d(input: Array, weight: Array, bias: Array | None = None, stride: Any = 1, padding: Any = 0,
+           dilation: Any = 1, groups: int = 1) -> Array:
+    """3-d cross-correlation of ``(N, C, D, H, W)``, ``weight`` ``(O, C // groups, kd, kh, kw)``;
+    ``padding`` an int, a triple, 'valid' or 'same' (``torch.nn.functional.conv3d``)."""
+    return _convolution("conv3d", 3, input, weight, bias, stride, padding, dilation, groups)
+
+
+def _transposed_convolution(function: str, rank: int, input: Array, weight: Array, bias: Array | None, stride: Any,
+                            padding: Any, output_padding: Any, groups: int, dilation: Any) -> Array:
+    """The transposed convolution of ``weight``'s rank (``conv_transpose1d/2d/3d``).
 
     The adapter's ``conv_transpose_channels_first``: written once as a convolution of the input
     dilated by ``stride`` with the kernel flipped and its feature axes swapped, padded by
     d (k - 1) - p (plus ``output_padding`` at the end).  An output size below 1 is an error, as
     torch's shape check has it (some of torch's kernels return an empty output there instead)."""
-    function, rank = "conv_transpose2d", 2
     ops = _adapter(function, ("input", "weight", "bias"), input, weight, bias)
     _floating_only(function, input, refused="bool")
     x, unbatched = _batched(input, rank, function)
+    _check_weight_rank(function, rank, weight)
     strides = _tuple(stride, rank, function, "stride")
     dilations = _tuple(dilation, rank, function, "dilation")
     paddings = _tuple(padding, rank, function, "padding")
@@ -685,6 +700,33 @@ def conv_transpose2d(input: Array, weight: Array, bias: Array | None = None, str
         raise _misfit(function, "weight", weight, (weight.shape[1] * groups,), bias=bias)
     y = ops.conv_transpose_channels_first(x, weight, strides, paddings, extra, groups, dilations, bias)
     return y[0, ...] if unbatched else y
+
+
+def conv_transpose1d(input: Array, weight: Array, bias: Array | None = None, stride: Any = 1, padding: Any = 0,
+                     output_padding: Any = 0, groups: int = 1, dilation: Any = 1) -> Array:
+    """The gradient of ``conv1d`` with respect to its input, ``weight`` ``(C, O // groups, k)``:
+    output length (n - 1) s - 2 p + d (k - 1) + output_padding + 1
+    (``torch.nn.functional.conv_transpose1d``; see ``_transposed_convolution``)."""
+    return _transposed_convolution("conv_transpose1d", 1, input, weight, bias, stride, padding, output_padding,
+                                   groups, dilation)
+
+
+def conv_transpose2d(input: Array, weight: Array, bias: Array | None = None, stride: Any = 1, padding: Any = 0,
+                     output_padding: Any = 0, groups: int = 1, dilation: Any = 1) -> Array:
+    """The gradient of ``conv2d`` with respect to its input, ``weight`` ``(C, O // groups, kh, kw)``:
+    output size (n - 1) s - 2 p + d (k - 1) + output_padding + 1
+    (``torch.nn.functional.conv_transpose2d``; see ``_transposed_convolution``)."""
+    return _transposed_convolution("conv_transpose2d", 2, input, weight, bias, stride, padding, output_padding,
+                                   groups, dilation)
+
+
+def conv_transpose3d(input: Array, weight: Array, bias: Array | None = None, stride: Any = 1, padding: Any = 0,
+                     output_padding: Any = 0, groups: int = 1, dilation: Any = 1) -> Array:
+    """The gradient of ``conv3d`` with respect to its input, ``weight`` ``(C, O // groups, kd, kh, kw)``:
+    output size (n - 1) s - 2 p + d (k - 1) + output_padding + 1
+    (``torch.nn.functional.conv_transpose3d``; see ``_transposed_convolution``)."""
+    return _transposed_convolution("conv_transpose3d", 3, input, weight, bias, stride, padding, output_padding,
+                                   groups, dilation)
 
 
 def _pool_pads(function: str, sizes: tuple[int, ...], window: tuple[int, ...], strides: tuple[int, ...],
@@ -722,18 +764,18 @@ class _Pooling(NamedTuple):
     paddings: tuple[int, ...]
     dilations: tuple[int, ...]
     pads: tuple[tuple[int, int], ...]
-    #: reduce_window's window, strides, padding and dilation over (N, C, H, W)
+    #: reduce_window's window, strides, padding and dilation over (N, C, *spatial)
     windows: tuple[tuple[int, ...], tuple[int, ...], tuple[tuple[int, int], ...], tuple[int, ...]]
 
 
 @per_arguments
 def _pool_geometry(function: str, shape: Sequence[int], kernel_size: Any, stride: Any, padding: Any, dilation: Any,
                    ceil_mode: bool) -> tuple[tuple[int, ...], ...]:
-    """A 2-D pooling's windows, strides, paddings, dilations and pads for batched inputs of
-    ``shape`` ``(N, C, H, W)`` (worked out once per set of arguments: modules pass the same ones
-    on every call)."""
+    """A pooling's windows, strides, paddings, dilations and pads for batched inputs of
+    ``shape`` ``(N, C, *sizes)`` (worked out once per set of arguments: modules pass the same
+    ones on every call)."""
     sizes = tuple(shape[2:])
-    rank = 2
+    rank = len(sizes)
     window = _tuple(kernel_size, rank, function, "kernel_size")
     strides = window if stride is None or stride == () or stride == [] else _tuple(stride, rank, function, "stride")
     paddings = _tuple(padding, rank, function, "padding")
@@ -745,28 +787,55 @@ def _pool_geometry(function: str, shape: Sequence[int], kernel_size: Any, stride
     return window, strides, paddings, dilations, pads, windows
 
 
+def _pooling(function: str, x: Array, unbatched: bool, kernel_size: Any, stride: Any, padding: Any, dilation: Any,
+             ceil_mode: bool) -> _Pooling:
+    """The pooling of the batched input ``x`` with these arguments resolved."""
+    return _Pooling(x, unbatched, ceil_mode,
+                    *_pool_geometry(function, x.shape, kernel_size, stride, padding, dilation, ceil_mode))
+
+
+def _max_pool(function: str, rank: int, input: Array, kernel_size: Any, stride: Any, padding: Any, dilation: Any,
+              ceil_mode: bool, return_indices: bool) -> Array | tuple[Array, Array]:
+    """``max_pool1d/2d/3d``: the library's fused pool (2-D only) where it agreed with the
+    written-once windows on this machine, else those windows."""
+    floating = _floating_only(function, input, refused="bool")
+    pooling = _pooling(function, *_batched(input, rank, function), kernel_size, stride, padding, dilation, ceil_mode)
+    ops = adapter_of_array(pooling.x)
+    kind = "max_indices" if return_indices else "max"
+    pooled = _fused_pool(ops, kind, pooling) if floating else None
+    if pooled is None:
+        pooled = _max_pooled(ops, kind, pooling)
+    if not pooling.unbatched:
+        return pooled
+    return (pooled[0][0, ...], pooled[1][0, ...]) if return_indices else pooled[0, ...]
+
+
+def max_pool1d(input: Array, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
+               ceil_mode: bool = False, return_indices: bool = False) -> Array | tuple[Array, Array]:
+    """The max of each window of ``(N, C, L)``, padding -inf: ``torch.nn.functional.max_pool1d``.
+    With ``return_indices``, also where each max is along L (``_max_with_indices``)."""
+    return _max_pool("max_pool1d", 1, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
 def max_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
                ceil_mode: bool = False, return_indices: bool = False) -> Array | tuple[Array, Array]:
     """The max of each window of ``(N, C, H, W)``, padding -inf: ``torch.nn.functional.max_pool2d``.
     With ``return_indices``, also where each max is: its flat index ``h * W + w`` in its input
     plane (``_max_with_indices``)."""
-    floating = _floating_only("max_pool2d", input, refused="bool")
-    x, unbatched = _batched(input, 2, "max_pool2d")
-    pooling = _Pooling(x, unbatched, ceil_mode,
-                       *_pool_geometry("max_pool2d", x.shape, kernel_size, stride, padding, dilation, ceil_mode))
-    ops = adapter_of_array(x)
-    kind = "max_indices" if return_indices else "max"
-    pooled = _fused_pool(ops, kind, pooling) if floating else None
-    if pooled is None:
-        pooled = _max_pooled(ops, kind, pooling)
-    if not unbatched:
-        return pooled
-    return (pooled[0][0, ...], pooled[1][0, ...]) if return_indices else pooled[0, ...]
+    return _max_pool("max_pool2d", 2, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+def max_pool3d(input: Array, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
+               ceil_mode: bool = False, return_indices: bool = False) -> Array | tuple[Array, Array]:
+    """The max of each window of ``(N, C, D, H, W)``, padding -inf: ``torch.nn.functional.max_pool3d``.
+    With ``return_indices``, also where each max is: its flat index ``(d * H + h) * W + w`` in its
+    input volume (``_max_with_indices``)."""
+    return _max_pool("max_pool3d", 3, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
 
 
 def _max_pooled(ops: Any, kind: str, pooling: _Pooling) -> Array | tuple[Array, Array]:
-    """``max_pool2d`` of the batched input, written once: the windows' maxima, padded with
-    -inf (the integer dtype's least value), and for ``kind`` 'max_indices' their indices."""
+    """A max pool of the batched input, written once: the windows' maxima, padded with -inf
+    (the integer dtype's least value), and for ``kind`` 'max_indices' their indices."""
     lowest = _lowest(ops.xp, pooling.x.dtype)
     if kind == "max_indices":
         return _max_with_indices(ops, pooling, lowest)
@@ -780,14 +849,14 @@ def _lowest(xp: Any, dtype: Any) -> float:
 
 
 def _max_with_indices(ops: Any, pooling: _Pooling, lowest: float) -> tuple[Array, Array]:
-    """Each window's max and its flat index ``h * W + w`` in the input plane, as torch's
+    """Each window's max and its flat index in the input plane (``h * W + w`` in 2-D), as torch's
     ``max_pool2d_with_indices`` picks it: over the window's elements inside the input in row
     order, an element is taken when it is greater than the max so far or NaN (so the first of
     equal maxima, the last NaN); a window of -inf keeps its first element inside the input.
     Indices in the library's default integer dtype (int64 but on jax without x64)."""
     xp = ops.xp
     x = pooling.x
-    width = x.shape[3]
+    plane = x.shape[2:]
     x = ops.pad(x, ((0, 0), (0, 0), *pooling.pads), "constant", lowest)
     sizes = [(n - d * (k - 1) - 1) // s + 1
              for n, k, s, d in zip(x.shape[2:], pooling.window, pooling.strides, pooling.dilations)]
@@ -798,20 +867,29 @@ def _max_with_indices(ops: Any, pooling: _Pooling, lowest: float) -> tuple[Array
     firsts = [xp.where(start < 0, start + ((d - 1 - start) // d) * d, start) for start, d in zip(starts, pooling.dilations)]
     # laid out over devices as the input's batch and channels (jax's explicit mesh axes)
     best = ops.placed_like(xp.full((*x.shape[:2], *sizes), lowest, dtype=x.dtype, device=device), x)
-    index = ops.placed_like(xp.broadcast_to(firsts[0][:, None] * width + firsts[1][None, :], best.shape), x)
+    index = ops.placed_like(xp.broadcast_to(_flat_index(xp, firsts, plane), best.shape), x)
     floating = xp.isdtype(x.dtype, "real floating")
-    (kh, kw), (sh, sw), (dh, dw) = pooling.window, pooling.strides, pooling.dilations
-    for i in range(kh):
-        for j in range(kw):
-            view = x[:, :, i * dh:i * dh + (sizes[0] - 1) * sh + 1:sh, j * dw:j * dw + (sizes[1] - 1) * sw + 1:sw]
-            taken = (view > best) | xp.isnan(view) if floating else view > best
-            best = xp.where(taken, view, best)
-            index = xp.where(taken, (starts[0][:, None] + i * dh) * width + (starts[1][None, :] + j * dw), index)
+    for offset in itertools.product(*(range(k) for k in pooling.window)):
+        view = x[(slice(None), slice(None), *(slice(o * d, o * d + (n - 1) * s + 1, s) for o, d, s, n in
+                                              zip(offset, pooling.dilations, pooling.strides, sizes)))]
+        taken = (view > best) | xp.isnan(view) if floating else view > best
+        best = xp.where(taken, view, best)
+        positions = [start + o * d for start, o, d in zip(starts, offset, pooling.dilations)]
+        index = xp.where(taken, _flat_index(xp, positions, plane), index)
     return best, index
 
 
-def _divisor(divisor: Any) -> int:
-    """``avg_pool2d``'s ``divisor_override`` as a Python int: any integer torch takes (a NumPy or
+def _flat_index(xp: Any, positions: list[Array], plane: tuple[int, ...]) -> Array:
+    """The flat indices ``(p0 * n1 + p1) * n2 + p2 ...`` in a plane of sizes ``plane`` of the grid
+    of ``positions`` (one 1-D array per axis)."""
+    index: Any = 0
+    for axis, (position, size) in enumerate(zip(positions, plane)):
+        index = index * size + xp.reshape(position, (position.shape[0],) + (1,) * (len(plane) - 1 - axis))
+    return index
+
+
+def _divisor(function: str, divisor: Any) -> int:
+    """An average pool's ``divisor_override`` as a Python int: any integer torch takes (a NumPy or
     0-d array integer too), not a bool or a float (torch's TypeError), and not 0 (its RuntimeError)."""
     value = None
     if not isinstance(divisor, bool):
@@ -820,9 +898,32 @@ def _divisor(divisor: Any) -> int:
         except TypeError:
             pass
     if value is None or not value:
-        raise _error(TypeError if value is None else RuntimeError, "avg_pool2d",
+        raise _error(TypeError if value is None else RuntimeError, function,
                      f"divisor_override must be a non-zero int (as torch), got {divisor!r}")
     return value
+
+
+def _avg_pool(function: str, rank: int, input: Array, kernel_size: Any, stride: Any, padding: Any, ceil_mode: bool,
+              count_include_pad: bool, divisor_override: int | None) -> Array:
+    """``avg_pool1d/2d/3d``: the library's fused pool (2-D only) where it agreed with the
+    written-once windows on this machine, else those windows."""
+    x, unbatched = _batched(input, rank, function)
+    if divisor_override is not None:
+        divisor_override = _divisor(function, divisor_override)
+    pooling = _pooling(function, x, unbatched, kernel_size, stride, padding, 1, ceil_mode)
+    floating = _floating_only(function, x, refused="bool")
+    ops = adapter_of_array(x)
+    y = _fused_pool(ops, "avg", pooling, count_include_pad, divisor_override) if floating else None
+    if y is None:
+        y = _averaged(function, ops, pooling, count_include_pad, divisor_override)
+    return y[0, ...] if unbatched else y
+
+
+def avg_pool1d(input: Array, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
+               count_include_pad: bool = True) -> Array:
+    """The mean of each window of ``(N, C, L)``: ``torch.nn.functional.avg_pool1d`` (divisors as
+    ``avg_pool2d``'s)."""
+    return _avg_pool("avg_pool1d", 1, input, kernel_size, stride, padding, ceil_mode, count_include_pad, None)
 
 
 def avg_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
@@ -830,24 +931,24 @@ def avg_pool2d(input: Array, kernel_size: Any, stride: Any = None, padding: Any 
     """The mean of each window of ``(N, C, H, W)``: ``torch.nn.functional.avg_pool2d``.  The divisor
     is ``divisor_override``, else the window's size clipped to the padded input
     (``count_include_pad``), else the number of input elements in the window."""
-    x, unbatched = _batched(input, 2, "avg_pool2d")
-    if divisor_override is not None:
-        divisor_override = _divisor(divisor_override)
-    pooling = _Pooling(x, unbatched, ceil_mode,
-                       *_pool_geometry("avg_pool2d", x.shape, kernel_size, stride, padding, 1, ceil_mode))
-    floating = _floating_only("avg_pool2d", x, refused="bool")
-    ops = adapter_of_array(x)
-    y = _fused_pool(ops, "avg", pooling, count_include_pad, divisor_override) if floating else None
-    if y is None:
-        y = _averaged(ops, pooling, count_include_pad, divisor_override)
-    return y[0, ...] if unbatched else y
+    return _avg_pool("avg_pool2d", 2, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                     divisor_override)
 
 
-def _averaged(ops: Any, pooling: _Pooling, count_include_pad: bool, divisor_override: int | None) -> Array:
-    """``avg_pool2d`` of the batched input, written once: the windows' sums over their divisors."""
+def avg_pool3d(input: Array, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override: int | None = None) -> Array:
+    """The mean of each window of ``(N, C, D, H, W)``: ``torch.nn.functional.avg_pool3d`` (divisors
+    as ``avg_pool2d``'s)."""
+    return _avg_pool("avg_pool3d", 3, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                     divisor_override)
+
+
+def _averaged(function: str, ops: Any, pooling: _Pooling, count_include_pad: bool,
+              divisor_override: int | None) -> Array:
+    """An average pool of the batched input, written once: the windows' sums over their divisors."""
     xp, x = ops.xp, pooling.x
     dims, steps, pad_pairs, _ = pooling.windows
-    divide = operator.truediv if xp.isdtype(x.dtype, "real floating") else _integer_average_of(xp, x.dtype)
+    divide = operator.truediv if xp.isdtype(x.dtype, "real floating") else _integer_average_of(xp, x.dtype, function)
     total = ops.reduce_window(x, 0.0, "sum", dims, steps, pad_pairs)
     if divisor_override is not None:
         return divide(total, divisor_override)
@@ -871,9 +972,10 @@ _FUSED_POOL_KERNELS = {kind: f"fused_pool({kind!r})" for kind in ("max", "max_in
 
 def _fused_pool(ops: Any, kind: str, pooling: _Pooling, count_include_pad: bool = True,
                 divisor_override: int | None = None) -> Any:
-    """The library's fused ``kind`` pool (``ops.fused_pool``) of the batched floating input where
+    """The library's fused 2-D ``kind`` pool (``ops.fused_pool``) of the batched floating input where
     fast paths are on and the kernel agreed with the written-once windows on this machine; else None."""
-    if not fast_paths_enabled() or not layer_kernel_agrees(_FUSED_POOL_KERNELS[kind], ops, pooling.x):
+    if (len(pooling.window) != 2 or not fast_paths_enabled()
+            or not layer_kernel_agrees(_FUSED_POOL_KERNELS[kind], ops, pooling.x)):
         return None
     return ops.fused_pool(kind, pooling.x, pooling.window, pooling.strides, pooling.paddings, pooling.dilations,
                           pooling.ceil_mode, count_include_pad, divisor_override)
@@ -899,14 +1001,13 @@ def _fused_pool_disagreement(ops: Any, dtype: Any, device: Any, kind: str) -> st
     for kernel_size, stride, padding, dilation, ceil_mode, count_include_pad, divisor in _POOL_PROBES:
         if kind == "avg" and dilation != 1:
             continue
-        pooling = _Pooling(x, False, ceil_mode, *_pool_geometry(
-            "avg_pool2d" if kind == "avg" else "max_pool2d", x.shape, kernel_size, stride, padding, dilation,
-            ceil_mode))
+        pooling = _pooling("avg_pool2d" if kind == "avg" else "max_pool2d", x, False, kernel_size, stride, padding,
+                           dilation, ceil_mode)
         fused = ops.fused_pool(kind, x, pooling.window, pooling.strides, pooling.paddings, pooling.dilations,
                                ceil_mode, count_include_pad, divisor)
         if fused is None:
             continue
-        written = (_averaged(ops, pooling, count_include_pad, divisor) if kind == "avg"
+        written = (_averaged("avg_pool2d", ops, pooling, count_include_pad, divisor) if kind == "avg"
                    else _max_pooled(ops, kind, pooling))
         geometry = (kernel_size, stride, padding, dilation, ceil_mode)
         reason = outputs_disagreement(ops, *((a,) if kind != "max_indices" else a for a in (fused, written)),
@@ -921,12 +1022,12 @@ for _kind, _name in _FUSED_POOL_KERNELS.items():
     LAYER_KERNELS[_name] = functools.partial(_fused_pool_disagreement, kind=_kind)
 
 
-def _integer_average_of(xp: Any, dtype: Any) -> Any:
+def _integer_average_of(xp: Any, dtype: Any, function: str) -> Any:
     """torch's average of int64 windows: the sum divided by the (positive) count, cut toward
     zero; other integer dtypes are refused, as torch refuses them."""
     if dtype != xp.int64:
-        raise _error(UnsupportedDtypeError, "avg_pool2d", f"input must be floating or int64 (as torch's "
-                                                          f"avg_pool2d requires), got dtype {dtype}")
+        raise _error(UnsupportedDtypeError, function, f"input must be floating or int64 (as torch's "
+                                                      f"{function} requires), got dtype {dtype}")
 
     def cut_toward_zero(total: Array, count: Array | int) -> Array:
         quotient = total // count
@@ -1047,6 +1148,58 @@ def batch_norm_with_statistics(input: Array, running_mean: Array | None, running
         running_mean = xp.astype((1 - factor) * running_mean + factor * mean, running_mean.dtype)
         running_var = xp.astype((1 - factor) * running_var + factor * unbiased, running_var.dtype)
     return y, running_mean, running_var
+
+
+def instance_norm(input: Array, running_mean: Array | None = None, running_var: Array | None = None,
+                  weight: Array | None = None, bias: Array | None = None, use_input_stats: bool = True,
+                  momentum: float = 0.1, eps: float = 1e-5) -> Array:
+    """(x - E[x]) / sqrt(Var[x] + eps) * weight + bias per sample and channel (dim 1) over the
+    spatial dims (biased variance), or with ``use_input_stats=False`` with the running
+    statistics: ``torch.nn.functional.instance_norm``.
+
+    torch updates ``running_mean``/``running_var`` in place; arrays of every library are not
+    mutable, so here use ``instance_norm_with_statistics``, which returns the updated ones
+    (``xpnn.torch_nn.InstanceNorm2d`` keeps them)."""
+    return instance_norm_with_statistics(input, running_mean, running_var, weight, bias, use_input_stats, momentum,
+                                         eps)[0]
+
+
+def instance_norm_with_statistics(input: Array, running_mean: Array | None = None, running_var: Array | None = None,
+                                  weight: Array | None = None, bias: Array | None = None,
+                                  use_input_stats: bool = True, momentum: float = 0.1,
+                                  eps: float = 1e-5) -> tuple[Array, Array | None, Array | None]:
+    """``instance_norm`` and the running statistics after it, as torch computes them: the batch
+    norm in training of ``input`` seen as ``(1, N * C, *spatial)``, with the running
+    statistics, weight and bias repeated for each of the N samples, the updated statistics
+    then averaged over the samples."""
+    function = "instance_norm"
+    _floating_only(function, input)
+    ops = _adapter(function, ("input", "running_mean", "running_var", "weight", "bias"), input, running_mean,
+                   running_var, weight, bias)
+    if input.ndim < 2:
+        raise _error(ValueError, function, f"input must be (N, C, *spatial), got shape {tuple(input.shape)}")
+    channels = (input.shape[1],)
+    if not _fit(channels, running_mean, running_var, weight, bias):
+        raise _misfit(function, "input", input, channels, running_mean=running_mean, running_var=running_var,
+                      weight=weight, bias=bias)
+    if not use_input_stats:
+        if running_mean is None or running_var is None:
+            raise _error(RuntimeError, function, "expected running_mean and running_var to be defined when "
+                                                 "use_input_stats is false (as torch)")
+        y = _channel_norm(function, "running", input, 1, weight, bias, eps, (running_mean, running_var))
+        return y, running_mean, running_var
+    if math.prod(input.shape[2:]) <= 1:
+        raise _error(ValueError, function, f"expected more than 1 spatial element when training, got input size "
+                                           f"{tuple(input.shape)}")
+    xp = ops.xp
+    samples, count = input.shape[0], input.shape[1]
+    repeated = [None if a is None else xp.reshape(xp.broadcast_to(a, (samples, count)), (-1,))
+                for a in (running_mean, running_var, weight, bias)]
+    planes = xp.reshape(input, (1, samples * count, *input.shape[2:]))
+    y, mean, var = batch_norm_with_statistics(planes, *repeated, True, momentum, eps)
+    if running_mean is not None and running_var is not None:
+        running_mean, running_var = (xp.mean(xp.reshape(s, (samples, count)), axis=0) for s in (mean, var))
+    return xp.reshape(y, input.shape), running_mean, running_var
 
 
 # -- attention -------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ are torch.nn 2.13's, with ``like=`` (library and device), ``dtype=`` and ``key=`
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,7 +17,9 @@ from xpnn.torch_nn.module import Factory, Module, Parameter
 
 __all__ = [
     "Identity", "Linear", "Bilinear", "Embedding", "Dropout", "Flatten", "LayerNorm", "GroupNorm", "RMSNorm",
-    "BatchNorm1d", "BatchNorm2d", "Conv1d", "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d",
+    "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "Conv1d",
+    "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "MaxPool1d", "MaxPool2d",
+    "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
 ]
 
 
@@ -250,10 +253,14 @@ class _BatchNorm(Module):
             for name in ("running_mean", "running_var", "num_batches_tracked"):
                 self.register_buffer(name, None)
 
-    def forward(self, input: Array) -> Array:
+    def _check_rank(self, input: Array) -> None:
+        """torch's ``_check_input_dim``: a ValueError unless ``input`` has one of ``_ranks``."""
         if input.ndim not in self._ranks:
-            raise ValueError(f"xpnn.torch_nn.{type(self).__name__}: expected {' or '.join(map(str, self._ranks))}D "
-                             f"input (got {input.ndim}D input)")
+            raise ValueError(f"xpnn.torch_nn.{type(self).__name__}: expected "
+                             f"{' or '.join(f'{rank}D' for rank in self._ranks)} input (got {input.ndim}D input)")
+
+    def forward(self, input: Array) -> Array:
+        self._check_rank(input)
         tracking = self.training and self.track_running_stats
         tracked = 0
         if tracking:
@@ -280,6 +287,59 @@ class BatchNorm1d(_BatchNorm):
 class BatchNorm2d(_BatchNorm):
     """Batch normalization of ``(N, C, H, W)`` inputs."""
     _ranks = (4,)
+
+
+class BatchNorm3d(_BatchNorm):
+    """Batch normalization of ``(N, C, D, H, W)`` inputs."""
+    _ranks = (5,)
+
+
+class _InstanceNorm(_BatchNorm):
+    """torch's ``_InstanceNorm``: each sample's statistics per channel over its spatial dims (the
+    running statistics, where tracked, in eval); ``affine`` and ``track_running_stats`` off by
+    default.  Unbatched inputs are one sample; ``num_features`` must match the channels only
+    with ``affine`` (torch warns otherwise)."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = False,
+                 track_running_stats: bool = False, *, bias: bool = True, like: Any = None, dtype: Any = None) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, bias=bias, like=like, dtype=dtype)
+
+    def forward(self, input: Array) -> Array:
+        self._check_rank(input)
+        name = type(self).__name__
+        unbatched = input.ndim == self._ranks[0]
+        channel_dim = 0 if unbatched else 1
+        if input.shape[channel_dim] != self.num_features:
+            message = (f"expected input's size at dim={channel_dim} to match num_features ({self.num_features}), "
+                       f"but got: {input.shape[channel_dim]}.")
+            if self.affine:
+                raise ValueError(f"xpnn.torch_nn.{name}: {message}")
+            warnings.warn(f"xpnn.torch_nn.{name}: {message} num_features is not used because affine=False",
+                          stacklevel=2)
+        xp = adapter_of(input).xp
+        x = xp.expand_dims(input, axis=0) if unbatched else input
+        y, mean, var = F.instance_norm_with_statistics(
+            x, self.running_mean, self.running_var, self.weight, self.bias,
+            self.training or not self.track_running_stats, self.momentum if self.momentum is not None else 0.0,
+            self.eps)
+        if self.training and self.track_running_stats:
+            self.running_mean, self.running_var = mean, var
+        return y[0, ...] if unbatched else y
+
+
+class InstanceNorm1d(_InstanceNorm):
+    """Instance normalization of ``(N, C, L)`` or unbatched ``(C, L)`` inputs."""
+    _ranks = (2, 3)
+
+
+class InstanceNorm2d(_InstanceNorm):
+    """Instance normalization of ``(N, C, H, W)`` or unbatched ``(C, H, W)`` inputs."""
+    _ranks = (3, 4)
+
+
+class InstanceNorm3d(_InstanceNorm):
+    """Instance normalization of ``(N, C, D, H, W)`` or unbatched ``(C, D, H, W)`` inputs."""
+    _ranks = (4, 5)
 
 
 # -- convolution and pooling --------------------------------------------------------------------
@@ -344,8 +404,8 @@ class _Conv(Module):
             leading = ((0, 0),) * (input.ndim - self._rank)
             input = adapter_of(input).pad(input, (*leading, *self._pads()), mode)
             padding = 0
-        convolve = F.conv1d if self._rank == 1 else F.conv2d
-        return convolve(input, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
+        return _CONVOLUTIONS[self._rank](input, self.weight, self.bias, self.stride, padding, self.dilation,
+                                         self.groups)
 
     def _pads(self) -> list[tuple[int, int]]:
         """The (low, high) padding per spatial dimension ('same': torch's, the odd one at the end)."""
@@ -354,6 +414,10 @@ class _Conv(Module):
         if self.padding == "same":
             return list(F.same_padding(self.kernel_size, self.dilation))
         return [(p, p) for p in self.padding]
+
+
+_CONVOLUTIONS = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_TRANSPOSED_CONVOLUTIONS = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
 class Conv1d(_Conv):
@@ -373,8 +437,17 @@ class Conv2d(_Conv):
         return self._conv_forward(input)
 
 
-class ConvTranspose2d(_Conv):
-    """2-d transposed convolution: ``weight`` ``(in, out // groups, kh, kw)``."""
+class Conv3d(_Conv):
+    """3-d convolution of ``(N, C, D, H, W)``: ``weight`` ``(out, in // groups, kd, kh, kw)`` ~
+    kaiming_uniform(a=sqrt(5)), ``bias`` ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    _rank = 3
+
+    def forward(self, input: Array) -> Array:
+        return self._conv_forward(input)
+
+
+class _ConvTranspose(_Conv):
+    """A transposed convolution: ``weight`` ``(in, out // groups, *kernel_size)``."""
     _transposed = True
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Sequence[int],
@@ -382,40 +455,58 @@ class ConvTranspose2d(_Conv):
                  output_padding: int | Sequence[int] = 0, groups: int = 1, bias: bool = True,
                  dilation: int | Sequence[int] = 1, padding_mode: str = "zeros", *, like: Any = None,
                  dtype: Any = None, key: Array | None = None) -> None:
+        name = type(self).__name__
         if padding_mode != "zeros":
-            raise ValueError(f"xpnn.torch_nn.ConvTranspose2d: only padding_mode='zeros' is supported (as torch), "
+            raise ValueError(f"xpnn.torch_nn.{name}: only padding_mode='zeros' is supported (as torch), "
                              f"got {padding_mode!r}")
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
                          padding_mode, like=like, dtype=dtype, key=key)
-        self.output_padding = F._tuple(output_padding, 2, "ConvTranspose2d", "output_padding")
+        self.output_padding = F._tuple(output_padding, self._rank, name, "output_padding")
 
     def forward(self, input: Array, output_size: Sequence[int] | None = None) -> Array:
         """The transposed convolution; ``output_size`` (the spatial sizes, or with the batch and
         channel sizes in front) picks the ``output_padding`` that gives it, as torch's does."""
         output_padding = self.output_padding if output_size is None else self._output_padding(input, output_size)
-        return F.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding, output_padding,
-                                  self.groups, self.dilation)
+        return _TRANSPOSED_CONVOLUTIONS[self._rank](input, self.weight, self.bias, self.stride, self.padding,
+                                                    output_padding, self.groups, self.dilation)
 
     def _output_padding(self, input: Array, output_size: Sequence[int]) -> tuple[int, ...]:
         """The output padding that makes the output's spatial sizes ``output_size``: each between
         the size without padding, (n - 1) s - 2 p + d (k - 1) + 1, and that plus s - 1."""
-        sizes, spatial = tuple(output_size), tuple(input.shape[-2:])
-        if len(sizes) == input.ndim:  # (N, C, H, W) or (C, H, W): the spatial sizes at the end
-            sizes = sizes[-2:]
-        if len(sizes) != 2:
-            raise ValueError(f"xpnn.torch_nn.ConvTranspose2d: for a {input.ndim}-d input, output_size must have 2 "
+        rank, name = self._rank, type(self).__name__
+        sizes, spatial = tuple(output_size), tuple(input.shape[input.ndim - rank:])
+        if len(sizes) == input.ndim:  # (N, C, *spatial) or (C, *spatial): the spatial sizes at the end
+            sizes = sizes[len(sizes) - rank:]
+        if len(sizes) != rank:
+            raise ValueError(f"xpnn.torch_nn.{name}: for a {input.ndim}-d input, output_size must have {rank} "
                              f"or {input.ndim} elements, got {output_size!r}")
         smallest = [(n - 1) * s - 2 * p + d * (k - 1) + 1 for n, s, p, d, k in
                     zip(spatial, self.stride, self.padding, self.dilation, self.kernel_size)]
         largest = [size + s - 1 for size, s in zip(smallest, self.stride)]
         if any(not low <= size <= high for size, low, high in zip(sizes, smallest, largest)):
-            raise ValueError(f"xpnn.torch_nn.ConvTranspose2d: requested an output size of {list(sizes)}, but valid "
+            raise ValueError(f"xpnn.torch_nn.{name}: requested an output size of {list(sizes)}, but valid "
                              f"sizes range from {smallest} to {largest} (for an input of {list(spatial)})")
         return tuple(size - low for size, low in zip(sizes, smallest))
 
 
-class MaxPool2d(Module):
-    """The max over windows of ``(N, C, H, W)``."""
+class ConvTranspose1d(_ConvTranspose):
+    """1-d transposed convolution: ``weight`` ``(in, out // groups, k)``."""
+    _rank = 1
+
+
+class ConvTranspose2d(_ConvTranspose):
+    """2-d transposed convolution: ``weight`` ``(in, out // groups, kh, kw)``."""
+
+
+class ConvTranspose3d(_ConvTranspose):
+    """3-d transposed convolution: ``weight`` ``(in, out // groups, kd, kh, kw)``."""
+    _rank = 3
+
+
+class _MaxPool(Module):
+    """The max over windows of ``(N, C, *spatial)`` (``max_pool1d/2d/3d``)."""
+
+    _pool: Any = None
 
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
                  return_indices: bool = False, ceil_mode: bool = False) -> None:
@@ -424,16 +515,51 @@ class MaxPool2d(Module):
         self.padding, self.dilation, self.return_indices, self.ceil_mode = padding, dilation, return_indices, ceil_mode
 
     def forward(self, input: Array) -> Array | tuple[Array, Array]:
-        return F.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
-                            self.return_indices)
+        return type(self)._pool(input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
+                                self.return_indices)
 
     def extra_repr(self) -> str:
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
                 f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
 
 
-class AvgPool2d(Module):
-    """The mean over windows of ``(N, C, H, W)``."""
+class MaxPool1d(_MaxPool):
+    """The max over windows of ``(N, C, L)``."""
+    _pool = F.max_pool1d
+
+
+class MaxPool2d(_MaxPool):
+    """The max over windows of ``(N, C, H, W)``."""
+    _pool = F.max_pool2d
+
+
+class MaxPool3d(_MaxPool):
+    """The max over windows of ``(N, C, D, H, W)``."""
+    _pool = F.max_pool3d
+
+
+class AvgPool1d(Module):
+    """The mean over windows of ``(N, C, L)`` (its window arguments kept as 1-tuples, as torch's)."""
+
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
+                 count_include_pad: bool = True) -> None:
+        super().__init__()
+        self.kernel_size = F._tuple(kernel_size, 1, "AvgPool1d", "kernel_size")
+        self.stride = F._tuple(stride if stride is not None else kernel_size, 1, "AvgPool1d", "stride")
+        self.padding = F._tuple(padding, 1, "AvgPool1d", "padding")
+        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
+
+    def forward(self, input: Array) -> Array:
+        return F.avg_pool1d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class _AvgPool(Module):
+    """The mean over windows of ``(N, C, *spatial)`` (``avg_pool2d/3d``)."""
+
+    _pool: Any = None
 
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
                  count_include_pad: bool = True, divisor_override: int | None = None) -> None:
@@ -443,8 +569,18 @@ class AvgPool2d(Module):
         self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
 
     def forward(self, input: Array) -> Array:
-        return F.avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                            self.count_include_pad, self.divisor_override)
+        return type(self)._pool(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                                self.count_include_pad, self.divisor_override)
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AvgPool2d(_AvgPool):
+    """The mean over windows of ``(N, C, H, W)``."""
+    _pool = F.avg_pool2d
+
+
+class AvgPool3d(_AvgPool):
+    """The mean over windows of ``(N, C, D, H, W)``."""
+    _pool = F.avg_pool3d
