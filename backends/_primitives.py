@@ -145,15 +145,15 @@ class Primitives:
         return _fallback.reduce_window(self.xp, x, init, reduction, window_dimensions, window_strides,
                                        padding, dilation)
 
-    def fused_pool(self, kind: str, x: Array, window: tuple[int, int], strides: tuple[int, int],
-                   padding: tuple[int, int], dilation: tuple[int, int], ceil_mode: bool,
+    def fused_pool(self, kind: str, x: Array, window: tuple[int, ...], strides: tuple[int, ...],
+                   padding: tuple[int, ...], dilation: tuple[int, ...], ceil_mode: bool,
                    count_include_pad: bool = True, divisor_override: int | None = None) -> Any:
-        """A library's fused 2-D pooling of ``x`` ``(N, C, H, W)`` with torch's arguments
-        (``F.max_pool2d``, ``F.avg_pool2d``), or None where it has none (the torch-style
-        function then runs its written-once windows; the first use of a fused kernel is checked
-        against them).  ``kind`` 'max' gives the maxima, 'max_indices' the maxima and the flat
-        index ``h * W + w`` of each in its plane, 'avg' the means (``count_include_pad``,
-        ``divisor_override``; ``dilation`` is 1)."""
+        """A library's fused pooling of ``x`` ``(N, C, *spatial)`` (1 to 3 spatial axes) with
+        torch's arguments (``F.max_pool1d/2d/3d``, ``F.avg_pool1d/2d/3d``), or None where it has
+        none (the torch-style function then runs its written-once windows; the first use of a
+        fused kernel of each rank is checked against them).  ``kind`` 'max' gives the maxima,
+        'max_indices' the maxima and the flat index of each in its plane (``h * W + w`` in 2-D),
+        'avg' the means (``count_include_pad``, ``divisor_override``; ``dilation`` is 1)."""
         return None
 
     # -- control flow and autodiff (_fallback.control) ---------------------------------

@@ -478,6 +478,8 @@ def _conv_padding(padding: Any, lhs_dilation: Any) -> tuple[bool, Any, list[int]
 
 _CONVOLUTIONS = (torch.conv1d, torch.conv2d, torch.conv3d)
 _TRANSPOSED_CONVOLUTIONS = (torch.conv_transpose1d, torch.conv_transpose2d, torch.conv_transpose3d)
+_MAX_POOLS = (torch.max_pool1d, torch.max_pool2d, torch.max_pool3d)
+_MAX_POOLS_WITH_INDICES = (torch.max_pool1d_with_indices, _nn.max_pool2d_with_indices, _nn.max_pool3d_with_indices)
 #: numpy.pad's modes (the ``pad`` primitive's) by torch's names.
 _TORCH_PAD_MODES = {"reflect": "reflect", "edge": "replicate", "wrap": "circular"}
 #: ``torch.backends.cudnn.enabled``, which the norms' kernels take, read without the module
@@ -752,15 +754,19 @@ class TorchAdapter(Adapter):
 
     def fused_pool(self, kind, x, window, strides, padding, dilation, ceil_mode, count_include_pad=True,
                    divisor_override=None):
-        """``F.max_pool2d`` (with its indices for 'max_indices') and ``F.avg_pool2d`` themselves, on
-        floating images (torch's integer pools are partly unimplemented, and its empty ones refused)."""
-        if not x.is_floating_point() or 0 in x.shape:
+        """``F.max_pool1d/2d/3d`` (with their indices for 'max_indices') and ``F.avg_pool1d/2d/3d``
+        themselves, on floating inputs (torch's integer pools are partly unimplemented, and its
+        empty ones refused); ``avg_pool1d`` has no ``divisor_override``."""
+        rank = x.ndim - 2
+        if not x.is_floating_point() or 0 in x.shape or (rank == 1 and divisor_override is not None):
             return None
         if kind == "avg":
-            return _nn.avg_pool2d(x, window, strides, padding, ceil_mode, count_include_pad, divisor_override)
-        if kind == "max_indices":
-            return _nn.max_pool2d_with_indices(x, window, strides, padding, dilation, ceil_mode)
-        return torch.max_pool2d(x, window, strides, padding, dilation, ceil_mode)
+            if rank == 1:
+                return torch.avg_pool1d(x, window, strides, padding, ceil_mode, count_include_pad)
+            pool = _nn.avg_pool2d if rank == 2 else _nn.avg_pool3d
+            return pool(x, window, strides, padding, ceil_mode, count_include_pad, divisor_override)
+        pools = _MAX_POOLS_WITH_INDICES if kind == "max_indices" else _MAX_POOLS
+        return pools[rank - 1](x, window, strides, padding, dilation, ceil_mode)
 
     def fused_recurrence(self, kind, xs, carry, w_input, b_input, w_hidden, b_hidden, projection=None):
         """``torch._VF.lstm`` / ``gru``, the fused loop behind ``torch.nn.LSTM`` and ``GRU`` (same

@@ -949,15 +949,17 @@ def test_check_fast_paths_checks_the_fused_pools():
               "from xpnn import _kernel_check\n"
               "xpnn.check_fast_paths(torch, dtypes=('float32',))\n"
               "for kind in ('max', 'max_indices', 'avg'):\n"
-              "    key = (f'fused_pool({kind!r})', 'torch', 'float32', 'cpu')\n"
-              "    assert key in _kernel_check._OUTCOMES and _kernel_check._OUTCOMES[key] is None, key\n")
+              "    for rank in (1, 2, 3):\n"
+              "        key = (f'fused_pool({kind!r}, {rank}-d)', 'torch', 'float32', 'cpu')\n"
+              "        assert key in _kernel_check._OUTCOMES and _kernel_check._OUTCOMES[key] is None, key\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
 
 
-def test_a_wrong_fused_pool_is_switched_off(monkeypatch):
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_a_wrong_fused_pool_is_switched_off(monkeypatch, rank):
     """A fused pool that disagrees with the written-once windows on the kernel check's probe is
-    not used on this machine: the pool gives torch's result and the report says why."""
+    not used on this machine: the pool of each rank gives torch's result and the report says why."""
     from xpnn import _kernel_check
 
     adapter = adapter_of(torch.zeros(1))
@@ -970,11 +972,11 @@ def test_a_wrong_fused_pool_is_switched_off(monkeypatch):
     monkeypatch.setattr(adapter, "fused_pool", shifted)
     monkeypatch.setattr(_kernel_check, "_OUTCOMES", {})
     monkeypatch.setattr(_kernel_check, "LAYER_KERNEL_ANSWERS", {})
-    x = torch.randn(2, 3, 8, 8)
-    got = F.max_pool2d(x, 2, return_indices=True)
-    want = torch.nn.functional.max_pool2d(x, 2, return_indices=True)
+    x = torch.randn(2, 3, *(6,) * rank)
+    got = getattr(F, f"max_pool{rank}d")(x, 2, return_indices=True)
+    want = getattr(torch.nn.functional, f"max_pool{rank}d")(x, 2, return_indices=True)
     assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
-    entries = [entry for entry in xpnn.fast_path_report() if entry.function == "fused_pool('max_indices')"]
+    entries = [entry for entry in xpnn.fast_path_report() if entry.function == f"fused_pool('max_indices', {rank}-d)"]
     assert len(entries) == 1 and entries[0].backend == "torch" and "the fused max_indices pool" in entries[0].reason
 
 

@@ -796,7 +796,7 @@ def _pooling(function: str, x: Array, unbatched: bool, kernel_size: Any, stride:
 
 def _max_pool(function: str, rank: int, input: Array, kernel_size: Any, stride: Any, padding: Any, dilation: Any,
               ceil_mode: bool, return_indices: bool) -> Array | tuple[Array, Array]:
-    """``max_pool1d/2d/3d``: the library's fused pool (2-D only) where it agreed with the
+    """``max_pool1d/2d/3d``: the library's fused pool where it agreed with the
     written-once windows on this machine, else those windows."""
     floating = _floating_only(function, input, refused="bool")
     pooling = _pooling(function, *_batched(input, rank, function), kernel_size, stride, padding, dilation, ceil_mode)
@@ -905,7 +905,7 @@ def _divisor(function: str, divisor: Any) -> int:
 
 def _avg_pool(function: str, rank: int, input: Array, kernel_size: Any, stride: Any, padding: Any, ceil_mode: bool,
               count_include_pad: bool, divisor_override: int | None) -> Array:
-    """``avg_pool1d/2d/3d``: the library's fused pool (2-D only) where it agreed with the
+    """``avg_pool1d/2d/3d``: the library's fused pool where it agreed with the
     written-once windows on this machine, else those windows."""
     x, unbatched = _batched(input, rank, function)
     if divisor_override is not None:
@@ -966,48 +966,60 @@ def _averaged(function: str, ops: Any, pooling: _Pooling, count_include_pad: boo
     return divide(total, ops.reduce_window(ones, 0.0, "sum", dims, steps, ((0, 0), (0, 0), *count_pads)))
 
 
-#: The kernel check's names of the fused pools (``_fused_pool_disagreement``).
-_FUSED_POOL_KERNELS = {kind: f"fused_pool({kind!r})" for kind in ("max", "max_indices", "avg")}
+#: The kernel check's names of the fused pools, by kind and rank (``_fused_pool_disagreement``).
+_FUSED_POOL_KERNELS = {(kind, rank): f"fused_pool({kind!r}, {rank}-d)"
+                       for kind in ("max", "max_indices", "avg") for rank in (1, 2, 3)}
 
 
 def _fused_pool(ops: Any, kind: str, pooling: _Pooling, count_include_pad: bool = True,
                 divisor_override: int | None = None) -> Any:
-    """The library's fused 2-D ``kind`` pool (``ops.fused_pool``) of the batched floating input where
-    fast paths are on and the kernel agreed with the written-once windows on this machine; else None."""
-    if (len(pooling.window) != 2 or not fast_paths_enabled()
-            or not layer_kernel_agrees(_FUSED_POOL_KERNELS[kind], ops, pooling.x)):
+    """The library's fused ``kind`` pool (``ops.fused_pool``) of the batched floating input where
+    fast paths are on and the kernel of this rank agreed with the written-once windows on this
+    machine; else None."""
+    if not fast_paths_enabled() or not layer_kernel_agrees(_FUSED_POOL_KERNELS[kind, len(pooling.window)], ops,
+                                                           pooling.x):
         return None
     return ops.fused_pool(kind, pooling.x, pooling.window, pooling.strides, pooling.paddings, pooling.dilations,
                           pooling.ceil_mode, count_include_pad, divisor_override)
 
 
 #: The probe's pools: (kernel_size, stride, padding, dilation, ceil_mode, count_include_pad,
-#: divisor_override); ceil mode's extra window, symmetric and asymmetric windows, dilation.
+#: divisor_override), pairs taken in turn over the axes; ceil mode's extra window, symmetric
+#: and asymmetric windows, dilation.
 _POOL_PROBES = ((3, 2, 1, 1, True, False, None), ((2, 3), (1, 2), (0, 1), (2, 1), False, True, None),
                 (2, 2, 0, 1, True, True, 3))
+#: The probe's sizes per rank: 63 values per plane.
+_POOL_PROBE_PLANES = {1: (63,), 2: (7, 9), 3: (7, 3, 3)}
 
 
-def _fused_pool_disagreement(ops: Any, dtype: Any, device: Any, kind: str) -> str | None:
-    """Why the library's fused ``kind`` pool and the written-once windows differ on a fixed probe
-    ((2, 3, 7, 9) of the floating ``dtype`` with ties, and for the max pools NaN and infinities);
-    None if they agree.  Maxima and indices must be equal; means within 16 eps (sums in another
-    order)."""
+def _ranked(value: int | tuple[int, ...], rank: int) -> int | tuple[int, ...]:
+    """A probe's window argument for ``rank`` axes: an int as it is, a tuple's values in turn."""
+    return value if isinstance(value, int) else tuple(value[axis % len(value)] for axis in range(rank))
+
+
+def _fused_pool_disagreement(ops: Any, dtype: Any, device: Any, kind: str, rank: int) -> str | None:
+    """Why the library's fused ``kind`` pool of ``rank`` spatial axes and the written-once windows
+    differ on a fixed probe ((2, 3) planes of 63 values of the floating ``dtype`` with ties, and
+    for the max pools NaN and infinities); None if they agree.  Maxima and indices must be
+    equal; means within 16 eps (sums in another order)."""
     xp = ops.xp
     host = np.round(np.random.default_rng(0).standard_normal((2, 3, 7, 9)) * 2) / 2
     if kind != "avg":
         host[0, 0, 1, 1], host[0, 1, 0, 4], host[1, 2, 3, 3:5], host[1, 0, :3, :4] = np.nan, np.inf, np.nan, -np.inf
-    x = xp.astype(ops.from_host(host, device), dtype)
+    x = xp.astype(ops.from_host(host.reshape(2, 3, *_POOL_PROBE_PLANES[rank]), device), dtype)
     tolerance = 16 * float(xp.finfo(dtype).eps)
-    for kernel_size, stride, padding, dilation, ceil_mode, count_include_pad, divisor in _POOL_PROBES:
+    function = f"{'avg' if kind == 'avg' else 'max'}_pool{rank}d"
+    for probe in _POOL_PROBES:
+        kernel_size, stride, padding, dilation = (_ranked(value, rank) for value in probe[:4])
+        ceil_mode, count_include_pad, divisor = probe[4:]
         if kind == "avg" and dilation != 1:
             continue
-        pooling = _pooling("avg_pool2d" if kind == "avg" else "max_pool2d", x, False, kernel_size, stride, padding,
-                           dilation, ceil_mode)
+        pooling = _pooling(function, x, False, kernel_size, stride, padding, dilation, ceil_mode)
         fused = ops.fused_pool(kind, x, pooling.window, pooling.strides, pooling.paddings, pooling.dilations,
                                ceil_mode, count_include_pad, divisor)
         if fused is None:
             continue
-        written = (_averaged("avg_pool2d", ops, pooling, count_include_pad, divisor) if kind == "avg"
+        written = (_averaged(function, ops, pooling, count_include_pad, divisor) if kind == "avg"
                    else _max_pooled(ops, kind, pooling))
         geometry = (kernel_size, stride, padding, dilation, ceil_mode)
         reason = outputs_disagreement(ops, *((a,) if kind != "max_indices" else a for a in (fused, written)),
@@ -1018,8 +1030,8 @@ def _fused_pool_disagreement(ops: Any, dtype: Any, device: Any, kind: str) -> st
     return None
 
 
-for _kind, _name in _FUSED_POOL_KERNELS.items():
-    LAYER_KERNELS[_name] = functools.partial(_fused_pool_disagreement, kind=_kind)
+for (_kind, _rank), _name in _FUSED_POOL_KERNELS.items():
+    LAYER_KERNELS[_name] = functools.partial(_fused_pool_disagreement, kind=_kind, rank=_rank)
 
 
 def _integer_average_of(xp: Any, dtype: Any, function: str) -> Any:
