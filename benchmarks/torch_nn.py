@@ -36,6 +36,8 @@ CASES: dict[str, tuple[str, tuple, dict, tuple, dict, bool]] = {
                                           False),
     "AvgPool1d 4 (8,64,4000)": ("AvgPool1d", (4,), {}, ((8, 64, 4000),), {}, False),
     "MaxPool3d 3/2 (4,16,16,32,32)": ("MaxPool3d", (3, 2, 1), {}, ((4, 16, 16, 32, 32),), {}, False),
+    "AdaptiveAvgPool2d 1 (16,512,7,7)": ("AdaptiveAvgPool2d", (1,), {}, ((16, 512, 7, 7),), {}, False),
+    "AdaptiveAvgPool2d 7 (8,64,56,56)": ("AdaptiveAvgPool2d", (7,), {}, ((8, 64, 56, 56),), {}, False),
     "InstanceNorm2d train (8,64,56,56)": ("InstanceNorm2d", (64,), {"affine": True}, ((8, 64, 56, 56),), {}, True),
     "BatchNorm2d train (16,64,32,32)": ("BatchNorm2d", (64,), {}, ((16, 64, 32, 32),), {}, True),
     "BatchNorm2d eval (16,64,32,32)": ("BatchNorm2d", (64,), {}, ((16, 64, 32, 32),), {}, False),

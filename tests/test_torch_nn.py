@@ -186,6 +186,7 @@ _INTEGER_LAYER_CALLS = [
     ("conv1d", (np.ones((2, 3, 2), int),), {}), ("bilinear", (np.ones((2, 5), int), np.ones((2, 5, 5), int)), {}),
     ("conv_transpose2d", (np.ones((3, 2, 2, 2), int),), {}),  # torch: int64 only (xpnn: every integer)
     ("instance_norm", (), {}), ("max_pool3d", (2,), {"return_indices": True}), ("avg_pool3d", (2,), {}),
+    ("adaptive_avg_pool2d", (2,), {}), ("adaptive_max_pool2d", (3,), {"return_indices": True}),
 ]
 
 
@@ -544,6 +545,17 @@ def test_pools_and_convolutions_of_every_rank_check_the_input_and_weight_ranks()
                                                                                           r"must be 2-d")]:
         with pytest.raises(ValueError, match=r"xpnn\.torch_nn\.functional\." + message):
             call()
+
+
+@pytest.mark.parametrize("output_size, kind", [(-1, RuntimeError), ((2, -3), RuntimeError), ((1, 2, 3), ValueError),
+                                               ((2.0, 2), ValueError)])
+def test_adaptive_pools_refuse_bad_output_sizes_as_torch(output_size, kind):
+    x = floats(2, 3, 6, 6).astype(np.float32)
+    for name in ("adaptive_avg_pool2d", "adaptive_max_pool2d"):
+        with pytest.raises((RuntimeError, TypeError)):
+            getattr(torch.nn.functional, name)(torch.from_numpy(x), output_size)
+        with pytest.raises(kind, match=rf"xpnn\.torch_nn\.functional\.{name}: .*output_size"):
+            getattr(F, name)(x, output_size)
 
 
 @pytest.mark.parametrize("call", [

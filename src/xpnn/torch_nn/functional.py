@@ -47,7 +47,9 @@ __all__ = [
     "softshrink", "softsign", "tanh", "tanhshrink", "threshold", "softmax", "softmin", "log_softmax",
     "normalize", "linear", "bilinear", "dropout", "embedding", "conv1d", "conv2d", "conv3d",
     "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "max_pool1d", "max_pool2d", "max_pool3d",
-    "avg_pool1d", "avg_pool2d", "avg_pool3d", "layer_norm", "group_norm", "rms_norm", "batch_norm", "instance_norm",
+    "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d", "layer_norm", "group_norm", "rms_norm",
+    "batch_norm", "instance_norm",
     "scaled_dot_product_attention", "multi_head_attention_forward", "one_hot",
 ]
 
@@ -964,6 +966,136 @@ def _averaged(function: str, ops: Any, pooling: _Pooling, count_include_pad: boo
         sizes, count_pads = tuple(x.shape[2:]), pooling.pads
     ones = xp.ones((1, 1, *sizes), dtype=x.dtype, device=ops.device_of(x))
     return divide(total, ops.reduce_window(ones, 0.0, "sum", dims, steps, ((0, 0), (0, 0), *count_pads)))
+
+
+# -- adaptive pooling: windows that split each axis into the output's number of parts ----------
+
+def _adaptive_output(function: str, rank: int, output_size: Any, sizes: tuple[int, ...]) -> tuple[int, ...]:
+    """``output_size`` as ``rank`` sizes (an int for all; None keeps the input's size), at least 0."""
+    values = (output_size,) * rank if output_size is None or isinstance(output_size, int) else tuple(output_size)
+    if len(values) != rank or not all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in values):
+        raise _error(ValueError, function, f"output_size must be an int, None or {rank} of them, got {output_size!r}")
+    out = tuple(n if v is None else v for v, n in zip(values, sizes))
+    if min(out) < 0:
+        raise _error(RuntimeError, function, f"elements of output_size must be greater than or equal to 0 (as torch), "
+                                             f"got {output_size!r}")
+    return out
+
+
+def _adaptive_pool(function: str, rank: int, kind: str, input: Array, output_size: Any,
+                   return_indices: bool = False) -> Array | tuple[Array, Array]:
+    """``adaptive_avg_pool1d/2d/3d`` and ``adaptive_max_pool1d/2d/3d``: output ``i`` of an axis of
+    size n pools the input's [floor(i n / o), ceil((i + 1) n / o)) for o outputs (torch's
+    windows).  An output of one window per axis is the mean or max over the spatial axes;
+    where o divides n the windows are a pool's of window and stride n / o (the library's fused
+    pool or the written-once windows); else each axis is pooled in turn over its
+    parts, the last first (a window's sum is the sum of its rows' sums, its max the max of
+    theirs, and its index the first maximum in row order, or the last NaN, as torch picks it).
+    Integers are refused, as torch refuses them."""
+    _floating_only(function, input)
+    x, unbatched = _batched(input, rank, function)
+    sizes = tuple(x.shape[2:])
+    out = _adaptive_output(function, rank, output_size, sizes)
+    ops = adapter_of_array(x)
+    pool_kind = "max_indices" if return_indices else kind
+    if 0 not in out and all(n % o == 0 for n, o in zip(sizes, out)):
+        window = tuple(n // o for n, o in zip(sizes, out))
+        if not return_indices and out == (1,) * rank:  # a global pool: the standard's reductions
+            pooled = (ops.xp.mean if kind == "avg" else ops.xp.max)(x, axis=tuple(range(2, x.ndim)), keepdims=True)
+        else:
+            pooling = _pooling(function, x, unbatched, window, window, 0, 1, False)
+            pooled = _fused_pool(ops, pool_kind, pooling)
+            if pooled is None:
+                pooled = (_averaged(function, ops, pooling, True, None) if kind == "avg"
+                          else _max_pooled(ops, pool_kind, pooling))
+    else:
+        pooled = _pooled_by_axis(ops, x, out, pool_kind)
+    if not unbatched:
+        return pooled
+    return (pooled[0][0, ...], pooled[1][0, ...]) if return_indices else pooled[0, ...]
+
+
+def _pooled_by_axis(ops: Any, x: Array, out: tuple[int, ...], kind: str) -> Array | tuple[Array, Array]:
+    """The adaptive ``kind`` pool ('avg', 'max' or 'max_indices') of the batched ``x``, written once,
+    one spatial axis after another (``_adaptive_pool``)."""
+    xp = ops.xp
+    plane = tuple(x.shape[2:])
+    if 0 in out:
+        empty = xp.empty((*x.shape[:2], *out), dtype=x.dtype, device=ops.device_of(x))
+        return (empty, xp.astype(empty, xp.asarray(0).dtype)) if kind == "max_indices" else empty
+    index = None
+    if kind == "max_indices":
+        grid = [xp.arange(n, dtype=xp.asarray(0).dtype, device=ops.device_of(x)) for n in plane]
+        index = ops.placed_like(xp.broadcast_to(_flat_index(xp, grid, plane), x.shape), x)
+    floating = xp.isdtype(x.dtype, "real floating")
+    count: Any = 1  # the avg pool's window sizes, divided by once at the end (as torch sums, then divides)
+    for axis in reversed(range(2, x.ndim)):  # the last axis first: ties then go to the first row, as torch's
+        n, o = plane[axis - 2], out[axis - 2]
+
+        def at(a: Array, start: int, end: int) -> Array:
+            return a[(slice(None),) * axis + (slice(start, end), ...)]
+
+        parts, part_indices = [], []
+        for i in range(o):
+            start, end = i * n // o, -(-(i + 1) * n // o)
+            if kind == "avg":
+                parts.append(xp.sum(at(x, start, end), axis=axis, keepdims=True))
+                continue
+            best, where = at(x, start, start + 1), None if index is None else at(index, start, start + 1)
+            for j in range(start + 1, end):
+                view = at(x, j, j + 1)
+                taken = (view > best) | xp.isnan(view) if floating else view > best
+                best = xp.where(taken, view, best)
+                if where is not None:
+                    where = xp.where(taken, at(index, j, j + 1), where)
+            parts.append(best)
+            part_indices.append(where)
+        x = xp.concat(parts, axis=axis)
+        if index is not None:
+            index = xp.concat(part_indices, axis=axis)
+        if kind == "avg":
+            lengths = [-(-(i + 1) * n // o) - i * n // o for i in range(o)]
+            count = count * np.reshape(lengths, (o,) + (1,) * (len(plane) + 1 - axis))
+    if kind == "avg":
+        return x / xp.asarray(count, dtype=x.dtype, device=ops.device_of(x))
+    return (x, index) if kind == "max_indices" else x
+
+
+def adaptive_avg_pool1d(input: Array, output_size: Any) -> Array:
+    """The mean of each of ``output_size`` windows that split L of ``(N, C, L)``:
+    ``torch.nn.functional.adaptive_avg_pool1d`` (``_adaptive_pool``)."""
+    return _adaptive_pool("adaptive_avg_pool1d", 1, "avg", input, output_size)
+
+
+def adaptive_avg_pool2d(input: Array, output_size: Any) -> Array:
+    """The mean of each window of an ``output_size`` grid over ``(N, C, H, W)`` (None keeps a
+    size): ``torch.nn.functional.adaptive_avg_pool2d`` (``_adaptive_pool``)."""
+    return _adaptive_pool("adaptive_avg_pool2d", 2, "avg", input, output_size)
+
+
+def adaptive_avg_pool3d(input: Array, output_size: Any) -> Array:
+    """The mean of each window of an ``output_size`` grid over ``(N, C, D, H, W)``:
+    ``torch.nn.functional.adaptive_avg_pool3d`` (``_adaptive_pool``)."""
+    return _adaptive_pool("adaptive_avg_pool3d", 3, "avg", input, output_size)
+
+
+def adaptive_max_pool1d(input: Array, output_size: Any, return_indices: bool = False) -> Array | tuple[Array, Array]:
+    """The max of each of ``output_size`` windows that split L of ``(N, C, L)``, and with
+    ``return_indices`` its index: ``torch.nn.functional.adaptive_max_pool1d`` (``_adaptive_pool``)."""
+    return _adaptive_pool("adaptive_max_pool1d", 1, "max", input, output_size, return_indices)
+
+
+def adaptive_max_pool2d(input: Array, output_size: Any, return_indices: bool = False) -> Array | tuple[Array, Array]:
+    """The max of each window of an ``output_size`` grid over ``(N, C, H, W)``, and with
+    ``return_indices`` its flat index ``h * W + w``: ``torch.nn.functional.adaptive_max_pool2d``
+    (``_adaptive_pool``)."""
+    return _adaptive_pool("adaptive_max_pool2d", 2, "max", input, output_size, return_indices)
+
+
+def adaptive_max_pool3d(input: Array, output_size: Any, return_indices: bool = False) -> Array | tuple[Array, Array]:
+    """The max of each window of an ``output_size`` grid over ``(N, C, D, H, W)``, and with
+    ``return_indices`` its flat index: ``torch.nn.functional.adaptive_max_pool3d`` (``_adaptive_pool``)."""
+    return _adaptive_pool("adaptive_max_pool3d", 3, "max", input, output_size, return_indices)
 
 
 #: The kernel check's names of the fused pools, by kind and rank (``_fused_pool_disagreement``).

@@ -19,7 +19,8 @@ __all__ = [
     "Identity", "Linear", "Bilinear", "Embedding", "Dropout", "Flatten", "LayerNorm", "GroupNorm", "RMSNorm",
     "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "Conv1d",
     "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "MaxPool1d", "MaxPool2d",
-    "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
+    "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d",
+    "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
 ]
 
 
@@ -584,3 +585,61 @@ class AvgPool2d(_AvgPool):
 class AvgPool3d(_AvgPool):
     """The mean over windows of ``(N, C, D, H, W)``."""
     _pool = F.avg_pool3d
+
+
+class _AdaptiveAvgPool(Module):
+    """The mean over the windows of an ``output_size`` grid (``adaptive_avg_pool1d/2d/3d``)."""
+
+    _pool: Any = None
+
+    def __init__(self, output_size: Any) -> None:
+        super().__init__()
+        self.output_size = output_size
+
+    def forward(self, input: Array) -> Array:
+        return type(self)._pool(input, self.output_size)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
+
+
+class AdaptiveAvgPool1d(_AdaptiveAvgPool):
+    """The mean over ``output_size`` windows that split L of ``(N, C, L)``."""
+    _pool = F.adaptive_avg_pool1d
+
+
+class AdaptiveAvgPool2d(_AdaptiveAvgPool):
+    """The mean over the windows of an ``output_size`` grid over ``(N, C, H, W)`` (None keeps a size)."""
+    _pool = F.adaptive_avg_pool2d
+
+
+class AdaptiveAvgPool3d(_AdaptiveAvgPool):
+    """The mean over the windows of an ``output_size`` grid over ``(N, C, D, H, W)``."""
+    _pool = F.adaptive_avg_pool3d
+
+
+class _AdaptiveMaxPool(_AdaptiveAvgPool):
+    """The max over the windows of an ``output_size`` grid, and with ``return_indices`` where
+    each is (``adaptive_max_pool1d/2d/3d``)."""
+
+    def __init__(self, output_size: Any, return_indices: bool = False) -> None:
+        super().__init__(output_size)
+        self.return_indices = return_indices
+
+    def forward(self, input: Array) -> Array | tuple[Array, Array]:
+        return type(self)._pool(input, self.output_size, self.return_indices)
+
+
+class AdaptiveMaxPool1d(_AdaptiveMaxPool):
+    """The max over ``output_size`` windows that split L of ``(N, C, L)``."""
+    _pool = F.adaptive_max_pool1d
+
+
+class AdaptiveMaxPool2d(_AdaptiveMaxPool):
+    """The max over the windows of an ``output_size`` grid over ``(N, C, H, W)`` (None keeps a size)."""
+    _pool = F.adaptive_max_pool2d
+
+
+class AdaptiveMaxPool3d(_AdaptiveMaxPool):
+    """The max over the windows of an ``output_size`` grid over ``(N, C, D, H, W)``."""
+    _pool = F.adaptive_max_pool3d
