@@ -145,6 +145,15 @@ MODULE_CASES = [
     ("LSTM", (5, 6), {"proj_size": 3, "num_layers": 2, "bidirectional": True}, [floats(4, 2, 5)], {}, False),
     ("GRU", (5, 6), {"batch_first": True, "num_layers": 2}, [floats(2, 4, 5)], {}, False),
     ("GRU", (5, 6), {"bidirectional": True}, [floats(4, 5)], {}, False),
+    ("RNN", (5, 6), {"num_layers": 2, "bidirectional": True}, [floats(4, 2, 5)], {}, False),
+    ("RNN", (5, 6, 1, "relu"), {"batch_first": True, "bias": False}, [floats(2, 4, 5), floats(1, 2, 6, seed=1)], {},
+     False),
+    ("LSTMCell", (5, 6), {}, [floats(3, 5), (floats(3, 6, seed=1), floats(3, 6, seed=2))], {}, False),
+    ("LSTMCell", (5, 6), {"bias": False}, [floats(5)], {}, False),
+    ("GRUCell", (5, 6), {}, [floats(3, 5), floats(3, 6, seed=1)], {}, False),
+    ("GRUCell", (5, 6), {}, [floats(5), floats(6, seed=1)], {}, False),
+    ("RNNCell", (5, 6), {"nonlinearity": "relu"}, [floats(3, 5), floats(3, 6, seed=1)], {}, False),
+    ("RNNCell", (5, 6), {"bias": False}, [floats(3, 5)], {}, False),
     ("MultiheadAttention", (8, 2), {}, [floats(4, 2, 8), floats(5, 2, 8, seed=1), floats(5, 2, 8, seed=2)], {},
      False),
     ("MultiheadAttention", (8, 2), {"batch_first": True, "add_bias_kv": True, "add_zero_attn": True},
@@ -359,11 +368,13 @@ def torch_module(name: str, args: tuple, kwargs: dict, dtype: str, train: bool) 
 
 
 def made(arrays: list, kwargs: dict, dtype: str, convert: Any) -> tuple[list, dict]:
-    """The case's numpy arrays (positional and keyword) converted, float ones to ``dtype``; one
-    array given twice is one converted array (self-attention's query, key and value)."""
+    """The case's numpy arrays (positional and keyword, and in tuples) converted, float ones to
+    ``dtype``; one array given twice is one converted array (self-attention's query, key and value)."""
     converted: dict[int, Any] = {}
 
     def one(a: Any) -> Any:
+        if isinstance(a, tuple):  # the LSTM cell's (h, c)
+            return tuple(one(b) for b in a)
         if not isinstance(a, np.ndarray):
             return a
         if id(a) not in converted:

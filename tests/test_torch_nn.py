@@ -79,7 +79,8 @@ def test_state_dict_gives_torchs_outputs(case, backend_name, dtype):
 GRADIENT_CASES = [case for case in CASES if case[0] in {
     "PReLU", "Linear", "Bilinear", "LayerNorm", "RMSNorm", "GroupNorm", "BatchNorm2d", "Conv1d", "Conv2d",
     "ConvTranspose2d", "BatchNorm3d", "InstanceNorm2d", "Conv3d", "ConvTranspose1d", "ConvTranspose3d", "MaxPool1d",
-    "AvgPool3d", "LSTM", "GRU", "MultiheadAttention", "TransformerEncoderLayer", "Softplus", "GELU"}]
+    "AvgPool3d", "RNN", "LSTMCell", "GRUCell", "RNNCell", "LSTM", "GRU", "MultiheadAttention",
+    "TransformerEncoderLayer", "Softplus", "GELU"}]
 
 
 @pytest.mark.parametrize("case", GRADIENT_CASES, ids=_label)
@@ -96,7 +97,8 @@ def test_gradients_equal_torchs(case):
         loss = sum((o * torch.linspace(-1, 2, o.numel(), dtype=o.dtype).reshape(o.shape)).sum() for o in outputs)
         loss.backward()
         named = dict(module.named_parameters())
-        grads.append(([i.grad for i in inputs if i.requires_grad], {k: named[k].grad for k in sorted(named)}))
+        leaves = _flat(inputs)  # the LSTM cell's (h, c) among them
+        grads.append(([i.grad for i in leaves if i.requires_grad], {k: named[k].grad for k in sorted(named)}))
     (want_inputs, want_params), (got_inputs, got_params) = grads
     for g, w in zip(got_inputs, want_inputs):
         np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-9, atol=1e-11)
@@ -497,6 +499,25 @@ def test_conv_transpose_output_size_of_every_rank_as_torch(name, shape, output_s
     with pytest.raises(ValueError, match=rf"^xpnn\.torch_nn\.{name}: for a {len(shape)}-d input, output_size "
                                          "must have"):
         model(x.numpy(), output_size=(1,) * (len(shape) + 1))
+
+
+def test_recurrent_cells_check_their_inputs_as_torch():
+    """The cells' input rank, input size, number of hidden states and their batch, and an unknown
+    nonlinearity: torch refuses each, and so does xpnn, naming the module."""
+    torch.manual_seed(0)
+    calls = [
+        (r"expected input to be 1D or 2D, got 3D instead", lambda L, a: L.LSTMCell(3, 4)(a(1, 2, 3))),
+        (r"input has inconsistent input_size: got 5 expected 3", lambda L, a: L.GRUCell(3, 4)(a(2, 5))),
+        (r"expected 2 hidden states, got 1", lambda L, a: L.LSTMCell(3, 4)(a(2, 3), (a(2, 4),))),
+        (r"expected hidden state of shape \(2, 4\)", lambda L, a: L.RNNCell(3, 4)(a(2, 3), a(3, 4))),
+        (r"unknown nonlinearity 'gelu'", lambda L, a: L.RNN(3, 4, nonlinearity="gelu")),
+        (r"unknown nonlinearity 'gelu'", lambda L, a: L.RNNCell(3, 4, nonlinearity="gelu")(a(2, 3))),
+    ]
+    for message, call in calls:
+        with pytest.raises((RuntimeError, ValueError)):
+            call(torch.nn, lambda *shape: torch.ones(shape))
+        with pytest.raises(ValueError, match=r"xpnn\.torch_nn\.(LSTMCell|GRUCell|RNNCell|RNN): " + message):
+            call(nn, lambda *shape: np.ones(shape, np.float32))
 
 
 def test_instance_norm_checks_its_input_as_torch():

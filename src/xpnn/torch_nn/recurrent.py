@@ -1,8 +1,10 @@
-"""torch.nn's ``LSTM`` and ``GRU`` with torch's parameters (``weight_ih_l{k}``, ``weight_hh_l{k}``,
-``bias_ih_l{k}``, ``bias_hh_l{k}``, ``_reverse`` for the backward direction), run by the
-flax-style cells' written-once steps (``xpnn.layers.recurrent.scan_dense_cell``): torch's stacked
-gates (i, f, g, o and r, z, n) are the cells' side-by-side kernels already, so the weights go in
-as they are (transposed views), and on torch the fused loop behind ``torch.nn.LSTM`` runs them.
+"""torch.nn's ``LSTM``, ``GRU`` and ``RNN`` with torch's parameters (``weight_ih_l{k}``,
+``weight_hh_l{k}``, ``bias_ih_l{k}``, ``bias_hh_l{k}``, ``_reverse`` for the backward direction),
+and the one-step ``LSTMCell``, ``GRUCell`` and ``RNNCell`` (``weight_ih``, ``weight_hh``,
+``bias_ih``, ``bias_hh``), run by the flax-style cells' written-once steps
+(``xpnn.layers.recurrent.scan_dense_cell``): torch's stacked gates (i, f, g, o and r, z, n) are
+the cells' side-by-side kernels already, so the weights go in as they are (transposed views),
+and on torch the fused loop behind ``torch.nn.LSTM`` runs them.
 """
 from __future__ import annotations
 
@@ -11,12 +13,54 @@ from typing import Any
 
 from xpnn._dispatch import adapter_of
 from xpnn._types import Array
-from xpnn.layers.recurrent import GRUCell, LSTMCell, scan_dense_cell
+from xpnn.functions.activations import relu, tanh
+from xpnn.layers import recurrent
 from xpnn.torch_nn import functional as F
 from xpnn.torch_nn.module import Factory, Module, Parameter
 from xpnn.trees import tree_map
 
-__all__ = ["LSTM", "GRU"]
+__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"]
+
+#: Gates per kind: the rows of torch's stacked weights are this many times hidden_size.
+_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+_NONLINEARITIES = {"tanh": tanh, "relu": relu}
+
+
+def _check_nonlinearity(name: str, nonlinearity: str) -> None:
+    if nonlinearity not in _NONLINEARITIES:
+        raise ValueError(f"xpnn.torch_nn.{name}: unknown nonlinearity {nonlinearity!r}; select from 'tanh' or "
+                         f"'relu' (as torch)")
+
+
+def _cell(kind: str, hidden_size: int, nonlinearity: str = "tanh") -> Any:
+    """The flax-style cell whose written-once step computes torch's ``kind`` of layer."""
+    if kind == "LSTM":
+        return recurrent.LSTMCell(hidden_size)
+    if kind == "GRU":
+        return recurrent.GRUCell(hidden_size)
+    return recurrent.SimpleCell(hidden_size, activation_fn=_NONLINEARITIES[nonlinearity])
+
+
+def _cell_weights(kind: str, parameters: dict[str, Any], suffix: str,
+                  like: Array) -> tuple[Array, Array | None, Array, Array | None]:
+    """The weights ``weight_ih{suffix}``... of ``parameters`` in the cells' layout: the kernels
+    side by side (torch's stacked matrices transposed) and the biases where the cell adds them
+    (the LSTM's two and the RNN's two summed; the GRU's r and z hidden biases with the input's,
+    its n hidden bias kept inside the reset product)."""
+    w_input, w_hidden = parameters[f"weight_ih{suffix}"], parameters[f"weight_hh{suffix}"]
+    ops = adapter_of(like, w_input, w_hidden)  # the weights of another library: a TypeError, as torch's
+    xp = ops.xp
+    w_input, w_hidden = xp.permute_dims(w_input, (1, 0)), xp.permute_dims(w_hidden, (1, 0))
+    b_input, b_hidden = parameters.get(f"bias_ih{suffix}"), parameters.get(f"bias_hh{suffix}")
+    if b_input is None:
+        b_input = b_hidden = xp.zeros((w_hidden.shape[1],), dtype=w_hidden.dtype, device=ops.device_of(like))
+    if kind == "LSTM":
+        return w_input, None, w_hidden, b_input + b_hidden
+    if kind == "RNN":
+        return w_input, b_input + b_hidden, w_hidden, None
+    width = w_hidden.shape[0]
+    moved = xp.concat([b_hidden[:2 * width], xp.zeros_like(b_hidden[2 * width:])])
+    return w_input, b_input + moved, w_hidden, b_hidden - moved
 
 
 class _RNNBase(Module):
@@ -40,7 +84,7 @@ class _RNNBase(Module):
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout, self.bidirectional = bias, batch_first, dropout, bidirectional
         self.proj_size = proj_size
-        gates = (4 if self._kind == "LSTM" else 3) * hidden_size
+        gates = _GATES[self._kind] * hidden_size
         output = proj_size or hidden_size  # the width of h
         make = Factory(like, dtype, key)
         bound = 1.0 / math.sqrt(hidden_size)
@@ -73,30 +117,12 @@ class _RNNBase(Module):
             text += ", bidirectional=True"
         return text
 
-    def _weights(self, suffix: str, like: Array) -> tuple[Array, Array | None, Array, Array]:
-        """Layer ``suffix``'s weights in the cells' layout: the kernels side by side (torch's
-        stacked matrices transposed) and the biases where the cell adds them (the LSTM's two on
-        the hidden side; the GRU's r and z hidden biases with the input's, its n hidden bias kept
-        inside the reset product)."""
-        w_input, w_hidden = self._parameters[f"weight_ih{suffix}"], self._parameters[f"weight_hh{suffix}"]
-        ops = adapter_of(like, w_input, w_hidden)  # the weights of another library: a TypeError, as torch's
-        xp = ops.xp
-        w_input, w_hidden = xp.permute_dims(w_input, (1, 0)), xp.permute_dims(w_hidden, (1, 0))
-        b_input, b_hidden = self._parameters.get(f"bias_ih{suffix}"), self._parameters.get(f"bias_hh{suffix}")
-        if b_input is None:
-            b_input = b_hidden = xp.zeros((w_hidden.shape[1],), dtype=w_hidden.dtype, device=ops.device_of(like))
-        if self._kind == "LSTM":
-            return w_input, None, w_hidden, b_input + b_hidden
-        width = self.hidden_size
-        moved = xp.concat([b_hidden[:2 * width], xp.zeros_like(b_hidden[2 * width:])])
-        return w_input, b_input + moved, w_hidden, b_hidden - moved
-
     def _run(self, x: Array, starts: list[Any] | None) -> tuple[Array, list[Any]]:
         """The stacked layers over the time-major ``x`` from the initial carries ``starts`` (a
         cell carry per layer and direction; None: zeros): the output and the final carries."""
         ops = adapter_of(x)
         xp = ops.xp
-        cell = (LSTMCell if self._kind == "LSTM" else GRUCell)(self.hidden_size)
+        cell = _cell(self._kind, self.hidden_size, getattr(self, "nonlinearity", "tanh"))
         directions = ("", "_reverse") if self.bidirectional else ("",)
         finals: list[Any] = []
         for layer in range(self.num_layers):
@@ -111,9 +137,9 @@ class _RNNBase(Module):
                 carry = tree_map(lambda leaf: ops.placed_like(leaf, x, skip=1), carry)
                 xs = xp.flip(x, axis=0) if suffix else x
                 projection = self._parameters.get(f"weight_hr_l{layer}{suffix}")
-                carry, ys = scan_dense_cell(ops, cell, self._weights(f"_l{layer}{suffix}", x), carry, xs,
-                                            projection=None if projection is None else xp.permute_dims(projection,
-                                                                                                        (1, 0)))
+                weights = _cell_weights(self._kind, self._parameters, f"_l{layer}{suffix}", x)
+                carry, ys = recurrent.scan_dense_cell(ops, cell, weights, carry, xs, projection=None if projection
+                                                      is None else xp.permute_dims(projection, (1, 0)))
                 finals.append(carry)
                 outputs.append(xp.flip(ys, axis=0) if suffix else ys)
             x = outputs[0] if len(outputs) == 1 else xp.concat(outputs, axis=-1)
@@ -205,3 +231,130 @@ class GRU(_RNNBase):
     def forward(self, input: Array, hx: Array | None = None) -> tuple[Array, Array]:
         output, finals, unbatched = self._forward(input, None if hx is None else [hx])
         return output, _stacked(adapter_of(output).xp, finals, unbatched)
+
+
+class RNN(_RNNBase):
+    """Multi-layer Elman RNN: h' = nonlinearity(x W_ih^T + b_ih + h W_hh^T + b_hh), ``nonlinearity``
+    'tanh' or 'relu'.  ``forward(input, h_0)`` returns ``output, h_n``; every parameter
+    ~ U(-1/sqrt(H), 1/sqrt(H))."""
+    _kind = "RNN"
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, *,
+                 like: Any = None, dtype: Any = None, key: Array | None = None) -> None:
+        _check_nonlinearity("RNN", nonlinearity)
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, like=like,
+                         dtype=dtype, key=key)
+        self.nonlinearity = nonlinearity
+
+    def forward(self, input: Array, hx: Array | None = None) -> tuple[Array, Array]:
+        output, finals, unbatched = self._forward(input, None if hx is None else [hx])
+        return output, _stacked(adapter_of(output).xp, finals, unbatched)
+
+
+class _RNNCellBase(Module):
+    """torch's ``RNNCellBase``: one step of a ``_kind`` layer, ``weight_ih`` ``(G H, input_size)``,
+    ``weight_hh`` ``(G H, H)``, ``bias_ih`` and ``bias_hh`` ``(G H,)``, each ~ U(-1/sqrt(H), 1/sqrt(H));
+    inputs ``(N, input_size)`` or unbatched ``(input_size,)``."""
+
+    _kind = "LSTM"
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, like: Any = None, dtype: Any = None,
+                 key: Array | None = None) -> None:
+        super().__init__()
+        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
+        gates = _GATES[self._kind] * hidden_size
+        make = Factory(like, dtype, key)
+        bound = 1.0 / math.sqrt(hidden_size)
+        self.weight_ih = Parameter(make.uniform((gates, input_size), bound))
+        self.weight_hh = Parameter(make.uniform((gates, hidden_size), bound))
+        self._flax_cell = _cell(self._kind, hidden_size)
+        for name in ("bias_ih", "bias_hh"):
+            if bias:
+                setattr(self, name, Parameter(make.uniform((gates,), bound)))
+            else:
+                self.register_parameter(name, None)
+
+    def extra_repr(self) -> str:
+        text = f"{self.input_size}, {self.hidden_size}"
+        if not self.bias:
+            text += ", bias=False"
+        if getattr(self, "nonlinearity", "tanh") != "tanh":
+            text += f", nonlinearity={self.nonlinearity}"
+        return text
+
+    def _step(self, input: Array, states: tuple[Array, ...] | None) -> tuple[Any, bool]:
+        """One step from ``states`` (torch's ``hx``: h, or the LSTM's (h, c); None: zeros): the
+        cell's carry after it (the LSTM's ``(c, h)``) and whether the input was unbatched."""
+        where = f"xpnn.torch_nn.{type(self).__name__}"
+        if input.ndim not in (1, 2):
+            raise ValueError(f"{where}: expected input to be 1D or 2D, got {input.ndim}D instead")
+        ops = adapter_of(input)
+        xp = ops.xp
+        if not xp.isdtype(input.dtype, "real floating"):
+            raise F.UnsupportedDtypeError(f"{where}: input dtype ({input.dtype}) does not match weight dtype "
+                                          f"({self.weight_ih.dtype}); convert the input to a floating dtype (as torch)")
+        if input.shape[-1] != self.input_size:
+            raise ValueError(f"{where}: input has inconsistent input_size: got {input.shape[-1]} expected "
+                             f"{self.input_size}")
+        unbatched = input.ndim == 1
+        x = xp.expand_dims(input, axis=0) if unbatched else input
+        count = 2 if self._kind == "LSTM" else 1
+        if states is None:
+            zeros = xp.zeros((x.shape[0], self.hidden_size), dtype=x.dtype, device=ops.device_of(x))
+            states = (zeros,) * count
+        else:
+            if len(states) != count:
+                raise ValueError(f"{where}: expected {count} hidden state{'s' if count > 1 else ''}, got {len(states)}")
+            states = tuple(xp.expand_dims(state, axis=0) if unbatched else state for state in states)
+            for state in states:
+                if tuple(state.shape) != (x.shape[0], self.hidden_size):
+                    raise ValueError(f"{where}: expected hidden state of shape {(x.shape[0], self.hidden_size)} "
+                                     f"(input batch size {x.shape[0]}, hidden_size), got {tuple(state.shape)}")
+        carry = (states[1], states[0]) if self._kind == "LSTM" else states[0]
+        # the written-once step itself: a library's fused loop costs more to set up than one step
+        # (torch.lstm: 105 against 20 us for torch.nn.LSTMCell(16, 16) at batch 1)
+        project, step = self._flax_cell._bind(_cell_weights(self._kind, self._parameters, "", x), x)
+        carry, _ = step(carry, project(x))
+        return carry, unbatched
+
+
+def _unbatched(state: Array, unbatched: bool) -> Array:
+    return state[0, ...] if unbatched else state
+
+
+class LSTMCell(_RNNCellBase):
+    """One LSTM step, gates i, f, g, o: c' = f c + i g, h' = o tanh(c').  ``forward(input, (h, c))``
+    returns ``(h', c')``."""
+    _kind = "LSTM"
+
+    def forward(self, input: Array, hx: tuple[Array, Array] | None = None) -> tuple[Array, Array]:
+        (c, h), unbatched = self._step(input, None if hx is None else tuple(hx))
+        return _unbatched(h, unbatched), _unbatched(c, unbatched)
+
+
+class GRUCell(_RNNCellBase):
+    """One GRU step, gates r, z, n: n = tanh(W_in x + b_in + r (W_hn h + b_hn)), h' = (1 - z) n + z h.
+    ``forward(input, h)`` returns h'."""
+    _kind = "GRU"
+
+    def forward(self, input: Array, hx: Array | None = None) -> Array:
+        h, unbatched = self._step(input, None if hx is None else (hx,))
+        return _unbatched(h, unbatched)
+
+
+class RNNCell(_RNNCellBase):
+    """One Elman step: h' = nonlinearity(x W_ih^T + b_ih + h W_hh^T + b_hh), ``nonlinearity`` 'tanh'
+    or 'relu'.  ``forward(input, h)`` returns h'."""
+    _kind = "RNN"
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh", *,
+                 like: Any = None, dtype: Any = None, key: Array | None = None) -> None:
+        _check_nonlinearity("RNNCell", nonlinearity)
+        super().__init__(input_size, hidden_size, bias, like=like, dtype=dtype, key=key)
+        self.nonlinearity = nonlinearity
+        self._flax_cell = _cell(self._kind, hidden_size, nonlinearity)
+
+    def forward(self, input: Array, hx: Array | None = None) -> Array:
+        h, unbatched = self._step(input, None if hx is None else (hx,))
+        return _unbatched(h, unbatched)
