@@ -520,6 +520,32 @@ def test_recurrent_cells_check_their_inputs_as_torch():
             call(nn, lambda *shape: np.ones(shape, np.float32))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "int32", "bool"])
+def test_pad_gives_torchs_values_or_refuses_where_torch_does(dtype):
+    """F.pad over modes, negative sides, ranks and values (cast to the input's dtype): torch's
+    values, or where torch refuses (non-constant modes on other ranks, a value with them,
+    reflections as wide as the dim, crops beyond the input), a refusal naming the function."""
+    x = (np.arange(2 * 3 * 4 * 5) % 7 - 3).reshape(2, 3, 4, 5).astype(dtype)
+    cases = [((1, 2), "constant", None), ((-1, 2, 0, 1), "constant", -2.7), ((1, 1, 2, 0), "reflect", None),
+             ((3, 0, 1, 1), "replicate", None), ((5, 0, 0, 4), "circular", None), ((1, 1, 1, 1, 1, 1), "reflect", None),
+             ((-1, 1, 2, -1), "circular", None), ((1, -1), "reflect", None), ((1, 2), "reflect", 0),
+             ((1, 2), "reflect", 1.0), ((0, 0, 4, 0), "reflect", None), ((0, 0, 5, 0), "circular", None),
+             ((-6, 1), "constant", None), ((1, 2, 3), "constant", None), ((1,) * 10, "constant", None)]
+    for pad, mode, value in cases:
+        for array in (x, x[0], x[0, 0]):
+            if dtype != "float32" and mode != "constant":
+                continue
+            try:
+                want = torch.nn.functional.pad(torch.from_numpy(array), pad, mode=mode, value=value).numpy()
+            except RuntimeError:  # NotImplementedError too
+                with pytest.raises((ValueError, RuntimeError), match=r"xpnn\.torch_nn\.functional\.pad: "):
+                    F.pad(array, pad, mode, value)
+                continue
+            got = F.pad(array, pad, mode, value)
+            assert got.dtype == array.dtype
+            np.testing.assert_array_equal(got, want, err_msg=f"{pad} {mode} {value} {array.ndim}-d")
+
+
 def test_instance_norm_checks_its_input_as_torch():
     """InstanceNorm's rank check, num_features checked only with affine (torch warns without),
     and F.instance_norm's refusals: one spatial element in training, no running statistics

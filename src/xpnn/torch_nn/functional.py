@@ -49,7 +49,7 @@ __all__ = [
     "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "max_pool1d", "max_pool2d", "max_pool3d",
     "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
     "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d", "layer_norm", "group_norm", "rms_norm",
-    "batch_norm", "instance_norm",
+    "batch_norm", "instance_norm", "pad",
     "scaled_dot_product_attention", "multi_head_attention_forward", "one_hot",
 ]
 
@@ -1178,6 +1178,58 @@ def _integer_average_of(xp: Any, dtype: Any, function: str) -> Any:
         return xp.where((total < 0) & (quotient * count != total), quotient + 1, quotient)
 
     return cut_toward_zero
+
+
+# -- padding -----------------------------------------------------------------------------------
+
+#: torch's padding modes by the ``pad`` primitive's (numpy.pad's) names.
+_PAD_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def pad(input: Array, pad: Sequence[int], mode: str = "constant", value: float | None = None) -> Array:
+    """``input`` padded by ``pad`` = (low, high) pairs from the last dim backwards:
+    ``torch.nn.functional.pad``.  ``mode`` 'constant' fills with ``value`` (0; cast to the
+    input's dtype, as torch) and crops where a side is negative; 'reflect' mirrors without
+    repeating the edge (each side below the dim's size), 'replicate' repeats the edge and
+    'circular' wraps around (each side at most the size), these three over the last 1 to 3 dims
+    of an input with one or two dims before them (a negative side crops first).  The adapter's
+    ``pad``."""
+    function = "pad"
+    ops = _adapter(function, ("input",), input)
+    sides = tuple(pad)
+    if len(sides) % 2 or not all(isinstance(side, int) and not isinstance(side, bool) for side in sides):
+        raise _error(ValueError, function, f"pad must be an even number of ints, got {pad!r}")
+    count = len(sides) // 2
+    if count > input.ndim:
+        raise _error(ValueError, function, f"pad of {len(sides)} sides is more than two per dim of the "
+                                           f"{input.ndim}-d input")
+    if mode not in _PAD_MODES:
+        raise _error(ValueError, function, f"mode must be one of {sorted(_PAD_MODES)}, got {mode!r}")
+    pads = [(0, 0)] * (input.ndim - count) + [(sides[2 * k], sides[2 * k + 1]) for k in reversed(range(count))]
+    if any(n + min(low, 0) + min(high, 0) < 0 for n, (low, high) in zip(input.shape, pads)):
+        raise _error(RuntimeError, function, f"pad {sides} crops more than the input's shape {tuple(input.shape)}")
+    xp = ops.xp
+    if mode == "constant":
+        fill: Any = 0 if value is None else value
+        if xp.isdtype(input.dtype, "bool"):
+            fill = bool(fill)
+        elif xp.isdtype(input.dtype, "integral"):
+            fill = int(fill)  # toward zero, as torch casts it
+        return ops.pad(input, pads, "constant", fill)
+    if value is not None and value != 0:
+        raise _error(ValueError, function, f"padding mode {mode!r} doesn't take in value argument (as torch), "
+                                           f"got value={value!r}")
+    if count > 3 or input.ndim not in (count + 1, count + 2):
+        raise _error(ValueError, function, f"mode {mode!r} pads the last 1 to 3 dims of an input with one or two "
+                                           f"dims before them (as torch); got {len(sides)} sides for a "
+                                           f"{input.ndim}-d input")
+    x = ops.pad(input, [(min(low, 0), min(high, 0)) for low, high in pads], "constant")
+    grown = [(max(low, 0), max(high, 0)) for low, high in pads]
+    for n, (low, high) in zip(x.shape, grown):
+        if (low or high) and (n == 0 or max(low, high) > (n - 1 if mode == "reflect" else n)):
+            raise _error(ValueError, function, f"{mode} padding of ({low}, {high}) needs more than {n} elements "
+                                               "along the dim (as torch)")
+    return ops.pad(x, grown, _PAD_MODES[mode])
 
 
 # -- normalization ---------------------------------------------------------------------------

@@ -20,7 +20,9 @@ __all__ = [
     "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "Conv1d",
     "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "MaxPool1d", "MaxPool2d",
     "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d",
-    "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
+    "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d", "ZeroPad1d", "ZeroPad2d", "ZeroPad3d",
+    "ConstantPad1d", "ConstantPad2d", "ConstantPad3d", "ReflectionPad1d", "ReflectionPad2d", "ReflectionPad3d",
+    "ReplicationPad1d", "ReplicationPad2d", "ReplicationPad3d", "CircularPad1d", "CircularPad2d", "CircularPad3d",
 ]
 
 
@@ -643,3 +645,121 @@ class AdaptiveMaxPool2d(_AdaptiveMaxPool):
 class AdaptiveMaxPool3d(_AdaptiveMaxPool):
     """The max over the windows of an ``output_size`` grid over ``(N, C, D, H, W)``."""
     _pool = F.adaptive_max_pool3d
+
+
+# -- padding ------------------------------------------------------------------------------------
+
+class _PadNd(Module):
+    """``F.pad`` of the last ``_rank`` dims in ``_mode``: ``padding`` an int for every side, or
+    (left, right, top, bottom, front, back)'s first 2 ``_rank``."""
+
+    _rank = 1
+    _mode = "reflect"
+
+    def __init__(self, padding: int | Sequence[int]) -> None:
+        super().__init__()
+        sides = 2 * self._rank
+        self.padding = (padding,) * sides if isinstance(padding, int) else tuple(padding)
+        if len(self.padding) != sides:
+            raise ValueError(f"xpnn.torch_nn.{type(self).__name__}: padding must be an int or {sides} ints, got "
+                             f"{padding!r}")
+
+    def forward(self, input: Array) -> Array:
+        return F.pad(input, self.padding, self._mode)
+
+    def extra_repr(self) -> str:
+        return f"{self.padding}"
+
+
+class _ConstantPadNd(_PadNd):
+    _mode = "constant"
+
+    def __init__(self, padding: int | Sequence[int], value: float) -> None:
+        super().__init__(padding)
+        self.value = value
+
+    def forward(self, input: Array) -> Array:
+        return F.pad(input, self.padding, "constant", self.value)
+
+    def extra_repr(self) -> str:
+        return f"padding={self.padding}, value={self.value}"
+
+
+class ConstantPad1d(_ConstantPadNd):
+    """Pads the last dim with ``value``."""
+
+
+class ConstantPad2d(_ConstantPadNd):
+    """Pads the last 2 dims with ``value``."""
+    _rank = 2
+
+
+class ConstantPad3d(_ConstantPadNd):
+    """Pads the last 3 dims with ``value``."""
+    _rank = 3
+
+
+class _ZeroPadNd(_ConstantPadNd):
+    def __init__(self, padding: int | Sequence[int]) -> None:
+        super().__init__(padding, 0.0)
+
+    def extra_repr(self) -> str:
+        return f"{self.padding}"
+
+
+class ZeroPad1d(_ZeroPadNd):
+    """Pads the last dim with zeros."""
+
+
+class ZeroPad2d(_ZeroPadNd):
+    """Pads the last 2 dims with zeros."""
+    _rank = 2
+
+
+class ZeroPad3d(_ZeroPadNd):
+    """Pads the last 3 dims with zeros."""
+    _rank = 3
+
+
+class ReflectionPad1d(_PadNd):
+    """Pads the last dim with its reflection (the edge not repeated)."""
+
+
+class ReflectionPad2d(_PadNd):
+    """Pads the last 2 dims with their reflection (the edge not repeated)."""
+    _rank = 2
+
+
+class ReflectionPad3d(_PadNd):
+    """Pads the last 3 dims with their reflection (the edge not repeated)."""
+    _rank = 3
+
+
+class ReplicationPad1d(_PadNd):
+    """Pads the last dim with its edge values."""
+    _mode = "replicate"
+
+
+class ReplicationPad2d(_PadNd):
+    """Pads the last 2 dims with their edge values."""
+    _rank, _mode = 2, "replicate"
+
+
+class ReplicationPad3d(_PadNd):
+    """Pads the last 3 dims with their edge values."""
+    _rank, _mode = 3, "replicate"
+
+
+class CircularPad1d(_PadNd):
+    """Pads the last dim by wrapping it around."""
+    _mode = "circular"
+
+
+class CircularPad2d(_PadNd):
+    """Pads the last 2 dims by wrapping them around."""
+    _rank, _mode = 2, "circular"
+
+
+class CircularPad3d(_PadNd):
+    """Pads the last 3 dims by wrapping them around."""
+    _rank, _mode = 3, "circular"
