@@ -35,6 +35,20 @@ def indices(*shape: int, high: int = 10) -> np.ndarray:
 _TIES = np.round(floats(2, 3, 7, 6, seed=5))
 _TIES[0, 0, 0, :3] = [np.nan, np.inf, -np.inf]
 
+def probabilities(*shape: int, seed: int = 2, axis: int | None = None) -> np.ndarray:
+    """Values in (0, 1), or with ``axis`` distributions along it."""
+    values = np.random.default_rng(seed).random(shape) * 0.98 + 0.01
+    return values if axis is None else values / values.sum(axis=axis, keepdims=True)
+
+
+def labels(*shape: int, seed: int = 3) -> np.ndarray:
+    """Binary targets 0.0 and 1.0."""
+    return (np.random.default_rng(seed).random(shape) > 0.5).astype(np.float64)
+
+
+#: Log-probabilities over dim 1, as a classifier's log_softmax gives them.
+_LOG_P = np.log(probabilities(4, 5, 3, axis=1))
+
 #: Self-attention's one array, given as query, key and value (torch's packed in-projection).
 _SELF = floats(5, 2, 8, seed=4)
 
@@ -155,6 +169,16 @@ MODULE_CASES = [
     ("CircularPad1d", ((4, 1),), {}, [floats(2, 3, 4)], {}, False),
     ("CircularPad2d", ((2, 1, -1, 3),), {}, [floats(3, 4, 5)], {}, False),
     ("CircularPad3d", (1,), {}, [floats(2, 3, 3, 4, 5)], {}, False),
+    ("L1Loss", (), {}, [floats(3, 4), floats(3, 4, seed=1)], {}, False),
+    ("MSELoss", (), {"reduction": "sum"}, [floats(3, 4), floats(3, 4, seed=1)], {}, False),
+    ("SmoothL1Loss", (), {"beta": 0.5, "reduction": "none"}, [floats(3, 4), floats(3, 4, seed=1)], {}, False),
+    ("HuberLoss", (), {"delta": 0.7}, [floats(3, 4), floats(3, 4, seed=1)], {}, False),
+    ("BCELoss", (), {}, [probabilities(3, 4), labels(3, 4)], {}, False),
+    ("BCEWithLogitsLoss", (), {"reduction": "none"}, [floats(3, 4, scale=10.0), labels(3, 4)], {}, False),
+    ("KLDivLoss", (), {"reduction": "batchmean"}, [_LOG_P, probabilities(4, 5, 3, seed=4, axis=1)], {}, False),
+    ("NLLLoss", (), {"ignore_index": 1}, [_LOG_P, indices(4, 3, high=5)], {}, False),
+    ("CrossEntropyLoss", (), {"label_smoothing": 0.1}, [floats(4, 5, 3), indices(4, 3, high=5)], {}, False),
+    ("CrossEntropyLoss", (), {"reduction": "none"}, [floats(4, 5), probabilities(4, 5, axis=1)], {}, False),
     ("LSTM", (5, 6), {"num_layers": 2, "bidirectional": True}, [floats(4, 2, 5)], {}, False),
     ("LSTM", (5, 6), {"batch_first": True, "bias": False}, [floats(2, 4, 5)], {}, False),
     ("LSTM", (5, 6), {"proj_size": 3, "num_layers": 2, "bidirectional": True}, [floats(4, 2, 5)], {}, False),
@@ -249,6 +273,21 @@ FUNCTIONAL_CASES = [
     ("pad", [floats(2, 3, 4, 5)], ((2, 1, 3, 0),), {"mode": "reflect"}),
     ("pad", [floats(3, 4, 5)], ((0, 4),), {"mode": "replicate"}),
     ("pad", [floats(2, 2, 3, 4, 5)], ((1, 2, 0, 3, 2, 2),), {"mode": "circular"}),
+    ("mse_loss", [floats(3, 4), floats(3, 4, seed=1)], (), {"weight": probabilities(3, 4)}),
+    ("l1_loss", [floats(3, 4), floats(3, 4, seed=1)], (), {"reduction": "none"}),
+    ("smooth_l1_loss", [floats(3, 4), floats(3, 4, seed=1)], (), {"beta": 0.0}),
+    ("huber_loss", [floats(3, 4), floats(3, 4, seed=1)], (), {"delta": 2.0, "weight": probabilities(3, 4)}),
+    ("binary_cross_entropy", [probabilities(3, 4), labels(3, 4)], (), {"weight": probabilities(3, 4, seed=5),
+                                                                       "reduction": "sum"}),
+    ("binary_cross_entropy_with_logits", [floats(3, 4, scale=20.0), probabilities(3, 4)], (),
+     {"weight": probabilities(3, 4, seed=5), "pos_weight": probabilities(4, seed=6) * 3}),
+    ("kl_div", [_LOG_P, np.log(probabilities(4, 5, 3, seed=4, axis=1))], (), {"reduction": "sum", "log_target": True}),
+    ("nll_loss", [_LOG_P, indices(4, 3, high=5)], (), {"weight": probabilities(5), "ignore_index": 2}),
+    ("cross_entropy", [floats(4, 5, 3), indices(4, 3, high=5)], (), {"weight": probabilities(5),
+                                                                     "label_smoothing": 0.2}),
+    ("cross_entropy", [floats(5), np.asarray(indices(high=5))], (), {}),
+    ("cross_entropy", [floats(4, 5, 3), probabilities(4, 5, 3, axis=1)], (), {"weight": probabilities(5),
+                                                                              "label_smoothing": 0.3}),
     ("layer_norm", [floats(3, 4, 5)], ((4, 5),), {"weight": _weights(4, 5), "bias": _weights(4, 5, seed=6)}),
     ("rms_norm", [floats(3, 4, 5)], ((5,),), {"weight": _weights(5)}),
     ("batch_norm", [floats(3, 4, 5), _weights(4), np.abs(_weights(4, seed=6))], (), {"weight": _weights(4, seed=7)}),

@@ -79,7 +79,8 @@ def test_state_dict_gives_torchs_outputs(case, backend_name, dtype):
 GRADIENT_CASES = [case for case in CASES if case[0] in {
     "PReLU", "Linear", "Bilinear", "LayerNorm", "RMSNorm", "GroupNorm", "BatchNorm2d", "Conv1d", "Conv2d",
     "ConvTranspose2d", "BatchNorm3d", "InstanceNorm2d", "Conv3d", "ConvTranspose1d", "ConvTranspose3d", "MaxPool1d",
-    "AvgPool3d", "RNN", "LSTMCell", "GRUCell", "RNNCell", "LSTM", "GRU", "MultiheadAttention",
+    "AvgPool3d", "RNN", "LSTMCell", "GRUCell", "RNNCell", "CrossEntropyLoss", "BCEWithLogitsLoss", "SmoothL1Loss",
+    "KLDivLoss", "LSTM", "GRU", "MultiheadAttention",
     "TransformerEncoderLayer", "Softplus", "GELU"}]
 
 
@@ -544,6 +545,51 @@ def test_pad_gives_torchs_values_or_refuses_where_torch_does(dtype):
             got = F.pad(array, pad, mode, value)
             assert got.dtype == array.dtype
             np.testing.assert_array_equal(got, want, err_msg=f"{pad} {mode} {value} {array.ndim}-d")
+
+
+def test_weighted_losses_load_their_weights_and_refuse_what_torch_refuses():
+    """CrossEntropyLoss and BCEWithLogitsLoss keep ``weight`` and ``pos_weight`` as buffers that a
+    torch state_dict loads; the legacy size_average/reduce pick torch's reduction with its
+    warning; bad targets and arguments are refused where torch refuses them."""
+    import torch.nn.functional as TF
+
+    torch.manual_seed(0)
+    weight, positive = torch.rand(5) + 0.1, torch.rand(3) + 0.5
+    x, target = torch.randn(4, 5, 3), torch.randint(0, 5, (4, 3))
+    for reference, twin, inputs in [
+        (torch.nn.CrossEntropyLoss(weight=weight, reduction="sum"),
+         nn.CrossEntropyLoss(weight=np.zeros(5, np.float32), reduction="sum"), (x, target)),
+        (torch.nn.BCEWithLogitsLoss(weight=weight[:3], pos_weight=positive),
+         nn.BCEWithLogitsLoss(weight=np.zeros(3, np.float32), pos_weight=np.ones(3, np.float32)),
+         (x[:, 0], torch.rand(4, 3)))]:
+        twin.load_state_dict(reference.state_dict())
+        np.testing.assert_allclose(twin(*(t.numpy() for t in inputs)), reference(*inputs).numpy(), rtol=1e-5)
+    with pytest.warns(UserWarning, match="size_average and reduce args will be deprecated"):
+        legacy = nn.NLLLoss(size_average=False)
+    assert legacy.reduction == "sum"
+    calls = [
+        (IndexError, r"cross_entropy: targets must be class indices in \[0, 5\)",
+         lambda F, a, t: F.cross_entropy(a, t + 5)),
+        (ValueError, r"cross_entropy: expected target of shape \(4, 3\)", lambda F, a, t: F.cross_entropy(a, t[:, :2])),
+        (ValueError, r"cross_entropy: label_smoothing must be between", lambda F, a, t: F.cross_entropy(a, t,
+                                                                                                  label_smoothing=2.0)),
+        (ValueError, r"mse_loss: 'avg' is not a valid value for reduction", lambda F, a, t: F.mse_loss(a, a,
+                                                                                                 reduction="avg")),
+        (ValueError, r"binary_cross_entropy: all elements of input should be between 0 and 1",
+         lambda F, a, t: F.binary_cross_entropy(a, a)),
+        (ValueError, r"binary_cross_entropy_with_logits: using a target size \(1, 5, 3\)",
+         lambda F, a, t: F.binary_cross_entropy_with_logits(a, a[:1])),
+    ]
+    for kind, message, call in calls:
+        with pytest.raises((RuntimeError, ValueError, IndexError)):
+            call(TF, x, target)
+        with pytest.raises(kind, match=r"xpnn\.torch_nn\.functional\." + message):
+            call(F, x.numpy(), target.numpy())
+    with pytest.warns(UserWarning, match="different to the input size"):
+        got = F.mse_loss(x.numpy(), x[:1].numpy())
+    with pytest.warns(UserWarning):
+        want = TF.mse_loss(x, x[:1])
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-6)
 
 
 def test_instance_norm_checks_its_input_as_torch():

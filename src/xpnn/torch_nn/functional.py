@@ -49,7 +49,8 @@ __all__ = [
     "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "max_pool1d", "max_pool2d", "max_pool3d",
     "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
     "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d", "layer_norm", "group_norm", "rms_norm",
-    "batch_norm", "instance_norm", "pad",
+    "batch_norm", "instance_norm", "pad", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
+    "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "nll_loss", "cross_entropy",
     "scaled_dot_product_attention", "multi_head_attention_forward", "one_hot",
 ]
 
@@ -1396,6 +1397,294 @@ def instance_norm_with_statistics(input: Array, running_mean: Array | None = Non
     if running_mean is not None and running_var is not None:
         running_mean, running_var = (xp.mean(xp.reshape(s, (samples, count)), axis=0) for s in (mean, var))
     return xp.reshape(y, input.shape), running_mean, running_var
+
+
+# -- losses ------------------------------------------------------------------------------------
+
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+def _reduction(function: str, reduction: str, size_average: bool | None = None, reduce: bool | None = None,
+               allowed: tuple[str, ...] = _REDUCTIONS) -> str:
+    """``reduction``, or torch's legacy ``size_average``/``reduce`` where either is given (with
+    torch's warning): ``reduce=False`` is 'none', else ``size_average=False`` 'sum', else 'mean'."""
+    if size_average is not None or reduce is not None:
+        reduction = "none" if reduce is False else "sum" if size_average is False else "mean"
+        warnings.warn(f"xpnn.torch_nn.functional.{function}: size_average and reduce args will be deprecated, "
+                      f"please use reduction='{reduction}' instead (as torch)", UserWarning, stacklevel=3)
+    if reduction not in allowed:
+        raise _error(ValueError, function, f"{reduction!r} is not a valid value for reduction; expected one of "
+                                           f"{', '.join(map(repr, allowed))}")
+    return reduction
+
+
+def _reduced(xp: Any, loss: Array, reduction: str) -> Array:
+    return loss if reduction == "none" else xp.mean(loss) if reduction == "mean" else xp.sum(loss)
+
+
+def _pointwise_operands(function: str, input: Array, target: Array,
+                        same_size: bool = False) -> tuple[Any, Array, Array]:
+    """A pointwise loss's adapter and its floating ``input`` and ``target`` broadcast together
+    (torch's warning where their shapes differ; its ValueError with ``same_size``)."""
+    ops = _adapter(function, ("input", "target"), input, target)
+    _floating_only(function, input)
+    xp = ops.xp
+    if tuple(input.shape) != tuple(target.shape):
+        message = (f"using a target size {tuple(target.shape)} that is different to the input size "
+                   f"{tuple(input.shape)}")
+        if same_size:
+            raise _error(ValueError, function, f"{message} is not supported; please ensure they have the same size "
+                                               "(as torch)")
+        warnings.warn(f"xpnn.torch_nn.functional.{function}: {message}: this will likely lead to incorrect results "
+                      "due to broadcasting (as torch warns)", UserWarning, stacklevel=3)
+        input, target = xp.broadcast_arrays(input, target)
+    if not xp.isdtype(target.dtype, "real floating"):
+        target = xp.astype(target, input.dtype)
+    return ops, input, target
+
+
+def _weighted(function: str, xp: Any, loss: Array, weight: Array | None, reduction: str,
+              mean_over_weight: bool = True) -> Array:
+    """``loss`` times ``weight`` (of the input's size), reduced: the mean over the weights' sum
+    (torch's weighted ``mse_loss`` and ``l1_loss``), or over the elements."""
+    if weight is None:
+        return _reduced(xp, loss, reduction)
+    if tuple(weight.shape) != tuple(loss.shape):
+        raise _error(ValueError, function, f"weight must have the input's size {tuple(loss.shape)}, got "
+                                           f"{tuple(weight.shape)} (as torch)")
+    loss = loss * weight
+    if reduction == "mean" and mean_over_weight:
+        return xp.sum(loss) / xp.sum(weight)
+    return _reduced(xp, loss, reduction)
+
+
+def mse_loss(input: Array, target: Array, size_average: bool | None = None, reduce: bool | None = None,
+             reduction: str = "mean", weight: Array | None = None) -> Array:
+    """(x - y)^2, reduced (with ``weight``: weight (x - y)^2, the mean over the weights' sum):
+    ``torch.nn.functional.mse_loss``."""
+    reduction = _reduction("mse_loss", reduction, size_average, reduce)
+    ops, input, target = _pointwise_operands("mse_loss", input, target)
+    difference = input - target
+    return _weighted("mse_loss", ops.xp, difference * difference, weight, reduction)
+
+
+def l1_loss(input: Array, target: Array, size_average: bool | None = None, reduce: bool | None = None,
+            reduction: str = "mean", weight: Array | None = None) -> Array:
+    """|x - y|, reduced (with ``weight``: weight |x - y|, the mean over the weights' sum):
+    ``torch.nn.functional.l1_loss``."""
+    reduction = _reduction("l1_loss", reduction, size_average, reduce)
+    ops, input, target = _pointwise_operands("l1_loss", input, target)
+    return _weighted("l1_loss", ops.xp, ops.xp.abs(input - target), weight, reduction)
+
+
+def _huber(xp: Any, difference: Array, delta: float) -> Array:
+    """0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta)."""
+    magnitude = xp.abs(difference)
+    return xp.where(magnitude < delta, 0.5 * difference * difference, delta * (magnitude - 0.5 * delta))
+
+
+def smooth_l1_loss(input: Array, target: Array, size_average: bool | None = None, reduce: bool | None = None,
+                   reduction: str = "mean", beta: float = 1.0) -> Array:
+    """0.5 (x - y)^2 / beta where |x - y| < beta, else |x - y| - 0.5 beta (beta 0: |x - y|),
+    reduced: ``torch.nn.functional.smooth_l1_loss``."""
+    reduction = _reduction("smooth_l1_loss", reduction, size_average, reduce)
+    if not beta >= 0:
+        raise _error(ValueError, "smooth_l1_loss", f"beta must be non-negative (as torch), got {beta!r}")
+    ops, input, target = _pointwise_operands("smooth_l1_loss", input, target)
+    difference = input - target
+    loss = ops.xp.abs(difference) if beta == 0 else _huber(ops.xp, difference, beta) / beta
+    return _reduced(ops.xp, loss, reduction)
+
+
+def huber_loss(input: Array, target: Array, reduction: str = "mean", delta: float = 1.0,
+               weight: Array | None = None) -> Array:
+    """0.5 (x - y)^2 where |x - y| < delta, else delta (|x - y| - 0.5 delta), reduced (with
+    ``weight``: weight times it, the mean over the elements): ``torch.nn.functional.huber_loss``."""
+    reduction = _reduction("huber_loss", reduction)
+    if not delta > 0:
+        raise _error(ValueError, "huber_loss", f"delta must be positive (as torch), got {delta!r}")
+    ops, input, target = _pointwise_operands("huber_loss", input, target)
+    return _weighted("huber_loss", ops.xp, _huber(ops.xp, input - target, delta), weight, reduction,
+                     mean_over_weight=False)
+
+
+def binary_cross_entropy(input: Array, target: Array, weight: Array | None = None, size_average: bool | None = None,
+                         reduce: bool | None = None, reduction: str = "mean") -> Array:
+    """-weight (y log x + (1 - y) log(1 - x)) of probabilities x, each log at least -100 (so a
+    certain wrong answer costs 100, not inf), reduced: ``torch.nn.functional.binary_cross_entropy``."""
+    function = "binary_cross_entropy"
+    reduction = _reduction(function, reduction, size_average, reduce)
+    ops, input, target = _pointwise_operands(function, input, target, same_size=True)
+    xp = ops.xp
+    if input.size and ops.values_at_hand(input) and not bool(xp.all((input >= 0) & (input <= 1))):
+        raise _error(ValueError, function, "all elements of input should be between 0 and 1 (as torch)")
+    log_x = xp.maximum(xp.log(input), -100.0)
+    log_not_x = xp.maximum(xp.log1p(-input), -100.0)
+    loss = -(target * log_x + (1 - target) * log_not_x)
+    if weight is not None:
+        loss = loss * weight
+    return _reduced(xp, loss, reduction)
+
+
+def binary_cross_entropy_with_logits(input: Array, target: Array, weight: Array | None = None,
+                                     size_average: bool | None = None, reduce: bool | None = None,
+                                     reduction: str = "mean", pos_weight: Array | None = None) -> Array:
+    """-weight (p y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))) of logits x, ``pos_weight`` p
+    (1 without), computed stably as weight ((1 - y) x + (1 + (p - 1) y) (log1p(e^-|x|) + max(-x, 0))),
+    reduced: ``torch.nn.functional.binary_cross_entropy_with_logits``."""
+    function = "binary_cross_entropy_with_logits"
+    reduction = _reduction(function, reduction, size_average, reduce)
+    ops, input, target = _pointwise_operands(function, input, target, same_size=True)
+    xp = ops.xp
+    softplus_of_minus_x = xp.log1p(xp.exp(-xp.abs(input))) + xp.maximum(-input, 0.0)
+    scale = 1.0 if pos_weight is None else (pos_weight - 1) * target + 1
+    loss = (1 - target) * input + scale * softplus_of_minus_x
+    if weight is not None:
+        loss = loss * weight
+    return _reduced(xp, loss, reduction)
+
+
+def kl_div(input: Array, target: Array, size_average: bool | None = None, reduce: bool | None = None,
+           reduction: str = "mean", log_target: bool = False) -> Array:
+    """y (log y - x) of log-probabilities x (0 where y is 0), or with ``log_target`` e^y (y - x),
+    reduced ('batchmean': the sum over the batch size): ``torch.nn.functional.kl_div``; 'mean'
+    divides by every element, which torch warns is not the KL divergence."""
+    function = "kl_div"
+    reduction = _reduction(function, reduction, size_average, reduce, ("none", "mean", "sum", "batchmean"))
+    if reduction == "mean":
+        warnings.warn("xpnn.torch_nn.functional.kl_div: reduction: 'mean' divides the total loss by both the batch "
+                      "size and the support size. 'batchmean' divides only by the batch size, and aligns with the KL "
+                      "div math definition (as torch warns)", UserWarning, stacklevel=2)
+    ops, input, target = _pointwise_operands(function, input, target)
+    xp = ops.xp
+    if log_target:
+        loss = xp.exp(target) * (target - input)
+    else:
+        positive = target > 0
+        loss = xp.where(positive, target * (xp.log(xp.where(positive, target, 1.0)) - input), 0.0 * input)
+    if reduction == "batchmean":
+        return xp.sum(loss) / (input.shape[0] if input.ndim else 1)
+    return _reduced(xp, loss, reduction)
+
+
+def _class_axis(input: Array) -> int:
+    """torch's class dim: 0 of ``(C,)``, else 1 of ``(N, C, *)``."""
+    return 0 if input.ndim == 1 else 1
+
+
+def _class_targets(function: str, ops: Any, input: Array, target: Array, ignore_index: int) -> tuple[Array, Array]:
+    """Integer class ``target`` of shape ``input``'s without its class dim: a one-hot mask over the
+    classes (last axis) and the mask of targets not ``ignore_index``; out-of-range targets are
+    torch's IndexError where their values can be read."""
+    xp = ops.xp
+    axis = _class_axis(input)
+    classes = input.shape[axis]
+    expected = tuple(input.shape[:axis]) + tuple(input.shape[axis + 1:])
+    if tuple(target.shape) != expected:
+        raise _error(ValueError, function, f"expected target of shape {expected} for input of shape "
+                                           f"{tuple(input.shape)}, got {tuple(target.shape)}")
+    valid = target != ignore_index
+    if target.size and ops.values_at_hand(target):
+        outside = valid & ((target < 0) | (target >= classes))
+        if bool(xp.any(outside)):
+            shown = sorted({int(t) for t in xp.reshape(target[outside], (-1,))[:3]})
+            raise _error(IndexError, function, f"targets must be class indices in [0, {classes}) or ignore_index="
+                                               f"{ignore_index}, got {shown} (as torch: out of bounds)")
+    hit = xp.arange(classes, dtype=target.dtype, device=ops.device_of(target)) == target[..., None]
+    return hit & valid[..., None], valid
+
+
+def _classes_last(xp: Any, x: Array) -> Array:
+    """``x`` with its class dim moved last."""
+    return x if x.ndim <= 2 else xp.permute_dims(x, (0, *range(2, x.ndim), 1))
+
+
+def _nll(function: str, ops: Any, log_p: Array, target: Array, weight: Array | None, ignore_index: int,
+         reduction: str) -> tuple[Array, Array]:
+    """The negative log-likelihood -w_t log_p[t] per target (0 where ignored) and, reduced, the
+    loss: the mean over the targets' weights."""
+    xp = ops.xp
+    hit, valid = _class_targets(function, ops, log_p, target, ignore_index)
+    per_class = _classes_last(xp, log_p)
+    picked = xp.sum(xp.where(hit, per_class, 0.0), axis=-1)
+    weights = (xp.astype(valid, log_p.dtype) if weight is None
+               else xp.sum(xp.where(hit, weight, 0.0), axis=-1))
+    loss = xp.where(valid, -picked * weights, 0.0)
+    if reduction == "mean":
+        return loss, xp.sum(loss) / xp.sum(weights)
+    return loss, _reduced(xp, loss, reduction)
+
+
+def _class_weight(function: str, input: Array, weight: Array | None) -> None:
+    classes = input.shape[_class_axis(input)]
+    if weight is not None and tuple(weight.shape) != (classes,):
+        raise _error(ValueError, function, f"weight must have shape ({classes},) for {classes} classes, got "
+                                           f"{tuple(weight.shape)}")
+
+
+def nll_loss(input: Array, target: Array, weight: Array | None = None, size_average: bool | None = None,
+             ignore_index: int = -100, reduce: bool | None = None, reduction: str = "mean") -> Array:
+    """-weight[t] input[t] of log-probabilities ``input`` ``(N, C, *)`` (or ``(C,)``) at integer
+    targets t, 0 where t is ``ignore_index``; 'mean' divides by the targets' weights:
+    ``torch.nn.functional.nll_loss``."""
+    function = "nll_loss"
+    reduction = _reduction(function, reduction, size_average, reduce)
+    ops = _adapter(function, ("input", "target", "weight"), input, target, weight)
+    _floating_only(function, input)
+    _integer_targets(function, ops, target)
+    _class_weight(function, input, weight)
+    return _nll(function, ops, input, target, weight, ignore_index, reduction)[1]
+
+
+def _integer_targets(function: str, ops: Any, target: Array) -> None:
+    if not ops.xp.isdtype(target.dtype, "integral"):
+        raise _error(TypeError, function, f"target must hold integer class indices, got dtype {target.dtype}")
+
+
+def cross_entropy(input: Array, target: Array, weight: Array | None = None, size_average: bool | None = None,
+                  ignore_index: int = -100, reduce: bool | None = None, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> Array:
+    """The negative log-likelihood of ``log_softmax(input)`` over the class dim (1 of
+    ``(N, C, *)``, 0 of ``(C,)``): ``torch.nn.functional.cross_entropy``.  Integer targets are
+    class indices (``nll_loss``'s ``weight``, ``ignore_index`` and mean over the targets' weights);
+    floating targets of the input's shape are class probabilities, -sum_c w_c y_c log p_c (the
+    mean over the N * d1 ... positions).  ``label_smoothing`` e mixes in the uniform
+    distribution: (1 - e) times that loss plus e / C times -sum_c w_c log p_c (torch's formula)."""
+    function = "cross_entropy"
+    reduction = _reduction(function, reduction, size_average, reduce)
+    ops = _adapter(function, ("input", "target", "weight"), input, target, weight)
+    _floating_only(function, input)
+    _class_weight(function, input, weight)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise _error(ValueError, function, f"label_smoothing must be between 0.0 and 1.0, got {label_smoothing!r}")
+    xp = ops.xp
+    axis = _class_axis(input)
+    classes = input.shape[axis]
+    log_p = xpnn.log_softmax(input, axis=axis)
+    per_class = _classes_last(xp, log_p)
+    weighted = per_class if weight is None else per_class * weight
+    if xp.isdtype(target.dtype, "real floating"):
+        if tuple(target.shape) != tuple(input.shape):
+            raise _error(ValueError, function, f"class probabilities must have the input's shape "
+                                               f"{tuple(input.shape)}, got {tuple(target.shape)}")
+        probabilities = _classes_last(xp, target)
+        if label_smoothing:
+            probabilities = probabilities * (1 - label_smoothing) + label_smoothing / classes
+        loss = -xp.sum(weighted * probabilities, axis=-1)
+        return _reduced(xp, loss, reduction)
+    _integer_targets(function, ops, target)
+    loss, reduced = _nll(function, ops, log_p, target, weight, ignore_index, reduction)
+    if not label_smoothing:
+        return reduced
+    hit, valid = _class_targets(function, ops, log_p, target, ignore_index)
+    smooth = xp.where(valid, -xp.sum(weighted, axis=-1), 0.0)
+    if reduction == "mean":
+        total = (xp.sum(xp.astype(valid, log_p.dtype)) if weight is None
+                 else xp.sum(xp.where(hit, weight, 0.0)))
+        smooth = xp.sum(smooth) / total
+    else:
+        smooth = _reduced(xp, smooth, reduction)
+    return (1 - label_smoothing) * reduced + smooth * (label_smoothing / classes)
 
 
 # -- attention -------------------------------------------------------------------------------
