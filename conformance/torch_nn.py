@@ -210,6 +210,15 @@ MODULE_CASES = [
      {"attn_mask": floats(4, 5, seed=3), "need_weights": False}, False),
     ("MultiheadAttention", (8, 2), {"add_bias_kv": True}, [_SELF] * 3,
      {"key_padding_mask": np.array([[False] * 4 + [True], [False] * 5])}, False),
+    ("TransformerDecoderLayer", (8, 2, 16), {"dropout": 0.0}, [floats(5, 2, 8), floats(4, 2, 8, seed=1)],
+     {"tgt_mask": np.triu(np.full((5, 5), -np.inf), 1)}, True),
+    ("TransformerDecoderLayer", (8, 2, 16), {"norm_first": True, "activation": "gelu", "batch_first": True},
+     [floats(2, 5, 8), floats(2, 4, 8, seed=1)],
+     {"memory_key_padding_mask": np.array([[False] * 3 + [True], [False] * 4]), "tgt_is_causal": True,
+      "tgt_mask": np.triu(np.ones((5, 5), bool), 1)}, False),
+    ("Transformer", (8, 2, 1, 2, 16), {"dropout": 0.0}, [floats(4, 2, 8), floats(3, 2, 8, seed=1)],
+     {"tgt_mask": np.triu(np.full((3, 3), -np.inf), 1), "src_key_padding_mask": np.array([[False] * 3 + [True],
+                                                                                           [False] * 4])}, False),
     ("TransformerEncoderLayer", (8, 2, 16), {"dropout": 0.0}, [floats(5, 2, 8)], {}, True),
     ("TransformerEncoderLayer", (8, 2, 16), {"norm_first": True, "activation": "gelu", "batch_first": True},
      [floats(2, 5, 8)], {"src_key_padding_mask": np.array([[False] * 4 + [True], [False] * 5])}, False),
@@ -336,6 +345,12 @@ def encoder(L: Any) -> Any:
     return L.TransformerEncoder(layer, 2, norm=L.LayerNorm(16), enable_nested_tensor=False)
 
 
+def decoder(L: Any) -> Any:
+    """A 2-layer TransformerDecoder (batch first) with a final LayerNorm in namespace ``L``."""
+    layer = L.TransformerDecoderLayer(16, 4, 32, dropout=0.1, batch_first=True)
+    return L.TransformerDecoder(layer, 2, norm=L.LayerNorm(16))
+
+
 def containers(L: Any) -> Any:
     """A user's module with a ModuleList of blocks and a ModuleDict of heads, in namespace ``L``."""
 
@@ -359,6 +374,9 @@ MODEL_CASES: dict[str, tuple[Any, list, dict, tuple[str, ...]]] = {
     "TransformerEncoder 2 layers, causal mask": (encoder, [floats(3, 7, 16)],
                                                  {"mask": np.triu(np.full((7, 7), -np.inf), 1)},
                                                  ("TransformerEncoder",)),
+    "TransformerDecoder 2 layers, causal mask": (decoder, [floats(3, 7, 16), floats(3, 5, 16, seed=1)],
+                                                 {"tgt_mask": np.triu(np.full((7, 7), -np.inf), 1)},
+                                                 ("TransformerDecoder",)),
     "ModuleList and ModuleDict": (containers, [floats(5, 6)], {}, ("ModuleList", "ModuleDict")),
 }
 

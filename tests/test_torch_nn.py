@@ -37,6 +37,8 @@ BACKENDS = {backend.name: backend for backend in available()}
 _DEFAULT_RUNS = {("numpy", "float32"), ("torch", "float32"), ("jax", "float32"), ("numpy", "float64"),
                  ("torch", "float64")}
 _ACTIVATIONS = set(activation.__all__) - {"PReLU"}
+#: ... and the whole transformers (their layers' attention runs on jax by default).
+_SLOW_ON_JAX = _ACTIVATIONS | {"TransformerDecoderLayer", "Transformer"}
 
 
 def _runs() -> list:
@@ -46,7 +48,7 @@ def _runs() -> list:
             for dtype in ("float32", "float64"):
                 if name not in BACKENDS:
                     continue
-                default = (name, dtype) in _DEFAULT_RUNS and not (name == "jax" and case[0] in _ACTIVATIONS)
+                default = (name, dtype) in _DEFAULT_RUNS and not (name == "jax" and case[0] in _SLOW_ON_JAX)
                 params.append(pytest.param(case, name, dtype, id=f"{_label(case)}-{name}-{dtype}",
                                            marks=() if default else pytest.mark.slow))
     return params
@@ -80,7 +82,7 @@ GRADIENT_CASES = [case for case in CASES if case[0] in {
     "PReLU", "Linear", "Bilinear", "LayerNorm", "RMSNorm", "GroupNorm", "BatchNorm2d", "Conv1d", "Conv2d",
     "ConvTranspose2d", "BatchNorm3d", "InstanceNorm2d", "Conv3d", "ConvTranspose1d", "ConvTranspose3d", "MaxPool1d",
     "AvgPool3d", "RNN", "LSTMCell", "GRUCell", "RNNCell", "CrossEntropyLoss", "BCEWithLogitsLoss", "SmoothL1Loss",
-    "KLDivLoss", "LSTM", "GRU", "MultiheadAttention",
+    "KLDivLoss", "TransformerDecoderLayer", "Transformer", "LSTM", "GRU", "MultiheadAttention",
     "TransformerEncoderLayer", "Softplus", "GELU"}]
 
 
@@ -590,6 +592,22 @@ def test_weighted_losses_load_their_weights_and_refuse_what_torch_refuses():
     with pytest.warns(UserWarning):
         want = TF.mse_loss(x, x[:1])
     np.testing.assert_allclose(got, want.numpy(), rtol=1e-6)
+
+
+def test_transformer_mask_and_shape_checks_as_torchs():
+    """Transformer.generate_square_subsequent_mask is torch's; src and tgt of other batch or
+    feature sizes are refused, as torch refuses them; a ModuleList of alike layers prints as
+    torch's, one entry for the run."""
+    np.testing.assert_array_equal(nn.Transformer.generate_square_subsequent_mask(4),
+                                  torch.nn.Transformer.generate_square_subsequent_mask(4).numpy())
+    assert repr(nn.TransformerDecoder(nn.TransformerDecoderLayer(8, 2, 16), 3)) == repr(
+        torch.nn.TransformerDecoder(torch.nn.TransformerDecoderLayer(8, 2, 16), 3))
+    for src, tgt, message in [((4, 2, 8), (3, 1, 8), "the batch number of src and tgt must be equal"),
+                              ((4, 2, 8), (3, 2, 6), "the feature number of src and tgt must be equal to d_model")]:
+        with pytest.raises(RuntimeError):
+            torch.nn.Transformer(8, 2, 1, 1, 16)(torch.ones(src), torch.ones(tgt))
+        with pytest.raises(ValueError, match=rf"xpnn\.torch_nn\.Transformer: {message}"):
+            nn.Transformer(8, 2, 1, 1, 16)(np.ones(src, np.float32), np.ones(tgt, np.float32))
 
 
 def test_instance_norm_checks_its_input_as_torch():

@@ -24,16 +24,20 @@ from xpnn.torch_nn.loss import *  # noqa: F403
 from xpnn.torch_nn.loss import __all__ as _loss_names
 from xpnn.torch_nn.module import Module, ModuleDict, ModuleList, Parameter, Sequential, functional_call
 from xpnn.torch_nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
-from xpnn.torch_nn.transformer import MultiheadAttention, TransformerEncoder, TransformerEncoderLayer
+from xpnn.torch_nn.transformer import (
+    MultiheadAttention, Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,
+    TransformerEncoderLayer,
+)
 
 #: Every module class of the namespace, by name.
 MODULES = (*_activation_names, *_layer_names, *_loss_names, "Sequential", "ModuleList", "ModuleDict", "LSTM", "GRU",
            "RNN", "LSTMCell", "GRUCell", "RNNCell", "MultiheadAttention", "TransformerEncoderLayer",
-           "TransformerEncoder")
+           "TransformerEncoder", "TransformerDecoderLayer", "TransformerDecoder", "Transformer")
 
 __all__ = ["functional", "manual_seed", "initial_seed", "Module", "Parameter", "functional_call", "Sequential",
            "ModuleList", "ModuleDict", "LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "MultiheadAttention",
-           "TransformerEncoderLayer", "TransformerEncoder"]
+           "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer", "TransformerDecoder",
+           "Transformer"]
 __all__ += _activation_names
 __all__ += _layer_names
 __all__ += _loss_names

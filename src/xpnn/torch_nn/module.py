@@ -534,6 +534,21 @@ class ModuleList(_Numbered):
             return ModuleList(list(self._modules.values())[index])
         return list(self._modules.values())[index]
 
+    def __repr__(self) -> str:
+        """torch's: a run of modules that print alike is one entry, ``(0-5): 6 x Layer(...)``."""
+        runs: list[list[Any]] = []  # [first index, last index, repr]
+        for index, module in enumerate(self._modules.values()):
+            text = repr(module)
+            if runs and runs[-1][2] == text:
+                runs[-1][1] = index
+            else:
+                runs.append([index, index, text])
+        if not runs:
+            return "ModuleList()"
+        lines = [(f"({first}): " if first == last else f"({first}-{last}): {last - first + 1} x ")
+                 + text.replace("\n", "\n  ") for first, last, text in runs]
+        return "ModuleList(\n  " + "\n  ".join(lines) + "\n)"
+
 
 class ModuleDict(Module):
     """A dict of modules named by their keys: ``torch.nn.ModuleDict``."""

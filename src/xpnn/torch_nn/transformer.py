@@ -1,6 +1,7 @@
-"""torch.nn's ``MultiheadAttention``, ``TransformerEncoderLayer`` and ``TransformerEncoder``
-(../shared/REFERENCE.md F), on ``multi_head_attention_forward`` and the linear, norm and dropout
-shells; torch.nn 2.13's arguments, defaults, parameter names and initialisation."""
+"""torch.nn's ``MultiheadAttention``, ``TransformerEncoderLayer``, ``TransformerEncoder``,
+``TransformerDecoderLayer``, ``TransformerDecoder`` and ``Transformer`` (../shared/REFERENCE.md F),
+on ``multi_head_attention_forward`` and the linear, norm and dropout shells; torch.nn 2.13's
+arguments, defaults, parameter names and initialisation."""
 from __future__ import annotations
 
 import copy
@@ -13,7 +14,8 @@ from xpnn.torch_nn import functional as F
 from xpnn.torch_nn.layers import Dropout, LayerNorm, Linear
 from xpnn.torch_nn.module import Factory, Module, ModuleList, Parameter
 
-__all__ = ["MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder"]
+__all__ = ["MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
+           "TransformerDecoder", "Transformer"]
 
 
 class NonDynamicallyQuantizableLinear(Linear):
@@ -84,11 +86,13 @@ class MultiheadAttention(Module):
 _ACTIVATIONS: dict[str, Callable[[Array], Array]] = {"relu": F.relu, "gelu": F.gelu}
 
 
-class TransformerEncoderLayer(Module):
-    """Self-attention and a feed-forward block, each with a residual connection and LayerNorm
-    (after, or before with ``norm_first``): torch.nn's layer of "Attention Is All You Need".
-    Submodules ``self_attn``, ``linear1``, ``dropout``, ``linear2``, ``norm1``, ``norm2``,
-    ``dropout1``, ``dropout2``; ``activation`` 'relu', 'gelu' or a function."""
+class _TransformerLayer(Module):
+    """What torch's encoder and decoder layers share: ``self_attn``, and the feed-forward block
+    ``linear1``, ``dropout``, ``linear2`` (``activation`` 'relu', 'gelu' or a function) with
+    LayerNorms ``norm1``, ``norm2``... and dropouts ``dropout1``, ``dropout2``... in torch's
+    order of registration (the decoder's ``multihead_attn`` after ``self_attn``)."""
+
+    _attentions = 1
 
     def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
                  activation: str | Callable[[Array], Array] = "relu", layer_norm_eps: float = 1e-5,
@@ -96,20 +100,33 @@ class TransformerEncoderLayer(Module):
                  dtype: Any = None, key: Array | None = None) -> None:
         super().__init__()
         if isinstance(activation, str) and activation not in _ACTIVATIONS:
-            raise ValueError(f"xpnn.torch_nn.TransformerEncoderLayer: activation should be relu/gelu, not {activation}")
+            raise ValueError(f"xpnn.torch_nn.{type(self).__name__}: activation should be relu/gelu, not {activation}")
         make = Factory(like, dtype, key)
         factory = {"like": like, "dtype": dtype}
-        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first,
-                                            key=make.key(), **factory)
+        attention = {"dropout": dropout, "bias": bias, "batch_first": batch_first, **factory}
+        self.self_attn = MultiheadAttention(d_model, nhead, key=make.key(), **attention)
+        if self._attentions == 2:
+            self.multihead_attn = MultiheadAttention(d_model, nhead, key=make.key(), **attention)
         self.linear1 = Linear(d_model, dim_feedforward, bias=bias, key=make.key(), **factory)
         self.dropout = Dropout(dropout)
         self.linear2 = Linear(dim_feedforward, d_model, bias=bias, key=make.key(), **factory)
         self.norm_first = norm_first
-        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **factory)
-        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **factory)
-        self.dropout1 = Dropout(dropout)
-        self.dropout2 = Dropout(dropout)
+        for index in range(1, self._attentions + 2):
+            setattr(self, f"norm{index}", LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **factory))
+        for index in range(1, self._attentions + 2):
+            setattr(self, f"dropout{index}", Dropout(dropout))
         self.activation = _ACTIVATIONS[activation] if isinstance(activation, str) else activation
+
+    def _ff_block(self, x: Array) -> Array:
+        last = getattr(self, f"dropout{self._attentions + 1}")
+        return last(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+
+
+class TransformerEncoderLayer(_TransformerLayer):
+    """Self-attention and a feed-forward block, each with a residual connection and LayerNorm
+    (after, or before with ``norm_first``): torch.nn's layer of "Attention Is All You Need".
+    Submodules ``self_attn``, ``linear1``, ``dropout``, ``linear2``, ``norm1``, ``norm2``,
+    ``dropout1``, ``dropout2``; ``activation`` 'relu', 'gelu' or a function."""
 
     def forward(self, src: Array, src_mask: Array | None = None, src_key_padding_mask: Array | None = None,
                 is_causal: bool = False) -> Array:
@@ -124,9 +141,6 @@ class TransformerEncoderLayer(Module):
         out = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False,
                              is_causal=is_causal)[0]
         return self.dropout1(out)
-
-    def _ff_block(self, x: Array) -> Array:
-        return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
 
 
 class TransformerEncoder(Module):
@@ -153,3 +167,117 @@ class TransformerEncoder(Module):
             output = layer(output, src_mask=mask, src_key_padding_mask=src_key_padding_mask,
                            is_causal=bool(is_causal))
         return output if self.norm is None else self.norm(output)
+
+
+class TransformerDecoderLayer(_TransformerLayer):
+    """Self-attention over the target, attention to the encoder's ``memory`` and a feed-forward
+    block, each with a residual connection and LayerNorm (after, or before with ``norm_first``).
+    Submodules ``self_attn``, ``multihead_attn``, ``linear1``, ``dropout``, ``linear2``,
+    ``norm1``..``norm3``, ``dropout1``..``dropout3``."""
+
+    _attentions = 2
+
+    def forward(self, tgt: Array, memory: Array, tgt_mask: Array | None = None, memory_mask: Array | None = None,
+                tgt_key_padding_mask: Array | None = None, memory_key_padding_mask: Array | None = None,
+                tgt_is_causal: bool = False, memory_is_causal: bool = False) -> Array:
+        x = tgt
+        if self.norm_first:
+            x = x + self._sa_block(self.norm1(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal)
+            x = x + self._mha_block(self.norm2(x), memory, memory_mask, memory_key_padding_mask, memory_is_causal)
+            return x + self._ff_block(self.norm3(x))
+        x = self.norm1(x + self._sa_block(x, tgt_mask, tgt_key_padding_mask, tgt_is_causal))
+        x = self.norm2(x + self._mha_block(x, memory, memory_mask, memory_key_padding_mask, memory_is_causal))
+        return self.norm3(x + self._ff_block(x))
+
+    def _sa_block(self, x: Array, attn_mask: Array | None, key_padding_mask: Array | None, is_causal: bool) -> Array:
+        out = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False,
+                             is_causal=is_causal)[0]
+        return self.dropout1(out)
+
+    def _mha_block(self, x: Array, memory: Array, attn_mask: Array | None, key_padding_mask: Array | None,
+                   is_causal: bool) -> Array:
+        out = self.multihead_attn(x, memory, memory, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
+                                  need_weights=False, is_causal=is_causal)[0]
+        return self.dropout2(out)
+
+
+class TransformerDecoder(Module):
+    """``num_layers`` copies of ``decoder_layer`` (``layers.0``, ...) and an optional final ``norm``."""
+
+    def __init__(self, decoder_layer: TransformerDecoderLayer, num_layers: int, norm: Module | None = None) -> None:
+        super().__init__()
+        self.layers = ModuleList([copy.deepcopy(decoder_layer) for _ in range(num_layers)])
+        self.num_layers = num_layers
+        self.norm = norm
+
+    def forward(self, tgt: Array, memory: Array, tgt_mask: Array | None = None, memory_mask: Array | None = None,
+                tgt_key_padding_mask: Array | None = None, memory_key_padding_mask: Array | None = None,
+                tgt_is_causal: bool | None = None, memory_is_causal: bool = False) -> Array:
+        output = tgt
+        for layer in self.layers:
+            output = layer(output, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
+                           tgt_key_padding_mask=tgt_key_padding_mask, memory_key_padding_mask=memory_key_padding_mask,
+                           tgt_is_causal=bool(tgt_is_causal), memory_is_causal=memory_is_causal)
+        return output if self.norm is None else self.norm(output)
+
+
+class Transformer(Module):
+    """An encoder of ``num_encoder_layers`` and a decoder of ``num_decoder_layers`` layers, each
+    with a final LayerNorm (``encoder``, ``decoder``): torch.nn's "Attention Is All You Need".
+    Every parameter of more than one dim starts xavier_uniform, as torch resets them.
+    ``forward(src, tgt, ...)`` encodes ``src`` and decodes ``tgt`` against it."""
+
+    def __init__(self, d_model: int = 512, nhead: int = 8, num_encoder_layers: int = 6, num_decoder_layers: int = 6,
+                 dim_feedforward: int = 2048, dropout: float = 0.1, activation: str | Callable[[Array], Array] = "relu",
+                 custom_encoder: Module | None = None, custom_decoder: Module | None = None,
+                 layer_norm_eps: float = 1e-5, batch_first: bool = False, norm_first: bool = False,
+                 bias: bool = True, *, like: Any = None, dtype: Any = None, key: Array | None = None) -> None:
+        super().__init__()
+        make = Factory(like, dtype, key)
+        factory = {"like": like, "dtype": dtype}
+        layer = {"dim_feedforward": dim_feedforward, "dropout": dropout, "activation": activation,
+                 "layer_norm_eps": layer_norm_eps, "batch_first": batch_first, "norm_first": norm_first, "bias": bias,
+                 **factory}
+        if custom_encoder is not None:
+            self.encoder = custom_encoder
+        else:
+            self.encoder = TransformerEncoder(
+                TransformerEncoderLayer(d_model, nhead, key=make.key(), **layer), num_encoder_layers,
+                LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **factory))
+        if custom_decoder is not None:
+            self.decoder = custom_decoder
+        else:
+            self.decoder = TransformerDecoder(
+                TransformerDecoderLayer(d_model, nhead, key=make.key(), **layer), num_decoder_layers,
+                LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **factory))
+        self.d_model, self.nhead, self.batch_first = d_model, nhead, batch_first
+        for module in self.modules():  # torch's _reset_parameters
+            for name, parameter in list(module._parameters.items()):
+                if parameter is not None and parameter.ndim > 1:
+                    setattr(module, name, Parameter(make.xavier_uniform(tuple(parameter.shape))))
+
+    def forward(self, src: Array, tgt: Array, src_mask: Array | None = None, tgt_mask: Array | None = None,
+                memory_mask: Array | None = None, src_key_padding_mask: Array | None = None,
+                tgt_key_padding_mask: Array | None = None, memory_key_padding_mask: Array | None = None,
+                src_is_causal: bool | None = None, tgt_is_causal: bool | None = None,
+                memory_is_causal: bool = False) -> Array:
+        batch_axis = 0 if self.batch_first else 1
+        if src.ndim == 3 and tgt.ndim == 3 and src.shape[batch_axis] != tgt.shape[batch_axis]:
+            raise ValueError("xpnn.torch_nn.Transformer: the batch number of src and tgt must be equal, got "
+                             f"{src.shape[batch_axis]} and {tgt.shape[batch_axis]}")
+        if src.shape[-1] != self.d_model or tgt.shape[-1] != self.d_model:
+            raise ValueError(f"xpnn.torch_nn.Transformer: the feature number of src and tgt must be equal to d_model "
+                             f"({self.d_model}), got {src.shape[-1]} and {tgt.shape[-1]}")
+        memory = self.encoder(src, mask=src_mask, src_key_padding_mask=src_key_padding_mask, is_causal=src_is_causal)
+        return self.decoder(tgt, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
+                            tgt_key_padding_mask=tgt_key_padding_mask, memory_key_padding_mask=memory_key_padding_mask,
+                            tgt_is_causal=tgt_is_causal, memory_is_causal=memory_is_causal)
+
+    @staticmethod
+    def generate_square_subsequent_mask(sz: int, like: Any = None, dtype: Any = None) -> Array:
+        """The causal mask ``(sz, sz)``: -inf above the diagonal, 0 elsewhere (torch's)."""
+        make = Factory(like, dtype)
+        xp = make.adapter.xp
+        rows = xp.arange(sz, device=make.device)
+        return xp.where(rows[None, :] > rows[:, None], -math.inf, xp.zeros((sz, sz), dtype=make.dtype,
+                                                                           device=make.device))
