@@ -610,6 +610,30 @@ def test_transformer_mask_and_shape_checks_as_torchs():
             nn.Transformer(8, 2, 1, 1, 16)(np.ones(src, np.float32), np.ones(tgt, np.float32))
 
 
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_channel_dropout_zeroes_whole_channels(backend, rank):
+    """dropout1d/2d/3d in training: every channel all zeros or all scaled by 1 / (1 - p), about
+    p of them dropped, batched and unbatched; dropout2d takes a 3-d input as (N, C, L), as torch."""
+    nn.manual_seed(0)
+    function = getattr(F, f"dropout{rank}d")
+    for shape in [(40, 50, *(3,) * rank), (200, *(3,) * rank)]:
+        x = backend.asarray(np.random.default_rng(0).random(shape) + 0.5, "float32")
+        if rank == 2 and len(shape) == 3:
+            with pytest.warns(UserWarning, match="interpreted as shape \\(N, C, L\\)"):
+                y = function(x, 0.3)
+            channels = 200 * 3
+        else:
+            y = function(x, 0.3)
+            channels = math.prod(shape[:len(shape) - rank])
+        ratio = (backend.to_numpy(y) / backend.to_numpy(x)).reshape(channels, -1)
+        kept = ratio[:, 0] > 0
+        np.testing.assert_allclose(ratio[kept], 1 / 0.7, rtol=1e-6)
+        np.testing.assert_array_equal(ratio[~kept], 0.0)
+        assert abs((~kept).mean() - 0.3) < 0.06
+    with pytest.raises(ValueError, match=rf"xpnn\.torch_nn\.functional\.dropout{rank}d: expected a"):
+        function(backend.asarray(np.ones((2,) * (rank + 3)), "float32"), 0.3)
+
+
 def test_instance_norm_checks_its_input_as_torch():
     """InstanceNorm's rank check, num_features checked only with affine (torch warns without),
     and F.instance_norm's refusals: one spatial element in training, no running statistics

@@ -17,6 +17,7 @@ __all__ = [
     "ELU", "CELU", "GELU", "GLU", "Hardshrink", "Hardsigmoid", "Hardswish", "Hardtanh", "LeakyReLU",
     "LogSigmoid", "Mish", "PReLU", "ReLU", "ReLU6", "RReLU", "SELU", "SiLU", "Sigmoid", "Softplus",
     "Softshrink", "Softsign", "Tanh", "Tanhshrink", "Threshold", "Softmax", "Softmin", "LogSoftmax",
+    "Softmax2d",
 ]
 
 
@@ -289,3 +290,12 @@ class Softmin(Softmax):
 class LogSoftmax(Softmax):
     """x - log(sum(e^x)) along ``dim``."""
     _function = staticmethod(F.log_softmax)
+
+
+class Softmax2d(Module):
+    """e^x / sum(e^x) over the channels of ``(N, C, H, W)`` or ``(C, H, W)`` (dim -3)."""
+
+    def forward(self, input: Array) -> Array:
+        if input.ndim not in (3, 4):
+            raise ValueError(f"xpnn.torch_nn.Softmax2d: expected input to be 3D or 4D, got {input.ndim}D instead")
+        return F.softmax(input, -3)

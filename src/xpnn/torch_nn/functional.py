@@ -50,7 +50,9 @@ __all__ = [
     "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
     "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d", "layer_norm", "group_norm", "rms_norm",
     "batch_norm", "instance_norm", "pad", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
-    "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "nll_loss", "cross_entropy",
+    "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "nll_loss", "cross_entropy", "dropout1d",
+    "dropout2d", "dropout3d", "cosine_similarity", "pairwise_distance", "pixel_shuffle", "pixel_unshuffle",
+    "channel_shuffle",
     "scaled_dot_product_attention", "multi_head_attention_forward", "one_hot",
 ]
 
@@ -474,6 +476,121 @@ def dropout(input: Array, p: float = 0.5, training: bool = True, inplace: bool =
         return _inplace(input * 0, input, inplace)
     result = dropped(adapter_of(input), input, key if key is not None else next_key(input), p)
     return _inplace(result, input, inplace)
+
+
+def _channel_dropout(function: str, rank: int, input: Array, p: float, training: bool, inplace: bool,
+                     key: Array | None) -> Array:
+    """``dropout1d/2d/3d``: each channel of ``(N, C, *spatial)`` (or unbatched ``(C, *spatial)``)
+    with ``rank`` spatial dims zeroed whole with probability ``p``, the rest scaled by 1 / (1 - p)."""
+    if not 0 <= p <= 1:
+        raise _error(ValueError, function, f"dropout probability has to be between 0 and 1, but got {p}")
+    if input.ndim not in (rank + 1, rank + 2):
+        raise _error(ValueError, function, f"expected a {rank + 1}-d (unbatched) or {rank + 2}-d input, got shape "
+                                           f"{tuple(input.shape)}")
+    if not training or p == 0:
+        return input
+    _floating_only(function, input)
+    if p == 1:
+        return _inplace(input * 0, input, inplace)
+    channels = tuple(input.shape[:input.ndim - rank]) + (1,) * rank
+    result = dropped(adapter_of(input), input, key if key is not None else next_key(input), p, channels)
+    return _inplace(result, input, inplace)
+
+
+def dropout1d(input: Array, p: float = 0.5, training: bool = True, inplace: bool = False, *,
+              key: Array | None = None) -> Array:
+    """Whole channels of ``(N, C, L)`` zeroed with probability ``p`` in training, the rest scaled by
+    1 / (1 - p): ``torch.nn.functional.dropout1d``."""
+    return _channel_dropout("dropout1d", 1, input, p, training, inplace, key)
+
+
+def dropout2d(input: Array, p: float = 0.5, training: bool = True, inplace: bool = False, *,
+              key: Array | None = None) -> Array:
+    """Whole channels of ``(N, C, H, W)`` zeroed with probability ``p`` in training, the rest scaled
+    by 1 / (1 - p): ``torch.nn.functional.dropout2d``.  A 3-d input is ``(N, C, L)``, as torch
+    takes it (with its warning), not an unbatched ``(C, H, W)``."""
+    if input.ndim == 3:
+        warnings.warn("xpnn.torch_nn.functional.dropout2d: received a 3D input and assuming that channel-wise 1D "
+                      "dropout behavior is desired - input is interpreted as shape (N, C, L), as torch does; use "
+                      "dropout1d for that", UserWarning, stacklevel=2)
+        return _channel_dropout("dropout2d", 1, input, p, training, inplace, key)
+    return _channel_dropout("dropout2d", 2, input, p, training, inplace, key)
+
+
+def dropout3d(input: Array, p: float = 0.5, training: bool = True, inplace: bool = False, *,
+              key: Array | None = None) -> Array:
+    """Whole channels of ``(N, C, D, H, W)`` zeroed with probability ``p`` in training, the rest
+    scaled by 1 / (1 - p): ``torch.nn.functional.dropout3d``."""
+    return _channel_dropout("dropout3d", 3, input, p, training, inplace, key)
+
+
+def cosine_similarity(x1: Array, x2: Array, dim: int = 1, eps: float = 1e-8) -> Array:
+    """sum(x1 / max(||x1||, eps) * x2 / max(||x2||, eps)) along ``dim`` (x1 and x2 broadcast):
+    ``torch.nn.functional.cosine_similarity``."""
+    ops = _adapter("cosine_similarity", ("x1", "x2"), x1, x2)
+    _floating_only("cosine_similarity", x1)
+    xp = ops.xp
+    x1, x2 = xp.broadcast_arrays(x1, x2)
+    axis = normalize_axis(dim, x1.ndim, "xpnn.torch_nn.functional.cosine_similarity", "dim")
+    unit1 = x1 / xp.maximum(xp.linalg.vector_norm(x1, axis=axis, keepdims=True), eps)
+    unit2 = x2 / xp.maximum(xp.linalg.vector_norm(x2, axis=axis, keepdims=True), eps)
+    return xp.sum(unit1 * unit2, axis=axis)
+
+
+def pairwise_distance(x1: Array, x2: Array, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False) -> Array:
+    """||x1 - x2 + eps||_p along the last dim: ``torch.nn.functional.pairwise_distance``."""
+    ops = _adapter("pairwise_distance", ("x1", "x2"), x1, x2)
+    _floating_only("pairwise_distance", x1)
+    difference = x1 - x2 + eps
+    return ops.xp.linalg.vector_norm(difference, ord=p, axis=-1, keepdims=keepdim)
+
+
+def _factor(function: str, argument: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _error(ValueError, function, f"{argument} must be a positive int, got {value!r}")
+    return value
+
+
+def pixel_shuffle(input: Array, upscale_factor: int) -> Array:
+    """``(*, C r^2, H, W)`` rearranged into ``(*, C, H r, W r)``: ``torch.nn.functional.pixel_shuffle``."""
+    r = _factor("pixel_shuffle", "upscale_factor", upscale_factor)
+    xp = adapter_of(input).xp
+    if input.ndim < 3 or input.shape[-3] % (r * r):
+        raise _error(ValueError, "pixel_shuffle", f"input must be (*, C * {r * r}, H, W), got shape "
+                                                  f"{tuple(input.shape)}")
+    *lead, channels, height, width = input.shape
+    x = xp.reshape(input, (*lead, channels // (r * r), r, r, height, width))
+    n = len(lead)
+    x = xp.permute_dims(x, (*range(n), n, n + 3, n + 1, n + 4, n + 2))
+    return xp.reshape(x, (*lead, channels // (r * r), height * r, width * r))
+
+
+def pixel_unshuffle(input: Array, downscale_factor: int) -> Array:
+    """``(*, C, H r, W r)`` rearranged into ``(*, C r^2, H, W)``: ``torch.nn.functional.pixel_unshuffle``."""
+    r = _factor("pixel_unshuffle", "downscale_factor", downscale_factor)
+    xp = adapter_of(input).xp
+    if input.ndim < 3 or input.shape[-2] % r or input.shape[-1] % r:
+        raise _error(ValueError, "pixel_unshuffle", f"input must be (*, C, H, W) with H and W divisible by {r}, got "
+                                                    f"shape {tuple(input.shape)}")
+    *lead, channels, height, width = input.shape
+    x = xp.reshape(input, (*lead, channels, height // r, r, width // r, r))
+    n = len(lead)
+    x = xp.permute_dims(x, (*range(n), n, n + 2, n + 4, n + 1, n + 3))
+    return xp.reshape(x, (*lead, channels * r * r, height // r, width // r))
+
+
+def channel_shuffle(input: Array, groups: int) -> Array:
+    """The channels of ``(N, C, *)`` seen as ``(groups, C / groups)`` and transposed:
+    ``torch.nn.functional.channel_shuffle``."""
+    groups = _factor("channel_shuffle", "groups", groups)
+    xp = adapter_of(input).xp
+    if input.ndim < 3 or input.shape[1] % groups:
+        raise _error(ValueError, "channel_shuffle", f"input must be (N, C, *) with C divisible by groups={groups}, "
+                                                    f"got shape {tuple(input.shape)}")
+    batch, channels, *rest = input.shape
+    x = xp.reshape(input, (batch, groups, channels // groups, *rest))
+    x = xp.permute_dims(x, (0, 2, 1, *range(3, x.ndim)))
+    return xp.reshape(x, tuple(input.shape))
 
 
 def embedding(input: Array, weight: Array, padding_idx: int | None = None, max_norm: float | None = None,

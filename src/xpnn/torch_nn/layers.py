@@ -23,6 +23,8 @@ __all__ = [
     "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d", "ZeroPad1d", "ZeroPad2d", "ZeroPad3d",
     "ConstantPad1d", "ConstantPad2d", "ConstantPad3d", "ReflectionPad1d", "ReflectionPad2d", "ReflectionPad3d",
     "ReplicationPad1d", "ReplicationPad2d", "ReplicationPad3d", "CircularPad1d", "CircularPad2d", "CircularPad3d",
+    "Dropout1d", "Dropout2d", "Dropout3d", "Unflatten", "PixelShuffle", "PixelUnshuffle", "ChannelShuffle",
+    "CosineSimilarity", "PairwiseDistance",
 ]
 
 
@@ -128,7 +130,8 @@ class Dropout(Module):
     def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
         super().__init__()
         if not 0 <= p <= 1:
-            raise ValueError(f"xpnn.torch_nn.Dropout: dropout probability has to be between 0 and 1, but got {p}")
+            raise ValueError(f"xpnn.torch_nn.{type(self).__name__}: dropout probability has to be between 0 and 1, "
+                             f"but got {p}")
         self.p, self.inplace = p, inplace
 
     def forward(self, input: Array) -> Array:
@@ -136,6 +139,30 @@ class Dropout(Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"
+
+
+class _ChannelDropout(Dropout):
+    """Zeroes whole channels with probability ``p`` in training (``F.dropout1d/2d/3d``)."""
+
+    _dropout: Any = None
+
+    def forward(self, input: Array) -> Array:
+        return type(self)._dropout(input, self.p, self.training, self.inplace)
+
+
+class Dropout1d(_ChannelDropout):
+    """Zeroes whole channels of ``(N, C, L)`` with probability ``p`` in training."""
+    _dropout = F.dropout1d
+
+
+class Dropout2d(_ChannelDropout):
+    """Zeroes whole channels of ``(N, C, H, W)`` with probability ``p`` in training."""
+    _dropout = F.dropout2d
+
+
+class Dropout3d(_ChannelDropout):
+    """Zeroes whole channels of ``(N, C, D, H, W)`` with probability ``p`` in training."""
+    _dropout = F.dropout3d
 
 
 class Flatten(Module):
@@ -763,3 +790,88 @@ class CircularPad2d(_PadNd):
 class CircularPad3d(_PadNd):
     """Pads the last 3 dims by wrapping them around."""
     _rank, _mode = 3, "circular"
+
+
+# -- rearrangements and distances ---------------------------------------------------------------
+
+class Unflatten(Module):
+    """Dim ``dim`` of the input split into ``unflattened_size``."""
+
+    def __init__(self, dim: int, unflattened_size: Sequence[int]) -> None:
+        super().__init__()
+        self.dim, self.unflattened_size = dim, tuple(unflattened_size)
+
+    def forward(self, input: Array) -> Array:
+        axis = self.dim + input.ndim if self.dim < 0 else self.dim
+        if not 0 <= axis < input.ndim or input.shape[axis] != math.prod(self.unflattened_size):
+            raise ValueError(f"xpnn.torch_nn.Unflatten: unflattened_size {self.unflattened_size} must multiply to "
+                             f"the size of dim {self.dim} of the input, of shape {tuple(input.shape)}")
+        shape = (*input.shape[:axis], *self.unflattened_size, *input.shape[axis + 1:])
+        return adapter_of(input).xp.reshape(input, shape)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+
+class PixelShuffle(Module):
+    """``(*, C r^2, H, W)`` into ``(*, C, H r, W r)`` (``F.pixel_shuffle``)."""
+
+    def __init__(self, upscale_factor: int) -> None:
+        super().__init__()
+        self.upscale_factor = upscale_factor
+
+    def forward(self, input: Array) -> Array:
+        return F.pixel_shuffle(input, self.upscale_factor)
+
+    def extra_repr(self) -> str:
+        return f"upscale_factor={self.upscale_factor}"
+
+
+class PixelUnshuffle(Module):
+    """``(*, C, H r, W r)`` into ``(*, C r^2, H, W)`` (``F.pixel_unshuffle``)."""
+
+    def __init__(self, downscale_factor: int) -> None:
+        super().__init__()
+        self.downscale_factor = downscale_factor
+
+    def forward(self, input: Array) -> Array:
+        return F.pixel_unshuffle(input, self.downscale_factor)
+
+    def extra_repr(self) -> str:
+        return f"downscale_factor={self.downscale_factor}"
+
+
+class ChannelShuffle(Module):
+    """The channels regrouped across ``groups`` (``F.channel_shuffle``)."""
+
+    def __init__(self, groups: int) -> None:
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, input: Array) -> Array:
+        return F.channel_shuffle(input, self.groups)
+
+    def extra_repr(self) -> str:
+        return f"groups={self.groups}"
+
+
+class CosineSimilarity(Module):
+    """The cosine of the angle between x1 and x2 along ``dim`` (``F.cosine_similarity``)."""
+
+    def __init__(self, dim: int = 1, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.dim, self.eps = dim, eps
+
+    def forward(self, x1: Array, x2: Array) -> Array:
+        return F.cosine_similarity(x1, x2, self.dim, self.eps)
+
+
+class PairwiseDistance(Module):
+    """||x1 - x2 + eps||_p along the last dim (``F.pairwise_distance``)."""
+
+    def __init__(self, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False) -> None:
+        super().__init__()
+        self.norm, self.eps, self.keepdim = p, eps, keepdim
+
+    def forward(self, x1: Array, x2: Array) -> Array:
+        return F.pairwise_distance(x1, x2, self.norm, self.eps, self.keepdim)
