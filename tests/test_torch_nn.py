@@ -634,6 +634,28 @@ def test_channel_dropout_zeroes_whole_channels(backend, rank):
         function(backend.asarray(np.ones((2,) * (rank + 3)), "float32"), 0.3)
 
 
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_interpolate_gives_torchs_values_or_refuses_where_torch_does(rank):
+    """F.interpolate in every mode over sizes and scale factors (up and down, recomputed or not,
+    align_corners): torch's values in float64, or where torch refuses, a refusal naming the function."""
+    x = np.random.default_rng(0).standard_normal((2, 3, *(5, 4, 3)[:rank]))
+    linear = {1: "linear", 2: "bilinear", 3: "trilinear"}[rank]
+    keywords = [{"size": 7}, {"size": 2}, {"scale_factor": 1.7}, {"scale_factor": 0.6}, {"size": 0},
+                {"scale_factor": 2.5, "recompute_scale_factor": True}, {"size": tuple(range(3, 3 + rank))},
+                {"size": 3, "scale_factor": 2.0}, {}, {"size": 9, "align_corners": True},
+                {"scale_factor": 1.3, "align_corners": True}, {"size": 1, "align_corners": True}]
+    for mode in ("nearest", "nearest-exact", "area", linear, "bilinear" if rank != 2 else "linear"):
+        for kw in keywords:
+            try:
+                want = torch.nn.functional.interpolate(torch.from_numpy(x), mode=mode, **kw).numpy()
+            except (ValueError, RuntimeError):
+                with pytest.raises(ValueError, match=r"xpnn\.torch_nn\.functional\.interpolate: "):
+                    F.interpolate(x, mode=mode, **kw)
+                continue
+            np.testing.assert_allclose(F.interpolate(x, mode=mode, **kw), want, rtol=1e-12, atol=1e-12,
+                                       err_msg=f"{mode} {kw}")
+
+
 def test_instance_norm_checks_its_input_as_torch():
     """InstanceNorm's rank check, num_features checked only with affine (torch warns without),
     and F.instance_norm's refusals: one spatial element in training, no running statistics

@@ -52,7 +52,7 @@ __all__ = [
     "batch_norm", "instance_norm", "pad", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "nll_loss", "cross_entropy", "dropout1d",
     "dropout2d", "dropout3d", "cosine_similarity", "pairwise_distance", "pixel_shuffle", "pixel_unshuffle",
-    "channel_shuffle",
+    "channel_shuffle", "interpolate",
     "scaled_dot_product_attention", "multi_head_attention_forward", "one_hot",
 ]
 
@@ -1348,6 +1348,99 @@ def pad(input: Array, pad: Sequence[int], mode: str = "constant", value: float |
             raise _error(ValueError, function, f"{mode} padding of ({low}, {high}) needs more than {n} elements "
                                                "along the dim (as torch)")
     return ops.pad(x, grown, _PAD_MODES[mode])
+
+
+# -- resizing ----------------------------------------------------------------------------------
+
+#: interpolate's modes: the number of spatial dims each takes (None: 1 to 3).
+_INTERPOLATIONS = {"nearest": None, "nearest-exact": None, "area": None, "linear": 1, "bilinear": 2,
+                   "trilinear": 3}
+
+
+def _resized(function: str, sizes: tuple[int, ...], size: Any, scale_factor: Any, recompute_scale_factor: bool | None,
+             least: int = 1) -> tuple[tuple[int, ...], tuple[float | None, ...]]:
+    """The output sizes (at least ``least``), and the scales torch's kernels map output to input
+    positions with: the inverse of ``scale_factor`` where it is given (and not recomputed), else
+    None (n / m)."""
+    rank = len(sizes)
+    if (size is None) == (scale_factor is None):
+        raise _error(ValueError, function, "only one of size or scale_factor should be defined" if size is not None
+                     else "either size or scale_factor should be defined")
+    if size is not None:
+        out = (size,) * rank if isinstance(size, int) else tuple(size)
+        if len(out) != rank:
+            raise _error(ValueError, function, f"size must be an int or {rank} ints for {rank} spatial dims, got "
+                                               f"{size!r}")
+        scales: tuple[float | None, ...] = (None,) * rank
+    else:
+        factors = (scale_factor,) * rank if isinstance(scale_factor, (int, float)) else tuple(scale_factor)
+        if len(factors) != rank:
+            raise _error(ValueError, function, f"scale_factor must be a number or {rank} numbers for {rank} spatial "
+                                               f"dims, got {scale_factor!r}")
+        out = tuple(math.floor(n * f) for n, f in zip(sizes, factors))
+        scales = (None,) * rank if recompute_scale_factor else tuple(1.0 / f for f in factors)
+    if min(out, default=1) < least or min(sizes, default=1) <= 0:
+        raise _error(ValueError, function, f"input and output sizes should be at least 1 (0 for the output in "
+                                           f"mode 'area'), got input {sizes} and output {out}")
+    return out, scales
+
+
+def interpolate(input: Array, size: Any = None, scale_factor: Any = None, mode: str = "nearest",
+                align_corners: bool | None = None, recompute_scale_factor: bool | None = None,
+                antialias: bool = False) -> Array:
+    """``(N, C, *spatial)`` resized to ``size`` (or the sizes times ``scale_factor``), one spatial
+    dim after another: ``torch.nn.functional.interpolate``.  Output i of a dim of n inputs and
+    m outputs reads input position p = i s, s = n / m (1 / scale_factor where given):
+
+    * 'nearest': input floor(p); 'nearest-exact': floor((i + 0.5) s);
+    * 'linear', 'bilinear', 'trilinear': (1 - l) x[j] + l x[j + 1], j = floor(q), l = q - j,
+      q = max((i + 0.5) s - 0.5, 0), or with ``align_corners`` q = i (n - 1) / (m - 1);
+    * 'area': ``adaptive_avg_pool`` to the output sizes.
+
+    'bicubic' and ``antialias`` are not provided (a ValueError)."""
+    function = "interpolate"
+    if mode not in _INTERPOLATIONS:
+        raise _error(ValueError, function, f"mode must be one of {', '.join(map(repr, _INTERPOLATIONS))} (bicubic "
+                                           f"is not provided), got {mode!r}")
+    if antialias:
+        raise _error(ValueError, function, "antialias=True is not provided")
+    linear = mode.endswith("linear")
+    if align_corners is not None and not linear:
+        raise _error(ValueError, function, "align_corners option can only be set with the interpolating modes: "
+                                           "linear | bilinear | trilinear (as torch)")
+    rank = input.ndim - 2
+    wanted = _INTERPOLATIONS[mode]
+    if not 1 <= rank <= 3 or (wanted is not None and rank != wanted):
+        needs = f"{wanted + 2}D" if wanted is not None else "3D, 4D or 5D"
+        raise _error(ValueError, function, f"got {input.ndim}D input, but {mode} mode needs {needs} input")
+    if linear or mode == "area":  # torch's nearest modes take integers too
+        _floating_only(function, input, refused="bool")
+    out, scales = _resized(function, tuple(input.shape[2:]), size, scale_factor, recompute_scale_factor,
+                           least=0 if mode == "area" else 1)
+    if mode == "area":
+        return _adaptive_pool(function, rank, "avg", input, out)
+    ops = adapter_of(input)
+    xp, x = ops.xp, input
+    for axis, (n, m, scale) in enumerate(zip(input.shape[2:], out, scales), start=2):
+        step = n / m if scale is None else scale
+        positions = np.arange(m, dtype=np.float64)
+        if not linear:
+            shift = 0.5 if mode == "nearest-exact" else 0.0
+            index = np.minimum(np.floor((positions + shift) * step), n - 1).astype(np.int64)
+            x = xp.take(x, xp.asarray(index, device=ops.device_of(x)), axis=axis)
+            continue
+        if align_corners:
+            source = positions * ((n - 1) / (m - 1) if m > 1 else 0.0)
+        else:
+            source = np.maximum((positions + 0.5) * step - 0.5, 0.0)
+        low = np.minimum(np.floor(source), n - 1).astype(np.int64)
+        high = np.minimum(low + 1, n - 1)
+        shape = (m,) + (1,) * (x.ndim - axis - 1)
+        weight = xp.asarray(np.reshape(source - low, shape), dtype=x.dtype, device=ops.device_of(x))
+        below = xp.take(x, xp.asarray(low, device=ops.device_of(x)), axis=axis)
+        above = xp.take(x, xp.asarray(high, device=ops.device_of(x)), axis=axis)
+        x = below * (1 - weight) + above * weight
+    return x
 
 
 # -- normalization ---------------------------------------------------------------------------
