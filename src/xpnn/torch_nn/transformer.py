@@ -117,6 +117,11 @@ class _TransformerLayer(Module):
             setattr(self, f"dropout{index}", Dropout(dropout))
         self.activation = _ACTIVATIONS[activation] if isinstance(activation, str) else activation
 
+    def _sa_block(self, x: Array, attn_mask: Array | None, key_padding_mask: Array | None, is_causal: bool) -> Array:
+        out = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False,
+                             is_causal=is_causal)[0]
+        return self.dropout1(out)
+
     def _ff_block(self, x: Array) -> Array:
         last = getattr(self, f"dropout{self._attentions + 1}")
         return last(self.linear2(self.dropout(self.activation(self.linear1(x)))))
@@ -136,11 +141,6 @@ class TransformerEncoderLayer(_TransformerLayer):
             return x + self._ff_block(self.norm2(x))
         x = self.norm1(x + self._sa_block(x, src_mask, src_key_padding_mask, is_causal))
         return self.norm2(x + self._ff_block(x))
-
-    def _sa_block(self, x: Array, attn_mask: Array | None, key_padding_mask: Array | None, is_causal: bool) -> Array:
-        out = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False,
-                             is_causal=is_causal)[0]
-        return self.dropout1(out)
 
 
 class TransformerEncoder(Module):
@@ -188,11 +188,6 @@ class TransformerDecoderLayer(_TransformerLayer):
         x = self.norm1(x + self._sa_block(x, tgt_mask, tgt_key_padding_mask, tgt_is_causal))
         x = self.norm2(x + self._mha_block(x, memory, memory_mask, memory_key_padding_mask, memory_is_causal))
         return self.norm3(x + self._ff_block(x))
-
-    def _sa_block(self, x: Array, attn_mask: Array | None, key_padding_mask: Array | None, is_causal: bool) -> Array:
-        out = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False,
-                             is_causal=is_causal)[0]
-        return self.dropout1(out)
 
     def _mha_block(self, x: Array, memory: Array, attn_mask: Array | None, key_padding_mask: Array | None,
                    is_causal: bool) -> Array:
