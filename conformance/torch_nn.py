@@ -396,6 +396,23 @@ def containers(L: Any) -> Any:
     return Net()
 
 
+def parameter_containers(L: Any) -> Any:
+    """A user's module whose weights live in a ParameterList and a ParameterDict, in namespace ``L``."""
+
+    class Net(L.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = L.ParameterList([L.Linear(6, 6).weight, L.Linear(6, 4).weight])
+            self.extra = L.ParameterDict({"bias": L.Linear(6, 4).bias, "scale": L.Linear(1, 4).weight[:, 0]})
+
+        def forward(self, x: Any) -> Any:
+            for weight in self.layers:
+                x = L.functional.tanh(L.functional.linear(x, weight))
+            return x * self.extra["scale"] + self.extra["bias"]
+
+    return Net()
+
+
 #: name -> (builder of namespace L, inputs, forward kwargs, the modules it covers)
 MODEL_CASES: dict[str, tuple[Any, list, dict, tuple[str, ...]]] = {
     "small CNN (Conv2d, BatchNorm2d, pools, Linear)": (cnn, [floats(4, 3, 16, 16)], {}, ("Sequential",)),
@@ -406,6 +423,7 @@ MODEL_CASES: dict[str, tuple[Any, list, dict, tuple[str, ...]]] = {
                                                  {"tgt_mask": np.triu(np.full((7, 7), -np.inf), 1)},
                                                  ("TransformerDecoder",)),
     "ModuleList and ModuleDict": (containers, [floats(5, 6)], {}, ("ModuleList", "ModuleDict")),
+    "ParameterList and ParameterDict": (parameter_containers, [floats(5, 6)], {}, ("ParameterList", "ParameterDict")),
 }
 
 

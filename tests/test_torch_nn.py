@@ -656,6 +656,23 @@ def test_interpolate_gives_torchs_values_or_refuses_where_torch_does(rank):
                                        err_msg=f"{mode} {kw}")
 
 
+def test_parameter_containers_list_and_print_as_torchs():
+    """ParameterList and ParameterDict: torch's names, order, indexing and printing (a one-entry
+    listing inline, as torch prints it); on torch their arrays are leaves that require grad."""
+    values = [torch.ones(3), torch.ones(2, 2, dtype=torch.float64)]
+    mine, theirs = nn.ParameterList(values), torch.nn.ParameterList([torch.nn.Parameter(v) for v in values])
+    assert repr(mine) == repr(theirs) and repr(nn.ParameterList(values[:1])) == repr(theirs[:1])
+    assert [n for n, _ in mine.named_parameters()] == ["0", "1"] and all(p.requires_grad for p in mine)
+    mine.append(torch.zeros(4))
+    mine[0] = torch.full((3,), 2.0)
+    assert len(mine) == 3 and float(mine[0][0]) == 2.0 and len(mine[1:]) == 2
+    table = nn.ParameterDict({"b": np.ones(2, np.float32), "a": nn.Parameter(np.zeros(3, np.float32))})
+    table["c"] = np.ones(1, np.float32)
+    del table["b"]
+    assert list(table) == ["a", "c"] and "a" in table and list(table.state_dict()) == ["a", "c"]
+    assert repr(nn.ParameterDict()) == repr(torch.nn.ParameterDict())
+
+
 def test_instance_norm_checks_its_input_as_torch():
     """InstanceNorm's rank check, num_features checked only with affine (torch warns without),
     and F.instance_norm's refusals: one spatial element in training, no running statistics

@@ -22,7 +22,9 @@ from xpnn.torch_nn.layers import *  # noqa: F403
 from xpnn.torch_nn.layers import __all__ as _layer_names
 from xpnn.torch_nn.loss import *  # noqa: F403
 from xpnn.torch_nn.loss import __all__ as _loss_names
-from xpnn.torch_nn.module import Module, ModuleDict, ModuleList, Parameter, Sequential, functional_call
+from xpnn.torch_nn.module import (
+    Module, ModuleDict, ModuleList, Parameter, ParameterDict, ParameterList, Sequential, functional_call,
+)
 from xpnn.torch_nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from xpnn.torch_nn.transformer import (
     MultiheadAttention, Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,
@@ -30,14 +32,15 @@ from xpnn.torch_nn.transformer import (
 )
 
 #: Every module class of the namespace, by name.
-MODULES = (*_activation_names, *_layer_names, *_loss_names, "Sequential", "ModuleList", "ModuleDict", "LSTM", "GRU",
-           "RNN", "LSTMCell", "GRUCell", "RNNCell", "MultiheadAttention", "TransformerEncoderLayer",
-           "TransformerEncoder", "TransformerDecoderLayer", "TransformerDecoder", "Transformer")
+MODULES = (*_activation_names, *_layer_names, *_loss_names, "Sequential", "ModuleList", "ModuleDict", "ParameterList",
+           "ParameterDict", "LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "MultiheadAttention",
+           "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer", "TransformerDecoder",
+           "Transformer")
 
 __all__ = ["functional", "manual_seed", "initial_seed", "Module", "Parameter", "functional_call", "Sequential",
-           "ModuleList", "ModuleDict", "LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "MultiheadAttention",
-           "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer", "TransformerDecoder",
-           "Transformer"]
+           "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "LSTM", "GRU", "RNN", "LSTMCell", "GRUCell",
+           "RNNCell", "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
+           "TransformerDecoder", "Transformer"]
 __all__ += _activation_names
 __all__ += _layer_names
 __all__ += _loss_names

@@ -23,7 +23,8 @@ from xpnn._types import Array
 from xpnn.torch_nn._generator import next_key
 from xpnn.trees import to_backend
 
-__all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "functional_call"]
+__all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict",
+           "functional_call"]
 
 
 class Parameter:
@@ -366,9 +367,9 @@ class Module:
             body = repr(child).replace("\n", "\n  ")
             lines.append(f"({name}): {body}")
         extra = self.extra_repr()
-        if not lines:
+        if not lines and "\n" not in extra:
             return f"{type(self).__name__}({extra})"
-        inner = "\n  ".join(([extra] if extra else []) + lines)
+        inner = "\n  ".join((extra.split("\n") if extra else []) + lines)
         return f"{type(self).__name__}(\n  {inner}\n)"
 
 
@@ -581,3 +582,87 @@ class ModuleDict(Module):
 
     def items(self) -> Iterable[tuple[str, Module]]:
         return self._modules.items()
+
+
+def _parameter_lines(items: Iterable[tuple[str, Array]]) -> str:
+    """torch's listing of a ParameterList or ParameterDict: ``  (name): Parameter containing:
+    [float32 of size 2x3]`` (the library's dtype name: ``torch.float32`` on torch)."""
+    return "\n".join(f"  ({name}): Parameter containing: [{value.dtype} of size "
+                     f"{'x'.join(str(n) for n in value.shape)}]" for name, value in items)
+
+
+class _ParameterStore(Module):
+    def _store(self, name: str, value: Array | Parameter) -> None:
+        if isinstance(value, Parameter):
+            self.register_parameter(name, value.data, value.requires_grad)
+        else:
+            self.register_parameter(name, value)
+
+    def __len__(self) -> int:
+        return len(self._parameters)
+
+    def extra_repr(self) -> str:
+        return _parameter_lines(self._parameters.items())
+
+
+class ParameterList(_ParameterStore):
+    """A list of parameters named ``0``, ``1``, ...: ``torch.nn.ParameterList``."""
+
+    def __init__(self, values: Iterable[Array | Parameter] | None = None) -> None:
+        super().__init__()
+        self.extend(values or ())
+
+    def __getitem__(self, index: int | slice) -> Any:
+        values = list(self._parameters.values())
+        return ParameterList(values[index]) if isinstance(index, slice) else values[index]
+
+    def __setitem__(self, index: int, value: Array | Parameter) -> None:
+        self._store(str(range(len(self))[index]), value)
+
+    def __iter__(self) -> Iterator[Array]:
+        return iter(self._parameters.values())
+
+    def append(self, value: Array | Parameter) -> ParameterList:
+        self._store(str(len(self)), value)
+        return self
+
+    def extend(self, values: Iterable[Array | Parameter]) -> ParameterList:
+        for value in values:
+            self.append(value)
+        return self
+
+
+class ParameterDict(_ParameterStore):
+    """A dict of parameters named by their keys: ``torch.nn.ParameterDict``."""
+
+    def __init__(self, parameters: Mapping[str, Array | Parameter] | None = None) -> None:
+        super().__init__()
+        self.update(parameters or {})
+
+    def __getitem__(self, key: str) -> Array:
+        return self._parameters[key]
+
+    def __setitem__(self, key: str, value: Array | Parameter) -> None:
+        self._store(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        del self._parameters[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._parameters)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._parameters
+
+    def keys(self) -> Iterable[str]:
+        return self._parameters.keys()
+
+    def values(self) -> Iterable[Array]:
+        return self._parameters.values()
+
+    def items(self) -> Iterable[tuple[str, Array]]:
+        return self._parameters.items()
+
+    def update(self, parameters: Mapping[str, Array | Parameter]) -> None:
+        for key, value in parameters.items():
+            self._store(key, value)
