@@ -673,6 +673,14 @@ def test_parameter_containers_list_and_print_as_torchs():
     assert repr(nn.ParameterDict()) == repr(torch.nn.ParameterDict())
 
 
+def test_local_response_norm_refuses_what_torch_refuses():
+    for call in (lambda F, x: F.local_response_norm(x[0], 2), lambda F, x: F.local_response_norm(x, 0)):
+        with pytest.raises((ValueError, RuntimeError)):
+            call(torch.nn.functional, torch.ones(2, 3, 4))
+        with pytest.raises(ValueError, match=r"xpnn\.torch_nn\.functional\.local_response_norm: "):
+            call(F, np.ones((2, 3, 4), np.float32))
+
+
 def test_instance_norm_checks_its_input_as_torch():
     """InstanceNorm's rank check, num_features checked only with affine (torch warns without),
     and F.instance_norm's refusals: one spatial element in training, no running statistics

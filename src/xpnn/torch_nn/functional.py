@@ -52,7 +52,7 @@ __all__ = [
     "batch_norm", "instance_norm", "pad", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "nll_loss", "cross_entropy", "dropout1d",
     "dropout2d", "dropout3d", "cosine_similarity", "pairwise_distance", "pixel_shuffle", "pixel_unshuffle",
-    "channel_shuffle", "interpolate",
+    "channel_shuffle", "interpolate", "local_response_norm",
     "scaled_dot_product_attention", "multi_head_attention_forward", "one_hot",
 ]
 
@@ -1484,6 +1484,24 @@ def _channel_norm(function: str, kind: str, input: Array, count: int, scale: Arr
     rank = input.ndim - 2
     y = reference_norm(ops, kind, _channels_last(input, rank), count, scale, bias, eps, statistics)
     return (_channels_first(y[0], rank), *y[1:]) if kind == "batch" else _channels_first(y, rank)
+
+
+def local_response_norm(input: Array, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0) -> Array:
+    """x / (k + alpha / size * sum of x^2 over the ``size`` channels around, c - size // 2 to
+    c + (size - 1) // 2, zeros beyond the ends)^beta, channels dim 1 of ``(N, C, *)``:
+    ``torch.nn.functional.local_response_norm``."""
+    function = "local_response_norm"
+    ops = _adapter(function, ("input",), input)
+    _floating_only(function, input)
+    if input.ndim < 3:
+        raise _error(ValueError, function, f"expected 3D or higher dimensionality input (as torch), got shape "
+                                           f"{tuple(input.shape)}")
+    size = _factor(function, "size", size)
+    squares = input * input
+    window = (1, size) + (1,) * (input.ndim - 2)
+    pads = ((0, 0), (size // 2, (size - 1) // 2)) + ((0, 0),) * (input.ndim - 2)
+    total = ops.reduce_window(squares, 0.0, "sum", window, (1,) * input.ndim, pads)
+    return input / (total * (alpha / size) + k) ** beta
 
 
 def layer_norm(input: Array, normalized_shape: Any, weight: Array | None = None, bias: Array | None = None,
