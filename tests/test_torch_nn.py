@@ -681,6 +681,18 @@ def test_local_response_norm_refuses_what_torch_refuses():
             call(F, np.ones((2, 3, 4), np.float32))
 
 
+def test_fold_and_unfold_refuse_what_torch_refuses():
+    x = torch.randn(2, 3, 4, 5)
+    columns = torch.nn.functional.unfold(x, 2)
+    calls = [lambda F, a, c: F.fold(c, (4, 6), 2), lambda F, a, c: F.fold(c[:, :5], (4, 5), 2),
+             lambda F, a, c: F.unfold(a, 6), lambda F, a, c: F.unfold(a[0, 0], 2)]
+    for call in calls:
+        with pytest.raises((RuntimeError, IndexError)):
+            call(torch.nn.functional, x, columns)
+        with pytest.raises((RuntimeError, ValueError), match=r"xpnn\.torch_nn\.functional\.(un)?fold: "):
+            call(F, x.numpy(), columns.numpy())
+
+
 def test_instance_norm_checks_its_input_as_torch():
     """InstanceNorm's rank check, num_features checked only with affine (torch warns without),
     and F.instance_norm's refusals: one spatial element in training, no running statistics

@@ -52,7 +52,7 @@ __all__ = [
     "batch_norm", "instance_norm", "pad", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "nll_loss", "cross_entropy", "dropout1d",
     "dropout2d", "dropout3d", "cosine_similarity", "pairwise_distance", "pixel_shuffle", "pixel_unshuffle",
-    "channel_shuffle", "interpolate", "local_response_norm",
+    "channel_shuffle", "interpolate", "local_response_norm", "unfold", "fold",
     "scaled_dot_product_attention", "multi_head_attention_forward", "one_hot",
 ]
 
@@ -847,6 +847,66 @@ def conv_transpose3d(input: Array, weight: Array, bias: Array | None = None, str
     (``torch.nn.functional.conv_transpose3d``; see ``_transposed_convolution``)."""
     return _transposed_convolution("conv_transpose3d", 3, input, weight, bias, stride, padding, output_padding,
                                    groups, dilation)
+
+
+def _patch_kernel(ops: Any, channels: int, window: tuple[int, int], like: Array) -> Array:
+    """The grouped convolution kernel ``(C kh kw, 1, kh, kw)`` whose output channel c kh kw + i kw + j
+    reads element (i, j) of the window of channel c: ``unfold`` and ``fold`` as convolutions."""
+    count = math.prod(window)
+    picks = np.tile(np.eye(count).reshape(count, 1, *window), (channels, 1, 1, 1))
+    return ops.xp.asarray(picks, dtype=like.dtype, device=ops.device_of(like))
+
+
+def _patch_geometry(function: str, kernel_size: Any, dilation: Any, padding: Any,
+                    stride: Any) -> tuple[tuple[int, ...], ...]:
+    return tuple(_tuple(value, 2, function, name) for value, name in
+                 ((kernel_size, "kernel_size"), (dilation, "dilation"), (padding, "padding"), (stride, "stride")))
+
+
+def unfold(input: Array, kernel_size: Any, dilation: Any = 1, padding: Any = 0, stride: Any = 1) -> Array:
+    """The sliding windows of ``(N, C, H, W)`` as columns ``(N, C kh kw, L)``, L windows in row
+    order, each column channel-major: ``torch.nn.functional.unfold`` (im2col), a grouped
+    convolution with a kernel that picks one window element per output channel."""
+    function = "unfold"
+    _floating_only(function, input, refused="bool")
+    x, unbatched = _batched(input, 2, function)
+    ops = adapter_of_array(x)
+    window, dilations, paddings, strides = _patch_geometry(function, kernel_size, dilation, padding, stride)
+    channels = x.shape[1]
+    weight = _patch_kernel(ops, channels, window, x)
+    _conv_geometry(function, weight.shape, strides, paddings, dilations, x.shape)  # windows that fit, as torch's
+    columns = ops.conv_channels_first(x, weight, strides, tuple((p, p) for p in paddings), (1, 1), dilations,
+                                      channels)
+    columns = ops.xp.reshape(columns, (x.shape[0], columns.shape[1], -1))
+    return columns[0, ...] if unbatched else columns
+
+
+def fold(input: Array, output_size: Any, kernel_size: Any, dilation: Any = 1, padding: Any = 0,
+         stride: Any = 1) -> Array:
+    """Columns ``(N, C kh kw, L)`` summed back into ``(N, C, *output_size)``, overlapping window
+    elements added: ``torch.nn.functional.fold`` (col2im), the transposed convolution of
+    ``unfold``'s kernel."""
+    function = "fold"
+    _floating_only(function, input, refused="bool")
+    x, unbatched = _batched(input, 1, function)
+    ops = adapter_of_array(x)
+    sizes = _tuple(output_size, 2, function, "output_size")
+    window, dilations, paddings, strides = _patch_geometry(function, kernel_size, dilation, padding, stride)
+    count = math.prod(window)
+    blocks = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in zip(sizes, paddings, dilations, window,
+                                                                             strides)]
+    if x.shape[1] % count or min(blocks) < 1 or x.shape[2] != math.prod(blocks):
+        raise _error(RuntimeError, function, f"given output_size={sizes}, kernel_size={window}, dilation="
+                                             f"{dilations}, padding={paddings}, stride={strides}, expected an input "
+                                             f"of (N, C * {count}, {math.prod(blocks)}), got shape "
+                                             f"{tuple(input.shape)} (as torch)")
+    channels = x.shape[1] // count
+    grid = ops.xp.reshape(x, (x.shape[0], x.shape[1], *blocks))
+    extra = tuple(n + 2 * p - ((b - 1) * s + d * (k - 1) + 1)
+                  for n, p, b, s, d, k in zip(sizes, paddings, blocks, strides, dilations, window))
+    y = ops.conv_transpose_channels_first(grid, _patch_kernel(ops, channels, window, x), strides, paddings, extra,
+                                          channels, dilations)
+    return y[0, ...] if unbatched else y
 
 
 def _pool_pads(function: str, sizes: tuple[int, ...], window: tuple[int, ...], strides: tuple[int, ...],
