@@ -562,6 +562,8 @@ def pixel_shuffle(input: Array, upscale_factor: int) -> Array:
     x = xp.reshape(input, (*lead, channels // (r * r), r, r, height, width))
     n = len(lead)
     x = xp.permute_dims(x, (*range(n), n, n + 3, n + 1, n + 4, n + 2))
+    # one pair of dims joined at a time (jax's explicit sharding takes no more in one reshape)
+    x = xp.reshape(x, (*lead, channels // (r * r), height, r, width * r))
     return xp.reshape(x, (*lead, channels // (r * r), height * r, width * r))
 
 
@@ -573,7 +575,9 @@ def pixel_unshuffle(input: Array, downscale_factor: int) -> Array:
         raise _error(ValueError, "pixel_unshuffle", f"input must be (*, C, H, W) with H and W divisible by {r}, got "
                                                     f"shape {tuple(input.shape)}")
     *lead, channels, height, width = input.shape
-    x = xp.reshape(input, (*lead, channels, height // r, r, width // r, r))
+    # one dim split at a time (jax's explicit sharding takes no more in one reshape)
+    x = xp.reshape(input, (*lead, channels, height, width // r, r))
+    x = xp.reshape(x, (*lead, channels, height // r, r, width // r, r))
     n = len(lead)
     x = xp.permute_dims(x, (*range(n), n, n + 2, n + 4, n + 1, n + 3))
     return xp.reshape(x, (*lead, channels * r * r, height // r, width // r))
@@ -1653,10 +1657,9 @@ def instance_norm_with_statistics(input: Array, running_mean: Array | None = Non
                                   weight: Array | None = None, bias: Array | None = None,
                                   use_input_stats: bool = True, momentum: float = 0.1,
                                   eps: float = 1e-5) -> tuple[Array, Array | None, Array | None]:
-    """``instance_norm`` and the running statistics after it, as torch computes them: the batch
-    norm in training of ``input`` seen as ``(1, N * C, *spatial)``, with the running
-    statistics, weight and bias repeated for each of the N samples, the updated statistics
-    then averaged over the samples."""
+    """``instance_norm`` and the running statistics after it: the group norm of one channel per
+    group, and, where tracked, torch's update (1 - momentum) running + momentum s of the samples'
+    mean statistics s (each sample's variance unbiased, n / (n - 1) over its n positions)."""
     function = "instance_norm"
     _floating_only(function, input)
     ops = _adapter(function, ("input", "running_mean", "running_var", "weight", "bias"), input, running_mean,
@@ -1673,18 +1676,20 @@ def instance_norm_with_statistics(input: Array, running_mean: Array | None = Non
                                                  "use_input_stats is false (as torch)")
         y = _channel_norm(function, "running", input, 1, weight, bias, eps, (running_mean, running_var))
         return y, running_mean, running_var
-    if math.prod(input.shape[2:]) <= 1:
+    positions = math.prod(input.shape[2:])
+    if positions <= 1:
         raise _error(ValueError, function, f"expected more than 1 spatial element when training, got input size "
                                            f"{tuple(input.shape)}")
-    xp = ops.xp
-    samples, count = input.shape[0], input.shape[1]
-    repeated = [None if a is None else xp.reshape(xp.broadcast_to(a, (samples, count)), (-1,))
-                for a in (running_mean, running_var, weight, bias)]
-    planes = xp.reshape(input, (1, samples * count, *input.shape[2:]))
-    y, mean, var = batch_norm_with_statistics(planes, *repeated, True, momentum, eps)
+    y = _channel_norm(function, "group", input, input.shape[1], weight, bias, eps)
     if running_mean is not None and running_var is not None:
-        running_mean, running_var = (xp.mean(xp.reshape(s, (samples, count)), axis=0) for s in (mean, var))
-    return xp.reshape(y, input.shape), running_mean, running_var
+        xp = ops.xp
+        spatial = tuple(range(2, input.ndim))
+        means = xp.mean(input, axis=spatial)
+        variances = xp.var(input, axis=spatial, correction=1)
+        dtype = running_mean.dtype
+        running_mean = xp.astype((1 - momentum) * running_mean + momentum * xp.mean(means, axis=0), dtype)
+        running_var = xp.astype((1 - momentum) * running_var + momentum * xp.mean(variances, axis=0), dtype)
+    return y, running_mean, running_var
 
 
 # -- losses ------------------------------------------------------------------------------------
