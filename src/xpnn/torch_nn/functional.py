@@ -1703,8 +1703,8 @@ def _reduction(function: str, reduction: str, size_average: bool | None = None, 
     torch's warning): ``reduce=False`` is 'none', else ``size_average=False`` 'sum', else 'mean'."""
     if size_average is not None or reduce is not None:
         reduction = "none" if reduce is False else "sum" if size_average is False else "mean"
-        warnings.warn(f"xpnn.torch_nn.functional.{function}: size_average and reduce args will be deprecated, "
-                      f"please use reduction='{reduction}' instead (as torch)", UserWarning, stacklevel=3)
+        warnings.warn(_error(UserWarning, function, f"size_average and reduce args will be deprecated, please use "
+                                                    f"reduction='{reduction}' instead (as torch)"), stacklevel=3)
     if reduction not in allowed:
         raise _error(ValueError, function, f"{reduction!r} is not a valid value for reduction; expected one of "
                                            f"{', '.join(map(repr, allowed))}")
