@@ -1892,20 +1892,17 @@ def _classes_last(xp: Any, x: Array) -> Array:
     return x if x.ndim <= 2 else xp.permute_dims(x, (0, *range(2, x.ndim), 1))
 
 
-def _nll(function: str, ops: Any, log_p: Array, target: Array, weight: Array | None, ignore_index: int,
-         reduction: str) -> tuple[Array, Array]:
-    """The negative log-likelihood -w_t log_p[t] per target (0 where ignored) and, reduced, the
-    loss: the mean over the targets' weights."""
-    xp = ops.xp
-    hit, valid = _class_targets(function, ops, log_p, target, ignore_index)
-    per_class = _classes_last(xp, log_p)
+def _target_weights(xp: Any, hit: Array, valid: Array, weight: Array | None, dtype: Any) -> Array:
+    """Each target's class weight w_t (1 without ``weight``), 0 where it is ignored."""
+    return xp.astype(valid, dtype) if weight is None else xp.sum(xp.where(hit, weight, 0.0), axis=-1)
+
+
+def _nll(xp: Any, per_class: Array, hit: Array, valid: Array, weights: Array, reduction: str) -> Array:
+    """The negative log-likelihood -w_t log_p[t] per target (0 where ignored) of the
+    log-probabilities ``per_class`` (classes last), reduced: 'mean' over the targets' weights."""
     picked = xp.sum(xp.where(hit, per_class, 0.0), axis=-1)
-    weights = (xp.astype(valid, log_p.dtype) if weight is None
-               else xp.sum(xp.where(hit, weight, 0.0), axis=-1))
     loss = xp.where(valid, -picked * weights, 0.0)
-    if reduction == "mean":
-        return loss, xp.sum(loss) / xp.sum(weights)
-    return loss, _reduced(xp, loss, reduction)
+    return xp.sum(loss) / xp.sum(weights) if reduction == "mean" else _reduced(xp, loss, reduction)
 
 
 def _class_weight(function: str, input: Array, weight: Array | None) -> None:
@@ -1926,7 +1923,10 @@ def nll_loss(input: Array, target: Array, weight: Array | None = None, size_aver
     _floating_only(function, input)
     _integer_targets(function, ops, target)
     _class_weight(function, input, weight)
-    return _nll(function, ops, input, target, weight, ignore_index, reduction)[1]
+    hit, valid = _class_targets(function, ops, input, target, ignore_index)
+    xp = ops.xp
+    weights = _target_weights(xp, hit, valid, weight, input.dtype)
+    return _nll(xp, _classes_last(xp, input), hit, valid, weights, reduction)
 
 
 def _integer_targets(function: str, ops: Any, target: Array) -> None:
@@ -1966,15 +1966,14 @@ def cross_entropy(input: Array, target: Array, weight: Array | None = None, size
         loss = -xp.sum(weighted * probabilities, axis=-1)
         return _reduced(xp, loss, reduction)
     _integer_targets(function, ops, target)
-    loss, reduced = _nll(function, ops, log_p, target, weight, ignore_index, reduction)
+    hit, valid = _class_targets(function, ops, log_p, target, ignore_index)
+    weights = _target_weights(xp, hit, valid, weight, log_p.dtype)
+    reduced = _nll(xp, per_class, hit, valid, weights, reduction)
     if not label_smoothing:
         return reduced
-    hit, valid = _class_targets(function, ops, log_p, target, ignore_index)
     smooth = xp.where(valid, -xp.sum(weighted, axis=-1), 0.0)
     if reduction == "mean":
-        total = (xp.sum(xp.astype(valid, log_p.dtype)) if weight is None
-                 else xp.sum(xp.where(hit, weight, 0.0)))
-        smooth = xp.sum(smooth) / total
+        smooth = xp.sum(smooth) / xp.sum(weights)
     else:
         smooth = _reduced(xp, smooth, reduction)
     return (1 - label_smoothing) * reduced + smooth * (label_smoothing / classes)

@@ -389,7 +389,8 @@ class InstanceNorm3d(_InstanceNorm):
 
 # -- convolution and pooling --------------------------------------------------------------------
 
-_PADDING_MODES = {"zeros": None, "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+#: Conv's padding modes by the ``pad`` primitive's names (None: the convolution's own zeros).
+_PADDING_MODES = {"zeros": None, **{mode: name for mode, name in F._PAD_MODES.items() if mode != "constant"}}
 
 
 class _Conv(Module):
