@@ -49,6 +49,13 @@ def labels(*shape: int, seed: int = 3) -> np.ndarray:
 #: Log-probabilities over dim 1, as a classifier's log_softmax gives them.
 _LOG_P = np.log(probabilities(4, 5, 3, axis=1))
 
+#: Labels 1 and -1.
+_SIGNS = np.where(labels(4, 5, seed=6) > 0, 1.0, -1.0)
+
+#: Multi-label targets: each row's class indices up to its first -1 (a repeat, a row of none,
+#: a row of all, indices after the -1 that do not count).
+_LISTED = np.array([[3, 0, 3, -1, 1], [-1, 2, 0, 0, 0], [4, 2, 0, 1, 3], [1, -1, 4, -1, 2]])
+
 #: Self-attention's one array, given as query, key and value (torch's packed in-projection).
 _SELF = floats(5, 2, 8, seed=4)
 
@@ -179,6 +186,18 @@ MODULE_CASES = [
     ("NLLLoss", (), {"ignore_index": 1}, [_LOG_P, indices(4, 3, high=5)], {}, False),
     ("CrossEntropyLoss", (), {"label_smoothing": 0.1}, [floats(4, 5, 3), indices(4, 3, high=5)], {}, False),
     ("CrossEntropyLoss", (), {"reduction": "none"}, [floats(4, 5), probabilities(4, 5, axis=1)], {}, False),
+    ("PoissonNLLLoss", (), {}, [floats(4, 5), probabilities(4, 5) * 6], {}, False),
+    ("GaussianNLLLoss", (), {"full": True}, [floats(4, 5), floats(4, 5, seed=1), probabilities(4)], {}, False),
+    ("MarginRankingLoss", (0.5,), {}, [floats(5), floats(5, seed=1), _SIGNS[0]], {}, False),
+    ("HingeEmbeddingLoss", (), {"reduction": "sum"}, [np.abs(floats(4, 5)), _SIGNS], {}, False),
+    ("SoftMarginLoss", (), {}, [floats(4, 5), _SIGNS], {}, False),
+    ("MultiLabelSoftMarginLoss", (), {}, [floats(4, 5), labels(4, 5)], {}, False),
+    ("CosineEmbeddingLoss", (), {"margin": 0.3}, [floats(4, 5), floats(4, 5, seed=1), _SIGNS[:, 0]], {}, False),
+    ("TripletMarginLoss", (), {"swap": True}, [floats(4, 5), floats(4, 5, seed=1), floats(4, 5, seed=2)], {}, False),
+    ("TripletMarginWithDistanceLoss", (), {"margin": 2.0}, [floats(4, 5), floats(4, 5, seed=1),
+                                                            floats(4, 5, seed=2)], {}, False),
+    ("MultiMarginLoss", (2,), {"margin": 0.7}, [floats(4, 5), indices(4, high=5)], {}, False),
+    ("MultiLabelMarginLoss", (), {}, [floats(4, 5), _LISTED], {}, False),
     ("Softmax2d", (), {}, [floats(2, 3, 4, 5)], {}, False),
     ("Dropout1d", (0.4,), {}, [floats(2, 3, 4)], {}, False),
     ("Dropout2d", (0.4,), {}, [floats(2, 3, 4, 5)], {}, False),
@@ -320,6 +339,22 @@ FUNCTIONAL_CASES = [
     ("cross_entropy", [floats(5), np.asarray(indices(high=5))], (), {}),
     ("cross_entropy", [floats(4, 5, 3), probabilities(4, 5, 3, axis=1)], (), {"weight": probabilities(5),
                                                                               "label_smoothing": 0.3}),
+    ("poisson_nll_loss", [probabilities(4, 5) * 3, probabilities(4, 5, seed=3) * 6], (), {"log_input": False,
+                                                                                        "full": True}),
+    ("gaussian_nll_loss", [floats(4, 5), floats(4, 5, seed=1), probabilities(4, 1) * 2e-6], (), {"reduction": "none"}),
+    ("gaussian_nll_loss", [floats(4, 5), floats(4, 5, seed=1)], (0.3,), {"reduction": "sum"}),
+    ("margin_ranking_loss", [floats(4, 5), floats(1, 5, seed=1), _SIGNS], (), {"margin": -0.2, "reduction": "none"}),
+    ("hinge_embedding_loss", [floats(4, 5), np.round(floats(4, 5, seed=1))], (), {"margin": 0.5}),
+    ("soft_margin_loss", [floats(4, 5, scale=20.0), _SIGNS], (), {"reduction": "none"}),
+    ("multilabel_soft_margin_loss", [floats(4, 3, 5), labels(4, 3, 5)], (), {"weight": probabilities(5),
+                                                                             "reduction": "none"}),
+    ("cosine_embedding_loss", [floats(5), floats(5, seed=1), np.asarray(-1.0)], (), {"margin": -0.5}),
+    ("triplet_margin_loss", [floats(4, 5), floats(4, 5, seed=1), floats(1, 5, seed=2)], (), {"p": 1.0, "eps": 0.1,
+                                                                                           "reduction": "none"}),
+    ("multi_margin_loss", [floats(4, 5), indices(4, high=5)], (), {"weight": probabilities(5), "reduction": "sum"}),
+    ("multi_margin_loss", [floats(5), np.asarray(indices(high=5))], (), {"margin": 2.0}),
+    ("multilabel_margin_loss", [floats(4, 5), _LISTED], (), {"reduction": "none"}),
+    ("multilabel_margin_loss", [floats(5), _LISTED[0]], (), {}),
     ("cosine_similarity", [floats(3, 4, 5), floats(1, 4, 5, seed=1)], (), {"dim": -1, "eps": 0.5}),
     ("pairwise_distance", [floats(3, 5), floats(3, 5, seed=1)], (), {"p": 3.0, "eps": 0.1}),
     ("pixel_shuffle", [floats(2, 9, 2, 3)], (3,), {}),

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from collections import OrderedDict
+from typing import Any
 
 import numpy as np
 import pytest
@@ -592,6 +593,89 @@ def test_weighted_losses_load_their_weights_and_refuse_what_torch_refuses():
     with pytest.warns(UserWarning):
         want = TF.mse_loss(x, x[:1])
     np.testing.assert_allclose(got, want.numpy(), rtol=1e-6)
+
+
+def test_margin_and_likelihood_losses_refuse_what_torch_refuses():
+    """The margin, ranking and likelihood losses refuse the shapes, targets and arguments torch
+    refuses, with errors naming the function; MultiMarginLoss and MultiLabelSoftMarginLoss load
+    their weight buffers from torch's state_dict."""
+    import torch.nn.functional as TF
+
+    torch.manual_seed(0)
+    x, classes = torch.randn(3, 4), torch.tensor([0, 3, 1])
+    listed, signs = torch.tensor([[0, 1, -1, 3]] * 3), torch.tensor([1.0, -1.0, 1.0])
+    calls = [
+        (IndexError, r"multi_margin_loss: targets must be class indices in \[0, 4\), got \[5\]",
+         lambda F, a: F.multi_margin_loss(a, _as(F, classes * 0 + 5))),
+        (ValueError, r"multi_margin_loss: only p == 1 and p == 2 supported, got 3",
+         lambda F, a: F.multi_margin_loss(a, _as(F, classes), p=3)),
+        (ValueError, r"multi_margin_loss: weight must be one-dimensional",
+         lambda F, a: F.multi_margin_loss(a, _as(F, classes), weight=a[:1])),
+        (ValueError, r"multi_margin_loss: expected a non-empty \(C,\) or \(N, C\) input, got shape \(3, 2, 2\)",
+         lambda F, a: F.multi_margin_loss(a.reshape(3, 2, 2), _as(F, classes))),
+        (IndexError, r"multilabel_margin_loss: targets must be class indices in \[0, 4\) or -1",
+         lambda F, a: F.multilabel_margin_loss(a, _as(F, listed) * 2)),
+        (ValueError, r"multilabel_margin_loss: target must have the input's shape \(3, 4\), got \(3, 2\)",
+         lambda F, a: F.multilabel_margin_loss(a, _as(F, listed)[:, :2])),
+        (ValueError, r"margin_ranking_loss: all input arrays should have the same number of dims",
+         lambda F, a: F.margin_ranking_loss(a, a[0], _as(F, signs))),
+        (ValueError, r"cosine_embedding_loss: expected inputs \(N, D\) with target \(N,\)",
+         lambda F, a: F.cosine_embedding_loss(a, a, _as(F, signs)[:1, None])),
+        (ValueError, r"triplet_margin_loss: margin must be greater than 0, got 0",
+         lambda F, a: F.triplet_margin_loss(a, a, a, margin=0.0)),
+        (ValueError, r"triplet_margin_with_distance_loss: the anchor, positive and negative arrays",
+         lambda F, a: F.triplet_margin_with_distance_loss(a, a, a[0])),
+        (ValueError, r"gaussian_nll_loss: var is of incorrect size",
+         lambda F, a: F.gaussian_nll_loss(a, a, a[:1, :1])),
+        (ValueError, r"gaussian_nll_loss: var has negative entry/entries", lambda F, a: F.gaussian_nll_loss(a, a, -a * a)),
+        (ValueError, r"gaussian_nll_loss: var has negative entry/entries: -1.0",
+         lambda F, a: F.gaussian_nll_loss(a, a, -1.0)),
+        (ValueError, r"poisson_nll_loss: 'batchmean' is not a valid value for reduction",
+         lambda F, a: F.poisson_nll_loss(a, a, reduction="batchmean")),
+    ]
+    for kind, message, call in calls:
+        with pytest.raises((RuntimeError, ValueError, IndexError)):
+            call(TF, x)
+        with pytest.raises(kind, match=r"xpnn\.torch_nn\.functional\." + message):
+            call(F, x.numpy())
+    weight = torch.rand(4) + 0.5
+    for reference, twin, target in [
+        (torch.nn.MultiMarginLoss(weight=weight), nn.MultiMarginLoss(weight=np.zeros(4, np.float32)), classes),
+        (torch.nn.MultiLabelSoftMarginLoss(weight=weight), nn.MultiLabelSoftMarginLoss(weight=np.zeros(4, np.float32)),
+         torch.rand(3, 4).round())]:
+        twin.load_state_dict(reference.state_dict())
+        np.testing.assert_allclose(twin(x.numpy(), target.numpy()), reference(x, target).numpy(), rtol=1e-6)
+
+
+def _as(F: Any, t: Any) -> Any:
+    """``t`` as the library of the functional namespace ``F`` takes it."""
+    return t if F.__name__.startswith("torch") else t.numpy()
+
+
+def test_soft_margin_loss_is_stable_where_torchs_overflows():
+    """log(1 + e^(-y x)) is within 2 ulps of the float64 value (as jax.nn.softplus) for margins up
+    to 1e4, where torch's float32 kernel returns inf beyond about 89."""
+    margins = np.array([-1e4, -500.0, -90.0, -30.0, -1.0, 0.0, 1.0, 30.0, 90.0], np.float32)
+    ones = np.ones_like(margins)
+    got = F.soft_margin_loss(-margins, ones, reduction="none")
+    exact = np.logaddexp(0.0, margins.astype(np.float64))
+    assert got.dtype == np.float32
+    np.testing.assert_array_max_ulp(got, exact.astype(np.float32), maxulp=2)
+    assert np.isinf(torch.nn.functional.soft_margin_loss(torch.tensor([-500.0]), torch.tensor([1.0])).item())
+
+
+def test_gaussian_nll_loss_gradient_passes_through_the_variance_clamp_as_torchs():
+    """Variances under ``eps`` are clamped in the value, yet the gradient with respect to them is
+    the unclamped formula's at the clamped value, as torch's no-grad clamp gives."""
+    torch.manual_seed(0)
+    mean, target = torch.randn(6, dtype=torch.float64), torch.randn(6, dtype=torch.float64)
+    var = torch.tensor([1e-9, 5e-7, 1e-6, 0.3, 2.0, 0.0], dtype=torch.float64)
+    grads = []
+    for functional in (torch.nn.functional, F):
+        leaf = var.clone().requires_grad_()
+        functional.gaussian_nll_loss(mean, target, leaf, full=True, reduction="sum").backward()
+        grads.append(leaf.grad.numpy())
+    np.testing.assert_allclose(grads[1], grads[0], rtol=1e-12)
 
 
 def test_transformer_mask_and_shape_checks_as_torchs():

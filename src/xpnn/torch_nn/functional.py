@@ -50,7 +50,10 @@ __all__ = [
     "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
     "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d", "layer_norm", "group_norm", "rms_norm",
     "batch_norm", "instance_norm", "pad", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
-    "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "nll_loss", "cross_entropy", "dropout1d",
+    "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "nll_loss", "cross_entropy", "poisson_nll_loss", "gaussian_nll_loss",
+    "margin_ranking_loss", "hinge_embedding_loss", "soft_margin_loss", "multilabel_soft_margin_loss",
+    "cosine_embedding_loss", "triplet_margin_loss", "triplet_margin_with_distance_loss", "multi_margin_loss",
+    "multilabel_margin_loss", "dropout1d",
     "dropout2d", "dropout3d", "cosine_similarity", "pairwise_distance", "pixel_shuffle", "pixel_unshuffle",
     "channel_shuffle", "interpolate", "local_response_norm", "unfold", "fold",
     "scaled_dot_product_attention", "multi_head_attention_forward", "one_hot",
@@ -1865,10 +1868,11 @@ def _class_axis(input: Array) -> int:
     return 0 if input.ndim == 1 else 1
 
 
-def _class_targets(function: str, ops: Any, input: Array, target: Array, ignore_index: int) -> tuple[Array, Array]:
+def _class_targets(function: str, ops: Any, input: Array, target: Array,
+                   ignore_index: int | None) -> tuple[Array, Array | None]:
     """Integer class ``target`` of shape ``input``'s without its class dim: a one-hot mask over the
-    classes (last axis) and the mask of targets not ``ignore_index``; out-of-range targets are
-    torch's IndexError where their values can be read."""
+    classes (last axis) and the mask of targets not ``ignore_index`` (None: none ignored);
+    out-of-range targets are torch's IndexError where their values can be read."""
     xp = ops.xp
     axis = _class_axis(input)
     classes = input.shape[axis]
@@ -1876,15 +1880,18 @@ def _class_targets(function: str, ops: Any, input: Array, target: Array, ignore_
     if tuple(target.shape) != expected:
         raise _error(ValueError, function, f"expected target of shape {expected} for input of shape "
                                            f"{tuple(input.shape)}, got {tuple(target.shape)}")
-    valid = target != ignore_index
+    valid = None if ignore_index is None else target != ignore_index
     if target.size and ops.values_at_hand(target):
-        outside = valid & ((target < 0) | (target >= classes))
+        outside = (target < 0) | (target >= classes)
+        if valid is not None:
+            outside = outside & valid
         if bool(xp.any(outside)):
             shown = sorted({int(t) for t in xp.reshape(target[outside], (-1,))[:3]})
-            raise _error(IndexError, function, f"targets must be class indices in [0, {classes}) or ignore_index="
-                                               f"{ignore_index}, got {shown} (as torch: out of bounds)")
+            ignored = "" if ignore_index is None else f" or ignore_index={ignore_index}"
+            raise _error(IndexError, function, f"targets must be class indices in [0, {classes}){ignored}, got "
+                                               f"{shown} (as torch: out of bounds)")
     hit = xp.arange(classes, dtype=target.dtype, device=ops.device_of(target)) == target[..., None]
-    return hit & valid[..., None], valid
+    return (hit, valid) if valid is None else (hit & valid[..., None], valid)
 
 
 def _classes_last(xp: Any, x: Array) -> Array:
@@ -1977,6 +1984,259 @@ def cross_entropy(input: Array, target: Array, weight: Array | None = None, size
     else:
         smooth = _reduced(xp, smooth, reduction)
     return (1 - label_smoothing) * reduced + smooth * (label_smoothing / classes)
+
+
+
+def _margin_targets(xp: Any, target: Array, dtype: Any) -> Array:
+    """``target`` (labels 1 and -1) in the input's floating dtype."""
+    return target if xp.isdtype(target.dtype, "real floating") else xp.astype(target, dtype)
+
+
+def _same_ranks(function: str, message: str, **arrays: Array) -> None:
+    if len({array.ndim for array in arrays.values()}) > 1:
+        sizes = ", ".join(f"{name} {tuple(array.shape)}" for name, array in arrays.items())
+        raise _error(ValueError, function, f"{message}, got {sizes} (as torch)")
+
+
+def poisson_nll_loss(input: Array, target: Array, log_input: bool = True, full: bool = False,
+                     size_average: bool | None = None, eps: float = 1e-8, reduce: bool | None = None,
+                     reduction: str = "mean") -> Array:
+    """The Poisson negative log-likelihood of the rate: e^x - y x with ``log_input`` (x is the
+    log-rate), else x - y log(x + eps); ``full`` adds Stirling's y log y - y + 0.5 log(2 pi y)
+    where y > 1; reduced: ``torch.nn.functional.poisson_nll_loss``."""
+    function = "poisson_nll_loss"
+    reduction = _reduction(function, reduction, size_average, reduce)
+    ops, input, target = _pointwise_operands(function, input, target)
+    xp = ops.xp
+    loss = xp.exp(input) - target * input if log_input else input - target * xp.log(input + eps)
+    if full:
+        above_one = target > 1
+        count = xp.where(above_one, target, 1.0)
+        stirling = count * xp.log(count) - count + 0.5 * xp.log(2 * math.pi * count)
+        loss = loss + xp.where(above_one, stirling, 0.0)
+    return _reduced(xp, loss, reduction)
+
+
+def _gaussian_variance(function: str, input: Array, var: Array) -> Array:
+    """``var`` of the input's shape, or homoscedastic: one dim short of it (a trailing 1 is
+    added), or of its rank with exactly one dim of size 1 where the input's is larger (torch)."""
+    shape, var_shape = tuple(input.shape), tuple(var.shape)
+    if var_shape == shape:
+        return var
+    if var_shape == shape[:-1]:
+        return var[..., None]
+    if len(var_shape) == len(shape) and sum(v for s, v in zip(shape, var_shape) if s != v) == 1:
+        return var
+    raise _error(ValueError, function, f"var is of incorrect size: expected the input's shape {shape}, that shape "
+                                       f"without its last dim, or one of its dims as 1, got {var_shape} (as torch)")
+
+
+def gaussian_nll_loss(input: Array, target: Array, var: Array | float, full: bool = False, eps: float = 1e-6,
+                      reduction: str = "mean") -> Array:
+    """The Gaussian negative log-likelihood 0.5 (log v + (x - y)^2 / v) of the mean x and the
+    variance v = max(var, eps) (the clamp passes gradients through, as torch's no-grad clamp);
+    ``full`` adds 0.5 log(2 pi); reduced: ``torch.nn.functional.gaussian_nll_loss``."""
+    function = "gaussian_nll_loss"
+    reduction = _reduction(function, reduction)
+    ops, input, target = _pointwise_operands(function, input, target)
+    xp = ops.xp
+    if not is_array(var):
+        if not var >= 0:
+            raise _error(ValueError, function, f"var has negative entry/entries: {var!r} (as torch)")
+        var = xp.full(input.shape, float(var), dtype=input.dtype, device=ops.device_of(input))
+    else:
+        _adapter(function, ("input", "var"), input, var)
+        var = _gaussian_variance(function, input, var)
+        if var.size and ops.values_at_hand(var) and bool(xp.any(var < 0)):
+            raise _error(ValueError, function, "var has negative entry/entries (as torch)")
+    var = var + ops.stop_gradient(xp.maximum(var, eps) - var)
+    difference = input - target
+    loss = 0.5 * (xp.log(var) + difference * difference / var)
+    if full:
+        loss = loss + 0.5 * math.log(2 * math.pi)
+    return _reduced(xp, loss, reduction)
+
+
+
+def margin_ranking_loss(input1: Array, input2: Array, target: Array, margin: float = 0,
+                        size_average: bool | None = None, reduce: bool | None = None,
+                        reduction: str = "mean") -> Array:
+    """max(0, -y (x1 - x2) + margin) of labels y in {1, -1} (1: x1 should rank higher), the
+    three broadcast: ``torch.nn.functional.margin_ranking_loss``."""
+    function = "margin_ranking_loss"
+    reduction = _reduction(function, reduction, size_average, reduce)
+    ops = _adapter(function, ("input1", "input2", "target"), input1, input2, target)
+    _floating_only(function, input1)
+    _same_ranks(function, "all input arrays should have the same number of dims", input1=input1, input2=input2,
+                target=target)
+    xp = ops.xp
+    target = _margin_targets(xp, target, input1.dtype)
+    return _reduced(xp, xp.maximum(margin - target * (input1 - input2), 0.0), reduction)
+
+
+def hinge_embedding_loss(input: Array, target: Array, margin: float = 1.0, size_average: bool | None = None,
+                         reduce: bool | None = None, reduction: str = "mean") -> Array:
+    """x where y is 1, max(0, margin - x) where y is -1 (of distances x; a label that is neither
+    adds both terms, as torch), reduced: ``torch.nn.functional.hinge_embedding_loss``."""
+    function = "hinge_embedding_loss"
+    reduction = _reduction(function, reduction, size_average, reduce)
+    ops = _adapter(function, ("input", "target"), input, target)
+    _floating_only(function, input)
+    xp = ops.xp
+    below_margin = xp.where(target != 1, xp.maximum(margin - input, 0.0), 0.0)
+    return _reduced(xp, below_margin + xp.where(target != -1, input, 0.0), reduction)
+
+
+def soft_margin_loss(input: Array, target: Array, size_average: bool | None = None, reduce: bool | None = None,
+                     reduction: str = "mean") -> Array:
+    """log(1 + e^(-y x)) of labels y in {1, -1}, computed stably (torch's overflows to inf for
+    -y x beyond about 89 in float32), reduced: ``torch.nn.functional.soft_margin_loss``."""
+    function = "soft_margin_loss"
+    reduction = _reduction(function, reduction, size_average, reduce)
+    ops, input, target = _pointwise_operands(function, input, target)
+    xp = ops.xp
+    margin = -target * input
+    return _reduced(xp, xp.maximum(margin, 0.0) + xp.log1p(xp.exp(-xp.abs(margin))), reduction)
+
+
+def multilabel_soft_margin_loss(input: Array, target: Array, weight: Array | None = None,
+                                size_average: bool | None = None, reduce: bool | None = None,
+                                reduction: str = "mean") -> Array:
+    """-weight (y log sigmoid(x) + (1 - y) log sigmoid(-x)) averaged over the classes (the last
+    dim), then reduced over the rest: ``torch.nn.functional.multilabel_soft_margin_loss``."""
+    function = "multilabel_soft_margin_loss"
+    reduction = _reduction(function, reduction, size_average, reduce)
+    ops, input, target = _pointwise_operands(function, input, target)
+    xp = ops.xp
+    loss = -(target * xpnn.log_sigmoid(input) + (1 - target) * xpnn.log_sigmoid(-input))
+    if weight is not None:
+        loss = loss * weight
+    return _reduced(xp, xp.sum(loss, axis=-1) / input.shape[-1], reduction)
+
+
+def cosine_embedding_loss(input1: Array, input2: Array, target: Array, margin: float = 0,
+                          size_average: bool | None = None, reduce: bool | None = None,
+                          reduction: str = "mean") -> Array:
+    """1 - cos(x1, x2) where y is 1, max(0, cos(x1, x2) - margin) where y is -1 (0 otherwise),
+    the cosine along the last dim as x1.x2 / sqrt((|x1|^2 + 1e-12)(|x2|^2 + 1e-12)), reduced:
+    ``torch.nn.functional.cosine_embedding_loss``."""
+    function = "cosine_embedding_loss"
+    reduction = _reduction(function, reduction, size_average, reduce)
+    ops = _adapter(function, ("input1", "input2", "target"), input1, input2, target)
+    _floating_only(function, input1)
+    if not (input1.ndim == input2.ndim == target.ndim + 1 and input1.ndim in (1, 2)):
+        raise _error(ValueError, function, f"expected inputs (N, D) with target (N,), or (D,) with a 0-d target, got "
+                                           f"input1 {tuple(input1.shape)}, input2 {tuple(input2.shape)} and target "
+                                           f"{tuple(target.shape)} (as torch)")
+    xp = ops.xp
+    squares1 = xp.sum(input1 * input1, axis=-1) + 1e-12
+    squares2 = xp.sum(input2 * input2, axis=-1) + 1e-12
+    cosine = xp.sum(input1 * input2, axis=-1) / xp.sqrt(squares1 * squares2)
+    loss = xp.where(target == 1, 1 - cosine, 0.0) + xp.where(target == -1, xp.maximum(cosine - margin, 0.0), 0.0)
+    return _reduced(xp, loss, reduction)
+
+
+def _triplet(function: str, distance: Any, anchor: Array, positive: Array, negative: Array, margin: float,
+             swap: bool, reduction: str) -> Array:
+    """max(0, margin + d(a, p) - d(a, n)), with ``swap`` d(a, n) replaced by min(d(a, n), d(p, n))."""
+    ops = _adapter(function, ("anchor", "positive", "negative"), anchor, positive, negative)
+    if not margin > 0:
+        raise _error(ValueError, function, f"margin must be greater than 0, got {margin!r} (as torch)")
+    _same_ranks(function, "the anchor, positive and negative arrays are expected to have the same number of dims",
+                anchor=anchor, positive=positive, negative=negative)
+    xp = ops.xp
+    to_negative = distance(anchor, negative)
+    if swap:
+        to_negative = xp.minimum(to_negative, distance(positive, negative))
+    return _reduced(xp, xp.maximum(margin + distance(anchor, positive) - to_negative, 0.0), reduction)
+
+
+def triplet_margin_loss(anchor: Array, positive: Array, negative: Array, margin: float = 1.0, p: float = 2,
+                        eps: float = 1e-6, swap: bool = False, size_average: bool | None = None,
+                        reduce: bool | None = None, reduction: str = "mean") -> Array:
+    """max(0, margin + d(a, p) - d(a, n)) of the ``pairwise_distance`` d (``p``, ``eps``), with
+    ``swap`` min(d(a, n), d(p, n)) for d(a, n): ``torch.nn.functional.triplet_margin_loss``."""
+    function = "triplet_margin_loss"
+    reduction = _reduction(function, reduction, size_average, reduce)
+    _floating_only(function, anchor)
+    return _triplet(function, functools.partial(pairwise_distance, p=p, eps=eps), anchor, positive, negative, margin,
+                    swap, reduction)
+
+
+def triplet_margin_with_distance_loss(anchor: Array, positive: Array, negative: Array, *,
+                                      distance_function: Any = None, margin: float = 1.0, swap: bool = False,
+                                      reduction: str = "mean") -> Array:
+    """max(0, margin + d(a, p) - d(a, n)) of ``distance_function`` d (``pairwise_distance`` when
+    None), with ``swap`` min(d(a, n), d(p, n)) for d(a, n):
+    ``torch.nn.functional.triplet_margin_with_distance_loss``."""
+    function = "triplet_margin_with_distance_loss"
+    reduction = _reduction(function, reduction)
+    return _triplet(function, distance_function or pairwise_distance, anchor, positive, negative, margin, swap,
+                    reduction)
+
+
+def _margin_classes(function: str, input: Array) -> None:
+    if input.ndim not in (1, 2) or not input.shape[-1]:
+        raise _error(ValueError, function, f"expected a non-empty (C,) or (N, C) input, got shape "
+                                           f"{tuple(input.shape)} (as torch)")
+
+
+def multi_margin_loss(input: Array, target: Array, p: int = 1, margin: float = 1.0, weight: Array | None = None,
+                      size_average: bool | None = None, reduce: bool | None = None,
+                      reduction: str = "mean") -> Array:
+    """The multi-class hinge loss sum_{i != t} w_t max(0, margin - x[t] + x[i])^p / C of scores
+    ``input`` (N, C) or (C,) at class indices t, reduced:
+    ``torch.nn.functional.multi_margin_loss``."""
+    function = "multi_margin_loss"
+    reduction = _reduction(function, reduction, size_average, reduce)
+    if p not in (1, 2):
+        raise _error(ValueError, function, f"only p == 1 and p == 2 supported, got {p!r} (as torch)")
+    ops = _adapter(function, ("input", "target", "weight"), input, target, weight)
+    _floating_only(function, input)
+    _margin_classes(function, input)
+    _integer_targets(function, ops, target)
+    if weight is not None and weight.ndim != 1:
+        raise _error(ValueError, function, f"weight must be one-dimensional, got shape {tuple(weight.shape)}")
+    _class_weight(function, input, weight)
+    hit, _ = _class_targets(function, ops, input, target, None)
+    xp = ops.xp
+    picked = xp.sum(xp.where(hit, input, 0.0), axis=-1, keepdims=True)
+    hinge = xp.maximum(margin - picked + input, 0.0)
+    if p == 2:
+        hinge = hinge * hinge
+    if weight is not None:
+        hinge = hinge * xp.sum(xp.where(hit, weight, 0.0), axis=-1, keepdims=True)
+    return _reduced(xp, xp.sum(xp.where(hit, 0.0, hinge), axis=-1) / input.shape[-1], reduction)
+
+
+def multilabel_margin_loss(input: Array, target: Array, size_average: bool | None = None,
+                           reduce: bool | None = None, reduction: str = "mean") -> Array:
+    """The multi-label hinge loss sum_j sum_{i not a target} max(0, 1 - (x[t_j] - x[i])) / C of
+    scores ``input`` (N, C) or (C,) and ``target`` of its shape listing the class indices t_j up
+    to the first -1, reduced: ``torch.nn.functional.multilabel_margin_loss``."""
+    function = "multilabel_margin_loss"
+    reduction = _reduction(function, reduction, size_average, reduce)
+    ops = _adapter(function, ("input", "target"), input, target)
+    _floating_only(function, input)
+    _margin_classes(function, input)
+    _integer_targets(function, ops, target)
+    xp = ops.xp
+    classes = input.shape[-1]
+    if tuple(target.shape) != tuple(input.shape):
+        raise _error(ValueError, function, f"target must have the input's shape {tuple(input.shape)}, got "
+                                           f"{tuple(target.shape)}")
+    if target.size and ops.values_at_hand(target) and bool(xp.any((target < -1) | (target >= classes))):
+        raise _error(IndexError, function, f"targets must be class indices in [0, {classes}) or -1 (as torch: out "
+                                           "of range)")
+    positions = xp.arange(classes, dtype=target.dtype, device=ops.device_of(target))
+    listed_count = xp.min(xp.where(target == -1, positions, classes), axis=-1, keepdims=True)
+    listed = positions < listed_count
+    hit = (target[..., None] == positions) & listed[..., None]
+    is_target = xp.any(hit, axis=-2)
+    picked = xp.sum(xp.where(hit, input[..., None, :], 0.0), axis=-1)
+    hinge = xp.maximum(1 - picked[..., None] + input[..., None, :], 0.0)
+    counted = listed[..., None] & ~is_target[..., None, :]
+    return _reduced(xp, xp.sum(xp.where(counted, hinge, 0.0), axis=(-2, -1)) / classes, reduction)
 
 
 # -- attention -------------------------------------------------------------------------------
