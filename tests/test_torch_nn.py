@@ -718,6 +718,38 @@ def test_channel_dropout_zeroes_whole_channels(backend, rank):
         function(backend.asarray(np.ones((2,) * (rank + 3)), "float32"), 0.3)
 
 
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_alpha_dropout_takes_torchs_two_values_and_keeps_selu_statistics(backend, per_channel):
+    """alpha_dropout / feature_alpha_dropout in training: where both torch and xpnn keep an
+    element, the same value, and the dropped value is torch's; about p dropped (whole channels
+    for the feature form); a standard normal input keeps mean 0 and variance 1; eval, p=0 and
+    p=1 as torch; the feature form refuses a 1-d input, as torch."""
+    nn.manual_seed(0)
+    torch.manual_seed(0)
+    name = "feature_alpha_dropout" if per_channel else "alpha_dropout"
+    shape = (200, 300, 4) if per_channel else (400, 600)
+    host = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    got = backend.to_numpy(getattr(F, name)(backend.asarray(host, "float32"), 0.3, True))
+    want = getattr(torch.nn.functional, name)(torch.from_numpy(host), 0.3, True).numpy()
+    values, counts = np.unique(want, return_counts=True)
+    dropped_value = float(values[np.argmax(counts)])  # torch's one value for every dropped element
+    kept_want, kept_got = want != dropped_value, ~np.isclose(got, dropped_value, rtol=1e-6, atol=0)
+    both = kept_want & kept_got
+    assert both.mean() > 0.4
+    np.testing.assert_allclose(got[both], want[both], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got[~kept_got], dropped_value, rtol=1e-6)
+    assert abs((~kept_got).mean() - 0.3) < 0.02
+    if per_channel:
+        assert np.all(kept_got == kept_got[:, :, :1])
+    assert abs(got.mean()) < 0.02 and abs(got.var() - 1.0) < 0.03
+    x = backend.asarray(host[:3], "float32")
+    assert getattr(F, name)(x, 0.3) is x and getattr(F, name)(x, 0.0, True) is x
+    np.testing.assert_array_equal(backend.to_numpy(getattr(F, name)(x, 1.0, True)), 0.0)
+    if per_channel:
+        with pytest.raises(ValueError, match=r"xpnn\.torch_nn\.functional\.feature_alpha_dropout: feature dropout"):
+            F.feature_alpha_dropout(backend.asarray(host[0, 0], "float32"), 0.3, True)
+
+
 @pytest.mark.parametrize("rank", [1, 2, 3])
 def test_interpolate_gives_torchs_values_or_refuses_where_torch_does(rank):
     """F.interpolate in every mode over sizes and scale factors (up and down, recomputed or not,

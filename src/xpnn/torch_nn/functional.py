@@ -42,20 +42,20 @@ from xpnn.layers.stochastic import dropped
 from xpnn.torch_nn._generator import next_key
 
 __all__ = [
-    "elu", "celu", "gelu", "glu", "hardshrink", "hardsigmoid", "hardswish", "hardtanh", "leaky_relu",
-    "logsigmoid", "mish", "prelu", "relu", "relu6", "rrelu", "selu", "silu", "sigmoid", "softplus",
-    "softshrink", "softsign", "tanh", "tanhshrink", "threshold", "softmax", "softmin", "log_softmax",
-    "normalize", "linear", "bilinear", "dropout", "embedding", "conv1d", "conv2d", "conv3d",
-    "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "max_pool1d", "max_pool2d", "max_pool3d",
-    "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
-    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d", "layer_norm", "group_norm", "rms_norm",
-    "batch_norm", "instance_norm", "pad", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
-    "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "nll_loss", "cross_entropy", "poisson_nll_loss", "gaussian_nll_loss",
-    "margin_ranking_loss", "hinge_embedding_loss", "soft_margin_loss", "multilabel_soft_margin_loss",
-    "cosine_embedding_loss", "triplet_margin_loss", "triplet_margin_with_distance_loss", "multi_margin_loss",
-    "multilabel_margin_loss", "dropout1d",
-    "dropout2d", "dropout3d", "cosine_similarity", "pairwise_distance", "pixel_shuffle", "pixel_unshuffle",
-    "channel_shuffle", "interpolate", "local_response_norm", "unfold", "fold",
+    "elu", "celu", "gelu", "glu", "hardshrink", "hardsigmoid", "hardswish", "hardtanh", "leaky_relu", "logsigmoid",
+    "mish", "prelu", "relu", "relu6", "rrelu", "selu", "silu", "sigmoid", "softplus", "softshrink", "softsign",
+    "tanh", "tanhshrink", "threshold", "softmax", "softmin", "log_softmax", "normalize", "linear", "bilinear",
+    "dropout", "embedding", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+    "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d", "lp_pool1d", "lp_pool2d",
+    "lp_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
+    "adaptive_max_pool2d", "adaptive_max_pool3d", "layer_norm", "group_norm", "rms_norm", "batch_norm",
+    "instance_norm", "pad", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
+    "binary_cross_entropy_with_logits", "kl_div", "nll_loss", "cross_entropy", "poisson_nll_loss",
+    "gaussian_nll_loss", "margin_ranking_loss", "hinge_embedding_loss", "soft_margin_loss",
+    "multilabel_soft_margin_loss", "cosine_embedding_loss", "triplet_margin_loss",
+    "triplet_margin_with_distance_loss", "multi_margin_loss", "multilabel_margin_loss", "dropout1d", "dropout2d",
+    "dropout3d", "alpha_dropout", "feature_alpha_dropout", "cosine_similarity", "pairwise_distance", "pixel_shuffle",
+    "pixel_unshuffle", "channel_shuffle", "interpolate", "local_response_norm", "unfold", "fold",
     "scaled_dot_product_attention", "multi_head_attention_forward", "one_hot",
 ]
 
@@ -525,6 +525,50 @@ def dropout3d(input: Array, p: float = 0.5, training: bool = True, inplace: bool
     """Whole channels of ``(N, C, D, H, W)`` zeroed with probability ``p`` in training, the rest
     scaled by 1 / (1 - p): ``torch.nn.functional.dropout3d``."""
     return _channel_dropout("dropout3d", 3, input, p, training, inplace, key)
+
+
+#: SELU's value at -inf over its scale: lambda alpha, the value alpha dropout drops to.
+_SELU_SATURATION = 1.7580993408473766
+
+
+def _alpha_dropout(function: str, input: Array, p: float, training: bool, inplace: bool, key: Array | None,
+                   per_channel: bool) -> Array:
+    """``alpha_dropout`` and ``feature_alpha_dropout``: each element (or each channel of
+    ``(N, C, *)``) set to SELU's saturation -s = -1.7581 with probability ``p``, then the affine
+    a x + a s p with a = 1 / sqrt((s^2 p + 1)(1 - p)) that keeps a SELU network's zero mean and
+    unit variance (torch's formula); the identity outside training."""
+    if not 0 <= p <= 1:
+        raise _error(ValueError, function, f"dropout probability has to be between 0 and 1, but got {p}")
+    if per_channel and input.ndim < 2:
+        raise _error(ValueError, function, f"feature dropout requires at least 2 dimensions in the input, got shape "
+                                           f"{tuple(input.shape)} (as torch)")
+    if not training or p == 0 or input.size == 0:
+        return input
+    _floating_only(function, input)
+    if p == 1:
+        return _inplace(input * 0, input, inplace)
+    ops = adapter_of(input)
+    xp = ops.xp
+    shape = tuple(input.shape[:2]) + (1,) * (input.ndim - 2) if per_channel else tuple(input.shape)
+    keep = xpnn.random.bernoulli(key if key is not None else next_key(input), 1.0 - p, shape)
+    keep = ops.placed_like(xp.broadcast_to(keep, input.shape), input)
+    a = 1.0 / math.sqrt((_SELU_SATURATION ** 2 * p + 1) * (1 - p))
+    result = xp.where(keep, input * a + _SELU_SATURATION * a * p, xp.full_like(input, _SELU_SATURATION * a * (p - 1)))
+    return _inplace(result, input, inplace)
+
+
+def alpha_dropout(input: Array, p: float = 0.5, training: bool = False, inplace: bool = False, *,
+                  key: Array | None = None) -> Array:
+    """Alpha dropout for SELU networks: each element set to -1.7581 with probability ``p`` in
+    training, then a x + 1.7581 a p (``_alpha_dropout``): ``torch.nn.functional.alpha_dropout``
+    (whose ``training`` defaults to False)."""
+    return _alpha_dropout("alpha_dropout", input, p, training, inplace, key, per_channel=False)
+
+
+def feature_alpha_dropout(input: Array, p: float = 0.5, training: bool = False, inplace: bool = False, *,
+                          key: Array | None = None) -> Array:
+    """Alpha dropout of whole channels of ``(N, C, *)``: ``torch.nn.functional.feature_alpha_dropout``."""
+    return _alpha_dropout("feature_alpha_dropout", input, p, training, inplace, key, per_channel=True)
 
 
 def cosine_similarity(x1: Array, x2: Array, dim: int = 1, eps: float = 1e-8) -> Array:
@@ -1244,6 +1288,40 @@ def _pooled_by_axis(ops: Any, x: Array, out: tuple[int, ...], kind: str) -> Arra
     if kind == "avg":
         return x / xp.asarray(count, dtype=x.dtype, device=ops.device_of(x))
     return (x, index) if kind == "max_indices" else x
+
+
+def _lp_pool(function: str, rank: int, input: Array, norm_type: float, kernel_size: Any, stride: Any,
+             ceil_mode: bool) -> Array:
+    """``lp_pool1d/2d/3d``: (K avg_pool(x^p))^(1/p) over windows of K elements, torch's formula
+    (so a window that ``ceil_mode`` cuts short sums K times its mean); the max of |x| for p = inf,
+    the min for -inf.  A window of zeros gives 0 with gradient 0, as torch's."""
+    _floating_only(function, input)
+    if norm_type in (math.inf, -math.inf):
+        magnitude = adapter_of(input).xp.abs(input)
+        sign = 1 if norm_type > 0 else -1
+        return sign * _max_pool(function, rank, sign * magnitude, kernel_size, stride, 0, 1, ceil_mode, False)
+    window = math.prod(_tuple(kernel_size, rank, function, "kernel_size"))
+    mean = _avg_pool(function, rank, input ** norm_type, kernel_size, stride, 0, ceil_mode, True, None)
+    xp = adapter_of(mean).xp
+    total = mean * window
+    zero = total == 0
+    return xp.where(zero, 0.0, xp.where(zero, 1.0, total) ** (1.0 / norm_type))
+
+
+def lp_pool1d(input: Array, norm_type: float, kernel_size: Any, stride: Any = None, ceil_mode: bool = False) -> Array:
+    """(sum of x^p over each window of ``(N, C, L)``)^(1/p): ``torch.nn.functional.lp_pool1d``."""
+    return _lp_pool("lp_pool1d", 1, input, norm_type, kernel_size, stride, ceil_mode)
+
+
+def lp_pool2d(input: Array, norm_type: float, kernel_size: Any, stride: Any = None, ceil_mode: bool = False) -> Array:
+    """(sum of x^p over each window of ``(N, C, H, W)``)^(1/p): ``torch.nn.functional.lp_pool2d``."""
+    return _lp_pool("lp_pool2d", 2, input, norm_type, kernel_size, stride, ceil_mode)
+
+
+def lp_pool3d(input: Array, norm_type: float, kernel_size: Any, stride: Any = None, ceil_mode: bool = False) -> Array:
+    """(sum of x^p over each window of ``(N, C, D, H, W)``)^(1/p):
+    ``torch.nn.functional.lp_pool3d``."""
+    return _lp_pool("lp_pool3d", 3, input, norm_type, kernel_size, stride, ceil_mode)
 
 
 def adaptive_avg_pool1d(input: Array, output_size: Any) -> Array:

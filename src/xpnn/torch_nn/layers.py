@@ -25,7 +25,7 @@ __all__ = [
     "ReplicationPad1d", "ReplicationPad2d", "ReplicationPad3d", "CircularPad1d", "CircularPad2d", "CircularPad3d",
     "Dropout1d", "Dropout2d", "Dropout3d", "Unflatten", "PixelShuffle", "PixelUnshuffle", "ChannelShuffle",
     "CosineSimilarity", "PairwiseDistance", "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d",
-    "LocalResponseNorm", "Unfold", "Fold",
+    "LocalResponseNorm", "Unfold", "Fold", "LPPool1d", "LPPool2d", "LPPool3d", "AlphaDropout", "FeatureAlphaDropout",
 ]
 
 
@@ -164,6 +164,17 @@ class Dropout2d(_ChannelDropout):
 class Dropout3d(_ChannelDropout):
     """Zeroes whole channels of ``(N, C, D, H, W)`` with probability ``p`` in training."""
     _dropout = F.dropout3d
+
+
+class AlphaDropout(_ChannelDropout):
+    """Alpha dropout for SELU networks: elements set to SELU's saturation with probability ``p``
+    in training, then an affine map that keeps zero mean and unit variance."""
+    _dropout = F.alpha_dropout
+
+
+class FeatureAlphaDropout(_ChannelDropout):
+    """Alpha dropout of whole channels of ``(N, C, *)``."""
+    _dropout = F.feature_alpha_dropout
 
 
 class Flatten(Module):
@@ -631,6 +642,38 @@ class AvgPool3d(_AvgPool):
     """The mean over windows of ``(N, C, D, H, W)``."""
     _pool = F.avg_pool3d
 
+
+
+class _LPPool(Module):
+    """The p-norm over windows of ``(N, C, *spatial)`` (``lp_pool1d/2d/3d``)."""
+
+    _pool: Any = None
+
+    def __init__(self, norm_type: float, kernel_size: Any, stride: Any = None, ceil_mode: bool = False) -> None:
+        super().__init__()
+        self.norm_type, self.kernel_size, self.stride, self.ceil_mode = norm_type, kernel_size, stride, ceil_mode
+
+    def forward(self, input: Array) -> Array:
+        return type(self)._pool(input, float(self.norm_type), self.kernel_size, self.stride, self.ceil_mode)
+
+    def extra_repr(self) -> str:
+        return (f"norm_type={self.norm_type}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"ceil_mode={self.ceil_mode}")
+
+
+class LPPool1d(_LPPool):
+    """(sum of x^p over each window of ``(N, C, L)``)^(1/p)."""
+    _pool = F.lp_pool1d
+
+
+class LPPool2d(_LPPool):
+    """(sum of x^p over each window of ``(N, C, H, W)``)^(1/p)."""
+    _pool = F.lp_pool2d
+
+
+class LPPool3d(_LPPool):
+    """(sum of x^p over each window of ``(N, C, D, H, W)``)^(1/p)."""
+    _pool = F.lp_pool3d
 
 class _AdaptiveAvgPool(Module):
     """The mean over the windows of an ``output_size`` grid (``adaptive_avg_pool1d/2d/3d``)."""
