@@ -56,6 +56,18 @@ _SIGNS = np.where(labels(4, 5, seed=6) > 0, 1.0, -1.0)
 #: a row of all, indices after the -1 that do not count).
 _LISTED = np.array([[3, 0, 3, -1, 1], [-1, 2, 0, 0, 0], [4, 2, 0, 1, 3], [1, -1, 4, -1, 2]])
 
+def window_indices(pooled: tuple[int, ...], kernel: tuple[int, ...], seed: int = 7) -> np.ndarray:
+    """Flat indices of ``(N, C, *pooled)`` into the unpooled plane of non-overlapping windows of
+    ``kernel`` (stride = kernel), one random position in each window (as max_pool returns them)."""
+    rng = np.random.default_rng(seed)
+    plane = tuple(p * k for p, k in zip(pooled, kernel))
+    flat = np.zeros(pooled, np.int64)
+    for axis, (p, k) in enumerate(zip(pooled, kernel)):
+        start = np.arange(p).reshape((p,) + (1,) * (len(pooled) - 1 - axis)) * k
+        flat = flat * plane[axis] + start + rng.integers(0, k, pooled)
+    return np.broadcast_to(flat, (3, 2, *pooled)).copy()
+
+
 #: Self-attention's one array, given as query, key and value (torch's packed in-projection).
 _SELF = floats(5, 2, 8, seed=4)
 
@@ -186,6 +198,9 @@ MODULE_CASES = [
     ("NLLLoss", (), {"ignore_index": 1}, [_LOG_P, indices(4, 3, high=5)], {}, False),
     ("CrossEntropyLoss", (), {"label_smoothing": 0.1}, [floats(4, 5, 3), indices(4, 3, high=5)], {}, False),
     ("CrossEntropyLoss", (), {"reduction": "none"}, [floats(4, 5), probabilities(4, 5, axis=1)], {}, False),
+    ("MaxUnpool1d", (3,), {}, [floats(3, 2, 4), window_indices((4,), (3,))], {}, False),
+    ("MaxUnpool2d", (2,), {}, [floats(3, 2, 3, 4), window_indices((3, 4), (2, 2))], {"output_size": (7, 9)}, False),
+    ("MaxUnpool3d", ((1, 2, 2),), {}, [floats(3, 2, 2, 3, 2), window_indices((2, 3, 2), (1, 2, 2))], {}, False),
     ("LPPool1d", (2, 2), {}, [floats(2, 3, 9)], {}, False),
     ("LPPool2d", (3.0, (2, 3)), {"stride": (1, 2), "ceil_mode": True}, [np.abs(floats(2, 3, 7, 6))], {}, False),
     ("LPPool3d", (1.5, 2), {}, [np.abs(floats(2, 3, 4, 5, 4))], {}, False),
@@ -344,6 +359,8 @@ FUNCTIONAL_CASES = [
     ("cross_entropy", [floats(5), np.asarray(indices(high=5))], (), {}),
     ("cross_entropy", [floats(4, 5, 3), probabilities(4, 5, 3, axis=1)], (), {"weight": probabilities(5),
                                                                               "label_smoothing": 0.3}),
+    ("max_unpool2d", [floats(3, 2, 3, 4), window_indices((3, 4), (2, 2))], (2,), {}),
+    ("max_unpool2d", [floats(1, 3, 4), window_indices((3, 4), (2, 2))[0, :1]], ((2, 2),), {"output_size": (7, 8)}),
     ("lp_pool1d", [floats(2, 3, 9)], (float("inf"), 3), {"stride": 2, "ceil_mode": True}),
     ("lp_pool2d", [floats(2, 3, 7, 6)], (-float("inf"), (2, 3)), {}),
     ("lp_pool2d", [floats(2, 3, 7, 6)], (4, 3), {"stride": 1}),

@@ -718,6 +718,44 @@ def test_channel_dropout_zeroes_whole_channels(backend, rank):
         function(backend.asarray(np.ones((2,) * (rank + 3)), "float32"), 0.3)
 
 
+def test_max_unpool_inverts_max_pool_and_refuses_what_torch_refuses():
+    """max_unpool2d of max_pool2d's indices puts each max back (overlapping windows too, where
+    windows share a max), with torch's gradient where the indices do not repeat (torch gives a
+    repeated index's gradient to each repeat, xpnn to one, as the function computed is);
+    bad indices, shapes and output sizes are refused where torch refuses them."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 6, 7, dtype=torch.float64)
+    pooled, indices = torch.nn.functional.max_pool2d(x, 3, stride=1, padding=1, return_indices=True)
+    np.testing.assert_array_equal(F.max_unpool2d(pooled.numpy(), indices.numpy(), 3, 1, 1),
+                                  torch.nn.functional.max_unpool2d(pooled, indices, 3, 1, 1).numpy())
+    grads = []
+    for functional in (torch.nn.functional, F):
+        halves, where = torch.nn.functional.max_pool2d(x, 2, return_indices=True)
+        leaf = halves.detach().requires_grad_()
+        y = functional.max_unpool2d(leaf, where, 2, output_size=(6, 7))
+        (y * torch.linspace(-1, 1, y.numel(), dtype=torch.float64).reshape(y.shape)).sum().backward()
+        grads.append(leaf.grad.numpy())
+    np.testing.assert_array_equal(grads[1], grads[0])
+    calls = [
+        (IndexError, r"max_unpool2d: found invalid max indices \[42\] \(output planes are of size 6x7",
+         lambda F, p, i: F.max_unpool2d(p, i * 0 + 42, 3, 1, 1)),
+        (IndexError, r"max_unpool2d: found invalid max indices \[-1\]", lambda F, p, i: F.max_unpool2d(p, i * 0 - 1, 3, 1,
+                                                                                                      1)),
+        (ValueError, r"max_unpool2d: expected indices of the input's shape \(2, 3, 6, 7\), got \(2, 3, 6, 2\)",
+         lambda F, p, i: F.max_unpool2d(p, i[..., :2], 3, 1, 1)),
+        (ValueError, r"max_unpool2d: invalid output_size \(8, 7\) \(dim 0 must be between 5 and 7",
+         lambda F, p, i: F.max_unpool2d(p, i, 3, 1, 1, output_size=(8, 7))),
+        (ValueError, r"max_unpool2d: output_size should be a sequence of 2 or 4 sizes, got \(7,\)",
+         lambda F, p, i: F.max_unpool2d(p, i, 3, 1, 1, output_size=(7,))),
+        (TypeError, r"max_unpool2d: indices must be integers", lambda F, p, i: F.max_unpool2d(p, i * 1.0, 3, 1, 1)),
+    ]
+    for kind, message, call in calls:
+        with pytest.raises((RuntimeError, ValueError)):
+            call(torch.nn.functional, pooled, indices)
+        with pytest.raises(kind, match=r"xpnn\.torch_nn\.functional\." + message):
+            call(F, pooled.numpy(), indices.numpy())
+
+
 @pytest.mark.parametrize("per_channel", [False, True])
 def test_alpha_dropout_takes_torchs_two_values_and_keeps_selu_statistics(backend, per_channel):
     """alpha_dropout / feature_alpha_dropout in training: where both torch and xpnn keep an

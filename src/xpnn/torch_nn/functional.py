@@ -1290,6 +1290,92 @@ def _pooled_by_axis(ops: Any, x: Array, out: tuple[int, ...], kind: str) -> Arra
     return (x, index) if kind == "max_indices" else x
 
 
+def _unpooled_sizes(function: str, rank: int, sizes: tuple[int, ...], kernel_size: Any, stride: Any, padding: Any,
+                    output_size: Any) -> tuple[int, ...]:
+    """The unpooled plane: (L - 1) stride + kernel - 2 padding per dim, or ``output_size`` (its
+    last ``rank`` entries) where within a stride of that, as torch's ``_unpool_output_size``."""
+    kernel = _tuple(kernel_size, rank, function, "kernel_size")
+    strides = kernel if stride is None else _tuple(stride, rank, function, "stride")
+    pads = _tuple(padding, rank, function, "padding")
+    default = tuple((size - 1) * s + k - 2 * p for size, k, s, p in zip(sizes, kernel, strides, pads))
+    if output_size is None:
+        wanted = default
+    else:
+        wanted = tuple(output_size)[-rank:] if len(output_size) == rank + 2 else tuple(output_size)
+        if len(wanted) != rank:
+            raise _error(ValueError, function, f"output_size should be a sequence of {rank} or {rank + 2} sizes, got "
+                                               f"{output_size!r}")
+        for d, (size, s) in enumerate(zip(default, strides)):
+            if not size - s < wanted[d] < size + s:
+                raise _error(ValueError, function, f"invalid output_size {output_size!r} (dim {d} must be between "
+                                                   f"{size - s} and {size + s}, exclusive, as torch)")
+    if min(wanted, default=0) < 0:
+        raise _error(ValueError, function, f"the unpooled sizes {wanted} are negative")
+    return wanted
+
+
+def _max_unpool(function: str, rank: int, input: Array, indices: Array, kernel_size: Any, stride: Any, padding: Any,
+                output_size: Any) -> Array:
+    """``max_unpool1d/2d/3d``: a zero plane of the unpooled size per channel with each input
+    value at its flat ``indices`` position (``max_pool``'s ``return_indices``).  Written once
+    without a scatter: the planes' positions are looked up among the sorted indices, so the
+    result is differentiable in ``input`` on every library.  A repeated index (overlapping
+    windows that share a max) takes one of its values, as torch's kernel, and passes the
+    gradient to that one, where torch's backward passes it to every repeat."""
+    ops = _adapter(function, ("input", "indices"), input, indices)
+    _floating_only(function, input)
+    xp = ops.xp
+    if not xp.isdtype(indices.dtype, "integral"):
+        raise _error(TypeError, function, f"indices must be integers (max_pool's return_indices), got dtype "
+                                          f"{indices.dtype}")
+    if tuple(indices.shape) != tuple(input.shape):
+        raise _error(ValueError, function, f"expected indices of the input's shape {tuple(input.shape)}, got "
+                                           f"{tuple(indices.shape)} (as torch)")
+    x, unbatched = _batched(input, rank, function)
+    sizes = _unpooled_sizes(function, rank, tuple(x.shape[2:]), kernel_size, stride, padding, output_size)
+    plane = math.prod(sizes)
+    if indices.size and ops.values_at_hand(indices) and bool(xp.any((indices < 0) | (indices >= plane))):
+        shown = sorted({int(i) for i in xp.reshape(indices[(indices < 0) | (indices >= plane)], (-1,))[:3]})
+        raise _error(IndexError, function, f"found invalid max indices {shown} (output planes are of size "
+                                           f"{'x'.join(map(str, sizes))}, as torch)")
+    batch, channels = x.shape[:2]
+    planes = batch * channels
+    if not x.size:
+        return xp.zeros((*input.shape[:input.ndim - rank], *sizes), dtype=x.dtype, device=ops.device_of(x))
+    device = ops.device_of(indices)
+    ids = xp.reshape(indices, (planes, -1))
+    ids = xp.reshape(ids + xp.arange(planes, dtype=ids.dtype, device=device)[:, None] * plane, (-1,))
+    order = xp.argsort(ids)
+    ordered = xp.take(ids, order)
+    positions = xp.arange(planes * plane, dtype=ids.dtype, device=device)
+    found = xp.clip(xp.searchsorted(ordered, positions), 0, ordered.shape[0] - 1)
+    named = xp.take(ordered, found) == positions
+    values = xp.take(xp.reshape(x, (-1,)), xp.take(order, found))
+    y = xp.reshape(xp.where(named, values, xp.zeros_like(values)), (batch, channels, *sizes))
+    return y[0, ...] if unbatched else y
+
+
+def max_unpool1d(input: Array, indices: Array, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                 output_size: Any = None) -> Array:
+    """The inverse of ``max_pool1d``: each value at its index of a zero ``(N, C, L_out)``:
+    ``torch.nn.functional.max_unpool1d``."""
+    return _max_unpool("max_unpool1d", 1, input, indices, kernel_size, stride, padding, output_size)
+
+
+def max_unpool2d(input: Array, indices: Array, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                 output_size: Any = None) -> Array:
+    """The inverse of ``max_pool2d``: each value at its flat index of a zero ``(N, C, H_out, W_out)``:
+    ``torch.nn.functional.max_unpool2d``."""
+    return _max_unpool("max_unpool2d", 2, input, indices, kernel_size, stride, padding, output_size)
+
+
+def max_unpool3d(input: Array, indices: Array, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                 output_size: Any = None) -> Array:
+    """The inverse of ``max_pool3d``: each value at its flat index of a zero ``(N, C, D, H, W)``:
+    ``torch.nn.functional.max_unpool3d``."""
+    return _max_unpool("max_unpool3d", 3, input, indices, kernel_size, stride, padding, output_size)
+
+
 def _lp_pool(function: str, rank: int, input: Array, norm_type: float, kernel_size: Any, stride: Any,
              ceil_mode: bool) -> Array:
     """``lp_pool1d/2d/3d``: (K avg_pool(x^p))^(1/p) over windows of K elements, torch's formula

@@ -26,6 +26,7 @@ __all__ = [
     "Dropout1d", "Dropout2d", "Dropout3d", "Unflatten", "PixelShuffle", "PixelUnshuffle", "ChannelShuffle",
     "CosineSimilarity", "PairwiseDistance", "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d",
     "LocalResponseNorm", "Unfold", "Fold", "LPPool1d", "LPPool2d", "LPPool3d", "AlphaDropout", "FeatureAlphaDropout",
+    "MaxUnpool1d", "MaxUnpool2d", "MaxUnpool3d",
 ]
 
 
@@ -642,6 +643,42 @@ class AvgPool3d(_AvgPool):
     """The mean over windows of ``(N, C, D, H, W)``."""
     _pool = F.avg_pool3d
 
+
+
+class _MaxUnpool(Module):
+    """The inverse of a max pool: values at their indices of zero planes (``max_unpool1d/2d/3d``);
+    the window arguments kept as tuples, as torch's."""
+
+    _pool: Any = None
+    _rank = 0
+
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
+        super().__init__()
+        name, rank = type(self).__name__, type(self)._rank
+        self.kernel_size = F._tuple(kernel_size, rank, name, "kernel_size")
+        self.stride = F._tuple(stride if stride is not None else kernel_size, rank, name, "stride")
+        self.padding = F._tuple(padding, rank, name, "padding")
+
+    def forward(self, input: Array, indices: Array, output_size: Any = None) -> Array:
+        return type(self)._pool(input, indices, self.kernel_size, self.stride, self.padding, output_size)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxUnpool1d(_MaxUnpool):
+    """The inverse of ``MaxPool1d``."""
+    _pool, _rank = F.max_unpool1d, 1
+
+
+class MaxUnpool2d(_MaxUnpool):
+    """The inverse of ``MaxPool2d``."""
+    _pool, _rank = F.max_unpool2d, 2
+
+
+class MaxUnpool3d(_MaxUnpool):
+    """The inverse of ``MaxPool3d``."""
+    _pool, _rank = F.max_unpool3d, 3
 
 
 class _LPPool(Module):
