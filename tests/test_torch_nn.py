@@ -718,6 +718,74 @@ def test_channel_dropout_zeroes_whole_channels(backend, rank):
         function(backend.asarray(np.ones((2,) * (rank + 3)), "float32"), 0.3)
 
 
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+def test_embedding_bag_gives_torchs_bags_of_any_lengths(backend, mode):
+    """embedding_bag over 1-d ids cut by offsets into bags of random lengths (empty ones
+    included), with and without padding_idx, per_sample_weights in sum mode and the last offset
+    included: torch's bags in float64, and on torch its gradients."""
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((12, 5))
+    for trial in range(4):
+        ids = rng.integers(0, 12, int(rng.integers(1, 40)))
+        cuts = np.sort(rng.integers(0, ids.size + 1, int(rng.integers(1, 8))))
+        offsets = np.concatenate([[0], cuts])
+        keywords = {"mode": mode, "padding_idx": [None, 3, -1, 0][trial], "include_last_offset": trial == 2}
+        if trial == 2:
+            offsets = np.concatenate([offsets, [ids.size]])
+        samples = rng.standard_normal(ids.size) if mode == "sum" and trial % 2 else None
+        want = torch.nn.functional.embedding_bag(
+            torch.from_numpy(ids), torch.from_numpy(weight), torch.from_numpy(offsets),
+            per_sample_weights=None if samples is None else torch.from_numpy(samples), **keywords)
+        got = F.embedding_bag(backend.asarray(ids, "int64"), backend.asarray(weight, "float64"),
+                              backend.asarray(offsets, "int64"),
+                              per_sample_weights=None if samples is None else backend.asarray(samples, "float64"),
+                              **keywords)
+        np.testing.assert_allclose(backend.to_numpy(got), want.numpy(), rtol=1e-12, atol=1e-12)
+    grads = []
+    for functional in (torch.nn.functional, F):
+        leaf = torch.from_numpy(weight).requires_grad_()
+        bags = functional.embedding_bag(torch.from_numpy(ids), leaf, torch.from_numpy(offsets), mode=mode,
+                                        include_last_offset=True)
+        (bags * torch.linspace(-1, 1, bags.numel(), dtype=torch.float64).reshape(bags.shape)).sum().backward()
+        grads.append(leaf.grad.numpy())
+    np.testing.assert_allclose(grads[1], grads[0], rtol=1e-12, atol=1e-12)
+
+
+def test_embedding_bag_refuses_what_torch_refuses():
+    """Bad offsets, shapes, modes and argument mixes are refused where torch refuses them, naming
+    embedding_bag."""
+    weight, ids = torch.randn(10, 3), torch.tensor([1, 2, 4, 5, 4, 3])
+    calls = [
+        (ValueError, r"offsets must start at 0 and not decrease",
+         lambda F, a, w: F.embedding_bag(a, w, _as(F, torch.tensor([1, 3])))),
+        (ValueError, r"offsets must start at 0 and not decrease, up to the input's length 6",
+         lambda F, a, w: F.embedding_bag(a, w, _as(F, torch.tensor([0, 7])))),
+        (ValueError, r"if input is 2-d, then offsets has to be None",
+         lambda F, a, w: F.embedding_bag(a.reshape(2, 3), w, _as(F, torch.tensor([0, 1])))),
+        (ValueError, r"a 1-d input needs 1-d offsets, got None", lambda F, a, w: F.embedding_bag(a, w)),
+        (ValueError, r"mode has to be one of sum, mean or max, got 'min'",
+         lambda F, a, w: F.embedding_bag(a.reshape(2, 3), w, mode="min")),
+        (ValueError, r"max mode does not support scaling the gradient",
+         lambda F, a, w: F.embedding_bag(a.reshape(2, 3), w, mode="max", scale_grad_by_freq=True)),
+        (NotImplementedError, r"per_sample_weights is only supported for mode='sum'",
+         lambda F, a, w: F.embedding_bag(a.reshape(2, 3), w, per_sample_weights=w[:2, :])),
+        (ValueError, r"per_sample_weights must have the input's shape \(2, 3\), got \(3, 3\)",
+         lambda F, a, w: F.embedding_bag(a.reshape(2, 3), w, mode="sum", per_sample_weights=w[:3, :])),
+        (ValueError, r"padding_idx must be within the number of embeddings, -10 through 9, but got 12",
+         lambda F, a, w: F.embedding_bag(a.reshape(2, 3), w, padding_idx=12)),
+        (ValueError, r"weight has to be 2-d", lambda F, a, w: F.embedding_bag(a.reshape(2, 3), w[0])),
+        (IndexError, r"index out of range in self \(as torch\): ids must lie in \[0, 10\)",
+         lambda F, a, w: F.embedding_bag(a.reshape(2, 3) + 5, w)),
+    ]
+    for kind, message, call in calls:
+        with pytest.raises((RuntimeError, ValueError, NotImplementedError)):
+            call(torch.nn.functional, ids, weight)
+        with pytest.raises(kind, match=r"xpnn\.torch_nn\.functional\.embedding_bag: " + message):
+            call(F, ids.numpy(), weight.numpy())
+    assert repr(nn.EmbeddingBag(10, 3, max_norm=1.0, mode="sum", padding_idx=2)) == repr(
+        torch.nn.EmbeddingBag(10, 3, max_norm=1.0, mode="sum", padding_idx=2))
+
+
 def test_max_unpool_inverts_max_pool_and_refuses_what_torch_refuses():
     """max_unpool2d of max_pool2d's indices puts each max back (overlapping windows too, where
     windows share a max), with torch's gradient where the indices do not repeat (torch gives a

@@ -45,13 +45,13 @@ __all__ = [
     "elu", "celu", "gelu", "glu", "hardshrink", "hardsigmoid", "hardswish", "hardtanh", "leaky_relu", "logsigmoid",
     "mish", "prelu", "relu", "relu6", "rrelu", "selu", "silu", "sigmoid", "softplus", "softshrink", "softsign",
     "tanh", "tanhshrink", "threshold", "softmax", "softmin", "log_softmax", "normalize", "linear", "bilinear",
-    "dropout", "embedding", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
-    "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d", "lp_pool1d", "lp_pool2d",
-    "lp_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
-    "adaptive_max_pool2d", "adaptive_max_pool3d", "layer_norm", "group_norm", "rms_norm", "batch_norm",
-    "instance_norm", "pad", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
-    "binary_cross_entropy_with_logits", "kl_div", "nll_loss", "cross_entropy", "poisson_nll_loss",
-    "gaussian_nll_loss", "margin_ranking_loss", "hinge_embedding_loss", "soft_margin_loss",
+    "dropout", "embedding", "embedding_bag", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+    "conv_transpose3d", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
+    "lp_pool1d", "lp_pool2d", "lp_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d", "layer_norm", "group_norm", "rms_norm",
+    "batch_norm", "instance_norm", "pad", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
+    "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "nll_loss", "cross_entropy",
+    "poisson_nll_loss", "gaussian_nll_loss", "margin_ranking_loss", "hinge_embedding_loss", "soft_margin_loss",
     "multilabel_soft_margin_loss", "cosine_embedding_loss", "triplet_margin_loss",
     "triplet_margin_with_distance_loss", "multi_margin_loss", "multilabel_margin_loss", "dropout1d", "dropout2d",
     "dropout3d", "alpha_dropout", "feature_alpha_dropout", "cosine_similarity", "pairwise_distance", "pixel_shuffle",
@@ -658,30 +658,30 @@ def embedding(input: Array, weight: Array, padding_idx: int | None = None, max_n
     return _embedding_and_table(input, weight, max_norm, norm_type)[0]
 
 
-def _embedding_and_table(input: Array, weight: Array, max_norm: float | None = None,
-                        norm_type: float = 2.0) -> tuple[Array, Array]:
+def _embedding_and_table(input: Array, weight: Array, max_norm: float | None = None, norm_type: float = 2.0,
+                         function: str = "embedding") -> tuple[Array, Array]:
     """``embedding``'s rows and the table they were read from: ``weight`` itself, renormed in
     place where the library can, or the renormed copy."""
-    ops = _adapter("embedding", ("input", "weight"), input, weight)
+    ops = _adapter(function, ("input", "weight"), input, weight)
     xp = ops.xp
     if input.dtype not in (xp.int32, xp.int64):
-        raise _error(UnsupportedDtypeError, "embedding", f"input must hold integer indices of dtype int32 or int64 "
-                                                         f"(as torch requires), got dtype {input.dtype}")
+        raise _error(UnsupportedDtypeError, function, f"input must hold integer indices of dtype int32 or int64 "
+                                                     f"(as torch requires), got dtype {input.dtype}")
     flat = xp.reshape(input, (-1,))
     out_of_range = f"index out of range in self (as torch): ids must lie in [0, {weight.shape[0]})"
     if not ops.take_rows_refuses_out_of_range and flat.shape[0] and ops.values_at_hand(flat):
         lowest, highest = int(xp.min(flat)), int(xp.max(flat))  # NumPy's take wraps negative ids, jax's clamps
         if lowest < 0 or highest >= weight.shape[0]:
-            raise _error(IndexError, "embedding", f"{out_of_range}, got {lowest} to {highest}")
+            raise _error(IndexError, function, f"{out_of_range}, got {lowest} to {highest}")
     def rows_of(table: Array) -> Array:
         try:
             return ops.take_rows(table, flat)
         except IndexError:  # the library's own refusal (torch's index_select)
-            raise _error(IndexError, "embedding", out_of_range) from None
+            raise _error(IndexError, function, out_of_range) from None
 
     if max_norm is not None:
         if not norm_type > 0:
-            raise _error(ValueError, "embedding", f"norm_type must be positive (or inf), got {norm_type!r}")
+            raise _error(ValueError, function, f"norm_type must be positive (or inf), got {norm_type!r}")
         named = ops.stop_gradient(rows_of(weight))
         magnitude = xp.abs(named)
         norms = (xp.max(magnitude, axis=-1) if norm_type == math.inf
@@ -689,6 +689,130 @@ def _embedding_and_table(input: Array, weight: Array, max_norm: float | None = N
         scale = xp.where(norms > max_norm, max_norm / (norms + 1e-7), xp.ones_like(norms))
         weight = ops.write_rows(weight, flat, named * scale[:, None])
     return xp.reshape(rows_of(weight), (*input.shape, weight.shape[-1])), weight
+
+
+_BAG_MODES = ("sum", "mean", "max")
+
+
+def embedding_bag(input: Array, weight: Array, offsets: Array | None = None, max_norm: float | None = None,
+                  norm_type: float = 2, scale_grad_by_freq: bool = False, mode: str = "mean", sparse: bool = False,
+                  per_sample_weights: Array | None = None, include_last_offset: bool = False,
+                  padding_idx: int | None = None) -> Array:
+    """The sum, mean or max of each bag of embedding rows: ``torch.nn.functional.embedding_bag``.
+    Bags are the rows of a 2-D ``input`` (fixed length), or the runs of a 1-D ``input`` that
+    start at ``offsets`` (with ``include_last_offset``, ``offsets`` ends with the input's length,
+    and the last bag runs to the end of the input whatever that entry says, as torch's kernel).  Ids
+    equal to ``padding_idx`` are left out (and out of the mean's count); an empty bag gives
+    zeros; ``per_sample_weights`` (sum only) scales each row.  ``max_norm`` renorms the rows
+    used, as ``embedding``.  (``scale_grad_by_freq`` and ``sparse`` shape torch's gradients
+    only; they are checked as torch checks them.)"""
+    return _embedding_bag_and_table(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode, sparse,
+                                    per_sample_weights, include_last_offset, padding_idx)[0]
+
+
+def _bag_operands(function: str, ops: Any, input: Array, offsets: Array | None, per_sample_weights: Array | None,
+                  include_last_offset: bool) -> tuple[Array, Array | None, Array | None]:
+    """1-D ids, the bags' (start, end) positions ((None, None) for the fixed-length rows of a 2-D
+    ``input``), checked as torch checks them."""
+    xp = ops.xp
+    if per_sample_weights is not None and tuple(per_sample_weights.shape) != tuple(input.shape):
+        raise _error(ValueError, function, f"per_sample_weights must have the input's shape {tuple(input.shape)}, got "
+                                           f"{tuple(per_sample_weights.shape)} (as torch)")
+    if input.ndim == 2:
+        if offsets is not None:
+            raise _error(ValueError, function, "if input is 2-d, then offsets has to be None, as input is a batch of "
+                                               "fixed length bags (as torch)")
+        return input, None, None
+    if input.ndim != 1:
+        raise _error(ValueError, function, f"input has to be 1-d or 2-d, got shape {tuple(input.shape)}")
+    if offsets is None or offsets.ndim != 1:
+        raise _error(ValueError, function, f"a 1-d input needs 1-d offsets, got "
+                                           f"{None if offsets is None else tuple(offsets.shape)}")
+    if not xp.isdtype(offsets.dtype, "integral"):
+        raise _error(TypeError, function, f"offsets must be integers, got dtype {offsets.dtype}")
+    length = input.shape[0]
+    if offsets.shape[0] and ops.values_at_hand(offsets):
+        host = [int(o) for o in offsets]
+        if host[0] != 0 or any(b < a for a, b in zip(host, host[1:])) or host[-1] > length:
+            raise _error(ValueError, function, f"offsets must start at 0 and not decrease, up to the input's length "
+                                               f"{length} (as torch), got {host[:6]}{' ...' if len(host) > 6 else ''}")
+    if include_last_offset:  # the last offset is the input's length; the last bag runs to the end, as torch's
+        offsets = offsets[:-1]
+    end = xp.asarray([length], dtype=offsets.dtype, device=ops.device_of(offsets))
+    return input, offsets, xp.concat([offsets[1:], end])
+
+
+def _segmented_scan(xp: Any, values: Array, segment: Array, combine: Any) -> Array:
+    """The inclusive scan of ``combine`` along the first axis of ``values`` within runs of equal
+    ``segment`` (non-decreasing): ceil(log2 n) shifted steps (Hillis and Steele), so bags of
+    any lengths reduce without a scatter or a host read."""
+    rows = values.shape[0]
+    shift = 1
+    while shift < rows:
+        same = segment[shift:] == segment[:-shift]
+        later, earlier = values[shift:, ...], values[:-shift, ...]
+        combined = xp.where(same[:, None], combine(later, earlier), later)
+        values = xp.concat([values[:shift, ...], combined])
+        shift *= 2
+    return values
+
+
+def _embedding_bag_and_table(input: Array, weight: Array, offsets: Array | None, max_norm: float | None,
+                             norm_type: float, scale_grad_by_freq: bool, mode: str, sparse: bool,
+                             per_sample_weights: Array | None, include_last_offset: bool,
+                             padding_idx: int | None) -> tuple[Array, Array]:
+    """``embedding_bag``'s bags and the table they were read from (renormed with ``max_norm``)."""
+    function = "embedding_bag"
+    ops = _adapter(function, ("input", "weight", "offsets", "per_sample_weights"), input, weight, offsets,
+                   per_sample_weights)
+    xp = ops.xp
+    if weight.ndim != 2:
+        raise _error(ValueError, function, f"weight has to be 2-d, got shape {tuple(weight.shape)}")
+    if mode not in _BAG_MODES:
+        raise _error(ValueError, function, f"mode has to be one of sum, mean or max, got {mode!r}")
+    if mode == "max" and (scale_grad_by_freq or sparse):
+        raise _error(ValueError, function, "max mode does not support scaling the gradient by the frequency or "
+                                           "sparse weights (as torch)")
+    if per_sample_weights is not None and mode != "sum":
+        raise _error(NotImplementedError, function, f"per_sample_weights is only supported for mode='sum', got "
+                                                    f"mode={mode!r} (as torch)")
+    count = weight.shape[0]
+    if padding_idx is not None:
+        if not -count <= padding_idx < count:
+            raise _error(ValueError, function, f"padding_idx must be within the number of embeddings, {-count} "
+                                               f"through {count - 1}, but got {padding_idx}")
+        padding_idx %= count
+    ids, starts, ends = _bag_operands(function, ops, input, offsets, per_sample_weights, include_last_offset)
+    rows, table = _embedding_and_table(xp.reshape(ids, (-1,)), weight, max_norm, norm_type, function)
+    kept = None if padding_idx is None else xp.reshape(ids != padding_idx, (-1,))
+    if per_sample_weights is not None:
+        rows = rows * xp.reshape(per_sample_weights, (-1, 1))
+    if mode == "max":
+        rows = rows if kept is None else xp.where(kept[:, None], rows, -xp.inf)
+    elif kept is not None:
+        rows = xp.where(kept[:, None], rows, 0.0)
+    if starts is None:  # fixed-length bags: the rows of a 2-D input
+        bags = xp.reshape(rows, (*input.shape, weight.shape[1]))
+        reduced = xp.max(bags, axis=1) if mode == "max" else xp.sum(bags, axis=1)
+        counts = (xp.full(input.shape[:1], input.shape[1], dtype=rows.dtype, device=ops.device_of(rows))
+                  if kept is None else xp.sum(xp.astype(xp.reshape(kept, input.shape), rows.dtype), axis=1))
+    elif not ids.shape[0] or not starts.shape[0]:
+        return xp.zeros((starts.shape[0], weight.shape[1]), dtype=rows.dtype, device=ops.device_of(rows)), table
+    else:
+        positions = xp.arange(ids.shape[0], dtype=starts.dtype, device=ops.device_of(starts))
+        segment = xp.searchsorted(starts, positions, side="right")  # 1 + the bag of each id
+        last = xp.clip(ends - 1, 0, ids.shape[0] - 1)
+        combine = xp.maximum if mode == "max" else operator.add
+        reduced = xp.take(_segmented_scan(xp, rows, segment, combine), last, axis=0)
+        if kept is None:
+            counts = xp.astype(xp.maximum(ends - starts, 0), rows.dtype)
+        else:
+            kept_counts = _segmented_scan(xp, xp.astype(kept, rows.dtype)[:, None], segment, operator.add)
+            counts = xp.where(ends > starts, xp.take(kept_counts[:, 0], last), 0.0)
+    if mode == "mean":
+        reduced = reduced / xp.where(counts > 0, counts, 1.0)[:, None]
+    filled = counts > 0
+    return xp.where(filled[:, None], reduced, 0.0), table
 
 
 def one_hot(tensor: Array, num_classes: int = -1) -> Array:

@@ -16,9 +16,9 @@ from xpnn.torch_nn import functional as F
 from xpnn.torch_nn.module import Factory, Module, Parameter
 
 __all__ = [
-    "Identity", "Linear", "Bilinear", "Embedding", "Dropout", "Flatten", "LayerNorm", "GroupNorm", "RMSNorm",
-    "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "Conv1d",
-    "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "MaxPool1d", "MaxPool2d",
+    "Identity", "Linear", "Bilinear", "Embedding", "EmbeddingBag", "Dropout", "Flatten", "LayerNorm", "GroupNorm",
+    "RMSNorm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d",
+    "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "MaxPool1d", "MaxPool2d",
     "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d",
     "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d", "ZeroPad1d", "ZeroPad2d", "ZeroPad3d",
     "ConstantPad1d", "ConstantPad2d", "ConstantPad3d", "ReflectionPad1d", "ReflectionPad2d", "ReflectionPad3d",
@@ -85,6 +85,25 @@ class Bilinear(Module):
                 f"out_features={self.out_features}, bias={self.bias is not None}")
 
 
+def _embedding_table(owner: str, num_embeddings: int, embedding_dim: int, padding_idx: int | None,
+                     weight: Array | None, like: Any, dtype: Any, key: Array | None) -> tuple[Array, int | None]:
+    """An embedding module's ``weight`` (given, or ~ N(0, 1) with the ``padding_idx`` row zero)
+    and its ``padding_idx`` made non-negative."""
+    if padding_idx is not None:
+        if not -num_embeddings <= padding_idx < num_embeddings:
+            raise ValueError(f"xpnn.torch_nn.{owner}: padding_idx must be within num_embeddings ({num_embeddings}), "
+                             f"got {padding_idx}")
+        padding_idx %= num_embeddings
+    if weight is None:
+        make = Factory(like, dtype, key)
+        weight = make.normal((num_embeddings, embedding_dim))
+        if padding_idx is not None:
+            xp = make.adapter.xp
+            rows = xp.arange(num_embeddings, device=make.device)[:, None]
+            weight = xp.where(rows == padding_idx, xp.zeros_like(weight), weight)
+    return weight, padding_idx
+
+
 class Embedding(Module):
     """A lookup table ``weight`` ``(num_embeddings, embedding_dim)`` ~ N(0, 1), the
     ``padding_idx`` row zero; with ``max_norm``, the rows looked up are renormed first and
@@ -95,22 +114,10 @@ class Embedding(Module):
                  sparse: bool = False, _weight: Array | None = None, _freeze: bool = False, *, like: Any = None,
                  dtype: Any = None, key: Array | None = None) -> None:
         super().__init__()
-        if padding_idx is not None:
-            if not -num_embeddings <= padding_idx < num_embeddings:
-                raise ValueError(f"xpnn.torch_nn.Embedding: padding_idx must be within num_embeddings "
-                                 f"({num_embeddings}), got {padding_idx}")
-            padding_idx %= num_embeddings
+        weight, padding_idx = _embedding_table("Embedding", num_embeddings, embedding_dim, padding_idx, _weight, like,
+                                               dtype, key)
         self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
         self.max_norm, self.norm_type = max_norm, norm_type
-        if _weight is None:
-            make = Factory(like, dtype, key)
-            weight = make.normal((num_embeddings, embedding_dim))
-            if padding_idx is not None:
-                xp = make.adapter.xp
-                rows = xp.arange(num_embeddings, device=make.device)[:, None]
-                weight = xp.where(rows == padding_idx, xp.zeros_like(weight), weight)
-        else:
-            weight = _weight
         self.register_parameter("weight", weight, requires_grad=not _freeze)
 
     def forward(self, input: Array) -> Array:
@@ -124,6 +131,39 @@ class Embedding(Module):
         text += f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
         text += f", max_norm={self.max_norm}" if self.max_norm is not None else ""
         return text + (f", norm_type={self.norm_type}" if self.norm_type != 2.0 else "")
+
+
+class EmbeddingBag(Module):
+    """The sum, mean or max of bags of rows of a lookup table ``weight`` ~ N(0, 1), the
+    ``padding_idx`` row zero (``functional.embedding_bag``)."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, max_norm: float | None = None,
+                 norm_type: float = 2.0, scale_grad_by_freq: bool = False, mode: str = "mean", sparse: bool = False,
+                 _weight: Array | None = None, include_last_offset: bool = False, padding_idx: int | None = None, *,
+                 like: Any = None, dtype: Any = None, key: Array | None = None) -> None:
+        super().__init__()
+        weight, padding_idx = _embedding_table("EmbeddingBag", num_embeddings, embedding_dim, padding_idx, _weight,
+                                               like, dtype, key)
+        self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
+        self.max_norm, self.norm_type, self.scale_grad_by_freq = max_norm, norm_type, scale_grad_by_freq
+        self.mode, self.sparse, self.include_last_offset = mode, sparse, include_last_offset
+        self.register_parameter("weight", weight)
+
+    def forward(self, input: Array, offsets: Array | None = None, per_sample_weights: Array | None = None) -> Array:
+        bags, table = F._embedding_bag_and_table(input, self.weight, offsets, self.max_norm, self.norm_type,
+                                                 self.scale_grad_by_freq, self.mode, self.sparse, per_sample_weights,
+                                                 self.include_last_offset, self.padding_idx)
+        if table is not self.weight:  # renormed rows of a library that cannot write them in place
+            self.weight = table
+        return bags
+
+    def extra_repr(self) -> str:
+        text = f"{self.num_embeddings}, {self.embedding_dim}"
+        text += f", max_norm={self.max_norm!r}" if self.max_norm is not None else ""
+        text += f", norm_type={self.norm_type!r}" if self.norm_type != 2 else ""
+        text += f", scale_grad_by_freq={self.scale_grad_by_freq!r}" if self.scale_grad_by_freq else ""
+        text += f", mode={self.mode!r}"
+        return text + (f", padding_idx={self.padding_idx!r}" if self.padding_idx is not None else "")
 
 
 class Dropout(Module):
