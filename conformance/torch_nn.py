@@ -68,6 +68,13 @@ def window_indices(pooled: tuple[int, ...], kernel: tuple[int, ...], seed: int =
     return np.broadcast_to(flat, (3, 2, *pooled)).copy()
 
 
+#: CTC: log-probabilities (T=7, N=3, C=5), padded targets with a repeat, their lengths (a sample
+#: too short for its target, so infinite), and the same targets concatenated.
+_CTC_LOG_P = np.log(probabilities(7, 3, 5, seed=8, axis=2))
+_CTC_TARGETS = np.array([[1, 1, 3], [4, 2, 0], [2, 3, 3]])
+_CTC_LENGTHS = (np.array([7, 5, 2]), np.array([3, 2, 3]))
+_CTC_CONCATENATED = np.array([1, 1, 3, 4, 2, 2, 3, 3])
+
 #: Self-attention's one array, given as query, key and value (torch's packed in-projection).
 _SELF = floats(5, 2, 8, seed=4)
 
@@ -211,6 +218,9 @@ MODULE_CASES = [
     ("LPPool3d", (1.5, 2), {}, [np.abs(floats(2, 3, 4, 5, 4))], {}, False),
     ("AlphaDropout", (0.3,), {}, [floats(2, 3, 5)], {}, False),
     ("FeatureAlphaDropout", (0.0,), {}, [floats(2, 3, 5)], {}, True),
+    ("CTCLoss", (), {"zero_infinity": True}, [_CTC_LOG_P, _CTC_TARGETS, *_CTC_LENGTHS], {}, False),
+    ("CTCLoss", (2,), {"reduction": "none"}, [_CTC_LOG_P, _CTC_TARGETS + (_CTC_TARGETS >= 2), *_CTC_LENGTHS], {},
+     False),
     ("PoissonNLLLoss", (), {}, [floats(4, 5), probabilities(4, 5) * 6], {}, False),
     ("GaussianNLLLoss", (), {"full": True}, [floats(4, 5), floats(4, 5, seed=1), probabilities(4)], {}, False),
     ("MarginRankingLoss", (0.5,), {}, [floats(5), floats(5, seed=1), _SIGNS[0]], {}, False),
@@ -372,6 +382,8 @@ FUNCTIONAL_CASES = [
     ("lp_pool2d", [floats(2, 3, 7, 6)], (-float("inf"), (2, 3)), {}),
     ("lp_pool2d", [floats(2, 3, 7, 6)], (4, 3), {"stride": 1}),
     ("alpha_dropout", [floats(2, 3, 5)], (0.4,), {}),
+    ("ctc_loss", [_CTC_LOG_P, _CTC_CONCATENATED, *_CTC_LENGTHS], (), {"reduction": "sum"}),
+    ("ctc_loss", [_CTC_LOG_P[:, 0], _CTC_TARGETS[0], np.asarray(6), np.asarray(3)], (), {}),
     ("poisson_nll_loss", [probabilities(4, 5) * 3, probabilities(4, 5, seed=3) * 6], (), {"log_input": False,
                                                                                         "full": True}),
     ("gaussian_nll_loss", [floats(4, 5), floats(4, 5, seed=1), probabilities(4, 1) * 2e-6], (), {"reduction": "none"}),

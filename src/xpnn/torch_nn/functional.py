@@ -53,9 +53,9 @@ __all__ = [
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "nll_loss", "cross_entropy",
     "poisson_nll_loss", "gaussian_nll_loss", "margin_ranking_loss", "hinge_embedding_loss", "soft_margin_loss",
     "multilabel_soft_margin_loss", "cosine_embedding_loss", "triplet_margin_loss",
-    "triplet_margin_with_distance_loss", "multi_margin_loss", "multilabel_margin_loss", "dropout1d", "dropout2d",
-    "dropout3d", "alpha_dropout", "feature_alpha_dropout", "cosine_similarity", "pairwise_distance", "pixel_shuffle",
-    "pixel_unshuffle", "channel_shuffle", "interpolate", "local_response_norm", "unfold", "fold",
+    "triplet_margin_with_distance_loss", "multi_margin_loss", "multilabel_margin_loss", "ctc_loss", "dropout1d",
+    "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout", "cosine_similarity", "pairwise_distance",
+    "pixel_shuffle", "pixel_unshuffle", "channel_shuffle", "interpolate", "local_response_norm", "unfold", "fold",
     "scaled_dot_product_attention", "multi_head_attention_forward", "one_hot",
 ]
 
@@ -2275,6 +2275,17 @@ def cross_entropy(input: Array, target: Array, weight: Array | None = None, size
 
 
 
+def _clamped_at_zero(xp: Any, z: Array) -> Array:
+    """max(z, 0) as torch's ``clamp_min(z, 0)``: gradient 1 at z = 0 (``maximum``'s splits it),
+    NaN kept."""
+    return xp.where(z < 0, xp.zeros_like(z), z)
+
+
+def _positive_part(xp: Any, z: Array) -> Array:
+    """z where z > 0, else 0 (gradient 0 at z = 0, NaN dropped): torch's margin kernels' ``if (z > 0)``."""
+    return xp.where(z > 0, z, xp.zeros_like(z))
+
+
 def _margin_targets(xp: Any, target: Array, dtype: Any) -> Array:
     """``target`` (labels 1 and -1) in the input's floating dtype."""
     return target if xp.isdtype(target.dtype, "real floating") else xp.astype(target, dtype)
@@ -2359,7 +2370,7 @@ def margin_ranking_loss(input1: Array, input2: Array, target: Array, margin: flo
                 target=target)
     xp = ops.xp
     target = _margin_targets(xp, target, input1.dtype)
-    return _reduced(xp, xp.maximum(margin - target * (input1 - input2), 0.0), reduction)
+    return _reduced(xp, _clamped_at_zero(xp, margin - target * (input1 - input2)), reduction)
 
 
 def hinge_embedding_loss(input: Array, target: Array, margin: float = 1.0, size_average: bool | None = None,
@@ -2371,7 +2382,7 @@ def hinge_embedding_loss(input: Array, target: Array, margin: float = 1.0, size_
     ops = _adapter(function, ("input", "target"), input, target)
     _floating_only(function, input)
     xp = ops.xp
-    below_margin = xp.where(target != 1, xp.maximum(margin - input, 0.0), 0.0)
+    below_margin = xp.where(target != 1, _clamped_at_zero(xp, margin - input), 0.0)
     return _reduced(xp, below_margin + xp.where(target != -1, input, 0.0), reduction)
 
 
@@ -2420,7 +2431,7 @@ def cosine_embedding_loss(input1: Array, input2: Array, target: Array, margin: f
     squares1 = xp.sum(input1 * input1, axis=-1) + 1e-12
     squares2 = xp.sum(input2 * input2, axis=-1) + 1e-12
     cosine = xp.sum(input1 * input2, axis=-1) / xp.sqrt(squares1 * squares2)
-    loss = xp.where(target == 1, 1 - cosine, 0.0) + xp.where(target == -1, xp.maximum(cosine - margin, 0.0), 0.0)
+    loss = xp.where(target == 1, 1 - cosine, 0.0) + xp.where(target == -1, _clamped_at_zero(xp, cosine - margin), 0.0)
     return _reduced(xp, loss, reduction)
 
 
@@ -2436,7 +2447,7 @@ def _triplet(function: str, distance: Any, anchor: Array, positive: Array, negat
     to_negative = distance(anchor, negative)
     if swap:
         to_negative = xp.minimum(to_negative, distance(positive, negative))
-    return _reduced(xp, xp.maximum(margin + distance(anchor, positive) - to_negative, 0.0), reduction)
+    return _reduced(xp, _clamped_at_zero(xp, margin + distance(anchor, positive) - to_negative), reduction)
 
 
 def triplet_margin_loss(anchor: Array, positive: Array, negative: Array, margin: float = 1.0, p: float = 2,
@@ -2489,7 +2500,7 @@ def multi_margin_loss(input: Array, target: Array, p: int = 1, margin: float = 1
     hit, _ = _class_targets(function, ops, input, target, None)
     xp = ops.xp
     picked = xp.sum(xp.where(hit, input, 0.0), axis=-1, keepdims=True)
-    hinge = xp.maximum(margin - picked + input, 0.0)
+    hinge = _positive_part(xp, margin - picked + input)
     if p == 2:
         hinge = hinge * hinge
     if weight is not None:
@@ -2522,9 +2533,153 @@ def multilabel_margin_loss(input: Array, target: Array, size_average: bool | Non
     hit = (target[..., None] == positions) & listed[..., None]
     is_target = xp.any(hit, axis=-2)
     picked = xp.sum(xp.where(hit, input[..., None, :], 0.0), axis=-1)
-    hinge = xp.maximum(1 - picked[..., None] + input[..., None, :], 0.0)
+    hinge = _positive_part(xp, 1 - picked[..., None] + input[..., None, :])
     counted = listed[..., None] & ~is_target[..., None, :]
     return _reduced(xp, xp.sum(xp.where(counted, hinge, 0.0), axis=(-2, -1)) / classes, reduction)
+
+
+
+def _lengths(function: str, ops: Any, lengths: Any, batch: int, argument: str, like: Array) -> Array:
+    """``input_lengths`` or ``target_lengths`` (an array or ints) as a 1-D integer array of one
+    length per sample."""
+    xp = ops.xp
+    if not is_array(lengths):
+        device = ops.device_of(like)
+        lengths = xp.asarray(list(lengths) if isinstance(lengths, (list, tuple)) else [lengths],
+                             dtype=ops.default_int(device), device=device)
+    lengths = xp.reshape(lengths, (-1,))
+    if lengths.shape[0] != batch:
+        raise _error(ValueError, function, f"{argument} must be of size batch_size {batch}, got "
+                                           f"{lengths.shape[0]} (as torch)")
+    if not xp.isdtype(lengths.dtype, "integral"):
+        raise _error(TypeError, function, f"{argument} must be integers, got dtype {lengths.dtype}")
+    return lengths
+
+
+def _padded_targets(function: str, ops: Any, targets: Array, target_lengths: Array, batch: int) -> Array:
+    """``targets`` as ``(N, S)``: as given, or the concatenated 1-D targets cut by their lengths
+    (S the longest, or the total where lengths cannot be read now), the rest of each row 0."""
+    xp = ops.xp
+    if targets.ndim == 2:
+        return targets
+    total = targets.shape[0]
+    if ops.values_at_hand(target_lengths):
+        longest = int(xp.max(target_lengths)) if batch else 0
+        if int(xp.sum(target_lengths)) > total:
+            raise _error(ValueError, function, f"the target lengths sum to {int(xp.sum(target_lengths))}, more than "
+                                               f"the {total} concatenated targets")
+    else:
+        longest = total
+    starts = xp.cumulative_sum(target_lengths) - target_lengths
+    columns = xp.arange(longest, dtype=starts.dtype, device=ops.device_of(starts))
+    inside = columns < target_lengths[:, None]
+    flat = xp.reshape(xp.clip(starts[:, None] + columns, 0, max(total - 1, 0)), (-1,))
+    picked = xp.reshape(xp.take(targets, flat), (batch, longest)) if total else xp.zeros((batch, longest),
+                                                                                       dtype=targets.dtype)
+    return xp.where(inside, picked, xp.zeros_like(picked))
+
+
+def _log_sum_exp3(xp: Any, a: Array, b: Array, c: Array) -> Array:
+    """log(e^a + e^b + e^c) stably, -inf where all three are -inf (with finite gradients)."""
+    top = xp.maximum(xp.maximum(a, b), c)
+    finite = xp.isfinite(top)
+    shift = xp.where(finite, top, 0.0)
+    total = xp.exp(a - shift) + xp.exp(b - shift) + xp.exp(c - shift)
+    return xp.where(finite, shift + xp.log(xp.where(finite, total, 1.0)), top)
+
+
+def ctc_loss(log_probs: Array, targets: Array, input_lengths: Any, target_lengths: Any, blank: int = 0,
+             reduction: str = "mean", zero_infinity: bool = False) -> Array:
+    """The Connectionist Temporal Classification loss -log sum over the alignments of each
+    target: ``torch.nn.functional.ctc_loss``.  ``log_probs`` ``(T, N, C)`` (or ``(T, C)``) are
+    log-probabilities over classes with ``blank``; ``targets`` ``(N, S)`` padded or 1-D
+    concatenated; lengths per sample.  The forward variables alpha over the extended target
+    (blanks between and around the labels) run in log space, a step per time (the adapter's
+    ``scan``): alpha_t(k) = logsumexp(alpha_{t-1}(k), alpha_{t-1}(k-1), alpha_{t-1}(k-2) where
+    label k is not blank nor label k-2) + log_probs[t, label k].  'mean' divides each loss by
+    its target length (at least 1) before the batch mean; ``zero_infinity`` makes impossible
+    alignments 0.  The gradient is autodiff's: with respect to normalized log-probabilities it
+    differs from torch's by e^log_probs, which the log_softmax before them cancels, so the
+    gradient with respect to the logits is torch's."""
+    function = "ctc_loss"
+    reduction = _reduction(function, reduction)
+    ops = _adapter(function, ("log_probs", "targets"), log_probs, targets)
+    _floating_only(function, log_probs)
+    xp = ops.xp
+    unbatched = log_probs.ndim == 2
+    if log_probs.ndim not in (2, 3):
+        raise _error(ValueError, function, f"log_probs must be (T, N, C) or unbatched (T, C), got shape "
+                                           f"{tuple(log_probs.shape)}")
+    if unbatched:
+        log_probs, targets = log_probs[:, None, :], targets[None, ...]
+    steps, batch, classes = log_probs.shape
+    if not 0 <= blank < classes:
+        raise _error(ValueError, function, f"blank must be in label range [0, {classes}), got {blank} (as torch)")
+    if targets.ndim not in (1, 2):
+        raise _error(ValueError, function, f"targets must be (N, S) or concatenated 1-d, got shape "
+                                           f"{tuple(targets.shape)}")
+    if not xp.isdtype(targets.dtype, "integral"):
+        targets = xp.astype(targets, ops.default_int(ops.device_of(targets)))
+    input_lengths = _lengths(function, ops, input_lengths, batch, "input_lengths", log_probs)
+    target_lengths = _lengths(function, ops, target_lengths, batch, "target_lengths", log_probs)
+    if ops.values_at_hand(input_lengths) and ops.values_at_hand(target_lengths) and batch:
+        widest = targets.shape[1] if targets.ndim == 2 else None
+        for name, lengths, low, high in [("input_lengths", input_lengths, 0, steps),
+                                         ("target_lengths", target_lengths, 0, widest)]:
+            values = [int(v) for v in lengths]
+            if min(values) < low or (high is not None and max(values) > high):
+                raise _error(ValueError, function, f"{name} must lie in [{low}, {high if high is not None else ''}], "
+                                                   f"got {values[:6]} (as torch)")
+    if targets.ndim == 2 and targets.shape[0] != batch:
+        raise _error(ValueError, function, f"targets must have {batch} rows, got shape {tuple(targets.shape)}")
+    labels = _padded_targets(function, ops, targets, target_lengths, batch)
+    longest = labels.shape[1]
+    width = 2 * longest + 1
+    device = ops.device_of(log_probs)
+    position = xp.arange(width, device=device)
+    # the extended target: blank, label 1, blank, label 2, ..., blank
+    label_of = xp.astype(xp.clip((position - 1) // 2, 0, max(longest - 1, 0)), labels.dtype)
+    from_labels = xp.take(labels, label_of, axis=1) if longest else xp.zeros((batch, width), dtype=labels.dtype,
+                                                                              device=device)
+    extended = xp.where(position % 2 == 1, from_labels, xp.full_like(from_labels, blank))
+    rows = xp.arange(batch, dtype=labels.dtype, device=device)[:, None] * classes
+    emissions = xp.reshape(xp.take(xp.reshape(log_probs, (steps, batch * classes)),
+                                   xp.reshape(rows + extended, (-1,)), axis=1), (steps, batch, width))
+    earlier = xp.concat([extended[:, :1], extended[:, :1], extended], axis=1)[:, :width]
+    skips = (position >= 2) & (extended != blank) & (extended != earlier)
+    nothing = xp.full((batch, 2), -xp.inf, dtype=log_probs.dtype, device=device)
+    impossible = xp.full((batch, width), -xp.inf, dtype=log_probs.dtype, device=device)
+
+    def step(alpha: Array, inputs: tuple[Array, Array]) -> tuple[Array, None]:
+        emission, active = inputs
+        shifted = xp.concat([nothing, alpha], axis=1)
+        two_back = xp.where(skips, shifted[:, :width], impossible)
+        new = _log_sum_exp3(xp, alpha, shifted[:, 1:width + 1], two_back) + emission
+        return xp.where(active[:, None], new, alpha), None
+
+    empty = xp.where(position == 0, xp.zeros_like(impossible), impossible)  # no time steps: only blank-0 is reached
+    if steps:
+        start = xp.where(position < 2, emissions[0, ...], impossible)
+        times = xp.arange(1, steps, dtype=input_lengths.dtype, device=device)
+        active = times[:, None] < input_lengths
+        alpha, _ = ops.scan(step, start, (emissions[1:, ...], active))
+        alpha = xp.where((input_lengths > 0)[:, None], alpha, empty)
+    else:
+        alpha = empty
+    ends = 2 * xp.astype(target_lengths, position.dtype)[:, None]
+    final = (position == ends) | ((position == ends - 1) & (ends > 0))
+    top = xp.max(xp.where(final, alpha, impossible), axis=1, keepdims=True)
+    shift = xp.where(xp.isfinite(top), top, 0.0)
+    total = xp.sum(xp.where(final, xp.exp(alpha - shift), 0.0), axis=1)
+    loss = -xp.where(xp.isfinite(top[:, 0]), shift[:, 0] + xp.log(xp.where(total > 0, total, 1.0)), top[:, 0])
+    if zero_infinity:
+        loss = xp.where(xp.isinf(loss), 0.0, loss)
+    if reduction == "mean":
+        divisor = xp.astype(xp.clip(target_lengths, 1, None), loss.dtype)
+        return xp.mean(loss / divisor)
+    if unbatched and reduction == "none":
+        return loss[0]
+    return _reduced(xp, loss, reduction)
 
 
 # -- attention -------------------------------------------------------------------------------
