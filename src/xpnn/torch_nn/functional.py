@@ -704,7 +704,9 @@ def embedding_bag(input: Array, weight: Array, offsets: Array | None = None, max
     and the last bag runs to the end of the input whatever that entry says, as torch's kernel).  Ids
     equal to ``padding_idx`` are left out (and out of the mean's count); an empty bag gives
     zeros; ``per_sample_weights`` (sum only) scales each row.  ``max_norm`` renorms the rows
-    used, as ``embedding``.  (``scale_grad_by_freq`` and ``sparse`` shape torch's gradients
+    used, as ``embedding``.  Where the bag lengths can be read now, the bags are gathered into a
+    (bags, longest) block; otherwise (under ``jax.jit``, on Dask or a GPU) a segmented scan
+    reduces them without a host read.  (``scale_grad_by_freq`` and ``sparse`` shape torch's gradients
     only; they are checked as torch checks them.)"""
     return _embedding_bag_and_table(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode, sparse,
                                     per_sample_weights, include_last_offset, padding_idx)[0]
@@ -732,10 +734,11 @@ def _bag_operands(function: str, ops: Any, input: Array, offsets: Array | None, 
         raise _error(TypeError, function, f"offsets must be integers, got dtype {offsets.dtype}")
     length = input.shape[0]
     if offsets.shape[0] and ops.values_at_hand(offsets):
-        host = [int(o) for o in offsets]
-        if host[0] != 0 or any(b < a for a, b in zip(host, host[1:])) or host[-1] > length:
+        first, last = int(offsets[0]), int(offsets[-1])
+        if first != 0 or last > length or bool(xp.any(offsets[1:] < offsets[:-1])):
+            shown = [int(o) for o in offsets[:6]]
             raise _error(ValueError, function, f"offsets must start at 0 and not decrease, up to the input's length "
-                                               f"{length} (as torch), got {host[:6]}{' ...' if len(host) > 6 else ''}")
+                                               f"{length} (as torch), got {shown}{' ...' if offsets.shape[0] > 6 else ''}")
     if include_last_offset:  # the last offset is the input's length; the last bag runs to the end, as torch's
         offsets = offsets[:-1]
     end = xp.asarray([length], dtype=offsets.dtype, device=ops.device_of(offsets))
@@ -783,36 +786,65 @@ def _embedding_bag_and_table(input: Array, weight: Array, offsets: Array | None,
                                                f"through {count - 1}, but got {padding_idx}")
         padding_idx %= count
     ids, starts, ends = _bag_operands(function, ops, input, offsets, per_sample_weights, include_last_offset)
-    rows, table = _embedding_and_table(xp.reshape(ids, (-1,)), weight, max_norm, norm_type, function)
-    kept = None if padding_idx is None else xp.reshape(ids != padding_idx, (-1,))
-    if per_sample_weights is not None:
-        rows = rows * xp.reshape(per_sample_weights, (-1, 1))
+    samples = per_sample_weights
+    if starts is not None and not (ids.shape[0] and starts.shape[0]):
+        empty = xp.zeros((starts.shape[0], weight.shape[1]), dtype=weight.dtype, device=ops.device_of(weight))
+        return empty, _embedding_and_table(ids, weight, max_norm, norm_type, function)[1]
+    if starts is not None and not ops.values_at_hand(ends):
+        return _scanned_bags(ops, ids, weight, starts, ends, mode, max_norm, norm_type, samples, padding_idx)
+    inside = None
+    if starts is not None:  # the bags gathered into a (bags, longest) block, its padding masked
+        sizes = ends - starts
+        columns = xp.arange(max(int(xp.max(sizes)), 1), dtype=starts.dtype, device=ops.device_of(starts))
+        inside = columns < sizes[:, None]
+        where = xp.reshape(xp.clip(starts[:, None] + columns, 0, ids.shape[0] - 1), (-1,))
+        ids = xp.reshape(xp.take(ids, where), inside.shape)
+        if samples is not None:
+            samples = xp.reshape(xp.take(samples, where), inside.shape)
+    rows, table = _embedding_and_table(ids, weight, max_norm, norm_type, function)
+    used = inside if padding_idx is None else ids != padding_idx if inside is None else inside & (ids != padding_idx)
     if mode == "max":
-        rows = rows if kept is None else xp.where(kept[:, None], rows, -xp.inf)
-    elif kept is not None:
-        rows = xp.where(kept[:, None], rows, 0.0)
-    if starts is None:  # fixed-length bags: the rows of a 2-D input
-        bags = xp.reshape(rows, (*input.shape, weight.shape[1]))
-        reduced = xp.max(bags, axis=1) if mode == "max" else xp.sum(bags, axis=1)
-        counts = (xp.full(input.shape[:1], input.shape[1], dtype=rows.dtype, device=ops.device_of(rows))
-                  if kept is None else xp.sum(xp.astype(xp.reshape(kept, input.shape), rows.dtype), axis=1))
-    elif not ids.shape[0] or not starts.shape[0]:
-        return xp.zeros((starts.shape[0], weight.shape[1]), dtype=rows.dtype, device=ops.device_of(rows)), table
+        reduced = xp.max(rows if used is None else xp.where(used[..., None], rows, -xp.inf), axis=1)
+        counts = xp.sum(xp.astype(used, rows.dtype), axis=1) if used is not None else None
     else:
-        positions = xp.arange(ids.shape[0], dtype=starts.dtype, device=ops.device_of(starts))
-        segment = xp.searchsorted(starts, positions, side="right")  # 1 + the bag of each id
-        last = xp.clip(ends - 1, 0, ids.shape[0] - 1)
-        combine = xp.maximum if mode == "max" else operator.add
-        reduced = xp.take(_segmented_scan(xp, rows, segment, combine), last, axis=0)
-        if kept is None:
-            counts = xp.astype(xp.maximum(ends - starts, 0), rows.dtype)
-        else:
-            kept_counts = _segmented_scan(xp, xp.astype(kept, rows.dtype)[:, None], segment, operator.add)
-            counts = xp.where(ends > starts, xp.take(kept_counts[:, 0], last), 0.0)
+        weights = xp.ones(ids.shape, dtype=rows.dtype, device=ops.device_of(rows)) if used is None else xp.astype(
+            used, rows.dtype)
+        counts = xp.sum(weights, axis=1)
+        if samples is not None:
+            weights = weights * samples
+        reduced = ops.matmul(weights[:, None, :], rows)[:, 0, :]  # the bag's (weighted) sum without a masked copy
+        if mode == "mean":
+            reduced = reduced / xp.where(counts > 0, counts, 1.0)[:, None]
+    if counts is None:
+        return reduced, table
+    return xp.where((counts > 0)[:, None], reduced, 0.0), table
+
+
+def _scanned_bags(ops: Any, ids: Array, weight: Array, starts: Array, ends: Array, mode: str,
+                  max_norm: float | None, norm_type: float, samples: Array | None,
+                  padding_idx: int | None) -> tuple[Array, Array]:
+    """``embedding_bag`` of 1-D ``ids`` whose bag lengths cannot be read now (under ``jax.jit``, on
+    Dask or a GPU): a segmented scan over the ids' rows, read at each bag's last id."""
+    xp = ops.xp
+    rows, table = _embedding_and_table(ids, weight, max_norm, norm_type, "embedding_bag")
+    kept = None if padding_idx is None else ids != padding_idx
+    if samples is not None:
+        rows = rows * samples[:, None]
+    if kept is not None:
+        rows = xp.where(kept[:, None], rows, -xp.inf if mode == "max" else 0.0)
+    positions = xp.arange(ids.shape[0], dtype=starts.dtype, device=ops.device_of(starts))
+    segment = xp.searchsorted(starts, positions, side="right")  # 1 + the bag of each id
+    last = xp.clip(ends - 1, 0, ids.shape[0] - 1)
+    combine = xp.maximum if mode == "max" else operator.add
+    reduced = xp.take(_segmented_scan(xp, rows, segment, combine), last, axis=0)
+    if kept is None:
+        counts = xp.astype(xp.maximum(ends - starts, 0), rows.dtype)
+    else:
+        kept_counts = _segmented_scan(xp, xp.astype(kept, rows.dtype)[:, None], segment, operator.add)
+        counts = xp.where(ends > starts, xp.take(kept_counts[:, 0], last), 0.0)
     if mode == "mean":
         reduced = reduced / xp.where(counts > 0, counts, 1.0)[:, None]
-    filled = counts > 0
-    return xp.where(filled[:, None], reduced, 0.0), table
+    return xp.where((counts > 0)[:, None], reduced, 0.0), table
 
 
 def one_hot(tensor: Array, num_classes: int = -1) -> Array:
@@ -1975,8 +2007,10 @@ def instance_norm_with_statistics(input: Array, running_mean: Array | None = Non
     if running_mean is not None and running_var is not None:
         xp = ops.xp
         spatial = tuple(range(2, input.ndim))
-        means = xp.mean(input, axis=spatial)
-        variances = xp.var(input, axis=spatial, correction=1)
+        means = xp.mean(input, axis=spatial, keepdims=True)
+        # the two-pass variance, as accurate as var's; torch's var over these axes costs 8x on CPU
+        variances = xp.linalg.vector_norm(input - means, axis=spatial) ** 2 / (positions - 1)
+        means = xp.reshape(means, variances.shape)
         dtype = running_mean.dtype
         running_mean = xp.astype((1 - momentum) * running_mean + momentum * xp.mean(means, axis=0), dtype)
         running_var = xp.astype((1 - momentum) * running_var + momentum * xp.mean(variances, axis=0), dtype)
