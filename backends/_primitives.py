@@ -156,6 +156,16 @@ class Primitives:
         'avg' the means (``count_include_pad``, ``divisor_override``; ``dilation`` is 1)."""
         return None
 
+    def fused_embedding_bag(self, table: Array, ids: Array, offsets: Array | None, mode: str,
+                            per_sample_weights: Array | None = None, padding_idx: int | None = None) -> Any:
+        """A library's fused embedding bag (``F.embedding_bag``'s kernel): the 'sum', 'mean' or
+        'max' of the ``table`` rows of each bag, the bags the rows of a 2-D ``ids`` (``offsets``
+        None) or the runs of a 1-D ``ids`` starting at ``offsets`` (the last one to the end);
+        ids equal to ``padding_idx`` left out, ``per_sample_weights`` (sum) scaling each row; an
+        empty bag zeros.  None where the library has none (the written-once gather runs; the
+        first use is checked against it)."""
+        return None
+
     # -- control flow and autodiff (_fallback.control) ---------------------------------
     def scan(self, f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any, length: int | None = None,
              reverse: bool = False, unroll: int = 1) -> tuple[Any, Any]:

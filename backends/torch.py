@@ -479,6 +479,8 @@ def _conv_padding(padding: Any, lhs_dilation: Any) -> tuple[bool, Any, list[int]
 _CONVOLUTIONS = (torch.conv1d, torch.conv2d, torch.conv3d)
 _TRANSPOSED_CONVOLUTIONS = (torch.conv_transpose1d, torch.conv_transpose2d, torch.conv_transpose3d)
 _MAX_POOLS = (torch.max_pool1d, torch.max_pool2d, torch.max_pool3d)
+#: torch.embedding_bag's mode numbers.
+_BAG_MODES = {"sum": 0, "mean": 1, "max": 2}
 _MAX_POOLS_WITH_INDICES = (torch.max_pool1d_with_indices, _nn.max_pool2d_with_indices, _nn.max_pool3d_with_indices)
 #: numpy.pad's modes (the ``pad`` primitive's) by torch's names.
 _TORCH_PAD_MODES = {"reflect": "reflect", "edge": "replicate", "wrap": "circular"}
@@ -767,6 +769,18 @@ class TorchAdapter(Adapter):
             return pool(x, window, strides, padding, ceil_mode, count_include_pad, divisor_override)
         pools = _MAX_POOLS_WITH_INDICES if kind == "max_indices" else _MAX_POOLS
         return pools[rank - 1](x, window, strides, padding, dilation, ceil_mode)
+
+    def fused_embedding_bag(self, table, ids, offsets, mode, per_sample_weights=None, padding_idx=None):
+        """``torch.embedding_bag``, the kernel behind ``F.embedding_bag`` (no copy of the rows),
+        for floating tables; a 2-D ``ids`` as torch's function takes it, with offsets every row."""
+        if not table.is_floating_point() or (ids.ndim == 2 and ids.shape[1] == 0):
+            return None
+        if ids.ndim == 2:
+            offsets = torch.arange(0, ids.numel(), ids.shape[1], dtype=ids.dtype, device=ids.device)
+            ids = ids.reshape(-1)
+            per_sample_weights = None if per_sample_weights is None else per_sample_weights.reshape(-1)
+        return torch.embedding_bag(table, ids, offsets.to(ids.dtype), False, _BAG_MODES[mode], False,
+                                   per_sample_weights, False, padding_idx)[0]
 
     def fused_recurrence(self, kind, xs, carry, w_input, b_input, w_hidden, b_hidden, projection=None):
         """``torch._VF.lstm`` / ``gru``, the fused loop behind ``torch.nn.LSTM`` and ``GRU`` (same

@@ -1479,6 +1479,27 @@ def test_a_wrong_fused_pool_is_switched_off(monkeypatch, rank):
     assert len(entries) == 1 and entries[0].backend == "torch" and "the fused max_indices pool" in entries[0].reason
 
 
+def test_a_wrong_fused_embedding_bag_is_switched_off(monkeypatch):
+    """torch's embedding_bag kernel runs where it agreed with the written-once gather on the
+    kernel check's probe; one that disagrees is not used on this machine: the bags are still
+    torch's and the report says why."""
+    from xpnn import _kernel_check
+
+    adapter = adapter_of(torch.zeros(1))
+    fused = adapter.fused_embedding_bag
+    calls = []
+    monkeypatch.setattr(adapter, "fused_embedding_bag", lambda *a: calls.append(a[3]) or fused(*a))
+    weight, ids, offsets = torch.randn(10, 4), torch.tensor([1, 2, 4, 5, 4, 3]), torch.tensor([0, 2, 2])
+    want = torch.nn.functional.embedding_bag(ids, weight, offsets, mode="max")
+    assert torch.equal(F.embedding_bag(ids, weight, offsets, mode="max"), want) and calls
+    monkeypatch.setattr(adapter, "fused_embedding_bag", lambda *a: fused(*a) + 1)
+    monkeypatch.setattr(_kernel_check, "_OUTCOMES", {})
+    monkeypatch.setattr(_kernel_check, "LAYER_KERNEL_ANSWERS", {})
+    assert torch.equal(F.embedding_bag(ids, weight, offsets, mode="max"), want)
+    entries = [entry for entry in xpnn.fast_path_report() if entry.function == "fused_embedding_bag"]
+    assert len(entries) == 1 and "the fused sum bags" in entries[0].reason
+
+
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
 def test_an_empty_sequence_gives_no_steps_and_the_initial_state(backend, kind):
     """A sequence of no steps: no outputs and the initial state, on every backend alike (torch's

@@ -658,21 +658,31 @@ def embedding(input: Array, weight: Array, padding_idx: int | None = None, max_n
     return _embedding_and_table(input, weight, max_norm, norm_type)[0]
 
 
+def _check_ids(function: str, ops: Any, flat: Array, count: int, library_refuses: bool = False) -> str:
+    """Refuse ids that are not int32/int64 or, where they can be read now and the library would
+    not refuse them itself (NumPy's take wraps negative ids, jax's clamps), outside
+    ``[0, count)``; the out-of-range message."""
+    xp = ops.xp
+    if flat.dtype not in (xp.int32, xp.int64):
+        raise _error(UnsupportedDtypeError, function, f"input must hold integer indices of dtype int32 or int64 "
+                                                     f"(as torch requires), got dtype {flat.dtype}")
+    out_of_range = f"index out of range in self (as torch): ids must lie in [0, {count})"
+    if not library_refuses and flat.shape[0] and ops.values_at_hand(flat):
+        lowest, highest = int(xp.min(flat)), int(xp.max(flat))
+        if lowest < 0 or highest >= count:
+            raise _error(IndexError, function, f"{out_of_range}, got {lowest} to {highest}")
+    return out_of_range
+
+
 def _embedding_and_table(input: Array, weight: Array, max_norm: float | None = None, norm_type: float = 2.0,
                          function: str = "embedding") -> tuple[Array, Array]:
     """``embedding``'s rows and the table they were read from: ``weight`` itself, renormed in
     place where the library can, or the renormed copy."""
     ops = _adapter(function, ("input", "weight"), input, weight)
     xp = ops.xp
-    if input.dtype not in (xp.int32, xp.int64):
-        raise _error(UnsupportedDtypeError, function, f"input must hold integer indices of dtype int32 or int64 "
-                                                     f"(as torch requires), got dtype {input.dtype}")
     flat = xp.reshape(input, (-1,))
-    out_of_range = f"index out of range in self (as torch): ids must lie in [0, {weight.shape[0]})"
-    if not ops.take_rows_refuses_out_of_range and flat.shape[0] and ops.values_at_hand(flat):
-        lowest, highest = int(xp.min(flat)), int(xp.max(flat))  # NumPy's take wraps negative ids, jax's clamps
-        if lowest < 0 or highest >= weight.shape[0]:
-            raise _error(IndexError, function, f"{out_of_range}, got {lowest} to {highest}")
+    out_of_range = _check_ids(function, ops, flat, weight.shape[0], ops.take_rows_refuses_out_of_range)
+
     def rows_of(table: Array) -> Array:
         try:
             return ops.take_rows(table, flat)
@@ -713,8 +723,8 @@ def embedding_bag(input: Array, weight: Array, offsets: Array | None = None, max
 
 
 def _bag_operands(function: str, ops: Any, input: Array, offsets: Array | None, per_sample_weights: Array | None,
-                  include_last_offset: bool) -> tuple[Array, Array | None, Array | None]:
-    """1-D ids, the bags' (start, end) positions ((None, None) for the fixed-length rows of a 2-D
+                  include_last_offset: bool) -> tuple[Array, Array | None]:
+    """The ids and the bags' start positions (None for the fixed-length rows of a 2-D
     ``input``), checked as torch checks them."""
     xp = ops.xp
     if per_sample_weights is not None and tuple(per_sample_weights.shape) != tuple(input.shape):
@@ -724,7 +734,7 @@ def _bag_operands(function: str, ops: Any, input: Array, offsets: Array | None, 
         if offsets is not None:
             raise _error(ValueError, function, "if input is 2-d, then offsets has to be None, as input is a batch of "
                                                "fixed length bags (as torch)")
-        return input, None, None
+        return input, None
     if input.ndim != 1:
         raise _error(ValueError, function, f"input has to be 1-d or 2-d, got shape {tuple(input.shape)}")
     if offsets is None or offsets.ndim != 1:
@@ -734,15 +744,13 @@ def _bag_operands(function: str, ops: Any, input: Array, offsets: Array | None, 
         raise _error(TypeError, function, f"offsets must be integers, got dtype {offsets.dtype}")
     length = input.shape[0]
     if offsets.shape[0] and ops.values_at_hand(offsets):
-        first, last = int(offsets[0]), int(offsets[-1])
-        if first != 0 or last > length or bool(xp.any(offsets[1:] < offsets[:-1])):
-            shown = [int(o) for o in offsets[:6]]
+        host = np.asarray(ops.to_host(offsets))
+        if host[0] != 0 or host[-1] > length or np.any(host[1:] < host[:-1]):
             raise _error(ValueError, function, f"offsets must start at 0 and not decrease, up to the input's length "
-                                               f"{length} (as torch), got {shown}{' ...' if offsets.shape[0] > 6 else ''}")
-    if include_last_offset:  # the last offset is the input's length; the last bag runs to the end, as torch's
-        offsets = offsets[:-1]
-    end = xp.asarray([length], dtype=offsets.dtype, device=ops.device_of(offsets))
-    return input, offsets, xp.concat([offsets[1:], end])
+                                               f"{length} (as torch), got {host[:6].tolist()}"
+                                               f"{' ...' if host.shape[0] > 6 else ''}")
+    # with include_last_offset the last offset is the input's length; the last bag runs to the end, as torch's
+    return input, offsets[:-1] if include_last_offset else offsets
 
 
 def _segmented_scan(xp: Any, values: Array, segment: Array, combine: Any) -> Array:
@@ -785,8 +793,28 @@ def _embedding_bag_and_table(input: Array, weight: Array, offsets: Array | None,
             raise _error(ValueError, function, f"padding_idx must be within the number of embeddings, {-count} "
                                                f"through {count - 1}, but got {padding_idx}")
         padding_idx %= count
-    ids, starts, ends = _bag_operands(function, ops, input, offsets, per_sample_weights, include_last_offset)
-    samples = per_sample_weights
+    ids, starts = _bag_operands(function, ops, input, offsets, per_sample_weights, include_last_offset)
+    if max_norm is None and fast_paths_enabled() and layer_kernel_agrees(_FUSED_BAG_KERNEL, ops, weight):
+        _check_ids(function, ops, xp.reshape(ids, (-1,)), count)
+        fused = ops.fused_embedding_bag(weight, ids, starts, mode, per_sample_weights, padding_idx)
+        if fused is not None:
+            return fused, weight
+    return _written_bags(ops, ids, weight, starts, mode, max_norm, norm_type, per_sample_weights, padding_idx)
+
+
+#: The layer-kernel check's name of the libraries' fused embedding bag.
+_FUSED_BAG_KERNEL = "fused_embedding_bag"
+
+
+def _written_bags(ops: Any, ids: Array, weight: Array, starts: Array | None, mode: str, max_norm: float | None,
+                  norm_type: float, samples: Array | None, padding_idx: int | None) -> tuple[Array, Array]:
+    """``embedding_bag``'s written-once bags of checked operands (``_bag_operands``) and their table."""
+    function = "embedding_bag"
+    xp = ops.xp
+    ends = None
+    if starts is not None:  # each bag ends where the next starts, the last at the end of the ids
+        end = xp.asarray([ids.shape[0]], dtype=starts.dtype, device=ops.device_of(starts))
+        ends = xp.concat([starts[1:], end])
     if starts is not None and not (ids.shape[0] and starts.shape[0]):
         empty = xp.zeros((starts.shape[0], weight.shape[1]), dtype=weight.dtype, device=ops.device_of(weight))
         return empty, _embedding_and_table(ids, weight, max_norm, norm_type, function)[1]
@@ -845,6 +873,36 @@ def _scanned_bags(ops: Any, ids: Array, weight: Array, starts: Array, ends: Arra
     if mode == "mean":
         reduced = reduced / xp.where(counts > 0, counts, 1.0)[:, None]
     return xp.where((counts > 0)[:, None], reduced, 0.0), table
+
+
+def _fused_bag_disagreement(ops: Any, dtype: Any, device: Any) -> str | None:
+    """Why the library's fused embedding bag and the written-once gather differ on a fixed probe
+    (a (12, 5) table of ``dtype``; 30 ids in bags of 4, 0, 7, 9 and 10 and as 6 rows of 5; every
+    mode, with and without ``padding_idx`` and, for sums, per-sample weights); None if they
+    agree within 16 eps (sums in another order)."""
+    xp = ops.xp
+    rng = np.random.default_rng(0)
+    table = xp.astype(ops.from_host(rng.standard_normal((12, 5)), device), dtype)
+    flat = ops.from_host(rng.integers(0, 12, 30), device)
+    offsets = ops.from_host(np.array([0, 4, 4, 11, 20]), device)
+    weights = xp.astype(ops.from_host(rng.standard_normal(30), device), dtype)
+    tolerance = 16 * float(xp.finfo(dtype).eps)
+    for ids, starts in ((flat, offsets), (xp.reshape(flat, (6, 5)), None)):
+        for mode, padding_idx in itertools.product(_BAG_MODES, (None, 3)):
+            samples = xp.reshape(weights, ids.shape) if mode == "sum" else None
+            fused = ops.fused_embedding_bag(table, ids, starts, mode, samples, padding_idx)
+            if fused is None:
+                continue
+            written = _written_bags(ops, ids, table, starts, mode, None, 2.0, samples, padding_idx)[0]
+            reason = outputs_disagreement(ops, (fused,), (written,), tolerance,
+                                          f"the fused {mode} bags (padding_idx={padding_idx}, {ids.ndim}-d ids)",
+                                          "the written-once gather")
+            if reason is not None:
+                return reason
+    return None
+
+
+LAYER_KERNELS[_FUSED_BAG_KERNEL] = _fused_bag_disagreement
 
 
 def one_hot(tensor: Array, num_classes: int = -1) -> Array:
