@@ -213,6 +213,19 @@ MODULE_CASES = [
     ("MaxUnpool1d", (3,), {}, [floats(3, 2, 4), window_indices((4,), (3,))], {}, False),
     ("MaxUnpool2d", (2,), {}, [floats(3, 2, 3, 4), window_indices((3, 4), (2, 2))], {"output_size": (7, 9)}, False),
     ("MaxUnpool3d", ((1, 2, 2),), {}, [floats(3, 2, 2, 3, 2), window_indices((2, 3, 2), (1, 2, 2))], {}, False),
+    ("LazyLinear", (4,), {}, [floats(2, 3, 5)], {}, False),
+    ("LazyConv2d", (4, 3), {"padding": 1, "groups": 2}, [floats(2, 4, 5, 5)], {}, False),
+    ("LazyConvTranspose1d", (3, 2), {"stride": 2}, [floats(2, 4, 5)], {}, False),
+    ("LazyBatchNorm2d", (), {}, [floats(2, 3, 4, 4)], {}, True),
+    ("LazyInstanceNorm1d", (), {}, [floats(2, 3, 7)], {}, True),
+    ("LazyConv1d", (2, 3), {}, [floats(2, 3, 6)], {}, False),
+    ("LazyConv3d", (2, 2), {"bias": False}, [floats(2, 3, 3, 4, 3)], {}, False),
+    ("LazyConvTranspose2d", (2, 3), {"padding": 1}, [floats(2, 3, 4, 4)], {}, False),
+    ("LazyConvTranspose3d", (2, 2), {}, [floats(2, 3, 2, 3, 2)], {}, False),
+    ("LazyBatchNorm1d", (), {"momentum": None}, [floats(4, 3)], {}, True),
+    ("LazyBatchNorm3d", (), {"affine": False}, [floats(2, 3, 2, 3, 2)], {}, False),
+    ("LazyInstanceNorm2d", (), {"affine": False}, [floats(2, 3, 4, 4)], {}, True),
+    ("LazyInstanceNorm3d", (), {"track_running_stats": False}, [floats(2, 3, 2, 3, 2)], {}, False),
     ("LPPool1d", (2, 2), {}, [floats(2, 3, 9)], {}, False),
     ("LPPool2d", (3.0, (2, 3)), {"stride": (1, 2), "ceil_mode": True}, [np.abs(floats(2, 3, 7, 6))], {}, False),
     ("LPPool3d", (1.5, 2), {}, [np.abs(floats(2, 3, 4, 5, 4))], {}, False),
@@ -644,8 +657,10 @@ def run_module(case: tuple, backend: Backend, dtype: str) -> Checked:
     load("torch")
     name, args, kwargs, arrays, forward_kwargs, train = case
     reference = torch_module(name, args, kwargs, dtype, train)
-    twin = twin_of(reference, name, args, kwargs, backend, dtype, train)
     t_args, t_kwargs = made(arrays, forward_kwargs, dtype, to_torch)
+    if name.startswith("Lazy"):  # torch's lazy module takes its shapes from a first call
+        reference(*t_args, **t_kwargs)
+    twin = twin_of(reference, name, args, kwargs, backend, dtype, train)
     x_args, x_kwargs = made(arrays, forward_kwargs, dtype, backend.asarray)
     outputs = _compared(backend.to_numpy, flat(twin(*x_args, **x_kwargs)), flat(reference(*t_args, **t_kwargs)), dtype)
     state = twin.state_dict()

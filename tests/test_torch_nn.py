@@ -118,11 +118,16 @@ def test_gradients_equal_torchs(case):
 
 @pytest.mark.parametrize("case", CASES, ids=_label)
 def test_modules_print_and_name_their_state_as_torch(case):
-    """The repr, the parameter names, and the state_dict's keys, order, shapes and dtypes."""
-    name, args, kwargs = case[:3]
+    """The repr, the parameter names, and the state_dict's keys, order, shapes and dtypes (of a
+    lazy module, its repr before and all of these after a first call)."""
+    name, args, kwargs, arrays = case[:4]
     reference = _torch_module(name, args, kwargs, "float32", False)
     twin = getattr(nn, name)(*args, **kwargs)
     assert repr(twin) == repr(reference)
+    if name.startswith("Lazy"):
+        reference(*made(arrays, {}, "float32", lambda a, d: torch.tensor(a, dtype=getattr(torch, d)))[0])
+        twin(*made(arrays, {}, "float32", lambda a, d: np.asarray(a, d))[0])
+        assert repr(twin) == repr(reference) and type(twin).__name__ == name.removeprefix("Lazy")
     assert [n for n, _ in twin.named_parameters()] == [n for n, _ in reference.named_parameters()]
     assert [n for n, _ in twin.named_buffers()] == [n for n, _ in reference.named_buffers()]
     mine, theirs = twin.state_dict(), reference.state_dict()
@@ -1477,6 +1482,35 @@ def test_a_wrong_fused_pool_is_switched_off(monkeypatch, rank):
     assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
     entries = [entry for entry in xpnn.fast_path_report() if entry.function == f"fused_pool('max_indices', {rank}-d)"]
     assert len(entries) == 1 and entries[0].backend == "torch" and "the fused max_indices pool" in entries[0].reason
+
+
+def test_lazy_modules_take_their_sizes_from_the_first_call_or_a_state_dict(backend):
+    """A lazy model becomes torch's eager model at its first call (its parameters of the input's
+    library, or of ``.to(like=...)``'s, made then), or when a torch state_dict is loaded into it
+    (sized from its arrays), and then gives torch's outputs; a load that cannot size it is
+    missing torch's keys; the training flag set before is kept."""
+    torch.manual_seed(0)
+    reference = torch.nn.Sequential(torch.nn.LazyConv2d(4, 3), torch.nn.LazyBatchNorm2d(), torch.nn.ReLU(),
+                                    torch.nn.Flatten(), torch.nn.LazyLinear(2)).eval()
+    x = np.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    want = reference(torch.from_numpy(x)).detach().numpy()
+    loaded = nn.Sequential(nn.LazyConv2d(4, 3), nn.LazyBatchNorm2d(), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
+    loaded.to(like=backend.like()).eval()
+    assert list(loaded.parameters()) == [] and loaded.state_dict() == {}
+    loaded.load_state_dict(reference.state_dict())
+    assert repr(loaded) == repr(reference) and not loaded[1].training
+    np.testing.assert_allclose(backend.to_numpy(loaded(backend.asarray(x, "float32"))), want, rtol=1e-5, atol=1e-6)
+    called = nn.Sequential(nn.LazyConv2d(4, 3), nn.LazyBatchNorm2d(), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
+    called.eval()(backend.asarray(x, "float32"))
+    assert repr(called) == repr(reference) and not called[4].training
+    assert adapter_of(called[0].weight) is adapter_of(backend.asarray(x, "float32"))
+    called.load_state_dict(reference.state_dict())
+    np.testing.assert_allclose(backend.to_numpy(called(backend.asarray(x, "float32"))), want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(RuntimeError) as theirs:
+        torch.nn.LazyLinear(3).load_state_dict({})
+    with pytest.raises(RuntimeError) as mine:
+        nn.LazyLinear(3).load_state_dict({})
+    assert str(mine.value) == str(theirs.value)
 
 
 def test_a_wrong_fused_embedding_bag_is_switched_off(monkeypatch):

@@ -20,6 +20,8 @@ from xpnn.torch_nn.activation import *  # noqa: F403
 from xpnn.torch_nn.activation import __all__ as _activation_names
 from xpnn.torch_nn.layers import *  # noqa: F403
 from xpnn.torch_nn.layers import __all__ as _layer_names
+from xpnn.torch_nn.lazy import *  # noqa: F403
+from xpnn.torch_nn.lazy import __all__ as _lazy_names
 from xpnn.torch_nn.loss import *  # noqa: F403
 from xpnn.torch_nn.loss import __all__ as _loss_names
 from xpnn.torch_nn.module import (
@@ -32,7 +34,7 @@ from xpnn.torch_nn.transformer import (
 )
 
 #: Every module class of the namespace, by name.
-MODULES = (*_activation_names, *_layer_names, *_loss_names, "Sequential", "ModuleList", "ModuleDict", "ParameterList",
+MODULES = (*_activation_names, *_layer_names, *_lazy_names, *_loss_names, "Sequential", "ModuleList", "ModuleDict", "ParameterList",
            "ParameterDict", "LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "MultiheadAttention",
            "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer", "TransformerDecoder",
            "Transformer")
@@ -43,4 +45,5 @@ __all__ = ["functional", "manual_seed", "initial_seed", "Module", "Parameter", "
            "TransformerDecoder", "Transformer"]
 __all__ += _activation_names
 __all__ += _layer_names
+__all__ += _lazy_names
 __all__ += _loss_names

@@ -266,6 +266,12 @@ class Module:
         updates: list[tuple[Module, str, str, Array]] = []
         for prefix, module in self.named_modules():
             head = f"{prefix}." if prefix else ""
+            if hasattr(module, "_shape_from_state"):  # a lazy module: sized by the state's arrays first
+                module._shape_from_state(state_dict, head)
+                if hasattr(module, "_pending_state"):  # not sized: its names are all missing
+                    for name in module._pending_state():
+                        expected.add(head + name)
+                        missing.append(head + name)
             for store, name, current in module._local_state():
                 key = head + name
                 expected.add(key)
@@ -303,6 +309,8 @@ class Module:
         namespace: ``numpy``, ``torch``, ``jax.numpy``, ``torch.empty(0, device='cuda')``...)
         and cast the floating ones to ``dtype`` (a name such as ``"float64"`` or a dtype)."""
         for module in self.modules():
+            if hasattr(module, "_place_later"):  # a lazy module: its parameters are made there later
+                module._place_later(like, dtype)
             for store in (module._parameters, module._buffers):
                 for name, value in store.items():
                     if value is None:
