@@ -34,10 +34,10 @@ from xpnn.torch_nn.transformer import (
 )
 
 #: Every module class of the namespace, by name.
-MODULES = (*_activation_names, *_layer_names, *_lazy_names, *_loss_names, "Sequential", "ModuleList", "ModuleDict", "ParameterList",
-           "ParameterDict", "LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "MultiheadAttention",
-           "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer", "TransformerDecoder",
-           "Transformer")
+MODULES = (*_activation_names, *_layer_names, *_lazy_names, *_loss_names, "Sequential", "ModuleList", "ModuleDict",
+           "ParameterList", "ParameterDict", "LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell",
+           "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
+           "TransformerDecoder", "Transformer")
 
 __all__ = ["functional", "manual_seed", "initial_seed", "Module", "Parameter", "functional_call", "Sequential",
            "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "LSTM", "GRU", "RNN", "LSTMCell", "GRUCell",
