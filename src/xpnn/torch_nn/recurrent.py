@@ -45,8 +45,8 @@ def _cell_weights(kind: str, parameters: dict[str, Any], suffix: str,
                   like: Array) -> tuple[Array, Array | None, Array, Array | None]:
     """The weights ``weight_ih{suffix}``... of ``parameters`` in the cells' layout: the kernels
     side by side (torch's stacked matrices transposed) and the biases where the cell adds them
-    (the LSTM's two and the RNN's two summed; the GRU's r and z hidden biases with the input's,
-    its n hidden bias kept inside the reset product)."""
+    (the RNN's two summed; the LSTM's and the GRU's as torch's, each on its side's product, the
+    GRU's n hidden bias so inside the reset product)."""
     w_input, w_hidden = parameters[f"weight_ih{suffix}"], parameters[f"weight_hh{suffix}"]
     ops = adapter_of(like, w_input, w_hidden)  # the weights of another library: a TypeError, as torch's
     xp = ops.xp
@@ -54,13 +54,9 @@ def _cell_weights(kind: str, parameters: dict[str, Any], suffix: str,
     b_input, b_hidden = parameters.get(f"bias_ih{suffix}"), parameters.get(f"bias_hh{suffix}")
     if b_input is None:
         b_input = b_hidden = xp.zeros((w_hidden.shape[1],), dtype=w_hidden.dtype, device=ops.device_of(like))
-    if kind == "LSTM":
-        return w_input, None, w_hidden, b_input + b_hidden
     if kind == "RNN":
         return w_input, b_input + b_hidden, w_hidden, None
-    width = w_hidden.shape[0]
-    moved = xp.concat([b_hidden[:2 * width], xp.zeros_like(b_hidden[2 * width:])])
-    return w_input, b_input + moved, w_hidden, b_hidden - moved
+    return w_input, b_input, w_hidden, b_hidden  # the step adds each gate's hidden bias to its hidden product
 
 
 class _RNNBase(Module):
@@ -312,9 +308,13 @@ class _RNNCellBase(Module):
                     raise ValueError(f"{where}: expected hidden state of shape {(x.shape[0], self.hidden_size)} "
                                      f"(input batch size {x.shape[0]}, hidden_size), got {tuple(state.shape)}")
         carry = (states[1], states[0]) if self._kind == "LSTM" else states[0]
-        # the written-once step itself: a library's fused loop costs more to set up than one step
-        # (torch.lstm: 105 against 20 us for torch.nn.LSTMCell(16, 16) at batch 1)
-        project, step = self._flax_cell._bind(_cell_weights(self._kind, self._parameters, "", x), x)
+        weights = _cell_weights(self._kind, self._parameters, "", x)
+        # a sequence of one step: the library's fused kernel where it agreed with the written-once
+        # step on this machine (torch: its cell kernels), else that step
+        fused = recurrent._fused(ops, self._flax_cell, weights, carry, x[None, ...])
+        if fused is not None:
+            return fused[0], unbatched
+        project, step = self._flax_cell._bind(weights, x)
         carry, _ = step(carry, project(x))
         return carry, unbatched
 
