@@ -75,6 +75,9 @@ _CTC_TARGETS = np.array([[1, 1, 3], [4, 2, 0], [2, 3, 3]])
 _CTC_LENGTHS = (np.array([7, 5, 2]), np.array([3, 2, 3]))
 _CTC_CONCATENATED = np.array([1, 1, 3, 4, 2, 2, 3, 3])
 
+#: Fractional max pooling's samples (N=3, C=2, one per spatial axis), float32 as torch.nn keeps them.
+_SAMPLES = probabilities(3, 2, 3, seed=4).astype(np.float32)
+
 #: Self-attention's one array, given as query, key and value (torch's packed in-projection).
 _SELF = floats(5, 2, 8, seed=4)
 
@@ -226,6 +229,10 @@ MODULE_CASES = [
     ("LazyBatchNorm3d", (), {"affine": False}, [floats(2, 3, 2, 3, 2)], {}, False),
     ("LazyInstanceNorm2d", (), {"affine": False}, [floats(2, 3, 4, 4)], {}, True),
     ("LazyInstanceNorm3d", (), {"track_running_stats": False}, [floats(2, 3, 2, 3, 2)], {}, False),
+    ("FractionalMaxPool2d", ((3, 2),), {"output_size": (4, 5), "_random_samples": _SAMPLES[:, :, :2]},
+     [floats(3, 2, 7, 8)], {}, False),
+    ("FractionalMaxPool3d", (2,), {"output_ratio": 0.6, "return_indices": True, "_random_samples": _SAMPLES},
+     [np.round(floats(3, 2, 6, 6, 5))], {}, False),
     ("LPPool1d", (2, 2), {}, [floats(2, 3, 9)], {}, False),
     ("LPPool2d", (3.0, (2, 3)), {"stride": (1, 2), "ceil_mode": True}, [np.abs(floats(2, 3, 7, 6))], {}, False),
     ("LPPool3d", (1.5, 2), {}, [np.abs(floats(2, 3, 4, 5, 4))], {}, False),
@@ -391,6 +398,12 @@ FUNCTIONAL_CASES = [
     ("embedding_bag", [indices(3, 4), _weights(10, 3)], (), {"mode": "max", "padding_idx": 4}),
     ("max_unpool2d", [floats(3, 2, 3, 4), window_indices((3, 4), (2, 2))], (2,), {}),
     ("max_unpool2d", [floats(1, 3, 4), window_indices((3, 4), (2, 2))[0, :1]], ((2, 2),), {"output_size": (7, 8)}),
+    ("fractional_max_pool2d", [_TIES[:1]], (2,), {"output_ratio": (0.5, 0.7), "return_indices": True,
+                                                  "_random_samples": probabilities(1, 3, 2, seed=5)}),
+    ("fractional_max_pool3d", [floats(3, 2, 5, 6, 7)], ((2, 3, 2),), {"output_size": (3, 3, 4),
+                                                                      "_random_samples": probabilities(3, 2, 3)}),
+    ("max_unpool1d", [floats(3, 2, 4), window_indices((4,), (2,))], (2,), {"output_size": (9,)}),
+    ("max_unpool3d", [floats(3, 2, 2, 3, 2), window_indices((2, 3, 2), (2, 1, 2))], ((2, 1, 2),), {}),
     ("lp_pool1d", [floats(2, 3, 9)], (float("inf"), 3), {"stride": 2, "ceil_mode": True}),
     ("lp_pool2d", [floats(2, 3, 7, 6)], (-float("inf"), (2, 3)), {}),
     ("lp_pool2d", [floats(2, 3, 7, 6)], (4, 3), {"stride": 1}),
@@ -592,6 +605,7 @@ def torch_module(name: str, args: tuple, kwargs: dict, dtype: str, train: bool) 
     import torch
 
     torch.manual_seed(0)
+    kwargs = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
     return getattr(torch.nn, name)(*args, **kwargs).to(getattr(torch, dtype)).train(train)
 
 

@@ -1513,6 +1513,36 @@ def test_lazy_modules_take_their_sizes_from_the_first_call_or_a_state_dict(backe
     assert str(mine.value) == str(theirs.value)
 
 
+def test_fractional_max_pool_draws_its_windows_and_refuses_what_torch_refuses(backend):
+    """Without ``_random_samples`` the windows are drawn from the generator (the same seed, the
+    same windows; each output the input's value at its returned index); sizes, ratios and
+    samples torch refuses are refused."""
+    x = backend.asarray(np.random.default_rng(0).standard_normal((3, 2, 9, 8)), "float32")
+    nn.manual_seed(3)
+    first, where = F.fractional_max_pool2d(x, 2, output_size=(5, 4), return_indices=True)
+    nn.manual_seed(3)
+    again = F.fractional_max_pool2d(x, 2, output_size=(5, 4))
+    np.testing.assert_array_equal(backend.to_numpy(first), backend.to_numpy(again))
+    host = torch.from_numpy(backend.to_numpy(x))
+    taken = torch.gather(host.reshape(3, 2, -1), 2, torch.from_numpy(backend.to_numpy(where)).reshape(3, 2, -1))
+    np.testing.assert_array_equal(taken.reshape(3, 2, 5, 4).numpy(), backend.to_numpy(first))
+    calls = [
+        (ValueError, r"fractional_max_pool2d: pool size 3 too large relative to input size 9",
+         lambda F, a: F.fractional_max_pool2d(a, 3, output_size=8)),
+        (ValueError, r"fractional_max_pool2d: requires specifying either an output_size or an output_ratio",
+         lambda F, a: F.fractional_max_pool2d(a, 2)),
+        (ValueError, r"fractional_max_pool2d: _random_samples must have shape \(3, 2, 2\)",
+         lambda F, a: F.fractional_max_pool2d(a, 2, output_size=4, _random_samples=a[:, :1, 0, :2])),
+    ]
+    for kind, message, call in calls:
+        with pytest.raises((RuntimeError, ValueError)):
+            call(torch.nn.functional, host)
+        with pytest.raises(kind, match=r"xpnn\.torch_nn\.functional\." + message):
+            call(F, x)
+    with pytest.raises(ValueError, match=r"xpnn\.torch_nn\.FractionalMaxPool2d: output_ratio must be between 0 and 1"):
+        nn.FractionalMaxPool2d(2, output_ratio=1.5)
+
+
 def test_a_wrong_fused_embedding_bag_is_switched_off(monkeypatch):
     """torch's embedding_bag kernel runs where it agreed with the written-once gather on the
     kernel check's probe; one that disagrees is not used on this machine: the bags are still

@@ -47,7 +47,8 @@ __all__ = [
     "tanh", "tanhshrink", "threshold", "softmax", "softmin", "log_softmax", "normalize", "linear", "bilinear",
     "dropout", "embedding", "embedding_bag", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
     "conv_transpose3d", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
-    "lp_pool1d", "lp_pool2d", "lp_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+    "lp_pool1d", "lp_pool2d", "lp_pool3d", "max_unpool1d", "max_unpool2d", "max_unpool3d", "fractional_max_pool2d",
+    "fractional_max_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
     "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d", "layer_norm", "group_norm", "rms_norm",
     "batch_norm", "instance_norm", "pad", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "nll_loss", "cross_entropy",
@@ -1588,6 +1589,105 @@ def max_unpool3d(input: Array, indices: Array, kernel_size: Any, stride: Any = N
     """The inverse of ``max_pool3d``: each value at its flat index of a zero ``(N, C, D, H, W)``:
     ``torch.nn.functional.max_unpool3d``."""
     return _max_unpool("max_unpool3d", 3, input, indices, kernel_size, stride, padding, output_size)
+
+
+def _fractional_starts(ops: Any, samples: Array, size: int, out: int, window: int, index: Any) -> Array:
+    """Torch's pseudo-random window starts along one axis, from each plane's sample u in [0, 1):
+    int((i + u) a) - int(u a) with a = (size - window) / (out - 1), in the samples' dtype as
+    torch's kernel, and size - window for the last window; ``(..., out)`` of dtype ``index``."""
+    xp = ops.xp
+    device = ops.device_of(samples)
+    last = xp.full((*samples.shape, 1), size - window, dtype=index, device=device)
+    if out == 1:
+        return last
+    alpha = xp.asarray(size - window, dtype=samples.dtype, device=device) / (out - 1)
+    u = samples[..., None]
+    steps = xp.astype(xp.arange(out - 1, device=device), samples.dtype)
+    starts = xp.astype((steps + u) * alpha, index) - xp.astype(u * alpha, index)  # casts cut toward zero, as C's
+    return xp.concat([starts, last], axis=-1)
+
+
+def _fractional_max_pool(function: str, rank: int, input: Array, kernel_size: Any, output_size: Any,
+                         output_ratio: Any, return_indices: bool, samples: Array | None) -> Any:
+    """``fractional_max_pool2d/3d``: the max over windows of ``kernel_size`` whose starts torch's
+    formula draws from one sample per plane and axis (``_random_samples`` ``(N, C, rank)``, the
+    last spatial axis's first, or drawn here from the generator); with ``return_indices`` the flat
+    index of each max in its plane (a NaN wins, the last one, as torch's kernel)."""
+    x, unbatched = _batched(input, rank, function)
+    ops = _adapter(function, ("input", "_random_samples"), x, samples)
+    _floating_only(function, x)
+    xp = ops.xp
+    window = _tuple(kernel_size, rank, function, "kernel_size")
+    sizes = tuple(x.shape[2:])
+    if output_size is None and output_ratio is None:
+        raise _error(ValueError, function, "requires specifying either an output_size or an output_ratio (as torch)")
+    if output_size is None:
+        ratios = (output_ratio,) * rank if isinstance(output_ratio, (int, float)) else tuple(output_ratio)
+        if len(ratios) != rank or not all(0 < r < 1 for r in ratios):
+            raise _error(ValueError, function, f"output_ratio must be {rank} numbers between 0 and 1, got "
+                                               f"{output_ratio!r}")
+        out = tuple(int(size * r) for size, r in zip(sizes, ratios))
+    else:
+        out = _tuple(output_size, rank, function, "output_size")
+    for axis, (size, o, k) in enumerate(zip(sizes, out, window)):
+        if o + k - 1 > size:
+            raise _error(ValueError, function, f"pool size {k} too large relative to input size {size} along "
+                                               f"spatial axis {axis} for {o} outputs (as torch)")
+    batch, channels = x.shape[:2]
+    if samples is None:
+        samples = xpnn.random.uniform(next_key(x), (batch, channels, rank), x.dtype)
+        samples = ops.placed_like(xp.asarray(samples, device=ops.device_of(x)), x)
+    elif tuple(samples.shape) != (batch, channels, rank):
+        raise _error(ValueError, function, f"_random_samples must have shape {(batch, channels, rank)} (batch, "
+                                           f"channels, spatial axes), got {tuple(samples.shape)}")
+    index = ops.default_int(ops.device_of(x))
+    # torch's samples: the last spatial axis's first (W, then H; in 3-d T, H, W)
+    order = (1, 0) if rank == 2 else tuple(range(rank))
+    flat: Any = 0
+    for axis in range(rank):
+        starts = _fractional_starts(ops, samples[..., order[axis]], sizes[axis], out[axis], window[axis], index)
+        positions = starts[..., None] + xp.arange(window[axis], dtype=index, device=ops.device_of(x))
+        # (N, C, out, window) laid along this axis of (N, C, *out, *window)
+        shape = (batch, channels) + tuple(out[a] if a == axis else 1 for a in range(rank)) + tuple(
+            window[a] if a == axis else 1 for a in range(rank))
+        flat = flat * sizes[axis] + xp.reshape(positions, shape)
+    plane = math.prod(sizes)
+    planes = xp.reshape(xp.arange(batch * channels, dtype=index, device=ops.device_of(x)) * plane,
+                        (batch, channels) + (1,) * (2 * rank))
+    values = xp.take(xp.reshape(x, (-1,)), xp.reshape(flat + planes, (-1,)))
+    values = xp.reshape(values, (batch, channels, *out, math.prod(window)))
+    flat = xp.reshape(xp.broadcast_to(flat, (batch, channels, *out, *window)), values.shape)
+    nan = xp.isnan(values)
+    largest = xp.max(xp.where(nan, -xp.inf, values), axis=-1, keepdims=True)
+    last_nan = values.shape[-1] - 1 - xp.argmax(xp.astype(xp.flip(nan, axis=-1), xp.int8), axis=-1, keepdims=True)
+    first_max = xp.argmax(xp.astype((values == largest) & ~nan, xp.int8), axis=-1, keepdims=True)
+    has_nan = xp.any(nan, axis=-1, keepdims=True)
+    picked = xp.where(has_nan, last_nan, first_max)
+    pooled = xp.where(has_nan, xp.asarray(xp.nan, dtype=x.dtype), largest)[..., 0]
+    if unbatched:
+        pooled = pooled[0, ...]
+    if not return_indices:
+        return pooled
+    slots = xp.arange(values.shape[-1], dtype=picked.dtype, device=ops.device_of(x))
+    where = xp.sum(xp.where(slots == picked, flat, xp.zeros_like(flat)), axis=-1)
+    return pooled, where[0, ...] if unbatched else where
+
+
+def fractional_max_pool2d(input: Array, kernel_size: Any, output_size: Any = None, output_ratio: Any = None,
+                          return_indices: bool = False, _random_samples: Array | None = None) -> Any:
+    """The max over pseudo-randomly placed windows of ``(N, C, H, W)`` (Graham's fractional max
+    pooling): ``torch.nn.functional.fractional_max_pool2d``; the same ``_random_samples`` give
+    torch's values and indices."""
+    return _fractional_max_pool("fractional_max_pool2d", 2, input, kernel_size, output_size, output_ratio,
+                                return_indices, _random_samples)
+
+
+def fractional_max_pool3d(input: Array, kernel_size: Any, output_size: Any = None, output_ratio: Any = None,
+                          return_indices: bool = False, _random_samples: Array | None = None) -> Any:
+    """The max over pseudo-randomly placed windows of ``(N, C, T, H, W)``:
+    ``torch.nn.functional.fractional_max_pool3d``."""
+    return _fractional_max_pool("fractional_max_pool3d", 3, input, kernel_size, output_size, output_ratio,
+                                return_indices, _random_samples)
 
 
 def _lp_pool(function: str, rank: int, input: Array, norm_type: float, kernel_size: Any, stride: Any,

@@ -26,7 +26,7 @@ __all__ = [
     "Dropout1d", "Dropout2d", "Dropout3d", "Unflatten", "PixelShuffle", "PixelUnshuffle", "ChannelShuffle",
     "CosineSimilarity", "PairwiseDistance", "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d",
     "LocalResponseNorm", "Unfold", "Fold", "LPPool1d", "LPPool2d", "LPPool3d", "AlphaDropout", "FeatureAlphaDropout",
-    "MaxUnpool1d", "MaxUnpool2d", "MaxUnpool3d",
+    "MaxUnpool1d", "MaxUnpool2d", "MaxUnpool3d", "FractionalMaxPool2d", "FractionalMaxPool3d",
 ]
 
 
@@ -719,6 +719,45 @@ class MaxUnpool2d(_MaxUnpool):
 class MaxUnpool3d(_MaxUnpool):
     """The inverse of ``MaxPool3d``."""
     _pool, _rank = F.max_unpool3d, 3
+
+
+class _FractionalMaxPool(Module):
+    """The max over pseudo-randomly placed windows (``fractional_max_pool2d/3d``); a given
+    ``_random_samples`` is a buffer, as torch keeps it (then the windows are fixed)."""
+
+    _pool: Any = None
+    _rank = 2
+
+    def __init__(self, kernel_size: Any, output_size: Any = None, output_ratio: Any = None,
+                 return_indices: bool = False, _random_samples: Array | None = None) -> None:
+        super().__init__()
+        name, rank = type(self).__name__, type(self)._rank
+        if output_size is None and output_ratio is None:
+            raise ValueError(f"xpnn.torch_nn.{name} requires specifying either an output size, or a pooling ratio")
+        if output_size is not None and output_ratio is not None:
+            raise ValueError(f"xpnn.torch_nn.{name}: only one of output_size and output_ratio may be specified")
+        ratios = None if output_ratio is None else (
+            (output_ratio,) * rank if isinstance(output_ratio, (int, float)) else tuple(output_ratio))
+        if ratios is not None and not all(0 < r < 1 for r in ratios):
+            raise ValueError(f"xpnn.torch_nn.{name}: output_ratio must be between 0 and 1 (got {output_ratio})")
+        self.kernel_size = F._tuple(kernel_size, rank, name, "kernel_size")
+        self.output_size = None if output_size is None else F._tuple(output_size, rank, name, "output_size")
+        self.output_ratio, self.return_indices = ratios, return_indices
+        self.register_buffer("_random_samples", _random_samples)
+
+    def forward(self, input: Array) -> Any:
+        return type(self)._pool(input, self.kernel_size, self.output_size, self.output_ratio, self.return_indices,
+                                _random_samples=self._random_samples)
+
+
+class FractionalMaxPool2d(_FractionalMaxPool):
+    """The max over pseudo-randomly placed windows of ``(N, C, H, W)``."""
+    _pool, _rank = F.fractional_max_pool2d, 2
+
+
+class FractionalMaxPool3d(_FractionalMaxPool):
+    """The max over pseudo-randomly placed windows of ``(N, C, T, H, W)``."""
+    _pool, _rank = F.fractional_max_pool3d, 3
 
 
 class _LPPool(Module):
