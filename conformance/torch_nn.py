@@ -241,6 +241,8 @@ MODULE_CASES = [
     ("CTCLoss", (), {"zero_infinity": True}, [_CTC_LOG_P, _CTC_TARGETS, *_CTC_LENGTHS], {}, False),
     ("CTCLoss", (2,), {"reduction": "none"}, [_CTC_LOG_P, _CTC_TARGETS + (_CTC_TARGETS >= 2), *_CTC_LENGTHS], {},
      False),
+    ("NLLLoss2d", (), {"reduction": "sum"}, [np.log(probabilities(2, 5, 3, 4, axis=1)), indices(2, 3, 4, high=5)], {},
+     False),
     ("PoissonNLLLoss", (), {}, [floats(4, 5), probabilities(4, 5) * 6], {}, False),
     ("GaussianNLLLoss", (), {"full": True}, [floats(4, 5), floats(4, 5, seed=1), probabilities(4)], {}, False),
     ("MarginRankingLoss", (0.5,), {}, [floats(5), floats(5, seed=1), _SIGNS[0]], {}, False),

@@ -4,6 +4,7 @@ or element ``weight`` (and ``pos_weight``) kept as buffers, as torch keeps them.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from xpnn._types import Array
@@ -14,7 +15,7 @@ from xpnn.torch_nn.module import Module
 __all__ = ["L1Loss", "MSELoss", "SmoothL1Loss", "HuberLoss", "BCELoss", "BCEWithLogitsLoss", "KLDivLoss", "NLLLoss",
            "CrossEntropyLoss", "PoissonNLLLoss", "GaussianNLLLoss", "MarginRankingLoss", "HingeEmbeddingLoss",
            "SoftMarginLoss", "MultiLabelSoftMarginLoss", "CosineEmbeddingLoss", "TripletMarginLoss",
-           "TripletMarginWithDistanceLoss", "MultiMarginLoss", "MultiLabelMarginLoss", "CTCLoss"]
+           "TripletMarginWithDistanceLoss", "MultiMarginLoss", "MultiLabelMarginLoss", "CTCLoss", "NLLLoss2d"]
 
 
 class _Loss(Module):
@@ -119,6 +120,16 @@ class NLLLoss(_WeightedLoss):
 
     def forward(self, input: Array, target: Array) -> Array:
         return F.nll_loss(input, target, self.weight, ignore_index=self.ignore_index, reduction=self.reduction)
+
+
+class NLLLoss2d(NLLLoss):
+    """``NLLLoss`` under torch's deprecated name (with torch's warning)."""
+
+    def __init__(self, weight: Array | None = None, size_average: bool | None = None, ignore_index: int = -100,
+                 reduce: bool | None = None, reduction: str = "mean") -> None:
+        warnings.warn("xpnn.torch_nn.NLLLoss2d has been deprecated; use NLLLoss instead as a drop-in replacement "
+                      "(as torch warns)", FutureWarning, stacklevel=2)
+        super().__init__(weight, size_average, ignore_index, reduce, reduction)
 
 
 class CrossEntropyLoss(_WeightedLoss):
