@@ -2466,7 +2466,6 @@ def cross_entropy(input: Array, target: Array, weight: Array | None = None, size
     return (1 - label_smoothing) * reduced + smooth * (label_smoothing / classes)
 
 
-
 def _clamped_at_zero(xp: Any, z: Array) -> Array:
     """max(z, 0) as torch's ``clamp_min(z, 0)``: gradient 1 at z = 0 (``maximum``'s splits it),
     NaN kept."""
@@ -2546,7 +2545,6 @@ def gaussian_nll_loss(input: Array, target: Array, var: Array | float, full: boo
     if full:
         loss = loss + 0.5 * math.log(2 * math.pi)
     return _reduced(xp, loss, reduction)
-
 
 
 def margin_ranking_loss(input1: Array, input2: Array, target: Array, margin: float = 0,
@@ -2728,7 +2726,6 @@ def multilabel_margin_loss(input: Array, target: Array, size_average: bool | Non
     hinge = _positive_part(xp, 1 - picked[..., None] + input[..., None, :])
     counted = listed[..., None] & ~is_target[..., None, :]
     return _reduced(xp, xp.sum(xp.where(counted, hinge, 0.0), axis=(-2, -1)) / classes, reduction)
-
 
 
 def _lengths(function: str, ops: Any, lengths: Any, batch: int, argument: str, like: Array) -> Array:

@@ -684,7 +684,6 @@ class AvgPool3d(_AvgPool):
     _pool = F.avg_pool3d
 
 
-
 class _MaxUnpool(Module):
     """The inverse of a max pool: values at their indices of zero planes (``max_unpool1d/2d/3d``);
     the window arguments kept as tuples, as torch's."""

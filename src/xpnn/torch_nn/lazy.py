@@ -100,11 +100,16 @@ class LazyLinear(_LazyModule):
 
 
 class _LazyConvolution(_LazyModule):
-    """A convolution whose ``in_channels`` is the first input's channels."""
+    """A convolution (or a transposed one) whose ``in_channels`` is the first input's channels
+    (from a state, its weight's dim 1 times the groups; a transposed one's dim 0)."""
+
+    _transposed = False
 
     def _size_of_state(self, state: Mapping[str, Any], prefix: str) -> int | None:
         weight = state.get(prefix + "weight")
-        return None if weight is None else weight.shape[1] * self._shell.groups
+        if weight is None:
+            return None
+        return weight.shape[0] if self._transposed else weight.shape[1] * self._shell.groups
 
 
 class LazyConv1d(_LazyConvolution):
@@ -122,27 +127,19 @@ class LazyConv3d(_LazyConvolution):
     _becomes, _rank = Conv3d, 3
 
 
-class _LazyTransposed(_LazyModule):
-    """A transposed convolution whose ``in_channels`` is the first input's (its weight's dim 0)."""
-
-    def _size_of_state(self, state: Mapping[str, Any], prefix: str) -> int | None:
-        weight = state.get(prefix + "weight")
-        return None if weight is None else weight.shape[0]
-
-
-class LazyConvTranspose1d(_LazyTransposed):
+class LazyConvTranspose1d(_LazyConvolution):
     """A ``ConvTranspose1d`` whose ``in_channels`` is the first input's."""
-    _becomes, _rank = ConvTranspose1d, 1
+    _becomes, _rank, _transposed = ConvTranspose1d, 1, True
 
 
-class LazyConvTranspose2d(_LazyTransposed):
+class LazyConvTranspose2d(_LazyConvolution):
     """A ``ConvTranspose2d`` whose ``in_channels`` is the first input's."""
-    _becomes, _rank = ConvTranspose2d, 2
+    _becomes, _rank, _transposed = ConvTranspose2d, 2, True
 
 
-class LazyConvTranspose3d(_LazyTransposed):
+class LazyConvTranspose3d(_LazyConvolution):
     """A ``ConvTranspose3d`` whose ``in_channels`` is the first input's."""
-    _becomes, _rank = ConvTranspose3d, 3
+    _becomes, _rank, _transposed = ConvTranspose3d, 3, True
 
 
 class _LazyNorm(_LazyModule):
