@@ -793,6 +793,9 @@ def test_embedding_bag_refuses_what_torch_refuses():
             call(F, ids.numpy(), weight.numpy())
     assert repr(nn.EmbeddingBag(10, 3, max_norm=1.0, mode="sum", padding_idx=2)) == repr(
         torch.nn.EmbeddingBag(10, 3, max_norm=1.0, mode="sum", padding_idx=2))
+    for mode in ("sum", "mean", "max"):  # bags of no ids are zeros (torch refuses a 2-d input of none)
+        np.testing.assert_array_equal(F.embedding_bag(np.zeros((2, 0), np.int64), weight.numpy(), mode=mode),
+                                      np.zeros((2, 3), np.float32))
 
 
 @pytest.mark.slow_on("jax", "dask")  # a compile (jax) or graph (dask) per problem; the cases run on both by default

@@ -816,8 +816,9 @@ def _written_bags(ops: Any, ids: Array, weight: Array, starts: Array | None, mod
     if starts is not None:  # each bag ends where the next starts, the last at the end of the ids
         end = xp.asarray([ids.shape[0]], dtype=starts.dtype, device=ops.device_of(starts))
         ends = xp.concat([starts[1:], end])
-    if starts is not None and not (ids.shape[0] and starts.shape[0]):
-        empty = xp.zeros((starts.shape[0], weight.shape[1]), dtype=weight.dtype, device=ops.device_of(weight))
+    bags = ids.shape[0] if starts is None else starts.shape[0]
+    if not (ids.size and bags):  # no ids, or no bags: empty bags are zeros (torch refuses 2-d ones)
+        empty = xp.zeros((bags, weight.shape[1]), dtype=weight.dtype, device=ops.device_of(weight))
         return empty, _embedding_and_table(ids, weight, max_norm, norm_type, function)[1]
     if starts is not None and not ops.values_at_hand(ends):
         return _scanned_bags(ops, ids, weight, starts, ends, mode, max_norm, norm_type, samples, padding_idx)
