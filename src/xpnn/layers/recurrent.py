@@ -640,7 +640,7 @@ def _fused_disagreement(ops: Any, dtype: Any, device: Any, cell_type: type, proj
     # 16 eps, as close as the layers' conformance checks (float32: 4e-6 relative, 34 eps): torch's
     # CPU loop is within 2.5 eps in float32 and float64; cuDNN's float32 one was 25 to 45 off.
     tolerance = 16 * float(xp.finfo(dtype).eps)
-    for steps in (xs, xs[:1]):  # a sequence, and one step (a library may run its cell kernel then)
+    for steps in (xs, xs[:1, ...]):  # a sequence, and one step (a library may run its cell kernel then)
         fused = ops.fused_recurrence(kind, steps, carry, w_input, b_input, w_hidden, b_hidden, projection)
         if fused is None:
             continue
