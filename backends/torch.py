@@ -784,7 +784,7 @@ class TorchAdapter(Adapter):
 
     def fused_recurrence(self, kind, xs, carry, w_input, b_input, w_hidden, b_hidden, projection=None):
         """``torch._VF.lstm`` / ``gru``, the fused loop behind ``torch.nn.LSTM`` and ``GRU`` (same
-        gate orders; ``b_input`` zeros for the LSTM, whose input side has no bias), for float32
+        gate orders; ``b_input`` None is zeros, as the flax LSTM's input side has no bias), for float32
         and float64 sequences ``(T, B, F)``; not float32 on CUDA, where cuDNN's loop is 25 to 45
         float32 eps off the written-once step and flax even with TF32 off (measured on an H200
         with torch 2.11: 3e-6 to 5e-6 on outputs of 0.02 to 1, where the CPU's loop is within 2.5 eps).

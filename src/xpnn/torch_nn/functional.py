@@ -754,6 +754,16 @@ def _bag_operands(function: str, ops: Any, input: Array, offsets: Array | None, 
     return input, offsets[:-1] if include_last_offset else offsets
 
 
+def _runs(ops: Any, starts: Array, lengths: Array, longest: int, total: int) -> tuple[Array, Array]:
+    """Runs of ``lengths`` items from ``starts`` in a 1-D array of ``total`` items as (runs,
+    longest) rows: the flat positions (clipped into the array past a run's end) and the mask of
+    those inside their run (embedding_bag's bags, ctc_loss's concatenated targets)."""
+    xp = ops.xp
+    columns = xp.arange(longest, dtype=starts.dtype, device=ops.device_of(starts))
+    positions = xp.reshape(xp.clip(starts[:, None] + columns, 0, max(total - 1, 0)), (-1,))
+    return positions, columns < lengths[:, None]
+
+
 def _segmented_scan(xp: Any, values: Array, segment: Array, combine: Any) -> Array:
     """The inclusive scan of ``combine`` along the first axis of ``values`` within runs of equal
     ``segment`` (non-decreasing): ceil(log2 n) shifted steps (Hillis and Steele), so bags of
@@ -825,9 +835,7 @@ def _written_bags(ops: Any, ids: Array, weight: Array, starts: Array | None, mod
     inside = None
     if starts is not None:  # the bags gathered into a (bags, longest) block, its padding masked
         sizes = ends - starts
-        columns = xp.arange(max(int(xp.max(sizes)), 1), dtype=starts.dtype, device=ops.device_of(starts))
-        inside = columns < sizes[:, None]
-        where = xp.reshape(xp.clip(starts[:, None] + columns, 0, ids.shape[0] - 1), (-1,))
+        where, inside = _runs(ops, starts, sizes, max(int(xp.max(sizes)), 1), ids.shape[0])
         ids = xp.reshape(xp.take(ids, where), inside.shape)
         if samples is not None:
             samples = xp.reshape(xp.take(samples, where), inside.shape)
@@ -2760,12 +2768,10 @@ def _padded_targets(function: str, ops: Any, targets: Array, target_lengths: Arr
                                                f"the {total} concatenated targets")
     else:
         longest = total
-    starts = xp.cumulative_sum(target_lengths) - target_lengths
-    columns = xp.arange(longest, dtype=starts.dtype, device=ops.device_of(starts))
-    inside = columns < target_lengths[:, None]
-    flat = xp.reshape(xp.clip(starts[:, None] + columns, 0, max(total - 1, 0)), (-1,))
-    picked = xp.reshape(xp.take(targets, flat), (batch, longest)) if total else xp.zeros((batch, longest),
-                                                                                       dtype=targets.dtype)
+    positions, inside = _runs(ops, xp.cumulative_sum(target_lengths) - target_lengths, target_lengths, longest,
+                              total)
+    picked = xp.reshape(xp.take(targets, positions), (batch, longest)) if total else xp.zeros((batch, longest),
+                                                                                            dtype=targets.dtype)
     return xp.where(inside, picked, xp.zeros_like(picked))
 
 
