@@ -3,6 +3,7 @@ the xpnn twin on every backend, and torch's outputs (and updated buffers) back, 
 float64; on torch, gradients with respect to inputs and parameters equal torch's."""
 from __future__ import annotations
 
+import itertools
 import math
 import pickle
 import re
@@ -955,6 +956,47 @@ def test_interpolate_gives_torchs_values_or_refuses_where_torch_does(rank):
                 continue
             np.testing.assert_allclose(F.interpolate(x, mode=mode, **kw), want, rtol=1e-12, atol=1e-12,
                                        err_msg=f"{mode} {kw}")
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic", "lanczos"])
+def test_interpolate_bicubic_and_antialias_give_torchs_values(mode):
+    """F.interpolate's 4-d filter modes, plain and antialiased, up and down, align_corners or not:
+    torch's values in float64 on numpy, in float32 on torch and jax; torch's refusals refused.
+    torch's antialiased kernel is wrong where the output is one column wide (every row comes
+    out equal), so there the reference is torch's own two passes, rows then columns."""
+    x = np.random.default_rng(1).standard_normal((2, 3, 9, 13))
+    keywords = [{"size": 7}, {"size": 2}, {"size": (3, 20)}, {"scale_factor": 1.7}, {"scale_factor": 0.3},
+                {"scale_factor": 0.45, "recompute_scale_factor": True}, {"size": (17, 9), "align_corners": True},
+                {"size": (2, 3), "align_corners": True}, {"scale_factor": 2.3, "align_corners": True},
+                {"size": 1}, {"size": (4, 1)}]
+    for antialias, kw in itertools.product((False, True), keywords):
+        def theirs(a, **k):
+            return torch.nn.functional.interpolate(a, mode=mode, antialias=antialias, **k)
+        try:
+            want = theirs(torch.from_numpy(x), **kw).numpy()
+        except (ValueError, RuntimeError):
+            with pytest.raises(ValueError, match=r"xpnn\.torch_nn\.functional\.interpolate: "):
+                F.interpolate(x, mode=mode, antialias=antialias, **kw)
+            continue
+        if antialias and want.shape[-1] == 1 and want.shape[-2] > 1:
+            rows = {**kw, "size": (want.shape[-2], x.shape[-1])}
+            want = theirs(theirs(torch.from_numpy(x), **rows), size=want.shape[-2:]).numpy()
+        np.testing.assert_allclose(F.interpolate(x, mode=mode, antialias=antialias, **kw), want, rtol=1e-10,
+                                   atol=1e-12, err_msg=f"antialias={antialias} {kw}")
+        for library in (torch, pytest.importorskip("jax.numpy")):
+            got = F.interpolate(library.asarray(x, dtype=library.float32), mode=mode, antialias=antialias, **kw)
+            np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=2e-6, err_msg=f"{library.__name__}")
+
+
+def test_interpolate_antialias_adds_nothing_beyond_the_edge():
+    """An infinite input element reaches only the outputs whose filter window holds it: the
+    unused taps of a window cut at the edge add nothing (not 0 * inf = nan)."""
+    x = np.zeros((1, 1, 4, 12))
+    x[..., 0, 0] = np.inf
+    want = torch.nn.functional.interpolate(torch.from_numpy(x), size=(2, 5), mode="bicubic", antialias=True).numpy()
+    got = F.interpolate(x, size=(2, 5), mode="bicubic", antialias=True)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(got[~np.isnan(got)], want[~np.isnan(want)])
 
 
 def test_parameter_containers_list_and_print_as_torchs():

@@ -1908,7 +1908,57 @@ def pad(input: Array, pad: Sequence[int], mode: str = "constant", value: float |
 
 #: interpolate's modes: the number of spatial dims each takes (None: 1 to 3).
 _INTERPOLATIONS = {"nearest": None, "nearest-exact": None, "area": None, "linear": 1, "bilinear": 2,
-                   "trilinear": 3}
+                   "trilinear": 3, "bicubic": 2, "lanczos": 2}
+
+
+def _cubic(t: np.ndarray, a: float) -> np.ndarray:
+    """Keys' cubic convolution kernel of parameter ``a`` (torch: -0.75, -0.5 when antialiased)."""
+    t = np.abs(t)
+    near = ((a + 2) * t - (a + 3)) * t * t + 1
+    far = ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
+    return np.where(t <= 1, near, np.where(t < 2, far, 0.0))
+
+
+#: The antialiasing filters by mode, and the half width of each (in input steps when upsampling).
+_FILTERS: dict[str, tuple[Any, float]] = {
+    "bilinear": (lambda t: np.maximum(1 - np.abs(t), 0.0), 1.0),
+    "bicubic": (functools.partial(_cubic, a=-0.5), 2.0),
+    "lanczos": (lambda t: np.where(np.abs(t) < 3, np.sinc(t) * np.sinc(t / 3), 0.0), 3.0),
+}
+
+
+def _resampling_taps(mode: str, n: int, m: int, step: float, align_corners: bool,
+                     antialias: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The ``(m, K)`` input indices and float64 weights each of ``m`` outputs of a dim of ``n``
+    inputs sums, as torch's kernels pick them, and which of those taps are used (None: all; an
+    antialiased window is cut at the edges)."""
+    positions = np.arange(m, dtype=np.float64)[:, None]
+    if align_corners:
+        step = (n - 1) / (m - 1) if m > 1 else 0.0
+    if antialias:  # torch's separable antialiased kernels: the filter stretched by the step when shrinking
+        kernel, half_width = _FILTERS[mode]
+        shrink = max(step, 1.0)
+        center = step * (positions + 0.5)
+        first = np.maximum(np.trunc(center - half_width * shrink + 0.5), 0)
+        last = np.minimum(np.trunc(center + half_width * shrink + 0.5), n)
+        width = int(np.max(last - first, initial=1))
+        index = first + np.arange(width)
+        used = index < last
+        weight = np.where(used, kernel((index - center + 0.5) / shrink), 0.0)
+        total = np.sum(weight, axis=1, keepdims=True)
+        weight = weight / np.where(total != 0, total, 1.0)
+        return np.minimum(index, n - 1).astype(np.int64), weight, None if used.all() else used
+    source = positions * step if align_corners else (positions + 0.5) * step - 0.5
+    if mode == "bicubic":
+        low = np.floor(source)
+        offsets = np.arange(-1, 3)
+        index = np.clip(low + offsets, 0, n - 1).astype(np.int64)
+        return index, _cubic(source - low - offsets, -0.75), None
+    source = np.maximum(source, 0.0)
+    low = np.minimum(np.floor(source), n - 1)
+    fraction = source - low
+    index = np.concatenate([low, np.minimum(low + 1, n - 1)], axis=1).astype(np.int64)
+    return index, np.concatenate([1 - fraction, fraction], axis=1), None
 
 
 def _resized(function: str, sizes: tuple[int, ...], size: Any, scale_factor: Any, recompute_scale_factor: bool | None,
@@ -1948,52 +1998,59 @@ def interpolate(input: Array, size: Any = None, scale_factor: Any = None, mode: 
 
     * 'nearest': input floor(p); 'nearest-exact': floor((i + 0.5) s);
     * 'linear', 'bilinear', 'trilinear': (1 - l) x[j] + l x[j + 1], j = floor(q), l = q - j,
-      q = max((i + 0.5) s - 0.5, 0), or with ``align_corners`` q = i (n - 1) / (m - 1);
-    * 'area': ``adaptive_avg_pool`` to the output sizes.
-
-    'bicubic' and ``antialias`` are not provided (a ValueError)."""
+      q = max((i + 0.5) s - 0.5, 0), or with ``align_corners`` s = (n - 1) / (m - 1) and q = i s;
+    * 'bicubic' (4-d): sum over k = -1..2 of W(q - j - k) x[j + k] with Keys' cubic W of
+      a = -0.75, q = (i + 0.5) s - 0.5 (i s with ``align_corners``), indices clamped to the edge;
+    * ``antialias`` ('bilinear', 'bicubic' or 'lanczos', 4-d): sum over j of f((j - c + 0.5) / r)
+      x[j] normalized by the sum of the weights, c = (i + 0.5) s, r = max(s, 1), j within
+      c -+ r w of the filter f of half width w: the triangle (w 1), Keys' cubic of a = -0.5
+      (w 2), Lanczos sinc(t) sinc(t / 3) (w 3; 'lanczos' needs ``antialias``);
+    * 'area': ``adaptive_avg_pool`` to the output sizes."""
     function = "interpolate"
     if mode not in _INTERPOLATIONS:
-        raise _error(ValueError, function, f"mode must be one of {', '.join(map(repr, _INTERPOLATIONS))} (bicubic "
-                                           f"is not provided), got {mode!r}")
-    if antialias:
-        raise _error(ValueError, function, "antialias=True is not provided")
-    linear = mode.endswith("linear")
-    if align_corners is not None and not linear:
-        raise _error(ValueError, function, "align_corners option can only be set with the interpolating modes: "
-                                           "linear | bilinear | trilinear (as torch)")
+        raise _error(ValueError, function, f"mode must be one of {', '.join(map(repr, _INTERPOLATIONS))}, "
+                                           f"got {mode!r}")
     rank = input.ndim - 2
+    if antialias and (mode not in _FILTERS or rank != 2):
+        raise _error(ValueError, function, "Anti-alias option is restricted to bilinear, bicubic, and lanczos modes "
+                                           "and requires a 4-D tensor as input (as torch)")
+    if mode == "lanczos" and not antialias:
+        raise _error(ValueError, function, "Lanczos mode requires antialias=True (as torch)")
+    weighted = mode.endswith(("linear", "bicubic", "lanczos"))
+    if align_corners is not None and not weighted:
+        raise _error(ValueError, function, "align_corners option can only be set with the interpolating modes: "
+                                           "linear | bilinear | bicubic | trilinear (as torch)")
+    if mode == "lanczos" and align_corners:
+        raise _error(ValueError, function, "Lanczos mode does not support align_corners=True (as torch)")
     wanted = _INTERPOLATIONS[mode]
     if not 1 <= rank <= 3 or (wanted is not None and rank != wanted):
         needs = f"{wanted + 2}D" if wanted is not None else "3D, 4D or 5D"
         raise _error(ValueError, function, f"got {input.ndim}D input, but {mode} mode needs {needs} input")
-    if linear or mode == "area":  # torch's nearest modes take integers too
+    if weighted or mode == "area":  # torch's nearest modes take integers too
         _floating_only(function, input, refused="bool")
     out, scales = _resized(function, tuple(input.shape[2:]), size, scale_factor, recompute_scale_factor,
                            least=0 if mode == "area" else 1)
     if mode == "area":
         return _adaptive_pool(function, rank, "avg", input, out)
     ops = adapter_of(input)
-    xp, x = ops.xp, input
+    xp, x, device = ops.xp, input, ops.device_of(input)
     for axis, (n, m, scale) in enumerate(zip(input.shape[2:], out, scales), start=2):
         step = n / m if scale is None else scale
-        positions = np.arange(m, dtype=np.float64)
-        if not linear:
+        if not weighted:
             shift = 0.5 if mode == "nearest-exact" else 0.0
-            index = np.minimum(np.floor((positions + shift) * step), n - 1).astype(np.int64)
-            x = xp.take(x, xp.asarray(index, device=ops.device_of(x)), axis=axis)
+            index = np.minimum(np.floor((np.arange(m, dtype=np.float64) + shift) * step), n - 1).astype(np.int64)
+            x = xp.take(x, xp.asarray(index, device=device), axis=axis)
             continue
-        if align_corners:
-            source = positions * ((n - 1) / (m - 1) if m > 1 else 0.0)
-        else:
-            source = np.maximum((positions + 0.5) * step - 0.5, 0.0)
-        low = np.minimum(np.floor(source), n - 1).astype(np.int64)
-        high = np.minimum(low + 1, n - 1)
+        index, weight, used = _resampling_taps(mode, n, m, step, bool(align_corners), antialias)
         shape = (m,) + (1,) * (x.ndim - axis - 1)
-        weight = xp.asarray(np.reshape(source - low, shape), dtype=x.dtype, device=ops.device_of(x))
-        below = xp.take(x, xp.asarray(low, device=ops.device_of(x)), axis=axis)
-        above = xp.take(x, xp.asarray(high, device=ops.device_of(x)), axis=axis)
-        x = below * (1 - weight) + above * weight
+        total = None
+        for tap in range(index.shape[1]):
+            term = xp.take(x, xp.asarray(index[:, tap], device=device), axis=axis) * xp.asarray(
+                np.reshape(weight[:, tap], shape), dtype=x.dtype, device=device)
+            if used is not None and not used[:, tap].all():  # a tap beyond the edge adds nothing, not 0 * inf
+                term = xp.where(xp.asarray(np.reshape(used[:, tap], shape), device=device), term, 0.0)
+            total = term if total is None else total + term
+        x = total
     return x
 
 
