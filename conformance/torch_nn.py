@@ -274,6 +274,16 @@ MODULE_CASES = [
     ("UpsamplingNearest2d", (), {"scale_factor": 3}, [floats(2, 3, 2, 3)], {}, False),
     ("UpsamplingBilinear2d", (5,), {}, [floats(2, 3, 2, 3)], {}, False),
     ("LocalResponseNorm", (3,), {}, [floats(2, 5, 4, 3)], {}, False),
+    ("CrossMapLRN2d", (3,), {"alpha": 0.3, "k": 1.5}, [floats(2, 6, 4, 3)], {}, False),
+    ("CrossMapLRN2d", (4,), {}, [floats(3, 7, 2, 3, scale=3.0)], {}, False),
+    ("SyncBatchNorm", (3,), {}, [floats(4, 3, 5)], {}, True),
+    ("SyncBatchNorm", (3,), {"momentum": None, "affine": False}, [floats(5, 3, 2, 2)], {}, True),
+    ("AdaptiveLogSoftmaxWithLoss", (8, 10, [3, 6]), {"div_value": 2.0, "head_bias": True},
+     [floats(5, 8), indices(5, high=10)], {}, False),
+    ("AdaptiveLogSoftmaxWithLoss", (8, 12, [4]), {}, [floats(8), np.array(9)], {}, False),
+    ("LinearCrossEntropyLoss", (6, 5), {}, [floats(3, 6), indices(3, high=5)], {}, False),
+    ("LinearCrossEntropyLoss", (6, 5), {"bias": True, "out_features": (4,), "label_smoothing": 0.1,
+                                        "ignore_index": 2}, [floats(3, 6), indices(3, 4, high=5)], {}, False),
     ("LocalResponseNorm", (2,), {"alpha": 0.1, "beta": 0.5, "k": 2.0}, [floats(2, 5, 7)], {}, False),
     ("Unfold", ((3, 2),), {"dilation": (1, 2), "padding": 1, "stride": (2, 1)}, [floats(2, 3, 7, 6)], {}, False),
     ("Unfold", (2,), {}, [floats(3, 4, 5)], {}, False),
@@ -445,6 +455,9 @@ FUNCTIONAL_CASES = [
     ("interpolate", [floats(2, 3, 7, 5)], ((3, 2),), {"mode": "area"}),
     ("interpolate", [floats(2, 3, 4, 5)], (), {"size": (6, 9), "mode": "bilinear", "align_corners": True}),
     ("interpolate", [floats(2, 3, 4, 5)], (), {"scale_factor": 1.6, "mode": "bicubic"}),
+    ("linear_cross_entropy", [floats(3, 6), _weights(5, 6), indices(3, high=5)], (), {"reduction": "sum"}),
+    ("linear_cross_entropy", [floats(3, 6), _weights(5, 2, 6), probabilities(3, 5, 2, axis=1)], (),
+     {"linear_bias": _weights(5, 2, seed=6), "label_smoothing": 0.2}),
     ("interpolate", [floats(2, 3, 9, 8)], (), {"size": (4, 3), "mode": "bicubic", "antialias": True}),
     ("interpolate", [floats(2, 3, 9, 8)], (), {"size": (5, 3), "mode": "lanczos", "antialias": True}),
     ("local_response_norm", [floats(2, 6, 3, 2, 2)], (4,), {"alpha": 0.05, "k": 0.5}),
@@ -504,6 +517,11 @@ def decoder(L: Any) -> Any:
     return L.TransformerDecoder(layer, 2, norm=L.LayerNorm(16))
 
 
+def data_parallel(L: Any) -> Any:
+    """A small MLP in ``L.DataParallel`` (its state_dict keys begin with ``module.``)."""
+    return L.DataParallel(L.Sequential(L.Linear(6, 4), L.ReLU(), L.Linear(4, 3)))
+
+
 def containers(L: Any) -> Any:
     """A user's module with a ModuleList of blocks and a ModuleDict of heads, in namespace ``L``."""
 
@@ -548,6 +566,7 @@ MODEL_CASES: dict[str, tuple[Any, list, dict, tuple[str, ...]]] = {
                                                  {"tgt_mask": np.triu(np.full((7, 7), -np.inf), 1)},
                                                  ("TransformerDecoder",)),
     "ModuleList and ModuleDict": (containers, [floats(5, 6)], {}, ("ModuleList", "ModuleDict")),
+    "DataParallel around a small MLP": (data_parallel, [floats(5, 6)], {}, ("DataParallel",)),
     "ParameterList and ParameterDict": (parameter_containers, [floats(5, 6)], {}, ("ParameterList", "ParameterDict")),
 }
 

@@ -26,7 +26,7 @@ from xpnn.torch_nn import activation
 
 from xpnn.conformance.backends import available
 from xpnn.conformance.torch_nn import (
-    FUNCTIONAL_CASES, MODEL_CASES, MODULE_CASES as CASES, flat as _flat, floats, functional_label,
+    FUNCTIONAL_CASES, MODEL_CASES, MODULE_CASES as CASES, flat as _flat, floats, functional_label, indices,
     label as _label, made, torch_module as _torch_module, trained,
 )
 
@@ -87,7 +87,8 @@ GRADIENT_CASES = [case for case in CASES if case[0] in {
     "KLDivLoss", "TransformerDecoderLayer", "Transformer", "LSTM", "GRU", "MultiheadAttention",
     "TransformerEncoderLayer", "Softplus", "GELU", "PoissonNLLLoss", "GaussianNLLLoss", "MarginRankingLoss",
     "HingeEmbeddingLoss", "MultiLabelSoftMarginLoss", "CosineEmbeddingLoss", "TripletMarginLoss",
-    "MultiMarginLoss", "MultiLabelMarginLoss", "LPPool1d", "LPPool2d", "LPPool3d", "MaxUnpool2d", "EmbeddingBag"}]
+    "MultiMarginLoss", "MultiLabelMarginLoss", "LPPool1d", "LPPool2d", "LPPool3d", "MaxUnpool2d", "EmbeddingBag",
+    "SyncBatchNorm", "AdaptiveLogSoftmaxWithLoss", "LinearCrossEntropyLoss"}]
 
 
 @pytest.mark.parametrize("case", GRADIENT_CASES, ids=_label)
@@ -1738,3 +1739,81 @@ def test_lookup_by_path_and_list_editing_as_torchs():
             expected = edited
     assert edited == expected
     assert ours.half().get_parameter("0.weight").dtype == np.float16
+
+
+def test_cross_map_lrn2d_gradient_is_that_of_its_values():
+    """CrossMapLRN2d's values are torch's (conformance); its gradient is the true one of those
+    values, checked against central differences (torch's hand-written backward is not)."""
+    x = torch.from_numpy(np.random.default_rng(2).standard_normal((1, 6, 2, 2))).requires_grad_()
+    module = nn.CrossMapLRN2d(3, alpha=0.3, k=1.5).to(like=torch, dtype="float64")
+    module(x).sum().backward()
+    step, flat_x = 1e-6, x.detach().reshape(-1)
+    with torch.no_grad():
+        differences = [float(module((flat_x + step * e).reshape(x.shape)).sum()
+                             - module((flat_x - step * e).reshape(x.shape)).sum()) / (2 * step)
+                       for e in torch.eye(flat_x.numel(), dtype=torch.float64)]
+    np.testing.assert_allclose(x.grad.reshape(-1).numpy(), differences, rtol=1e-6, atol=1e-8)
+    with pytest.raises(ValueError, match=r"xpnn\.torch_nn\.CrossMapLRN2d: expected input to be 4D, got 3D"):
+        module(x.detach()[0])
+
+
+def test_adaptive_log_softmax_predicts_and_refuses_as_torchs():
+    """log_prob, predict (ties, shortlist and cluster winners) and the loss equal torch's for
+    batched and single rows; out-of-range targets and mismatched shapes are refused."""
+    torch.manual_seed(3)
+    theirs = torch.nn.AdaptiveLogSoftmaxWithLoss(6, 9, [2, 5], div_value=1.5).double()
+    mine = nn.AdaptiveLogSoftmaxWithLoss(6, 9, [2, 5], div_value=1.5, dtype="float64")
+    assert repr(mine) == repr(theirs)
+    mine.load_state_dict(theirs.state_dict())
+    x = np.random.default_rng(4).standard_normal((40, 6)) * 3
+    x[0] = 0.0  # every head logit equal: argmax ties
+    with torch.no_grad():
+        np.testing.assert_allclose(mine.log_prob(x), theirs.log_prob(torch.from_numpy(x)).numpy(), rtol=1e-12)
+        want = theirs.predict(torch.from_numpy(x)).numpy()
+    assert len(set(want.tolist())) > 3
+    np.testing.assert_array_equal(mine.predict(x), want)
+    with pytest.raises(RuntimeError, match=r"AdaptiveLogSoftmaxWithLoss: target values should be in \[0, 8\]"):
+        mine(x[:3], np.array([0, 9, 2]))
+    with pytest.raises(ValueError, match=r"AdaptiveLogSoftmaxWithLoss: expected a 1D target with 2D input"):
+        mine(x[:3], np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"cutoffs should be a sequence of unique, positive integers"):
+        nn.AdaptiveLogSoftmaxWithLoss(6, 9, [5, 2])
+
+
+def test_sync_batch_norm_converts_models_and_data_parallel_wraps_them_as_torchs():
+    """convert_sync_batchnorm swaps BatchNorm*d (not InstanceNorm) keeping parameters, buffers
+    and mode, as torch's; DataParallel's state_dict keys begin with ``module.``; device_ids are
+    refused with the reason."""
+    def model(L):
+        return L.Sequential(L.Conv1d(3, 4, 1), L.BatchNorm1d(4), L.Sequential(L.BatchNorm1d(4)), L.InstanceNorm1d(4))
+    torch.manual_seed(0)
+    theirs = trained(model(torch.nn).double(), [floats(3, 3, 5)], {})
+    mine = model(nn).to(dtype="float64")
+    mine.load_state_dict(theirs.state_dict())
+    for m in (mine, theirs):
+        m.train()
+        m[1].eval()
+    theirs, mine = (L.SyncBatchNorm.convert_sync_batchnorm(m) for L, m in ((torch.nn, theirs), (nn, mine)))
+    assert repr(mine) == repr(theirs) and not mine[1].training and mine[0].training
+    for key, value in theirs.state_dict().items():
+        np.testing.assert_allclose(mine.state_dict()[key], value.numpy(), err_msg=key)
+    x = floats(3, 3, 5)
+    with torch.no_grad():
+        np.testing.assert_allclose(mine[:2](x), theirs[:2](torch.from_numpy(x)).numpy(), rtol=1e-12)
+    wrapped = nn.DataParallel(nn.Linear(2, 3))
+    assert list(wrapped.state_dict()) == list(torch.nn.DataParallel(torch.nn.Linear(2, 3)).state_dict())
+    with pytest.raises(ValueError, match=r"xpnn\.torch_nn\.DataParallel: device_ids must be None or empty"):
+        nn.DataParallel(nn.Linear(2, 3), device_ids=[0])
+
+
+def test_linear_cross_entropy_refuses_what_torch_refuses():
+    """linear_cross_entropy's shape and keyword errors name the function where torch raises."""
+    x, w, t = floats(3, 6), floats(5, 6), indices(3, high=5)
+    for kwargs, args in [({}, (floats(3, 4), w, t)), ({"linear_bias": floats(4)}, (x, w, t)),
+                         ({}, (floats(6), floats(5, 2, 6), np.array(1))), ({}, (floats(2, 3, 6), w, t)),
+                         ({"ignore_index": 1}, (x, w, floats(3, 5)))]:
+        with pytest.raises((ValueError, RuntimeError)):
+            torch.nn.functional.linear_cross_entropy(*map(torch.from_numpy, args), **{
+                k: torch.from_numpy(v) for k, v in kwargs.items()} if "linear_bias" in kwargs else kwargs)
+        with pytest.raises(ValueError, match=r"xpnn\.torch_nn\.functional\.linear_cross_entropy: "):
+            F.linear_cross_entropy(*args, **kwargs)

@@ -52,8 +52,8 @@ __all__ = [
     "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d", "layer_norm", "group_norm", "rms_norm",
     "batch_norm", "instance_norm", "pad", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "nll_loss", "cross_entropy",
-    "poisson_nll_loss", "gaussian_nll_loss", "margin_ranking_loss", "hinge_embedding_loss", "soft_margin_loss",
-    "multilabel_soft_margin_loss", "cosine_embedding_loss", "triplet_margin_loss",
+    "linear_cross_entropy", "poisson_nll_loss", "gaussian_nll_loss", "margin_ranking_loss", "hinge_embedding_loss",
+    "soft_margin_loss", "multilabel_soft_margin_loss", "cosine_embedding_loss", "triplet_margin_loss",
     "triplet_margin_with_distance_loss", "multi_margin_loss", "multilabel_margin_loss", "ctc_loss", "dropout1d",
     "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout", "cosine_similarity", "pairwise_distance",
     "pixel_shuffle", "pixel_unshuffle", "channel_shuffle", "interpolate", "local_response_norm", "unfold", "fold",
@@ -2115,6 +2115,25 @@ def local_response_norm(input: Array, size: int, alpha: float = 1e-4, beta: floa
     return input / (total * (alpha / size) + k) ** beta
 
 
+def _cross_map_lrn2d(input: Array, size: int, alpha: float, beta: float, k: float) -> Array:
+    """torch's legacy ``CrossMapLRN2d`` of ``(N, C, H, W)``: x / (k + alpha / size * S_c)^beta,
+    S_c the sum of x^2 over channels c - h to c + h, h = (size - 1) // 2, plus channel 0 once
+    c > h (torch's running sum never takes channel 0 out of the window)."""
+    function = "CrossMapLRN2d"
+    ops = _adapter(function, ("input",), input)
+    _floating_only(function, input)
+    if input.ndim != 4:
+        raise _error(ValueError, function, f"expected input to be 4D, got {input.ndim}D instead (as torch)")
+    size = _factor(function, "size", size)
+    xp, half = ops.xp, (size - 1) // 2
+    squares = input * input
+    total = ops.reduce_window(squares, 0.0, "sum", (1, 2 * half + 1, 1, 1), (1, 1, 1, 1),
+                              ((0, 0), (half, half), (0, 0), (0, 0)))
+    beyond = xp.arange(input.shape[1], device=ops.device_of(input))[:, None, None] > half
+    total = total + xp.where(beyond, squares[:, :1, ...], 0.0)
+    return input * (total * (alpha / size) + k) ** -beta
+
+
 def layer_norm(input: Array, normalized_shape: Any, weight: Array | None = None, bias: Array | None = None,
                eps: float = 1e-5) -> Array:
     """(x - E[x]) / sqrt(Var[x] + eps) * weight + bias over the trailing ``normalized_shape``
@@ -2496,8 +2515,13 @@ def cross_entropy(input: Array, target: Array, weight: Array | None = None, size
     floating targets of the input's shape are class probabilities, -sum_c w_c y_c log p_c (the
     mean over the N * d1 ... positions).  ``label_smoothing`` e mixes in the uniform
     distribution: (1 - e) times that loss plus e / C times -sum_c w_c log p_c (torch's formula)."""
-    function = "cross_entropy"
-    reduction = _reduction(function, reduction, size_average, reduce)
+    reduction = _reduction("cross_entropy", reduction, size_average, reduce)
+    return _cross_entropy("cross_entropy", input, target, weight, ignore_index, reduction, label_smoothing)
+
+
+def _cross_entropy(function: str, input: Array, target: Array, weight: Array | None, ignore_index: int,
+                   reduction: str, label_smoothing: float) -> Array:
+    """``cross_entropy``'s loss, its errors naming ``function``."""
     ops = _adapter(function, ("input", "target", "weight"), input, target, weight)
     _floating_only(function, input)
     _class_weight(function, input, weight)
@@ -2530,6 +2554,44 @@ def cross_entropy(input: Array, target: Array, weight: Array | None = None, size
     else:
         smooth = _reduced(xp, smooth, reduction)
     return (1 - label_smoothing) * reduced + smooth * (label_smoothing / classes)
+
+
+def linear_cross_entropy(input: Array, linear_weight: Array, target: Array, *, linear_bias: Array | None = None,
+                         weight: Array | None = None, reduction: str = "mean", ignore_index: int | None = None,
+                         label_smoothing: float = 0.0, options: Any = None) -> Array:
+    """``cross_entropy`` of the logits x W^T + b, ``input`` ``(N, in)`` or ``(in,)`` and
+    ``linear_weight`` ``(C, *d, in)`` (logits ``(N, C, *d)``; ``linear_bias`` ``(C, *d)``):
+    ``torch.nn.functional.linear_cross_entropy``.  ``ignore_index`` None is -100 for class
+    indices (and refused with class probabilities).  torch's ``options`` pick a chunked kernel
+    that saves memory on torch; the loss is the same, and here the logits are formed whole."""
+    function = "linear_cross_entropy"
+    ops = _adapter(function, ("input", "linear_weight", "target", "linear_bias", "weight"), input, linear_weight,
+                   target, linear_bias, weight)
+    if not 1 <= input.ndim <= 2 or linear_weight.ndim < 2:
+        raise _error(ValueError, function, f"expected input of 1 or 2 dims and linear_weight of at least 2 (as "
+                                           f"torch), got shapes {tuple(input.shape)} and {tuple(linear_weight.shape)}")
+    classes, features, in_features = linear_weight.shape[0], tuple(linear_weight.shape[1:-1]), linear_weight.shape[-1]
+    if input.shape[-1] != in_features:
+        raise _error(ValueError, function, f"input's last dim ({input.shape[-1]}) must equal linear_weight's "
+                                           f"in_features ({in_features})")
+    if linear_bias is not None and tuple(linear_bias.shape) != (classes, *features):
+        raise _error(ValueError, function, f"expected linear_bias of shape {(classes, *features)}, got "
+                                           f"{tuple(linear_bias.shape)}")
+    if features and input.ndim == 1:
+        raise _error(ValueError, function, f"K-dimensional loss defined by linear_weight shape "
+                                           f"{tuple(linear_weight.shape)} requires batched input (N, {in_features}), "
+                                           f"got {tuple(input.shape)}")
+    reduction = _reduction(function, reduction, None, None)
+    xp = ops.xp
+    logits_shape = (*input.shape[:-1], classes, *features)
+    if tuple(target.shape) == logits_shape and ignore_index is not None:
+        raise _error(ValueError, function, "ignore_index cannot be specified when target contains probabilities")
+    width = math.prod(features, start=classes)
+    flat_bias = None if linear_bias is None else xp.reshape(linear_bias, (width,))
+    logits = ops.linear(input, xp.reshape(linear_weight, (width, in_features)), flat_bias)
+    logits = xp.reshape(logits, logits_shape)
+    return _cross_entropy(function, logits, target, weight, -100 if ignore_index is None else ignore_index,
+                          reduction, label_smoothing)
 
 
 def _clamped_at_zero(xp: Any, z: Array) -> Array:

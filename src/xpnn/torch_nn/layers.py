@@ -27,6 +27,7 @@ __all__ = [
     "CosineSimilarity", "PairwiseDistance", "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d",
     "LocalResponseNorm", "Unfold", "Fold", "LPPool1d", "LPPool2d", "LPPool3d", "AlphaDropout", "FeatureAlphaDropout",
     "MaxUnpool1d", "MaxUnpool2d", "MaxUnpool3d", "FractionalMaxPool2d", "FractionalMaxPool3d",
+    "CrossMapLRN2d", "SyncBatchNorm", "DataParallel",
 ]
 
 
@@ -329,6 +330,19 @@ class LocalResponseNorm(Module):
         return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
 
 
+class CrossMapLRN2d(LocalResponseNorm):
+    """torch's legacy cross-channel LRN of ``(N, C, H, W)``: as ``LocalResponseNorm`` but with
+    torch's running-sum window, which keeps channel 0 in every window past the first
+    (size - 1) // 2 + 1 channels.  The gradient is the true one of these values (torch's own
+    backward is not: it disagrees with finite differences of its forward)."""
+
+    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1) -> None:
+        super().__init__(size, alpha, beta, k)  # k's default 1, not 1.0, as torch prints it
+
+    def forward(self, input: Array) -> Array:
+        return F._cross_map_lrn2d(input, self.size, self.alpha, self.beta, self.k)
+
+
 class _BatchNorm(Module):
     """torch's ``_BatchNorm``: batch statistics in training (and the running ones updated with
     ``momentum``, or the cumulative average when it is None), running statistics in eval."""
@@ -389,6 +403,41 @@ class BatchNorm2d(_BatchNorm):
 class BatchNorm3d(_BatchNorm):
     """Batch normalization of ``(N, C, D, H, W)`` inputs."""
     _ranks = (5,)
+
+
+class SyncBatchNorm(_BatchNorm):
+    """Batch normalization of ``(N, C, *)`` inputs over the whole batch.  torch's version gathers
+    the statistics of a batch split over processes; an xpnn array split over devices (a sharded
+    JAX array, a Dask array) is one array, so its statistics are already the whole batch's.
+    ``process_group`` is kept for torch's signature; ``convert_sync_batchnorm`` swaps a model's
+    ``BatchNorm*d`` for it, as torch's does."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, process_group: Any = None, *, bias: bool = True, like: Any = None,
+                 dtype: Any = None) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, bias=bias, like=like, dtype=dtype)
+        self.process_group = process_group
+
+    def _check_rank(self, input: Array) -> None:
+        if input.ndim < 2:
+            raise ValueError(f"xpnn.torch_nn.SyncBatchNorm: expected at least 2D input (got {input.ndim}D input)")
+        if input.shape[1] == 0:
+            raise ValueError("xpnn.torch_nn.SyncBatchNorm: number of input channels should be non-zero")
+
+    @classmethod
+    def convert_sync_batchnorm(cls, module: Module, process_group: Any = None) -> Module:
+        """``module`` with every ``BatchNorm1d/2d/3d`` in it replaced by a ``SyncBatchNorm`` that
+        holds its parameters, buffers and mode (a new module where ``module`` is itself one)."""
+        converted = module
+        if isinstance(module, _BatchNorm) and not isinstance(module, _InstanceNorm):
+            converted = cls(module.num_features, module.eps, module.momentum, module.affine,
+                            module.track_running_stats, process_group, bias=module.bias is not None)
+            for name in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+                setattr(converted, name, getattr(module, name))
+            converted.training = module.training
+        for name, child in module.named_children():
+            converted.add_module(name, cls.convert_sync_batchnorm(child, process_group))
+        return converted
 
 
 class _InstanceNorm(_BatchNorm):
@@ -1083,6 +1132,24 @@ class UpsamplingBilinear2d(Upsample):
 
     def __init__(self, size: Any = None, scale_factor: Any = None) -> None:
         super().__init__(size, scale_factor, mode="bilinear", align_corners=True)
+
+
+class DataParallel(Module):
+    """``module`` as ``torch.nn.DataParallel`` holds it where torch finds no accelerator:
+    ``forward`` calls it, and the state_dict's keys begin with ``module.``.  xpnn spreads a batch
+    over devices through its arrays (a sharded JAX array or a Dask array runs through any
+    module as it is), not by copying the module per device, so ``device_ids`` are refused."""
+
+    def __init__(self, module: Module, device_ids: Sequence[Any] | None = None, output_device: Any = None,
+                 dim: int = 0) -> None:
+        super().__init__()
+        if device_ids:
+            raise ValueError(f"xpnn.torch_nn.DataParallel: device_ids must be None or empty (xpnn splits a batch over "
+                             f"devices through sharded JAX or Dask arrays), got {device_ids!r}")
+        self.module, self.device_ids, self.dim = module, [], dim
+
+    def forward(self, *inputs: Any, **kwargs: Any) -> Any:
+        return self.module(*inputs, **kwargs)
 
 
 class Unfold(Module):

@@ -4,18 +4,22 @@ or element ``weight`` (and ``pos_weight``) kept as buffers, as torch keeps them.
 """
 from __future__ import annotations
 
+import math
 import warnings
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
+from xpnn._dispatch import adapter_of
 from xpnn._types import Array
 from xpnn.torch_nn import functional as F
-from xpnn.torch_nn.layers import PairwiseDistance
-from xpnn.torch_nn.module import Module
+from xpnn.torch_nn.layers import Linear, PairwiseDistance
+from xpnn.torch_nn.module import Module, ModuleList, Sequential
 
 __all__ = ["L1Loss", "MSELoss", "SmoothL1Loss", "HuberLoss", "BCELoss", "BCEWithLogitsLoss", "KLDivLoss", "NLLLoss",
            "CrossEntropyLoss", "PoissonNLLLoss", "GaussianNLLLoss", "MarginRankingLoss", "HingeEmbeddingLoss",
            "SoftMarginLoss", "MultiLabelSoftMarginLoss", "CosineEmbeddingLoss", "TripletMarginLoss",
-           "TripletMarginWithDistanceLoss", "MultiMarginLoss", "MultiLabelMarginLoss", "CTCLoss", "NLLLoss2d"]
+           "TripletMarginWithDistanceLoss", "MultiMarginLoss", "MultiLabelMarginLoss", "CTCLoss", "NLLLoss2d",
+           "LinearCrossEntropyLoss", "AdaptiveLogSoftmaxWithLoss"]
 
 
 class _Loss(Module):
@@ -287,3 +291,128 @@ class CTCLoss(_Loss):
     def forward(self, log_probs: Array, targets: Array, input_lengths: Any, target_lengths: Any) -> Array:
         return F.ctc_loss(log_probs, targets, input_lengths, target_lengths, self.blank, self.reduction,
                           self.zero_infinity)
+
+
+class LinearCrossEntropyLoss(_WeightedLoss):
+    """The cross-entropy of the logits of a ``linear`` layer it holds, ``(C * prod(out_features),
+    in_features)`` stored flat as torch stores it (``F.linear_cross_entropy``)."""
+
+    def __init__(self, in_features: int, num_classes: int, *, out_features: tuple[int, ...] = (), bias: bool = False,
+                 reduction: str = "mean", weight: Array | None = None, ignore_index: int | None = None,
+                 label_smoothing: float = 0.0, options: Any = None, like: Any = None, dtype: Any = None,
+                 key: Array | None = None) -> None:
+        if weight is not None and tuple(weight.shape) != (num_classes,):
+            raise ValueError(f"xpnn.torch_nn.LinearCrossEntropyLoss: expected weight shape to be {(num_classes,)}, "
+                             f"got {tuple(weight.shape)}")
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"xpnn.torch_nn.LinearCrossEntropyLoss: expected label_smoothing to be in range [0, 1], "
+                             f"got {label_smoothing}")
+        super().__init__(weight, reduction=reduction)
+        self.num_classes, self.out_features = num_classes, tuple(out_features)
+        self.ignore_index, self.label_smoothing, self.options = ignore_index, label_smoothing, options
+        self.linear = Linear(in_features, math.prod(out_features, start=num_classes), bias, like=like, dtype=dtype,
+                             key=key)
+
+    def forward(self, input: Array, target: Array) -> Array:
+        xp = adapter_of(self.linear.weight).xp
+        shape = (self.num_classes, *self.out_features)
+        bias = None if self.linear.bias is None else xp.reshape(self.linear.bias, shape)
+        return F.linear_cross_entropy(input, xp.reshape(self.linear.weight, (*shape, self.linear.in_features)), target,
+                                      linear_bias=bias, weight=self.weight, reduction=self.reduction,
+                                      ignore_index=self.ignore_index, label_smoothing=self.label_smoothing,
+                                      options=self.options)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.linear.in_features}, num_classes={self.num_classes}, "
+                f"out_features={self.out_features}, bias={self.linear.bias is not None}, reduction={self.reduction}, "
+                f"ignore_index={self.ignore_index}, label_smoothing={self.label_smoothing}, options={self.options}")
+
+
+class _ASMoutput(NamedTuple):
+    """``AdaptiveLogSoftmaxWithLoss``'s result: each target's log-probability and the loss."""
+    output: Array
+    loss: Array
+
+
+class AdaptiveLogSoftmaxWithLoss(Module):
+    """Grave et al.'s adaptive softmax, as torch's: a ``head`` over the first ``cutoffs[0]``
+    classes and one entry per cluster, and per cluster a ``tail`` projection (``in_features //
+    div_value^(i+1)`` wide) over its classes; log p(c) = head's log p of c, or of c's cluster plus
+    the cluster's log p of c.  Every cluster is evaluated for every row (torch evaluates each
+    only for the rows whose target falls in it; the values are the same)."""
+
+    def __init__(self, in_features: int, n_classes: int, cutoffs: Sequence[int], div_value: float = 4.0,
+                 head_bias: bool = False, *, like: Any = None, dtype: Any = None, key: Array | None = None) -> None:
+        super().__init__()
+        cutoffs = list(cutoffs)
+        if not cutoffs:
+            raise ValueError("xpnn.torch_nn.AdaptiveLogSoftmaxWithLoss: cutoffs should be a sequence of length larger "
+                             "than 0")
+        if (cutoffs != sorted(cutoffs) or min(cutoffs) <= 0 or max(cutoffs) > n_classes - 1
+                or len(set(cutoffs)) != len(cutoffs) or any(int(c) != c for c in cutoffs)):
+            raise ValueError(f"xpnn.torch_nn.AdaptiveLogSoftmaxWithLoss: cutoffs should be a sequence of unique, "
+                             f"positive integers sorted in an increasing order, where each value is between 1 and "
+                             f"n_classes-1, got {cutoffs}")
+        self.in_features, self.n_classes, self.cutoffs = in_features, n_classes, cutoffs + [n_classes]
+        self.div_value, self.head_bias = div_value, head_bias
+        self.shortlist_size, self.n_clusters = self.cutoffs[0], len(cutoffs)
+        self.head_size = self.shortlist_size + self.n_clusters
+        made = {"like": like, "dtype": dtype, "key": key}
+        self.head = Linear(in_features, self.head_size, bias=head_bias, **made)
+        self.tail = ModuleList([
+            Sequential(Linear(in_features, int(in_features // div_value ** (i + 1)), bias=False, **made),
+                       Linear(int(in_features // div_value ** (i + 1)), high - low, bias=False, **made))
+            for i, (low, high) in enumerate(zip(self.cutoffs, self.cutoffs[1:]))])
+
+    def _log_probabilities(self, input: Array) -> tuple[Array, list[Array]]:
+        """The head's log-probabilities and each cluster's, of every row of ``(N, in_features)``."""
+        return (F.log_softmax(self.head(input), dim=1),
+                [F.log_softmax(projection(input), dim=1) for projection in self.tail])
+
+    def forward(self, input: Array, target: Array) -> _ASMoutput:
+        """Each row's log p(target) (``output``) and the mean of -output (``loss``); a 0-d
+        ``target`` takes a 1-d ``input``."""
+        ops = adapter_of(input)
+        xp = ops.xp
+        if target.ndim > 1 or input.ndim != target.ndim + 1 or (target.ndim and input.shape[0] != target.shape[0]):
+            raise ValueError(f"xpnn.torch_nn.AdaptiveLogSoftmaxWithLoss: expected a 1D target with 2D input of the "
+                             f"same batch size, or a 0D target with 1D input (as torch), got input shape "
+                             f"{tuple(input.shape)} and target shape {tuple(target.shape)}")
+        batched = target.ndim == 1
+        x, t = (input, target) if batched else (input[None, ...], target[None, ...])
+        if t.shape[0] and ops.values_at_hand(t) and bool(xp.any((t < 0) | (t >= self.n_classes))):
+            raise RuntimeError(f"xpnn.torch_nn.AdaptiveLogSoftmaxWithLoss: target values should be in "
+                             f"[0, {self.n_classes - 1}], but values in range [{int(xp.min(t))}, {int(xp.max(t))}] "
+                             f"were found (as torch)")
+        head, clusters = self._log_probabilities(x)
+        entry = t
+        output = xp.zeros(t.shape, dtype=x.dtype, device=ops.device_of(x))
+        for i, (low, high) in enumerate(zip(self.cutoffs, self.cutoffs[1:])):
+            inside = (t >= low) & (t < high)
+            output = output + xp.where(inside, _picked(ops, clusters[i], t - low), 0.0)
+            entry = xp.where(inside, self.shortlist_size + i, entry)
+        output = output + _picked(ops, head, entry)
+        loss = xp.mean(-output)
+        return _ASMoutput(output if batched else output[0], loss)
+
+    def log_prob(self, input: Array) -> Array:
+        """log p of every class, ``(N, n_classes)``."""
+        head, clusters = self._log_probabilities(input)
+        xp = adapter_of(input).xp
+        return xp.concat([head[:, :self.shortlist_size],
+                          *(head[:, self.shortlist_size + i:self.shortlist_size + i + 1] + cluster
+                            for i, cluster in enumerate(clusters))], axis=1)
+
+    def predict(self, input: Array) -> Array:
+        """The most probable class of each row: the head's where that is a shortlist class (no
+        cluster's class can be more probable then), else the argmax of ``log_prob``."""
+        xp = adapter_of(input).xp
+        guess = xp.argmax(self.head(input), axis=1)
+        return xp.where(guess < self.shortlist_size, guess, xp.argmax(self.log_prob(input), axis=1))
+
+
+def _picked(ops: Any, log_p: Array, index: Array) -> Array:
+    """``log_p[n, index[n]]`` of each row (0 where ``index`` is outside the row)."""
+    xp = ops.xp
+    hit = xp.arange(log_p.shape[1], dtype=index.dtype, device=ops.device_of(index)) == index[:, None]
+    return xp.sum(xp.where(hit, log_p, 0.0), axis=1)
