@@ -63,7 +63,8 @@ def _adapted(name: str, xp: Any, dtypes: tuple[str, ...], arrange: Callable[[Any
     bfloat16 = adapter.dtype_named("bfloat16")
 
     def asarray(a: np.ndarray, dtype: str) -> Any:
-        x = adapter.from_host(np.asarray(a, dtype=np.float32 if dtype == "bfloat16" else dtype), None)
+        # a copy: a case's in-place function (F.relu_) must not write into the case's own array
+        x = adapter.from_host(np.array(a, dtype=np.float32 if dtype == "bfloat16" else dtype), None)
         x = xp.astype(x, bfloat16) if dtype == "bfloat16" else x
         return x if arrange is None else arrange(x)
 

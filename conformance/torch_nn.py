@@ -78,6 +78,14 @@ _CTC_CONCATENATED = np.array([1, 1, 3, 4, 2, 2, 3, 3])
 #: Fractional max pooling's samples (N=3, C=2, one per spatial axis), float32 as torch.nn keeps them.
 _SAMPLES = probabilities(3, 2, 3, seed=4).astype(np.float32)
 
+#: grid_sample's sampling points (N=3, 2 by 4 of them, (x, y)), some beyond [-1, 1], and (x, y, z) ones.
+_GRID = np.random.default_rng(9).uniform(-1.3, 1.3, (3, 2, 4, 2))
+_GRID_3D = np.random.default_rng(9).uniform(-1.3, 1.3, (3, 2, 2, 3, 3))
+
+#: Logits with one class ahead by 100 in each row, beyond any Gumbel noise's reach, so that a hard
+#: Gumbel-softmax sample is that class whatever the noise.
+_DECIDED = floats(5, 4) + 100.0 * (np.arange(4) == np.arange(5)[:, None] % 4)
+
 #: Self-attention's one array, given as query, key and value (torch's packed in-projection).
 _SELF = floats(5, 2, 8, seed=4)
 
@@ -448,6 +456,31 @@ FUNCTIONAL_CASES = [
     ("pixel_shuffle", [floats(2, 9, 2, 3)], (3,), {}),
     ("pixel_unshuffle", [floats(2, 2, 4, 6)], (2,), {}),
     ("channel_shuffle", [floats(2, 6, 5)], (2,), {}),
+    ("native_channel_shuffle", [floats(3, 4, 2, 3)], (2,), {}),
+    ("pdist", [floats(5, 3)], (), {"p": 1.5}),
+    ("conv_tbc", [floats(7, 3, 2), _weights(3, 2, 4), _weights(4, seed=6)], (1,), {}),
+    ("affine_grid", [floats(3, 2, 3)], ((3, 2, 4, 5),), {"align_corners": False}),
+    ("affine_grid", [floats(3, 3, 4)], ((3, 1, 2, 4, 3),), {"align_corners": True}),
+    ("grid_sample", [floats(3, 2, 4, 5), _GRID], (), {"align_corners": False}),
+    ("grid_sample", [floats(3, 2, 4, 5), _GRID], (), {"mode": "bicubic", "padding_mode": "reflection",
+                                                       "align_corners": True}),
+    ("grid_sample", [floats(3, 2, 4, 5), _GRID], (), {"mode": "nearest", "padding_mode": "border",
+                                                       "align_corners": False}),
+    ("grid_sample", [floats(3, 2, 3, 4, 5), _GRID_3D], (), {"padding_mode": "reflection", "align_corners": False}),
+    ("gumbel_softmax", [_DECIDED], (), {"hard": True, "dim": 1}),
+    ("upsample", [floats(2, 3, 4, 5)], (), {"scale_factor": 1.5, "mode": "bilinear"}),
+    ("upsample_nearest", [floats(2, 3, 4, 5)], ((3, 7),), {}),
+    ("upsample_bilinear", [floats(2, 3, 4, 5)], (), {"scale_factor": 2}),
+    *((f"{name}_", [floats(3, 4, 5)], arguments, {})
+      for name, arguments in [("relu", ()), ("elu", (0.5,)), ("celu", (1.5,)), ("selu", ()), ("hardtanh", (-0.5, 2.0)),
+                              ("leaky_relu", (0.2,)), ("rrelu", (0.2, 0.4)), ("threshold", (0.3, -2.0))]),
+    *((f"{name}_with_indices", [floats(3, 2, 6, 5, 4)[(0,) * (3 - rank)]], (2,), {})
+      for name, rank in [("max_pool1d", 1), ("max_pool2d", 2), ("max_pool3d", 3), ("adaptive_max_pool1d", 1),
+                         ("adaptive_max_pool2d", 2), ("adaptive_max_pool3d", 3)]),
+    ("fractional_max_pool2d_with_indices", [floats(3, 2, 6, 5)], (2,), {"output_size": (3, 3),
+                                                                        "_random_samples": _SAMPLES[:, :, :2]}),
+    ("fractional_max_pool3d_with_indices", [floats(3, 2, 6, 5, 4)], (2,), {"output_size": (3, 2, 2),
+                                                                           "_random_samples": _SAMPLES}),
     ("dropout1d", [floats(2, 3, 4)], (0.3,), {"training": False}),
     ("dropout2d", [floats(2, 3, 4, 5)], (0.3,), {"training": False}),
     ("dropout3d", [floats(2, 3, 4, 5)], (0.0,), {}),
@@ -653,7 +686,7 @@ def made(arrays: list, kwargs: dict, dtype: str, convert: Any) -> tuple[list, di
 def to_torch(a: np.ndarray, dtype: str) -> Any:
     import torch
 
-    return torch.from_numpy(np.asarray(a, dtype))
+    return torch.from_numpy(np.array(a, dtype))  # a copy, which an in-place function may write into
 
 
 def flat(tree: Any) -> list:

@@ -43,23 +43,34 @@ _ACTIVATIONS = set(activation.__all__) - {"PReLU"}
 _SLOW_ON_JAX = _ACTIVATIONS | {"TransformerDecoderLayer", "Transformer"}
 
 
+def _later_case(cases: list, index: int) -> bool:
+    """Whether ``cases[index]`` is not the first case of its name: on jax (a compile per case)
+    only the first of each runs by default, the others with --full (and in the main job)."""
+    return any(case[0] == cases[index][0] for case in cases[:index])
+
+
 def _runs() -> list:
     params = []
-    for case in CASES:
+    for index, case in enumerate(CASES):
+        slow_on_jax = case[0] in _SLOW_ON_JAX or _later_case(CASES, index)
         for name in ("numpy", "torch", "jax", "dask", "array_api_strict"):
             for dtype in ("float32", "float64"):
                 if name not in BACKENDS:
                     continue
-                default = (name, dtype) in _DEFAULT_RUNS and not (name == "jax" and case[0] in _SLOW_ON_JAX)
+                default = (name, dtype) in _DEFAULT_RUNS and not (name == "jax" and slow_on_jax)
                 params.append(pytest.param(case, name, dtype, id=f"{_label(case)}-{name}-{dtype}",
                                            marks=() if default else pytest.mark.slow))
     return params
 
 
-#: The functions that only rename an xpnn activation's arguments (run on jax in test_activations).
+#: The functions that only rename an xpnn activation's arguments (run on jax in test_activations),
+#: or call another function of the namespace with an argument set (the in-place and
+#: ``*_with_indices`` twins, the deprecated ``upsample`` names).
 _SHELLS = {"elu", "celu", "gelu", "glu", "hardshrink", "hardsigmoid", "hardswish", "leaky_relu", "logsigmoid",
            "mish", "relu", "relu6", "selu", "silu", "sigmoid", "softshrink", "softsign", "tanh", "tanhshrink",
-           "threshold", "rrelu", "prelu", "softmax", "softmin", "log_softmax"}
+           "threshold", "rrelu", "prelu", "softmax", "softmin", "log_softmax", "upsample", "upsample_nearest",
+           "upsample_bilinear", "native_channel_shuffle", *(name for name in F.__all__
+                                                            if name.endswith(("_", "_with_indices")))}
 
 
 def _passed(checked) -> str:
@@ -141,8 +152,9 @@ def test_modules_print_and_name_their_state_as_torch(case):
 
 
 @pytest.mark.slow_on("dask")
-@pytest.mark.parametrize("case", [pytest.param(case, marks=pytest.mark.slow_on("jax") if case[0] in _SHELLS else ())
-                                  for case in FUNCTIONAL_CASES], ids=functional_label)
+@pytest.mark.parametrize("case", [pytest.param(case, marks=pytest.mark.slow_on("jax")
+                                               if case[0] in _SHELLS or _later_case(FUNCTIONAL_CASES, index) else ())
+                                  for index, case in enumerate(FUNCTIONAL_CASES)], ids=functional_label)
 def test_functional_equals_torchs(backend, case):
     """Every function of ``xpnn.torch_nn.functional`` against ``torch.nn.functional`` (float32,
     torch's defaults), on every backend, the result in the input's library."""
@@ -962,7 +974,8 @@ def test_interpolate_gives_torchs_values_or_refuses_where_torch_does(rank):
 @pytest.mark.parametrize("mode", ["bilinear", "bicubic", "lanczos"])
 def test_interpolate_bicubic_and_antialias_give_torchs_values(mode):
     """F.interpolate's 4-d filter modes, plain and antialiased, up and down, align_corners or not:
-    torch's values in float64 on numpy, in float32 on torch and jax; torch's refusals refused.
+    torch's values in float64 on numpy, in float32 on torch (and jax, in every 4th call: each
+    compiles anew); torch's refusals refused.
     torch's antialiased kernel is wrong where the output is one column wide (every row comes
     out equal), so there the reference is torch's own two passes, rows then columns."""
     x = np.random.default_rng(1).standard_normal((2, 3, 9, 13))
@@ -970,7 +983,7 @@ def test_interpolate_bicubic_and_antialias_give_torchs_values(mode):
                 {"scale_factor": 0.45, "recompute_scale_factor": True}, {"size": (17, 9), "align_corners": True},
                 {"size": (2, 3), "align_corners": True}, {"scale_factor": 2.3, "align_corners": True},
                 {"size": 1}, {"size": (4, 1)}]
-    for antialias, kw in itertools.product((False, True), keywords):
+    for count, (antialias, kw) in enumerate(itertools.product((False, True), keywords)):
         def theirs(a, **k):
             return torch.nn.functional.interpolate(a, mode=mode, antialias=antialias, **k)
         try:
@@ -984,7 +997,7 @@ def test_interpolate_bicubic_and_antialias_give_torchs_values(mode):
             want = theirs(theirs(torch.from_numpy(x), **rows), size=want.shape[-2:]).numpy()
         np.testing.assert_allclose(F.interpolate(x, mode=mode, antialias=antialias, **kw), want, rtol=1e-10,
                                    atol=1e-12, err_msg=f"antialias={antialias} {kw}")
-        for library in (torch, pytest.importorskip("jax.numpy")):
+        for library in (torch, pytest.importorskip("jax.numpy")) if count % 4 == 0 else (torch,):  # jax: some
             got = F.interpolate(library.asarray(x, dtype=library.float32), mode=mode, antialias=antialias, **kw)
             np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=2e-6, err_msg=f"{library.__name__}")
 
@@ -1817,3 +1830,92 @@ def test_linear_cross_entropy_refuses_what_torch_refuses():
                 k: torch.from_numpy(v) for k, v in kwargs.items()} if "linear_bias" in kwargs else kwargs)
         with pytest.raises(ValueError, match=r"xpnn\.torch_nn\.functional\.linear_cross_entropy: "):
             F.linear_cross_entropy(*args, **kwargs)
+
+
+@pytest.mark.parametrize("rank", [2, 3])
+def test_grid_sample_and_affine_grid_give_torchs_values_and_gradients(rank):
+    """affine_grid and grid_sample over every mode, padding mode and align_corners, points
+    inside, outside and exactly between pixels: torch's values in float64, and on torch its
+    gradients with respect to the input and the grid (nearest: none, as torch's zeros)."""
+    rng = np.random.default_rng(rank)
+    x = rng.standard_normal((2, 3, *(4, 5, 6)[3 - rank:]))
+    grid = rng.uniform(-1.4, 1.4, (2, 3, *(4, 2)[:rank - 1], rank))
+    grid[0, 0, 0] = [2 * k / n for k, n in zip(range(1, rank + 1), x.shape[:1:-1])]  # halfway between pixels
+    for align_corners in (False, True):
+        theta = rng.standard_normal((2, rank, rank + 1))
+        size = (2, 3, *(3, 1, 4)[:rank])
+        np.testing.assert_allclose(F.affine_grid(theta, size, align_corners),
+                                   torch.nn.functional.affine_grid(torch.from_numpy(theta), size,
+                                                                   align_corners).numpy(), rtol=1e-12, atol=1e-15)
+        for mode, padding in itertools.product(("bilinear", "nearest", "bicubic"), ("zeros", "border", "reflection")):
+            if mode == "bicubic" and rank == 3:
+                with pytest.raises(ValueError, match=r"grid_sample: bicubic interpolation only supports 4D input"):
+                    F.grid_sample(x, grid, mode, padding, align_corners)
+                continue
+            grads = []
+            for sample in (torch.nn.functional.grid_sample, F.grid_sample):
+                leaves = [torch.from_numpy(a).requires_grad_() for a in (x, grid)]
+                y = sample(*leaves, mode, padding, align_corners)
+                (y * torch.linspace(-1, 2, y.numel(), dtype=y.dtype).reshape(y.shape)).sum().backward()
+                grads.append([y.detach().numpy()] + [np.zeros(a.shape) if a.grad is None else a.grad.numpy()
+                                                     for a in leaves])
+            for got, want, what in zip(grads[1], grads[0], ("values", "input gradient", "grid gradient")):
+                np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-11,
+                                           err_msg=f"{what}: {mode} {padding} align_corners={align_corners}")
+
+
+def test_grid_sample_samples_nan_where_no_position_is_defined():
+    """A NaN coordinate samples NaN in every mode; an infinite one reads 0 under 'zeros', the
+    edge under 'border' (as far off finite coordinates do, which torch's kernels agree on) and NaN
+    under 'reflection'."""
+    x = np.arange(1.0, 25.0).reshape(1, 1, 4, 6)
+    grid = np.array([[[[np.nan, 0.0], [np.inf, 0.0], [-np.inf, 0.0], [1e12, 0.0], [-1e12, 0.0]]]])
+    far = grid[..., 3:, :]
+    for mode, padding in itertools.product(("bilinear", "nearest", "bicubic"), ("zeros", "border", "reflection")):
+        got = F.grid_sample(x, grid, mode, padding, align_corners=False)[0, 0, 0]
+        assert np.isnan(got[0]) and np.array_equal(np.isnan(got[1:3]), [padding == "reflection"] * 2)
+        np.testing.assert_allclose(got[3:], torch.nn.functional.grid_sample(
+            torch.from_numpy(x), torch.from_numpy(far), mode, padding, align_corners=False).numpy()[0, 0, 0])
+        if padding != "reflection":
+            np.testing.assert_allclose(got[1:3], got[3:])
+    with pytest.warns(UserWarning, match=r"xpnn\.torch_nn\.functional\.grid_sample: default grid_sample"):
+        F.grid_sample(x, grid[..., 3:, :])
+    with pytest.raises(ValueError, match=r"grid_sample: expected input and grid to have the same dtype"):
+        F.grid_sample(x, grid.astype(np.float32), align_corners=False)
+
+
+def test_gumbel_softmax_samples_the_categorical_distribution():
+    """Hard samples fall on each class as often as softmax(logits) says, soft samples sum to 1,
+    the hard sample passes the soft one's gradient (straight through), and one key gives one
+    sample on every library."""
+    logits = np.log(np.array([0.1, 0.2, 0.7]))
+    many = np.broadcast_to(logits, (20000, 3)).copy()
+    hard = F.gumbel_softmax(many, hard=True, key=xpnn.random.key(0))
+    assert set(np.unique(hard)) == {0.0, 1.0} and np.all(hard.sum(axis=1) == 1)
+    np.testing.assert_allclose(hard.mean(axis=0), [0.1, 0.2, 0.7], atol=0.01)
+    soft = F.gumbel_softmax(many[:50], tau=0.5, key=xpnn.random.key(1), dim=1)
+    np.testing.assert_allclose(soft.sum(axis=1), 1.0, rtol=1e-12)
+    leaf = torch.tensor(many[:4], requires_grad=True)
+    y = F.gumbel_softmax(leaf, hard=True, key=xpnn.random.key(2, like=torch))
+    (y * torch.arange(3.0, dtype=torch.float64)).sum().backward()
+    soft_leaf = leaf.detach().clone().requires_grad_()
+    (F.gumbel_softmax(soft_leaf, key=xpnn.random.key(2, like=torch)) * torch.arange(3.0, dtype=torch.float64)).sum().backward()
+    np.testing.assert_allclose(leaf.grad.numpy(), soft_leaf.grad.numpy(), rtol=1e-12)
+    jax_numpy = pytest.importorskip("jax.numpy")
+    np.testing.assert_allclose(np.asarray(F.gumbel_softmax(jax_numpy.asarray(many[:4]), key=xpnn.random.key(3))),
+                               F.gumbel_softmax(many[:4], key=xpnn.random.key(3)), rtol=1e-12)
+
+
+def test_in_place_and_with_indices_twins_behave_as_torchs():
+    """relu_ and the other in-place twins write into NumPy and torch inputs and return them;
+    the ``*_with_indices`` pools return values and indices even when told not to, positionally."""
+    x = floats(3, 4)
+    assert F.relu_(x) is x and x.min() == 0.0
+    t = torch.from_numpy(floats(3, 4))
+    assert F.hardtanh_(t, -0.5, 0.5) is t and float(t.abs().max()) == 0.5
+    with pytest.raises(TypeError):
+        F.relu_(x, True)
+    values = floats(2, 3, 6, 5)
+    got = F.max_pool2d_with_indices(values, 2, 2, 0, 1, False, False)
+    want = torch.nn.functional.max_pool2d_with_indices(torch.from_numpy(values), 2, 2, 0, 1, False, False)
+    assert len(got) == 2 and all(np.array_equal(g, w.numpy()) for g, w in zip(got, want))

@@ -22,6 +22,7 @@ array.  Random functions (``dropout``, ``rrelu`` in training) draw from the gene
 from __future__ import annotations
 
 import functools
+import inspect
 import itertools
 import math
 import operator
@@ -57,7 +58,12 @@ __all__ = [
     "triplet_margin_with_distance_loss", "multi_margin_loss", "multilabel_margin_loss", "ctc_loss", "dropout1d",
     "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout", "cosine_similarity", "pairwise_distance",
     "pixel_shuffle", "pixel_unshuffle", "channel_shuffle", "interpolate", "local_response_norm", "unfold", "fold",
-    "scaled_dot_product_attention", "multi_head_attention_forward", "one_hot",
+    "scaled_dot_product_attention", "multi_head_attention_forward", "one_hot", "upsample", "upsample_nearest",
+    "upsample_bilinear", "affine_grid", "grid_sample", "gumbel_softmax", "pdist", "native_channel_shuffle",
+    "conv_tbc", "relu_", "elu_", "celu_", "selu_", "hardtanh_", "leaky_relu_", "rrelu_", "threshold_",
+    "max_pool1d_with_indices", "max_pool2d_with_indices", "max_pool3d_with_indices",
+    "adaptive_max_pool1d_with_indices", "adaptive_max_pool2d_with_indices", "adaptive_max_pool3d_with_indices",
+    "fractional_max_pool2d_with_indices", "fractional_max_pool3d_with_indices",
 ]
 
 
@@ -363,6 +369,57 @@ def log_softmax(input: Array, dim: int | None = None, _stacklevel: int = 3, dtyp
     return xpnn.log_softmax(input, axis=_softmax_dim("log_softmax", input.ndim, dim))
 
 
+def gumbel_softmax(logits: Array, tau: float = 1.0, hard: bool = False, eps: float = 1e-10, dim: int = -1, *,
+                   key: Array | None = None) -> Array:
+    """softmax((logits + g) / tau) along ``dim``, g Gumbel(0, 1) noise (-log(-log(u)), u uniform
+    as ``jax.random.gumbel`` draws it, from ``key`` or the generator ``manual_seed`` seeds);
+    with ``hard``, the one-hot of its argmax in value and the soft sample's gradient (straight
+    through): ``torch.nn.functional.gumbel_softmax`` (``eps`` is unused, as torch's)."""
+    function = "gumbel_softmax"
+    ops = _adapter(function, ("logits",), logits)
+    _floating_only(function, logits)
+    if eps != 1e-10:
+        warnings.warn(_error(UserWarning, function, "eps parameter is deprecated and has no effect (as torch)"),
+                      stacklevel=2)
+    xp = ops.xp
+    axis = normalize_axis(dim, logits.ndim, f"xpnn.torch_nn.functional.{function}", "dim")
+    uniform = xpnn.random.uniform(key if key is not None else next_key(logits), tuple(logits.shape), logits.dtype,
+                                  float(xp.finfo(logits.dtype).smallest_normal), 1.0)
+    soft = xpnn.softmax((logits - xp.log(-xp.log(uniform))) / tau, axis=axis)
+    if not hard:
+        return soft
+    shape = [1] * logits.ndim
+    shape[axis] = logits.shape[axis]
+    positions = xp.reshape(xp.arange(logits.shape[axis], device=ops.device_of(logits)), tuple(shape))
+    one_hot = xp.astype(positions == xp.argmax(soft, axis=axis, keepdims=True), soft.dtype)
+    return one_hot - ops.stop_gradient(soft) + soft
+
+
+def _in_place_version(function: Any) -> Any:
+    """torch's trailing-underscore twin of ``function``: the same call with ``inplace=True``."""
+    signature = inspect.signature(function)
+
+    def in_place(input: Array, *args: Any, **kwargs: Any) -> Array:
+        return function(input, *args, inplace=True, **kwargs)
+
+    in_place.__name__ = in_place.__qualname__ = f"{function.__name__}_"
+    in_place.__doc__ = (f"``{function.__name__}`` written into ``input`` and returned (a new array where the library's "
+                        f"arrays are immutable, as jax's): ``torch.nn.functional.{function.__name__}_``.")
+    in_place.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[parameter for parameter in signature.parameters.values() if parameter.name != "inplace"])
+    return in_place
+
+
+relu_ = _in_place_version(relu)
+elu_ = _in_place_version(elu)
+celu_ = _in_place_version(celu)
+selu_ = _in_place_version(selu)
+hardtanh_ = _in_place_version(hardtanh)
+leaky_relu_ = _in_place_version(leaky_relu)
+rrelu_ = _in_place_version(rrelu)
+threshold_ = _in_place_version(threshold)
+
+
 # -- linear, dropout, embedding ------------------------------------------------------------
 
 def normalize(input: Array, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out: Array | None = None) -> Array:
@@ -593,6 +650,20 @@ def pairwise_distance(x1: Array, x2: Array, p: float = 2.0, eps: float = 1e-6, k
     return ops.xp.linalg.vector_norm(difference, ord=p, axis=-1, keepdims=keepdim)
 
 
+def pdist(input: Array, p: float = 2.0) -> Array:
+    """||x_i - x_j||_p of every pair of rows i < j of ``(N, M)``, in the order (0, 1), (0, 2),
+    ..., (N - 2, N - 1): ``torch.nn.functional.pdist``."""
+    ops = _adapter("pdist", ("input",), input)
+    _floating_only("pdist", input)
+    if input.ndim != 2:
+        raise _error(ValueError, "pdist", f"pdist only supports 2D tensors (as torch), got {input.ndim}D")
+    if not p >= 0:
+        raise _error(ValueError, "pdist", f"pdist only supports non-negative p values (as torch), got {p!r}")
+    xp, device = ops.xp, ops.device_of(input)
+    first, second = (xp.asarray(rows, device=device) for rows in np.triu_indices(input.shape[0], k=1))
+    return xp.linalg.vector_norm(xp.take(input, first, axis=0) - xp.take(input, second, axis=0), ord=p, axis=-1)
+
+
 def _factor(function: str, argument: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise _error(ValueError, function, f"{argument} must be a positive int, got {value!r}")
@@ -643,6 +714,11 @@ def channel_shuffle(input: Array, groups: int) -> Array:
     x = xp.reshape(input, (batch, groups, channels // groups, *rest))
     x = xp.permute_dims(x, (0, 2, 1, *range(3, x.ndim)))
     return xp.reshape(x, tuple(input.shape))
+
+
+def native_channel_shuffle(input: Array, groups: int) -> Array:
+    """``channel_shuffle`` under the name of torch's kernel: ``torch.nn.functional.native_channel_shuffle``."""
+    return channel_shuffle(input, groups)
 
 
 def embedding(input: Array, weight: Array, padding_idx: int | None = None, max_norm: float | None = None,
@@ -1060,6 +1136,19 @@ def conv3d(input: Array, weight: Array, bias: Array | None = None, stride: Any =
     """3-d cross-correlation of ``(N, C, D, H, W)``, ``weight`` ``(O, C // groups, kd, kh, kw)``;
     ``padding`` an int, a triple, 'valid' or 'same' (``torch.nn.functional.conv3d``)."""
     return _convolution("conv3d", 3, input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv_tbc(input: Array, weight: Array, bias: Array, pad: int = 0) -> Array:
+    """The 1-d cross-correlation of a time-first sequence ``(T, N, C)`` with ``weight`` ``(k, C,
+    O)`` and ``bias`` ``(O,)``, ``pad`` steps of zeros at each end: ``(T + 2 pad - k + 1, N, O)``
+    (``torch.nn.functional.conv_tbc``; ``conv1d`` of the permuted operands)."""
+    xp = _adapter("conv_tbc", ("input", "weight", "bias"), input, weight, bias).xp
+    if input.ndim != 3 or weight.ndim != 3 or bias.ndim != 1:
+        raise _error(ValueError, "conv_tbc", f"expected input (T, N, C), weight (k, C, O) and bias (O,), got shapes "
+                                             f"{tuple(input.shape)}, {tuple(weight.shape)} and {tuple(bias.shape)}")
+    y = _convolution("conv_tbc", 1, xp.permute_dims(input, (1, 2, 0)), xp.permute_dims(weight, (2, 1, 0)), bias, 1,
+                     pad, 1, 1)
+    return xp.permute_dims(y, (2, 0, 1))
 
 
 def _transposed_convolution(function: str, rank: int, input: Array, weight: Array, bias: Array | None, stride: Any,
@@ -1770,6 +1859,33 @@ def adaptive_max_pool3d(input: Array, output_size: Any, return_indices: bool = F
     return _adaptive_pool("adaptive_max_pool3d", 3, "max", input, output_size, return_indices)
 
 
+def _with_indices_version(function: Any) -> Any:
+    """torch's ``*_with_indices`` twin of a max pool: its values and indices, whatever
+    ``return_indices`` says."""
+    signature = inspect.signature(function)
+
+    def with_indices(*args: Any, **kwargs: Any) -> tuple[Array, Array]:
+        bound = signature.bind(*args, **kwargs)
+        bound.arguments["return_indices"] = True
+        return function(*bound.args, **bound.kwargs)
+
+    with_indices.__name__ = with_indices.__qualname__ = f"{function.__name__}_with_indices"
+    with_indices.__doc__ = (f"``{function.__name__}`` with ``return_indices=True``: "
+                            f"``torch.nn.functional.{function.__name__}_with_indices``.")
+    with_indices.__signature__ = signature  # type: ignore[attr-defined]
+    return with_indices
+
+
+max_pool1d_with_indices = _with_indices_version(max_pool1d)
+max_pool2d_with_indices = _with_indices_version(max_pool2d)
+max_pool3d_with_indices = _with_indices_version(max_pool3d)
+adaptive_max_pool1d_with_indices = _with_indices_version(adaptive_max_pool1d)
+adaptive_max_pool2d_with_indices = _with_indices_version(adaptive_max_pool2d)
+adaptive_max_pool3d_with_indices = _with_indices_version(adaptive_max_pool3d)
+fractional_max_pool2d_with_indices = _with_indices_version(fractional_max_pool2d)
+fractional_max_pool3d_with_indices = _with_indices_version(fractional_max_pool3d)
+
+
 #: The kernel check's names of the fused pools, by kind and rank (``_fused_pool_disagreement``).
 _FUSED_POOL_KERNELS = {(kind, rank): f"fused_pool({kind!r}, {rank}-d)"
                        for kind in ("max", "max_indices", "avg") for rank in (1, 2, 3)}
@@ -1911,18 +2027,19 @@ _INTERPOLATIONS = {"nearest": None, "nearest-exact": None, "area": None, "linear
                    "trilinear": 3, "bicubic": 2, "lanczos": 2}
 
 
-def _cubic(t: np.ndarray, a: float) -> np.ndarray:
-    """Keys' cubic convolution kernel of parameter ``a`` (torch: -0.75, -0.5 when antialiased)."""
-    t = np.abs(t)
+def _cubic(xp: Any, t: Array, a: float = -0.75) -> Array:
+    """Keys' cubic convolution kernel of parameter ``a`` (torch: -0.75, -0.5 when antialiased)
+    at distances ``t``, in namespace ``xp`` (NumPy for the tap tables made on the host)."""
+    t = xp.abs(t)
     near = ((a + 2) * t - (a + 3)) * t * t + 1
     far = ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
-    return np.where(t <= 1, near, np.where(t < 2, far, 0.0))
+    return xp.where(t <= 1, near, xp.where(t < 2, far, 0.0))
 
 
 #: The antialiasing filters by mode, and the half width of each (in input steps when upsampling).
 _FILTERS: dict[str, tuple[Any, float]] = {
     "bilinear": (lambda t: np.maximum(1 - np.abs(t), 0.0), 1.0),
-    "bicubic": (functools.partial(_cubic, a=-0.5), 2.0),
+    "bicubic": (functools.partial(_cubic, np, a=-0.5), 2.0),
     "lanczos": (lambda t: np.where(np.abs(t) < 3, np.sinc(t) * np.sinc(t / 3), 0.0), 3.0),
 }
 
@@ -1953,7 +2070,7 @@ def _resampling_taps(mode: str, n: int, m: int, step: float, align_corners: bool
         low = np.floor(source)
         offsets = np.arange(-1, 3)
         index = np.clip(low + offsets, 0, n - 1).astype(np.int64)
-        return index, _cubic(source - low - offsets, -0.75), None
+        return index, _cubic(np, source - low - offsets), None
     source = np.maximum(source, 0.0)
     low = np.minimum(np.floor(source), n - 1)
     fraction = source - low
@@ -2052,6 +2169,193 @@ def interpolate(input: Array, size: Any = None, scale_factor: Any = None, mode: 
             total = term if total is None else total + term
         x = total
     return x
+
+
+def upsample(input: Array, size: Any = None, scale_factor: Any = None, mode: str = "nearest",
+             align_corners: bool | None = None) -> Array:
+    """``interpolate``, under torch's deprecated name (with its warning): ``torch.nn.functional.upsample``."""
+    warnings.warn(_error(UserWarning, "upsample", "deprecated, use interpolate instead (as torch)"), stacklevel=2)
+    return interpolate(input, size, scale_factor, mode, align_corners)
+
+
+def upsample_nearest(input: Array, size: Any = None, scale_factor: Any = None) -> Array:
+    """``interpolate`` in mode 'nearest' (deprecated, as torch warns): ``torch.nn.functional.upsample_nearest``."""
+    warnings.warn(_error(UserWarning, "upsample_nearest", "deprecated, use interpolate instead (as torch)"),
+                  stacklevel=2)
+    return interpolate(input, size, scale_factor, "nearest")
+
+
+def upsample_bilinear(input: Array, size: Any = None, scale_factor: Any = None) -> Array:
+    """``interpolate`` in mode 'bilinear' with ``align_corners=True`` (deprecated, as torch warns):
+    ``torch.nn.functional.upsample_bilinear``."""
+    warnings.warn(_error(UserWarning, "upsample_bilinear", "deprecated, use interpolate instead (as torch)"),
+                  stacklevel=2)
+    return interpolate(input, size, scale_factor, "bilinear", align_corners=True)
+
+
+def _grid_align_corners(function: str, align_corners: bool | None) -> bool:
+    """``align_corners``, None being False with torch's warning that the default changed."""
+    if align_corners is None:
+        warnings.warn(_error(UserWarning, function, "default grid_sample and affine_grid behavior has changed to "
+                                                    "align_corners=False since torch 1.3.0 (as torch warns)"),
+                      stacklevel=3)
+    return bool(align_corners)
+
+
+def affine_grid(theta: Array, size: Sequence[int], align_corners: bool | None = None) -> Array:
+    """The sampling grid ``(N, H, W, 2)`` (``(N, D, H, W, 3)``) of the affine maps ``theta``
+    ``(N, 2, 3)`` (``(N, 3, 4)``) over an output of ``size`` ``(N, C, H, W)``
+    (``(N, C, D, H, W)``): each output point's (x, y[, z], 1) times theta^T, the points evenly
+    spaced in [-1, 1] (their centres, (n - 1) / n of that, without ``align_corners``; 0 for a
+    size of 1): ``torch.nn.functional.affine_grid``."""
+    function = "affine_grid"
+    ops = _adapter(function, ("theta",), theta)
+    align_corners = _grid_align_corners(function, align_corners)
+    if not ops.xp.isdtype(theta.dtype, "real floating"):
+        raise _error(ValueError, function, f"expected theta to have floating point type, got {theta.dtype}")
+    size = tuple(size)
+    if len(size) not in (4, 5):
+        raise _error(ValueError, function, f"affine_grid only supports 4D and 5D sizes, for 2D and 3D affine "
+                                           f"transforms, respectively (as torch), got size {size}")
+    rank = len(size) - 2
+    if theta.ndim != 3 or tuple(theta.shape[1:]) != (rank, rank + 1) or theta.shape[0] != size[0]:
+        raise _error(ValueError, function, f"expected a batch of {rank}D affine matrices of shape "
+                                           f"({size[0]}, {rank}, {rank + 1}) for size {size}, got "
+                                           f"{tuple(theta.shape)}")
+    if min(size) <= 0:
+        raise _error(ValueError, function, f"expected non-zero, positive output size, got {size}")
+    xp, device = ops.xp, ops.device_of(theta)
+    spans = []
+    for n in reversed(size[2:]):  # x runs along the last dim
+        span = np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(1)
+        spans.append(span if align_corners else span * (n - 1) / n)
+    along_dims = np.meshgrid(*spans[::-1], indexing="ij")  # (z,) y, x, each of the output's spatial shape
+    points = np.stack([*along_dims[::-1], np.ones(size[2:])], axis=-1)
+    base = xp.asarray(np.reshape(points, (1, -1, rank + 1)), dtype=theta.dtype, device=device)
+    grid = xp.matmul(base, xp.permute_dims(theta, (0, 2, 1)))
+    return xp.reshape(grid, (size[0], *size[2:], rank))
+
+
+_GRID_MODES = ("bilinear", "nearest", "bicubic")
+_GRID_PADDINGS = ("zeros", "border", "reflection")
+
+
+def _grid_padded(xp: Any, c: Array, n: int, padding_mode: str, align_corners: bool) -> Array:
+    """torch's ``compute_coordinates``: source positions of a dim of ``n`` clipped into it
+    ('border') or reflected off its edges (its end points with ``align_corners``, else half a
+    step beyond them) and clipped ('reflection'); a position that is not finite becomes -100,
+    outside."""
+    if padding_mode == "reflection":
+        low, span = (0.0, n - 1.0) if align_corners else (-0.5, float(n))
+        if span <= 0:
+            c = xp.zeros_like(c)
+        else:
+            distance = xp.where(c < low, low - c, c - low)
+            extra = xp.remainder(distance, span)
+            flips = xp.floor(distance / span)
+            c = xp.where(xp.remainder(flips, 2.0) == 0, extra + low, span - extra + low)
+    if padding_mode != "zeros":  # torch's clip: gradient 0 on the edges too
+        c = xp.where(c <= 0, 0.0, xp.where(c >= n - 1, n - 1.0, c))
+    return xp.where(xp.isfinite(c), c, -100.0)
+
+
+def grid_sample(input: Array, grid: Array, mode: str = "bilinear", padding_mode: str = "zeros",
+                align_corners: bool | None = None) -> Array:
+    """``input`` ``(N, C, H, W)`` (``(N, C, D, H, W)``) sampled at the points of ``grid``
+    ``(N, H', W', 2)`` (``(N, D', H', W', 3)``), given as (x, y[, z]) in [-1, 1] over the input's
+    width, height (and depth): ``torch.nn.functional.grid_sample``.  A coordinate g of a dim of n
+    is the position ((g + 1) / 2) (n - 1) with ``align_corners`` (the corner pixels' centres at
+    -1 and 1), else ((g + 1) n - 1) / 2 (the corners' edges).  'bilinear' ('trilinear' in 3-D)
+    weighs the 2^d surrounding pixels by the opposite sub-volume, 'nearest' takes the nearest
+    pixel (ties to even), 'bicubic' (4-D) runs Keys' cubic (a = -0.75) over the 4 x 4 around.
+    ``padding_mode`` 'zeros' reads 0 outside, 'border' clips positions into the input,
+    'reflection' reflects them off its edges (bicubic: each tap's position).
+
+    A NaN coordinate samples NaN, and so does an infinite one under 'reflection' (no position
+    reflects to it); under 'zeros' an infinite one reads 0, under 'border' the edge.  (torch's
+    kernels disagree among themselves there: its 2-D and 3-D CPU kernels and its CUDA kernel
+    clip NaN to different edges.)"""
+    function = "grid_sample"
+    ops = _adapter(function, ("input", "grid"), input, grid)
+    if mode not in _GRID_MODES:
+        raise _error(ValueError, function, f"mode must be one of {', '.join(map(repr, _GRID_MODES))}, got {mode!r}")
+    if padding_mode not in _GRID_PADDINGS:
+        raise _error(ValueError, function, f"padding_mode must be one of {', '.join(map(repr, _GRID_PADDINGS))}, "
+                                           f"got {padding_mode!r}")
+    align_corners = _grid_align_corners(function, align_corners)
+    _floating_only(function, input)
+    rank = input.ndim - 2
+    if rank not in (2, 3) or grid.ndim != input.ndim or grid.shape[-1] != rank or grid.shape[0] != input.shape[0]:
+        raise _error(ValueError, function, f"expected a 4-D or 5-D input and a grid (N, *out, {rank}) of its rank and "
+                                           f"batch, got input shape {tuple(input.shape)} and grid shape "
+                                           f"{tuple(grid.shape)}")
+    if grid.dtype != input.dtype:
+        raise _error(ValueError, function, f"expected input and grid to have the same dtype, got {input.dtype} and "
+                                           f"{grid.dtype}")
+    if mode == "bicubic" and rank != 2:
+        raise _error(ValueError, function, "bicubic interpolation only supports 4D input (as torch)")
+    xp = ops.xp
+    undefined = xp.any(xp.isnan(grid) if padding_mode != "reflection" else ~xp.isfinite(grid), axis=-1)
+    sampled = _grid_sampled(ops, input, grid, mode, padding_mode, align_corners)
+    return xp.where(undefined[:, None, ...], xp.nan, sampled)
+
+
+def _grid_sampled(ops: Any, input: Array, grid: Array, mode: str, padding_mode: str, align_corners: bool) -> Array:
+    """``grid_sample``'s values where the grid's coordinates are defined."""
+    xp, device, rank = ops.xp, ops.device_of(input), input.ndim - 2
+    batch, channels, sizes = input.shape[0], input.shape[1], tuple(input.shape[2:])
+    out = tuple(grid.shape[1:-1])
+    points = math.prod(sizes)
+    # the input's pixels as rows (N * H * W, C); a tap reads rows n * H * W + (z * H + y) * W + x
+    table = xp.reshape(_channels_last(input, rank), (batch * points, channels))
+    first_row = xp.reshape(xp.arange(batch, dtype=xp.int64, device=device) * points, (batch,) + (1,) * rank)
+    strides = [math.prod(sizes[axis + 1:]) for axis in range(rank)]
+
+    def tap(positions: list[Array]) -> Array:
+        """The pixels at the integral ``positions`` (one per spatial dim), 0 outside: ``(N, *out, C)``."""
+        inside, row = None, first_row
+        for position, n in zip(positions, sizes):
+            within = (position >= 0) & (position <= n - 1)
+            inside = within if inside is None else inside & within
+        for position, stride in zip(positions, strides):
+            row = row + xp.astype(xp.where(inside, position, 0.0), xp.int64) * stride
+        rows = ops.take_rows(table, xp.reshape(row, (-1,)))
+        return xp.where(inside[..., None], xp.reshape(rows, (batch, *out, channels)), 0.0)
+
+    def unnormalized(axis: int) -> Array:
+        g, n = grid[..., rank - 1 - axis], sizes[axis]  # the grid lists x first
+        return (g + 1) / 2 * (n - 1) if align_corners else ((g + 1) * n - 1) / 2
+
+    if mode == "bicubic":
+        sampled = None
+        # an infinite position taps 4 pixels beyond the edge: 0 or (clipped) the edge, with finite weights
+        y, x = (xp.where(c == math.inf, n + 3.0, xp.where(c == -math.inf, -4.0, c))
+                for c, n in ((unnormalized(0), sizes[0]), (unnormalized(1), sizes[1])))
+        y0, x0 = xp.floor(y), xp.floor(x)
+        ty, tx = y - y0, x - x0
+        weights_y = [_cubic(xp, ty + 1 - k) for k in range(4)]
+        weights_x = [_cubic(xp, tx + 1 - k) for k in range(4)]
+        for k, weight_y in enumerate(weights_y):
+            yk = _grid_padded(xp, y0 - 1 + k, sizes[0], padding_mode, align_corners)
+            row = sum(tap([yk, _grid_padded(xp, x0 - 1 + j, sizes[1], padding_mode, align_corners)])
+                      * weight_x[..., None] for j, weight_x in enumerate(weights_x))
+            sampled = row * weight_y[..., None] if sampled is None else sampled + row * weight_y[..., None]
+        return _channels_first(sampled, rank)
+    positions = [_grid_padded(xp, unnormalized(axis), sizes[axis], padding_mode, align_corners)
+                 for axis in range(rank)]
+    if mode == "nearest":
+        return _channels_first(tap([xp.round(c) for c in positions]), rank)
+    lows = [xp.floor(c) for c in positions]
+    sampled = None
+    for corner in itertools.product((0, 1), repeat=rank):  # torch's order: north-west first, x fastest
+        weight = None
+        for axis in reversed(range(rank)):  # x, then y (then z), as torch multiplies them
+            c, low = positions[axis], lows[axis]
+            factor = c - low if corner[axis] else low + 1 - c
+            weight = factor if weight is None else weight * factor
+        term = tap([low + bit for low, bit in zip(lows, corner)]) * weight[..., None]
+        sampled = term if sampled is None else sampled + term
+    return _channels_first(sampled, rank)
 
 
 # -- normalization ---------------------------------------------------------------------------
