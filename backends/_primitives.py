@@ -302,6 +302,14 @@ class Primitives:
         named = xp.take(ordered, found) == positions
         return xp.where(named[:, None], xp.take(rows, xp.take(order, found), axis=0), table)
 
+    def take_along_axis(self, x: Array, indices: Array, axis: int = -1) -> Array:
+        """``x``'s elements at the in-range integer ``indices`` along ``axis`` (a gather per row):
+        the 2024.12 standard's ``take_along_axis`` where the namespace has it, else a one-hot
+        sum (``_fallback.take_along_axis``)."""
+        if hasattr(self.xp, "take_along_axis"):
+            return self.xp.take_along_axis(x, indices, axis=axis)
+        return _fallback.take_along_axis(self.xp, x, indices, axis)
+
     def take_rows(self, table: Array, ids: Array) -> Array:
         """``table[ids]`` for 1-D in-range integer ``ids``, laid out as ``ids`` (an embedding
         lookup): ``take`` along the first axis."""

@@ -417,9 +417,28 @@ def test_the_contract_lists_the_design_primitives():
     for name in ("erf", "erfc", "erf_inv", "einsum", "qr", "stop_gradient", "conv_general_dilated",
                  "reduce_window", "scan", "fused_recurrence", "fused_norm", "fused_pool", "fused_embedding_bag",
                  "mean_across", "dense",
-                 "take_rows", "write_rows", "conv_channels_first", "conv_transpose_channels_first", "pad", "linear",
+                 "take_rows", "take_along_axis", "write_rows", "conv_channels_first", "conv_transpose_channels_first", "pad", "linear",
                  "matmul", "write_into", "trainable", "placed_like", "adopts", "adopted"):
         assert callable(getattr(Primitives, name, None)), name
+
+
+def test_take_along_axis_natively_and_standard_only(backend):
+    """``take_along_axis`` gathers per row along any axis as numpy's does, by the namespace's own
+    function and by the one-hot fallback (the namespaces of standards before 2024.12: dask's)."""
+    from xpnn.backends import _fallback
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 5, 4))
+    for axis, count in ((0, 2), (1, 3), (2, 1), (-1, 4)):
+        shape = list(x.shape)
+        shape[axis] = count
+        indices = rng.integers(0, x.shape[axis], shape)
+        want = np.take_along_axis(x, indices, axis=axis)
+        for label, adapter in _both(backend).items():
+            xb, ib = backend.asarray(x, "float64"), adapter.xp.asarray(indices)
+            np.testing.assert_array_equal(backend.to_numpy(adapter.take_along_axis(xb, ib, axis)), want, err_msg=label)
+            np.testing.assert_array_equal(backend.to_numpy(_fallback.take_along_axis(adapter.xp, xb, ib, axis)), want,
+                                          err_msg=f"{label} fallback")
 
 
 def test_dense_take_rows_and_placed_like_on_every_backend(backend):

@@ -1920,3 +1920,21 @@ def test_in_place_and_with_indices_twins_behave_as_torchs():
     got = F.max_pool2d_with_indices(values, 2, 2, 0, 1, False, False)
     want = torch.nn.functional.max_pool2d_with_indices(torch.from_numpy(values), 2, 2, 0, 1, False, False)
     assert len(got) == 2 and all(np.array_equal(g, w.numpy()) for g, w in zip(got, want))
+
+
+def test_class_targets_out_of_range_give_nan_where_they_cannot_be_read():
+    """Under jax.jit the targets cannot be read, so an out-of-range one cannot be refused: its
+    loss is NaN (never a silent 0); the other rows keep their values, and an ignored target
+    still counts nothing."""
+    jax = pytest.importorskip("jax")
+    x, outside, ignored = floats(4, 5), np.array([1, 7, 2, 0]), np.array([1, -100, 2, 0])
+    for loss in (lambda a, t: F.cross_entropy(a, t, reduction="none"),
+                 lambda a, t: F.multi_margin_loss(a, t, reduction="none")):
+        got = np.asarray(jax.jit(loss)(x, outside))
+        assert np.isnan(got[1]) and not np.isnan(np.delete(got, 1)).any()
+        np.testing.assert_allclose(np.delete(got, 1), np.delete(loss(x, np.array([1, 0, 2, 0])), 1), rtol=1e-6)
+    assert np.isnan(jax.jit(F.nll_loss)(x, outside))
+    got = np.asarray(jax.jit(lambda a, t: F.cross_entropy(a, t, reduction="none"))(x, ignored))
+    assert got[1] == 0.0 and not np.isnan(got).any()
+    with pytest.raises(IndexError, match=r"cross_entropy: targets must be class indices in \[0, 5\)"):
+        F.cross_entropy(x, outside)

@@ -9,10 +9,12 @@ native kernel.
 * ``linalg``: reduced ``qr``;
 * ``einsum``: ``einsum`` of one or two operands;
 * ``windows``: ``conv_general_dilated``, ``reduce_window``;
-* ``control``: ``scan``.
+* ``control``: ``scan``;
+* ``indexing``: ``take_along_axis`` (for namespaces of standards before 2024.12).
 """
 from .control import scan
 from .einsum import einsum
+from .indexing import take_along_axis
 from .linalg import qr
 from .special import (
     _ERF_INV_CENTRAL, _ERF_INV_TAIL, erf, erf_float32_as_xla, erf_inv_float32, erf_inv_float64, erfc, erfc_by_erfcx,
@@ -21,4 +23,4 @@ from .special import (
 from .windows import conv_general_dilated, reduce_window
 
 __all__ = ["scan", "einsum", "qr", "erf", "erfc", "erfc_by_erfcx", "erfc_square_corrected", "erf_float32_as_xla", "erf_inv_float32", "erf_inv_float64",
-           "fma", "conv_general_dilated", "reduce_window", "_ERF_INV_CENTRAL", "_ERF_INV_TAIL"]
+           "fma", "conv_general_dilated", "reduce_window", "take_along_axis", "_ERF_INV_CENTRAL", "_ERF_INV_TAIL"]

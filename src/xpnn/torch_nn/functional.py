@@ -2737,11 +2737,20 @@ def _class_axis(input: Array) -> int:
     return 0 if input.ndim == 1 else 1
 
 
-def _class_targets(function: str, ops: Any, input: Array, target: Array,
-                   ignore_index: int | None) -> tuple[Array, Array | None]:
-    """Integer class ``target`` of shape ``input``'s without its class dim: a one-hot mask over the
-    classes (last axis) and the mask of targets not ``ignore_index`` (None: none ignored);
-    out-of-range targets are torch's IndexError where their values can be read."""
+class _ClassTargets(NamedTuple):
+    """Integer class targets prepared for a gather over the classes (last axis)."""
+    #: the targets as indices, ``(*, 1)``: ignored ones at 0, and unread out-of-range ones clipped
+    index: Array
+    #: where a target counts (it is not ``ignore_index``)
+    valid: Array
+    #: where a target is in range, for targets whose values could not be read (None: all read and checked)
+    in_range: Array | None
+
+
+def _class_targets(function: str, ops: Any, input: Array, target: Array, ignore_index: int | None) -> _ClassTargets:
+    """Integer class ``target`` of shape ``input``'s without its class dim, as gather indices;
+    out-of-range targets are torch's IndexError where their values can be read, and give a NaN
+    loss where they cannot (under ``jax.jit``, on Dask)."""
     xp = ops.xp
     axis = _class_axis(input)
     classes = input.shape[axis]
@@ -2749,18 +2758,20 @@ def _class_targets(function: str, ops: Any, input: Array, target: Array,
     if tuple(target.shape) != expected:
         raise _error(ValueError, function, f"expected target of shape {expected} for input of shape "
                                            f"{tuple(input.shape)}, got {tuple(target.shape)}")
-    valid = None if ignore_index is None else target != ignore_index
+    valid = (target != ignore_index if ignore_index is not None
+             else xp.ones(target.shape, dtype=xp.bool, device=ops.device_of(target)))
+    in_range = None
     if target.size and ops.values_at_hand(target):
-        outside = (target < 0) | (target >= classes)
-        if valid is not None:
-            outside = outside & valid
+        outside = ((target < 0) | (target >= classes)) & valid
         if bool(xp.any(outside)):
             shown = sorted({int(t) for t in xp.reshape(target[outside], (-1,))[:3]})
             ignored = "" if ignore_index is None else f" or ignore_index={ignore_index}"
             raise _error(IndexError, function, f"targets must be class indices in [0, {classes}){ignored}, got "
                                                f"{shown} (as torch: out of bounds)")
-    hit = xp.arange(classes, dtype=target.dtype, device=ops.device_of(target)) == target[..., None]
-    return (hit, valid) if valid is None else (hit & valid[..., None], valid)
+    else:
+        in_range = (target >= 0) & (target < classes)
+    index = xp.clip(xp.where(valid, target, xp.zeros_like(target)), 0, classes - 1)
+    return _ClassTargets(index[..., None], valid, in_range)
 
 
 def _classes_last(xp: Any, x: Array) -> Array:
@@ -2768,16 +2779,29 @@ def _classes_last(xp: Any, x: Array) -> Array:
     return x if x.ndim <= 2 else xp.permute_dims(x, (0, *range(2, x.ndim), 1))
 
 
-def _target_weights(xp: Any, hit: Array, valid: Array, weight: Array | None, dtype: Any) -> Array:
+def _picked(ops: Any, per_class: Array, targets: _ClassTargets) -> Array:
+    """``per_class[..., t]`` (classes last) at each target t."""
+    return ops.take_along_axis(per_class, targets.index, axis=-1)[..., 0]
+
+
+def _target_weights(ops: Any, per_class: Array, targets: _ClassTargets, weight: Array | None) -> Array:
     """Each target's class weight w_t (1 without ``weight``), 0 where it is ignored."""
-    return xp.astype(valid, dtype) if weight is None else xp.sum(xp.where(hit, weight, 0.0), axis=-1)
+    xp = ops.xp
+    if weight is None:
+        return xp.astype(targets.valid, per_class.dtype)
+    picked = _picked(ops, xp.broadcast_to(weight, per_class.shape), targets)
+    return xp.where(targets.valid, picked, xp.zeros_like(picked))
 
 
-def _nll(xp: Any, per_class: Array, hit: Array, valid: Array, weights: Array, reduction: str) -> Array:
-    """The negative log-likelihood -w_t log_p[t] per target (0 where ignored) of the
-    log-probabilities ``per_class`` (classes last), reduced: 'mean' over the targets' weights."""
-    picked = xp.sum(xp.where(hit, per_class, 0.0), axis=-1)
-    loss = xp.where(valid, -picked * weights, 0.0)
+def _nll(ops: Any, per_class: Array, targets: _ClassTargets, weights: Array, reduction: str) -> Array:
+    """The negative log-likelihood -w_t log_p[t] per target (0 where ignored, NaN where an unread
+    target is out of range) of the log-probabilities ``per_class`` (classes last), reduced:
+    'mean' over the targets' weights."""
+    xp = ops.xp
+    picked = _picked(ops, per_class, targets)
+    if targets.in_range is not None:
+        picked = xp.where(targets.in_range | ~targets.valid, picked, xp.nan)
+    loss = xp.where(targets.valid, -picked * weights, 0.0)
     return xp.sum(loss) / xp.sum(weights) if reduction == "mean" else _reduced(xp, loss, reduction)
 
 
@@ -2799,10 +2823,9 @@ def nll_loss(input: Array, target: Array, weight: Array | None = None, size_aver
     _floating_only(function, input)
     _integer_targets(function, ops, target)
     _class_weight(function, input, weight)
-    hit, valid = _class_targets(function, ops, input, target, ignore_index)
-    xp = ops.xp
-    weights = _target_weights(xp, hit, valid, weight, input.dtype)
-    return _nll(xp, _classes_last(xp, input), hit, valid, weights, reduction)
+    targets = _class_targets(function, ops, input, target, ignore_index)
+    per_class = _classes_last(ops.xp, input)
+    return _nll(ops, per_class, targets, _target_weights(ops, per_class, targets, weight), reduction)
 
 
 def _integer_targets(function: str, ops: Any, target: Array) -> None:
@@ -2836,7 +2859,8 @@ def _cross_entropy(function: str, input: Array, target: Array, weight: Array | N
     classes = input.shape[axis]
     log_p = xpnn.log_softmax(input, axis=axis)
     per_class = _classes_last(xp, log_p)
-    weighted = per_class if weight is None else per_class * weight
+    if xp.isdtype(target.dtype, "real floating") or label_smoothing:
+        weighted = per_class if weight is None else per_class * weight
     if xp.isdtype(target.dtype, "real floating"):
         if tuple(target.shape) != tuple(input.shape):
             raise _error(ValueError, function, f"class probabilities must have the input's shape "
@@ -2847,12 +2871,12 @@ def _cross_entropy(function: str, input: Array, target: Array, weight: Array | N
         loss = -xp.sum(weighted * probabilities, axis=-1)
         return _reduced(xp, loss, reduction)
     _integer_targets(function, ops, target)
-    hit, valid = _class_targets(function, ops, log_p, target, ignore_index)
-    weights = _target_weights(xp, hit, valid, weight, log_p.dtype)
-    reduced = _nll(xp, per_class, hit, valid, weights, reduction)
+    targets = _class_targets(function, ops, log_p, target, ignore_index)
+    weights = _target_weights(ops, per_class, targets, weight)
+    reduced = _nll(ops, per_class, targets, weights, reduction)
     if not label_smoothing:
         return reduced
-    smooth = xp.where(valid, -xp.sum(weighted, axis=-1), 0.0)
+    smooth = xp.where(targets.valid, -xp.sum(weighted, axis=-1), 0.0)
     if reduction == "mean":
         smooth = xp.sum(smooth) / xp.sum(weights)
     else:
@@ -3119,15 +3143,19 @@ def multi_margin_loss(input: Array, target: Array, p: int = 1, margin: float = 1
     if weight is not None and weight.ndim != 1:
         raise _error(ValueError, function, f"weight must be one-dimensional, got shape {tuple(weight.shape)}")
     _class_weight(function, input, weight)
-    hit, _ = _class_targets(function, ops, input, target, None)
+    targets = _class_targets(function, ops, input, target, None)
     xp = ops.xp
-    picked = xp.sum(xp.where(hit, input, 0.0), axis=-1, keepdims=True)
+    picked = _picked(ops, input, targets)[..., None]
     hinge = _positive_part(xp, margin - picked + input)
     if p == 2:
         hinge = hinge * hinge
     if weight is not None:
-        hinge = hinge * xp.sum(xp.where(hit, weight, 0.0), axis=-1, keepdims=True)
-    return _reduced(xp, xp.sum(xp.where(hit, 0.0, hinge), axis=-1) / input.shape[-1], reduction)
+        hinge = hinge * _target_weights(ops, input, targets, weight)[..., None]
+    hit = xp.arange(input.shape[-1], dtype=target.dtype, device=ops.device_of(target)) == targets.index
+    loss = xp.sum(xp.where(hit, 0.0, hinge), axis=-1) / input.shape[-1]
+    if targets.in_range is not None:  # an unread target out of range: NaN, not a silent value
+        loss = xp.where(targets.in_range, loss, xp.nan)
+    return _reduced(xp, loss, reduction)
 
 
 def multilabel_margin_loss(input: Array, target: Array, size_average: bool | None = None,

@@ -9,6 +9,8 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from xpnn._dispatch import adapter_of
 from xpnn._types import Array
 from xpnn.torch_nn import functional as F
@@ -338,8 +340,9 @@ class AdaptiveLogSoftmaxWithLoss(Module):
     """Grave et al.'s adaptive softmax, as torch's: a ``head`` over the first ``cutoffs[0]``
     classes and one entry per cluster, and per cluster a ``tail`` projection (``in_features //
     div_value^(i+1)`` wide) over its classes; log p(c) = head's log p of c, or of c's cluster plus
-    the cluster's log p of c.  Every cluster is evaluated for every row (torch evaluates each
-    only for the rows whose target falls in it; the values are the same)."""
+    the cluster's log p of c.  As torch, each cluster runs on the rows whose targets fall in it
+    where the targets can be read; under ``jax.jit`` and on Dask every cluster runs on every row
+    (the same values)."""
 
     def __init__(self, in_features: int, n_classes: int, cutoffs: Sequence[int], div_value: float = 4.0,
                  head_bias: bool = False, *, like: Any = None, dtype: Any = None, key: Array | None = None) -> None:
@@ -364,11 +367,6 @@ class AdaptiveLogSoftmaxWithLoss(Module):
                        Linear(int(in_features // div_value ** (i + 1)), high - low, bias=False, **made))
             for i, (low, high) in enumerate(zip(self.cutoffs, self.cutoffs[1:]))])
 
-    def _log_probabilities(self, input: Array) -> tuple[Array, list[Array]]:
-        """The head's log-probabilities and each cluster's, of every row of ``(N, in_features)``."""
-        return (F.log_softmax(self.head(input), dim=1),
-                [F.log_softmax(projection(input), dim=1) for projection in self.tail])
-
     def forward(self, input: Array, target: Array) -> _ASMoutput:
         """Each row's log p(target) (``output``) and the mean of -output (``loss``); a 0-d
         ``target`` takes a 1-d ``input``."""
@@ -380,28 +378,54 @@ class AdaptiveLogSoftmaxWithLoss(Module):
                              f"{tuple(input.shape)} and target shape {tuple(target.shape)}")
         batched = target.ndim == 1
         x, t = (input, target) if batched else (input[None, ...], target[None, ...])
-        if t.shape[0] and ops.values_at_hand(t) and bool(xp.any((t < 0) | (t >= self.n_classes))):
+        readable = t.shape[0] > 0 and ops.values_at_hand(t)
+        if readable and bool(xp.any((t < 0) | (t >= self.n_classes))):
             raise RuntimeError(f"xpnn.torch_nn.AdaptiveLogSoftmaxWithLoss: target values should be in "
-                             f"[0, {self.n_classes - 1}], but values in range [{int(xp.min(t))}, {int(xp.max(t))}] "
-                             f"were found (as torch)")
-        head, clusters = self._log_probabilities(x)
+                               f"[0, {self.n_classes - 1}], but values in range [{int(xp.min(t))}, {int(xp.max(t))}] "
+                               f"were found (as torch)")
         entry = t
-        output = xp.zeros(t.shape, dtype=x.dtype, device=ops.device_of(x))
         for i, (low, high) in enumerate(zip(self.cutoffs, self.cutoffs[1:])):
-            inside = (t >= low) & (t < high)
-            output = output + xp.where(inside, _picked(ops, clusters[i], t - low), 0.0)
-            entry = xp.where(inside, self.shortlist_size + i, entry)
-        output = output + _picked(ops, head, entry)
+            entry = xp.where((t >= low) & (t < high), self.shortlist_size + i, entry)
+        output = _picked(ops, F.log_softmax(self.head(x), dim=1), entry)
+        output = output + (self._tails_by_group(ops, x, np.asarray(ops.to_host(t))) if readable
+                           else self._tails_of_every_row(ops, x, t))
         loss = xp.mean(-output)
         return _ASMoutput(output if batched else output[0], loss)
 
+    def _tails_by_group(self, ops: Any, x: Array, targets: np.ndarray) -> Array:
+        """Each row's log p of its target within its cluster (0 in the shortlist), as torch runs
+        it: each cluster's projection on its own rows only, the groups gathered back in order."""
+        xp, device = ops.xp, ops.device_of(x)
+        groups = [np.flatnonzero(targets < self.shortlist_size)]
+        pieces = [xp.zeros((groups[0].size,), dtype=x.dtype, device=device)]
+        for projection, low, high in zip(self.tail, self.cutoffs, self.cutoffs[1:]):
+            rows = np.flatnonzero((targets >= low) & (targets < high))
+            groups.append(rows)
+            if rows.size:
+                log_p = F.log_softmax(projection(xp.take(x, xp.asarray(rows, device=device), axis=0)), dim=1)
+                pieces.append(_picked(ops, log_p, xp.asarray(targets[rows] - low, device=device)))
+        order = np.argsort(np.concatenate(groups), kind="stable")
+        return xp.take(xp.concat(pieces), xp.asarray(order, device=device))
+
+    def _tails_of_every_row(self, ops: Any, x: Array, t: Array) -> Array:
+        """``_tails_by_group`` where the targets cannot be read (under ``jax.jit``, on Dask):
+        every cluster's projection on every row, each row keeping its own cluster's value."""
+        xp = ops.xp
+        total = xp.zeros(t.shape, dtype=x.dtype, device=ops.device_of(x))
+        for projection, low, high in zip(self.tail, self.cutoffs, self.cutoffs[1:]):
+            inside = (t >= low) & (t < high)
+            local = _picked(ops, F.log_softmax(projection(x), dim=1), xp.clip(t - low, 0, high - low - 1))
+            total = total + xp.where(inside, local, 0.0)
+        return total
+
     def log_prob(self, input: Array) -> Array:
         """log p of every class, ``(N, n_classes)``."""
-        head, clusters = self._log_probabilities(input)
+        head = F.log_softmax(self.head(input), dim=1)
         xp = adapter_of(input).xp
         return xp.concat([head[:, :self.shortlist_size],
-                          *(head[:, self.shortlist_size + i:self.shortlist_size + i + 1] + cluster
-                            for i, cluster in enumerate(clusters))], axis=1)
+                          *(head[:, self.shortlist_size + i:self.shortlist_size + i + 1]
+                            + F.log_softmax(projection(input), dim=1) for i, projection in enumerate(self.tail))],
+                         axis=1)
 
     def predict(self, input: Array) -> Array:
         """The most probable class of each row: the head's where that is a shortlist class (no
@@ -412,7 +436,5 @@ class AdaptiveLogSoftmaxWithLoss(Module):
 
 
 def _picked(ops: Any, log_p: Array, index: Array) -> Array:
-    """``log_p[n, index[n]]`` of each row (0 where ``index`` is outside the row)."""
-    xp = ops.xp
-    hit = xp.arange(log_p.shape[1], dtype=index.dtype, device=ops.device_of(index)) == index[:, None]
-    return xp.sum(xp.where(hit, log_p, 0.0), axis=1)
+    """``log_p[n, index[n]]`` of each row (``index`` in range)."""
+    return ops.take_along_axis(log_p, index[:, None], axis=1)[:, 0]
