@@ -156,6 +156,15 @@ class Primitives:
         'avg' the means (``count_include_pad``, ``divisor_override``; ``dilation`` is 1)."""
         return None
 
+    def fused_resample(self, x: Array, mode: str, sizes: tuple[int, ...], factors: tuple[float | None, ...],
+                       align_corners: bool, antialias: bool) -> Any:
+        """A library's fused resize of ``x`` ``(N, C, *spatial)`` to the spatial ``sizes`` in
+        torch's ``mode`` ('nearest', 'nearest-exact', 'linear', 'bilinear', 'bicubic',
+        'trilinear', 'lanczos'; ``F.interpolate``'s kernels), ``factors`` the scale factors its
+        kernels map output positions with (None: input / output size), or None where it has none
+        (the written-once tap tables run; the first use of each mode is checked against them)."""
+        return None
+
     def fused_embedding_bag(self, table: Array, ids: Array, offsets: Array | None, mode: str,
                             per_sample_weights: Array | None = None, padding_idx: int | None = None) -> Any:
         """A library's fused embedding bag (``F.embedding_bag``'s kernel): the 'sum', 'mean' or

@@ -770,6 +770,22 @@ class TorchAdapter(Adapter):
         pools = _MAX_POOLS_WITH_INDICES if kind == "max_indices" else _MAX_POOLS
         return pools[rank - 1](x, window, strides, padding, dilation, ceil_mode)
 
+    def fused_resample(self, x, mode, sizes, factors, align_corners, antialias):
+        """``F.interpolate``'s kernels (``aten.upsample_*``) with the output sizes and scale
+        factors given, on floating inputs; not antialiased to one column of several rows, where
+        torch's kernel gives every row the same value (torch 2.13)."""
+        rank = x.ndim - 2
+        if not x.is_floating_point() or 0 in x.shape or (antialias and sizes[-1] == 1 and sizes[0] > 1):
+            return None
+        if mode in ("nearest", "nearest-exact"):
+            kernel = getattr(torch.ops.aten, f"{'_upsample_nearest_exact' if mode != 'nearest' else 'upsample_nearest'}"
+                                             f"{rank}d")
+            return kernel(x, list(sizes), *factors)
+        name = {"linear": "linear1d", "bilinear": "bilinear2d", "trilinear": "trilinear3d", "bicubic": "bicubic2d",
+                "lanczos": "lanczos2d"}[mode]
+        kernel = getattr(torch.ops.aten, f"_upsample_{name}_aa" if antialias else f"upsample_{name}")
+        return kernel(x, list(sizes), align_corners, *factors)
+
     def fused_embedding_bag(self, table, ids, offsets, mode, per_sample_weights=None, padding_idx=None):
         """``torch.embedding_bag``, the kernel behind ``F.embedding_bag`` (no copy of the rows),
         for floating tables; a 2-D ``ids`` as torch's function takes it, with offsets every row."""

@@ -15,7 +15,8 @@ import numpy as np
 import xpnn.torch_nn as nn
 from xpnn.benchmarks.activations import paired_rows, placement, ratio_table
 
-#: label -> (module name, constructor args, kwargs, input shapes ("ids:" for integer inputs), forward kwargs, train)
+#: label -> (module name, constructor args, kwargs, input shapes ("ids" or "ids:N" first for integer inputs below 1000
+#: or N), forward kwargs, train)
 CASES: dict[str, tuple[str, tuple, dict, tuple, dict, bool]] = {
     "Linear 1024->1024 (256,1024)": ("Linear", (1024, 1024), {}, ((256, 1024),), {}, False),
     "Conv2d 64->64 3x3 (8,64,32,32)": ("Conv2d", (64, 64, 3), {"padding": 1}, ((8, 64, 32, 32),), {}, False),
@@ -64,6 +65,16 @@ CASES: dict[str, tuple[str, tuple, dict, tuple, dict, bool]] = {
     "RNN 256 tanh (50,16,256)": ("RNN", (256, 256), {}, ((50, 16, 256),), {}, False),
     "LSTMCell 256 (16,256)": ("LSTMCell", (256, 256), {}, ((16, 256),), {}, False),
     "GRUCell 256 (16,256)": ("GRUCell", (256, 256), {}, ((16, 256),), {}, False),
+    "Upsample bilinear x2 (8,64,56,56)": ("Upsample", (), {"scale_factor": 2, "mode": "bilinear"},
+                                          ((8, 64, 56, 56),), {}, False),
+    "Upsample bicubic x2 (8,64,56,56)": ("Upsample", (), {"scale_factor": 2, "mode": "bicubic"}, ((8, 64, 56, 56),),
+                                         {}, False),
+    "Upsample nearest x2 (8,64,56,56)": ("Upsample", (), {"scale_factor": 2}, ((8, 64, 56, 56),), {}, False),
+    "CrossMapLRN2d 5 (8,64,32,32)": ("CrossMapLRN2d", (5,), {}, ((8, 64, 32, 32),), {}, False),
+    "CrossEntropyLoss 10000 classes (256,)": ("CrossEntropyLoss", (), {}, ((256, 10000), ("ids:10000", 256)), {},
+                                              False),
+    "AdaptiveLogSoftmaxWithLoss 20000 (512,512)": ("AdaptiveLogSoftmaxWithLoss", (512, 20000, [2000, 10000]), {},
+                                                   ((512, 512), ("ids:20000", 512)), {}, False),
     "batch 1: Linear 16->16": ("Linear", (16, 16), {}, ((1, 16),), {}, False),
     "batch 1: ReLU": ("ReLU", (), {}, ((1, 16),), {}, False),
     "batch 1: LayerNorm 16": ("LayerNorm", (16,), {}, ((1, 16),), {}, False),
@@ -78,8 +89,8 @@ def _inputs(shapes: tuple, put: Callable[[np.ndarray], Any]) -> list[Any]:
     rng = np.random.default_rng(0)
     made = []
     for shape in shapes:
-        if shape[0] == "ids":
-            made.append(put(rng.integers(0, 1000, shape[1:])))
+        if str(shape[0]).startswith("ids"):  # "ids" below 1000, "ids:N" below N
+            made.append(put(rng.integers(0, int(shape[0][4:] or 1000), shape[1:])))
         else:
             made.append(put(rng.standard_normal(shape).astype(np.float32)))
     return made

@@ -999,7 +999,7 @@ def test_interpolate_bicubic_and_antialias_give_torchs_values(mode):
                                    atol=1e-12, err_msg=f"antialias={antialias} {kw}")
         for library in (torch, pytest.importorskip("jax.numpy")) if count % 4 == 0 else (torch,):  # jax: some
             got = F.interpolate(library.asarray(x, dtype=library.float32), mode=mode, antialias=antialias, **kw)
-            np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=2e-6, err_msg=f"{library.__name__}")
+            np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5, err_msg=f"{library.__name__}")
 
 
 def test_interpolate_antialias_adds_nothing_beyond_the_edge():
@@ -1506,15 +1506,18 @@ def test_pools_of_any_geometry_equal_torchs_kernels_written_once(data):
 
 def test_check_fast_paths_checks_the_fused_pools():
     """``xpnn.check_fast_paths(torch)`` in a fresh interpreter, before anything imports the
-    torch-style functions (where the fused pools' checks are entered), runs those checks too, and
-    torch's pools pass them."""
+    torch-style functions (where the fused pools' and resizes' checks are entered), runs those
+    checks too, and torch's kernels pass them."""
     script = ("import torch, xpnn\n"
               "from xpnn import _kernel_check\n"
               "xpnn.check_fast_paths(torch, dtypes=('float32',))\n"
               "for kind in ('max', 'max_indices', 'avg'):\n"
               "    for rank in (1, 2, 3):\n"
               "        key = (f'fused_pool({kind!r}, {rank}-d)', 'torch', 'float32', 'cpu')\n"
-              "        assert key in _kernel_check._OUTCOMES and _kernel_check._OUTCOMES[key] is None, key\n")
+              "        assert key in _kernel_check._OUTCOMES and _kernel_check._OUTCOMES[key] is None, key\n"
+              "for mode in ('nearest', 'nearest-exact', 'linear', 'bilinear', 'bicubic', 'trilinear'):\n"
+              "    key = (f'fused_resample({mode!r})', 'torch', 'float32', 'cpu')\n"
+              "    assert key in _kernel_check._OUTCOMES and _kernel_check._OUTCOMES[key] is None, key\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
 
@@ -1541,6 +1544,27 @@ def test_a_wrong_fused_pool_is_switched_off(monkeypatch, rank):
     assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
     entries = [entry for entry in xpnn.fast_path_report() if entry.function == f"fused_pool('max_indices', {rank}-d)"]
     assert len(entries) == 1 and entries[0].backend == "torch" and "the fused max_indices pool" in entries[0].reason
+
+
+def test_a_wrong_fused_resize_is_switched_off_and_torchs_one_column_defect_avoided(monkeypatch):
+    """A fused resize that disagrees with the written-once taps on the check's probe is not used
+    (interpolate gives the written-once values, the report says why); an antialiased resize to
+    one column of several rows never reaches torch's kernel, which gives every row one value."""
+    from xpnn import _kernel_check
+
+    x = torch.randn(1, 2, 9, 8, dtype=torch.float64)
+    written = xpnn.fast_paths(False)(F.interpolate)(x, size=(4, 1), mode="bilinear", antialias=True)
+    assert not torch.allclose(written[0, 0, 0], written[0, 0, 1])
+    torch.testing.assert_close(F.interpolate(x, size=(4, 1), mode="bilinear", antialias=True), written)
+    adapter = adapter_of(torch.zeros(1))
+    fused = adapter.fused_resample
+    monkeypatch.setattr(adapter, "fused_resample", lambda *arguments: fused(*arguments) + 1e-3)
+    monkeypatch.setattr(_kernel_check, "_OUTCOMES", {})
+    monkeypatch.setattr(_kernel_check, "LAYER_KERNEL_ANSWERS", {})
+    want = torch.nn.functional.interpolate(x, scale_factor=1.5, mode="bicubic")
+    torch.testing.assert_close(F.interpolate(x, scale_factor=1.5, mode="bicubic"), want)
+    entries = [entry for entry in xpnn.fast_path_report() if entry.function == "fused_resample('bicubic')"]
+    assert len(entries) == 1 and "the fused bicubic resize" in entries[0].reason
 
 
 def test_lazy_modules_take_their_sizes_from_the_first_call_or_a_state_dict(backend):

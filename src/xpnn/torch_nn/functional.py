@@ -2080,9 +2080,9 @@ def _resampling_taps(mode: str, n: int, m: int, step: float, align_corners: bool
 
 def _resized(function: str, sizes: tuple[int, ...], size: Any, scale_factor: Any, recompute_scale_factor: bool | None,
              least: int = 1) -> tuple[tuple[int, ...], tuple[float | None, ...]]:
-    """The output sizes (at least ``least``), and the scales torch's kernels map output to input
-    positions with: the inverse of ``scale_factor`` where it is given (and not recomputed), else
-    None (n / m)."""
+    """The output sizes (at least ``least``), and the scale factors torch's kernels map output to
+    input positions with (position i reads i / factor): ``scale_factor`` where it is given (and
+    not recomputed), else None (the factor m / n)."""
     rank = len(sizes)
     if (size is None) == (scale_factor is None):
         raise _error(ValueError, function, "only one of size or scale_factor should be defined" if size is not None
@@ -2099,7 +2099,7 @@ def _resized(function: str, sizes: tuple[int, ...], size: Any, scale_factor: Any
             raise _error(ValueError, function, f"scale_factor must be a number or {rank} numbers for {rank} spatial "
                                                f"dims, got {scale_factor!r}")
         out = tuple(math.floor(n * f) for n, f in zip(sizes, factors))
-        scales = (None,) * rank if recompute_scale_factor else tuple(1.0 / f for f in factors)
+        scales = (None,) * rank if recompute_scale_factor else tuple(float(f) for f in factors)
     if min(out, default=1) < least or min(sizes, default=1) <= 0:
         raise _error(ValueError, function, f"input and output sizes should be at least 1 (0 for the output in "
                                            f"mode 'area'), got input {sizes} and output {out}")
@@ -2150,15 +2150,27 @@ def interpolate(input: Array, size: Any = None, scale_factor: Any = None, mode: 
     if mode == "area":
         return _adaptive_pool(function, rank, "avg", input, out)
     ops = adapter_of(input)
+    if fast_paths_enabled() and layer_kernel_agrees(_FUSED_RESAMPLE_KERNELS[mode, antialias], ops, input):
+        fused = ops.fused_resample(input, mode, out, scales, bool(align_corners), antialias)
+        if fused is not None:
+            return fused
+    return _resampled(ops, input, mode, out, scales, bool(align_corners), antialias)
+
+
+def _resampled(ops: Any, input: Array, mode: str, out: tuple[int, ...], factors: tuple[float | None, ...],
+               align_corners: bool, antialias: bool) -> Array:
+    """``interpolate``'s written-once resize: one spatial dim after another, a gather of each
+    output's taps (``_resampling_taps``) summed with their weights."""
     xp, x, device = ops.xp, input, ops.device_of(input)
-    for axis, (n, m, scale) in enumerate(zip(input.shape[2:], out, scales), start=2):
-        step = n / m if scale is None else scale
+    weighted = mode not in ("nearest", "nearest-exact")
+    for axis, (n, m, factor) in enumerate(zip(input.shape[2:], out, factors), start=2):
+        step = n / m if factor is None else 1.0 / factor
         if not weighted:
             shift = 0.5 if mode == "nearest-exact" else 0.0
             index = np.minimum(np.floor((np.arange(m, dtype=np.float64) + shift) * step), n - 1).astype(np.int64)
             x = xp.take(x, xp.asarray(index, device=device), axis=axis)
             continue
-        index, weight, used = _resampling_taps(mode, n, m, step, bool(align_corners), antialias)
+        index, weight, used = _resampling_taps(mode, n, m, step, align_corners, antialias)
         shape = (m,) + (1,) * (x.ndim - axis - 1)
         total = None
         for tap in range(index.shape[1]):
@@ -2169,6 +2181,44 @@ def interpolate(input: Array, size: Any = None, scale_factor: Any = None, mode: 
             total = term if total is None else total + term
         x = total
     return x
+
+
+#: The kernel check's names of the fused resizes, by mode and antialias (``_fused_resample_disagreement``).
+_FUSED_RESAMPLE_KERNELS = {(mode, antialias): f"fused_resample({mode!r}{', antialias' if antialias else ''})"
+                           for mode in _INTERPOLATIONS if mode != "area"
+                           for antialias in ((True,) if mode == "lanczos" else (False, True) if mode in _FILTERS
+                                             else (False,))}
+#: The probe's resizes: (output sizes or None, scale factor or None, align_corners), up and down.
+_RESAMPLE_PROBES = (((7, 4, 5), None, False), (None, 1.7, False), (None, 0.45, False), ((5, 2, 9), None, True))
+
+
+def _fused_resample_disagreement(ops: Any, dtype: Any, device: Any, mode: str, antialias: bool) -> str | None:
+    """Why the library's fused resize in ``mode`` and the written-once taps differ on a fixed
+    probe ((2, 3) planes of 63 values of the floating ``dtype``, at every rank the mode takes,
+    sizes and factors up and down, corners aligned or not); None if they agree (within 64 eps:
+    weights rounded in another order)."""
+    xp = ops.xp
+    host = np.random.default_rng(0).standard_normal((2, 3, 63))
+    tolerance = 64 * float(xp.finfo(dtype).eps)
+    wanted = _INTERPOLATIONS[mode]
+    for rank in (1, 2, 3) if wanted is None else (wanted,):
+        x = xp.astype(ops.from_host(host.reshape(2, 3, *{1: (63,), 2: (7, 9), 3: (7, 3, 3)}[rank]), device), dtype)
+        for sizes, factor, align_corners in _RESAMPLE_PROBES:
+            align_corners = align_corners and mode not in ("nearest", "nearest-exact", "lanczos")
+            out, factors = _resized("interpolate", tuple(x.shape[2:]), sizes[:rank] if sizes else None, factor, None)
+            fused = ops.fused_resample(x, mode, out, factors, align_corners, antialias)
+            if fused is None:
+                continue
+            reason = outputs_disagreement(ops, (fused,), (_resampled(ops, x, mode, out, factors, align_corners,
+                                                                     antialias),),
+                                          tolerance, f"the fused {mode} resize to {out}", "the written-once taps")
+            if reason is not None:
+                return reason
+    return None
+
+
+for (_mode, _antialias), _name in _FUSED_RESAMPLE_KERNELS.items():
+    LAYER_KERNELS[_name] = functools.partial(_fused_resample_disagreement, mode=_mode, antialias=_antialias)
 
 
 def upsample(input: Array, size: Any = None, scale_factor: Any = None, mode: str = "nearest",
