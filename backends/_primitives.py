@@ -165,6 +165,12 @@ class Primitives:
         (the written-once tap tables run; the first use of each mode is checked against them)."""
         return None
 
+    def fused_grid_sample(self, x: Array, grid: Array, mode: str, padding_mode: str, align_corners: bool) -> Any:
+        """A library's fused ``F.grid_sample`` of ``x`` ``(N, C, *spatial)`` at the finite points of
+        ``grid`` ``(N, *out, 2 or 3)``, or None where it has none (the written-once taps run; the
+        first use of each mode is checked against them)."""
+        return None
+
     def fused_embedding_bag(self, table: Array, ids: Array, offsets: Array | None, mode: str,
                             per_sample_weights: Array | None = None, padding_idx: int | None = None) -> Any:
         """A library's fused embedding bag (``F.embedding_bag``'s kernel): the 'sum', 'mean' or

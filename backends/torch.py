@@ -786,6 +786,13 @@ class TorchAdapter(Adapter):
         kernel = getattr(torch.ops.aten, f"_upsample_{name}_aa" if antialias else f"upsample_{name}")
         return kernel(x, list(sizes), align_corners, *factors)
 
+    def fused_grid_sample(self, x, grid, mode, padding_mode, align_corners):
+        """``torch.grid_sampler``, the kernel behind ``F.grid_sample``, for float32 and float64."""
+        if x.dtype not in _ATTENTION_DTYPES or grid.dtype != x.dtype or 0 in x.shape or 0 in grid.shape:
+            return None
+        return torch.grid_sampler(x, grid, ("bilinear", "nearest", "bicubic").index(mode),
+                                  ("zeros", "border", "reflection").index(padding_mode), align_corners)
+
     def fused_embedding_bag(self, table, ids, offsets, mode, per_sample_weights=None, padding_idx=None):
         """``torch.embedding_bag``, the kernel behind ``F.embedding_bag`` (no copy of the rows),
         for floating tables; a 2-D ``ids`` as torch's function takes it, with offsets every row."""

@@ -1515,9 +1515,11 @@ def test_check_fast_paths_checks_the_fused_pools():
               "    for rank in (1, 2, 3):\n"
               "        key = (f'fused_pool({kind!r}, {rank}-d)', 'torch', 'float32', 'cpu')\n"
               "        assert key in _kernel_check._OUTCOMES and _kernel_check._OUTCOMES[key] is None, key\n"
-              "for mode in ('nearest', 'nearest-exact', 'linear', 'bilinear', 'bicubic', 'trilinear'):\n"
-              "    key = (f'fused_resample({mode!r})', 'torch', 'float32', 'cpu')\n"
-              "    assert key in _kernel_check._OUTCOMES and _kernel_check._OUTCOMES[key] is None, key\n")
+              "for name in ('nearest', 'nearest-exact', 'linear', 'bilinear', 'bicubic', 'trilinear'):\n"
+              "    for key in ((f'fused_resample({name!r})', 'torch', 'float32', 'cpu'),\n"
+              "                (f'fused_grid_sample({name!r})', 'torch', 'float32', 'cpu')):\n"
+              "        if 'grid' not in key[0] or name in ('nearest', 'bilinear', 'bicubic'):\n"
+              "            assert key in _kernel_check._OUTCOMES and _kernel_check._OUTCOMES[key] is None, key\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
 
@@ -1891,12 +1893,14 @@ def test_grid_sample_and_affine_grid_give_torchs_values_and_gradients(rank):
 def test_grid_sample_samples_nan_where_no_position_is_defined():
     """A NaN coordinate samples NaN in every mode; an infinite one reads 0 under 'zeros', the
     edge under 'border' (as far off finite coordinates do, which torch's kernels agree on) and NaN
-    under 'reflection'."""
+    under 'reflection'; with torch's fused kernel as with the written-once taps."""
     x = np.arange(1.0, 25.0).reshape(1, 1, 4, 6)
     grid = np.array([[[[np.nan, 0.0], [np.inf, 0.0], [-np.inf, 0.0], [1e12, 0.0], [-1e12, 0.0]]]])
     far = grid[..., 3:, :]
-    for mode, padding in itertools.product(("bilinear", "nearest", "bicubic"), ("zeros", "border", "reflection")):
-        got = F.grid_sample(x, grid, mode, padding, align_corners=False)[0, 0, 0]
+    for mode, padding, library in itertools.product(("bilinear", "nearest", "bicubic"),
+                                                    ("zeros", "border", "reflection"), (np, torch)):
+        got = np.asarray(F.grid_sample(library.asarray(x), library.asarray(grid), mode, padding,
+                                       align_corners=False))[0, 0, 0]  # torch: its fused kernel at the finite points
         assert np.isnan(got[0]) and np.array_equal(np.isnan(got[1:3]), [padding == "reflection"] * 2)
         np.testing.assert_allclose(got[3:], torch.nn.functional.grid_sample(
             torch.from_numpy(x), torch.from_numpy(far), mode, padding, align_corners=False).numpy()[0, 0, 0])

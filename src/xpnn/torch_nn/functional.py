@@ -2122,7 +2122,9 @@ def interpolate(input: Array, size: Any = None, scale_factor: Any = None, mode: 
       x[j] normalized by the sum of the weights, c = (i + 0.5) s, r = max(s, 1), j within
       c -+ r w of the filter f of half width w: the triangle (w 1), Keys' cubic of a = -0.5
       (w 2), Lanczos sinc(t) sinc(t / 3) (w 3; 'lanczos' needs ``antialias``);
-    * 'area': ``adaptive_avg_pool`` to the output sizes."""
+    * 'area': ``adaptive_avg_pool`` to the output sizes.
+
+    Where the library has fused resizes (torch's), they run, checked at first use against these taps."""
     function = "interpolate"
     if mode not in _INTERPOLATIONS:
         raise _error(ValueError, function, f"mode must be one of {', '.join(map(repr, _INTERPOLATIONS))}, "
@@ -2324,7 +2326,8 @@ def grid_sample(input: Array, grid: Array, mode: str = "bilinear", padding_mode:
     A NaN coordinate samples NaN, and so does an infinite one under 'reflection' (no position
     reflects to it); under 'zeros' an infinite one reads 0, under 'border' the edge.  (torch's
     kernels disagree among themselves there: its 2-D and 3-D CPU kernels and its CUDA kernel
-    clip NaN to different edges.)"""
+    clip NaN to different edges.)  Where the library has a fused sampler (torch's), it runs at the
+    finite points, checked at first use against these taps."""
     function = "grid_sample"
     ops = _adapter(function, ("input", "grid"), input, grid)
     if mode not in _GRID_MODES:
@@ -2345,9 +2348,56 @@ def grid_sample(input: Array, grid: Array, mode: str = "bilinear", padding_mode:
     if mode == "bicubic" and rank != 2:
         raise _error(ValueError, function, "bicubic interpolation only supports 4D input (as torch)")
     xp = ops.xp
+    # a grid read here and all finite needs no care for NaN and infinite coordinates
+    finite = grid.size == 0 or (ops.values_at_hand(grid) and bool(xp.all(xp.isfinite(grid))))
+    sampled = None
+    if fast_paths_enabled() and layer_kernel_agrees(_FUSED_GRID_KERNELS[mode], ops, input):
+        # the fused kernel at finite points only: an infinite coordinate (where it is defined) reads
+        # what one far outside does
+        points = grid if finite else xp.where(xp.isinf(grid), xp.clip(grid, -2.0 ** 60, 2.0 ** 60), grid)
+        sampled = ops.fused_grid_sample(input, points, mode, padding_mode, align_corners)
+    if sampled is None:
+        sampled = _grid_sampled(ops, input, grid, mode, padding_mode, align_corners)
+    if finite:
+        return sampled
     undefined = xp.any(xp.isnan(grid) if padding_mode != "reflection" else ~xp.isfinite(grid), axis=-1)
-    sampled = _grid_sampled(ops, input, grid, mode, padding_mode, align_corners)
     return xp.where(undefined[:, None, ...], xp.nan, sampled)
+
+
+#: The kernel check's names of the fused grid samplers, by mode (``_fused_grid_disagreement``).
+_FUSED_GRID_KERNELS = {mode: f"fused_grid_sample({mode!r})" for mode in _GRID_MODES}
+
+
+def _fused_grid_disagreement(ops: Any, dtype: Any, device: Any, mode: str) -> str | None:
+    """Why the library's fused ``grid_sample`` in ``mode`` and the written-once taps differ on a
+    fixed probe (a (2, 3, 5, 6) input and, but for bicubic, a (2, 3, 3, 4, 5) one, sampled at
+    points inside, outside, on and between pixels, every padding mode, corners aligned or not);
+    None if they agree (within 64 eps)."""
+    xp = ops.xp
+    rng = np.random.default_rng(0)
+    tolerance = 64 * float(xp.finfo(dtype).eps)
+    for shape in ((2, 3, 5, 6), (2, 3, 3, 4, 5))[:1 if mode == "bicubic" else 2]:
+        rank = len(shape) - 2
+        points = rng.uniform(-1.3, 1.3, (2, 4, *(3,) * (rank - 1), rank))
+        points[0, 0, 0] = [(2 * k + 1) / n - 1 for k, n in zip(range(rank), shape[:1:-1])]  # on and between pixels
+        points[1, 0, 0] = 1.0
+        x = xp.astype(ops.from_host(rng.standard_normal(shape), device), dtype)
+        grid = xp.astype(ops.from_host(points, device), dtype)
+        for padding_mode, align_corners in itertools.product(_GRID_PADDINGS, (False, True)):
+            fused = ops.fused_grid_sample(x, grid, mode, padding_mode, align_corners)
+            if fused is None:
+                continue
+            written = _grid_sampled(ops, x, grid, mode, padding_mode, align_corners)
+            reason = outputs_disagreement(ops, (fused,), (written,), tolerance,
+                                          f"the fused {mode} grid_sample ({padding_mode}, align_corners="
+                                          f"{align_corners})", "the written-once taps")
+            if reason is not None:
+                return reason
+    return None
+
+
+for _mode, _name in _FUSED_GRID_KERNELS.items():
+    LAYER_KERNELS[_name] = functools.partial(_fused_grid_disagreement, mode=_mode)
 
 
 def _grid_sampled(ops: Any, input: Array, grid: Array, mode: str, padding_mode: str, align_corners: bool) -> Array:
