@@ -402,12 +402,18 @@ def _in_place_version(function: Any) -> Any:
     def in_place(input: Array, *args: Any, **kwargs: Any) -> Array:
         return function(input, *args, inplace=True, **kwargs)
 
-    in_place.__name__ = in_place.__qualname__ = f"{function.__name__}_"
-    in_place.__doc__ = (f"``{function.__name__}`` written into ``input`` and returned (a new array where the library's "
-                        f"arrays are immutable, as jax's): ``torch.nn.functional.{function.__name__}_``.")
-    in_place.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[parameter for parameter in signature.parameters.values() if parameter.name != "inplace"])
-    return in_place
+    return _named(in_place, f"{function.__name__}_", f"``{function.__name__}`` written into ``input`` and returned (a new "
+                  f"array where the library's arrays are immutable, as jax's)",
+                  signature.replace(parameters=[p for p in signature.parameters.values() if p.name != "inplace"]))
+
+
+def _named(twin: Any, name: str, doc: str, signature: inspect.Signature) -> Any:
+    """``twin`` as torch's function ``name``: its name, ``doc`` (with torch's function named) and
+    ``signature`` (what ``help()`` and ``inspect`` show)."""
+    twin.__name__ = twin.__qualname__ = name
+    twin.__doc__ = f"{doc}: ``torch.nn.functional.{name}``."
+    twin.__signature__ = signature
+    return twin
 
 
 relu_ = _in_place_version(relu)
@@ -1869,11 +1875,8 @@ def _with_indices_version(function: Any) -> Any:
         bound.arguments["return_indices"] = True
         return function(*bound.args, **bound.kwargs)
 
-    with_indices.__name__ = with_indices.__qualname__ = f"{function.__name__}_with_indices"
-    with_indices.__doc__ = (f"``{function.__name__}`` with ``return_indices=True``: "
-                            f"``torch.nn.functional.{function.__name__}_with_indices``.")
-    with_indices.__signature__ = signature  # type: ignore[attr-defined]
-    return with_indices
+    return _named(with_indices, f"{function.__name__}_with_indices",
+                  f"``{function.__name__}`` with ``return_indices=True``", signature)
 
 
 max_pool1d_with_indices = _with_indices_version(max_pool1d)
