@@ -1914,8 +1914,8 @@ def test_grid_sample_samples_nan_where_no_position_is_defined():
 
 def test_gumbel_softmax_samples_the_categorical_distribution():
     """Hard samples fall on each class as often as softmax(logits) says, soft samples sum to 1,
-    the hard sample passes the soft one's gradient (straight through), and one key gives one
-    sample on every library."""
+    the hard sample passes the soft one's gradient (straight through), and a key's noise is
+    jax.random.gumbel's."""
     logits = np.log(np.array([0.1, 0.2, 0.7]))
     many = np.broadcast_to(logits, (20000, 3)).copy()
     hard = F.gumbel_softmax(many, hard=True, key=xpnn.random.key(0))
@@ -1930,9 +1930,10 @@ def test_gumbel_softmax_samples_the_categorical_distribution():
     soft = F.gumbel_softmax(soft_leaf, key=xpnn.random.key(2, like=torch))
     (soft * torch.arange(3.0, dtype=torch.float64)).sum().backward()
     np.testing.assert_allclose(leaf.grad.numpy(), soft_leaf.grad.numpy(), rtol=1e-12)
-    jax_numpy = pytest.importorskip("jax.numpy")
-    np.testing.assert_allclose(np.asarray(F.gumbel_softmax(jax_numpy.asarray(many[:4]), key=xpnn.random.key(3))),
-                               F.gumbel_softmax(many[:4], key=xpnn.random.key(3)), rtol=1e-12)
+    jax = pytest.importorskip("jax")
+    logits = jax.numpy.asarray(many[:4], dtype=jax.numpy.float32)
+    want = jax.nn.softmax((logits + jax.random.gumbel(jax.random.PRNGKey(3), logits.shape, logits.dtype)) / 0.7)
+    np.testing.assert_array_equal(F.gumbel_softmax(logits, 0.7, key=xpnn.random.key(3, like=jax.numpy)), want)
 
 
 def test_in_place_and_with_indices_twins_behave_as_torchs():
