@@ -388,10 +388,7 @@ def gumbel_softmax(logits: Array, tau: float = 1.0, hard: bool = False, eps: flo
     soft = xpnn.softmax((logits - xp.log(-xp.log(uniform))) / tau, axis=axis)
     if not hard:
         return soft
-    shape = [1] * logits.ndim
-    shape[axis] = logits.shape[axis]
-    positions = xp.reshape(xp.arange(logits.shape[axis], device=ops.device_of(logits)), tuple(shape))
-    one_hot = xp.astype(positions == xp.argmax(soft, axis=axis, keepdims=True), soft.dtype)
+    one_hot = xpnn.one_hot(xp.argmax(soft, axis=axis), logits.shape[axis], dtype=soft.dtype, axis=axis)
     return one_hot - ops.stop_gradient(soft) + soft
 
 
@@ -2025,6 +2022,8 @@ def pad(input: Array, pad: Sequence[int], mode: str = "constant", value: float |
 
 # -- resizing ----------------------------------------------------------------------------------
 
+#: interpolate's modes that copy an input element (the rest weigh several, but 'area', a pool).
+_NEAREST_MODES = ("nearest", "nearest-exact")
 #: interpolate's modes: the number of spatial dims each takes (None: 1 to 3).
 _INTERPOLATIONS = {"nearest": None, "nearest-exact": None, "area": None, "linear": 1, "bilinear": 2,
                    "trilinear": 3, "bicubic": 2, "lanczos": 2}
@@ -2138,7 +2137,7 @@ def interpolate(input: Array, size: Any = None, scale_factor: Any = None, mode: 
                                            "and requires a 4-D tensor as input (as torch)")
     if mode == "lanczos" and not antialias:
         raise _error(ValueError, function, "Lanczos mode requires antialias=True (as torch)")
-    weighted = mode.endswith(("linear", "bicubic", "lanczos"))
+    weighted = mode not in (*_NEAREST_MODES, "area")
     if align_corners is not None and not weighted:
         raise _error(ValueError, function, "align_corners option can only be set with the interpolating modes: "
                                            "linear | bilinear | bicubic | trilinear (as torch)")
@@ -2150,16 +2149,16 @@ def interpolate(input: Array, size: Any = None, scale_factor: Any = None, mode: 
         raise _error(ValueError, function, f"got {input.ndim}D input, but {mode} mode needs {needs} input")
     if weighted or mode == "area":  # torch's nearest modes take integers too
         _floating_only(function, input, refused="bool")
-    out, scales = _resized(function, tuple(input.shape[2:]), size, scale_factor, recompute_scale_factor,
-                           least=0 if mode == "area" else 1)
+    out, factors = _resized(function, tuple(input.shape[2:]), size, scale_factor, recompute_scale_factor,
+                            least=0 if mode == "area" else 1)
     if mode == "area":
         return _adaptive_pool(function, rank, "avg", input, out)
     ops = adapter_of(input)
     if fast_paths_enabled() and layer_kernel_agrees(_FUSED_RESAMPLE_KERNELS[mode, antialias], ops, input):
-        fused = ops.fused_resample(input, mode, out, scales, bool(align_corners), antialias)
+        fused = ops.fused_resample(input, mode, out, factors, bool(align_corners), antialias)
         if fused is not None:
             return fused
-    return _resampled(ops, input, mode, out, scales, bool(align_corners), antialias)
+    return _resampled(ops, input, mode, out, factors, bool(align_corners), antialias)
 
 
 def _resampled(ops: Any, input: Array, mode: str, out: tuple[int, ...], factors: tuple[float | None, ...],
@@ -2167,7 +2166,7 @@ def _resampled(ops: Any, input: Array, mode: str, out: tuple[int, ...], factors:
     """``interpolate``'s written-once resize: one spatial dim after another, a gather of each
     output's taps (``_resampling_taps``) summed with their weights."""
     xp, x, device = ops.xp, input, ops.device_of(input)
-    weighted = mode not in ("nearest", "nearest-exact")
+    weighted = mode not in _NEAREST_MODES
     for axis, (n, m, factor) in enumerate(zip(input.shape[2:], out, factors), start=2):
         step = n / m if factor is None else 1.0 / factor
         if not weighted:
@@ -2207,9 +2206,9 @@ def _fused_resample_disagreement(ops: Any, dtype: Any, device: Any, mode: str, a
     tolerance = 64 * float(xp.finfo(dtype).eps)
     wanted = _INTERPOLATIONS[mode]
     for rank in (1, 2, 3) if wanted is None else (wanted,):
-        x = xp.astype(ops.from_host(host.reshape(2, 3, *{1: (63,), 2: (7, 9), 3: (7, 3, 3)}[rank]), device), dtype)
+        x = xp.astype(ops.from_host(host.reshape(2, 3, *_POOL_PROBE_PLANES[rank]), device), dtype)
         for sizes, factor, align_corners in _RESAMPLE_PROBES:
-            align_corners = align_corners and mode not in ("nearest", "nearest-exact", "lanczos")
+            align_corners = align_corners and mode not in (*_NEAREST_MODES, "lanczos")
             out, factors = _resized("interpolate", tuple(x.shape[2:]), sizes[:rank] if sizes else None, factor, None)
             fused = ops.fused_resample(x, mode, out, factors, align_corners, antialias)
             if fused is None:
@@ -2515,11 +2514,16 @@ def local_response_norm(input: Array, size: int, alpha: float = 1e-4, beta: floa
         raise _error(ValueError, function, f"expected 3D or higher dimensionality input (as torch), got shape "
                                            f"{tuple(input.shape)}")
     size = _factor(function, "size", size)
-    squares = input * input
-    window = (1, size) + (1,) * (input.ndim - 2)
-    pads = ((0, 0), (size // 2, (size - 1) // 2)) + ((0, 0),) * (input.ndim - 2)
-    total = ops.reduce_window(squares, 0.0, "sum", window, (1,) * input.ndim, pads)
+    total = _channel_window_sums(ops, input * input, size // 2, (size - 1) // 2)
     return input / (total * (alpha / size) + k) ** beta
+
+
+def _channel_window_sums(ops: Any, x: Array, before: int, after: int) -> Array:
+    """The sum over channels c - ``before`` to c + ``after`` (dim 1 of ``(N, C, *)``; zeros beyond
+    the ends) at each channel c."""
+    rest = x.ndim - 2
+    return ops.reduce_window(x, 0.0, "sum", (1, before + after + 1) + (1,) * rest, (1,) * x.ndim,
+                             ((0, 0), (before, after)) + ((0, 0),) * rest)
 
 
 def _cross_map_lrn2d(input: Array, size: int, alpha: float, beta: float, k: float) -> Array:
@@ -2534,8 +2538,7 @@ def _cross_map_lrn2d(input: Array, size: int, alpha: float, beta: float, k: floa
     size = _factor(function, "size", size)
     xp, half = ops.xp, (size - 1) // 2
     squares = input * input
-    total = ops.reduce_window(squares, 0.0, "sum", (1, 2 * half + 1, 1, 1), (1, 1, 1, 1),
-                              ((0, 0), (half, half), (0, 0), (0, 0)))
+    total = _channel_window_sums(ops, squares, half, half)
     beyond = xp.arange(input.shape[1], device=ops.device_of(input))[:, None, None] > half
     total = total + xp.where(beyond, squares[:, :1, ...], 0.0)
     return input * (total * (alpha / size) + k) ** -beta
@@ -2842,7 +2845,7 @@ def _class_axis(input: Array) -> int:
 
 class _ClassTargets(NamedTuple):
     """Integer class targets prepared for a gather over the classes (last axis)."""
-    #: the targets as indices, ``(*, 1)``: ignored ones at 0, and unread out-of-range ones clipped
+    #: the targets as indices: ignored ones at 0, and unread out-of-range ones clipped
     index: Array
     #: where a target counts (it is not ``ignore_index``)
     valid: Array
@@ -2874,7 +2877,7 @@ def _class_targets(function: str, ops: Any, input: Array, target: Array, ignore_
     else:
         in_range = (target >= 0) & (target < classes)
     index = xp.clip(xp.where(valid, target, xp.zeros_like(target)), 0, classes - 1)
-    return _ClassTargets(index[..., None], valid, in_range)
+    return _ClassTargets(index, valid, in_range)
 
 
 def _classes_last(xp: Any, x: Array) -> Array:
@@ -2882,9 +2885,10 @@ def _classes_last(xp: Any, x: Array) -> Array:
     return x if x.ndim <= 2 else xp.permute_dims(x, (0, *range(2, x.ndim), 1))
 
 
-def _picked(ops: Any, per_class: Array, targets: _ClassTargets) -> Array:
-    """``per_class[..., t]`` (classes last) at each target t."""
-    return ops.take_along_axis(per_class, targets.index, axis=-1)[..., 0]
+def _picked(ops: Any, per_class: Array, index: Array) -> Array:
+    """``per_class[..., t]`` (classes last) at each in-range integer t of ``index`` (its shape
+    ``per_class``'s without the classes)."""
+    return ops.take_along_axis(per_class, index[..., None], axis=-1)[..., 0]
 
 
 def _target_weights(ops: Any, per_class: Array, targets: _ClassTargets, weight: Array | None) -> Array:
@@ -2892,8 +2896,8 @@ def _target_weights(ops: Any, per_class: Array, targets: _ClassTargets, weight: 
     xp = ops.xp
     if weight is None:
         return xp.astype(targets.valid, per_class.dtype)
-    picked = _picked(ops, xp.broadcast_to(weight, per_class.shape), targets)
-    return xp.where(targets.valid, picked, xp.zeros_like(picked))
+    chosen = _picked(ops, xp.broadcast_to(weight, per_class.shape), targets.index)
+    return xp.where(targets.valid, chosen, xp.zeros_like(chosen))
 
 
 def _nll(ops: Any, per_class: Array, targets: _ClassTargets, weights: Array, reduction: str) -> Array:
@@ -2901,10 +2905,10 @@ def _nll(ops: Any, per_class: Array, targets: _ClassTargets, weights: Array, red
     target is out of range) of the log-probabilities ``per_class`` (classes last), reduced:
     'mean' over the targets' weights."""
     xp = ops.xp
-    picked = _picked(ops, per_class, targets)
+    chosen = _picked(ops, per_class, targets.index)
     if targets.in_range is not None:
-        picked = xp.where(targets.in_range | ~targets.valid, picked, xp.nan)
-    loss = xp.where(targets.valid, -picked * weights, 0.0)
+        chosen = xp.where(targets.in_range | ~targets.valid, chosen, xp.nan)
+    loss = xp.where(targets.valid, -chosen * weights, 0.0)
     return xp.sum(loss) / xp.sum(weights) if reduction == "mean" else _reduced(xp, loss, reduction)
 
 
@@ -3248,13 +3252,13 @@ def multi_margin_loss(input: Array, target: Array, p: int = 1, margin: float = 1
     _class_weight(function, input, weight)
     targets = _class_targets(function, ops, input, target, None)
     xp = ops.xp
-    picked = _picked(ops, input, targets)[..., None]
-    hinge = _positive_part(xp, margin - picked + input)
+    at_target = _picked(ops, input, targets.index)[..., None]
+    hinge = _positive_part(xp, margin - at_target + input)
     if p == 2:
         hinge = hinge * hinge
     if weight is not None:
         hinge = hinge * _target_weights(ops, input, targets, weight)[..., None]
-    hit = xp.arange(input.shape[-1], dtype=target.dtype, device=ops.device_of(target)) == targets.index
+    hit = xp.arange(input.shape[-1], dtype=target.dtype, device=ops.device_of(target)) == targets.index[..., None]
     loss = xp.sum(xp.where(hit, 0.0, hinge), axis=-1) / input.shape[-1]
     if targets.in_range is not None:  # an unread target out of range: NaN, not a silent value
         loss = xp.where(targets.in_range, loss, xp.nan)

@@ -378,16 +378,16 @@ class AdaptiveLogSoftmaxWithLoss(Module):
                              f"{tuple(input.shape)} and target shape {tuple(target.shape)}")
         batched = target.ndim == 1
         x, t = (input, target) if batched else (input[None, ...], target[None, ...])
-        readable = t.shape[0] > 0 and ops.values_at_hand(t)
-        if readable and bool(xp.any((t < 0) | (t >= self.n_classes))):
+        host = np.asarray(ops.to_host(t)) if t.shape[0] > 0 and ops.values_at_hand(t) else None
+        if host is not None and (host.min() < 0 or host.max() >= self.n_classes):
             raise RuntimeError(f"xpnn.torch_nn.AdaptiveLogSoftmaxWithLoss: target values should be in "
-                               f"[0, {self.n_classes - 1}], but values in range [{int(xp.min(t))}, {int(xp.max(t))}] "
+                               f"[0, {self.n_classes - 1}], but values in range [{host.min()}, {host.max()}] "
                                f"were found (as torch)")
         entry = t
         for i, (low, high) in enumerate(zip(self.cutoffs, self.cutoffs[1:])):
             entry = xp.where((t >= low) & (t < high), self.shortlist_size + i, entry)
-        output = _picked(ops, F.log_softmax(self.head(x), dim=1), entry)
-        output = output + (self._tails_by_group(ops, x, np.asarray(ops.to_host(t))) if readable
+        output = F._picked(ops, F.log_softmax(self.head(x), dim=1), entry)
+        output = output + (self._tails_by_group(ops, x, host) if host is not None
                            else self._tails_of_every_row(ops, x, t))
         loss = xp.mean(-output)
         return _ASMoutput(output if batched else output[0], loss)
@@ -403,7 +403,7 @@ class AdaptiveLogSoftmaxWithLoss(Module):
             groups.append(rows)
             if rows.size:
                 log_p = F.log_softmax(projection(xp.take(x, xp.asarray(rows, device=device), axis=0)), dim=1)
-                pieces.append(_picked(ops, log_p, xp.asarray(targets[rows] - low, device=device)))
+                pieces.append(F._picked(ops, log_p, xp.asarray(targets[rows] - low, device=device)))
         order = np.argsort(np.concatenate(groups), kind="stable")
         return xp.take(xp.concat(pieces), xp.asarray(order, device=device))
 
@@ -414,7 +414,7 @@ class AdaptiveLogSoftmaxWithLoss(Module):
         total = xp.zeros(t.shape, dtype=x.dtype, device=ops.device_of(x))
         for projection, low, high in zip(self.tail, self.cutoffs, self.cutoffs[1:]):
             inside = (t >= low) & (t < high)
-            local = _picked(ops, F.log_softmax(projection(x), dim=1), xp.clip(t - low, 0, high - low - 1))
+            local = F._picked(ops, F.log_softmax(projection(x), dim=1), xp.clip(t - low, 0, high - low - 1))
             total = total + xp.where(inside, local, 0.0)
         return total
 
@@ -433,8 +433,3 @@ class AdaptiveLogSoftmaxWithLoss(Module):
         xp = adapter_of(input).xp
         guess = xp.argmax(self.head(input), axis=1)
         return xp.where(guess < self.shortlist_size, guess, xp.argmax(self.log_prob(input), axis=1))
-
-
-def _picked(ops: Any, log_p: Array, index: Array) -> Array:
-    """``log_p[n, index[n]]`` of each row (``index`` in range)."""
-    return ops.take_along_axis(log_p, index[:, None], axis=1)[:, 0]
