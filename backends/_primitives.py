@@ -196,9 +196,11 @@ class Primitives:
     def fused_recurrence(self, kind: str, xs: Array, carry: Any, w_input: Array, b_input: Array | None,
                          w_hidden: Array, b_hidden: Array, projection: Array | None = None) -> tuple[Any, Array] | None:
         """A library's fused loop of a whole LSTM (``kind`` 'LSTM': carry ``(c, h)``, gates i, f, g,
-        o) or GRU ('GRU': carry ``h``, gates r, z, n, n's hidden bias inside the reset product)
-        over the time-major ``xs`` ``(T, B, F)``, the gates' kernels side by side, ``(F, G*H)``
-        and ``(H, G*H)``: ``(carry, ys)``, or None where the library has none (the layer then runs
+        o), GRU ('GRU': carry ``h``, gates r, z, n, n's hidden bias inside the reset product) or
+        Elman cell ('RNN_TANH', 'RNN_RELU': carry ``h``, h' = activation(x W_input + b_input + h W_hidden
+        + b_hidden)) over the time-major ``xs`` ``(T, B, F)`` (or one step, ``(B, F)``, whose
+        output is ``(B, H)``), the gates' kernels side by side, ``(F, G*H)`` and ``(H, G*H)``, a
+        bias None zeros: ``(carry, ys)``, or None where the library has none (the layer then runs
         its written-once step on ``scan``; the first use of a fused kernel is checked against it).
         ``projection`` ``(H, P)`` (LSTM only, torch's ``proj_size``): each step's h is
         ``(o tanh c) projection``, fed back so (``w_hidden`` is then ``(P, G*H)``)."""

@@ -481,6 +481,10 @@ _TRANSPOSED_CONVOLUTIONS = (torch.conv_transpose1d, torch.conv_transpose2d, torc
 _MAX_POOLS = (torch.max_pool1d, torch.max_pool2d, torch.max_pool3d)
 #: torch.embedding_bag's mode numbers.
 _BAG_MODES = {"sum": 0, "mean": 1, "max": 2}
+#: ``fused_recurrence``'s kinds: torch's loop over a sequence and its one-step cell kernel (the
+#: functions behind ``torch._VF``, whose lookup costs 1.5 us).
+_RECURRENCES = {kind: (getattr(torch._C._VariableFunctions, name), getattr(torch._C._VariableFunctions, f"{name}_cell"))
+                for kind, name in (("LSTM", "lstm"), ("GRU", "gru"), ("RNN_TANH", "rnn_tanh"), ("RNN_RELU", "rnn_relu"))}
 _MAX_POOLS_WITH_INDICES = (torch.max_pool1d_with_indices, _nn.max_pool2d_with_indices, _nn.max_pool3d_with_indices)
 #: numpy.pad's modes (the ``pad`` primitive's) by torch's names.
 _TORCH_PAD_MODES = {"reflect": "reflect", "edge": "replicate", "wrap": "circular"}
@@ -806,37 +810,40 @@ class TorchAdapter(Adapter):
                                    per_sample_weights, False, padding_idx)[0]
 
     def fused_recurrence(self, kind, xs, carry, w_input, b_input, w_hidden, b_hidden, projection=None):
-        """``torch._VF.lstm`` / ``gru``, the fused loop behind ``torch.nn.LSTM`` and ``GRU`` (same
-        gate orders; ``b_input`` None is zeros, as the flax LSTM's input side has no bias), for float32
-        and float64 sequences ``(T, B, F)``; not float32 on CUDA, where cuDNN's loop is 25 to 45
-        float32 eps off the written-once step and flax even with TF32 off (measured on an H200
-        with torch 2.11: 3e-6 to 5e-6 on outputs of 0.02 to 1, where the CPU's loop is within 2.5 eps).
-        A projection is the LSTM's ``weight_hr``, as torch.nn.LSTM's ``proj_size`` passes it.  One
-        step runs ``torch.nn.LSTMCell``'s and ``GRUCell``'s kernels instead."""
-        if xs.dtype not in _ATTENTION_DTYPES or xs.ndim != 3 or (xs.is_cuda and xs.dtype == torch.float32) or (
-                projection is not None and kind != "LSTM"):
+        """``torch._VF.lstm`` / ``gru`` / ``rnn_tanh`` / ``rnn_relu``, the fused loops behind
+        ``torch.nn.LSTM``, ``GRU`` and ``RNN`` (same gate orders), for float32 and float64; not
+        float32 on CUDA, where cuDNN's loop is 25 to 45 float32 eps off the written-once step and
+        flax even with TF32 off (measured on an H200 with torch 2.11: 3e-6 to 5e-6 on outputs of
+        0.02 to 1, where the CPU's loop is within 2.5 eps).  A projection is the LSTM's
+        ``weight_hr``, as torch.nn.LSTM's ``proj_size`` passes it.  One step (a 2-D ``xs``) runs
+        ``torch.nn.LSTMCell``'s, ``GRUCell``'s and ``RNNCell``'s kernels; so does a one-step
+        sequence, whose loop's set-up would cost 5x a step."""
+        if xs.dtype not in _ATTENTION_DTYPES or xs.ndim not in (2, 3) or (xs.is_cuda and xs.dtype == torch.float32) or (
+                projection is not None and (kind != "LSTM" or xs.ndim == 2)) or kind not in _RECURRENCES:
             return None
-        if xs.shape[0] == 1 and projection is None:  # one step: the cell kernels (the loop's set-up costs 5x a step)
-            if kind == "LSTM":
-                c, h = carry
-                h, c = torch._VF.lstm_cell(xs[0], (h, c), w_input.T, w_hidden.T, b_input, b_hidden)
-                return (c, h), h[None]
-            if kind == "GRU":
-                h = torch._VF.gru_cell(xs[0], carry, w_input.T, w_hidden.T, b_input, b_hidden)
-                return h, h[None]
         if b_input is None:
             b_input = torch.zeros_like(b_hidden)
+        if b_hidden is None:
+            b_hidden = torch.zeros_like(b_input)
+        loop, cell = _RECURRENCES[kind]
+        if xs.ndim == 2 or (xs.shape[0] == 1 and projection is None):
+            x = xs if xs.ndim == 2 else xs[0]
+            if kind == "LSTM":
+                c, h = carry
+                h, c = cell(x, (h, c), w_input.T, w_hidden.T, b_input, b_hidden)
+                carry = (c, h)
+            else:
+                h = carry = cell(x, carry, w_input.T, w_hidden.T, b_input, b_hidden)
+            return carry, h if xs.ndim == 2 else h[None]
         weights = [w_input.T.contiguous(), w_hidden.T.contiguous(), b_input, b_hidden]
         if projection is not None:  # torch's order: weight_hr after the biases
             weights.append(projection.T.contiguous())
         if kind == "LSTM":
             c, h = carry
-            ys, h, c = torch._VF.lstm(xs, (h[None], c[None]), weights, True, 1, 0.0, False, False, False)
+            ys, h, c = loop(xs, (h[None], c[None]), weights, True, 1, 0.0, False, False, False)
             return (c[0], h[0]), ys
-        if kind == "GRU":
-            ys, h = torch._VF.gru(xs, carry[None], weights, True, 1, 0.0, False, False, False)
-            return h[0], ys
-        return None
+        ys, h = loop(xs, carry[None], weights, True, 1, 0.0, False, False, False)
+        return h[0], ys
 
     def fused_norm(self, kind, x, count, scale, bias, epsilon, statistics=None, channels_first=False,
                    fast_variance=False):
@@ -894,6 +901,9 @@ class TorchAdapter(Adapter):
             y = torch.batch_norm(operand, scale, bias, mean, var, True, 1.0, epsilon, cudnn)
             return restored(y), mean, var * ((count - 1) / count)
         return None
+
+    def device_of(self, x):
+        return x.device  # array-api-compat's ``device`` costs 1.1 us, the attribute 0.1
 
     def to_host(self, x):
         return x.detach().cpu().numpy()

@@ -65,6 +65,7 @@ CASES: dict[str, tuple[str, tuple, dict, tuple, dict, bool]] = {
     "RNN 256 tanh (50,16,256)": ("RNN", (256, 256), {}, ((50, 16, 256),), {}, False),
     "LSTMCell 256 (16,256)": ("LSTMCell", (256, 256), {}, ((16, 256),), {}, False),
     "GRUCell 256 (16,256)": ("GRUCell", (256, 256), {}, ((16, 256),), {}, False),
+    "RNNCell 256 (16,256)": ("RNNCell", (256, 256), {}, ((16, 256),), {}, False),
     "Upsample bilinear x2 (8,64,56,56)": ("Upsample", (), {"scale_factor": 2, "mode": "bilinear"},
                                           ((8, 64, 56, 56),), {}, False),
     "Upsample bicubic x2 (8,64,56,56)": ("Upsample", (), {"scale_factor": 2, "mode": "bicubic"}, ((8, 64, 56, 56),),
@@ -82,6 +83,9 @@ CASES: dict[str, tuple[str, tuple, dict, tuple, dict, bool]] = {
     "batch 1: MaxPool2d 2": ("MaxPool2d", (2,), {}, ((1, 8, 8, 8),), {}, False),
     "batch 1: MultiheadAttention 16/2": ("MultiheadAttention", (16, 2), {}, ((4, 1, 16),) * 3,
                                          {"need_weights": False}, False),
+    "batch 1: LSTMCell 16": ("LSTMCell", (16, 16), {}, ((1, 16),), {}, False),
+    "batch 1: GRUCell 16": ("GRUCell", (16, 16), {}, ((1, 16),), {}, False),
+    "batch 1: RNNCell 16": ("RNNCell", (16, 16), {}, ((1, 16),), {}, False),
 }
 
 

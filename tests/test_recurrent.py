@@ -105,11 +105,15 @@ def test_character_model_trains_on_torch_and_jax_and_runs_on_numpy():
     np.testing.assert_allclose(numpy_logits, torch_logits, rtol=1e-4, atol=1e-5)
 
 
-def test_torch_fused_loop_is_used_and_equals_the_written_once_step(monkeypatch):
+@pytest.mark.parametrize("kind, cell", [("LSTM", nn.LSTMCell(6)), ("GRU", nn.GRUCell(6)), ("RNN_TANH", nn.SimpleCell(6)),
+                                        ("RNN_RELU", nn.SimpleCell(6, activation_fn=nn.relu))])
+def test_torch_fused_loop_is_used_and_equals_the_written_once_step(monkeypatch, kind, cell):
+    from xpnn.backends import torch as torch_backend
+
     calls = []
-    lstm = torch._VF.lstm
-    monkeypatch.setattr(torch._VF, "lstm", lambda *a: calls.append(1) or lstm(*a))
-    layer = nn.RNN(nn.LSTMCell(6), return_carry=True)
+    loop, step = torch_backend._RECURRENCES[kind]
+    monkeypatch.setitem(torch_backend._RECURRENCES, kind, (lambda *a: calls.append(1) or loop(*a), step))
+    layer = nn.RNN(cell, return_carry=True)
     x = torch.randn(3, 9, 4)
     variables = layer.init(nn.random.key(0), x)
     fused = layer.apply(variables, x)
@@ -138,8 +142,9 @@ def test_fused_loop_check_rejects_a_loop_as_far_off_as_cudnns(off_by_eps):
         return carry, ys + off_by_eps * torch.finfo(ys.dtype).eps  # cuDNN's were 3e-6 on outputs of 0.02 to 1
 
     wrong.fused_recurrence = perturbed
-    for cell, projected in ((nn.LSTMCell, False), (nn.GRUCell, False), (nn.LSTMCell, True)):
-        reason = recurrent._fused_disagreement(wrong, torch.float32, torch.device("cpu"), cell, projected)
+    for kind, projected in (("LSTM", False), ("GRU", False), ("RNN_TANH", False), ("RNN_RELU", False),
+                            ("LSTM", True)):
+        reason = recurrent._fused_disagreement(wrong, torch.float32, torch.device("cpu"), kind, projected)
         assert (reason is None) == (off_by_eps == 0), (reason, projected)
 
 

@@ -24,7 +24,7 @@ from xpnn._dispatch import adapter_of, fast_paths_enabled
 from xpnn._kernel_check import LAYER_KERNELS, layer_kernel_agrees, outputs_disagreement
 from xpnn._promotion import promote_dtype
 from xpnn._types import Array
-from xpnn.functions.activations import sigmoid, tanh
+from xpnn.functions.activations import relu, sigmoid, tanh
 from xpnn.layers.conv import Conv
 from xpnn.module import Module, compact, nowrap
 from xpnn.trees import tree_leaves, tree_map
@@ -124,8 +124,8 @@ class _DenseCell(RNNCellBase):
         raise NotImplementedError
 
     def _fused_kind(self) -> str | None:
-        """The library kernel this cell equals ('LSTM', 'GRU'), with the default gate and
-        activation functions; None otherwise."""
+        """The library kernel this cell equals ('LSTM', 'GRU', 'RNN_TANH', 'RNN_RELU'), with the
+        default gate and activation functions; None otherwise."""
         if self._fused is None or getattr(self, "gate_fn", sigmoid) is not sigmoid or (
                 getattr(self, "activation_fn", tanh) is not tanh):
             return None
@@ -383,13 +383,21 @@ class SimpleCell(_DenseCell):
         activation, residual, width = self.activation_fn, self.residual, self.features
 
         def step(h: Carry, x: Array) -> tuple[Carry, Array]:
-            new = _columns(_added(x, _affine(h, w_hidden, None)), 0, width)
+            new = _columns(_added(x, _affine(h, w_hidden, b_hidden)), 0, width)
             if residual:
                 new = new + h
             new = activation(new)
             return new, new
 
         return step
+
+    def _fused_kind(self) -> str | None:
+        """torch's Elman loops ('RNN_TANH', 'RNN_RELU'): tanh or relu, without ``residual``."""
+        return None if self.residual else _ELMAN_KINDS.get(self.activation_fn)
+
+
+#: The Elman cell's library kernels by its activation.
+_ELMAN_KINDS = {tanh: "RNN_TANH", relu: "RNN_RELU"}
 
 
 class ConvLSTMCell(RNNCellBase):
@@ -601,62 +609,77 @@ def _projected(ops: Any, step: Callable[[Carry, Array], tuple[Carry, Array]],
 
 def _fused(ops: Any, cell: _DenseCell, weights: Weights, carry: Carry, xs: Array,
            projection: Array | None = None) -> tuple[Carry, Array] | None:
-    """The library's fused loop for the whole sequence (``fused_recurrence``: torch's LSTM and
-    GRU kernels) where the cell is one it computes, fast paths are on, the sequence, carry,
-    weights (and ``projection``) share a dtype, and the kernel agreed with the written-once step
-    on this machine."""
+    """The library's fused loop for the whole sequence ``xs`` (``fused_recurrence``: torch's LSTM,
+    GRU and Elman kernels; a 2-D ``xs`` is one step) where the cell is one it computes, fast paths
+    are on, the sequence, carry, weights (and ``projection``) share a dtype, and the kernel agreed
+    with the written-once step on this machine."""
     kind = cell._fused_kind()
-    if kind is None or xs.ndim != 3 or xs.shape[0] == 0 or not fast_paths_enabled():
+    if kind is None or xs.ndim not in (2, 3) or (xs.ndim == 3 and xs.shape[0] == 0) or not fast_paths_enabled():
         return None  # torch's kernels refuse an empty sequence: the written-once loop makes no step
-    if any(a is not None and a.dtype != xs.dtype for a in (*weights, projection, *tree_leaves(carry))):
-        return None
-    if not layer_kernel_agrees(_fused_loop_name(type(cell), projection is not None), ops, xs):
+    dtype = xs.dtype
+    for a in (*weights, projection, *(carry if isinstance(carry, (tuple, list)) else (carry,))):
+        if a is not None and a.dtype != dtype:
+            return None
+    if not layer_kernel_agrees(_fused_loop_name(kind, projection is not None), ops, xs):
         return None
     return ops.fused_recurrence(kind, xs, carry, *weights, projection)
 
 
-def _fused_loop_name(cell_type: type, projected: bool = False) -> str:
-    return f"RNN({cell_type.__name__}) fused loop{', projected' if projected else ''}"
+@functools.lru_cache(maxsize=None)
+def _fused_loop_name(kind: str, projected: bool = False) -> str:
+    return f"RNN({kind}) fused loop{', projected' if projected else ''}"
 
 
-def _fused_disagreement(ops: Any, dtype: Any, device: Any, cell_type: type, projected: bool = False) -> str | None:
-    """Why the library's fused loop of ``cell_type`` (``projected``: an LSTM's h projected to 2
-    units) and the written-once step differ on a fixed probe (6 steps and 1 step, batch 3, 5
-    inputs, 4 units, gates driven into saturation too); None if they agree."""
+#: Per fused kind: the cell whose written-once step it is checked against, and its gates.
+_PROBE_CELLS: dict[str, tuple[Callable[..., _DenseCell], int]] = {
+    "LSTM": (LSTMCell, 4), "GRU": (GRUCell, 3), "RNN_TANH": (SimpleCell, 1),
+    "RNN_RELU": (functools.partial(SimpleCell, activation_fn=relu), 1)}
+
+
+def _fused_disagreement(ops: Any, dtype: Any, device: Any, kind: str, projected: bool = False) -> str | None:
+    """Why the library's fused loop of ``kind`` (``projected``: an LSTM's h projected to 2 units)
+    and the written-once step differ on a fixed probe (6 steps, a sequence of 1 step and that
+    step alone; batch 3, 5 inputs, 4 units, gates driven into saturation too); None if they agree."""
     xp = ops.xp
-    kind = cell_type._fused
     rng = np.random.default_rng(0)
-    gates = 4 if kind == "LSTM" else 3
+    cell_type, gates = _PROBE_CELLS[kind]
     width = 2 if projected else 4  # of h
 
     def made(*shape: int, scale: float = 1.0) -> Array:
         return xp.astype(ops.from_host(rng.standard_normal(shape) * scale, device), dtype)
 
     xs, w_input, w_hidden = made(6, 3, 5, scale=3.0), made(5, 4 * gates), made(width, 4 * gates)
-    b_input, b_hidden = (None if kind == "LSTM" else made(4 * gates)), made(4 * gates)
+    b_input = None if kind == "LSTM" else made(4 * gates)  # the flax LSTM's input side has no bias
+    b_hidden = made(4 * gates)
     carry = (made(3, 4), made(3, width)) if kind == "LSTM" else made(3, 4)
     projection = made(4, width) if projected else None
     step = cell_type(features=4)._recurrence(w_hidden, b_hidden)
     # 16 eps, as close as the layers' conformance checks (float32: 4e-6 relative, 34 eps): torch's
     # CPU loop is within 2.5 eps in float32 and float64; cuDNN's float32 one was 25 to 45 off.
     tolerance = 16 * float(xp.finfo(dtype).eps)
-    for steps in (xs, xs[:1, ...]):  # a sequence, and one step (a library may run its cell kernel then)
+    # a sequence, one step of it, and that step alone (a library may run its cell kernel then)
+    for steps in (xs, xs[:1, ...], xs[0, ...]):
+        if steps.ndim == 2 and projection is not None:
+            continue
         fused = ops.fused_recurrence(kind, steps, carry, w_input, b_input, w_hidden, b_hidden, projection)
         if fused is None:
             continue
-        projected_xs = steps @ w_input if b_input is None else steps @ w_input + b_input
+        sequence = steps if steps.ndim == 3 else steps[None, ...]
+        projected_xs = sequence @ w_input if b_input is None else sequence @ w_input + b_input
         reference = ops.scan(step if projection is None else _projected(ops, step, projection), carry, projected_xs)
-        reason = outputs_disagreement(ops, tree_leaves(fused), tree_leaves(reference), tolerance,
-                                      f"the fused {kind} loop of {steps.shape[0]} steps", "the written-once step")
+        if steps.ndim == 2:
+            reference = (reference[0], reference[1][0, ...])
+        name = f"the fused {kind} loop of {steps.shape[0]} steps" if steps.ndim == 3 else f"the fused {kind} step"
+        reason = outputs_disagreement(ops, tree_leaves(fused), tree_leaves(reference), tolerance, name,
+                                      "the written-once step")
         if reason is not None:
             return reason
     return None
 
 
-for _cell in (LSTMCell, OptimizedLSTMCell, GRUCell):
-    LAYER_KERNELS[_fused_loop_name(_cell)] = functools.partial(_fused_disagreement, cell_type=_cell)
-LAYER_KERNELS[_fused_loop_name(LSTMCell, True)] = functools.partial(_fused_disagreement, cell_type=LSTMCell,
-                                                                    projected=True)
+for _kind in _PROBE_CELLS:
+    LAYER_KERNELS[_fused_loop_name(_kind)] = functools.partial(_fused_disagreement, kind=_kind)
+LAYER_KERNELS[_fused_loop_name("LSTM", True)] = functools.partial(_fused_disagreement, kind="LSTM", projected=True)
 
 
 def _promoted(xp: Any, leaf: Array, dtype: Any) -> Array:

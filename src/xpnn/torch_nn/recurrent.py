@@ -41,21 +41,17 @@ def _cell(kind: str, hidden_size: int, nonlinearity: str = "tanh") -> Any:
     return recurrent.SimpleCell(hidden_size, activation_fn=_NONLINEARITIES[nonlinearity])
 
 
-def _cell_weights(kind: str, parameters: dict[str, Any], suffix: str,
-                  like: Array) -> tuple[Array, Array | None, Array, Array | None]:
+def _cell_weights(parameters: dict[str, Any], suffix: str, like: Array) -> tuple[Array, Array | None, Array, Array | None]:
     """The weights ``weight_ih{suffix}``... of ``parameters`` in the cells' layout: the kernels
-    side by side (torch's stacked matrices transposed) and the biases where the cell adds them
-    (the RNN's two summed; the LSTM's and the GRU's as torch's, each on its side's product, the
-    GRU's n hidden bias so inside the reset product)."""
+    side by side (torch's stacked matrices transposed) and the biases as torch adds them, each on
+    its side's product (the GRU's n hidden bias so inside the reset product)."""
     w_input, w_hidden = parameters[f"weight_ih{suffix}"], parameters[f"weight_hh{suffix}"]
     ops = adapter_of(like, w_input, w_hidden)  # the weights of another library: a TypeError, as torch's
     xp = ops.xp
-    w_input, w_hidden = xp.permute_dims(w_input, (1, 0)), xp.permute_dims(w_hidden, (1, 0))
+    w_input, w_hidden = w_input.T, w_hidden.T
     b_input, b_hidden = parameters.get(f"bias_ih{suffix}"), parameters.get(f"bias_hh{suffix}")
     if b_input is None:
         b_input = b_hidden = xp.zeros((w_hidden.shape[1],), dtype=w_hidden.dtype, device=ops.device_of(like))
-    if kind == "RNN":
-        return w_input, b_input + b_hidden, w_hidden, None
     return w_input, b_input, w_hidden, b_hidden  # the step adds each gate's hidden bias to its hidden product
 
 
@@ -133,7 +129,7 @@ class _RNNBase(Module):
                 carry = tree_map(lambda leaf: ops.placed_like(leaf, x, skip=1), carry)
                 xs = xp.flip(x, axis=0) if suffix else x
                 projection = self._parameters.get(f"weight_hr_l{layer}{suffix}")
-                weights = _cell_weights(self._kind, self._parameters, f"_l{layer}{suffix}", x)
+                weights = _cell_weights(self._parameters, f"_l{layer}{suffix}", x)
                 carry, ys = recurrent.scan_dense_cell(ops, cell, weights, carry, xs, projection=None if projection
                                                       is None else xp.permute_dims(projection, (1, 0)))
                 finals.append(carry)
@@ -256,7 +252,7 @@ class _RNNCellBase(Module):
     _kind = "LSTM"
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, like: Any = None, dtype: Any = None,
-                 key: Array | None = None) -> None:
+                 key: Array | None = None, nonlinearity: str = "tanh") -> None:
         super().__init__()
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
         gates = _GATES[self._kind] * hidden_size
@@ -264,7 +260,7 @@ class _RNNCellBase(Module):
         bound = 1.0 / math.sqrt(hidden_size)
         self.weight_ih = Parameter(make.uniform((gates, input_size), bound))
         self.weight_hh = Parameter(make.uniform((gates, hidden_size), bound))
-        self._flax_cell = _cell(self._kind, hidden_size)
+        self._flax_cell = _cell(self._kind, hidden_size, nonlinearity)
         for name in ("bias_ih", "bias_hh"):
             if bias:
                 setattr(self, name, Parameter(make.uniform((gates,), bound)))
@@ -308,10 +304,10 @@ class _RNNCellBase(Module):
                     raise ValueError(f"{where}: expected hidden state of shape {(x.shape[0], self.hidden_size)} "
                                      f"(input batch size {x.shape[0]}, hidden_size), got {tuple(state.shape)}")
         carry = (states[1], states[0]) if self._kind == "LSTM" else states[0]
-        weights = _cell_weights(self._kind, self._parameters, "", x)
-        # a sequence of one step: the library's fused kernel where it agreed with the written-once
-        # step on this machine (torch: its cell kernels), else that step
-        fused = recurrent._fused(ops, self._flax_cell, weights, carry, x[None, ...])
+        weights = _cell_weights(self._parameters, "", x)
+        # the library's fused step where it agreed with the written-once one on this machine
+        # (torch: its cell kernels), else that step
+        fused = recurrent._fused(ops, self._flax_cell, weights, carry, x)
         if fused is not None:
             return fused[0], unbatched
         project, step = self._flax_cell._bind(weights, x)
@@ -351,9 +347,8 @@ class RNNCell(_RNNCellBase):
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh", *,
                  like: Any = None, dtype: Any = None, key: Array | None = None) -> None:
         _check_nonlinearity("RNNCell", nonlinearity)
-        super().__init__(input_size, hidden_size, bias, like=like, dtype=dtype, key=key)
+        super().__init__(input_size, hidden_size, bias, like=like, dtype=dtype, key=key, nonlinearity=nonlinearity)
         self.nonlinearity = nonlinearity
-        self._flax_cell = _cell(self._kind, hidden_size, nonlinearity)
 
     def forward(self, input: Array, hx: Array | None = None) -> Array:
         h, unbatched = self._step(input, None if hx is None else (hx,))
