@@ -177,8 +177,10 @@ class Primitives:
         'max' of the ``table`` rows of each bag, the bags the rows of a 2-D ``ids`` (``offsets``
         None) or the runs of a 1-D ``ids`` starting at ``offsets`` (the last one to the end);
         ids equal to ``padding_idx`` left out, ``per_sample_weights`` (sum) scaling each row; an
-        empty bag zeros.  None where the library has none (the written-once gather runs; the
-        first use is checked against it)."""
+        empty bag zeros; where the ids' values are at hand (``values_at_hand``), an id outside
+        ``[0, rows)`` raises IndexError (the caller then does not read the ids to check them).
+        None where the library has none (the written-once gather runs; the first use is checked
+        against it, refusals of ids out of range included)."""
         return None
 
     # -- control flow and autodiff (_fallback.control) ---------------------------------

@@ -799,15 +799,22 @@ class TorchAdapter(Adapter):
 
     def fused_embedding_bag(self, table, ids, offsets, mode, per_sample_weights=None, padding_idx=None):
         """``torch.embedding_bag``, the kernel behind ``F.embedding_bag`` (no copy of the rows),
-        for floating tables; a 2-D ``ids`` as torch's function takes it, with offsets every row."""
+        for floating tables; a 2-D ``ids`` as torch's function takes it, with offsets every row.
+        The CPU kernel checks the ids' range itself (a RuntimeError, raised as IndexError); the
+        CUDA one asserts on the device, as torch.nn's does (its ids are not at hand to check)."""
         if not table.is_floating_point() or (ids.ndim == 2 and ids.shape[1] == 0):
             return None
         if ids.ndim == 2:
             offsets = torch.arange(0, ids.numel(), ids.shape[1], dtype=ids.dtype, device=ids.device)
             ids = ids.reshape(-1)
             per_sample_weights = None if per_sample_weights is None else per_sample_weights.reshape(-1)
-        return torch.embedding_bag(table, ids, offsets.to(ids.dtype), False, _BAG_MODES[mode], False,
-                                   per_sample_weights, False, padding_idx)[0]
+        try:
+            return torch.embedding_bag(table, ids, offsets.to(ids.dtype), False, _BAG_MODES[mode], False,
+                                       per_sample_weights, False, padding_idx)[0]
+        except RuntimeError as error:  # the CPU kernel's range check (its two wordings), as the contract's IndexError
+            if "not in the valid range" in str(error) or "idx < num_embeddings" in str(error):
+                raise IndexError(str(error)) from None
+            raise
 
     def fused_recurrence(self, kind, xs, carry, w_input, b_input, w_hidden, b_hidden, projection=None):
         """``torch._VF.lstm`` / ``gru`` / ``rnn_tanh`` / ``rnn_relu``, the fused loops behind

@@ -1279,6 +1279,11 @@ def test_embedding_refuses_ids_out_of_range_as_torch(backend, ids):
         F.embedding(given, backend.asarray(table, "float32"))
     with pytest.raises(IndexError, match="index out of range in self"):
         nn.Embedding(5, 3, like=backend.like())(backend.asarray(np.asarray(ids), "int64"))
+    bags = np.asarray(ids).reshape(1, -1)  # one bag (torch's fused kernel checks the range on torch)
+    with pytest.raises(RuntimeError, match="idx < num_embeddings"):
+        TF.embedding_bag(torch.from_numpy(bags), torch.from_numpy(table))
+    with pytest.raises(IndexError, match=r"xpnn\.torch_nn\.functional\.embedding_bag: index out of range in self"):
+        F.embedding_bag(backend.asarray(bags, "int64"), backend.asarray(table, "float32"))
 
 
 @pytest.mark.parametrize("classes, num_classes, message", [
@@ -1647,6 +1652,24 @@ def test_a_wrong_fused_embedding_bag_is_switched_off(monkeypatch):
     assert torch.equal(F.embedding_bag(ids, weight, offsets, mode="max"), want)
     entries = [entry for entry in xpnn.fast_path_report() if entry.function == "fused_embedding_bag"]
     assert len(entries) == 1 and "the fused sum bags" in entries[0].reason
+
+
+def test_a_fused_embedding_bag_that_reads_ids_out_of_range_is_switched_off(monkeypatch):
+    """The fused kernel answers for the ids' range (xpnn does not read the ids first then): one
+    that reads an id outside the table instead of raising IndexError is not used on this machine,
+    and the written-once gather's check refuses the ids."""
+    from xpnn import _kernel_check
+
+    adapter = adapter_of(torch.zeros(1))
+    fused = adapter.fused_embedding_bag
+    monkeypatch.setattr(adapter, "fused_embedding_bag", lambda table, ids, *rest: fused(table, ids % table.shape[0],
+                                                                                          *rest))
+    monkeypatch.setattr(_kernel_check, "_OUTCOMES", {})
+    monkeypatch.setattr(_kernel_check, "LAYER_KERNEL_ANSWERS", {})
+    with pytest.raises(IndexError, match=r"xpnn\.torch_nn\.functional\.embedding_bag: index out of range in self"):
+        F.embedding_bag(torch.tensor([[1, 10]]), torch.randn(10, 4))
+    entries = [entry for entry in xpnn.fast_path_report() if entry.function == "fused_embedding_bag"]
+    assert len(entries) == 1 and "instead of raising IndexError" in entries[0].reason, entries
 
 
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])

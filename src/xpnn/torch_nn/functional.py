@@ -866,7 +866,6 @@ def _embedding_bag_and_table(input: Array, weight: Array, offsets: Array | None,
     function = "embedding_bag"
     ops = _adapter(function, ("input", "weight", "offsets", "per_sample_weights"), input, weight, offsets,
                    per_sample_weights)
-    xp = ops.xp
     if weight.ndim != 2:
         raise _error(ValueError, function, f"weight has to be 2-d, got shape {tuple(weight.shape)}")
     if mode not in _BAG_MODES:
@@ -885,8 +884,12 @@ def _embedding_bag_and_table(input: Array, weight: Array, offsets: Array | None,
         padding_idx %= count
     ids, starts = _bag_operands(function, ops, input, offsets, per_sample_weights, include_last_offset)
     if max_norm is None and fast_paths_enabled() and layer_kernel_agrees(_FUSED_BAG_KERNEL, ops, weight):
-        _check_ids(function, ops, xp.reshape(ids, (-1,)), count)
-        fused = ops.fused_embedding_bag(weight, ids, starts, mode, per_sample_weights, padding_idx)
+        # the fused kernel refuses ids out of range itself (its first-use check holds it to that)
+        out_of_range = _check_ids(function, ops, ids, count, library_refuses=True)
+        try:
+            fused = ops.fused_embedding_bag(weight, ids, starts, mode, per_sample_weights, padding_idx)
+        except IndexError:
+            raise _error(IndexError, function, out_of_range) from None
         if fused is not None:
             return fused, weight
     return _written_bags(ops, ids, weight, starts, mode, max_norm, norm_type, per_sample_weights, padding_idx)
@@ -967,8 +970,9 @@ def _scanned_bags(ops: Any, ids: Array, weight: Array, starts: Array, ends: Arra
 def _fused_bag_disagreement(ops: Any, dtype: Any, device: Any) -> str | None:
     """Why the library's fused embedding bag and the written-once gather differ on a fixed probe
     (a (12, 5) table of ``dtype``; 30 ids in bags of 4, 0, 7, 9 and 10 and as 6 rows of 5; every
-    mode, with and without ``padding_idx`` and, for sums, per-sample weights); None if they
-    agree within 16 eps (sums in another order)."""
+    mode, with and without ``padding_idx`` and, for sums, per-sample weights), and ids out of
+    range, which the fused kernel must refuse with IndexError where they are at hand; None if
+    they agree within 16 eps (sums in another order)."""
     xp = ops.xp
     rng = np.random.default_rng(0)
     table = xp.astype(ops.from_host(rng.standard_normal((12, 5)), device), dtype)
@@ -988,6 +992,16 @@ def _fused_bag_disagreement(ops: Any, dtype: Any, device: Any) -> str | None:
                                           "the written-once gather")
             if reason is not None:
                 return reason
+    for outside in (-1, 12):
+        ids = ops.from_host(np.array([[0, outside]]), device)
+        if not ops.values_at_hand(ids):  # not refused there (torch's CUDA kernel asserts): not probed
+            break
+        try:
+            fused = ops.fused_embedding_bag(table, ids, None, "sum")
+        except IndexError:
+            continue
+        if fused is not None:
+            return f"the fused bags read id {outside} of a table of 12 rows instead of raising IndexError"
     return None
 
 
