@@ -1672,6 +1672,45 @@ def test_a_fused_embedding_bag_that_reads_ids_out_of_range_is_switched_off(monke
     assert len(entries) == 1 and "instead of raising IndexError" in entries[0].reason, entries
 
 
+def test_the_recurrent_bases_and_container_are_torchs():
+    """``RNNBase`` and ``RNNCellBase`` make torch's parameters for every mode (names and shapes;
+    torch's state_dict loads), are the bases of the layers and cells (isinstance checks in a
+    user's init code hold), and have no forward; the deprecated ``Container`` warns and holds
+    its keyword modules: each as torch's."""
+    x = np.ones((3, 2, 4), np.float32)
+    for mode in ("LSTM", "GRU", "RNN_TANH", "RNN_RELU"):
+        twin, module = (namespace.RNNBase(mode, 4, 5, num_layers=2, bidirectional=True) for namespace in (torch.nn, nn))
+        assert {k: tuple(v.shape) for k, v in module.state_dict().items()} == {
+            k: tuple(v.shape) for k, v in twin.state_dict().items()}
+        module.load_state_dict(twin.state_dict())
+        assert repr(module) == repr(twin) and module.mode == twin.mode
+        with pytest.raises(NotImplementedError, match='missing the required "forward"'):
+            twin(torch.from_numpy(x))
+        with pytest.raises(NotImplementedError, match='missing the required "forward"'):
+            module(x)
+    assert nn.RNN(4, 5, nonlinearity="relu").mode == torch.nn.RNN(4, 5, nonlinearity="relu").mode == "RNN_RELU"
+    for namespace in (torch.nn, nn):
+        with pytest.raises(ValueError, match="Unrecognized RNN mode"):
+            namespace.RNNBase("LSTMX", 4, 5)
+        with pytest.raises(ValueError, match="proj_size argument is only supported for LSTM"):
+            namespace.GRU(4, 5, proj_size=2)  # xpnn's RNNBase("GRU", ...) refuses it too, torch's builds it
+    twin, module = torch.nn.RNNCellBase(4, 5, True, 3), nn.RNNCellBase(4, 5, True, 3)
+    assert {k: tuple(v.shape) for k, v in module.state_dict().items()} == {
+        k: tuple(v.shape) for k, v in twin.state_dict().items()}
+    module.load_state_dict(twin.state_dict())
+    assert repr(module) == repr(twin)
+    for layer, cell in ((nn.LSTM, nn.LSTMCell), (nn.GRU, nn.GRUCell), (nn.RNN, nn.RNNCell)):
+        assert issubclass(layer, nn.RNNBase) and issubclass(cell, nn.RNNCellBase)
+        assert not issubclass(cell, nn.RNNBase)
+    with pytest.warns(FutureWarning, match="nn.Container` is deprecated"):
+        twin = torch.nn.Container(head=torch.nn.Linear(2, 3), act=torch.nn.ReLU())
+    with pytest.warns(FutureWarning, match="nn.Container` is deprecated"):
+        module = nn.Container(head=nn.Linear(2, 3), act=nn.ReLU())
+    assert repr(module) == repr(twin) and isinstance(module, nn.Module)
+    module.load_state_dict(twin.state_dict())
+    np.testing.assert_array_equal(module.head.weight, twin.head.weight.detach().numpy())
+
+
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
 def test_an_empty_sequence_gives_no_steps_and_the_initial_state(backend, kind):
     """A sequence of no steps: no outputs and the initial state, on every backend alike (torch's

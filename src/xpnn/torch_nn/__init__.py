@@ -25,9 +25,9 @@ from xpnn.torch_nn.lazy import __all__ as _lazy_names
 from xpnn.torch_nn.loss import *  # noqa: F403
 from xpnn.torch_nn.loss import __all__ as _loss_names
 from xpnn.torch_nn.module import (
-    Module, ModuleDict, ModuleList, Parameter, ParameterDict, ParameterList, Sequential, functional_call,
+    Container, Module, ModuleDict, ModuleList, Parameter, ParameterDict, ParameterList, Sequential, functional_call,
 )
-from xpnn.torch_nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from xpnn.torch_nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
 from xpnn.torch_nn.transformer import (
     MultiheadAttention, Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,
     TransformerEncoderLayer,
@@ -39,10 +39,10 @@ MODULES = (*_activation_names, *_layer_names, *_lazy_names, *_loss_names, "Seque
            "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
            "TransformerDecoder", "Transformer")
 
-__all__ = ["functional", "manual_seed", "initial_seed", "Module", "Parameter", "functional_call", "Sequential",
-           "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "LSTM", "GRU", "RNN", "LSTMCell", "GRUCell",
-           "RNNCell", "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
-           "TransformerDecoder", "Transformer"]
+__all__ = ["functional", "manual_seed", "initial_seed", "Module", "Parameter", "functional_call", "Container",
+           "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "RNNBase", "LSTM", "GRU", "RNN",
+           "RNNCellBase", "LSTMCell", "GRUCell", "RNNCell", "MultiheadAttention", "TransformerEncoderLayer",
+           "TransformerEncoder", "TransformerDecoderLayer", "TransformerDecoder", "Transformer"]
 __all__ += _activation_names
 __all__ += _layer_names
 __all__ += _lazy_names

@@ -11,6 +11,7 @@ own (as ``torch.func.functional_call``), so ``jax.grad`` differentiates with res
 from __future__ import annotations
 
 import math
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
@@ -23,8 +24,8 @@ from xpnn._types import Array
 from xpnn.torch_nn._generator import next_key
 from xpnn.trees import to_backend
 
-__all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict",
-           "functional_call"]
+__all__ = ["Module", "Parameter", "Container", "Sequential", "ModuleList", "ModuleDict", "ParameterList",
+           "ParameterDict", "functional_call"]
 
 
 class Parameter:
@@ -416,6 +417,18 @@ def functional_call(module: Module, parameters_and_buffers: Mapping[str, Array],
     finally:
         for store, name, value in reversed(saved):
             store[name] = value
+
+
+class Container(Module):
+    """torch.nn.Container, deprecated there: a Module holding the submodules given by keyword,
+    ``Container(encoder=..., head=...)``.  Subclass ``Module`` instead."""
+
+    def __init__(self, **kwargs: Module) -> None:
+        warnings.warn("`nn.Container` is deprecated. All of its functionality is now implemented in `nn.Module`. "
+                      "Subclass that instead.", FutureWarning, stacklevel=2)
+        super().__init__()
+        for name, module in kwargs.items():
+            self.add_module(name, module)
 
 
 # -- parameter initialisation (torch.nn.init's distributions from xpnn.random) ----------------

@@ -19,26 +19,28 @@ from xpnn.torch_nn import functional as F
 from xpnn.torch_nn.module import Factory, Module, Parameter
 from xpnn.trees import tree_map
 
-__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"]
+__all__ = ["RNNBase", "LSTM", "GRU", "RNN", "RNNCellBase", "LSTMCell", "GRUCell", "RNNCell"]
 
-#: Gates per kind: the rows of torch's stacked weights are this many times hidden_size.
-_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
-_NONLINEARITIES = {"tanh": tanh, "relu": relu}
+#: Gates per mode of torch's ``RNNBase``: the rows of its stacked weights are this many times hidden_size.
+_GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
+#: The Elman layers' modes by nonlinearity.
+_ELMAN_MODES = {"tanh": "RNN_TANH", "relu": "RNN_RELU"}
 
 
-def _check_nonlinearity(name: str, nonlinearity: str) -> None:
-    if nonlinearity not in _NONLINEARITIES:
+def _elman_mode(name: str, nonlinearity: str) -> str:
+    if nonlinearity not in _ELMAN_MODES:
         raise ValueError(f"xpnn.torch_nn.{name}: unknown nonlinearity {nonlinearity!r}; select from 'tanh' or "
                          f"'relu' (as torch)")
+    return _ELMAN_MODES[nonlinearity]
 
 
-def _cell(kind: str, hidden_size: int, nonlinearity: str = "tanh") -> Any:
-    """The flax-style cell whose written-once step computes torch's ``kind`` of layer."""
-    if kind == "LSTM":
+def _cell(mode: str, hidden_size: int) -> Any:
+    """The flax-style cell whose written-once step computes torch's ``mode`` of layer."""
+    if mode == "LSTM":
         return recurrent.LSTMCell(hidden_size)
-    if kind == "GRU":
+    if mode == "GRU":
         return recurrent.GRUCell(hidden_size)
-    return recurrent.SimpleCell(hidden_size, activation_fn=_NONLINEARITIES[nonlinearity])
+    return recurrent.SimpleCell(hidden_size, activation_fn=relu if mode == "RNN_RELU" else tanh)
 
 
 def _cell_weights(parameters: dict[str, Any], suffix: str, like: Array) -> tuple[Array, Array | None, Array, Array | None]:
@@ -55,28 +57,35 @@ def _cell_weights(parameters: dict[str, Any], suffix: str, like: Array) -> tuple
     return w_input, b_input, w_hidden, b_hidden  # the step adds each gate's hidden bias to its hidden product
 
 
-class _RNNBase(Module):
-    _kind = "LSTM"
+class RNNBase(Module):
+    """torch.nn.RNNBase: the parameters of ``num_layers`` stacked layers of ``mode`` ('LSTM',
+    'GRU', 'RNN_TANH' or 'RNN_RELU'), ``weight_ih_l{k}`` ``(G H, input)``, ``weight_hh_l{k}``
+    ``(G H, H)``, ``bias_ih_l{k}`` and ``bias_hh_l{k}`` ``(G H,)`` for G gates (4, 3, 1, 1), the
+    backward direction's with ``_reverse``, each ~ U(-1/sqrt(H), 1/sqrt(H)).  The base of
+    ``LSTM``, ``GRU`` and ``RNN``, which run it; as torch's, it has no ``forward`` of its own."""
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+    def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
                  *, like: Any = None, dtype: Any = None, key: Array | None = None) -> None:
         super().__init__()
         name = type(self).__name__
+        if mode not in _GATES:
+            raise ValueError(f"xpnn.torch_nn.{name}: Unrecognized RNN mode: {mode!r}; select from "
+                             f"{', '.join(map(repr, _GATES))} (as torch)")
         if not 0 <= dropout <= 1:
             raise ValueError(f"xpnn.torch_nn.{name}: dropout should be a number in range [0, 1], got {dropout}")
         if proj_size < 0:
             raise ValueError(f"xpnn.torch_nn.{name}: proj_size should be a positive integer or zero to disable "
                              f"projections, got {proj_size}")
-        if proj_size and self._kind != "LSTM":
+        if proj_size and mode != "LSTM":
             raise ValueError(f"xpnn.torch_nn.{name}: proj_size argument is only supported for LSTM, not RNN or GRU")
         if proj_size >= hidden_size:
             raise ValueError(f"xpnn.torch_nn.{name}: proj_size has to be smaller than hidden_size, got {proj_size} "
                              f"and {hidden_size}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout, self.bidirectional = bias, batch_first, dropout, bidirectional
-        self.proj_size = proj_size
-        gates = _GATES[self._kind] * hidden_size
+        self.mode, self.proj_size = mode, proj_size
+        gates = _GATES[mode] * hidden_size
         output = proj_size or hidden_size  # the width of h
         make = Factory(like, dtype, key)
         bound = 1.0 / math.sqrt(hidden_size)
@@ -114,7 +123,7 @@ class _RNNBase(Module):
         cell carry per layer and direction; None: zeros): the output and the final carries."""
         ops = adapter_of(x)
         xp = ops.xp
-        cell = _cell(self._kind, self.hidden_size, getattr(self, "nonlinearity", "tanh"))
+        cell = _cell(self.mode, self.hidden_size)
         directions = ("", "_reverse") if self.bidirectional else ("",)
         finals: list[Any] = []
         for layer in range(self.num_layers):
@@ -124,7 +133,7 @@ class _RNNBase(Module):
                 if carry is None:
                     zeros = xp.zeros((x.shape[1], self.hidden_size), dtype=x.dtype, device=ops.device_of(x))
                     h = zeros[:, :self.proj_size] if self.proj_size else zeros
-                    carry = (zeros, h) if self._kind == "LSTM" else zeros
+                    carry = (zeros, h) if self.mode == "LSTM" else zeros
                 # the carry laid out over devices as a step's batch (jax's explicit mesh axes)
                 carry = tree_map(lambda leaf: ops.placed_like(leaf, x, skip=1), carry)
                 xs = xp.flip(x, axis=0) if suffix else x
@@ -175,7 +184,7 @@ class _RNNBase(Module):
         for index, (state, size) in enumerate(zip(states or (), sizes)):
             expected = (layers, batch, size)
             if tuple(state.shape) != expected:
-                name = f"hidden[{index}]" if self._kind == "LSTM" else "hidden"
+                name = f"hidden[{index}]" if self.mode == "LSTM" else "hidden"
                 raise ValueError(f"{where}: expected {name} size {expected}, got {tuple(state.shape)}")
 
     def _forward(self, input: Array, states: list[Array] | None) -> tuple[Array, list[Any], bool]:
@@ -203,11 +212,13 @@ def _stacked(xp: Any, finals: list[Any], unbatched: bool) -> Array:
     return stacked[:, 0, :] if unbatched else stacked
 
 
-class LSTM(_RNNBase):
+class LSTM(RNNBase):
     """Multi-layer LSTM, gates i, f, g, o: c' = f c + i g, h' = o tanh(c') (with ``proj_size``,
     h' = (o tanh(c')) W_hr^T).  ``forward(input, (h_0, c_0))`` returns ``output, (h_n, c_n)``;
-    every parameter ~ U(-1/sqrt(H), 1/sqrt(H))."""
-    _kind = "LSTM"
+    every parameter ~ U(-1/sqrt(H), 1/sqrt(H)).  Takes ``RNNBase``'s arguments after ``mode``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__("LSTM", *args, **kwargs)
 
     def forward(self, input: Array, hx: tuple[Array, Array] | None = None) -> tuple[Array, tuple[Array, Array]]:
         output, finals, unbatched = self._forward(input, None if hx is None else list(hx))
@@ -215,28 +226,29 @@ class LSTM(_RNNBase):
         return output, (_stacked(xp, [h for _, h in finals], unbatched), _stacked(xp, [c for c, _ in finals], unbatched))
 
 
-class GRU(_RNNBase):
+class GRU(RNNBase):
     """Multi-layer GRU, gates r, z, n: n = tanh(W_in x + b_in + r (W_hn h + b_hn)),
-    h' = (1 - z) n + z h.  ``forward(input, h_0)`` returns ``output, h_n``."""
-    _kind = "GRU"
+    h' = (1 - z) n + z h.  ``forward(input, h_0)`` returns ``output, h_n``.  Takes ``RNNBase``'s
+    arguments after ``mode`` (no ``proj_size``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__("GRU", *args, **kwargs)
 
     def forward(self, input: Array, hx: Array | None = None) -> tuple[Array, Array]:
         output, finals, unbatched = self._forward(input, None if hx is None else [hx])
         return output, _stacked(adapter_of(output).xp, finals, unbatched)
 
 
-class RNN(_RNNBase):
+class RNN(RNNBase):
     """Multi-layer Elman RNN: h' = nonlinearity(x W_ih^T + b_ih + h W_hh^T + b_hh), ``nonlinearity``
-    'tanh' or 'relu'.  ``forward(input, h_0)`` returns ``output, h_n``; every parameter
-    ~ U(-1/sqrt(H), 1/sqrt(H))."""
-    _kind = "RNN"
+    'tanh' or 'relu' (mode 'RNN_TANH' or 'RNN_RELU').  ``forward(input, h_0)`` returns
+    ``output, h_n``; every parameter ~ U(-1/sqrt(H), 1/sqrt(H))."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, *,
                  like: Any = None, dtype: Any = None, key: Array | None = None) -> None:
-        _check_nonlinearity("RNN", nonlinearity)
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, like=like,
-                         dtype=dtype, key=key)
+        super().__init__(_elman_mode("RNN", nonlinearity), input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, like=like, dtype=dtype, key=key)
         self.nonlinearity = nonlinearity
 
     def forward(self, input: Array, hx: Array | None = None) -> tuple[Array, Array]:
@@ -244,23 +256,25 @@ class RNN(_RNNBase):
         return output, _stacked(adapter_of(output).xp, finals, unbatched)
 
 
-class _RNNCellBase(Module):
-    """torch's ``RNNCellBase``: one step of a ``_kind`` layer, ``weight_ih`` ``(G H, input_size)``,
-    ``weight_hh`` ``(G H, H)``, ``bias_ih`` and ``bias_hh`` ``(G H,)``, each ~ U(-1/sqrt(H), 1/sqrt(H));
-    inputs ``(N, input_size)`` or unbatched ``(input_size,)``."""
+class RNNCellBase(Module):
+    """torch.nn.RNNCellBase: the parameters of one step of ``num_chunks`` gates, ``weight_ih``
+    ``(num_chunks H, input_size)``, ``weight_hh`` ``(num_chunks H, H)``, ``bias_ih`` and
+    ``bias_hh`` ``(num_chunks H,)``, each ~ U(-1/sqrt(H), 1/sqrt(H)).  The base of ``LSTMCell``,
+    ``GRUCell`` and ``RNNCell``, which step it on inputs ``(N, input_size)`` or unbatched
+    ``(input_size,)``; as torch's, it has no ``forward`` of its own."""
 
-    _kind = "LSTM"
+    #: The subclasses' mode of torch's ``RNNBase`` (the LSTM's carry is two states).
+    _mode = "LSTM"
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, like: Any = None, dtype: Any = None,
-                 key: Array | None = None, nonlinearity: str = "tanh") -> None:
+    def __init__(self, input_size: int, hidden_size: int, bias: bool, num_chunks: int, *, like: Any = None,
+                 dtype: Any = None, key: Array | None = None) -> None:
         super().__init__()
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
-        gates = _GATES[self._kind] * hidden_size
+        gates = num_chunks * hidden_size
         make = Factory(like, dtype, key)
         bound = 1.0 / math.sqrt(hidden_size)
         self.weight_ih = Parameter(make.uniform((gates, input_size), bound))
         self.weight_hh = Parameter(make.uniform((gates, hidden_size), bound))
-        self._flax_cell = _cell(self._kind, hidden_size, nonlinearity)
         for name in ("bias_ih", "bias_hh"):
             if bias:
                 setattr(self, name, Parameter(make.uniform((gates,), bound)))
@@ -291,7 +305,7 @@ class _RNNCellBase(Module):
                              f"{self.input_size}")
         unbatched = input.ndim == 1
         x = xp.expand_dims(input, axis=0) if unbatched else input
-        count = 2 if self._kind == "LSTM" else 1
+        count = 2 if self._mode == "LSTM" else 1
         if states is None:
             zeros = xp.zeros((x.shape[0], self.hidden_size), dtype=x.dtype, device=ops.device_of(x))
             states = (zeros,) * count
@@ -303,7 +317,7 @@ class _RNNCellBase(Module):
                 if tuple(state.shape) != (x.shape[0], self.hidden_size):
                     raise ValueError(f"{where}: expected hidden state of shape {(x.shape[0], self.hidden_size)} "
                                      f"(input batch size {x.shape[0]}, hidden_size), got {tuple(state.shape)}")
-        carry = (states[1], states[0]) if self._kind == "LSTM" else states[0]
+        carry = (states[1], states[0]) if self._mode == "LSTM" else states[0]
         weights = _cell_weights(self._parameters, "", x)
         # the library's fused step where it agreed with the written-once one on this machine
         # (torch: its cell kernels), else that step
@@ -319,36 +333,46 @@ def _unbatched(state: Array, unbatched: bool) -> Array:
     return state[0, ...] if unbatched else state
 
 
-class LSTMCell(_RNNCellBase):
+class _GatedCell(RNNCellBase):
+    """The LSTM and GRU steps: ``RNNCellBase`` of their gates, stepped by the flax-style cell."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, like: Any = None, dtype: Any = None,
+                 key: Array | None = None) -> None:
+        super().__init__(input_size, hidden_size, bias, _GATES[self._mode], like=like, dtype=dtype, key=key)
+        self._flax_cell = _cell(self._mode, hidden_size)
+
+
+class LSTMCell(_GatedCell):
     """One LSTM step, gates i, f, g, o: c' = f c + i g, h' = o tanh(c').  ``forward(input, (h, c))``
     returns ``(h', c')``."""
-    _kind = "LSTM"
+    _mode = "LSTM"
 
     def forward(self, input: Array, hx: tuple[Array, Array] | None = None) -> tuple[Array, Array]:
         (c, h), unbatched = self._step(input, None if hx is None else tuple(hx))
         return _unbatched(h, unbatched), _unbatched(c, unbatched)
 
 
-class GRUCell(_RNNCellBase):
+class GRUCell(_GatedCell):
     """One GRU step, gates r, z, n: n = tanh(W_in x + b_in + r (W_hn h + b_hn)), h' = (1 - z) n + z h.
     ``forward(input, h)`` returns h'."""
-    _kind = "GRU"
+    _mode = "GRU"
 
     def forward(self, input: Array, hx: Array | None = None) -> Array:
         h, unbatched = self._step(input, None if hx is None else (hx,))
         return _unbatched(h, unbatched)
 
 
-class RNNCell(_RNNCellBase):
+class RNNCell(RNNCellBase):
     """One Elman step: h' = nonlinearity(x W_ih^T + b_ih + h W_hh^T + b_hh), ``nonlinearity`` 'tanh'
     or 'relu'.  ``forward(input, h)`` returns h'."""
-    _kind = "RNN"
+    _mode = "RNN_TANH"
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh", *,
                  like: Any = None, dtype: Any = None, key: Array | None = None) -> None:
-        _check_nonlinearity("RNNCell", nonlinearity)
-        super().__init__(input_size, hidden_size, bias, like=like, dtype=dtype, key=key, nonlinearity=nonlinearity)
+        mode = _elman_mode("RNNCell", nonlinearity)
+        super().__init__(input_size, hidden_size, bias, 1, like=like, dtype=dtype, key=key)
         self.nonlinearity = nonlinearity
+        self._flax_cell = _cell(mode, hidden_size)
 
     def forward(self, input: Array, hx: Array | None = None) -> Array:
         h, unbatched = self._step(input, None if hx is None else (hx,))
