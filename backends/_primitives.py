@@ -171,6 +171,17 @@ class Primitives:
         first use of each mode is checked against them)."""
         return None
 
+    def fused_nll(self, log_p: Array, target: Array, weight: Array | None, ignore_index: int,
+                  reduction: str) -> Any:
+        """A library's fused negative log-likelihood (``F.nll_loss``'s kernel) of the
+        log-probabilities ``log_p`` ``(N, C, *d)`` at the integer class ``target`` ``(N, *d)``:
+        -w_t log_p[t] (w: ``weight`` ``(C,)``, or 1), 0 where the target is ``ignore_index``,
+        reduced by ``reduction`` ('none', 'sum', or 'mean': the sum over the targets' weights);
+        where the targets' values are at hand (``values_at_hand``), one outside ``[0, C)`` that
+        is not ``ignore_index`` raises IndexError.  None where the library has none (the
+        written-once gather runs; the first use is checked against it, refusals included)."""
+        return None
+
     def fused_embedding_bag(self, table: Array, ids: Array, offsets: Array | None, mode: str,
                             per_sample_weights: Array | None = None, padding_idx: int | None = None) -> Any:
         """A library's fused embedding bag (``F.embedding_bag``'s kernel): the 'sum', 'mean' or

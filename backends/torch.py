@@ -481,6 +481,8 @@ _TRANSPOSED_CONVOLUTIONS = (torch.conv_transpose1d, torch.conv_transpose2d, torc
 _MAX_POOLS = (torch.max_pool1d, torch.max_pool2d, torch.max_pool3d)
 #: torch.embedding_bag's mode numbers.
 _BAG_MODES = {"sum": 0, "mean": 1, "max": 2}
+#: torch's reduction numbers (``torch.nn._reduction``).
+_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
 #: ``fused_recurrence``'s kinds: torch's loop over a sequence and its one-step cell kernel (the
 #: functions behind ``torch._VF``, whose lookup costs 1.5 us).
 _RECURRENCES = {kind: (getattr(torch._C._VariableFunctions, name), getattr(torch._C._VariableFunctions, f"{name}_cell"))
@@ -796,6 +798,14 @@ class TorchAdapter(Adapter):
             return None
         return torch.grid_sampler(x, grid, ("bilinear", "nearest", "bicubic").index(mode),
                                   ("zeros", "border", "reflection").index(padding_mode), align_corners)
+
+    def fused_nll(self, log_p, target, weight, ignore_index, reduction):
+        """``nll_loss_nd``, the kernel behind ``F.nll_loss``, for float32 and float64 (targets made
+        int64, which it requires).  Its CPU check of the targets' range raises IndexError; on
+        CUDA a target out of range asserts on the device, as torch.nn's loss does."""
+        if log_p.dtype not in _ATTENTION_DTYPES or (weight is not None and weight.dtype != log_p.dtype):
+            return None
+        return _nn.nll_loss_nd(log_p, target.long(), weight, _REDUCTIONS[reduction], ignore_index)
 
     def fused_embedding_bag(self, table, ids, offsets, mode, per_sample_weights=None, padding_idx=None):
         """``torch.embedding_bag``, the kernel behind ``F.embedding_bag`` (no copy of the rows),

@@ -414,8 +414,8 @@ def test_scan_with_a_length_and_no_inputs_and_with_no_steps():
 def test_the_contract_lists_the_design_primitives():
     """The primitives the written-once code may call (../shared/DESIGN.md rule 2) are the
     contract's: each is a method of ``Primitives`` with a standard-only body."""
-    for name in ("erf", "erfc", "erf_inv", "einsum", "qr", "stop_gradient", "conv_general_dilated",
-                 "reduce_window", "scan", "fused_recurrence", "fused_norm", "fused_pool", "fused_embedding_bag",
+    for name in ("erf", "erfc", "erf_inv", "einsum", "qr", "stop_gradient", "conv_general_dilated", "reduce_window",
+                 "scan", "fused_recurrence", "fused_norm", "fused_pool", "fused_embedding_bag", "fused_nll",
                  "fused_resample", "fused_grid_sample", "mean_across", "dense", "take_rows", "take_along_axis",
                  "write_rows", "conv_channels_first", "conv_transpose_channels_first", "pad", "linear", "matmul",
                  "write_into", "trainable", "placed_like", "adopts", "adopted"):

@@ -1672,6 +1672,38 @@ def test_a_fused_embedding_bag_that_reads_ids_out_of_range_is_switched_off(monke
     assert len(entries) == 1 and "instead of raising IndexError" in entries[0].reason, entries
 
 
+@pytest.mark.parametrize("wrong", ["off by one", "reads targets out of range"])
+def test_a_wrong_fused_nll_is_switched_off(monkeypatch, wrong):
+    """torch's nll_loss kernel serves cross_entropy and nll_loss where it agreed with the
+    written-once gather on the kernel check's probe, refusals of targets out of range included;
+    one that disagrees is not used on this machine: the loss is still torch's, a target out of
+    range still xpnn's IndexError, and the report says why."""
+    from xpnn import _kernel_check
+
+    adapter = adapter_of(torch.zeros(1))
+    fused = adapter.fused_nll
+    calls = []
+    monkeypatch.setattr(adapter, "fused_nll", lambda *a: calls.append(a[-1]) or fused(*a))
+    x, y = torch.randn(6, 5, dtype=torch.float64), torch.tensor([0, 4, 2, -100, 1, 1])
+    want = torch.nn.functional.cross_entropy(x, y)
+    torch.testing.assert_close(F.cross_entropy(x, y), want, rtol=0, atol=1e-15)
+    assert calls
+    if wrong == "off by one":
+        monkeypatch.setattr(adapter, "fused_nll", lambda *a: fused(*a) + 1)
+    else:
+        monkeypatch.setattr(adapter, "fused_nll", lambda log_p, target, *rest: fused(
+            log_p, target.clamp(-100, log_p.shape[1] - 1), *rest))
+    monkeypatch.setattr(_kernel_check, "_OUTCOMES", {})
+    monkeypatch.setattr(_kernel_check, "LAYER_KERNEL_ANSWERS", {})
+    torch.testing.assert_close(F.cross_entropy(x, y), want, rtol=0, atol=1e-15)
+    with pytest.raises(IndexError, match=r"xpnn\.torch_nn\.functional\.nll_loss: targets must be class indices"):
+        F.nll_loss(x, torch.tensor([0, 4, 2, 5, 1, 1]))
+    entries = [entry for entry in xpnn.fast_path_report() if entry.function == "fused_nll"]
+    assert len(entries) == 1, entries
+    assert ("the fused loss" in entries[0].reason and "instead of raising" in entries[0].reason) == (
+        wrong != "off by one"), entries
+
+
 def test_the_recurrent_bases_and_container_are_torchs():
     """``RNNBase`` and ``RNNCellBase`` make torch's parameters for every mode (names and shapes;
     torch's state_dict loads), are the bases of the layers and cells (isinstance checks in a

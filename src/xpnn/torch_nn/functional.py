@@ -2867,17 +2867,22 @@ class _ClassTargets(NamedTuple):
     in_range: Array | None
 
 
+def _check_class_target_shape(function: str, input: Array, target: Array) -> None:
+    """Class targets of ``input``'s shape without its class dim, as torch requires."""
+    axis = _class_axis(input)
+    expected = tuple(input.shape[:axis]) + tuple(input.shape[axis + 1:])
+    if tuple(target.shape) != expected:
+        raise _error(ValueError, function, f"expected target of shape {expected} for input of shape "
+                                           f"{tuple(input.shape)}, got {tuple(target.shape)}")
+
+
 def _class_targets(function: str, ops: Any, input: Array, target: Array, ignore_index: int | None) -> _ClassTargets:
     """Integer class ``target`` of shape ``input``'s without its class dim, as gather indices;
     out-of-range targets are torch's IndexError where their values can be read, and give a NaN
     loss where they cannot (under ``jax.jit``, on Dask)."""
     xp = ops.xp
-    axis = _class_axis(input)
-    classes = input.shape[axis]
-    expected = tuple(input.shape[:axis]) + tuple(input.shape[axis + 1:])
-    if tuple(target.shape) != expected:
-        raise _error(ValueError, function, f"expected target of shape {expected} for input of shape "
-                                           f"{tuple(input.shape)}, got {tuple(target.shape)}")
+    _check_class_target_shape(function, input, target)
+    classes = input.shape[_class_axis(input)]
     valid = (target != ignore_index if ignore_index is not None
              else xp.ones(target.shape, dtype=xp.bool, device=ops.device_of(target)))
     in_range = None
@@ -2926,6 +2931,70 @@ def _nll(ops: Any, per_class: Array, targets: _ClassTargets, weights: Array, red
     return xp.sum(loss) / xp.sum(weights) if reduction == "mean" else _reduced(xp, loss, reduction)
 
 
+#: The layer-kernel check's name of the libraries' fused negative log-likelihood.
+_FUSED_NLL_KERNEL = "fused_nll"
+
+
+def _fused_nll(function: str, ops: Any, log_p: Array, target: Array, weight: Array | None, ignore_index: int,
+               reduction: str) -> Array | None:
+    """The library's fused loss (``ops.fused_nll``) of the checked log-probabilities ``log_p``
+    (class dim 1) and integer ``target`` of its shape, where fast paths are on and the kernel
+    agreed with the written-once gather on this machine; else None.  The kernel answers for the
+    targets' range (xpnn does not read them first then): its refusal is ``_class_targets``'s
+    error, naming the targets."""
+    if log_p.ndim < 2 or not fast_paths_enabled() or not layer_kernel_agrees(_FUSED_NLL_KERNEL, ops, log_p):
+        return None
+    try:
+        return ops.fused_nll(log_p, target, weight, ignore_index, reduction)
+    except IndexError:
+        _class_targets(function, ops, log_p, target, ignore_index)  # raises the error with the targets shown
+        raise
+
+
+def _fused_nll_disagreement(ops: Any, dtype: Any, device: Any) -> str | None:
+    """Why the library's fused loss and the written-once gather differ on a fixed probe
+    (log-probabilities (6, 5) and (3, 5, 2) of ``dtype``, a target ignored, with and without
+    class weights, every reduction), or how it fails to refuse targets out of range where they
+    are at hand; None if they agree within 16 eps (sums in another order)."""
+    xp = ops.xp
+    rng = np.random.default_rng(0)
+    tolerance = 16 * float(xp.finfo(dtype).eps)
+    weight = xp.astype(ops.from_host(rng.uniform(0.5, 2.0, 5), device), dtype)
+    for shape in ((6, 5), (3, 5, 2)):
+        scores = rng.standard_normal(shape)
+        log_p = xp.astype(ops.from_host(scores - np.log(np.exp(scores).sum(axis=1, keepdims=True)), device), dtype)
+        labels = rng.integers(0, 5, (shape[0], *shape[2:]))
+        labels.reshape(-1)[1] = -100
+        target = ops.from_host(labels, device)
+        for weights, reduction in itertools.product((None, weight), ("none", "sum", "mean")):
+            fused = ops.fused_nll(log_p, target, weights, -100, reduction)
+            if fused is None:
+                continue
+            targets = _class_targets("nll_loss", ops, log_p, target, -100)
+            per_class = _classes_last(xp, log_p)
+            written = _nll(ops, per_class, targets, _target_weights(ops, per_class, targets, weights), reduction)
+            reason = outputs_disagreement(ops, (fused,), (written,), tolerance,
+                                          f"the fused loss ({reduction}, weights: {weights is not None}, "
+                                          f"{len(shape)}-d)", "the written-once gather")
+            if reason is not None:
+                return reason
+    log_p = xp.zeros((2, 5), dtype=dtype, device=device)
+    for outside in (-1, 5):
+        target = ops.from_host(np.array([0, outside]), device)
+        if not ops.values_at_hand(target):  # not refused there (torch's CUDA kernel asserts): not probed
+            break
+        try:
+            fused = ops.fused_nll(log_p, target, None, -100, "sum")
+        except IndexError:
+            continue
+        if fused is not None:
+            return f"the fused loss read target {outside} of 5 classes instead of raising IndexError"
+    return None
+
+
+LAYER_KERNELS[_FUSED_NLL_KERNEL] = _fused_nll_disagreement
+
+
 def _class_weight(function: str, input: Array, weight: Array | None) -> None:
     classes = input.shape[_class_axis(input)]
     if weight is not None and tuple(weight.shape) != (classes,):
@@ -2944,6 +3013,10 @@ def nll_loss(input: Array, target: Array, weight: Array | None = None, size_aver
     _floating_only(function, input)
     _integer_targets(function, ops, target)
     _class_weight(function, input, weight)
+    _check_class_target_shape(function, input, target)
+    fused = _fused_nll(function, ops, input, target, weight, ignore_index, reduction)
+    if fused is not None:
+        return fused
     targets = _class_targets(function, ops, input, target, ignore_index)
     per_class = _classes_last(ops.xp, input)
     return _nll(ops, per_class, targets, _target_weights(ops, per_class, targets, weight), reduction)
@@ -2992,6 +3065,11 @@ def _cross_entropy(function: str, input: Array, target: Array, weight: Array | N
         loss = -xp.sum(weighted * probabilities, axis=-1)
         return _reduced(xp, loss, reduction)
     _integer_targets(function, ops, target)
+    if not label_smoothing:
+        _check_class_target_shape(function, input, target)
+        fused = _fused_nll(function, ops, log_p, target, weight, ignore_index, reduction)
+        if fused is not None:
+            return fused
     targets = _class_targets(function, ops, log_p, target, ignore_index)
     weights = _target_weights(ops, per_class, targets, weight)
     reduced = _nll(ops, per_class, targets, weights, reduction)
