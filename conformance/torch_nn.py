@@ -347,6 +347,11 @@ def _weights(*shape: int, seed: int = 5) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape) * 0.5
 
 
+#: grouped_mm's group ends: an empty group among them (the rows' ends 13, an odd count, which the
+#: sharded columns do not split: a slice of a split axis would need collectives).
+_GROUP_ENDS = np.array([4, 4, 12], np.int32)
+
+
 #: name, positional arrays (numpy), other positional args, kwargs.
 FUNCTIONAL_CASES = [
     *[(name, [floats(3, 4, 5)], (), {}) for name in (
@@ -459,6 +464,10 @@ FUNCTIONAL_CASES = [
     ("native_channel_shuffle", [floats(3, 4, 2, 3)], (2,), {}),
     ("pdist", [floats(5, 3)], (), {"p": 1.5}),
     ("conv_tbc", [floats(7, 3, 2), _weights(3, 2, 4), _weights(4, seed=6)], (1,), {}),
+    ("grouped_mm", [floats(13, 8), _weights(3, 8, 4)], (), {"offs": _GROUP_ENDS + np.int32([0, 0, 1])}),
+    ("grouped_mm", [floats(3, 6, 8), _weights(8, 12)], (), {"offs": _GROUP_ENDS}),
+    ("grouped_mm", [floats(8, 12), _weights(12, 4)], (), {"offs": _GROUP_ENDS}),
+    ("grouped_mm", [floats(3, 6, 8), _weights(3, 8, 4)], (), {}),
     ("affine_grid", [floats(3, 2, 3)], ((3, 2, 4, 5),), {"align_corners": False}),
     ("affine_grid", [floats(3, 3, 4)], ((3, 1, 2, 4, 3),), {"align_corners": True}),
     ("grid_sample", [floats(3, 2, 4, 5), _GRID], (), {"align_corners": False}),
@@ -743,6 +752,27 @@ def run_module(case: tuple, backend: Backend, dtype: str) -> Checked:
     return Checked(_worst([outputs, after]).comparison, "", outputs.output)
 
 
+def _torch_grouped_mm(a: Any, b: Any, offs: Any = None) -> Any:
+    """torch's ``F.grouped_mm``, whose CPU kernel takes float32 (and narrower) only; for float64,
+    the groups' products by ``torch.matmul``, as its documentation defines them."""
+    import torch
+
+    if a.dtype != torch.float64:
+        return torch.nn.functional.grouped_mm(a, b, offs=offs)
+    if offs is None:
+        return torch.matmul(a, b)
+    spans = list(zip([0, *offs.tolist()], offs.tolist()))
+    if b.ndim == 3:
+        return torch.cat([a[start:end] @ b[g] for g, (start, end) in enumerate(spans)])
+    if a.ndim == 3:
+        return torch.cat([a[g] @ b[:, start:end] for g, (start, end) in enumerate(spans)], dim=1)
+    return torch.stack([a[:, start:end] @ b[start:end] for start, end in spans])
+
+
+#: The torch functions a case is compared with, where it is not torch.nn.functional's own.
+_REFERENCES = {"grouped_mm": _torch_grouped_mm}
+
+
 def run_functional(case: tuple, backend: Backend, dtype: str) -> Checked:
     """``xpnn.torch_nn.functional.<name>`` against ``torch.nn.functional.<name>``."""
     load("torch")
@@ -750,7 +780,7 @@ def run_functional(case: tuple, backend: Backend, dtype: str) -> Checked:
 
     name, arrays, args, kwargs = case
     t_arrays, t_kwargs = made(arrays, kwargs, dtype, to_torch)
-    want = getattr(torch.nn.functional, name)(*t_arrays, *args, **t_kwargs)
+    want = _REFERENCES.get(name, getattr(torch.nn.functional, name))(*t_arrays, *args, **t_kwargs)
     # the input as the column lays inputs out (split over devices in the sharded ones), the
     # other arrays (weights, keys, masks) whole
     inputs, _ = made(arrays[:1], {}, dtype, backend.asarray)

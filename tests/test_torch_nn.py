@@ -1704,6 +1704,78 @@ def test_a_wrong_fused_nll_is_switched_off(monkeypatch, wrong):
         wrong != "off by one"), entries
 
 
+_GROUPED_LAYOUTS = {"rows of experts": ((13, 8), (3, 8, 4)), "columns of experts": ((3, 6, 8), (8, 16)),
+                    "weight gradient": ((8, 16), (16, 4)), "batched": ((3, 6, 8), (3, 8, 4))}
+
+
+@pytest.mark.parametrize("layout", _GROUPED_LAYOUTS)
+def test_grouped_mm_is_torchs_on_every_backend(backend, layout):
+    """``grouped_mm`` in each of torch's four layouts equals torch's float32 kernel (its rows or
+    columns past the last offset, which torch leaves unwritten, are zeros), with the offsets read
+    (slices) and, on jax under jit and on Dask, unread (masked products); an empty group gives
+    zeros."""
+    import torch.nn.functional as TF
+
+    shape_a, shape_b = _GROUPED_LAYOUTS[layout]
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal(shape_a).astype(np.float32), rng.standard_normal(shape_b).astype(np.float32)
+    offs = None if layout == "batched" else np.array([4, 4, 12], np.int32)
+    want = TF.grouped_mm(torch.from_numpy(a), torch.from_numpy(b),
+                         offs=None if offs is None else torch.from_numpy(offs))
+    if layout == "rows of experts":
+        want[12:] = 0.0
+    elif layout == "columns of experts":
+        want[:, 12:] = 0.0
+    operands = [backend.asarray(a, "float32"), backend.asarray(b, "float32")]
+    given = None if offs is None else backend.asarray(offs, "int32")
+    got = F.grouped_mm(*operands, offs=given)
+    np.testing.assert_allclose(backend.to_numpy(got), want.numpy(), rtol=1e-5, atol=1e-5)
+    if backend.name.startswith("jax"):
+        import jax
+
+        traced = jax.jit(lambda x, y, z: F.grouped_mm(x, y, offs=z))(*operands, given)
+        np.testing.assert_allclose(backend.to_numpy(traced), want.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_grouped_mm_gradients_and_errors():
+    """``grouped_mm``'s gradients on torch equal those of the groups' own products (torch's CPU
+    kernel has no backward), in float64 too (torch's kernel refuses it); bad operands are errors
+    naming the function, as torch's (which leaves bad offsets unchecked)."""
+    rng = np.random.default_rng(2)
+    a = torch.from_numpy(rng.standard_normal((13, 8))).requires_grad_()
+    b = torch.from_numpy(rng.standard_normal((3, 8, 4))).requires_grad_()
+    offs = torch.tensor([4, 4, 12], dtype=torch.int32)
+    cotangent = torch.from_numpy(rng.standard_normal((13, 4)))
+    got = torch.autograd.grad((F.grouped_mm(a, b, offs=offs) * cotangent).sum(), [a, b])
+    want = torch.autograd.grad((torch.cat([a[:4] @ b[0], a[4:4] @ b[1], a[4:12] @ b[2]]) * cotangent[:12]).sum(),
+                               [a, b])
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+    a, b = a.detach().numpy(), b.detach().numpy()
+    ends = np.array([4, 4, 12], np.int32)
+    calls = [
+        (NotImplementedError, "bias is not supported", lambda: F.grouped_mm(a, b, offs=ends, bias=np.ones(4))),
+        (ValueError, "offs must be given if an operand is 2-d", lambda: F.grouped_mm(a, b)),
+        (ValueError, "offs must not decrease, from 0 up to 13, got \\[8, 4, 12\\]",
+         lambda: F.grouped_mm(a, b, offs=np.array([8, 4, 12]))),
+        (ValueError, "offs must not decrease, from 0 up to 13, got \\[4, 8, 20\\]",
+         lambda: F.grouped_mm(a, b, offs=np.array([4, 8, 20]))),
+        (ValueError, "matrix batch sizes have to match: 2 offsets for 3 matrices",
+         lambda: F.grouped_mm(a, b, offs=ends[:2])),
+        (ValueError, "contraction dimension of mat_a and mat_b must match",
+         lambda: F.grouped_mm(a, b[:, :5], offs=ends)),
+        (TypeError, "mat_a and mat_b must be floating arrays of one dtype",
+         lambda: F.grouped_mm(a, b.astype(np.float32), offs=ends)),
+        (ValueError, "out_dtype must be the operands' dtype",
+         lambda: F.grouped_mm(a, b, offs=ends, out_dtype=np.float16)),
+        (ValueError, "offs must be a 1-d array of integers", lambda: F.grouped_mm(a, b, offs=ends.astype(np.float32))),
+    ]
+    for kind, message, call in calls:
+        with pytest.raises(kind, match=r"xpnn\.torch_nn\.functional\.grouped_mm: " + message):
+            call()
+    assert F.grouped_mm(a, b, offs=ends, out_dtype=np.float32).dtype == np.float32
+
+
 def test_the_recurrent_bases_and_container_are_torchs():
     """``RNNBase`` and ``RNNCellBase`` make torch's parameters for every mode (names and shapes;
     torch's state_dict loads), are the bases of the layers and cells (isinstance checks in a

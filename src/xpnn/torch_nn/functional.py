@@ -44,27 +44,25 @@ from xpnn.torch_nn._generator import next_key
 
 __all__ = [
     "elu", "celu", "gelu", "glu", "hardshrink", "hardsigmoid", "hardswish", "hardtanh", "leaky_relu", "logsigmoid",
-    "mish", "prelu", "relu", "relu6", "rrelu", "selu", "silu", "sigmoid", "softplus", "softshrink", "softsign",
-    "tanh", "tanhshrink", "threshold", "softmax", "softmin", "log_softmax", "normalize", "linear", "bilinear",
+    "mish", "prelu", "relu", "relu6", "rrelu", "selu", "silu", "sigmoid", "softplus", "softshrink", "softsign", "tanh",
+    "tanhshrink", "threshold", "softmax", "softmin", "log_softmax", "normalize", "linear", "grouped_mm", "bilinear",
     "dropout", "embedding", "embedding_bag", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
-    "conv_transpose3d", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
-    "lp_pool1d", "lp_pool2d", "lp_pool3d", "max_unpool1d", "max_unpool2d", "max_unpool3d", "fractional_max_pool2d",
-    "fractional_max_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
-    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d", "layer_norm", "group_norm", "rms_norm",
-    "batch_norm", "instance_norm", "pad", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
-    "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "nll_loss", "cross_entropy",
-    "linear_cross_entropy", "poisson_nll_loss", "gaussian_nll_loss", "margin_ranking_loss", "hinge_embedding_loss",
-    "soft_margin_loss", "multilabel_soft_margin_loss", "cosine_embedding_loss", "triplet_margin_loss",
-    "triplet_margin_with_distance_loss", "multi_margin_loss", "multilabel_margin_loss", "ctc_loss", "dropout1d",
-    "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout", "cosine_similarity", "pairwise_distance",
-    "pixel_shuffle", "pixel_unshuffle", "channel_shuffle", "interpolate", "local_response_norm", "unfold", "fold",
-    "scaled_dot_product_attention", "multi_head_attention_forward", "one_hot", "upsample", "upsample_nearest",
-    "upsample_bilinear", "affine_grid", "grid_sample", "gumbel_softmax", "pdist", "native_channel_shuffle",
-    "conv_tbc", "relu_", "elu_", "celu_", "selu_", "hardtanh_", "leaky_relu_", "rrelu_", "threshold_",
-    "max_pool1d_with_indices", "max_pool2d_with_indices", "max_pool3d_with_indices",
-    "adaptive_max_pool1d_with_indices", "adaptive_max_pool2d_with_indices", "adaptive_max_pool3d_with_indices",
-    "fractional_max_pool2d_with_indices", "fractional_max_pool3d_with_indices",
-]
+    "conv_transpose3d", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d", "lp_pool1d",
+    "lp_pool2d", "lp_pool3d", "max_unpool1d", "max_unpool2d", "max_unpool3d", "fractional_max_pool2d",
+    "fractional_max_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
+    "adaptive_max_pool2d", "adaptive_max_pool3d", "layer_norm", "group_norm", "rms_norm", "batch_norm", "instance_norm",
+    "pad", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
+    "binary_cross_entropy_with_logits", "kl_div", "nll_loss", "cross_entropy", "linear_cross_entropy",
+    "poisson_nll_loss", "gaussian_nll_loss", "margin_ranking_loss", "hinge_embedding_loss", "soft_margin_loss",
+    "multilabel_soft_margin_loss", "cosine_embedding_loss", "triplet_margin_loss", "triplet_margin_with_distance_loss",
+    "multi_margin_loss", "multilabel_margin_loss", "ctc_loss", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
+    "feature_alpha_dropout", "cosine_similarity", "pairwise_distance", "pixel_shuffle", "pixel_unshuffle",
+    "channel_shuffle", "interpolate", "local_response_norm", "unfold", "fold", "scaled_dot_product_attention",
+    "multi_head_attention_forward", "one_hot", "upsample", "upsample_nearest", "upsample_bilinear", "affine_grid",
+    "grid_sample", "gumbel_softmax", "pdist", "native_channel_shuffle", "conv_tbc", "relu_", "elu_", "celu_", "selu_",
+    "hardtanh_", "leaky_relu_", "rrelu_", "threshold_", "max_pool1d_with_indices", "max_pool2d_with_indices",
+    "max_pool3d_with_indices", "adaptive_max_pool1d_with_indices", "adaptive_max_pool2d_with_indices",
+    "adaptive_max_pool3d_with_indices", "fractional_max_pool2d_with_indices", "fractional_max_pool3d_with_indices"]
 
 
 def _error(kind: type[Exception], function: str, message: str) -> Exception:
@@ -507,6 +505,100 @@ def _check_bilinear(shape1: tuple[int, ...], shape2: tuple[int, ...], weight: tu
         problem = f"bias size does not match weight size: got {got} but expected {weight[0]}"
     if problem is not None:
         raise _error(RuntimeError, "bilinear", f"bilinear(): {problem}")
+
+
+def grouped_mm(mat_a: Array, mat_b: Array, *, offs: Array | None = None, bias: Array | None = None,
+               out_dtype: Any = None) -> Array:
+    """Matrix products of groups (Mixture-of-Experts layers): ``torch.nn.functional.grouped_mm``.
+
+    Group g spans ``[offs[g-1], offs[g])`` (from 0) of the jagged dim of a 2-D operand:
+
+    * ``mat_a`` ``(M, K)``, ``mat_b`` ``(G, K, N)``: rows of group g times ``mat_b[g]``, ``(M, N)``;
+    * ``mat_a`` ``(G, M, K)``, ``mat_b`` ``(K, N)``: ``mat_a[g]`` times the columns of group g, ``(M, N)``;
+    * ``mat_a`` ``(M, K)``, ``mat_b`` ``(K, N)``: the K-slices of group g multiplied, ``(G, M, N)``;
+    * both 3-D, ``offs`` None: ``mat_a[g] mat_b[g]``, ``(G, M, N)``.
+
+    Rows (columns) past ``offs[-1]`` are 0 (torch leaves them unwritten); ``offs`` of any
+    integer dtype (torch: int32), non-decreasing up to the jagged dim's size, which is checked
+    where the offsets can be read.  Floating operands of one dtype, float64 too (torch: float32
+    and narrower); ``out_dtype`` None, the operands' dtype or float32 (accumulated in float32);
+    ``bias`` is refused, as torch refuses it."""
+    function = "grouped_mm"
+    _floating_only(function, mat_a, refused="bool")
+    ops = _adapter(function, ("mat_a", "mat_b", "offs", "bias"), mat_a, mat_b, offs, bias)
+    xp = ops.xp
+    if bias is not None:
+        raise _error(NotImplementedError, function, "bias is not supported (as torch)")
+    if mat_a.ndim not in (2, 3) or mat_b.ndim not in (2, 3):
+        raise _error(ValueError, function, f"mat_a and mat_b must be 2-d or 3-d, got shapes {tuple(mat_a.shape)} "
+                                           f"and {tuple(mat_b.shape)}")
+    if mat_a.dtype != mat_b.dtype or not xp.isdtype(mat_b.dtype, "real floating"):
+        raise _error(TypeError, function, f"mat_a and mat_b must be floating arrays of one dtype, got {mat_a.dtype} "
+                                          f"and {mat_b.dtype}")
+    if out_dtype is not None and out_dtype not in (mat_a.dtype, xp.float32):
+        raise _error(ValueError, function, f"out_dtype must be the operands' dtype ({mat_a.dtype}) or float32, got "
+                                           f"{out_dtype}")
+    if mat_a.shape[-1] != mat_b.shape[-2]:
+        raise _error(ValueError, function, f"contraction dimension of mat_a and mat_b must match, got shapes "
+                                           f"{tuple(mat_a.shape)} and {tuple(mat_b.shape)}")
+    if (offs is None) != (mat_a.ndim == mat_b.ndim == 3):
+        raise _error(ValueError, function, "offs must be given if an operand is 2-d, and None if both are 3-d "
+                                           "(as torch)")
+    if out_dtype is not None and out_dtype != mat_a.dtype:
+        mat_a, mat_b = xp.astype(mat_a, out_dtype), xp.astype(mat_b, out_dtype)
+    if offs is None:
+        if mat_a.shape[0] != mat_b.shape[0]:
+            raise _error(ValueError, function, f"matrix batch sizes have to match, got {mat_a.shape[0]} and "
+                                               f"{mat_b.shape[0]}")
+        return ops.matmul(mat_a, mat_b)
+    if offs.ndim != 1 or not xp.isdtype(offs.dtype, "integral"):
+        raise _error(ValueError, function, f"offs must be a 1-d array of integers, got shape {tuple(offs.shape)} and "
+                                           f"dtype {offs.dtype}")
+    groups = offs.shape[0]
+    jagged = {(2, 3): mat_a.shape[0], (3, 2): mat_b.shape[1], (2, 2): mat_a.shape[1]}[mat_a.ndim, mat_b.ndim]
+    grouped = mat_b if mat_a.ndim == 2 and mat_b.ndim == 3 else mat_a if mat_b.ndim == 2 and mat_a.ndim == 3 else None
+    if grouped is not None and grouped.shape[0] != groups:
+        raise _error(ValueError, function, f"matrix batch sizes have to match: {groups} offsets for "
+                                           f"{grouped.shape[0]} matrices")
+    if ops.values_at_hand(offs):
+        ends = [int(end) for end in np.asarray(ops.to_host(offs))]
+        if any(end < start for start, end in zip([0, *ends], ends)) or (ends and ends[-1] > jagged):
+            raise _error(ValueError, function, f"offs must not decrease, from 0 up to {jagged}, got {ends[:6]}"
+                                               f"{' ...' if groups > 6 else ''}")
+        return _grouped_slices(ops, mat_a, mat_b, list(zip([0, *ends], ends)), jagged)
+    return _grouped_masks(ops, mat_a, mat_b, offs, jagged)
+
+
+def _grouped_slices(ops: Any, a: Array, b: Array, spans: list[tuple[int, int]], jagged: int) -> Array:
+    """``grouped_mm`` of offsets read to the host: one product per group's slice."""
+    xp = ops.xp
+    device = ops.device_of(a)
+    if b.ndim == 3:  # rows of a by group, then the rows past the last offset
+        parts = [ops.matmul(a[start:end, ...], b[g, ...]) for g, (start, end) in enumerate(spans)]
+        parts.append(xp.zeros((jagged - (spans[-1][1] if spans else 0), b.shape[-1]), dtype=a.dtype, device=device))
+        return xp.concat(parts, axis=0)
+    if a.ndim == 3:  # columns of b by group, then the columns past the last offset
+        parts = [ops.matmul(a[g, ...], b[:, start:end]) for g, (start, end) in enumerate(spans)]
+        parts.append(xp.zeros((a.shape[1], jagged - (spans[-1][1] if spans else 0)), dtype=a.dtype, device=device))
+        return xp.concat(parts, axis=1)
+    if not spans:
+        return xp.zeros((0, a.shape[0], b.shape[1]), dtype=a.dtype, device=device)
+    return xp.stack([ops.matmul(a[:, start:end], b[start:end, :]) for start, end in spans])
+
+
+def _grouped_masks(ops: Any, a: Array, b: Array, offs: Array, jagged: int) -> Array:
+    """``grouped_mm`` of offsets that cannot be read now (a trace, a lazy graph): each group's
+    product over the whole jagged dim, masked to its span ``[start, end)``."""
+    xp = ops.xp
+    starts = xp.concat([xp.zeros((1,), dtype=offs.dtype, device=ops.device_of(offs)), offs[:-1]])
+    positions = xp.arange(jagged, dtype=offs.dtype, device=ops.device_of(offs))
+    inside = (positions >= starts[:, None]) & (positions < offs[:, None])  # (G, jagged)
+    zero = xp.zeros((), dtype=a.dtype, device=ops.device_of(a))
+    if b.ndim == 3:  # (G, M, N) products, each row kept in its group
+        return xp.sum(xp.where(inside[:, :, None], ops.matmul(a[None, ...], b), zero), axis=0)
+    if a.ndim == 3:
+        return xp.sum(xp.where(inside[:, None, :], ops.matmul(a, b[None, ...]), zero), axis=0)
+    return ops.matmul(xp.where(inside[:, None, :], a[None, ...], zero), b)
 
 
 def bilinear(input1: Array, input2: Array, weight: Array, bias: Array | None = None) -> Array:
