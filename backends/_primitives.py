@@ -188,8 +188,9 @@ class Primitives:
         'max' of the ``table`` rows of each bag, the bags the rows of a 2-D ``ids`` (``offsets``
         None) or the runs of a 1-D ``ids`` starting at ``offsets`` (the last one to the end);
         ids equal to ``padding_idx`` left out, ``per_sample_weights`` (sum) scaling each row; an
-        empty bag zeros; where the ids' values are at hand (``values_at_hand``), an id outside
-        ``[0, rows)`` raises IndexError (the caller then does not read the ids to check them).
+        empty bag zeros; where the values are at hand (``values_at_hand``), an id outside
+        ``[0, rows)`` raises IndexError, and offsets that do not start at 0, decrease or pass the
+        ids' length raise ValueError (the caller then does not read them to check them).
         None where the library has none (the written-once gather runs; the first use is checked
         against it, refusals of ids out of range included)."""
         return None

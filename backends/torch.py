@@ -481,6 +481,10 @@ _TRANSPOSED_CONVOLUTIONS = (torch.conv_transpose1d, torch.conv_transpose2d, torc
 _MAX_POOLS = (torch.max_pool1d, torch.max_pool2d, torch.max_pool3d)
 #: torch.embedding_bag's mode numbers.
 _BAG_MODES = {"sum": 0, "mean": 1, "max": 2}
+#: The words of torch.embedding_bag's CPU errors for ids out of range (two wordings) and for
+#: offsets not from 0, past the ids or decreasing (the first-use check proves them on this torch).
+_BAG_ID_ERRORS = ("not in the valid range", "idx < num_embeddings")
+_BAG_OFFSET_ERRORS = ("offsets[0] has to be 0", "offsets[-1] can not be greater", "i < index_size")
 #: torch's reduction numbers (``torch.nn._reduction``).
 _REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
 #: ``fused_recurrence``'s kinds: torch's loop over a sequence and its one-step cell kernel (the
@@ -810,8 +814,9 @@ class TorchAdapter(Adapter):
     def fused_embedding_bag(self, table, ids, offsets, mode, per_sample_weights=None, padding_idx=None):
         """``torch.embedding_bag``, the kernel behind ``F.embedding_bag`` (no copy of the rows),
         for floating tables; a 2-D ``ids`` as torch's function takes it, with offsets every row.
-        The CPU kernel checks the ids' range itself (a RuntimeError, raised as IndexError); the
-        CUDA one asserts on the device, as torch.nn's does (its ids are not at hand to check)."""
+        The CPU kernel checks the ids' range and the offsets itself (RuntimeErrors, raised as
+        IndexError and ValueError); the CUDA one asserts on the device, as torch.nn's does (its
+        ids are not at hand to check)."""
         if not table.is_floating_point() or (ids.ndim == 2 and ids.shape[1] == 0):
             return None
         if ids.ndim == 2:
@@ -821,9 +826,12 @@ class TorchAdapter(Adapter):
         try:
             return torch.embedding_bag(table, ids, offsets.to(ids.dtype), False, _BAG_MODES[mode], False,
                                        per_sample_weights, False, padding_idx)[0]
-        except RuntimeError as error:  # the CPU kernel's range check (its two wordings), as the contract's IndexError
-            if "not in the valid range" in str(error) or "idx < num_embeddings" in str(error):
-                raise IndexError(str(error)) from None
+        except RuntimeError as error:  # the CPU kernel's checks, as the contract's errors
+            message = str(error)
+            if any(words in message for words in _BAG_ID_ERRORS):
+                raise IndexError(message) from None
+            if any(words in message for words in _BAG_OFFSET_ERRORS):
+                raise ValueError(message) from None
             raise
 
     def fused_recurrence(self, kind, xs, carry, w_input, b_input, w_hidden, b_hidden, projection=None):

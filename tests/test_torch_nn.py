@@ -1672,6 +1672,37 @@ def test_a_fused_embedding_bag_that_reads_ids_out_of_range_is_switched_off(monke
     assert len(entries) == 1 and "instead of raising IndexError" in entries[0].reason, entries
 
 
+@pytest.mark.parametrize("offsets", [[1, 3], [0, 7], [0, 4, 2]], ids=["not from 0", "past the ids", "decreasing"])
+def test_embedding_bag_refuses_bad_offsets_through_the_fused_kernel(monkeypatch, offsets):
+    """On torch the fused kernel checks the offsets (xpnn does not read them first then): bad ones
+    are xpnn's ValueError naming them; a kernel that takes them instead is not used on this
+    machine, and the offsets are read and refused."""
+    from xpnn import _kernel_check
+
+    ids, weight = torch.arange(6), torch.randn(10, 3)
+    with pytest.raises(RuntimeError):
+        torch.nn.functional.embedding_bag(ids, weight, torch.tensor(offsets))
+    message = r"xpnn\.torch_nn\.functional\.embedding_bag: offsets must start at 0 and not decrease"
+    with pytest.raises(ValueError, match=message):
+        F.embedding_bag(ids, weight, torch.tensor(offsets))
+    adapter = adapter_of(weight)
+    fused = adapter.fused_embedding_bag
+
+    def lenient(table, ids, starts, *rest):  # takes any offsets, made valid
+        if starts is not None:
+            starts = torch.cummax(starts.clamp(0, ids.shape[0]), 0).values
+            starts[0] = 0
+        return fused(table, ids, starts, *rest)
+
+    monkeypatch.setattr(adapter, "fused_embedding_bag", lenient)
+    monkeypatch.setattr(_kernel_check, "_OUTCOMES", {})
+    monkeypatch.setattr(_kernel_check, "LAYER_KERNEL_ANSWERS", {})
+    with pytest.raises(ValueError, match=message):
+        F.embedding_bag(ids, weight, torch.tensor(offsets))
+    entries = [entry for entry in xpnn.fast_path_report() if entry.function == "fused_embedding_bag"]
+    assert len(entries) == 1 and "instead of raising ValueError" in entries[0].reason, entries
+
+
 @pytest.mark.parametrize("wrong", ["off by one", "reads targets out of range"])
 def test_a_wrong_fused_nll_is_switched_off(monkeypatch, wrong):
     """torch's nll_loss kernel serves cross_entropy and nll_loss where it agreed with the

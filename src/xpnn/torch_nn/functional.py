@@ -895,9 +895,10 @@ def embedding_bag(input: Array, weight: Array, offsets: Array | None = None, max
 
 
 def _bag_operands(function: str, ops: Any, input: Array, offsets: Array | None, per_sample_weights: Array | None,
-                  include_last_offset: bool) -> tuple[Array, Array | None]:
+                  include_last_offset: bool, read_offsets: bool = True) -> tuple[Array, Array | None]:
     """The ids and the bags' start positions (None for the fixed-length rows of a 2-D
-    ``input``), checked as torch checks them."""
+    ``input``), checked as torch checks them (the offsets' values with ``read_offsets``:
+    ``_check_offsets``)."""
     xp = ops.xp
     if per_sample_weights is not None and tuple(per_sample_weights.shape) != tuple(input.shape):
         raise _error(ValueError, function, f"per_sample_weights must have the input's shape {tuple(input.shape)}, got "
@@ -914,15 +915,22 @@ def _bag_operands(function: str, ops: Any, input: Array, offsets: Array | None, 
                                            f"{None if offsets is None else tuple(offsets.shape)}")
     if not xp.isdtype(offsets.dtype, "integral"):
         raise _error(TypeError, function, f"offsets must be integers, got dtype {offsets.dtype}")
-    length = input.shape[0]
-    if offsets.shape[0] and ops.values_at_hand(offsets):
-        host = np.asarray(ops.to_host(offsets))
-        if host[0] != 0 or host[-1] > length or np.any(host[1:] < host[:-1]):
-            raise _error(ValueError, function, f"offsets must start at 0 and not decrease, up to the input's length "
-                                               f"{length} (as torch), got {host[:6].tolist()}"
-                                               f"{' ...' if host.shape[0] > 6 else ''}")
+    if read_offsets:
+        _check_offsets(function, ops, offsets, input.shape[0])
     # with include_last_offset the last offset is the input's length; the last bag runs to the end, as torch's
     return input, offsets[:-1] if include_last_offset else offsets
+
+
+def _check_offsets(function: str, ops: Any, offsets: Array | None, length: int) -> None:
+    """Refuse bags' ``offsets`` (None: a 2-D input's) that do not start at 0, decrease or pass the
+    ``length`` ids, where they can be read, as torch refuses them."""
+    if offsets is None or not offsets.shape[0] or not ops.values_at_hand(offsets):
+        return
+    host = np.asarray(ops.to_host(offsets))
+    if host[0] != 0 or host[-1] > length or np.any(host[1:] < host[:-1]):
+        raise _error(ValueError, function, f"offsets must start at 0 and not decrease, up to the input's length "
+                                           f"{length} (as torch), got {host[:6].tolist()}"
+                                           f"{' ...' if host.shape[0] > 6 else ''}")
 
 
 def _runs(ops: Any, starts: Array, lengths: Array, longest: int, total: int) -> tuple[Array, Array]:
@@ -974,16 +982,24 @@ def _embedding_bag_and_table(input: Array, weight: Array, offsets: Array | None,
             raise _error(ValueError, function, f"padding_idx must be within the number of embeddings, {-count} "
                                                f"through {count - 1}, but got {padding_idx}")
         padding_idx %= count
-    ids, starts = _bag_operands(function, ops, input, offsets, per_sample_weights, include_last_offset)
-    if max_norm is None and fast_paths_enabled() and layer_kernel_agrees(_FUSED_BAG_KERNEL, ops, weight):
-        # the fused kernel refuses ids out of range itself (its first-use check holds it to that)
+    fusable = max_norm is None and fast_paths_enabled() and layer_kernel_agrees(_FUSED_BAG_KERNEL, ops, weight)
+    # the fused kernel refuses ids out of range and bad offsets itself (its first-use check holds
+    # it to that), but not a last offset past the ids that include_last_offset leaves out
+    read_offsets = not fusable or include_last_offset
+    ids, starts = _bag_operands(function, ops, input, offsets, per_sample_weights, include_last_offset, read_offsets)
+    if fusable:
         out_of_range = _check_ids(function, ops, ids, count, library_refuses=True)
         try:
             fused = ops.fused_embedding_bag(weight, ids, starts, mode, per_sample_weights, padding_idx)
         except IndexError:
             raise _error(IndexError, function, out_of_range) from None
+        except ValueError:  # the offsets: read them for the error that names them
+            _check_offsets(function, ops, offsets, input.shape[0])
+            raise
         if fused is not None:
             return fused, weight
+        if not read_offsets:  # the library has no kernel: the offsets were not checked
+            _check_offsets(function, ops, offsets, input.shape[0])
     return _written_bags(ops, ids, weight, starts, mode, max_norm, norm_type, per_sample_weights, padding_idx)
 
 
@@ -1063,8 +1079,8 @@ def _fused_bag_disagreement(ops: Any, dtype: Any, device: Any) -> str | None:
     """Why the library's fused embedding bag and the written-once gather differ on a fixed probe
     (a (12, 5) table of ``dtype``; 30 ids in bags of 4, 0, 7, 9 and 10 and as 6 rows of 5; every
     mode, with and without ``padding_idx`` and, for sums, per-sample weights), and ids out of
-    range, which the fused kernel must refuse with IndexError where they are at hand; None if
-    they agree within 16 eps (sums in another order)."""
+    range and bad offsets, which the fused kernel must refuse (IndexError, ValueError) where they
+    are at hand; None if they agree within 16 eps (sums in another order)."""
     xp = ops.xp
     rng = np.random.default_rng(0)
     table = xp.astype(ops.from_host(rng.standard_normal((12, 5)), device), dtype)
@@ -1094,6 +1110,16 @@ def _fused_bag_disagreement(ops: Any, dtype: Any, device: Any) -> str | None:
             continue
         if fused is not None:
             return f"the fused bags read id {outside} of a table of 12 rows instead of raising IndexError"
+    for bad in ([1, 4], [0, 31], [0, 11, 4]):  # not from 0, past the 30 ids, decreasing
+        starts = ops.from_host(np.array(bad), device)
+        if not ops.values_at_hand(starts):
+            break
+        try:
+            fused = ops.fused_embedding_bag(table, flat, starts, "sum")
+        except ValueError:
+            continue
+        if fused is not None:
+            return f"the fused bags took offsets {bad} of 30 ids instead of raising ValueError"
     return None
 
 
