@@ -43,6 +43,8 @@ CASES: dict[str, tuple[str, tuple, dict, tuple, dict, bool]] = {
     "InstanceNorm2d tracked train (8,64,56,56)": ("InstanceNorm2d", (64,), {"affine": True, "track_running_stats": True},
                                                   ((8, 64, 56, 56),), {}, True),
     "EmbeddingBag mean (512 bags of 20)": ("EmbeddingBag", (10000, 128), {}, (("ids", 512, 20),), {}, False),
+    "EmbeddingBag mean (10240 ids, offsets)": ("EmbeddingBag", (10000, 128), {}, (("ids", 10240), ("range", 10240, 20)),
+                                               {}, False),
     "BatchNorm2d train (16,64,32,32)": ("BatchNorm2d", (64,), {}, ((16, 64, 32, 32),), {}, True),
     "BatchNorm2d eval (16,64,32,32)": ("BatchNorm2d", (64,), {}, ((16, 64, 32, 32),), {}, False),
     "LayerNorm 768 (32,128,768)": ("LayerNorm", (768,), {}, ((32, 128, 768),), {}, False),
@@ -95,6 +97,8 @@ def _inputs(shapes: tuple, put: Callable[[np.ndarray], Any]) -> list[Any]:
     for shape in shapes:
         if str(shape[0]).startswith("ids"):  # "ids" below 1000, "ids:N" below N
             made.append(put(rng.integers(0, int(shape[0][4:] or 1000), shape[1:])))
+        elif shape[0] == "range":  # ("range", stop, step): bags' offsets
+            made.append(put(np.arange(0, *shape[1:])))
         else:
             made.append(put(rng.standard_normal(shape).astype(np.float32)))
     return made
