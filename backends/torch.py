@@ -490,7 +490,8 @@ _REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
 #: ``fused_recurrence``'s kinds: torch's loop over a sequence and its one-step cell kernel (the
 #: functions behind ``torch._VF``, whose lookup costs 1.5 us).
 _RECURRENCES = {kind: (getattr(torch._C._VariableFunctions, name), getattr(torch._C._VariableFunctions, f"{name}_cell"))
-                for kind, name in (("LSTM", "lstm"), ("GRU", "gru"), ("RNN_TANH", "rnn_tanh"), ("RNN_RELU", "rnn_relu"))}
+                for kind, name in (("LSTM", "lstm"), ("GRU", "gru"), ("RNN_TANH", "rnn_tanh"),
+                                   ("RNN_RELU", "rnn_relu"))}
 _MAX_POOLS_WITH_INDICES = (torch.max_pool1d_with_indices, _nn.max_pool2d_with_indices, _nn.max_pool3d_with_indices)
 #: numpy.pad's modes (the ``pad`` primitive's) by torch's names.
 _TORCH_PAD_MODES = {"reflect": "reflect", "edge": "replicate", "wrap": "circular"}

@@ -105,7 +105,8 @@ def test_character_model_trains_on_torch_and_jax_and_runs_on_numpy():
     np.testing.assert_allclose(numpy_logits, torch_logits, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind, cell", [("LSTM", nn.LSTMCell(6)), ("GRU", nn.GRUCell(6)), ("RNN_TANH", nn.SimpleCell(6)),
+@pytest.mark.parametrize("kind, cell", [("LSTM", nn.LSTMCell(6)), ("GRU", nn.GRUCell(6)),
+                                        ("RNN_TANH", nn.SimpleCell(6)),
                                         ("RNN_RELU", nn.SimpleCell(6, activation_fn=nn.relu))])
 def test_torch_fused_loop_is_used_and_equals_the_written_once_step(monkeypatch, kind, cell):
     from xpnn.backends import torch as torch_backend

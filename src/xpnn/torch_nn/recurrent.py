@@ -43,7 +43,8 @@ def _cell(mode: str, hidden_size: int) -> Any:
     return recurrent.SimpleCell(hidden_size, activation_fn=relu if mode == "RNN_RELU" else tanh)
 
 
-def _cell_weights(parameters: dict[str, Any], suffix: str, like: Array) -> tuple[Array, Array | None, Array, Array | None]:
+def _cell_weights(parameters: dict[str, Any], suffix: str,
+                  like: Array) -> tuple[Array, Array | None, Array, Array | None]:
     """The weights ``weight_ih{suffix}``... of ``parameters`` in the cells' layout: the kernels
     side by side (torch's stacked matrices transposed) and the biases as torch adds them, each on
     its side's product (the GRU's n hidden bias so inside the reset product)."""
