@@ -816,14 +816,18 @@ class TorchAdapter(Adapter):
         """``torch.embedding_bag``, the kernel behind ``F.embedding_bag`` (no copy of the rows),
         for floating tables; a 2-D ``ids`` as torch's function takes it, with offsets every row.
         The CPU kernel checks the ids' range and the offsets itself (RuntimeErrors, raised as
-        IndexError and ValueError); the CUDA one asserts on the device, as torch.nn's does (its
-        ids are not at hand to check)."""
+        IndexError and ValueError), but for float64 tables not that the offsets do not decrease,
+        which is checked here; the CUDA one asserts on the device, as torch.nn's does (its ids
+        are not at hand to check)."""
         if not table.is_floating_point() or (ids.ndim == 2 and ids.shape[1] == 0):
             return None
         if ids.ndim == 2:
             offsets = torch.arange(0, ids.numel(), ids.shape[1], dtype=ids.dtype, device=ids.device)
             ids = ids.reshape(-1)
             per_sample_weights = None if per_sample_weights is None else per_sample_weights.reshape(-1)
+        elif table.dtype == torch.float64 and offsets.device.type == "cpu" and offsets.shape[0] > 1 and bool(
+                (offsets[1:] < offsets[:-1]).any()):  # the one check the float64 CPU kernel leaves out
+            raise ValueError("offsets must not decrease")
         try:
             return torch.embedding_bag(table, ids, offsets.to(ids.dtype), False, _BAG_MODES[mode], False,
                                        per_sample_weights, False, padding_idx)[0]
