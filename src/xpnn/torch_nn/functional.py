@@ -1100,26 +1100,33 @@ def _fused_bag_disagreement(ops: Any, dtype: Any, device: Any) -> str | None:
                                           "the written-once gather")
             if reason is not None:
                 return reason
-    for outside in (-1, 12):
-        ids = ops.from_host(np.array([[0, outside]]), device)
-        if not ops.values_at_hand(ids):  # not refused there (torch's CUDA kernel asserts): not probed
-            break
+    taken = _unrefused(ops, device, IndexError, ([[0, -1]], [[0, 12]]),
+                       lambda ids: ops.fused_embedding_bag(table, ids, None, "sum"))
+    if taken is not None:
+        return f"the fused bags read ids {taken} of a table of 12 rows instead of raising IndexError"
+    # offsets not from 0, past the 30 ids, decreasing
+    taken = _unrefused(ops, device, ValueError, ([1, 4], [0, 31], [0, 11, 4]),
+                       lambda starts: ops.fused_embedding_bag(table, flat, starts, "sum"))
+    if taken is not None:
+        return f"the fused bags took offsets {taken} of 30 ids instead of raising ValueError"
+    return None
+
+
+def _unrefused(ops: Any, device: Any, error: type[Exception], probes: Sequence[list],
+               fused: Any) -> list | None:
+    """The first of ``probes`` (host values) that the kernel call ``fused(probe on device)``
+    takes instead of raising ``error``; None if it refuses each, or where the probe's values are
+    not at hand (kernels are not asked to refuse there: torch's CUDA ones assert)."""
+    for probe in probes:
+        given = ops.from_host(np.array(probe), device)
+        if not ops.values_at_hand(given):
+            return None
         try:
-            fused = ops.fused_embedding_bag(table, ids, None, "sum")
-        except IndexError:
+            answer = fused(given)
+        except error:
             continue
-        if fused is not None:
-            return f"the fused bags read id {outside} of a table of 12 rows instead of raising IndexError"
-    for bad in ([1, 4], [0, 31], [0, 11, 4]):  # not from 0, past the 30 ids, decreasing
-        starts = ops.from_host(np.array(bad), device)
-        if not ops.values_at_hand(starts):
-            break
-        try:
-            fused = ops.fused_embedding_bag(table, flat, starts, "sum")
-        except ValueError:
-            continue
-        if fused is not None:
-            return f"the fused bags took offsets {bad} of 30 ids instead of raising ValueError"
+        if answer is not None:
+            return probe
     return None
 
 
@@ -3097,16 +3104,10 @@ def _fused_nll_disagreement(ops: Any, dtype: Any, device: Any) -> str | None:
             if reason is not None:
                 return reason
     log_p = xp.zeros((2, 5), dtype=dtype, device=device)
-    for outside in (-1, 5):
-        target = ops.from_host(np.array([0, outside]), device)
-        if not ops.values_at_hand(target):  # not refused there (torch's CUDA kernel asserts): not probed
-            break
-        try:
-            fused = ops.fused_nll(log_p, target, None, -100, "sum")
-        except IndexError:
-            continue
-        if fused is not None:
-            return f"the fused loss read target {outside} of 5 classes instead of raising IndexError"
+    taken = _unrefused(ops, device, IndexError, ([0, -1], [0, 5]),
+                       lambda target: ops.fused_nll(log_p, target, None, -100, "sum"))
+    if taken is not None:
+        return f"the fused loss read targets {taken} of 5 classes instead of raising IndexError"
     return None
 
 
