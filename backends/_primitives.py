@@ -270,6 +270,12 @@ class Primitives:
         target[...] = value
         return target
 
+    def write_untracked(self, target: Array, value: Array) -> Array:
+        """``value`` written into ``target`` where autodiff does not record it (torch.nn.init's
+        fills under ``no_grad``, into a parameter that requires grad), ``target`` returned; a
+        library whose arrays are immutable (jax) returns ``value`` instead."""
+        return self.write_into(target, value)
+
     def trainable(self, x: Array) -> Array:
         """``x`` as a parameter an optimizer of the library can update (torch: a leaf tensor that
         requires grad); ``x`` itself where gradients are taken functionally (jax) or not at all."""

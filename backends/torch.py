@@ -647,6 +647,11 @@ class TorchAdapter(Adapter):
         """``copy_`` (autograd records it as torch's own in-place activations do)."""
         return target.copy_(value)
 
+    def write_untracked(self, target, value):
+        """``copy_`` under ``torch.no_grad()`` (as ``torch.nn.init`` fills a leaf that requires grad)."""
+        with torch.no_grad():
+            return target.copy_(value)
+
     def write_rows(self, table, ids, rows):
         """``table[ids] = rows`` in place, outside autograd (a parameter's rows, as torch's
         ``embedding_renorm_`` writes them)."""

@@ -12,9 +12,10 @@ torch ``state_dict``::
     y = twin(np.ones((3, 4), np.float32))
 
 Every module is a thin shell over ``xpnn.torch_nn.functional``, which reuses xpnn's
-written-once activations, attention, convolution, pooling, norms and recurrent cells.
+written-once activations, attention, convolution, pooling, norms and recurrent cells;
+``xpnn.torch_nn.init`` holds torch.nn.init's initialisers.
 """
-from xpnn.torch_nn import functional
+from xpnn.torch_nn import functional, init
 from xpnn.torch_nn._generator import initial_seed, manual_seed
 from xpnn.torch_nn.activation import *  # noqa: F403
 from xpnn.torch_nn.activation import __all__ as _activation_names
@@ -39,7 +40,7 @@ MODULES = (*_activation_names, *_layer_names, *_lazy_names, *_loss_names, "Seque
            "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
            "TransformerDecoder", "Transformer")
 
-__all__ = ["functional", "manual_seed", "initial_seed", "Module", "Parameter", "functional_call", "Container",
+__all__ = ["functional", "init", "manual_seed", "initial_seed", "Module", "Parameter", "functional_call", "Container",
            "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "RNNBase", "LSTM", "GRU", "RNN",
            "RNNCellBase", "LSTMCell", "GRUCell", "RNNCell", "MultiheadAttention", "TransformerEncoderLayer",
            "TransformerEncoder", "TransformerDecoderLayer", "TransformerDecoder", "Transformer"]

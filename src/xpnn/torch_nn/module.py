@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
@@ -74,6 +75,7 @@ class Module:
         object.__setattr__(self, "_non_persistent", set())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+        _LIVE_MODULES.add(self)
 
     # -- registration -----------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
@@ -380,6 +382,21 @@ class Module:
             return f"{type(self).__name__}({extra})"
         inner = "\n  ".join((extra.split("\n") if extra else []) + lines)
         return f"{type(self).__name__}(\n  {inner}\n)"
+
+
+#: Every module alive, so that an array that cannot be written in place (jax's) can be replaced
+#: where modules hold it (``replace_held``).
+_LIVE_MODULES: weakref.WeakSet[Module] = weakref.WeakSet()
+
+
+def replace_held(old: Array, new: Array) -> None:
+    """``new`` in place of ``old`` wherever a live module holds ``old`` as a parameter or buffer:
+    what an in-place fill of ``old`` (``torch_nn.init``) means for immutable arrays."""
+    for module in list(_LIVE_MODULES):
+        for store in (module._parameters, module._buffers):
+            for name, value in store.items():
+                if value is old:
+                    store[name] = new
 
 
 def _converted(value: Any, current: Array, assign: bool) -> Array:
