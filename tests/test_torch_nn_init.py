@@ -216,3 +216,77 @@ def test_keeps_the_tensors_dtype_on_torch(dtype):
         args = (0.2,) if name == "sparse_" else ()
         assert getattr(init, name)(tensor, *args) is tensor and tensor.dtype == getattr(torch, dtype)
         assert torch.isfinite(tensor).all() and tensor.std() > 0, name
+
+
+# -- reset_parameters --------------------------------------------------------------------------
+
+#: Modules with torch's reset methods, and their arguments.
+_RESETS = [
+    ("Linear", (300, 200), {}), ("Bilinear", (20, 30, 40), {}), ("Conv2d", (16, 32, 3), {}),
+    ("ConvTranspose1d", (16, 8, 5), {"groups": 2}), ("Embedding", (400, 32), {"padding_idx": 3}),
+    ("EmbeddingBag", (400, 32), {}), ("LayerNorm", (64,), {}), ("RMSNorm", (64,), {}), ("GroupNorm", (4, 64), {}),
+    ("BatchNorm2d", (64,), {}), ("InstanceNorm1d", (8,), {"affine": True, "track_running_stats": True}),
+    ("PReLU", (8, 0.1), {}), ("LSTM", (32, 64), {"num_layers": 2, "proj_size": 16, "bidirectional": True}),
+    ("GRUCell", (32, 64), {}), ("MultiheadAttention", (64, 4), {"add_bias_kv": True, "kdim": 32, "vdim": 48}),
+    ("Transformer", (32, 4, 1, 1, 64), {}), ("AdaptiveLogSoftmaxWithLoss", (64, 100, [20, 50]), {}),
+]
+
+
+def _reset(module) -> None:
+    for method in ("reset_parameters", "_reset_parameters"):
+        if hasattr(module, method):
+            getattr(module, method)()
+            return
+
+
+def test_the_reset_methods_are_torchs():
+    """Each module class has torch's reset methods, and no others (``hasattr(m,
+    'reset_parameters')`` init loops see the same modules)."""
+    for name in nn.MODULES:
+        theirs = getattr(torch.nn, name)
+        for method in ("reset_parameters", "reset_running_stats", "_reset_parameters"):
+            assert hasattr(getattr(nn, name), method) == hasattr(theirs, method), (name, method)
+
+
+@pytest.mark.parametrize(("name", "args", "kwargs"), _RESETS, ids=[case[0] for case in _RESETS])
+def test_reset_draws_torchs_distributions_in_place(backend, name, args, kwargs):
+    """From a state that is no initial one, the reset gives torch's: the entries torch sets
+    (equal after two of its resets) equal, the ones it draws from its distribution (the
+    two-sample KS test against torch's draws, on numpy), the arrays the module holds kept (a
+    torch parameter still a leaf that requires grad)."""
+    torch.manual_seed(0)
+    reference = getattr(torch.nn, name)(*args, **kwargs)
+    rng = np.random.default_rng(0)
+    state = {key: torch.as_tensor(rng.uniform(2, 3, tuple(value.shape))).to(value.dtype)
+             for key, value in reference.state_dict().items()}
+    reference.load_state_dict(state)
+    module = getattr(nn, name)(*args, **kwargs, like=backend.like())
+    module.load_state_dict(state)
+    held = {**dict(module.named_parameters()), **dict(module.named_buffers())}
+    before = {key: backend.to_numpy(value).astype(np.float64) for key, value in held.items()}
+    draws = []
+    for seed in (1, 2, 3, 4):
+        torch.manual_seed(seed)
+        _reset(reference)
+        draws.append({key: value.detach().double().numpy() for key, value in reference.state_dict().items()})
+    nn.manual_seed(5)
+    _reset(module)
+    for key, value in {**dict(module.named_parameters()), **dict(module.named_buffers())}.items():
+        if backend.name != "jax":
+            assert value is held[key], key
+        got = backend.to_numpy(value).astype(np.float64)
+        fixed = np.all([draw[key] == draws[0][key] for draw in draws], axis=0)
+        np.testing.assert_array_equal(got[fixed], draws[0][key][fixed], err_msg=key)
+        assert not np.any(got[~fixed] == before[key][~fixed]), key
+        if backend.name == "numpy" and (~fixed).sum() >= 100:
+            pooled = np.concatenate([draw[key][~fixed] for draw in draws])
+            assert scipy.stats.ks_2samp(got[~fixed], pooled).pvalue > 1e-3, key
+    if backend.name == "torch":
+        assert all(p.is_leaf and p.requires_grad for p in module.parameters())
+
+
+def test_lazy_modules_reset_nothing_before_their_first_call():
+    for module in (nn.LazyLinear(3), nn.LazyBatchNorm1d()):
+        module.reset_parameters()
+        assert list(module.parameters()) == []
+    nn.LazyInstanceNorm2d().reset_running_stats()

@@ -11,6 +11,7 @@ from typing import Any
 
 from xpnn._types import Array
 from xpnn.torch_nn import functional as F
+from xpnn.torch_nn import init as initialisers
 from xpnn.torch_nn.module import Factory, Module, Parameter
 
 __all__ = [
@@ -214,8 +215,12 @@ class PReLU(Module):
 
     def __init__(self, num_parameters: int = 1, init: float = 0.25, *, like: Any = None, dtype: Any = None) -> None:
         super().__init__()
-        self.num_parameters = num_parameters
+        self.num_parameters, self.init = num_parameters, init
         self.weight = Parameter(Factory(like, dtype).full((num_parameters,), init))
+
+    def reset_parameters(self) -> None:
+        """``weight`` back to ``init``, in place (torch's)."""
+        initialisers.constant_(self.weight, self.init)
 
     def forward(self, input: Array) -> Array:
         return F.prelu(input, self.weight)

@@ -23,7 +23,7 @@ from xpnn import initializers, random
 from xpnn._dispatch import adapter_of
 from xpnn._types import Array
 from xpnn.torch_nn._generator import next_key
-from xpnn.torch_nn.module import replace_held
+from xpnn.torch_nn.module import fill_in_place
 from xpnn.trees import to_backend
 
 __all__ = ["calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
@@ -83,15 +83,6 @@ def _calculate_correct_fan(tensor: Array, mode: str, name: str = "_calculate_cor
     return _calculate_fan_in_and_fan_out(tensor, name)[0 if mode == "fan_in" else 1]
 
 
-def _filled(tensor: Array, values: Array) -> Array:
-    """``values`` written into ``tensor`` outside autograd; on immutable arrays, ``values`` in the
-    tensor's place in the modules that hold it."""
-    written = adapter_of(tensor).write_untracked(tensor, values)
-    if written is not tensor:
-        replace_held(tensor, written)
-    return written
-
-
 def _key(tensor: Array, key: Array | None, generator: Any, name: str) -> Array:
     if generator is not None:
         raise TypeError(f"{_where(name)}: generator must be None (a torch.Generator cannot drive xpnn.random's "
@@ -109,7 +100,8 @@ def _floating(tensor: Array, name: str) -> Any:
 
 def _uniform(tensor: Array, low: float, high: float, key: Array | None, generator: Any, name: str) -> Array:
     dtype = _floating(tensor, name)
-    return _filled(tensor, random.uniform(_key(tensor, key, generator, name), tuple(tensor.shape), dtype, low, high))
+    draws = random.uniform(_key(tensor, key, generator, name), tuple(tensor.shape), dtype, low, high)
+    return fill_in_place(tensor, draws)
 
 
 def _normal(tensor: Array, mean: float, std: float, key: Array | None, generator: Any, name: str) -> Array:
@@ -117,7 +109,7 @@ def _normal(tensor: Array, mean: float, std: float, key: Array | None, generator
         raise ValueError(f"{_where(name)}: std must be at least 0, got {std}")
     dtype = _floating(tensor, name)
     draws = random.normal(_key(tensor, key, generator, name), tuple(tensor.shape), dtype)
-    return _filled(tensor, draws * std + mean)
+    return fill_in_place(tensor, draws * std + mean)
 
 
 def uniform_(tensor: Array, a: float = 0.0, b: float = 1.0, generator: Any = None, *,
@@ -152,19 +144,19 @@ def trunc_normal_(tensor: Array, mean: float = 0.0, std: float = 1.0, a: float =
     xp = adapter_of(tensor).xp
     z = random.truncated_normal(_key(tensor, key, generator, name), (a - mean) / std, (b - mean) / std,
                                 tuple(tensor.shape), dtype)
-    return _filled(tensor, xp.clip(z * std + mean, a, b))
+    return fill_in_place(tensor, xp.clip(z * std + mean, a, b))
 
 
 def constant_(tensor: Array, val: float) -> Array:
     """Fill ``tensor`` with ``val`` (``torch.nn.init.constant_``; cast as torch's ``fill_``: an
     integer tensor takes ``val`` truncated toward 0, a boolean one ``val != 0``)."""
-    xp = adapter_of(tensor).xp
-    if tensor.dtype == xp.bool:
+    ops = adapter_of(tensor)
+    if tensor.dtype == ops.xp.bool:
         val = bool(val)
-    elif xp.isdtype(tensor.dtype, "integral"):
+    elif ops.xp.isdtype(tensor.dtype, "integral"):
         val = int(val)
-    return _filled(tensor, xp.full(tuple(tensor.shape), val, dtype=tensor.dtype, device=adapter_of(tensor).device_of(
-        tensor)))
+    filled = ops.xp.full(tuple(tensor.shape), val, dtype=tensor.dtype, device=ops.device_of(tensor))
+    return fill_in_place(tensor, filled)
 
 
 def ones_(tensor: Array) -> Array:
@@ -189,7 +181,7 @@ def eye_(tensor: Array) -> Array:
     if tensor.ndim != 2:
         raise ValueError(f"{_where('eye_')}: tensor must have 2 dimensions, got shape {tuple(tensor.shape)}")
     rows, columns = _indices(tensor, 0), _indices(tensor, 1)  # not xp.eye: dask's is wrong for n != m
-    return _filled(tensor, adapter_of(tensor).xp.astype(rows == columns, tensor.dtype))
+    return fill_in_place(tensor, adapter_of(tensor).xp.astype(rows == columns, tensor.dtype))
 
 
 def dirac_(tensor: Array, groups: int = 1) -> Array:
@@ -206,7 +198,7 @@ def dirac_(tensor: Array, groups: int = 1) -> Array:
     delta = (member == _indices(tensor, 1)) & (member < min(per_group, shape[1]))
     for axis in range(2, len(shape)):
         delta = delta & (_indices(tensor, axis) == shape[axis] // 2)
-    return _filled(tensor, adapter_of(tensor).xp.astype(delta, tensor.dtype))
+    return fill_in_place(tensor, adapter_of(tensor).xp.astype(delta, tensor.dtype))
 
 
 def xavier_uniform_(tensor: Array, gain: float = 1.0, generator: Any = None, *, key: Array | None = None) -> Array:
@@ -265,7 +257,7 @@ def orthogonal_(tensor: Array, gain: float = 1, generator: Any = None, *, key: A
         return tensor
     dtype = _floating(tensor, name)
     draw = initializers.orthogonal(scale=gain, column_axis=0)
-    return _filled(tensor, draw(_key(tensor, key, generator, name), tuple(tensor.shape), dtype))
+    return fill_in_place(tensor, draw(_key(tensor, key, generator, name), tuple(tensor.shape), dtype))
 
 
 def sparse_(tensor: Array, sparsity: float, std: float = 0.01, generator: Any = None, *,
@@ -284,7 +276,7 @@ def sparse_(tensor: Array, sparsity: float, std: float = 0.01, generator: Any = 
     shape = tuple(tensor.shape)
     ranks = xp.argsort(xp.argsort(random.uniform(rows_key, shape), axis=0), axis=0)  # a random order per column
     values = random.normal(values_key, shape, dtype) * std
-    return _filled(tensor, xp.where(ranks < math.ceil(sparsity * shape[0]), xp.zeros_like(values), values))
+    return fill_in_place(tensor, xp.where(ranks < math.ceil(sparsity * shape[0]), xp.zeros_like(values), values))
 
 
 def _deprecated(initialiser: Callable[..., Array]) -> Callable[..., Array]:

@@ -13,7 +13,8 @@ from typing import Any
 from xpnn._dispatch import adapter_of
 from xpnn._types import Array
 from xpnn.torch_nn import functional as F
-from xpnn.torch_nn.module import Factory, Module, Parameter
+from xpnn.torch_nn import init
+from xpnn.torch_nn.module import Factory, Module, Parameter, fill_in_place
 
 __all__ = [
     "Identity", "Linear", "Bilinear", "Embedding", "EmbeddingBag", "Dropout", "Flatten", "LayerNorm", "GroupNorm",
@@ -41,6 +42,16 @@ class Identity(Module):
         return input
 
 
+def _reset_fan_in(module: Module) -> None:
+    """torch's reset of Linear and the convolutions: ``weight`` ~ kaiming_uniform(a=sqrt(5)), so
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and ``bias`` (where there is one) ~ the same."""
+    init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+    if module.bias is not None:
+        fan_in = init._calculate_fan_in_and_fan_out(module.weight)[0]
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+        init.uniform_(module.bias, -bound, bound)
+
+
 class Linear(Module):
     """y = x W^T + b; ``weight`` ``(out_features, in_features)`` ~ kaiming_uniform(a=sqrt(5)),
     ``bias`` ``(out_features,)`` ~ U(-1/sqrt(in_features), 1/sqrt(in_features))."""
@@ -55,6 +66,8 @@ class Linear(Module):
             self.bias = Parameter(make.fan_in_bias((out_features,), in_features))
         else:
             self.register_parameter("bias", None)
+
+    reset_parameters = _reset_fan_in
 
     def forward(self, input: Array) -> Array:
         return F.linear(input, self.weight, self.bias)
@@ -78,6 +91,13 @@ class Bilinear(Module):
         else:
             self.register_parameter("bias", None)
 
+    def reset_parameters(self) -> None:
+        """Draw ``weight`` and ``bias`` again, in place, from the generator (torch's)."""
+        bound = 1.0 / math.sqrt(self.weight.shape[1])
+        for parameter in (self.weight, self.bias):
+            if parameter is not None:
+                init.uniform_(parameter, -bound, bound)
+
     def forward(self, input1: Array, input2: Array) -> Array:
         return F.bilinear(input1, input2, self.weight, self.bias)
 
@@ -96,16 +116,29 @@ def _embedding_table(owner: str, num_embeddings: int, embedding_dim: int, paddin
                              f"got {padding_idx}")
         padding_idx %= num_embeddings
     if weight is None:
-        make = Factory(like, dtype, key)
-        weight = make.normal((num_embeddings, embedding_dim))
-        if padding_idx is not None:
-            xp = make.adapter.xp
-            rows = xp.arange(num_embeddings, device=make.device)[:, None]
-            weight = xp.where(rows == padding_idx, xp.zeros_like(weight), weight)
+        weight = _padding_row_zeroed(Factory(like, dtype, key).normal((num_embeddings, embedding_dim)), padding_idx)
     return weight, padding_idx
 
 
-class Embedding(Module):
+def _padding_row_zeroed(weight: Array, padding_idx: int | None) -> Array:
+    """``weight`` with its ``padding_idx`` row zero (unchanged without one)."""
+    if padding_idx is None:
+        return weight
+    ops = adapter_of(weight)
+    rows = ops.xp.arange(weight.shape[0], device=ops.device_of(weight))[:, None]
+    return ops.xp.where(rows == padding_idx, ops.xp.zeros_like(weight), weight)
+
+
+class _Table(Module):
+    """What Embedding and EmbeddingBag share: torch's ``reset_parameters``."""
+
+    def reset_parameters(self) -> None:
+        """Draw ``weight`` again, in place, from N(0, 1) with the ``padding_idx`` row zero (torch's)."""
+        drawn = init.normal_(self.weight)
+        fill_in_place(drawn, _padding_row_zeroed(drawn, self.padding_idx))
+
+
+class Embedding(_Table):
     """A lookup table ``weight`` ``(num_embeddings, embedding_dim)`` ~ N(0, 1), the
     ``padding_idx`` row zero; with ``max_norm``, the rows looked up are renormed first and
     kept so (``functional.embedding``)."""
@@ -134,7 +167,7 @@ class Embedding(Module):
         return text + (f", norm_type={self.norm_type}" if self.norm_type != 2.0 else "")
 
 
-class EmbeddingBag(Module):
+class EmbeddingBag(_Table):
     """The sum, mean or max of bags of rows of a lookup table ``weight`` ~ N(0, 1), the
     ``padding_idx`` row zero (``functional.embedding_bag``)."""
 
@@ -249,6 +282,15 @@ def _shape_tuple(shape: int | Sequence[int]) -> tuple[int, ...]:
     return (shape,) if isinstance(shape, int) else tuple(shape)
 
 
+def _reset_affine(module: Module) -> None:
+    """A norm's ``weight`` ones and ``bias`` zeros again, in place, where it has them (torch's
+    ``reset_parameters``)."""
+    if module.weight is not None:
+        init.ones_(module.weight)
+    if getattr(module, "bias", None) is not None:
+        init.zeros_(module.bias)
+
+
 def _affine(module: Module, shape: tuple[int, ...], affine: bool, bias: bool | None, like: Any, dtype: Any) -> None:
     """A norm's ``weight`` (ones) and ``bias`` (zeros) of ``shape``, or None where absent
     (``bias=None``: the norm has no bias at all, as RMSNorm)."""
@@ -269,6 +311,8 @@ class LayerNorm(Module):
         self.elementwise_affine = elementwise_affine
         _affine(self, self.normalized_shape, elementwise_affine, bias, like, dtype)
 
+    reset_parameters = _reset_affine
+
     def forward(self, input: Array) -> Array:
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
 
@@ -287,6 +331,8 @@ class RMSNorm(Module):
         self.normalized_shape, self.eps = _shape_tuple(normalized_shape), eps
         self.elementwise_affine = elementwise_affine
         _affine(self, self.normalized_shape, elementwise_affine, None, like, dtype)
+
+    reset_parameters = _reset_affine
 
     def forward(self, input: Array) -> Array:
         return F.rms_norm(input, self.normalized_shape, self.weight, self.eps)
@@ -307,6 +353,8 @@ class GroupNorm(Module):
                              f"num_groups ({num_groups})")
         self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
         _affine(self, (num_channels,), affine, bias, like, dtype)
+
+    reset_parameters = _reset_affine
 
     def forward(self, input: Array) -> Array:
         return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
@@ -363,6 +411,18 @@ class _BatchNorm(Module):
         else:
             for name in ("running_mean", "running_var", "num_batches_tracked"):
                 self.register_buffer(name, None)
+
+    def reset_running_stats(self) -> None:
+        """Running mean 0, variance 1 and no batches tracked, in place (torch's)."""
+        if self.track_running_stats:
+            init.zeros_(self.running_mean)
+            init.ones_(self.running_var)
+            init.zeros_(self.num_batches_tracked)
+
+    def reset_parameters(self) -> None:
+        """``reset_running_stats``, and ``weight`` ones and ``bias`` zeros (torch's)."""
+        self.reset_running_stats()
+        _reset_affine(self)
 
     def _check_rank(self, input: Array) -> None:
         """torch's ``_check_input_dim``: a ValueError unless ``input`` has one of ``_ranks``."""
@@ -526,6 +586,8 @@ class _Conv(Module):
             self.bias = Parameter(make.fan_in_bias((out_channels,), fan_in))
         else:
             self.register_parameter("bias", None)
+
+    reset_parameters = _reset_fan_in
 
     def extra_repr(self) -> str:
         text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

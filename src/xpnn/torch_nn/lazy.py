@@ -50,6 +50,9 @@ class _LazyModule(Module):
     def extra_repr(self) -> str:
         return self._shell.extra_repr()
 
+    def reset_parameters(self) -> None:
+        """Nothing before the parameters are made (torch's lazy modules); then the module's own."""
+
     def _place_later(self, like: Any, dtype: Any) -> None:
         """Where (and in which floating dtype) the parameters will be made (``Module.to``)."""
         args, kwargs, old_like, old_dtype = self._deferred
@@ -147,6 +150,9 @@ class _LazyNorm(_LazyModule):
     state, its weight's or running mean's length)."""
 
     _draws = False
+
+    def reset_running_stats(self) -> None:
+        """Nothing before the statistics are made (torch's lazy norms); then the module's own."""
 
     def _size_of_state(self, state: Mapping[str, Any], prefix: str) -> int | None:
         for name in ("weight", "running_mean"):

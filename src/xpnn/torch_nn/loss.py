@@ -15,7 +15,7 @@ from xpnn._dispatch import adapter_of
 from xpnn._types import Array
 from xpnn.torch_nn import functional as F
 from xpnn.torch_nn.layers import Linear, PairwiseDistance
-from xpnn.torch_nn.module import Module, ModuleList, Sequential
+from xpnn.torch_nn.module import Factory, Module, ModuleList, Sequential
 
 __all__ = ["L1Loss", "MSELoss", "SmoothL1Loss", "HuberLoss", "BCELoss", "BCEWithLogitsLoss", "KLDivLoss", "NLLLoss",
            "CrossEntropyLoss", "PoissonNLLLoss", "GaussianNLLLoss", "MarginRankingLoss", "HingeEmbeddingLoss",
@@ -360,12 +360,20 @@ class AdaptiveLogSoftmaxWithLoss(Module):
         self.div_value, self.head_bias = div_value, head_bias
         self.shortlist_size, self.n_clusters = self.cutoffs[0], len(cutoffs)
         self.head_size = self.shortlist_size + self.n_clusters
-        made = {"like": like, "dtype": dtype, "key": key}
-        self.head = Linear(in_features, self.head_size, bias=head_bias, **made)
+        keys = Factory(like, dtype, key)  # a key of its own for each projection
+        made = {"like": like, "dtype": dtype}
+        self.head = Linear(in_features, self.head_size, bias=head_bias, key=keys.key(), **made)
+        widths = [int(in_features // div_value ** (i + 1)) for i in range(self.n_clusters)]
         self.tail = ModuleList([
-            Sequential(Linear(in_features, int(in_features // div_value ** (i + 1)), bias=False, **made),
-                       Linear(int(in_features // div_value ** (i + 1)), high - low, bias=False, **made))
-            for i, (low, high) in enumerate(zip(self.cutoffs, self.cutoffs[1:]))])
+            Sequential(Linear(in_features, width, bias=False, key=keys.key(), **made),
+                       Linear(width, high - low, bias=False, key=keys.key(), **made))
+            for width, low, high in zip(widths, self.cutoffs, self.cutoffs[1:])])
+
+    def reset_parameters(self) -> None:
+        """The head's and the clusters' projections drawn again, in place (torch's)."""
+        for module in self.modules():
+            if isinstance(module, Linear):
+                module.reset_parameters()
 
     def forward(self, input: Array, target: Array) -> _ASMoutput:
         """Each row's log p(target) (``output``) and the mean of -output (``loss``); a 0-d

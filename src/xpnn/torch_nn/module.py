@@ -77,6 +77,11 @@ class Module:
         object.__setattr__(self, "training", True)
         _LIVE_MODULES.add(self)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A copy (``copy.deepcopy``, as torch's layer clones) or an unpickled module: alive too."""
+        self.__dict__.update(state)
+        _LIVE_MODULES.add(self)
+
     # -- registration -----------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
         if isinstance(value, Parameter):
@@ -397,6 +402,16 @@ def replace_held(old: Array, new: Array) -> None:
             for name, value in store.items():
                 if value is old:
                     store[name] = new
+
+
+def fill_in_place(tensor: Array, values: Array) -> Array:
+    """``values`` written into ``tensor`` outside autograd, ``tensor`` returned (torch.nn.init's
+    fills, ``reset_parameters``); for immutable arrays, ``values`` returned and put in the
+    tensor's place in the modules that hold it."""
+    written = adapter_of(tensor).write_untracked(tensor, values)
+    if written is not tensor:
+        replace_held(tensor, written)
+    return written
 
 
 def _converted(value: Any, current: Array, assign: bool) -> Array:

@@ -16,6 +16,7 @@ from xpnn._types import Array
 from xpnn.functions.activations import relu, tanh
 from xpnn.layers import recurrent
 from xpnn.torch_nn import functional as F
+from xpnn.torch_nn import init
 from xpnn.torch_nn.module import Factory, Module, Parameter
 from xpnn.trees import tree_map
 
@@ -56,6 +57,13 @@ def _cell_weights(parameters: dict[str, Any], suffix: str,
     if b_input is None:
         b_input = b_hidden = xp.zeros((w_hidden.shape[1],), dtype=w_hidden.dtype, device=ops.device_of(like))
     return w_input, b_input, w_hidden, b_hidden  # the step adds each gate's hidden bias to its hidden product
+
+
+def _reset_uniform(module: Module) -> None:
+    """torch's reset of the recurrent layers and cells: each parameter ~ U(-1/sqrt(H), 1/sqrt(H))."""
+    bound = 1.0 / math.sqrt(module.hidden_size) if module.hidden_size > 0 else 0.0
+    for parameter in module.parameters():
+        init.uniform_(parameter, -bound, bound)
 
 
 class RNNBase(Module):
@@ -102,6 +110,10 @@ class RNNBase(Module):
                 if proj_size:
                     setattr(self, f"weight_hr_l{layer}{suffix}", Parameter(make.uniform((proj_size, hidden_size),
                                                                                         bound)))
+
+    def reset_parameters(self) -> None:
+        """Every parameter drawn again, in place, from U(-1/sqrt(H), 1/sqrt(H)) (torch's)."""
+        _reset_uniform(self)
 
     def extra_repr(self) -> str:
         text = f"{self.input_size}, {self.hidden_size}"
@@ -281,6 +293,10 @@ class RNNCellBase(Module):
                 setattr(self, name, Parameter(make.uniform((gates,), bound)))
             else:
                 self.register_parameter(name, None)
+
+    def reset_parameters(self) -> None:
+        """Every parameter drawn again, in place, from U(-1/sqrt(H), 1/sqrt(H)) (torch's)."""
+        _reset_uniform(self)
 
     def extra_repr(self) -> str:
         text = f"{self.input_size}, {self.hidden_size}"

@@ -11,6 +11,7 @@ from typing import Any
 
 from xpnn._types import Array
 from xpnn.torch_nn import functional as F
+from xpnn.torch_nn import init
 from xpnn.torch_nn.layers import Dropout, LayerNorm, Linear
 from xpnn.torch_nn.module import Factory, Module, ModuleList, Parameter
 
@@ -70,6 +71,19 @@ class MultiheadAttention(Module):
             self.bias_v = Parameter(make.normal((1, 1, embed_dim)) * std)
         else:
             self.bias_k = self.bias_v = None
+
+    def _reset_parameters(self) -> None:
+        """torch's: the in-projections drawn again from xavier_uniform, the biases zero and
+        ``bias_k``/``bias_v`` from xavier_normal, in place (``out_proj.weight`` is kept)."""
+        for name in ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight"):
+            if getattr(self, name) is not None:
+                init.xavier_uniform_(getattr(self, name))
+        if self.in_proj_bias is not None:
+            init.zeros_(self.in_proj_bias)
+            init.zeros_(self.out_proj.bias)
+        for name in ("bias_k", "bias_v"):
+            if getattr(self, name) is not None:
+                init.xavier_normal_(getattr(self, name))
 
     def forward(self, query: Array, key: Array, value: Array, key_padding_mask: Array | None = None,
                 need_weights: bool = True, attn_mask: Array | None = None, average_attn_weights: bool = True,
@@ -246,10 +260,14 @@ class Transformer(Module):
                 TransformerDecoderLayer(d_model, nhead, key=make.key(), **layer), num_decoder_layers,
                 LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **factory))
         self.d_model, self.nhead, self.batch_first = d_model, nhead, batch_first
-        for module in self.modules():  # torch's _reset_parameters
-            for name, parameter in list(module._parameters.items()):
-                if parameter is not None and parameter.ndim > 1:
-                    setattr(module, name, Parameter(make.xavier_uniform(tuple(parameter.shape))))
+        self._reset_parameters(make)
+
+    def _reset_parameters(self, keys: Factory | None = None) -> None:
+        """torch's: every parameter of more than one dim drawn again from xavier_uniform, in
+        place (from ``keys``' keys, else the generator)."""
+        for parameter in self.parameters():
+            if parameter.ndim > 1:
+                init.xavier_uniform_(parameter, key=None if keys is None else keys.key())
 
     def forward(self, src: Array, tgt: Array, src_mask: Array | None = None, tgt_mask: Array | None = None,
                 memory_mask: Array | None = None, src_key_padding_mask: Array | None = None,
