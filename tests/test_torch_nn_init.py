@@ -290,3 +290,9 @@ def test_lazy_modules_reset_nothing_before_their_first_call():
         module.reset_parameters()
         assert list(module.parameters()) == []
     nn.LazyInstanceNorm2d().reset_running_stats()
+
+
+def test_one_key_gives_each_projection_of_the_adaptive_softmax_its_own_draws():
+    module = nn.AdaptiveLogSoftmaxWithLoss(8, 20, [5, 10], div_value=1.0, key=xpnn.random.key(0))
+    first, second = module.tail[0][0].weight, module.tail[1][0].weight  # both (8, 8)
+    assert first.shape == second.shape and not np.array_equal(first, second)
