@@ -13,9 +13,10 @@ torch ``state_dict``::
 
 Every module is a thin shell over ``xpnn.torch_nn.functional``, which reuses xpnn's
 written-once activations, attention, convolution, pooling, norms and recurrent cells;
-``xpnn.torch_nn.init`` holds torch.nn.init's initialisers.
+``xpnn.torch_nn.init`` holds torch.nn.init's initialisers and ``xpnn.torch_nn.utils``
+torch.nn.utils' helpers (``utils.rnn``'s packed sequences, which the recurrent layers take).
 """
-from xpnn.torch_nn import functional, init
+from xpnn.torch_nn import functional, init, utils
 from xpnn.torch_nn._generator import initial_seed, manual_seed
 from xpnn.torch_nn.activation import *  # noqa: F403
 from xpnn.torch_nn.activation import __all__ as _activation_names
@@ -40,10 +41,10 @@ MODULES = (*_activation_names, *_layer_names, *_lazy_names, *_loss_names, "Seque
            "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
            "TransformerDecoder", "Transformer")
 
-__all__ = ["functional", "init", "manual_seed", "initial_seed", "Module", "Parameter", "functional_call", "Container",
-           "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "RNNBase", "LSTM", "GRU", "RNN",
-           "RNNCellBase", "LSTMCell", "GRUCell", "RNNCell", "MultiheadAttention", "TransformerEncoderLayer",
-           "TransformerEncoder", "TransformerDecoderLayer", "TransformerDecoder", "Transformer"]
+__all__ = ["functional", "init", "utils", "manual_seed", "initial_seed", "Module", "Parameter", "functional_call",
+           "Container", "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "RNNBase", "LSTM",
+           "GRU", "RNN", "RNNCellBase", "LSTMCell", "GRUCell", "RNNCell", "MultiheadAttention",
+           "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer", "TransformerDecoder", "Transformer"]
 __all__ += _activation_names
 __all__ += _layer_names
 __all__ += _lazy_names

@@ -18,6 +18,7 @@ from xpnn.layers import recurrent
 from xpnn.torch_nn import functional as F
 from xpnn.torch_nn import init
 from xpnn.torch_nn.module import Factory, Module, Parameter
+from xpnn.torch_nn.utils import rnn
 from xpnn.trees import tree_map
 
 __all__ = ["RNNBase", "LSTM", "GRU", "RNN", "RNNCellBase", "LSTMCell", "GRUCell", "RNNCell"]
@@ -131,9 +132,12 @@ class RNNBase(Module):
             text += ", bidirectional=True"
         return text
 
-    def _run(self, x: Array, starts: list[Any] | None) -> tuple[Array, list[Any]]:
+    def _run(self, x: Array, starts: list[Any] | None, lengths: Any = None) -> tuple[Array, list[Any]]:
         """The stacked layers over the time-major ``x`` from the initial carries ``starts`` (a
-        cell carry per layer and direction; None: zeros): the output and the final carries."""
+        cell carry per layer and direction; None: zeros): the output and the final carries.
+        With the sequences' host ``lengths`` (a packed input), the backward direction runs over
+        each sequence's own steps reversed and each final carry is the one at its last step
+        (the outputs past a sequence's end are not used)."""
         ops = adapter_of(x)
         xp = ops.xp
         cell = _cell(self.mode, self.hidden_size)
@@ -149,13 +153,19 @@ class RNNBase(Module):
                     carry = (zeros, h) if self.mode == "LSTM" else zeros
                 # the carry laid out over devices as a step's batch (jax's explicit mesh axes)
                 carry = tree_map(lambda leaf: ops.placed_like(leaf, x, skip=1), carry)
-                xs = xp.flip(x, axis=0) if suffix else x
+                flipped = (lambda a: xp.flip(a, axis=0)) if lengths is None else (
+                    lambda a: rnn.reversed_prefixes(a, lengths))
+                xs = flipped(x) if suffix else x
                 projection = self._parameters.get(f"weight_hr_l{layer}{suffix}")
                 weights = _cell_weights(self._parameters, f"_l{layer}{suffix}", x)
-                carry, ys = recurrent.scan_dense_cell(ops, cell, weights, carry, xs, projection=None if projection
-                                                      is None else xp.permute_dims(projection, (1, 0)))
+                carry, ys = recurrent.scan_dense_cell(ops, cell, weights, carry, xs, slice_carry=lengths is not None,
+                                                      projection=None if projection is None
+                                                      else xp.permute_dims(projection, (1, 0)))
+                if lengths is not None:
+                    carries, ys = ys
+                    carry = tree_map(lambda stacked: rnn.at_last_steps(stacked, lengths), carries)
                 finals.append(carry)
-                outputs.append(xp.flip(ys, axis=0) if suffix else ys)
+                outputs.append(flipped(ys) if suffix else ys)
             x = outputs[0] if len(outputs) == 1 else xp.concat(outputs, axis=-1)
             if self.training and self.dropout and layer < self.num_layers - 1:
                 x = F.dropout(x, self.dropout, True)
@@ -179,7 +189,7 @@ class RNNBase(Module):
             return [(states[1][index, ...], states[0][index, ...]) for index in range(count)]
         return [states[0][index, ...] for index in range(count)]
 
-    def _checked(self, x: Array, states: list[Array] | None) -> None:
+    def _checked(self, x: Array, states: list[Array] | None, time_major: bool) -> None:
         """torch's checks of a batched, time-major or batch-first ``x`` and the initial states:
         a floating input of ``input_size`` features, each state ``(layers * directions, N, H)``
         (the LSTM's ``h_0`` of ``proj_size`` features when it has one)."""
@@ -191,7 +201,7 @@ class RNNBase(Module):
         if x.shape[-1] != self.input_size:
             raise ValueError(f"{where}: input.size(-1) must be equal to input_size. Expected {self.input_size}, got "
                              f"{x.shape[-1]}")
-        batch = x.shape[0] if self.batch_first else x.shape[1]
+        batch = x.shape[1] if time_major else x.shape[0]
         layers = self.num_layers * (2 if self.bidirectional else 1)
         sizes = [self.proj_size or self.hidden_size, self.hidden_size][:len(states or ())]
         for index, (state, size) in enumerate(zip(states or (), sizes)):
@@ -200,8 +210,13 @@ class RNNBase(Module):
                 name = f"hidden[{index}]" if self.mode == "LSTM" else "hidden"
                 raise ValueError(f"{where}: expected {name} size {expected}, got {tuple(state.shape)}")
 
-    def _forward(self, input: Array, states: list[Array] | None) -> tuple[Array, list[Any], bool]:
-        """The output (in the input's layout) and the final carries."""
+    def _forward(self, input: Array | rnn.PackedSequence, states: list[Array] | None) -> tuple[Any, list[Any], bool]:
+        """The output (in the input's layout: a packed input gives a packed output) and the final carries."""
+        if isinstance(input, rnn.PackedSequence):  # time-major whatever batch_first says, as torch's
+            x, lengths = rnn.padded_steps(input)
+            self._checked(x, states, time_major=True)
+            output, finals = self._run(x, self._carries(states), lengths)
+            return rnn.packed_like(output, input), finals, False
         x, unbatched = self._batched(input)
         xp = adapter_of(x).xp
         if states is not None and unbatched:
@@ -209,7 +224,7 @@ class RNNBase(Module):
                 raise ValueError(f"xpnn.torch_nn.{type(self).__name__}: for an unbatched 2-D input, the initial "
                                  f"states must be 2-D too, got shapes {[tuple(state.shape) for state in states]}")
             states = [xp.expand_dims(state, axis=1) for state in states]
-        self._checked(x, states)
+        self._checked(x, states, time_major=not self.batch_first)
         if self.batch_first:
             x = xp.permute_dims(x, (1, 0, 2))
         output, finals = self._run(x, self._carries(states))
@@ -220,8 +235,8 @@ class RNNBase(Module):
         return output, finals, unbatched
 
 
-def _stacked(xp: Any, finals: list[Any], unbatched: bool) -> Array:
-    stacked = xp.stack(finals, axis=0)
+def _stacked(finals: list[Any], unbatched: bool) -> Array:
+    stacked = adapter_of(finals[0]).xp.stack(finals, axis=0)
     return stacked[:, 0, :] if unbatched else stacked
 
 
@@ -235,8 +250,7 @@ class LSTM(RNNBase):
 
     def forward(self, input: Array, hx: tuple[Array, Array] | None = None) -> tuple[Array, tuple[Array, Array]]:
         output, finals, unbatched = self._forward(input, None if hx is None else list(hx))
-        xp = adapter_of(output).xp
-        return output, (_stacked(xp, [h for _, h in finals], unbatched), _stacked(xp, [c for c, _ in finals], unbatched))
+        return output, (_stacked([h for _, h in finals], unbatched), _stacked([c for c, _ in finals], unbatched))
 
 
 class GRU(RNNBase):
@@ -249,7 +263,7 @@ class GRU(RNNBase):
 
     def forward(self, input: Array, hx: Array | None = None) -> tuple[Array, Array]:
         output, finals, unbatched = self._forward(input, None if hx is None else [hx])
-        return output, _stacked(adapter_of(output).xp, finals, unbatched)
+        return output, _stacked(finals, unbatched)
 
 
 class RNN(RNNBase):
@@ -266,7 +280,7 @@ class RNN(RNNBase):
 
     def forward(self, input: Array, hx: Array | None = None) -> tuple[Array, Array]:
         output, finals, unbatched = self._forward(input, None if hx is None else [hx])
-        return output, _stacked(adapter_of(output).xp, finals, unbatched)
+        return output, _stacked(finals, unbatched)
 
 
 class RNNCellBase(Module):

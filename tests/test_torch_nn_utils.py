@@ -1,0 +1,177 @@
+"""xpnn.torch_nn.utils against torch.nn.utils: padding and packing sequences, and the recurrent
+layers on packed sequences (torch's outputs, final states and gradients)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.nn.utils import rnn as torch_rnn
+
+import xpnn.torch_nn as nn
+from xpnn.torch_nn.utils import rnn
+
+_BATCH = np.random.default_rng(0).standard_normal((6, 4, 3))  # (T, B, features)
+
+
+@pytest.mark.parametrize(("lengths", "enforce_sorted", "batch_first"), [
+    ([6, 4, 4, 1], True, False), ([3, 6, 1, 4], False, False), ([2, 2, 5, 2], False, True), ([6, 5, 3, 2], False, True),
+])
+def test_pack_and_pad_as_torch(backend, lengths, enforce_sorted, batch_first):
+    x = np.swapaxes(_BATCH, 0, 1) if batch_first else _BATCH
+    packed = rnn.pack_padded_sequence(backend.asarray(x, "float64"), lengths, batch_first, enforce_sorted)
+    want = torch_rnn.pack_padded_sequence(torch.tensor(x), lengths, batch_first, enforce_sorted)
+    np.testing.assert_array_equal(backend.to_numpy(packed.data), want.data.numpy())
+    for got, expected in zip(packed[1:], want[1:]):
+        assert (got is None) == (expected is None)
+        if got is not None:
+            assert isinstance(got, np.ndarray) and got.dtype == np.int64
+            np.testing.assert_array_equal(got, expected.numpy())
+    for padding_value, total_length in ((0.0, None), (-2.5, 8)):
+        padded, got_lengths = rnn.pad_packed_sequence(packed, batch_first, padding_value, total_length)
+        expected, expected_lengths = torch_rnn.pad_packed_sequence(want, batch_first, padding_value, total_length)
+        np.testing.assert_array_equal(backend.to_numpy(padded), expected.numpy())
+        np.testing.assert_array_equal(backend.to_numpy(got_lengths), expected_lengths.numpy())
+    for got, expected in zip(rnn.unpack_sequence(packed), torch_rnn.unpack_sequence(want)):
+        np.testing.assert_array_equal(backend.to_numpy(got), expected.numpy())
+
+
+def test_lengths_may_be_an_array_of_the_library(backend):
+    lengths = backend.asarray(np.array([3, 6, 1, 4]), "int64")
+    packed = rnn.pack_padded_sequence(backend.asarray(_BATCH, "float32"), lengths, enforce_sorted=False)
+    np.testing.assert_array_equal(packed.batch_sizes, [4, 3, 3, 2, 1, 1])
+
+
+@pytest.mark.parametrize(("batch_first", "padding_side", "padding_value"), [
+    (False, "right", 0.0), (True, "right", -1.0), (True, "left", 3.0), (False, "left", 0.0)])
+def test_pad_sequence_unpad_and_pack_as_torch(backend, batch_first, padding_side, padding_value):
+    rng = np.random.default_rng(1)
+    sequences = [rng.standard_normal((n, 2, 3)) for n in (3, 5, 1)]
+    got = rnn.pad_sequence([backend.asarray(s, "float64") for s in sequences], batch_first, padding_value,
+                           padding_side)
+    want = torch_rnn.pad_sequence([torch.tensor(s) for s in sequences], batch_first, padding_value, padding_side)
+    np.testing.assert_array_equal(backend.to_numpy(got), want.numpy())
+    if padding_side == "right":
+        for a, b in zip(rnn.unpad_sequence(got, [3, 5, 1], batch_first),
+                        torch_rnn.unpad_sequence(want, torch.tensor([3, 5, 1]), batch_first)):
+            np.testing.assert_array_equal(backend.to_numpy(a), b.numpy())
+    packed = rnn.pack_sequence([backend.asarray(s, "float64") for s in sequences], enforce_sorted=False)
+    expected = torch_rnn.pack_sequence([torch.tensor(s) for s in sequences], enforce_sorted=False)
+    np.testing.assert_array_equal(backend.to_numpy(packed.data), expected.data.numpy())
+    np.testing.assert_array_equal(rnn.invert_permutation(packed.sorted_indices),
+                                  torch_rnn.invert_permutation(expected.sorted_indices).numpy())
+
+
+_RECURRENT = [("LSTM", {"num_layers": 2, "bidirectional": True, "proj_size": 2}), ("LSTM", {"batch_first": True}),
+              ("GRU", {"bidirectional": True}), ("GRU", {"num_layers": 3, "bias": False}),
+              ("RNN", {"num_layers": 2, "nonlinearity": "relu", "bidirectional": True})]
+
+
+@pytest.mark.parametrize(("kind", "kwargs"), _RECURRENT, ids=[f"{k}-{i}" for i, (k, _) in enumerate(_RECURRENT)])
+@pytest.mark.parametrize("with_state", [False, True])
+def test_recurrent_layers_take_packed_sequences_as_torchs(backend, kind, kwargs, with_state):
+    """A packed batch (lengths unsorted, one of a single step): torch's packed output and final
+    states (at each sequence's own last step, the backward direction over its own steps)."""
+    torch.manual_seed(0)
+    reference = getattr(torch.nn, kind)(3, 5, **kwargs).double()
+    module = getattr(nn, kind)(3, 5, **kwargs, like=backend.like(), dtype="float64")
+    module.load_state_dict(reference.state_dict())
+    lengths = [3, 6, 1, 4]
+    directions = (2 if kwargs.get("bidirectional") else 1) * kwargs.get("num_layers", 1)
+    rng = np.random.default_rng(2)
+    h0 = rng.standard_normal((directions, 4, kwargs.get("proj_size") or 5))
+    c0 = rng.standard_normal((directions, 4, 5))
+    start = None
+    if with_state:
+        start = (h0, c0) if kind == "LSTM" else h0
+    want_out, want_state = reference(torch_rnn.pack_padded_sequence(torch.tensor(_BATCH), lengths,
+                                                                    enforce_sorted=False),
+                                     None if start is None else _mapped(start, torch.tensor))
+    out, state = module(rnn.pack_padded_sequence(backend.asarray(_BATCH, "float64"), lengths, enforce_sorted=False),
+                        None if start is None else _mapped(start, lambda a: backend.asarray(a, "float64")))
+    assert isinstance(out, rnn.PackedSequence)
+    np.testing.assert_array_equal(out.batch_sizes, want_out.batch_sizes.numpy())
+    np.testing.assert_allclose(backend.to_numpy(out.data), want_out.data.detach().numpy(), rtol=1e-10, atol=1e-12)
+    for got, want in zip(_leaves(state), _leaves(want_state)):
+        np.testing.assert_allclose(backend.to_numpy(got), want.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def _mapped(state, convert):
+    return tuple(convert(s) for s in state) if isinstance(state, tuple) else convert(state)
+
+
+def _leaves(state):
+    return state if isinstance(state, tuple) else (state,)
+
+
+def test_gradients_through_a_packed_lstm_are_torchs():
+    torch.manual_seed(0)
+    reference = torch.nn.LSTM(3, 4, bidirectional=True).double()
+    module = nn.LSTM(3, 4, bidirectional=True, like=torch, dtype=torch.float64)
+    module.load_state_dict(reference.state_dict())
+    lengths = [2, 6, 5, 1]
+    results = []
+    for layer, pack in ((reference, torch_rnn.pack_padded_sequence), (module, rnn.pack_padded_sequence)):
+        x = torch.tensor(_BATCH, requires_grad=True)
+        out, (h, c) = layer(pack(x, lengths, enforce_sorted=False))
+        (out.data.sin().sum() + h.sum() + (c ** 2).sum()).backward()
+        results.append([x.grad] + [p.grad for p in layer.parameters()])
+    for got, want in zip(*results[::-1]):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_packed_sequences_under_jax_jit():
+    """The lengths as Python ints: the packed layout is host data, so the layer jits."""
+    import jax
+    import jax.numpy as jnp
+
+    torch.manual_seed(0)
+    reference = torch.nn.GRU(3, 4)
+    module = nn.GRU(3, 4, like=jnp)
+    module.load_state_dict(reference.state_dict())
+
+    @jax.jit
+    def padded(x):
+        out, _ = module(rnn.pack_padded_sequence(x, [1, 6, 3, 2], enforce_sorted=False))
+        return rnn.pad_packed_sequence(out, batch_first=True)[0]
+
+    want = torch_rnn.pad_packed_sequence(reference(torch_rnn.pack_padded_sequence(
+        torch.tensor(_BATCH, dtype=torch.float32), [1, 6, 3, 2], enforce_sorted=False))[0], batch_first=True)[0]
+    np.testing.assert_allclose(np.asarray(padded(jnp.asarray(_BATCH, jnp.float32))), want.detach().numpy(),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(TypeError, match=r"pack_padded_sequence: the lengths' values size the packed data, so they "
+                                        r"must be known"):
+        jax.jit(lambda x, n: rnn.pack_padded_sequence(x, n).data)(jnp.ones((3, 2, 1)), jnp.array([3, 1]))
+
+
+@pytest.mark.parametrize(("call", "error", "message"), [
+    (lambda: rnn.pack_padded_sequence(np.zeros((4, 3, 1)), [2, 4, 3]), RuntimeError,
+     r"pack_padded_sequence: `lengths` array must be sorted in decreasing order when `enforce_sorted` is True"),
+    (lambda: rnn.pack_padded_sequence(np.zeros((4, 3, 1)), [4, 3, 0]), RuntimeError,
+     r"Length of all samples has to be greater than 0, but found an element in 'lengths' that is <= 0"),
+    (lambda: rnn.pack_padded_sequence(np.zeros((4, 3, 1)), [5, 4, 3]), ValueError,
+     r"pack_padded_sequence: a length \(5\) exceeds the input's 4 steps"),
+    (lambda: rnn.pack_padded_sequence(np.zeros((4, 3, 1)), [4, 3]), ValueError,
+     r"pack_padded_sequence: expected 3 lengths \(one per sequence of the batch\), got 2"),
+    (lambda: rnn.pack_padded_sequence(np.zeros((4, 3, 1)), [4.0, 3.0, 1.0]), TypeError,
+     r"pack_padded_sequence: lengths must be integers"),
+    (lambda: rnn.pack_padded_sequence(np.zeros(4), [4]), ValueError,
+     r"pack_padded_sequence: input must be an array of at least 2 dims"),
+    (lambda: rnn.pad_packed_sequence(rnn.pack_sequence([np.zeros(4), np.zeros(2)]), total_length=3), ValueError,
+     r"Expected total_length to be at least the length of the longest sequence in input, but got total_length=3"),
+    (lambda: rnn.pad_packed_sequence(np.zeros((4, 2))), TypeError,
+     r"pad_packed_sequence: sequence must be a PackedSequence, got ndarray"),
+    (lambda: rnn.pad_sequence([]), ValueError, r"pad_sequence: received an empty list of sequences"),
+    (lambda: rnn.pad_sequence([np.zeros((2, 3)), np.zeros((2, 4))]), ValueError,
+     r"pad_sequence: every sequence must have the trailing shape \(3,\)"),
+    (lambda: rnn.pad_sequence([np.zeros(2)], padding_side="top"), ValueError,
+     r"pad_sequence: padding_side must be 'right' or 'left', got 'top'"),
+])
+def test_bad_arguments_are_named_errors(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_a_packed_input_of_the_wrong_width_is_refused_as_torch():
+    packed = rnn.pack_sequence([np.zeros((3, 2), np.float32)])
+    with pytest.raises(ValueError, match=r"LSTM: input.size\(-1\) must be equal to input_size. Expected 3, got 2"):
+        nn.LSTM(3, 4)(packed)
