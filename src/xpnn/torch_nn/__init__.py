@@ -44,7 +44,8 @@ MODULES = (*_activation_names, *_layer_names, *_lazy_names, *_loss_names, "Seque
 __all__ = ["functional", "init", "utils", "manual_seed", "initial_seed", "Module", "Parameter", "functional_call",
            "Container", "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "RNNBase", "LSTM",
            "GRU", "RNN", "RNNCellBase", "LSTMCell", "GRUCell", "RNNCell", "MultiheadAttention",
-           "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer", "TransformerDecoder", "Transformer"]
+           "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer", "TransformerDecoder",
+           "Transformer"]
 __all__ += _activation_names
 __all__ += _layer_names
 __all__ += _lazy_names
