@@ -175,3 +175,130 @@ def test_a_packed_input_of_the_wrong_width_is_refused_as_torch():
     packed = rnn.pack_sequence([np.zeros((3, 2), np.float32)])
     with pytest.raises(ValueError, match=r"LSTM: input.size\(-1\) must be equal to input_size. Expected 3, got 2"):
         nn.LSTM(3, 4)(packed)
+
+
+# -- gradient clipping, parameter vectors, fusion ---------------------------------------------
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.5, "inf", float("-inf"), 0])
+def test_total_norm_as_torchs(backend, norm_type):
+    rng = np.random.default_rng(3)
+    infinite = float(norm_type) in (float("inf"), float("-inf"))
+    arrays = [rng.standard_normal((3, 4)), rng.standard_normal(5) * 3] + ([] if infinite else [np.zeros((0, 2))])
+    got = nn.utils.get_total_norm([backend.asarray(a, "float64") for a in arrays], norm_type)
+    want = torch.nn.utils.get_total_norm([torch.tensor(a) for a in arrays], norm_type)
+    np.testing.assert_allclose(backend.to_numpy(got), want.numpy(), rtol=1e-12)
+    if infinite:  # torch refuses an empty tensor there; its norm is the max (min) of no magnitudes
+        empty = backend.to_numpy(nn.utils.get_total_norm(backend.asarray(np.zeros((0, 2)), "float64"), norm_type))
+        assert empty == (0.0 if float(norm_type) > 0 else float("inf"))
+
+
+def _trained_twins(seed: int = 0):
+    """A torch model and its xpnn.torch_nn twin on torch after one backward pass each."""
+    torch.manual_seed(seed)
+    reference = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2, bias=False))
+    model = nn.Sequential(nn.Linear(4, 8, like=torch), nn.Tanh(), nn.Linear(8, 2, bias=False, like=torch))
+    model.load_state_dict(reference.state_dict())
+    x = torch.randn(16, 4) * 10
+    for layer in (reference, model):
+        (layer(x) ** 2).sum().backward()
+    return reference, model
+
+
+@pytest.mark.parametrize("norm_type", [2.0, "inf", 1.0])
+def test_clip_grad_norm_as_torchs(norm_type):
+    reference, model = _trained_twins()
+    want = torch.nn.utils.clip_grad_norm_(reference.parameters(), 0.5, norm_type)
+    got = nn.utils.clip_grad_norm_(model.parameters(), 0.5, norm_type)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6)
+    for mine, theirs in zip(model.parameters(), reference.parameters()):
+        np.testing.assert_allclose(mine.grad.numpy(), theirs.grad.numpy(), rtol=1e-6)
+    weight = next(iter(model.parameters()))
+    assert weight.is_leaf and weight.requires_grad
+
+
+def test_clip_grad_value_and_the_deprecated_name_as_torchs():
+    reference, model = _trained_twins()
+    torch.nn.utils.clip_grad_value_(reference.parameters(), 0.3)
+    nn.utils.clip_grad_value_(model.parameters(), 0.3)
+    for mine, theirs in zip(model.parameters(), reference.parameters()):
+        np.testing.assert_array_equal(mine.grad.numpy(), theirs.grad.numpy())
+    with pytest.warns(FutureWarning, match=r"`torch.nn.utils.clip_grad_norm` is now deprecated in favor of"):
+        nn.utils.clip_grad_norm(model.parameters(), 1.0)
+
+
+def test_clipping_edge_cases():
+    assert float(nn.utils.clip_grad_norm_(nn.Linear(2, 2, like=torch).parameters(), 1.0)) == 0.0  # no gradients
+    _, model = _trained_twins()
+    first = next(iter(model.parameters()))
+    first.grad[0, 0] = float("nan")
+    with pytest.raises(RuntimeError, match=r"get_total_norm: The total norm of order 2.0 for gradients from "
+                                           r"`parameters` is non-finite"):
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0, error_if_nonfinite=True)
+    with pytest.raises(TypeError, match=r"clip_grad_norm_: the parameters must carry their gradients in .grad \(torch "
+                                        r"tensors do\); numpy.ndarray arrays do not"):
+        nn.utils.clip_grad_norm_(nn.Linear(2, 2).parameters(), 1.0)
+
+
+def test_parameters_to_vector_and_back_as_torchs(backend):
+    torch.manual_seed(0)
+    reference = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Conv1d(2, 3, 2))
+    model = nn.Sequential(nn.Linear(3, 4, like=backend.like()), nn.Conv1d(2, 3, 2, like=backend.like()))
+    model.load_state_dict(reference.state_dict())
+    vector = nn.utils.parameters_to_vector(model.parameters())
+    np.testing.assert_array_equal(backend.to_numpy(vector),
+                                  torch.nn.utils.parameters_to_vector(reference.parameters()).detach().numpy())
+    held = list(model.parameters())
+    new = np.arange(vector.shape[0], dtype=np.float32)
+    nn.utils.vector_to_parameters(backend.asarray(new, "float32"), model.parameters())
+    torch.nn.utils.vector_to_parameters(torch.tensor(new), reference.parameters())
+    for (name, got), want in zip(model.named_parameters(), reference.parameters()):
+        np.testing.assert_array_equal(backend.to_numpy(got), want.detach().numpy(), err_msg=name)
+    if backend.name != "jax":
+        assert all(a is b for a, b in zip(held, model.parameters()))
+    with pytest.raises(ValueError, match=r"vector_to_parameters: vec has 3 elements, the parameters 31"):
+        nn.utils.vector_to_parameters(backend.asarray(np.zeros(3), "float32"), model.parameters())
+
+
+@pytest.mark.parametrize(("kind", "transpose"), [("Conv2d", False), ("ConvTranspose2d", True), ("Linear", False),
+                                                ("Conv1d", False)])
+def test_batch_norm_fusion_as_torchs(backend, kind, transpose):
+    torch.manual_seed(0)
+    args = (4, 6) if kind == "Linear" else (4, 6, 3)
+    norm = "BatchNorm1d" if kind in ("Linear", "Conv1d") else "BatchNorm2d"
+    layer, bn = getattr(torch.nn, kind)(*args).double(), getattr(torch.nn, norm)(6).double()
+    bn.load_state_dict({**bn.state_dict(), "running_mean": torch.randn(6), "running_var": torch.rand(6) + 0.5,
+                        "weight": torch.randn(6), "bias": torch.randn(6)})
+    layer.eval(), bn.eval()
+    twins = [getattr(nn, kind)(*args, like=backend.like(), dtype="float64"),
+             getattr(nn, norm)(6, like=backend.like(), dtype="float64")]
+    for twin, module in zip(twins, (layer, bn)):
+        twin.load_state_dict(module.state_dict())
+        twin.eval()
+    if kind == "Linear":
+        want, got = torch.nn.utils.fuse_linear_bn_eval(layer, bn), nn.utils.fuse_linear_bn_eval(*twins)
+    else:
+        want = torch.nn.utils.fuse_conv_bn_eval(layer, bn, transpose)
+        got = nn.utils.fuse_conv_bn_eval(*twins, transpose)
+    assert type(got) is type(twins[0]) and got is not twins[0]
+    for name in ("weight", "bias"):
+        np.testing.assert_allclose(backend.to_numpy(getattr(got, name)), getattr(want, name).detach().numpy(),
+                                   rtol=1e-12, err_msg=name)
+    shape = (5, 4) if kind == "Linear" else (2, 4, 7) if kind == "Conv1d" else (2, 4, 7, 7)
+    x = np.random.default_rng(0).standard_normal(shape)
+    np.testing.assert_allclose(backend.to_numpy(got(backend.asarray(x, "float64"))),
+                               bn(layer(torch.tensor(x))).detach().numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_fusion_needs_eval_mode_and_matching_features():
+    with pytest.raises(ValueError, match=r"fuse_conv_bn_eval: Fusion only for eval!"):
+        nn.utils.fuse_conv_bn_eval(nn.Conv2d(2, 3, 1), nn.BatchNorm2d(3))
+    with pytest.raises(ValueError, match=r"fuse_linear_bn_eval: To fuse, linear.out_features must equal "
+                                         r"bn.num_features or bn.num_features must be 1, got 3 and 2"):
+        nn.utils.fuse_linear_bn_eval(nn.Linear(2, 3).eval(), nn.BatchNorm1d(2).eval())
+    fused = nn.utils.fuse_linear_bn_eval(nn.Linear(2, 3).eval(), nn.BatchNorm1d(1).eval())
+    assert fused.weight.shape == (3, 2)
+
+
+def test_skip_init_makes_the_module():
+    module = nn.utils.skip_init(nn.Linear, 3, 5, bias=False)
+    assert isinstance(module, nn.Linear) and module.weight.shape == (5, 3) and module.bias is None

@@ -1,4 +1,16 @@
-"""``torch.nn.utils`` for the arrays of any library: ``rnn`` (padding and packing sequences)."""
+"""``torch.nn.utils`` for the arrays of any library: ``rnn`` (padding and packing sequences, which
+the recurrent layers take), gradient clipping, parameters as one vector, batch-norm fusion and
+``skip_init``."""
 from xpnn.torch_nn.utils import rnn
+from xpnn.torch_nn.utils.clip_grad import (
+    clip_grad_norm, clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_, get_total_norm,
+)
+from xpnn.torch_nn.utils.convert_parameters import parameters_to_vector, vector_to_parameters
+from xpnn.torch_nn.utils.fusion import (
+    fuse_conv_bn_eval, fuse_conv_bn_weights, fuse_linear_bn_eval, fuse_linear_bn_weights,
+)
+from xpnn.torch_nn.utils.init import skip_init
 
-__all__ = ["rnn"]
+__all__ = ["rnn", "clip_grad_norm", "clip_grad_norm_", "clip_grad_value_", "clip_grads_with_norm_", "get_total_norm",
+           "parameters_to_vector", "vector_to_parameters", "fuse_conv_bn_eval", "fuse_conv_bn_weights",
+           "fuse_linear_bn_eval", "fuse_linear_bn_weights", "skip_init"]
