@@ -302,3 +302,141 @@ def test_fusion_needs_eval_mode_and_matching_features():
 def test_skip_init_makes_the_module():
     module = nn.utils.skip_init(nn.Linear, 3, 5, bias=False)
     assert isinstance(module, nn.Linear) and module.weight.shape == (5, 3) and module.bias is None
+
+
+# -- hooks, parametrizations, weight and spectral norm ----------------------------------------
+
+def test_forward_hooks_as_torchs():
+    """Pre-hooks may replace the inputs, hooks the output, in registration order (``prepend``
+    first); handles remove them (as context managers too)."""
+    torch.manual_seed(0)
+    reference = torch.nn.Linear(3, 2)
+    twin = nn.Linear(3, 2, like=torch)
+    twin.load_state_dict(reference.state_dict())
+    results = []
+    for layer in (reference, twin):
+        calls = []
+        layer.register_forward_pre_hook(lambda m, args: calls.append("pre") or (args[0] * 2,))
+        layer.register_forward_pre_hook(lambda m, args, kwargs: calls.append("first") or None, prepend=True,
+                                        with_kwargs=True)
+        handle = layer.register_forward_hook(lambda m, args, out: calls.append("post") or out + 1)
+        first = layer(torch.ones(4, 3))
+        handle.remove()
+        handle.remove()
+        with layer.register_forward_hook(lambda m, args, kwargs, out: out * 0, with_kwargs=True):
+            zeroed = layer(torch.ones(4, 3))
+        last = layer(torch.ones(1, 3))
+        results.append((calls, *(a.detach().numpy() for a in (first, zeroed, last))))
+    (want_calls, *want), (calls, *got) = results
+    assert calls == want_calls == ["first", "pre", "post", "first", "pre", "first", "pre"]
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
+def _normed(library, style: str, kind: str, **kwargs):
+    """A layer of ``library`` (torch.nn or xpnn.torch_nn) under a weight or spectral norm."""
+    args = {"Linear": (5, 4), "Conv1d": (3, 4, 3), "ConvTranspose2d": (3, 4, 2)}[kind]
+    layer = getattr(library, kind)(*args, **kwargs)
+    utils = library.utils
+    wrap = {"weight_norm": utils.parametrizations.weight_norm, "spectral_norm": utils.parametrizations.spectral_norm,
+            "old_weight_norm": utils.weight_norm, "old_spectral_norm": utils.spectral_norm}[style]
+    with pytest.warns(FutureWarning) if style == "old_weight_norm" else _no_warning():
+        return wrap(layer)
+
+
+def _no_warning():
+    import contextlib
+    return contextlib.nullcontext()
+
+
+_NORM_INPUTS = {"Linear": (2, 5), "Conv1d": (2, 3, 9), "ConvTranspose2d": (2, 3, 4, 4)}
+
+
+@pytest.mark.parametrize("style", ["weight_norm", "spectral_norm", "old_weight_norm", "old_spectral_norm"])
+@pytest.mark.parametrize("kind", ["Linear", "Conv1d", "ConvTranspose2d"])
+def test_normed_layers_load_and_run_torchs_checkpoints(backend, style, kind):
+    """torch's state_dict names and values; the outputs in training (the power method's vectors
+    moving with torch's) and in eval; the class and repr torch gives."""
+    torch.manual_seed(0)
+    reference = _normed(torch.nn, style, kind).double()
+    module = _normed(nn, style, kind, like=backend.like(), dtype="float64")
+    assert list(module.state_dict()) == list(reference.state_dict())
+    assert type(module).__name__ == type(reference).__name__
+    module.load_state_dict(reference.state_dict())
+    x = np.random.default_rng(0).standard_normal(_NORM_INPUTS[kind])
+    for mode in ("train", "train", "eval"):
+        getattr(reference, mode)(), getattr(module, mode)()
+        want = reference(torch.tensor(x)).detach().numpy()
+        np.testing.assert_allclose(backend.to_numpy(module(backend.asarray(x, "float64"))), want, rtol=1e-10,
+                                   atol=1e-12)
+    for name, value in reference.state_dict().items():
+        np.testing.assert_allclose(backend.to_numpy(module.state_dict()[name]), value.numpy(), rtol=1e-10,
+                                   atol=1e-12, err_msg=name)
+    if not style.startswith("old"):
+        assert repr(module) == repr(reference)
+
+
+@pytest.mark.parametrize("style", ["weight_norm", "spectral_norm", "old_weight_norm", "old_spectral_norm"])
+def test_normed_layers_gradients_and_removal_as_torchs(style):
+    torch.manual_seed(0)
+    reference = _normed(torch.nn, style, "Conv1d").double()
+    module = _normed(nn, style, "Conv1d", like=torch, dtype=torch.float64)
+    module.load_state_dict(reference.state_dict())
+    x = torch.tensor(np.random.default_rng(0).standard_normal(_NORM_INPUTS["Conv1d"]))
+    for layer in (reference, module):
+        (layer(x) ** 2).sum().backward()
+    for (name, got), want in zip(module.named_parameters(), reference.parameters()):
+        np.testing.assert_allclose(got.grad.numpy(), want.grad.numpy(), rtol=1e-9, err_msg=name)
+    for library, layer in ((torch.nn, reference), (nn, module)):
+        if style.startswith("old"):
+            getattr(library.utils, f"remove_{style[4:]}")(layer)
+        else:
+            library.utils.parametrize.remove_parametrizations(layer, "weight")
+    assert type(module) is nn.Conv1d and list(module.state_dict()) == list(reference.state_dict())
+    np.testing.assert_allclose(module.weight.detach().numpy(), reference.weight.detach().numpy(), rtol=1e-12)
+    assert module.weight.is_leaf and module.weight.requires_grad
+
+
+def test_a_custom_parametrization_and_assignment_as_torchs():
+    """torch's documented example: a symmetric weight, assigned through ``right_inverse``."""
+    class Symmetric(nn.Module):
+        def forward(self, x):
+            return np.triu(x) + np.triu(x, 1).T
+
+        def right_inverse(self, a):
+            return np.triu(a)
+
+    layer = nn.Linear(3, 3)
+    nn.utils.parametrize.register_parametrization(layer, "weight", Symmetric())
+    assert nn.utils.parametrize.is_parametrized(layer) and nn.utils.parametrize.is_parametrized(layer, "weight")
+    assert nn.utils.parametrize.type_before_parametrizations(layer) is nn.Linear
+    np.testing.assert_array_equal(layer.weight, layer.weight.T)
+    target = np.arange(9, dtype=np.float32).reshape(3, 3)
+    layer.weight = target + target.T
+    np.testing.assert_array_equal(layer.weight, target + target.T)
+    np.testing.assert_array_equal(layer.parametrizations.weight.original, np.triu(target + target.T))
+    with nn.utils.parametrize.cached():
+        np.testing.assert_allclose(layer(np.eye(3, dtype=np.float32)) - layer.bias, (target + target.T).T, rtol=1e-6)
+    nn.utils.parametrize.remove_parametrizations(layer, "weight", leave_parametrized=False)
+    assert type(layer) is nn.Linear and not nn.utils.parametrize.is_parametrized(layer)
+    np.testing.assert_array_equal(layer.weight, np.triu(target + target.T))
+
+
+def test_normalization_errors_are_named():
+    layer = nn.utils.parametrizations.weight_norm(nn.Linear(2, 2))
+    with pytest.raises(ValueError, match=r"parametrize.remove_parametrizations: Module ParametrizedLinear does not "
+                                         r"have a parametrization on bias"):
+        nn.utils.parametrize.remove_parametrizations(layer, "bias")
+    with pytest.raises(ValueError, match=r"register_parametrization: Module 'Linear' does not have a parameter, a "
+                                         r"buffer, or a parametrized element with name 'kernel'"):
+        nn.utils.parametrize.register_parametrization(nn.Linear(2, 2), "kernel", nn.Identity())
+    with pytest.raises(ValueError, match=r"remove_weight_norm: weight_norm of 'weight' not found in"):
+        nn.utils.remove_weight_norm(nn.Linear(2, 2))
+    with pytest.warns(FutureWarning), pytest.raises(RuntimeError, match=r"weight_norm: Cannot register two "
+                                                                        r"weight_norm hooks on the same parameter"):
+        nn.utils.weight_norm(nn.utils.weight_norm(nn.Linear(2, 2)))
+    with pytest.raises(ValueError, match=r"spectral_norm: Expected n_power_iterations to be positive, but got "
+                                         r"n_power_iterations=0"):
+        nn.utils.spectral_norm(nn.Linear(2, 2), n_power_iterations=0)
+    with pytest.raises(ValueError, match=r"remove_spectral_norm: spectral_norm of 'weight' not found in"):
+        nn.utils.remove_spectral_norm(nn.Linear(2, 2))

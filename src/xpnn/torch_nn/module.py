@@ -25,8 +25,8 @@ from xpnn._types import Array
 from xpnn.torch_nn._generator import next_key
 from xpnn.trees import to_backend
 
-__all__ = ["Module", "Parameter", "Container", "Sequential", "ModuleList", "ModuleDict", "ParameterList",
-           "ParameterDict", "functional_call"]
+__all__ = ["Module", "Parameter", "RemovableHandle", "Container", "Sequential", "ModuleList", "ModuleDict",
+           "ParameterList", "ParameterDict", "functional_call"]
 
 
 class Parameter:
@@ -38,6 +38,33 @@ class Parameter:
     def __init__(self, data: Array, requires_grad: bool = True) -> None:
         self.data = data
         self.requires_grad = requires_grad
+
+
+class RemovableHandle:
+    """What ``register_forward_hook`` and ``register_forward_pre_hook`` return: ``remove()`` takes
+    the hook off (again: nothing); also a context manager that removes it on exit (torch's)."""
+
+    next_id = 0
+
+    def __init__(self, hooks: dict[int, Any]) -> None:
+        self._hooks = weakref.ref(hooks)
+        self.id = RemovableHandle.next_id
+        RemovableHandle.next_id += 1
+
+    def remove(self) -> None:
+        hooks = self._hooks()
+        if hooks is not None:
+            hooks.pop(self.id, None)
+
+    def __enter__(self) -> RemovableHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+class _Hooks(OrderedDict):
+    """A module's hooks by handle id, each ``(hook, with_kwargs)`` (weak-referenceable for the handles)."""
 
 
 class LibraryMismatchError(TypeError):
@@ -145,6 +172,11 @@ class Module:
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if "_forward_hooks" in self.__dict__:  # some hook was registered once
+            return self._call_with_hooks(args, kwargs)
+        return self._forwarded(args, kwargs)
+
+    def _forwarded(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         try:
             return self.forward(*args, **kwargs)
         except TypeError as error:  # the inputs of another library than the module's arrays: say so
@@ -152,6 +184,58 @@ class Module:
             if message is None:
                 raise
             raise LibraryMismatchError(message) from error
+
+    def _call_with_hooks(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """torch's call: the forward pre-hooks (which may replace the inputs), ``forward``, then
+        the forward hooks (which may replace the output)."""
+        for hook, with_kwargs in list(self._forward_pre_hooks.values()):
+            if with_kwargs:
+                result = hook(self, args, kwargs)
+                if result is not None:
+                    if not (isinstance(result, tuple) and len(result) == 2):
+                        raise RuntimeError(f"xpnn.torch_nn.{type(self).__name__}: a forward pre-hook with_kwargs must "
+                                           f"return None or a tuple of (new_args, new_kwargs), got {result!r}")
+                    args, kwargs = result
+            else:
+                result = hook(self, args)
+                if result is not None:
+                    args = result if isinstance(result, tuple) else (result,)
+        output = self._forwarded(args, kwargs)
+        for hook, with_kwargs in list(self._forward_hooks.values()):
+            result = hook(self, args, kwargs, output) if with_kwargs else hook(self, args, output)
+            if result is not None:
+                output = result
+        return output
+
+    def _hooks(self, kind: str) -> _Hooks:
+        if "_forward_hooks" not in self.__dict__:
+            object.__setattr__(self, "_forward_hooks", _Hooks())
+            object.__setattr__(self, "_forward_pre_hooks", _Hooks())
+        return self.__dict__[kind]
+
+    def _register_hook(self, kind: str, hook: Callable[..., Any], prepend: bool, with_kwargs: bool) -> RemovableHandle:
+        hooks = self._hooks(kind)
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = (hook, with_kwargs)
+        if prepend:
+            hooks.move_to_end(handle.id, last=False)
+        return handle
+
+    def register_forward_pre_hook(self, hook: Callable[..., Any], *, prepend: bool = False,
+                                  with_kwargs: bool = False) -> RemovableHandle:
+        """Call ``hook(module, args)`` before each ``forward`` (``hook(module, args, kwargs)`` with
+        ``with_kwargs``); a value it returns replaces the inputs (torch's)."""
+        return self._register_hook("_forward_pre_hooks", hook, prepend, with_kwargs)
+
+    def register_forward_hook(self, hook: Callable[..., Any], *, prepend: bool = False, with_kwargs: bool = False,
+                              always_call: bool = False) -> RemovableHandle:
+        """Call ``hook(module, args, output)`` after each ``forward`` (``hook(module, args, kwargs,
+        output)`` with ``with_kwargs``); a value it returns replaces the output (torch's).
+        ``always_call`` (run it when forward raised) is not supported."""
+        if always_call:
+            raise NotImplementedError(f"xpnn.torch_nn.{type(self).__name__}.register_forward_hook: always_call=True "
+                                      "is not supported")
+        return self._register_hook("_forward_hooks", hook, prepend, with_kwargs)
 
     def _library_mismatch(self, inputs: Any) -> str | None:
         """What is wrong when ``inputs`` hold arrays of another library than this module's own
@@ -598,10 +682,10 @@ class ModuleList(_Numbered):
             else:
                 runs.append([index, index, text])
         if not runs:
-            return "ModuleList()"
+            return f"{type(self).__name__}()"
         lines = [(f"({first}): " if first == last else f"({first}-{last}): {last - first + 1} x ")
                  + text.replace("\n", "\n  ") for first, last, text in runs]
-        return "ModuleList(\n  " + "\n  ".join(lines) + "\n)"
+        return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
 
 
 class ModuleDict(Module):
