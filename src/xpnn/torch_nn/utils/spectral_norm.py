@@ -12,7 +12,7 @@ from xpnn.torch_nn.module import Module, Parameter
 from xpnn.torch_nn.utils.parametrizations import (
     _spectral_dim, as_matrix, power_iterations, random_unit, sigma_divided,
 )
-from xpnn.torch_nn.utils.weight_norm import _hooks_of
+from xpnn.torch_nn.utils.weight_norm import _hooks_of, removed_hook
 
 __all__ = ["SpectralNorm", "spectral_norm", "remove_spectral_norm"]
 
@@ -34,6 +34,10 @@ class SpectralNorm:
             setattr(module, self.name + "_u", u)
             setattr(module, self.name + "_v", v)
         return sigma_divided(weight, matrix, u, v)
+
+    def current(self, module: Module) -> Array:
+        """The weight now, without a power-method step."""
+        return self.compute_weight(module, do_power_iteration=False)
 
     def __call__(self, module: Module, inputs: object) -> None:
         object.__setattr__(module, self.name, self.compute_weight(module, do_power_iteration=module.training))
@@ -67,13 +71,4 @@ def spectral_norm(module: Normed, name: str = "weight", n_power_iterations: int 
 def remove_spectral_norm(module: Normed, name: str = "weight") -> Normed:
     """Make ``module.<name>`` a plain parameter again, of its current value
     (``torch.nn.utils.remove_spectral_norm``)."""
-    for key, hook in _hooks_of(module, SpectralNorm):
-        if hook.name == name:
-            weight = hook.compute_weight(module, do_power_iteration=False)
-            del module.__dict__[name]
-            for suffix in ("_orig", "_u", "_v"):
-                module._drop(name + suffix)
-            setattr(module, name, Parameter(weight))
-            del module._forward_pre_hooks[key]
-            return module
-    raise ValueError(f"xpnn.torch_nn.utils.remove_spectral_norm: spectral_norm of '{name}' not found in {module}")
+    return removed_hook(module, name, SpectralNorm, ("_orig", "_u", "_v"), "spectral_norm")

@@ -24,6 +24,8 @@ class WeightNorm:
     def compute_weight(self, module: Module) -> Array:
         return weight_normed(getattr(module, self.name + "_g"), getattr(module, self.name + "_v"), self.dim)
 
+    current = compute_weight
+
     def __call__(self, module: Module, inputs: object) -> None:
         object.__setattr__(module, self.name, self.compute_weight(module))
 
@@ -58,13 +60,19 @@ def weight_norm(module: Normed, name: str = "weight", dim: int | None = 0) -> No
 def remove_weight_norm(module: Normed, name: str = "weight") -> Normed:
     """Make ``module.<name>`` a plain parameter again, of its current value
     (``torch.nn.utils.remove_weight_norm``)."""
-    for key, hook in _hooks_of(module, WeightNorm):
+    return removed_hook(module, name, WeightNorm, ("_g", "_v"), "weight_norm")
+
+
+def removed_hook(module: Normed, name: str, kind: type, suffixes: tuple[str, ...], norm: str) -> Normed:
+    """``module`` without the hook of type ``kind`` on ``name`` and its parameters and buffers
+    ``name + suffix``, ``name`` a plain parameter of the hook's current value."""
+    for key, hook in _hooks_of(module, kind):
         if hook.name == name:
-            weight = hook.compute_weight(module)
+            weight = hook.current(module)
             del module.__dict__[name]
-            for suffix in ("_g", "_v"):
+            for suffix in suffixes:
                 module._drop(name + suffix)
             setattr(module, name, Parameter(weight))
             del module._forward_pre_hooks[key]
             return module
-    raise ValueError(f"xpnn.torch_nn.utils.remove_weight_norm: weight_norm of '{name}' not found in {module}")
+    raise ValueError(f"xpnn.torch_nn.utils.remove_{norm}: {norm} of '{name}' not found in {module}")
