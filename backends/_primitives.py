@@ -281,6 +281,11 @@ class Primitives:
         requires grad); ``x`` itself where gradients are taken functionally (jax) or not at all."""
         return x
 
+    def set_trainable(self, x: Array, trainable: bool) -> Array:
+        """``x``, a parameter, marked in place as one autodiff tracks or not (torch's
+        ``requires_grad_``); ``x`` unchanged where gradients are taken functionally (jax) or not at all."""
+        return x
+
     # -- arrays of other libraries ------------------------------------------------------
     def adopts(self, other: Any) -> bool:
         """Whether this library takes arrays of ``other``'s (an adapter) as operands of its own:

@@ -664,6 +664,10 @@ class TorchAdapter(Adapter):
         leaf = x.detach()
         return leaf.requires_grad_(True) if leaf.is_floating_point() else leaf
 
+    def set_trainable(self, x, trainable):
+        """``requires_grad_`` (floating leaves only: torch refuses it for integer tensors)."""
+        return x.requires_grad_(trainable) if x.is_floating_point() or not trainable else x
+
     def conv_general_dilated(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                              feature_group_count=1, bias=None):
         """``torch.nn.functional.conv1d/2d/3d`` on the channels-first views (``conv_channels_first``),

@@ -440,3 +440,43 @@ def test_normalization_errors_are_named():
         nn.utils.spectral_norm(nn.Linear(2, 2), n_power_iterations=0)
     with pytest.raises(ValueError, match=r"remove_spectral_norm: spectral_norm of 'weight' not found in"):
         nn.utils.remove_spectral_norm(nn.Linear(2, 2))
+
+
+# -- the Module API of training loops -----------------------------------------------------------
+
+def test_zero_grad_and_requires_grad_as_torchs():
+    reference, model = _trained_twins()
+    for layer in (reference, model):
+        layer.zero_grad(set_to_none=False)
+    assert all(float(p.grad.abs().sum()) == 0 for p in model.parameters())
+    for layer in (reference, model):
+        layer.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
+    weights = list(model.parameters())
+    assert model.requires_grad_(False) is model
+    assert [p.requires_grad for p in model.parameters()] == [False] * 3 and list(model.parameters()) == weights
+    model.requires_grad_()
+    assert all(p.requires_grad and p.is_leaf for p in model.parameters())
+    numpy_model = nn.Linear(2, 2)
+    numpy_model.zero_grad(), numpy_model.requires_grad_(False)  # no gradients to clear, none to track
+    np.testing.assert_array_equal(numpy_model(np.ones((1, 2), np.float32)).shape, (1, 2))
+
+
+def test_buffer_and_set_submodule_as_torchs():
+    class Counter(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.count = nn.Buffer(np.zeros(1))
+            self.scratch = nn.Buffer(np.ones(2), persistent=False)
+            self.inner = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+
+    module = Counter()
+    assert [name for name, _ in module.named_buffers()] == ["count", "scratch"]
+    assert list(module.state_dict()) == ["count", "inner.0.weight", "inner.0.bias"]
+    module.set_submodule("inner.1", nn.Tanh())
+    assert isinstance(module.inner[1], nn.Tanh)
+    module.set_submodule("inner.2", nn.Identity())
+    with pytest.raises(AttributeError, match=r"Sequential has no attribute `3`"):
+        module.set_submodule("inner.3", nn.Identity(), strict=True)
+    with pytest.raises(AttributeError, match=r"Counter has no attribute `missing`"):
+        module.set_submodule("missing.0", nn.Identity())

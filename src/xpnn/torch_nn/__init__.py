@@ -27,7 +27,8 @@ from xpnn.torch_nn.lazy import __all__ as _lazy_names
 from xpnn.torch_nn.loss import *  # noqa: F403
 from xpnn.torch_nn.loss import __all__ as _loss_names
 from xpnn.torch_nn.module import (
-    Container, Module, ModuleDict, ModuleList, Parameter, ParameterDict, ParameterList, Sequential, functional_call,
+    Buffer, Container, Module, ModuleDict, ModuleList, Parameter, ParameterDict, ParameterList, Sequential,
+    functional_call,
 )
 from xpnn.torch_nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
 from xpnn.torch_nn.transformer import (
@@ -41,9 +42,9 @@ MODULES = (*_activation_names, *_layer_names, *_lazy_names, *_loss_names, "Seque
            "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
            "TransformerDecoder", "Transformer")
 
-__all__ = ["functional", "init", "utils", "manual_seed", "initial_seed", "Module", "Parameter", "functional_call",
-           "Container", "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "RNNBase", "LSTM",
-           "GRU", "RNN", "RNNCellBase", "LSTMCell", "GRUCell", "RNNCell", "MultiheadAttention",
+__all__ = ["functional", "init", "utils", "manual_seed", "initial_seed", "Module", "Parameter", "Buffer",
+           "functional_call", "Container", "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict",
+           "RNNBase", "LSTM", "GRU", "RNN", "RNNCellBase", "LSTMCell", "GRUCell", "RNNCell", "MultiheadAttention",
            "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer", "TransformerDecoder",
            "Transformer"]
 __all__ += _activation_names

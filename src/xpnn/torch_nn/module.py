@@ -25,8 +25,20 @@ from xpnn._types import Array
 from xpnn.torch_nn._generator import next_key
 from xpnn.trees import to_backend
 
-__all__ = ["Module", "Parameter", "RemovableHandle", "Container", "Sequential", "ModuleList", "ModuleDict",
+__all__ = ["Module", "Parameter", "Buffer", "RemovableHandle", "Container", "Sequential", "ModuleList", "ModuleDict",
            "ParameterList", "ParameterDict", "functional_call"]
+
+
+class Buffer:
+    """Marks an array as a module buffer when assigned to a module attribute
+    (``self.running = Buffer(x)``, torch's ``nn.Buffer``); ``persistent=False`` keeps it out of
+    the state_dict."""
+
+    __slots__ = ("data", "persistent")
+
+    def __init__(self, data: Array, *, persistent: bool = True) -> None:
+        self.data = data
+        self.persistent = persistent
 
 
 class Parameter:
@@ -113,6 +125,8 @@ class Module:
     def __setattr__(self, name: str, value: Any) -> None:
         if isinstance(value, Parameter):
             self.register_parameter(name, value.data, value.requires_grad)
+        elif isinstance(value, Buffer):
+            self.register_buffer(name, value.data, value.persistent)
         elif isinstance(value, Module):
             self._drop(name)
             self._modules[name] = value
@@ -428,6 +442,35 @@ class Module:
         return self.to(dtype="bfloat16")
 
     # -- lookup by dotted path ----------------------------------------------------------------
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear the gradients the parameters carry in ``.grad`` (torch tensors): None, or zeros
+        without ``set_to_none``; parameters of libraries without ``.grad`` have none to clear."""
+        for parameter in self.parameters():
+            if getattr(parameter, "grad", None) is not None:
+                if set_to_none:
+                    parameter.grad = None
+                else:
+                    adapter_of(parameter).write_untracked(parameter.grad, parameter.grad * 0)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Mark every parameter as trained (or frozen) in place, as torch's ``requires_grad_``; on
+        libraries whose gradients are taken functionally (jax) it changes nothing: differentiate
+        with respect to the parameters wanted (``functional_call``)."""
+        for parameter in self.parameters():
+            adapter_of(parameter).set_trainable(parameter, requires_grad)
+        return self
+
+    def set_submodule(self, target: str, module: Module, strict: bool = False) -> None:
+        """Put ``module`` at the dotted path ``target``, as torch's: its parent must exist; with
+        ``strict``, so must the submodule replaced."""
+        parent_path, _, name = target.rpartition(".")
+        parent = self.get_submodule(parent_path)
+        if strict and not isinstance(parent._modules.get(name), Module):
+            raise AttributeError(f"{type(parent).__name__} has no attribute `{name}`")
+        if not isinstance(module, Module):
+            raise ValueError(f"`module` is not an nn.Module, found {type(module).__name__}")
+        setattr(parent, name, module)
+
     def get_submodule(self, target: str) -> Module:
         """The submodule at the dotted path ``target`` (``""``: this module), as torch's; an
         AttributeError naming the missing step."""
