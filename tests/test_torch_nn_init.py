@@ -132,6 +132,17 @@ def test_fills_numpy_in_place():
     assert init.xavier_normal_(array) is array and not np.any(array == 7.0)
 
 
+def test_fills_a_parameter_before_it_is_assigned(backend):
+    """``nn.Parameter(empty)`` filled, then assigned, as torch code does it."""
+    parameter = nn.Parameter(backend.asarray(np.zeros((3, 4)), "float32"))
+    assert init.ones_(parameter) is parameter
+    module = nn.Module()
+    module.weight = init.eye_(parameter)
+    np.testing.assert_array_equal(backend.to_numpy(module.weight), np.eye(3, 4))
+    with pytest.raises(TypeError, match=r"init\.zeros_: tensor must be an array \(or a Parameter\), got list"):
+        init.zeros_([1.0, 2.0])
+
+
 def test_immutable_arrays_are_replaced_in_the_modules_holding_them():
     """jax arrays cannot be written: the new array takes the old one's place in every module
     holding it (a weight shared by two modules too), so a torch model's reset code works."""

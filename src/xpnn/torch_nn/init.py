@@ -14,16 +14,17 @@ Mersenne twister's, and the same seed gives the same numbers on every backend.  
 """
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 from xpnn import initializers, random
-from xpnn._dispatch import adapter_of
+from xpnn._dispatch import adapter_of, is_array
 from xpnn._types import Array
 from xpnn.torch_nn._generator import next_key
-from xpnn.torch_nn.module import fill_in_place
+from xpnn.torch_nn.module import Buffer, Parameter, fill_in_place
 from xpnn.trees import to_backend
 
 __all__ = ["calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
@@ -37,6 +38,22 @@ _LINEAR = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_tra
 
 def _where(name: str) -> str:
     return f"xpnn.torch_nn.init.{name}"
+
+
+def _fills(initialiser: Callable[..., Array]) -> Callable[..., Any]:
+    """``initialiser`` also taking a ``Parameter`` or ``Buffer`` not yet assigned to a module
+    (``p = nn.Parameter(np.empty(3)); init.normal_(p)``): its array is filled and it is returned."""
+    @functools.wraps(initialiser)
+    def fill(tensor: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(tensor, (Parameter, Buffer)):
+            tensor.data = initialiser(tensor.data, *args, **kwargs)
+            return tensor
+        if not is_array(tensor):
+            raise TypeError(f"{_where(initialiser.__name__)}: tensor must be an array (or a Parameter), got "
+                            f"{type(tensor).__name__}")
+        return initialiser(tensor, *args, **kwargs)
+
+    return fill
 
 
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
@@ -112,6 +129,7 @@ def _normal(tensor: Array, mean: float, std: float, key: Array | None, generator
     return fill_in_place(tensor, draws * std + mean)
 
 
+@_fills
 def uniform_(tensor: Array, a: float = 0.0, b: float = 1.0, generator: Any = None, *,
              key: Array | None = None) -> Array:
     """Fill ``tensor`` from U(a, b) (``torch.nn.init.uniform_``)."""
@@ -120,12 +138,14 @@ def uniform_(tensor: Array, a: float = 0.0, b: float = 1.0, generator: Any = Non
     return _uniform(tensor, a, b, key, generator, "uniform_")
 
 
+@_fills
 def normal_(tensor: Array, mean: float = 0.0, std: float = 1.0, generator: Any = None, *,
             key: Array | None = None) -> Array:
     """Fill ``tensor`` from N(mean, std^2) (``torch.nn.init.normal_``)."""
     return _normal(tensor, mean, std, key, generator, "normal_")
 
 
+@_fills
 def trunc_normal_(tensor: Array, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0,
                   generator: Any = None, *, key: Array | None = None) -> Array:
     """Fill ``tensor`` from N(mean, std^2) truncated to [a, b] (``torch.nn.init.trunc_normal_``;
@@ -139,7 +159,7 @@ def trunc_normal_(tensor: Array, mean: float = 0.0, std: float = 1.0, a: float =
         raise ValueError(f"{_where(name)}: a must be below b, got a={a}, b={b}")
     if mean < a - 2 * std or mean > b + 2 * std:
         warnings.warn("mean is more than 2 std from [a, b] in nn.init.trunc_normal_. The distribution of values may "
-                      "be incorrect.", stacklevel=2)
+                      "be incorrect.", stacklevel=3)
     dtype = _floating(tensor, name)
     xp = adapter_of(tensor).xp
     z = random.truncated_normal(_key(tensor, key, generator, name), (a - mean) / std, (b - mean) / std,
@@ -147,6 +167,7 @@ def trunc_normal_(tensor: Array, mean: float = 0.0, std: float = 1.0, a: float =
     return fill_in_place(tensor, xp.clip(z * std + mean, a, b))
 
 
+@_fills
 def constant_(tensor: Array, val: float) -> Array:
     """Fill ``tensor`` with ``val`` (``torch.nn.init.constant_``; cast as torch's ``fill_``: an
     integer tensor takes ``val`` truncated toward 0, a boolean one ``val != 0``)."""
@@ -159,11 +180,13 @@ def constant_(tensor: Array, val: float) -> Array:
     return fill_in_place(tensor, filled)
 
 
+@_fills
 def ones_(tensor: Array) -> Array:
     """Fill ``tensor`` with 1 (``torch.nn.init.ones_``)."""
     return constant_(tensor, 1.0)
 
 
+@_fills
 def zeros_(tensor: Array) -> Array:
     """Fill ``tensor`` with 0 (``torch.nn.init.zeros_``)."""
     return constant_(tensor, 0.0)
@@ -176,6 +199,7 @@ def _indices(tensor: Array, axis: int) -> Array:
     return ops.xp.reshape(index, tuple(-1 if i == axis else 1 for i in range(tensor.ndim)))
 
 
+@_fills
 def eye_(tensor: Array) -> Array:
     """Fill the 2-D ``tensor`` with the identity: ones on the main diagonal (``torch.nn.init.eye_``)."""
     if tensor.ndim != 2:
@@ -184,6 +208,7 @@ def eye_(tensor: Array) -> Array:
     return fill_in_place(tensor, adapter_of(tensor).xp.astype(rows == columns, tensor.dtype))
 
 
+@_fills
 def dirac_(tensor: Array, groups: int = 1) -> Array:
     """Fill the 3-, 4- or 5-D conv weight ``(out, in, *kernel)`` with the Dirac delta
     (``torch.nn.init.dirac_``): 1 at ``[g * out/groups + d, d, k // 2 ...]`` for each group ``g``
@@ -201,6 +226,7 @@ def dirac_(tensor: Array, groups: int = 1) -> Array:
     return fill_in_place(tensor, adapter_of(tensor).xp.astype(delta, tensor.dtype))
 
 
+@_fills
 def xavier_uniform_(tensor: Array, gain: float = 1.0, generator: Any = None, *, key: Array | None = None) -> Array:
     """Glorot uniform (``torch.nn.init.xavier_uniform_``): U(-a, a),
     a = gain * sqrt(6 / (fan_in + fan_out))."""
@@ -211,6 +237,7 @@ def xavier_uniform_(tensor: Array, gain: float = 1.0, generator: Any = None, *, 
     return _uniform(tensor, -bound, bound, key, generator, "xavier_uniform_")
 
 
+@_fills
 def xavier_normal_(tensor: Array, gain: float = 1.0, generator: Any = None, *, key: Array | None = None) -> Array:
     """Glorot normal (``torch.nn.init.xavier_normal_``): N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out))."""
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor, "xavier_normal_")
@@ -222,11 +249,12 @@ def xavier_normal_(tensor: Array, gain: float = 1.0, generator: Any = None, *, k
 def _kaiming_std(tensor: Array, a: float, mode: str, nonlinearity: str, name: str) -> float | None:
     """gain / sqrt(fan) of a Kaiming draw; None (with torch's warning) for an empty tensor."""
     if 0 in tuple(tensor.shape):
-        warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=3)
+        warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=4)
         return None
     return _gain(nonlinearity, a, name) / math.sqrt(_calculate_correct_fan(tensor, mode, name))
 
 
+@_fills
 def kaiming_uniform_(tensor: Array, a: float = 0, mode: str = "fan_in", nonlinearity: str = "leaky_relu",
                      generator: Any = None, *, key: Array | None = None) -> Array:
     """He uniform (``torch.nn.init.kaiming_uniform_``): U(-bound, bound),
@@ -238,6 +266,7 @@ def kaiming_uniform_(tensor: Array, a: float = 0, mode: str = "fan_in", nonlinea
     return _uniform(tensor, -math.sqrt(3.0) * std, math.sqrt(3.0) * std, key, generator, "kaiming_uniform_")
 
 
+@_fills
 def kaiming_normal_(tensor: Array, a: float = 0, mode: str = "fan_in", nonlinearity: str = "leaky_relu",
                     generator: Any = None, *, key: Array | None = None) -> Array:
     """He normal (``torch.nn.init.kaiming_normal_``): N(0, std^2), std = gain / sqrt(fan)."""
@@ -245,6 +274,7 @@ def kaiming_normal_(tensor: Array, a: float = 0, mode: str = "fan_in", nonlinear
     return tensor if std is None else _normal(tensor, 0.0, std, key, generator, "kaiming_normal_")
 
 
+@_fills
 def orthogonal_(tensor: Array, gain: float = 1, generator: Any = None, *, key: Array | None = None) -> Array:
     """A (semi-)orthogonal matrix times ``gain`` (``torch.nn.init.orthogonal_``, Saxe et al.
     2013): the tensor read as ``shape[0]`` rows of its other dims flattened has orthonormal
@@ -260,6 +290,7 @@ def orthogonal_(tensor: Array, gain: float = 1, generator: Any = None, *, key: A
     return fill_in_place(tensor, draw(_key(tensor, key, generator, name), tuple(tensor.shape), dtype))
 
 
+@_fills
 def sparse_(tensor: Array, sparsity: float, std: float = 0.01, generator: Any = None, *,
             key: Array | None = None) -> Array:
     """A sparse 2-D matrix (``torch.nn.init.sparse_``, Martens 2010): N(0, std^2) draws with
