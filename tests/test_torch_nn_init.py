@@ -259,6 +259,7 @@ def test_the_reset_methods_are_torchs():
             assert hasattr(getattr(nn, name), method) == hasattr(theirs, method), (name, method)
 
 
+@pytest.mark.slow_on("dask")
 @pytest.mark.parametrize(("name", "args", "kwargs"), _RESETS, ids=[case[0] for case in _RESETS])
 def test_reset_draws_torchs_distributions_in_place(backend, name, args, kwargs):
     """From a state that is no initial one, the reset gives torch's: the entries torch sets

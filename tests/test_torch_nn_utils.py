@@ -66,6 +66,7 @@ _RECURRENT = [("LSTM", {"num_layers": 2, "bidirectional": True, "proj_size": 2})
               ("RNN", {"num_layers": 2, "nonlinearity": "relu", "bidirectional": True})]
 
 
+@pytest.mark.slow_on("dask", "jax")  # jax: test_packed_sequences_under_jax_jit
 @pytest.mark.parametrize(("kind", "kwargs"), _RECURRENT, ids=[f"{k}-{i}" for i, (k, _) in enumerate(_RECURRENT)])
 @pytest.mark.parametrize("with_state", [False, True])
 def test_recurrent_layers_take_packed_sequences_as_torchs(backend, kind, kwargs, with_state):
@@ -259,6 +260,7 @@ def test_parameters_to_vector_and_back_as_torchs(backend):
         nn.utils.vector_to_parameters(backend.asarray(np.zeros(3), "float32"), model.parameters())
 
 
+@pytest.mark.slow_on("dask")
 @pytest.mark.parametrize(("kind", "transpose"), [("Conv2d", False), ("ConvTranspose2d", True), ("Linear", False),
                                                 ("Conv1d", False)])
 def test_batch_norm_fusion_as_torchs(backend, kind, transpose):
@@ -352,6 +354,7 @@ def _no_warning():
 _NORM_INPUTS = {"Linear": (2, 5), "Conv1d": (2, 3, 9), "ConvTranspose2d": (2, 3, 4, 4)}
 
 
+@pytest.mark.slow_on("dask")
 @pytest.mark.parametrize("style", ["weight_norm", "spectral_norm", "old_weight_norm", "old_spectral_norm"])
 @pytest.mark.parametrize("kind", ["Linear", "Conv1d", "ConvTranspose2d"])
 def test_normed_layers_load_and_run_torchs_checkpoints(backend, style, kind):
