@@ -441,7 +441,7 @@ class Module:
     def bfloat16(self) -> Module:
         return self.to(dtype="bfloat16")
 
-    # -- lookup by dotted path ----------------------------------------------------------------
+    # -- training loops ---------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear the gradients the parameters carry in ``.grad`` (torch tensors): None, or zeros
         without ``set_to_none``; parameters of libraries without ``.grad`` have none to clear."""
@@ -460,6 +460,7 @@ class Module:
             adapter_of(parameter).set_trainable(parameter, requires_grad)
         return self
 
+    # -- lookup by dotted path --------------------------------------------------------------
     def set_submodule(self, target: str, module: Module, strict: bool = False) -> None:
         """Put ``module`` at the dotted path ``target``, as torch's: its parent must exist; with
         ``strict``, so must the submodule replaced."""
