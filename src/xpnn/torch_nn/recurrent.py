@@ -158,12 +158,15 @@ class RNNBase(Module):
                 xs = flipped(x) if suffix else x
                 projection = self._parameters.get(f"weight_hr_l{layer}{suffix}")
                 weights = _cell_weights(self._parameters, f"_l{layer}{suffix}", x)
-                carry, ys = recurrent.scan_dense_cell(ops, cell, weights, carry, xs, slice_carry=lengths is not None,
+                per_step = lengths is not None and self.mode == "LSTM"  # its c is no output: every step's carry
+                carry, ys = recurrent.scan_dense_cell(ops, cell, weights, carry, xs, slice_carry=per_step,
                                                       projection=None if projection is None
                                                       else xp.permute_dims(projection, (1, 0)))
-                if lengths is not None:
+                if per_step:
                     carries, ys = ys
                     carry = tree_map(lambda stacked: rnn.at_last_steps(stacked, lengths), carries)
+                elif lengths is not None:  # the carry is the output h: each sequence's at its last step
+                    carry = rnn.at_last_steps(ys, lengths)
                 finals.append(carry)
                 outputs.append(flipped(ys) if suffix else ys)
             x = outputs[0] if len(outputs) == 1 else xp.concat(outputs, axis=-1)
