@@ -472,11 +472,19 @@ def _gather_steps(xp: Any, xs: Array, indices: Array) -> Array:
     return xp.reshape(xp.take(flat, xp.reshape(rows, (-1,)), axis=0), (picks,) + batch_shape + features)
 
 
-def _flip(xp: Any, xs: Array, lengths: Array | None) -> Array:
-    """A time-major sequence reversed in time: all of it, or the valid prefix of each one."""
+def flip_sequences(xp: Any, xs: Array, lengths: Array | None) -> Array:
+    """A time-major sequence reversed in time: all of it, or the valid prefix of each one
+    (flax's ``flip_sequences``; the torch-style layers' backward direction on packed input)."""
     if lengths is None:
         return xp.flip(xs, axis=0)
     return _gather_steps(xp, xs, _time_major_indices(xp, xs.shape[0], lengths, device_of(xs)))
+
+
+def last_steps(xp: Any, history: Array, lengths: Array) -> Array:
+    """The time-major ``history`` ``(T, *batch, *features)`` at each sequence's last valid step
+    ``lengths - 1``: ``(*batch, *features)`` (the carry a sequence of ``lengths`` ends with)."""
+    last = xp.reshape(lengths - 1, (1,) + tuple(lengths.shape))
+    return _gather_steps(xp, history, last)[0, ...]
 
 
 class RNN(Module):
@@ -533,7 +541,7 @@ class RNN(Module):
                 raise self._error(f"seq_lengths must have the batch shape {tuple(xs.shape[1:xs.ndim - feature_axes])},"
                                   f" got {tuple(seq_lengths.shape)}")
         if reverse:
-            xs = _flip(xp, xs, seq_lengths)
+            xs = flip_sequences(xp, xs, seq_lengths)
         if initial_carry is None:
             key = random.key(0, like=inputs) if init_key is None else init_key
             initial_carry = cell.initialize_carry(key, tuple(xs.shape[1:]))
@@ -543,10 +551,9 @@ class RNN(Module):
         carry, outputs = self._scan(ops, cell, initial_carry, xs, slice_carry)
         if slice_carry:
             carries, outputs = outputs
-            last = xp.reshape(seq_lengths - 1, (1,) + tuple(seq_lengths.shape))
-            carry = tree_map(lambda history: _gather_steps(xp, history, last)[0, ...], carries)
+            carry = tree_map(lambda history: last_steps(xp, history, seq_lengths), carries)
         if reverse and keep_order:
-            outputs = _flip(xp, outputs, seq_lengths)
+            outputs = flip_sequences(xp, outputs, seq_lengths)
         if time_axis != 0:
             outputs = xp.moveaxis(outputs, 0, time_axis)
         return (carry, outputs) if return_carry else outputs

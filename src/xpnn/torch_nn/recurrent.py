@@ -132,16 +132,17 @@ class RNNBase(Module):
             text += ", bidirectional=True"
         return text
 
-    def _run(self, x: Array, starts: list[Any] | None, lengths: Any = None) -> tuple[Array, list[Any]]:
+    def _run(self, x: Array, starts: list[Any] | None, lengths: Array | None = None) -> tuple[Array, list[Any]]:
         """The stacked layers over the time-major ``x`` from the initial carries ``starts`` (a
         cell carry per layer and direction; None: zeros): the output and the final carries.
-        With the sequences' host ``lengths`` (a packed input), the backward direction runs over
-        each sequence's own steps reversed and each final carry is the one at its last step
-        (the outputs past a sequence's end are not used)."""
+        With the sequences' ``lengths`` (a packed input), the backward direction runs over each
+        sequence's own steps reversed and each final carry is the one at its last step (the
+        outputs past a sequence's end are not used)."""
         ops = adapter_of(x)
         xp = ops.xp
         cell = _cell(self.mode, self.hidden_size)
         directions = ("", "_reverse") if self.bidirectional else ("",)
+        per_step = lengths is not None and self.mode == "LSTM"  # its c is no output: every step's carry
         finals: list[Any] = []
         for layer in range(self.num_layers):
             outputs = []
@@ -153,22 +154,19 @@ class RNNBase(Module):
                     carry = (zeros, h) if self.mode == "LSTM" else zeros
                 # the carry laid out over devices as a step's batch (jax's explicit mesh axes)
                 carry = tree_map(lambda leaf: ops.placed_like(leaf, x, skip=1), carry)
-                flipped = (lambda a: xp.flip(a, axis=0)) if lengths is None else (
-                    lambda a: rnn.reversed_prefixes(a, lengths))
-                xs = flipped(x) if suffix else x
+                xs = recurrent.flip_sequences(xp, x, lengths) if suffix else x
                 projection = self._parameters.get(f"weight_hr_l{layer}{suffix}")
                 weights = _cell_weights(self._parameters, f"_l{layer}{suffix}", x)
-                per_step = lengths is not None and self.mode == "LSTM"  # its c is no output: every step's carry
                 carry, ys = recurrent.scan_dense_cell(ops, cell, weights, carry, xs, slice_carry=per_step,
                                                       projection=None if projection is None
                                                       else xp.permute_dims(projection, (1, 0)))
                 if per_step:
                     carries, ys = ys
-                    carry = tree_map(lambda stacked: rnn.at_last_steps(stacked, lengths), carries)
+                    carry = tree_map(lambda history: recurrent.last_steps(xp, history, lengths), carries)
                 elif lengths is not None:  # the carry is the output h: each sequence's at its last step
-                    carry = rnn.at_last_steps(ys, lengths)
+                    carry = recurrent.last_steps(xp, ys, lengths)
                 finals.append(carry)
-                outputs.append(flipped(ys) if suffix else ys)
+                outputs.append(recurrent.flip_sequences(xp, ys, lengths) if suffix else ys)
             x = outputs[0] if len(outputs) == 1 else xp.concat(outputs, axis=-1)
             if self.training and self.dropout and layer < self.num_layers - 1:
                 x = F.dropout(x, self.dropout, True)
@@ -216,7 +214,7 @@ class RNNBase(Module):
     def _forward(self, input: Array | rnn.PackedSequence, states: list[Array] | None) -> tuple[Any, list[Any], bool]:
         """The output (in the input's layout: a packed input gives a packed output) and the final carries."""
         if isinstance(input, rnn.PackedSequence):  # time-major whatever batch_first says, as torch's
-            x, lengths = rnn.padded_steps(input)
+            x, lengths = rnn.pad_packed_sequence(input)
             self._checked(x, states, time_major=True)
             output, finals = self._run(x, self._carries(states), lengths)
             return rnn.packed_like(output, input), finals, False

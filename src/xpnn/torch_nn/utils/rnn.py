@@ -46,8 +46,7 @@ def invert_permutation(permutation: Array | None) -> Array | None:
     None for None."""
     if permutation is None:
         return None
-    xp = np if isinstance(permutation, np.ndarray) else adapter_of(permutation).xp
-    return xp.argsort(permutation)
+    return adapter_of(permutation).xp.argsort(permutation)
 
 
 def _host_lengths(name: str, lengths: Any, batch: int) -> np.ndarray:
@@ -116,17 +115,23 @@ def pack_padded_sequence(input: Array, lengths: Any, batch_first: bool = False,
 
 def _packed(input: Array, lengths: np.ndarray, order: np.ndarray | None, batch_first: bool) -> PackedSequence:
     """``input``'s valid steps packed in the batch ``order`` (None: as it comes, sorted)."""
+    longest = int(lengths.max()) if lengths.shape[0] else 0
+    batch_sizes = (lengths[None, :] > np.arange(longest)[:, None]).sum(axis=1)
+    return PackedSequence(_packed_data(input, lengths, order, batch_first), batch_sizes.astype(np.int64), order,
+                          invert_permutation(order))
+
+
+def _packed_data(input: Array, lengths: np.ndarray, order: np.ndarray | None, batch_first: bool) -> Array:
+    """A packed sequence's data: ``input``'s valid steps, step by step, the sequences in ``order``."""
     xp = adapter_of(input).xp
     steps, batch = (input.shape[1], input.shape[0]) if batch_first else input.shape[:2]
     ranked = np.arange(batch) if order is None else order
     longest = int(lengths.max()) if batch else 0
-    batch_sizes = (lengths[None, :] > np.arange(longest)[:, None]).sum(axis=1)
-    # the flat (time-major) index of each valid step, step by step, sequences in order
+    # the flat index of each valid step, step by step, sequences in order
     time, rank = np.nonzero(np.arange(longest)[:, None] < lengths[ranked][None, :])
     sequence = ranked[rank]
     flat = sequence * steps + time if batch_first else time * batch + sequence
-    data = _taken(xp.reshape(input, (steps * batch, *input.shape[2:])), flat)
-    return PackedSequence(data, batch_sizes.astype(np.int64), order, invert_permutation(order))
+    return _taken(xp.reshape(input, (steps * batch, *input.shape[2:])), flat)
 
 
 def pad_packed_sequence(sequence: PackedSequence, batch_first: bool = False, padding_value: float = 0.0,
@@ -134,13 +139,7 @@ def pad_packed_sequence(sequence: PackedSequence, batch_first: bool = False, pad
     """The padded batch of a packed ``sequence`` and each sequence's length, in the original batch
     order (``torch.nn.utils.rnn.pad_packed_sequence``): ``(T, B, *)`` (``(B, T, *)`` with
     ``batch_first``), T the longest length or ``total_length``, ``padding_value`` past each end."""
-    padded, lengths = padded_steps(sequence, batch_first, padding_value, total_length, "pad_packed_sequence")
-    return padded, _integers(padded, lengths)
-
-
-def padded_steps(sequence: PackedSequence, batch_first: bool = False, padding_value: float = 0.0,
-                 total_length: int | None = None, name: str = "pad_packed_sequence") -> tuple[Array, np.ndarray]:
-    """``pad_packed_sequence`` with the lengths on the host."""
+    name = "pad_packed_sequence"
     data, batch_sizes, order = _unpacked_fields(name, sequence)
     longest = batch_sizes.shape[0]
     steps = longest if total_length is None else total_length
@@ -162,7 +161,7 @@ def padded_steps(sequence: PackedSequence, batch_first: bool = False, padding_va
     pad = xp.full((1, *data.shape[1:]), padding_value, dtype=data.dtype, device=ops.device_of(data))
     padded = _taken(xp.concat([data, pad], axis=0), (row_of.T if batch_first else row_of).reshape(-1))
     shape = (batch, steps) if batch_first else (steps, batch)
-    return xp.reshape(padded, (*shape, *data.shape[1:])), lengths
+    return xp.reshape(padded, (*shape, *data.shape[1:])), _integers(data, lengths)
 
 
 def _unpacked_fields(name: str, sequence: Any) -> tuple[Array, np.ndarray, np.ndarray | None]:
@@ -175,7 +174,7 @@ def _unpacked_fields(name: str, sequence: Any) -> tuple[Array, np.ndarray, np.nd
 
 def _host(indices: Any) -> np.ndarray:
     """A packed layout's ints (NumPy, or given as another library's array: torch's) on the host."""
-    return np.asarray(indices if isinstance(indices, np.ndarray) else adapter_of(indices).to_host(indices), np.int64)
+    return np.asarray(adapter_of(indices).to_host(indices), np.int64)
 
 
 def _lengths_and_order(batch_sizes: np.ndarray, order: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -237,22 +236,5 @@ def unpack_sequence(packed_sequences: PackedSequence) -> list[Array]:
 def packed_like(padded: Array, like: PackedSequence) -> PackedSequence:
     """A time-major padded batch (original order) packed as ``like`` is: its batch sizes and order."""
     _, batch_sizes, order = _unpacked_fields("packed_like", like)
-    sequence = _packed(padded, _lengths_and_order(batch_sizes, order)[0], order, False)
-    return PackedSequence(sequence.data, like.batch_sizes, like.sorted_indices, like.unsorted_indices)
-
-
-def reversed_prefixes(x: Array, lengths: np.ndarray) -> Array:
-    """The time-major ``x`` ``(T, B, *)`` with each sequence's first ``lengths[b]`` steps reversed
-    (the steps past them kept): a backward direction's input, and its output put back."""
-    steps, batch = x.shape[:2]
-    time = np.arange(steps)[:, None]
-    source = np.where(time < lengths[None, :], lengths[None, :] - 1 - time, time)
-    flat = adapter_of(x).xp.reshape(x, (steps * batch, *x.shape[2:]))
-    return adapter_of(x).xp.reshape(_taken(flat, (source * batch + np.arange(batch)).reshape(-1)), x.shape)
-
-
-def at_last_steps(x: Array, lengths: np.ndarray) -> Array:
-    """The time-major ``x`` ``(T, B, *)`` at each sequence's last step ``lengths[b] - 1``: ``(B, *)``."""
-    steps, batch = x.shape[:2]
-    flat = adapter_of(x).xp.reshape(x, (steps * batch, *x.shape[2:]))
-    return _taken(flat, (lengths - 1) * batch + np.arange(batch))
+    data = _packed_data(padded, _lengths_and_order(batch_sizes, order)[0], order, False)
+    return PackedSequence(data, *like[1:])
