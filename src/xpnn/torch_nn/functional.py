@@ -431,22 +431,26 @@ def normalize(input: Array, p: float = 2.0, dim: int = 1, eps: float = 1e-12, ou
     ops = adapter_of(input)
     xp = ops.xp
     dim = normalize_axis(dim, input.ndim, "dim", "xpnn.torch_nn.functional.normalize")
-    magnitude = xp.abs(input)
     with ops.quietly():  # a zero to a negative p, a square past the largest float: torch's inf, no warning
-        if p == 0:
-            norm = xp.sum(xp.astype(magnitude != 0, input.dtype), axis=dim, keepdims=True)
-        elif p == 2:
-            norm = xp.sqrt(xp.sum(magnitude * magnitude, axis=dim, keepdims=True))
-        elif p == math.inf:
-            norm = xp.max(magnitude, axis=dim, keepdims=True)
-        elif p == -math.inf:
-            norm = xp.min(magnitude, axis=dim, keepdims=True)
-        elif p == 1:
-            norm = xp.sum(magnitude, axis=dim, keepdims=True)
-        else:
-            norm = xp.sum(magnitude ** p, axis=dim, keepdims=True) ** (1.0 / p)
-        result = input / xp.maximum(norm, eps)
+        result = input / xp.maximum(_p_norm(xp, input, p, dim, keepdims=True), eps)
     return result if out is None else adapter_of(out).write_into(out, result)
+
+
+def _p_norm(xp: Any, x: Array, p: float, axis: int | None = None, keepdims: bool = False) -> Array:
+    """torch's vector p-norm of ``x`` along ``axis`` (None: all elements): (sum |x|^p)^(1/p),
+    the count of non-zeros for p = 0, max |x| for inf, min |x| for -inf."""
+    magnitude = xp.abs(x)
+    if p == 0:
+        return xp.sum(xp.astype(magnitude != 0, x.dtype), axis=axis, keepdims=keepdims)
+    if p == 2:
+        return xp.sqrt(xp.sum(magnitude * magnitude, axis=axis, keepdims=keepdims))
+    if p == math.inf:
+        return xp.max(magnitude, axis=axis, keepdims=keepdims)
+    if p == -math.inf:
+        return xp.min(magnitude, axis=axis, keepdims=keepdims)
+    if p == 1:
+        return xp.sum(magnitude, axis=axis, keepdims=keepdims)
+    return xp.sum(magnitude ** p, axis=axis, keepdims=keepdims) ** (1.0 / p)
 
 
 def linear(input: Array, weight: Array, bias: Array | None = None) -> Array:

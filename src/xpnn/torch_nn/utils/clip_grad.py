@@ -13,6 +13,7 @@ import numpy as np
 
 from xpnn._dispatch import adapter_of, is_array
 from xpnn._types import Array
+from xpnn.torch_nn import functional as F
 
 __all__ = ["get_total_norm", "clip_grads_with_norm_", "clip_grad_norm_", "clip_grad_norm", "clip_grad_value_"]
 
@@ -37,21 +38,11 @@ def _grads(name: str, parameters: Array | Iterable[Array]) -> tuple[list[Array],
 
 
 def _vector_norm(xp: Any, x: Array, order: float) -> Array:
-    """The ``order``-norm of all of ``x``'s elements: max |x| for inf (0 for no elements, where
-    torch refuses), min |x| for -inf (inf for none), the count of non-zeros for 0,
-    (sum |x|^p)^(1/p) otherwise."""
-    magnitude = xp.abs(x)
-    if order in (math.inf, -math.inf):
-        if math.prod(x.shape) == 0:
-            return xp.asarray(0.0 if order > 0 else math.inf, dtype=x.dtype)
-        return xp.max(magnitude) if order > 0 else xp.min(magnitude)
-    if order == 0:
-        return xp.sum(xp.astype(magnitude != 0, x.dtype))
-    if order == 1:
-        return xp.sum(magnitude)
-    if order == 2:
-        return xp.sqrt(xp.sum(magnitude * magnitude))
-    return xp.sum(magnitude ** order) ** (1.0 / order)
+    """The ``order``-norm of all of ``x``'s elements (``functional._p_norm``); for no elements 0
+    for inf, where torch refuses, and inf for -inf."""
+    if order in (math.inf, -math.inf) and math.prod(x.shape) == 0:
+        return xp.asarray(0.0 if order > 0 else math.inf, dtype=x.dtype)
+    return F._p_norm(xp, x, order)
 
 
 def get_total_norm(tensors: Array | Iterable[Array], norm_type: float | str = 2.0, error_if_nonfinite: bool = False,
