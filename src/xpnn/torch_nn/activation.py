@@ -12,7 +12,8 @@ from typing import Any
 from xpnn._types import Array
 from xpnn.torch_nn import functional as F
 from xpnn.torch_nn import init as initialisers
-from xpnn.torch_nn.module import Factory, Module, Parameter
+from xpnn.torch_nn.init import Factory
+from xpnn.torch_nn.module import Module, Parameter
 
 __all__ = [
     "ELU", "CELU", "GELU", "GLU", "Hardshrink", "Hardsigmoid", "Hardswish", "Hardtanh", "LeakyReLU",

@@ -10,7 +10,8 @@ it, so ``init.zeros_(self.bias)`` in a module's ``__init__`` works on jax too.
 The draws come from ``xpnn.random`` (threefry), with the keys of ``xpnn.torch_nn.manual_seed``'s
 generator or a ``key=`` of the call: the distributions are torch's, the numbers are not torch's
 Mersenne twister's, and the same seed gives the same numbers on every backend.  A
-``torch.Generator`` cannot drive them: ``generator`` must be None.
+``torch.Generator`` cannot drive them: ``generator`` must be None.  ``Factory`` draws the arrays
+the modules are built with from the same distributions.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from xpnn import initializers, random
+from xpnn._checks import dtype_argument, library_of
 from xpnn._dispatch import adapter_of, is_array
 from xpnn._types import Array
 from xpnn.torch_nn._generator import next_key
@@ -77,7 +79,7 @@ def _gain(nonlinearity: str, param: float | None, name: str) -> float:
             slope = param
         else:
             raise ValueError(f"{_where(name)}: the negative slope of leaky_relu must be a number, got {param!r}")
-        return math.sqrt(2.0 / (1 + slope ** 2))
+        return math.sqrt(2.0 / (1.0 + slope * slope))
     if nonlinearity == "selu":
         return 3.0 / 4
     raise ValueError(f"{_where(name)}: nonlinearity must be one of {', '.join(_LINEAR)}, tanh, relu, leaky_relu, "
@@ -98,6 +100,21 @@ def _calculate_correct_fan(tensor: Array, mode: str, name: str = "_calculate_cor
     if mode not in ("fan_in", "fan_out"):
         raise ValueError(f"{_where(name)}: mode must be 'fan_in' or 'fan_out', got {mode!r}")
     return _calculate_fan_in_and_fan_out(tensor, name)[0 if mode == "fan_in" else 1]
+
+
+def _kaiming_bound(gain: float, fan: int) -> float:
+    """gain * sqrt(3 / fan): the bound of He uniform draws (0 for no fan)."""
+    return gain * math.sqrt(3.0 / fan) if fan else 0.0
+
+
+def fan_in_bound(fan_in: int) -> float:
+    """1 / sqrt(fan_in): the bound of the Linear and convolution biases (0 for no fan)."""
+    return 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+
+
+def _xavier_bound(fan_in: int, fan_out: int, gain: float = 1.0) -> float:
+    """gain * sqrt(6 / (fan_in + fan_out)): the bound of Glorot uniform draws."""
+    return gain * math.sqrt(6.0 / (fan_in + fan_out))
 
 
 def _key(tensor: Array, key: Array | None, generator: Any, name: str) -> Array:
@@ -233,7 +250,7 @@ def xavier_uniform_(tensor: Array, gain: float = 1.0, generator: Any = None, *, 
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor, "xavier_uniform_")
     if fan_in + fan_out == 0:  # no elements
         return tensor
-    bound = math.sqrt(3.0) * gain * math.sqrt(2.0 / float(fan_in + fan_out))
+    bound = _xavier_bound(fan_in, fan_out, gain)
     return _uniform(tensor, -bound, bound, key, generator, "xavier_uniform_")
 
 
@@ -246,12 +263,13 @@ def xavier_normal_(tensor: Array, gain: float = 1.0, generator: Any = None, *, k
     return _normal(tensor, 0.0, gain * math.sqrt(2.0 / float(fan_in + fan_out)), key, generator, "xavier_normal_")
 
 
-def _kaiming_std(tensor: Array, a: float, mode: str, nonlinearity: str, name: str) -> float | None:
-    """gain / sqrt(fan) of a Kaiming draw; None (with torch's warning) for an empty tensor."""
+def _kaiming_gain_and_fan(tensor: Array, a: float, mode: str, nonlinearity: str,
+                          name: str) -> tuple[float, int] | None:
+    """The gain and fan of a Kaiming draw; None (with torch's warning) for an empty tensor."""
     if 0 in tuple(tensor.shape):
         warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=4)
         return None
-    return _gain(nonlinearity, a, name) / math.sqrt(_calculate_correct_fan(tensor, mode, name))
+    return _gain(nonlinearity, a, name), _calculate_correct_fan(tensor, mode, name)
 
 
 @_fills
@@ -260,18 +278,22 @@ def kaiming_uniform_(tensor: Array, a: float = 0, mode: str = "fan_in", nonlinea
     """He uniform (``torch.nn.init.kaiming_uniform_``): U(-bound, bound),
     bound = gain * sqrt(3 / fan), gain = calculate_gain(nonlinearity, a), fan by ``mode``
     (a Linear's default: a = sqrt(5), bound = 1 / sqrt(fan_in))."""
-    std = _kaiming_std(tensor, a, mode, nonlinearity, "kaiming_uniform_")
-    if std is None:
+    gain_and_fan = _kaiming_gain_and_fan(tensor, a, mode, nonlinearity, "kaiming_uniform_")
+    if gain_and_fan is None:
         return tensor
-    return _uniform(tensor, -math.sqrt(3.0) * std, math.sqrt(3.0) * std, key, generator, "kaiming_uniform_")
+    bound = _kaiming_bound(*gain_and_fan)
+    return _uniform(tensor, -bound, bound, key, generator, "kaiming_uniform_")
 
 
 @_fills
 def kaiming_normal_(tensor: Array, a: float = 0, mode: str = "fan_in", nonlinearity: str = "leaky_relu",
                     generator: Any = None, *, key: Array | None = None) -> Array:
     """He normal (``torch.nn.init.kaiming_normal_``): N(0, std^2), std = gain / sqrt(fan)."""
-    std = _kaiming_std(tensor, a, mode, nonlinearity, "kaiming_normal_")
-    return tensor if std is None else _normal(tensor, 0.0, std, key, generator, "kaiming_normal_")
+    gain_and_fan = _kaiming_gain_and_fan(tensor, a, mode, nonlinearity, "kaiming_normal_")
+    if gain_and_fan is None:
+        return tensor
+    gain, fan = gain_and_fan
+    return _normal(tensor, 0.0, gain / math.sqrt(fan), key, generator, "kaiming_normal_")
 
 
 @_fills
@@ -308,6 +330,62 @@ def sparse_(tensor: Array, sparsity: float, std: float = 0.01, generator: Any = 
     ranks = xp.argsort(xp.argsort(random.uniform(rows_key, shape), axis=0), axis=0)  # a random order per column
     values = random.normal(values_key, shape, dtype) * std
     return fill_in_place(tensor, xp.where(ranks < math.ceil(sparsity * shape[0]), xp.zeros_like(values), values))
+
+
+# -- the arrays a module is built with ------------------------------------------------------------
+
+class Factory:
+    """Where a module's new arrays are made, from the distributions above: ``like``'s library and
+    device, ``dtype`` (float32 by default) and the keys (``key``, split per draw, or the global
+    generator)."""
+
+    def __init__(self, like: Any = None, dtype: Any = None, key: Array | None = None) -> None:
+        self.adapter, self.device = library_of(like)
+        self.like = like
+        # float32 unless given (torch's default), also on jax with x64 on
+        self.dtype = dtype_argument(self.adapter, "float32" if dtype is None else dtype, "real floating", "float32",
+                                    "xpnn.torch_nn")
+        self._key = None if key is None else to_backend(key, self._namespace_like())
+
+    def _namespace_like(self) -> Any:
+        return self.like if self.like is not None else self.adapter.xp
+
+    def key(self) -> Array:
+        if self._key is None:
+            return next_key(self._namespace_like())
+        keys = random.split(self._key)
+        self._key = keys[0, ...]
+        return keys[1, ...]
+
+    def uniform(self, shape: tuple[int, ...], bound: float) -> Array:
+        """U(-bound, bound), as ``torch.nn.init.uniform_(t, -bound, bound)``."""
+        return random.uniform(self.key(), shape, self.dtype, -bound, bound)
+
+    def kaiming_uniform(self, shape: tuple[int, ...], fan_in: int, a: float = math.sqrt(5.0)) -> Array:
+        """``torch.nn.init.kaiming_uniform_(t, a)``: U(-b, b), b = sqrt(2 / (1 + a^2)) sqrt(3 / fan_in)
+        (with torch's default a = sqrt(5): 1 / sqrt(fan_in))."""
+        return self.uniform(shape, _kaiming_bound(_gain("leaky_relu", a, "kaiming_uniform_"), fan_in))
+
+    def fan_in_bias(self, shape: tuple[int, ...], fan_in: int) -> Array:
+        """The bias of Linear and Conv layers: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+        return self.uniform(shape, fan_in_bound(fan_in))
+
+    def xavier_uniform(self, shape: tuple[int, int]) -> Array:
+        """``torch.nn.init.xavier_uniform_``: U(-b, b), b = sqrt(6 / (fan_in + fan_out))."""
+        return self.uniform(shape, _xavier_bound(shape[1], shape[0]))
+
+    def normal(self, shape: tuple[int, ...]) -> Array:
+        """N(0, 1), as ``torch.nn.init.normal_``."""
+        return random.normal(self.key(), shape, self.dtype)
+
+    def full(self, shape: tuple[int, ...], value: float) -> Array:
+        return self.adapter.xp.full(shape, value, dtype=self.dtype, device=self.device)
+
+    def integers(self, value: int) -> Array:
+        """A 0-d int64 counter (``num_batches_tracked``); the library's default integer where it
+        has no int64 in its current mode (jax without x64)."""
+        xp = self.adapter.xp
+        return xp.asarray(value, device=self.device)
 
 
 def _deprecated(initialiser: Callable[..., Array]) -> Callable[..., Array]:

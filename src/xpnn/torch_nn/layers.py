@@ -14,7 +14,8 @@ from xpnn._dispatch import adapter_of
 from xpnn._types import Array
 from xpnn.torch_nn import functional as F
 from xpnn.torch_nn import init
-from xpnn.torch_nn.module import Factory, Module, Parameter, fill_in_place
+from xpnn.torch_nn.init import Factory
+from xpnn.torch_nn.module import Module, Parameter, fill_in_place
 
 __all__ = [
     "Identity", "Linear", "Bilinear", "Embedding", "EmbeddingBag", "Dropout", "Flatten", "LayerNorm", "GroupNorm",
@@ -47,8 +48,7 @@ def _reset_fan_in(module: Module) -> None:
     U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and ``bias`` (where there is one) ~ the same."""
     init.kaiming_uniform_(module.weight, a=math.sqrt(5))
     if module.bias is not None:
-        fan_in = init._calculate_fan_in_and_fan_out(module.weight)[0]
-        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+        bound = init.fan_in_bound(init._calculate_fan_in_and_fan_out(module.weight)[0])
         init.uniform_(module.bias, -bound, bound)
 
 

@@ -14,8 +14,9 @@ import numpy as np
 from xpnn._dispatch import adapter_of
 from xpnn._types import Array
 from xpnn.torch_nn import functional as F
+from xpnn.torch_nn.init import Factory
 from xpnn.torch_nn.layers import Linear, PairwiseDistance
-from xpnn.torch_nn.module import Factory, Module, ModuleList, Sequential
+from xpnn.torch_nn.module import Module, ModuleList, Sequential
 
 __all__ = ["L1Loss", "MSELoss", "SmoothL1Loss", "HuberLoss", "BCELoss", "BCEWithLogitsLoss", "KLDivLoss", "NLLLoss",
            "CrossEntropyLoss", "PoissonNLLLoss", "GaussianNLLLoss", "MarginRankingLoss", "HingeEmbeddingLoss",

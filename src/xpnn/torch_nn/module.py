@@ -10,19 +10,16 @@ own (as ``torch.func.functional_call``), so ``jax.grad`` differentiates with res
 """
 from __future__ import annotations
 
-import math
 import warnings
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
-from xpnn import random
-from xpnn._checks import dtype_argument, library_of
+from xpnn._checks import dtype_argument
 from xpnn._dispatch import adapter_of, adapter_of_array, is_array
 from xpnn._scope import first_array
 from xpnn._types import Array
-from xpnn.torch_nn._generator import next_key
 from xpnn.trees import to_backend
 
 __all__ = ["Module", "Parameter", "Buffer", "RemovableHandle", "Container", "Sequential", "ModuleList", "ModuleDict",
@@ -589,62 +586,6 @@ class Container(Module):
         super().__init__()
         for name, module in kwargs.items():
             self.add_module(name, module)
-
-
-# -- parameter initialisation (torch.nn.init's distributions from xpnn.random) ----------------
-
-class Factory:
-    """Where a module's new arrays are made: ``like``'s library and device, ``dtype`` (float32
-    by default) and the keys (``key``, split per draw, or the global generator)."""
-
-    def __init__(self, like: Any = None, dtype: Any = None, key: Array | None = None) -> None:
-        self.adapter, self.device = library_of(like)
-        self.like = like
-        # float32 unless given (torch's default), also on jax with x64 on
-        self.dtype = dtype_argument(self.adapter, "float32" if dtype is None else dtype, "real floating", "float32",
-                                    "xpnn.torch_nn")
-        self._key = None if key is None else to_backend(key, self._namespace_like())
-
-    def _namespace_like(self) -> Any:
-        return self.like if self.like is not None else self.adapter.xp
-
-    def key(self) -> Array:
-        if self._key is None:
-            return next_key(self._namespace_like())
-        keys = random.split(self._key)
-        self._key = keys[0, ...]
-        return keys[1, ...]
-
-    def uniform(self, shape: tuple[int, ...], bound: float) -> Array:
-        """U(-bound, bound), as ``torch.nn.init.uniform_(t, -bound, bound)``."""
-        return random.uniform(self.key(), shape, self.dtype, -bound, bound)
-
-    def kaiming_uniform(self, shape: tuple[int, ...], fan_in: int, a: float = math.sqrt(5.0)) -> Array:
-        """``torch.nn.init.kaiming_uniform_(t, a)``: U(-b, b), b = sqrt(2 / (1 + a^2)) sqrt(3 / fan_in)
-        (with torch's default a = sqrt(5): 1 / sqrt(fan_in))."""
-        gain = math.sqrt(2.0 / (1.0 + a * a))
-        return self.uniform(shape, gain * math.sqrt(3.0 / fan_in) if fan_in else 0.0)
-
-    def fan_in_bias(self, shape: tuple[int, ...], fan_in: int) -> Array:
-        """The bias of Linear and Conv layers: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-        return self.uniform(shape, 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0)
-
-    def xavier_uniform(self, shape: tuple[int, int]) -> Array:
-        """``torch.nn.init.xavier_uniform_``: U(-b, b), b = sqrt(6 / (fan_in + fan_out))."""
-        return self.uniform(shape, math.sqrt(6.0 / (shape[0] + shape[1])))
-
-    def normal(self, shape: tuple[int, ...]) -> Array:
-        """N(0, 1), as ``torch.nn.init.normal_``."""
-        return random.normal(self.key(), shape, self.dtype)
-
-    def full(self, shape: tuple[int, ...], value: float) -> Array:
-        return self.adapter.xp.full(shape, value, dtype=self.dtype, device=self.device)
-
-    def integers(self, value: int) -> Array:
-        """A 0-d int64 counter (``num_batches_tracked``); the library's default integer where it
-        has no int64 in its current mode (jax without x64)."""
-        xp = self.adapter.xp
-        return xp.asarray(value, device=self.device)
 
 
 # -- containers ---------------------------------------------------------------------------------

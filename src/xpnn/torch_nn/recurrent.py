@@ -17,7 +17,8 @@ from xpnn.functions.activations import relu, tanh
 from xpnn.layers import recurrent
 from xpnn.torch_nn import functional as F
 from xpnn.torch_nn import init
-from xpnn.torch_nn.module import Factory, Module, Parameter
+from xpnn.torch_nn.init import Factory
+from xpnn.torch_nn.module import Module, Parameter
 from xpnn.torch_nn.utils import rnn
 from xpnn.trees import tree_map
 

@@ -12,8 +12,9 @@ from typing import Any
 from xpnn._types import Array
 from xpnn.torch_nn import functional as F
 from xpnn.torch_nn import init
+from xpnn.torch_nn.init import Factory
 from xpnn.torch_nn.layers import Dropout, LayerNorm, Linear
-from xpnn.torch_nn.module import Factory, Module, ModuleList, Parameter
+from xpnn.torch_nn.module import Module, ModuleList, Parameter
 
 __all__ = ["MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
            "TransformerDecoder", "Transformer"]
