@@ -220,6 +220,21 @@ class Primitives:
         ``(o tanh c) projection``, fed back so (``w_hidden`` is then ``(P, G*H)``)."""
         return None
 
+    def fused_packed_recurrence(self, kind: str, data: Array, batch_sizes: Any, carries: list[Any],
+                                weights: list[tuple[Array, Array, Array, Array]],
+                                projections: list[Array] | None = None) -> tuple[list[Any], Array] | None:
+        """A library's fused loop of one recurrent layer of ``kind`` (as ``fused_recurrence``'s)
+        over packed sequences (torch's ``PackedSequence``): ``data`` ``(S, F)`` holds step t of
+        every sequence longer than t, step by step, the sequences by decreasing length;
+        ``batch_sizes`` (host int64 ``(T,)``) how many sequences have a step t.  One carry and
+        one ``(w_input, b_input, w_hidden, b_hidden)`` per direction: the forward one, and with
+        two the backward one, run over each sequence's own steps reversed; ``projections`` (LSTM)
+        the per-direction ``(H, P)``.  Returns the final carries, per direction (forward: at each
+        sequence's last step; backward: after its first), and the packed outputs ``(S, D*H)``,
+        the directions side by side; or None where the library has none (the layer then pads
+        and runs ``fused_recurrence`` or its written-once step; the first use is checked)."""
+        return None
+
     def fused_norm(self, kind: str, x: Array, count: int, scale: Array | None, bias: Array | None,
                    epsilon: float, statistics: tuple[Array, Array] | None = None,
                    channels_first: bool = False, fast_variance: bool = False) -> Any:

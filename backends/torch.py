@@ -884,6 +884,28 @@ class TorchAdapter(Adapter):
         ys, h = loop(xs, carry[None], weights, True, 1, 0.0, False, False, False)
         return h[0], ys
 
+    def fused_packed_recurrence(self, kind, data, batch_sizes, carries, weights, projections=None):
+        """The packed-input loops of ``torch._VF.lstm`` / ``gru`` / ``rnn_tanh`` / ``rnn_relu``
+        (torch.nn.LSTM's on a ``PackedSequence``), one layer of one or two directions, on the
+        dtypes and devices of ``fused_recurrence``."""
+        if data.dtype not in _ATTENTION_DTYPES or data.ndim != 2 or data.shape[0] == 0 or kind not in _RECURRENCES or (
+                data.is_cuda and data.dtype == torch.float32) or (projections is not None and kind != "LSTM"):
+            return None
+        flat = []
+        for index, (w_input, b_input, w_hidden, b_hidden) in enumerate(weights):
+            flat += [w_input.T.contiguous(), w_hidden.T.contiguous(), b_input, b_hidden]
+            if projections is not None:  # torch's order: weight_hr after the biases
+                flat.append(projections[index].T.contiguous())
+        sizes = torch.as_tensor(batch_sizes, dtype=torch.int64)  # torch's packed loops take them on the CPU
+        loop = _RECURRENCES[kind][0]
+        bidirectional = len(carries) == 2
+        if kind == "LSTM":
+            hx = (torch.stack([h for _, h in carries]), torch.stack([c for c, _ in carries]))
+            out, h, c = loop(data, sizes, hx, flat, True, 1, 0.0, False, bidirectional)
+            return [(c[index], h[index]) for index in range(len(carries))], out
+        out, h = loop(data, sizes, torch.stack(carries), flat, True, 1, 0.0, False, bidirectional)
+        return [h[index] for index in range(len(carries))], out
+
     def fused_norm(self, kind, x, count, scale, bias, epsilon, statistics=None, channels_first=False,
                    fast_variance=False):
         """``F.layer_norm``, ``F.rms_norm``, ``F.group_norm`` (on the channels-first view of

@@ -7,6 +7,7 @@ what a module call costs on top of torch.nn's own per-module overhead.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -14,9 +15,10 @@ import numpy as np
 
 import xpnn.torch_nn as nn
 from xpnn.benchmarks.activations import paired_rows, placement, ratio_table
+from xpnn.torch_nn.utils import rnn
 
 #: label -> (module name, constructor args, kwargs, input shapes ("ids" or "ids:N" first for integer inputs below 1000
-#: or N), forward kwargs, train)
+#: or N, "packed" for a packed batch), forward kwargs, train)
 CASES: dict[str, tuple[str, tuple, dict, tuple, dict, bool]] = {
     "Linear 1024->1024 (256,1024)": ("Linear", (1024, 1024), {}, ((256, 1024),), {}, False),
     "Conv2d 64->64 3x3 (8,64,32,32)": ("Conv2d", (64, 64, 3), {"padding": 1}, ((8, 64, 32, 32),), {}, False),
@@ -65,6 +67,11 @@ CASES: dict[str, tuple[str, tuple, dict, tuple, dict, bool]] = {
     "LSTM 256 proj 128 (50,16,256)": ("LSTM", (256, 256), {"proj_size": 128}, ((50, 16, 256),), {}, False),
     "GRU 256 (50,16,256)": ("GRU", (256, 256), {}, ((50, 16, 256),), {}, False),
     "RNN 256 tanh (50,16,256)": ("RNN", (256, 256), {}, ((50, 16, 256),), {}, False),
+    "LSTM 256 packed (50,16,256)": ("LSTM", (256, 256), {}, (("packed", 50, 16, 256),), {}, False),
+    "LSTM 256 2 layers bidir. packed (50,16,256)": ("LSTM", (256, 256), {"num_layers": 2, "bidirectional": True},
+                                                    (("packed", 50, 16, 256),), {}, False),
+    "GRU 256 bidir. packed (50,16,256)": ("GRU", (256, 256), {"bidirectional": True}, (("packed", 50, 16, 256),), {},
+                                          False),
     "LSTMCell 256 (16,256)": ("LSTMCell", (256, 256), {}, ((16, 256),), {}, False),
     "GRUCell 256 (16,256)": ("GRUCell", (256, 256), {}, ((16, 256),), {}, False),
     "RNNCell 256 (16,256)": ("RNNCell", (256, 256), {}, ((16, 256),), {}, False),
@@ -91,7 +98,7 @@ CASES: dict[str, tuple[str, tuple, dict, tuple, dict, bool]] = {
 }
 
 
-def _inputs(shapes: tuple, put: Callable[[np.ndarray], Any]) -> list[Any]:
+def _inputs(shapes: tuple, put: Callable[[np.ndarray], Any], pack: Callable[[Any, list[int]], Any]) -> list[Any]:
     rng = np.random.default_rng(0)
     made = []
     for shape in shapes:
@@ -99,6 +106,10 @@ def _inputs(shapes: tuple, put: Callable[[np.ndarray], Any]) -> list[Any]:
             made.append(put(rng.integers(0, int(shape[0][4:] or 1000), shape[1:])))
         elif shape[0] == "range":  # ("range", stop, step): bags' offsets
             made.append(put(np.arange(0, *shape[1:])))
+        elif shape[0] == "packed":  # ("packed", T, B, F): B sequences of T/4 to T steps, unsorted, packed
+            lengths = rng.integers(shape[1] // 4, shape[1] + 1, shape[2])
+            lengths[0] = shape[1]
+            made.append(pack(put(rng.standard_normal(shape[1:]).astype(np.float32)), lengths.tolist()))
         else:
             made.append(put(rng.standard_normal(shape).astype(np.float32)))
     return made
@@ -113,10 +124,11 @@ def _variants(library: str, device: str, label: str) -> dict[str, Callable[[], A
     twin = getattr(torch.nn, name)(*args, **kwargs).to(device).train(train)
     module = getattr(nn, name)(*args, **kwargs).to(like=torch.empty(0, device=device)).train(train)
     module.load_state_dict(twin.state_dict())
-    inputs = _inputs(shapes, put)
+    inputs = _inputs(shapes, put, functools.partial(rnn.pack_padded_sequence, enforce_sorted=False))
+    twin_inputs = _inputs(shapes, put, functools.partial(torch.nn.utils.rnn.pack_padded_sequence, enforce_sorted=False))
     with torch.no_grad():
         return {"xpnn": torch.no_grad()(lambda: module(*inputs, **forward_kwargs)),
-                "native": torch.no_grad()(lambda: twin(*inputs, **forward_kwargs))}
+                "native": torch.no_grad()(lambda: twin(*twin_inputs, **forward_kwargs))}
 
 
 def run(libraries: tuple[str, ...] = ("torch",), device: str = "cpu") -> list[dict]:

@@ -415,8 +415,8 @@ def test_the_contract_lists_the_design_primitives():
     """The primitives the written-once code may call (../shared/DESIGN.md rule 2) are the
     contract's: each is a method of ``Primitives`` with a standard-only body."""
     for name in ("erf", "erfc", "erf_inv", "einsum", "qr", "stop_gradient", "conv_general_dilated", "reduce_window",
-                 "scan", "fused_recurrence", "fused_norm", "fused_pool", "fused_embedding_bag", "fused_nll",
-                 "fused_resample", "fused_grid_sample", "mean_across", "dense", "take_rows", "take_along_axis",
+                 "scan", "fused_recurrence", "fused_packed_recurrence", "fused_norm", "fused_pool", "fused_embedding_bag",
+                 "fused_nll", "fused_resample", "fused_grid_sample", "mean_across", "dense", "take_rows", "take_along_axis",
                  "write_rows", "conv_channels_first", "conv_transpose_channels_first", "pad", "linear", "matmul",
                  "write_into", "write_untracked", "trainable", "set_trainable", "placed_like", "adopts", "adopted"):
         assert callable(getattr(Primitives, name, None)), name

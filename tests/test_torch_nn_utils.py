@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch.nn.utils import rnn as torch_rnn
 
+import xpnn
 import xpnn.torch_nn as nn
 from xpnn.torch_nn.utils import rnn
 
@@ -104,7 +105,9 @@ def _leaves(state):
     return state if isinstance(state, tuple) else (state,)
 
 
-def test_gradients_through_a_packed_lstm_are_torchs():
+@pytest.mark.parametrize("fast", [True, False])
+def test_gradients_through_a_packed_lstm_are_torchs(fast):
+    """Through torch's fused packed loop and through the padded written-once layers."""
     torch.manual_seed(0)
     reference = torch.nn.LSTM(3, 4, bidirectional=True).double()
     module = nn.LSTM(3, 4, bidirectional=True, like=torch, dtype=torch.float64)
@@ -113,11 +116,75 @@ def test_gradients_through_a_packed_lstm_are_torchs():
     results = []
     for layer, pack in ((reference, torch_rnn.pack_padded_sequence), (module, rnn.pack_padded_sequence)):
         x = torch.tensor(_BATCH, requires_grad=True)
-        out, (h, c) = layer(pack(x, lengths, enforce_sorted=False))
+        with xpnn.fast_paths(fast):
+            out, (h, c) = layer(pack(x, lengths, enforce_sorted=False))
         (out.data.sin().sum() + h.sum() + (c ** 2).sum()).backward()
         results.append([x.grad] + [p.grad for p in layer.parameters()])
     for got, want in zip(*results[::-1]):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(("kind", "kwargs"), _RECURRENT, ids=[f"{k}-{i}" for i, (k, _) in enumerate(_RECURRENT)])
+def test_packed_layers_run_the_librarys_packed_loop(kind, kwargs, monkeypatch):
+    """On torch a packed input runs torch's fused packed loop, layer by layer (the same outputs,
+    float32, as the padded written-once layers with fast paths off), except in training with a
+    dropout between layers, whose mask the padded layers draw."""
+    from xpnn._dispatch import adapter_of
+
+    ops = type(adapter_of(torch.zeros(1)))
+    calls = []
+    loop = ops.fused_packed_recurrence
+
+    def counted(self, *args, **kw):
+        calls.append(args[0])
+        return loop(self, *args, **kw)
+
+    module = getattr(nn, kind)(3, 5, **kwargs, like=torch, dropout=0.5 if kwargs.get("num_layers", 1) > 1 else 0.0)
+    module.eval()
+    rng = np.random.default_rng(3)
+    h0 = torch.tensor(rng.standard_normal((8, 4, 5)), dtype=torch.float32)
+    start = h0[:module.num_layers * (2 if module.bidirectional else 1), :, :module.proj_size or 5]
+    if kind == "LSTM":
+        start = (start, h0[:start.shape[0]] + 1)
+    sequence = rnn.pack_padded_sequence(torch.tensor(_BATCH, dtype=torch.float32), [3, 6, 1, 4],
+                                        enforce_sorted=False)
+    module(sequence, start)  # the first use checks the loop on a probe of its own
+    monkeypatch.setattr(ops, "fused_packed_recurrence", counted)
+    fused = module(sequence, start)
+    assert len(calls) == module.num_layers
+    with xpnn.fast_paths(False):
+        written_once = module(sequence, start)
+    assert len(calls) == module.num_layers
+    for got, want in zip(xpnn.tree_leaves(fused), xpnn.tree_leaves(written_once)):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    module.train()
+    module(sequence, start)
+    assert len(calls) == module.num_layers * (1 if module.dropout else 2)
+
+
+@pytest.mark.parametrize("off_by_eps", [0, 30])
+def test_the_packed_loops_check_holds_them_to_16_eps(off_by_eps):
+    """torch's packed loops (forward only and both directions, and the LSTM's projected one) pass
+    the check against the padded written-once layers; one 30 eps off is switched off."""
+    import copy
+
+    from xpnn._dispatch import adapter_of
+    from xpnn.torch_nn import recurrent
+
+    ops = adapter_of(torch.zeros(1))
+    wrong = copy.copy(ops)
+    loop = ops.fused_packed_recurrence
+
+    def perturbed(*args):
+        carries, out = loop(*args)
+        return carries, out + off_by_eps * torch.finfo(out.dtype).eps
+
+    wrong.fused_packed_recurrence = perturbed
+    for mode, projected in (("LSTM", False), ("GRU", False), ("RNN_TANH", False), ("RNN_RELU", False),
+                            ("LSTM", True)):
+        for dtype in (torch.float32, torch.float64):
+            reason = recurrent._packed_disagreement(wrong, dtype, torch.device("cpu"), mode, projected)
+            assert (reason is None) == (off_by_eps == 0), (reason, mode, projected)
 
 
 def test_packed_sequences_under_jax_jit():

@@ -8,10 +8,14 @@ and on torch the fused loop behind ``torch.nn.LSTM`` runs them.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
-from xpnn._dispatch import adapter_of
+import numpy as np
+
+from xpnn._dispatch import adapter_of, fast_paths_enabled
+from xpnn._kernel_check import LAYER_KERNELS, layer_kernel_agrees, outputs_disagreement
 from xpnn._types import Array
 from xpnn.functions.activations import relu, tanh
 from xpnn.layers import recurrent
@@ -20,7 +24,7 @@ from xpnn.torch_nn import init
 from xpnn.torch_nn.init import Factory
 from xpnn.torch_nn.module import Module, Parameter
 from xpnn.torch_nn.utils import rnn
-from xpnn.trees import tree_map
+from xpnn.trees import tree_leaves, tree_map
 
 __all__ = ["RNNBase", "LSTM", "GRU", "RNN", "RNNCellBase", "LSTMCell", "GRUCell", "RNNCell"]
 
@@ -59,6 +63,74 @@ def _cell_weights(parameters: dict[str, Any], suffix: str,
     if b_input is None:
         b_input = b_hidden = xp.zeros((w_hidden.shape[1],), dtype=w_hidden.dtype, device=ops.device_of(like))
     return w_input, b_input, w_hidden, b_hidden  # the step adds each gate's hidden bias to its hidden product
+
+
+def _direction(ops: Any, cell: Any, weights: tuple[Array, Array | None, Array, Array | None],
+               projection: Array | None, carry: Any, x: Array, lengths: Array | None,
+               backward: bool) -> tuple[Any, Array]:
+    """One direction of a layer over the time-major ``x`` from ``carry``, by the cell's
+    written-once step (or the library's fused loop): the final carry and the outputs.  With the
+    sequences' ``lengths`` (a packed input), the backward direction runs over each sequence's own
+    steps reversed and the final carry is the one at each sequence's last step."""
+    xp = ops.xp
+    per_step = lengths is not None and isinstance(cell, recurrent.LSTMCell)  # its c is no output: every step's
+    xs = recurrent.flip_sequences(xp, x, lengths) if backward else x
+    carry, ys = recurrent.scan_dense_cell(ops, cell, weights, carry, xs, slice_carry=per_step, projection=projection)
+    if per_step:
+        carries, ys = ys
+        carry = tree_map(lambda history: recurrent.last_steps(xp, history, lengths), carries)
+    elif lengths is not None:  # the carry is the output h: each sequence's at its last step
+        carry = recurrent.last_steps(xp, ys, lengths)
+    return carry, recurrent.flip_sequences(xp, ys, lengths) if backward else ys
+
+
+@functools.lru_cache(maxsize=None)
+def _packed_loop_name(mode: str, projected: bool = False) -> str:
+    return f"RNN({mode}) fused packed loop{', projected' if projected else ''}"
+
+
+def _packed_disagreement(ops: Any, dtype: Any, device: Any, mode: str, projected: bool = False) -> str | None:
+    """Why the library's fused loop of a packed layer of ``mode`` (``projected``: an LSTM's h
+    projected to 2 units) and the padded written-once layer differ on a fixed probe (lengths 5,
+    3, 3, 1; 5 inputs, 4 units, gates driven into saturation too; forward only and both
+    directions); None if they agree."""
+    xp = ops.xp
+    rng = np.random.default_rng(0)
+    gates, width = _GATES[mode], 2 if projected else 4  # width: of h
+
+    def made(*shape: int, scale: float = 1.0) -> Array:
+        return xp.astype(ops.from_host(rng.standard_normal(shape) * scale, device), dtype)
+
+    sequence = rnn.pack_padded_sequence(made(5, 4, 5, scale=3.0), [5, 3, 3, 1])
+    x, lengths = rnn.pad_packed_sequence(sequence)
+    cell = _cell(mode, 4)
+    weights = [(made(5, 4 * gates), made(4 * gates), made(width, 4 * gates), made(4 * gates)) for _ in range(2)]
+    projections = [made(4, width) for _ in range(2)] if projected else None
+    carries = [(made(4, 4), made(4, width)) if mode == "LSTM" else made(4, 4) for _ in range(2)]
+    tolerance = 16 * float(xp.finfo(dtype).eps)  # as the fused loop's check
+    for directions in (1, 2):
+        fused = ops.fused_packed_recurrence(mode, sequence.data, sequence.batch_sizes, carries[:directions],
+                                            weights[:directions], projections and projections[:directions])
+        if fused is None:
+            continue
+        finals, outputs = [], []
+        for index in range(directions):
+            carry, ys = _direction(ops, cell, weights[index], projections and projections[index], carries[index], x,
+                                   lengths, backward=index == 1)
+            finals.append(carry)
+            outputs.append(ys)
+        reference = (finals, rnn.packed_like(xp.concat(outputs, axis=-1), sequence).data)
+        reason = outputs_disagreement(ops, tree_leaves(fused), tree_leaves(reference), tolerance,
+                                      f"the fused packed {mode} loop of {directions} direction(s)",
+                                      "the padded written-once layer")
+        if reason is not None:
+            return reason
+    return None
+
+
+for _mode in _GATES:
+    LAYER_KERNELS[_packed_loop_name(_mode)] = functools.partial(_packed_disagreement, mode=_mode)
+LAYER_KERNELS[_packed_loop_name("LSTM", True)] = functools.partial(_packed_disagreement, mode="LSTM", projected=True)
 
 
 def _reset_uniform(module: Module) -> None:
@@ -143,35 +215,71 @@ class RNNBase(Module):
         xp = ops.xp
         cell = _cell(self.mode, self.hidden_size)
         directions = ("", "_reverse") if self.bidirectional else ("",)
-        per_step = lengths is not None and self.mode == "LSTM"  # its c is no output: every step's carry
         finals: list[Any] = []
         for layer in range(self.num_layers):
             outputs = []
             for index, suffix in enumerate(directions):
                 carry = None if starts is None else starts[layer * len(directions) + index]
                 if carry is None:
-                    zeros = xp.zeros((x.shape[1], self.hidden_size), dtype=x.dtype, device=ops.device_of(x))
-                    h = zeros[:, :self.proj_size] if self.proj_size else zeros
-                    carry = (zeros, h) if self.mode == "LSTM" else zeros
+                    carry = self._zero_carry(ops, x.shape[1], x)
                 # the carry laid out over devices as a step's batch (jax's explicit mesh axes)
                 carry = tree_map(lambda leaf: ops.placed_like(leaf, x, skip=1), carry)
-                xs = recurrent.flip_sequences(xp, x, lengths) if suffix else x
                 projection = self._parameters.get(f"weight_hr_l{layer}{suffix}")
-                weights = _cell_weights(self._parameters, f"_l{layer}{suffix}", x)
-                carry, ys = recurrent.scan_dense_cell(ops, cell, weights, carry, xs, slice_carry=per_step,
-                                                      projection=None if projection is None
-                                                      else xp.permute_dims(projection, (1, 0)))
-                if per_step:
-                    carries, ys = ys
-                    carry = tree_map(lambda history: recurrent.last_steps(xp, history, lengths), carries)
-                elif lengths is not None:  # the carry is the output h: each sequence's at its last step
-                    carry = recurrent.last_steps(xp, ys, lengths)
+                carry, ys = _direction(ops, cell, _cell_weights(self._parameters, f"_l{layer}{suffix}", x),
+                                       None if projection is None else xp.permute_dims(projection, (1, 0)), carry, x,
+                                       lengths, backward=bool(suffix))
                 finals.append(carry)
-                outputs.append(recurrent.flip_sequences(xp, ys, lengths) if suffix else ys)
+                outputs.append(ys)
             x = outputs[0] if len(outputs) == 1 else xp.concat(outputs, axis=-1)
             if self.training and self.dropout and layer < self.num_layers - 1:
                 x = F.dropout(x, self.dropout, True)
         return x, finals
+
+    def _zero_carry(self, ops: Any, batch: int, like: Array) -> Any:
+        """A layer direction's zero carry for ``batch`` sequences (the LSTM's ``(c, h)``, h of
+        ``proj_size`` features when it has one)."""
+        zeros = ops.xp.zeros((batch, self.hidden_size), dtype=like.dtype, device=ops.device_of(like))
+        h = zeros[:, :self.proj_size] if self.proj_size else zeros
+        return (zeros, h) if self.mode == "LSTM" else zeros
+
+    def _run_packed(self, sequence: rnn.PackedSequence, starts: list[Any] | None) -> tuple[Array, list[Any]] | None:
+        """The stacked layers over ``sequence``'s packed data by the library's fused loop of a
+        packed layer (``fused_packed_recurrence``, torch's loop on a ``PackedSequence``), from the
+        initial carries ``starts`` (in the batch's order): the packed output and the final
+        carries; None where fast paths are off, the library has no such loop, a dropout would be
+        drawn between layers (the padded layers draw it), the parameters and carries are not all
+        the data's dtype, or the loop disagreed with the padded layers on this machine."""
+        data, batch_sizes = sequence.data, sequence.batch_sizes
+        if not fast_paths_enabled() or data.ndim != 2 or data.shape[0] == 0 or (
+                self.training and self.dropout and self.num_layers > 1):
+            return None
+        if any(leaf.dtype != data.dtype for leaf in (*self._parameters.values(), *tree_leaves(starts or []))):
+            return None
+        ops = adapter_of(data)
+        if not layer_kernel_agrees(_packed_loop_name(self.mode, bool(self.proj_size)), ops, data):
+            return None
+        xp = ops.xp
+        directions = ("", "_reverse") if self.bidirectional else ("",)
+        if starts is None:
+            starts = [self._zero_carry(ops, int(batch_sizes[0]), data)] * (self.num_layers * len(directions))
+        elif sequence.sorted_indices is not None:  # the carries in the packed data's order
+            starts = tree_map(lambda leaf: rnn._taken(leaf, sequence.sorted_indices), starts)
+        finals: list[Any] = []
+        for layer in range(self.num_layers):
+            names = [f"_l{layer}{suffix}" for suffix in directions]
+            projections = [xp.permute_dims(self._parameters[f"weight_hr{name}"], (1, 0)) for name in names
+                           ] if self.proj_size else None
+            fused = ops.fused_packed_recurrence(self.mode, data, batch_sizes,
+                                                starts[layer * len(directions):(layer + 1) * len(directions)],
+                                                [_cell_weights(self._parameters, name, data) for name in names],
+                                                projections)
+            if fused is None:
+                return None
+            carries, data = fused
+            finals += carries
+        if sequence.unsorted_indices is not None:  # back in the batch's order
+            finals = tree_map(lambda leaf: rnn._taken(leaf, sequence.unsorted_indices), finals)
+        return data, finals
 
     def _batched(self, input: Array) -> tuple[Array, bool]:
         if input.ndim == 2:
@@ -191,10 +299,10 @@ class RNNBase(Module):
             return [(states[1][index, ...], states[0][index, ...]) for index in range(count)]
         return [states[0][index, ...] for index in range(count)]
 
-    def _checked(self, x: Array, states: list[Array] | None, time_major: bool) -> None:
-        """torch's checks of a batched, time-major or batch-first ``x`` and the initial states:
-        a floating input of ``input_size`` features, each state ``(layers * directions, N, H)``
-        (the LSTM's ``h_0`` of ``proj_size`` features when it has one)."""
+    def _checked(self, x: Array, states: list[Array] | None, batch: int) -> None:
+        """torch's checks of the input ``x`` of ``batch`` sequences (padded or packed data) and the
+        initial states: a floating input of ``input_size`` features, each state
+        ``(layers * directions, N, H)`` (the LSTM's ``h_0`` of ``proj_size`` features when it has one)."""
         where = f"xpnn.torch_nn.{type(self).__name__}"
         weight = self._parameters["weight_ih_l0"]
         if not adapter_of(x).xp.isdtype(x.dtype, "real floating"):
@@ -203,7 +311,6 @@ class RNNBase(Module):
         if x.shape[-1] != self.input_size:
             raise ValueError(f"{where}: input.size(-1) must be equal to input_size. Expected {self.input_size}, got "
                              f"{x.shape[-1]}")
-        batch = x.shape[1] if time_major else x.shape[0]
         layers = self.num_layers * (2 if self.bidirectional else 1)
         sizes = [self.proj_size or self.hidden_size, self.hidden_size][:len(states or ())]
         for index, (state, size) in enumerate(zip(states or (), sizes)):
@@ -215,8 +322,11 @@ class RNNBase(Module):
     def _forward(self, input: Array | rnn.PackedSequence, states: list[Array] | None) -> tuple[Any, list[Any], bool]:
         """The output (in the input's layout: a packed input gives a packed output) and the final carries."""
         if isinstance(input, rnn.PackedSequence):  # time-major whatever batch_first says, as torch's
+            self._checked(input.data, states, int(input.batch_sizes[0]) if len(input.batch_sizes) else 0)
+            fused = self._run_packed(input, self._carries(states))
+            if fused is not None:
+                return input._replace(data=fused[0]), fused[1], False
             x, lengths = rnn.pad_packed_sequence(input)
-            self._checked(x, states, time_major=True)
             output, finals = self._run(x, self._carries(states), lengths)
             return rnn.packed_like(output, input), finals, False
         x, unbatched = self._batched(input)
@@ -226,7 +336,7 @@ class RNNBase(Module):
                 raise ValueError(f"xpnn.torch_nn.{type(self).__name__}: for an unbatched 2-D input, the initial "
                                  f"states must be 2-D too, got shapes {[tuple(state.shape) for state in states]}")
             states = [xp.expand_dims(state, axis=1) for state in states]
-        self._checked(x, states, time_major=not self.batch_first)
+        self._checked(x, states, x.shape[0] if self.batch_first else x.shape[1])
         if self.batch_first:
             x = xp.permute_dims(x, (1, 0, 2))
         output, finals = self._run(x, self._carries(states))
