@@ -598,6 +598,24 @@ def parameter_containers(L: Any) -> Any:
     return Net()
 
 
+def packed_recurrent(L: Any) -> Any:
+    """A 2-layer bidirectional LSTM and a GRU over packed sequences of unsorted lengths, in namespace ``L``."""
+
+    class Net(L.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = L.LSTM(5, 6, num_layers=2, bidirectional=True)
+            self.gru = L.GRU(12, 4, batch_first=True)
+
+        def forward(self, x: Any) -> Any:
+            packed = L.utils.rnn.pack_padded_sequence(x, [4, 7, 1], batch_first=True, enforce_sorted=False)
+            out, (h, c) = self.lstm(packed)
+            out, last = self.gru(out)
+            return L.utils.rnn.pad_packed_sequence(out, batch_first=True)[0], h, c, last
+
+    return Net()
+
+
 #: name -> (builder of namespace L, inputs, forward kwargs, the modules it covers)
 MODEL_CASES: dict[str, tuple[Any, list, dict, tuple[str, ...]]] = {
     "small CNN (Conv2d, BatchNorm2d, pools, Linear)": (cnn, [floats(4, 3, 16, 16)], {}, ("Sequential",)),
@@ -610,6 +628,7 @@ MODEL_CASES: dict[str, tuple[Any, list, dict, tuple[str, ...]]] = {
     "ModuleList and ModuleDict": (containers, [floats(5, 6)], {}, ("ModuleList", "ModuleDict")),
     "DataParallel around a small MLP": (data_parallel, [floats(5, 6)], {}, ("DataParallel",)),
     "ParameterList and ParameterDict": (parameter_containers, [floats(5, 6)], {}, ("ParameterList", "ParameterDict")),
+    "LSTM and GRU on packed sequences": (packed_recurrent, [floats(3, 7, 5)], {}, ("LSTM", "GRU")),
 }
 
 
