@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterable
 from typing import Any, Callable, ContextManager
 
@@ -18,6 +19,9 @@ from ._primitives import Primitives
 #: ``NotImplemented`` to hand the call to the written-once definition (e.g.
 #: for a dtype or an argument it lacks).
 FastPath = Callable[..., Any]
+
+#: A device as torch names one: a kind and an optional index ('cpu', 'cuda:1').
+_DEVICE_NAME = re.compile(r"([a-z_]+)(?::(\d+))?")
 
 
 def valid_axis(axis: Any, ndim: int) -> bool:
@@ -204,6 +208,39 @@ class Adapter(Primitives):
         if device is None:
             return x
         return x if array_api_compat.device(x) == device else self.xp.asarray(x, device=device)
+
+    def devices_known(self) -> list[Any]:
+        """This library's devices (its namespace's ``__array_namespace_info__().devices()``)."""
+        info = getattr(self.xp, "__array_namespace_info__", None)
+        return [] if info is None else [device for device in info().devices() if device is not None]
+
+    def device_kind(self, device: Any) -> tuple[str, int | None] | None:
+        """``(kind, index)`` of a device as torch names one, read from its text: 'cpu', 'cuda:1'
+        (a string, a ``torch.device``, a jax device, NumPy's 'cpu'; jax's 'gpu' is 'cuda');
+        None for a device whose text is no such name."""
+        match = _DEVICE_NAME.fullmatch(str(device).strip().lower())
+        if match is None:
+            return None
+        return "cuda" if match[1] == "gpu" else match[1], None if match[2] is None else int(match[2])
+
+    def device_named(self, device: Any, function: str) -> Any:
+        """This library's device for ``device``: one of its own, or one named as a torch user
+        names devices (``'cpu'``, ``'cuda'``, ``'cuda:1'``, a ``torch.device``, another library's
+        device) of the same kind and index (no index: the first of the kind); a ValueError
+        naming ``function`` where the library has none such."""
+        known = self.devices_known()
+        for candidate in known:
+            if type(candidate) is type(device) and candidate == device:
+                return candidate
+        wanted = self.device_kind(device)
+        for candidate in known:
+            kind = self.device_kind(candidate)
+            if wanted is not None and kind is not None and kind[0] == wanted[0] and (
+                    wanted[1] in (None, kind[1]) or (kind[1] is None and wanted[1] == 0)):
+                return candidate
+        raise ValueError(f"{function}: device must be a device of {self.name} (its devices: "
+                         f"{', '.join(map(str, known))}), got {device!r}; arrays move to another library with "
+                         f"like= (an array or a namespace of it)")
 
     def values_at_hand(self, x: Array) -> bool:
         """Whether ``x``'s values can be read now for a check of the input, at no more cost than

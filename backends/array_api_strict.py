@@ -17,5 +17,11 @@ class ArrayApiStrictAdapter(Adapter):
 
         return _Silence()
 
+    def device_kind(self, device):
+        """The default device (``CPU_DEVICE``) is the CPU; the others are known by themselves only."""
+        if device == self.xp.__array_namespace_info__().default_device():
+            return "cpu", None
+        return super().device_kind(device)
+
 
 ADAPTER = ArrayApiStrictAdapter

@@ -22,6 +22,15 @@ class CupyAdapter(Adapter):
         """No: reading a CuPy array synchronises with the device."""
         return False
 
+    def devices_known(self):
+        return [cupy.cuda.Device(index) for index in range(cupy.cuda.runtime.getDeviceCount())]
+
+    def device_kind(self, device):
+        """A CuPy device is CUDA device ``id``."""
+        if isinstance(device, cupy.cuda.Device):
+            return "cuda", device.id
+        return super().device_kind(device)
+
     def erf(self, x):
         """cupyx's erf, in ``x``'s dtype (its float16 loop returns float64)."""
         return special.erf(x).astype(x.dtype, copy=False)

@@ -296,6 +296,22 @@ class JaxAdapter(Adapter):
             return x
         return jax.device_put(x, device)
 
+    def devices_known(self):
+        """The devices of every platform jax runs here (its namespace lists the default one's)."""
+        devices = []
+        for platform in ("cpu", "gpu", "tpu"):
+            try:
+                devices += jax.devices(platform)
+            except RuntimeError:  # no such platform here
+                continue
+        return devices
+
+    def device_kind(self, device):
+        """A jax device by its platform ('gpu': 'cuda') and id; other devices by their text."""
+        if isinstance(device, jax.Device):
+            return "cuda" if device.platform == "gpu" else device.platform, device.id
+        return super().device_kind(device)
+
     def values_at_hand(self, x):
         """A concrete array on the CPU (not a tracer, nor on an accelerator: reading waits for it)."""
         return not isinstance(x, jax.core.Tracer) and all(device.platform == "cpu" for device in x.devices())

@@ -976,5 +976,11 @@ class TorchAdapter(Adapter):
     def to_device(self, x, device):
         return x if device is None else x.to(device)
 
+    def devices_known(self):
+        """The CPU, each CUDA device and Apple's MPS where torch has them (the namespace's own
+        list probes every device type torch knows, with warnings)."""
+        devices = [torch.device("cpu")] + [torch.device("cuda", index) for index in range(torch.cuda.device_count())]
+        return devices + ([torch.device("mps")] if torch.backends.mps.is_available() else [])
+
 
 ADAPTER = TorchAdapter

@@ -371,6 +371,48 @@ def test_a_model_called_with_another_librarys_input_says_to_move_it(library):
         assert type(output[0] if culprit == "LSTM" else output) is type(inputs)
 
 
+def test_to_takes_torchs_calling_forms_on_every_library(backend):
+    """``to(device)``, ``to(dtype)``, ``to(device, dtype)``, ``device=``, ``cpu()``, ``type()``
+    as torch's on a torch model, the library kept; ``to(like)`` moves library; a device the
+    library lacks and an argument given twice are errors naming the method."""
+    import jax
+
+    def model(namespace):
+        torch.manual_seed(0)
+        return namespace.Sequential(namespace.Linear(3, 4), namespace.BatchNorm1d(4))
+
+    reference = model(torch.nn)
+    twin = model(nn).to(like=backend.like())
+    twin.load_state_dict(reference.state_dict())
+    library = type(twin[0].weight)
+
+    def as_backend(dtype):  # the backend's dtype for a torch dtype (jax with x64 off: the 32-bit one)
+        return backend.asarray(np.zeros(1), str(dtype).rsplit(".", 1)[-1]).dtype
+
+    for args, kwargs in [((torch.float64,), {}), (("cpu",), {}), ((torch.device("cpu"), torch.float32), {}),
+                         (("cpu:0", "float64"), {}), ((jax.devices("cpu")[0],), {"dtype": np.float32}),
+                         ((), {"device": "cpu"})]:
+        moved = twin.to(*args, **kwargs)
+        assert moved is twin and type(twin[0].weight) is library, (args, kwargs)
+        reference.to(*[getattr(torch, a) if a == "float64" else a for a in args if not isinstance(a, jax.Device)],
+                     **{k: torch.float32 if k == "dtype" else v for k, v in kwargs.items()})
+        for key, value in twin.state_dict().items():
+            assert value.dtype == as_backend(reference.state_dict()[key].dtype), (args, kwargs, key)
+    assert type(twin.cpu()[0].weight) is library
+    twin.type(torch.float64)  # every array, integer buffers too, as torch's
+    assert twin[1].num_batches_tracked.dtype == as_backend(torch.float64)
+    with pytest.raises(ValueError, match=r"^xpnn\.torch_nn\.Sequential\.to: device must be a device of .*got 'cuda:7'; "
+                                         r"arrays move to another library with like="):
+        twin.to("cuda:7")
+    with pytest.raises(ValueError, match=r"^xpnn\.torch_nn\.Linear\.to: device must be a device of .* got 'cuda:7'"):
+        twin[0].cuda(7)
+    with pytest.raises(TypeError, match=r"^xpnn\.torch_nn\.Sequential\.to: dtype given twice, torch\.float64 and "
+                                        r"'float32'$"):
+        twin.to("float32", dtype=torch.float64)
+    lazy = nn.LazyLinear(2).to("cpu", like=backend.like())
+    assert type(lazy(backend.asarray(np.ones((3, 5)), "float32"))) is type(backend.asarray(np.ones(1), "float32"))
+
+
 def test_transformer_encoder_computes_padded_positions_as_torchs_layer_by_layer_path():
     """torch's eval-mode fast paths change what padded positions hold (zeros through nested
     tensors; NaN everywhere in the fused layer for a float src_mask with a boolean padding

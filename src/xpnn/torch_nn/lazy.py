@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from xpnn import random
+from xpnn._checks import library_of
 from xpnn._types import Array
 from xpnn.torch_nn.layers import (
     BatchNorm1d, BatchNorm2d, BatchNorm3d, Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d,
@@ -53,11 +54,15 @@ class _LazyModule(Module):
     def reset_parameters(self) -> None:
         """Nothing before the parameters are made (torch's lazy modules); then the module's own."""
 
-    def _place_later(self, like: Any, dtype: Any) -> None:
-        """Where (and in which floating dtype) the parameters will be made (``Module.to``)."""
+    def _place_later(self, like: Any, dtype: Any, device: Any, where: str) -> None:
+        """Where (the library of ``like``, on ``device``) and in which floating dtype the
+        parameters will be made (``Module.to``)."""
         args, kwargs, old_like, old_dtype = self._deferred
-        object.__setattr__(self, "_deferred", (args, kwargs, old_like if like is None else like,
-                                               old_dtype if dtype is None else dtype))
+        like = old_like if like is None else like
+        if device is not None:  # an empty array of the library there
+            ops, _ = library_of(like, where)
+            like = ops.to_device(ops.xp.zeros(0), ops.device_named(device, where))
+        object.__setattr__(self, "_deferred", (args, kwargs, like, old_dtype if dtype is None else dtype))
 
     def forward(self, input: Array, *args: Any, **kwargs: Any) -> Any:
         self._materialize(self._size_of_input(input), input)

@@ -10,13 +10,14 @@ own (as ``torch.func.functional_call``), so ``jax.grad`` differentiates with res
 """
 from __future__ import annotations
 
+import types
 import warnings
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
-from xpnn._checks import dtype_argument
+from xpnn._checks import dtype_argument, dtype_name
 from xpnn._dispatch import adapter_of, adapter_of_array, is_array
 from xpnn._scope import first_array
 from xpnn._types import Array
@@ -407,23 +408,54 @@ class Module:
         return _IncompatibleKeys(missing, unexpected)
 
     # -- placement --------------------------------------------------------------------------
-    def to(self, like: Any = None, dtype: Any = None) -> Module:
+    def to(self, *args: Any, like: Any = None, dtype: Any = None, device: Any = None, non_blocking: bool = False,
+           memory_format: Any = None) -> Module:
         """Move every parameter and buffer to ``like``'s library and device (an array or a
-        namespace: ``numpy``, ``torch``, ``jax.numpy``, ``torch.empty(0, device='cuda')``...)
-        and cast the floating ones to ``dtype`` (a name such as ``"float64"`` or a dtype)."""
+        namespace: ``numpy``, ``torch``, ``jax.numpy``, ``torch.empty(0, device='cuda')``...),
+        to ``device`` within its library (``'cpu'``, ``'cuda:1'``, a ``torch.device``, a jax
+        device), and cast the floating ones to ``dtype`` (a name such as ``"float64"`` or any
+        library's dtype).  torch's calling forms are taken: ``to(device)``, ``to(dtype)``,
+        ``to(device, dtype)``, and ``to(like)``, ``to(like, dtype)`` (positional arguments are
+        told apart by kind); ``non_blocking`` and ``memory_format`` change nothing."""
+        where = f"xpnn.torch_nn.{type(self).__name__}.to"
+        like, dtype, device = _to_arguments(where, args, like, dtype, device)
         for module in self.modules():
             if hasattr(module, "_place_later"):  # a lazy module: its parameters are made there later
-                module._place_later(like, dtype)
+                module._place_later(like, dtype, device, where)
             for store in (module._parameters, module._buffers):
                 for name, value in store.items():
                     if value is None:
                         continue
                     moved = to_backend(value, like) if like is not None else value
                     ops = adapter_of(moved)
+                    if device is not None:
+                        moved = ops.to_device(moved, ops.device_named(device, where))
                     if dtype is not None and ops.xp.isdtype(moved.dtype, "real floating"):
-                        moved = ops.xp.astype(moved, dtype_argument(ops, dtype, "real floating", "float32",
-                                                                    f"xpnn.torch_nn.{type(self).__name__}.to"))
+                        moved = ops.xp.astype(moved, dtype_argument(ops, dtype, "real floating", "float32", where))
                     store[name] = ops.trainable(moved) if store is module._parameters else moved
+        return self
+
+    def cpu(self) -> Module:
+        """Every parameter and buffer on the CPU, in its library (``to(device='cpu')``)."""
+        return self.to(device="cpu")
+
+    def cuda(self, device: int | Any = None) -> Module:
+        """Every parameter and buffer on CUDA device ``device`` (an index or a device; None:
+        the first), in its library (torch's, CuPy's, jax's GPUs)."""
+        return self.to(device=f"cuda:{device}" if isinstance(device, int) else device or "cuda")
+
+    def type(self, dst_type: Any) -> Module:
+        """Every parameter and buffer cast to ``dst_type`` (torch's ``Module.type``: all of them,
+        integer buffers too)."""
+        where = f"xpnn.torch_nn.{type(self).__name__}.type"
+        for module in self.modules():
+            for store in (module._parameters, module._buffers):
+                for name, value in store.items():
+                    if value is not None:
+                        ops = adapter_of(value)
+                        cast = ops.xp.astype(value, dtype_argument(ops, dtype_name(dst_type), "numeric", "float32",
+                                                                   where))
+                        store[name] = ops.trainable(cast) if store is module._parameters else cast
         return self
 
     def double(self) -> Module:
@@ -537,6 +569,31 @@ def fill_in_place(tensor: Array, values: Array) -> Array:
     if written is not tensor:
         replace_held(tensor, written)
     return written
+
+
+#: The standard's dtype names (and bfloat16): what a positional argument of ``Module.to`` names as a dtype.
+_DTYPE_NAMES = frozenset(("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16",
+                          "bfloat16", "float32", "float64", "complex64", "complex128"))
+
+
+def _to_arguments(where: str, args: tuple[Any, ...], like: Any, dtype: Any, device: Any) -> tuple[Any, Any, Any]:
+    """``Module.to``'s positional arguments told apart, as torch's: an array or a namespace
+    module is ``like``, a dtype (of any library, or its name) ``dtype``, a bool ``non_blocking``
+    (changes nothing), anything else a ``device``; each given once."""
+    given = {"like": like, "dtype": dtype, "device": device}
+    for argument in args:
+        if isinstance(argument, bool):
+            continue
+        if dtype_name(argument) in _DTYPE_NAMES:
+            slot = "dtype"
+        elif isinstance(argument, types.ModuleType) or is_array(argument):
+            slot = "like"
+        else:
+            slot = "device"
+        if given[slot] is not None:
+            raise TypeError(f"{where}: {slot} given twice, {given[slot]!r} and {argument!r}")
+        given[slot] = argument
+    return given["like"], given["dtype"], given["device"]
 
 
 def _converted(value: Any, current: Array, assign: bool) -> Array:
