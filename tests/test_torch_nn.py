@@ -413,6 +413,100 @@ def test_to_takes_torchs_calling_forms_on_every_library(backend):
     assert type(lazy(backend.asarray(np.ones((3, 5)), "float32"))) is type(backend.asarray(np.ones(1), "float32"))
 
 
+def test_old_norm_checkpoints_load_as_in_torch(backend):
+    """torch's state_dict versions: a BatchNorm state of no version (a plain dict, as before torch
+    0.4.1) loads without ``num_batches_tracked``, one of version 2 (torch's ``_metadata``) misses
+    it; an untracking InstanceNorm refuses a plain dict's running statistics; ``state_dict()``
+    carries torch's ``_metadata``."""
+    reference = torch.nn.Sequential(torch.nn.BatchNorm2d(3), torch.nn.InstanceNorm1d(3))
+    twin = nn.Sequential(nn.BatchNorm2d(3), nn.InstanceNorm1d(3)).to(like=backend.like())
+    assert twin.state_dict()._metadata == reference.state_dict()._metadata
+    versioned = reference.state_dict()
+    del versioned["0.num_batches_tracked"]
+    plain = dict(versioned)
+    for state in (plain, versioned):
+        for model in (reference, twin):
+            try:
+                outcome = repr(model.load_state_dict(state))
+            except RuntimeError as error:
+                outcome = str(error)
+            if model is reference:
+                want = outcome
+        assert outcome == want
+    assert "Missing key(s) in state_dict: \"0.num_batches_tracked\"" in want  # the versioned one
+    stats = {**plain, "1.running_mean": torch.zeros(3), "1.running_var": torch.ones(3)}
+    messages = []
+    for model in (reference, twin):
+        with pytest.raises(RuntimeError) as raised:
+            model.load_state_dict(stats)
+        messages.append(str(raised.value))
+    assert messages[0] == messages[1] and "Unexpected running stats buffer(s)" in messages[0]
+
+
+def _hooked_model(L):
+    """A model in namespace ``L`` that uses torch's state_dict override points and hooks: a
+    ``_load_from_state_dict`` that renames an old key, extra state, and each kind of hook."""
+
+    class Scaled(L.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = L.Linear(3, 2)
+            self.steps = 0
+
+        def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
+            if prefix + "old_fc.weight" in state_dict:  # an older layout of this module
+                for name in ("weight", "bias"):
+                    state_dict[f"{prefix}fc.{name}"] = state_dict.pop(f"{prefix}old_fc.{name}")
+            super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, unexpected, errors)
+
+        def get_extra_state(self):
+            return {"steps": self.steps}
+
+        def set_extra_state(self, state):
+            self.steps = state["steps"]
+
+        def forward(self, x):
+            return self.fc(x)
+
+    model = L.Sequential(Scaled(), L.Linear(2, 2))
+    model[1].register_load_state_dict_pre_hook(
+        lambda module, state, prefix, *rest: state.update({prefix + "bias": state.pop(prefix + "b")})
+        if prefix + "b" in state else None)
+    model.register_load_state_dict_post_hook(
+        lambda module, keys: keys.missing_keys.remove("1.weight") if "1.weight" in keys.missing_keys else None)
+    seen = []
+    model[1].register_state_dict_pre_hook(lambda module, prefix, keep_vars: seen.append(prefix))
+    model[1].register_state_dict_post_hook(lambda module, state, prefix, metadata: state.update(
+        {prefix + "note": state[prefix + "bias"] * 0}))
+    return model, seen
+
+
+def test_state_dict_override_points_and_hooks_as_torchs(backend):
+    """The same model definition in torch.nn and xpnn.torch_nn: ``_load_from_state_dict``
+    overrides, ``get_extra_state``/``set_extra_state`` and the state_dict and load hooks give
+    torch's keys, loaded values and outcomes."""
+    torch.manual_seed(0)
+    reference, seen_torch = _hooked_model(torch.nn)
+    twin, seen = _hooked_model(nn)
+    twin.to(like=backend.like())
+    reference[0].steps = 7
+    state = reference.state_dict()
+    assert list(twin.state_dict()) == list(state) and seen == seen_torch == ["1."]
+    assert state["0._extra_state"] == {"steps": 7}
+    old = {"0.old_fc.weight": state["0.fc.weight"], "0.old_fc.bias": state["0.fc.bias"], "0._extra_state": {"steps": 7},
+           "1.b": state["1.bias"]}  # 1.weight missing: the post-hook forgives it
+    fresh, _ = _hooked_model(torch.nn)
+    outcomes = [repr(fresh.load_state_dict(old)), repr(twin.load_state_dict(old))]
+    assert outcomes[0] == outcomes[1] == "<All keys matched successfully>"
+    assert twin[0].steps == 7
+    for key in ("0.fc.weight", "0.fc.bias", "1.bias"):
+        np.testing.assert_array_equal(backend.to_numpy(twin.state_dict()[key]), state[key].numpy())
+    with pytest.raises(RuntimeError) as raised:
+        fresh.load_state_dict({**old, "0.fc.extra": state["1.bias"], "2.weight": state["1.bias"]})
+    with pytest.raises(RuntimeError, match=re.escape(str(raised.value))):
+        twin.load_state_dict({**old, "0.fc.extra": state["1.bias"], "2.weight": state["1.bias"]})
+
+
 def test_transformer_encoder_computes_padded_positions_as_torchs_layer_by_layer_path():
     """torch's eval-mode fast paths change what padded positions hold (zeros through nested
     tensors; NaN everywhere in the fused layer for a float src_mask with a boolean padding

@@ -412,6 +412,21 @@ class _BatchNorm(Module):
             for name in ("running_mean", "running_var", "num_batches_tracked"):
                 self.register_buffer(name, None)
 
+    #: torch's state_dict format 2: with ``num_batches_tracked``.
+    _version = 2
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, local_metadata: dict[str, Any],
+                              strict: bool, missing_keys: list[str], unexpected_keys: list[str],
+                              error_msgs: list[str]) -> None:
+        """torch's: a state_dict of format 1 (or of no version: a plain dict) may lack
+        ``num_batches_tracked``, which then keeps its value."""
+        version = local_metadata.get("version")
+        key = prefix + "num_batches_tracked"
+        if (version is None or version < 2) and self.track_running_stats and key not in state_dict:
+            state_dict[key] = self.num_batches_tracked
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
     def reset_running_stats(self) -> None:
         """Running mean 0, variance 1 and no batches tracked, in place (torch's)."""
         if self.track_running_stats:
@@ -509,6 +524,26 @@ class _InstanceNorm(_BatchNorm):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = False,
                  track_running_stats: bool = False, *, bias: bool = True, like: Any = None, dtype: Any = None) -> None:
         super().__init__(num_features, eps, momentum, affine, track_running_stats, bias=bias, like=like, dtype=dtype)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, local_metadata: dict[str, Any],
+                              strict: bool, missing_keys: list[str], unexpected_keys: list[str],
+                              error_msgs: list[str]) -> None:
+        """torch's: running statistics in a state_dict of no version (saved before torch 0.4),
+        for a module that does not track them, are an error (and dropped)."""
+        if local_metadata.get("version") is None and not self.track_running_stats:
+            found = [prefix + name for name in ("running_mean", "running_var") if prefix + name in state_dict]
+            if found:
+                klass, names = type(self).__name__, " and ".join(f'"{key}"' for key in found)
+                error_msgs.append(f"Unexpected running stats buffer(s) {names} for "
+                                  f"{klass} with track_running_stats=False. If state_dict is a checkpoint saved "
+                                  f"before 0.4.0, this may be expected because {klass} does not track running stats "
+                                  f"by default since 0.4.0. Please remove these keys from state_dict. If the running "
+                                  f"stats are actually needed, instead set track_running_stats=True in {klass} to "
+                                  f"enable them. See the documentation of {klass} for details.")
+                for key in found:
+                    state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     def forward(self, input: Array) -> Array:
         self._check_rank(input)

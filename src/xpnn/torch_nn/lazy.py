@@ -77,15 +77,22 @@ class _LazyModule(Module):
         weight = state.get(prefix + "weight")
         return None if weight is None else weight.shape[1]
 
-    def _pending_state(self) -> list[str]:
-        """The state_dict names the module will have (for a load's missing keys)."""
-        return list(self._shell.state_dict())
-
-    def _shape_from_state(self, state: Mapping[str, Any], prefix: str) -> None:
-        """Become the module from a state_dict that holds the arrays to size it."""
-        size = self._size_of_state(state, prefix)
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, local_metadata: dict[str, Any],
+                              strict: bool, missing_keys: list[str], unexpected_keys: list[str],
+                              error_msgs: list[str]) -> None:
+        """Become the module from a state_dict that holds the arrays to size it, and load them as
+        it does; without them, the names the module will have are all missing (torch's lazy load)."""
+        size = self._size_of_state(state_dict, prefix)
         if size is not None:
             self._materialize(size, None)
+            self._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                       error_msgs)
+            return
+        names = list(self._shell.state_dict())
+        missing_keys.extend(prefix + name for name in names)
+        if strict:
+            unexpected_keys.extend(key for key in state_dict if key.startswith(prefix)
+                                   and key[len(prefix):].split(".", 1)[0] not in names)
 
     def _materialize(self, size: int, input: Array | None) -> None:
         args, kwargs, like, dtype = self._deferred

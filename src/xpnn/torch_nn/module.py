@@ -10,6 +10,7 @@ own (as ``torch.func.functional_call``), so ``jax.grad`` differentiates with res
 """
 from __future__ import annotations
 
+import contextvars
 import types
 import warnings
 import weakref
@@ -220,10 +221,19 @@ class Module:
         return output
 
     def _hooks(self, kind: str) -> _Hooks:
-        if "_forward_hooks" not in self.__dict__:
-            object.__setattr__(self, "_forward_hooks", _Hooks())
-            object.__setattr__(self, "_forward_pre_hooks", _Hooks())
-        return self.__dict__[kind]
+        """The module's hooks of ``kind``, each ``(hook, flag)``, made at the first registration
+        (the forward ones in pairs: a call checks ``_forward_hooks`` alone)."""
+        hooks = self.__dict__.get(kind)
+        if hooks is None:
+            for name in _HOOK_PAIRS.get(kind, (kind,)):
+                object.__setattr__(self, name, _Hooks())
+            hooks = self.__dict__[kind]
+        return hooks
+
+    def _hooks_now(self, kind: str) -> list[tuple[Callable[..., Any], bool]]:
+        """The hooks of ``kind`` registered now (none made where none was)."""
+        hooks = self.__dict__.get(kind)
+        return [] if hooks is None else list(hooks.values())
 
     def _register_hook(self, kind: str, hook: Callable[..., Any], prepend: bool, with_kwargs: bool) -> RemovableHandle:
         hooks = self._hooks(kind)
@@ -335,18 +345,56 @@ class Module:
             yield value
 
     # -- state_dict -------------------------------------------------------------------------
+    #: The version of the module's state_dict format, in the state_dict's ``_metadata`` (torch's:
+    #: a loader reads it to take checkpoints of older formats).
+    _version: int = 1
+
     def state_dict(self, destination: dict[str, Array] | None = None, prefix: str = "",
                    keep_vars: bool = False) -> dict[str, Array]:
         """Parameters and persistent buffers by dotted name, in torch's order (each module's
-        parameters, its buffers, then its children's); detached unless ``keep_vars``."""
+        parameters, its buffers, its ``_extra_state`` where it has ``get_extra_state``, then its
+        children's); detached unless ``keep_vars``.  As torch's, the dict's ``_metadata`` holds
+        each module's ``version``, and the state_dict hooks run (pre: ``hook(module, prefix,
+        keep_vars)``; post: ``hook(module, state_dict, prefix, local_metadata)``)."""
         destination = OrderedDict() if destination is None else destination
-        for store, name, value in self._local_state():
-            detach = store == "_parameters" and not keep_vars
-            destination[prefix + name] = adapter_of(value).stop_gradient(value) if detach else value
+        if not hasattr(destination, "_metadata"):
+            destination._metadata = OrderedDict()  # type: ignore[attr-defined]
+        local_metadata = {"version": self._version}
+        destination._metadata[prefix[:-1]] = local_metadata  # type: ignore[attr-defined]
+        for hook, _ in self._hooks_now("_state_dict_pre_hooks"):
+            hook(self, prefix, keep_vars)
+        self._save_to_state_dict(destination, prefix, keep_vars)
         for name, child in self._modules.items():
             if child is not None:
                 child.state_dict(destination, f"{prefix}{name}.", keep_vars)
+        for hook, replaces in self._hooks_now("_state_dict_hooks"):
+            result = hook(self, destination, prefix, local_metadata)
+            if result is not None:
+                if not replaces:
+                    raise RuntimeError(f"xpnn.torch_nn.{type(self).__name__}: a state_dict post-hook must return None "
+                                       f"(it changes the state_dict in place), got {type(result).__name__}")
+                destination = result
         return destination
+
+    def _save_to_state_dict(self, destination: dict[str, Any], prefix: str, keep_vars: bool) -> None:
+        """This module's own part of the state_dict (torch's override point): its parameters,
+        persistent buffers and extra state, ``prefix`` before each name."""
+        for store, name, value in self._local_state():
+            detach = store == "_parameters" and not keep_vars
+            destination[prefix + name] = adapter_of(value).stop_gradient(value) if detach else value
+        if type(self).get_extra_state is not Module.get_extra_state:
+            destination[prefix + _EXTRA_STATE] = self.get_extra_state()
+
+    def get_extra_state(self) -> Any:
+        """State beyond the parameters and buffers, saved as ``_extra_state`` by a module that
+        overrides this (and ``set_extra_state``), as torch's."""
+        raise RuntimeError("Reached a code path in Module.get_extra_state() that should never be called. Please file "
+                           "an issue if you see this.")
+
+    def set_extra_state(self, state: Any) -> None:
+        """Take the ``_extra_state`` that ``get_extra_state`` saved (override both, as torch's)."""
+        raise RuntimeError("Reached a code path in Module.set_extra_state() that should never be called. Please file "
+                           "an issue if you see this.")
 
     def _local_state(self) -> Iterator[tuple[str, str, Array]]:
         """``(store, name, array)`` of this module's parameters, then its persistent buffers:
@@ -363,49 +411,120 @@ class Module:
         """Copy ``state_dict``'s arrays (of any library: a torch state_dict loads onto NumPy or
         jax) into the parameters and buffers of the same names, converted to each one's library,
         device and dtype (``assign=True`` keeps the state_dict's dtype).  With ``strict``, missing
-        and unexpected keys are torch's ``RuntimeError``; a shape mismatch always is."""
+        and unexpected keys are torch's ``RuntimeError``; a shape mismatch always is, and then
+        nothing is loaded.  Each module loads its part by ``_load_from_state_dict`` (torch's
+        override point, given the module's ``version`` from the state_dict's ``_metadata``),
+        after its load pre-hooks; the post-hooks ``hook(module, incompatible_keys)`` run after."""
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
+        metadata = getattr(state_dict, "_metadata", None)
+        state_dict = OrderedDict(state_dict)  # a copy, which the loaders may change (torch's)
         missing: list[str] = []
+        unexpected: list[str] = []
         errors: list[str] = []
-        expected: set[str] = set()
         updates: list[tuple[Module, str, str, Array]] = []
-        for prefix, module in self.named_modules():
-            head = f"{prefix}." if prefix else ""
-            if hasattr(module, "_shape_from_state"):  # a lazy module: sized by the state's arrays first
-                module._shape_from_state(state_dict, head)
-                if hasattr(module, "_pending_state"):  # not sized: its names are all missing
-                    for name in module._pending_state():
-                        expected.add(head + name)
-                        missing.append(head + name)
-            for store, name, current in module._local_state():
-                key = head + name
-                expected.add(key)
-                if key not in state_dict:
-                    missing.append(key)
-                    continue
-                value = state_dict[key]
-                if not is_array(value):
-                    errors.append(f'While copying the parameter named "{key}", expected an array (of any library) '
-                                  f"from checkpoint but received {type(value)}")
-                    continue
-                if tuple(value.shape) != _shape(current):
-                    errors.append(f"size mismatch for {key}: copying a param with shape {tuple(value.shape)} from "
-                                  f"checkpoint, the shape in current model is {_shape(current)}.")
-                    continue
-                updates.append((module, store, name, _converted(value, current, assign)))
-        unexpected = [key for key in state_dict if key not in expected]
-        if strict:
-            if unexpected:
-                errors.insert(0, "Unexpected key(s) in state_dict: " + ", ".join(f'"{k}"' for k in unexpected) + ". ")
-            if missing:
-                errors.insert(0, "Missing key(s) in state_dict: " + ", ".join(f'"{k}"' for k in missing) + ". ")
+        token = _PENDING_LOADS.set(updates)
+        try:
+            for prefix, module in self.named_modules(remove_duplicate=False):
+                local_metadata = {} if metadata is None else dict(metadata.get(prefix, {}))
+                if assign:
+                    local_metadata["assign_to_params_buffers"] = True
+                module._load_from_state_dict(state_dict, f"{prefix}." if prefix else "", local_metadata, True, missing,
+                                             unexpected, errors)
+        finally:
+            _PENDING_LOADS.reset(token)
         if errors:
             raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t" + "\n\t".join(errors))
         for module, store, name, value in updates:
-            if store == "_parameters":
-                module.register_parameter(name, value)
+            _put(module, store, name, value)
+        incompatible = _IncompatibleKeys(missing, unexpected)
+        for module in self.modules():
+            for hook, _ in module._hooks_now("_load_state_dict_post_hooks"):
+                if hook(module, incompatible) is not None:
+                    raise RuntimeError(f"xpnn.torch_nn.{type(module).__name__}: a load_state_dict post-hook must "
+                                       f"return None (it may change incompatible_keys in place)")
+        if strict and (missing or unexpected):
+            messages = []
+            if missing:
+                messages.append("Missing key(s) in state_dict: " + ", ".join(f'"{k}"' for k in missing) + ". ")
+            if unexpected:
+                messages.append("Unexpected key(s) in state_dict: " + ", ".join(f'"{k}"' for k in unexpected) + ". ")
+            raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t" + "\n\t".join(messages))
+        return incompatible
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, local_metadata: dict[str, Any],
+                              strict: bool, missing_keys: list[str], unexpected_keys: list[str],
+                              error_msgs: list[str]) -> None:
+        """Load this module's own part of ``state_dict`` (the keys after ``prefix``), as torch's
+        override point: its load pre-hooks run, each parameter and persistent buffer is taken
+        (converted to its array's library, device and dtype; a wrong shape or a value that is no
+        array goes to ``error_msgs``), its extra state too; with ``strict``, its names absent are
+        ``missing_keys`` and the keys under ``prefix`` that name none of its arrays or children
+        ``unexpected_keys``."""
+        for hook, with_module in self._hooks_now("_load_state_dict_pre_hooks"):
+            arguments = (state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+            hook(self, *arguments) if with_module else hook(*arguments)
+        assign = local_metadata.get("assign_to_params_buffers", False)
+        local = set()
+        for store, name, current in self._local_state():
+            key = prefix + name
+            local.add(name)
+            if key not in state_dict:
+                if strict:
+                    missing_keys.append(key)
+                continue
+            value = state_dict[key]
+            if not is_array(value):
+                error_msgs.append(f'While copying the parameter named "{key}", expected an array (of any library) '
+                                  f"from checkpoint but received {type(value)}")
+            elif tuple(value.shape) != _shape(current):
+                error_msgs.append(f"size mismatch for {key}: copying a param with shape {tuple(value.shape)} from "
+                                  f"checkpoint, the shape in current model is {_shape(current)}.")
             else:
-                module._buffers[name] = value
-        return _IncompatibleKeys(missing, unexpected)
+                _stage(self, store, name, _converted(value, current, assign))
+        extra = prefix + _EXTRA_STATE
+        if type(self).set_extra_state is not Module.set_extra_state:
+            if extra in state_dict:
+                self.set_extra_state(state_dict[extra])
+            elif strict:
+                missing_keys.append(extra)
+        if strict:
+            for key in state_dict:
+                if key.startswith(prefix) and key != extra:
+                    head = key[len(prefix):].split(".", 1)[0]
+                    if head not in self._modules and head not in local:
+                        unexpected_keys.append(key)
+
+    def register_state_dict_pre_hook(self, hook: Callable[..., None]) -> RemovableHandle:
+        """Call ``hook(module, prefix, keep_vars)`` before this module's ``state_dict`` (torch's)."""
+        return self._register_hook("_state_dict_pre_hooks", hook, False, False)
+
+    def register_state_dict_post_hook(self, hook: Callable[..., None]) -> RemovableHandle:
+        """Call ``hook(module, state_dict, prefix, local_metadata)`` after this module's part of
+        the ``state_dict`` (children included); it changes the state_dict in place (torch's)."""
+        return self._register_hook("_state_dict_hooks", hook, False, False)
+
+    def _register_state_dict_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
+        """torch's older post-hook: as ``register_state_dict_post_hook``'s, but a value it returns
+        replaces the state_dict."""
+        return self._register_hook("_state_dict_hooks", hook, False, True)
+
+    def register_load_state_dict_pre_hook(self, hook: Callable[..., None]) -> RemovableHandle:
+        """Call ``hook(module, state_dict, prefix, local_metadata, strict, missing_keys,
+        unexpected_keys, error_msgs)`` before this module loads its part (torch's: it may rename
+        or add keys of the state_dict, a copy of the one given)."""
+        return self._register_hook("_load_state_dict_pre_hooks", hook, False, True)
+
+    def _register_load_state_dict_pre_hook(self, hook: Callable[..., None], with_module: bool = False
+                                           ) -> RemovableHandle:
+        """torch's older pre-hook: as ``register_load_state_dict_pre_hook``'s, without the module
+        unless ``with_module``."""
+        return self._register_hook("_load_state_dict_pre_hooks", hook, False, with_module)
+
+    def register_load_state_dict_post_hook(self, hook: Callable[..., None]) -> RemovableHandle:
+        """Call ``hook(module, incompatible_keys)`` after ``load_state_dict`` loaded the arrays and
+        before it raises for missing or unexpected keys: it may clear them from the lists (torch's)."""
+        return self._register_hook("_load_state_dict_post_hooks", hook, False, False)
 
     # -- placement --------------------------------------------------------------------------
     def to(self, *args: Any, like: Any = None, dtype: Any = None, device: Any = None, non_blocking: bool = False,
@@ -569,6 +688,32 @@ def fill_in_place(tensor: Array, values: Array) -> Array:
     if written is not tensor:
         replace_held(tensor, written)
     return written
+
+
+#: The hooks made together (a call checks for ``_forward_hooks`` alone).
+_HOOK_PAIRS = {"_forward_hooks": ("_forward_hooks", "_forward_pre_hooks"),
+               "_forward_pre_hooks": ("_forward_hooks", "_forward_pre_hooks")}
+#: A module's ``get_extra_state`` in its state_dict (torch's name).
+_EXTRA_STATE = "_extra_state"
+#: The arrays a ``load_state_dict`` has taken so far, put in their modules once every key checked out.
+_PENDING_LOADS: contextvars.ContextVar[list[tuple[Module, str, str, Array]] | None] = contextvars.ContextVar(
+    "_PENDING_LOADS", default=None)
+
+
+def _put(module: Module, store: str, name: str, value: Array) -> None:
+    if store == "_parameters":
+        module.register_parameter(name, value)
+    else:
+        module._buffers[name] = value
+
+
+def _stage(module: Module, store: str, name: str, value: Array) -> None:
+    """A loaded array put in ``module`` when the ``load_state_dict`` under way succeeds (now, outside one)."""
+    pending = _PENDING_LOADS.get()
+    if pending is None:
+        _put(module, store, name, value)
+    else:
+        pending.append((module, store, name, value))
 
 
 #: The standard's dtype names (and bfloat16): what a positional argument of ``Module.to`` names as a dtype.
