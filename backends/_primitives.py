@@ -77,6 +77,20 @@ class Primitives:
             return linalg.qr(a)
         return _fallback.qr(self.xp, a)
 
+    def solve(self, a: Array, b: Array) -> Array:
+        """``x`` with ``a @ x == b`` for a square matrix ``a`` and a matrix ``b``: ``linalg.solve``
+        where the library has the linalg extension, else the standard-only elimination."""
+        linalg = getattr(self.xp, "linalg", None)
+        if linalg is not None and hasattr(linalg, "solve"):
+            return linalg.solve(a, b)
+        return _fallback.solve(self.xp, a, b)
+
+    def fused_matrix_exp(self, a: Array) -> Array | None:
+        """A library's own matrix exponential of the square matrix ``a`` (``torch.linalg.matrix_exp``,
+        ``jax.scipy.linalg.expm``), or None where it has none: the written-once one (Taylor
+        series with scaling and squaring) runs then; the first use is checked against it."""
+        return None
+
     # -- windows (_fallback.windows) ---------------------------------------------------
     def conv_general_dilated(self, lhs: Array, rhs: Array, window_strides: Sequence[int], padding: Padding,
                              lhs_dilation: Sequence[int], rhs_dilation: Sequence[int],

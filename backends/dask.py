@@ -8,6 +8,7 @@ from typing import Any
 
 import array_api_compat.numpy as numpy_namespace
 
+from . import _fallback
 from . import numpy as numpy_backend
 from ._base import Adapter
 
@@ -127,6 +128,13 @@ class DaskAdapter(Adapter):
         """``x @ kernel + bias``, the product in the operands' type (see ``matmul``)."""
         y = _in_operands_type(x @ kernel, x, kernel)
         return y if bias is None else y + bias
+
+    def solve(self, a, b):
+        """``linalg.solve`` on one chunk of each (dask's LU needs square chunks); the standard-only
+        elimination where the sizes are not known."""
+        if any(math.isnan(n) for n in (*a.shape, *b.shape)):
+            return _fallback.solve(self.xp, a, b)
+        return self.xp.linalg.solve(a.rechunk(-1), b.rechunk(-1))
 
     def to_host(self, x):
         """Leaving dask computes the graph: the one place xpnn does."""

@@ -296,6 +296,13 @@ class JaxAdapter(Adapter):
             return x
         return jax.device_put(x, device)
 
+    def fused_matrix_exp(self, a):
+        """``jax.scipy.linalg.expm`` (Padé approximants with scaling and squaring; under
+        ``jax.jit`` too, where the written-once series cannot read the norm that sets its squarings)."""
+        import jax.scipy.linalg
+
+        return jax.scipy.linalg.expm(a) if jnp.issubdtype(a.dtype, jnp.floating) else None
+
     def devices_known(self):
         """The devices of every platform jax runs here (its namespace lists the default one's)."""
         devices = []

@@ -884,6 +884,10 @@ class TorchAdapter(Adapter):
         ys, h = loop(xs, carry[None], weights, True, 1, 0.0, False, False, False)
         return h[0], ys
 
+    def fused_matrix_exp(self, a):
+        """``torch.linalg.matrix_exp`` (Bader, Blanes and Casas' Taylor polynomials), for the floating dtypes."""
+        return torch.linalg.matrix_exp(a) if a.dtype.is_floating_point else None
+
     def fused_packed_recurrence(self, kind, data, batch_sizes, carries, weights, projections=None):
         """The packed-input loops of ``torch._VF.lstm`` / ``gru`` / ``rnn_tanh`` / ``rnn_relu``
         (torch.nn.LSTM's on a ``PackedSequence``), one layer of one or two directions, on the

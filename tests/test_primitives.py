@@ -418,8 +418,24 @@ def test_the_contract_lists_the_design_primitives():
                  "scan", "fused_recurrence", "fused_packed_recurrence", "fused_norm", "fused_pool", "fused_embedding_bag",
                  "fused_nll", "fused_resample", "fused_grid_sample", "mean_across", "dense", "take_rows", "take_along_axis",
                  "write_rows", "conv_channels_first", "conv_transpose_channels_first", "pad", "linear", "matmul",
-                 "write_into", "write_untracked", "trainable", "set_trainable", "placed_like", "adopts", "adopted"):
+                 "write_into", "write_untracked", "trainable", "set_trainable", "placed_like", "adopts", "adopted", "solve",
+                 "fused_matrix_exp"):
         assert callable(getattr(Primitives, name, None)), name
+
+
+def test_solve_natively_and_standard_only(backend):
+    """``solve`` as numpy.linalg's, by the adapter (the namespace's linalg; dask's on one chunk)
+    and by the standard-only elimination (a matrix whose first pivot is 0 included)."""
+    from xpnn.backends import _fallback
+
+    rng = np.random.default_rng(6)
+    for a in (rng.standard_normal((5, 5)), np.array([[0.0, 2.0, 1.0], [1.0, 1.0, 0.0], [3.0, 0.0, 1.0]])):
+        b = rng.standard_normal((a.shape[0], 2))
+        want = np.linalg.solve(a, b)
+        ab, bb = backend.asarray(a, "float64"), backend.asarray(b, "float64")
+        adapter = adapter_of(ab)
+        np.testing.assert_allclose(backend.to_numpy(adapter.solve(ab, bb)), want, rtol=1e-12)
+        np.testing.assert_allclose(backend.to_numpy(_fallback.solve(adapter.xp, ab, bb)), want, rtol=1e-12)
 
 
 def test_take_along_axis_natively_and_standard_only(backend):

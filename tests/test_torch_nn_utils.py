@@ -467,6 +467,145 @@ def test_normed_layers_gradients_and_removal_as_torchs(style):
     assert module.weight.is_leaf and module.weight.requires_grad
 
 
+def _batched_module(library, **kwargs):
+    """A module of a batch of (3, 4) matrices, in namespace ``library``."""
+    module = library.Module()
+    values = torch.randn(2, 3, 4, dtype=torch.float64)
+    module.weight = library.Parameter(values if library is torch.nn else np.asarray(values))
+    return module.to(**kwargs) if kwargs else module
+
+
+#: (the weight's shape: a Linear's (out, in), or "batch"; orthogonal_map; use_trivialization)
+_ORTHOGONAL = [((5, 5), None, True), ((6, 4), None, True), ((4, 6), "matrix_exp", True), ((5, 5), "cayley", True),
+               ((4, 6), "cayley", True), ((6, 4), "householder", False), ((4, 6), "householder", False),
+               ((5, 5), "householder", True), ("batch", "householder", False), ("batch", "cayley", True)]
+
+
+def _orthogonal_layer(library, shape, orthogonal_map, use_trivialization, state=None, **kwargs):
+    torch.manual_seed(1)
+    layer = _batched_module(library, **kwargs) if shape == "batch" else library.Linear(shape[1], shape[0], **kwargs)
+    if library is torch.nn:
+        layer = layer.double()
+    if state is not None:
+        layer.load_state_dict(state)
+    return library.utils.parametrizations.orthogonal(layer, orthogonal_map=orthogonal_map,
+                                                     use_trivialization=use_trivialization)
+
+
+def _host(a):
+    return a.detach().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+
+
+@pytest.mark.slow_on("dask")
+@pytest.mark.parametrize(("shape", "orthogonal_map", "use_trivialization"), _ORTHOGONAL)
+def test_orthogonal_weights_as_torchs(backend, shape, orthogonal_map, use_trivialization):
+    """Registered on the same weight, torch's orthogonal weight and state (the QR-orthogonalized
+    ``base``, or LAPACK's reflectors without the trivialization; a non-square base completes the
+    weight with random columns, so the deterministic part is compared there); a trained torch
+    model's state_dict gives torch's weight, which is orthogonal."""
+    reference = _orthogonal_layer(torch.nn, shape, orthogonal_map, use_trivialization)
+    torch.manual_seed(1)
+    plain = (_batched_module(torch.nn) if shape == "batch" else torch.nn.Linear(shape[1], shape[0])).double()
+    module = _orthogonal_layer(nn, shape, orthogonal_map, use_trivialization,
+                               {k: v.numpy() for k, v in plain.state_dict().items()}, like=backend.like(),
+                               dtype="float64")
+    assert list(module.state_dict()) == list(reference.state_dict())
+    square = shape == "batch" or shape[0] == shape[1] or not use_trivialization
+    if square:
+        np.testing.assert_allclose(backend.to_numpy(module.weight), _host(reference.weight), atol=1e-13)
+    optimizer = torch.optim.SGD(reference.parameters(), lr=0.2)
+    (reference.weight.sum(axis=-1) ** 3).sum().backward()
+    optimizer.step()
+    module.load_state_dict(reference.state_dict())
+    weight = backend.to_numpy(module.weight)
+    np.testing.assert_allclose(weight, _host(reference.weight), atol=1e-13)
+    tall = weight if weight.shape[-2] >= weight.shape[-1] else np.swapaxes(weight, -1, -2)
+    np.testing.assert_allclose(np.swapaxes(tall, -1, -2) @ tall, np.broadcast_to(np.eye(tall.shape[-1]),
+                                                                                  (*tall.shape[:-2], tall.shape[-1],
+                                                                                   tall.shape[-1])), atol=1e-13)
+
+
+@pytest.mark.parametrize(("shape", "orthogonal_map", "use_trivialization"), _ORTHOGONAL[:8])
+@pytest.mark.parametrize("fast", [True, False])
+def test_orthogonal_gradients_and_assignment_as_torchs(shape, orthogonal_map, use_trivialization, fast):
+    """On torch, the gradients through the map (torch's matrix exponential, and the written-once
+    series with fast paths off) are torch's; assigning an orthogonal matrix gives it back."""
+    reference = _orthogonal_layer(torch.nn, shape, orthogonal_map, use_trivialization)
+    module = _orthogonal_layer(nn, shape, orthogonal_map, use_trivialization, like=torch, dtype=torch.float64)
+    module.load_state_dict(reference.state_dict())
+    x = torch.tensor(np.random.default_rng(0).standard_normal((3, shape[1])))
+    with xpnn.fast_paths(fast):
+        for layer in (reference, module):
+            (layer(x) ** 3).sum().backward()
+    for (name, got), want in zip(module.named_parameters(), reference.parameters()):
+        np.testing.assert_allclose(got.grad.numpy(), want.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
+    q = torch.linalg.qr(torch.randn(max(shape), min(shape), dtype=torch.float64))[0]
+    q = q if shape[0] >= shape[1] else q.T
+    with torch.no_grad():
+        reference.weight = q
+    module.weight = q
+    np.testing.assert_allclose(_host(module.weight), _host(reference.weight), atol=1e-13)
+    np.testing.assert_allclose(_host(module.weight), q.numpy(), atol=1e-13)
+
+
+@pytest.mark.parametrize("orthogonal_map", ["matrix_exp", "cayley", "householder"])
+def test_orthogonal_under_jax_jit(orthogonal_map):
+    """The maps trace (jax's own expm, where the written-once series would read its norm), and
+    jax.grad differentiates the original through them as torch's autograd does."""
+    import jax
+    import jax.numpy as jnp
+
+    reference = _orthogonal_layer(torch.nn, (4, 4), orthogonal_map, True)
+    module = _orthogonal_layer(nn, (4, 4), orthogonal_map, True, like=jnp)
+    module.load_state_dict(reference.state_dict())
+    state = {**dict(module.named_parameters()), **dict(module.named_buffers())}
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    gradient = jax.jit(jax.grad(lambda p: (nn.functional_call(module, p, (jnp.asarray(x, jnp.float32),)) ** 3).sum()))
+    (reference(torch.tensor(x)) ** 3).sum().backward()
+    np.testing.assert_allclose(np.asarray(gradient(state)["parametrizations.weight.original"]),
+                               reference.parametrizations.weight.original.grad.numpy(), rtol=2e-4, atol=2e-5)
+
+
+def test_matrix_exponential_against_scipy_and_the_librarys():
+    """The written-once series (scaling and squaring) is within a few eps of SciPy's expm, norms
+    from 0 to about 40 included; the libraries' own pass its check, one 300 eps off does not."""
+    import copy
+
+    from scipy.linalg import expm
+
+    from xpnn._dispatch import adapter_of
+    from xpnn.torch_nn.utils import parametrizations
+
+    rng = np.random.default_rng(5)
+    for scale in (0.0, 0.1, 1.0, 10.0):
+        for a in (rng.standard_normal((5, 5)) * scale, rng.standard_normal((3, 4, 4)) * scale):
+            got = parametrizations._matrix_exp_series(adapter_of(a), a)
+            np.testing.assert_allclose(got, expm(a), rtol=1e-12, atol=1e-13 * max(1.0, np.abs(expm(a)).max()))
+    ops = adapter_of(torch.zeros(1))
+    assert parametrizations._matrix_exp_disagreement(ops, torch.float32, torch.device("cpu")) is None
+    assert parametrizations._matrix_exp_disagreement(ops, torch.float64, torch.device("cpu")) is None
+    wrong = copy.copy(ops)
+    wrong.fused_matrix_exp = lambda a: torch.linalg.matrix_exp(a) + 300 * torch.finfo(a.dtype).eps
+    assert "matrix exponential" in parametrizations._matrix_exp_disagreement(wrong, torch.float64, torch.device("cpu"))
+
+
+@pytest.mark.parametrize(("call", "error", "message"), [
+    (lambda: nn.utils.parametrizations.orthogonal(nn.Linear(3, 3), "bias"), ValueError,
+     r"orthogonal: Expected a matrix or batch of matrices\. Got a tensor of 1 dimensions\."),
+    (lambda: nn.utils.parametrizations.orthogonal(nn.Linear(3, 3), "nothing"), ValueError,
+     r"orthogonal: Module 'Linear\(in_features=3, out_features=3, bias=True\)' has no parameter or buffer with name "
+     r"'nothing'"),
+    (lambda: nn.utils.parametrizations.orthogonal(nn.Linear(3, 3), orthogonal_map="qr"), ValueError,
+     r'orthogonal_map has to be one of "matrix_exp", "cayley", "householder"\. Got: qr'),
+    (lambda: setattr(nn.utils.parametrizations.orthogonal(nn.Linear(3, 3), use_trivialization=False), "weight",
+                     np.eye(3, dtype=np.float32)), NotImplementedError,
+     r"It is not possible to assign to the matrix exponential or the Cayley parametrizations"),
+])
+def test_orthogonal_errors_as_torchs(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
 def test_a_custom_parametrization_and_assignment_as_torchs():
     """torch's documented example: a symmetric weight, assigned through ``right_inverse``."""
     class Symmetric(nn.Module):

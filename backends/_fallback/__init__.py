@@ -6,7 +6,7 @@ them.  The adapters (``backends/_base.py``) call them where a library has no
 native kernel.
 
 * ``special``: ``erf``, ``erfc``, ``erf_inv``, XLA's float32 ``erf``, ``fma``;
-* ``linalg``: reduced ``qr``;
+* ``linalg``: reduced ``qr``, ``solve``;
 * ``einsum``: ``einsum`` of one or two operands;
 * ``windows``: ``conv_general_dilated``, ``reduce_window``;
 * ``control``: ``scan``;
@@ -15,12 +15,12 @@ native kernel.
 from .control import scan
 from .einsum import einsum
 from .indexing import take_along_axis
-from .linalg import qr
+from .linalg import qr, solve
 from .special import (
     _ERF_INV_CENTRAL, _ERF_INV_TAIL, erf, erf_float32_as_xla, erf_inv_float32, erf_inv_float64, erfc, erfc_by_erfcx,
     erfc_square_corrected, fma,
 )
 from .windows import conv_general_dilated, reduce_window
 
-__all__ = ["scan", "einsum", "qr", "erf", "erfc", "erfc_by_erfcx", "erfc_square_corrected", "erf_float32_as_xla", "erf_inv_float32", "erf_inv_float64",
+__all__ = ["scan", "einsum", "qr", "solve", "erf", "erfc", "erfc_by_erfcx", "erfc_square_corrected", "erf_float32_as_xla", "erf_inv_float32", "erf_inv_float64",
            "fma", "conv_general_dilated", "reduce_window", "take_along_axis", "_ERF_INV_CENTRAL", "_ERF_INV_TAIL"]
