@@ -418,8 +418,8 @@ def test_the_contract_lists_the_design_primitives():
                  "scan", "fused_recurrence", "fused_packed_recurrence", "fused_norm", "fused_pool", "fused_embedding_bag",
                  "fused_nll", "fused_resample", "fused_grid_sample", "mean_across", "dense", "take_rows", "take_along_axis",
                  "write_rows", "conv_channels_first", "conv_transpose_channels_first", "pad", "linear", "matmul",
-                 "write_into", "write_untracked", "trainable", "set_trainable", "placed_like", "adopts", "adopted", "solve",
-                 "fused_matrix_exp"):
+                 "write_into", "write_untracked", "trainable", "set_trainable", "placed_like", "adopts", "adopted",
+                 "solve", "fused_matrix_exp"):
         assert callable(getattr(Primitives, name, None)), name
 
 
