@@ -537,6 +537,12 @@ FUNCTIONAL_CASES = [
                                       np.random.default_rng(3).random((4, 5)) > 0.3], (), {"scale": 0.2}),
     ("scaled_dot_product_attention", [floats(2, 4, 3, 8), floats(2, 2, 5, 8, seed=1), floats(2, 2, 5, 8, seed=2),
                                       floats(3, 5, seed=4)], (), {"enable_gqa": True}),
+    # queries that see no key (every key masked; a -inf bias on each): torch's safe softmax gives 0
+    ("scaled_dot_product_attention", [floats(2, 4, 8), floats(2, 5, 8, seed=1), floats(2, 5, 8, seed=2),
+                                      np.arange(5) < np.array([[0], [2], [0], [5]])], (), {}),
+    ("scaled_dot_product_attention", [floats(2, 4, 8), floats(2, 5, 8, seed=1), floats(2, 5, 6, seed=2),
+                                      np.where(np.arange(5) < np.array([[3], [0], [1], [0]]), 0.5, -np.inf)], (),
+     {"dropout_p": 0.0}),
 ]
 
 

@@ -3,6 +3,7 @@ the xpnn twin on every backend, and torch's outputs (and updated buffers) back, 
 float64; on torch, gradients with respect to inputs and parameters equal torch's."""
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import pickle
@@ -505,6 +506,36 @@ def test_state_dict_override_points_and_hooks_as_torchs(backend):
         fresh.load_state_dict({**old, "0.fc.extra": state["1.bias"], "2.weight": state["1.bias"]})
     with pytest.raises(RuntimeError, match=re.escape(str(raised.value))):
         twin.load_state_dict({**old, "0.fc.extra": state["1.bias"], "2.weight": state["1.bias"]})
+
+
+@pytest.mark.parametrize("variant", ["causal_upper_left", "causal_lower_right"])
+@pytest.mark.parametrize("sizes", [(4, 6), (5, 5), (6, 4)])
+def test_causal_biases_as_torchs(backend, variant, sizes):
+    """``torch.nn.attention.bias``'s causal biases as ``scaled_dot_product_attention``'s mask give
+    torch's outputs (a lower-right bias of more queries than keys: torch's NaN rows and its
+    warning), inside ``sdpa_kernel`` too; a bias with ``is_causal`` or of other sizes is refused."""
+    from torch.nn.attention import bias as torch_bias
+
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((2, 3, n, 8)) for n in (sizes[0], sizes[1], sizes[1]))
+    warns = variant == "causal_lower_right" and sizes[0] > sizes[1]
+    with pytest.warns(UserWarning, match="NaNs") if warns else contextlib.nullcontext():
+        want = torch.nn.functional.scaled_dot_product_attention(*map(torch.tensor, (q, k, v)),
+                                                                getattr(torch_bias, variant)(*sizes))
+    with pytest.warns(UserWarning, match="NaNs") if warns else contextlib.nullcontext():
+        made = getattr(nn.attention.bias, variant)(*sizes)
+    with nn.attention.sdpa_kernel([nn.attention.SDPBackend.FLASH_ATTENTION, nn.attention.SDPBackend.MATH]):
+        got = F.scaled_dot_product_attention(*(backend.asarray(a, "float64") for a in (q, k, v)), made)
+    np.testing.assert_allclose(backend.to_numpy(got), want.numpy(), rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="scaled_dot_product_attention: CausalBias should not be used with "
+                                         "causal=True"):
+        F.scaled_dot_product_attention(*(backend.asarray(a, "float64") for a in (q, k, v)), made, is_causal=True)
+    with pytest.raises(ValueError, match=rf"scaled_dot_product_attention: the CausalBias is of {sizes[0]} queries and "
+                                         rf"{sizes[1]} keys, got {sizes[0] - 1} and {sizes[1]}"):
+        F.scaled_dot_product_attention(*(backend.asarray(a, "float64") for a in (q[..., 1:, :], k, v)), made)
+    with pytest.raises(TypeError, match="sdpa_kernel: backends must be SDPBackend members, got 'math'"):
+        with nn.attention.sdpa_kernel(["math"]):
+            pass
 
 
 def test_transformer_encoder_computes_padded_positions_as_torchs_layer_by_layer_path():

@@ -16,7 +16,7 @@ written-once activations, attention, convolution, pooling, norms and recurrent c
 ``xpnn.torch_nn.init`` holds torch.nn.init's initialisers and ``xpnn.torch_nn.utils``
 torch.nn.utils' helpers (``utils.rnn``'s packed sequences, which the recurrent layers take).
 """
-from xpnn.torch_nn import functional, init, utils
+from xpnn.torch_nn import attention, functional, init, utils
 from xpnn.torch_nn._generator import initial_seed, manual_seed
 from xpnn.torch_nn.activation import *  # noqa: F403
 from xpnn.torch_nn.activation import __all__ as _activation_names
@@ -42,7 +42,7 @@ MODULES = (*_activation_names, *_layer_names, *_lazy_names, *_loss_names, "Seque
            "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
            "TransformerDecoder", "Transformer")
 
-__all__ = ["functional", "init", "utils", "manual_seed", "initial_seed", "Module", "Parameter", "Buffer",
+__all__ = ["attention", "functional", "init", "utils", "manual_seed", "initial_seed", "Module", "Parameter", "Buffer",
            "functional_call", "Container", "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict",
            "RNNBase", "LSTM", "GRU", "RNN", "RNNCellBase", "LSTMCell", "GRUCell", "RNNCell", "MultiheadAttention",
            "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer", "TransformerDecoder",

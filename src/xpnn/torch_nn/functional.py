@@ -41,6 +41,7 @@ from xpnn._types import Array
 from xpnn.layers.normalization import fused_norm, reference_norm
 from xpnn.layers.stochastic import dropped
 from xpnn.torch_nn._generator import next_key
+from xpnn.torch_nn.attention.bias import CausalBias
 
 __all__ = [
     "elu", "celu", "gelu", "glu", "hardshrink", "hardsigmoid", "hardswish", "hardtanh", "leaky_relu", "logsigmoid",
@@ -3658,8 +3659,17 @@ def scaled_dot_product_attention(query: Array, key: Array, value: Array, attn_ma
                                  enable_gqa: bool = False, *, dropout_key: Array | None = None) -> Array:
     """softmax(q k^T scale + mask) v over ``(..., L, E)`` queries and ``(..., S, E)`` keys:
     ``torch.nn.functional.scaled_dot_product_attention``.  A boolean ``attn_mask`` is True where
-    attention *takes part*; a float one is added to the logits.  ``scale`` defaults to 1/sqrt(E);
-    ``enable_gqa`` lets 4-d ``(N, H, L, E)`` queries have a multiple of the keys' heads."""
+    attention *takes part*; a float one is added to the logits; a query that sees no key gives 0
+    (torch's safe softmax).  ``scale`` defaults to 1/sqrt(E);
+    ``enable_gqa`` lets 4-d ``(N, H, L, E)`` queries have a multiple of the keys' heads.  A
+    ``torch_nn.attention.bias.CausalBias`` mask is its boolean triangle (not with ``is_causal``)."""
+    if isinstance(attn_mask, CausalBias):
+        if is_causal:
+            raise _error(ValueError, "scaled_dot_product_attention", "CausalBias should not be used with causal=True")
+        if attn_mask.shape != (query.shape[-2], key.shape[-2]):
+            raise _error(ValueError, "scaled_dot_product_attention", f"the CausalBias is of {attn_mask.shape[0]} "
+                         f"queries and {attn_mask.shape[1]} keys, got {query.shape[-2]} and {key.shape[-2]}")
+        attn_mask = attn_mask.materialized(query)
     ops = _adapter("scaled_dot_product_attention", ("query", "key", "value", "attn_mask"), query, key, value,
                    attn_mask)
     xp = ops.xp
@@ -3686,6 +3696,11 @@ def scaled_dot_product_attention(query: Array, key: Array, value: Array, attn_ma
             mask = full
         else:
             bias = xp.astype(full, query.dtype) if full.dtype != query.dtype else full
+        # torch's safe softmax: a query that sees no key (every key masked, or a -inf bias on
+        # each) gets 0, where jax.nn's masking gives the mean of the values and -inf NaN
+        seen = xp.any(_causal_and(xp, mask, is_causal, q, k) if bias is None else bias > -math.inf, axis=-1)
+        if bias is not None:  # finite there, so no NaN reaches the gradients
+            bias = xp.where(seen[..., None], bias, xp.zeros_like(bias))
     if dropout_p > 0 or value.shape[-1] != query.shape[-1]:  # jax.nn's attention needs v's width to be q's
         weights = xpnn.dot_product_attention_weights(q * (1.0 if scale is None else scale * math.sqrt(q.shape[-1])),
                                                      k, bias=bias, mask=_causal_and(xp, mask, is_causal, q, k))
@@ -3695,6 +3710,8 @@ def scaled_dot_product_attention(query: Array, key: Array, value: Array, attn_ma
         out = xp.permute_dims(ops.matmul(weights, heads_first), (0, 2, 1, 3))  # (b, q, h, d)
     else:
         out = xpnn.dot_product_attention(q, k, v, bias=bias, mask=mask, scale=scale, is_causal=is_causal)
+    if attn_mask is not None:
+        out = xp.where(xp.permute_dims(seen, (0, 2, 1))[..., None], out, xp.zeros_like(out))
     if query.ndim == 4:
         return xp.permute_dims(out, (0, 2, 1, 3))
     return xp.reshape(out, (*query.shape[:-1], value.shape[-1]))
