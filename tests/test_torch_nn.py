@@ -1406,6 +1406,90 @@ def test_jax_grad_through_functional_call_equals_torchs():
     assert set(grads) == {name for name, _ in reference.named_parameters()}
 
 
+def _tied(L):
+    """Two Linear layers sharing one weight (tied weights), in namespace ``L``."""
+
+    class Tied(L.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = L.Linear(3, 3), L.Linear(3, 3)
+            self.b.weight = self.a.weight
+
+        def forward(self, x):
+            return self.b(L.functional.tanh(self.a(x)))
+
+    return Tied()
+
+
+def _outcome(call):
+    try:
+        return call()
+    except (ValueError, RuntimeError) as error:
+        return f"{type(error).__name__}: {error}"
+
+
+def test_functional_call_as_torch_funcs(backend):
+    """``torch.func.functional_call``'s forms: one dict or several, tied weights replaced together
+    (or not, ``tie_weights=False``), ``strict``'s missing keys, and its errors; a name the module
+    lacks is an error (torch ignores it)."""
+    from torch.func import functional_call
+
+    torch.manual_seed(0)
+    reference, twin = _tied(torch.nn), _tied(nn)
+    twin.to(like=backend.like(), dtype="float64")
+    twin.load_state_dict(reference.double().state_dict())
+    x = np.random.default_rng(0).standard_normal((2, 3))
+    rng = np.random.default_rng(1)
+    w, bias = rng.standard_normal((3, 3)), rng.standard_normal(3)
+    cases = [({"a.weight": w}, {}), (({"a.weight": w}, {"b.bias": bias}), {}), ({"b.weight": w}, {}),
+             ({"a.weight": w}, {"tie_weights": False}), ({"a.weight": w, "b.weight": 2 * w}, {}),
+             ({"a.weight": w, "b.weight": 2 * w}, {"tie_weights": False}), (({"a.bias": bias}, {"a.bias": bias}), {}),
+             ({"a.weight": w}, {"strict": True}), ({"a.weight": w, "a.bias": bias, "b.bias": bias}, {"strict": True})]
+
+    def converted(arrays, convert):
+        return convert(arrays) if isinstance(arrays, np.ndarray) else (
+            tuple(converted(a, convert) for a in arrays) if isinstance(arrays, tuple)
+            else {k: convert(v) for k, v in arrays.items()})
+
+    for arrays, kwargs in cases:
+        want = _outcome(lambda: functional_call(reference, converted(arrays, torch.tensor), (torch.tensor(x),),
+                                                **kwargs))
+        got = _outcome(lambda: nn.functional_call(twin, converted(arrays, lambda a: backend.asarray(a, "float64")),
+                                                  (backend.asarray(x, "float64"),), **kwargs))
+        if isinstance(want, str):  # torch's message, after the name of xpnn's function
+            assert isinstance(got, str), (arrays, kwargs)
+            assert got.replace("xpnn.torch_nn.functional_call: ", "").replace("xpnn.torch_nn.", "") == want
+        else:
+            np.testing.assert_allclose(backend.to_numpy(got), want.detach().numpy(), rtol=1e-12, err_msg=str(arrays))
+    with pytest.raises(KeyError, match=r"functional_call: Tied has no parameter or buffer 'a\.scale'"):
+        nn.functional_call(twin, {"a.scale": backend.asarray(bias, "float64")}, (backend.asarray(x, "float64"),))
+    with pytest.warns(FutureWarning, match="stateless.functional_call` is deprecated"):
+        got = nn.utils.stateless.functional_call(twin, {"b.bias": backend.asarray(bias, "float64")},
+                                                 backend.asarray(x, "float64"))
+    want = functional_call(reference, {"b.bias": torch.tensor(bias)}, torch.tensor(x))
+    np.testing.assert_allclose(backend.to_numpy(got), want.detach().numpy(), rtol=1e-12)
+
+
+def test_loading_keeps_tied_weights_and_the_optimizers_parameters(backend):
+    """As torch's ``load_state_dict`` copies into the arrays held: a torch optimizer made before
+    the load still trains the model, and tied weights stay one array after a load and ``to()``."""
+    torch.manual_seed(0)
+    reference = _tied(torch.nn)
+    twin = _tied(nn).to(like=backend.like())
+    twin.load_state_dict(reference.state_dict())
+    assert twin.b.weight is twin.a.weight and len(list(twin.parameters())) == 3
+    twin.to(dtype="float64")
+    assert twin.b.weight is twin.a.weight and str(twin.a.weight.dtype).endswith(
+        str(backend.asarray(np.zeros(1), "float64").dtype).rsplit(".", 1)[-1])
+    if backend.name == "torch":
+        model = _tied(nn).to(like=torch)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+        model.load_state_dict(reference.state_dict())
+        model(torch.ones(2, 3)).sum().backward()
+        optimizer.step()
+        assert not torch.equal(model.a.weight, reference.a.weight) and model.b.weight is model.a.weight
+
+
 def test_convolutions_refuse_an_empty_output_as_torch_does(backend):
     """A kernel wider than the padded input, or a transposed convolution's output size below 1:
     torch's errors (jax.lax would give an empty output), naming the function, on every backend."""

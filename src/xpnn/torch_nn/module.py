@@ -15,7 +15,7 @@ import types
 import warnings
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from xpnn._checks import dtype_argument, dtype_name
@@ -422,7 +422,7 @@ class Module:
         missing: list[str] = []
         unexpected: list[str] = []
         errors: list[str] = []
-        updates: list[tuple[Module, str, str, Array]] = []
+        updates: list[tuple[Module, str, str, Array, bool]] = []
         token = _PENDING_LOADS.set(updates)
         try:
             for prefix, module in self.named_modules(remove_duplicate=False):
@@ -435,8 +435,7 @@ class Module:
             _PENDING_LOADS.reset(token)
         if errors:
             raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t" + "\n\t".join(errors))
-        for module, store, name, value in updates:
-            _put(module, store, name, value)
+        _taken_in(self, updates)
         incompatible = _IncompatibleKeys(missing, unexpected)
         for module in self.modules():
             for hook, _ in module._hooks_now("_load_state_dict_post_hooks"):
@@ -481,7 +480,7 @@ class Module:
                 error_msgs.append(f"size mismatch for {key}: copying a param with shape {tuple(value.shape)} from "
                                   f"checkpoint, the shape in current model is {_shape(current)}.")
             else:
-                _stage(self, store, name, _converted(value, current, assign))
+                _stage(self, store, name, _converted(value, current, assign), assign)
         extra = prefix + _EXTRA_STATE
         if type(self).set_extra_state is not Module.set_extra_state:
             if extra in state_dict:
@@ -541,17 +540,33 @@ class Module:
         for module in self.modules():
             if hasattr(module, "_place_later"):  # a lazy module: its parameters are made there later
                 module._place_later(like, dtype, device, where)
+
+        def moved(value: Array) -> Array:
+            value = to_backend(value, like) if like is not None else value
+            ops = adapter_of(value)
+            if device is not None:
+                value = ops.to_device(value, ops.device_named(device, where))
+            if dtype is not None and ops.xp.isdtype(value.dtype, "real floating"):
+                value = ops.xp.astype(value, dtype_argument(ops, dtype, "real floating", "float32", where))
+            return value
+
+        return self._map_arrays(moved)
+
+    def _map_arrays(self, transform: Callable[[Array], Array]) -> Module:
+        """Every parameter and buffer replaced by ``transform`` of it, computed once per array:
+        an array held under several names (tied weights) stays one array, as torch keeps one
+        Parameter; parameters stay trainable."""
+        done: dict[int, tuple[Array, Array]] = {}
+        for module in self.modules():
             for store in (module._parameters, module._buffers):
                 for name, value in store.items():
                     if value is None:
                         continue
-                    moved = to_backend(value, like) if like is not None else value
-                    ops = adapter_of(moved)
-                    if device is not None:
-                        moved = ops.to_device(moved, ops.device_named(device, where))
-                    if dtype is not None and ops.xp.isdtype(moved.dtype, "real floating"):
-                        moved = ops.xp.astype(moved, dtype_argument(ops, dtype, "real floating", "float32", where))
-                    store[name] = ops.trainable(moved) if store is module._parameters else moved
+                    if id(value) not in done:
+                        new = transform(value)
+                        done[id(value)] = (value, adapter_of(new).trainable(new) if store is module._parameters
+                                           else new)
+                    store[name] = done[id(value)][1]
         return self
 
     def cpu(self) -> Module:
@@ -567,15 +582,12 @@ class Module:
         """Every parameter and buffer cast to ``dst_type`` (torch's ``Module.type``: all of them,
         integer buffers too)."""
         where = f"xpnn.torch_nn.{type(self).__name__}.type"
-        for module in self.modules():
-            for store in (module._parameters, module._buffers):
-                for name, value in store.items():
-                    if value is not None:
-                        ops = adapter_of(value)
-                        cast = ops.xp.astype(value, dtype_argument(ops, dtype_name(dst_type), "numeric", "float32",
-                                                                   where))
-                        store[name] = ops.trainable(cast) if store is module._parameters else cast
-        return self
+
+        def cast(value: Array) -> Array:
+            ops = adapter_of(value)
+            return ops.xp.astype(value, dtype_argument(ops, dtype_name(dst_type), "numeric", "float32", where))
+
+        return self._map_arrays(cast)
 
     def double(self) -> Module:
         return self.to(dtype="float64")
@@ -696,24 +708,47 @@ _HOOK_PAIRS = {"_forward_hooks": ("_forward_hooks", "_forward_pre_hooks"),
 #: A module's ``get_extra_state`` in its state_dict (torch's name).
 _EXTRA_STATE = "_extra_state"
 #: The arrays a ``load_state_dict`` has taken so far, put in their modules once every key checked out.
-_PENDING_LOADS: contextvars.ContextVar[list[tuple[Module, str, str, Array]] | None] = contextvars.ContextVar(
+_PENDING_LOADS: contextvars.ContextVar[list[tuple[Module, str, str, Array, bool]] | None] = contextvars.ContextVar(
     "_PENDING_LOADS", default=None)
 
 
-def _put(module: Module, store: str, name: str, value: Array) -> None:
-    if store == "_parameters":
-        module.register_parameter(name, value)
-    else:
-        module._buffers[name] = value
-
-
-def _stage(module: Module, store: str, name: str, value: Array) -> None:
-    """A loaded array put in ``module`` when the ``load_state_dict`` under way succeeds (now, outside one)."""
+def _stage(module: Module, store: str, name: str, value: Array, assign: bool) -> None:
+    """A loaded array taken by ``module`` when the ``load_state_dict`` under way succeeds (now,
+    outside one)."""
     pending = _PENDING_LOADS.get()
     if pending is None:
-        _put(module, store, name, value)
+        _taken_in(module, [(module, store, name, value, assign)])
     else:
-        pending.append((module, store, name, value))
+        pending.append((module, store, name, value, assign))
+
+
+def _taken_in(root: Module, updates: list[tuple[Module, str, str, Array, bool]]) -> None:
+    """The loaded arrays put in their modules as torch's ``load_state_dict`` does: copied into the
+    arrays held (outside autograd), so a torch optimizer made before still updates them and an
+    array held under several names (tied weights) stays one; where arrays cannot be written
+    (jax's), the new one takes the old one's place under every name in ``root``'s modules.
+    With ``assign``, the loaded array itself is put in place."""
+    replaced: dict[int, tuple[Array, Array]] = {}
+    for module, store, name, value, assign in updates:
+        held = getattr(module, store)[name]
+        if assign:
+            if store == "_parameters":
+                module.register_parameter(name, value)
+            else:
+                module._buffers[name] = value
+            continue
+        try:
+            written = adapter_of(held).write_untracked(held, value)
+        except (ValueError, TypeError):  # a read-only array (NumPy's views of other memory): replaced
+            written = value
+        if written is not held:
+            replaced[id(held)] = (held, written)
+    if replaced:
+        for module in root.modules():
+            for values in (module._parameters, module._buffers):
+                for name, held in values.items():
+                    if held is not None and id(held) in replaced:
+                        values[name] = replaced[id(held)][1]
 
 
 #: The standard's dtype names (and bfloat16): what a positional argument of ``Module.to`` names as a dtype.
@@ -753,23 +788,63 @@ def _converted(value: Any, current: Array, assign: bool) -> Array:
     return moved
 
 
-def functional_call(module: Module, parameters_and_buffers: Mapping[str, Array], args: Any = (),
-                    kwargs: Mapping[str, Any] | None = None) -> Any:
-    """``module(*args, **kwargs)`` with the named arrays in place of its parameters and buffers
-    (``torch.func.functional_call``): with jax, ``jax.grad(lambda p: loss(functional_call(m, p,
-    (x,))))(dict(m.named_parameters()))`` differentiates with respect to the dict.  The module's
-    own arrays are restored afterwards (buffer updates made during the call are dropped)."""
-    args = args if isinstance(args, tuple) else (args,)
+def functional_call(module: Module, parameter_and_buffer_dicts: Mapping[str, Array] | Sequence[Mapping[str, Array]],
+                    args: Any = None, kwargs: Mapping[str, Any] | None = None, *, tie_weights: bool = True,
+                    strict: bool = False) -> Any:
+    """``module(*args, **kwargs)`` with the named arrays (one dict, or several without a key in
+    common) in place of its parameters and buffers (``torch.func.functional_call``): with jax,
+    ``jax.grad(lambda p: loss(functional_call(m, p, (x,))))(dict(m.named_parameters()))``
+    differentiates with respect to the dict.  With ``tie_weights``, an array that the module
+    holds under several names (tied weights) is replaced under all of them; with ``strict``,
+    every parameter and buffer must be given.  A name the module lacks is an error.  The
+    module's own arrays are restored afterwards (buffer updates made during the call are dropped)."""
+    where = "xpnn.torch_nn.functional_call"
+    dicts = [parameter_and_buffer_dicts] if isinstance(parameter_and_buffer_dicts, Mapping) else list(
+        parameter_and_buffer_dicts)
+    given: dict[str, Any] = {}
+    for mapping in dicts:
+        repeated = sorted(set(given) & set(mapping))
+        if repeated:
+            raise ValueError(f"{where}: {repeated} appeared in multiple dictionaries; behavior of functional call is "
+                             f"ambiguous")
+        given.update(mapping)
+    slots: dict[str, tuple[dict[str, Any], str]] = {}  # every name, tied ones included
+    for prefix, owner in module.named_modules(remove_duplicate=False):
+        for store in (owner._parameters, owner._buffers):
+            for name, value in store.items():
+                if value is not None:
+                    slots[f"{prefix}.{name}" if prefix else name] = (store, name)
+    unknown = [key for key in given if key not in slots]
+    if unknown and not strict:
+        raise KeyError(f"{where}: {type(module).__name__} has no parameter or buffer {', '.join(map(repr, unknown))}")
+    values = {key: value for key, value in given.items() if key in slots}
+    if tie_weights:  # each given array under every name of the array it replaces
+        names_of: dict[int, list[str]] = {}
+        for key, (store, name) in slots.items():
+            names_of.setdefault(id(store[name]), []).append(key)
+        for key in list(values):
+            store, name = slots[key]
+            tied = names_of[id(store[name])]
+            others = [other for other in tied if other in given and given[other] is not given[key]]
+            if others:
+                raise ValueError(f"{where} got multiple values for keys {sorted(tied)}, which are tied. Consider "
+                                 f"using tie_weights=False")
+            values.update(dict.fromkeys(tied, given[key]))
+    if strict:
+        messages = []
+        if unknown:
+            messages.append(f"Unexpected key(s): {', '.join(map(repr, unknown))}.")
+        missing = [key for key in slots if key not in values]
+        if missing:
+            messages.append(f"Missing key(s): {', '.join(map(repr, missing))}.")
+        if messages:
+            raise RuntimeError(f"{where}: Error(s) in reparametrizing for {type(module).__name__}:\n\t"
+                               + "\n\t".join(messages))
+    args = () if args is None else args if isinstance(args, tuple) else (args,)
     saved: list[tuple[dict, str, Any]] = []
-    owners = {prefix: module for prefix, module in module.named_modules()}
     try:
-        for key, value in parameters_and_buffers.items():
-            prefix, _, name = key.rpartition(".")
-            owner = owners.get(prefix)
-            store = None if owner is None else next((s for s in (owner._parameters, owner._buffers) if name in s), None)
-            if store is None:
-                raise KeyError(f"xpnn.torch_nn.functional_call: {type(module).__name__} has no parameter or buffer "
-                               f"'{key}'")
+        for key, value in values.items():
+            store, name = slots[key]
             saved.append((store, name, store[name]))
             store[name] = value
         return module(*args, **(kwargs or {}))
