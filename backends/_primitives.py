@@ -299,6 +299,11 @@ class Primitives:
         target[...] = value
         return target
 
+    #: Whether writing into an array builds on the graph of its old value (Dask's lazy arrays):
+    #: a loaded state then replaces a model's arrays rather than writing into them (each
+    #: later compute would run the old values' graphs too).
+    writes_keep_graphs = False
+
     def write_untracked(self, target: Array, value: Array) -> Array:
         """``value`` written into ``target`` where autodiff does not record it (torch.nn.init's
         fills under ``no_grad``, into a parameter that requires grad), ``target`` returned; a

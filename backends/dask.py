@@ -81,6 +81,7 @@ def _in_operands_type(product: Any, a: Any, b: Any) -> Any:
 
 class DaskAdapter(Adapter):
     name = "dask"
+    writes_keep_graphs = True
     unknown_sizes_hint = ("call {argument}.compute_chunk_sizes() first (Dask cannot reshape or pad blocks of "
                           "unknown sizes)")
 
@@ -135,6 +136,13 @@ class DaskAdapter(Adapter):
         if any(math.isnan(n) for n in (*a.shape, *b.shape)):
             return _fallback.solve(self.xp, a, b)
         return self.xp.linalg.solve(a.rechunk(-1), b.rechunk(-1))
+
+    def qr(self, a):
+        """``linalg.qr`` on one column of chunks (dask's tall-and-skinny QR needs it); the
+        standard-only Gram-Schmidt where the sizes are not known."""
+        if any(math.isnan(n) for n in a.shape):
+            return _fallback.qr(self.xp, a)
+        return self.xp.linalg.qr(a.rechunk({1: -1}))
 
     def to_host(self, x):
         """Leaving dask computes the graph: the one place xpnn does."""

@@ -726,7 +726,8 @@ def _taken_in(root: Module, updates: list[tuple[Module, str, str, Array, bool]])
     """The loaded arrays put in their modules as torch's ``load_state_dict`` does: copied into the
     arrays held (outside autograd), so a torch optimizer made before still updates them and an
     array held under several names (tied weights) stays one; where arrays cannot be written
-    (jax's), the new one takes the old one's place under every name in ``root``'s modules.
+    (jax's) or writing keeps the old graph (Dask's), the new one takes the old one's place under
+    every name in ``root``'s modules.
     With ``assign``, the loaded array itself is put in place."""
     replaced: dict[int, tuple[Array, Array]] = {}
     for module, store, name, value, assign in updates:
@@ -737,8 +738,9 @@ def _taken_in(root: Module, updates: list[tuple[Module, str, str, Array, bool]])
             else:
                 module._buffers[name] = value
             continue
+        ops = adapter_of(held)
         try:
-            written = adapter_of(held).write_untracked(held, value)
+            written = value if ops.writes_keep_graphs else ops.write_untracked(held, value)
         except (ValueError, TypeError):  # a read-only array (NumPy's views of other memory): replaced
             written = value
         if written is not held:

@@ -220,6 +220,13 @@ def _per_matrix(function: Callable[..., Any], *arrays: Array) -> Any:
     return xp.reshape(xp.stack(results), (*batch, *results[0].shape))
 
 
+def _eye(like: Array, n: int, k: int) -> Array:
+    """The ``(n, k)`` identity in ``like``'s library, device and dtype, cut from a square one
+    (Dask's non-square ``eye`` misses blocks of its graph)."""
+    ops = adapter_of(like)
+    return ops.xp.eye(max(n, k), dtype=like.dtype, device=ops.device_of(like))[:n, :k]
+
+
 def _transposed(x: Array) -> Array:
     return adapter_of(x).xp.matrix_transpose(x)
 
@@ -239,7 +246,7 @@ def householder_product(a: Array, tau: Array) -> Array:
     n, k = a.shape[-2:]
     device = ops.device_of(a)
     rows = xp.arange(n, device=device)[:, None]
-    q = xp.eye(n, k, dtype=a.dtype, device=device)
+    q = _eye(a, n, k)
     for i in range(k - 1, -1, -1):
         v = xp.where(rows < i, xp.zeros_like(a[..., i:i + 1]), xp.where(rows == i, xp.ones_like(a[..., i:i + 1]),
                                                                           a[..., i:i + 1]))
@@ -355,7 +362,7 @@ class _Orthogonal(Module):
             A, tau = _per_matrix(_householder_qr, Q)
             diagonal = xp.sign(_diagonal(A))
             diagonal = xp.where(tau == 0, -diagonal, diagonal)  # LAPACK's unreflected columns
-            eye = xp.eye(n, k, dtype=A.dtype, device=ops.device_of(A))
+            eye = _eye(A, n, k)
             A = A * (1 - eye) + diagonal[..., None, :] * eye
             return _transposed(A) if transpose else A
         if n == k:
@@ -364,7 +371,7 @@ class _Orthogonal(Module):
             Q = _made_orthogonal(xp.concat([Q, normal(next_key(Q), (*Q.shape[:-2], n, n - k), Q.dtype)], axis=-1))
         self.base = Q
         m, l = initial.shape[-2:]
-        return -xp.eye(m, l, dtype=initial.dtype, device=ops.device_of(initial)) + xp.zeros_like(initial)
+        return -_eye(initial, m, l) + xp.zeros_like(initial)
 
 
 def orthogonal(module: Module, name: str = "weight", orthogonal_map: str | None = None, *,
