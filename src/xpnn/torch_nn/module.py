@@ -356,11 +356,12 @@ class Module:
         children's); detached unless ``keep_vars``.  As torch's, the dict's ``_metadata`` holds
         each module's ``version``, and the state_dict hooks run (pre: ``hook(module, prefix,
         keep_vars)``; post: ``hook(module, state_dict, prefix, local_metadata)``)."""
-        destination = OrderedDict() if destination is None else destination
-        if not hasattr(destination, "_metadata"):
+        if destination is None:
+            destination = OrderedDict()
             destination._metadata = OrderedDict()  # type: ignore[attr-defined]
         local_metadata = {"version": self._version}
-        destination._metadata[prefix[:-1]] = local_metadata  # type: ignore[attr-defined]
+        if hasattr(destination, "_metadata"):  # a dict of the caller's may have none (torch's)
+            destination._metadata[prefix[:-1]] = local_metadata
         for hook, _ in self._hooks_now("_state_dict_pre_hooks"):
             hook(self, prefix, keep_vars)
         self._save_to_state_dict(destination, prefix, keep_vars)
