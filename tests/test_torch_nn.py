@@ -493,7 +493,7 @@ def test_state_dict_override_points_and_hooks_as_torchs(backend):
     reference[0].steps = 7
     state = reference.state_dict()
     assert list(twin.state_dict()) == list(state) and seen == seen_torch == ["1."]
-    assert list(twin.state_dict({})) == list(reference.state_dict({}))  # a caller's plain dict: no _metadata
+    assert list(twin.state_dict(destination={})) == list(reference.state_dict(destination={}))  # no _metadata
     assert state["0._extra_state"] == {"steps": 7}
     old = {"0.old_fc.weight": state["0.fc.weight"], "0.old_fc.bias": state["0.fc.bias"], "0._extra_state": {"steps": 7},
            "1.b": state["1.bias"]}  # 1.weight missing: the post-hook forgives it
