@@ -648,13 +648,9 @@ def _fused_disagreement(ops: Any, dtype: Any, device: Any, kind: str, projected:
     and the written-once step differ on a fixed probe (6 steps, a sequence of 1 step and that
     step alone; batch 3, 5 inputs, 4 units, gates driven into saturation too); None if they agree."""
     xp = ops.xp
-    rng = np.random.default_rng(0)
+    made = probe_maker(ops, dtype, device)
     cell_type, gates = _PROBE_CELLS[kind]
     width = 2 if projected else 4  # of h
-
-    def made(*shape: int, scale: float = 1.0) -> Array:
-        return xp.astype(ops.from_host(rng.standard_normal(shape) * scale, device), dtype)
-
     xs, w_input, w_hidden = made(6, 3, 5, scale=3.0), made(5, 4 * gates), made(width, 4 * gates)
     b_input = None if kind == "LSTM" else made(4 * gates)  # the flax LSTM's input side has no bias
     b_hidden = made(4 * gates)
@@ -684,9 +680,26 @@ def _fused_disagreement(ops: Any, dtype: Any, device: Any, kind: str, projected:
     return None
 
 
-for _kind in _PROBE_CELLS:
-    LAYER_KERNELS[_fused_loop_name(_kind)] = functools.partial(_fused_disagreement, kind=_kind)
-LAYER_KERNELS[_fused_loop_name("LSTM", True)] = functools.partial(_fused_disagreement, kind="LSTM", projected=True)
+def probe_maker(ops: Any, dtype: Any, device: Any) -> Callable[..., Array]:
+    """``made(*shape, scale=1.0)``: arrays of a fixed random probe (standard normal times
+    ``scale``, seed 0, drawn in turn) of ``ops``'s library, ``dtype`` and ``device``."""
+    rng = np.random.default_rng(0)
+
+    def made(*shape: int, scale: float = 1.0) -> Array:
+        return ops.xp.astype(ops.from_host(rng.standard_normal(shape) * scale, device), dtype)
+
+    return made
+
+
+def register_loop_checks(name_of: Callable[..., str], disagreement: Callable[..., str | None]) -> None:
+    """The checks ``disagreement(ops, dtype, device, kind, projected)`` of a library's fused loops
+    in ``LAYER_KERNELS`` under ``name_of(kind, projected)``: one per kind, and the LSTM's projected one."""
+    for kind in _PROBE_CELLS:
+        LAYER_KERNELS[name_of(kind)] = functools.partial(disagreement, kind=kind)
+    LAYER_KERNELS[name_of("LSTM", True)] = functools.partial(disagreement, kind="LSTM", projected=True)
+
+
+register_loop_checks(_fused_loop_name, _fused_disagreement)
 
 
 def _promoted(xp: Any, leaf: Array, dtype: Any) -> Array:

@@ -12,10 +12,9 @@ import functools
 import math
 from typing import Any
 
-import numpy as np
 
 from xpnn._dispatch import adapter_of, fast_paths_enabled
-from xpnn._kernel_check import LAYER_KERNELS, layer_kernel_agrees, outputs_disagreement
+from xpnn._kernel_check import layer_kernel_agrees, outputs_disagreement
 from xpnn._types import Array
 from xpnn.functions.activations import relu, tanh
 from xpnn.layers import recurrent
@@ -89,27 +88,23 @@ def _packed_loop_name(mode: str, projected: bool = False) -> str:
     return f"RNN({mode}) fused packed loop{', projected' if projected else ''}"
 
 
-def _packed_disagreement(ops: Any, dtype: Any, device: Any, mode: str, projected: bool = False) -> str | None:
-    """Why the library's fused loop of a packed layer of ``mode`` (``projected``: an LSTM's h
+def _packed_disagreement(ops: Any, dtype: Any, device: Any, kind: str, projected: bool = False) -> str | None:
+    """Why the library's fused loop of a packed layer of mode ``kind`` (``projected``: an LSTM's h
     projected to 2 units) and the padded written-once layer differ on a fixed probe (lengths 5,
     3, 3, 1; 5 inputs, 4 units, gates driven into saturation too; forward only and both
     directions); None if they agree."""
     xp = ops.xp
-    rng = np.random.default_rng(0)
-    gates, width = _GATES[mode], 2 if projected else 4  # width: of h
-
-    def made(*shape: int, scale: float = 1.0) -> Array:
-        return xp.astype(ops.from_host(rng.standard_normal(shape) * scale, device), dtype)
-
+    made = recurrent.probe_maker(ops, dtype, device)
+    gates, width = _GATES[kind], 2 if projected else 4  # width: of h
     sequence = rnn.pack_padded_sequence(made(5, 4, 5, scale=3.0), [5, 3, 3, 1])
     x, lengths = rnn.pad_packed_sequence(sequence)
-    cell = _cell(mode, 4)
+    cell = _cell(kind, 4)
     weights = [(made(5, 4 * gates), made(4 * gates), made(width, 4 * gates), made(4 * gates)) for _ in range(2)]
     projections = [made(4, width) for _ in range(2)] if projected else None
-    carries = [(made(4, 4), made(4, width)) if mode == "LSTM" else made(4, 4) for _ in range(2)]
+    carries = [(made(4, 4), made(4, width)) if kind == "LSTM" else made(4, 4) for _ in range(2)]
     tolerance = 16 * float(xp.finfo(dtype).eps)  # as the fused loop's check
     for directions in (1, 2):
-        fused = ops.fused_packed_recurrence(mode, sequence.data, sequence.batch_sizes, carries[:directions],
+        fused = ops.fused_packed_recurrence(kind, sequence.data, sequence.batch_sizes, carries[:directions],
                                             weights[:directions], projections and projections[:directions])
         if fused is None:
             continue
@@ -121,16 +116,14 @@ def _packed_disagreement(ops: Any, dtype: Any, device: Any, mode: str, projected
             outputs.append(ys)
         reference = (finals, rnn.packed_like(xp.concat(outputs, axis=-1), sequence).data)
         reason = outputs_disagreement(ops, tree_leaves(fused), tree_leaves(reference), tolerance,
-                                      f"the fused packed {mode} loop of {directions} direction(s)",
+                                      f"the fused packed {kind} loop of {directions} direction(s)",
                                       "the padded written-once layer")
         if reason is not None:
             return reason
     return None
 
 
-for _mode in _GATES:
-    LAYER_KERNELS[_packed_loop_name(_mode)] = functools.partial(_packed_disagreement, mode=_mode)
-LAYER_KERNELS[_packed_loop_name("LSTM", True)] = functools.partial(_packed_disagreement, mode="LSTM", projected=True)
+recurrent.register_loop_checks(_packed_loop_name, _packed_disagreement)
 
 
 def _reset_uniform(module: Module) -> None:
