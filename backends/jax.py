@@ -288,6 +288,13 @@ class JaxAdapter(Adapter):
 
         return numpy.asarray(x)
 
+    def from_host(self, host, device):
+        """A copy of ``host`` made on the host first: jax's CPU client may take a NumPy buffer as
+        it is and run the copy later (asynchronous dispatch), and ``host`` may be another
+        library's memory that changes in place meanwhile (a torch module's power-method step
+        right after its state_dict was loaded here was seen, about once in 300 loads)."""
+        return super().from_host(np.array(host, copy=True), device)
+
     def to_device(self, x, device):
         """Traced values are placed by XLA; concrete ones move with ``device_put`` (to a device
         or a sharding)."""

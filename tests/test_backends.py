@@ -134,6 +134,24 @@ def test_list_axes_and_shapes_as_jax_takes_them(backend):
     np.testing.assert_allclose(backend.to_numpy(normal), expected_normal, rtol=1e-14, atol=0)
 
 
+def test_arrays_converted_to_jax_keep_the_values_they_had_when_converted():
+    """``to_backend`` of torch tensors to jax while jax is busy (its copy queued behind other
+    work), the tensors changed in place right after: jax's arrays hold the values at the
+    conversion (jax read the tensors' memory later, when it had been given it as it was)."""
+    import jax.numpy as jnp
+    import torch
+
+    busy = jnp.ones((1000, 1000), jnp.float32)
+    for _ in range(10):
+        pending = busy @ busy  # work queued ahead of the copy
+        tensor = torch.randn(1000, dtype=torch.float64)
+        converted = xpnn.to_backend(tensor, jnp.zeros(1))
+        want = tensor.numpy().copy()
+        tensor.mul_(2)  # as torch's optimizers and power-method steps write
+        np.testing.assert_array_equal(np.asarray(converted), want.astype(np.asarray(converted).dtype))
+        del pending
+
+
 def test_array_api_strict_second_device():
     """Constants must be made on the input's device, not the default one."""
     strict = pytest.importorskip("array_api_strict")
