@@ -529,6 +529,14 @@ def _float32_products() -> Any:
         cudnn.allow_tf32, matmul.allow_tf32 = saved
 
 
+def _loop_weights(w_input, b_input, w_hidden, b_hidden, projection):
+    """One direction's weights in the order of torch's fused loops: ``weight_ih``, ``weight_hh``
+    (torch's rows, the side-by-side kernels transposed), the biases, and ``weight_hr`` after
+    them where there is a projection."""
+    weights = [w_input.T.contiguous(), w_hidden.T.contiguous(), b_input, b_hidden]
+    return weights if projection is None else [*weights, projection.T.contiguous()]
+
+
 class TorchAdapter(Adapter):
     name = "torch"
     take_rows_refuses_out_of_range = True
@@ -874,9 +882,7 @@ class TorchAdapter(Adapter):
             else:
                 h = carry = cell(x, carry, w_input.T, w_hidden.T, b_input, b_hidden)
             return carry, h if xs.ndim == 2 else h[None]
-        weights = [w_input.T.contiguous(), w_hidden.T.contiguous(), b_input, b_hidden]
-        if projection is not None:  # torch's order: weight_hr after the biases
-            weights.append(projection.T.contiguous())
+        weights = _loop_weights(w_input, b_input, w_hidden, b_hidden, projection)
         if kind == "LSTM":
             c, h = carry
             ys, h, c = loop(xs, (h[None], c[None]), weights, True, 1, 0.0, False, False, False)
@@ -896,10 +902,8 @@ class TorchAdapter(Adapter):
                 data.is_cuda and data.dtype == torch.float32) or (projections is not None and kind != "LSTM"):
             return None
         flat = []
-        for index, (w_input, b_input, w_hidden, b_hidden) in enumerate(weights):
-            flat += [w_input.T.contiguous(), w_hidden.T.contiguous(), b_input, b_hidden]
-            if projections is not None:  # torch's order: weight_hr after the biases
-                flat.append(projections[index].T.contiguous())
+        for index, direction in enumerate(weights):
+            flat += _loop_weights(*direction, None if projections is None else projections[index])
         sizes = torch.as_tensor(batch_sizes, dtype=torch.int64)  # torch's packed loops take them on the CPU
         loop = _RECURRENCES[kind][0]
         bidirectional = len(carries) == 2

@@ -12,7 +12,6 @@ import functools
 import math
 from typing import Any
 
-
 from xpnn._dispatch import adapter_of, fast_paths_enabled
 from xpnn._kernel_check import layer_kernel_agrees, outputs_disagreement
 from xpnn._types import Array
@@ -316,11 +315,12 @@ class RNNBase(Module):
         """The output (in the input's layout: a packed input gives a packed output) and the final carries."""
         if isinstance(input, rnn.PackedSequence):  # time-major whatever batch_first says, as torch's
             self._checked(input.data, states, int(input.batch_sizes[0]) if len(input.batch_sizes) else 0)
-            fused = self._run_packed(input, self._carries(states))
+            starts = self._carries(states)
+            fused = self._run_packed(input, starts)
             if fused is not None:
                 return input._replace(data=fused[0]), fused[1], False
             x, lengths = rnn.pad_packed_sequence(input)
-            output, finals = self._run(x, self._carries(states), lengths)
+            output, finals = self._run(x, starts, lengths)
             return rnn.packed_like(output, input), finals, False
         x, unbatched = self._batched(input)
         xp = adapter_of(x).xp
