@@ -21,7 +21,7 @@ from xpnn.torch_nn.layers import (
     BatchNorm1d, BatchNorm2d, BatchNorm3d, Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d,
     ConvTranspose3d, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d, Linear,
 )
-from xpnn.torch_nn.module import Module
+from xpnn.torch_nn.module import Module, foreign_keys
 
 __all__ = ["LazyLinear", "LazyConv1d", "LazyConv2d", "LazyConv3d", "LazyConvTranspose1d", "LazyConvTranspose2d",
            "LazyConvTranspose3d", "LazyBatchNorm1d", "LazyBatchNorm2d", "LazyBatchNorm3d", "LazyInstanceNorm1d",
@@ -91,8 +91,7 @@ class _LazyModule(Module):
         names = list(self._shell.state_dict())
         missing_keys.extend(prefix + name for name in names)
         if strict:
-            unexpected_keys.extend(key for key in state_dict if key.startswith(prefix)
-                                   and key[len(prefix):].split(".", 1)[0] not in names)
+            unexpected_keys.extend(foreign_keys(state_dict, prefix, names))
 
     def _materialize(self, size: int, input: Array | None) -> None:
         args, kwargs, like, dtype = self._deferred

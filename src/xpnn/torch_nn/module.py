@@ -15,7 +15,7 @@ import types
 import warnings
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from xpnn._checks import dtype_argument, dtype_name
@@ -489,11 +489,8 @@ class Module:
             elif strict:
                 missing_keys.append(extra)
         if strict:
-            for key in state_dict:
-                if key.startswith(prefix) and key != extra:
-                    head = key[len(prefix):].split(".", 1)[0]
-                    if head not in self._modules and head not in local:
-                        unexpected_keys.append(key)
+            unexpected_keys += [key for key in foreign_keys(state_dict, prefix, {*self._modules, *local})
+                                if key != extra]
 
     def register_state_dict_pre_hook(self, hook: Callable[..., None]) -> RemovableHandle:
         """Call ``hook(module, prefix, keep_vars)`` before this module's ``state_dict`` (torch's)."""
@@ -686,11 +683,17 @@ _LIVE_MODULES: weakref.WeakSet[Module] = weakref.WeakSet()
 def replace_held(old: Array, new: Array) -> None:
     """``new`` in place of ``old`` wherever a live module holds ``old`` as a parameter or buffer:
     what an in-place fill of ``old`` (``torch_nn.init``) means for immutable arrays."""
-    for module in list(_LIVE_MODULES):
+    _replaced_in(list(_LIVE_MODULES), {id(old): (old, new)})
+
+
+def _replaced_in(modules: Iterable[Module], replacements: Mapping[int, tuple[Array, Array]]) -> None:
+    """Each ``new`` of ``replacements`` (``id(old) -> (old, new)``) in place of its ``old`` as a
+    parameter or buffer of ``modules``, under every name that holds it."""
+    for module in modules:
         for store in (module._parameters, module._buffers):
             for name, value in store.items():
-                if value is old:
-                    store[name] = new
+                if value is not None and id(value) in replacements:
+                    store[name] = replacements[id(value)][1]
 
 
 def fill_in_place(tensor: Array, values: Array) -> Array:
@@ -747,11 +750,7 @@ def _taken_in(root: Module, updates: list[tuple[Module, str, str, Array, bool]])
         if written is not held:
             replaced[id(held)] = (held, written)
     if replaced:
-        for module in root.modules():
-            for values in (module._parameters, module._buffers):
-                for name, held in values.items():
-                    if held is not None and id(held) in replaced:
-                        values[name] = replaced[id(held)][1]
+        _replaced_in(root.modules(), replaced)
 
 
 #: The standard's dtype names (and bfloat16): what a positional argument of ``Module.to`` names as a dtype.
@@ -777,6 +776,12 @@ def _to_arguments(where: str, args: tuple[Any, ...], like: Any, dtype: Any, devi
             raise TypeError(f"{where}: {slot} given twice, {given[slot]!r} and {argument!r}")
         given[slot] = argument
     return given["like"], given["dtype"], given["device"]
+
+
+def foreign_keys(state_dict: Mapping[str, Any], prefix: str, names: Collection[str]) -> list[str]:
+    """The keys of ``state_dict`` under ``prefix`` whose first part after it is none of ``names``
+    (a module's arrays and children): torch's unexpected keys of a module's own load."""
+    return [key for key in state_dict if key.startswith(prefix) and key[len(prefix):].split(".", 1)[0] not in names]
 
 
 def _converted(value: Any, current: Array, assign: bool) -> Array:
