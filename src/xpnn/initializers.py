@@ -303,12 +303,18 @@ def _orthonormal(adapter: Any, key: Any, n: int, m: int, dtype: Any) -> Array:
     xp = adapter.xp
     z = random.normal(key, (max(n, m), min(n, m)), dtype)
     half = xp.finfo(z.dtype).bits < 32
-    q, r = adapter.qr(xp.astype(z, xp.float32) if half else z)
-    k = min(n, m)
-    diagonal = xp.sum(r * xp.eye(k, dtype=r.dtype, device=device_of(r)), axis=0)
-    q = q * xp.sign(diagonal)[None, :]
+    q = orthonormal_columns(adapter, xp.astype(z, xp.float32) if half else z)
     q = xp.astype(q, z.dtype) if half else q
     return q.T if n < m else q
+
+
+def orthonormal_columns(adapter: Any, a: Array) -> Array:
+    """Q of the reduced QR decomposition of the tall matrix ``a`` (the ``qr`` primitive), each
+    column's sign chosen so that R's diagonal is positive, which makes Q unique."""
+    xp = adapter.xp
+    q, r = adapter.qr(a)
+    diagonal = xp.sum(r * xp.eye(r.shape[0], dtype=r.dtype, device=device_of(r)), axis=0)
+    return q * xp.sign(diagonal)[None, :]
 
 
 @_builder

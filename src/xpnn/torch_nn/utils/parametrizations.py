@@ -15,6 +15,7 @@ import numpy as np
 from xpnn._dispatch import adapter_of, fast_paths_enabled, is_array
 from xpnn._kernel_check import LAYER_KERNELS, layer_kernel_agrees, outputs_disagreement
 from xpnn._types import Array
+from xpnn.initializers import orthonormal_columns
 from xpnn.random import normal
 from xpnn.torch_nn import functional as F
 from xpnn.torch_nn._generator import next_key
@@ -233,9 +234,8 @@ def _transposed(x: Array) -> Array:
 
 def _diagonal(x: Array) -> Array:
     """The main diagonal of the tall matrices ``x`` ``(..., n, k)``, ``(..., k)``."""
-    ops = adapter_of(x)
     k = x.shape[-1]
-    return ops.xp.sum(x[..., :k, :] * ops.xp.eye(k, dtype=x.dtype, device=ops.device_of(x)), axis=-2)
+    return adapter_of(x).xp.sum(x[..., :k, :] * _eye(x, k, k), axis=-2)
 
 
 def householder_product(a: Array, tau: Array) -> Array:
@@ -269,8 +269,8 @@ def _householder_qr(a: Array) -> tuple[Array, Array]:
         alpha = column[j]
         rest = xp.sqrt(xp.sum(xp.where(below, column, xp.zeros_like(column)) ** 2))
         nothing = rest == 0
-        beta = -xp.sign(alpha + xp.zeros_like(alpha)) * xp.sqrt(alpha * alpha + rest * rest)
-        beta = xp.where(beta == 0, -xp.sqrt(alpha * alpha + rest * rest), beta)  # sign(0) is 0: LAPACK's -|.|
+        norm = xp.sqrt(alpha * alpha + rest * rest)
+        beta = xp.where(alpha >= 0, -norm, norm)  # LAPACK's -sign(alpha) |x|, the sign of 0 taken as +
         tau = xp.where(nothing, xp.zeros_like(alpha), (beta - alpha) / xp.where(nothing, xp.ones_like(beta), beta))
         scale = xp.where(nothing, xp.ones_like(alpha), 1 / xp.where(nothing, xp.ones_like(beta), alpha - beta))
         v = xp.where(rows == j, xp.ones_like(column), xp.where(below, column * scale, xp.zeros_like(column)))
@@ -282,11 +282,7 @@ def _householder_qr(a: Array) -> tuple[Array, Array]:
 
 def _made_orthogonal(a: Array) -> Array:
     """Q of the QR decomposition of the tall ``a`` with R's diagonal positive (torch's ``_make_orthogonal``)."""
-    def one(matrix: Array) -> Array:
-        q, r = adapter_of(matrix).qr(matrix)
-        return q * adapter_of(matrix).xp.sign(_diagonal(r))[None, :]
-
-    return _per_matrix(one, a)
+    return _per_matrix(lambda matrix: orthonormal_columns(adapter_of(matrix), matrix), a)
 
 
 def _is_orthogonal(q: Array) -> bool:
