@@ -668,7 +668,10 @@ class TorchAdapter(Adapter):
         return table
 
     def trainable(self, x):
-        """A leaf tensor that requires grad (floating only), as ``torch.nn.Parameter`` holds."""
+        """A leaf tensor that requires grad (floating only), as ``torch.nn.Parameter`` holds: ``x``
+        itself when it is one (a parameter assigned to a second module stays one tensor, tied)."""
+        if x.is_leaf and x.requires_grad:
+            return x
         leaf = x.detach()
         return leaf.requires_grad_(True) if leaf.is_floating_point() else leaf
 

@@ -1422,6 +1422,24 @@ def _tied(L):
     return Tied()
 
 
+def test_a_parameter_assigned_to_a_second_module_is_tied_as_torchs(backend):
+    """``b.weight = a.weight`` on the module's own library: one array in both modules, counted
+    once, and on torch one leaf whose gradient sums both uses."""
+    torch.manual_seed(0)
+    reference = _tied(torch.nn).double()
+    twin = nn.Sequential()  # built on the backend directly, not moved there after tying
+    twin.a, twin.b = (nn.Linear(3, 3, like=backend.like(), dtype="float64") for _ in range(2))
+    twin.b.weight = twin.a.weight
+    assert twin.b.weight is twin.a.weight and len(list(twin.parameters())) == len(list(reference.parameters())) == 3
+    if backend.name == "torch":
+        tied = _tied(nn).to(like=torch, dtype=torch.float64)
+        tied.load_state_dict(reference.state_dict())
+        x = torch.ones(2, 3, dtype=torch.float64)
+        for model in (reference, tied):
+            model(x).sum().backward()
+        np.testing.assert_allclose(tied.a.weight.grad.numpy(), reference.a.weight.grad.numpy(), rtol=1e-12)
+
+
 def _outcome(call):
     try:
         return call()
