@@ -6,6 +6,8 @@ of ModuleList/ModuleDict containers.  The cases are the tests' too (tests/test_t
 """
 from __future__ import annotations
 
+import importlib
+
 import math
 from typing import Any
 
@@ -622,6 +624,18 @@ def packed_recurrent(L: Any) -> Any:
     return Net()
 
 
+def pruned(L: Any) -> Any:
+    """A small MLP in namespace ``L`` pruned by ``L.utils.prune`` (magnitudes, channel norms and
+    one global ranking): its state_dict holds each ``weight_orig`` and ``weight_mask``."""
+    net = L.Sequential(L.Linear(6, 8), L.ReLU(), L.Linear(8, 8), L.Tanh(), L.Linear(8, 3))
+    prune = importlib.import_module(f"{L.__name__}.utils.prune")  # torch.nn.utils imports it on demand only
+    prune.l1_unstructured(net[0], "weight", amount=0.3)
+    prune.ln_structured(net[2], "weight", amount=2, n=2, dim=0)
+    prune.global_unstructured([(net[0], "weight"), (net[4], "weight"), (net[4], "bias")], prune.L1Unstructured,
+                              amount=0.25)
+    return net
+
+
 #: name -> (builder of namespace L, inputs, forward kwargs, the modules it covers)
 MODEL_CASES: dict[str, tuple[Any, list, dict, tuple[str, ...]]] = {
     "small CNN (Conv2d, BatchNorm2d, pools, Linear)": (cnn, [floats(4, 3, 16, 16)], {}, ("Sequential",)),
@@ -635,6 +649,7 @@ MODEL_CASES: dict[str, tuple[Any, list, dict, tuple[str, ...]]] = {
     "DataParallel around a small MLP": (data_parallel, [floats(5, 6)], {}, ("DataParallel",)),
     "ParameterList and ParameterDict": (parameter_containers, [floats(5, 6)], {}, ("ParameterList", "ParameterDict")),
     "LSTM and GRU on packed sequences": (packed_recurrent, [floats(3, 7, 5)], {}, ("LSTM", "GRU")),
+    "pruned MLP (utils.prune)": (pruned, [floats(5, 6)], {}, ("Linear",)),
 }
 
 
