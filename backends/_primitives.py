@@ -320,6 +320,17 @@ class Primitives:
         ``requires_grad_``); ``x`` unchanged where gradients are taken functionally (jax) or not at all."""
         return x
 
+    def with_backward_hooks(self, module: Any, hooks: list[Callable[..., Any]], pre_hooks: list[Callable[..., Any]],
+                            args: tuple[Any, ...], run: Callable[[tuple[Any, ...]], Any]) -> Any:
+        """``run(args)`` (a torch-style module's forward and forward hooks) under torch's module
+        backward hooks: when autodiff reaches the outputs, each ``pre_hook(module, grad_output)``
+        (a tuple it returns replaces the output gradients), then, once the gradients of the
+        positional inputs are computed, each ``hook(module, grad_input, grad_output)`` (a tuple
+        it returns replaces them); None for entries that are not arrays.  Where the library has
+        no autodiff nothing is ever differentiated: ``run(args)``.  None (the attribute) where
+        the library differentiates functions, not recorded calls, so that no hook could run (jax)."""
+        return run(args)
+
     # -- arrays of other libraries ------------------------------------------------------
     def adopts(self, other: Any) -> bool:
         """Whether this library takes arrays of ``other``'s (an adapter) as operands of its own:

@@ -208,6 +208,10 @@ class JaxAdapter(Adapter):
                 for t, spec, want in ((a, a_spec, wanted[0]), (b, b_spec, wanted[1])))
         return a @ b
 
+    #: jax differentiates functions (``jax.vjp`` of a functional call), not recorded calls: no module
+    #: backward hook could run.
+    with_backward_hooks = None
+
     def stop_gradient(self, x):
         return jax.lax.stop_gradient(x)
 

@@ -34,10 +34,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
+from torch.utils.hooks import BackwardHook
 
 from xpnn._cache import per_arguments
 
@@ -678,6 +680,16 @@ class TorchAdapter(Adapter):
     def set_trainable(self, x, trainable):
         """``requires_grad_`` (floating leaves only: torch refuses it for integer tensors)."""
         return x.requires_grad_(trainable) if x.is_floating_point() or not trainable else x
+
+    def with_backward_hooks(self, module, hooks, pre_hooks, args, run):
+        """torch's own ``torch.utils.hooks.BackwardHook``, as ``torch.nn.Module`` calls it: the
+        inputs and outputs through identity nodes whose gradients call the hooks."""
+        backward = BackwardHook(module, hooks, pre_hooks)
+        result = run(backward.setup_input_hook(args))
+        if not isinstance(result, (torch.Tensor, tuple)):
+            warnings.warn("For backward hooks to be called, module output should be a Tensor or a tuple of Tensors "
+                          f"but received {type(result)}", stacklevel=4)
+        return backward.setup_output_hook(result)
 
     def conv_general_dilated(self, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                              feature_group_count=1, bias=None):

@@ -2,6 +2,8 @@
 layers on packed sequences (torch's outputs, final states and gradients)."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -400,6 +402,75 @@ def test_forward_hooks_as_torchs():
     assert calls == want_calls == ["first", "pre", "post", "first", "pre", "first", "pre"]
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
+
+
+def _hooked_cnn(library, log):
+    """A small CNN of ``library`` (torch.nn or xpnn.torch_nn) whose convolution logs its output
+    and input gradients (Grad-CAM's hooks), the output gradients doubled by a pre-hook, and whose
+    last layer's input gradients are replaced by a full hook."""
+    model = library.Sequential(library.Conv2d(3, 4, 3), library.ReLU(), library.Flatten(), library.Linear(64, 2))
+    model[0].register_full_backward_pre_hook(lambda m, grad_output: log.append(("pre", grad_output)) or
+                                             (grad_output[0] * 2,))
+    model[0].register_full_backward_hook(lambda m, grad_input, grad_output: log.append(("full", grad_input,
+                                                                                          grad_output)))
+    model[3].register_full_backward_hook(lambda m, grad_input, grad_output: (grad_input[0].clamp(min=0),))
+    return model
+
+
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_backward_hooks_as_torchs(input_grad):
+    """Pre-hooks see (and may replace) the output gradients, full hooks the input gradients
+    (None for an input that needs none, with torch's warning) and the output gradients as
+    replaced, in torch's order; the parameters' gradients follow the replacements."""
+    torch.manual_seed(0)
+    logs, models = ([], []), []
+    reference = _hooked_cnn(torch.nn, logs[0]).double()
+    twin = _hooked_cnn(nn, logs[1]).to(like=torch, dtype=torch.float64)
+    twin.load_state_dict(reference.state_dict())
+    x = np.random.default_rng(0).standard_normal((2, 3, 6, 6))
+    inputs = []
+    for model in (reference, twin):
+        inputs.append(torch.tensor(x, requires_grad=input_grad))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model(inputs[-1]).square().sum().backward()
+        assert any("no inputs require gradients" in str(w.message) for w in caught) == (not input_grad)
+        models.append(model)
+    assert [entry[0] for entry in logs[1]] == [entry[0] for entry in logs[0]] == ["pre", "full"]
+    for got, want in zip(logs[1], logs[0]):
+        for got_grads, want_grads in zip(got[1:], want[1:]):
+            assert [g is None for g in got_grads] == [g is None for g in want_grads]
+            for a, b in zip(got_grads, want_grads):
+                if b is not None:
+                    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12)
+    if input_grad:
+        np.testing.assert_allclose(inputs[1].grad.numpy(), inputs[0].grad.numpy(), rtol=1e-12)
+    for (name, got), want in zip(models[1].named_parameters(), models[0].parameters()):
+        np.testing.assert_allclose(got.grad.numpy(), want.grad.numpy(), rtol=1e-12, err_msg=name)
+
+
+def test_backward_hooks_off_torch():
+    """Removed, a hook is not called; on NumPy nothing is differentiated (no call, the output
+    unchanged); on jax, whose gradients are functional, a clear error."""
+    import jax.numpy as jnp
+
+    calls = []
+    layer = nn.Linear(3, 2, like=torch)
+    handle = layer.register_full_backward_hook(lambda *args: calls.append(args))
+    handle.remove()
+    layer(torch.ones(1, 3, requires_grad=True)).sum().backward()
+    assert calls == []
+    plain = nn.Linear(3, 2)
+    want = plain(np.ones((1, 3)))
+    plain.register_full_backward_pre_hook(lambda *args: calls.append(args))
+    np.testing.assert_array_equal(plain(np.ones((1, 3))), want)
+    assert calls == []
+    on_jax = nn.Linear(3, 2, like=jnp)
+    on_jax.register_full_backward_hook(lambda *args: None)
+    with pytest.raises(NotImplementedError, match=r"xpnn\.torch_nn\.Linear: backward hooks run in an autograd that "
+                                                  r"calls Python hooks \(torch's\); jax arrays take gradients "
+                                                  r"functionally"):
+        on_jax(jnp.ones((1, 3)))
 
 
 def _normed(library, style: str, kind: str, **kwargs):

@@ -200,7 +200,8 @@ class Module:
 
     def _call_with_hooks(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """torch's call: the forward pre-hooks (which may replace the inputs), ``forward``, then
-        the forward hooks (which may replace the output)."""
+        the forward hooks (which may replace the output); with backward hooks, all of it under
+        the library's ``with_backward_hooks``."""
         for hook, with_kwargs in list(self._forward_pre_hooks.values()):
             if with_kwargs:
                 result = hook(self, args, kwargs)
@@ -213,6 +214,23 @@ class Module:
                 result = hook(self, args)
                 if result is not None:
                     args = result if isinstance(result, tuple) else (result,)
+        backward = [hook for hook, _ in self._hooks_now("_backward_hooks")]
+        backward_pre = [hook for hook, _ in self._hooks_now("_backward_pre_hooks")]
+        if not (backward or backward_pre):
+            return self._forward_and_hooks(args, kwargs)
+        arrays = [a for a in args if is_array(a)] or [p for p in self.parameters()]
+        if not arrays:  # nothing that autodiff could reach
+            return self._forward_and_hooks(args, kwargs)
+        ops = adapter_of(arrays[0])
+        if ops.with_backward_hooks is None:
+            raise NotImplementedError(
+                f"xpnn.torch_nn.{type(self).__name__}: backward hooks run in an autograd that calls Python "
+                f"hooks (torch's); {ops.name} arrays take gradients functionally: the vjp of "
+                f"xpnn.torch_nn.functional_call gives a module's input and output gradients")
+        return ops.with_backward_hooks(self, backward, backward_pre, args,
+                                       lambda args: self._forward_and_hooks(args, kwargs))
+
+    def _forward_and_hooks(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         output = self._forwarded(args, kwargs)
         for hook, with_kwargs in list(self._forward_hooks.values()):
             result = hook(self, args, kwargs, output) if with_kwargs else hook(self, args, output)
@@ -226,7 +244,8 @@ class Module:
         hooks = self.__dict__.get(kind)
         if hooks is None:
             for name in _HOOK_PAIRS.get(kind, (kind,)):
-                object.__setattr__(self, name, _Hooks())
+                if name not in self.__dict__:
+                    object.__setattr__(self, name, _Hooks())
             hooks = self.__dict__[kind]
         return hooks
 
@@ -258,6 +277,20 @@ class Module:
             raise NotImplementedError(f"xpnn.torch_nn.{type(self).__name__}.register_forward_hook: always_call=True "
                                       "is not supported")
         return self._register_hook("_forward_hooks", hook, prepend, with_kwargs)
+
+    def register_full_backward_hook(self, hook: Callable[..., Any], prepend: bool = False) -> RemovableHandle:
+        """Call ``hook(module, grad_input, grad_output)`` once the gradients of the module's
+        positional inputs are computed (tuples, None for an input that is not an array or needs
+        no gradient); a tuple it returns replaces ``grad_input`` (torch's).  The module's arrays
+        must be torch's (an autograd that calls hooks); on libraries without autodiff nothing is
+        differentiated and the hook is never called; jax's raise NotImplementedError."""
+        return self._register_hook("_backward_hooks", hook, prepend, False)
+
+    def register_full_backward_pre_hook(self, hook: Callable[..., Any], prepend: bool = False) -> RemovableHandle:
+        """Call ``hook(module, grad_output)`` when the gradients of the module's outputs are
+        computed, before those of its inputs; a tuple it returns replaces ``grad_output``
+        (torch's; the libraries as ``register_full_backward_hook``'s)."""
+        return self._register_hook("_backward_pre_hooks", hook, prepend, False)
 
     def _library_mismatch(self, inputs: Any) -> str | None:
         """What is wrong when ``inputs`` hold arrays of another library than this module's own
@@ -706,9 +739,9 @@ def fill_in_place(tensor: Array, values: Array) -> Array:
     return written
 
 
-#: The hooks made together (a call checks for ``_forward_hooks`` alone).
-_HOOK_PAIRS = {"_forward_hooks": ("_forward_hooks", "_forward_pre_hooks"),
-               "_forward_pre_hooks": ("_forward_hooks", "_forward_pre_hooks")}
+#: The hooks made together: a call checks for ``_forward_hooks`` alone, so every hook of a call makes it.
+_HOOK_PAIRS = {kind: ("_forward_hooks", "_forward_pre_hooks", kind)
+               for kind in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")}
 #: A module's ``get_extra_state`` in its state_dict (torch's name).
 _EXTRA_STATE = "_extra_state"
 #: The arrays a ``load_state_dict`` has taken so far, put in their modules once every key checked out.
