@@ -1198,6 +1198,105 @@ def test_parameter_containers_list_and_print_as_torchs():
     assert repr(nn.ParameterDict()) == repr(torch.nn.ParameterDict())
 
 
+def _container_edits(L):
+    """What a torch user does to containers and registrations, in namespace ``L``: each edit's
+    outcome (the names and layer types left, or the error's type)."""
+    from collections import OrderedDict
+
+    def names(module):
+        return [(name, type(child).__name__) for name, child in module.named_children()]
+
+    def kinds(modules):
+        return [type(module).__name__ for module in modules]
+
+    def make():
+        return L.Sequential(L.Linear(3, 4), L.ReLU(), L.Linear(4, 2)), L.ModuleList([L.ReLU(), L.Tanh(), L.GELU()])
+
+    edits = {
+        "seq[1] = Tanh": lambda s, m: (s.__setitem__(1, L.Tanh()), names(s)),
+        "seq[-1] = Tanh": lambda s, m: (s.__setitem__(-1, L.Tanh()), names(s)),
+        "seq.fc replaced keeps its place": lambda s, m: (setattr(s, "0", L.Tanh()), names(s)),
+        "del seq[0]": lambda s, m: (s.__delitem__(0), names(s)),
+        "del seq[::2]": lambda s, m: (s.__delitem__(slice(None, None, 2)), names(s)),
+        "seq.pop(1)": lambda s, m: (type(s.pop(1)).__name__, names(s)),
+        "seq + seq": lambda s, m: names(s + s),
+        "seq += seq": lambda s, m: names(s.__iadd__(L.Sequential(L.Tanh(), L.GELU()))),
+        "seq * 2": lambda s, m: (names(s * 2), len(list((s * 2).parameters()))),
+        "2 * seq": lambda s, m: names(2 * s),
+        "seq *= 2": lambda s, m: names(s.__imul__(2)),
+        "seq * 0": lambda s, m: s * 0,
+        "seq * 1.5": lambda s, m: s * 1.5,
+        "seq + list": lambda s, m: s + [L.ReLU()],
+        "seq[5]": lambda s, m: s[5],
+        "seq[-4] = x": lambda s, m: s.__setitem__(-4, L.ReLU()),
+        "seq.insert(1, Tanh)": lambda s, m: names(s.insert(1, L.Tanh())),
+        "named seq slice": lambda s, m: names(L.Sequential(OrderedDict([("a", L.ReLU()), ("b", L.Tanh())]))[1:]),
+        "named seq del renumbers": lambda s, m: names((lambda q: (q.__delitem__(0), q)[1])(
+            L.Sequential(OrderedDict([("a", L.ReLU()), ("b", L.Tanh())])))),
+        "dir(seq)": lambda s, m: [name for name in dir(s) if name in ("0", "1", "forward", "training")],
+        "dir(linear)": lambda s, m: [name for name in dir(s[0]) if name in ("weight", "bias", "in_features")],
+        "list[1] = Linear": lambda s, m: (m.__setitem__(1, L.Linear(2, 2)), kinds(m)),
+        "del list[-1]": lambda s, m: (m.__delitem__(-1), names(m)),
+        "del list[:2]": lambda s, m: (m.__delitem__(slice(0, 2)), names(m)),
+        "list.pop(0)": lambda s, m: (type(m.pop(0)).__name__, names(m)),
+        "list + list": lambda s, m: names(m + m),
+        "list += [x]": lambda s, m: names(m.__iadd__([L.Identity()])),
+        "list[3]": lambda s, m: m[3],
+        "dict edits": lambda s, m: (lambda d: (d.update([("c", L.Tanh())]), d.update({"a": L.GELU()}),
+                                               type(d.pop("b")).__name__, names(d), d.__delitem__("c"), names(d),
+                                               d.clear(), len(d)))(L.ModuleDict({"a": L.ReLU(), "b": L.ReLU()})),
+        "dict update bad pair": lambda s, m: L.ModuleDict().update([("a", L.ReLU(), 1)]),
+        "dict update not iterable": lambda s, m: L.ModuleDict().update(3),
+        "add_module dotted": lambda s, m: s.add_module("a.b", L.ReLU()),
+        "add_module empty": lambda s, m: s.add_module("", L.ReLU()),
+        "add_module not a module": lambda s, m: s.add_module("x", 3),
+        "add_module over an attribute": lambda s, m: s.add_module("training", L.ReLU()),
+        "register_buffer over a parameter": lambda s, m: s[0].register_buffer("weight", None),
+        "register_parameter over a module": lambda s, m: s.register_parameter("0", None),
+        "register_buffer not an array": lambda s, m: s[0].register_buffer("b2", 3),
+        "an array assigned to a module's name": lambda s, m: setattr(s, "1", s[0].weight * 2),
+        "parameter replaced by a module": lambda s, m: (setattr(s[0], "bias", L.ReLU()),
+                                                        [n for n, _ in s[0].named_parameters()], names(s[0])),
+        "named_parameters with duplicates": lambda s, m: (
+            [n for n, _ in L.Sequential(s[0], s[0]).named_parameters(remove_duplicate=False)],
+            [n for n, _ in L.Sequential(s[0], s[0]).named_parameters()]),
+    }
+    outcomes = {}
+    for name, edit in edits.items():
+        try:
+            outcomes[name] = edit(*make())
+        except Exception as error:  # noqa: BLE001 (the type is the outcome compared)
+            outcomes[name] = type(error).__name__
+    return outcomes
+
+
+def test_containers_and_registrations_edit_as_torchs():
+    """Sequential, ModuleList and ModuleDict edited as torch users do (replacing a layer to
+    fine-tune, deleting, popping, joining, repeating) and torch's checks of registered names:
+    the same layers in the same order, or the same kind of error."""
+    got, want = _container_edits(nn), _container_edits(torch.nn)
+    assert got.keys() == want.keys()
+    for name in want:
+        assert got[name] == want[name], name
+
+
+def test_parameter_dicts_as_torchs():
+    """ParameterDict's dict methods and torch's order (a plain dict's keys sorted), and
+    ParameterList's ``+=``."""
+    def edits(L):
+        table = L.ParameterDict({"b": L.Parameter(torch.ones(2)), "a": L.Parameter(torch.zeros(3))})
+        other = L.ParameterDict([("z", L.Parameter(torch.ones(1)))])
+        values = L.ParameterList([L.Parameter(torch.ones(1))])
+        values += [L.Parameter(torch.ones(2))]
+        return [list(table), list(reversed(table)), table.get("q", 5), tuple(table.get("a").shape),
+                list(table | other), list(other | table), list(table.copy()), list(table.fromkeys(["x", "y"])),
+                tuple(table.setdefault("c", L.Parameter(torch.ones(4))).shape), table.popitem()[0],
+                tuple(table.pop("a").shape), list(table), (table.__ior__(other), list(table))[1],
+                (table.clear(), len(table))[1], len(values), [n for n, _ in values.named_parameters()]]
+
+    assert edits(nn) == edits(torch.nn)
+
+
 def test_local_response_norm_refuses_what_torch_refuses():
     for call in (lambda F, x: F.local_response_norm(x[0], 2), lambda F, x: F.local_response_norm(x, 0)):
         with pytest.raises((ValueError, RuntimeError)):

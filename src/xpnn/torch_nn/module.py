@@ -11,6 +11,7 @@ own (as ``torch.func.functional_call``), so ``jax.grad`` differentiates with res
 from __future__ import annotations
 
 import contextvars
+import operator
 import types
 import warnings
 import weakref
@@ -123,18 +124,23 @@ class Module:
     # -- registration -----------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
         if isinstance(value, Parameter):
+            self._forget(name, keep="_parameters")
             self.register_parameter(name, value.data, value.requires_grad)
         elif isinstance(value, Buffer):
+            self._forget(name, keep="_buffers")
             self.register_buffer(name, value.data, value.persistent)
-        elif isinstance(value, Module):
-            self._drop(name)
-            self._modules[name] = value
-        elif name in self._parameters:
+        elif name in self._parameters:  # an array or None (anything else refused)
             self.register_parameter(name, value)
+        elif isinstance(value, Module):  # a submodule replaced keeps its place (a Sequential's order)
+            self._forget(name, keep="_modules")
+            self._modules[name] = value
+        elif name in self._modules:
+            if value is not None:
+                raise TypeError(f"xpnn.torch_nn.{type(self).__name__}: cannot assign '{type(value).__name__}' as "
+                                f"child module '{name}' (a Module or None is required)")
+            self._modules[name] = None
         elif name in self._buffers:
             self._buffers[name] = value
-        elif name in self._modules and value is None:
-            self._modules[name] = None
         else:
             object.__setattr__(self, name, value)
 
@@ -150,6 +156,12 @@ class Module:
         if not self._drop(name):
             object.__delattr__(self, name)
 
+    def __dir__(self) -> list[str]:
+        """torch's: the attributes with the parameters, buffers and submodules, less the names
+        that begin with a digit (a Sequential's ``0``)."""
+        names = [*dir(type(self)), *self.__dict__, *self._parameters, *self._modules, *self._buffers]
+        return sorted(name for name in set(names) if not name[:1].isdigit())
+
     def _drop(self, name: str) -> bool:
         found = False
         for store in (self._parameters, self._buffers, self._modules):
@@ -159,23 +171,56 @@ class Module:
         self._non_persistent.discard(name)
         return found
 
+    def _forget(self, name: str, keep: str) -> None:
+        """``name`` taken out of the instance's attributes and the stores other than ``keep``,
+        which an assignment to it is about to set (torch's ``remove_from``)."""
+        self.__dict__.pop(name, None)
+        for store in ("_parameters", "_buffers", "_modules"):
+            if store != keep:
+                getattr(self, store).pop(name, None)
+        if keep != "_buffers":
+            self._non_persistent.discard(name)
+
+    def _check_name(self, kind: str, name: Any, store: str, method: str) -> None:
+        """torch's checks of a name being registered in ``store``: a string, without ".", not
+        empty, not another attribute of the module."""
+        where = f"xpnn.torch_nn.{type(self).__name__}.{method}"
+        if not isinstance(name, str):
+            raise TypeError(f"{where}: {kind} name should be a string. Got {type(name).__name__}")
+        if "." in name:
+            raise KeyError(f'{where}: {kind} name can\'t contain ".", got: {name}')
+        if name == "":
+            raise KeyError(f'{where}: {kind} name can\'t be empty string ""')
+        if name not in getattr(self, store) and hasattr(self, name):
+            raise KeyError(f"{where}: attribute '{name}' already exists")
+
     def register_parameter(self, name: str, param: Array | None, requires_grad: bool = True) -> None:
         """Add a parameter (None: declared but absent, as a Linear's bias=False)."""
+        self._check_name("parameter", name, "_parameters", "register_parameter")
         if param is not None and not hasattr(param, "shape"):
             raise TypeError(f"xpnn.torch_nn.{type(self).__name__}: cannot assign {type(param).__name__} as parameter "
                             f"'{name}' (an array or None is required)")
-        self.__dict__.pop(name, None)
         self._parameters[name] = param if param is None or not requires_grad else adapter_of(param).trainable(param)
 
     def register_buffer(self, name: str, tensor: Array | None, persistent: bool = True) -> None:
         """Add a buffer: state that is not a parameter (running statistics), in ``state_dict``
         unless ``persistent=False``."""
-        self.__dict__.pop(name, None)
+        self._check_name("buffer", name, "_buffers", "register_buffer")
+        if tensor is not None and not hasattr(tensor, "shape"):
+            raise TypeError(f"xpnn.torch_nn.{type(self).__name__}.register_buffer: cannot assign "
+                            f"'{type(tensor).__name__}' object to buffer '{name}' (an array or None is required)")
         self._buffers[name] = tensor
-        if not persistent:
+        if persistent:
+            self._non_persistent.discard(name)
+        else:
             self._non_persistent.add(name)
 
     def add_module(self, name: str, module: Module | None) -> None:
+        """Add the submodule ``module`` (None: declared but absent) as ``name``."""
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"xpnn.torch_nn.{type(self).__name__}.add_module: {type(module).__name__} is not a "
+                            f"Module subclass")
+        self._check_name("module", name, "_modules", "add_module")
         self._modules[name] = module
 
     register_module = add_module
@@ -353,25 +398,31 @@ class Module:
         for _, child in self.named_children():
             yield child
 
-    def _named(self, store: str, prefix: str, recurse: bool) -> Iterator[tuple[str, Array]]:
+    def _named(self, store: str, prefix: str, recurse: bool, remove_duplicate: bool) -> Iterator[tuple[str, Array]]:
+        """The arrays of ``store`` in this module (and its submodules with ``recurse``), each once
+        unless ``remove_duplicate`` is False (a tied array under each of its names)."""
         seen: set[int] = set()
-        modules = self.named_modules(prefix=prefix) if recurse else iter([(prefix, self)])
+        modules = self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate) if recurse else iter(
+            [(prefix, self)])
         for module_prefix, module in modules:
             for name, value in getattr(module, store).items():
                 if value is None or id(value) in seen:
                     continue
-                seen.add(id(value))
+                if remove_duplicate:
+                    seen.add(id(value))
                 yield (f"{module_prefix}.{name}" if module_prefix else name), value
 
-    def named_parameters(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Array]]:
-        return self._named("_parameters", prefix, recurse)
+    def named_parameters(self, prefix: str = "", recurse: bool = True,
+                         remove_duplicate: bool = True) -> Iterator[tuple[str, Array]]:
+        return self._named("_parameters", prefix, recurse, remove_duplicate)
 
     def parameters(self, recurse: bool = True) -> Iterator[Array]:
         for _, value in self.named_parameters(recurse=recurse):
             yield value
 
-    def named_buffers(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Array]]:
-        return self._named("_buffers", prefix, recurse)
+    def named_buffers(self, prefix: str = "", recurse: bool = True,
+                      remove_duplicate: bool = True) -> Iterator[tuple[str, Array]]:
+        return self._named("_buffers", prefix, recurse, remove_duplicate)
 
     def buffers(self, recurse: bool = True) -> Iterator[Array]:
         for _, value in self.named_buffers(recurse=recurse):
@@ -917,6 +968,32 @@ class _Numbered(Module):
     def __iter__(self) -> Iterator[Module]:
         return iter(self._modules.values())
 
+    def _key(self, index: int, method: str) -> str:
+        """The name of the module at position ``index`` (negative: from the end)."""
+        index = operator.index(index)
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"xpnn.torch_nn.{type(self).__name__}.{method}: index {index} is out of range for "
+                             f"{len(self)} modules")
+        return list(self._modules)[index]
+
+    def __setitem__(self, index: int, module: Module) -> None:
+        """The module at position ``index`` replaced, in its place."""
+        setattr(self, self._key(index, "__setitem__"), module)
+
+    def __delitem__(self, index: int | slice) -> None:
+        """The module(s) at ``index`` removed, the rest renumbered from 0, as torch's."""
+        keys = list(self._modules)[index] if isinstance(index, slice) else [self._key(index, "__delitem__")]
+        for key in keys:
+            del self._modules[key]
+        object.__setattr__(self, "_modules", OrderedDict(
+            (str(position), module) for position, module in enumerate(self._modules.values())))
+
+    def pop(self, index: int | slice) -> Any:
+        """The module(s) at ``index``, removed."""
+        taken = self[index]
+        del self[index]
+        return taken
+
     def append(self, module: Module) -> Any:
         self.add_module(str(len(self)), module)
         return self
@@ -929,6 +1006,9 @@ class _Numbered(Module):
     def insert(self, index: int, module: Module) -> Any:
         """``module`` placed before position ``index`` (negative: from the end), the modules
         from there renumbered one up, as torch's."""
+        if not isinstance(module, Module):
+            raise TypeError(f"xpnn.torch_nn.{type(self).__name__}.insert: {type(module).__name__} is not a Module "
+                            f"subclass")
         count = len(self)
         if not -count <= index <= count:
             raise IndexError(f"xpnn.torch_nn.{type(self).__name__}.insert: index {index} is out of range for "
@@ -941,7 +1021,8 @@ class _Numbered(Module):
 
 
 class Sequential(_Numbered):
-    """Modules run in order, named ``0``, ``1``, ... (or by an ``OrderedDict``'s keys): ``torch.nn.Sequential``."""
+    """Modules run in order, named ``0``, ``1``, ... (or by an ``OrderedDict``'s keys): ``torch.nn.Sequential``.
+    ``+`` joins two, ``* n`` repeats the same modules ``n`` times (not copies), as torch's."""
 
     def __init__(self, *modules: Module | Mapping[str, Module]) -> None:
         super().__init__()
@@ -959,8 +1040,37 @@ class Sequential(_Numbered):
 
     def __getitem__(self, index: int | slice) -> Any:
         if isinstance(index, slice):  # the modules keep their names, as torch's
-            return Sequential(OrderedDict(list(self._modules.items())[index]))
-        return list(self._modules.values())[index]
+            return type(self)(OrderedDict(list(self._modules.items())[index]))
+        return self._modules[self._key(index, "__getitem__")]
+
+    def _joinable(self, other: Any, operation: str) -> None:
+        if not isinstance(other, Sequential):
+            raise ValueError(f"xpnn.torch_nn.Sequential.{operation}: add operator supports only objects of Sequential "
+                             f"class, but {type(other).__name__} is given.")
+
+    def __add__(self, other: Sequential) -> Sequential:
+        self._joinable(other, "__add__")
+        return Sequential(*self, *other)
+
+    def __iadd__(self, other: Sequential) -> Sequential:
+        self._joinable(other, "__iadd__")
+        return self.extend(list(other))
+
+    def _times(self, factor: Any, operation: str) -> list[Module]:
+        if not isinstance(factor, int) or isinstance(factor, bool):
+            raise TypeError(f"xpnn.torch_nn.Sequential.{operation}: unsupported operand type(s) for *: Sequential and "
+                            f"{type(factor).__name__}")
+        if factor <= 0:
+            raise ValueError(f"xpnn.torch_nn.Sequential.{operation}: Non-positive multiplication factor {factor}")
+        return list(self) * factor
+
+    def __mul__(self, factor: int) -> Sequential:
+        return Sequential(*self._times(factor, "__mul__"))
+
+    __rmul__ = __mul__
+
+    def __imul__(self, factor: int) -> Sequential:
+        return self.extend(self._times(factor, "__imul__")[len(self):])
 
 
 class ModuleList(_Numbered):
@@ -972,8 +1082,14 @@ class ModuleList(_Numbered):
 
     def __getitem__(self, index: int | slice) -> Any:
         if isinstance(index, slice):  # renumbered from 0, as torch's
-            return ModuleList(list(self._modules.values())[index])
-        return list(self._modules.values())[index]
+            return type(self)(list(self._modules.values())[index])
+        return self._modules[self._key(index, "__getitem__")]
+
+    def __iadd__(self, modules: Iterable[Module]) -> ModuleList:
+        return self.extend(modules)
+
+    def __add__(self, other: Iterable[Module]) -> ModuleList:
+        return ModuleList([*self, *other])
 
     def __repr__(self) -> str:
         """torch's: a run of modules that print alike is one entry, ``(0-5): 6 x Layer(...)``."""
@@ -991,6 +1107,25 @@ class ModuleList(_Numbered):
         return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
 
 
+def _pairs(where: str, kind: str, values: Any, sort_plain: bool) -> Iterable[tuple[Any, Any]]:
+    """The (key, value) pairs of a mapping, or of an iterable of pairs, for a dict container's
+    ``update``; a plain mapping's in sorted key order with ``sort_plain`` (torch's ParameterDict)."""
+    if not isinstance(values, Iterable):
+        raise TypeError(f"{where}: {kind}.update should be called with an iterable of key/value pairs, but got "
+                        f"{type(values).__name__}")
+    if isinstance(values, (OrderedDict, ModuleDict, ParameterDict)):
+        return list(values.items())
+    if isinstance(values, Mapping):
+        return sorted(values.items()) if sort_plain else list(values.items())
+    pairs = []
+    for position, pair in enumerate(values):
+        if not isinstance(pair, Iterable) or len(pair := tuple(pair)) != 2:
+            raise ValueError(f"{where}: {kind} update sequence element #{position} should be a (key, value) pair, "
+                             f"got {pair!r}")
+        pairs.append(pair)
+    return pairs
+
+
 class ModuleDict(Module):
     """A dict of modules named by their keys: ``torch.nn.ModuleDict``."""
 
@@ -1004,6 +1139,21 @@ class ModuleDict(Module):
 
     def __setitem__(self, key: str, module: Module) -> None:
         self.add_module(key, module)
+
+    def __delitem__(self, key: str) -> None:
+        del self._modules[key]
+
+    def pop(self, key: str) -> Module:
+        """The module named ``key``, removed."""
+        return self._modules.pop(key)
+
+    def clear(self) -> None:
+        self._modules.clear()
+
+    def update(self, modules: Mapping[str, Module] | Iterable[tuple[str, Module]]) -> None:
+        """The modules of a mapping, or of (name, module) pairs, added or replacing those named alike."""
+        for key, module in _pairs("xpnn.torch_nn.ModuleDict.update", "ModuleDict", modules, sort_plain=False):
+            self[key] = module
 
     def __len__(self) -> int:
         return len(self._modules)
@@ -1071,6 +1221,8 @@ class ParameterList(_ParameterStore):
             self.append(value)
         return self
 
+    __iadd__ = extend
+
 
 class ParameterDict(_ParameterStore):
     """A dict of parameters named by their keys: ``torch.nn.ParameterDict``."""
@@ -1103,6 +1255,51 @@ class ParameterDict(_ParameterStore):
     def items(self) -> Iterable[tuple[str, Array]]:
         return self._parameters.items()
 
-    def update(self, parameters: Mapping[str, Array | Parameter]) -> None:
-        for key, value in parameters.items():
+    def update(self, parameters: Mapping[str, Array | Parameter] | Iterable[tuple[str, Array | Parameter]]) -> None:
+        """The parameters of a mapping (a plain dict's in sorted key order, as torch's), or of
+        (name, parameter) pairs, added or replacing those named alike."""
+        for key, value in _pairs("xpnn.torch_nn.ParameterDict.update", "ParameterDict", parameters, sort_plain=True):
             self._store(key, value)
+
+    def __reversed__(self) -> Iterator[str]:
+        return reversed(list(self._parameters))
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._parameters.get(key, default)
+
+    def pop(self, key: str) -> Array:
+        """The parameter named ``key``, removed."""
+        return self._parameters.pop(key)
+
+    def popitem(self) -> tuple[str, Array]:
+        """The last parameter added, removed, with its name."""
+        return self._parameters.popitem()
+
+    def clear(self) -> None:
+        self._parameters.clear()
+
+    def setdefault(self, key: str, default: Array | Parameter | None = None) -> Array:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def copy(self) -> ParameterDict:
+        """A new ParameterDict of the same parameters (not copies)."""
+        return ParameterDict(OrderedDict(self._parameters))
+
+    def fromkeys(self, keys: Iterable[str], default: Array | Parameter | None = None) -> ParameterDict:
+        return ParameterDict([(key, default) for key in keys])
+
+    def __or__(self, other: ParameterDict) -> ParameterDict:
+        joined = self.copy()
+        joined.update(other)
+        return joined
+
+    def __ror__(self, other: ParameterDict) -> ParameterDict:
+        joined = other.copy()
+        joined.update(self)
+        return joined
+
+    def __ior__(self, other: ParameterDict) -> ParameterDict:
+        self.update(other)
+        return self
