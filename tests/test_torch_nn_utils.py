@@ -404,6 +404,56 @@ def test_forward_hooks_as_torchs():
         np.testing.assert_array_equal(a, b)
 
 
+def test_always_called_forward_hooks_as_torchs():
+    """A hook registered with ``always_call`` runs when ``forward`` raises (output None), or when
+    an earlier hook raised (the output so far), then the error goes on; one that raises itself is
+    warned of; the others are not called."""
+    def outcome(library):
+        class Failing(library.Module):
+            def forward(self, x):
+                if x.sum() < 0:
+                    raise ValueError("negative")
+                return x * 2
+
+        layer, calls = Failing(), []
+        layer.register_forward_hook(lambda m, args, out: calls.append(("plain", out)))
+        layer.register_forward_hook(lambda m, args, out: calls.append(("always", out)), always_call=True)
+        layer.register_forward_hook(lambda m, args, out: 1 / 0, always_call=True)
+        outcomes = []
+        for x in (-torch.ones(1), torch.ones(1)):
+            calls.clear()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    layer(x)
+                except (ValueError, ZeroDivisionError) as error:
+                    outcomes.append((type(error).__name__, [(kind, None if out is None else out.tolist())
+                                                            for kind, out in calls],
+                                     [str(w.message) for w in caught]))
+        return outcomes
+
+    assert outcome(nn) == outcome(torch.nn)
+
+
+def test_a_model_made_on_the_meta_device_takes_arrays_by_to_empty():
+    """torch's idiom for big models: made on ``meta`` (no memory), ``to_empty`` on a device, then
+    a checkpoint loaded: torch's outputs; ``recurse=False`` empties the module's own arrays only."""
+    torch.manual_seed(0)
+    reference = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4)).eval()
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)).to(like=torch.empty(0, device="meta")).eval()
+    assert {a.device.type for a in (*model.parameters(), *model.buffers())} == {"meta"}
+    model.to_empty(device="cpu")
+    assert {a.device.type for a in (*model.parameters(), *model.buffers())} == {"cpu"}
+    assert all(p.is_leaf and p.requires_grad for p in model.parameters())
+    model.load_state_dict(reference.state_dict())
+    x = torch.randn(5, 3)
+    np.testing.assert_array_equal(model(x).detach().numpy(), reference(x).detach().numpy())
+    outer = nn.Linear(2, 2, like=torch.empty(0, device="meta"))
+    outer.inner = nn.Linear(2, 2, like=torch.empty(0, device="meta"))
+    outer.to_empty(device="cpu", recurse=False)
+    assert outer.weight.device.type == "cpu" and outer.inner.weight.device.type == "meta"
+
+
 def _hooked_cnn(library, log):
     """A small CNN of ``library`` (torch.nn or xpnn.torch_nn) whose convolution logs its output
     and input gradients (Grad-CAM's hooks), the output gradients doubled by a pre-hook, and whose

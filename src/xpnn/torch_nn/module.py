@@ -276,12 +276,29 @@ class Module:
                                        lambda args: self._forward_and_hooks(args, kwargs))
 
     def _forward_and_hooks(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        output = self._forwarded(args, kwargs)
-        for hook, with_kwargs in list(self._forward_hooks.values()):
-            result = hook(self, args, kwargs, output) if with_kwargs else hook(self, args, output)
-            if result is not None:
-                output = result
-        return output
+        """``forward``, then the forward hooks; when either raises, the hooks registered with
+        ``always_call`` not yet called are called (their own errors warned of), then the error
+        raised again, as torch's."""
+        output, called = None, set()
+        try:
+            output = self._forwarded(args, kwargs)
+            for key, (hook, with_kwargs) in list(self._forward_hooks.items()):
+                called.add(key)
+                result = hook(self, args, kwargs, output) if with_kwargs else hook(self, args, output)
+                if result is not None:
+                    output = result
+            return output
+        except Exception:
+            always = self.__dict__.get("_always_called", set())
+            for key, (hook, with_kwargs) in list(self._forward_hooks.items()):
+                if key in always and key not in called:
+                    try:
+                        result = hook(self, args, kwargs, output) if with_kwargs else hook(self, args, output)
+                        output = output if result is None else result
+                    except Exception as error:  # noqa: BLE001 (torch's: silenced for the forward's error)
+                        warnings.warn("module forward hook with ``always_call=True`` raised an exception that was "
+                                      f"silenced as another error was raised in forward: {error}", stacklevel=3)
+            raise
 
     def _hooks(self, kind: str) -> _Hooks:
         """The module's hooks of ``kind``, each ``(hook, flag)``, made at the first registration
@@ -317,11 +334,14 @@ class Module:
                               always_call: bool = False) -> RemovableHandle:
         """Call ``hook(module, args, output)`` after each ``forward`` (``hook(module, args, kwargs,
         output)`` with ``with_kwargs``); a value it returns replaces the output (torch's).
-        ``always_call`` (run it when forward raised) is not supported."""
+        ``always_call``: called also when ``forward`` or an earlier hook raised (output None
+        when ``forward`` did), before the error goes on."""
+        handle = self._register_hook("_forward_hooks", hook, prepend, with_kwargs)
         if always_call:
-            raise NotImplementedError(f"xpnn.torch_nn.{type(self).__name__}.register_forward_hook: always_call=True "
-                                      "is not supported")
-        return self._register_hook("_forward_hooks", hook, prepend, with_kwargs)
+            if "_always_called" not in self.__dict__:
+                object.__setattr__(self, "_always_called", set())
+            self._always_called.add(handle.id)
+        return handle
 
     def register_full_backward_hook(self, hook: Callable[..., Any], prepend: bool = False) -> RemovableHandle:
         """Call ``hook(module, grad_input, grad_output)`` once the gradients of the module's
@@ -634,12 +654,25 @@ class Module:
 
         return self._map_arrays(moved)
 
-    def _map_arrays(self, transform: Callable[[Array], Array]) -> Module:
-        """Every parameter and buffer replaced by ``transform`` of it, computed once per array:
-        an array held under several names (tied weights) stays one array, as torch keeps one
-        Parameter; parameters stay trainable."""
+    def to_empty(self, *, device: Any, recurse: bool = True) -> Module:
+        """Every parameter and buffer replaced by an uninitialized array of its shape and dtype on
+        ``device`` (None: where it is), in its library: a model made on torch's ``meta`` device
+        (``like=torch.empty(0, device='meta')``, no memory) takes real arrays this way, then its
+        ``load_state_dict`` (torch's ``Module.to_empty``).  ``recurse=False``: this module's own."""
+        where = f"xpnn.torch_nn.{type(self).__name__}.to_empty"
+
+        def emptied(value: Array) -> Array:
+            ops = adapter_of(value)
+            return ops.xp.empty_like(value, device=None if device is None else ops.device_named(device, where))
+
+        return self._map_arrays(emptied, recurse)
+
+    def _map_arrays(self, transform: Callable[[Array], Array], recurse: bool = True) -> Module:
+        """Every parameter and buffer (of this module alone unless ``recurse``) replaced by
+        ``transform`` of it, computed once per array: an array held under several names (tied
+        weights) stays one array, as torch keeps one Parameter; parameters stay trainable."""
         done: dict[int, tuple[Array, Array]] = {}
-        for module in self.modules():
+        for module in self.modules() if recurse else (self,):
             for store in (module._parameters, module._buffers):
                 for name, value in store.items():
                     if value is None:
