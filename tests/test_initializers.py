@@ -151,7 +151,12 @@ def test_device_follows_the_key():
 
 
 def test_aliases_and_fans():
+    import flax.linen as fnn
+
     assert xi.xavier_uniform is xi.glorot_uniform and xi.kaiming_normal is xi.he_normal
+    for name in ("zeros", "ones", "zeros_init", "ones_init"):  # flax.linen's names at the top level
+        assert getattr(nn, name) is getattr(xi, name) and hasattr(fnn, name)
+    np.testing.assert_array_equal(nn.zeros_init()(None, (2, 3)), np.asarray(fnn.zeros_init()(None, (2, 3))))
     assert xi.compute_fans((3, 3, 4, 8)) == (36, 72)
     assert xi.compute_fans((4, 8, 3, 3), in_axis=1, out_axis=0) == (72, 36)
     assert xi.compute_fans((6, 4, 8), batch_axis=0) == (4, 8)

@@ -33,6 +33,10 @@ from xpnn import functions, layers
 from xpnn.transforms import scan
 from xpnn.checkpoints import load, save
 
+#: flax.linen's names for four initializers (``bias_init=xpnn.zeros_init()``, as ``nn.zeros_init()``).
+zeros, ones = initializers.zeros, initializers.ones
+zeros_init, ones_init = initializers.zeros_init, initializers.ones_init
+
 __version__ = "0.1.0"
 
 #: Every public array function, by name (the conformance suite checks each): the registry's
@@ -46,7 +50,8 @@ __all__ = [
     "random", "initializers", "set_fast_paths", "fast_paths", "fast_paths_enabled",
     "fast_path_report", "check_fast_paths", "SwitchedOff", "BlockScaleConfig", "get_scaled_dot_general_config",
     "Module", "compact", "nowrap", "Variable", "merge_param", "DenyList", "ModuleError",
-    "tree_map", "tree_leaves", "to_backend", "scan", "save", "load",
+    "tree_map", "tree_leaves", "to_backend", "scan", "save", "load", "zeros", "ones", "zeros_init",
+    "ones_init",
 ]
 __all__ += functions.__all__
 __all__ += layers.__all__
