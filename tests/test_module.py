@@ -593,3 +593,74 @@ def test_error_submodule_outside_compact():
 
     with pytest.raises(nn.ModuleError, match=r"Loose: submodule Dense must be defined in setup\(\) or in a method decorated with @xpnn.compact"):
         Loose().init(nn.random.key(0), np.ones((1, 2)))
+
+
+def _summarized(L):
+    """A model in namespace ``L`` (flax.linen or xpnn) with a module called twice, one with a
+    keyword option, a method other than ``__call__``, nested modules and a tuple-and-dict output."""
+
+    class Block(L.Module):
+        @L.compact
+        def __call__(self, x, train: bool = False):
+            return L.Dense(3)(x)
+
+    class Head(L.Module):
+        def setup(self):
+            self.dense = L.Dense(2, use_bias=False)
+
+        def __call__(self, x):
+            return self.dense(x)
+
+        def logits(self, x):
+            return self.dense(x) * 2
+
+    class Model(L.Module):
+        @L.compact
+        def __call__(self, x):
+            block = Block()
+            x = block(block(x, train=True))
+            head = Head()
+            return head(x), {"scaled": head.logits(x), "input": x}
+
+    return Model()
+
+
+@pytest.mark.parametrize("options", [{}, {"depth": 1}, {"depth": 0}, {"show_repeated": True}],
+                         ids=["all", "depth 1", "depth 0", "repeated"])
+def test_tabulate_draws_flaxs_table(backend, options):
+    """flax's table, character for character (flax's drawn by rich, ANSI codes stripped): rows,
+    inputs with the keyword given, outputs, variables with counts and bytes, depth's sums and
+    repeated calls, the totals."""
+    import re
+
+    x = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    want = _summarized(fnn).tabulate(jax.random.key(0), jnp.asarray(x), console_kwargs={"width": 300}, **options)
+    got = _summarized(nn).tabulate(nn.random.key(0), backend.asarray(x, "float32"), **options)
+    assert got == re.sub(r"\x1b\[[0-9;]*m", "", want)
+    paths = _summarized(nn).module_paths(nn.random.key(0), backend.asarray(x, "float32"))
+    assert list(paths) == ["", "Block_0", "Block_0/Dense_0", "Head_0", "Head_0/dense"]
+    assert type(paths["Head_0/dense"]) is nn.Dense and paths["Head_0/dense"].features == 2
+
+
+def test_tabulate_of_several_collections_and_its_refusals():
+    """BatchNorm's batch_stats get a column of their own and count in the total (flax orders the
+    columns as a set of names, xpnn as the variables came: the cells are compared); XLA's flop
+    counts are refused."""
+    import re
+
+    def model(L):
+        return L.Sequential([L.Dense(4), L.BatchNorm(use_running_average=False), L.Dense(2)])
+
+    x = np.ones((3, 5), np.float32)
+    want = re.sub(r"\x1b\[[0-9;]*m", "", model(fnn).tabulate(jax.random.key(0), jnp.asarray(x),
+                                                              console_kwargs={"width": 300}))
+    got = model(nn).tabulate(nn.random.key(0), x)
+
+    def cells(table):
+        return [sorted(line.split("│")) for line in table.split("\n") if line.startswith("│")]
+
+    assert cells(got) == cells(want) and "Total Parameters: 50 (200 B)" in got
+    assert got.split("\n")[-3].strip() == want.split("\n")[-3].strip()
+    with pytest.raises(NotImplementedError, match=r"Sequential\.tabulate: compute_flops"):
+        model(nn).tabulate(nn.random.key(0), x, compute_flops=True)
+    assert model(nn).copy(name="renamed").name == "renamed"

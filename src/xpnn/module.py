@@ -165,7 +165,7 @@ _append = _Append()
 _API = frozenset({
     "init", "init_with_output", "apply", "bind", "setup", "param", "variable", "make_rng", "sow",
     "is_initializing", "is_mutable_collection", "has_variable", "get_variable", "put_variable",
-    "has_rng", "clone", "perturb", "unbind",
+    "has_rng", "clone", "perturb", "unbind", "tabulate", "module_paths", "copy",
 })
 
 
@@ -182,23 +182,30 @@ def _wrap_method(method: Callable) -> Callable:
     else:
         parameters, arguments = forwarding
     call = f"return _xpnn_method(self, {arguments})"
+    # While ``Module.tabulate`` runs, the stack records each call's inputs and output.
+    recorded = f"return _xpnn_stack.record(self, _xpnn_method, _xpnn_pack({arguments}))"
+
+    def calling(indent: str) -> str:
+        return f"{indent}if _xpnn_stack.__class__ is not _xpnn_list:\n{indent}    {recorded}\n{indent}{call}\n"
+
     if is_compact:  # the outermost call of a compact method names the submodules it defines
         body = ("    if _xpnn_state.in_compact:\n"
                 "        try:\n"
-                f"            {call}\n"
+                f"{calling(' ' * 12)}"
                 "        finally:\n"
                 "            _xpnn_stack.pop()\n"
                 "    _xpnn_state.in_compact = True\n"
                 "    try:\n"
-                f"        {call}\n"
+                f"{calling(' ' * 8)}"
                 "    finally:\n"
                 "        _xpnn_stack.pop()\n"
                 "        _xpnn_state.in_compact = False\n"
                 "        if _xpnn_state.autoname is not None:\n"
                 "            _xpnn_state.autoname = _xpnn_state.names_in_call = None\n")
     else:
-        body = f"    try:\n        {call}\n    finally:\n        _xpnn_stack.pop()\n"
-    namespace = {"_xpnn_method": method, "_xpnn_context": _context, "_xpnn_unbound": _unbound_call}
+        body = f"    try:\n{calling(' ' * 8)}    finally:\n        _xpnn_stack.pop()\n"
+    namespace = {"_xpnn_method": method, "_xpnn_context": _context, "_xpnn_unbound": _unbound_call,
+                 "_xpnn_list": list, "_xpnn_pack": _packed}
     source = (f"def wrapped(self, {parameters}):\n"
               "    if self._scope is None:\n"
               "        raise _xpnn_unbound(self, _xpnn_method)\n"
@@ -213,6 +220,11 @@ def _wrap_method(method: Callable) -> Callable:
         wrapped.__defaults__, wrapped.__kwdefaults__ = method.__defaults__, method.__kwdefaults__
     wrapped._xpnn_wrapped = True
     return wrapped
+
+
+def _packed(*args: Any, **kwargs: Any) -> tuple[tuple, dict]:
+    """A call's arguments as ``(args, kwargs)``."""
+    return args, kwargs
 
 
 def _forwarding(method: Callable) -> tuple[str, str] | None:
@@ -505,6 +517,40 @@ class Module:
         name.  ``args`` and ``kwargs`` go to ``method`` (``__call__`` by default).
         """
         return self.init_with_output(rngs, *args, method=method, mutable=mutable, **kwargs)[1]
+
+    def tabulate(self, rngs: Any, *args: Any, depth: int | None = None, show_repeated: bool = False,
+                 mutable: Any = DenyList("intermediates"), console_kwargs: Mapping[str, Any] | None = None,
+                 table_kwargs: Mapping[str, Any] | None = None, column_kwargs: Mapping[str, Any] | None = None,
+                 compute_flops: bool = False, compute_vjp_flops: bool = False, **kwargs: Any) -> str:
+        """A summary table of the model, ``flax.linen.Module.tabulate``'s: ``init(rngs, *args,
+        **kwargs)`` run once on any library, one row per module call (path, class, inputs and
+        outputs as ``dtype[shape]``, the module's variables per collection with their count and
+        bytes), totals per collection and over all.  ``depth``: rows down to that many levels,
+        each module at the last one counting its submodules' variables; ``show_repeated``: a
+        module called again gets a row each time.  The table is plain text, drawn without rich:
+        ``console_kwargs``, ``table_kwargs`` and ``column_kwargs`` (rich's options) change
+        nothing; ``compute_flops`` and ``compute_vjp_flops`` (XLA's cost analysis, jax only)
+        are not provided."""
+        from xpnn.summary import tabulate
+
+        if compute_flops or compute_vjp_flops:
+            raise NotImplementedError(f"{type(self).__name__}.tabulate: compute_flops and compute_vjp_flops (XLA's "
+                                      "cost analysis) are not provided")
+        return tabulate(self, rngs, *args, depth=depth, show_repeated=show_repeated, mutable=mutable, **kwargs)
+
+    def module_paths(self, rngs: Any, *args: Any, show_repeated: bool = False, mutable: Any = DenyList("intermediates"),
+                     **kwargs: Any) -> dict[str, Module]:
+        """Each module of the model by path, ``''`` the model itself (``flax.linen.Module.module_paths``):
+        ``init(rngs, *args, **kwargs)`` run once, the modules as their calls saw them (bound).
+        ``show_repeated`` is taken for flax's signature: a path names one module."""
+        from xpnn.summary import module_paths
+
+        return module_paths(self, rngs, *args, mutable=mutable, **kwargs)
+
+    def copy(self, *, parent: Any = None, name: str | None = None, **updates: Any) -> Module:
+        """An unbound copy with some hyper-parameters changed (``flax.linen.Module.copy``;
+        ``clone`` with ``parent`` and ``name``)."""
+        return self.clone(parent=parent, name=name, **updates)
 
     def apply(self, variables: Mapping, *args: Any, rngs: Any = None, method: Any = None, mutable: Any = False, **kwargs: Any) -> Any:
         """Run ``method`` (``__call__`` by default) with ``variables``.
