@@ -1970,6 +1970,11 @@ def test_lazy_modules_take_their_sizes_from_the_first_call_or_a_state_dict(backe
     with pytest.raises(RuntimeError) as mine:
         nn.LazyLinear(3).load_state_dict({})
     assert str(mine.value) == str(theirs.value)
+    early = nn.LazyLinear(2)  # made without a call, as torch's initialize_parameters
+    assert early.has_uninitialized_params() and torch.nn.LazyLinear(2).has_uninitialized_params()
+    early.initialize_parameters(backend.asarray(x.reshape(2, -1), "float32"))
+    assert type(early) is nn.Linear and early.in_features == 108 and adapter_of(early.weight) is adapter_of(
+        backend.asarray(x, "float32"))
 
 
 def test_fractional_max_pool_draws_its_windows_and_refuses_what_torch_refuses(backend):

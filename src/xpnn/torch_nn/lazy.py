@@ -65,8 +65,18 @@ class _LazyModule(Module):
         object.__setattr__(self, "_deferred", (args, kwargs, like, old_dtype if dtype is None else dtype))
 
     def forward(self, input: Array, *args: Any, **kwargs: Any) -> Any:
-        self._materialize(self._size_of_input(input), input)
+        self.initialize_parameters(input)
         return self.forward(input, *args, **kwargs)
+
+    def has_uninitialized_params(self) -> bool:
+        """Whether the parameters are still to be made: always, for a module still lazy (it
+        becomes its module when they are made), as torch's ``LazyModuleMixin``."""
+        return True
+
+    def initialize_parameters(self, input: Array, *args: Any, **kwargs: Any) -> None:
+        """Make the parameters for ``input``'s size (and library) without running the module:
+        it becomes its module (torch's ``LazyModuleMixin.initialize_parameters``)."""
+        self._materialize(self._size_of_input(input), input)
 
     def _size_of_input(self, input: Array) -> int:
         """The channels (dim 1, or dim 0 of an unbatched input)."""
