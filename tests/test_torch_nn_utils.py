@@ -752,6 +752,34 @@ def test_a_custom_parametrization_and_assignment_as_torchs():
     np.testing.assert_array_equal(layer.weight, np.triu(target + target.T))
 
 
+@pytest.mark.parametrize("style", ["weight_norm", "orthogonal"])
+def test_transferred_parametrizations_share_the_originals_as_torchs(style):
+    """``transfer_parametrizations_and_params``: to a layer of its own tensor, and to a bare
+    module that lacks it; the originals are the same arrays; the outputs torch's."""
+    torch.manual_seed(0)
+    outcomes, states = [], []
+    for library, kwargs in ((torch.nn, {}), (nn, {"like": torch})):
+        source = getattr(library.utils.parametrizations, style)(library.Linear(3, 3, **kwargs).double())
+        target, bare = library.Linear(3, 3, **kwargs).double(), library.Module()
+        if library is nn:  # torch's values before the transfer (orthogonal's shared base takes the target's)
+            for module, state in zip((source, target), states):
+                module.load_state_dict(state)
+        else:
+            states = [{k: v.clone() for k, v in module.state_dict().items()} for module in (source, target)]
+        library.utils.parametrize.transfer_parametrizations_and_params(source, target)
+        library.utils.parametrize.transfer_parametrizations_and_params(source, bare, "weight")
+        for module in (target, bare):
+            assert all(getattr(module.parametrizations.weight, name) is getattr(source.parametrizations.weight, name)
+                       for name, _ in source.parametrizations.weight.named_parameters())
+        outcomes.append((source, target, bare))
+    for (want_source, want_target, want_bare), (source, target, bare) in zip(outcomes[:1], outcomes[1:]):
+        x = torch.randn(2, 3, dtype=torch.float64)
+        for got, want in ((source(x), want_source(x)), (target.weight, want_target.weight),
+                          (bare.weight, want_bare.weight)):
+            np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=1e-12, atol=1e-14)
+        assert [n for n, _ in bare.named_parameters()] == [n for n, _ in want_bare.named_parameters()]
+
+
 def test_normalization_errors_are_named():
     layer = nn.utils.parametrizations.weight_norm(nn.Linear(2, 2))
     with pytest.raises(ValueError, match=r"parametrize.remove_parametrizations: Module ParametrizedLinear does not "

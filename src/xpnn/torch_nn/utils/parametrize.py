@@ -14,10 +14,10 @@ from typing import Any
 
 from xpnn._dispatch import adapter_of, is_array
 from xpnn._types import Array
-from xpnn.torch_nn.module import Module, ModuleDict, ModuleList
+from xpnn.torch_nn.module import Module, ModuleDict, ModuleList, Parameter
 
 __all__ = ["ParametrizationList", "register_parametrization", "remove_parametrizations", "is_parametrized",
-           "type_before_parametrizations", "cached"]
+           "type_before_parametrizations", "transfer_parametrizations_and_params", "cached"]
 
 
 def _where(name: str) -> str:
@@ -146,6 +146,26 @@ def remove_parametrizations(module: Module, tensor_name: str, leave_parametrized
         del module.parametrizations
         module.__class__ = type(module).__bases__[0]
     return module
+
+
+def transfer_parametrizations_and_params(from_module: Module, to_module: Module,
+                                         tensor_name: str | None = None) -> Module:
+    """``from_module``'s parametrizations (of ``tensor_name``, or all) registered on ``to_module``
+    too, its originals the same arrays (shared, so training one trains both); where
+    ``to_module`` lacks the tensor, first a parameter of its parametrized value
+    (``torch.nn.utils.parametrize.transfer_parametrizations_and_params``)."""
+    if not is_parametrized(from_module):
+        return to_module
+    for name in list(from_module.parametrizations) if tensor_name is None else [tensor_name]:
+        if not hasattr(to_module, name):
+            setattr(to_module, name, Parameter(getattr(from_module, name)))
+        source = from_module.parametrizations[name]
+        for parametrization in source:
+            register_parametrization(to_module, name, parametrization)
+        target = to_module.parametrizations[name]
+        for index, original in enumerate(source._originals()):
+            target.register_parameter("original" if source.is_tensor else f"original{index}", original)
+    return to_module
 
 
 @contextlib.contextmanager
