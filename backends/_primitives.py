@@ -320,6 +320,14 @@ class Primitives:
         ``requires_grad_``); ``x`` unchanged where gradients are taken functionally (jax) or not at all."""
         return x
 
+    def checkpointed(self, function: Callable[..., Any], args: tuple[Any, ...], prevent_cse: bool = True,
+                     policy: Callable[..., bool] | None = None) -> Any:
+        """``function(*args)``, its intermediates recomputed when autodiff differentiates it
+        instead of kept (``jax.checkpoint``, with ``prevent_cse`` and ``policy``); ``function``
+        is pure in ``args`` (tree of arrays).  Where the library keeps no intermediates for
+        autodiff (no autodiff), or offers no such recomputation here: ``function(*args)``."""
+        return function(*args)
+
     def with_backward_hooks(self, module: Any, hooks: list[Callable[..., Any]], pre_hooks: list[Callable[..., Any]],
                             args: tuple[Any, ...], run: Callable[[tuple[Any, ...]], Any]) -> Any:
         """``run(args)`` (a torch-style module's forward and forward hooks) under torch's module

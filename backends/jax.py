@@ -208,6 +208,10 @@ class JaxAdapter(Adapter):
                 for t, spec, want in ((a, a_spec, wanted[0]), (b, b_spec, wanted[1])))
         return a @ b
 
+    def checkpointed(self, function, args, prevent_cse=True, policy=None):
+        """``jax.checkpoint``: the intermediates recomputed in the backward pass."""
+        return jax.checkpoint(function, prevent_cse=prevent_cse, policy=policy)(*args)
+
     #: jax differentiates functions (``jax.vjp`` of a functional call), not recorded calls: no module
     #: backward hook could run.
     with_backward_hooks = None

@@ -664,3 +664,90 @@ def test_tabulate_of_several_collections_and_its_refusals():
     with pytest.raises(NotImplementedError, match=r"Sequential\.tabulate: compute_flops"):
         model(nn).tabulate(nn.random.key(0), x, compute_flops=True)
     assert model(nn).copy(name="renamed").name == "renamed"
+
+
+def _rematerialized(L):
+    """A model in namespace ``L`` (flax.linen or xpnn) with a checkpointed module class (a
+    static ``train`` argument, BatchNorm's statistics written inside) and a checkpointed method."""
+
+    class Block(L.Module):
+        @L.compact
+        def __call__(self, x, train):
+            return L.BatchNorm(use_running_average=not train)(L.Dense(3)(x))
+
+    class Decorated(L.Module):
+        @L.checkpoint
+        @L.compact
+        def __call__(self, x):
+            return L.Dense(3)(x) * 2
+
+    class Model(L.Module):
+        @L.compact
+        def __call__(self, x):
+            return Decorated()(L.remat(Block, static_argnums=(2,))()(x, True))
+
+    return Model()
+
+
+def test_checkpoint_equals_flaxs_on_every_backend(backend):
+    """flax's variable names (``CheckpointBlock_0``) and initial values, outputs and batch
+    statistics, on every library."""
+    x = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    want = _rematerialized(fnn).init(jax.random.key(0), jnp.asarray(x))
+    variables = _rematerialized(nn).init(nn.random.key(0), backend.asarray(x, "float32"))
+    assert jax.tree_util.tree_structure(want) == jax.tree_util.tree_structure(dict(variables))
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(backend.to_numpy(b), np.asarray(a)), want,
+                           dict(variables))
+    want_out, want_state = _rematerialized(fnn).apply(want, jnp.asarray(x), mutable=["batch_stats"])
+    out, state = _rematerialized(nn).apply(variables, backend.asarray(x, "float32"), mutable=["batch_stats"])
+    np.testing.assert_allclose(backend.to_numpy(out), np.asarray(want_out), rtol=1e-5, atol=1e-6)
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(backend.to_numpy(b), np.asarray(a), rtol=1e-5,
+                                                                   atol=1e-6), want_state, dict(state))
+
+
+def test_checkpoint_recomputes_under_jax_grad_as_flaxs():
+    """The gradient's program holds jax's rematerialization (as flax's, unlike the plain model's),
+    and the gradients and statistics are flax's."""
+    import re
+
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((4, 3)), jnp.float32)
+    variables = _rematerialized(fnn).init(jax.random.key(0), x)
+
+    def gradient(model):
+        def loss(params):
+            out, state = model.apply({**variables, "params": params}, x, mutable=["batch_stats"])
+            return (out ** 2).sum(), state
+        return jax.grad(loss, has_aux=True)
+
+    (want, want_state), (got, got_state) = (gradient(_rematerialized(L))(variables["params"]) for L in (fnn, nn))
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5,
+                                                                   atol=1e-6), (want, want_state), (got, got_state))
+    for L in (fnn, nn):
+        program = str(jax.make_jaxpr(gradient(_rematerialized(L)))(variables["params"]))
+        assert re.search(r"\bremat", program), L.__name__
+
+    class Plain(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(3)(x)
+
+    plain = Plain().init(nn.random.key(0), x)
+    program = str(jax.make_jaxpr(jax.grad(lambda p: Plain().apply({"params": p}, x).sum()))(plain["params"]))
+    assert not re.search(r"\bremat", program)
+
+
+def test_checkpoint_refuses_what_it_does_not_lift():
+    class Block(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(3)(x)
+
+    with pytest.raises(ValueError, match=r"xpnn\.checkpoint: variables and rngs must be True"):
+        nn.checkpoint(Block, variables="params")
+    with pytest.raises(ValueError, match=r"xpnn\.checkpoint: concrete=True"):
+        nn.remat(Block, concrete=True)
+    with pytest.raises(ValueError, match=r"xpnn\.checkpoint: Block has no method 'encode' to lift"):
+        nn.checkpoint(Block, methods=["encode"])
+    with pytest.raises(TypeError, match=r"xpnn\.checkpoint: target must be an xpnn\.Module subclass or a method"):
+        nn.checkpoint(3)
+    assert nn.remat is nn.checkpoint and nn.checkpoint(Block).__name__ == "CheckpointBlock"

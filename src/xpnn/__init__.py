@@ -30,7 +30,7 @@ from xpnn.layers.normalization import *  # noqa: F403
 from xpnn.layers.recurrent import *  # noqa: F403
 from xpnn.layers.stochastic import *  # noqa: F403
 from xpnn import functions, layers
-from xpnn.transforms import scan
+from xpnn.transforms import checkpoint, remat, scan
 from xpnn.checkpoints import load, save
 
 #: flax.linen's names for four initializers (``bias_init=xpnn.zeros_init()``, as ``nn.zeros_init()``).
@@ -50,8 +50,8 @@ __all__ = [
     "random", "initializers", "set_fast_paths", "fast_paths", "fast_paths_enabled",
     "fast_path_report", "check_fast_paths", "SwitchedOff", "BlockScaleConfig", "get_scaled_dot_general_config",
     "Module", "compact", "nowrap", "Variable", "merge_param", "DenyList", "ModuleError",
-    "tree_map", "tree_leaves", "to_backend", "scan", "save", "load", "zeros", "ones", "zeros_init",
-    "ones_init",
+    "tree_map", "tree_leaves", "to_backend", "scan", "checkpoint", "remat", "save", "load", "zeros", "ones",
+    "zeros_init", "ones_init",
 ]
 __all__ += functions.__all__
 __all__ += layers.__all__

@@ -1,4 +1,5 @@
 """Lifted transforms of modules: ``scan`` (flax.linen's ``nn.scan``, for a module with shared params),
+``checkpoint``/``remat`` (flax.linen's, recomputing a module's intermediates in the backward pass),
 and ``run_with_mapped_variables``, the variable mapping ``SpectralNorm`` and ``WeightNorm`` wrap
 a layer with (flax.linen's ``nn.map_variables``).
 
@@ -15,6 +16,7 @@ and collections other than 'params' written inside the loop.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -24,7 +26,7 @@ from xpnn._dispatch import adapter_of
 from xpnn.module import Module, ModuleError, compact
 from xpnn.trees import tree_leaves, tree_map
 
-__all__ = ["scan"]
+__all__ = ["scan", "checkpoint", "remat"]
 
 #: ``leaf_fn(collection, path, value)``: a variable of a wrapped layer as the layer is to see it.
 LeafMap = Callable[[str, tuple[str, ...], Any], Any]
@@ -148,3 +150,71 @@ def scan(target: type[Module], variable_axes: Mapping[str, int] | None = None, v
     name = f"Scan{target.__name__}"
     return type(name, (target,), {"__call__": compact(__call__), "__module__": target.__module__,
                                   "__qualname__": name})
+
+
+def checkpoint(target: Any, variables: Any = True, rngs: Any = True, concrete: bool = False, prevent_cse: bool = True,
+               static_argnums: int | tuple[int, ...] = (), policy: Callable[..., bool] | None = None,
+               methods: Sequence[str] | None = None) -> Any:
+    """``target`` (a module class, or a method: ``@xpnn.checkpoint`` above ``@xpnn.compact``)
+    with its intermediates recomputed when gradients are taken instead of kept
+    (flax.linen's ``nn.checkpoint``, alias ``nn.remat``): the class ``Checkpoint<Target>``,
+    whose variables are named as flax's; ``methods`` (default ``__call__``) are the methods
+    lifted.  On jax, ``jax.checkpoint`` with ``prevent_cse`` and ``policy``; ``static_argnums``
+    (``self`` is 0, as in flax) are the arguments passed as Python values (a ``train`` flag).
+    Libraries without autodiff keep nothing to recompute; torch's autograd keeps the
+    intermediates here (the results are the same).  Every collection and rng stream is lifted
+    (``variables`` and ``rngs`` True); ``concrete`` is not supported."""
+    where = "xpnn.checkpoint"
+    if variables is not True or rngs is not True:
+        raise ValueError(f"{where}: variables and rngs must be True (every collection and rng stream lifted), got "
+                         f"variables={variables!r}, rngs={rngs!r}")
+    if concrete:
+        raise ValueError(f"{where}: concrete=True (value-dependent Python control flow) is not supported")
+    static = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+    if isinstance(target, type) and issubclass(target, Module):
+        body = {}
+        for name in ["__call__"] if methods is None else list(methods):
+            method = getattr(target, name, None)
+            if not callable(method):
+                raise ValueError(f"{where}: {target.__name__} has no method {name!r} to lift")
+            body[name] = _recomputed(getattr(method, "__wrapped__", method), static, prevent_cse, policy)
+        name = f"Checkpoint{target.__name__}"
+        return type(name, (target,), {**body, "__module__": target.__module__, "__qualname__": name})
+    if callable(target):
+        return _recomputed(target, static, prevent_cse, policy)
+    raise TypeError(f"{where}: target must be an xpnn.Module subclass or a method, got {target!r}")
+
+
+remat = checkpoint
+
+
+def _recomputed(function: Callable[..., Any], static: tuple[int, ...], prevent_cse: bool,
+                policy: Callable[..., bool] | None) -> Callable[..., Any]:
+    """The method ``function`` run as a pure function of its array arguments and the module's
+    mutable collections, under the library's ``checkpointed`` (a compact method stays compact).
+    ``init`` runs it plainly: the variables are made then."""
+
+    @functools.wraps(function)
+    def lifted(self: Module, *args: Any, **kwargs: Any) -> Any:
+        arrays = tree_leaves((args, kwargs))
+        if not arrays or self.is_initializing():
+            return function(self, *args, **kwargs)
+        frame = self._scope[0]
+        dynamic = [index for index in range(len(args)) if index + 1 not in static]
+
+        def mutable_state() -> dict[str, Any]:
+            return {c: frame.variables[c] for c in sorted(frame.variables) if frame.is_mutable(c)}
+
+        def pure(state: dict[str, Any], *values: Any) -> tuple[Any, dict[str, Any]]:
+            given = list(args)
+            for index, value in zip(dynamic, values):
+                given[index] = value
+            frame.variables.update(state)
+            return function(self, *given, **kwargs), mutable_state()
+
+        out, state = adapter_of(arrays[0]).checkpointed(pure, (mutable_state(), *(args[i] for i in dynamic)),
+                                                        prevent_cse, policy)
+        frame.variables.update(state)
+        return out
+
+    return lifted
