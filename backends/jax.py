@@ -313,10 +313,11 @@ class JaxAdapter(Adapter):
 
     def fused_matrix_exp(self, a):
         """``jax.scipy.linalg.expm`` (Padé approximants with scaling and squaring; under
-        ``jax.jit`` too, where the written-once series cannot read the norm that sets its squarings)."""
+        ``jax.jit`` too, where the written-once series cannot read the norm that sets its squarings),
+        for float32 and float64 (it refuses float16 and bfloat16: the written-once series runs)."""
         import jax.scipy.linalg
 
-        return jax.scipy.linalg.expm(a) if jnp.issubdtype(a.dtype, jnp.floating) else None
+        return jax.scipy.linalg.expm(a) if a.dtype in (jnp.float32, jnp.float64) else None  # it refuses 16-bit floats
 
     def devices_known(self):
         """The devices of every platform jax runs here (its namespace lists the default one's)."""
