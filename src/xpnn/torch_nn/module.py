@@ -263,7 +263,7 @@ class Module:
         backward_pre = [hook for hook, _ in self._hooks_now("_backward_pre_hooks")]
         if not (backward or backward_pre):
             return self._forward_and_hooks(args, kwargs)
-        arrays = [a for a in args if is_array(a)] or [p for p in self.parameters()]
+        arrays = [a for a in args if is_array(a)] or list(self.parameters())
         if not arrays:  # nothing that autodiff could reach
             return self._forward_and_hooks(args, kwargs)
         ops = adapter_of(arrays[0])
