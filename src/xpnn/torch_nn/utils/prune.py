@@ -25,6 +25,7 @@ from xpnn._types import Array
 from xpnn.torch_nn._generator import next_key
 from xpnn.torch_nn.module import Module, fill_in_place
 from xpnn.torch_nn.utils.convert_parameters import parameters_to_vector
+from xpnn.torch_nn.utils.weight_norm import _hooks_of
 from xpnn.trees import to_backend
 
 __all__ = ["BasePruningMethod", "PruningContainer", "Identity", "RandomUnstructured", "L1Unstructured",
@@ -68,7 +69,7 @@ class BasePruningMethod(ABC):
         where = f"{_WHERE}.{cls.__name__}.apply"
         method = cls(*args, **kwargs)
         method._tensor_name = name
-        old = [(key, hook) for key, hook in _pruning_hooks(module) if hook._tensor_name == name]
+        old = [(key, hook) for key, hook in _hooks_of(module, BasePruningMethod) if hook._tensor_name == name]
         if len(old) > 1:
             raise RuntimeError(f"{where}: Avoid adding multiple pruning hooks to the same tensor {name} of module "
                                f"{type(module).__name__}. Use a PruningContainer.")
@@ -124,13 +125,6 @@ class BasePruningMethod(ABC):
         module._drop(name + "_orig")
         module._drop(name + "_mask")
         module.register_parameter(name, orig)
-
-
-def _pruning_hooks(module: Module) -> Iterator[tuple[int, BasePruningMethod]]:
-    """The module's pruning methods registered as forward pre-hooks, by handle id."""
-    for key, (hook, _) in list(module.__dict__.get("_forward_pre_hooks", {}).items()):
-        if isinstance(hook, BasePruningMethod):
-            yield key, hook
 
 
 class PruningContainer(BasePruningMethod):
@@ -460,7 +454,7 @@ def global_unstructured(parameters: Iterable[tuple[Module, str]], pruning_method
 def remove(module: Pruned, name: str) -> Pruned:
     """Make ``module.<name>`` a plain parameter again, of its pruned value: the pruning made
     permanent (``torch.nn.utils.prune.remove``)."""
-    for key, hook in _pruning_hooks(module):
+    for key, hook in _hooks_of(module, BasePruningMethod):
         if hook._tensor_name == name:
             hook.remove(module)
             del module._forward_pre_hooks[key]
@@ -471,4 +465,4 @@ def remove(module: Pruned, name: str) -> Pruned:
 
 def is_pruned(module: Module) -> bool:
     """Whether ``module`` or any of its submodules has a pruning hook."""
-    return any(True for _, submodule in module.named_modules() for _ in _pruning_hooks(submodule))
+    return any(_hooks_of(submodule, BasePruningMethod) for _, submodule in module.named_modules())
