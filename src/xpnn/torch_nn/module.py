@@ -279,22 +279,23 @@ class Module:
         """``forward``, then the forward hooks; when either raises, the hooks registered with
         ``always_call`` not yet called are called (their own errors warned of), then the error
         raised again, as torch's."""
+        def hooked(hook: Callable[..., Any], with_kwargs: bool, output: Any) -> Any:
+            result = hook(self, args, kwargs, output) if with_kwargs else hook(self, args, output)
+            return output if result is None else result
+
         output, called = None, set()
         try:
             output = self._forwarded(args, kwargs)
             for key, (hook, with_kwargs) in list(self._forward_hooks.items()):
                 called.add(key)
-                result = hook(self, args, kwargs, output) if with_kwargs else hook(self, args, output)
-                if result is not None:
-                    output = result
+                output = hooked(hook, with_kwargs, output)
             return output
         except Exception:
             always = self.__dict__.get("_always_called", set())
             for key, (hook, with_kwargs) in list(self._forward_hooks.items()):
                 if key in always and key not in called:
                     try:
-                        result = hook(self, args, kwargs, output) if with_kwargs else hook(self, args, output)
-                        output = output if result is None else result
+                        output = hooked(hook, with_kwargs, output)
                     except Exception as error:  # noqa: BLE001 (torch's: silenced for the forward's error)
                         warnings.warn("module forward hook with ``always_call=True`` raised an exception that was "
                                       f"silenced as another error was raised in forward: {error}", stacklevel=3)
