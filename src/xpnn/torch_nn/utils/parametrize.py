@@ -37,12 +37,10 @@ class ParametrizationList(ModuleList):
             if hasattr(module, "right_inverse"):
                 new = module.right_inverse(new)
         self.is_tensor = is_array(new)
-        if self.is_tensor:
-            self.register_parameter("original", new)
-        else:
-            for index, value in enumerate(new):
-                self.register_parameter(f"original{index}", value)
-        self.ntensors = 1 if self.is_tensor else len(new)
+        values = [new] if self.is_tensor else list(new)
+        for index, value in enumerate(values):
+            self.register_parameter(self._original_name(index), value)
+        self.ntensors = len(values)
         if not unsafe:
             value = self()
             if tuple(value.shape) != tuple(original.shape) or value.dtype != original.dtype:
@@ -50,8 +48,12 @@ class ParametrizationList(ModuleList):
                                  f"dtype of the tensor, unless unsafe=True: {tuple(original.shape)} {original.dtype} "
                                  f"became {tuple(value.shape)} {value.dtype}")
 
+    def _original_name(self, index: int) -> str:
+        """torch's name of the ``index``-th original: ``original``, or ``original0``, ``original1``..."""
+        return "original" if self.is_tensor else f"original{index}"
+
     def _originals(self) -> list[Array]:
-        return [self.original] if self.is_tensor else [getattr(self, f"original{i}") for i in range(self.ntensors)]
+        return [getattr(self, self._original_name(i)) for i in range(self.ntensors)]
 
     def forward(self) -> Array:
         """The parametrized tensor: the first parametrization of the originals, then the rest in turn."""
@@ -71,8 +73,7 @@ class ParametrizationList(ModuleList):
             value = module.right_inverse(value)
         values = [value] if self.is_tensor else list(value)
         for index, (old, new) in enumerate(zip(self._originals(), values)):
-            name = "original" if self.is_tensor else f"original{index}"
-            self.register_parameter(name, adapter_of(old).xp.astype(new, old.dtype))
+            self.register_parameter(self._original_name(index), adapter_of(old).xp.astype(new, old.dtype))
 
 
 def is_parametrized(module: Module, tensor_name: str | None = None) -> bool:
@@ -164,7 +165,7 @@ def transfer_parametrizations_and_params(from_module: Module, to_module: Module,
             register_parametrization(to_module, name, parametrization)
         target = to_module.parametrizations[name]
         for index, original in enumerate(source._originals()):
-            target.register_parameter("original" if source.is_tensor else f"original{index}", original)
+            target.register_parameter(source._original_name(index), original)
     return to_module
 
 
