@@ -317,7 +317,7 @@ class JaxAdapter(Adapter):
         for float32 and float64 (it refuses float16 and bfloat16: the written-once series runs)."""
         import jax.scipy.linalg
 
-        return jax.scipy.linalg.expm(a) if a.dtype in (jnp.float32, jnp.float64) else None  # it refuses 16-bit floats
+        return jax.scipy.linalg.expm(a) if a.dtype in (jnp.float32, jnp.float64) else None
 
     def devices_known(self):
         """The devices of every platform jax runs here (its namespace lists the default one's)."""

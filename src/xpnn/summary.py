@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -188,9 +189,7 @@ def _variables_at(tree: Mapping, path: tuple[str, ...], called: set[tuple[str, .
 
 def _size_and_bytes(tree: Any) -> tuple[int, int]:
     if is_array(tree):
-        size = 1
-        for n in tree.shape:
-            size *= n
+        size = math.prod(tree.shape)
         return size, size * _itemsize(tree.dtype)
     parts = [_size_and_bytes(item) for item in (tree.values() if isinstance(tree, Mapping) else tree)]
     return sum(size for size, _ in parts), sum(nbytes for _, nbytes in parts)
