@@ -53,6 +53,12 @@ class RandomCase:
     #: Needs 64-bit integers: not run where the library has none (jax in its default mode,
     #: whose own randint refuses int64 bounds there).
     wide: bool = False
+    #: Draws in jax's default dtypes (a Python probability, default integers): jax's reference
+    #: runs in its default mode (x64 off), except for jax arrays in the 64-bit mode, as xpnn follows it.
+    default_dtypes: bool = False
+    #: The float32 (rtol, atol) of an inexact case whose formula cancels (jax's own, step for
+    #: step), where an ulp of a library's ``sqrt`` or ``log`` moves the result by more.
+    float32_tolerance: tuple[float, float] = (2e-6, 1e-7)
 
     @property
     def label(self) -> str:
@@ -75,8 +81,42 @@ RANDOM_CASES: tuple[RandomCase, ...] = (
     RandomCase("randint", lambda r, k, d: r.randint(k, (8, 16), -5, 17, "int32"), floating=False),
     RandomCase("randint", lambda r, k, d: r.randint(k, (8, 16), -7, 3 * 2**61, "int64"), floating=False,
                variant=" int64", wide=True),
-    RandomCase("permutation", lambda r, k, d: r.permutation(k, 50), floating=False),
+    RandomCase("permutation", lambda r, k, d: r.permutation(k, 50), floating=False, default_dtypes=True),
     RandomCase("categorical", lambda r, k, d: r.categorical(k, _logits(r, k), shape=(64, 5)), floating=False),
+    RandomCase("categorical", lambda r, k, d: r.categorical(k, _logits(r, k), shape=(64, 5), mode="high"),
+               floating=False, variant=" mode='high'"),
+    RandomCase("choice", lambda r, k, d: r.choice(k, 20, (8, 16)), floating=False, default_dtypes=True),
+    RandomCase("choice", lambda r, k, d: r.choice(k, _logits(r, k), (3,), replace=False), floating=False,
+               variant=" of an array, replace=False"),
+    RandomCase("choice", lambda r, k, d: r.choice(k, 5, (8, 16), p=_probabilities(r, k)), floating=False,
+               variant=" p", default_dtypes=True),
+    RandomCase("choice", lambda r, k, d: r.choice(k, 5, (4,), replace=False, p=_probabilities(r, k)),
+               floating=False, variant=" p, replace=False", default_dtypes=True),
+    RandomCase("rademacher", lambda r, k, d: r.rademacher(k, (8, 16), "int8"), floating=False, default_dtypes=True),
+    RandomCase("geometric", lambda r, k, d: r.geometric(k, _p(r, k, 0.2), (8, 16)), floating=False,
+               default_dtypes=True),
+    RandomCase("exponential", lambda r, k, d: r.exponential(k, (8, 16), d), exact=False),
+    RandomCase("gumbel", lambda r, k, d: r.gumbel(k, (8, 16), d), exact=False),
+    RandomCase("gumbel", lambda r, k, d: r.gumbel(k, (8, 16), d, mode="high"), exact=False, variant=" mode='high'"),
+    RandomCase("laplace", lambda r, k, d: r.laplace(k, (8, 16), d), exact=False),
+    RandomCase("logistic", lambda r, k, d: r.logistic(k, (8, 16), d), exact=False),
+    RandomCase("cauchy", lambda r, k, d: r.cauchy(k, (8, 16), d), exact=False),
+    RandomCase("lognormal", lambda r, k, d: r.lognormal(k, 0.5, (8, 16), d), exact=False),
+    RandomCase("pareto", lambda r, k, d: r.pareto(k, 3.0, (8, 16), d), exact=False),
+    RandomCase("rayleigh", lambda r, k, d: r.rayleigh(k, 2.0, (8, 16), d), exact=False),
+    RandomCase("weibull_min", lambda r, k, d: r.weibull_min(k, 2.0, 1.5, (8, 16), d), exact=False),
+    RandomCase("maxwell", lambda r, k, d: r.maxwell(k, (8, 16), d), exact=False),
+    # float32 only: its Rademacher signs come from bernoulli(0.5), whose uniforms are float64 in
+    # jax's 64-bit mode (the only one with float64 samples) and float32 in xpnn off jax arrays.
+    RandomCase("double_sided_maxwell", lambda r, k, d: r.double_sided_maxwell(k, 1.0, 2.0, (8, 16), d),
+               exact=False, floating=False, default_dtypes=True, float32_tolerance=(1e-4, 1e-6)),
+    RandomCase("wald", lambda r, k, d: r.wald(k, 1.5, (8, 16), d), exact=False, float32_tolerance=(1e-4, 1e-6)),
+    RandomCase("triangular", lambda r, k, d: r.triangular(k, -1.0, 0.5, 2.0, (8, 16), d), exact=False,
+               float32_tolerance=(1e-4, 1e-6)),
+    RandomCase("PRNGKey", lambda r, k, d: r.PRNGKey(2**32 + 5, **({} if _is_jax(r) else {"like": k})),
+               floating=False),
+    RandomCase("key_data", lambda r, k, d: r.key_data(r.split(k, 3)), floating=False),
+    RandomCase("clone", lambda r, k, d: r.key_data(r.clone(k)), floating=False),
 )
 
 
@@ -92,6 +132,16 @@ def _p(random_module: Any, key: Any, p: float) -> Any:
     """``p`` as a float32 array in the key's library: the uniforms are float32 on every backend
     and in jax, whatever jax's x64 mode (a Python ``p`` follows jax's mode on jax arrays)."""
     values = np.asarray(p, dtype=np.float32)
+    if _is_jax(random_module):
+        import jax.numpy as jnp
+
+        return jnp.asarray(values)
+    return xpnn.to_backend(values, key)
+
+
+def _probabilities(random_module: Any, key: Any) -> Any:
+    """Five float32 probabilities, in the key's library."""
+    values = np.array([0.1, 0.3, 0.05, 0.25, 0.3], dtype=np.float32)
     if _is_jax(random_module):
         import jax.numpy as jnp
 
@@ -539,7 +589,9 @@ def run_random(case: RandomCase, backend: Backend, dtype: str) -> Checked:
             jax.config.update("jax_threefry_partitionable", False)
         key = xpnn.random.key(42, like=backend.like())
         out = case.call(xpnn.random, key, dtype)
-        expected = np.asarray(case.call(jax.random, jax.random.key(42), dtype))
+        x64 = jax_x64() and (backend.name == "jax" or not case.default_dtypes)
+        with jax.enable_x64(x64):
+            expected = np.asarray(case.call(jax.random, jax.random.key(42), dtype))
     finally:
         xpnn.random.set_threefry_partitionable(True)
         jax.config.update("jax_threefry_partitionable", previous)
@@ -549,7 +601,7 @@ def run_random(case: RandomCase, backend: Backend, dtype: str) -> Checked:
         problem = f"output dtype {actual.dtype} differs from jax's {expected.dtype}"
     if not problem and actual.dtype.kind in "iu" and not np.array_equal(actual, expected):
         problem = "integers differ from jax's"  # int64 values beyond 2**53 can tie as floats
-    tolerance = EXACT if case.exact else {"float64": (1e-12, 1e-300), "float32": (2e-6, 1e-7)}[dtype]
+    tolerance = EXACT if case.exact else {"float64": (1e-12, 1e-300), "float32": case.float32_tolerance}[dtype]
     comparison = compare(actual.astype(np.float64), expected.astype(np.float64), dtype, tolerance=tolerance)
     return Checked(comparison, problem, describe(out))
 

@@ -362,6 +362,159 @@ def test_categorical(backend):
                           expected)
 
 
+# -- distributions drawn from uniform and normal values ---------------------------------
+
+#: (name, call(random module, key, dtype, parameter maker)): every float sampler, with Python and
+#: array parameters; ``param(values)`` makes an array of the sampler's library (or a number).
+FLOAT_SAMPLERS = (
+    ("exponential", lambda r, k, d, a: r.exponential(k, (40, 5), d)),
+    ("gumbel", lambda r, k, d, a: r.gumbel(k, (40, 5), d)),
+    ("gumbel high", lambda r, k, d, a: r.gumbel(k, (40, 5), d, mode="high")),
+    ("laplace", lambda r, k, d, a: r.laplace(k, (40, 5), d)),
+    ("logistic", lambda r, k, d, a: r.logistic(k, (40, 5), d)),
+    ("cauchy", lambda r, k, d, a: r.cauchy(k, (40, 5), d)),
+    ("maxwell", lambda r, k, d, a: r.maxwell(k, (40, 5), d)),
+    ("lognormal", lambda r, k, d, a: r.lognormal(k, a([0.25, 0.5, 1.0, 2.0, 0.1]), None, d)),
+    ("pareto", lambda r, k, d, a: r.pareto(k, 3.0, (40, 5), d)),
+    ("pareto array b", lambda r, k, d, a: r.pareto(k, a([0.5, 1.0, 2.0, 3.0, 8.0]), (40, 5), d)),
+    ("rayleigh", lambda r, k, d, a: r.rayleigh(k, a([0.5, 1.0, 2.0, 3.0, 8.0]), (40, 5), d)),
+    ("weibull_min", lambda r, k, d, a: r.weibull_min(k, 2.0, 1.5, (40, 5), d)),
+    ("weibull_min arrays", lambda r, k, d, a: r.weibull_min(k, a([1.0, 2.0, 0.5, 1.0, 3.0]),
+                                                            a([0.5, 1.0, 1.5, 4.0, 9.0]), (40, 5), d)),
+    ("wald", lambda r, k, d, a: r.wald(k, a([0.5, 1.0, 1.5, 3.0, 0.25]), (40, 5), d)),
+    ("triangular", lambda r, k, d, a: r.triangular(k, -1.0, a([-1.0, 0.0, 0.5, 1.5, 2.0]), 2.0, (40, 5), d)),
+)
+
+
+def sampler_tolerance(name: str) -> dict:
+    """jax's formulas, step for step: an ulp of the library's log/exp/tan/sqrt (XLA's polynomials
+    differ), more where the formula cancels near 0 (gumbel, logistic) or by design (wald's
+    ``mean + ... - mean / 2 * sqrt(...)``, torch's float32 sqrt not correctly rounded).  jax's own
+    float16 uniforms in ``[tiny, 1)`` differ between a draw alone and one fused into a sampler
+    (2**-10 inside logistic where ``uniform`` alone gives 2**-10 + tiny): float16 is checked to 1%."""
+    return {"float16": dict(rtol=3e-2, atol=2e-3), "bfloat16": dict(rtol=6e-2, atol=2e-2),
+            "float32": dict(rtol=1e-4, atol=1e-6), "float64": dict(rtol=1e-12, atol=1e-14)}[name]
+
+
+def parameters_in(backend, name: str):
+    """A maker of parameter arrays of ``backend`` in dtype ``name`` (float32 on jax for 16-bit ones)."""
+    return lambda values: backend.asarray(np.asarray(values), name)
+
+
+@pytest.mark.parametrize("sampler", FLOAT_SAMPLERS, ids=[name for name, _ in FLOAT_SAMPLERS])
+def test_float_samplers_are_jaxs(backend, sampler):
+    _, call = sampler
+    for name in some(backend, float_dtypes(backend), dask=1):
+        dtype = dtype_of(backend, name)
+        actual = read(backend, call(xr, xr.key(5, like=backend.xp), dtype, parameters_in(backend, name)))
+        expected = call(jax.random, jax_key(5), jnp.dtype(name), lambda values: jnp.asarray(values, name))
+        assert actual.shape == expected.shape and actual.dtype == np.dtype(jnp.dtype(name) if name != "bfloat16"
+                                                                             else np.float32)
+        np.testing.assert_allclose(actual.astype(np.float64), np.asarray(expected, np.float64),
+                                   **sampler_tolerance(name), err_msg=name)
+
+
+def test_float_samplers_on_jax_are_bit_for_bit():
+    """On jax arrays the same formula compiles to the same XLA program: jax's very bits."""
+    for name, call in FLOAT_SAMPLERS:
+        actual = np.asarray(call(xr, xr.key(5, like=jnp), jnp.float32, lambda v: jnp.asarray(v, jnp.float32)))
+        expected = np.asarray(call(jax.random, jax_key(5), jnp.float32, lambda v: jnp.asarray(v, jnp.float32)))
+        ulps = np.abs(actual.view(np.int32).astype(np.int64) - expected.view(np.int32).astype(np.int64))
+        assert ulps.max() <= (1 if name == "maxwell" else 0), name  # jnp.linalg.norm's sum vs xpnn's
+
+
+@pytest.mark.usefixtures("in_jax_default_mode")
+def test_integer_samplers_are_jaxs(backend):
+    """Exact, in jax's default mode (the uniforms of a Python probability and the default
+    integers are 32-bit there, as xpnn's off jax arrays)."""
+    key = xr.key(9, like=backend.xp)
+    population = np.arange(24.0, dtype=np.float32).reshape(4, 6)
+    p = np.array([0.1, 0.3, 0.05, 0.25, 0.3], np.float32)
+    draws = (
+        ("rademacher", lambda r, k, a: r.rademacher(k, (6, 7))),
+        ("rademacher uint8", lambda r, k, a: r.rademacher(k, (6, 7), "uint8")),
+        ("rademacher float32", lambda r, k, a: r.rademacher(k, (6, 7), "float32")),
+        ("geometric", lambda r, k, a: r.geometric(k, 0.3, (6, 7))),
+        ("geometric array p", lambda r, k, a: r.geometric(k, a(p), None, "int16")),
+        ("choice", lambda r, k, a: r.choice(k, 7, (6, 7))),
+        ("choice no replacement", lambda r, k, a: r.choice(k, 30, (2, 5), replace=False)),
+        ("choice axis 1", lambda r, k, a: r.choice(k, a(population), (2, 3), axis=1)),
+        ("choice axis 1 no replacement", lambda r, k, a: r.choice(k, a(population), (4,), replace=False, axis=-1)),
+        ("choice p", lambda r, k, a: r.choice(k, 5, (6, 7), p=a(p))),
+        ("choice p no replacement", lambda r, k, a: r.choice(k, 5, (3,), replace=False, p=a(p))),
+        ("choice p no replacement high", lambda r, k, a: r.choice(k, a(population), (2,), False, a(p[:4] / p[:4].sum()),
+                                                                    0, "high")),
+        ("permutation of an int", lambda r, k, a: r.permutation(k, 9)),
+    )
+    for name, call in some(backend, draws, dask=4):
+        actual = read(backend, call(xr, key, lambda v: backend.asarray(v, str(v.dtype))))
+        with jax.enable_x64(False):
+            expected = np.asarray(call(jax.random, jax_key(9), jnp.asarray))
+        assert actual.dtype == expected.dtype and actual.shape == expected.shape, name
+        np.testing.assert_array_equal(actual, expected, err_msg=name)
+    # No draws: jax returns zeros of ``shape`` whatever ``a``'s other axes; xpnn keeps the
+    # documented shape ``a.shape[:axis] + shape + a.shape[axis + 1:]``.
+    empty = xr.choice(key, backend.asarray(population, "float32"), (0,), axis=1)
+    assert tuple(empty.shape) == (4, 0) and empty.dtype == backend.xp.float32
+
+
+@pytest.mark.usefixtures("in_jax_default_mode")
+def test_double_sided_maxwell(backend):
+    """Lengths from ``maxwell``, signs from ``rademacher`` on the halves of ``split(key)``, shape
+    ``shape + broadcast(loc, scale)``.  In float64 jax's signs come from 64-bit uniforms (its only
+    mode with float64), xpnn's from 32-bit ones off jax arrays: the reference there is composed."""
+    key = xr.key(2, like=backend.xp)
+    locs = np.array([0.0, 1.0, -2.0], np.float32)
+    actual = read(backend, xr.double_sided_maxwell(key, backend.asarray(locs, "float32"), 2.0, (4,)))
+    with jax.enable_x64(False):
+        expected = np.asarray(jax.random.double_sided_maxwell(jax_key(2), jnp.asarray(locs), 2.0, (4,)))
+        scalar = np.asarray(jax.random.double_sided_maxwell(jax_key(2), 1.0, 2.0, (), jnp.float32))
+        length_key, sign_key = jax.random.split(jax_key(2))
+        signs = np.asarray(jax.random.rademacher(sign_key, (5, 3)))
+    assert actual.shape == (4, 3)
+    np.testing.assert_allclose(actual, expected, **sampler_tolerance("float32"))
+    np.testing.assert_allclose(read(backend, xr.double_sided_maxwell(key, 1.0, 2.0)), scalar,
+                               **sampler_tolerance("float32"))
+    if backend.name == "jax":  # jax arrays follow jax's mode: in the 64-bit one, jax's own float64 draws
+        with jax.enable_x64(True):
+            actual = read(backend, xr.double_sided_maxwell(xr.key(2, like=jnp), 0.5, 3.0, (5, 3), "float64"))
+            expected = np.asarray(jax.random.double_sided_maxwell(jax_key(2), 0.5, 3.0, (5, 3), jnp.float64))
+        np.testing.assert_allclose(actual, expected, **sampler_tolerance("float64"))
+    elif "float64" in backend.dtypes:
+        lengths = np.asarray(jax.random.maxwell(length_key, (5, 3), jnp.float64))
+        actual = read(backend, xr.double_sided_maxwell(key, 0.5, 3.0, (5, 3), "float64"))
+        np.testing.assert_allclose(actual, signs * lengths * 3.0 + 0.5, **sampler_tolerance("float64"))
+
+
+def test_samplers_trace_under_jit():
+    @jax.jit
+    def draw(key, b):
+        return (xr.pareto(key, b, (3,)), xr.gumbel(key, (2,), mode="high"), xr.choice(key, 10, (4,)),
+                xr.triangular(key, 0.0, b, 4.0))
+
+    key = jnp.asarray(xr.key(1, like=jnp))
+    got = draw(key, jnp.float32(2.0))
+    reference = jax.random.key(1)
+    np.testing.assert_array_equal(np.asarray(got[0]), np.asarray(jax.random.pareto(reference, jnp.float32(2.0), (3,))))
+    np.testing.assert_array_equal(np.asarray(got[1]), np.asarray(jax.random.gumbel(reference, (2,), mode="high")))
+    np.testing.assert_array_equal(np.asarray(got[2]), np.asarray(jax.random.choice(reference, 10, (4,))))
+    np.testing.assert_array_equal(np.asarray(got[3]),
+                                  np.asarray(jax.random.triangular(reference, 0.0, jnp.float32(2.0), 4.0)))
+
+
+@pytest.mark.usefixtures("in_jax_default_mode")
+def test_key_helpers(backend):
+    key = xr.key(2**32 + 5, like=backend.xp)
+    np.testing.assert_array_equal(read(backend, xr.PRNGKey(2**32 + 5, like=backend.xp)),
+                                  np.asarray(jax.random.PRNGKey(2**32 + 5)))
+    assert xr.clone(key) is key
+    keys = xr.split(key, 3)
+    np.testing.assert_array_equal(read(backend, xr.key_data(keys)),
+                                  np.asarray(jax.random.key_data(jax.random.split(jax_key(2**32 + 5), 3))))
+    typed = jax.random.split(jax.random.key(4), 2)
+    np.testing.assert_array_equal(np.asarray(xr.key_data(typed)), np.asarray(jax.random.key_data(typed)))
+
+
 # -- across backends, jax keys, tracing ------------------------------------------------
 
 
@@ -412,7 +565,8 @@ def test_dask_stays_lazy():
 
     with dask.config.set(scheduler=refuse):
         draws = [xr.uniform(key, (4, 4)), xr.normal(key, (3,)), xr.split(key), xr.bits(key, (2,)),
-                 xr.truncated_normal(key, -1.0, 1.0, (3,)), xr.bernoulli(key, 0.3, (5,))]
+                 xr.truncated_normal(key, -1.0, 1.0, (3,)), xr.bernoulli(key, 0.3, (5,)),
+                 xr.gumbel(key, (3,)), xr.wald(key, 1.0, (3,)), xr.choice(key, 7, (3,)), xr.rademacher(key, (2,))]
     assert all(isinstance(d, da.Array) for d in draws)
 
 
@@ -473,6 +627,50 @@ def test_statistics():
     assert scipy.stats.chisquare(np.bincount(r, minlength=10)).pvalue > 1e-3
 
 
+#: Each float sampler against its scipy.stats distribution: (name, draw(key, n), distribution).
+SAMPLER_DISTRIBUTIONS = (
+    ("exponential", lambda k, n: xr.exponential(k, (n,)), scipy.stats.expon()),
+    ("gumbel", lambda k, n: xr.gumbel(k, (n,)), scipy.stats.gumbel_r()),
+    ("gumbel high", lambda k, n: xr.gumbel(k, (n,), mode="high"), scipy.stats.gumbel_r()),
+    ("laplace", lambda k, n: xr.laplace(k, (n,)), scipy.stats.laplace()),
+    ("logistic", lambda k, n: xr.logistic(k, (n,)), scipy.stats.logistic()),
+    ("cauchy", lambda k, n: xr.cauchy(k, (n,)), scipy.stats.cauchy()),
+    ("lognormal", lambda k, n: xr.lognormal(k, 0.5, (n,)), scipy.stats.lognorm(0.5)),
+    ("pareto", lambda k, n: xr.pareto(k, 3.0, (n,)), scipy.stats.pareto(3.0)),
+    ("rayleigh", lambda k, n: xr.rayleigh(k, 2.0, (n,)), scipy.stats.rayleigh(scale=2.0)),
+    ("weibull_min", lambda k, n: xr.weibull_min(k, 2.0, 1.5, (n,)), scipy.stats.weibull_min(1.5, scale=2.0)),
+    ("maxwell", lambda k, n: xr.maxwell(k, (n,)), scipy.stats.maxwell()),
+    ("double_sided_maxwell", lambda k, n: np.abs(np.asarray(xr.double_sided_maxwell(k, 1.0, 2.0, (n,))) - 1.0) / 2.0,
+     scipy.stats.maxwell()),  # |x - loc| / scale
+    ("wald", lambda k, n: xr.wald(k, 1.5, (n,)), scipy.stats.invgauss(1.5)),
+    ("triangular", lambda k, n: xr.triangular(k, -1.0, 0.5, 2.0, (n,)), scipy.stats.triang(0.5, loc=-1.0, scale=3.0)),
+)
+
+
+@pytest.mark.parametrize("name, draw, distribution", SAMPLER_DISTRIBUTIONS, ids=[c[0] for c in SAMPLER_DISTRIBUTIONS])
+def test_sampler_statistics(name, draw, distribution):
+    values = np.asarray(draw(xr.key(2024), 100_000), np.float64)
+    assert scipy.stats.kstest(values, distribution.cdf).pvalue > 1e-3, name
+
+
+def test_discrete_sampler_statistics():
+    key = xr.key(2025)
+    n = 100_000
+    signs = np.asarray(xr.rademacher(key, (n,)))
+    assert set(np.unique(signs)) == {-1, 1} and abs(signs.mean()) < 0.01
+    trials = np.asarray(xr.geometric(key, 0.3, (n,)))
+    counts = np.bincount(trials, minlength=40)[1:40]
+    expected = scipy.stats.geom(0.3).pmf(np.arange(1, 40)) * n
+    assert trials.min() >= 1 and scipy.stats.chisquare(counts[:15], expected[:15] * counts[:15].sum()
+                                                       / expected[:15].sum()).pvalue > 1e-3
+    p = np.array([0.1, 0.3, 0.05, 0.25, 0.3], np.float32)
+    picks = np.asarray(xr.choice(key, 5, (n,), p=p))
+    assert scipy.stats.chisquare(np.bincount(picks, minlength=5), p / p.sum(dtype=np.float64) * n).pvalue > 1e-3
+    signs = np.sign(np.asarray(xr.double_sided_maxwell(key, 0.0, 1.0, (n,))))
+    assert abs(signs.mean()) < 0.01
+    assert len(set(np.asarray(xr.choice(key, 1000, (1000,), replace=False)).tolist())) == 1000
+
+
 # -- errors -------------------------------------------------------------------------
 
 
@@ -496,6 +694,21 @@ def test_statistics():
         (lambda k: xr.uniform(np.zeros(3, np.uint32), (2,)), ValueError, "must be a (2,) uint32 array"),
         (lambda k: xr.uniform(0, (2,)), TypeError, "key must be a key array"),
         (lambda k: xr.key(1.5), TypeError, "seed must be a Python int"),
+        (lambda k: xr.gumbel(k, (2,), mode="highest"), ValueError, "'highest', jax's float32 bit-level mode, is not"),
+        (lambda k: xr.categorical(k, np.zeros(3, np.float32), mode="middle"), ValueError, "mode must be None, 'low'"),
+        (lambda k: xr.exponential(k, (2,), np.int32), ValueError, "real floating dtype"),
+        (lambda k: xr.pareto(k, "3"), TypeError, "xpnn.random.pareto: b must be a real number or array"),
+        (lambda k: xr.rayleigh(k, np.ones(3, np.float32), (2,)), ValueError, "scale of shape (3,) does not broadcast"),
+        (lambda k: xr.triangular(k, 0.0, np.ones(3), np.ones(2)), ValueError, "do not broadcast"),
+        (lambda k: xr.geometric(k, 0.5, (2,), np.float32), ValueError, "integral dtype"),
+        (lambda k: xr.choice(k, 0, (2,)), ValueError, "a must be greater than 0 unless no samples are taken"),
+        (lambda k: xr.choice(k, 3, (4,), replace=False), ValueError, "cannot take a larger sample (size 4)"),
+        (lambda k: xr.choice(k, 3, (2,), p=np.ones(4, np.float32)), ValueError, "p must be None or a 1-D array of"),
+        (lambda k: xr.choice(k, np.zeros((2, 3)), (2,), axis=2), ValueError, "axis=2 is out of bounds"),
+        (lambda k: xr.choice(k, 2.5, (2,)), TypeError, "a must be an int or an array"),
+        (lambda k: xr.key_data(3), TypeError, "keys must be a key array"),
+        (lambda k: xr.key_data(np.zeros((2, 3), np.uint32)), ValueError, "shape (..., 2)"),
+        (lambda k: xr.clone(np.zeros(3, np.uint32)), ValueError, "must be a (2,) uint32 array"),
     ],
 )
 def test_errors(call, error, message):

@@ -11,7 +11,14 @@ same numbers as ``jax.random``:
   ``permutation`` and ``categorical`` bit for bit;
 * ``normal`` and ``truncated_normal`` (which go through ``erf_inv``) to a
   few float32 ulp: equal to XLA's polynomial, whose ``log1p`` differs from
-  other libraries' by an ulp now and then.
+  other libraries' by an ulp now and then;
+* ``choice``, ``rademacher`` and ``geometric`` (integers) and the floats of ``exponential``,
+  ``gumbel``, ``laplace``, ``logistic``, ``cauchy``, ``lognormal``, ``pareto``,
+  ``rayleigh``, ``weibull_min``, ``maxwell``, ``double_sided_maxwell``, ``wald`` and
+  ``triangular``: jax's formula over those draws, step for step, so bit for bit on jax
+  arrays and to the ulp of the library's ``log``/``exp``/``tan`` elsewhere.  The
+  rejection samplers (``gamma`` and the distributions built on it: ``beta``, ``dirichlet``,
+  ``chisquare``, ``t``, ``f``, ``poisson``, ``binomial``) are not provided.
 
 Both of jax's counter layouts are implemented; ``set_threefry_partitionable``
 chooses (the default, True, is jax's current default).  jax keys
@@ -39,7 +46,9 @@ from xpnn.backends import Adapter, is_number
 
 __all__ = [
     "key", "split", "fold_in", "bits", "uniform", "normal", "truncated_normal", "bernoulli",
-    "randint", "permutation", "categorical", "set_threefry_partitionable",
+    "randint", "permutation", "categorical", "choice", "exponential", "gumbel", "laplace", "logistic", "cauchy",
+    "lognormal", "pareto", "rayleigh", "weibull_min", "maxwell", "double_sided_maxwell", "wald", "triangular",
+    "rademacher", "geometric", "PRNGKey", "key_data", "clone", "set_threefry_partitionable",
     "threefry_partitionable",
 ]
 
@@ -231,6 +240,31 @@ def key(seed: int | Array, *, like: Any = None) -> Array:
         raise ValueError(f"key: seed must fit in 64 bits, got {seed}")
     seed %= 2**64 if adapter.holds_dtype(adapter.xp.int64, device) else 2**32
     return adapter.xp.asarray([seed >> 32, seed & MASK32], dtype=adapter.xp.uint32, device=device)
+
+
+def PRNGKey(seed: int, *, like: Any = None) -> Array:
+    """``jax.random.PRNGKey``: jax's legacy raw ``(2,)`` uint32 key, which is the key xpnn makes:
+    ``PRNGKey(seed)`` is ``key(seed)``."""
+    return key(seed, like=like)
+
+
+def key_data(keys: Array) -> Array:
+    """The raw uint32 words of one key or of a stack of keys (``jax.random.key_data``): xpnn's
+    keys are their words already; jax's typed keys (``jax.random.key``) are unwrapped."""
+    if not array_api_compat.is_array_api_obj(keys):
+        raise TypeError(f"xpnn.random.key_data: keys must be a key array, got {type(keys).__name__} {keys!r}")
+    adapter = adapter_of(keys)
+    words = adapter.key_data(keys)
+    if words.ndim == 0 or words.shape[-1] != 2 or not adapter.xp.isdtype(words.dtype, "integral"):
+        raise ValueError(f"xpnn.random.key_data: keys must be uint32 arrays of shape (..., 2), got shape "
+                         f"{tuple(words.shape)} and dtype {words.dtype}")
+    return words
+
+
+def clone(key: Array) -> Array:
+    """``jax.random.clone``: the same key, for reuse (jax's key-reuse checker aside, an identity)."""
+    _key_words(key, "clone")
+    return key
 
 
 @compiled(static=("num", "partitionable"))
@@ -633,14 +667,16 @@ def permutation(key: Array, x: int | Array, axis: int = 0, independent: bool = F
     jax's algorithm: sort by fresh 32-bit random keys, repeated
     ``ceil(3 ln(n) / ln(2**32 - 1))`` times with a stable sort, each round with
     the second key of ``split(key)``.  With ``independent=True`` every slice
-    along ``axis`` is shuffled on its own; otherwise whole slices move.
+    along ``axis`` is shuffled on its own; otherwise whole slices move.  ``range(x)`` is int32
+    (int64 on jax arrays with ``jax_enable_x64``), as jax's default integers.
     """
     adapter, words = _key_words(key, "permutation")
     xp = adapter.xp
     if isinstance(x, int) and not isinstance(x, bool):
         if x < 0:
             raise ValueError(f"permutation: x must be a non-negative int or an array, got {x}")
-        return _shuffle(words, xp.arange(x, device=device_of(words)), 0)
+        int_dtype = adapter.dtype_named(adapter.random_default_dtype("int32"))
+        return _shuffle(words, xp.arange(x, dtype=int_dtype, device=device_of(words)), 0)
     if not hasattr(x, "shape") or x.ndim == 0:
         raise TypeError(f"permutation: x must be an int or an array of at least 1 dimension, got {x!r}")
     if adapter_of(x) is not adapter:
@@ -673,13 +709,15 @@ def _sort_rounds(ops: Adapter, key: Array, x: Array, axis: int, rounds: int, *, 
     return x
 
 
-def categorical(key: Array, logits: Array, axis: int = -1, shape: Shape | None = None, replace: bool = True) -> Array:
+def categorical(key: Array, logits: Array, axis: int = -1, shape: Shape | None = None, replace: bool = True,
+                mode: str | None = None) -> Array:
     """Samples from the categorical distributions ``softmax(logits, axis)`` (``jax.random.categorical``).
 
     The Gumbel-max trick, as jax: ``argmax(logits + g, axis)`` with
     ``g = -log(-log(uniform(key, minval=tiny, maxval=1)))`` drawn in
     ``logits``' dtype; without replacement, the top ``prod(shape prefix)``
-    of ``logits + g``.  ``shape`` defaults to ``logits.shape`` without ``axis``.
+    of ``logits + g``.  ``shape`` defaults to ``logits.shape`` without ``axis``; ``mode`` is
+    gumbel's ('low' by default, or 'high').
     """
     adapter, words = _key_words(key, "categorical")
     xp = adapter.xp
@@ -702,13 +740,15 @@ def categorical(key: Array, logits: Array, axis: int = -1, shape: Shape | None =
             f"categorical: number of samples without replacement ({math.prod(prefix)}) cannot exceed "
             f"the number of categories ({logits.shape[axis]})"
         )
-    return _categorical(words, logits, axis, shape, batch_shape, replace, partitionable=_threefry.threefry_partitionable())
+    mode = _gumbel_mode(mode, "categorical")
+    return _categorical(words, logits, axis, shape, batch_shape, replace, mode,
+                        partitionable=_threefry.threefry_partitionable())
 
 
-@compiled(static=("axis", "shape", "batch_shape", "replace", "partitionable"))
+@compiled(static=("axis", "shape", "batch_shape", "replace", "mode", "partitionable"))
 def _categorical(
     ops: Adapter, key: Array, logits: Array, axis: int, shape: tuple[int, ...], batch_shape: tuple[int, ...], replace: bool,
-    *, partitionable: bool,
+    mode: str, *, partitionable: bool,
 ) -> Array:
     xp = ops.xp
     prefix = shape[: len(shape) - len(batch_shape)]
@@ -716,21 +756,401 @@ def _categorical(
     if replace:
         sample_shape = list(shape[len(prefix):])
         sample_shape.insert(axis, logits.shape[axis])
-        gumbel = _gumbel(ops, key, (*prefix, *sample_shape), dtype, partitionable)
+        gumbel = _gumbel(ops, key, (*prefix, *sample_shape), dtype, partitionable, mode)
         expanded = xp.reshape(logits, (1,) * len(prefix) + tuple(logits.shape))
         return xp.argmax(gumbel + expanded, axis=axis + len(prefix))
-    perturbed = logits + _gumbel(ops, key, tuple(logits.shape), dtype, partitionable)
+    perturbed = logits + _gumbel(ops, key, tuple(logits.shape), dtype, partitionable, mode)
     k = math.prod(prefix)
     order = xp.argsort(xp.moveaxis(perturbed, axis, -1), axis=-1, descending=True, stable=True)[..., :k]
     order = xp.moveaxis(order, -1, 0)
     return xp.reshape(order, shape)
 
 
-def _gumbel(adapter: Adapter, key: Array, shape: tuple[int, ...], dtype: Any, partitionable: bool) -> Array:
-    """jax.random.gumbel's default ('low') mode: ``-log(-log(uniform(tiny, 1)))``."""
+def _gumbel(adapter: Adapter, key: Array, shape: tuple[int, ...], dtype: Any, partitionable: bool,
+            mode: str = "low") -> Array:
+    """jax.random.gumbel's draw in ``mode`` 'low' (``-log(-log(uniform(tiny, 1)))``) or 'high'."""
     xp = adapter.xp
-    return _floats(adapter, key, shape, dtype, partitionable, float(xp.finfo(dtype).smallest_normal), 1.0,
-                   then=lambda u: -xp.log(-xp.log(u)))
+    tiny = float(xp.finfo(dtype).smallest_normal)
+    if mode == "low":
+        return _floats(adapter, key, shape, dtype, partitionable, tiny, 1.0, then=lambda u: -xp.log(-xp.log(u)))
+    _, mantissa = _float_layout(xp, dtype)
+    pair = _floats(adapter, key, (2, *shape), dtype, partitionable, 0.0, 1.0)
+    high, low = pair[0, ...], pair[1, ...]
+    x = xp.where(high >= 0.5, high, high + 2.0 ** -mantissa * low + tiny)
+    return -xp.log(-xp.log1p(-x))
+
+
+# -- distributions drawn from uniform and normal values ---------------------------------
+#
+# Each is jax.random's formula over the draws above, step for step in the sample dtype: bit for
+# bit with jax on jax arrays, and to an ulp or two of ``log``/``tan``/``exp`` elsewhere.
+
+
+def _parameter_shape(function: str, adapter: Adapter, shape: Any, **parameters: Any) -> tuple[int, ...]:
+    """``shape`` checked (default: the broadcast shape of the parameters); each parameter a real
+    number or a real array of the key's library that broadcasts to it (jax's ``_check_shape``)."""
+    for name, value in parameters.items():
+        _check_library(function, adapter, name, value)
+        real = (is_number(value) and not isinstance(value, (bool, complex))) or (
+            hasattr(value, "dtype") and adapter.xp.isdtype(value.dtype, ("real floating", "integral")))
+        if not real:
+            raise TypeError(f"xpnn.random.{function}: {name} must be a real number or array, got {value!r}")
+    if shape is None:
+        return _broadcast_shapes(*(tuple(getattr(v, "shape", ())) for v in parameters.values()))
+    shape = shape_argument(shape, function)
+    _check_bounds(function, adapter, shape, **parameters)
+    return shape
+
+
+def _float_distribution(key: Array, shape: Any, dtype: Any, function: str, **parameters: Any,
+                        ) -> tuple[Array, tuple[int, ...], Any]:
+    """The key's words, the checked shape and the floating dtype of a sampler with ``parameters``."""
+    adapter, words = _key_words(key, function)
+    dtype = dtype_argument(adapter, dtype, "real floating", "float32", function)
+    return words, _parameter_shape(function, adapter, shape, **parameters), dtype
+
+
+@compiled(static=("shape", "dtype", "partitionable"))
+def _exponential(ops: Adapter, key: Array, shape: tuple[int, ...], dtype: Any, *, partitionable: bool) -> Array:
+    xp = ops.xp
+    return _floats(ops, key, shape, dtype, partitionable, 0.0, 1.0, then=lambda u: -xp.log1p(-u))
+
+
+def exponential(key: Array, shape: Shape = (), dtype: Any = None) -> Array:
+    """Exponential floats of rate 1 (``jax.random.exponential``): ``-log1p(-u)``, ``u = uniform(key)``."""
+    words, shape, dtype = _float_distribution(key, shape, dtype, "exponential")
+    return _exponential(words, shape, dtype, partitionable=_threefry.threefry_partitionable())
+
+
+_GUMBEL_MODES = ("low", "high")
+
+
+def _gumbel_mode(mode: Any, function: str) -> str:
+    if mode is None:
+        return "low"
+    if mode not in _GUMBEL_MODES:
+        detail = " ('highest', jax's float32 bit-level mode, is not provided)" if mode == "highest" else ""
+        raise ValueError(f"xpnn.random.{function}: mode must be None, 'low' or 'high', got {mode!r}{detail}")
+    return mode
+
+
+@compiled(static=("shape", "dtype", "mode", "partitionable"))
+def _gumbel_draw(ops: Adapter, key: Array, shape: tuple[int, ...], dtype: Any, mode: str, *,
+                 partitionable: bool) -> Array:
+    return _gumbel(ops, key, shape, dtype, partitionable, mode)
+
+
+def gumbel(key: Array, shape: Shape = (), dtype: Any = None, mode: str | None = None) -> Array:
+    """Standard Gumbel floats (``jax.random.gumbel``).
+
+    ``mode='low'`` (the default, as jax's): ``-log(-log(u))`` with ``u`` uniform in
+    ``[tiny, 1)``.  ``mode='high'`` draws two uniforms ``hi, lo`` and uses
+    ``x = hi`` where ``hi >= 0.5``, else ``hi + 2**-nmant * lo + tiny``, then
+    ``-log(-log1p(-x))``: twice the random bits, for probabilities far below ``2**-nmant``.
+    """
+    words, shape, dtype = _float_distribution(key, shape, dtype, "gumbel")
+    mode = _gumbel_mode(mode, "gumbel")
+    return _gumbel_draw(words, shape, dtype, mode, partitionable=_threefry.threefry_partitionable())
+
+
+@compiled(static=("shape", "dtype", "partitionable"))
+def _laplace(ops: Adapter, key: Array, shape: tuple[int, ...], dtype: Any, *, partitionable: bool) -> Array:
+    xp = ops.xp
+    _, mantissa = _float_layout(xp, dtype)
+    return _floats(ops, key, shape, dtype, partitionable, -1.0 + 2.0 ** -(mantissa + 1), 1.0,
+                   then=lambda u: xp.sign(u) * xp.log1p(-xp.abs(u)))
+
+
+def laplace(key: Array, shape: Shape = (), dtype: Any = None) -> Array:
+    """Standard Laplace floats (``jax.random.laplace``): ``sign(u) * log1p(-|u|)``, ``u`` uniform
+    in ``[-1 + epsneg, 1)``."""
+    words, shape, dtype = _float_distribution(key, shape, dtype, "laplace")
+    return _laplace(words, shape, dtype, partitionable=_threefry.threefry_partitionable())
+
+
+@compiled(static=("shape", "dtype", "partitionable"))
+def _logistic(ops: Adapter, key: Array, shape: tuple[int, ...], dtype: Any, *, partitionable: bool) -> Array:
+    xp = ops.xp
+    return _floats(ops, key, shape, dtype, partitionable, float(xp.finfo(dtype).smallest_normal), 1.0,
+                   then=lambda u: xp.log(u) - xp.log1p(-u))
+
+
+def logistic(key: Array, shape: Shape = (), dtype: Any = None) -> Array:
+    """Standard logistic floats (``jax.random.logistic``): ``log(u) - log1p(-u)``, ``u`` uniform in
+    ``[tiny, 1)``."""
+    words, shape, dtype = _float_distribution(key, shape, dtype, "logistic")
+    return _logistic(words, shape, dtype, partitionable=_threefry.threefry_partitionable())
+
+
+@compiled(static=("shape", "dtype", "partitionable"))
+def _cauchy(ops: Adapter, key: Array, shape: tuple[int, ...], dtype: Any, *, partitionable: bool) -> Array:
+    xp = ops.xp
+    _, mantissa = _float_layout(xp, dtype)
+    return _floats(ops, key, shape, dtype, partitionable, 2.0 ** -mantissa, 1.0,
+                   then=lambda u: xp.tan(math.pi * (u - 0.5)))
+
+
+def cauchy(key: Array, shape: Shape = (), dtype: Any = None) -> Array:
+    """Standard Cauchy floats (``jax.random.cauchy``): ``tan(pi * (u - 0.5))``, ``u`` uniform in
+    ``[eps, 1)``."""
+    words, shape, dtype = _float_distribution(key, shape, dtype, "cauchy")
+    return _cauchy(words, shape, dtype, partitionable=_threefry.threefry_partitionable())
+
+
+@compiled(static=("shape", "dtype", "partitionable"))
+def _lognormal(ops: Adapter, key: Array, sigma: Any, shape: tuple[int, ...], dtype: Any, *,
+               partitionable: bool) -> Array:
+    xp = ops.xp
+    sigma = _as_dtype(xp, sigma, dtype, device_of(key))
+    return xp.exp(_normal.written_once(ops, key, shape, dtype, partitionable=partitionable) * sigma)
+
+
+def lognormal(key: Array, sigma: Any = 1.0, shape: Shape | None = None, dtype: Any = None) -> Array:
+    """Log-normal floats (``jax.random.lognormal``): ``exp(sigma * normal(key))``.
+
+    ``shape`` defaults to ``sigma``'s shape.
+    """
+    words, shape, dtype = _float_distribution(key, shape, dtype, "lognormal", sigma=sigma)
+    return _lognormal(words, sigma, shape, dtype, partitionable=_threefry.threefry_partitionable())
+
+
+@compiled(static=("shape", "dtype", "partitionable"))
+def _pareto(ops: Adapter, key: Array, b: Any, shape: tuple[int, ...], dtype: Any, *, partitionable: bool) -> Array:
+    xp = ops.xp
+    b = _as_dtype(xp, b, dtype, device_of(key))
+    return xp.exp(_exponential.written_once(ops, key, shape, dtype, partitionable=partitionable) / b)
+
+
+def pareto(key: Array, b: Any, shape: Shape | None = None, dtype: Any = None) -> Array:
+    """Pareto floats of shape parameter ``b`` (``jax.random.pareto``): ``exp(e / b)``, ``e =
+    exponential(key)``.  ``shape`` defaults to ``b``'s shape."""
+    words, shape, dtype = _float_distribution(key, shape, dtype, "pareto", b=b)
+    return _pareto(words, b, shape, dtype, partitionable=_threefry.threefry_partitionable())
+
+
+@compiled(static=("shape", "dtype", "partitionable"))
+def _rayleigh(ops: Adapter, key: Array, scale: Any, shape: tuple[int, ...], dtype: Any, *,
+              partitionable: bool) -> Array:
+    xp = ops.xp
+    scale = _as_dtype(xp, scale, dtype, device_of(key))
+    return scale * xp.sqrt(xp.log(_floats(ops, key, shape, dtype, partitionable, 0.0, 1.0)) * -2.0)
+
+
+def rayleigh(key: Array, scale: Any, shape: Shape | None = None, dtype: Any = None) -> Array:
+    """Rayleigh floats (``jax.random.rayleigh``): ``scale * sqrt(-2 * log(u))``, ``u = uniform(key)``.
+    ``shape`` defaults to ``scale``'s shape."""
+    words, shape, dtype = _float_distribution(key, shape, dtype, "rayleigh", scale=scale)
+    return _rayleigh(words, scale, shape, dtype, partitionable=_threefry.threefry_partitionable())
+
+
+@compiled(static=("shape", "dtype", "partitionable"))
+def _weibull_min(ops: Adapter, key: Array, scale: Any, concentration: Any, shape: tuple[int, ...], dtype: Any, *,
+                 partitionable: bool) -> Array:
+    xp = ops.xp
+    device = device_of(key)
+    exponent = 1.0 / concentration if is_number(concentration) else 1.0 / _as_dtype(xp, concentration, dtype, device)
+    e = _exponential.written_once(ops, key, shape, dtype, partitionable=partitionable)
+    return xp.pow(e, _as_dtype(xp, exponent, dtype, device)) * _as_dtype(xp, scale, dtype, device)
+
+
+def weibull_min(key: Array, scale: Any, concentration: Any, shape: Shape = (), dtype: Any = None) -> Array:
+    """Weibull floats (``jax.random.weibull_min``): ``(-log1p(-u)) ** (1 / concentration) * scale``."""
+    words, shape, dtype = _float_distribution(key, shape, dtype, "weibull_min", scale=scale,
+                                              concentration=concentration)
+    return _weibull_min(words, scale, concentration, shape, dtype, partitionable=_threefry.threefry_partitionable())
+
+
+@compiled(static=("shape", "dtype", "partitionable"))
+def _maxwell(ops: Adapter, key: Array, shape: tuple[int, ...], dtype: Any, *, partitionable: bool) -> Array:
+    xp = ops.xp
+    z = _normal.written_once(ops, key, (*shape, 3), dtype, partitionable=partitionable)
+    return xp.sqrt(xp.sum(z * z, axis=-1))
+
+
+def maxwell(key: Array, shape: Shape = (), dtype: Any = None) -> Array:
+    """Maxwell floats (``jax.random.maxwell``): the length of a standard normal 3-vector,
+    ``sqrt(sum(normal(key, shape + (3,)) ** 2, axis=-1))``."""
+    words, shape, dtype = _float_distribution(key, shape, dtype, "maxwell")
+    return _maxwell(words, shape, dtype, partitionable=_threefry.threefry_partitionable())
+
+
+@compiled(static=("shape", "dtype", "partitionable"))
+def _double_sided_maxwell(ops: Adapter, key: Array, loc: Any, scale: Any, shape: tuple[int, ...], dtype: Any, *,
+                          partitionable: bool) -> Array:
+    xp = ops.xp
+    device = device_of(key)
+    maxwell_key, sign_key = xp.unstack(_split.written_once(ops, key, 2, partitionable=partitionable))
+    lengths = _maxwell.written_once(ops, maxwell_key, shape, dtype, partitionable=partitionable)
+    signs = _rademacher.written_once(ops, sign_key, shape, dtype, partitionable=partitionable)
+    return signs * lengths * _as_dtype(xp, scale, dtype, device) + _as_dtype(xp, loc, dtype, device)
+
+
+def double_sided_maxwell(key: Array, loc: Any, scale: Any, shape: Shape = (), dtype: Any = None) -> Array:
+    """Double-sided Maxwell floats (``jax.random.double_sided_maxwell``): ``sign * maxwell * scale
+    + loc``, the length and the Rademacher sign from the two halves of ``split(key)``.
+
+    The result's shape is ``shape + broadcast(loc.shape, scale.shape)``, and the broadcast
+    shape alone when ``shape`` is empty, as jax's.
+    """
+    adapter, words = _key_words(key, "double_sided_maxwell")
+    dtype = dtype_argument(adapter, dtype, "real floating", "float32", "double_sided_maxwell")
+    parameter_shape = _parameter_shape("double_sided_maxwell", adapter, None, loc=loc, scale=scale)
+    shape = shape_argument(shape, "double_sided_maxwell")
+    shape = (shape or parameter_shape) + parameter_shape
+    return _double_sided_maxwell(words, loc, scale, shape, dtype, partitionable=_threefry.threefry_partitionable())
+
+
+@compiled(static=("shape", "dtype", "partitionable"))
+def _wald(ops: Adapter, key: Array, mean: Any, shape: tuple[int, ...], dtype: Any, *, partitionable: bool) -> Array:
+    xp = ops.xp
+    normal_key, uniform_key = xp.unstack(_split.written_once(ops, key, 2, partitionable=partitionable))
+    mean = _as_dtype(xp, mean, dtype, device_of(key))
+    v = _normal.written_once(ops, normal_key, shape, dtype, partitionable=partitionable)
+    z = _floats(ops, uniform_key, shape, dtype, partitionable, 0.0, 1.0)
+    y = v * v
+    mean_squared = mean * mean
+    root = xp.sqrt(4 * mean * y + mean_squared * (y * y))
+    x = mean + mean_squared * y / 2 - mean / 2 * root
+    return xp.where(z <= mean / (mean + x), x, mean_squared / x)
+
+
+def wald(key: Array, mean: Any, shape: Shape | None = None, dtype: Any = None) -> Array:
+    """Wald (inverse Gaussian) floats of ``mean`` and unit shape (``jax.random.wald``), by
+    Michael, Schucany & Haas (1976): with ``y = normal(k1) ** 2`` and ``z = uniform(k2)``,
+    ``x = mean + mean**2 * y / 2 - mean / 2 * sqrt(4 * mean * y + mean**2 * y**2)``, the result
+    is ``x`` where ``z <= mean / (mean + x)``, else ``mean**2 / x``.  ``shape`` defaults to
+    ``mean``'s shape."""
+    words, shape, dtype = _float_distribution(key, shape, dtype, "wald", mean=mean)
+    return _wald(words, mean, shape, dtype, partitionable=_threefry.threefry_partitionable())
+
+
+@compiled(static=("shape", "dtype", "partitionable"))
+def _triangular(ops: Adapter, key: Array, left: Any, mode: Any, right: Any, shape: tuple[int, ...], dtype: Any, *,
+                partitionable: bool) -> Array:
+    xp = ops.xp
+    device = device_of(key)
+    left, mode, right = (_as_dtype(xp, v, dtype, device) for v in (left, mode, right))
+    u = _floats(ops, key, shape, dtype, partitionable, 0.0, 1.0)
+    rising = left + xp.sqrt(u * (right - left) * (mode - left))
+    falling = right - xp.sqrt((1 - u) * (right - left) * (right - mode))
+    return xp.where(u < (mode - left) / (right - left), rising, falling)
+
+
+def triangular(key: Array, left: Any, mode: Any, right: Any, shape: Shape | None = None, dtype: Any = None) -> Array:
+    """Triangular floats on ``[left, right]`` peaking at ``mode`` (``jax.random.triangular``), by
+    inversion: ``left + sqrt(u * (right - left) * (mode - left))`` where ``u < (mode - left) /
+    (right - left)``, else ``right - sqrt((1 - u) * (right - left) * (right - mode))``.
+    ``shape`` defaults to the parameters' broadcast shape."""
+    words, shape, dtype = _float_distribution(key, shape, dtype, "triangular", left=left, mode=mode, right=right)
+    return _triangular(words, left, mode, right, shape, dtype, partitionable=_threefry.threefry_partitionable())
+
+
+@compiled(static=("shape", "dtype", "partitionable"))
+def _rademacher(ops: Adapter, key: Array, shape: tuple[int, ...], dtype: Any, *, partitionable: bool) -> Array:
+    xp = ops.xp
+    heads = _floats(ops, key, shape, ops.dtype_named(ops.random_default_dtype("float32")), partitionable, 0.0, 1.0,
+                    then=lambda u: u < 0.5)
+    return xp.astype(2 * xp.astype(heads, dtype) - 1, dtype)
+
+
+def rademacher(key: Array, shape: Shape = (), dtype: Any = None) -> Array:
+    """-1 or 1 with equal probability (``jax.random.rademacher``): ``2 * bernoulli(key, 0.5) - 1``
+    in ``dtype`` (default int32; int64 on jax arrays with ``jax_enable_x64``)."""
+    adapter, words = _key_words(key, "rademacher")
+    dtype = dtype_argument(adapter, dtype, "numeric", "int32", "rademacher")
+    shape = shape_argument(shape, "rademacher")
+    return _rademacher(words, shape, dtype, partitionable=_threefry.threefry_partitionable())
+
+
+@compiled(static=("shape", "dtype", "partitionable"))
+def _geometric(ops: Adapter, key: Array, p: Any, shape: tuple[int, ...], dtype: Any, *, partitionable: bool) -> Array:
+    xp = ops.xp
+    u = _floats(ops, key, shape, p.dtype, partitionable, 0.0, 1.0)
+    u = xp.where(u == 0, xp.ones_like(u), u)
+    return xp.astype(xp.floor(xp.log(u) / xp.log1p(-p)) + 1, dtype)
+
+
+def geometric(key: Array, p: Any, shape: Shape | None = None, dtype: Any = None) -> Array:
+    """Geometric integers, the trial of the first success of probability ``p``
+    (``jax.random.geometric``): ``floor(log(u) / log1p(-p)) + 1`` with ``u = uniform(key)`` in
+    ``p``'s floating dtype (a Python ``p``: float32, or float64 on jax arrays with
+    ``jax_enable_x64``; 0 drawn counts as 1).  ``shape`` defaults to ``p``'s shape; ``dtype`` is
+    an integer dtype (default int32; int64 on jax arrays with ``jax_enable_x64``)."""
+    adapter, words = _key_words(key, "geometric")
+    xp = adapter.xp
+    dtype = dtype_argument(adapter, dtype, "integral", "int32", "geometric")
+    shape = _parameter_shape("geometric", adapter, shape, p=p)
+    if not hasattr(p, "dtype") or not xp.isdtype(p.dtype, "real floating"):
+        float_dtype = adapter.dtype_named(adapter.random_default_dtype("float32"))
+        p = xp.asarray(p, dtype=float_dtype, device=device_of(words)) if is_number(p) else xp.astype(p, float_dtype)
+    return _geometric(words, p, shape, dtype, partitionable=_threefry.threefry_partitionable())
+
+
+def choice(key: Array, a: int | Array, shape: Shape = (), replace: bool = True, p: Array | None = None, axis: int = 0,
+           mode: str | None = None) -> Array:
+    """A random sample of ``a``'s elements along ``axis``, or of ``range(a)`` (``jax.random.choice``).
+
+    jax's algorithm: with ``p=None``, ``randint(key, shape, 0, n)`` indices (with replacement)
+    or the first ``prod(shape)`` of ``permutation(key, n)`` (without); with probabilities ``p``
+    (1-D, one per element), the ``searchsorted`` of ``cumsum(p)[-1] * (1 - uniform(key))`` in
+    ``cumsum(p)`` (with replacement) or the top ``prod(shape)`` of ``gumbel(key, mode=mode) +
+    log(p)`` (without).  The result has shape ``a.shape[:axis] + shape + a.shape[axis + 1:]``.
+    """
+    adapter, words = _key_words(key, "choice")
+    xp = adapter.xp
+    shape = shape_argument(shape, "choice")
+    if isinstance(a, int) and not isinstance(a, bool):
+        population, n = None, a
+    elif hasattr(a, "shape") and adapter_of(a) is adapter and a.ndim > 0:
+        if not -a.ndim <= axis < a.ndim:
+            raise ValueError(f"xpnn.random.choice: axis={axis} is out of bounds for a of dimension {a.ndim}")
+        axis %= a.ndim
+        population, n = a, a.shape[axis]
+    else:
+        raise TypeError(f"xpnn.random.choice: a must be an int or an array of the key's library ({adapter.name}) "
+                        f"with at least 1 dimension, got {a!r}")
+    draws = math.prod(shape)
+    int_dtype = adapter.dtype_named(adapter.random_default_dtype("int32"))
+    out_shape = shape if population is None else (*population.shape[:axis], *shape, *population.shape[axis + 1:])
+    if draws == 0:
+        return xp.zeros(out_shape, dtype=int_dtype if population is None else population.dtype, device=device_of(words))
+    if n <= 0:
+        raise ValueError(f"xpnn.random.choice: a must be greater than 0 unless no samples are taken, got {n}")
+    if not replace and draws > n:
+        raise ValueError(f"xpnn.random.choice: cannot take a larger sample (size {draws}) than the population "
+                         f"(size {n}) when replace=False")
+    mode = _gumbel_mode(mode, "choice")
+    if p is None and not replace:
+        order = permutation(words, n if population is None else population, axis)
+        index = (slice(None),) * (0 if population is None else axis) + (slice(0, draws),)
+        return xp.reshape(order[index], out_shape)
+    if p is None:
+        indices = randint(words, shape, 0, n)
+    else:
+        _check_library("choice", adapter, "p", p)
+        if not hasattr(p, "dtype") or tuple(p.shape) != (n,):
+            raise ValueError(f"xpnn.random.choice: p must be None or a 1-D array of a.shape[axis] = {n} "
+                             f"probabilities, got {getattr(p, 'shape', p)!r}")
+        if not xp.isdtype(p.dtype, "real floating"):
+            p = xp.astype(p, adapter.dtype_named(adapter.random_default_dtype("float32")))
+        indices = _weighted_choice(words, p, shape, replace, mode, partitionable=_threefry.threefry_partitionable())
+    if population is None:
+        return indices
+    return xp.reshape(xp.take(population, xp.reshape(indices, (-1,)), axis=axis), out_shape)
+
+
+@compiled(static=("shape", "replace", "mode", "partitionable"))
+def _weighted_choice(ops: Adapter, key: Array, p: Array, shape: tuple[int, ...], replace: bool, mode: str, *,
+                     partitionable: bool) -> Array:
+    xp = ops.xp
+    int_dtype = ops.dtype_named(ops.random_default_dtype("int32"))
+    if replace:
+        cumulative = xp.cumulative_sum(p)
+        targets = cumulative[-1] * (1 - _floats(ops, key, shape, p.dtype, partitionable, 0.0, 1.0))
+        return xp.astype(xp.searchsorted(cumulative, targets), int_dtype)
+    perturbed = _gumbel(ops, key, tuple(p.shape), p.dtype, partitionable, mode) + xp.log(p)
+    order = xp.argsort(perturbed, descending=True, stable=True)[: math.prod(shape)]
+    return xp.reshape(xp.astype(order, int_dtype), shape)
 
 
 # -- helpers -----------------------------------------------------------------------
