@@ -255,6 +255,12 @@ class Adapter(Primitives):
         except Exception:  # noqa: BLE001 - a traced value has no device
             return None
 
+    def constrain_sharding(self, x: Array, names: tuple, mesh: Any) -> Array:
+        """``x`` laid out with axis ``i`` split over mesh axis ``names[i]`` (None: replicated), over
+        ``mesh`` or the mesh in effect: ``xpnn.Partitioned``'s unbox.  ``x`` itself by default, for
+        a library without meshes, where the names are metadata only."""
+        return x
+
     # -- random-number tuning (xpnn.random) -------------------------------------------
     def random_chunk(self, device: Any) -> int | None:
         """Counters per slice when xpnn.random runs the cipher eagerly on ``device``: slices

@@ -17,6 +17,8 @@ import jax.nn as jnn
 import jax.numpy as jnp
 import numpy as np
 
+from xpnn.partitioning import LogicallyPartitioned, Partitioned
+
 from . import _fallback
 from ._base import Adapter, FastPath, valid_axis
 
@@ -354,5 +356,40 @@ class JaxAdapter(Adapter):
             return jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
         return None
 
+    def constrain_sharding(self, x, names, mesh):
+        """``x`` laid out as ``PartitionSpec(*names)`` over ``mesh`` or the mesh of ``jax.set_mesh``
+        (flax's ``Partitioned.unbox``): ``jax.lax.with_sharding_constraint``, or where every mesh
+        axis is explicit (jax's default, where that constraint only asserts the layout, and flax's
+        unbox fails) ``jax.sharding.reshard``; ``x`` itself outside any mesh."""
+        in_effect = mesh if mesh is not None else jax.sharding.get_abstract_mesh()
+        if in_effect.empty:
+            return x
+        spec = jax.sharding.PartitionSpec(*names)
+        target = jax.sharding.NamedSharding(mesh, spec) if mesh is not None else spec
+        if all(t == jax.sharding.AxisType.Explicit for t in in_effect.axis_types):
+            return jax.sharding.reshard(x, target)
+        return jax.lax.with_sharding_constraint(x, target)
+
 
 ADAPTER = JaxAdapter
+
+
+# -- the sharding vocabulary of xpnn.partitioning ----------------------------------------------
+
+
+def partition_spec(entries: tuple) -> jax.sharding.PartitionSpec:
+    return jax.sharding.PartitionSpec(*entries)
+
+
+def named_sharding(mesh, spec: jax.sharding.PartitionSpec) -> jax.sharding.NamedSharding:
+    return jax.sharding.NamedSharding(mesh, spec)
+
+
+def is_partition_spec(x) -> bool:
+    return isinstance(x, jax.sharding.PartitionSpec)
+
+
+# The boxes are jax pytrees (their value the one child), as flax's: jax.grad, jax.jit and
+# jax.eval_shape see through them and keep them.
+jax.tree_util.register_dataclass(Partitioned, data_fields=["value"], meta_fields=["names", "mesh"])
+jax.tree_util.register_dataclass(LogicallyPartitioned, data_fields=["value"], meta_fields=["names", "mesh", "rules"])

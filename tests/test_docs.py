@@ -14,7 +14,7 @@ import xpnn
 _PUBLIC = ([*xpnn.FUNCTIONS, *xpnn.LAYERS, "Module", "save", "load", "scan", "to_backend", "tree_map",
             "check_fast_paths", "fast_paths"]
            + [f"initializers.{name}" for name in xpnn.initializers.__all__]
-           + [f"random.{name}" for name in xpnn.random.__all__])
+           + [f"random.{name}" for name in xpnn.random.__all__] + list(xpnn.partitioning.__all__))
 _MARKUP = re.compile(r":math:|\.\. math::|\\(?:frac|sqrt|mathrm|text|sum|max|min|log|exp|alpha|lambda|sigma)\b"
                      r"|:(?:func|mod|class|meth|data|attr):`|<locals>|<lambda>")
 

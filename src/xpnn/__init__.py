@@ -32,6 +32,8 @@ from xpnn.layers.stochastic import *  # noqa: F403
 from xpnn import functions, layers
 from xpnn.transforms import checkpoint, remat, scan
 from xpnn.checkpoints import load, save
+from xpnn.partitioning import *  # noqa: F403
+from xpnn import partitioning
 
 #: flax.linen's names for four initializers (``bias_init=xpnn.zeros_init()``, as ``nn.zeros_init()``).
 zeros, ones = initializers.zeros, initializers.ones
@@ -51,7 +53,8 @@ __all__ = [
     "fast_path_report", "check_fast_paths", "SwitchedOff", "BlockScaleConfig", "get_scaled_dot_general_config",
     "Module", "compact", "nowrap", "Variable", "merge_param", "DenyList", "ModuleError",
     "tree_map", "tree_leaves", "to_backend", "scan", "checkpoint", "remat", "save", "load", "zeros", "ones",
-    "zeros_init", "ones_init",
+    "zeros_init", "ones_init", "partitioning",
 ]
+__all__ += partitioning.__all__
 __all__ += functions.__all__
 __all__ += layers.__all__

@@ -43,6 +43,7 @@ from xpnn._scope import (
     INIT_MUTABLE, DenyList, Frame, ModuleError, Path, Variables, check_param_shape, first_array, rng_dict, rng_hash,
 )
 from xpnn._types import Array
+from xpnn.partitioning import Partitioned
 from xpnn.trees import to_backend, tree_map
 
 __all__ = ["Module", "compact", "nowrap", "Variable", "merge_param", "DenyList", "ModuleError"]
@@ -134,15 +135,20 @@ def merge_param(name: str, attribute: Any, argument: Any) -> Any:
 class Variable:
     """A handle on one variable: read and write it through ``.value`` (flax's ``Variable``)."""
 
-    def __init__(self, module: Module, collection: str, name: str) -> None:
-        self._module, self.collection, self.name = module, collection, name
+    def __init__(self, module: Module, collection: str, name: str, unbox: bool = True) -> None:
+        self._module, self.collection, self.name, self.unbox = module, collection, name, unbox
 
     @property
     def value(self) -> Any:
-        return self._module.get_variable(self.collection, self.name)
+        """The variable; a ``Partitioned`` one unboxed (unless made with ``unbox=False``)."""
+        value = self._module.get_variable(self.collection, self.name)
+        return value.unbox() if self.unbox and isinstance(value, Partitioned) else value
 
     @value.setter
     def value(self, value: Any) -> None:
+        current = self._module.get_variable(self.collection, self.name)
+        if isinstance(current, Partitioned) and not isinstance(value, Partitioned):
+            value = current.replace_boxed(value)
         self._module.put_variable(self.collection, self.name, value)
 
     def __repr__(self) -> str:
@@ -643,13 +649,17 @@ class Module:
         count = frame.rng_counters[(path, name)] = frame.rng_counters.get((path, name), 0) + 1
         return frame.in_library(random.fold_in(frame.rngs[name], rng_hash(path, count)))
 
-    def param(self, name: str, init_fn: Callable[..., Any], *init_args: Any, **init_kwargs: Any) -> Any:
+    def param(self, name: str, init_fn: Callable[..., Any], *init_args: Any, unbox: bool = True,
+              **init_kwargs: Any) -> Any:
         """The parameter ``name``: read from the variables, or made with
         ``init_fn(self.make_rng('params'), *init_args)`` while initialising.
 
         When the first init argument is a shape, an existing parameter must
         have it: a mismatch (an input of another feature size than at init)
-        is an error naming the module.
+        is an error naming the module.  A parameter in a ``Partitioned`` box
+        (``with_partitioning``) stays boxed in the variables and is returned
+        unboxed (with its layout as a sharding constraint on jax under a mesh),
+        unless ``unbox=False``.
         """
         state = self._state
         store = state.params
@@ -663,6 +673,10 @@ class Module:
                 store = state.params = {key: frame.adopted(value) for key, value in store.items()}
         if store is not None and name in store:
             value = store[name]
+            if isinstance(value, Partitioned):
+                if init_args and init_args[0] != getattr(value.value, "shape", None):
+                    check_param_shape(self.path, name, value.value, init_args)
+                return value.unbox() if unbox else value
             if init_args and init_args[0] != getattr(value, "shape", None):
                 check_param_shape(self.path, name, value, init_args)
             return value
@@ -675,14 +689,18 @@ class Module:
             if type(error) not in (TypeError, ValueError):  # a library's own error class: as it is
                 raise
             raise type(error)(f'{self.path}: parameter "{name}": {error}') from error
-        if frame.like is not None and array_api_compat.is_array_api_obj(value) and (
-                adapter_of(value) is not adapter_of(frame.like)):
+        made = value.value if isinstance(value, Partitioned) else value
+        if frame.like is not None and array_api_compat.is_array_api_obj(made) and (
+                adapter_of(made) is not adapter_of(frame.like)):
             value = to_backend(value, frame.like)  # an initializer that returns NumPy arrays, as flax takes it
         frame.store("params", path, create=True)[name] = value
-        return value
+        return value.unbox() if unbox and isinstance(value, Partitioned) else value
 
-    def variable(self, collection: str, name: str, init_fn: Callable[..., Any] | None = None, *init_args: Any, **init_kwargs: Any) -> Variable:
-        """A handle on variable ``collection/name``, made with ``init_fn(*init_args)`` when missing."""
+    def variable(self, collection: str, name: str, init_fn: Callable[..., Any] | None = None, *init_args: Any,
+                 unbox: bool = True, **init_kwargs: Any) -> Variable:
+        """A handle on variable ``collection/name``, made with ``init_fn(*init_args)`` when missing.
+        Its ``.value`` of a ``Partitioned`` box is the value unboxed unless ``unbox=False``, and
+        writing ``.value`` keeps the box."""
         frame, path = self._require_scope("variable")
         store = frame.store(collection, path)
         if store is None or name not in store:
@@ -690,7 +708,7 @@ class Module:
                 raise ModuleError(frame.missing_message(self.path, collection, name, store))
             value = init_fn(*init_args, **init_kwargs) if init_fn is not None else None
             frame.store(collection, path, create=True)[name] = value
-        return Variable(self, collection, name)
+        return Variable(self, collection, name, unbox)
 
     def perturb(self, name: str, value: Any, collection: str = "perturbations") -> Any:
         """``value`` plus the variable ``collection/name`` (``flax.linen.Module.perturb``).

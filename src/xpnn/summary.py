@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from xpnn._dispatch import is_array
 from xpnn.backends import dtype_name
+from xpnn.partitioning import Partitioned
 
 if TYPE_CHECKING:
     from xpnn.module import Module
@@ -136,6 +137,8 @@ def _shown(value: Any) -> Any:
     in key order."""
     if is_array(value):
         return f"{dtype_name(value.dtype)}[{','.join(str(n) for n in value.shape)}]"
+    if isinstance(value, Partitioned):  # flax's "float32[4,3] P(None, model)": the names' tuple unquoted
+        return f"{_shown(value.value)} P{repr(value.names).replace(chr(39), '')}"
     if isinstance(value, (tuple, list)):
         return tuple(_shown(item) for item in value)
     if isinstance(value, Mapping):  # in key order, as flax's tree maps give them
@@ -191,6 +194,8 @@ def _size_and_bytes(tree: Any) -> tuple[int, int]:
     if is_array(tree):
         size = math.prod(tree.shape)
         return size, size * _itemsize(tree.dtype)
+    if isinstance(tree, Partitioned):
+        return _size_and_bytes(tree.value)
     parts = [_size_and_bytes(item) for item in (tree.values() if isinstance(tree, Mapping) else tree)]
     return sum(size for size, _ in parts), sum(nbytes for _, nbytes in parts)
 

@@ -21,22 +21,40 @@ __all__ = ["tree_map", "tree_leaves", "to_backend"]
 Tree = Any
 
 
-def tree_map(function: Callable[..., Any], tree: Tree, *rest: Tree) -> Tree:
+class Box:
+    """A tree node holding one subtree, ``value``, with metadata that tree functions keep
+    (``xpnn.Partitioned``): ``tree_map`` maps the value and rebuilds the box around it."""
+
+    value: Any
+
+    def replace_boxed(self, value: Any) -> Box:
+        raise NotImplementedError
+
+
+def tree_map(function: Callable[..., Any], tree: Tree, *rest: Tree,
+             is_leaf: Callable[[Any], bool] | None = None) -> Tree:
     """``function`` applied to every leaf of ``tree`` (and the matching leaves of
     ``rest``, which have ``tree``'s structure), in a tree of the same structure.
 
     Mappings come back as plain dicts, lists as lists, tuples as tuples
-    (named tuples keep their type).
+    (named tuples keep their type), boxes (``xpnn.Partitioned``) as boxes.  A
+    subtree for which ``is_leaf`` is true is a leaf (``jax.tree_util.tree_map``'s
+    ``is_leaf``), as is what it matches in ``rest``.
     """
+    if is_leaf is not None and is_leaf(tree):
+        return function(tree, *rest)
     if tree is None:
         return None
     if isinstance(tree, Mapping):
-        return {k: tree_map(function, v, *(r[k] for r in rest)) for k, v in tree.items()}
+        return {k: tree_map(function, v, *(r[k] for r in rest), is_leaf=is_leaf) for k, v in tree.items()}
     if isinstance(tree, (list, tuple)):
-        items = [tree_map(function, v, *(r[i] for r in rest)) for i, v in enumerate(tree)]
+        items = [tree_map(function, v, *(r[i] for r in rest), is_leaf=is_leaf) for i, v in enumerate(tree)]
         if isinstance(tree, list):
             return items
         return type(tree)(*items) if hasattr(tree, "_fields") else tuple(items)
+    if isinstance(tree, Box):
+        return tree.replace_boxed(tree_map(function, tree.value, *(r.value if isinstance(r, Box) else r for r in rest),
+                                           is_leaf=is_leaf))
     return function(tree, *rest)
 
 

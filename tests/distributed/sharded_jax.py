@@ -7,8 +7,9 @@ Covered, each with explicit mesh axes (``jax.make_mesh``'s default) and auto axe
 data-parallel MLP (batch-sharded input, params made by ``init`` replicated over
 the mesh) eagerly and under ``jax.jit`` with input/output shardings; params made
 for an unsharded input applied to a sharded one; a tensor-parallel MLP (kernels
-split over features); a transformer block (LayerNorm, attention, MLP, dropout)
-and an LSTM over a batch-sharded sequence; xpnn.torch_nn's LSTM, GRU and MultiheadAttention
+split over features), and one laid out by its initializers' partitioning metadata (a jitted
+init with the shardings of ``get_partition_spec`` and logical axis rules); a transformer block
+(LayerNorm, attention, MLP, dropout) and an LSTM over a batch-sharded sequence; xpnn.torch_nn's LSTM, GRU and MultiheadAttention
 (appended keys, padding mask) on one; a jitted data-parallel training step;
 ``xpnn.random`` draws under ``out_shardings`` in both threefry modes, equal to the
 unsharded draws and to jax.random's; every one-array function jitted with sharded input and
@@ -50,6 +51,18 @@ class Block(nn.Module):
         x = x + nn.Dropout(0.1, deterministic=deterministic)(y)
         y = nn.Dense(x.shape[-1])(nn.gelu(nn.Dense(64)(nn.RMSNorm()(x))))
         return x + y
+
+
+class PartitionedMLP(nn.Module):
+    """Tensor-parallel by its initializers' metadata: the hidden kernel and bias named over the mesh
+    axis "model", the output kernel over the logical axes ("mlp", "embed")."""
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.Dense(64, kernel_init=nn.with_partitioning(nn.initializers.lecun_normal(), (None, "model")),
+                     bias_init=nn.with_partitioning(nn.initializers.normal(0.1), ("model",)))(x)
+        kernel_init = nn.with_logical_partitioning(nn.initializers.lecun_normal(), ("mlp", "embed"))
+        return nn.Dense(10, kernel_init=kernel_init)(nn.relu(h))
 
 
 def close(got, want, tolerance=2e-5):
@@ -104,6 +117,33 @@ def tensor_parallel(mesh, batch, variables, x_host, want):
     x = jax.device_put(x_host, batch)
     close(MLP().apply({"params": params}, x), want)
     close(jax.jit(MLP().apply)({"params": params}, x), want)
+
+
+def partitioned_init(mesh, batch):
+    """``jax.jit(init, out_shardings=...)`` with the shardings that ``get_partition_spec`` of
+    ``jax.eval_shape``'s abstract variables and the logical rules give: each parameter made where
+    its metadata says, equal to the unsharded init; applied (reading each parameter with its layout
+    as its layout) eagerly and jitted, equal to the unsharded model."""
+    x_host = np.random.default_rng(2).standard_normal((16, 32)).astype(np.float32)
+    x = jax.device_put(x_host, batch)
+    model = PartitionedMLP()
+    key = jnp.asarray(nn.random.key(0))
+    # the rules map every name of the specs, the mesh axis "model" (to itself) as the logical ones
+    with nn.logical_axis_rules((("mlp", "model"), ("embed", None), ("model", "model"))):
+        abstract = jax.eval_shape(model.init, key, x)
+        shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(abstract), mesh)
+        variables = jax.jit(model.init, out_shardings=shardings)(key, x)
+        params = variables["params"]
+        assert params["Dense_0"]["kernel"].value.sharding.spec == P(None, "model")
+        assert params["Dense_0"]["bias"].value.sharding.spec == P("model")
+        assert params["Dense_1"]["kernel"].value.sharding.spec == P("model", None)
+        assert params["Dense_1"]["bias"].sharding.spec == P()
+        reference = nn.unbox(model.init(nn.random.key(0), jnp.asarray(x_host)))
+        for a, b in zip(jax.tree_util.tree_leaves(nn.unbox(variables)), jax.tree_util.tree_leaves(reference)):
+            close(a, b, 1e-6)  # jitted, the normal draws' polynomial fuses differently: an ulp at most
+        want = model.apply(reference, jnp.asarray(x_host))
+        close(model.apply(variables, x), want)
+        close(jax.jit(model.apply)(variables, x), want)
 
 
 def transformer_block(mesh, batch3):
@@ -238,6 +278,7 @@ def main(axis_types: list[str]) -> None:
         with jax.set_mesh(mesh):
             variables, x_host, want = data_parallel(mesh, batch)
             tensor_parallel(mesh, batch, variables, x_host, want)
+            partitioned_init(mesh, batch)
             transformer_block(mesh, batch3)
             torch_style_modules(mesh, batch3)
             training_step(mesh, batch)
