@@ -216,6 +216,14 @@ class Primitives:
         returns the last carry and the stacked ``y``'s.  ``unroll`` is a hint for compilers."""
         return _fallback.scan(self.xp, f, init, xs, length, reverse)
 
+    def while_loop(self, cond: Callable[[Any], Any], body: Callable[[Any], Any], state: Any) -> Any:
+        """``jax.lax.while_loop``: ``state = body(state)`` while ``cond(state)`` (a 0-d boolean
+        array) holds; returns the last state.  Eagerly, a Python loop that reads the condition
+        (on Dask, each reading computes it)."""
+        while bool(cond(state)):
+            state = body(state)
+        return state
+
     #: Whether ``scan``'s loop body is compiled (jax: XLA fuses each step's products): a recurrent
     #: layer then computes a step's input side in the step; eager libraries compute every step's
     #: at once, before the loop.

@@ -203,6 +203,16 @@ class DaskAdapter(Adapter):
                                  adjust_chunks={names[a]: out_chunks[a] for a in spatial} | {names[-1]: rhs.shape[-1]})
         return y if bias is None else y + bias
 
+    def while_loop(self, cond, body, state):
+        """Each round's state persisted (computed, still Dask arrays): reading the condition then
+        computes one round, not every round again from the start."""
+        import dask
+
+        state = dask.persist(*state)
+        while bool(cond(state)):
+            state = dask.persist(*body(state))
+        return state
+
     def erf(self, x):
         return x.map_blocks(_erf_block, dtype=x.dtype)
 

@@ -249,6 +249,9 @@ class JaxAdapter(Adapter):
     def mean_across(self, x, axis_name, axis_index_groups=None):
         return jax.lax.pmean(x, axis_name, axis_index_groups=axis_index_groups)
 
+    def while_loop(self, cond, body, state):
+        return jax.lax.while_loop(cond, body, state)
+
     def scan(self, f, init, xs, length=None, reverse=False, unroll=1):
         """``jax.lax.scan``; under explicit mesh axes, a sequence split over devices along the
         scanned axis is gathered along it first (scan takes one whole axis per step)."""

@@ -113,6 +113,20 @@ RANDOM_CASES: tuple[RandomCase, ...] = (
     RandomCase("wald", lambda r, k, d: r.wald(k, 1.5, (8, 16), d), exact=False, float32_tolerance=(1e-4, 1e-6)),
     RandomCase("triangular", lambda r, k, d: r.triangular(k, -1.0, 0.5, 2.0, (8, 16), d), exact=False,
                float32_tolerance=(1e-4, 1e-6)),
+    RandomCase("gamma", lambda r, k, d: r.gamma(k, _parameters(r, k, d, [0.3, 1.0, 2.5, 9.0]), (32, 4), d),
+               exact=False),
+    RandomCase("loggamma", lambda r, k, d: r.loggamma(k, 0.02, (8, 16), d), exact=False),
+    RandomCase("beta", lambda r, k, d: r.beta(k, 0.5, 2.0, (8, 16), d), exact=False),
+    RandomCase("dirichlet", lambda r, k, d: r.dirichlet(k, _parameters(r, k, d, [0.5, 1.0, 4.0]), (8, 16), d),
+               exact=False),
+    RandomCase("chisquare", lambda r, k, d: r.chisquare(k, 3.0, (8, 16), d), exact=False),
+    RandomCase("f", lambda r, k, d: r.f(k, 3.0, 7.0, (8, 16), d), exact=False),
+    RandomCase("t", lambda r, k, d: r.t(k, 4.0, (8, 16), d), exact=False),
+    # float32 only, as double_sided_maxwell: Rademacher signs
+    RandomCase("generalized_normal", lambda r, k, d: r.generalized_normal(k, 1.5, (8, 16), d), exact=False,
+               floating=False, default_dtypes=True),
+    RandomCase("ball", lambda r, k, d: r.ball(k, 3, 2, (8, 16), d), exact=False, floating=False,
+               default_dtypes=True),
     RandomCase("PRNGKey", lambda r, k, d: r.PRNGKey(2**32 + 5, **({} if _is_jax(r) else {"like": k})),
                floating=False),
     RandomCase("key_data", lambda r, k, d: r.key_data(r.split(k, 3)), floating=False),
@@ -137,6 +151,16 @@ def _p(random_module: Any, key: Any, p: float) -> Any:
 
         return jnp.asarray(values)
     return xpnn.to_backend(values, key)
+
+
+def _parameters(random_module: Any, key: Any, dtype: str, values: list[float]) -> Any:
+    """A distribution's parameters as an array of ``dtype`` in the key's library."""
+    array = np.asarray(values, dtype=dtype)
+    if _is_jax(random_module):
+        import jax.numpy as jnp
+
+        return jnp.asarray(array)
+    return xpnn.to_backend(array, key)
 
 
 def _probabilities(random_module: Any, key: Any) -> Any:

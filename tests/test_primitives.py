@@ -399,6 +399,33 @@ def test_scan_matches_jax_lax_on_trees(backend, reverse):
                                    err_msg=kind)
 
 
+def test_while_loop_matches_jax_lax(backend):
+    """A state of several arrays, each element stepped until its own bound (Collatz steps) and the
+    others frozen by ``where``, as xpnn.random's rejection loops use it; no round at all when
+    the condition is false at once."""
+    starts = np.array([1, 6, 7, 27], np.int64 if "int64" in backend.dtypes else np.int32)
+
+    def run(adapter, xp, values):
+        def step(state):
+            n, count = state
+            moving = n != 1
+            odd = (n % 2) == 1
+            following = xp.where(odd, 3 * n + 1, n // 2)
+            return xp.where(moving, following, n), xp.where(moving, count + 1, count)
+
+        return adapter.while_loop(lambda state: xp.any(state[0] != 1), step, (values, xp.zeros_like(values)))
+
+    want = run(JAX, jnp, jnp.asarray(starts))
+    for kind, adapter in _both(backend).items():
+        values = backend.asarray(starts, str(starts.dtype))
+        got = run(adapter, adapter.xp, values)
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(backend.to_numpy(a), np.asarray(b), err_msg=kind)
+        untouched = adapter.while_loop(lambda state: adapter.xp.any(state[0] > 100), lambda state: (state[0] * 0,),
+                                       (values,))
+        np.testing.assert_array_equal(backend.to_numpy(untouched[0]), starts, err_msg=kind)
+
+
 def test_scan_with_a_length_and_no_inputs_and_with_no_steps():
     adapter = Adapter(adapter_of(np.zeros(1)).xp)
     carry, ys = adapter.scan(lambda c, _: (c + 1, c * 2), np.zeros(2), None, length=3)

@@ -58,11 +58,13 @@ def threefry2x32(xp: Namespace, words: Any, key: Array, x0: Array, x1: Array) ->
     """Threefry-2x32 with 20 rounds of the counter pairs ``(x0, x1)`` under ``key``.
 
     ``key`` is a ``(2,)`` array and ``x0``, ``x1`` are arrays of one shape,
-    all of dtype ``words``.  Known answer: key (0, 0), counter (0, 0) gives
+    all of dtype ``words`` (or ``key`` a ``(2, n)`` stack of keys and the counters ``(n,)``:
+    one pair under each key, ``(1, n)`` outputs).  Known answer: key (0, 0), counter (0, 0) gives
     (0x6b200159, 0x99ba4efe).
     """
     wrap = _wrapper(xp, words)
-    k0, k1 = key[0:1], key[1:2]  # (1,) arrays: NumPy warns on overflowing scalars, not arrays
+    # (1,) arrays, or (1, n) for a (2, n) stack of keys: NumPy warns on overflowing scalars, not arrays
+    k0, k1 = key[0:1, ...], key[1:2, ...]
     schedule = (k0, k1, k0 ^ k1 ^ _KEY_PARITY)
     x0 = wrap(x0 + schedule[0])
     x1 = wrap(x1 + schedule[1])

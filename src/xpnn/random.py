@@ -16,9 +16,12 @@ same numbers as ``jax.random``:
   ``gumbel``, ``laplace``, ``logistic``, ``cauchy``, ``lognormal``, ``pareto``,
   ``rayleigh``, ``weibull_min``, ``maxwell``, ``double_sided_maxwell``, ``wald`` and
   ``triangular``: jax's formula over those draws, step for step, so bit for bit on jax
-  arrays and to the ulp of the library's ``log``/``exp``/``tan`` elsewhere.  The
-  rejection samplers (``gamma`` and the distributions built on it: ``beta``, ``dirichlet``,
-  ``chisquare``, ``t``, ``f``, ``poisson``, ``binomial``) are not provided.
+  arrays and to the ulp of the library's ``log``/``exp``/``tan`` elsewhere;
+* ``gamma`` and ``loggamma`` (jax's Marsaglia-Tsang rejection loop, each element with its own
+  key, all elements' loops run at once through the adapter's ``while_loop``) and what is built
+  on them (``beta``, ``dirichlet``, ``chisquare``, ``f``, ``t``, ``generalized_normal``,
+  ``ball``) to the same few ulp.  Not provided: ``poisson``, ``binomial``, ``multinomial``,
+  ``multivariate_normal``, ``orthogonal``.
 
 Both of jax's counter layouts are implemented; ``set_threefry_partitionable``
 chooses (the default, True, is jax's current default).  jax keys
@@ -26,7 +29,8 @@ chooses (the default, True, is jax's current default).  jax keys
 key is; xpnn returns raw uint32 keys.
 
 On JAX every function runs as a cached ``jax.jit``, and inside a user's
-``jax.jit`` it traces (keys may be traced).  Dask results stay lazy.
+``jax.jit`` it traces (keys may be traced).  Dask results stay lazy (the rejection loops of the
+gamma family compute their condition at each round).
 """
 from __future__ import annotations
 
@@ -48,7 +52,8 @@ __all__ = [
     "key", "split", "fold_in", "bits", "uniform", "normal", "truncated_normal", "bernoulli",
     "randint", "permutation", "categorical", "choice", "exponential", "gumbel", "laplace", "logistic", "cauchy",
     "lognormal", "pareto", "rayleigh", "weibull_min", "maxwell", "double_sided_maxwell", "wald", "triangular",
-    "rademacher", "geometric", "PRNGKey", "key_data", "clone", "set_threefry_partitionable",
+    "rademacher", "geometric", "gamma", "loggamma", "beta", "dirichlet", "chisquare", "f", "t",
+    "generalized_normal", "ball", "PRNGKey", "key_data", "clone", "set_threefry_partitionable",
     "threefry_partitionable",
 ]
 
@@ -338,31 +343,42 @@ def _floats(
     """
     xp = adapter.xp
     device = device_of(key)
-    drawn, mantissa = _float_layout(xp, dtype)
+    drawn, _ = _float_layout(xp, dtype)
     low, high = (_as_dtype(xp, v, dtype, device) for v in (minval, maxval))
     scalar_bounds = low.ndim == 0 and high.ndim == 0
 
-    span = high - low
-
     def finish(f: Array) -> Array:
-        # XLA fuses f * span + low in float32 and float64, and in float16 on some CPUs
-        fused = mantissa >= 23 or (mantissa == 10 and _XLA_FUSES_FLOAT16)
-        scaled = adapter.fma(f, span, low) if fused else f * span + low
-        out = xp.maximum(low, scaled)
+        out = _scaled_floats(adapter, f, low, high)
         return then(out) if then is not None else out
 
     def transform(words: Any) -> Array:
-        if drawn == 64:
-            high_word, low_word = (xp.astype(w, xp.int64) for w in words)
-            m = (high_word << (mantissa - 32)) | (low_word >> (64 - mantissa))
-        else:
-            m = words >> (drawn - mantissa)
-        f = xp.astype(m, dtype) * (2.0 ** -mantissa)
+        f = _unit_floats(xp, words, dtype)
         return finish(f) if scalar_bounds else f
 
     flat = _draw(adapter, xp.astype(key, adapter.random_word_dtype), math.prod(shape), drawn, partitionable, transform)
     out = xp.reshape(flat, shape)
     return out if scalar_bounds else finish(out)
+
+
+def _unit_floats(xp: Namespace, words: Any, dtype: Any) -> Array:
+    """The floats in [0, 1) of drawn words (a ``(high, low)`` pair for 64-bit floats): the top
+    mantissa bits ``m`` of each, as ``m * 2**-nmant``."""
+    drawn, mantissa = _float_layout(xp, dtype)
+    if drawn == 64:
+        high_word, low_word = (xp.astype(w, xp.int64) for w in words)
+        m = (high_word << (mantissa - 32)) | (low_word >> (64 - mantissa))
+    else:
+        m = words >> (drawn - mantissa)
+    return xp.astype(m, dtype) * (2.0 ** -mantissa)
+
+
+def _scaled_floats(adapter: Adapter, f: Array, low: Array, high: Array) -> Array:
+    """``max(low, f * (high - low) + low)``, the multiply-add rounded once where XLA's CPU code
+    fuses it: float32 and float64, and float16 on CPUs with float16 arithmetic."""
+    _, mantissa = _float_layout(adapter.xp, f.dtype)
+    fused = mantissa >= 23 or (mantissa == 10 and _XLA_FUSES_FLOAT16)
+    span = high - low
+    return adapter.xp.maximum(low, adapter.fma(f, span, low) if fused else f * span + low)
 
 
 @compiled(static=("shape", "dtype", "partitionable"))
@@ -1151,6 +1167,278 @@ def _weighted_choice(ops: Adapter, key: Array, p: Array, shape: tuple[int, ...],
     perturbed = _gumbel(ops, key, tuple(p.shape), p.dtype, partitionable, mode) + xp.log(p)
     order = xp.argsort(perturbed, descending=True, stable=True)[: math.prod(shape)]
     return xp.reshape(xp.astype(order, int_dtype), shape)
+
+
+# -- samplers by rejection: gamma and the distributions built on it ----------------------
+#
+# jax draws each gamma value with its own key, split(key, n)[i], by Marsaglia & Tsang's rejection
+# loop (a while loop per element under vmap).  Here every element's loop runs at once: the keys
+# are an (n, 2) array, each round splits, draws and tests all of them, and an element whose draw
+# was accepted keeps its values (the adapter's ``while_loop``: jax.lax.while_loop on jax).
+
+
+def _cipher_each(ops: Adapter, keys: Array, x0: int, x1: int) -> tuple[Array, Array]:
+    """The Threefry outputs of the counter pair ``(x0, x1)`` under each of the ``(n, 2)`` keys."""
+    xp, words = ops.xp, ops.random_word_dtype
+    counter = xp.zeros(keys.shape[0], dtype=words, device=device_of(keys))
+    y0, y1 = _threefry.threefry2x32(xp, words, xp.stack((keys[:, 0], keys[:, 1])), counter + x0, counter + x1)
+    return y0[0, :], y1[0, :]
+
+
+def _split_each(ops: Adapter, keys: Array, num: int, partitionable: bool) -> list[Array]:
+    """``split(key, num)`` of each of the ``(n, 2)`` keys, as ``num`` arrays of ``(n, 2)`` keys."""
+    xp = ops.xp
+    if partitionable:  # key j: the cipher of counter j
+        return [xp.stack(_cipher_each(ops, keys, 0, j), axis=1) for j in range(num)]
+    # legacy: the first 2 * num words of the legacy stream, in pairs
+    outputs = [_cipher_each(ops, keys, j, num + j) for j in range(num)]
+    stream = [y0 for y0, _ in outputs] + [y1 for _, y1 in outputs]
+    return [xp.stack((stream[2 * j], stream[2 * j + 1]), axis=1) for j in range(num)]
+
+
+def _uniform_each(ops: Adapter, keys: Array, dtype: Any, low: float, high: float, partitionable: bool) -> Array:
+    """``uniform(key, (), dtype, low, high)`` of each of the ``(n, 2)`` keys: the first value of
+    each key's draw (partitionable: counter 0's ``y0 ^ y1``; legacy: ``y0``, or for 64 bits the
+    pair of counters ``(0, 1)``)."""
+    xp = ops.xp
+    drawn, _ = _float_layout(xp, dtype)
+    if drawn == 64:
+        words: Any = _cipher_each(ops, keys, 0, 0 if partitionable else 1)
+    else:
+        y0, y1 = _cipher_each(ops, keys, 0, 0)
+        words = y0 ^ y1 if partitionable else y0
+        words = words if drawn == 32 else words & ((1 << drawn) - 1)
+    device = device_of(keys)
+    return _scaled_floats(ops, _unit_floats(xp, words, dtype), xp.asarray(low, dtype=dtype, device=device),
+                          xp.asarray(high, dtype=dtype, device=device))
+
+
+def _normal_each(ops: Adapter, keys: Array, dtype: Any, partitionable: bool) -> Array:
+    """``normal(key, (), dtype)`` of each of the ``(n, 2)`` keys."""
+    _, mantissa = _float_layout(ops.xp, dtype)
+    u = _uniform_each(ops, keys, dtype, -(1.0 - 2.0 ** -(mantissa + 1)), 1.0, partitionable)
+    return math.sqrt(2.0) * ops.erf_inv(u)
+
+
+def _gamma_each(ops: Adapter, keys: Array, alpha: Array, log_space: bool, partitionable: bool) -> Array:
+    """jax's ``_gamma_one`` for every element at once: Marsaglia & Tsang (2000) for
+    ``alpha' = alpha`` (``alpha >= 1``) or ``alpha + 1``: ``d = alpha' - 1/3``, ``c = 1/3 /
+    sqrt(d)``; draw ``x`` normal until ``v = 1 + c x > 0``, ``u`` uniform; accept ``d v**3`` when
+    ``u < 1 - 0.0331 x**4`` or ``log u < x**2 / 2 + d (1 - v**3 + log v**3)``; for ``alpha < 1``
+    boosted by ``u' ** (1 / alpha)`` (in log space: ``+ log(u') / alpha``)."""
+    xp = ops.xp
+    dtype = alpha.dtype
+    boosted = alpha >= 1
+    alpha_prime = xp.where(boosted, alpha, alpha + 1)
+    d = alpha_prime - 1.0 / 3.0
+    c = (1.0 / 3.0) / xp.sqrt(d)
+    keys, final_keys = _split_each(ops, keys, 2, partitionable)
+
+    def rejected(X: Array, V: Array, U: Array) -> Array:
+        return (U >= 1 - 0.0331 * (X * X)) & (xp.log(U) >= X * 0.5 + d * ((1 - V) + xp.log(V)))
+
+    def positive_v(state: tuple) -> tuple:
+        x_keys, x, v = state
+        x_keys, draw_keys = _split_each(ops, x_keys, 2, partitionable)
+        pending = v <= 0
+        drawn = _normal_each(ops, draw_keys, dtype, partitionable)
+        return (xp.where(pending[:, None], x_keys, state[0]), xp.where(pending, drawn, x),
+                xp.where(pending, 1 + drawn * c, v))
+
+    def attempt(state: tuple) -> tuple:
+        keys, X, V, U = state
+        pending = rejected(X, V, U)
+        keys_next, x_keys, u_keys = _split_each(ops, keys, 3, partitionable)
+        _, x, v = ops.while_loop(lambda s: xp.any(s[2] <= 0), positive_v,
+                                 (x_keys, xp.zeros_like(alpha), xp.full_like(alpha, -1)))
+        u = _uniform_each(ops, u_keys, dtype, 0.0, 1.0, partitionable)
+        return (xp.where(pending[:, None], keys_next, keys), xp.where(pending, x * x, X),
+                xp.where(pending, (v * v) * v, V), xp.where(pending, u, U))
+
+    start = (keys, xp.zeros_like(alpha), xp.ones_like(alpha), xp.full_like(alpha, 2))
+    _, _, V, _ = ops.while_loop(lambda s: xp.any(rejected(*s[1:])), attempt, start)
+    u = _uniform_each(ops, final_keys, dtype, 0.0, 1.0, partitionable)
+    if log_space:
+        log_u = -(-xp.log1p(-u))  # jax's -exponential(key): -(-log1p(-u))
+        boost = xp.where(boosted | (log_u == 0), xp.zeros_like(u), log_u * (1 / alpha))
+        return (xp.log(d) + xp.log(V)) + boost
+    boost = xp.where(boosted, xp.ones_like(u), xp.pow(1 - u, 1 / alpha))
+    return (d * V) * boost
+
+
+@compiled(static=("shape", "dtype", "log_space", "partitionable"))
+def _gamma(ops: Adapter, key: Array, a: Any, shape: tuple[int, ...], dtype: Any, log_space: bool, *,
+           partitionable: bool) -> Array:
+    xp = ops.xp
+    n = math.prod(shape)
+    alpha = xp.reshape(xp.broadcast_to(_as_dtype(xp, a, dtype, device_of(key)), shape), (n,))
+    if n == 0:
+        return xp.reshape(alpha, shape)
+    keys = xp.astype(_split.written_once(ops, key, n, partitionable=partitionable), ops.random_word_dtype)
+    return xp.reshape(_gamma_each(ops, keys, alpha, log_space, partitionable), shape)
+
+
+def gamma(key: Array, a: Any, shape: Shape | None = None, dtype: Any = None) -> Array:
+    """Gamma floats of shape ``a`` and unit scale (``jax.random.gamma``).
+
+    jax's algorithm: element ``i`` uses key ``split(key, n)[i]`` in Marsaglia & Tsang's rejection
+    loop (``alpha < 1`` boosted through ``alpha + 1``); every element's loop runs at once here,
+    so the draws are jax's.  ``shape`` defaults to ``a``'s shape.  Not differentiable with
+    respect to ``a`` (jax's implicit gradient is not provided).
+    """
+    words, shape, dtype = _float_distribution(key, shape, dtype, "gamma", a=a)
+    return _gamma(words, a, shape, dtype, False, partitionable=_threefry.threefry_partitionable())
+
+
+def loggamma(key: Array, a: Any, shape: Shape | None = None, dtype: Any = None) -> Array:
+    """The logs of gamma floats (``jax.random.loggamma``), computed in log space (``log(d) + log(v**3)
+    + log(u) / a``), which keeps small ``a`` from underflowing to ``log(0)``."""
+    words, shape, dtype = _float_distribution(key, shape, dtype, "loggamma", a=a)
+    return _gamma(words, a, shape, dtype, True, partitionable=_threefry.threefry_partitionable())
+
+
+@compiled(static=("shape", "dtype", "partitionable"))
+def _beta(ops: Adapter, key: Array, a: Any, b: Any, shape: tuple[int, ...], dtype: Any, *,
+          partitionable: bool) -> Array:
+    xp = ops.xp
+    key_a, key_b = xp.unstack(_split.written_once(ops, key, 2, partitionable=partitionable))
+    log_a = _gamma.written_once(ops, key_a, a, shape, dtype, True, partitionable=partitionable)
+    log_b = _gamma.written_once(ops, key_b, b, shape, dtype, True, partitionable=partitionable)
+    log_max = xp.maximum(log_a, log_b)
+    scaled_a, scaled_b = xp.exp(log_a - log_max), xp.exp(log_b - log_max)
+    return scaled_a / (scaled_a + scaled_b)
+
+
+def beta(key: Array, a: Any, b: Any, shape: Shape | None = None, dtype: Any = None) -> Array:
+    """Beta floats (``jax.random.beta``): ``G_a / (G_a + G_b)`` of the gamma draws of ``a`` and ``b``
+    from the halves of ``split(key)``, computed from their logs scaled by the larger one.
+    ``shape`` defaults to the broadcast shape of ``a`` and ``b``."""
+    words, shape, dtype = _float_distribution(key, shape, dtype, "beta", a=a, b=b)
+    return _beta(words, a, b, shape, dtype, partitionable=_threefry.threefry_partitionable())
+
+
+@compiled(static=("shape", "dtype", "partitionable"))
+def _dirichlet(ops: Adapter, key: Array, alpha: Array, shape: tuple[int, ...], dtype: Any, *,
+               partitionable: bool) -> Array:
+    xp = ops.xp
+    logs = _gamma.written_once(ops, key, xp.astype(alpha, dtype), (*shape, alpha.shape[-1]), dtype, True,
+                               partitionable=partitionable)
+    unnormalized = xp.exp(logs - xp.max(logs, axis=-1, keepdims=True))
+    return unnormalized / xp.sum(unnormalized, axis=-1, keepdims=True)
+
+
+def dirichlet(key: Array, alpha: Array, shape: Shape | None = None, dtype: Any = None) -> Array:
+    """Dirichlet vectors of concentrations ``alpha`` (its last axis; ``jax.random.dirichlet``):
+    the softmax of ``loggamma(key, alpha)`` along it.  ``shape`` (the batch shape) defaults to
+    ``alpha.shape[:-1]``."""
+    adapter, words = _key_words(key, "dirichlet")
+    dtype = dtype_argument(adapter, dtype, "real floating", "float32", "dirichlet")
+    if not hasattr(alpha, "shape") or alpha.ndim < 1:
+        raise ValueError(f"xpnn.random.dirichlet: alpha must be an array of at least 1 dimension, got {alpha!r}")
+    _parameter_shape("dirichlet", adapter, tuple(alpha.shape), alpha=alpha)
+    batch = tuple(alpha.shape[:-1])
+    shape = batch if shape is None else shape_argument(shape, "dirichlet")
+    _check_bounds("dirichlet", adapter, (*shape, alpha.shape[-1]), alpha=alpha)
+    return _dirichlet(words, alpha, shape, dtype, partitionable=_threefry.threefry_partitionable())
+
+
+@compiled(static=("shape", "dtype", "partitionable"))
+def _chisquare(ops: Adapter, key: Array, df: Any, shape: tuple[int, ...], dtype: Any, *, partitionable: bool) -> Array:
+    half = _as_dtype(ops.xp, df, dtype, device_of(key)) / 2
+    return ops.xp.exp(_gamma.written_once(ops, key, half, shape, dtype, True, partitionable=partitionable)) * 2
+
+
+def chisquare(key: Array, df: Any, shape: Shape | None = None, dtype: Any = None) -> Array:
+    """Chi-square floats of ``df`` degrees of freedom (``jax.random.chisquare``): ``2 exp(loggamma(key,
+    df / 2))``.  ``shape`` defaults to ``df``'s shape."""
+    words, shape, dtype = _float_distribution(key, shape, dtype, "chisquare", df=df)
+    return _chisquare(words, df, shape, dtype, partitionable=_threefry.threefry_partitionable())
+
+
+@compiled(static=("shape", "dtype", "partitionable"))
+def _f(ops: Adapter, key: Array, dfnum: Any, dfden: Any, shape: tuple[int, ...], dtype: Any, *,
+       partitionable: bool) -> Array:
+    xp = ops.xp
+    device = device_of(key)
+    dfnum, dfden = _as_dtype(xp, dfnum, dtype, device), _as_dtype(xp, dfden, dtype, device)
+    key_den, key_num = xp.unstack(_split.written_once(ops, key, 2, partitionable=partitionable))
+    numerator = _chisquare.written_once(ops, key_num, dfnum, shape, dtype, partitionable=partitionable)
+    denominator = _chisquare.written_once(ops, key_den, dfden, shape, dtype, partitionable=partitionable)
+    return (numerator / dfnum) / (denominator / dfden)
+
+
+def f(key: Array, dfnum: Any, dfden: Any, shape: Shape | None = None, dtype: Any = None) -> Array:
+    """F floats (``jax.random.f``): ``(chisquare(k2, dfnum) / dfnum) / (chisquare(k1, dfden) / dfden)``
+    with ``k1, k2 = split(key)``.  ``shape`` defaults to the broadcast shape of the degrees of freedom."""
+    words, shape, dtype = _float_distribution(key, shape, dtype, "f", dfnum=dfnum, dfden=dfden)
+    return _f(words, dfnum, dfden, shape, dtype, partitionable=_threefry.threefry_partitionable())
+
+
+@compiled(static=("shape", "dtype", "partitionable"))
+def _t(ops: Adapter, key: Array, df: Any, shape: tuple[int, ...], dtype: Any, *, partitionable: bool) -> Array:
+    xp = ops.xp
+    key_normal, key_gamma = xp.unstack(_split.written_once(ops, key, 2, partitionable=partitionable))
+    z = _normal.written_once(ops, key_normal, shape, dtype, partitionable=partitionable)
+    half = _as_dtype(xp, df, dtype, device_of(key)) / 2
+    g = _gamma.written_once(ops, key_gamma, half, shape, dtype, False, partitionable=partitionable)
+    return z * xp.sqrt(half / g)
+
+
+def t(key: Array, df: Any, shape: Shape | None = None, dtype: Any = None) -> Array:
+    """Student's t floats of ``df`` degrees of freedom (``jax.random.t``): ``z * sqrt((df / 2) / g)``
+    with ``z`` normal and ``g`` gamma of ``df / 2`` from the halves of ``split(key)``.  ``shape``
+    defaults to ``df``'s shape."""
+    words, shape, dtype = _float_distribution(key, shape, dtype, "t", df=df)
+    return _t(words, df, shape, dtype, partitionable=_threefry.threefry_partitionable())
+
+
+@compiled(static=("p", "shape", "dtype", "partitionable"))
+def _generalized_normal(ops: Adapter, key: Array, p: float, shape: tuple[int, ...], dtype: Any, *,
+                        partitionable: bool) -> Array:
+    xp = ops.xp
+    gamma_key, sign_key = xp.unstack(_split.written_once(ops, key, 2, partitionable=partitionable))
+    g = _gamma.written_once(ops, gamma_key, 1 / p, shape, dtype, False, partitionable=partitionable)
+    signs = _rademacher.written_once(ops, sign_key, shape, dtype, partitionable=partitionable)
+    return signs * g ** (1 / p)
+
+
+def _power_argument(p: Any, function: str) -> float:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not p > 0:
+        raise ValueError(f"xpnn.random.{function}: p must be a positive Python number, got {p!r}")
+    return float(p)
+
+
+def generalized_normal(key: Array, p: float, shape: Shape = (), dtype: Any = None) -> Array:
+    """Generalized normal floats, density proportional to ``exp(-|x|**p)``
+    (``jax.random.generalized_normal``): ``sign * g ** (1 / p)`` with ``g = gamma(1 / p)`` and a
+    Rademacher sign from the halves of ``split(key)``."""
+    adapter, words = _key_words(key, "generalized_normal")
+    dtype = dtype_argument(adapter, dtype, "real floating", "float32", "generalized_normal")
+    p = _power_argument(p, "generalized_normal")
+    return _generalized_normal(words, p, shape_argument(shape, "generalized_normal"), dtype,
+                               partitionable=_threefry.threefry_partitionable())
+
+
+@compiled(static=("d", "p", "shape", "dtype", "partitionable"))
+def _ball(ops: Adapter, key: Array, d: int, p: float, shape: tuple[int, ...], dtype: Any, *,
+          partitionable: bool) -> Array:
+    xp = ops.xp
+    normal_key, exponential_key = xp.unstack(_split.written_once(ops, key, 2, partitionable=partitionable))
+    g = _generalized_normal.written_once(ops, normal_key, p, (*shape, d), dtype, partitionable=partitionable)
+    e = _exponential.written_once(ops, exponential_key, shape, dtype, partitionable=partitionable)
+    return g / ((xp.sum(xp.abs(g) ** p, axis=-1) + e) ** (1 / p))[..., None]
+
+
+def ball(key: Array, d: int, p: float = 2, shape: Shape = (), dtype: Any = None) -> Array:
+    """Points uniform in the ``d``-dimensional unit ``p``-norm ball (``jax.random.ball``), by
+    Barthe et al. (2005): ``g / (sum(|g|**p) + e) ** (1 / p)`` with ``g`` generalized normal of
+    shape ``shape + (d,)`` and ``e`` exponential, from the halves of ``split(key)``."""
+    adapter, words = _key_words(key, "ball")
+    dtype = dtype_argument(adapter, dtype, "real floating", "float32", "ball")
+    if isinstance(d, bool) or not isinstance(d, int) or d < 1:
+        raise ValueError(f"xpnn.random.ball: d must be a positive int, got {d!r}")
+    p = _power_argument(p, "ball")
+    return _ball(words, d, p, shape_argument(shape, "ball"), dtype, partitionable=_threefry.threefry_partitionable())
 
 
 # -- helpers -----------------------------------------------------------------------
