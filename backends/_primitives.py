@@ -46,6 +46,10 @@ class Primitives:
             return _fallback.erf_inv_float64(xp, x, self.erf, self.erfc)
         return xp.astype(_fallback.erf_inv_float32(xp, x), x.dtype)
 
+    def lgamma(self, x: Array) -> Array:
+        """``log|Gamma(x)|``, elementwise (+inf at the poles, the non-positive integers)."""
+        return _fallback.lgamma(self.xp, x)
+
     def erf_as_jax(self, x: Array) -> Array:
         """``erf`` rounded as ``jax.lax.erf`` on the CPU rounds it, for samplers that must give
         jax.random's numbers bit for bit: XLA's float32 approximation for float32 and narrower

@@ -38,5 +38,9 @@ class CupyAdapter(Adapter):
     def erfc(self, x):
         return special.erfc(x).astype(x.dtype, copy=False)
 
+    def lgamma(self, x):
+        """cupyx's ``gammaln``, with C's +inf at -inf (as the NumPy adapter's)."""
+        return cupy.where(cupy.isneginf(x), cupy.inf, special.gammaln(x)).astype(x.dtype, copy=False)
+
 
 ADAPTER = CupyAdapter

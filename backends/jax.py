@@ -149,6 +149,9 @@ class JaxAdapter(Adapter):
     def erf(self, x):
         return jax.lax.erf(x)
 
+    def lgamma(self, x):
+        return jax.lax.lgamma(x)
+
     def erfc(self, x):
         """``jax.lax.erfc`` with its tail's rounded square corrected (``_fallback.erfc_square_corrected``)."""
         return _fallback.erfc_square_corrected(jnp, x, jax.lax.erfc)

@@ -963,6 +963,11 @@ class NumpyAdapter(Adapter):
         def erf(self, x):
             return _special.erf(x).astype(x.dtype, copy=False)
 
+        def lgamma(self, x):
+            """SciPy's ``gammaln``, with C's (and torch's, XLA's) +inf at -inf where SciPy gives -inf."""
+            out = _special.gammaln(x).astype(x.dtype, copy=False)
+            return np.where(np.isneginf(x), np.inf, out).astype(x.dtype, copy=False)
+
         def erfc(self, x):
             """SciPy's ``erfc``, its tail from ``erfcx`` (``_fallback.erfc_by_erfcx``), in float64
             (SciPy's float32 loops compute in float64 too) and rounded once."""

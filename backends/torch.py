@@ -618,6 +618,9 @@ class TorchAdapter(Adapter):
     def erfc(self, x):
         return torch.special.erfc(x)
 
+    def lgamma(self, x):
+        return torch.lgamma(x)
+
     def copy(self, x):
         """``clone``: ``torch.asarray(x, copy=True)`` drops autograd before torch 2.13."""
         return x.clone()

@@ -127,6 +127,8 @@ RANDOM_CASES: tuple[RandomCase, ...] = (
                floating=False, default_dtypes=True),
     RandomCase("ball", lambda r, k, d: r.ball(k, 3, 2, (8, 16), d), exact=False, floating=False,
                default_dtypes=True),
+    RandomCase("poisson", lambda r, k, d: r.poisson(k, _parameters(r, k, "float32", [0.5, 3.0, 12.0, 40.0]), (32, 4)),
+               floating=False, default_dtypes=True),
     RandomCase("PRNGKey", lambda r, k, d: r.PRNGKey(2**32 + 5, **({} if _is_jax(r) else {"like": k})),
                floating=False),
     RandomCase("key_data", lambda r, k, d: r.key_data(r.split(k, 3)), floating=False),

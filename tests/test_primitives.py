@@ -399,6 +399,24 @@ def test_scan_matches_jax_lax_on_trees(backend, reverse):
                                    err_msg=kind)
 
 
+def test_lgamma_matches_scipy(backend):
+    """Native and standard-only (Lanczos) ``lgamma`` against SciPy's, over the reflection, the poles
+    (+inf), near the zeros at 1 and 2, large arguments, infinities and nan."""
+    import scipy.special
+
+    x = np.concatenate([np.linspace(-20.5, 30, 401), np.logspace(-8, 30, 60), -np.logspace(-8, 1.2, 40) - 1e-3,
+                        [0.0, -1.0, -2.0, 1.0, 2.0, 1 + 1e-9, np.inf, -np.inf, np.nan]])
+    name = "float64" if "float64" in backend.dtypes else "float32"
+    want = scipy.special.gammaln(x.astype(name).astype(np.float64))
+    want[x == -np.inf] = np.inf  # C's lgamma(-inf), as torch's and XLA's (SciPy's gives -inf)
+    for kind, adapter in _both(backend).items():
+        got = backend.to_numpy(adapter.lgamma(backend.asarray(x, name))).astype(np.float64)
+        finite = np.isfinite(want)
+        assert np.array_equal(np.isposinf(got), np.isposinf(want)) and np.array_equal(np.isnan(got), np.isnan(want))
+        tolerance = {"float64": 1e-13, "float32": 1e-6}[name]
+        np.testing.assert_allclose(got[finite], want[finite], rtol=tolerance, atol=tolerance, err_msg=kind)
+
+
 def test_while_loop_matches_jax_lax(backend):
     """A state of several arrays, each element stepped until its own bound (Collatz steps) and the
     others frozen by ``where``, as xpnn.random's rejection loops use it; no round at all when

@@ -515,6 +515,24 @@ def test_samplers_with_rademacher_signs(backend):
 
 
 @pytest.mark.usefixtures("in_jax_default_mode")
+def test_poisson(backend):
+    """Knuth's loop below 10, the transformed rejection above, 0 at 0: jax's draws.  At large
+    rates the rejection test compares ``log(v ...)`` with ``k log(lam) - lgamma(k + 1)`` near
+    1e5, where XLA's float32 lgamma and the library's differ by an ulp: a few draws in a
+    thousand then take another round's value; below, every draw is jax's."""
+    lam = np.array([0.0, 0.5, 3.0, 9.9, 10.0, 25.0, 300.0], np.float32)
+    key = xr.key(4, like=backend.xp)
+    actual = read(backend, xr.poisson(key, backend.asarray(lam, "float32"), (60, 7)))
+    with jax.enable_x64(False):
+        expected = np.asarray(jax.random.poisson(jax_key(4), jnp.asarray(lam), (60, 7)))
+        large = np.asarray(jax.random.poisson(jax_key(4), 1e4, (400,), jnp.int16))
+    assert actual.dtype == expected.dtype
+    np.testing.assert_array_equal(actual, expected)
+    drawn = read(backend, xr.poisson(key, 1e4, (400,), "int16"))
+    assert drawn.dtype == np.int16 and np.mean(drawn == large) > 0.98
+
+
+@pytest.mark.usefixtures("in_jax_default_mode")
 def test_double_sided_maxwell(backend):
     """Lengths from ``maxwell``, signs from ``rademacher`` on the halves of ``split(key)``, shape
     ``shape + broadcast(loc, scale)``.  In float64 jax's signs come from 64-bit uniforms (its only
@@ -728,6 +746,12 @@ def test_sampler_statistics(name, draw, distribution):
 def test_discrete_sampler_statistics():
     key = xr.key(2025)
     n = 100_000
+    for rate in (0.7, 6.0, 40.0, 2000.0):
+        counts = np.asarray(xr.poisson(key, rate, (n,)))
+        assert abs(counts.mean() - rate) < 4 * (rate / n) ** 0.5 and abs(counts.var() / rate - 1) < 0.03, rate
+    low = np.bincount(np.asarray(xr.poisson(key, 3.0, (n,))), minlength=12)[:10]
+    expected = scipy.stats.poisson(3.0).pmf(np.arange(10)) * n
+    assert scipy.stats.chisquare(low, expected * low.sum() / expected.sum()).pvalue > 1e-3
     signs = np.asarray(xr.rademacher(key, (n,)))
     assert set(np.unique(signs)) == {-1, 1} and abs(signs.mean()) < 0.01
     trials = np.asarray(xr.geometric(key, 0.3, (n,)))
@@ -784,6 +808,8 @@ def test_discrete_sampler_statistics():
         (lambda k: xr.dirichlet(k, np.float32(1.0)), ValueError, "alpha must be an array of at least 1 dimension"),
         (lambda k: xr.dirichlet(k, np.ones((2, 3), np.float32), (4,)), ValueError, "does not broadcast"),
         (lambda k: xr.ball(k, 0), ValueError, "xpnn.random.ball: d must be a positive int, got 0"),
+        (lambda k: xr.poisson(k, 3.0, (2,), np.float32), ValueError, "integral dtype"),
+        (lambda k: xr.poisson(k, np.ones(3, np.float32), (2,)), ValueError, "lam of shape (3,) does not broadcast"),
         (lambda k: xr.generalized_normal(k, -1.0), ValueError, "p must be a positive Python number"),
         (lambda k: xr.gamma(k, np.ones(3, np.float32), (2,)), ValueError, "a of shape (3,) does not broadcast"),
     ],

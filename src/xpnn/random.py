@@ -20,8 +20,10 @@ same numbers as ``jax.random``:
 * ``gamma`` and ``loggamma`` (jax's Marsaglia-Tsang rejection loop, each element with its own
   key, all elements' loops run at once through the adapter's ``while_loop``) and what is built
   on them (``beta``, ``dirichlet``, ``chisquare``, ``f``, ``t``, ``generalized_normal``,
-  ``ball``) to the same few ulp.  Not provided: ``poisson``, ``binomial``, ``multinomial``,
-  ``multivariate_normal``, ``orthogonal``.
+  ``ball``) to the same few ulp;
+* ``poisson`` by jax's two loops (Knuth's, and transformed rejection with the adapter's
+  ``lgamma``).  Not provided: ``binomial``, ``multinomial``, ``multivariate_normal``,
+  ``orthogonal``.
 
 Both of jax's counter layouts are implemented; ``set_threefry_partitionable``
 chooses (the default, True, is jax's current default).  jax keys
@@ -53,7 +55,7 @@ __all__ = [
     "randint", "permutation", "categorical", "choice", "exponential", "gumbel", "laplace", "logistic", "cauchy",
     "lognormal", "pareto", "rayleigh", "weibull_min", "maxwell", "double_sided_maxwell", "wald", "triangular",
     "rademacher", "geometric", "gamma", "loggamma", "beta", "dirichlet", "chisquare", "f", "t",
-    "generalized_normal", "ball", "PRNGKey", "key_data", "clone", "set_threefry_partitionable",
+    "generalized_normal", "ball", "poisson", "PRNGKey", "key_data", "clone", "set_threefry_partitionable",
     "threefry_partitionable",
 ]
 
@@ -1439,6 +1441,71 @@ def ball(key: Array, d: int, p: float = 2, shape: Shape = (), dtype: Any = None)
         raise ValueError(f"xpnn.random.ball: d must be a positive int, got {d!r}")
     p = _power_argument(p, "ball")
     return _ball(words, d, p, shape_argument(shape, "ball"), dtype, partitionable=_threefry.threefry_partitionable())
+
+
+@compiled(static=("shape", "dtype", "partitionable"))
+def _poisson(ops: Adapter, key: Array, lam: Array, shape: tuple[int, ...], dtype: Any, *, partitionable: bool) -> Array:
+    xp = ops.xp
+    float32 = lam.dtype
+
+    def uniforms(key: Array) -> Array:
+        return _floats(ops, key, shape, float32, partitionable, 0.0, 1.0)
+
+    def split(key: Array, num: int) -> list[Array]:
+        return xp.unstack(_split.written_once(ops, key, num, partitionable=partitionable))
+
+    knuth = (lam != lam) | (lam < 10)
+    lam_knuth = xp.where(knuth, lam, xp.zeros_like(lam))
+    lam_rejection = xp.where(knuth, xp.full_like(lam, 1e5), lam)
+
+    def multiply_uniforms(state: tuple) -> tuple:  # Knuth: count uniforms until their product < exp(-lam)
+        key, k, log_product = state
+        key, subkey = split(key, 2)
+        k = xp.where(log_product > -lam_knuth, k + 1, k)
+        return key, k, log_product + xp.log(uniforms(subkey))
+
+    _, k, _ = ops.while_loop(lambda state: xp.any(state[2] > -lam_knuth), multiply_uniforms,
+                             (key, xp.zeros(shape, dtype=dtype, device=device_of(key)), xp.zeros_like(lam)))
+    small = k - 1
+
+    log_lam = xp.log(lam_rejection)
+    b = 0.931 + 2.53 * xp.sqrt(lam_rejection)
+    a = -0.059 + 0.02483 * b
+    inv_alpha = 1.1239 + 1.1328 / (b - 3.4)
+    v_r = 0.9277 - 3.6224 / (b - 2)
+
+    def transformed_rejection(state: tuple) -> tuple:  # Hormann's PTRS; a later acceptance overwrites, as jax's
+        key, k_out, accepted = state
+        key, u_key, v_key = split(key, 3)
+        u = uniforms(u_key) - 0.5
+        v = uniforms(v_key)
+        u_shifted = 0.5 - xp.abs(u)
+        k = xp.floor((2 * a / u_shifted + b) * u + lam_rejection + 0.43)
+        s = xp.log(v * inv_alpha / (a / (u_shifted * u_shifted) + b))
+        t = -lam_rejection + k * log_lam - ops.lgamma(k + 1)
+        accept = ((u_shifted >= 0.07) & (v <= v_r)) | (
+            ~((k < 0) | ((u_shifted < 0.013) & (v > u_shifted))) & (s <= t))
+        return key, xp.where(accept, k, k_out), accepted | accept
+
+    _, large, _ = ops.while_loop(lambda state: xp.any(~state[2]), transformed_rejection,
+                                 (key, xp.full_like(lam, -1), xp.zeros(shape, dtype=xp.bool, device=device_of(key))))
+    out = xp.where(knuth, small, xp.astype(large, dtype))
+    return xp.where(lam == 0, xp.zeros_like(out), out)
+
+
+def poisson(key: Array, lam: Any, shape: Shape | None = None, dtype: Any = None) -> Array:
+    """Poisson integers of rate ``lam`` (``jax.random.poisson``), by jax's two algorithms on
+    float32 uniforms, every element at once: for ``lam < 10``, Knuth's (the number of uniforms
+    whose product stays above ``exp(-lam)``), else Hormann's transformed rejection (PTRS, 1993),
+    both driven by ``key``'s splits; 0 for ``lam == 0``.  ``shape`` defaults to ``lam``'s
+    shape; ``dtype`` is an integer dtype (default int32; int64 on jax arrays with
+    ``jax_enable_x64``)."""
+    adapter, words = _key_words(key, "poisson")
+    xp = adapter.xp
+    dtype = dtype_argument(adapter, dtype, "integral", "int32", "poisson")
+    shape = _parameter_shape("poisson", adapter, shape, lam=lam)
+    lam = xp.broadcast_to(_as_dtype(xp, lam, xp.float32, device_of(words)), shape)
+    return _poisson(words, lam, shape, dtype, partitionable=_threefry.threefry_partitionable())
 
 
 # -- helpers -----------------------------------------------------------------------
