@@ -23,5 +23,5 @@ from .special import (
 from .windows import conv_general_dilated, reduce_window
 
 __all__ = ["scan", "einsum", "qr", "solve", "erf", "erfc", "erfc_by_erfcx", "erfc_square_corrected",
-           "erf_float32_as_xla", "erf_inv_float32", "erf_inv_float64", "fma", "lgamma", "conv_general_dilated", "reduce_window",
-           "take_along_axis", "_ERF_INV_CENTRAL", "_ERF_INV_TAIL"]
+           "erf_float32_as_xla", "erf_inv_float32", "erf_inv_float64", "fma", "lgamma", "conv_general_dilated",
+           "reduce_window", "take_along_axis", "_ERF_INV_CENTRAL", "_ERF_INV_TAIL"]
