@@ -4,6 +4,7 @@ from __future__ import annotations
 import collections
 import functools
 import math
+import warnings
 from typing import Any
 
 import array_api_compat.numpy as numpy_namespace
@@ -205,12 +206,17 @@ class DaskAdapter(Adapter):
 
     def while_loop(self, cond, body, state):
         """Each round's state persisted (computed, still Dask arrays): reading the condition then
-        computes one round, not every round again from the start."""
+        computes one round, not every round again from the start.  The rounds' tasks run in the
+        scheduler's threads, outside the NumPy error state of the call: their floating-point
+        warnings (a log of 0 in a lane that a select then drops, as in xpnn.random's rejection
+        loops) are ignored, as the NumPy adapter's are."""
         import dask
 
-        state = dask.persist(*state)
-        while bool(cond(state)):
-            state = dask.persist(*body(state))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            state = dask.persist(*state)
+            while bool(cond(state)):
+                state = dask.persist(*body(state))
         return state
 
     def erf(self, x):

@@ -532,6 +532,29 @@ def test_poisson(backend):
     assert drawn.dtype == np.int16 and np.mean(drawn == large) > 0.98
 
 
+def test_binomial_and_multinomial(backend):
+    """Inversion below n q = 10, transformed rejection above, p > 1/2 through n - k, nan for a
+    negative count or probability, inf for an infinite count: jax's draws, exactly; multinomial's
+    binomials over the categories sum to n."""
+    names = [name for name in ("float32", "float64") if name in backend.dtypes]
+    n = np.array([0.0, 5.0, 20.0, 100.0, 1000.0, 3.0, np.inf, -1.0, 7.0])
+    p = np.array([0.3, 0.9, 0.5, 0.05, 0.7, 0.0, 0.5, 0.5, -0.2])
+    probabilities = np.array([[0.2, 0.5, 0.3], [0.0, 0.1, 0.9]])
+    for name in some(backend, names, dask=1):
+        key = xr.key(4, like=backend.xp)
+        actual = read(backend, xr.binomial(key, backend.asarray(n, name), backend.asarray(p, name), (40, 9), name))
+        expected = np.asarray(jax.random.binomial(jax_key(4), jnp.asarray(n, name), jnp.asarray(p, name), (40, 9),
+                                                  jnp.dtype(name)))
+        assert actual.dtype == expected.dtype
+        np.testing.assert_array_equal(actual, expected)
+        counts = read(backend, xr.multinomial(key, 50.0, backend.asarray(probabilities, name), shape=(4, 2, 3),
+                                              dtype=name))
+        expected = np.asarray(jax.random.multinomial(jax_key(4), 50.0, jnp.asarray(probabilities, name),
+                                                     shape=(4, 2, 3), dtype=jnp.dtype(name)))
+        np.testing.assert_array_equal(counts, expected)
+        assert np.all(counts.sum(-1) == 50) and np.all(counts[..., 1, 0] == 0)
+
+
 @pytest.mark.usefixtures("in_jax_default_mode")
 def test_double_sided_maxwell(backend):
     """Lengths from ``maxwell``, signs from ``rademacher`` on the halves of ``split(key)``, shape
@@ -749,6 +772,11 @@ def test_discrete_sampler_statistics():
     for rate in (0.7, 6.0, 40.0, 2000.0):
         counts = np.asarray(xr.poisson(key, rate, (n,)))
         assert abs(counts.mean() - rate) < 4 * (rate / n) ** 0.5 and abs(counts.var() / rate - 1) < 0.03, rate
+    for trials, probability in ((8, 0.3), (40, 0.6), (5000, 0.02), (300, 0.5)):
+        successes = np.asarray(xr.binomial(key, trials, probability, (n,)), np.float64)
+        mean, variance = trials * probability, trials * probability * (1 - probability)
+        assert abs(successes.mean() - mean) < 4 * (variance / n) ** 0.5, (trials, probability)
+        assert abs(successes.var() / variance - 1) < 0.03, (trials, probability)
     low = np.bincount(np.asarray(xr.poisson(key, 3.0, (n,))), minlength=12)[:10]
     expected = scipy.stats.poisson(3.0).pmf(np.arange(10)) * n
     assert scipy.stats.chisquare(low, expected * low.sum() / expected.sum()).pvalue > 1e-3
@@ -809,6 +837,10 @@ def test_discrete_sampler_statistics():
         (lambda k: xr.dirichlet(k, np.ones((2, 3), np.float32), (4,)), ValueError, "does not broadcast"),
         (lambda k: xr.ball(k, 0), ValueError, "xpnn.random.ball: d must be a positive int, got 0"),
         (lambda k: xr.poisson(k, 3.0, (2,), np.float32), ValueError, "integral dtype"),
+        (lambda k: xr.binomial(k, 3.0, 0.5, (2,), np.int32), ValueError, "real floating dtype"),
+        (lambda k: xr.multinomial(k, 3.0, np.float32(0.5)), ValueError, "p must be an array of at least 1"),
+        (lambda k: xr.multinomial(k, np.ones(3, np.float32), np.ones((2, 4), np.float32) / 4), ValueError,
+         "n of shape (3,) does not broadcast to shape (2,)"),
         (lambda k: xr.poisson(k, np.ones(3, np.float32), (2,)), ValueError, "lam of shape (3,) does not broadcast"),
         (lambda k: xr.generalized_normal(k, -1.0), ValueError, "p must be a positive Python number"),
         (lambda k: xr.gamma(k, np.ones(3, np.float32), (2,)), ValueError, "a of shape (3,) does not broadcast"),

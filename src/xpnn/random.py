@@ -21,9 +21,9 @@ same numbers as ``jax.random``:
   key, all elements' loops run at once through the adapter's ``while_loop``) and what is built
   on them (``beta``, ``dirichlet``, ``chisquare``, ``f``, ``t``, ``generalized_normal``,
   ``ball``) to the same few ulp;
-* ``poisson`` by jax's two loops (Knuth's, and transformed rejection with the adapter's
-  ``lgamma``).  Not provided: ``binomial``, ``multinomial``, ``multivariate_normal``,
-  ``orthogonal``.
+* ``poisson`` and ``binomial`` by jax's two loops each (Knuth's or inversion, and transformed
+  rejection), ``multinomial`` by binomials over the categories.  Not provided:
+  ``multivariate_normal``, ``orthogonal``.
 
 Both of jax's counter layouts are implemented; ``set_threefry_partitionable``
 chooses (the default, True, is jax's current default).  jax keys
@@ -55,7 +55,7 @@ __all__ = [
     "randint", "permutation", "categorical", "choice", "exponential", "gumbel", "laplace", "logistic", "cauchy",
     "lognormal", "pareto", "rayleigh", "weibull_min", "maxwell", "double_sided_maxwell", "wald", "triangular",
     "rademacher", "geometric", "gamma", "loggamma", "beta", "dirichlet", "chisquare", "f", "t",
-    "generalized_normal", "ball", "poisson", "PRNGKey", "key_data", "clone", "set_threefry_partitionable",
+    "generalized_normal", "ball", "poisson", "binomial", "multinomial", "PRNGKey", "key_data", "clone", "set_threefry_partitionable",
     "threefry_partitionable",
 ]
 
@@ -1506,6 +1506,164 @@ def poisson(key: Array, lam: Any, shape: Shape | None = None, dtype: Any = None)
     shape = _parameter_shape("poisson", adapter, shape, lam=lam)
     lam = xp.broadcast_to(_as_dtype(xp, lam, xp.float32, device_of(words)), shape)
     return _poisson(words, lam, shape, dtype, partitionable=_threefry.threefry_partitionable())
+
+
+#: log(k!) - (k + 1/2) log(k + 1) + (k + 1) - log(2 pi) / 2 for k = 0..9 (the Stirling series'
+#: tail), as jax's binomial sampler tabulates it.
+_STIRLING_TAIL = (0.0810614667953272, 0.0413406959554092, 0.0276779256849983, 0.02079067210376509,
+                  0.0166446911898211, 0.0138761288230707, 0.0118967099458917, 0.0104112652619720,
+                  0.00925546218271273, 0.00833056343336287)
+
+
+def _stirling_tail(xp: Namespace, k: Array) -> Array:
+    """jax's ``_stirling_approx_tail``: the table for ``k <= 9``, else ``(1/12 - (1/360 - 1/1260 /
+    (k+1)**2) / (k+1)**2) / (k+1)`` evaluated, as jax evaluates it, at ``k`` clipped to [0, 9]."""
+    clipped = xp.clip(k, 0.0, 9.0)
+    square = (clipped + 1) * (clipped + 1)
+    series = (1.0 / 12 - (1.0 / 360 - 1.0 / 1260 / square) / square) / (clipped + 1)
+    table = xp.asarray(_STIRLING_TAIL, dtype=k.dtype, device=device_of(k))
+    index = xp.where(clipped == clipped, xp.floor(clipped), xp.zeros_like(clipped))  # nan (n infinite): unused
+    tabulated = xp.reshape(xp.take(table, xp.reshape(xp.astype(index, xp.int32), (-1,))), k.shape)
+    return xp.where(k <= 9, tabulated, series)
+
+
+@compiled(static=("shape", "dtype", "partitionable"))
+def _binomial(ops: Adapter, key: Array, count: Array, prob: Array, shape: tuple[int, ...], dtype: Any, *,
+              partitionable: bool) -> Array:
+    xp = ops.xp
+    float_dtype = prob.dtype
+
+    def uniforms(key: Array) -> Array:
+        return _floats(ops, key, shape, float_dtype, partitionable, 0.0, 1.0)
+
+    def split(key: Array, num: int) -> list[Array]:
+        return xp.unstack(_split.written_once(ops, key, num, partitionable=partitionable))
+
+    below_half = prob < 0.5
+    q = xp.where(below_half, prob, 1.0 - prob)
+    count_invalid = (count != count) | (count < 0.0)
+    count_infinite = xp.isinf(count)
+    q_invalid = (q != q) | (q < 0.0)
+    q = xp.where(q_invalid, xp.full_like(q, 0.01), q)
+    inversion = count_invalid | (count * q <= 10.0)
+    count = xp.floor(count)
+    count_inversion = xp.where(inversion, count, xp.zeros_like(count))
+    count_btrs = xp.where(inversion, xp.full_like(count, 1e4), count)
+    q_btrs = xp.where(inversion, xp.full_like(q, 0.5), q)
+
+    log_failure = xp.log1p(-q)
+
+    def add_geometric(state: tuple) -> tuple:  # inversion: count geometric gaps until they pass n
+        key, trials, total = state
+        subkey, key = split(key, 2)
+        trials = xp.where(total <= count_inversion, trials + 1, trials)
+        return key, trials, total + xp.ceil(xp.log(uniforms(subkey)) / log_failure)
+
+    _, trials, _ = ops.while_loop(lambda state: xp.any(state[2] <= count_inversion), add_geometric,
+                                  (key, xp.zeros_like(q), xp.zeros_like(q)))
+    small = trials - 1
+
+    stddev = xp.sqrt(count_btrs * q_btrs * (1 - q_btrs))
+    b = 1.15 + 2.53 * stddev
+    a = -0.0873 + 0.0248 * b + 0.01 * q_btrs
+    c = count_btrs * q_btrs + 0.5
+    v_r = 0.92 - 4.2 / b
+    r = q_btrs / (1 - q_btrs)
+    alpha = (2.83 + 5.1 / b) * stddev
+    m = xp.floor((count_btrs + 1) * q_btrs)
+    bound_of_m = ((m + 0.5) * xp.log((m + 1) / (r * (count_btrs - m + 1))), _stirling_tail(xp, m),
+                  _stirling_tail(xp, count_btrs - m))
+
+    def transformed_rejection(state: tuple) -> tuple:  # Hormann's BTRS; a later acceptance overwrites
+        key, k_out, accepted = state
+        key, u_key, v_key = split(key, 3)
+        u = uniforms(u_key) - 0.5
+        v = uniforms(v_key)
+        u_shifted = 0.5 - xp.abs(u)
+        k = xp.floor((2 * a / u_shifted + b) * u + c)
+        log_v = xp.log(v * alpha / (a / (u_shifted * u_shifted) + b))
+        bound = (bound_of_m[0] + (count_btrs + 1) * xp.log((count_btrs - m + 1) / (count_btrs - k + 1))
+                 + (k + 0.5) * xp.log(r * (count_btrs - k + 1) / (k + 1)) + bound_of_m[1] + bound_of_m[2]
+                 - _stirling_tail(xp, k) - _stirling_tail(xp, count_btrs - k))
+        accept = ((u_shifted >= 0.07) & (v <= v_r)) | (~((k < 0) | (k > count_btrs)) & (log_v <= bound))
+        return key, xp.where(accept, k, k_out), accepted | accept
+
+    _, large, _ = ops.while_loop(lambda state: xp.any(~state[2]), transformed_rejection,
+                                 (key, xp.full_like(q, -1), xp.zeros(shape, dtype=xp.bool, device=device_of(key))))
+    samples = xp.astype(xp.where(inversion, small, large), dtype)
+    invalid = q_invalid | count_invalid
+    samples = xp.where(invalid, xp.full_like(samples, math.nan), samples)
+    samples = xp.where(count_infinite & ~invalid, xp.full_like(samples, math.inf), samples)
+    kept = below_half | count_invalid | (prob != prob) | count_infinite
+    return xp.where(kept, samples, xp.astype(count, dtype) - samples)
+
+
+def _inexact(adapter: Adapter, value: Any, dtype: Any, device: Any) -> Array:
+    """``value`` as a floating array: its own floating dtype, else ``dtype`` (a number, an integer array)."""
+    xp = adapter.xp
+    if hasattr(value, "dtype") and xp.isdtype(value.dtype, "real floating"):
+        return value
+    return _as_dtype(xp, value, dtype, device)
+
+
+def binomial(key: Array, n: Any, p: Any, shape: Shape | None = None, dtype: Any = None) -> Array:
+    """Binomial counts of ``n`` trials of probability ``p``, as floats (``jax.random.binomial``).
+
+    jax's algorithms, every element at once: with ``q = min(p, 1 - p)``, inversion (summing
+    geometric gaps) where ``n q <= 10``, else Hormann's transformed rejection (BTRS, 1993) with
+    the Stirling tail; ``n - k`` where ``p > 1/2``; nan for a negative or nan ``n`` or ``p``,
+    inf for infinite ``n``.  ``shape`` defaults to the broadcast shape of ``n`` and ``p``.
+    """
+    adapter, words = _key_words(key, "binomial")
+    xp = adapter.xp
+    dtype = dtype_argument(adapter, dtype, "real floating", "float32", "binomial")
+    shape = _parameter_shape("binomial", adapter, shape, n=n, p=p)
+    device = device_of(words)
+    prob = _inexact(adapter, p, adapter.dtype_named(adapter.random_default_dtype("float32")), device)
+    count = xp.broadcast_to(_as_dtype(xp, n, prob.dtype, device), shape)
+    return _binomial(words, count, xp.broadcast_to(prob, shape), shape, dtype,
+                     partitionable=_threefry.threefry_partitionable())
+
+
+@compiled(static=("shape", "dtype", "partitionable"))
+def _multinomial(ops: Adapter, key: Array, n: Array, p: Array, shape: tuple[int, ...], dtype: Any, *,
+                 partitionable: bool) -> Array:
+    xp = ops.xp
+    remaining = xp.flip(xp.cumulative_sum(xp.flip(p, axis=-1), axis=-1), axis=-1)
+    ratios = xp.clip(p / xp.where(remaining == 0, xp.ones_like(remaining), remaining), 0.0, 1.0)
+    keys = _split.written_once(ops, key, p.shape[-1], partitionable=partitionable)
+    remainder, counts = n, []
+    for category in range(p.shape[-1]):
+        count = _binomial.written_once(ops, keys[category, :], remainder, ratios[..., category], shape[:-1],
+                                       n.dtype, partitionable=partitionable)
+        remainder = remainder - count
+        counts.append(count)
+    return xp.astype(xp.stack(counts, axis=-1), dtype)
+
+
+def multinomial(key: Array, n: Any, p: Array, *, shape: Shape | None = None, dtype: Any = None) -> Array:
+    """Counts of ``n`` draws among the categories of ``p`` (its last axis; ``jax.random.multinomial``),
+    as floats: category ``i`` takes ``binomial(key_i, remaining n, p_i / sum(p[i:]))`` with
+    ``key_i = split(key, k)[i]``.  ``shape`` (ending with the number of categories) defaults to
+    ``p``'s shape."""
+    adapter, words = _key_words(key, "multinomial")
+    xp = adapter.xp
+    dtype = dtype_argument(adapter, dtype, "real floating", "float32", "multinomial")
+    if not hasattr(p, "shape") or p.ndim < 1:
+        raise ValueError(f"xpnn.random.multinomial: p must be an array of at least 1 dimension, got {p!r}")
+    shape = tuple(p.shape) if shape is None else shape_argument(shape, "multinomial")
+    if not shape:
+        raise ValueError("xpnn.random.multinomial: shape must end with the number of categories, got ()")
+    _parameter_shape("multinomial", adapter, shape, p=p)
+    _parameter_shape("multinomial", adapter, shape[:-1], n=n)
+    device = device_of(words)
+    prob = _inexact(adapter, p, adapter.dtype_named(adapter.random_default_dtype("float32")), device)
+    count = _inexact(adapter, n, prob.dtype, device)
+    if count.dtype != prob.dtype:  # jax promotes the two together
+        wide = xp.result_type(count.dtype, prob.dtype)
+        count, prob = xp.astype(count, wide), xp.astype(prob, wide)
+    return _multinomial(words, xp.broadcast_to(count, shape[:-1]), xp.broadcast_to(prob, shape), shape, dtype,
+                        partitionable=_threefry.threefry_partitionable())
 
 
 # -- helpers -----------------------------------------------------------------------
