@@ -55,7 +55,8 @@ __all__ = [
     "randint", "permutation", "categorical", "choice", "exponential", "gumbel", "laplace", "logistic", "cauchy",
     "lognormal", "pareto", "rayleigh", "weibull_min", "maxwell", "double_sided_maxwell", "wald", "triangular",
     "rademacher", "geometric", "gamma", "loggamma", "beta", "dirichlet", "chisquare", "f", "t",
-    "generalized_normal", "ball", "poisson", "binomial", "multinomial", "PRNGKey", "key_data", "clone", "set_threefry_partitionable",
+    "generalized_normal", "ball", "poisson", "binomial", "multinomial", "PRNGKey", "key_data", "clone",
+    "set_threefry_partitionable",
     "threefry_partitionable",
 ]
 
@@ -283,6 +284,11 @@ def _split(ops: Adapter, key: Array, num: int, *, partitionable: bool) -> Array:
     else:
         out = xp.reshape(_legacy_words(ops, words, 2 * num), (num, 2))
     return xp.astype(out, xp.uint32)
+
+
+def _split_keys(ops: Adapter, key: Array, num: int, partitionable: bool) -> list[Array]:
+    """``split(key, num)`` inside a written-once draw, as a list of ``num`` keys."""
+    return ops.xp.unstack(_split.written_once(ops, key, num, partitionable=partitionable))
 
 
 def split(key: Array, num: int = 2) -> Array:
@@ -997,7 +1003,7 @@ def _double_sided_maxwell(ops: Adapter, key: Array, loc: Any, scale: Any, shape:
                           partitionable: bool) -> Array:
     xp = ops.xp
     device = device_of(key)
-    maxwell_key, sign_key = xp.unstack(_split.written_once(ops, key, 2, partitionable=partitionable))
+    maxwell_key, sign_key = _split_keys(ops, key, 2, partitionable)
     lengths = _maxwell.written_once(ops, maxwell_key, shape, dtype, partitionable=partitionable)
     signs = _rademacher.written_once(ops, sign_key, shape, dtype, partitionable=partitionable)
     return signs * lengths * _as_dtype(xp, scale, dtype, device) + _as_dtype(xp, loc, dtype, device)
@@ -1021,7 +1027,7 @@ def double_sided_maxwell(key: Array, loc: Any, scale: Any, shape: Shape = (), dt
 @compiled(static=("shape", "dtype", "partitionable"))
 def _wald(ops: Adapter, key: Array, mean: Any, shape: tuple[int, ...], dtype: Any, *, partitionable: bool) -> Array:
     xp = ops.xp
-    normal_key, uniform_key = xp.unstack(_split.written_once(ops, key, 2, partitionable=partitionable))
+    normal_key, uniform_key = _split_keys(ops, key, 2, partitionable)
     mean = _as_dtype(xp, mean, dtype, device_of(key))
     v = _normal.written_once(ops, normal_key, shape, dtype, partitionable=partitionable)
     z = _floats(ops, uniform_key, shape, dtype, partitionable, 0.0, 1.0)
@@ -1303,7 +1309,7 @@ def loggamma(key: Array, a: Any, shape: Shape | None = None, dtype: Any = None) 
 def _beta(ops: Adapter, key: Array, a: Any, b: Any, shape: tuple[int, ...], dtype: Any, *,
           partitionable: bool) -> Array:
     xp = ops.xp
-    key_a, key_b = xp.unstack(_split.written_once(ops, key, 2, partitionable=partitionable))
+    key_a, key_b = _split_keys(ops, key, 2, partitionable)
     log_a = _gamma.written_once(ops, key_a, a, shape, dtype, True, partitionable=partitionable)
     log_b = _gamma.written_once(ops, key_b, b, shape, dtype, True, partitionable=partitionable)
     log_max = xp.maximum(log_a, log_b)
@@ -1363,7 +1369,7 @@ def _f(ops: Adapter, key: Array, dfnum: Any, dfden: Any, shape: tuple[int, ...],
     xp = ops.xp
     device = device_of(key)
     dfnum, dfden = _as_dtype(xp, dfnum, dtype, device), _as_dtype(xp, dfden, dtype, device)
-    key_den, key_num = xp.unstack(_split.written_once(ops, key, 2, partitionable=partitionable))
+    key_den, key_num = _split_keys(ops, key, 2, partitionable)
     numerator = _chisquare.written_once(ops, key_num, dfnum, shape, dtype, partitionable=partitionable)
     denominator = _chisquare.written_once(ops, key_den, dfden, shape, dtype, partitionable=partitionable)
     return (numerator / dfnum) / (denominator / dfden)
@@ -1379,7 +1385,7 @@ def f(key: Array, dfnum: Any, dfden: Any, shape: Shape | None = None, dtype: Any
 @compiled(static=("shape", "dtype", "partitionable"))
 def _t(ops: Adapter, key: Array, df: Any, shape: tuple[int, ...], dtype: Any, *, partitionable: bool) -> Array:
     xp = ops.xp
-    key_normal, key_gamma = xp.unstack(_split.written_once(ops, key, 2, partitionable=partitionable))
+    key_normal, key_gamma = _split_keys(ops, key, 2, partitionable)
     z = _normal.written_once(ops, key_normal, shape, dtype, partitionable=partitionable)
     half = _as_dtype(xp, df, dtype, device_of(key)) / 2
     g = _gamma.written_once(ops, key_gamma, half, shape, dtype, False, partitionable=partitionable)
@@ -1397,8 +1403,7 @@ def t(key: Array, df: Any, shape: Shape | None = None, dtype: Any = None) -> Arr
 @compiled(static=("p", "shape", "dtype", "partitionable"))
 def _generalized_normal(ops: Adapter, key: Array, p: float, shape: tuple[int, ...], dtype: Any, *,
                         partitionable: bool) -> Array:
-    xp = ops.xp
-    gamma_key, sign_key = xp.unstack(_split.written_once(ops, key, 2, partitionable=partitionable))
+    gamma_key, sign_key = _split_keys(ops, key, 2, partitionable)
     g = _gamma.written_once(ops, gamma_key, 1 / p, shape, dtype, False, partitionable=partitionable)
     signs = _rademacher.written_once(ops, sign_key, shape, dtype, partitionable=partitionable)
     return signs * g ** (1 / p)
@@ -1425,7 +1430,7 @@ def generalized_normal(key: Array, p: float, shape: Shape = (), dtype: Any = Non
 def _ball(ops: Adapter, key: Array, d: int, p: float, shape: tuple[int, ...], dtype: Any, *,
           partitionable: bool) -> Array:
     xp = ops.xp
-    normal_key, exponential_key = xp.unstack(_split.written_once(ops, key, 2, partitionable=partitionable))
+    normal_key, exponential_key = _split_keys(ops, key, 2, partitionable)
     g = _generalized_normal.written_once(ops, normal_key, p, (*shape, d), dtype, partitionable=partitionable)
     e = _exponential.written_once(ops, exponential_key, shape, dtype, partitionable=partitionable)
     return g / ((xp.sum(xp.abs(g) ** p, axis=-1) + e) ** (1 / p))[..., None]
@@ -1446,23 +1451,15 @@ def ball(key: Array, d: int, p: float = 2, shape: Shape = (), dtype: Any = None)
 @compiled(static=("shape", "dtype", "partitionable"))
 def _poisson(ops: Adapter, key: Array, lam: Array, shape: tuple[int, ...], dtype: Any, *, partitionable: bool) -> Array:
     xp = ops.xp
-    float32 = lam.dtype
-
-    def uniforms(key: Array) -> Array:
-        return _floats(ops, key, shape, float32, partitionable, 0.0, 1.0)
-
-    def split(key: Array, num: int) -> list[Array]:
-        return xp.unstack(_split.written_once(ops, key, num, partitionable=partitionable))
-
     knuth = (lam != lam) | (lam < 10)
     lam_knuth = xp.where(knuth, lam, xp.zeros_like(lam))
     lam_rejection = xp.where(knuth, xp.full_like(lam, 1e5), lam)
 
     def multiply_uniforms(state: tuple) -> tuple:  # Knuth: count uniforms until their product < exp(-lam)
         key, k, log_product = state
-        key, subkey = split(key, 2)
+        key, subkey = _split_keys(ops, key, 2, partitionable)
         k = xp.where(log_product > -lam_knuth, k + 1, k)
-        return key, k, log_product + xp.log(uniforms(subkey))
+        return key, k, log_product + xp.log(_floats(ops, subkey, shape, lam.dtype, partitionable, 0.0, 1.0))
 
     _, k, _ = ops.while_loop(lambda state: xp.any(state[2] > -lam_knuth), multiply_uniforms,
                              (key, xp.zeros(shape, dtype=dtype, device=device_of(key)), xp.zeros_like(lam)))
@@ -1476,9 +1473,9 @@ def _poisson(ops: Adapter, key: Array, lam: Array, shape: tuple[int, ...], dtype
 
     def transformed_rejection(state: tuple) -> tuple:  # Hormann's PTRS; a later acceptance overwrites, as jax's
         key, k_out, accepted = state
-        key, u_key, v_key = split(key, 3)
-        u = uniforms(u_key) - 0.5
-        v = uniforms(v_key)
+        key, u_key, v_key = _split_keys(ops, key, 3, partitionable)
+        u = _floats(ops, u_key, shape, lam.dtype, partitionable, 0.0, 1.0) - 0.5
+        v = _floats(ops, v_key, shape, lam.dtype, partitionable, 0.0, 1.0)
         u_shifted = 0.5 - xp.abs(u)
         k = xp.floor((2 * a / u_shifted + b) * u + lam_rejection + 0.43)
         s = xp.log(v * inv_alpha / (a / (u_shifted * u_shifted) + b))
@@ -1531,14 +1528,6 @@ def _stirling_tail(xp: Namespace, k: Array) -> Array:
 def _binomial(ops: Adapter, key: Array, count: Array, prob: Array, shape: tuple[int, ...], dtype: Any, *,
               partitionable: bool) -> Array:
     xp = ops.xp
-    float_dtype = prob.dtype
-
-    def uniforms(key: Array) -> Array:
-        return _floats(ops, key, shape, float_dtype, partitionable, 0.0, 1.0)
-
-    def split(key: Array, num: int) -> list[Array]:
-        return xp.unstack(_split.written_once(ops, key, num, partitionable=partitionable))
-
     below_half = prob < 0.5
     q = xp.where(below_half, prob, 1.0 - prob)
     count_invalid = (count != count) | (count < 0.0)
@@ -1555,9 +1544,10 @@ def _binomial(ops: Adapter, key: Array, count: Array, prob: Array, shape: tuple[
 
     def add_geometric(state: tuple) -> tuple:  # inversion: count geometric gaps until they pass n
         key, trials, total = state
-        subkey, key = split(key, 2)
+        subkey, key = _split_keys(ops, key, 2, partitionable)
         trials = xp.where(total <= count_inversion, trials + 1, trials)
-        return key, trials, total + xp.ceil(xp.log(uniforms(subkey)) / log_failure)
+        u = _floats(ops, subkey, shape, prob.dtype, partitionable, 0.0, 1.0)
+        return key, trials, total + xp.ceil(xp.log(u) / log_failure)
 
     _, trials, _ = ops.while_loop(lambda state: xp.any(state[2] <= count_inversion), add_geometric,
                                   (key, xp.zeros_like(q), xp.zeros_like(q)))
@@ -1576,9 +1566,9 @@ def _binomial(ops: Adapter, key: Array, count: Array, prob: Array, shape: tuple[
 
     def transformed_rejection(state: tuple) -> tuple:  # Hormann's BTRS; a later acceptance overwrites
         key, k_out, accepted = state
-        key, u_key, v_key = split(key, 3)
-        u = uniforms(u_key) - 0.5
-        v = uniforms(v_key)
+        key, u_key, v_key = _split_keys(ops, key, 3, partitionable)
+        u = _floats(ops, u_key, shape, prob.dtype, partitionable, 0.0, 1.0) - 0.5
+        v = _floats(ops, v_key, shape, prob.dtype, partitionable, 0.0, 1.0)
         u_shifted = 0.5 - xp.abs(u)
         k = xp.floor((2 * a / u_shifted + b) * u + c)
         log_v = xp.log(v * alpha / (a / (u_shifted * u_shifted) + b))
