@@ -424,8 +424,8 @@ def _sampler_params() -> list:
 def test_float_samplers_are_jaxs(backend, sampler, request):
     _, call = sampler
     dtypes = float_dtypes(backend)
-    if sampler[0] in REJECTION_SAMPLERS and not request.config.getoption("--full"):
-        dtypes = [name for name in dtypes if name in ("float32", "float64")]  # 16-bit ones with --full
+    if not request.config.getoption("--full"):  # the 16-bit dtypes (the same formulas) with --full
+        dtypes = [name for name in dtypes if name in ("float32", "float64")]
     for name in some(backend, dtypes, dask=1):
         dtype = dtype_of(backend, name)
         actual = read(backend, call(xr, xr.key(5, like=backend.xp), dtype, parameters_in(backend, name)))
@@ -488,6 +488,7 @@ def test_integer_samplers_are_jaxs(backend):
     assert tuple(empty.shape) == (4, 0) and empty.dtype == backend.xp.float32
 
 
+@pytest.mark.slow_on("dask")
 @pytest.mark.parametrize("partitionable", LAYOUTS)
 def test_gamma_in_both_layouts(backend, partitionable):
     """Each element's key is split(key, n)[i], its rounds split it again: both counter layouts."""
@@ -514,6 +515,7 @@ def test_samplers_with_rademacher_signs(backend):
         np.testing.assert_allclose(got, want, **sampler_tolerance("float32"))
 
 
+@pytest.mark.slow_on("dask")
 @pytest.mark.usefixtures("in_jax_default_mode")
 def test_poisson(backend):
     """Knuth's loop below 10, the transformed rejection above, 0 at 0: jax's draws.  At large
@@ -532,11 +534,13 @@ def test_poisson(backend):
     assert drawn.dtype == np.int16 and np.mean(drawn == large) > 0.98
 
 
-def test_binomial_and_multinomial(backend):
+@pytest.mark.slow_on("dask")
+def test_binomial_and_multinomial(backend, request):
     """Inversion below n q = 10, transformed rejection above, p > 1/2 through n - k, nan for a
     negative count or probability, inf for an infinite count: jax's draws, exactly; multinomial's
     binomials over the categories sum to n."""
     names = [name for name in ("float32", "float64") if name in backend.dtypes]
+    names = names if request.config.getoption("--full") else names[-1:]  # float32 too with --full
     n = np.array([0.0, 5.0, 20.0, 100.0, 1000.0, 3.0, np.inf, -1.0, 7.0])
     p = np.array([0.3, 0.9, 0.5, 0.05, 0.7, 0.0, 0.5, 0.5, -0.2])
     probabilities = np.array([[0.2, 0.5, 0.3], [0.0, 0.1, 0.9]])
