@@ -74,6 +74,20 @@ def test_init_and_apply_equal_flax(backend):
     assert all(type(leaf) is type(x) for leaf in xpnn.tree_leaves(variables))
 
 
+def test_dask_inputs_take_boxed_numpy_variables():
+    """A Dask input takes NumPy variables, boxed ones too (each adopted as a Dask array in its box):
+    the NumPy model's outputs, lazily."""
+    da = pytest.importorskip("dask.array")
+    variables = mlp(xpnn).init(xpnn.random.key(0), X)
+    out, _ = mlp(xpnn).apply(variables, da.from_array(X, chunks=(2, 4)), mutable=["stats"])
+    assert isinstance(out, da.Array)
+    np.testing.assert_allclose(out.compute(), mlp(xpnn).apply(variables, X, mutable=["stats"])[0], rtol=1e-6)
+    frame = xpnn.module.Frame("MLP", variables, {}, False, False, da.from_array(X))
+    kernel = frame.adopted(variables["params"]["Dense_0"]["kernel"])
+    assert isinstance(kernel, xpnn.Partitioned) and isinstance(kernel.value, da.Array)
+    assert kernel.names == (None, "model")
+
+
 def test_partition_specs_equal_flax():
     flax_variables = flax_run()[0]
     variables = mlp(xpnn).init(xpnn.random.key(0), X)

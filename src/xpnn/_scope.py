@@ -18,7 +18,7 @@ import array_api_compat
 from xpnn._dispatch import adapter_of, adapter_of_array, is_array
 from xpnn._types import Array
 from xpnn.backends import Adapter
-from xpnn.trees import to_backend, tree_leaves
+from xpnn.trees import Box, to_backend, tree_leaves
 
 Variables = dict[str, Any]
 Path = tuple[str, ...]
@@ -142,7 +142,11 @@ class Frame:
         """A variable as the inputs' library takes it (``adopter``: a NumPy variable of a
         Dask run as a Dask array); ``value`` itself otherwise."""
         adopter = self.adopter
-        if adopter is None or type(value) is type(self.like) or not array_api_compat.is_array_api_obj(value):
+        if adopter is None or type(value) is type(self.like):
+            return value
+        if isinstance(value, Box):  # a Partitioned variable: its value adopted, the box kept
+            return value.replace_boxed(self.adopted(value.value))
+        if not array_api_compat.is_array_api_obj(value):
             return value
         other = adapter_of(value)
         return adopter.adopted(value) if other is not adopter and adopter.adopts(other) else value
