@@ -424,8 +424,8 @@ def _sampler_params() -> list:
 def test_float_samplers_are_jaxs(backend, sampler, request):
     _, call = sampler
     dtypes = float_dtypes(backend)
-    if not request.config.getoption("--full"):  # the 16-bit dtypes (the same formulas) with --full
-        dtypes = [name for name in dtypes if name in ("float32", "float64")]
+    if not request.config.getoption("--full"):  # one dtype per backend; the conformance suite runs float64 too
+        dtypes = ["float64"] if backend.name == "numpy" else ["float32"]
     for name in some(backend, dtypes, dask=1):
         dtype = dtype_of(backend, name)
         actual = read(backend, call(xr, xr.key(5, like=backend.xp), dtype, parameters_in(backend, name)))
@@ -500,7 +500,7 @@ def test_gamma_in_both_layouts(backend, partitionable):
         np.testing.assert_allclose(actual, expected, **sampler_tolerance("float32"))
 
 
-@pytest.mark.slow_on("dask")
+@pytest.mark.slow_on("dask", "jax")  # conformance runs both on every backend
 @pytest.mark.usefixtures("in_jax_default_mode")
 def test_samplers_with_rademacher_signs(backend):
     """generalized_normal and ball take signs from rademacher (bernoulli's 32-bit uniforms off
@@ -515,7 +515,7 @@ def test_samplers_with_rademacher_signs(backend):
         np.testing.assert_allclose(got, want, **sampler_tolerance("float32"))
 
 
-@pytest.mark.slow_on("dask")
+@pytest.mark.slow_on("dask", "jax")  # conformance runs it on every backend
 @pytest.mark.usefixtures("in_jax_default_mode")
 def test_poisson(backend):
     """Knuth's loop below 10, the transformed rejection above, 0 at 0: jax's draws.  At large
@@ -534,7 +534,7 @@ def test_poisson(backend):
     assert drawn.dtype == np.int16 and np.mean(drawn == large) > 0.98
 
 
-@pytest.mark.slow_on("dask")
+@pytest.mark.slow_on("dask", "jax")  # conformance runs both on every backend
 def test_binomial_and_multinomial(backend, request):
     """Inversion below n q = 10, transformed rejection above, p > 1/2 through n - k, nan for a
     negative count or probability, inf for an infinite count: jax's draws, exactly; multinomial's
