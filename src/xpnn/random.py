@@ -1101,12 +1101,9 @@ def geometric(key: Array, p: Any, shape: Shape | None = None, dtype: Any = None)
     ``jax_enable_x64``; 0 drawn counts as 1).  ``shape`` defaults to ``p``'s shape; ``dtype`` is
     an integer dtype (default int32; int64 on jax arrays with ``jax_enable_x64``)."""
     adapter, words = _key_words(key, "geometric")
-    xp = adapter.xp
     dtype = dtype_argument(adapter, dtype, "integral", "int32", "geometric")
     shape = _parameter_shape("geometric", adapter, shape, p=p)
-    if not hasattr(p, "dtype") or not xp.isdtype(p.dtype, "real floating"):
-        float_dtype = adapter.dtype_named(adapter.random_default_dtype("float32"))
-        p = xp.asarray(p, dtype=float_dtype, device=device_of(words)) if is_number(p) else xp.astype(p, float_dtype)
+    p = _inexact(adapter, p, adapter.dtype_named(adapter.random_default_dtype("float32")), device_of(words))
     return _geometric(words, p, shape, dtype, partitionable=_threefry.threefry_partitionable())
 
 
